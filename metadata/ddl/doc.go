@@ -1,0 +1,48 @@
+// Package ddl generates the DDL that creates a distributed table's shard copies on the
+// worker servers.
+//
+// A distributed table is an ordinary table on the coordinator (the "prototype"). Shard
+// <shardid> of table schema.name is the table schema.name_<shardid> on each worker that
+// holds a placement of it. Load reads the prototype's definition from the coordinator's
+// catalogs once, into a Table that is plain data; CreateCommands and DropCommand render the
+// statements for any shard without touching a catalog again.
+//
+// What a shard carries, following pg_shard with a few deliberate improvements:
+//
+//   - The schema (CREATE SCHEMA IF NOT EXISTS, for schemas other than public) and the table,
+//     schema-qualified, with its columns in attnum order (dropped columns skipped), their
+//     types (format_type), non-default collations and NOT NULL. UNLOGGED tables stay
+//     unlogged; storage parameters (reloptions, including toast.*) and a non-heap table
+//     access method are kept.
+//   - Column defaults only when they are plain constants (the stored expression tree is a
+//     Const node). Every other default (nextval, now(), gen_random_uuid(), any expression)
+//     is left off the shard: the proxy evaluates it on the coordinator and sends explicit
+//     values. Column.DefaultOnShard tells which is which.
+//   - Identity columns become plain columns (Column.Identity reports them, so the proxy
+//     supplies their values); stored generated columns keep GENERATED ALWAYS AS (...) STORED.
+//   - CHECK constraints under their own names (pg_shard did not suffix them); NOT VALID ones
+//     stay NOT VALID.
+//   - PRIMARY KEY, UNIQUE and EXCLUDE constraints, added by ALTER TABLE with the constraint
+//     name suffixed by _<shardid>, keeping DEFERRABLE / INITIALLY DEFERRED, NULLS NOT
+//     DISTINCT, INCLUDE, index storage parameters and EXCLUDE predicates.
+//   - Every other valid index, from pg_get_indexdef with the index renamed to
+//     <index>_<shardid> and pointed at the shard (partial, expression and INCLUDE indexes
+//     included), the clustered index (ALTER TABLE ... CLUSTER ON), the replica identity and
+//     the per-column SET STORAGE / SET STATISTICS / SET COMPRESSION options.
+//
+// Not replicated: foreign keys (a shard cannot reference another table's shards), triggers,
+// rules, row-level security policies, grants, comments, ownership, tablespaces (of the
+// table and of its indexes: workers need not have them), extended statistics, index
+// per-column statistics targets and inheritance or partitioning relationships.
+//
+// Only ordinary, permanent tables outside the system schemas that are not partitions can be
+// loaded; anything else (views, materialized views, partitioned tables, partitions, foreign
+// tables, sequences, temporary tables, system catalogs) is refused with an error wrapping
+// ErrNotTable.
+//
+// Object names are rendered with PostgreSQL's quote_ident rules: the coordinator quotes the
+// prototype's names while loading, and a suffixed name _<shardid> is never a keyword, so the
+// Go side quotes it by character class alone. Every name of a shard object (table,
+// constraint, index) must fit in NAMEDATALEN-1 = 63 bytes after suffixing; otherwise
+// rendering fails with a *NameTooLongError.
+package ddl

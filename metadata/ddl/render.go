@@ -1,0 +1,319 @@
+package ddl
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxNameLen is the longest identifier PostgreSQL keeps, in bytes (NAMEDATALEN-1).
+const MaxNameLen = 63
+
+// NameTooLongError reports a name that cannot take a shard suffix within MaxNameLen bytes.
+type NameTooLongError struct {
+	Name string // the name before suffixing
+}
+
+func (e *NameTooLongError) Error() string {
+	return `shard name too long to extend: "` + e.Name + `"`
+}
+
+// ShardName returns the shard table's name "name_<shardid>" (not quoted, not qualified), or a
+// *NameTooLongError (`shard name too long to extend: "<name>"`) if it exceeds 63 bytes. The
+// same suffixing names a shard's constraints and indexes.
+func ShardName(name string, shardID int64) (string, error) {
+	s := name + "_" + strconv.FormatInt(shardID, 10)
+	if len(s) > MaxNameLen {
+		return "", &NameTooLongError{Name: name}
+	}
+	return s, nil
+}
+
+// quoteIdent quotes a name by PostgreSQL's quote_ident rules except the keyword check, which
+// is moot for the names it is used on: a shard suffix (_ and digits) makes any name a
+// non-keyword, since no keyword contains a digit.
+func quoteIdent(s string) string {
+	safe := s != "" && (s[0] >= 'a' && s[0] <= 'z' || s[0] == '_')
+	for i := 0; safe && i < len(s); i++ {
+		c := s[i]
+		safe = c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_'
+	}
+	if safe {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// quotedShardName is the quoted, suffixed form of name.
+func quotedShardName(name string, shardID int64) (string, error) {
+	s, err := ShardName(name, shardID)
+	if err != nil {
+		return "", err
+	}
+	return quoteIdent(s), nil
+}
+
+// QualifiedShardName is the quoted, schema-qualified name of shard shardID.
+func (t *Table) QualifiedShardName(shardID int64) (string, error) {
+	s, err := quotedShardName(t.Name, shardID)
+	if err != nil {
+		return "", err
+	}
+	return t.QuotedSchema + "." + s, nil
+}
+
+// DropCommand returns "DROP TABLE IF EXISTS <qualified shard name>".
+func (t *Table) DropCommand(shardID int64) (string, error) {
+	q, err := t.QualifiedShardName(shardID)
+	if err != nil {
+		return "", err
+	}
+	return "DROP TABLE IF EXISTS " + q, nil
+}
+
+var storageNames = map[byte]string{'p': "PLAIN", 'e': "EXTERNAL", 'm': "MAIN", 'x': "EXTENDED"}
+
+var compressionNames = map[byte]string{'p': "pglz", 'l': "lz4"}
+
+// CreateCommands returns the statements that create shard shardID on a worker, in order,
+// each a separate SQL string: CREATE SCHEMA IF NOT EXISTS (only for schemas other than
+// public), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
+// column options, PRIMARY KEY / UNIQUE / EXCLUDE constraints, the other indexes, CLUSTER ON
+// and REPLICA IDENTITY. Run them in one transaction.
+func (t *Table) CreateCommands(shardID int64) ([]string, error) {
+	shard, err := t.QualifiedShardName(shardID)
+	if err != nil {
+		return nil, err
+	}
+	var cmds []string
+	if t.Schema != "public" {
+		cmds = append(cmds, "CREATE SCHEMA IF NOT EXISTS "+t.QuotedSchema)
+	}
+	create, err := t.createTable(shard)
+	if err != nil {
+		return nil, err
+	}
+	cmds = append(cmds, create)
+
+	alter := "ALTER TABLE ONLY " + shard + " "
+	for _, ck := range t.Checks {
+		if !ck.Validated {
+			// NOT VALID in CREATE TABLE is ignored (the check is marked valid), so such
+			// constraints are added afterwards. Def ends with NOT VALID.
+			cmds = append(cmds, alter+"ADD CONSTRAINT "+ck.QuotedName+" "+ck.Def)
+		}
+	}
+	if opts := t.columnOptions(); len(opts) > 0 {
+		cmds = append(cmds, alter+strings.Join(opts, ", "))
+	}
+
+	var clustered, replident string // quoted shard index names
+	for _, c := range t.Constraints {
+		name, err := quotedShardName(c.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, alter+"ADD CONSTRAINT "+name+" "+c.Def)
+		if c.Clustered {
+			clustered = name
+		}
+		if c.ReplicaIdentity {
+			replident = name
+		}
+	}
+	for _, ix := range t.Indexes {
+		name, err := quotedShardName(ix.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		var b strings.Builder
+		b.WriteString("CREATE ")
+		if ix.Unique {
+			b.WriteString("UNIQUE ")
+		}
+		b.WriteString("INDEX " + name + " ON ")
+		if ix.Only {
+			b.WriteString("ONLY ")
+		}
+		b.WriteString(shard + ix.Body)
+		cmds = append(cmds, b.String())
+		if ix.Clustered {
+			clustered = name
+		}
+		if ix.ReplicaIdentity {
+			replident = name
+		}
+	}
+	if clustered != "" {
+		cmds = append(cmds, "ALTER TABLE "+shard+" CLUSTER ON "+clustered)
+	}
+	switch t.ReplicaIdentity {
+	case 'f':
+		cmds = append(cmds, alter+"REPLICA IDENTITY FULL")
+	case 'n':
+		cmds = append(cmds, alter+"REPLICA IDENTITY NOTHING")
+	case 'i':
+		if replident != "" {
+			cmds = append(cmds, alter+"REPLICA IDENTITY USING INDEX "+replident)
+		}
+	}
+	return cmds, nil
+}
+
+func (t *Table) createTable(shard string) (string, error) {
+	var b strings.Builder
+	b.WriteString("CREATE ")
+	if t.Unlogged {
+		b.WriteString("UNLOGGED ")
+	}
+	b.WriteString("TABLE " + shard + " (")
+	n := 0
+	sep := func() {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		n++
+	}
+	for _, c := range t.Columns {
+		if c.QuotedName == "" || c.TypeName == "" {
+			return "", fmt.Errorf("ddl: column %q of %s.%s has no name or type", c.Name, t.QuotedSchema, t.QuotedName)
+		}
+		sep()
+		b.WriteString(c.QuotedName + " " + c.TypeName)
+		if c.Collation != "" {
+			b.WriteString(" COLLATE " + c.Collation)
+		}
+		switch {
+		case c.Generated == 's':
+			b.WriteString(" GENERATED ALWAYS AS (" + c.GeneratedExpr + ") STORED")
+		case c.Generated != 0:
+			return "", fmt.Errorf("ddl: column %s of %s.%s: unsupported generated column kind %q", c.QuotedName, t.QuotedSchema, t.QuotedName, c.Generated)
+		case c.HasDefault && c.DefaultOnShard:
+			b.WriteString(" DEFAULT " + c.DefaultExpr)
+		}
+		if c.NotNull {
+			b.WriteString(" NOT NULL")
+		}
+	}
+	for _, ck := range t.Checks {
+		if ck.Validated {
+			sep()
+			b.WriteString("CONSTRAINT " + ck.QuotedName + " " + ck.Def)
+		}
+	}
+	b.WriteString(")")
+	if t.AccessMethod != "" {
+		b.WriteString(" USING " + t.AccessMethod)
+	}
+	if len(t.Options) > 0 {
+		b.WriteString(" WITH (" + strings.Join(t.Options, ", ") + ")")
+	}
+	return b.String(), nil
+}
+
+// columnOptions are the ALTER COLUMN subcommands for per-column storage, statistics target
+// and compression.
+func (t *Table) columnOptions() []string {
+	var out []string
+	for _, c := range t.Columns {
+		alter := "ALTER COLUMN " + c.QuotedName + " "
+		if s := storageNames[c.Storage]; s != "" {
+			out = append(out, alter+"SET STORAGE "+s)
+		}
+		if c.Statistics != nil {
+			out = append(out, alter+"SET STATISTICS "+strconv.Itoa(*c.Statistics))
+		}
+		if s := compressionNames[c.Compression]; s != "" {
+			out = append(out, alter+"SET COMPRESSION "+s)
+		}
+	}
+	return out
+}
+
+// parseIndexDef splits pg_get_indexdef's output, which has the fixed form
+//
+//	CREATE [UNIQUE] INDEX <name> ON [ONLY] <schema>.<table> USING ...
+//
+// with quote_ident-quoted names, checking that the names are the expected quoted index name
+// and qualified table name. body is the text from " USING" on.
+func parseIndexDef(def, quotedIndex, qualifiedTable string) (unique, only bool, body string, err error) {
+	bad := func(what string) error {
+		return fmt.Errorf("unexpected index definition %q: %s", def, what)
+	}
+	rest, ok := strings.CutPrefix(def, "CREATE ")
+	if !ok {
+		return false, false, "", bad("no CREATE")
+	}
+	rest, unique = strings.CutPrefix(rest, "UNIQUE ")
+	if rest, ok = strings.CutPrefix(rest, "INDEX "); !ok {
+		return false, false, "", bad("no INDEX")
+	}
+	name, rest, err := scanIdent(rest)
+	if err != nil {
+		return false, false, "", bad(err.Error())
+	}
+	if name != quotedIndex {
+		return false, false, "", bad("index name is not " + quotedIndex)
+	}
+	if rest, ok = strings.CutPrefix(rest, " ON "); !ok {
+		return false, false, "", bad("no ON after the index name")
+	}
+	rest, only = strings.CutPrefix(rest, "ONLY ")
+	schema, rest, err := scanIdent(rest)
+	if err != nil {
+		return false, false, "", bad(err.Error())
+	}
+	if rest, ok = strings.CutPrefix(rest, "."); !ok {
+		return false, false, "", bad("table name is not qualified")
+	}
+	table, rest, err := scanIdent(rest)
+	if err != nil {
+		return false, false, "", bad(err.Error())
+	}
+	if schema+"."+table != qualifiedTable {
+		return false, false, "", bad("table is not " + qualifiedTable)
+	}
+	if !strings.HasPrefix(rest, " USING ") {
+		return false, false, "", bad("no USING after the table name")
+	}
+	return unique, only, rest, nil
+}
+
+// scanIdent scans one identifier as quote_ident writes it at the start of s: a double-quoted
+// name (with "" for a quote, and anything else, including spaces and dots, literally) or an
+// unquoted one. It returns the identifier as written, quotes included, and the rest of s.
+func scanIdent(s string) (ident, rest string, err error) {
+	if s == "" {
+		return "", "", errors.New("missing identifier")
+	}
+	if s[0] == '"' {
+		for i := 1; i < len(s); i++ {
+			if s[i] != '"' {
+				continue
+			}
+			if i+1 < len(s) && s[i+1] == '"' {
+				i++
+				continue
+			}
+			if i == 1 {
+				return "", "", errors.New("empty quoted identifier")
+			}
+			return s[:i+1], s[i+1:], nil
+		}
+		return "", "", errors.New("unterminated quoted identifier")
+	}
+	i := 0
+	for i < len(s) {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '$' || c >= 0x80 {
+			i++
+			continue
+		}
+		break
+	}
+	if i == 0 {
+		return "", "", fmt.Errorf("missing identifier at %q", s)
+	}
+	return s[:i], s[i:], nil
+}

@@ -1,0 +1,10 @@
+// Package metadata is pgshard's model of a distributed database: the worker nodes, the
+// distributed tables with their partition columns, their shards (hash-token intervals) and
+// each shard's placements on workers with their states, as pg_shard keeps them in the
+// coordinator's schema pgs_distribution_metadata.
+//
+// A Snapshot is an immutable, versioned copy of that metadata. Readers take the current
+// snapshot from a Cache and use it for a whole statement without locks; writers (metadata
+// changes, placement state changes) build a new snapshot and swap it in. Package
+// metadata/store reads and writes the snapshot's source of truth on the coordinator.
+package metadata

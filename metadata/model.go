@@ -1,0 +1,365 @@
+package metadata
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sort"
+	"strconv"
+	"sync/atomic"
+)
+
+// ShardState is a placement's state, with pg_shard's numbering.
+type ShardState int32
+
+// Placement states. Only finalized placements are read or written; an inactive one missed a
+// write and waits for repair.
+const (
+	StateFinalized ShardState = 1
+	StateInactive  ShardState = 3
+)
+
+func (s ShardState) String() string {
+	switch s {
+	case StateFinalized:
+		return "finalized"
+	case StateInactive:
+		return "inactive"
+	case 0:
+		return "invalid"
+	case 2:
+		return "cached"
+	case 4:
+		return "to_delete"
+	}
+	return "state" + strconv.Itoa(int(s))
+}
+
+// Node is a worker server, identified as pg_shard identifies it: by name and port.
+type Node struct {
+	Name string
+	Port int
+}
+
+// Addr is host:port for dialing.
+func (n Node) Addr() string { return net.JoinHostPort(n.Name, strconv.Itoa(n.Port)) }
+
+func (n Node) String() string { return n.Name + ":" + strconv.Itoa(n.Port) }
+
+// Less orders nodes as pg_shard does: by name (bytewise), then port.
+func (n Node) Less(o Node) bool {
+	if n.Name != o.Name {
+		return n.Name < o.Name
+	}
+	return n.Port < o.Port
+}
+
+// Column is a column of a distributed table, as the coordinator's catalog describes it.
+type Column struct {
+	Name     string
+	TypeOID  uint32 // the column's type (for domains, see HashType)
+	HashType uint32 // the type whose hash function applies: the domain's base type for domains
+	TypeName string // format_type(atttypid, atttypmod)
+	NotNull  bool
+	// Default is the column default's expression text, "" when there is none.
+	Default string
+	// DefaultOnShard is true when the default is a constant that the shard tables carry
+	// themselves; other defaults are evaluated on the coordinator for every row.
+	DefaultOnShard bool
+	Identity       byte // 'a' (always), 'd' (by default) or 0
+	Generated      byte // 's' for stored generated columns, else 0
+}
+
+// Table is a distributed table.
+type Table struct {
+	OID    uint32
+	Schema string
+	Name   string
+	Method byte   // partition method: 'h' (hash)
+	Key    string // partition column name
+	// KeyIndex is the partition column's index in Columns, -1 if the column is gone.
+	KeyIndex int
+	Columns  []Column
+	// HasUnique reports a unique index on the table, which makes INSERTs to a replicated
+	// shard order-dependent (two inserts of one key must reach every placement in the same
+	// order).
+	HasUnique bool
+	// Shards are ordered by (Min, ID).
+	Shards []*Shard
+
+	disjoint bool // shards sorted and non-overlapping: binary search works
+}
+
+// KeyColumn returns the partition column, or nil if it no longer exists.
+func (t *Table) KeyColumn() *Column {
+	if t.KeyIndex < 0 || t.KeyIndex >= len(t.Columns) {
+		return nil
+	}
+	return &t.Columns[t.KeyIndex]
+}
+
+// ColumnIndex returns the index of the named column, or -1.
+func (t *Table) ColumnIndex(name string) int {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// QualifiedName is "schema.name" for messages (not quoted).
+func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
+
+// ShardsFor returns the shards whose interval holds hash token h, in order. pg_shard
+// scanned every interval rather than computing an index, because the intervals are user
+// editable metadata: gaps give no shard, overlaps give several.
+func (t *Table) ShardsFor(h int32) []*Shard {
+	if t.disjoint {
+		i := sort.Search(len(t.Shards), func(i int) bool { return t.Shards[i].Max >= h })
+		if i < len(t.Shards) && t.Shards[i].Min <= h {
+			return t.Shards[i : i+1]
+		}
+		return nil
+	}
+	var out []*Shard
+	for _, s := range t.Shards {
+		if s.Min <= h && h <= s.Max {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// Shard is one hash-token interval [Min, Max] of a table.
+type Shard struct {
+	ID      int64
+	TableID uint32
+	Storage byte // 't' table
+	Min     int32
+	Max     int32
+	// Placements in placement-id order (pg_shard's creation order).
+	Placements []Placement
+}
+
+// Finalized returns the placements that serve reads and writes, in order.
+func (s *Shard) Finalized() []Placement {
+	out := make([]Placement, 0, len(s.Placements))
+	for _, p := range s.Placements {
+		if p.State == StateFinalized {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Placement is a copy of a shard on a node.
+type Placement struct {
+	ID      int64
+	ShardID int64
+	State   ShardState
+	Node    Node
+}
+
+// Snapshot is an immutable view of all distribution metadata.
+type Snapshot struct {
+	Version uint64
+	// SchemaVersion changes only when the distributed tables' definitions change (tables,
+	// columns, partition keys), not when shards or placements do: plans depend on it.
+	SchemaVersion uint64
+	// Nodes are the registered workers, sorted by (name, port).
+	Nodes []Node
+
+	tables map[uint32]*Table
+	byName map[[2]string]*Table
+	shards map[int64]*Shard
+	// aggregates are the names of the coordinator's aggregate functions.
+	aggregates map[string]bool
+}
+
+// SetAggregates records the names of the coordinator's aggregate functions (the router
+// must know which calls aggregate). It is part of building a snapshot.
+func (s *Snapshot) SetAggregates(names []string) {
+	s.aggregates = make(map[string]bool, len(names))
+	for _, n := range names {
+		s.aggregates[n] = true
+	}
+}
+
+// IsAggregate reports whether name is an aggregate function on the coordinator. Without a
+// list it knows PostgreSQL's common built-in aggregates.
+func (s *Snapshot) IsAggregate(name string) bool {
+	if s.aggregates != nil {
+		return s.aggregates[name]
+	}
+	switch name {
+	case "count", "sum", "min", "max", "avg", "bool_and", "bool_or", "every", "string_agg", "array_agg",
+		"stddev", "stddev_samp", "stddev_pop", "variance", "var_samp", "var_pop", "json_agg", "jsonb_agg",
+		"bit_and", "bit_or", "bit_xor", "json_object_agg", "jsonb_object_agg", "xmlagg":
+		return true
+	}
+	return false
+}
+
+var versions atomic.Uint64
+
+// NewSnapshot builds a snapshot from its parts. It sorts nodes and shards and indexes
+// everything; the arguments must not be modified afterwards.
+func NewSnapshot(nodes []Node, tables []*Table) *Snapshot {
+	s := &Snapshot{
+		Version: versions.Add(1),
+		Nodes:   nodes,
+		tables:  make(map[uint32]*Table, len(tables)),
+		byName:  make(map[[2]string]*Table, len(tables)),
+		shards:  make(map[int64]*Shard),
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
+	for _, t := range tables {
+		sort.Slice(t.Shards, func(i, j int) bool {
+			a, b := t.Shards[i], t.Shards[j]
+			if a.Min != b.Min {
+				return a.Min < b.Min
+			}
+			return a.ID < b.ID
+		})
+		t.disjoint = true
+		for i := 1; i < len(t.Shards); i++ {
+			if t.Shards[i].Min <= t.Shards[i-1].Max {
+				t.disjoint = false
+			}
+		}
+		for _, sh := range t.Shards {
+			if sh.Min > sh.Max {
+				t.disjoint = false
+			}
+			s.shards[sh.ID] = sh
+		}
+		s.tables[t.OID] = t
+		s.byName[[2]string{t.Schema, t.Name}] = t
+	}
+	s.SchemaVersion = schemaHash(s.Tables())
+	return s
+}
+
+// schemaHash fingerprints the parts of the tables that plans depend on.
+func schemaHash(tables []*Table) uint64 {
+	h := fnv.New64a()
+	for _, t := range tables {
+		fmt.Fprintf(h, "%d|%s|%s|%c|%s|%d|%v|", t.OID, t.Schema, t.Name, t.Method, t.Key, t.KeyIndex, t.HasUnique)
+		for _, c := range t.Columns {
+			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated)
+		}
+	}
+	return h.Sum64()
+}
+
+// Table returns the distributed table schema.name, or nil.
+func (s *Snapshot) Table(schema, name string) *Table { return s.byName[[2]string{schema, name}] }
+
+// TableByOID returns the distributed table with the given OID, or nil.
+func (s *Snapshot) TableByOID(oid uint32) *Table { return s.tables[oid] }
+
+// Shard returns the shard with the given id, or nil.
+func (s *Snapshot) Shard(id int64) *Shard { return s.shards[id] }
+
+// Tables returns the distributed tables ordered by schema and name.
+func (s *Snapshot) Tables() []*Table {
+	out := make([]*Table, 0, len(s.tables))
+	for _, t := range s.tables {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Schema != out[j].Schema {
+			return out[i].Schema < out[j].Schema
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// HasTables reports whether any table is distributed (a statement can then skip name
+// resolution entirely when none is).
+func (s *Snapshot) HasTables() bool { return len(s.tables) > 0 }
+
+// WithPlacementStates returns a copy of s in which the given placements have new states. It
+// is how a proxy applies its own state change at once, before the change's notification
+// brings a full reload.
+func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
+	tables := make([]*Table, 0, len(s.tables))
+	for _, t := range s.tables {
+		nt := *t
+		nt.Shards = make([]*Shard, len(t.Shards))
+		for i, sh := range t.Shards {
+			nsh := *sh
+			nsh.Placements = append([]Placement(nil), sh.Placements...)
+			for j := range nsh.Placements {
+				if st, ok := states[nsh.Placements[j].ID]; ok {
+					nsh.Placements[j].State = st
+				}
+			}
+			nt.Shards[i] = &nsh
+		}
+		tables = append(tables, &nt)
+	}
+	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
+	ns.aggregates = s.aggregates
+	return ns
+}
+
+// Cache holds the current snapshot. The zero value holds an empty snapshot.
+type Cache struct {
+	p atomic.Pointer[Snapshot]
+}
+
+var empty = NewSnapshot(nil, nil)
+
+// Load returns the current snapshot; never nil.
+func (c *Cache) Load() *Snapshot {
+	if s := c.p.Load(); s != nil {
+		return s
+	}
+	return empty
+}
+
+// Store makes s the current snapshot.
+func (c *Cache) Store(s *Snapshot) { c.p.Store(s) }
+
+// Update applies f to the current snapshot and stores the result, retrying if another
+// update raced with it.
+func (c *Cache) Update(f func(*Snapshot) *Snapshot) {
+	for {
+		old := c.p.Load()
+		cur := old
+		if cur == nil {
+			cur = empty
+		}
+		if c.p.CompareAndSwap(old, f(cur)) {
+			return
+		}
+	}
+}
+
+// HashRange returns the token interval of shard i of n as pg_shard's final version splits
+// the 2^32 hash tokens: evenly, with the remainder in the last shard.
+func HashRange(i, n int) (min, max int32) {
+	inc := int64(1<<32) / int64(n)
+	lo := int64(-1<<31) + int64(i)*inc
+	hi := lo + inc - 1
+	if i == n-1 {
+		hi = 1<<31 - 1
+	}
+	return int32(lo), int32(hi)
+}
+
+// PlacementNodes returns the nodes for the replicationFactor placements of shard i:
+// node (i + k) mod N for k = 0..rf-1 over the sorted nodes.
+func PlacementNodes(nodes []Node, i, replicationFactor int) ([]Node, error) {
+	if replicationFactor > len(nodes) {
+		return nil, fmt.Errorf("metadata: replication factor %d exceeds %d nodes", replicationFactor, len(nodes))
+	}
+	out := make([]Node, replicationFactor)
+	for k := range out {
+		out[k] = nodes[(i+k)%len(nodes)]
+	}
+	return out, nil
+}

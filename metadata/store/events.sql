@@ -1,0 +1,37 @@
+-- Schema changes of distributed tables (ALTER TABLE, CREATE INDEX, DROP ...) made on the
+-- coordinator wake every proxy too. Event triggers need superuser; without them a proxy
+-- still reloads after the DDL it relays itself.
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_ddl() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+	           WHERE c.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
+	              OR c.objid IN (SELECT indexrelid FROM pg_index
+	                             WHERE indrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition))) THEN
+		PERFORM pg_notify('pgshard_metadata', 'ddl');
+	END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_drop() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+	           WHERE d.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)) THEN
+		PERFORM pg_notify('pgshard_metadata', 'drop');
+	END IF;
+END
+$$;
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgshard_notify_ddl') THEN
+		CREATE EVENT TRIGGER pgshard_notify_ddl ON ddl_command_end
+			EXECUTE FUNCTION pgs_distribution_metadata.notify_ddl();
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgshard_notify_drop') THEN
+		CREATE EVENT TRIGGER pgshard_notify_drop ON sql_drop
+			EXECUTE FUNCTION pgs_distribution_metadata.notify_drop();
+	END IF;
+END
+$$;

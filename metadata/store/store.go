@@ -1,0 +1,485 @@
+// Package store keeps pgshard's distribution metadata on the coordinator, in pg_shard's
+// schema pgs_distribution_metadata: it creates the schema, loads snapshots, writes changes
+// and listens for the notifications with which proxies tell each other that the metadata
+// changed.
+package store
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgshard/pgshard/metadata"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+//go:embed events.sql
+var eventsSQL string
+
+// Channel is the LISTEN/NOTIFY channel that announces metadata changes.
+const Channel = "pgshard_metadata"
+
+// Store reads and writes the metadata on the coordinator.
+type Store struct {
+	pool *pgxpool.Pool
+	url  string
+	log  *slog.Logger
+}
+
+// Open connects to the coordinator database at url (a libpq URL or DSN).
+func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: coordinator URL: %w", err)
+	}
+	cfg.MaxConns = 8
+	cfg.ConnConfig.RuntimeParams["application_name"] = "pgshard metadata"
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Store{pool: pool, url: url, log: log}, nil
+}
+
+// Close closes the store's connections.
+func (s *Store) Close() { s.pool.Close() }
+
+// Pool exposes the connection pool for packages that run their own coordinator queries.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Migrate creates or upgrades the metadata schema. It is idempotent and safe to run from
+// several proxies at once.
+func (s *Store) Migrate(ctx context.Context) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgshard.migrate'))"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
+			return err
+		}
+		// Event triggers need superuser; run them in a savepoint and go on without them.
+		if _, err := tx.Exec(ctx, "SAVEPOINT events"); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, eventsSQL); err != nil {
+			s.log.Warn("schema-change notifications not installed (needs superuser); proxies learn of DDL they relay themselves", "err", err)
+			_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT events")
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: create metadata schema: %w", err)
+	}
+	return nil
+}
+
+// Load reads all metadata into a new snapshot, in one repeatable-read transaction.
+func (s *Store) Load(ctx context.Context) (*metadata.Snapshot, error) {
+	var snap *metadata.Snapshot
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		snap, err = load(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: load metadata: %w", err)
+	}
+	return snap, nil
+}
+
+func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
+	// With only pg_catalog on the search path, every name in type names and default
+	// expressions comes out schema-qualified, so they mean the same in any session.
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {
+		return nil, err
+	}
+	var nodes []metadata.Node
+	rows, _ := tx.Query(ctx, `SELECT node_name, node_port FROM pgs_distribution_metadata.node`)
+	for rows.Next() {
+		var n metadata.Node
+		if err := rows.Scan(&n.Name, &n.Port); err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	tables := map[uint32]*metadata.Table{}
+	var order []*metadata.Table
+	rows, _ = tx.Query(ctx, `
+		SELECT p.relation_id, n.nspname, c.relname, p.partition_method::text, p.key,
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND i.indisunique)
+		FROM pgs_distribution_metadata.partition p
+		JOIN pg_class c ON c.oid = p.relation_id
+		JOIN pg_namespace n ON n.oid = c.relnamespace`)
+	for rows.Next() {
+		t := &metadata.Table{KeyIndex: -1}
+		var method string
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &method, &t.Key, &t.HasUnique); err != nil {
+			return nil, err
+		}
+		if method != "" {
+			t.Method = method[0]
+		}
+		tables[t.OID] = t
+		order = append(order, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	rows, _ = tx.Query(ctx, `
+		SELECT a.attrelid, a.attname, a.atttypid,
+		       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+		       format_type(a.atttypid, a.atttypmod), a.attnotnull,
+		       a.attidentity::text, a.attgenerated::text,
+		       CASE WHEN a.attidentity <> '' THEN
+		            format('nextval(%L::regclass)', pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
+		            ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), '') END,
+		       coalesce(d.adbin::text LIKE '{CONST %', false)
+		FROM pg_attribute a
+		JOIN pg_class c ON c.oid = a.attrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_type t ON t.oid = a.atttypid
+		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
+		  AND a.attnum > 0 AND NOT a.attisdropped
+		ORDER BY a.attrelid, a.attnum`)
+	for rows.Next() {
+		var relid uint32
+		var c metadata.Column
+		var ident, gen string
+		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard); err != nil {
+			return nil, err
+		}
+		if ident != "" {
+			c.Identity = ident[0]
+		}
+		if gen != "" {
+			c.Generated = gen[0]
+		}
+		if c.Generated != 0 {
+			// A generated column's expression is not a default to send.
+			c.DefaultOnShard = true
+		}
+		if t := tables[relid]; t != nil {
+			if c.Name == t.Key {
+				t.KeyIndex = len(t.Columns)
+			}
+			t.Columns = append(t.Columns, c)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	shards := map[int64]*metadata.Shard{}
+	rows, _ = tx.Query(ctx, `SELECT id, relation_id, storage::text, min_value, max_value FROM pgs_distribution_metadata.shard`)
+	for rows.Next() {
+		var sh metadata.Shard
+		var storage, minv, maxv string
+		if err := rows.Scan(&sh.ID, &sh.TableID, &storage, &minv, &maxv); err != nil {
+			return nil, err
+		}
+		t := tables[sh.TableID]
+		if t == nil {
+			continue
+		}
+		if storage != "" {
+			sh.Storage = storage[0]
+		}
+		lo, err1 := strconv.ParseInt(minv, 10, 32)
+		hi, err2 := strconv.ParseInt(maxv, 10, 32)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("shard %d has an invalid hash range [%s, %s]", sh.ID, minv, maxv)
+		}
+		sh.Min, sh.Max = int32(lo), int32(hi)
+		p := &sh
+		shards[sh.ID] = p
+		t.Shards = append(t.Shards, p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
+	rows, _ = tx.Query(ctx, `SELECT id, shard_id, shard_state, node_name, node_port
+		FROM pgs_distribution_metadata.shard_placement ORDER BY shard_id, id`)
+	for rows.Next() {
+		var p metadata.Placement
+		if err := rows.Scan(&p.ID, &p.ShardID, &p.State, &p.Node.Name, &p.Node.Port); err != nil {
+			return nil, err
+		}
+		if sh := shards[p.ShardID]; sh != nil {
+			sh.Placements = append(sh.Placements, p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var aggs []string
+	rows, _ = tx.Query(ctx, `SELECT DISTINCT proname FROM pg_proc WHERE prokind = 'a'`)
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		aggs = append(aggs, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	snap := metadata.NewSnapshot(nodes, order)
+	snap.SetAggregates(aggs)
+	return snap, nil
+}
+
+// Watch keeps cache current: it loads a snapshot, then reloads whenever a notification on
+// Channel arrives, reconnecting (and reloading) after connection failures. It returns when
+// ctx is done. ready, if not nil, is closed after the first successful load.
+func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- struct{}) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := s.watchOnce(ctx, cache, &ready)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.log.Warn("metadata listener lost; reconnecting", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *chan<- struct{}) error {
+	conn, err := pgconn.Connect(ctx, s.url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel).ReadAll(); err != nil {
+		return err
+	}
+	for {
+		snap, err := s.Load(ctx)
+		if err != nil {
+			return err
+		}
+		cache.Store(snap)
+		if *ready != nil {
+			close(*ready)
+			*ready = nil
+		}
+		if err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		// Coalesce a burst of notifications into one reload.
+		drain, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		for conn.WaitForNotification(drain) == nil {
+		}
+		cancel()
+	}
+}
+
+// Reload loads a snapshot and stores it in cache at once (a proxy does this after its own
+// metadata changes, so the client's next statement sees them).
+func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Snapshot, error) {
+	snap, err := s.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cache.Store(snap)
+	return snap, nil
+}
+
+// AddNode registers a worker. It reports false when the node was already registered.
+func (s *Store) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.node (node_name, node_port)
+		VALUES ($1, $2) ON CONFLICT DO NOTHING`, n.Name, n.Port)
+	if err != nil {
+		return false, fmt.Errorf("store: add node: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// ErrAlreadyDistributed is returned by AddPartition for a table that has a partition row.
+var ErrAlreadyDistributed = errors.New("store: table is already distributed")
+
+// AddPartition records a distributed table (pg_shard's partition row).
+func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
+		VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return ErrAlreadyDistributed
+	}
+	if err != nil {
+		return fmt.Errorf("store: add partition: %w", err)
+	}
+	return nil
+}
+
+// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
+const (
+	lockCreateShards = 1
+	// LockShard is the namespace of shard write locks (see the proxy's lock manager).
+	LockShard = 2
+	// LockRepair is the namespace of shard repair locks.
+	LockRepair = 3
+)
+
+// LockKey returns the bigint advisory lock key for id in a namespace.
+func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(1<<56-1) }
+
+// ShardRange is the hash-token interval of a new shard.
+type ShardRange struct{ Min, Max int32 }
+
+// CreateShards inserts shard rows for relid, lets place create the shard tables on the
+// workers, and records a finalized placement for every node place reports for each shard,
+// all in one coordinator transaction, so that a failure leaves no metadata behind. ok is
+// false, and nothing happens, when the table already has shards.
+func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRange,
+	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (ok bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", LockKey(lockCreateShards, int64(relid))); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pgs_distribution_metadata.shard WHERE relation_id = $1", relid).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		ok = true
+		ids := make([]int64, len(ranges))
+		for i, r := range ranges {
+			err := tx.QueryRow(ctx, `INSERT INTO pgs_distribution_metadata.shard (relation_id, storage, min_value, max_value)
+				VALUES ($1, 't', $2, $3) RETURNING id`, relid, strconv.Itoa(int(r.Min)), strconv.Itoa(int(r.Max))).Scan(&ids[i])
+			if err != nil {
+				return err
+			}
+		}
+		nodes, err := place(ctx, ids)
+		if err != nil {
+			return err
+		}
+		for i, id := range ids {
+			for _, n := range nodes[i] {
+				if _, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.shard_placement (shard_id, shard_state, node_name, node_port)
+					VALUES ($1, $2, $3, $4)`, id, int32(metadata.StateFinalized), n.Name, n.Port); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return ok, err
+}
+
+// SetPlacementStates changes placement states in one transaction and returns when the
+// change is committed.
+func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for id, st := range states {
+			if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.shard_placement SET shard_state = $2 WHERE id = $1`, id, int32(st)); err != nil {
+				return fmt.Errorf("store: set placement %d state: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DropTable removes a distributed table's metadata rows.
+func (s *Store) DropTable(ctx context.Context, relid uint32) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, q := range []string{
+			`DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id IN (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id = $1)`,
+			`DELETE FROM pgs_distribution_metadata.shard WHERE relation_id = $1`,
+			`DELETE FROM pgs_distribution_metadata.partition WHERE relation_id = $1`,
+		} {
+			if _, err := tx.Exec(ctx, q, relid); err != nil {
+				return fmt.Errorf("store: drop table metadata: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Repair is a row of the repair history.
+type Repair struct {
+	ID          int64
+	ShardID     int64
+	PlacementID int64
+	Source      metadata.Node
+	Target      metadata.Node
+	StartedAt   time.Time
+	FinishedAt  time.Time // zero while running
+	State       string    // running, succeeded, failed
+	RowsCopied  int64
+	BytesCopied int64
+	// SourceBytes is the size of the source shard table when the copy started.
+	SourceBytes int64
+	Trigger     string // function, statement, background
+	Error       string
+}
+
+// Progress is the copy's progress in percent, by bytes.
+func (r *Repair) Progress() int {
+	switch {
+	case r.State == "succeeded":
+		return 100
+	case r.SourceBytes <= 0:
+		return 0
+	}
+	p := int(r.BytesCopied * 100 / r.SourceBytes)
+	if p > 99 {
+		p = 99
+	}
+	return p
+}
+
+// Repairs returns the most recent repairs, newest first.
+func (s *Store) Repairs(ctx context.Context, limit int) ([]Repair, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, shard_id, placement_id, source_node_name, source_node_port,
+		target_node_name, target_node_port, started_at, coalesce(finished_at, 'epoch'), state, rows_copied,
+		bytes_copied, source_bytes, trigger, coalesce(error, '')
+		FROM pgs_distribution_metadata.repair ORDER BY id DESC LIMIT $1`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: repairs: %w", err)
+	}
+	defer rows.Close()
+	var out []Repair
+	for rows.Next() {
+		var r Repair
+		if err := rows.Scan(&r.ID, &r.ShardID, &r.PlacementID, &r.Source.Name, &r.Source.Port, &r.Target.Name, &r.Target.Port,
+			&r.StartedAt, &r.FinishedAt, &r.State, &r.RowsCopied, &r.BytesCopied, &r.SourceBytes, &r.Trigger, &r.Error); err != nil {
+			return nil, err
+		}
+		if r.FinishedAt.Unix() == 0 {
+			r.FinishedAt = time.Time{}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,275 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+)
+
+// Type OIDs of admin result columns.
+const (
+	textOID = 25
+	int4OID = 23
+	int8OID = 20
+)
+
+type adminCol struct {
+	name string
+	oid  uint32
+}
+
+// admin recognises pgshard's admin statements (before any parsing) and answers them. It
+// reports false for anything else, which then runs as SQL (so "SHOW work_mem" still
+// reaches the coordinator).
+func (ss *session) admin(ctx context.Context, q string) bool {
+	words := strings.Fields(strings.TrimRight(strings.TrimSpace(q), "; \t\r\n"))
+	if len(words) < 2 || len(words) > 3 {
+		return false
+	}
+	verb, what := strings.ToUpper(words[0]), strings.ToUpper(words[1])
+	arg := ""
+	if len(words) == 3 {
+		arg = words[2]
+	}
+	var err error
+	switch {
+	case verb == "SHOW" && what == "NODES" && arg == "":
+		err = ss.showNodes()
+	case verb == "SHOW" && what == "SHARDS":
+		err = ss.showShards(arg)
+	case verb == "SHOW" && what == "PLACEMENTS":
+		err = ss.showPlacements(arg)
+	case verb == "SHOW" && what == "REPAIRS" && arg == "":
+		err = ss.showRepairs(ctx)
+	case verb == "SHOW" && what == "POOLS" && arg == "":
+		err = ss.showPools()
+	case verb == "SHOW" && what == "STATS" && arg == "":
+		err = ss.showStats()
+	case verb == "SHOW" && what == "VERSION" && arg == "":
+		ss.adminRows("SHOW", []adminCol{{"version", textOID}}, [][]string{{"pgshard " + Version}})
+	case verb == "REPAIR" && what == "SHARD" && arg != "":
+		err = ss.repairShardStatement(ctx, arg)
+	default:
+		return false
+	}
+	if err != nil {
+		ss.sendError(err)
+	}
+	return true
+}
+
+// adminRows sends a result set of text values ("" for NULL is not needed here).
+func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
+	rd := &pgproto3.RowDescription{}
+	for _, c := range cols {
+		size := int16(-1)
+		switch c.oid {
+		case int4OID:
+			size = 4
+		case int8OID:
+			size = 8
+		}
+		rd.Fields = append(rd.Fields, pgproto3.FieldDescription{Name: []byte(c.name), DataTypeOID: c.oid, DataTypeSize: size, TypeModifier: -1})
+	}
+	ss.w.Msg(rd)
+	for _, r := range rows {
+		dr := &pgproto3.DataRow{}
+		for _, v := range r {
+			dr.Values = append(dr.Values, []byte(v))
+		}
+		ss.w.Msg(dr)
+	}
+	ss.commandComplete(tag)
+}
+
+func (ss *session) showNodes() error {
+	snap := ss.srv.cache.Load()
+	type counts struct{ finalized, inactive int }
+	per := map[metadata.Node]*counts{}
+	for _, n := range snap.Nodes {
+		per[n] = &counts{}
+	}
+	nodes := append([]metadata.Node(nil), snap.Nodes...)
+	for _, t := range snap.Tables() {
+		for _, sh := range t.Shards {
+			for _, p := range sh.Placements {
+				c := per[p.Node]
+				if c == nil {
+					c = &counts{}
+					per[p.Node] = c
+					nodes = append(nodes, p.Node)
+				}
+				if p.State == metadata.StateFinalized {
+					c.finalized++
+				} else {
+					c.inactive++
+				}
+			}
+		}
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
+	var rows [][]string
+	for _, n := range nodes {
+		c := per[n]
+		registered := "no"
+		for _, r := range snap.Nodes {
+			if r == n {
+				registered = "yes"
+			}
+		}
+		rows = append(rows, []string{n.Name, strconv.Itoa(n.Port), registered, strconv.Itoa(c.finalized), strconv.Itoa(c.inactive)})
+	}
+	ss.adminRows("SHOW", []adminCol{{"node_name", textOID}, {"node_port", int4OID}, {"registered", textOID},
+		{"finalized_placements", int4OID}, {"inactive_placements", int4OID}}, rows)
+	return nil
+}
+
+func (ss *session) showShards(table string) error {
+	snap := ss.srv.cache.Load()
+	var rows [][]string
+	found := table == ""
+	for _, t := range snap.Tables() {
+		if table != "" && !tableMatches(t, table) {
+			continue
+		}
+		found = true
+		for _, sh := range t.Shards {
+			fin := len(sh.Finalized())
+			rows = append(rows, []string{t.QualifiedName(), strconv.FormatInt(sh.ID, 10), strconv.Itoa(int(sh.Min)), strconv.Itoa(int(sh.Max)),
+				strconv.Itoa(len(sh.Placements)), strconv.Itoa(fin), strconv.Itoa(len(sh.Placements) - fin)})
+		}
+	}
+	if !found {
+		return pgerr.New(pgerr.UndefinedTable, "distributed table %q does not exist", table)
+	}
+	ss.adminRows("SHOW", []adminCol{{"table_name", textOID}, {"shard_id", int8OID}, {"min_value", int4OID}, {"max_value", int4OID},
+		{"placements", int4OID}, {"finalized", int4OID}, {"inactive", int4OID}}, rows)
+	return nil
+}
+
+// tableMatches compares a table with a name as a user writes it (table or schema.table;
+// unquoted names fold to lower case).
+func tableMatches(t *metadata.Table, name string) bool {
+	var parts []string
+	inq := false
+	start := 0
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '"':
+			inq = !inq
+		case '.':
+			if !inq {
+				parts = append(parts, name[start:i])
+				start = i + 1
+			}
+		}
+	}
+	parts = append(parts, name[start:])
+	for i, p := range parts {
+		if len(p) >= 2 && p[0] == '"' && p[len(p)-1] == '"' {
+			parts[i] = strings.ReplaceAll(p[1:len(p)-1], `""`, `"`)
+		} else {
+			parts[i] = strings.ToLower(p)
+		}
+	}
+	switch len(parts) {
+	case 1:
+		return parts[0] == t.Name
+	case 2:
+		return parts[0] == t.Schema && parts[1] == t.Name
+	}
+	return false
+}
+
+func (ss *session) showPlacements(arg string) error {
+	snap := ss.srv.cache.Load()
+	var want int64 = -1
+	if arg != "" {
+		id, err := strconv.ParseInt(arg, 10, 64)
+		if err != nil {
+			return pgerr.New(pgerr.InvalidTextRep, "invalid shard id %q", arg)
+		}
+		if snap.Shard(id) == nil {
+			return pgerr.New(pgerr.UndefinedObject, "shard with ID %d does not exist", id)
+		}
+		want = id
+	}
+	var rows [][]string
+	for _, t := range snap.Tables() {
+		for _, sh := range t.Shards {
+			if want >= 0 && sh.ID != want {
+				continue
+			}
+			for _, p := range sh.Placements {
+				rows = append(rows, []string{strconv.FormatInt(p.ID, 10), strconv.FormatInt(sh.ID, 10), t.QualifiedName(),
+					p.Node.Name, strconv.Itoa(p.Node.Port), strconv.Itoa(int(p.State)), p.State.String()})
+			}
+		}
+	}
+	ss.adminRows("SHOW", []adminCol{{"placement_id", int8OID}, {"shard_id", int8OID}, {"table_name", textOID},
+		{"node_name", textOID}, {"node_port", int4OID}, {"shard_state", int4OID}, {"state", textOID}}, rows)
+	return nil
+}
+
+func (ss *session) showPools() error {
+	var rows [][]string
+	stats := ss.srv.pools.Stats()
+	sort.Slice(stats, func(i, j int) bool { return stats[i].Key.String() < stats[j].Key.String() })
+	for _, p := range stats {
+		rows = append(rows, []string{p.Key.Database, p.Key.User, p.Key.Host, strconv.Itoa(p.Key.Port),
+			strconv.Itoa(int(p.Acquired)), strconv.Itoa(int(p.Idle)), strconv.Itoa(int(p.Total)), strconv.Itoa(int(p.MaxConns)),
+			strconv.FormatInt(p.Acquires, 10), strconv.FormatInt(p.WaitCount, 10), strconv.FormatInt(p.WaitTime.Microseconds(), 10), "transaction"})
+	}
+	ss.adminRows("SHOW", []adminCol{{"database", textOID}, {"user", textOID}, {"host", textOID}, {"port", int4OID},
+		{"sv_active", int4OID}, {"sv_idle", int4OID}, {"sv_total", int4OID}, {"max_conns", int4OID},
+		{"acquires", int8OID}, {"waits", int8OID}, {"wait_us", int8OID}, {"pool_mode", textOID}}, rows)
+	return nil
+}
+
+func (ss *session) showStats() error {
+	st := &ss.srv.stats
+	hits, misses := ss.srv.router.Stats()
+	q := st.queries.Load()
+	avg := int64(0)
+	if q > 0 {
+		avg = st.queryTimeUs.Load() / q
+	}
+	row := []string{ss.srv.Database(), strconv.FormatInt(st.clients.Load(), 10), strconv.FormatInt(st.xacts.Load(), 10),
+		strconv.FormatInt(q, 10), strconv.FormatInt(st.received.Load(), 10), strconv.FormatInt(st.sent.Load(), 10),
+		strconv.FormatInt(st.queryTimeUs.Load(), 10), strconv.FormatInt(avg, 10), strconv.FormatInt(st.errors.Load(), 10),
+		strconv.FormatUint(hits, 10), strconv.FormatUint(misses, 10)}
+	ss.adminRows("SHOW", []adminCol{{"database", textOID}, {"cl_active", int8OID}, {"total_xact_count", int8OID},
+		{"total_query_count", int8OID}, {"total_received", int8OID}, {"total_sent", int8OID},
+		{"total_query_time", int8OID}, {"avg_query_time", int8OID}, {"total_errors", int8OID},
+		{"plan_cache_hits", int8OID}, {"plan_cache_misses", int8OID}}, [][]string{row})
+	return nil
+}
+
+// showRepairs lists running and recent repairs from the coordinator.
+func (ss *session) showRepairs(ctx context.Context) error {
+	rows, err := ss.srv.store.Repairs(ctx, 100)
+	if err != nil {
+		return err
+	}
+	var out [][]string
+	for _, r := range rows {
+		finished := ""
+		if !r.FinishedAt.IsZero() {
+			finished = r.FinishedAt.UTC().Format("2006-01-02 15:04:05.000Z07")
+		}
+		out = append(out, []string{strconv.FormatInt(r.ID, 10), strconv.FormatInt(r.ShardID, 10), strconv.FormatInt(r.PlacementID, 10),
+			r.Source.String(), r.Target.String(), r.State, strconv.FormatInt(r.RowsCopied, 10), strconv.FormatInt(r.BytesCopied, 10),
+			fmt.Sprintf("%d%%", r.Progress()), r.Trigger, r.StartedAt.UTC().Format("2006-01-02 15:04:05.000Z07"), finished, r.Error})
+	}
+	ss.adminRows("SHOW", []adminCol{{"repair_id", int8OID}, {"shard_id", int8OID}, {"placement_id", int8OID},
+		{"source", textOID}, {"target", textOID}, {"state", textOID}, {"rows_copied", int8OID}, {"bytes_copied", int8OID},
+		{"progress", textOID}, {"trigger", textOID}, {"started_at", textOID}, {"finished_at", textOID}, {"error", textOID}}, out)
+	return nil
+}

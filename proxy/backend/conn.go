@@ -1,0 +1,359 @@
+// Package backend owns the proxy's connections to PostgreSQL servers (the coordinator and
+// the workers). A connection is established and authenticated by pgconn, then taken over
+// ("hijacked") so that the proxy speaks the protocol itself on the raw socket: results are
+// relayed frame by frame without being decoded. Connections to one server, user and
+// database are pooled with puddle.
+package backend
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+)
+
+// Conn is one connection to a PostgreSQL server, speaking the protocol on raw frames. A
+// Conn has one owner at a time; it is not safe for concurrent use (except Cancel).
+type Conn struct {
+	Addr string // host:port dialed
+
+	nc     net.Conn
+	r      *pgwire.Reader
+	w      *pgwire.Writer
+	pid    uint32
+	secret []byte
+
+	// Params are the ParameterStatus values the server reported at startup.
+	Params map[string]string
+	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
+	TxStatus byte
+	// Settings identifies the session settings applied to this connection (see proxy).
+	Settings string
+	// Prepared records the statements prepared on this connection, by proxy-owned name.
+	Prepared map[string]bool
+
+	broken atomic.Bool
+	used   time.Time
+}
+
+// Dial connects and authenticates with cfg (from pgconn.ParseConfig, possibly modified),
+// then hijacks the connection.
+func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SyncConn(ctx); err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	h, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	h.Conn.SetDeadline(time.Time{})
+	c := &Conn{
+		Addr:     net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)),
+		nc:       h.Conn,
+		r:        pgwire.NewReader(h.Conn, 32<<10),
+		w:        pgwire.NewWriter(h.Conn),
+		pid:      h.PID,
+		secret:   h.SecretKey,
+		Params:   h.ParameterStatuses,
+		TxStatus: h.TxStatus,
+		Prepared: map[string]bool{},
+		used:     time.Now(),
+	}
+	c.w.AutoFlush = 0
+	return c, nil
+}
+
+// PID is the server process id.
+func (c *Conn) PID() uint32 { return c.pid }
+
+// Broken reports whether the connection failed and must not be reused.
+func (c *Conn) Broken() bool { return c.broken.Load() }
+
+// MarkBroken records that the connection is in an unknown protocol state.
+func (c *Conn) MarkBroken() { c.broken.Store(true) }
+
+// Close closes the socket.
+func (c *Conn) Close() error {
+	c.broken.Store(true)
+	return c.nc.Close()
+}
+
+// Terminate sends Terminate and closes the connection.
+func (c *Conn) Terminate() {
+	c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+	c.w.Raw('X', nil)
+	c.w.Flush()
+	c.Close()
+}
+
+// Writer exposes the buffered writer for composing messages; Flush sends them.
+func (c *Conn) Writer() *pgwire.Writer { return c.w }
+
+// Flush sends buffered messages.
+func (c *Conn) Flush() error {
+	if err := c.w.Flush(); err != nil {
+		c.broken.Store(true)
+		return &UnavailableError{Addr: c.Addr, Err: err}
+	}
+	return nil
+}
+
+// Query buffers a simple-protocol Query message.
+func (c *Conn) Query(sql string) {
+	c.QueryBytes([]byte(sql))
+}
+
+// QueryBytes buffers a Query message whose SQL text is b (without the terminating zero).
+func (c *Conn) QueryBytes(b []byte) {
+	w := c.w
+	w.Raw('Q', append(b, 0))
+}
+
+// Next reads the next message from the server. The body is valid until the next call. An
+// I/O failure marks the connection broken and comes back as an *UnavailableError.
+func (c *Conn) Next() (byte, []byte, error) {
+	t, b, err := c.r.Next()
+	if err != nil {
+		c.broken.Store(true)
+		return 0, nil, &UnavailableError{Addr: c.Addr, Err: err}
+	}
+	if t == 'Z' && len(b) == 1 {
+		c.TxStatus = b[0]
+	}
+	return t, b, nil
+}
+
+// peerClosed reports, without blocking, whether the server has closed the connection or
+// sent something unsolicited (such as a FATAL before closing) while it sat idle.
+func (c *Conn) peerClosed() bool {
+	if c.r.Buffered() > 0 {
+		return true
+	}
+	var b [1]byte
+	c.nc.SetReadDeadline(time.Now())
+	n, err := c.nc.Read(b[:])
+	c.nc.SetReadDeadline(time.Time{})
+	if n > 0 {
+		return true
+	}
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// SetDeadline sets the socket deadline (zero clears it).
+func (c *Conn) SetDeadline(t time.Time) { c.nc.SetDeadline(t) }
+
+// WatchContext arranges for pending I/O to fail when ctx is done; call the returned
+// function when the I/O is over.
+func (c *Conn) WatchContext(ctx context.Context) (stop func() bool) {
+	if ctx.Done() == nil {
+		return func() bool { return true }
+	}
+	return context.AfterFunc(ctx, func() { c.nc.SetDeadline(time.Unix(1, 0)) })
+}
+
+// Cancel asks the server to cancel the statement this connection is running, over a new
+// connection, as the protocol requires.
+func (c *Conn) Cancel(ctx context.Context) error {
+	d := net.Dialer{Timeout: 5 * time.Second}
+	nc, err := d.DialContext(ctx, "tcp", c.Addr)
+	if err != nil {
+		return fmt.Errorf("backend: cancel: %w", err)
+	}
+	defer nc.Close()
+	buf := make([]byte, 12, 12+len(c.secret))
+	binary.BigEndian.PutUint32(buf[0:], uint32(12+len(c.secret)))
+	binary.BigEndian.PutUint32(buf[4:], 80877102)
+	binary.BigEndian.PutUint32(buf[8:], c.pid)
+	buf = append(buf, c.secret...)
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := nc.Write(buf); err != nil {
+		return fmt.Errorf("backend: cancel: %w", err)
+	}
+	// The server closes the connection when it has processed the request.
+	io.Copy(io.Discard, nc)
+	return nil
+}
+
+// Exec runs sql with the simple protocol and waits for ReadyForQuery. It returns the first
+// ErrorResponse as a *pgerr.Error (the connection stays usable) or an *UnavailableError.
+// Notices are dropped. It is for the proxy's own statements (settings, BEGIN, DDL).
+func (c *Conn) Exec(ctx context.Context, sql string) error {
+	_, err := c.ExecRows(ctx, sql)
+	return err
+}
+
+// ExecRows is Exec that also returns the text values of every DataRow of every result.
+func (c *Conn) ExecRows(ctx context.Context, sql string) ([][][]byte, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	c.Query(sql)
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	var rows [][][]byte
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch t {
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(b); err != nil {
+				c.MarkBroken()
+				return nil, &UnavailableError{Addr: c.Addr, Err: err}
+			}
+			row := make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			rows = append(rows, row)
+		case 'E':
+			if first == nil {
+				first = DecodeError(b)
+			}
+		case 'Z':
+			return rows, first
+		}
+	}
+}
+
+// DecodeError decodes an ErrorResponse or NoticeResponse body into a *pgerr.Error.
+func DecodeError(body []byte) *pgerr.Error {
+	var er pgproto3.ErrorResponse
+	if err := er.Decode(body); err != nil {
+		return pgerr.New(pgerr.ProtocolViolation, "invalid error message from server: %v", err)
+	}
+	return &pgerr.Error{
+		Severity: er.Severity, Code: pgerr.Code(er.Code), Message: er.Message, Detail: er.Detail,
+		Hint: er.Hint, Position: er.Position, Where: er.Where, SchemaName: er.SchemaName,
+		TableName: er.TableName, ColumnName: er.ColumnName, DataTypeName: er.DataTypeName,
+		ConstraintName: er.ConstraintName,
+	}
+}
+
+// UnavailableError reports that a server could not be reached or the connection to it was
+// lost: the placement is unavailable, as opposed to an error the server answered with.
+type UnavailableError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnavailableError) Error() string { return "backend " + e.Addr + ": " + e.Err.Error() }
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Unavailable reports whether err means the server was unreachable or went away (as
+// opposed to answering with an error every replica would give): I/O errors, connection
+// failures, and the SQLSTATEs of a server shutting down or crashing.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return true
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	code := string(pgerr.CodeOf(err))
+	switch {
+	case strings.HasPrefix(code, "08"):
+		return true
+	case code == "57P01", code == "57P02", code == "57P03":
+		return true
+	case code == "":
+		var ne net.Error
+		return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	}
+	return false
+}
+
+// QueryParams runs one statement with the extended protocol (unnamed statement and
+// portal), text parameters (nil is NULL) of the given types (0: inferred), and text
+// results. It returns the rows, or the server's error as a *pgerr.Error.
+func (c *Conn) QueryParams(ctx context.Context, sql string, args [][]byte, oids []uint32) ([][][]byte, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	w := c.w
+	w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
+	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Execute{})
+	w.Msg(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	var rows [][][]byte
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch t {
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(b); err != nil {
+				c.MarkBroken()
+				return nil, &UnavailableError{Addr: c.Addr, Err: err}
+			}
+			row := make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			rows = append(rows, row)
+		case 'E':
+			if first == nil {
+				first = DecodeError(b)
+			}
+		case 'Z':
+			return rows, first
+		}
+	}
+}
+
+// ExecPending reads the response to a query already sent, up to ReadyForQuery, and
+// returns its first error.
+func (c *Conn) ExecPending(ctx context.Context) error {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case 'E':
+			if first == nil {
+				first = DecodeError(b)
+			}
+		case 'Z':
+			return first
+		}
+	}
+}

@@ -1,0 +1,139 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router"
+)
+
+// dropTables runs DROP TABLE naming distributed tables: the coordinator drops the tables
+// and their metadata in one transaction; then the shard tables are dropped on the workers
+// (a worker that cannot be reached keeps an orphaned shard table, with a warning).
+func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+	if ss.tx != 'I' {
+		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	var oids []string
+	var tables []*metadata.Table
+	for _, oid := range st.Tables {
+		if t := snap.TableByOID(oid); t != nil {
+			tables = append(tables, t)
+			oids = append(oids, strconv.FormatUint(uint64(oid), 10))
+		}
+	}
+	if err := c.Exec(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	list := strings.Join(oids, ",")
+	drop := ss.render(st.Text, in, nil, nil)
+	err = c.Exec(ctx, drop+";\n"+
+		"DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id IN (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id IN ("+list+"));\n"+
+		"DELETE FROM pgs_distribution_metadata.shard WHERE relation_id IN ("+list+");\n"+
+		"DELETE FROM pgs_distribution_metadata.partition WHERE relation_id IN ("+list+")")
+	if err != nil {
+		c.Exec(ctx, "ROLLBACK")
+		return err
+	}
+	if err := c.Exec(ctx, "COMMIT"); err != nil {
+		return err
+	}
+	if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
+		ss.log.Warn("metadata reload after DROP TABLE failed", "err", err)
+	}
+	// Drop the shard tables, node by node in parallel.
+	byNode := map[metadata.Node][]string{}
+	for _, t := range tables {
+		for _, sh := range t.Shards {
+			for _, p := range sh.Placements {
+				byNode[p.Node] = append(byNode[p.Node], "DROP TABLE IF EXISTS "+router.ShardName(t.Schema, t.Name, sh.ID))
+			}
+		}
+	}
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for node, cmds := range byNode {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ss.runOnNode(ctx, node, cmds); err != nil {
+				mu.Lock()
+				failed = append(failed, fmtNode(node)+": "+err.Error())
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for _, f := range failed {
+		ss.sendNotice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
+			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
+	}
+	ss.commandComplete("DROP TABLE")
+	return nil
+}
+
+// truncate empties distributed tables on every placement and runs the statement on the
+// coordinator (which truncates the prototypes and any coordinator tables it names), all in
+// one transaction block (the client's, or one of its own).
+func (ss *session) truncate(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+	own := ss.tx == 'I'
+	if own {
+		ss.tx = 'T'
+		ss.txReplay = []string{"BEGIN"}
+	}
+	err := ss.truncateIn(ctx, snap, st, in)
+	if own {
+		if err != nil {
+			ss.endTx(ctx, false)
+			return err
+		}
+		missed, cerr := ss.endTx(ctx, true)
+		if len(missed) > 0 {
+			if merr := ss.srv.markInactive(ctx, missed, ss); merr != nil {
+				return merr
+			}
+		}
+		if cerr != nil {
+			return cerr
+		}
+		ss.commandComplete("TRUNCATE TABLE")
+		return nil
+	}
+	if err == nil {
+		ss.commandComplete("TRUNCATE TABLE")
+	}
+	return err
+}
+
+func (ss *session) truncateIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
+		return err
+	}
+	var tasks []writeTask
+	for _, oid := range st.Tables {
+		t := snap.TableByOID(oid)
+		if t == nil {
+			continue
+		}
+		for _, sh := range t.Shards {
+			tasks = append(tasks, writeTask{shard: sh, sql: []byte("TRUNCATE TABLE " + router.ShardName(t.Schema, t.Name, sh.ID))})
+		}
+	}
+	if len(tasks) == 0 {
+		return nil
+	}
+	return ss.runWrites(ctx, st, tasks)
+}

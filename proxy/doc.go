@@ -1,0 +1,23 @@
+// Package proxy is pgshard's client-facing server: it speaks the PostgreSQL wire protocol
+// to clients (psql, drivers, applications), plans each statement with package router, and
+// executes the plan against the coordinator and the worker placements.
+//
+// Layers, each in its own file:
+//
+//   - server.go: Server accepts connections, tracks sessions (for cancel requests and
+//     shutdown), owns the backend pools and the metadata cache.
+//   - startup.go: the startup phase: SSLRequest/GSSENCRequest ('N'), CancelRequest,
+//     StartupMessage, authentication, ParameterStatus, BackendKeyData.
+//   - session.go: one client session: the message loop, transaction state, the session's
+//     backend connections (a pinned coordinator connection, worker connections taken from
+//     the pools per statement or per transaction block) and session settings.
+//   - simple.go: the simple query protocol, including multi-statement strings.
+//   - exec.go, read.go, write.go: execution of router plans: pass-through to the
+//     coordinator, single-shard statements relayed frame by frame, multi-shard reads
+//     merged, and replicated writes with placement failure handling.
+//   - functions.go and admin.go: pgshard's SQL functions (master_add_node, ...) and admin
+//     statements (SHOW NODES, REPAIR SHARD, ...).
+//
+// A session runs on one goroutine, which owns all of its state; fan-out to several
+// backends runs on goroutines that the statement waits for before it returns.
+package proxy

@@ -1,0 +1,363 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// params are a statement's bind parameters (extended protocol); nil for simple queries.
+type params struct {
+	values  [][]byte
+	formats []int16  // per parameter, or one for all, or none (all text)
+	oids    []uint32 // declared types; 0 = unspecified
+}
+
+func (p *params) format(i int) int16 {
+	switch {
+	case p == nil || len(p.formats) == 0:
+		return 0
+	case len(p.formats) == 1:
+		return p.formats[0]
+	case i < len(p.formats):
+		return p.formats[i]
+	}
+	return 0
+}
+
+// exec runs one planned statement, writing its results (but not ReadyForQuery) to the
+// client. An error return has not been sent yet.
+func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
+		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
+	}
+	switch st.Kind {
+	case router.Coordinator:
+		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+	case router.SetVar:
+		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil))
+	case router.Begin:
+		if ss.tx != 'I' {
+			ss.sendNotice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
+		} else {
+			ss.tx = 'T'
+			ss.txReplay = []string{ss.render(st.Text, in, nil, nil)}
+			ss.srv.stats.xacts.Add(1)
+		}
+		ss.commandComplete(st.Tag)
+		return nil
+	case router.Commit:
+		return ss.commit(ctx)
+	case router.Rollback:
+		if ss.tx == 'I' {
+			ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
+		}
+		ss.endTx(ctx, false)
+		ss.commandComplete("ROLLBACK")
+		return nil
+	case router.Savepoint, router.Release, router.RollbackTo:
+		return ss.savepoint(ctx, st, ss.render(st.Text, in, nil, nil))
+	case router.Select:
+		return ss.execSelect(ctx, snap, st, in, prm)
+	case router.Insert, router.Update, router.Delete:
+		return ss.execWrite(ctx, snap, st, in, prm)
+	case router.Function:
+		return ss.execFunction(ctx, st, in, prm)
+	case router.DropTable:
+		return ss.dropTables(ctx, snap, st, in)
+	case router.Truncate:
+		return ss.truncate(ctx, snap, st, in)
+	case router.Error:
+		return st.Err
+	}
+	return pgerr.New(pgerr.InternalError, "unknown statement kind %v", st.Kind)
+}
+
+// render renders a template for this execution.
+func (ss *session) render(t router.Template, in *router.Input, tables, evals []string) string {
+	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
+}
+
+// coordinatorStatement runs sql on the coordinator and relays the results.
+func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	c.Query(sql)
+	if err := ss.sendTo(c); err != nil {
+		return err
+	}
+	res, err := ss.relay(ctx, c, relayOpts{coordinator: true})
+	if err != nil {
+		return err
+	}
+	ss.afterCoordinator(c, res)
+	return nil
+}
+
+// afterCoordinator brings the session's transaction state in line with the coordinator's
+// after a statement relayed from it.
+func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) {
+	if res.err != nil && ss.tx == 'T' {
+		ss.tx = 'E'
+	}
+}
+
+// setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
+// get the new settings before their next use (inside a transaction block, at once).
+func (ss *session) setStatement(ctx context.Context, sql string) error {
+	if err := ss.coordinatorStatement(ctx, sql, nil); err != nil {
+		return err
+	}
+	ss.settingsDirty = true
+	if ss.tx == 'T' {
+		ss.txReplay = append(ss.txReplay, sql)
+		for _, res := range ss.txConns {
+			if err := res.Value().Exec(ctx, sql); err != nil {
+				return err
+			}
+		}
+	}
+	if ss.tx == 'I' {
+		ss.refreshSettings(ctx)
+	}
+	return nil
+}
+
+// sendTo flushes a backend connection, registering it as running for cancel requests.
+func (ss *session) sendTo(c *backend.Conn) error {
+	ss.startRunning(c)
+	if err := c.Flush(); err != nil {
+		ss.stopRunning(c)
+		return err
+	}
+	return nil
+}
+
+// commit ends a transaction block with COMMIT on every backend that joined it.
+func (ss *session) commit(ctx context.Context) error {
+	switch ss.tx {
+	case 'I':
+		ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
+		ss.commandComplete("COMMIT")
+		return nil
+	case 'E':
+		ss.endTx(ctx, false)
+		ss.commandComplete("ROLLBACK")
+		return nil
+	}
+	missed, err := ss.endTx(ctx, true)
+	if len(missed) > 0 {
+		if merr := ss.srv.markInactive(ctx, missed, ss); merr != nil {
+			return merr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ss.commandComplete("COMMIT")
+	return nil
+}
+
+// savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every backend of the block and
+// remembers it for backends that join later.
+func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql string) error {
+	if ss.tx == 'I' {
+		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
+		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
+	}
+	var first error
+	for _, res := range ss.txConns {
+		if err := res.Value().Exec(ctx, sql); err != nil && first == nil {
+			first = err
+		}
+	}
+	if ss.coordInTx && ss.coord != nil {
+		if err := ss.coord.Value().Exec(ctx, sql); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	ss.txReplay = append(ss.txReplay, sql)
+	if st.Kind == router.RollbackTo {
+		ss.tx = 'T'
+	}
+	ss.commandComplete(st.Tag)
+	return nil
+}
+
+// relayOpts configure relay.
+type relayOpts struct {
+	// coordinator: the backend is the session's coordinator connection, whose
+	// ParameterStatus and notification messages concern the client.
+	coordinator bool
+	// quiet: drop result messages instead of forwarding them (errors still returned).
+	quiet bool
+	// mapPos maps an error position in the text the backend ran to the client's text.
+	mapPos func(int32) int32
+	// skipCompletes drops ParseComplete/BindComplete (the proxy's own extended queries).
+	skipCompletes bool
+	// noComplete drops CommandComplete (the caller sends its own tag).
+	noComplete bool
+}
+
+// relayResult is what relay saw.
+type relayResult struct {
+	err  *pgerr.Error // an ErrorResponse the backend sent (already forwarded unless quiet)
+	tag  string       // the last CommandComplete tag
+	rows int64
+}
+
+// relay forwards a backend's response to the client until ReadyForQuery, frame by frame.
+// It handles COPY in both directions. An error return means the backend connection
+// failed (it is then broken); an ErrorResponse from the backend is in the result.
+func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (relayResult, error) {
+	defer ss.stopRunning(c)
+	stop := c.WatchContext(ctx)
+	defer stop()
+	var res relayResult
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return res, err
+		}
+		switch t {
+		case 'Z':
+			return res, nil
+		case 'D':
+			res.rows++
+			if !o.quiet {
+				ss.w.Raw(t, b)
+			}
+		case 'C':
+			res.tag = string(trimZero(b))
+			if !o.quiet && !o.noComplete {
+				ss.w.Raw(t, b)
+			}
+		case 'E':
+			e := backend.DecodeError(b)
+			if o.mapPos != nil && e.Position > 0 {
+				e.Position = o.mapPos(e.Position)
+				if !o.quiet {
+					ss.w.Msg(errorResponse(e))
+				}
+			} else if !o.quiet {
+				ss.w.Raw(t, b)
+			}
+			if res.err == nil {
+				res.err = e
+			}
+		case 'S':
+			if o.coordinator {
+				var ps pgproto3.ParameterStatus
+				if ps.Decode(b) == nil {
+					ss.params[ps.Name] = ps.Value
+				}
+				ss.w.Raw(t, b)
+			}
+		case 'A':
+			if o.coordinator {
+				ss.w.Raw(t, b)
+			}
+		case '1', '2', '3':
+			if !o.skipCompletes && !o.quiet {
+				ss.w.Raw(t, b)
+			}
+		case 'G':
+			ss.w.Raw(t, b)
+			ss.flush()
+			if err := ss.pumpCopyIn(c); err != nil {
+				return res, err
+			}
+		case 'W':
+			c.MarkBroken()
+			return res, pgerr.New(pgerr.FeatureNotSupported, "COPY BOTH is not supported by pgshard")
+		default:
+			// RowDescription, NoData, EmptyQueryResponse, PortalSuspended, notices,
+			// CopyOutResponse, CopyData, CopyDone, ...
+			if !o.quiet || t == 'N' {
+				ss.w.Raw(t, b)
+			}
+		}
+	}
+}
+
+func trimZero(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] == 0 {
+		return b[:len(b)-1]
+	}
+	return b
+}
+
+// pumpCopyIn forwards the client's COPY data to the backend until CopyDone or CopyFail.
+func (ss *session) pumpCopyIn(c *backend.Conn) error {
+	w := c.Writer()
+	for {
+		t, b, err := ss.r.Next()
+		if err != nil {
+			// The client went away mid-COPY: abort it on the backend.
+			w.Msg(&pgproto3.CopyFail{Message: "client connection lost during COPY"})
+			c.Flush()
+			return pgerr.Wrap(err, pgerr.ConnectionFailure, "client connection lost during COPY")
+		}
+		switch t {
+		case 'd':
+			w.Raw(t, b)
+			if w.Len() > 64<<10 {
+				if err := c.Flush(); err != nil {
+					return err
+				}
+			}
+		case 'c', 'f':
+			w.Raw(t, b)
+			return c.Flush()
+		case 'H', 'S':
+			// Ignored during COPY IN, as PostgreSQL does.
+		default:
+			w.Msg(&pgproto3.CopyFail{Message: fmt.Sprintf("unexpected message type 0x%02X during COPY from stdin", t)})
+			return c.Flush()
+		}
+	}
+}
+
+// markInactive records that placements missed writes, on the coordinator and in this
+// proxy's snapshot, and warns the client about each. It returns only when the change is
+// committed.
+func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *session) error {
+	states := map[int64]metadata.ShardState{}
+	for _, p := range ps {
+		states[p.ID] = metadata.StateInactive
+	}
+	if err := s.store.SetPlacementStates(ctx, states); err != nil {
+		return pgerr.Wrap(err, pgerr.InternalError, "could not record failed placements: %v", err).
+			WithDetail("The write may have been applied to some placements.")
+	}
+	s.cache.Update(func(snap *metadata.Snapshot) *metadata.Snapshot { return snap.WithPlacementStates(states) })
+	for _, p := range ps {
+		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
+		if ss != nil {
+			ss.sendNotice(pgerr.New(pgerr.Warning, "placement %d of shard %d on %s is now inactive", p.ID, p.ShardID, fmtNode(p.Node)).
+				WithSeverity("WARNING").WithHint("It missed a write; it will be repaired when %s is reachable again.", fmtNode(p.Node)))
+		}
+	}
+	return nil
+}
+
+// quoteNames joins quoted names for messages.
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = router.QuoteIdent(n)
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// shardLocks are the proxy's shard write locks: shared for writes that commute (INSERTs
+// into a table without unique indexes), exclusive for the others and for repair, so that
+// the placements of a replicated shard apply non-commuting writes in one order. Waiters
+// are served first come, first served.
+type shardLocks struct {
+	mu sync.Mutex
+	m  map[int64]*shardLock
+}
+
+type shardLock struct {
+	readers int
+	writer  bool
+	queue   []*lockWaiter
+}
+
+type lockWaiter struct {
+	exclusive bool
+	granted   bool
+	ready     chan struct{}
+}
+
+func newShardLocks() *shardLocks { return &shardLocks{m: map[int64]*shardLock{}} }
+
+// lock takes the locks of the given shards, in shard order (so that statements locking
+// several shards cannot deadlock each other), and returns the function that releases them.
+func (l *shardLocks) lock(ctx context.Context, ids []int64, exclusive bool) (func(), error) {
+	ids = append([]int64(nil), ids...)
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	held := make([]int64, 0, len(ids))
+	for i, id := range ids {
+		if i > 0 && id == ids[i-1] {
+			continue
+		}
+		if err := l.acquire(ctx, id, exclusive); err != nil {
+			for _, h := range held {
+				l.release(h, exclusive)
+			}
+			return nil, err
+		}
+		held = append(held, id)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			for _, h := range held {
+				l.release(h, exclusive)
+			}
+		})
+	}, nil
+}
+
+func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool) error {
+	l.mu.Lock()
+	s := l.m[id]
+	if s == nil {
+		s = &shardLock{}
+		l.m[id] = s
+	}
+	if len(s.queue) == 0 && s.compatible(exclusive) {
+		s.grant(exclusive)
+		l.mu.Unlock()
+		return nil
+	}
+	w := &lockWaiter{exclusive: exclusive, ready: make(chan struct{})}
+	s.queue = append(s.queue, w)
+	l.mu.Unlock()
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		if w.granted {
+			l.mu.Unlock()
+			l.release(id, exclusive)
+			return ctx.Err()
+		}
+		for i, q := range s.queue {
+			if q == w {
+				s.queue = append(s.queue[:i], s.queue[i+1:]...)
+				break
+			}
+		}
+		s.wake()
+		l.mu.Unlock()
+		return ctx.Err()
+	}
+}
+
+func (l *shardLocks) release(id int64, exclusive bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.m[id]
+	if exclusive {
+		s.writer = false
+	} else {
+		s.readers--
+	}
+	s.wake()
+}
+
+func (s *shardLock) compatible(exclusive bool) bool {
+	if exclusive {
+		return !s.writer && s.readers == 0
+	}
+	return !s.writer
+}
+
+func (s *shardLock) grant(exclusive bool) {
+	if exclusive {
+		s.writer = true
+	} else {
+		s.readers++
+	}
+}
+
+// wake grants the lock to waiters at the head of the queue while they are compatible.
+func (s *shardLock) wake() {
+	for len(s.queue) > 0 && s.compatible(s.queue[0].exclusive) {
+		w := s.queue[0]
+		s.queue = s.queue[1:]
+		s.grant(w.exclusive)
+		w.granted = true
+		close(w.ready)
+	}
+}

@@ -1,0 +1,483 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// errTableGone is returned when a plan names a table the current metadata lacks (it was
+// undistributed concurrently).
+func errTableGone(oid uint32) error {
+	return pgerr.New(pgerr.UndefinedTable, "distributed table with OID %d no longer exists", oid)
+}
+
+// execSelect runs a SELECT on a distributed table.
+func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+	t := snap.TableByOID(st.Table)
+	if t == nil {
+		return errTableGone(st.Table)
+	}
+	if len(t.Shards) == 0 {
+		return noShards(t)
+	}
+	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
+	if err != nil {
+		return err
+	}
+	if st.Merge != nil && st.Merge.Kind == router.Prototype {
+		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+	}
+	switch len(shards) {
+	case 0:
+		// No shard can hold a matching row: the coordinator's empty prototype table
+		// gives the right (empty) answer with the right columns.
+		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+	case 1:
+		sh := shards[0]
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		sql := st.Shard.Render(ss.sqlBuf[:0], holes)
+		ss.sqlBuf = sql
+		mapPos := func(p int32) int32 { return st.Shard.MapPosition(p, holes) }
+		return ss.readShard(ctx, sh, sql, mapPos)
+	}
+	if st.Merge == nil {
+		return st.Err
+	}
+	switch st.Merge.Kind {
+	case router.Concat:
+		return ss.concat(ctx, t, shards, st, in, prm)
+	case router.Aggregate:
+		return ss.aggregate(ctx, t, shards, st, in)
+	}
+	return pgerr.New(pgerr.InternalError, "unknown merge kind %d", st.Merge.Kind)
+}
+
+func noShards(t *metadata.Table) error {
+	return pgerr.New(pgerr.ObjectNotInPrereqState, "could not find any shards for query").
+		WithDetail("No shards exist for distributed table %q.", t.Name).
+		WithHint("Run master_create_worker_shards to create shards and try again.")
+}
+
+// readPlacements returns the placements a read of sh may use, in order of preference: in
+// a transaction block, a placement on a node the block already uses comes first.
+func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
+	ps := sh.Finalized()
+	if ss.tx != 'I' && len(ps) > 1 {
+		for i, p := range ps {
+			if ss.txConns[p.Node] != nil {
+				ps[0], ps[i] = ps[i], ps[0]
+				break
+			}
+		}
+	}
+	return ps
+}
+
+// readShard runs a read on one finalized placement of sh and relays the result. It fails
+// over to the next placement when one is unreachable, as long as nothing of the result has
+// gone to the client.
+func (ss *session) readShard(ctx context.Context, sh *metadata.Shard, sql []byte, mapPos func(int32) int32) error {
+	var lastErr error
+	for _, p := range ss.readPlacements(sh) {
+		wc, err := ss.workerConn(ctx, p.Node)
+		if err != nil {
+			if backend.Unavailable(err) {
+				lastErr = err
+				continue
+			}
+			return err
+		}
+		c := wc.conn()
+		mark := ss.w.Len()
+		flushed := ss.w.Flushes()
+		c.QueryBytes(sql)
+		if err := ss.sendTo(c); err != nil {
+			ss.release(wc)
+			if wc.pinned {
+				return err
+			}
+			lastErr = err
+			continue
+		}
+		res, err := ss.relay(ctx, c, relayOpts{mapPos: mapPos})
+		ss.release(wc)
+		if err != nil {
+			if !wc.pinned && ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
+				ss.w.Truncate(mark)
+				lastErr = err
+				continue
+			}
+			return err
+		}
+		if res.err != nil && ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return nil
+	}
+	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
+		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+}
+
+// shardRead is one shard's part of a multi-shard read.
+type shardRead struct {
+	shard *metadata.Shard
+	sql   []byte
+	wc    workerConn
+	ps    []metadata.Placement // remaining placements to fail over to
+}
+
+// startReads sends each shard's query to a placement (all before reading any answer, so
+// the shards work in parallel).
+func (ss *session) startReads(ctx context.Context, reads []*shardRead) error {
+	for _, r := range reads {
+		if err := ss.startRead(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startRead sends one shard's query, failing over across placements.
+func (ss *session) startRead(ctx context.Context, r *shardRead) error {
+	if r.ps == nil {
+		r.ps = ss.readPlacements(r.shard)
+	}
+	var lastErr error
+	for len(r.ps) > 0 {
+		p := r.ps[0]
+		r.ps = r.ps[1:]
+		wc, err := ss.workerConn(ctx, p.Node)
+		if err != nil {
+			if backend.Unavailable(err) {
+				lastErr = err
+				continue
+			}
+			return err
+		}
+		c := wc.conn()
+		c.QueryBytes(r.sql)
+		if err := ss.sendTo(c); err != nil {
+			ss.release(wc)
+			lastErr = err
+			continue
+		}
+		r.wc = wc
+		return nil
+	}
+	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
+		WithDetail("No finalized placement of shard %d could be reached: %v", r.shard.ID, lastErr)
+}
+
+// finishReads drains and releases the connections of reads that are still open (after an
+// error or an early stop).
+func (ss *session) finishReads(ctx context.Context, reads []*shardRead) {
+	for _, r := range reads {
+		if r.wc.res == nil {
+			continue
+		}
+		c := r.wc.conn()
+		if !c.Broken() {
+			ss.relay(ctx, c, relayOpts{quiet: true})
+		}
+		ss.release(r.wc)
+		r.wc = workerConn{}
+	}
+}
+
+// concat streams the rows of every shard to the client, applying LIMIT and OFFSET.
+func (ss *session) concat(ctx context.Context, t *metadata.Table, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
+	m := st.Merge
+	limit, offset := int64(-1), int64(0)
+	var err error
+	if m.HasLimit {
+		if limit, err = intValue(m.Limit, in, prm); err != nil {
+			return err
+		}
+	}
+	if m.HasOffset {
+		if offset, err = intValue(m.Offset, in, prm); err != nil {
+			return err
+		}
+	}
+	tpl := st.Shard
+	var evals []string
+	if m.Shard != nil {
+		tpl = m.Shard
+		if limit >= 0 {
+			evals = []string{strconv.FormatInt(limit+offset, 10)}
+		} else {
+			evals = []string{"ALL"}
+		}
+	}
+	reads := make([]*shardRead, len(shards))
+	for i, sh := range shards {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: evals}
+		reads[i] = &shardRead{shard: sh, sql: tpl.Render(nil, holes)}
+	}
+	defer ss.finishReads(ctx, reads)
+	if err := ss.startReads(ctx, reads); err != nil {
+		return err
+	}
+	sentDesc := false
+	var sent, skipped int64
+	for _, r := range reads {
+		c := r.wc.conn()
+		stop := c.WatchContext(ctx)
+		for {
+			typ, b, err := c.Next()
+			if err != nil {
+				stop()
+				ss.stopRunning(c)
+				return err
+			}
+			if typ == 'Z' {
+				break
+			}
+			switch typ {
+			case 'T':
+				if !sentDesc {
+					ss.w.Raw(typ, b)
+					sentDesc = true
+				}
+			case 'D':
+				switch {
+				case skipped < offset:
+					skipped++
+				case limit < 0 || sent < limit:
+					ss.w.Raw(typ, b)
+					sent++
+				}
+			case 'E':
+				// The first error ends the statement (the other shards are drained).
+				e := backend.DecodeError(b)
+				e.Position = 0
+				stop()
+				ss.drainRead(ctx, c)
+				ss.release(r.wc)
+				r.wc = workerConn{}
+				if ss.tx == 'T' {
+					ss.tx = 'E'
+				}
+				return e
+			case 'N':
+				ss.w.Raw(typ, b)
+			}
+		}
+		stop()
+		ss.stopRunning(c)
+		ss.release(r.wc)
+		r.wc = workerConn{}
+	}
+	ss.commandComplete("SELECT " + strconv.FormatInt(sent, 10))
+	return nil
+}
+
+// drainRead reads a backend's remaining messages up to ReadyForQuery.
+func (ss *session) drainRead(ctx context.Context, c *backend.Conn) {
+	ss.relay(ctx, c, relayOpts{quiet: true})
+}
+
+// intValue reads a LIMIT or OFFSET value.
+func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
+	var s string
+	switch v.Kind {
+	case router.ValLit:
+		s = in.Lit(v.Index)
+	case router.ValParam:
+		i := v.Index - 1
+		if prm == nil || i >= len(prm.values) {
+			return 0, pgerr.New(pgerr.UndefinedObject, "there is no parameter $%d", v.Index)
+		}
+		if prm.values[i] == nil {
+			return -1, nil
+		}
+		if prm.format(i) == 1 {
+			b := prm.values[i]
+			var n int64
+			for _, x := range b {
+				n = n<<8 | int64(x)
+			}
+			switch len(b) {
+			case 4:
+				return int64(int32(n)), nil
+			case 8:
+				return n, nil
+			}
+			return 0, pgerr.New(pgerr.InvalidParameterValue, "invalid binary LIMIT value")
+		}
+		s = string(prm.values[i])
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, pgerr.New(pgerr.InvalidTextRep, "invalid input syntax for type bigint: %q", s)
+	}
+	if n < 0 {
+		return 0, pgerr.New("2201W", "LIMIT must not be negative")
+	}
+	return n, nil
+}
+
+// aggregate computes partial aggregates on every shard and combines them on the
+// coordinator.
+func (ss *session) aggregate(ctx context.Context, t *metadata.Table, shards []*metadata.Shard, st *router.Statement, in *router.Input) error {
+	m := st.Merge
+	reads := make([]*shardRead, len(shards))
+	for i, sh := range shards {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		reads[i] = &shardRead{shard: sh, sql: m.Shard.Render(nil, holes)}
+	}
+	defer ss.finishReads(ctx, reads)
+	if err := ss.startReads(ctx, reads); err != nil {
+		return err
+	}
+	var oids []uint32
+	var args [][]byte
+	for _, r := range reads {
+		c := r.wc.conn()
+		rows, desc, err := collectRows(ctx, c)
+		ss.stopRunning(c)
+		ss.release(r.wc)
+		r.wc = workerConn{}
+		if err != nil {
+			if e, ok := err.(*pgerr.Error); ok {
+				e.Position = 0
+				if ss.tx == 'T' {
+					ss.tx = 'E'
+				}
+			}
+			return err
+		}
+		if oids == nil {
+			for _, f := range desc.Fields {
+				oids = append(oids, f.DataTypeOID)
+			}
+		}
+		for _, row := range rows {
+			args = append(args, row...)
+		}
+	}
+	if len(oids) != m.Partials {
+		return pgerr.New(pgerr.InternalError, "shards returned %d partial aggregates, expected %d", len(oids), m.Partials)
+	}
+	// VALUES ($1, $2), ($3, $4), ... with the partials' types.
+	var values []byte
+	nrows := len(args) / m.Partials
+	for r := 0; r < nrows; r++ {
+		if r > 0 {
+			values = append(values, ", "...)
+		}
+		values = append(values, '(')
+		for c := 0; c < m.Partials; c++ {
+			if c > 0 {
+				values = append(values, ", "...)
+			}
+			values = append(values, '$')
+			values = strconv.AppendInt(values, int64(r*m.Partials+c+1), 10)
+		}
+		values = append(values, ')')
+	}
+	types := make([]string, len(oids))
+	for i, o := range oids {
+		types[i] = "pg_catalog." + sqlTypeName(o)
+	}
+	final := m.Final.Render(nil, &router.Holes{In: in, Evals: []string{string(values)}, Types: types})
+	paramOIDs := make([]uint32, 0, len(args))
+	for r := 0; r < nrows; r++ {
+		paramOIDs = append(paramOIDs, oids...)
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	w := c.Writer()
+	w.Msg(&pgproto3.Parse{Query: string(final), ParameterOIDs: paramOIDs})
+	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Describe{ObjectType: 'P'})
+	w.Msg(&pgproto3.Execute{})
+	w.Msg(&pgproto3.Sync{})
+	if err := ss.sendTo(c); err != nil {
+		return err
+	}
+	res, err := ss.relay(ctx, c, relayOpts{coordinator: true, skipCompletes: true})
+	if err != nil {
+		return err
+	}
+	ss.afterCoordinator(c, res)
+	return nil
+}
+
+// collectRows reads a result: its row description and its rows (text values, copied).
+// A server error comes back as a *pgerr.Error after the connection reached ReadyForQuery.
+func collectRows(ctx context.Context, c *backend.Conn) ([][][]byte, *pgproto3.RowDescription, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	var rows [][][]byte
+	desc := &pgproto3.RowDescription{}
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return nil, nil, err
+		}
+		switch t {
+		case 'T':
+			if err := desc.Decode(b); err != nil {
+				return nil, nil, err
+			}
+			// Decode aliases the buffer; keep copies.
+			for i := range desc.Fields {
+				desc.Fields[i].Name = append([]byte{}, desc.Fields[i].Name...)
+			}
+		case 'D':
+			var dr pgproto3.DataRow
+			if err := dr.Decode(b); err != nil {
+				return nil, nil, err
+			}
+			row := make([][]byte, len(dr.Values))
+			for i, v := range dr.Values {
+				if v != nil {
+					row[i] = append([]byte{}, v...)
+				}
+			}
+			rows = append(rows, row)
+		case 'E':
+			if first == nil {
+				first = backend.DecodeError(b)
+			}
+		case 'Z':
+			return rows, desc, first
+		}
+	}
+}
+
+// sqlTypeName names the result types of partial aggregates for casts.
+func sqlTypeName(oid uint32) string {
+	switch oid {
+	case 20:
+		return "int8"
+	case 21:
+		return "int2"
+	case 23:
+		return "int4"
+	case 700:
+		return "float4"
+	case 701:
+		return "float8"
+	case 1700:
+		return "numeric"
+	case 1186:
+		return "interval"
+	case 790:
+		return "money"
+	case 16:
+		return "bool"
+	}
+	return "regtype"
+}

@@ -1,0 +1,275 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// Version is pgshard's version, reported by SHOW VERSION.
+const Version = "0.1.0"
+
+// Config configures a Server.
+type Config struct {
+	// Coordinator is the coordinator database's libpq URL.
+	Coordinator string
+	// PoolSize bounds the backend connections per server and user (default 100).
+	PoolSize int
+	// MaxMessage is the largest client message accepted (default 1 GiB).
+	MaxMessage int
+	// Logger receives the proxy's log (default slog.Default()).
+	Logger *slog.Logger
+	// RepairInterval is how often the background repairer looks for inactive placements
+	// on reachable nodes; 0 disables it.
+	RepairInterval time.Duration
+}
+
+// ErrServerClosed is returned by Serve after the server was shut down.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// Server is a pgshard proxy.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	cache  *metadata.Cache
+	router *router.Router
+	pools  *backend.Pools
+	coord  backend.Key // coordinator host, port and database; User is per session
+	// params are the coordinator's ParameterStatus values, reported to clients.
+	params map[string]string
+
+	stats stats
+	locks *shardLocks
+
+	mu       sync.Mutex
+	sessions map[uint32]*session // by proxy-issued process id
+	closed   bool
+	wg       sync.WaitGroup // sessions
+
+	ready chan struct{} // closed when metadata is loaded
+}
+
+// New connects to the coordinator, creates or upgrades the metadata schema and loads the
+// metadata. Run starts serving.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	pcfg, err := pgconn.ParseConfig(cfg.Coordinator)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: coordinator URL: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.Coordinator, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    st,
+		cache:    &metadata.Cache{},
+		router:   router.New(router.Config{}),
+		coord:    backend.Key{Host: pcfg.Host, Port: int(pcfg.Port), Database: pcfg.Database},
+		sessions: map[uint32]*session{},
+		ready:    make(chan struct{}),
+		locks:    newShardLocks(),
+	}
+	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
+	if _, err := st.Reload(ctx, s.cache); err != nil {
+		s.Close()
+		return nil, err
+	}
+	// The coordinator's reported parameters (server_version, encodings, DateStyle, ...).
+	conn, err := backend.Dial(ctx, s.pools.ConnConfig(s.coordKey(pcfg.User)))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("proxy: connect to coordinator: %w", err)
+	}
+	s.params = conn.Params
+	conn.Terminate()
+	return s, nil
+}
+
+// coordKey is the pool key of the coordinator for a user.
+func (s *Server) coordKey(user string) backend.Key {
+	k := s.coord
+	k.User = user
+	return k
+}
+
+// workerKey is the pool key of a worker for a user.
+func (s *Server) workerKey(n metadata.Node, user string) backend.Key {
+	return backend.Key{Host: n.Name, Port: n.Port, User: user, Database: s.coord.Database}
+}
+
+// Database is the database name the proxy serves.
+func (s *Server) Database() string { return s.coord.Database }
+
+// Snapshot returns the current metadata snapshot.
+func (s *Server) Snapshot() *metadata.Snapshot { return s.cache.Load() }
+
+// Run serves clients on ln and runs the background work (metadata notifications, idle
+// connection cleanup, repair) until ctx is done; then it stops accepting, tells the sessions
+// to finish, and returns ErrServerClosed once they have.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() {
+		defer bg.Done()
+		s.store.Watch(ctx, s.cache, nil)
+	}()
+	go func() {
+		defer bg.Done()
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s.pools.CloseIdle()
+			}
+		}
+	}()
+	if s.cfg.RepairInterval > 0 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			s.runRepairer(ctx)
+		}()
+	}
+	err := s.serve(ctx, ln)
+	cancel()
+	bg.Wait()
+	return err
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				s.shutdownSessions()
+				if ctx.Err() != nil {
+					return ErrServerClosed
+				}
+				return fmt.Errorf("proxy: accept: %w", err)
+			}
+			// Out of file descriptors and the like: back off and keep serving.
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay < time.Second {
+				delay *= 2
+			}
+			s.log.Warn("accept failed; retrying", "err", err, "in", delay)
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(ctx, nc)
+		}()
+	}
+}
+
+// shutdownSessions tells every session that the server is shutting down and waits for
+// them to end.
+func (s *Server) shutdownSessions() {
+	s.mu.Lock()
+	s.closed = true
+	for _, ss := range s.sessions {
+		ss.shutdown()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// Close releases the server's resources (after Run returned).
+func (s *Server) Close() {
+	if s.pools != nil {
+		s.pools.Close()
+	}
+	s.store.Close()
+}
+
+// register gives a session a process id and secret for cancel requests.
+func (s *Server) register(ss *session) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errShuttingDown
+	}
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		if pid == 0 || s.sessions[pid] != nil {
+			continue
+		}
+		ss.pid, ss.secret = pid, binary.BigEndian.Uint32(b[4:])
+		s.sessions[pid] = ss
+		s.stats.clients.Add(1)
+		return nil
+	}
+}
+
+func (s *Server) unregister(ss *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sessions[ss.pid] == ss {
+		delete(s.sessions, ss.pid)
+		s.stats.clients.Add(-1)
+	}
+}
+
+// cancel handles a CancelRequest: it cancels what the session with that process id is
+// running, if the secret matches.
+func (s *Server) cancel(pid, secret uint32) {
+	s.mu.Lock()
+	ss := s.sessions[pid]
+	s.mu.Unlock()
+	if ss == nil || ss.secret != secret {
+		return
+	}
+	ss.cancelRunning()
+}
+
+// stats are the counters behind SHOW STATS.
+type stats struct {
+	clients     atomic.Int64
+	queries     atomic.Int64
+	xacts       atomic.Int64
+	queryTimeUs atomic.Int64
+	received    atomic.Int64
+	sent        atomic.Int64
+	errors      atomic.Int64
+}

@@ -1,0 +1,464 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/puddle/v2"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
+)
+
+var errShuttingDown = pgerr.New(pgerr.AdminShutdown, "terminating connection due to administrator command").WithSeverity("FATAL")
+
+// session is one client connection. Its goroutine owns every field not marked otherwise.
+type session struct {
+	srv *Server
+	nc  net.Conn
+	r   *pgwire.Reader
+	w   *pgwire.Writer
+	log *slog.Logger
+
+	pid, secret uint32
+	user        string
+	appName     string
+	settings    settings
+	// settingsDirty is set when a statement may have changed session settings; they are
+	// read back from the coordinator before the next worker connection is used.
+	settingsDirty bool
+	// params are the ParameterStatus values the client has been told.
+	params map[string]string
+
+	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
+	tx byte
+	// txReplay are the statements that bring a backend joining the block mid-way to the
+	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
+	txReplay []string
+	// coord is the session's coordinator connection, taken on first use and kept.
+	coord *puddle.Resource[*backend.Conn]
+	// coordInTx is set when the coordinator connection has joined the block.
+	coordInTx bool
+	// txConns are the worker connections that joined the block, by node.
+	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
+	// txWrites are the placements written in the block, by node: if a node fails to
+	// commit while others succeed, these placements missed writes.
+	txWrites map[metadata.Node][]metadata.Placement
+	// txLocks releases the shard locks held until the end of the block.
+	txLocks []func()
+	// stmtUnlock releases the shard locks held until the end of the statement.
+	stmtUnlock []func()
+
+	// running are the backend connections executing for this session now, for cancel.
+	mu      sync.Mutex
+	running map[*backend.Conn]struct{}
+	// cancelled is set by a cancel request and cleared when the next statement starts.
+	cancelled atomic.Bool
+	closing   atomic.Bool
+
+	// extSkip: an extended-protocol error occurred; messages are skipped until Sync.
+	extSkip bool
+
+	// scratch buffers reused across statements
+	sqlBuf []byte
+}
+
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	defer nc.Close()
+	ss := &session{
+		srv:     s,
+		nc:      nc,
+		r:       pgwire.NewReader(nc, 16<<10),
+		w:       pgwire.NewWriter(nc),
+		log:     s.log,
+		tx:      'I',
+		running: map[*backend.Conn]struct{}{},
+	}
+	if s.cfg.MaxMessage > 0 {
+		ss.r.SetMaxMessage(s.cfg.MaxMessage)
+	}
+	defer func() {
+		// A bug must cost only this client its connection.
+		if r := recover(); r != nil {
+			ss.log.Error("session panic", "panic", r, "stack", string(stackTrace()))
+			ss.sendFatal(pgerr.New(pgerr.InternalError, "internal error in pgshard: %v", r))
+		}
+		ss.cleanup()
+	}()
+	if !ss.startup(ctx) {
+		return
+	}
+	ss.loop(ctx)
+}
+
+// loop reads and handles client messages until the client leaves or the server stops.
+func (ss *session) loop(ctx context.Context) {
+	for {
+		if ss.closing.Load() {
+			ss.sendFatal(errShuttingDown)
+			return
+		}
+		typ, body, err := ss.r.Next()
+		if err != nil {
+			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
+				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message length"))
+			}
+			return
+		}
+		ss.srv.stats.received.Add(int64(len(body) + 5))
+		switch typ {
+		case 'Q':
+			q, ok := cstring(body)
+			if !ok {
+				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid string in message"))
+				return
+			}
+			ss.simpleQuery(ctx, q)
+		case 'X':
+			return
+		case 'P', 'B', 'D', 'E', 'C', 'H', 'S':
+			if !ss.extended(ctx, typ, body) {
+				return
+			}
+		case 'd', 'c', 'f':
+			// CopyData/CopyDone/CopyFail outside COPY: ignored, as PostgreSQL does (a COPY
+			// failed and the client is still sending).
+		default:
+			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
+			return
+		}
+		if err := ss.w.Err(); err != nil {
+			return
+		}
+	}
+}
+
+// cstring returns a message body holding one zero-terminated string.
+func cstring(b []byte) (string, bool) {
+	if len(b) == 0 || b[len(b)-1] != 0 {
+		return "", false
+	}
+	return string(b[:len(b)-1]), true
+}
+
+// shutdown asks the session to end (server shutdown). Safe from any goroutine.
+func (ss *session) shutdown() {
+	ss.closing.Store(true)
+	ss.cancelRunning()
+	// An idle session is blocked reading the client; wake it.
+	ss.nc.SetReadDeadline(time.Now())
+}
+
+// cleanup rolls back and returns the session's backend connections.
+func (ss *session) cleanup() {
+	ss.srv.unregister(ss)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ss.endTx(ctx, false)
+	if ss.coord != nil {
+		c := ss.coord.Value()
+		// Reset the session state the client left (settings, prepared statements, temp
+		// tables, LISTENs, advisory locks) before another session uses the connection.
+		if !c.Broken() && c.Exec(ctx, "DISCARD ALL") == nil {
+			c.Settings = ""
+			c.Prepared = map[string]bool{}
+		}
+		backend.Release(ss.coord)
+		ss.coord = nil
+	}
+}
+
+// --- responses ---
+
+func (ss *session) readyForQuery() {
+	ss.w.Raw('Z', []byte{ss.tx})
+	ss.flush()
+}
+
+func (ss *session) flush() {
+	n := ss.w.Len()
+	if ss.w.Flush() == nil {
+		ss.srv.stats.sent.Add(int64(n))
+	}
+}
+
+func (ss *session) commandComplete(tag string) {
+	ss.w.Raw('C', append([]byte(tag), 0))
+}
+
+// sendError sends err as an ErrorResponse (or FATAL). Errors pgshard did not classify
+// are logged and sent as XX000.
+func (ss *session) sendError(err error) {
+	e := pgerr.From(err)
+	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
+		ss.log.Error("internal error", "err", err)
+	}
+	ss.srv.stats.errors.Add(1)
+	ss.w.Msg(errorResponse(e))
+}
+
+func (ss *session) sendNotice(e *pgerr.Error) {
+	nr := pgproto3.NoticeResponse(*errorResponse(e))
+	ss.w.Msg(&nr)
+}
+
+func (ss *session) sendFatal(e *pgerr.Error) {
+	if e.Severity == "" {
+		e = &pgerr.Error{Severity: "FATAL", Code: e.Code, Message: e.Message, Detail: e.Detail, Hint: e.Hint}
+	}
+	ss.w.Msg(errorResponse(e))
+	ss.flush()
+}
+
+func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse {
+	sev := e.SeverityText()
+	return &pgproto3.ErrorResponse{
+		Severity: sev, SeverityUnlocalized: sev, Code: string(e.Code), Message: e.Message, Detail: e.Detail,
+		Hint: e.Hint, Position: e.Position, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
+		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
+	}
+}
+
+// --- cancellation ---
+
+func (ss *session) startRunning(c *backend.Conn) {
+	ss.mu.Lock()
+	ss.running[c] = struct{}{}
+	ss.mu.Unlock()
+}
+
+func (ss *session) stopRunning(c *backend.Conn) {
+	ss.mu.Lock()
+	delete(ss.running, c)
+	ss.mu.Unlock()
+}
+
+// cancelRunning sends a cancel request to every backend running a statement for the
+// session (all shards of a fan-out). Safe from any goroutine.
+func (ss *session) cancelRunning() {
+	ss.cancelled.Store(true)
+	ss.mu.Lock()
+	conns := make([]*backend.Conn, 0, len(ss.running))
+	for c := range ss.running {
+		conns = append(conns, c)
+	}
+	ss.mu.Unlock()
+	for _, c := range conns {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			c.Cancel(ctx)
+		}()
+	}
+}
+
+// --- backend connections ---
+
+// coordConn returns the session's coordinator connection, taking one from the pool on
+// first use, with the session's settings applied and, inside a transaction block, joined
+// to the block.
+func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
+	if ss.coord == nil {
+		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+		if err != nil {
+			return nil, err
+		}
+		res, err := pool.Acquire(ctx)
+		if err != nil {
+			return nil, coordUnavailable(err)
+		}
+		ss.coord = res
+		if ss.appName != "" {
+			c := res.Value()
+			if err := c.Exec(ctx, "SELECT pg_catalog.set_config('application_name', "+router.QuoteLiteral(ss.appName)+", false)"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c := ss.coord.Value()
+	if c.Broken() {
+		backend.Release(ss.coord)
+		ss.coord = nil
+		ss.coordInTx = false
+		if ss.tx != 'I' {
+			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
+		}
+		return ss.coordConn(ctx)
+	}
+	if err := ss.applySettings(ctx, c); err != nil {
+		return nil, err
+	}
+	if ss.tx != 'I' && !ss.coordInTx {
+		if err := ss.joinTx(ctx, c); err != nil {
+			return nil, err
+		}
+		ss.coordInTx = true
+	}
+	return c, nil
+}
+
+func coordUnavailable(err error) error {
+	if backend.Unavailable(err) {
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator: %v", err)
+	}
+	return err
+}
+
+// workerConn is a worker connection used by one statement.
+type workerConn struct {
+	res    *puddle.Resource[*backend.Conn]
+	pinned bool // part of the transaction block: not released after the statement
+}
+
+func (w workerConn) conn() *backend.Conn { return w.res.Value() }
+
+// workerConn returns a connection to node for the current statement: the block's
+// connection inside a transaction block (joining the block on first use), else a pooled
+// connection that release gives back.
+func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
+	if ss.tx != 'I' {
+		if res := ss.txConns[node]; res != nil {
+			if res.Value().Broken() {
+				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
+			}
+			return workerConn{res: res, pinned: true}, nil
+		}
+	}
+	pool, err := ss.srv.pools.Get(ss.srv.workerKey(node, ss.user))
+	if err != nil {
+		return workerConn{}, err
+	}
+	res, err := pool.Acquire(ctx)
+	if err != nil {
+		return workerConn{}, err
+	}
+	c := res.Value()
+	if err := ss.applySettings(ctx, c); err != nil {
+		backend.Release(res)
+		return workerConn{}, err
+	}
+	if ss.tx == 'I' {
+		return workerConn{res: res}, nil
+	}
+	if err := ss.joinTx(ctx, c); err != nil {
+		backend.Release(res)
+		return workerConn{}, err
+	}
+	if ss.txConns == nil {
+		ss.txConns = map[metadata.Node]*puddle.Resource[*backend.Conn]{}
+	}
+	ss.txConns[node] = res
+	return workerConn{res: res, pinned: true}, nil
+}
+
+// release returns a statement's worker connection unless it belongs to the block.
+func (ss *session) release(w workerConn) {
+	if w.res != nil && !w.pinned {
+		backend.Release(w.res)
+	}
+}
+
+// joinTx starts the session's transaction block on a backend.
+func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
+	return c.Exec(ctx, strings.Join(ss.txReplay, "; "))
+}
+
+// endTx commits or rolls back the block on every backend that joined it, releases the
+// block's connections and locks, and returns to the idle state. It returns the first
+// failure and the placements of nodes that failed to commit (their writes are lost).
+func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
+	if ss.tx == 'I' {
+		return nil, nil
+	}
+	cmd := "ROLLBACK"
+	if commit && ss.tx == 'T' {
+		cmd = "COMMIT"
+	}
+	type outcome struct {
+		node metadata.Node
+		err  error
+	}
+	nodes := make([]metadata.Node, 0, len(ss.txConns))
+	for n := range ss.txConns {
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
+	outcomes := make([]outcome, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := ss.txConns[n].Value()
+			if c.Broken() {
+				outcomes[i] = outcome{n, &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}}
+				return
+			}
+			outcomes[i] = outcome{n, c.Exec(ctx, cmd)}
+		}()
+	}
+	var coordErr error
+	if ss.coordInTx && ss.coord != nil {
+		coordErr = ss.coord.Value().Exec(ctx, cmd)
+	}
+	wg.Wait()
+	committed := 0
+	for _, o := range outcomes {
+		if o.err == nil {
+			committed++
+		}
+	}
+	for _, o := range outcomes {
+		if o.err != nil {
+			if err == nil {
+				err = o.err
+			}
+			if commit && backend.Unavailable(o.err) {
+				missed = append(missed, ss.txWrites[o.node]...)
+			}
+		}
+	}
+	if coordErr != nil && err == nil {
+		err = coordErr
+	}
+	for _, res := range ss.txConns {
+		backend.Release(res)
+	}
+	for _, unlock := range ss.txLocks {
+		unlock()
+	}
+	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay = nil, nil, nil, nil
+	ss.coordInTx = false
+	ss.tx = 'I'
+	if ss.settingsDirty {
+		// SET LOCAL and rolled-back SETs end with the block.
+		ss.refreshSettings(ctx)
+	}
+	if err != nil && len(missed) > 0 && committed > 0 {
+		// The block committed elsewhere: the client's COMMIT succeeded, and the nodes that
+		// failed are marked by the caller.
+		err = nil
+	}
+	return missed, err
+}
+
+func stackTrace() []byte {
+	buf := make([]byte, 16<<10)
+	return buf[:runtimeStack(buf)]
+}
+
+// fmtNode formats a node for messages.
+func fmtNode(n metadata.Node) string { return fmt.Sprintf("%s:%d", n.Name, n.Port) }
+

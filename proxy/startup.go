@@ -1,0 +1,291 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+)
+
+// Protocol codes of untyped startup-phase messages.
+const (
+	codeSSLRequest    = 80877103
+	codeGSSENCRequest = 80877104
+	codeCancelRequest = 80877102
+	protocol30        = 3 << 16
+)
+
+// reportedParams are the settings PostgreSQL reports with ParameterStatus (GUC_REPORT).
+var reportedParams = map[string]string{
+	"application_name": "application_name", "client_encoding": "client_encoding", "datestyle": "DateStyle",
+	"intervalstyle": "IntervalStyle", "timezone": "TimeZone", "standard_conforming_strings": "standard_conforming_strings",
+	"default_transaction_read_only": "default_transaction_read_only", "in_hot_standby": "in_hot_standby",
+	"is_superuser": "is_superuser", "session_authorization": "session_authorization",
+}
+
+// startup runs the startup phase. It reports false when the connection must close.
+func (ss *session) startup(ctx context.Context) bool {
+	// PostgreSQL's authentication_timeout.
+	ss.nc.SetDeadline(time.Now().Add(60 * time.Second))
+	defer ss.nc.SetDeadline(time.Time{})
+	var params map[string]string
+	for params == nil {
+		body, err := ss.r.Startup()
+		if err != nil {
+			if errors.Is(err, pgwire.ErrBadLength) || errors.Is(err, pgwire.ErrTooLarge) {
+				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid length of startup packet"))
+			}
+			return false
+		}
+		if len(body) < 4 {
+			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid length of startup packet"))
+			return false
+		}
+		code := binary.BigEndian.Uint32(body)
+		switch {
+		case code == codeSSLRequest || code == codeGSSENCRequest:
+			if ss.r.Buffered() > 0 {
+				// Bytes after an encryption request before its answer could have been
+				// injected by a man in the middle (CVE-2021-23222).
+				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "received unencrypted data after SSL request"))
+				return false
+			}
+			if _, err := ss.nc.Write([]byte{'N'}); err != nil {
+				return false
+			}
+		case code == codeCancelRequest:
+			if len(body) >= 12 {
+				ss.srv.cancel(binary.BigEndian.Uint32(body[4:]), binary.BigEndian.Uint32(body[8:]))
+			}
+			return false
+		case code>>16 == 3:
+			var unknown []string
+			params, unknown = parseStartup(body[4:])
+			if params == nil {
+				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid startup packet layout: expected terminator as last byte"))
+				return false
+			}
+			if code&0xffff > 0 || len(unknown) > 0 {
+				// Newer minor versions and protocol extensions: offer 3.0.
+				ss.w.Msg(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})
+			}
+		default:
+			ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", code>>16, code&0xffff))
+			return false
+		}
+	}
+	return ss.authenticate(ctx, params)
+}
+
+// parseStartup reads a StartupMessage's name/value pairs. Options named _pq_.* are
+// protocol extensions the proxy does not support; they are returned separately.
+func parseStartup(b []byte) (map[string]string, []string) {
+	params := map[string]string{}
+	var unknown []string
+	for {
+		i := indexZero(b)
+		if i < 0 {
+			return nil, nil
+		}
+		name := string(b[:i])
+		b = b[i+1:]
+		if name == "" {
+			if len(b) != 0 {
+				return nil, nil
+			}
+			return params, unknown
+		}
+		j := indexZero(b)
+		if j < 0 {
+			return nil, nil
+		}
+		if strings.HasPrefix(name, "_pq_.") {
+			unknown = append(unknown, name)
+		} else {
+			params[name] = string(b[:j])
+		}
+		b = b[j+1:]
+	}
+}
+
+func indexZero(b []byte) int {
+	for i, c := range b {
+		if c == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// authenticate checks the user and database, authenticates the client (trust: the
+// coordinator decides whether the user may connect) and sends the parameters.
+func (ss *session) authenticate(ctx context.Context, params map[string]string) bool {
+	ss.user = params["user"]
+	if ss.user == "" {
+		ss.sendFatal(pgerr.New(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet"))
+		return false
+	}
+	db := params["database"]
+	if db == "" {
+		db = ss.user
+	}
+	if db != ss.srv.Database() {
+		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database %q does not exist", db).
+			WithHint("pgshard serves the database %q.", ss.srv.Database()))
+		return false
+	}
+	if params["replication"] != "" && params["replication"] != "false" && params["replication"] != "off" && params["replication"] != "0" {
+		ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "replication connections are not supported by pgshard"))
+		return false
+	}
+	values := map[string]string{}
+	for name, v := range params {
+		switch name {
+		case "user", "database", "replication":
+		case "options":
+			for n, val := range parseOptions(v) {
+				values[strings.ToLower(n)] = val
+			}
+		case "application_name":
+			ss.appName = v
+		default:
+			values[strings.ToLower(name)] = v
+		}
+	}
+	if err := ss.srv.register(ss); err != nil {
+		ss.sendFatal(pgerr.From(err))
+		return false
+	}
+
+	// A coordinator connection for the user proves the user may connect and tells what
+	// the settings become.
+	pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+	if err != nil {
+		ss.sendFatal(pgerr.From(err))
+		return false
+	}
+	res, err := pool.Acquire(ctx)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			e := pgerr.FromPg(pe)
+			e.Severity = "FATAL"
+			ss.sendFatal(e)
+		} else {
+			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator: %v", err))
+		}
+		return false
+	}
+	c := res.Value()
+	reported := map[string]string{}
+	for k, v := range c.Params {
+		reported[k] = v
+	}
+	ss.settings = newSettings(values)
+	var names []string
+	for n := range values {
+		if canon, ok := reportedParams[n]; ok {
+			names = append(names, canon)
+		}
+	}
+	if len(values) > 0 {
+		if err := ss.applySettings(ctx, c); err != nil {
+			backend.Release(res)
+			e := pgerr.From(err)
+			e.Severity = "FATAL"
+			ss.sendFatal(e)
+			return false
+		}
+		if len(names) > 0 {
+			sort.Strings(names)
+			q := "SELECT "
+			for i, n := range names {
+				if i > 0 {
+					q += ", "
+				}
+				q += "pg_catalog.current_setting('" + n + "')"
+			}
+			rows, err := c.ExecRows(ctx, q)
+			if err == nil && len(rows) == 1 {
+				for i, n := range names {
+					reported[n] = string(rows[0][i])
+				}
+			}
+		}
+	}
+	backend.Release(res)
+	if ss.appName != "" {
+		reported["application_name"] = ss.appName
+	}
+	ss.params = reported
+
+	ss.w.Msg(&pgproto3.AuthenticationOk{})
+	keys := make([]string, 0, len(reported))
+	for k := range reported {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		ss.w.Msg(&pgproto3.ParameterStatus{Name: k, Value: reported[k]})
+	}
+	ss.w.Msg(&pgproto3.BackendKeyData{ProcessID: ss.pid, SecretKey: binary.BigEndian.AppendUint32(nil, ss.secret)})
+	ss.readyForQuery()
+	return ss.w.Err() == nil
+}
+
+// parseOptions reads the "options" startup parameter: command-line style "-c name=value"
+// and "--name=value" switches separated by spaces (a backslash escapes the next byte).
+func parseOptions(s string) map[string]string {
+	var words []string
+	var cur []byte
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur = append(cur, s[i])
+			inWord = true
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, string(cur))
+				cur, inWord = nil, false
+			}
+		default:
+			cur = append(cur, c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, string(cur))
+	}
+	out := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		var kv string
+		switch {
+		case w == "-c" && i+1 < len(words):
+			i++
+			kv = words[i]
+		case strings.HasPrefix(w, "-c"):
+			kv = w[2:]
+		case strings.HasPrefix(w, "--"):
+			kv = w[2:]
+		default:
+			continue
+		}
+		if eq := strings.IndexByte(kv, '='); eq > 0 {
+			out[strings.ReplaceAll(kv[:eq], "-", "_")] = kv[eq+1:]
+		}
+	}
+	return out
+}

@@ -1,0 +1,458 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// writeTask is a write to one shard: the SQL every finalized placement runs.
+type writeTask struct {
+	shard *metadata.Shard
+	sql   []byte
+}
+
+// execWrite runs an INSERT, UPDATE or DELETE on a distributed table.
+func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+	t := snap.TableByOID(st.Table)
+	if t == nil {
+		return errTableGone(st.Table)
+	}
+	if len(t.Shards) == 0 {
+		return noShards(t)
+	}
+	// Values the coordinator evaluates once for every placement.
+	groups := make([][]router.Eval, 0, len(st.Rows)+1)
+	for _, r := range st.Rows {
+		groups = append(groups, r.Evals)
+	}
+	groups = append(groups, st.Evals)
+	ev, err := ss.evaluate(ctx, groups, in)
+	if err != nil {
+		return err
+	}
+	stEvals := ev[len(ev)-1]
+
+	var tasks []writeTask
+	switch st.Kind {
+	case router.Insert:
+		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
+	default:
+		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
+		if serr != nil {
+			return serr
+		}
+		if len(shards) == 0 {
+			// No shard can hold a matching row: the coordinator's empty prototype
+			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
+			return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		}
+		lits := literals(stEvals)
+		for _, sh := range shards {
+			holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: lits}
+			tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return ss.runWrites(ctx, st, tasks)
+}
+
+// insertTasks splits an INSERT's rows by shard.
+func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, ev [][]evaluated) ([]writeTask, error) {
+	hashes := make([]int32, len(st.Rows))
+	kh := keyHasher{ss: ss}
+	for i, r := range st.Rows {
+		if r.Key.Kind == router.ValParam && prm != nil && r.Key.Index-1 < len(prm.values) && prm.values[r.Key.Index-1] == nil {
+			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+		}
+		if err := kh.add(r.Key, in, prm, ev[i], &hashes[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := kh.flush(ctx); err != nil {
+		return nil, err
+	}
+	byShard := map[int64][]int{}
+	var order []*metadata.Shard
+	for i := range st.Rows {
+		shards := t.ShardsFor(hashes[i])
+		switch len(shards) {
+		case 0:
+			return nil, pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
+				WithDetail("Target relation does not contain any shards capable of storing the new row.")
+		case 1:
+		default:
+			return nil, pgerr.New(pgerr.FeatureNotSupported, "cannot modify multiple shards during a single query").
+				WithDetail("The shards' hash ranges overlap.")
+		}
+		id := shards[0].ID
+		if byShard[id] == nil {
+			order = append(order, shards[0])
+		}
+		byShard[id] = append(byShard[id], i)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].ID < order[j].ID })
+	suffix := literals(ev[len(ev)-1])
+	tasks := make([]writeTask, 0, len(order))
+	for _, sh := range order {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		sql := st.InsertPrefix.Render(nil, holes)
+		for k, ri := range byShard[sh.ID] {
+			if k > 0 {
+				sql = append(sql, ", "...)
+			}
+			holes.Evals = literals(ev[ri])
+			sql = st.Rows[ri].Text.Render(sql, holes)
+		}
+		holes.Evals = suffix
+		sql = st.InsertSuffix.Render(sql, holes)
+		tasks = append(tasks, writeTask{shard: sh, sql: sql})
+	}
+	return tasks, nil
+}
+
+// placementWrite is one placement's part of a write.
+type placementWrite struct {
+	task   int
+	p      metadata.Placement
+	wc     workerConn
+	err    error        // the placement was unavailable
+	pgErr  *pgerr.Error // the placement answered with an error
+	tag    string
+	frames []byte // RowDescription, DataRow and NoticeResponse frames, to forward
+}
+
+// runWrites applies write tasks to every finalized placement of their shards. A placement
+// that is unavailable while another placement of its shard took the write is marked
+// inactive before the client hears of success; an error every placement gives goes to the
+// client and marks nothing; a placement whose answer differs from its siblings' is marked
+// inactive with a warning. Writes that span several shards run in one transaction on
+// every placement, so they apply everywhere or nowhere.
+func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []writeTask) error {
+	if err := ss.lockShards(ctx, st, tasks); err != nil {
+		return err
+	}
+	implicit := ss.tx == 'I' && len(tasks) > 1
+	var writes []*placementWrite
+	defer func() {
+		for _, w := range writes {
+			if w.wc.res != nil {
+				ss.stopRunning(w.wc.conn())
+				ss.release(w.wc)
+			}
+		}
+	}()
+	anyPlacement := false
+	for ti, task := range tasks {
+		for _, p := range task.shard.Finalized() {
+			anyPlacement = true
+			w := &placementWrite{task: ti, p: p}
+			writes = append(writes, w)
+			wc, err := ss.workerConn(ctx, p.Node)
+			if err != nil {
+				if !backend.Unavailable(err) {
+					return err
+				}
+				w.err = err
+				continue
+			}
+			w.wc = wc
+			c := wc.conn()
+			if implicit {
+				c.Query("BEGIN")
+			}
+			c.QueryBytes(task.sql)
+			if err := ss.sendTo(c); err != nil {
+				w.err = err
+			}
+		}
+	}
+	if !anyPlacement {
+		return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
+	}
+	for _, w := range writes {
+		if w.err == nil && w.wc.res != nil {
+			ss.collectWrite(ctx, w, implicit)
+		}
+	}
+	if ss.tx == 'T' {
+		for _, w := range writes {
+			if w.err == nil && w.pgErr == nil {
+				ss.noteTxWrite(w.p)
+			}
+		}
+	}
+
+	// Decide each task.
+	var marks []metadata.Placement
+	var warnings []*pgerr.Error
+	chosen := make([]*placementWrite, len(tasks))
+	for ti := range tasks {
+		var ws []*placementWrite
+		for _, w := range writes {
+			if w.task == ti {
+				ws = append(ws, w)
+			}
+		}
+		var ok []*placementWrite
+		for _, w := range ws {
+			if w.err == nil && w.pgErr == nil {
+				ok = append(ok, w)
+			}
+		}
+		if len(ok) == 0 {
+			err := ss.failedTask(tasks[ti], ws)
+			if implicit {
+				ss.finishImplicit(ctx, writes, false)
+			}
+			if ss.tx == 'T' {
+				ss.tx = 'E'
+			}
+			return err
+		}
+		canon := ok[0]
+		chosen[ti] = canon
+		for _, w := range ws {
+			switch {
+			case w == canon:
+			case w.err != nil:
+				marks = append(marks, w.p)
+				warnings = append(warnings, pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).
+					WithSeverity("WARNING").WithDetail("%v", w.err))
+			case w.pgErr != nil:
+				marks = append(marks, w.p)
+				warnings = append(warnings, pgerr.New(pgerr.Warning, "Bad result from %s", fmtNode(w.p.Node)).
+					WithSeverity("WARNING").WithDetail("Remote message: %s (its sibling placement succeeded)", w.pgErr.Message))
+			case w.tag != canon.tag:
+				marks = append(marks, w.p)
+				warnings = append(warnings, pgerr.New(pgerr.Warning, "modified %s, but expected %s", tagRows(w.tag), tagRows(canon.tag)).
+					WithSeverity("WARNING").WithDetail("modified placement on %s", fmtNode(w.p.Node)))
+			}
+		}
+	}
+	if implicit {
+		failed := ss.finishImplicit(ctx, writes, true)
+		for _, w := range failed {
+			marks = append(marks, w.p)
+			warnings = append(warnings, pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).
+				WithSeverity("WARNING").WithDetail("%v", w.err))
+		}
+		// A shard none of whose placements committed makes the outcome unknown.
+		for ti := range tasks {
+			committed := false
+			for _, w := range writes {
+				if w.task == ti && w.err == nil && w.pgErr == nil {
+					committed = true
+				}
+			}
+			if !committed {
+				return pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
+					WithDetail("The write may have been applied to other shards.")
+			}
+		}
+	}
+	for _, w := range warnings {
+		ss.sendNotice(w)
+	}
+	if len(marks) > 0 {
+		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+			return err
+		}
+	}
+	// Results: RETURNING rows of the chosen placement of each shard; counts summed.
+	var n int64
+	sentDesc := false
+	for _, w := range chosen {
+		n += tagCount(w.tag)
+		forwardFrames(ss, w.frames, &sentDesc)
+	}
+	switch st.Kind {
+	case router.Truncate:
+		// The caller completes TRUNCATE.
+	case router.Insert:
+		ss.commandComplete("INSERT 0 " + strconv.FormatInt(n, 10))
+	case router.Update:
+		ss.commandComplete("UPDATE " + strconv.FormatInt(n, 10))
+	case router.Delete:
+		ss.commandComplete("DELETE " + strconv.FormatInt(n, 10))
+	}
+	return nil
+}
+
+// collectWrite reads one placement's answer to a write.
+func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit bool) {
+	c := w.wc.conn()
+	defer ss.stopRunning(c)
+	stop := c.WatchContext(ctx)
+	defer stop()
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			w.err = err
+			return
+		}
+		switch t {
+		case 'Z':
+			return
+		case 'T', 'D', 'N':
+			w.frames = append(w.frames, t, 0, 0, 0, 0)
+			binary.BigEndian.PutUint32(w.frames[len(w.frames)-4:], uint32(len(b)+4))
+			w.frames = append(w.frames, b...)
+		case 'C':
+			w.tag = string(trimZero(b))
+		case 'E':
+			if w.pgErr == nil {
+				w.pgErr = backend.DecodeError(b)
+				w.pgErr.Position = 0
+				if backend.Unavailable(w.pgErr) {
+					// The server is shutting down or crashing: unavailable, not an answer.
+					w.err, w.pgErr = w.pgErr, nil
+				}
+			}
+		}
+	}
+}
+
+// finishImplicit commits (or rolls back) the implicit transaction of a multi-shard write
+// on every placement that took part, and returns the placements that failed to commit.
+func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) []*placementWrite {
+	cmd := "ROLLBACK"
+	if commit {
+		cmd = "COMMIT"
+	}
+	var sent []*placementWrite
+	for _, w := range writes {
+		if w.wc.res == nil || w.err != nil {
+			continue
+		}
+		c := w.wc.conn()
+		c.Query(cmd)
+		if err := c.Flush(); err != nil {
+			w.err = err
+			continue
+		}
+		sent = append(sent, w)
+	}
+	var failed []*placementWrite
+	for _, w := range sent {
+		if err := w.wc.conn().ExecPending(ctx); err != nil && commit {
+			if backend.Unavailable(err) {
+				w.err = err
+			} else {
+				w.pgErr = pgerr.From(err)
+			}
+			failed = append(failed, w)
+		}
+	}
+	return failed
+}
+
+// failedTask is the error of a write no placement of the shard took.
+func (ss *session) failedTask(task writeTask, ws []*placementWrite) error {
+	for _, w := range ws {
+		if w.pgErr != nil {
+			// An answer every reachable placement gave: the client's error; nothing is
+			// marked. Notices and partial output of the placement come first.
+			forwardNotices(ss, w.frames)
+			return w.pgErr
+		}
+	}
+	var details []string
+	for _, w := range ws {
+		details = append(details, fmt.Sprintf("%s: %v", fmtNode(w.p.Node), w.err))
+	}
+	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+		WithDetail("All placements of shard %d are unavailable: %s", task.shard.ID, strings.Join(details, "; "))
+}
+
+// noteTxWrite records a placement written inside the transaction block.
+func (ss *session) noteTxWrite(p metadata.Placement) {
+	if ss.txWrites == nil {
+		ss.txWrites = map[metadata.Node][]metadata.Placement{}
+	}
+	for _, q := range ss.txWrites[p.Node] {
+		if q.ID == p.ID {
+			return
+		}
+	}
+	ss.txWrites[p.Node] = append(ss.txWrites[p.Node], p)
+}
+
+// forwardFrames sends buffered result frames, with only the first RowDescription.
+func forwardFrames(ss *session, frames []byte, sentDesc *bool) {
+	for len(frames) >= 5 {
+		n := int(binary.BigEndian.Uint32(frames[1:5]))
+		t, body := frames[0], frames[5:1+n]
+		frames = frames[1+n:]
+		if t == 'T' {
+			if *sentDesc {
+				continue
+			}
+			*sentDesc = true
+		}
+		ss.w.Raw(t, body)
+	}
+}
+
+func forwardNotices(ss *session, frames []byte) {
+	for len(frames) >= 5 {
+		n := int(binary.BigEndian.Uint32(frames[1:5]))
+		t, body := frames[0], frames[5:1+n]
+		frames = frames[1+n:]
+		if t == 'N' {
+			ss.w.Raw(t, body)
+		}
+	}
+}
+
+// tagCount is the row count of a command tag ("INSERT 0 3" -> 3).
+func tagCount(tag string) int64 {
+	i := strings.LastIndexByte(tag, ' ')
+	n, _ := strconv.ParseInt(tag[i+1:], 10, 64)
+	return n
+}
+
+func tagRows(tag string) string {
+	n := tagCount(tag)
+	if n == 1 {
+		return "1 tuple"
+	}
+	return strconv.FormatInt(n, 10) + " tuples"
+}
+
+// lockShards takes the shard write locks a write needs: placements of a replicated shard
+// must apply non-commuting writes in the same order. Shards with one placement need none
+// (PostgreSQL orders their writes). Inside a transaction block the locks are held until
+// the block ends.
+func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks []writeTask) error {
+	var ids []int64
+	for _, t := range tasks {
+		if len(t.shard.Finalized()) > 1 {
+			ids = append(ids, t.shard.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	unlock, err := ss.srv.locks.lock(ctx, ids, !st.Commutes)
+	if err != nil {
+		return err
+	}
+	if ss.tx != 'I' {
+		ss.txLocks = append(ss.txLocks, unlock)
+	} else {
+		ss.stmtUnlock = append(ss.stmtUnlock, unlock)
+	}
+	return nil
+}

@@ -1,0 +1,478 @@
+package router
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router/sqllex"
+)
+
+// planner holds the state of planning one query string.
+type planner struct {
+	in         *Input
+	snap       *metadata.Snapshot
+	sess       *Session
+	searchPath []string
+	litIdx     map[int32]int  // token index -> literal number
+	aconst     map[int32]bool // literal tokens the parser turned into constants
+	exact      bool           // the plan depends on literal values
+
+	// Per statement.
+	start, end int // byte range of the statement text
+	ctes       map[string]bool
+}
+
+// tableRef is a reference to a relation in a statement.
+type tableRef struct {
+	rv    *pg_query.RangeVar
+	table *metadata.Table // nil when the relation is not distributed
+	path  []frame
+}
+
+// statement plans one raw statement.
+func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
+	p.start = int(raw.StmtLocation)
+	p.end = len(p.in.Text)
+	if raw.StmtLen > 0 {
+		p.end = p.start + int(raw.StmtLen)
+	}
+	p.ctes = map[string]bool{}
+	root := nodeMessage(raw.Stmt)
+	if root == nil {
+		return p.coordinator()
+	}
+	refs, funcs := p.survey(root)
+
+	switch s := root.Interface().(type) {
+	case *pg_query.TransactionStmt:
+		return p.transaction(s)
+	case *pg_query.VariableSetStmt, *pg_query.DiscardStmt:
+		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+	}
+	if len(funcs) > 0 {
+		return p.functionCall(root, funcs, refs)
+	}
+	var dist []tableRef
+	for _, r := range refs {
+		if r.table != nil {
+			dist = append(dist, r)
+		}
+	}
+	dropped := p.droppedTables(root)
+	if len(dist) == 0 && len(dropped) == 0 {
+		return p.coordinator()
+	}
+	switch s := root.Interface().(type) {
+	case *pg_query.SelectStmt:
+		return p.selectStmt(s, refs, dist)
+	case *pg_query.InsertStmt:
+		return p.insertStmt(s, refs, dist)
+	case *pg_query.UpdateStmt:
+		return p.updateStmt(s, refs, dist)
+	case *pg_query.DeleteStmt:
+		return p.deleteStmt(s, refs, dist)
+	case *pg_query.DropStmt:
+		return p.dropStmt(s, dropped)
+	case *pg_query.TruncateStmt:
+		return p.truncateStmt(s, dist)
+	case *pg_query.VacuumStmt, *pg_query.GrantStmt, *pg_query.CommentStmt, *pg_query.LockStmt,
+		*pg_query.SecLabelStmt, *pg_query.VariableShowStmt:
+		// These only touch the coordinator's prototype table, which is what they mean there.
+		return p.coordinator()
+	case *pg_query.ExplainStmt:
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN commands on distributed tables are unsupported"))
+	case *pg_query.CopyStmt:
+		if s.Relation != nil {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COPY commands on distributed tables are unsupported"))
+		}
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COPY commands involving distributed tables are unsupported"))
+	case *pg_query.PrepareStmt:
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "PREPARE commands on distributed tables are unsupported"))
+	}
+	return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s on distributed table %s is not supported",
+		commandName(root), QuoteIdent(dist0(dist, dropped).Name)))
+}
+
+func dist0(dist []tableRef, dropped []*metadata.Table) *metadata.Table {
+	if len(dist) > 0 {
+		return dist[0].table
+	}
+	return dropped[0]
+}
+
+// commandName names a statement's command for messages ("ALTER TABLE", ...).
+func commandName(m protoreflect.Message) string {
+	name := string(m.Descriptor().Name())
+	name = strings.TrimSuffix(name, "Stmt")
+	switch name {
+	case "AlterTable":
+		return "ALTER TABLE"
+	case "Index":
+		return "CREATE INDEX"
+	case "CreateTableAs":
+		return "CREATE TABLE AS"
+	case "View":
+		return "CREATE VIEW"
+	case "Rename":
+		return "ALTER ... RENAME"
+	case "Cluster":
+		return "CLUSTER"
+	case "Reindex":
+		return "REINDEX"
+	case "Declare":
+		return "DECLARE CURSOR"
+	case "Merge":
+		return "MERGE"
+	}
+	return strings.ToUpper(name)
+}
+
+// survey walks the statement once: it records which literal tokens are parser constants
+// (and whether any constant's value shapes the plan), collects relation references and
+// resolves them, and finds calls of pgshard's SQL functions.
+func (p *planner) survey(root protoreflect.Message) (refs []tableRef, funcs []funcRef) {
+	// CTE names shadow tables of the same name.
+	walk(root, func(m protoreflect.Message, path []frame) bool {
+		if c, ok := m.Interface().(*pg_query.CommonTableExpr); ok {
+			p.ctes[c.Ctename] = true
+		}
+		return true
+	})
+	walk(root, func(m protoreflect.Message, path []frame) bool {
+		switch n := m.Interface().(type) {
+		case *pg_query.A_Const:
+			if ti := p.constToken(n.Location); ti >= 0 {
+				p.aconst[int32(ti)] = true
+				if len(path) > 0 {
+					parent := path[len(path)-1]
+					if _, ok := parent.msg.Interface().(*pg_query.SortBy); ok {
+						p.exact = true // ORDER BY <position>
+					}
+					if _, ok := parent.msg.Interface().(*pg_query.SelectStmt); ok && parent.field == "group_clause" {
+						p.exact = true // GROUP BY <position>
+					}
+				}
+			}
+		case *pg_query.RangeVar:
+			r := tableRef{rv: n, path: append([]frame(nil), path...)}
+			r.table = p.resolve(n)
+			refs = append(refs, r)
+		case *pg_query.FuncCall:
+			if name := pgshardFunction(n); name != "" {
+				funcs = append(funcs, funcRef{call: n, name: name, path: append([]frame(nil), path...)})
+			}
+		}
+		return true
+	})
+	return refs, funcs
+}
+
+// constToken returns the literal token of a parser constant at byte offset loc: the token
+// there, or the one after a unary minus the parser folded into the constant.
+func (p *planner) constToken(loc int32) int {
+	if loc < 0 {
+		return -1
+	}
+	ti := sqllex.Find(p.in.Toks, int(loc))
+	if ti < 0 {
+		return -1
+	}
+	t := p.in.Toks[ti]
+	if t.Kind == sqllex.Op && p.in.Text[t.Start:t.End] == "-" && ti+1 < len(p.in.Toks) {
+		ti++
+	}
+	if !p.in.Toks[ti].Literal() {
+		return -1
+	}
+	return ti
+}
+
+// resolve returns the distributed table a relation reference names, or nil.
+func (p *planner) resolve(rv *pg_query.RangeVar) *metadata.Table {
+	if !p.snap.HasTables() || rv.Relpersistence == "t" {
+		return nil
+	}
+	if rv.Schemaname != "" {
+		return p.snap.Table(rv.Schemaname, rv.Relname)
+	}
+	if p.ctes[rv.Relname] {
+		return nil
+	}
+	for _, s := range p.searchPath {
+		if t := p.snap.Table(s, rv.Relname); t != nil {
+			return t
+		}
+	}
+	return nil
+}
+
+// droppedTables returns the distributed tables a DROP TABLE names.
+func (p *planner) droppedTables(root protoreflect.Message) []*metadata.Table {
+	d, ok := root.Interface().(*pg_query.DropStmt)
+	if !ok || d.RemoveType != pg_query.ObjectType_OBJECT_TABLE {
+		return nil
+	}
+	var out []*metadata.Table
+	for _, obj := range d.Objects {
+		l, ok := unwrap(obj).(*pg_query.List)
+		if !ok {
+			continue
+		}
+		var names []string
+		for _, it := range l.Items {
+			if s, ok := unwrap(it).(*pg_query.String); ok {
+				names = append(names, s.Sval)
+			}
+		}
+		rv := &pg_query.RangeVar{}
+		switch len(names) {
+		case 1:
+			rv.Relname = names[0]
+		case 2:
+			rv.Schemaname, rv.Relname = names[0], names[1]
+		case 3:
+			rv.Schemaname, rv.Relname = names[1], names[2]
+		default:
+			continue
+		}
+		if t := p.resolve(rv); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (p *planner) coordinator() *Statement {
+	return &Statement{Kind: Coordinator, Text: p.textTemplate()}
+}
+
+func (p *planner) errorf(e *pgerr.Error) *Statement {
+	return &Statement{Kind: Error, Err: e, Text: p.textTemplate()}
+}
+
+// textTemplate is the statement's own text as a template.
+func (p *planner) textTemplate() Template {
+	b := newBuilder(p.in, p.litIdx)
+	b.text(p.start, p.end)
+	return b.done()
+}
+
+func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
+	st := &Statement{Text: p.textTemplate(), Name: s.SavepointName}
+	switch s.Kind {
+	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
+		st.Kind, st.Tag = Begin, "BEGIN"
+		if s.Kind == pg_query.TransactionStmtKind_TRANS_STMT_START {
+			st.Tag = "START TRANSACTION"
+		}
+	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
+		st.Kind, st.Tag = Commit, "COMMIT"
+		if s.Chain {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COMMIT AND CHAIN is not supported"))
+		}
+	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		st.Kind, st.Tag = Rollback, "ROLLBACK"
+		if s.Chain {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "ROLLBACK AND CHAIN is not supported"))
+		}
+	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+		st.Kind, st.Tag = Savepoint, "SAVEPOINT"
+	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
+		st.Kind, st.Tag = Release, "RELEASE"
+	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+		st.Kind, st.Tag = RollbackTo, "ROLLBACK"
+	case pg_query.TransactionStmtKind_TRANS_STMT_PREPARE, pg_query.TransactionStmtKind_TRANS_STMT_COMMIT_PREPARED,
+		pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
+		// Two-phase commit commands act on the coordinator's transaction only.
+		st.Kind = Coordinator
+	}
+	return st
+}
+
+// --- token spans ---
+
+// tok returns the index of the token starting at byte offset off, or -1.
+func (p *planner) tok(off int32) int { return sqllex.Find(p.in.Toks, int(off)) }
+
+// startOf and endOf are the byte offsets where token i starts and ends.
+func (p *planner) startOf(i int) int {
+	if i >= len(p.in.Toks) {
+		return len(p.in.Text)
+	}
+	return int(p.in.Toks[i].Start)
+}
+
+func (p *planner) endOf(i int) int { return int(p.in.Toks[i].End) }
+
+// is reports whether token i is the punctuation or operator s.
+func (p *planner) is(i int, s string) bool {
+	if i < 0 || i >= len(p.in.Toks) {
+		return false
+	}
+	t := p.in.Toks[i]
+	return (t.Kind == sqllex.Punct || t.Kind == sqllex.Op) && p.in.Text[t.Start:t.End] == s
+}
+
+// kw reports whether token i is the keyword k (lower case).
+func (p *planner) kw(i int, k string) bool {
+	return i >= 0 && i < len(p.in.Toks) && sqllex.Keyword(p.in.Text, p.in.Toks[i], k)
+}
+
+// matchParen returns the index of the ")" matching the "(" at token i, or -1.
+func (p *planner) matchParen(i int) int {
+	depth := 0
+	for j := i; j < len(p.in.Toks); j++ {
+		switch {
+		case p.is(j, "(") || p.is(j, "["):
+			depth++
+		case p.is(j, ")") || p.is(j, "]"):
+			depth--
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return -1
+}
+
+// lastTok returns the index of the statement's last token (before any ";").
+func (p *planner) lastTok() int {
+	i := sqllex.Find(p.in.Toks, p.start)
+	if i < 0 {
+		// The statement starts in whitespace: find the first token after it.
+		i = 0
+		for i < len(p.in.Toks) && int(p.in.Toks[i].Start) < p.start {
+			i++
+		}
+	}
+	last := -1
+	for ; i < len(p.in.Toks) && int(p.in.Toks[i].End) <= p.end; i++ {
+		last = i
+	}
+	return last
+}
+
+// splitTop splits tokens [from, to) at top-level commas into [start, end) ranges.
+func (p *planner) splitTop(from, to int) [][2]int {
+	var out [][2]int
+	depth := 0
+	s := from
+	for j := from; j < to; j++ {
+		switch {
+		case p.is(j, "(") || p.is(j, "["):
+			depth++
+		case p.is(j, ")") || p.is(j, "]"):
+			depth--
+		case depth == 0 && p.is(j, ","):
+			out = append(out, [2]int{s, j})
+			s = j + 1
+		}
+	}
+	if s < to {
+		out = append(out, [2]int{s, to})
+	}
+	return out
+}
+
+// nameEnd returns the token index after a possibly qualified name starting at token i.
+func (p *planner) nameEnd(i int) int {
+	j := i + 1
+	for j+1 < len(p.in.Toks) && p.is(j, ".") {
+		k := p.in.Toks[j+1].Kind
+		if k != sqllex.Ident && k != sqllex.QIdent {
+			break
+		}
+		j += 2
+	}
+	return j
+}
+
+// funcEnd returns the token index after a function call that starts at token i (the
+// name), including FILTER (...) and OVER ... clauses; -1 if the shape is not recognised.
+func (p *planner) funcEnd(i int) int {
+	j := p.nameEnd(i)
+	if !p.is(j, "(") {
+		// SQL-standard value functions without parentheses (CURRENT_DATE, ...).
+		return j
+	}
+	j = p.matchParen(j)
+	if j < 0 {
+		return -1
+	}
+	j++
+	if p.kw(j, "within") && p.kw(j+1, "group") && p.is(j+2, "(") {
+		if j = p.matchParen(j + 2); j < 0 {
+			return -1
+		}
+		j++
+	}
+	if p.kw(j, "filter") && p.is(j+1, "(") {
+		if j = p.matchParen(j + 1); j < 0 {
+			return -1
+		}
+		j++
+	}
+	if p.kw(j, "over") {
+		if p.is(j+1, "(") {
+			if j = p.matchParen(j + 1); j < 0 {
+				return -1
+			}
+			return j + 1
+		}
+		return j + 2
+	}
+	return j
+}
+
+// tableSegs writes a table reference: the shard table (SegTable hole index) in place of
+// the name tokens of rv, plus an alias with the table's own name when rv has none, so that
+// column references qualified by the table name keep working.
+func (p *planner) tableSegs(b *builder, rv *pg_query.RangeVar, hole int, asKeyword bool) (from, to int, ok bool) {
+	ti := p.tok(rv.Location)
+	if ti < 0 {
+		return 0, 0, false
+	}
+	end := p.nameEnd(ti)
+	b.hole(SegTable, hole)
+	if rv.Alias == nil {
+		if asKeyword {
+			b.gen(" AS " + QuoteIdent(rv.Relname))
+		} else {
+			b.gen(" " + QuoteIdent(rv.Relname))
+		}
+	}
+	return p.startOf(ti), p.endOf(end - 1), true
+}
+
+// shardTemplate is the statement text with every reference to table t replaced by the
+// shard table.
+func (p *planner) shardTemplate(refs []tableRef, t *metadata.Table, asKeyword bool) (Template, bool) {
+	b := newBuilder(p.in, p.litIdx)
+	pos := p.start
+	for _, r := range refs {
+		if r.table != t {
+			continue
+		}
+		ti := p.tok(r.rv.Location)
+		if ti < 0 || p.startOf(ti) < pos {
+			return nil, false
+		}
+		b.text(pos, p.startOf(ti))
+		_, to, ok := p.tableSegs(b, r.rv, 0, asKeyword)
+		if !ok {
+			return nil, false
+		}
+		pos = to
+	}
+	b.text(pos, p.end)
+	return b.done(), true
+}
+
+// notSupported is the error for a query shape pgshard does not plan.
+func notSupported(detail string, args ...any) *pgerr.Error {
+	return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").WithDetail(detail, args...)
+}

@@ -1,0 +1,170 @@
+package router
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+)
+
+// FunctionSignature describes one of pgshard's SQL functions: its parameter types, and
+// how many trailing parameters have defaults (and what they are).
+type FunctionSignature struct {
+	Params   []string // parameter type names, for casting the arguments
+	Defaults []string // SQL text of the defaults of the last len(Defaults) parameters
+}
+
+// Functions are the SQL functions the proxy implements, by name. They are called like
+// ordinary functions in a SELECT list, once per row.
+var Functions = map[string]FunctionSignature{
+	"master_add_node":                 {Params: []string{"text", "integer"}},
+	"master_create_distributed_table": {Params: []string{"text", "text", `"char"`}, Defaults: []string{`'h'`}},
+	"master_create_worker_shards":     {Params: []string{"text", "integer", "integer"}, Defaults: []string{"2"}},
+}
+
+type funcRef struct {
+	call *pg_query.FuncCall
+	name string
+	path []frame
+}
+
+// pgshardFunction returns the name of a pgshard SQL function a call invokes, or "".
+func pgshardFunction(f *pg_query.FuncCall) string {
+	var names []string
+	for _, n := range f.Funcname {
+		s, ok := unwrap(n).(*pg_query.String)
+		if !ok {
+			return ""
+		}
+		names = append(names, s.Sval)
+	}
+	switch len(names) {
+	case 1:
+	case 2:
+		if names[0] != "pgs_distribution_metadata" && names[0] != "public" {
+			return ""
+		}
+	default:
+		return ""
+	}
+	if _, ok := Functions[names[len(names)-1]]; ok {
+		return names[len(names)-1]
+	}
+	return ""
+}
+
+// functionCall plans a SELECT whose select list calls pgshard functions. The rest of the
+// query (FROM, WHERE, other columns) runs on the coordinator as ArgQuery, which returns the
+// calls' arguments, cast to the parameter types, and the other columns; the proxy then
+// calls the functions once per row.
+func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs []tableRef) *Statement {
+	sel, ok := root.Interface().(*pg_query.SelectStmt)
+	if !ok {
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s can only be called in the select list of a SELECT", funcs[0].name))
+	}
+	for _, r := range refs {
+		if r.table != nil {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s cannot be called in a query that reads distributed tables", funcs[0].name))
+		}
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.ValuesLists) > 0 {
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s cannot be called in a set operation", funcs[0].name))
+	}
+	// Each call must be a whole select-list entry.
+	entryCall := map[int]funcRef{}
+	for _, f := range funcs {
+		if len(f.path) < 1 {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s must be called at the top level of a select list", f.name))
+		}
+		parent := f.path[len(f.path)-1]
+		rt, isTarget := parent.msg.Interface().(*pg_query.ResTarget)
+		if !isTarget || len(f.path) < 2 || f.path[len(f.path)-2].msg.Interface() != sel {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s must be called at the top level of a select list", f.name))
+		}
+		for i, n := range sel.TargetList {
+			if unwrap(n) == rt {
+				entryCall[i] = f
+			}
+		}
+	}
+	c := p.clauses()
+	if c.selectKw < 0 {
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the select list could not be located"))
+	}
+	listEnd := c.next(c.selectKw, c.from, c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
+	entries := p.splitTop(c.selectKw+1, listEnd)
+	if len(entries) != len(sel.TargetList) {
+		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the select list could not be located"))
+	}
+	st := &Statement{Kind: Function, Text: p.textTemplate()}
+	b := newBuilder(p.in, p.litIdx)
+	b.gen("SELECT ")
+	ncol := 0
+	col := func() {
+		if ncol > 0 {
+			b.gen(", ")
+		}
+		ncol++
+	}
+	for i, n := range sel.TargetList {
+		rt := unwrap(n).(*pg_query.ResTarget)
+		f, isCall := entryCall[i]
+		if !isCall {
+			col()
+			b.text(p.startOf(entries[i][0]), p.endOf(entries[i][1]-1))
+			name := rt.Name
+			if name == "" {
+				name = "?column?"
+			}
+			st.Columns = append(st.Columns, OutColumn{Name: name, Call: -1, ArgIndex: ncol - 1})
+			continue
+		}
+		sig := Functions[f.name]
+		if f.call.AggStar || f.call.AggDistinct || len(f.call.AggOrder) > 0 || f.call.Over != nil || f.call.FuncVariadic {
+			return p.errorf(pgerr.New(pgerr.SyntaxError, "%s is not an aggregate or window function", f.name))
+		}
+		for _, a := range f.call.Args {
+			if _, named := unwrap(a).(*pg_query.NamedArgExpr); named {
+				return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "named arguments are not supported for %s", f.name))
+			}
+		}
+		nargs := len(f.call.Args)
+		if nargs > len(sig.Params) || nargs < len(sig.Params)-len(sig.Defaults) {
+			return p.errorf(pgerr.New(pgerr.UndefinedFunction, "function %s with %d arguments does not exist", f.name, nargs).
+				WithHint("No function matches the given name and argument types. You might need to add explicit type casts."))
+		}
+		ci := p.tok(f.call.Location)
+		open := p.nameEnd(ci)
+		closeParen := p.matchParen(open)
+		if ci < 0 || !p.is(open, "(") || closeParen < 0 {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the call of %s could not be located", f.name))
+		}
+		args := p.splitTop(open+1, closeParen)
+		if len(args) != nargs {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the arguments of %s could not be located", f.name))
+		}
+		call := Call{Func: f.name, Column: len(st.Columns), Arg0: ncol, NArgs: len(sig.Params)}
+		for k, typ := range sig.Params {
+			col()
+			b.gen("(")
+			if k < nargs {
+				b.text(p.startOf(args[k][0]), p.endOf(args[k][1]-1))
+			} else {
+				b.gen(sig.Defaults[k-(len(sig.Params)-len(sig.Defaults))])
+			}
+			b.gen(")::" + typ)
+		}
+		name := rt.Name
+		if name == "" {
+			name = f.name
+		}
+		st.Calls = append(st.Calls, call)
+		st.Columns = append(st.Columns, OutColumn{Name: name, Call: len(st.Calls) - 1})
+	}
+	if listEnd < c.end {
+		b.gen(" ")
+		b.text(p.startOf(listEnd), p.end)
+	}
+	st.ArgQuery = b.done()
+	return st
+}

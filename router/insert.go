@@ -1,0 +1,480 @@
+package router
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router/pghash"
+	"github.com/pgshard/pgshard/router/sqllex"
+)
+
+// insertStmt plans INSERT ... VALUES into a distributed table. Rows are split by shard;
+// every value that could differ between evaluations (volatile functions, sequence
+// defaults) and every partition key that is not a plain constant is evaluated once on the
+// coordinator, so that all placements of a shard receive identical rows.
+func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Statement {
+	t := p.resolve(s.Relation)
+	switch {
+	case t == nil:
+		return p.errorf(notSupported("INSERT into a coordinator table that reads a distributed table is not supported yet."))
+	case len(refs) != 1:
+		return p.errorf(notSupported("INSERT into a distributed table may not reference other tables yet."))
+	case s.WithClause != nil:
+		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
+	case t.KeyColumn() == nil:
+		return p.errorf(pgerr.New(pgerr.UndefinedColumn, "partition column %q of distributed table %s does not exist", t.Key, QuoteIdent(t.Name)))
+	}
+	var sel *pg_query.SelectStmt
+	if s.SelectStmt != nil {
+		var ok bool
+		sel, ok = unwrap(s.SelectStmt).(*pg_query.SelectStmt)
+		if !ok || len(sel.ValuesLists) == 0 {
+			return p.errorf(notSupported("INSERT ... SELECT into a distributed table is not supported yet."))
+		}
+	}
+
+	// Target columns.
+	cols := []int{}
+	if len(s.Cols) > 0 {
+		for _, c := range s.Cols {
+			rt := unwrap(c).(*pg_query.ResTarget)
+			i := t.ColumnIndex(rt.Name)
+			if i < 0 {
+				return p.errorf(pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name))
+			}
+			if i == t.KeyIndex && len(rt.Indirection) > 0 {
+				return p.errorf(notSupported("Assigning to a part of the partition column is not supported."))
+			}
+			cols = append(cols, i)
+		}
+	}
+	var rows [][]*pg_query.Node
+	if sel != nil {
+		for _, vl := range sel.ValuesLists {
+			l, _ := unwrap(vl).(*pg_query.List)
+			if l == nil {
+				return p.errorf(notSupported("Unrecognised VALUES list."))
+			}
+			rows = append(rows, l.Items)
+		}
+	} else {
+		rows = [][]*pg_query.Node{nil} // DEFAULT VALUES
+	}
+	width := len(rows[0])
+	for _, r := range rows {
+		if len(r) != width {
+			return p.errorf(pgerr.New(pgerr.SyntaxError, "VALUES lists must all be the same length"))
+		}
+	}
+	if len(s.Cols) == 0 {
+		if width > len(t.Columns) {
+			return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns"))
+		}
+		for i := 0; i < width; i++ {
+			cols = append(cols, i)
+		}
+	} else if width > len(cols) {
+		return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns"))
+	} else if width < len(cols) && sel != nil {
+		return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more target columns than expressions"))
+	}
+	if sel == nil {
+		cols = cols[:0]
+	}
+
+	// Columns the statement leaves to their defaults but whose defaults must be evaluated
+	// on the coordinator (sequences, volatile expressions), and the partition key when the
+	// statement does not give it.
+	given := map[int]bool{}
+	for _, c := range cols {
+		given[c] = true
+	}
+	var added []int
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		if given[i] || c.Generated != 0 {
+			continue
+		}
+		if i == t.KeyIndex {
+			if c.Default == "" {
+				return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+			}
+			added = append(added, i)
+		} else if c.Default != "" && !c.DefaultOnShard {
+			added = append(added, i)
+		}
+	}
+
+	// Locate the VALUES rows in the text.
+	relTok := p.tok(s.Relation.Location)
+	if relTok < 0 {
+		return p.errorf(notSupported("The INSERT's target could not be located."))
+	}
+	last := p.lastTok()
+	valuesTok := -1
+	depth := 0
+	for i := relTok; i <= last; i++ {
+		switch {
+		case p.is(i, "("):
+			depth++
+		case p.is(i, ")"):
+			depth--
+		case depth == 0 && (p.kw(i, "values") || (p.kw(i, "default") && p.kw(i+1, "values"))):
+			valuesTok = i
+		}
+		if valuesTok >= 0 {
+			break
+		}
+	}
+	if valuesTok < 0 {
+		return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+	}
+	var rowSpans [][2]int // token ranges of "( ... )"
+	suffixTok := valuesTok + 2
+	if sel != nil {
+		i := valuesTok + 1
+		for len(rowSpans) < len(rows) {
+			if !p.is(i, "(") {
+				return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+			}
+			j := p.matchParen(i)
+			if j < 0 {
+				return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+			}
+			rowSpans = append(rowSpans, [2]int{i, j + 1})
+			i = j + 1
+			if len(rowSpans) < len(rows) {
+				if !p.is(i, ",") {
+					return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+				}
+				i++
+			}
+		}
+		suffixTok = i
+	}
+
+	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
+	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
+
+	// Prefix: INSERT INTO <shard> AS <name> (columns) VALUES
+	pre := newBuilder(p.in, p.litIdx)
+	pre.text(p.start, p.startOf(relTok))
+	_, relEnd, _ := p.tableSegs(pre, s.Relation, 0, true)
+	colNames := func() string {
+		out := ""
+		for _, c := range added {
+			if out != "" || len(cols) > 0 {
+				out += ", "
+			}
+			out += QuoteIdent(t.Columns[c].Name)
+		}
+		return out
+	}
+	if len(s.Cols) > 0 {
+		open := -1
+		for i := p.nameEnd(relTok); i < valuesTok; i++ {
+			if p.is(i, "(") {
+				open = i
+				break
+			}
+		}
+		if open < 0 {
+			return p.errorf(notSupported("The INSERT's column list could not be located."))
+		}
+		closeParen := p.matchParen(open)
+		pre.text(relEnd, p.startOf(closeParen))
+		pre.gen(colNames())
+		pre.text(p.startOf(closeParen), p.startOf(valuesTok))
+	} else {
+		pre.text(relEnd, p.startOf(valuesTok))
+		if len(cols) > 0 || len(added) > 0 {
+			names := ""
+			for _, c := range cols {
+				if names != "" {
+					names += ", "
+				}
+				names += QuoteIdent(t.Columns[c].Name)
+			}
+			pre.gen("(" + names + colNames() + ") ")
+		}
+	}
+	pre.gen("VALUES ")
+	st.InsertPrefix = pre.done()
+
+	// Rows.
+	keyCol := &t.Columns[t.KeyIndex]
+	for ri, r := range rows {
+		row := Row{}
+		b := newBuilder(p.in, p.litIdx)
+		b.gen("(")
+		var spans [][2]int
+		if sel != nil {
+			spans = p.splitTop(rowSpans[ri][0]+1, rowSpans[ri][1]-1)
+			if len(spans) != len(r) {
+				return p.errorf(notSupported("A VALUES row could not be located."))
+			}
+		}
+		evalOf := func(e Eval) int {
+			row.Evals = append(row.Evals, e)
+			return len(row.Evals) - 1
+		}
+		for vi, v := range r {
+			ci := cols[vi]
+			col := &t.Columns[ci]
+			if vi > 0 {
+				b.gen(", ")
+			}
+			span := spans[vi]
+			exprText := func() Template {
+				eb := newBuilder(p.in, p.litIdx)
+				eb.text(p.startOf(span[0]), p.endOf(span[1]-1))
+				return eb.done()
+			}
+			_, isDefault := unwrap(v).(*pg_query.SetToDefault)
+			switch {
+			case isDefault && ci == t.KeyIndex:
+				if col.Default == "" {
+					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+				}
+				i := evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
+				b.hole(SegEval, i)
+			case isDefault && col.Default != "" && !col.DefaultOnShard:
+				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}))
+			case ci == t.KeyIndex:
+				kv, ok := p.insertKey(v, col)
+				if ok && kv.Kind == ValNull {
+					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+				}
+				if ok {
+					row.Key = kv
+					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
+				} else {
+					i := evalOf(Eval{Expr: exprText(), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
+					b.hole(SegEval, i)
+				}
+			case needsEval(v):
+				b.hole(SegEval, evalOf(Eval{Expr: exprText(), Cast: col.TypeName}))
+			default:
+				b.text(p.startOf(span[0]), p.endOf(span[1]-1))
+			}
+		}
+		for k, ci := range added {
+			col := &t.Columns[ci]
+			if k > 0 || len(r) > 0 {
+				b.gen(", ")
+			}
+			e := Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}
+			if ci == t.KeyIndex {
+				e.Key, e.KeyType = true, col.HashType
+				i := evalOf(e)
+				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
+				b.hole(SegEval, i)
+			} else {
+				b.hole(SegEval, evalOf(e))
+			}
+		}
+		b.gen(")")
+		row.Text = b.done()
+		st.Rows = append(st.Rows, row)
+	}
+	if keyCol == nil {
+		return p.errorf(notSupported("The partition column could not be found."))
+	}
+
+	// Suffix: ON CONFLICT ... RETURNING ..., with volatile values evaluated once.
+	suf := newBuilder(p.in, p.litIdx)
+	if suffixTok <= last {
+		var roots []*pg_query.Node
+		if oc := s.OnConflictClause; oc != nil {
+			roots = append(roots, oc.TargetList...)
+			roots = append(roots, oc.WhereClause)
+		}
+		if !p.preEval(suf, p.startOf(suffixTok), p.end, roots, &st.Evals) {
+			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
+		}
+		if oc := s.OnConflictClause; oc != nil {
+			for _, n := range oc.TargetList {
+				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == t.Key {
+					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
+				}
+			}
+		}
+	}
+	st.InsertSuffix = suf.done()
+	return st
+}
+
+// genTemplate is generated text as a template.
+func genTemplate(s string) Template { return Template{{Kind: SegText, Text: s, Anchor: -1}} }
+
+// insertKey interprets an INSERT's partition-key expression. Values are assigned to the
+// column (PostgreSQL's assignment coercion), so only forms whose text is the column
+// value are taken as they are: string constants, integer constants for numeric columns,
+// decimal constants for numeric and float columns, casts to the column's own type, and
+// parameters. Anything else is evaluated on the coordinator.
+func (p *planner) insertKey(n *pg_query.Node, col *metadata.Column) (Value, bool) {
+	keyType := col.HashType
+	if strings.Contains(col.TypeName, "(") {
+		// A type modifier (numeric(10,2), varchar(5), timestamp(0), ...) can change the
+		// value on assignment: PostgreSQL coerces it.
+		return Value{}, false
+	}
+	switch v := unwrap(n).(type) {
+	case *pg_query.A_Const:
+		if v.Isnull {
+			return Value{Kind: ValNull}, true
+		}
+		return p.insertLiteral(v, keyType)
+	case *pg_query.TypeCast:
+		if castType(v.TypeName) != keyType {
+			return Value{}, false
+		}
+		switch inner := unwrap(v.Arg).(type) {
+		case *pg_query.A_Const:
+			if inner.Isnull {
+				return Value{Kind: ValNull}, true
+			}
+			return p.insertLiteral(inner, keyType)
+		case *pg_query.ParamRef:
+			return Value{Kind: ValParam, Index: int(inner.Number), Type: keyType}, true
+		}
+	case *pg_query.ParamRef:
+		return Value{Kind: ValParam, Index: int(v.Number), Type: keyType}, true
+	}
+	return Value{}, false
+}
+
+func (p *planner) insertLiteral(c *pg_query.A_Const, keyType uint32) (Value, bool) {
+	ti := p.constToken(c.Location)
+	if ti < 0 {
+		return Value{}, false
+	}
+	neg := int(p.in.Toks[ti].Start) != int(c.Location)
+	v := Value{Kind: ValLit, Index: p.litIdx[int32(ti)], Neg: neg, Type: keyType}
+	tok := p.in.Toks[ti]
+	switch tok.Kind {
+	case sqllex.String:
+		if _, ok := sqllex.StringValue(p.in.Text, tok); !ok || neg {
+			return Value{}, false
+		}
+		return v, true
+	case sqllex.Number:
+		integer := true
+		for _, ch := range p.in.Text[tok.Start:tok.End] {
+			if ch < '0' || ch > '9' {
+				integer = false
+			}
+		}
+		switch keyType {
+		case pghash.OIDInt2, pghash.OIDInt4, pghash.OIDInt8, pghash.OIDOid:
+			return v, integer
+		case pghash.OIDNumeric, pghash.OIDFloat4, pghash.OIDFloat8:
+			return v, true
+		}
+	}
+	return Value{}, false
+}
+
+// needsEval reports whether a value expression must be evaluated on the coordinator
+// before being sent to placements: it calls a function (which may be volatile, like
+// now(), random() or nextval()), uses an SQL value function (CURRENT_TIMESTAMP, ...) or a
+// subquery. Expressions with parameters are left to the placements.
+func needsEval(n *pg_query.Node) bool {
+	m := nodeMessage(n)
+	if m == nil {
+		return false
+	}
+	calls, params := false, false
+	walk(m, func(x protoreflect.Message, _ []frame) bool {
+		switch x.Interface().(type) {
+		case *pg_query.FuncCall, *pg_query.SQLValueFunction, *pg_query.SubLink:
+			calls = true
+		case *pg_query.ParamRef:
+			params = true
+		}
+		return true
+	})
+	return calls && !params
+}
+
+// preEval copies input bytes [from, to) into b, replacing each outermost function call or
+// SQL value function that references no column and no parameter (found under roots) with
+// an evaluated value, whose Eval is appended to evals.
+func (p *planner) preEval(b *builder, from, to int, roots []*pg_query.Node, evals *[]Eval) bool {
+	type span struct{ from, to int }
+	var spans []span
+	for _, r := range roots {
+		m := nodeMessage(r)
+		if m == nil {
+			continue
+		}
+		walk(m, func(x protoreflect.Message, _ []frame) bool {
+			var loc int32
+			switch v := x.Interface().(type) {
+			case *pg_query.FuncCall:
+				loc = v.Location
+			case *pg_query.SQLValueFunction:
+				loc = v.Location
+			default:
+				return true
+			}
+			if !columnFree(x) {
+				return true // look for column-free calls inside
+			}
+			i := p.tok(loc)
+			if i < 0 {
+				return true
+			}
+			e := p.funcEnd(i)
+			if e < 0 {
+				return true
+			}
+			spans = append(spans, span{p.startOf(i), p.endOf(e - 1)})
+			return false
+		})
+	}
+	// Spans come from the tree in document order per root; sort them.
+	for i := 1; i < len(spans); i++ {
+		for j := i; j > 0 && spans[j].from < spans[j-1].from; j-- {
+			spans[j], spans[j-1] = spans[j-1], spans[j]
+		}
+	}
+	pos := from
+	for _, s := range spans {
+		if s.from < pos || s.to > to {
+			return false
+		}
+		b.text(pos, s.from)
+		eb := newBuilder(p.in, p.litIdx)
+		eb.text(s.from, s.to)
+		*evals = append(*evals, Eval{Expr: eb.done()})
+		b.hole(SegEval, len(*evals)-1)
+		pos = s.to
+	}
+	b.text(pos, to)
+	return true
+}
+
+// columnFree reports whether an expression references no column, parameter or
+// aggregate: it can then be evaluated anywhere, once.
+func columnFree(m protoreflect.Message) bool {
+	free := true
+	walk(m, func(x protoreflect.Message, _ []frame) bool {
+		switch v := x.Interface().(type) {
+		case *pg_query.ColumnRef, *pg_query.ParamRef, *pg_query.SubLink:
+			free = false
+		case *pg_query.FuncCall:
+			if v.Over != nil || v.AggStar || v.AggDistinct {
+				free = false
+			}
+		}
+		return free
+	})
+	return free
+}

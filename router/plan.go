@@ -1,0 +1,240 @@
+package router
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+)
+
+// Kind says how a statement is executed.
+type Kind uint8
+
+// Statement kinds.
+const (
+	// Coordinator statements run on the coordinator exactly as written.
+	// Requires: Text.
+	Coordinator Kind = iota
+	// Begin starts a transaction block. Requires: Text (the BEGIN statement, with its
+	// options, for the coordinator and every backend that joins the block).
+	Begin
+	// Commit ends a transaction block. Requires: Tag ("COMMIT").
+	Commit
+	// Rollback aborts a transaction block. Requires: Tag ("ROLLBACK").
+	Rollback
+	// Savepoint, Release and RollbackTo manage savepoints on every backend of the block.
+	// Requires: Text, Name.
+	Savepoint
+	Release
+	RollbackTo
+	// SetVar changes session state (SET, RESET, DISCARD) on the coordinator; the proxy
+	// then brings the session's worker connections to the same settings. Requires: Text.
+	SetVar
+	// Select reads a distributed table. Requires: Table, Shard, Filter; Merge when it
+	// may span shards.
+	Select
+	// Insert writes rows to a distributed table. Requires: Table, InsertPrefix, Rows,
+	// InsertSuffix.
+	Insert
+	// Update and Delete modify rows of a distributed table. Requires: Table, Shard,
+	// Filter.
+	Update
+	Delete
+	// Function calls pgshard's SQL functions (master_add_node, ...) once per row of
+	// ArgQuery. Requires: Calls, ArgQuery, Columns.
+	Function
+	// DropTable drops distributed tables (shards, metadata, then the coordinator table).
+	// Requires: Tables, Text.
+	DropTable
+	// Truncate empties distributed tables on every placement and runs the statement on the
+	// coordinator. Requires: Tables, Text.
+	Truncate
+	// Error is a statement that must fail with Err (cached like any plan).
+	Error
+)
+
+var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
+	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("Kind(%d)", k)
+}
+
+// MarshalJSON writes the kind's name.
+func (k Kind) MarshalJSON() ([]byte, error) { return json.Marshal(k.String()) }
+
+// Statement is the plan of one SQL statement. Plans are immutable and shared by every
+// execution of the same statement shape; per-execution values (literals, parameters, shard
+// choice) are bound late, by the executor.
+type Statement struct {
+	Kind Kind
+	// Text is the statement's own text (as a template over the input's literals).
+	Text Template
+	// Tag is the command tag of statements answered by the proxy.
+	Tag string
+	// Name is the savepoint name of savepoint statements.
+	Name string
+	// Err is the error of Error statements.
+	Err *pgerr.Error
+
+	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
+	Table uint32
+	// Shard is the statement as each shard runs it; SegTable 0 is the shard table.
+	Shard Template
+	// Filter selects shards from the WHERE clause.
+	Filter *Cond
+	// Evals are values the coordinator evaluates once per execution (volatile functions,
+	// column defaults, non-literal partition keys) before the statement is sent to any
+	// placement, so that every placement receives the same constants.
+	Evals []Eval
+	// Commutes marks writes that may reach a shard's placements in any order relative to
+	// other commuting writes (INSERT into a table without unique indexes).
+	Commutes bool
+	// Returning marks writes that return rows.
+	Returning bool
+
+	// InsertPrefix, Rows and InsertSuffix make up an INSERT: the prefix up to VALUES, one
+	// template per row, and the rest (ON CONFLICT, RETURNING).
+	InsertPrefix Template
+	Rows         []Row
+	InsertSuffix Template
+
+	// Merge combines the results of a Select that reads several shards.
+	Merge *Merge
+
+	// Calls, ArgQuery and Columns describe a Function statement.
+	Calls    []Call
+	ArgQuery Template
+	Columns  []OutColumn
+
+	// Tables are the OIDs of the distributed tables a DropTable/Truncate affects.
+	Tables []uint32
+}
+
+// Row is one row of an INSERT's VALUES list.
+type Row struct {
+	Text Template // "(v1, v2, ...)"; SegEval i is Evals[i]
+	Key  Value    // the partition key's value
+	// Evals are the row's values to evaluate on the coordinator.
+	Evals []Eval
+}
+
+// ValueKind is the source of a partition-key value.
+type ValueKind uint8
+
+// Value sources.
+const (
+	// ValLit is literal token Index of the input (Neg: preceded by a unary minus).
+	ValLit ValueKind = iota
+	// ValParam is bind parameter $Index.
+	ValParam
+	// ValNull is SQL NULL.
+	ValNull
+	// ValEval is evaluated value Index (see Statement.Evals).
+	ValEval
+)
+
+// Value is a partition-key value, bound at execution.
+type Value struct {
+	Kind  ValueKind
+	Index int
+	Neg   bool
+	// Type is the type whose hash function applies.
+	Type uint32
+}
+
+// CondKind is the kind of a shard-pruning condition.
+type CondKind uint8
+
+// Condition kinds.
+const (
+	// CondAll keeps every shard.
+	CondAll CondKind = iota
+	// CondEq keeps the shards holding Val.
+	CondEq
+	// CondAnd keeps the shards every argument keeps.
+	CondAnd
+	// CondOr keeps the shards any argument keeps.
+	CondOr
+	// CondNone keeps no shard (a contradiction such as "k = NULL").
+	CondNone
+)
+
+// Cond is a shard-pruning condition over the partition key, derived from a WHERE clause.
+type Cond struct {
+	Kind CondKind
+	Val  Value
+	Args []*Cond
+}
+
+// Eval is an expression the coordinator evaluates once per execution. The executor
+// renders Expr, asks the coordinator for its value as a typed SQL literal (and, for a
+// partition key, its canonical form for hashing), and fills SegEval hole i with it.
+type Eval struct {
+	Expr Template
+	// Cast is a type name the value is coerced to ("" keeps the expression's type).
+	Cast string
+	// Key is set when the value is a partition key of type KeyType.
+	Key     bool
+	KeyType uint32
+}
+
+// MergeKind says how the results of several shards are combined.
+type MergeKind uint8
+
+// Merge kinds.
+const (
+	// Concat streams every shard's rows, up to Limit after skipping Offset.
+	Concat MergeKind = iota
+	// Aggregate runs Final on the coordinator over one row of partial aggregates from each
+	// shard.
+	Aggregate
+	// Prototype runs the statement on the coordinator, against the distributed table's
+	// empty prototype: used for statements PostgreSQL rejects, so that the client gets
+	// PostgreSQL's own error.
+	Prototype
+)
+
+// Merge describes how a multi-shard Select is put together.
+type Merge struct {
+	Kind MergeKind
+	// Shard is the query each shard runs (replaces Statement.Shard when several shards
+	// are read). For Concat with a limit, SegEval 0 is the per-shard row limit.
+	Shard Template
+	// Limit and Offset (Concat), when HasLimit/HasOffset.
+	HasLimit, HasOffset bool
+	Limit, Offset       Value
+	// Final is the coordinator query of an Aggregate merge: SegEval 0 is the VALUES list of
+	// partial rows, and the SegType holes name the partial columns' types.
+	Final Template
+	// Partials is the number of partial columns each shard returns.
+	Partials int
+}
+
+// Call is one call of a pgshard SQL function in a Function statement's select list.
+type Call struct {
+	Func   string // function name
+	Column int    // output column it produces
+	Arg0   int    // first ArgQuery column holding its arguments
+	NArgs  int
+}
+
+// OutColumn is an output column of a Function statement: a call's result or a column of
+// ArgQuery passed through.
+type OutColumn struct {
+	Name     string
+	Call     int // index into Calls, or -1
+	ArgIndex int // ArgQuery column, when Call is -1
+}
+
+// Batch is the plan of a query string: its statements, in order.
+type Batch struct {
+	Stmts []*Statement
+	// AllCoordinator is set when every statement runs on the coordinator as written, so
+	// that the whole string can be sent there as one (keeping PostgreSQL's
+	// implicit-transaction semantics for multi-statement strings).
+	AllCoordinator bool
+}

@@ -1,0 +1,247 @@
+package router
+
+import (
+	"container/list"
+	"strconv"
+	"strings"
+	"sync"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/router/sqllex"
+)
+
+// Session is what planning needs to know of a client session.
+type Session struct {
+	// User is the session user (for "$user" in the search path).
+	User string
+	// SearchPath is the session's search_path setting, as SHOW search_path prints it.
+	SearchPath string
+}
+
+// Config configures a Router.
+type Config struct {
+	// CacheSize bounds the number of cached plans (default 10000).
+	CacheSize int
+}
+
+// Router plans statements. It is safe for concurrent use; plans are cached by statement
+// shape (the text with its literals taken out), search path and metadata schema version.
+type Router struct {
+	mu    sync.Mutex
+	max   int
+	lru   *list.List
+	items map[cacheKey]*list.Element
+
+	hits, misses uint64
+}
+
+type cacheKey struct {
+	text    string // shape, or exact text for plans that depend on literal values
+	exact   bool
+	path    string
+	version uint64
+}
+
+type cacheEntry struct {
+	key   cacheKey
+	batch *Batch
+}
+
+// New returns a router.
+func New(cfg Config) *Router {
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = 10000
+	}
+	return &Router{max: cfg.CacheSize, lru: list.New(), items: map[cacheKey]*list.Element{}}
+}
+
+// Stats returns cache hits and misses.
+func (r *Router) Stats() (hits, misses uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hits, r.misses
+}
+
+// Tokenize scans text into an Input.
+func Tokenize(text string) *Input {
+	in := &Input{Text: text}
+	in.Toks = sqllex.Scan(text, make([]sqllex.Token, 0, 32))
+	for i, t := range in.Toks {
+		if t.Literal() {
+			in.Lits = append(in.Lits, int32(i))
+		}
+	}
+	return in
+}
+
+// shape returns in's text with every literal replaced by a marker of its kind.
+func shape(in *Input) string {
+	if len(in.Lits) == 0 {
+		return in.Text
+	}
+	var b strings.Builder
+	b.Grow(len(in.Text))
+	pos := 0
+	for _, ti := range in.Lits {
+		t := in.Toks[ti]
+		b.WriteString(in.Text[pos:t.Start])
+		b.WriteString(litMarker(in.Text[t.Start:t.End], t.Kind))
+		pos = int(t.End)
+	}
+	b.WriteString(in.Text[pos:])
+	return b.String()
+}
+
+func litMarker(s string, k sqllex.Kind) string {
+	switch k {
+	case sqllex.Number:
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return "\x01n"
+			}
+		}
+		return "\x01i"
+	case sqllex.BitStr:
+		return "\x01b"
+	}
+	return "\x01s"
+}
+
+// Plan returns the plan of the query string text and the Input to execute it with.
+func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Batch, *Input) {
+	in := Tokenize(text)
+	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion}
+	if b := r.get(key); b != nil {
+		return b, in
+	}
+	exactKey := key
+	exactKey.text, exactKey.exact = text, true
+	if len(in.Lits) > 0 {
+		if b := r.get(exactKey); b != nil {
+			return b, in
+		}
+	}
+	b, exact := plan(in, snap, sess)
+	if exact {
+		r.put(exactKey, b)
+	} else {
+		r.put(key, b)
+	}
+	return b, in
+}
+
+func (r *Router) get(k cacheKey) *Batch {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.items[k]; ok {
+		r.lru.MoveToFront(e)
+		r.hits++
+		return e.Value.(*cacheEntry).batch
+	}
+	r.misses++
+	return nil
+}
+
+func (r *Router) put(k cacheKey, b *Batch) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if e, ok := r.items[k]; ok {
+		e.Value.(*cacheEntry).batch = b
+		r.lru.MoveToFront(e)
+		return
+	}
+	r.items[k] = r.lru.PushFront(&cacheEntry{key: k, batch: b})
+	for r.lru.Len() > r.max {
+		e := r.lru.Back()
+		r.lru.Remove(e)
+		delete(r.items, e.Value.(*cacheEntry).key)
+	}
+}
+
+// plan parses and plans a query string. exact reports that the plan depends on the
+// values of literals, so it may only be reused for the identical text.
+func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
+	tree, err := pg_query.Parse(in.Text)
+	if err != nil {
+		// The coordinator reports the syntax error, with PostgreSQL's own message,
+		// SQLSTATE and position, and runs nothing of the string.
+		return coordinatorBatch(in), false
+	}
+	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
+	for i, ti := range in.Lits {
+		p.litIdx[ti] = i
+	}
+	p.searchPath = parseSearchPath(sess.SearchPath, sess.User)
+	b := &Batch{AllCoordinator: true}
+	for _, raw := range tree.Stmts {
+		st := p.statement(raw)
+		if st.Kind != Coordinator {
+			b.AllCoordinator = false
+		}
+		b.Stmts = append(b.Stmts, st)
+	}
+	if len(b.Stmts) == 0 {
+		// An empty query string (only comments or semicolons).
+		b.Stmts = nil
+	}
+	exact := p.exact
+	for _, ti := range in.Lits {
+		if !p.aconst[ti] {
+			exact = true // a literal the parser did not turn into a constant (e.g. UESCAPE)
+		}
+	}
+	return b, exact
+}
+
+func coordinatorBatch(in *Input) *Batch {
+	bl := newBuilder(in, nil)
+	bl.raw(0, len(in.Text))
+	return &Batch{AllCoordinator: true, Stmts: []*Statement{{Kind: Coordinator, Text: bl.done()}}}
+}
+
+// parseSearchPath splits a search_path setting into schema names.
+func parseSearchPath(sp, user string) []string {
+	if sp == "" {
+		sp = `"$user", public`
+	}
+	var out []string
+	for _, part := range splitList(sp) {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if part[0] == '"' {
+			part = strings.ReplaceAll(strings.Trim(part, `"`), `""`, `"`)
+		} else {
+			part = strings.ToLower(part)
+		}
+		if part == "$user" {
+			part = user
+		}
+		out = append(out, part)
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	inq := false
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			inq = !inq
+		case ',':
+			if !inq {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(out, s[start:])
+}
+
+// itoa is strconv.Itoa, short.
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,427 @@
+// Package sqllex splits PostgreSQL SQL text into tokens with their byte offsets, following
+// the token rules of PostgreSQL's own scanner (scan.l) closely enough that token boundaries
+// agree with the parser's locations.
+//
+// The router uses it on the hot path: to compute a statement's shape (its text with the
+// literals taken out) for the plan cache, to find the literals' values, and to splice shard
+// table names into a statement at the parser's locations without deparsing. Scan allocates
+// nothing when dst has room.
+package sqllex
+
+// Kind is a token's kind.
+type Kind uint8
+
+// Token kinds.
+const (
+	Space  Kind = iota // whitespace and comments
+	Ident              // unquoted identifier or keyword
+	QIdent             // "quoted identifier" or U&"unicode identifier"
+	String             // '...', E'...', U&'...', $tag$...$tag$ (N'...' is N then '...')
+	BitStr             // B'0101' or X'ff'
+	Number             // integer or decimal constant
+	Param              // $1
+	Op                 // operator: + - * / < > = ~ ! @ # % ^ & | ` ?, and ::
+	Punct              // ( ) [ ] , ; : .
+	Bad                // an unterminated quote or comment, or a stray byte
+)
+
+var kindNames = [...]string{"Space", "Ident", "QIdent", "String", "BitStr", "Number", "Param", "Op", "Punct", "Bad"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "Kind(?)"
+}
+
+// Token is one token: sql[Start:End].
+type Token struct {
+	Start, End int32
+	Kind       Kind
+}
+
+// Literal reports whether the token is a constant (string, bit string or number).
+func (t Token) Literal() bool { return t.Kind == String || t.Kind == BitStr || t.Kind == Number }
+
+// Scan appends the tokens of sql to dst, whitespace and comments omitted, and returns it.
+func Scan(sql string, dst []Token) []Token {
+	i, n := 0, len(sql)
+	for i < n {
+		start := i
+		c := sql[i]
+		var k Kind
+		switch {
+		case isSpace(c):
+			i++
+			for i < n && isSpace(sql[i]) {
+				i++
+			}
+			continue
+		case c == '-' && i+1 < n && sql[i+1] == '-':
+			for i < n && sql[i] != '\n' && sql[i] != '\r' {
+				i++
+			}
+			continue
+		case c == '/' && i+1 < n && sql[i+1] == '*':
+			i, k = blockComment(sql, i)
+			if k == Space {
+				continue
+			}
+		case c == '\'':
+			i, k = quoted(sql, i+1, false, String)
+		case (c == 'e' || c == 'E') && i+1 < n && sql[i+1] == '\'':
+			i, k = quoted(sql, i+2, true, String)
+		case (c == 'b' || c == 'B' || c == 'x' || c == 'X') && i+1 < n && sql[i+1] == '\'':
+			i, k = quoted(sql, i+2, false, BitStr)
+		case (c == 'u' || c == 'U') && i+2 < n && sql[i+1] == '&' && (sql[i+2] == '\'' || sql[i+2] == '"'):
+			if sql[i+2] == '\'' {
+				i, k = quoted(sql, i+3, false, String)
+			} else {
+				i, k = quotedIdent(sql, i+3)
+			}
+		case c == '"':
+			i, k = quotedIdent(sql, i+1)
+		case c == '$':
+			i, k = dollar(sql, i)
+		case isDigit(c) || (c == '.' && i+1 < n && isDigit(sql[i+1])):
+			i, k = number(sql, i), Number
+		case isIdentStart(c):
+			i++
+			for i < n && isIdentCont(sql[i]) {
+				i++
+			}
+			k = Ident
+		case c == ':' && i+1 < n && sql[i+1] == ':':
+			i, k = i+2, Op
+		case c == ':' && i+1 < n && sql[i+1] == '=':
+			i, k = i+2, Op
+		case c == '=' && i+1 < n && sql[i+1] == '>':
+			i, k = i+2, Op
+		case c == '.' && i+1 < n && sql[i+1] == '.':
+			i, k = i+2, Op
+		case c == '(' || c == ')' || c == '[' || c == ']' || c == ',' || c == ';' || c == ':' || c == '.':
+			i, k = i+1, Punct
+		case isOpChar(c):
+			i, k = operator(sql, i), Op
+		default:
+			i, k = i+1, Bad
+		}
+		dst = append(dst, Token{Start: int32(start), End: int32(i), Kind: k})
+	}
+	return dst
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+}
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+func isIdentStart(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
+}
+func isIdentCont(c byte) bool { return isIdentStart(c) || isDigit(c) || c == '$' }
+func isOpChar(c byte) bool {
+	switch c {
+	case '~', '!', '@', '#', '^', '&', '|', '`', '?', '+', '-', '*', '/', '%', '<', '>', '=':
+		return true
+	}
+	return false
+}
+
+// blockComment skips a (nested) /* comment */ starting at i.
+func blockComment(sql string, i int) (int, Kind) {
+	depth := 0
+	n := len(sql)
+	for i < n {
+		switch {
+		case sql[i] == '/' && i+1 < n && sql[i+1] == '*':
+			depth++
+			i += 2
+		case sql[i] == '*' && i+1 < n && sql[i+1] == '/':
+			depth--
+			i += 2
+			if depth == 0 {
+				return i, Space
+			}
+		default:
+			i++
+		}
+	}
+	return n, Bad
+}
+
+// quoted scans a single-quoted string body starting after the opening quote. A doubled
+// quote is an escaped quote; with backslash escapes (E'...'), \' and \\ are escapes too.
+// An unterminated string is Bad.
+func quoted(sql string, i int, backslash bool, k Kind) (int, Kind) {
+	n := len(sql)
+	for i < n {
+		c := sql[i]
+		switch {
+		case backslash && c == '\\':
+			i += 2
+		case c == '\'':
+			if i+1 < n && sql[i+1] == '\'' {
+				i += 2
+				continue
+			}
+			return i + 1, k
+		default:
+			i++
+		}
+	}
+	return n, Bad
+}
+
+func quotedIdent(sql string, i int) (int, Kind) {
+	n := len(sql)
+	for i < n {
+		if sql[i] == '"' {
+			if i+1 < n && sql[i+1] == '"' {
+				i += 2
+				continue
+			}
+			return i + 1, QIdent
+		}
+		i++
+	}
+	return n, Bad
+}
+
+// dollar scans $n parameters and $tag$...$tag$ strings starting at i (sql[i] == '$').
+func dollar(sql string, i int) (int, Kind) {
+	n := len(sql)
+	j := i + 1
+	if j < n && isDigit(sql[j]) {
+		for j < n && isDigit(sql[j]) {
+			j++
+		}
+		return j, Param
+	}
+	// $tag$: the tag is an identifier without '$', possibly empty.
+	if j < n && isIdentStart(sql[j]) {
+		for j < n && isIdentCont(sql[j]) && sql[j] != '$' {
+			j++
+		}
+	}
+	if j >= n || sql[j] != '$' {
+		return i + 1, Bad
+	}
+	tag := sql[i : j+1]
+	for k := j + 1; k+len(tag) <= n; k++ {
+		if sql[k] == '$' && sql[k:k+len(tag)] == tag {
+			return k + len(tag), String
+		}
+	}
+	return n, Bad
+}
+
+// number scans an integer, decimal or real constant as PostgreSQL does: digits, an optional
+// fraction, an optional exponent. "1..2" scans as 1, .., 2 (the parser's range operator).
+func number(sql string, i int) int {
+	n := len(sql)
+	for i < n && isDigit(sql[i]) {
+		i++
+	}
+	if i < n && sql[i] == '.' && !(i+1 < n && sql[i+1] == '.') {
+		i++
+		for i < n && isDigit(sql[i]) {
+			i++
+		}
+	}
+	if i < n && (sql[i] == 'e' || sql[i] == 'E') {
+		j := i + 1
+		if j < n && (sql[j] == '+' || sql[j] == '-') {
+			j++
+		}
+		if j < n && isDigit(sql[j]) {
+			for j < n && isDigit(sql[j]) {
+				j++
+			}
+			i = j
+		}
+	}
+	return i
+}
+
+// operator scans an operator with scan.l's rules: an operator cannot contain the start of a
+// comment, and a multi-character operator ending in + or - must contain one of ~ ! @ # % ^
+// & | ` ? (so that "a=-1" is "=" then "-").
+func operator(sql string, i int) int {
+	start := i
+	n := len(sql)
+	for i < n && isOpChar(sql[i]) {
+		if i+1 < n && (sql[i] == '-' && sql[i+1] == '-' || sql[i] == '/' && sql[i+1] == '*') && i > start {
+			break
+		}
+		i++
+	}
+	if i-start > 1 && (sql[i-1] == '+' || sql[i-1] == '-') {
+		special := false
+		for k := start; k < i; k++ {
+			switch sql[k] {
+			case '~', '!', '@', '#', '%', '^', '&', '|', '`', '?':
+				special = true
+			}
+		}
+		if !special {
+			for i-start > 1 && (sql[i-1] == '+' || sql[i-1] == '-') {
+				i--
+			}
+		}
+	}
+	return i
+}
+
+// Find returns the index of the token that starts at byte offset off, or -1.
+func Find(toks []Token, off int) int {
+	lo, hi := 0, len(toks)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if int(toks[m].Start) < off {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(toks) && int(toks[lo].Start) == off {
+		return lo
+	}
+	return -1
+}
+
+// Keyword reports whether token t of sql is the unquoted identifier kw (kw in lower case).
+func Keyword(sql string, t Token, kw string) bool {
+	if t.Kind != Ident || int(t.End-t.Start) != len(kw) {
+		return false
+	}
+	for i := 0; i < len(kw); i++ {
+		c := sql[int(t.Start)+i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != kw[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// IdentName returns the name an identifier token denotes: unquoted identifiers are folded
+// to lower case (ASCII only, as PostgreSQL does), quoted ones have their quotes removed.
+func IdentName(sql string, t Token) string {
+	s := sql[t.Start:t.End]
+	switch t.Kind {
+	case Ident:
+		for i := 0; i < len(s); i++ {
+			if s[i] >= 'A' && s[i] <= 'Z' {
+				b := []byte(s)
+				for j := i; j < len(b); j++ {
+					if b[j] >= 'A' && b[j] <= 'Z' {
+						b[j] += 'a' - 'A'
+					}
+				}
+				return string(b)
+			}
+		}
+		return s
+	case QIdent:
+		if len(s) >= 2 && s[0] == '"' {
+			s = s[1 : len(s)-1]
+		}
+		out := make([]byte, 0, len(s))
+		for i := 0; i < len(s); i++ {
+			out = append(out, s[i])
+			if s[i] == '"' && i+1 < len(s) && s[i+1] == '"' {
+				i++
+			}
+		}
+		return string(out)
+	}
+	return s
+}
+
+// StringValue returns the value of a String token: quotes removed, doubled quotes undone,
+// and for E” strings the backslash escapes resolved. ok is false for forms it does not
+// decode (U&” strings, strings with invalid escapes).
+func StringValue(sql string, t Token) (v string, ok bool) {
+	s := sql[t.Start:t.End]
+	if t.Kind != String || len(s) < 2 {
+		return "", false
+	}
+	switch s[0] {
+	case '\'':
+		return undouble(s[1 : len(s)-1]), true
+	case 'e', 'E':
+		return unescape(s[2 : len(s)-1])
+	case '$':
+		j := 1
+		for s[j] != '$' {
+			j++
+		}
+		tag := j + 1
+		return s[tag : len(s)-tag], true
+	}
+	return "", false
+}
+
+func undouble(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			b := make([]byte, 0, len(s))
+			for j := 0; j < len(s); j++ {
+				b = append(b, s[j])
+				if s[j] == '\'' && j+1 < len(s) && s[j+1] == '\'' {
+					j++
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
+
+func unescape(s string) (string, bool) {
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\'' && i+1 < len(s) && s[i+1] == '\'' {
+			b = append(b, '\'')
+			i++
+			continue
+		}
+		if c != '\\' || i+1 >= len(s) {
+			b = append(b, c)
+			continue
+		}
+		i++
+		switch e := s[i]; e {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'x', 'u', 'U':
+			return "", false
+		default:
+			if e >= '0' && e <= '7' {
+				v := int(e - '0')
+				for k := 0; k < 2 && i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '7'; k++ {
+					i++
+					v = v*8 + int(s[i]-'0')
+				}
+				if v == 0 || v > 0x7f {
+					return "", false
+				}
+				b = append(b, byte(v))
+			} else {
+				b = append(b, e)
+			}
+		}
+	}
+	return string(b), true
+}
