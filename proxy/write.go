@@ -169,9 +169,11 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			w.wc = wc
 			c := wc.conn()
 			if implicit {
-				c.Query("BEGIN")
+				// One Query message: the placement answers both with one ReadyForQuery.
+				c.QueryBytes(append([]byte("BEGIN;"), task.sql...))
+			} else {
+				c.QueryBytes(task.sql)
 			}
-			c.QueryBytes(task.sql)
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
 			}
