@@ -461,4 +461,3 @@ func stackTrace() []byte {
 
 // fmtNode formats a node for messages.
 func fmtNode(n metadata.Node) string { return fmt.Sprintf("%s:%d", n.Name, n.Port) }
-

@@ -61,7 +61,7 @@ func hasSubLink(m protoreflect.Message) bool {
 // parentheses.
 type clauses struct {
 	selectKw, from, where, group, having, window, order, limit, offset, fetch, forKw int
-	end                                                                           int // token after the statement
+	end                                                                              int // token after the statement
 }
 
 func (p *planner) clauses() clauses {

@@ -4,8 +4,8 @@ package tests
 
 import (
 	"bytes"
-	"flag"
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,12 +17,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/tests/cluster"
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // env is the cluster and proxy shared by the tests of this package.
 var env struct {
 	c *cluster.Cluster
-	p *cluster.Proxy
+	p *testproxy.Proxy
 }
 
 func TestMain(m *testing.M) {
@@ -37,7 +38,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "tests: start cluster:", err)
 		os.Exit(1)
 	}
-	p, err := cluster.StartProxy(ctx, c.Coordinator.URL("postgres"), cluster.ProxyOptions{})
+	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
 	if err != nil {
 		c.Close()
 		fmt.Fprintln(os.Stderr, "tests: start proxy:", err)
@@ -67,7 +68,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func simpleURL(p *cluster.Proxy) string {
+func simpleURL(p *testproxy.Proxy) string {
 	return p.URL() + "&default_query_exec_mode=simple_protocol"
 }
 
@@ -77,7 +78,7 @@ func connect(t testing.TB) *pgx.Conn {
 	return connectTo(t, env.p)
 }
 
-func connectTo(t testing.TB, p *cluster.Proxy) *pgx.Conn {
+func connectTo(t testing.TB, p *testproxy.Proxy) *pgx.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -131,7 +132,7 @@ func uniqueName(prefix string) string {
 }
 
 // psql runs psql against the proxy with the given script and returns its output.
-func psql(t testing.TB, p *cluster.Proxy, script string, extra ...string) (string, error) {
+func psql(t testing.TB, p *testproxy.Proxy, script string, extra ...string) (string, error) {
 	t.Helper()
 	args := append([]string{"-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", p.Host, "-p", fmt.Sprint(p.Port), "-U", "postgres", "-d", "postgres"}, extra...)
 	cmd := exec.Command("psql", args...)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/tests/cluster"
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // reviewsDDL creates a pg_shard README-style table.
@@ -487,7 +488,7 @@ func TestWrites(t *testing.T) {
 // first (LISTEN/NOTIFY) and routes the same way.
 func TestTwoProxies(t *testing.T) {
 	ctx := context.Background()
-	p2, err := cluster.StartProxy(ctx, env.c.Coordinator.URL("postgres"), cluster.ProxyOptions{})
+	p2, err := testproxy.Start(ctx, env.c.Coordinator.URL("postgres"), testproxy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

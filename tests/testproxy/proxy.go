@@ -1,4 +1,5 @@
-package cluster
+// Package testproxy runs pgshard proxies inside a test process.
+package testproxy
 
 import (
 	"context"
@@ -24,8 +25,8 @@ type Proxy struct {
 	done   chan error
 }
 
-// ProxyOptions configure StartProxy.
-type ProxyOptions struct {
+// Options configure StartProxy.
+type Options struct {
 	// Listen is the address (default 127.0.0.1:0, a free port).
 	Listen string
 	// RepairInterval enables the background repairer.
@@ -35,7 +36,7 @@ type ProxyOptions struct {
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
-func StartProxy(ctx context.Context, coordinatorURL string, opts ProxyOptions) (*Proxy, error) {
+func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, error) {
 	log := opts.Log
 	if log == nil {
 		w := io.Discard
