@@ -443,3 +443,14 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Command returns a command that runs as the servers' user (see NewServer): programs such
+// as pgbouncer refuse to run as root too.
+func Command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd
+}
+
+// Chown hands a directory tree to the servers' user.
+func Chown(dir string) error { return chownTree(dir) }

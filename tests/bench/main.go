@@ -1,0 +1,278 @@
+// Command bench compares pgbench select-only throughput and CPU cost per query against one
+// PostgreSQL worker directly, through PgBouncer, and through pgshard (pgbench_accounts
+// distributed in 16 shards, all on that worker), in alternating rounds of one run.
+//
+//	go run ./tests/bench [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/cluster"
+	"github.com/pgshard/pgshard/tests/testproxy"
+)
+
+func main() {
+	scale := flag.Int("scale", 10, "pgbench scale factor (100,000 accounts each)")
+	clients := flag.Int("clients", 8, "pgbench clients")
+	duration := flag.Duration("duration", 10*time.Second, "length of each pgbench run")
+	rounds := flag.Int("rounds", 3, "rounds of direct / pgbouncer / pgshard")
+	modes := flag.String("modes", "simple", "pgbench protocol modes, comma-separated (simple, extended, prepared)")
+	flag.Parse()
+	if err := run(*scale, *clients, *duration, *rounds, strings.Split(*modes, ",")); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name string
+	host string
+	port int
+	cpu  func() time.Duration // CPU time used by the middleman so far
+}
+
+type result struct {
+	tps float64
+	txs int64
+	cpu time.Duration
+}
+
+func run(scale, clients int, duration time.Duration, rounds int, modes []string) error {
+	ctx := context.Background()
+	fmt.Println("starting a coordinator and one worker...")
+	c, err := cluster.Start(ctx, cluster.Options{Workers: 1, Settings: []string{"shared_buffers = 256MB"}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	w := c.Workers[0]
+
+	fmt.Printf("pgbench -i -s %d on the worker (direct baseline)...\n", scale)
+	if out, err := exec.Command("pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "-h", w.Host, "-p", strconv.Itoa(w.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i: %v: %s", err, out)
+	}
+
+	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		return err
+	}
+	defer p.Stop()
+	if err := setupDistributed(ctx, p, c, scale); err != nil {
+		return err
+	}
+	bouncer, stopBouncer, err := startPgBouncer(w)
+	if err != nil {
+		return err
+	}
+	defer stopBouncer()
+
+	targets := []target{
+		{name: "direct", host: w.Host, port: w.Port, cpu: func() time.Duration { return 0 }},
+		bouncer,
+		{name: "pgshard", host: p.Host, port: p.Port, cpu: selfCPU},
+	}
+	for _, mode := range modes {
+		results := map[string][]result{}
+		for r := 0; r < rounds; r++ {
+			for _, t := range targets {
+				res, err := pgbench(t, mode, clients, duration)
+				if err != nil {
+					return fmt.Errorf("%s (%s): %w", t.name, mode, err)
+				}
+				results[t.name] = append(results[t.name], res)
+				fmt.Printf("  round %d %-9s %-8s %9.0f tps\n", r+1, t.name, mode, res.tps)
+			}
+		}
+		report(mode, targets, results, clients, duration)
+	}
+	return nil
+}
+
+// setupDistributed distributes pgbench_accounts through the proxy (16 shards on the one
+// worker) and fills the shards directly on the worker (the benchmark is about queries).
+func setupDistributed(ctx context.Context, p *testproxy.Proxy, c *cluster.Cluster, scale int) error {
+	conn, err := pgx.Connect(ctx, p.URL()+"&default_query_exec_mode=simple_protocol")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	w := c.Workers[0]
+	for _, q := range []string{
+		fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port),
+		"CREATE TABLE pgbench_accounts (aid int NOT NULL PRIMARY KEY, bid int, abalance int, filler char(84))",
+		"select master_create_distributed_table('pgbench_accounts', 'aid')",
+		"select master_create_worker_shards('pgbench_accounts', 16, 1)",
+		// pgbench reads the scale from pgbench_branches, a coordinator table.
+		"CREATE TABLE pgbench_branches (bid int PRIMARY KEY, bbalance int, filler char(88))",
+		fmt.Sprintf("INSERT INTO pgbench_branches SELECT b, 0, '' FROM generate_series(1, %d) b", scale),
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	wc, err := pgx.Connect(ctx, w.URL("postgres"))
+	if err != nil {
+		return err
+	}
+	defer wc.Close(ctx)
+	rows, err := conn.Query(ctx, "SHOW SHARDS pgbench_accounts")
+	if err != nil {
+		return err
+	}
+	type shard struct{ id, min, max int64 }
+	var shards []shard
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			return err
+		}
+		id, _ := strconv.ParseInt(fmt.Sprint(vals[1]), 10, 64)
+		lo, _ := strconv.ParseInt(fmt.Sprint(vals[2]), 10, 64)
+		hi, _ := strconv.ParseInt(fmt.Sprint(vals[3]), 10, 64)
+		shards = append(shards, shard{id, lo, hi})
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	fmt.Printf("filling %d shards of pgbench_accounts on the worker...\n", len(shards))
+	for _, s := range shards {
+		q := fmt.Sprintf(`INSERT INTO pgbench_accounts_%d SELECT aid, (aid - 1) / 100000 + 1, 0, '' FROM generate_series(1, %d) aid
+			WHERE hashint4(aid) BETWEEN %d AND %d`, s.id, scale*100000, s.min, s.max)
+		if _, err := wc.Exec(ctx, q); err != nil {
+			return err
+		}
+	}
+	_, err = wc.Exec(ctx, "VACUUM ANALYZE")
+	return err
+}
+
+func startPgBouncer(w *cluster.Server) (target, func(), error) {
+	if _, err := exec.LookPath("pgbouncer"); err != nil {
+		return target{}, nil, fmt.Errorf("pgbouncer not installed (apt-get install pgbouncer)")
+	}
+	dir, err := os.MkdirTemp("", "pgshard-bouncer-")
+	if err != nil {
+		return target{}, nil, err
+	}
+	port, err := cluster.FreePort()
+	if err != nil {
+		return target{}, nil, err
+	}
+	ini := fmt.Sprintf(`[databases]
+postgres = host=%s port=%d dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = any
+pool_mode = transaction
+default_pool_size = 40
+max_client_conn = 1000
+logfile = %s/pgbouncer.log
+`, w.Host, w.Port, port, dir)
+	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
+		return target{}, nil, err
+	}
+	os.Chmod(dir, 0o755)
+	cluster.Chown(dir)
+	cmd := cluster.Command("pgbouncer", filepath.Join(dir, "pgbouncer.ini"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return target{}, nil, err
+	}
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for i := 0; i < 100; i++ {
+		if c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)); err == nil {
+			c.Close(context.Background())
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid := cmd.Process.Pid
+	return target{name: "pgbouncer", host: "127.0.0.1", port: port, cpu: func() time.Duration { return procCPU(pid) }}, stop, nil
+}
+
+// procCPU is a process's user+system CPU time from /proc.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100
+}
+
+// selfCPU is this process's CPU time (the in-process proxy; pgbench is a child and is not
+// counted).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+var txRe = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
+
+func pgbench(t target, mode string, clients int, d time.Duration) (result, error) {
+	cpu0 := t.cpu()
+	cmd := exec.Command("pgbench", "-S", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients),
+		"-T", strconv.Itoa(int(d.Seconds())), "-h", t.host, "-p", strconv.Itoa(t.port), "-U", "postgres", "postgres")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("%v: %s", err, out)
+	}
+	cpu := t.cpu() - cpu0
+	m := tpsRe.FindSubmatch(out)
+	n := txRe.FindSubmatch(out)
+	if m == nil || n == nil {
+		return result{}, fmt.Errorf("unexpected pgbench output: %s", out)
+	}
+	tps, _ := strconv.ParseFloat(string(m[1]), 64)
+	txs, _ := strconv.ParseInt(string(n[1]), 10, 64)
+	return result{tps: tps, txs: txs, cpu: cpu}, nil
+}
+
+func median(rs []result) result {
+	s := append([]result(nil), rs...)
+	sort.Slice(s, func(i, j int) bool { return s[i].tps < s[j].tps })
+	return s[len(s)/2]
+}
+
+func report(mode string, targets []target, results map[string][]result, clients int, d time.Duration) {
+	direct := median(results["direct"])
+	bouncer := median(results["pgbouncer"])
+	fmt.Printf("\npgbench -S -M %s, %d clients, %s per run, median of %d rounds:\n", mode, clients, d, len(results["direct"]))
+	fmt.Printf("%-10s %12s %12s %14s %16s\n", "target", "tps", "vs direct", "vs pgbouncer", "CPU µs/query")
+	for _, t := range targets {
+		m := median(results[t.name])
+		cpu := "-"
+		if t.name != "direct" && m.txs > 0 {
+			cpu = fmt.Sprintf("%.1f", float64(m.cpu.Microseconds())/float64(m.txs))
+		}
+		fmt.Printf("%-10s %12.0f %12.2f %14.2f %16s\n", t.name, m.tps, m.tps/direct.tps, m.tps/bouncer.tps, cpu)
+	}
+	fmt.Println()
+}
