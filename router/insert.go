@@ -295,7 +295,11 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 			roots = append(roots, oc.TargetList...)
 			roots = append(roots, oc.WhereClause)
 		}
-		if !p.preEval(suf, p.startOf(suffixTok), p.end, roots, &st.Evals) {
+		from := p.startOf(suffixTok)
+		if len(rowSpans) > 0 {
+			from = p.endOf(rowSpans[len(rowSpans)-1][1] - 1)
+		}
+		if !p.preEval(suf, from, p.end, roots, &st.Evals) {
 			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
 		}
 		if oc := s.OnConflictClause; oc != nil {

@@ -123,6 +123,9 @@ func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Bat
 			return b, in
 		}
 	}
+	r.mu.Lock()
+	r.misses++
+	r.mu.Unlock()
 	b, exact := plan(in, snap, sess)
 	if exact {
 		r.put(exactKey, b)
@@ -140,7 +143,6 @@ func (r *Router) get(k cacheKey) *Batch {
 		r.hits++
 		return e.Value.(*cacheEntry).batch
 	}
-	r.misses++
 	return nil
 }
 

@@ -1,0 +1,288 @@
+package router
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/router/pghash"
+)
+
+// testSnapshot has two distributed tables: public.reviews (text key, a serial id) and
+// app.events (varchar key), four shards each.
+func testSnapshot() *metadata.Snapshot {
+	reviews := &metadata.Table{OID: 16384, Schema: "public", Name: "reviews", Method: 'h', Key: "customer_id", KeyIndex: 0,
+		Columns: []metadata.Column{
+			{Name: "customer_id", TypeOID: 25, HashType: 25, TypeName: "text", NotNull: true},
+			{Name: "review_date", TypeOID: 1082, HashType: 1082, TypeName: "date"},
+			{Name: "rating", TypeOID: 23, HashType: 23, TypeName: "integer"},
+			{Name: "id", TypeOID: 20, HashType: 20, TypeName: "bigint", Default: "nextval('public.reviews_id_seq'::regclass)"},
+			{Name: "votes", TypeOID: 23, HashType: 23, TypeName: "integer", Default: "0", DefaultOnShard: true},
+		}}
+	events := &metadata.Table{OID: 16400, Schema: "app", Name: "events", Method: 'h', Key: "k", KeyIndex: 0, HasUnique: true,
+		Columns: []metadata.Column{
+			{Name: "k", TypeOID: 1043, HashType: 1043, TypeName: "character varying"},
+			{Name: "n", TypeOID: 20, HashType: 20, TypeName: "bigint"},
+		}}
+	for _, t := range []*metadata.Table{reviews, events} {
+		for i := 0; i < 4; i++ {
+			lo, hi := metadata.HashRange(i, 4)
+			t.Shards = append(t.Shards, &metadata.Shard{ID: int64(t.OID) + int64(i), TableID: t.OID, Min: lo, Max: hi})
+		}
+	}
+	return metadata.NewSnapshot(nil, []*metadata.Table{reviews, events})
+}
+
+var sess = &Session{User: "alice", SearchPath: `"$user", public, app`}
+
+func render(t Template, in *Input) string {
+	return t.String(&Holes{In: in, Tables: []string{"<SHARD>"}, Evals: []string{"<E0>", "<E1>", "<E2>"}, Types: []string{"<T0>", "<T1>", "<T2>", "<T3>", "<T4>", "<T5>"}})
+}
+
+func TestPlanKinds(t *testing.T) {
+	snap := testSnapshot()
+	cases := []struct {
+		sql   string
+		kinds []Kind
+		all   bool // AllCoordinator
+	}{
+		{"select 1", []Kind{Coordinator}, true},
+		{"create table x (a int); insert into x values (1)", []Kind{Coordinator, Coordinator}, true},
+		{"SELEC 1", []Kind{Coordinator}, true}, // the coordinator reports the syntax error
+		{"begin; select * from reviews where customer_id = 'a'; commit", []Kind{Begin, Select, Commit}, false},
+		{"set search_path = app", []Kind{SetVar}, false},
+		{"select * from reviews", []Kind{Select}, false},
+		{"select * from events where k = 'x'", []Kind{Select}, false},
+		{"select * from app.events", []Kind{Select}, false},
+		{"select * from other.events", []Kind{Coordinator}, true},
+		{"with reviews as (select 1) select * from reviews", []Kind{Coordinator}, true},
+		{"insert into reviews (customer_id) values ('a')", []Kind{Insert}, false},
+		{"update reviews set rating = 1", []Kind{Update}, false},
+		{"delete from reviews where customer_id = 'x'", []Kind{Delete}, false},
+		{"update reviews set customer_id = 'b' where customer_id = 'a'", []Kind{Error}, false},
+		{"select master_add_node('h', 5432)", []Kind{Function}, false},
+		{"truncate reviews, other", []Kind{Truncate}, false},
+		{"drop table reviews", []Kind{DropTable}, false},
+		{"alter table reviews add column x int", []Kind{Error}, false},
+		{"savepoint a; release a; rollback to a", []Kind{Savepoint, Release, RollbackTo}, false},
+		{"", nil, true},
+	}
+	r := New(Config{})
+	for _, c := range cases {
+		b, _ := r.Plan(c.sql, snap, sess)
+		var kinds []Kind
+		for _, st := range b.Stmts {
+			kinds = append(kinds, st.Kind)
+		}
+		if len(kinds) != len(c.kinds) || b.AllCoordinator != c.all {
+			t.Errorf("%q: kinds %v all=%v, want %v all=%v", c.sql, kinds, b.AllCoordinator, c.kinds, c.all)
+			continue
+		}
+		for i := range kinds {
+			if kinds[i] != c.kinds[i] {
+				t.Errorf("%q: kinds %v, want %v", c.sql, kinds, c.kinds)
+			}
+		}
+	}
+}
+
+func TestShardTemplates(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	cases := []struct{ sql, shard string }{
+		{"select * from reviews where customer_id = 'A'", `select * from <SHARD> "reviews" where customer_id = 'A'`},
+		{"SELECT r.rating FROM public.reviews r WHERE r.customer_id = 'A'", `SELECT r.rating FROM <SHARD> r WHERE r.customer_id = 'A'`},
+		{"select reviews.rating from reviews where customer_id = 'A'", `select reviews.rating from <SHARD> "reviews" where customer_id = 'A'`},
+		{"update reviews set review_date = now() where customer_id = 'A'", `update <SHARD> "reviews" set review_date = <E0> where customer_id = 'A'`},
+		{"delete from only reviews where customer_id = 'A' and review_date < current_date - 1", `delete from only <SHARD> "reviews" where customer_id = 'A' and review_date < <E0> - 1`},
+	}
+	for _, c := range cases {
+		b, in := r.Plan(c.sql, snap, sess)
+		st := b.Stmts[0]
+		if got := render(st.Shard, in); got != c.shard {
+			t.Errorf("%q:\n got %s\nwant %s", c.sql, got, c.shard)
+		}
+	}
+}
+
+func TestInsertPlan(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	b, in := r.Plan("INSERT INTO reviews (customer_id, rating) VALUES ('a', 1), ($1, random()::int), (upper('c'), 3) RETURNING id", snap, sess)
+	st := b.Stmts[0]
+	if st.Kind != Insert || len(st.Rows) != 3 || !st.Returning || !st.Commutes {
+		t.Fatalf("plan: %+v", st)
+	}
+	if got := render(st.InsertPrefix, in); got != `INSERT INTO <SHARD> AS "reviews" (customer_id, rating, "id") VALUES ` {
+		t.Errorf("prefix %s", got)
+	}
+	want := []struct {
+		row   string
+		key   ValueKind
+		evals int
+	}{
+		{"('a', 1, <E0>)", ValLit, 1},     // the serial default, evaluated
+		{"($1, <E0>, <E1>)", ValParam, 2}, // random() evaluated once for every placement
+		{"(<E0>, 3, <E1>)", ValEval, 2},   // a computed key is evaluated (and hashed) on the coordinator
+	}
+	for i, w := range want {
+		row := st.Rows[i]
+		if got := render(row.Text, in); got != w.row || row.Key.Kind != w.key || len(row.Evals) != w.evals {
+			t.Errorf("row %d: %s key=%v evals=%d, want %s %v %d", i, got, row.Key.Kind, len(row.Evals), w.row, w.key, w.evals)
+		}
+	}
+	if got := render(st.InsertSuffix, in); got != " RETURNING id" {
+		t.Errorf("suffix %q", got)
+	}
+	// Unique index: INSERTs do not commute.
+	b, _ = r.Plan("insert into events values ('x', 1)", snap, sess)
+	if b.Stmts[0].Commutes {
+		t.Error("insert into a table with a unique index commutes")
+	}
+	// NULL keys are refused at plan time.
+	b, _ = r.Plan("insert into events values (NULL, 1)", snap, sess)
+	if st := b.Stmts[0]; st.Kind != Error || st.Err.Code != "22004" {
+		t.Errorf("NULL key: %+v", st)
+	}
+}
+
+func TestConditions(t *testing.T) {
+	snap := testSnapshot()
+	tbl := snap.Table("public", "reviews")
+	r := New(Config{})
+	h := func(s string) int32 { return pghash.Text([]byte(s)) }
+	cases := []struct {
+		where  string
+		hashes []int32
+		shards int // -1: all
+	}{
+		{"customer_id = 'a'", []int32{h("a")}, 1},
+		{"'a' = customer_id", []int32{h("a")}, 1},
+		{"customer_id in ('a', 'b', 'c')", []int32{h("a"), h("b"), h("c")}, 0},
+		{"customer_id = any (array['a', 'b'])", []int32{h("a"), h("b")}, 0},
+		{"customer_id = 'a' or customer_id = 'b'", []int32{h("a"), h("b")}, 0},
+		{"customer_id = 'a' and rating > 3", []int32{h("a")}, 1},
+		{"customer_id = 'a' and customer_id = 'b'", []int32{h("a"), h("b")}, 0},
+		{"customer_id = 'a' or rating > 3", nil, -1},
+		{"customer_id like 'a%'", nil, -1},
+		{"customer_id = NULL", nil, 0},
+		{"customer_id is null", []int32{0}, 1},
+		{"not customer_id = 'a'", nil, -1},
+		{"customer_id::text = 'a'", nil, -1},
+	}
+	for _, c := range cases {
+		b, in := r.Plan("select * from reviews where "+c.where, snap, sess)
+		st := b.Stmts[0]
+		vals := st.Filter.Values(nil)
+		if len(vals) != len(c.hashes) {
+			t.Errorf("%s: %d values, want %d", c.where, len(vals), len(c.hashes))
+			continue
+		}
+		for i, v := range vals {
+			if v.Kind == ValLit {
+				s := in.Lit(v.Index)
+				if got := pghash.Text([]byte(strings.Trim(s, "'"))); got != c.hashes[i] {
+					t.Errorf("%s: value %d is %s", c.where, i, s)
+				}
+			}
+		}
+		shards, all := st.Filter.Select(tbl, c.hashes)
+		switch {
+		case c.shards == -1 && !all:
+			t.Errorf("%s: pruned to %d shards, want all", c.where, len(shards))
+		case c.shards >= 0 && all:
+			t.Errorf("%s: not pruned", c.where)
+		case c.shards > 0 && len(shards) != c.shards:
+			t.Errorf("%s: %d shards, want %d", c.where, len(shards), c.shards)
+		}
+	}
+	// AND of two different keys: at most one shard survives (possibly none).
+	b, _ := r.Plan("select * from reviews where customer_id = 'a' and customer_id = 'b'", snap, sess)
+	if shards, _ := b.Stmts[0].Filter.Select(tbl, []int32{h("a"), h("b")}); len(shards) > 1 {
+		t.Errorf("AND of two keys: %d shards", len(shards))
+	}
+}
+
+func TestPlanCache(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	r.Plan("select * from reviews where customer_id = 'a'", snap, sess)
+	r.Plan("select * from reviews where customer_id = 'bcd'", snap, sess)
+	_, in := r.Plan("select * from reviews where customer_id = 'xyz'", snap, sess)
+	hits, misses := r.Stats()
+	if hits != 2 || misses != 1 {
+		t.Errorf("hits %d misses %d, want 2 and 1", hits, misses)
+	}
+	b, _ := r.Plan("select * from reviews where customer_id = 'xyz'", snap, sess)
+	if got := render(b.Stmts[0].Shard, in); !strings.HasSuffix(got, "'xyz'") {
+		t.Errorf("cached plan rendered %s", got)
+	}
+	// ORDER BY <position> depends on the literal: cached by exact text only.
+	b1, _ := r.Plan("select * from reviews where customer_id = 'a' order by 1", snap, sess)
+	b2, _ := r.Plan("select * from reviews where customer_id = 'a' order by 2", snap, sess)
+	if b1 == b2 {
+		t.Error("ORDER BY 1 and ORDER BY 2 share a plan")
+	}
+	// The search path is part of the key.
+	b3, _ := r.Plan("select * from events", snap, &Session{User: "alice", SearchPath: "public"})
+	if b3.Stmts[0].Kind != Coordinator {
+		t.Errorf("events outside the search path: %v", b3.Stmts[0].Kind)
+	}
+}
+
+func TestMapPosition(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	sql := "select nope from reviews where customer_id = 'éé'"
+	b, in := r.Plan(sql, snap, sess)
+	st := b.Stmts[0]
+	holes := &Holes{In: in, Tables: []string{`"public"."reviews_16384"`}}
+	shard := st.Shard.String(holes)
+	// "nope" is at character 8 in both texts; "customer_id" moves.
+	if p := st.Shard.MapPosition(8, holes); p != 8 {
+		t.Errorf("position of nope: %d", p)
+	}
+	pos := strings.Index(shard, "customer_id")
+	if p := st.Shard.MapPosition(int32(pos+1), holes); p != int32(strings.Index(sql, "customer_id")+1) {
+		t.Errorf("position of customer_id: %d", p)
+	}
+}
+
+func TestAggregateMerge(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	b, in := r.Plan("select count(*), avg(rating) as a, max(review_date) from reviews where rating > 1 having sum(votes) > 0", snap, sess)
+	m := b.Stmts[0].Merge
+	if m == nil || m.Kind != Aggregate {
+		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
+	}
+	if got := render(m.Shard, in); got != `SELECT count(*), sum(rating), count(rating), max(review_date), sum(votes) from <SHARD> "reviews" where rating > 1` {
+		t.Errorf("partial: %s", got)
+	}
+	if got := render(m.Final, in); got != `SELECT coalesce(sum(p1), 0)::int8 AS "count", (sum(p2) / nullif(sum(p3), 0)) as a, max(p4) AS "max" FROM (VALUES <E0>) pgshard_partial(p1, p2, p3, p4, p5) having sum(p5)::<T4> > 0` {
+		t.Errorf("final: %s", got)
+	}
+	// Shapes not merged yet fail only when several shards are read.
+	b, _ = r.Plan("select * from reviews order by rating", snap, sess)
+	if st := b.Stmts[0]; st.Merge != nil || st.Err == nil || st.Err.Code != "0A000" {
+		t.Errorf("ORDER BY: %+v", st)
+	}
+}
+
+func FuzzPlan(f *testing.F) {
+	for _, s := range []string{
+		"select * from reviews where customer_id = 'a'", "insert into reviews values ('a', now(), 1)",
+		"update reviews set rating = rating + 1 where customer_id in ('a','b')", "select count(*) from reviews having count(*) > 1",
+		"select master_create_worker_shards('reviews', 4)", "begin; delete from events where k = $1; commit",
+	} {
+		f.Add(s)
+	}
+	snap := testSnapshot()
+	r := New(Config{CacheSize: 100})
+	f.Fuzz(func(t *testing.T, sql string) {
+		b, in := r.Plan(sql, snap, sess)
+		for _, st := range b.Stmts {
+			render(st.Text, in)
+		}
+	})
+}
