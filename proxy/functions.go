@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/ddl"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"
 )
@@ -104,6 +105,13 @@ func (ss *session) callFunction(ctx context.Context, name string, args [][]byte)
 		n, _ := strconv.Atoi(string(args[1]))
 		rf, _ := strconv.Atoi(string(args[2]))
 		return ss.masterCreateWorkerShards(ctx, string(args[0]), n, rf)
+	case "master_copy_shard_placement":
+		id, _ := strconv.ParseInt(string(args[0]), 10, 64)
+		sp, _ := strconv.Atoi(string(args[2]))
+		tp, _ := strconv.Atoi(string(args[4]))
+		_, err := ss.srv.repair.Copy(ctx, repair.Request{ShardID: id, Source: metadata.Node{Name: string(args[1]), Port: sp},
+			Target: metadata.Node{Name: string(args[3]), Port: tp}, Trigger: "function", User: ss.user})
+		return err
 	}
 	return pgerr.New(pgerr.UndefinedFunction, "function %s does not exist", name)
 }

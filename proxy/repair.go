@@ -2,14 +2,57 @@ package proxy
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/repair"
 )
 
-// repairShardStatement handles REPAIR SHARD <id>.
+// repairShardStatement handles REPAIR SHARD <id>: it repairs every inactive placement of
+// the shard, sending progress notices, and answers one row per repaired placement.
 func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
-	return pgerr.New(pgerr.FeatureNotSupported, "REPAIR SHARD is not available yet")
+	if ss.tx != 'I' {
+		return pgerr.New(pgerr.ActiveSQLTransaction, "REPAIR SHARD cannot run inside a transaction block")
+	}
+	id, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil {
+		return pgerr.New(pgerr.InvalidTextRep, "invalid shard id %q", arg)
+	}
+	if sh := ss.srv.cache.Load().Shard(id); sh != nil {
+		inactive := 0
+		for _, p := range sh.Placements {
+			if p.State != 1 {
+				inactive++
+			}
+		}
+		if inactive == 0 {
+			ss.sendNotice(pgerr.New(pgerr.SuccessfulCompletion, "shard %d has no inactive placements", id).WithSeverity("NOTICE"))
+		}
+	}
+	// Progress is reported from the copy's goroutines while this session waits for the
+	// repair, so nothing else writes to the client meanwhile.
+	progress := func(p repair.Progress) {
+		msg := fmt.Sprintf("shard %d to %s: %s", p.ShardID, p.Target, p.Step)
+		if p.Step == "copying" {
+			msg += fmt.Sprintf(", %d of %d bytes (%d%%)", p.Bytes, p.SourceBytes, p.Percent())
+		}
+		if p.Step == "done" {
+			msg += fmt.Sprintf(", %d rows", p.Rows)
+		}
+		ss.sendNotice(pgerr.New(pgerr.SuccessfulCompletion, "%s", msg).WithSeverity("NOTICE"))
+		ss.flush()
+	}
+	results, err := ss.srv.repair.RepairShard(ctx, id, "statement", ss.user, progress)
+	var rows [][]string
+	for _, r := range results {
+		rows = append(rows, []string{strconv.FormatInt(r.ShardID, 10), strconv.FormatInt(r.PlacementID, 10), r.Source.String(), r.Target.String(),
+			strconv.FormatInt(r.Rows, 10), strconv.FormatInt(r.Bytes, 10), fmt.Sprintf("%.3f", r.Duration.Seconds())})
+	}
+	if err != nil {
+		return err
+	}
+	ss.adminRows("REPAIR SHARD", []adminCol{{"shard_id", int8OID}, {"placement_id", int8OID}, {"source", textOID}, {"target", textOID},
+		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}}, rows)
+	return nil
 }
-
-// runRepairer is the background repairer.
-func (s *Server) runRepairer(ctx context.Context) {}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +16,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -36,6 +39,9 @@ type Config struct {
 	// RepairInterval is how often the background repairer looks for inactive placements
 	// on reachable nodes; 0 disables it.
 	RepairInterval time.Duration
+	// LockTimeout bounds the wait for a shard's write lock (default 30s); it also breaks
+	// deadlocks between transaction blocks.
+	LockTimeout time.Duration
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.
@@ -53,8 +59,10 @@ type Server struct {
 	// params are the coordinator's ParameterStatus values, reported to clients.
 	params map[string]string
 
-	stats stats
-	locks *shardLocks
+	stats  stats
+	locks  *shardLocks
+	leases *leases
+	repair *repair.Repairer
 
 	mu       sync.Mutex
 	sessions map[uint32]*session // by proxy-issued process id
@@ -93,7 +101,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ready:    make(chan struct{}),
 		locks:    newShardLocks(),
 	}
+	if s.cfg.LockTimeout <= 0 {
+		s.cfg.LockTimeout = 30 * time.Second
+	}
 	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
+	leaseCfg := pcfg.Copy()
+	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
+	s.leases = newLeases(leaseCfg, cfg.Logger)
+	s.repair = &repair.Repairer{
+		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,
+		Connect: func(n metadata.Node, user string) *pgconn.Config {
+			return s.pools.ConnConfig(s.workerKey(n, user))
+		},
+	}
 	if _, err := st.Reload(ctx, s.cache); err != nil {
 		s.Close()
 		return nil, err
@@ -134,10 +154,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() {
 		defer bg.Done()
-		s.store.Watch(ctx, s.cache, nil)
+		s.store.Watch(ctx, s.cache, nil, s.leases.onRequest)
+	}()
+	go func() {
+		defer bg.Done()
+		s.leases.run(ctx)
 	}()
 	go func() {
 		defer bg.Done()
@@ -156,7 +180,7 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 		bg.Add(1)
 		go func() {
 			defer bg.Done()
-			s.runRepairer(ctx)
+			s.repair.Run(ctx, s.cfg.RepairInterval)
 		}()
 	}
 	err := s.serve(ctx, ln)
@@ -272,4 +296,53 @@ type stats struct {
 	received    atomic.Int64
 	sent        atomic.Int64
 	errors      atomic.Int64
+}
+
+// lockShards takes the write locks of shards: this proxy's own locks, then the shards'
+// leases, which extend the locks to every proxy. Shared locks are for writes that commute;
+// exclusive ones for the others and for repair.
+func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LockTimeout)
+	defer cancel()
+	timeout := func(err error, id int64) error {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return pgerr.New(pgerr.LockNotAvailable, "could not obtain the write lock of shard %d", id).
+				WithHint("Another transaction, proxy or repair holds it for longer than %s (transaction blocks that wait for each other's shards deadlock); try again.", s.cfg.LockTimeout)
+		}
+		return err
+	}
+	unlockLocal, err := s.locks.lock(ctx, ids, exclusive)
+	if err != nil {
+		return nil, timeout(err, ids[0])
+	}
+	mode := leaseShared
+	if exclusive {
+		mode = leaseExclusive
+	}
+	sorted := append([]int64(nil), ids...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	var releases []func()
+	releaseAll := func() {
+		for i := len(releases) - 1; i >= 0; i-- {
+			releases[i]()
+		}
+		unlockLocal()
+	}
+	for i, id := range sorted {
+		if i > 0 && id == sorted[i-1] {
+			continue
+		}
+		rel, err := s.leases.acquire(ctx, id, mode)
+		if err != nil {
+			releaseAll()
+			return nil, timeout(err, id)
+		}
+		releases = append(releases, rel)
+	}
+	return releaseAll, nil
+}
+
+// LockShard blocks writes to a shard through every proxy (for repair).
+func (s *Server) LockShard(ctx context.Context, shardID int64) (func(), error) {
+	return s.lockShards(ctx, []int64{shardID}, true)
 }

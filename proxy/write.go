@@ -127,6 +127,7 @@ type placementWrite struct {
 	p      metadata.Placement
 	wc     workerConn
 	err    error        // the placement was unavailable
+	sent   bool         // the statement reached the connection before it failed (err != nil: outcome unknown)
 	pgErr  *pgerr.Error // the placement answered with an error
 	tag    string
 	frames []byte // RowDescription, DataRow and NoticeResponse frames, to forward
@@ -176,6 +177,8 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			}
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
+			} else {
+				w.sent = true
 			}
 		}
 	}
@@ -217,6 +220,16 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			err := ss.failedTask(tasks[ti], ws)
 			if implicit {
 				ss.finishImplicit(ctx, writes, false)
+			} else if ss.tx == 'I' {
+				// Outside a transaction a placement whose connection broke after the
+				// statement was sent may have applied it. Keep the first such placement
+				// as the shard's truth and mark the others, so that they are repaired
+				// from it rather than silently differ.
+				if m := ambiguousMarks(ws); len(m) > 0 {
+					if merr := ss.srv.markInactive(ctx, m, ss); merr != nil {
+						return merr
+					}
+				}
 			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
@@ -250,17 +263,23 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			warnings = append(warnings, pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).
 				WithSeverity("WARNING").WithDetail("%v", w.err))
 		}
-		// A shard none of whose placements committed makes the outcome unknown.
+		// A shard none of whose placements committed makes the outcome unknown: keep
+		// the first placement whose COMMIT was sent, mark the rest.
 		for ti := range tasks {
+			var ws []*placementWrite
 			committed := false
 			for _, w := range writes {
-				if w.task == ti && w.err == nil && w.pgErr == nil {
-					committed = true
+				if w.task == ti {
+					ws = append(ws, w)
+					committed = committed || w.err == nil && w.pgErr == nil
 				}
 			}
 			if !committed {
+				if m := ambiguousMarks(ws); len(m) > 0 {
+					ss.srv.markInactive(ctx, m, ss)
+				}
 				return pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
-					WithDetail("The write may have been applied to other shards.")
+					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
 			}
 		}
 	}
@@ -351,6 +370,7 @@ func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite,
 		if err := w.wc.conn().ExecPending(ctx); err != nil && commit {
 			if backend.Unavailable(err) {
 				w.err = err
+				w.sent = true // the COMMIT may have been applied
 			} else {
 				w.pgErr = pgerr.From(err)
 			}
@@ -358,6 +378,28 @@ func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite,
 		}
 	}
 	return failed
+}
+
+// ambiguousMarks returns the placements to mark when no placement of a shard is known to
+// have taken a write but some may have: all but the first that may have.
+func ambiguousMarks(ws []*placementWrite) []metadata.Placement {
+	keep := -1
+	for i, w := range ws {
+		if w.err != nil && w.sent {
+			keep = i
+			break
+		}
+	}
+	if keep < 0 {
+		return nil
+	}
+	var out []metadata.Placement
+	for i, w := range ws {
+		if i != keep {
+			out = append(out, w.p)
+		}
+	}
+	return out
 }
 
 // failedTask is the error of a write no placement of the shard took.
@@ -434,20 +476,20 @@ func tagRows(tag string) string {
 }
 
 // lockShards takes the shard write locks a write needs: placements of a replicated shard
-// must apply non-commuting writes in the same order. Shards with one placement need none
-// (PostgreSQL orders their writes). Inside a transaction block the locks are held until
-// the block ends.
+// must apply non-commuting writes in the same order, and a repair must not miss a write.
+// Shards with a single placement need none (PostgreSQL orders their writes, and there is
+// nothing to repair). Inside a transaction block the locks are held until the block ends.
 func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks []writeTask) error {
 	var ids []int64
 	for _, t := range tasks {
-		if len(t.shard.Finalized()) > 1 {
+		if len(t.shard.Placements) > 1 {
 			ids = append(ids, t.shard.ID)
 		}
 	}
 	if len(ids) == 0 {
 		return nil
 	}
-	unlock, err := ss.srv.locks.lock(ctx, ids, !st.Commutes)
+	unlock, err := ss.srv.lockShards(ctx, ids, !st.Commutes)
 	if err != nil {
 		return err
 	}

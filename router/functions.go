@@ -20,6 +20,7 @@ var Functions = map[string]FunctionSignature{
 	"master_add_node":                 {Params: []string{"text", "integer"}},
 	"master_create_distributed_table": {Params: []string{"text", "text", `"char"`}, Defaults: []string{`'h'`}},
 	"master_create_worker_shards":     {Params: []string{"text", "integer", "integer"}, Defaults: []string{"2"}},
+	"master_copy_shard_placement":     {Params: []string{"bigint", "text", "integer", "text", "integer"}},
 }
 
 type funcRef struct {

@@ -29,6 +29,10 @@ var eventsSQL string
 // Channel is the LISTEN/NOTIFY channel that announces metadata changes.
 const Channel = "pgshard_metadata"
 
+// LeaseChannel is the channel on which a proxy asks the others to release a shard's
+// write lease.
+const LeaseChannel = "pgshard_lease"
+
 // Store reads and writes the metadata on the coordinator.
 type Store struct {
 	pool *pgxpool.Pool
@@ -250,12 +254,13 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 }
 
 // Watch keeps cache current: it loads a snapshot, then reloads whenever a notification on
-// Channel arrives, reconnecting (and reloading) after connection failures. It returns when
-// ctx is done. ready, if not nil, is closed after the first successful load.
-func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- struct{}) error {
+// Channel arrives, reconnecting (and reloading) after connection failures. Notifications
+// on LeaseChannel go to onLease (if not nil). It returns when ctx is done. ready, if not
+// nil, is closed after the first successful load.
+func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- struct{}, onLease func(payload string)) error {
 	backoff := 100 * time.Millisecond
 	for {
-		err := s.watchOnce(ctx, cache, &ready)
+		err := s.watchOnce(ctx, cache, &ready, onLease)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -271,30 +276,49 @@ func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- s
 	}
 }
 
-func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *chan<- struct{}) error {
-	conn, err := pgconn.Connect(ctx, s.url)
+func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *chan<- struct{}, onLease func(string)) error {
+	cfg, err := pgconn.ParseConfig(s.url)
+	if err != nil {
+		return err
+	}
+	changed := false
+	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
+		switch n.Channel {
+		case Channel:
+			changed = true
+		case LeaseChannel:
+			if onLease != nil {
+				onLease(n.Payload)
+			}
+		}
+	}
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+Channel).ReadAll(); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+Channel+"; LISTEN "+LeaseChannel).ReadAll(); err != nil {
 		return err
 	}
+	changed = true
 	for {
-		snap, err := s.Load(ctx)
-		if err != nil {
-			return err
-		}
-		cache.Store(snap)
-		if *ready != nil {
-			close(*ready)
-			*ready = nil
+		if changed {
+			changed = false
+			snap, err := s.Load(ctx)
+			if err != nil {
+				return err
+			}
+			cache.Store(snap)
+			if *ready != nil {
+				close(*ready)
+				*ready = nil
+			}
 		}
 		if err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
 		// Coalesce a burst of notifications into one reload.
-		drain, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		drain, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
 		for conn.WaitForNotification(drain) == nil {
 		}
 		cancel()
@@ -482,4 +506,32 @@ func (s *Store) Repairs(ctx context.Context, limit int) ([]Repair, error) {
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// StartRepair records a running repair and returns its id.
+func (s *Store) StartRepair(ctx context.Context, shardID, placementID int64, source, target metadata.Node, trigger string) (int64, error) {
+	var id int64
+	err := s.pool.QueryRow(ctx, `INSERT INTO pgs_distribution_metadata.repair
+		(shard_id, placement_id, source_node_name, source_node_port, target_node_name, target_node_port, trigger)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`, shardID, placementID, source.Name, source.Port, target.Name, target.Port, trigger).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("store: record repair: %w", err)
+	}
+	return id, nil
+}
+
+// RepairProgress records a running repair's progress.
+func (s *Store) RepairProgress(ctx context.Context, id, bytes, sourceBytes int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE pgs_distribution_metadata.repair SET bytes_copied = $2, source_bytes = $3 WHERE id = $1`, id, bytes, sourceBytes)
+	return err
+}
+
+// FinishRepair records a repair's outcome.
+func (s *Store) FinishRepair(ctx context.Context, id int64, state string, rows, bytes, sourceBytes int64, errText string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE pgs_distribution_metadata.repair SET finished_at = now(), state = $2,
+		rows_copied = $3, bytes_copied = $4, source_bytes = $5, error = nullif($6, '') WHERE id = $1`, id, state, rows, bytes, sourceBytes, errText)
+	if err != nil {
+		return fmt.Errorf("store: record repair outcome: %w", err)
+	}
+	return nil
 }

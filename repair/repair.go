@@ -1,0 +1,456 @@
+// Package repair makes inactive shard placements whole again: it copies a finalized
+// placement over an inactive one and marks it finalized, as pg_shard's
+// master_copy_shard_placement did, with three differences: rows are streamed with COPY
+// (so indexes are maintained), the copy is verified against the source by checksums each
+// server computes, and the shard is locked against writes (through every proxy) only for
+// the copy, while reads go on.
+//
+// A repair that fails half way leaves the placement inactive, with a record of the
+// failure in SHOW REPAIRS, and can simply be run again. Only one session of one proxy
+// repairs a given shard at a time (an advisory lock on the coordinator).
+//
+// Run is the background repairer: it repairs every inactive placement whose node is
+// reachable again.
+package repair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/ddl"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/metadata/store"
+)
+
+// Locker blocks writes to a shard, in this proxy and in every other one, until the
+// returned function is called. Reads are not blocked.
+type Locker interface {
+	LockShard(ctx context.Context, shardID int64) (unlock func(), err error)
+}
+
+// Repairer repairs placements.
+type Repairer struct {
+	Store *store.Store
+	Cache *metadata.Cache
+	Locks Locker
+	// Connect returns the configuration for a connection to a worker, as the given user
+	// (connections are made for each repair).
+	Connect func(node metadata.Node, user string) *pgconn.Config
+	// User is the role repairs connect as (default: the coordinator URL's user).
+	User string
+	Log  *slog.Logger
+	// ProgressEvery is how often a running copy reports progress (default 1s).
+	ProgressEvery time.Duration
+}
+
+// Progress describes a running repair.
+type Progress struct {
+	ShardID     int64
+	Target      metadata.Node
+	Rows        int64 // rows copied so far (known at the end)
+	Bytes       int64 // bytes copied so far
+	SourceBytes int64 // size of the source table
+	Step        string
+}
+
+// Percent is the copy's progress by bytes.
+func (p Progress) Percent() int {
+	if p.SourceBytes <= 0 {
+		return 0
+	}
+	n := int(p.Bytes * 100 / p.SourceBytes)
+	if n > 100 {
+		n = 100
+	}
+	return n
+}
+
+// Result is a finished repair.
+type Result struct {
+	ShardID     int64
+	PlacementID int64
+	Source      metadata.Node
+	Target      metadata.Node
+	Rows        int64
+	Bytes       int64
+	Duration    time.Duration
+}
+
+// Request is one repair: copy the placement of ShardID on Source over the one on Target.
+type Request struct {
+	ShardID  int64
+	Source   metadata.Node
+	Target   metadata.Node
+	Trigger  string // "function", "statement" or "background"
+	User     string // role to connect as; default Repairer.User
+	Progress func(Progress)
+}
+
+// Copy repairs one placement, with pg_shard's checks and error texts.
+func (r *Repairer) Copy(ctx context.Context, req Request) (Result, error) {
+	snap := r.Cache.Load()
+	sh := snap.Shard(req.ShardID)
+	if sh == nil {
+		return Result{}, pgerr.New(pgerr.UndefinedObject, "shard with ID %d does not exist", req.ShardID)
+	}
+	t := snap.TableByOID(sh.TableID)
+	if len(sh.Placements) == 0 || t == nil {
+		return Result{}, pgerr.New(pgerr.NoData, "no placements exist for shard with ID %d", req.ShardID)
+	}
+	find := func(n metadata.Node) (metadata.Placement, error) {
+		for _, p := range sh.Placements {
+			if p.Node == n {
+				return p, nil
+			}
+		}
+		return metadata.Placement{}, pgerr.New(pgerr.DataException, "could not find placement matching \"%s:%d\"", n.Name, n.Port).
+			WithHint("Confirm the placement still exists and try again.")
+	}
+	src, err := find(req.Source)
+	if err != nil {
+		return Result{}, err
+	}
+	if src.State != metadata.StateFinalized {
+		return Result{}, pgerr.New(pgerr.InvalidParameterValue, "source placement must be in finalized state")
+	}
+	tgt, err := find(req.Target)
+	if err != nil {
+		return Result{}, err
+	}
+	if tgt.State != metadata.StateInactive {
+		return Result{}, pgerr.New(pgerr.InvalidParameterValue, "target placement must be in inactive state")
+	}
+	if req.User == "" {
+		req.User = r.User
+	}
+	return r.copy(ctx, req, t, sh, src, tgt)
+}
+
+// RepairShard repairs every inactive placement of a shard from its first reachable
+// finalized placement.
+func (r *Repairer) RepairShard(ctx context.Context, shardID int64, trigger, user string, progress func(Progress)) ([]Result, error) {
+	snap := r.Cache.Load()
+	sh := snap.Shard(shardID)
+	if sh == nil {
+		return nil, pgerr.New(pgerr.UndefinedObject, "shard with ID %d does not exist", shardID)
+	}
+	fin := sh.Finalized()
+	if len(fin) == 0 {
+		return nil, pgerr.New(pgerr.ObjectNotInPrereqState, "shard %d has no finalized placement to repair from", shardID)
+	}
+	var results []Result
+	for _, p := range sh.Placements {
+		if p.State != metadata.StateInactive {
+			continue
+		}
+		var lastErr error
+		done := false
+		for _, src := range fin {
+			res, err := r.Copy(ctx, Request{ShardID: shardID, Source: src.Node, Target: p.Node, Trigger: trigger, User: user, Progress: progress})
+			if err == nil {
+				results = append(results, res)
+				done = true
+				break
+			}
+			lastErr = err
+			if !errors.Is(err, errSourceUnavailable) {
+				break
+			}
+		}
+		if !done {
+			return results, lastErr
+		}
+	}
+	return results, nil
+}
+
+// errSourceUnavailable marks repair failures caused by the source placement.
+var errSourceUnavailable = errors.New("repair: source placement unavailable")
+
+// copy does the work of one repair, recording it in the repair history.
+func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh *metadata.Shard, src, tgt metadata.Placement) (res Result, err error) {
+	start := time.Now()
+	res = Result{ShardID: sh.ID, PlacementID: tgt.ID, Source: src.Node, Target: tgt.Node}
+
+	// One repair of a shard at a time, across every proxy: a session-level advisory lock
+	// held on a coordinator connection for the repair's duration.
+	lockConn, err := r.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer lockConn.Release()
+	key := store.LockKey(store.LockRepair, sh.ID)
+	var got bool
+	if err := lockConn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil {
+		return res, err
+	}
+	if !got {
+		return res, pgerr.New(pgerr.LockNotAvailable, "shard %d is being repaired by another session", sh.ID)
+	}
+	defer lockConn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+
+	id, err := r.Store.StartRepair(ctx, sh.ID, tgt.ID, src.Node, tgt.Node, req.Trigger)
+	if err != nil {
+		return res, err
+	}
+	var copied atomic.Int64
+	var sourceBytes int64
+	defer func() {
+		state, msg := "succeeded", ""
+		if err != nil {
+			state, msg = "failed", pgerr.From(err).Message
+		}
+		ferr := r.Store.FinishRepair(context.Background(), id, state, res.Rows, copied.Load(), sourceBytes, msg)
+		if err == nil && ferr != nil {
+			err = ferr
+		}
+	}()
+	report := func(step string) {
+		if req.Progress != nil {
+			req.Progress(Progress{ShardID: sh.ID, Target: tgt.Node, Rows: res.Rows, Bytes: copied.Load(), SourceBytes: sourceBytes, Step: step})
+		}
+	}
+
+	// The shard table's definition comes from the coordinator.
+	coordConn, err := r.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return res, err
+	}
+	def, err := ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
+	coordConn.Release()
+	if err != nil {
+		return res, pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %s: %v", t.QualifiedName(), err)
+	}
+	create, err := def.CreateCommands(sh.ID)
+	if err != nil {
+		return res, pgerr.Wrap(err, pgerr.NameTooLong, "%v", err)
+	}
+	drop, _ := def.DropCommand(sh.ID)
+	name, _ := def.QualifiedShardName(sh.ID)
+
+	// Writes to the shard wait from here until the placement is finalized.
+	unlock, err := r.Locks.LockShard(ctx, sh.ID)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+
+	source, err := r.connect(ctx, src.Node, req.User)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the source placement on %s: %v", src.Node, err))
+	}
+	defer source.Close(context.Background())
+	target, err := r.connect(ctx, tgt.Node, req.User)
+	if err != nil {
+		return res, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the target placement on %s: %v", tgt.Node, err)
+	}
+	defer target.Close(context.Background())
+
+	// Recreate the target table, empty, with its constraints and indexes.
+	report("recreating")
+	if _, err := target.Exec(ctx, "BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
+		return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
+			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
+	}
+	if rows, err := source.Exec(ctx, "SELECT pg_total_relation_size('"+strings.ReplaceAll(name, "'", "''")+"'::regclass)").ReadAll(); err == nil && len(rows) == 1 && len(rows[0].Rows) == 1 {
+		fmt.Sscan(string(rows[0].Rows[0][0]), &sourceBytes)
+	}
+
+	// Stream the rows: COPY TO on the source into COPY FROM on the target, in binary.
+	report("copying")
+	pr, pw := io.Pipe()
+	counter := &countingWriter{w: pw, n: &copied}
+	stopProgress := r.progressTicker(ctx, id, &copied, &sourceBytes, report)
+	copyErr := make(chan error, 1)
+	go func() {
+		_, err := source.CopyTo(ctx, counter, "COPY "+name+" TO STDOUT (FORMAT binary)")
+		pw.CloseWithError(err)
+		copyErr <- err
+	}()
+	tag, err := target.CopyFrom(ctx, pr, "COPY "+name+" FROM STDIN (FORMAT binary)")
+	pr.CloseWithError(err)
+	srcErr := <-copyErr
+	stopProgress()
+	if srcErr != nil {
+		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(srcErr, pgerr.InternalError, "could not copy shard data").WithDetail("source %s: %v", src.Node, srcErr))
+	}
+	if err != nil {
+		return res, pgerr.Wrap(err, pgerr.InternalError, "could not copy shard data").WithDetail("target %s: %v", tgt.Node, err)
+	}
+	res.Rows = tag.RowsAffected()
+	res.Bytes = copied.Load()
+
+	// Verify: both servers checksum their rows; they must agree.
+	report("verifying")
+	sc, err := checksum(ctx, source, name)
+	if err != nil {
+		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the source: %v", err))
+	}
+	tc, err := checksum(ctx, target, name)
+	if err != nil {
+		return res, pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the target: %v", err)
+	}
+	if sc != tc {
+		return res, pgerr.New(pgerr.InternalError, "the copy of shard %d on %s differs from its source", sh.ID, tgt.Node).
+			WithDetail("source %s, target %s", sc, tc)
+	}
+
+	// Only now is the placement whole again.
+	if err := r.Store.SetPlacementStates(ctx, map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized}); err != nil {
+		return res, err
+	}
+	r.Cache.Update(func(s *metadata.Snapshot) *metadata.Snapshot {
+		return s.WithPlacementStates(map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized})
+	})
+	res.Duration = time.Since(start)
+	report("done")
+	if r.Log != nil {
+		r.Log.Info("placement repaired", "shard", sh.ID, "placement", tgt.ID, "from", src.Node.String(), "to", tgt.Node.String(),
+			"rows", res.Rows, "bytes", res.Bytes, "duration", res.Duration)
+	}
+	return res, nil
+}
+
+// connect opens a connection to a worker with settings that make row text identical on
+// every server (for checksums).
+func (r *Repairer) connect(ctx context.Context, n metadata.Node, user string) (*pgconn.PgConn, error) {
+	cfg := r.Connect(n, user)
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	for k, v := range map[string]string{"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC",
+		"extra_float_digits": "3", "bytea_output": "hex", "application_name": "pgshard repair"} {
+		cfg.RuntimeParams[k] = v
+	}
+	return pgconn.ConnectConfig(ctx, cfg)
+}
+
+// checksum is an order-independent digest of a table's rows: their count and the sum of
+// the first 64 bits of each row text's md5.
+func checksum(ctx context.Context, c *pgconn.PgConn, table string) (string, error) {
+	rr := c.ExecParams(ctx, "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint), 0) FROM "+table+" t", nil, nil, nil, nil)
+	var out string
+	for rr.NextRow() {
+		out = string(rr.Values()[0]) + "/" + string(rr.Values()[1])
+	}
+	_, err := rr.Close()
+	return out, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// progressTicker records progress in the repair history and reports it until stopped.
+func (r *Repairer) progressTicker(ctx context.Context, id int64, copied *atomic.Int64, sourceBytes *int64, report func(string)) (stop func()) {
+	every := r.ProgressEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.Store.RepairProgress(ctx, id, copied.Load(), *sourceBytes)
+				report("copying")
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// Run is the background repairer: every interval it repairs the inactive placements whose
+// nodes answer again, from a reachable finalized placement. It returns when ctx is done.
+func (r *Repairer) Run(ctx context.Context, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failures := map[int64]time.Time{} // shard -> do not retry before
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		r.sweep(ctx, failures, interval)
+	}
+}
+
+// sweep runs one round of background repairs.
+func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, interval time.Duration) {
+	snap := r.Cache.Load()
+	reachable := map[metadata.Node]bool{}
+	probe := func(n metadata.Node) bool {
+		ok, seen := reachable[n]
+		if !seen {
+			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			c, err := pgconn.ConnectConfig(pctx, r.Connect(n, r.User))
+			cancel()
+			if err == nil {
+				c.Close(context.Background())
+			}
+			ok = err == nil
+			reachable[n] = ok
+		}
+		return ok
+	}
+	for _, t := range snap.Tables() {
+		for _, sh := range t.Shards {
+			if ctx.Err() != nil {
+				return
+			}
+			if until, ok := failures[sh.ID]; ok && time.Now().Before(until) {
+				continue
+			}
+			var target, source *metadata.Placement
+			for i := range sh.Placements {
+				p := &sh.Placements[i]
+				switch {
+				case p.State == metadata.StateInactive && target == nil && probe(p.Node):
+					target = p
+				case p.State == metadata.StateFinalized && source == nil && probe(p.Node):
+					source = p
+				}
+			}
+			if target == nil || source == nil {
+				continue
+			}
+			_, err := r.Copy(ctx, Request{ShardID: sh.ID, Source: source.Node, Target: target.Node, Trigger: "background"})
+			if err != nil {
+				failures[sh.ID] = time.Now().Add(2 * interval)
+				if r.Log != nil && ctx.Err() == nil {
+					r.Log.Warn("background repair failed", "shard", sh.ID, "target", target.Node.String(), "err", err)
+				}
+				continue
+			}
+			delete(failures, sh.ID)
+		}
+	}
+}
