@@ -76,27 +76,29 @@ func newLeases(cfg *pgconn.Config, log *slog.Logger) *leases {
 	}
 }
 
-// acquire takes the lease of a shard in the given mode and returns its release.
-func (l *leases) acquire(ctx context.Context, shard int64, mode int) (func(), error) {
+// acquire takes the lease of a shard in the given mode and returns its release. taken
+// reports that the lease was not held already: another proxy may have changed the shard's
+// metadata before letting it go.
+func (l *leases) acquire(ctx context.Context, shard int64, mode int) (release func(), taken bool, err error) {
 	l.mu.Lock()
 	if h := l.held[shard]; h != nil && h.mode >= mode {
 		h.users++
 		l.mu.Unlock()
-		return l.releaser(shard), nil
+		return l.releaser(shard), false, nil
 	}
 	l.mu.Unlock()
 	r := &leaseReq{shard: shard, mode: mode, reply: make(chan error, 1), ctx: ctx}
 	select {
 	case l.reqs <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 	select {
 	case err := <-r.reply:
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		return l.releaser(shard), nil
+		return l.releaser(shard), true, nil
 	case <-ctx.Done():
 		// The manager may still grant it: hand it back when it does.
 		go func() {
@@ -104,7 +106,7 @@ func (l *leases) acquire(ctx context.Context, shard int64, mode int) (func(), er
 				l.releaser(shard)()
 			}
 		}()
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	}
 }
 

@@ -90,6 +90,16 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 	return nil
 }
 
+// addText hashes a value given in text form, now or at flush.
+func (kh *keyHasher) addText(typ uint32, text []byte, dst *int32) error {
+	if h, ok := pghash.HashText(typ, text); ok {
+		*dst = h
+		return nil
+	}
+	kh.pending = append(kh.pending, pendingHash{typ: typ, text: append([]byte(nil), text...), dst: dst})
+	return nil
+}
+
 // flush hashes the queued values with the coordinator's help.
 func (kh *keyHasher) flush(ctx context.Context) error {
 	if len(kh.pending) == 0 {

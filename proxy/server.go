@@ -328,16 +328,27 @@ func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (f
 		}
 		unlockLocal()
 	}
+	fresh := false
 	for i, id := range sorted {
 		if i > 0 && id == sorted[i-1] {
 			continue
 		}
-		rel, err := s.leases.acquire(ctx, id, mode)
+		rel, taken, err := s.leases.acquire(ctx, id, mode)
 		if err != nil {
 			releaseAll()
 			return nil, timeout(err, id)
 		}
 		releases = append(releases, rel)
+		fresh = fresh || taken
+	}
+	if fresh {
+		// The lease may come from a proxy that just changed the shard's placements (a
+		// repair, a mark): read them before writing, rather than wait for the
+		// notification.
+		if _, err := s.store.Reload(ctx, s.cache); err != nil {
+			releaseAll()
+			return nil, err
+		}
 	}
 	return releaseAll, nil
 }

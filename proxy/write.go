@@ -12,6 +12,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/router/pghash"
 )
 
 // writeTask is a write to one shard: the SQL every finalized placement runs.
@@ -42,8 +43,14 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 	stEvals := ev[len(ev)-1]
 
 	var tasks []writeTask
-	switch st.Kind {
-	case router.Insert:
+	switch {
+	case st.Kind == router.Insert && st.Source != nil:
+		tasks, err = ss.insertSelectTasks(ctx, t, st, in, prm, stEvals)
+		if err == nil && len(tasks) == 0 {
+			ss.commandComplete("INSERT 0 0")
+			return nil
+		}
+	case st.Kind == router.Insert:
 		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
 	default:
 		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
@@ -121,6 +128,101 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 	return tasks, nil
 }
 
+// insertSelectTasks runs the source query of INSERT ... SELECT on the coordinator and
+// splits its rows by shard.
+func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, suffix []evaluated) ([]writeTask, error) {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var args [][]byte
+	var oids []uint32
+	if prm != nil {
+		args, oids = prm.values, prm.oids
+	}
+	rows, err := c.QueryParams(ctx, ss.render(st.Source, in, nil, nil), args, oids)
+	if err != nil {
+		if e, ok := err.(*pgerr.Error); ok {
+			e.Position = 0
+		}
+		return nil, err
+	}
+	keyPos := -1
+	for i, ci := range st.SourceCols {
+		if ci == t.KeyIndex {
+			keyPos = i
+		}
+	}
+	n := len(st.SourceCols)
+	hashes := make([]int32, len(rows))
+	kh := keyHasher{ss: ss}
+	keyType := t.KeyColumn().HashType
+	for i, r := range rows {
+		if r[keyPos] == nil {
+			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+		}
+		if canon := r[n]; canon != nil {
+			h, ok := pghash.HashCanonical(keyType, canon)
+			if !ok {
+				return nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(keyType))
+			}
+			hashes[i] = h
+		} else if err := kh.addText(keyType, r[keyPos], &hashes[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := kh.flush(ctx); err != nil {
+		return nil, err
+	}
+	byShard := map[int64][]int{}
+	var order []*metadata.Shard
+	for i := range rows {
+		shards := t.ShardsFor(hashes[i])
+		if len(shards) != 1 {
+			return nil, pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
+				WithDetail("Target relation does not contain any shards capable of storing the new row.")
+		}
+		if byShard[shards[0].ID] == nil {
+			order = append(order, shards[0])
+		}
+		byShard[shards[0].ID] = append(byShard[shards[0].ID], i)
+	}
+	sort.Slice(order, func(i, j int) bool { return order[i].ID < order[j].ID })
+	types := make([]string, n)
+	for i, ci := range st.SourceCols {
+		types[i] = t.Columns[ci].TypeName
+	}
+	suffixLits := literals(suffix)
+	var tasks []writeTask
+	for _, sh := range order {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		sql := st.InsertPrefix.Render(nil, holes)
+		for k, ri := range byShard[sh.ID] {
+			if k > 0 {
+				sql = append(sql, ", "...)
+			}
+			sql = append(sql, '(')
+			for ci, v := range rows[ri][:n] {
+				if ci > 0 {
+					sql = append(sql, ", "...)
+				}
+				if v == nil {
+					sql = append(sql, "NULL"...)
+				} else {
+					sql = append(sql, router.QuoteLiteral(string(v))...)
+					sql = append(sql, "::"...)
+					sql = append(sql, types[ci]...)
+				}
+			}
+			sql = append(sql, ')')
+		}
+		holes.Evals = suffixLits
+		sql = st.InsertSuffix.Render(sql, holes)
+		tasks = append(tasks, writeTask{shard: sh, sql: sql})
+	}
+	return tasks, nil
+}
+
 // placementWrite is one placement's part of a write.
 type placementWrite struct {
 	task   int
@@ -142,6 +244,14 @@ type placementWrite struct {
 func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []writeTask) error {
 	if err := ss.lockShards(ctx, st, tasks); err != nil {
 		return err
+	}
+	// With the locks held, the placements are what they are now: a repair that held the
+	// lock may have finalized one since the statement was planned.
+	snap := ss.srv.cache.Load()
+	for i := range tasks {
+		if cur := snap.Shard(tasks[i].shard.ID); cur != nil {
+			tasks[i].shard = cur
+		}
 	}
 	implicit := ss.tx == 'I' && len(tasks) > 1
 	var writes []*placementWrite
@@ -477,12 +587,15 @@ func tagRows(tag string) string {
 
 // lockShards takes the shard write locks a write needs: placements of a replicated shard
 // must apply non-commuting writes in the same order, and a repair must not miss a write.
-// Shards with a single placement need none (PostgreSQL orders their writes, and there is
+// A write to several shards holds row locks on one placement while it waits for another,
+// so concurrent multi-shard writes could deadlock across workers, where PostgreSQL cannot
+// see the cycle: they take the locks of all their shards, in shard order. A write to one
+// shard with a single placement needs none (PostgreSQL orders its writes, and there is
 // nothing to repair). Inside a transaction block the locks are held until the block ends.
 func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks []writeTask) error {
 	var ids []int64
 	for _, t := range tasks {
-		if len(t.shard.Placements) > 1 {
+		if len(t.shard.Placements) > 1 || len(tasks) > 1 {
 			ids = append(ids, t.shard.ID)
 		}
 	}

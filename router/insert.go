@@ -21,8 +21,8 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	switch {
 	case t == nil:
 		return p.errorf(notSupported("INSERT into a coordinator table that reads a distributed table is not supported yet."))
-	case len(refs) != 1:
-		return p.errorf(notSupported("INSERT into a distributed table may not reference other tables yet."))
+	case len(dist) != 1:
+		return p.errorf(notSupported("INSERT into a distributed table that reads distributed tables is not supported yet."))
 	case s.WithClause != nil:
 		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	case t.KeyColumn() == nil:
@@ -32,8 +32,11 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	if s.SelectStmt != nil {
 		var ok bool
 		sel, ok = unwrap(s.SelectStmt).(*pg_query.SelectStmt)
-		if !ok || len(sel.ValuesLists) == 0 {
-			return p.errorf(notSupported("INSERT ... SELECT into a distributed table is not supported yet."))
+		if !ok {
+			return p.errorf(notSupported("Unrecognised INSERT source."))
+		}
+		if len(sel.ValuesLists) == 0 || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.SortClause) > 0 || sel.LimitCount != nil {
+			return p.insertSelect(s, t)
 		}
 	}
 

@@ -102,6 +102,13 @@ type Statement struct {
 	Rows         []Row
 	InsertSuffix Template
 
+	// Source is the coordinator query of INSERT ... SELECT: it returns the SourceCols
+	// values of each row (text) and, last, the partition key's canonical form (NULL when
+	// the key is among SourceCols as an evaluated default). When Source is set, Rows is
+	// empty.
+	Source     Template
+	SourceCols []int // table column indexes, in the order of Source's columns
+
 	// Merge combines the results of a Select that reads several shards.
 	Merge *Merge
 

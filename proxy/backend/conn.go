@@ -14,6 +14,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -141,20 +142,38 @@ func (c *Conn) Next() (byte, []byte, error) {
 }
 
 // peerClosed reports, without blocking, whether the server has closed the connection or
-// sent something unsolicited (such as a FATAL before closing) while it sat idle.
+// sent something unsolicited (such as a FATAL before closing) while it sat idle. It peeks
+// at the socket with a non-blocking recv: a read with an expired deadline would not even
+// try the socket.
 func (c *Conn) peerClosed() bool {
 	if c.r.Buffered() > 0 {
 		return true
 	}
-	var b [1]byte
-	c.nc.SetReadDeadline(time.Now())
-	n, err := c.nc.Read(b[:])
-	c.nc.SetReadDeadline(time.Time{})
-	if n > 0 {
+	nc := c.nc
+	if tc, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = tc.NetConn()
+	}
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
 		return true
 	}
-	var ne net.Error
-	return !(errors.As(err, &ne) && ne.Timeout())
+	closed := false
+	err = rc.Read(func(fd uintptr) bool {
+		var b [1]byte
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK:
+		case err != nil, n >= 0:
+			// Data nobody asked for, end of stream, or an error such as a reset.
+			closed = true
+		}
+		return true
+	})
+	return closed || err != nil
 }
 
 // SetDeadline sets the socket deadline (zero clears it).

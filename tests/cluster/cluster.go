@@ -146,7 +146,6 @@ func NewServer(ctx context.Context, dir string, settings []string) (*Server, err
 		"port = " + strconv.Itoa(port),
 		"unix_socket_directories = '" + dir + "'",
 		"fsync = off",
-		"synchronous_commit = off",
 		"full_page_writes = off",
 		"max_connections = 300",
 		"shared_buffers = 32MB",

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -199,6 +200,9 @@ type link struct {
 	p              *Proxy
 	client, server net.Conn
 	once           sync.Once
+	// hold stops server-to-client traffic (a CutAfter rule fired: the server's answer
+	// must not reach the client).
+	hold atomic.Bool
 }
 
 func (l *link) cut() {
@@ -226,6 +230,9 @@ func (l *link) backend() {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := l.server.Read(buf)
+		if l.hold.Load() {
+			n = 0 // the answer is dropped
+		}
 		if n > 0 {
 			l.wait()
 			if _, werr := l.client.Write(buf[:n]); werr != nil {
@@ -278,13 +285,16 @@ func (l *link) frontend() {
 		if fire && action == CutBefore {
 			return
 		}
+		if fire {
+			l.hold.Store(true)
+		}
 		l.wait()
 		if _, err := l.server.Write(msg); err != nil {
 			return
 		}
 		if fire {
-			// Give the server the message before the connection goes.
-			time.Sleep(20 * time.Millisecond)
+			// Give the server time to run the message before the connection goes.
+			time.Sleep(100 * time.Millisecond)
 			return
 		}
 	}

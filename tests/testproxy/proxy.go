@@ -31,6 +31,8 @@ type Options struct {
 	Listen string
 	// RepairInterval enables the background repairer.
 	RepairInterval time.Duration
+	// LockTimeout bounds waits for shard write locks (default: the proxy's).
+	LockTimeout time.Duration
 	// Log receives the proxy's log; nil discards it unless PGSHARD_TEST_LOG is set.
 	Log *slog.Logger
 }
@@ -45,7 +47,7 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval})
+	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,191 @@
+package router
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router/pghash"
+)
+
+// insertSelect plans INSERT INTO distributed_table [(cols)] SELECT ... whose SELECT reads
+// no distributed table: the coordinator evaluates the SELECT once (with the columns'
+// defaults that must be evaluated there, and each row's partition key in canonical form),
+// and the proxy splits the rows by shard.
+func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table) *Statement {
+	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
+		return p.errorf(notSupported("OVERRIDING ... VALUE is not supported for distributed tables."))
+	}
+	var cols []int
+	if len(s.Cols) > 0 {
+		for _, c := range s.Cols {
+			rt := unwrap(c).(*pg_query.ResTarget)
+			i := t.ColumnIndex(rt.Name)
+			if i < 0 {
+				return p.errorf(pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name))
+			}
+			if len(rt.Indirection) > 0 {
+				return p.errorf(notSupported("INSERT ... SELECT into parts of columns is not supported for distributed tables."))
+			}
+			cols = append(cols, i)
+		}
+	} else {
+		for i, c := range t.Columns {
+			if c.Generated == 0 {
+				cols = append(cols, i)
+			}
+		}
+	}
+	given := map[int]bool{}
+	for _, c := range cols {
+		given[c] = true
+	}
+	keyGiven := given[t.KeyIndex]
+	var added []int
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		if given[i] || c.Generated != 0 {
+			continue
+		}
+		if i == t.KeyIndex || c.Default != "" && !c.DefaultOnShard {
+			if i == t.KeyIndex && c.Default == "" {
+				return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+			}
+			added = append(added, i)
+		}
+	}
+
+	// Locate the SELECT: after the column list (or the table), before ON CONFLICT or
+	// RETURNING.
+	relTok := p.tok(s.Relation.Location)
+	if relTok < 0 {
+		return p.errorf(notSupported("The INSERT's target could not be located."))
+	}
+	last := p.lastTok()
+	from := p.nameEnd(relTok)
+	if p.kw(from, "as") {
+		from += 2
+	} else if rv := s.Relation; rv.Alias != nil {
+		from++
+	}
+	if len(s.Cols) > 0 {
+		if !p.is(from, "(") {
+			return p.errorf(notSupported("The INSERT's column list could not be located."))
+		}
+		from = p.matchParen(from) + 1
+	}
+	to := last + 1
+	depth := 0
+	for i := from; i <= last; i++ {
+		switch {
+		case p.is(i, "(") || p.is(i, "["):
+			depth++
+		case p.is(i, ")") || p.is(i, "]"):
+			depth--
+		case depth == 0 && (p.kw(i, "returning") || p.kw(i, "on") && p.kw(i+1, "conflict")):
+			to = i
+		}
+		if to != last+1 {
+			break
+		}
+	}
+	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
+	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
+
+	// The source query: every target column cast to its type, the added defaults, and the
+	// partition key's canonical form.
+	b := newBuilder(p.in, p.litIdx)
+	b.gen("SELECT ")
+	var names []string
+	keyExpr := ""
+	for i, ci := range cols {
+		c := &t.Columns[ci]
+		if i > 0 {
+			b.gen(", ")
+		}
+		src := "pgshard_src.s" + itoa(i+1)
+		b.gen(src + "::" + c.TypeName)
+		names = append(names, "s"+itoa(i+1))
+		if ci == t.KeyIndex {
+			keyExpr = "(" + src + "::" + c.TypeName + ")::text"
+		}
+	}
+	for k, ci := range added {
+		c := &t.Columns[ci]
+		if k > 0 || len(cols) > 0 {
+			b.gen(", ")
+		}
+		b.gen("(" + c.Default + ")::" + c.TypeName)
+	}
+	keyCol := t.KeyColumn()
+	canon := pghash.CanonicalExpr(keyCol.HashType)
+	if keyGiven {
+		b.gen(", " + replaceParam(canon, keyExpr))
+	} else {
+		// The key is an added default: the coordinator evaluates the default once in the
+		// select list above; the proxy hashes that value.
+		b.gen(", NULL")
+	}
+	b.gen(" FROM (")
+	b.text(p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1)))
+	b.gen(") pgshard_src(")
+	for i, n := range names {
+		if i > 0 {
+			b.gen(", ")
+		}
+		b.gen(n)
+	}
+	b.gen(")")
+	st.Source = b.done()
+	for _, ci := range cols {
+		st.SourceCols = append(st.SourceCols, ci)
+	}
+	st.SourceCols = append(st.SourceCols, added...)
+
+	// INSERT INTO <shard> AS <name> (columns) VALUES, and the suffix.
+	pre := newBuilder(p.in, p.litIdx)
+	pre.text(p.start, p.startOf(relTok))
+	pre.hole(SegTable, 0)
+	pre.gen(" AS " + QuoteIdent(s.Relation.Relname) + " (")
+	for i, ci := range st.SourceCols {
+		if i > 0 {
+			pre.gen(", ")
+		}
+		pre.gen(QuoteIdent(t.Columns[ci].Name))
+	}
+	pre.gen(") VALUES ")
+	st.InsertPrefix = pre.done()
+	suf := newBuilder(p.in, p.litIdx)
+	if to <= last {
+		var roots []*pg_query.Node
+		if oc := s.OnConflictClause; oc != nil {
+			roots = append(roots, oc.TargetList...)
+			roots = append(roots, oc.WhereClause)
+			for _, n := range oc.TargetList {
+				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == t.Key {
+					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
+				}
+			}
+		}
+		suf.gen(" ")
+		if !p.preEval(suf, p.startOf(to), p.end, roots, &st.Evals) {
+			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
+		}
+	}
+	st.InsertSuffix = suf.done()
+	return st
+}
+
+// replaceParam substitutes expr for $1 in a canonical-form expression.
+func replaceParam(canon, expr string) string {
+	out := ""
+	for i := 0; i < len(canon); i++ {
+		if canon[i] == '$' && i+1 < len(canon) && canon[i+1] == '1' {
+			out += expr
+			i++
+			continue
+		}
+		out += string(canon[i])
+	}
+	return out
+}
