@@ -1,8 +1,16 @@
-// Command bench compares pgbench select-only throughput and CPU cost per query against one
-// PostgreSQL worker directly, through PgBouncer, and through pgshard (pgbench_accounts
-// distributed in 16 shards, all on that worker), in alternating rounds of one run.
+// Command bench runs pgshard's benchmarks, each comparing with a baseline in the same run:
 //
-//	go run ./tests/bench [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
+//   - select: pgbench select-only throughput and CPU cost per query against one PostgreSQL
+//     worker directly, through PgBouncer, and through pgshard (pgbench_accounts distributed
+//     in 16 shards, all on that worker), in alternating rounds;
+//
+//   - writes: single-row INSERT and UPDATE throughput and latency through pgshard with two
+//     placements per shard against one placement;
+//
+//   - repair: the copy rate of REPAIR SHARD against a plain COPY between the same two
+//     servers.
+//
+//     go run ./tests/bench [-run select,writes,repair] [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
 package main
 
 import (
@@ -32,10 +40,25 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each pgbench run")
 	rounds := flag.Int("rounds", 3, "rounds of direct / pgbouncer / pgshard")
 	modes := flag.String("modes", "simple", "pgbench protocol modes, comma-separated (simple, extended, prepared)")
+	suites := flag.String("run", "select,writes,repair", "benchmarks to run")
+	repairRows := flag.Int("repair-rows", 1000000, "rows in the shard the repair benchmark copies")
 	flag.Parse()
-	if err := run(*scale, *clients, *duration, *rounds, strings.Split(*modes, ",")); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	for _, suite := range strings.Split(*suites, ",") {
+		var err error
+		switch suite {
+		case "select":
+			err = run(*scale, *clients, *duration, *rounds, strings.Split(*modes, ","))
+		case "writes":
+			err = runWrites([]int{1, *clients}, *duration, *rounds, strings.Split(*modes, ","))
+		case "repair":
+			err = runRepair(*repairRows, *rounds)
+		default:
+			err = fmt.Errorf("unknown benchmark %q", suite)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 }
 
