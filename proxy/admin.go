@@ -25,49 +25,65 @@ type adminCol struct {
 	oid  uint32
 }
 
-// admin recognises pgshard's admin statements (before any parsing) and answers them. It
-// reports false for anything else, which then runs as SQL (so "SHOW work_mem" still
-// reaches the coordinator).
-func (ss *session) admin(ctx context.Context, q string) bool {
+// adminCommand recognises pgshard's admin statements (before any parsing): it returns
+// the command ("SHOW NODES", "REPAIR SHARD", ...) and its argument.
+func adminCommand(q string) (cmd, arg string, ok bool) {
 	words := strings.Fields(strings.TrimRight(strings.TrimSpace(q), "; \t\r\n"))
 	if len(words) < 2 || len(words) > 3 {
-		return false
+		return "", "", false
 	}
-	verb, what := strings.ToUpper(words[0]), strings.ToUpper(words[1])
-	arg := ""
+	cmd = strings.ToUpper(words[0]) + " " + strings.ToUpper(words[1])
 	if len(words) == 3 {
 		arg = words[2]
 	}
-	var err error
-	switch {
-	case verb == "SHOW" && what == "NODES" && arg == "":
-		err = ss.showNodes()
-	case verb == "SHOW" && what == "SHARDS":
-		err = ss.showShards(arg)
-	case verb == "SHOW" && what == "PLACEMENTS":
-		err = ss.showPlacements(arg)
-	case verb == "SHOW" && what == "REPAIRS" && arg == "":
-		err = ss.showRepairs(ctx)
-	case verb == "SHOW" && what == "POOLS" && arg == "":
-		err = ss.showPools()
-	case verb == "SHOW" && what == "STATS" && arg == "":
-		err = ss.showStats()
-	case verb == "SHOW" && what == "VERSION" && arg == "":
-		ss.adminRows("SHOW", []adminCol{{"version", textOID}}, [][]string{{"pgshard " + Version}})
-	case verb == "REPAIR" && what == "SHARD" && arg != "":
-		err = ss.repairShardStatement(ctx, arg)
-	default:
-		return false
+	switch cmd {
+	case "SHOW SHARDS", "SHOW PLACEMENTS":
+		return cmd, arg, true
+	case "SHOW NODES", "SHOW REPAIRS", "SHOW POOLS", "SHOW STATS", "SHOW VERSION":
+		return cmd, arg, arg == ""
+	case "REPAIR SHARD":
+		return cmd, arg, arg != ""
 	}
-	if err != nil {
-		ss.sendError(err)
-	}
-	return true
+	return "", "", false
 }
 
-// adminRows sends a result set of text values ("" for NULL is not needed here).
-func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
-	rd := &pgproto3.RowDescription{}
+// isAdmin reports whether q is an admin statement.
+func isAdmin(q string) bool {
+	_, _, ok := adminCommand(q)
+	return ok
+}
+
+// Columns of the admin statements' results.
+var adminColumns = map[string][]adminCol{
+	"SHOW NODES": {{"node_name", textOID}, {"node_port", int4OID}, {"registered", textOID},
+		{"finalized_placements", int4OID}, {"inactive_placements", int4OID}},
+	"SHOW SHARDS": {{"table_name", textOID}, {"shard_id", int8OID}, {"min_value", int4OID}, {"max_value", int4OID},
+		{"placements", int4OID}, {"finalized", int4OID}, {"inactive", int4OID}},
+	"SHOW PLACEMENTS": {{"placement_id", int8OID}, {"shard_id", int8OID}, {"table_name", textOID},
+		{"node_name", textOID}, {"node_port", int4OID}, {"shard_state", int4OID}, {"state", textOID}},
+	"SHOW REPAIRS": {{"repair_id", int8OID}, {"shard_id", int8OID}, {"placement_id", int8OID},
+		{"source", textOID}, {"target", textOID}, {"state", textOID}, {"rows_copied", int8OID}, {"bytes_copied", int8OID},
+		{"progress", textOID}, {"trigger", textOID}, {"started_at", textOID}, {"finished_at", textOID}, {"error", textOID}},
+	"SHOW POOLS": {{"database", textOID}, {"user", textOID}, {"host", textOID}, {"port", int4OID},
+		{"sv_active", int4OID}, {"sv_idle", int4OID}, {"sv_total", int4OID}, {"max_conns", int4OID},
+		{"acquires", int8OID}, {"waits", int8OID}, {"wait_us", int8OID}, {"pool_mode", textOID}},
+	"SHOW STATS": {{"database", textOID}, {"cl_active", int8OID}, {"total_xact_count", int8OID},
+		{"total_query_count", int8OID}, {"total_received", int8OID}, {"total_sent", int8OID},
+		{"total_query_time", int8OID}, {"avg_query_time", int8OID}, {"total_errors", int8OID},
+		{"plan_cache_hits", int8OID}, {"plan_cache_misses", int8OID}},
+	"SHOW VERSION": {{"version", textOID}},
+	"REPAIR SHARD": {{"shard_id", int8OID}, {"placement_id", int8OID}, {"source", textOID}, {"target", textOID},
+		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}},
+}
+
+// adminFields describes an admin statement's result columns.
+func adminFields(q string) []pgproto3.FieldDescription {
+	cmd, _, _ := adminCommand(q)
+	return fieldsOf(adminColumns[cmd])
+}
+
+func fieldsOf(cols []adminCol) []pgproto3.FieldDescription {
+	out := make([]pgproto3.FieldDescription, 0, len(cols))
 	for _, c := range cols {
 		size := int16(-1)
 		switch c.oid {
@@ -76,9 +92,49 @@ func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
 		case int8OID:
 			size = 8
 		}
-		rd.Fields = append(rd.Fields, pgproto3.FieldDescription{Name: []byte(c.name), DataTypeOID: c.oid, DataTypeSize: size, TypeModifier: -1})
+		out = append(out, pgproto3.FieldDescription{Name: []byte(c.name), DataTypeOID: c.oid, DataTypeSize: size, TypeModifier: -1})
 	}
-	ss.w.Msg(rd)
+	return out
+}
+
+// admin answers an admin statement. It reports false for anything else, which then runs
+// as SQL (so "SHOW work_mem" still reaches the coordinator).
+func (ss *session) admin(ctx context.Context, q string) bool {
+	cmd, arg, ok := adminCommand(q)
+	if !ok {
+		return false
+	}
+	var err error
+	switch cmd {
+	case "SHOW NODES":
+		err = ss.showNodes()
+	case "SHOW SHARDS":
+		err = ss.showShards(arg)
+	case "SHOW PLACEMENTS":
+		err = ss.showPlacements(arg)
+	case "SHOW REPAIRS":
+		err = ss.showRepairs(ctx)
+	case "SHOW POOLS":
+		err = ss.showPools()
+	case "SHOW STATS":
+		err = ss.showStats()
+	case "SHOW VERSION":
+		ss.adminRows("SHOW", adminColumns[cmd], [][]string{{"pgshard " + Version}})
+	case "REPAIR SHARD":
+		err = ss.repairShardStatement(ctx, arg)
+	}
+	if err != nil {
+		ss.sendError(err)
+	}
+	return true
+}
+
+// adminRows sends a result set of text values (with its RowDescription, unless it answers
+// an Execute: Describe gave that).
+func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
+	if !ss.call.extended {
+		ss.w.Msg(&pgproto3.RowDescription{Fields: fieldsOf(cols)})
+	}
 	for _, r := range rows {
 		dr := &pgproto3.DataRow{}
 		for _, v := range r {
@@ -126,8 +182,7 @@ func (ss *session) showNodes() error {
 		}
 		rows = append(rows, []string{n.Name, strconv.Itoa(n.Port), registered, strconv.Itoa(c.finalized), strconv.Itoa(c.inactive)})
 	}
-	ss.adminRows("SHOW", []adminCol{{"node_name", textOID}, {"node_port", int4OID}, {"registered", textOID},
-		{"finalized_placements", int4OID}, {"inactive_placements", int4OID}}, rows)
+	ss.adminRows("SHOW", adminColumns["SHOW NODES"], rows)
 	return nil
 }
 
@@ -149,8 +204,7 @@ func (ss *session) showShards(table string) error {
 	if !found {
 		return pgerr.New(pgerr.UndefinedTable, "distributed table %q does not exist", table)
 	}
-	ss.adminRows("SHOW", []adminCol{{"table_name", textOID}, {"shard_id", int8OID}, {"min_value", int4OID}, {"max_value", int4OID},
-		{"placements", int4OID}, {"finalized", int4OID}, {"inactive", int4OID}}, rows)
+	ss.adminRows("SHOW", adminColumns["SHOW SHARDS"], rows)
 	return nil
 }
 
@@ -213,8 +267,7 @@ func (ss *session) showPlacements(arg string) error {
 			}
 		}
 	}
-	ss.adminRows("SHOW", []adminCol{{"placement_id", int8OID}, {"shard_id", int8OID}, {"table_name", textOID},
-		{"node_name", textOID}, {"node_port", int4OID}, {"shard_state", int4OID}, {"state", textOID}}, rows)
+	ss.adminRows("SHOW", adminColumns["SHOW PLACEMENTS"], rows)
 	return nil
 }
 
@@ -227,9 +280,7 @@ func (ss *session) showPools() error {
 			strconv.Itoa(int(p.Acquired)), strconv.Itoa(int(p.Idle)), strconv.Itoa(int(p.Total)), strconv.Itoa(int(p.MaxConns)),
 			strconv.FormatInt(p.Acquires, 10), strconv.FormatInt(p.WaitCount, 10), strconv.FormatInt(p.WaitTime.Microseconds(), 10), "transaction"})
 	}
-	ss.adminRows("SHOW", []adminCol{{"database", textOID}, {"user", textOID}, {"host", textOID}, {"port", int4OID},
-		{"sv_active", int4OID}, {"sv_idle", int4OID}, {"sv_total", int4OID}, {"max_conns", int4OID},
-		{"acquires", int8OID}, {"waits", int8OID}, {"wait_us", int8OID}, {"pool_mode", textOID}}, rows)
+	ss.adminRows("SHOW", adminColumns["SHOW POOLS"], rows)
 	return nil
 }
 
@@ -245,10 +296,7 @@ func (ss *session) showStats() error {
 		strconv.FormatInt(q, 10), strconv.FormatInt(st.received.Load(), 10), strconv.FormatInt(st.sent.Load(), 10),
 		strconv.FormatInt(st.queryTimeUs.Load(), 10), strconv.FormatInt(avg, 10), strconv.FormatInt(st.errors.Load(), 10),
 		strconv.FormatUint(hits, 10), strconv.FormatUint(misses, 10)}
-	ss.adminRows("SHOW", []adminCol{{"database", textOID}, {"cl_active", int8OID}, {"total_xact_count", int8OID},
-		{"total_query_count", int8OID}, {"total_received", int8OID}, {"total_sent", int8OID},
-		{"total_query_time", int8OID}, {"avg_query_time", int8OID}, {"total_errors", int8OID},
-		{"plan_cache_hits", int8OID}, {"plan_cache_misses", int8OID}}, [][]string{row})
+	ss.adminRows("SHOW", adminColumns["SHOW STATS"], [][]string{row})
 	return nil
 }
 
@@ -268,8 +316,6 @@ func (ss *session) showRepairs(ctx context.Context) error {
 			r.Source.String(), r.Target.String(), r.State, strconv.FormatInt(r.RowsCopied, 10), strconv.FormatInt(r.BytesCopied, 10),
 			fmt.Sprintf("%d%%", r.Progress()), r.Trigger, r.StartedAt.UTC().Format("2006-01-02 15:04:05.000Z07"), finished, r.Error})
 	}
-	ss.adminRows("SHOW", []adminCol{{"repair_id", int8OID}, {"shard_id", int8OID}, {"placement_id", int8OID},
-		{"source", textOID}, {"target", textOID}, {"state", textOID}, {"rows_copied", int8OID}, {"bytes_copied", int8OID},
-		{"progress", textOID}, {"trigger", textOID}, {"started_at", textOID}, {"finished_at", textOID}, {"error", textOID}}, out)
+	ss.adminRows("SHOW", adminColumns["SHOW REPAIRS"], out)
 	return nil
 }

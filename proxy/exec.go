@@ -76,6 +76,20 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return ss.truncate(ctx, snap, st, in)
 	case router.Error:
 		return st.Err
+	case router.PrepareSQL:
+		return ss.prepareSQL(ctx, st)
+	case router.ExecuteSQL:
+		return ss.executeSQL(ctx, st, in)
+	case router.DeallocateSQL:
+		if st.Name == "" {
+			ss.stmts = map[string]*prepared{}
+		} else if _, ok := ss.stmts[st.Name]; !ok {
+			return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
+		} else {
+			delete(ss.stmts, st.Name)
+		}
+		ss.commandComplete("DEALLOCATE")
+		return nil
 	}
 	return pgerr.New(pgerr.InternalError, "unknown statement kind %v", st.Kind)
 }
@@ -91,7 +105,7 @@ func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *pa
 	if err != nil {
 		return err
 	}
-	c.Query(sql)
+	ss.sendSQL(c, []byte(sql), ss.call.results)
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
@@ -101,6 +115,32 @@ func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *pa
 	}
 	ss.afterCoordinator(c, res)
 	return nil
+}
+
+// sendSQL queues a client statement's SQL (as rewritten for c) on a backend connection:
+// a simple Query, or, with parameters or for an Execute, Parse/Bind/Execute/Sync with the
+// client's parameters and result formats (results nil means text).
+func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
+	prm := ss.call.prm
+	if prm == nil && !ss.call.extended {
+		c.QueryBytes(sql)
+		return
+	}
+	if prm == nil {
+		prm = &params{}
+	}
+	c.SendExtended(sql, prm.oids, prm.formats, prm.values, results, false)
+}
+
+// sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
+// text results with their RowDescription, and the client's parameters if any.
+func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
+	prm := ss.call.prm
+	if prm == nil {
+		c.QueryBytes(sql)
+		return
+	}
+	c.SendExtended(sql, prm.oids, prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
@@ -118,6 +158,16 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	if u := strings.ToUpper(strings.TrimSpace(sql)); strings.HasPrefix(u, "DISCARD") {
+		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
+		// coordinator connection.
+		if strings.Contains(u, "ALL") {
+			ss.stmts, ss.portals = map[string]*prepared{}, map[string]*portal{}
+		}
+		if ss.coord != nil {
+			ss.coord.Value().ForgetStatements()
+		}
+	}
 	if ss.tx == 'T' {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
@@ -205,8 +255,6 @@ type relayOpts struct {
 	quiet bool
 	// mapPos maps an error position in the text the backend ran to the client's text.
 	mapPos func(int32) int32
-	// skipCompletes drops ParseComplete/BindComplete (the proxy's own extended queries).
-	skipCompletes bool
 	// noComplete drops CommandComplete (the caller sends its own tag).
 	noComplete bool
 }
@@ -254,6 +302,9 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 			} else if !o.quiet {
 				ss.w.Raw(t, b)
 			}
+			if !o.quiet {
+				ss.relayedError = true
+			}
 			if res.err == nil {
 				res.err = e
 			}
@@ -270,9 +321,7 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 				ss.w.Raw(t, b)
 			}
 		case '1', '2', '3':
-			if !o.skipCompletes && !o.quiet {
-				ss.w.Raw(t, b)
-			}
+			// The client hears of its own Parse, Bind and Close from the proxy.
 		case 'G':
 			ss.w.Raw(t, b)
 			ss.flush()

@@ -1,28 +1,621 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
 )
+
+// stmtCall says how the statement being executed arrived: by a simple Query, or by an
+// Execute of the extended protocol (with its parameters and result formats, and no
+// RowDescription in the results: Describe gives it).
+type stmtCall struct {
+	extended bool
+	prm      *params
+	results  []int16
+}
+
+// prepared is a prepared statement of the session (protocol-level or SQL PREPARE; they
+// share one namespace, as in PostgreSQL).
+type prepared struct {
+	name  string
+	sql   string
+	oids  []uint32 // declared parameter types (0: to be inferred)
+	batch *router.Batch
+	in    *router.Input
+	st    *router.Statement // nil for an empty query
+	admin string            // an admin statement's text, answered by the proxy
+	// From Describe: every parameter's type, and the result columns (nil: no rows).
+	described bool
+	params    []uint32
+	fields    []pgproto3.FieldDescription
+}
+
+// portal is a bound statement, ready to execute.
+type portal struct {
+	name    string
+	stmt    *prepared
+	prm     *params
+	results []int16
+	// pending holds the rest of a result fetched in parts (Execute with a row limit).
+	pending []byte
+	started bool
+}
+
+// describeKey identifies a statement description in the session's cache.
+func describeKey(sql string, oids []uint32) string {
+	var b strings.Builder
+	b.WriteString(sql)
+	for _, o := range oids {
+		b.WriteByte(0)
+		b.WriteString(strconv.FormatUint(uint64(o), 10))
+	}
+	return b.String()
+}
+
+type description struct {
+	params []uint32
+	fields []pgproto3.FieldDescription
+}
 
 // extended handles an extended-protocol message. It reports false when the connection
 // must close.
 func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
-	switch typ {
-	case 'S':
-		if ss.extSkip {
-			ss.extSkip = false
-		}
-		ss.readyForQuery()
-	case 'H':
+	if typ == 'S' {
+		ss.sync(ctx)
+		return true
+	}
+	if typ == 'H' {
 		ss.flush()
-	default:
-		if !ss.extSkip {
-			ss.sendError(pgerr.New(pgerr.FeatureNotSupported, "the extended query protocol is not supported yet"))
-			ss.flush()
-			ss.extSkip = true
+		return true
+	}
+	if ss.extSkip {
+		return true // an error occurred: everything up to Sync is discarded
+	}
+	var err error
+	switch typ {
+	case 'P':
+		var m pgproto3.Parse
+		if err = m.Decode(body); err == nil {
+			err = ss.parse(ctx, &m)
+		}
+	case 'B':
+		var m pgproto3.Bind
+		if err = m.Decode(body); err == nil {
+			err = ss.bind(ctx, &m)
+		}
+	case 'D':
+		var m pgproto3.Describe
+		if err = m.Decode(body); err == nil {
+			err = ss.describe(ctx, &m)
+		}
+	case 'E':
+		var m pgproto3.Execute
+		if err = m.Decode(body); err == nil {
+			ss.relayedError = false
+			err = ss.execute(ctx, m.Portal, m.MaxRows)
+			if err == nil && ss.relayedError {
+				// The backend's error reached the client: skip to Sync.
+				ss.flush()
+				ss.extSkip = true
+				if ss.tx == 'T' {
+					ss.tx = 'E'
+				}
+			}
+		}
+	case 'C':
+		var m pgproto3.Close
+		if err = m.Decode(body); err == nil {
+			err = ss.closeObject(&m)
+		}
+	}
+	if err != nil {
+		if _, ok := err.(*pgerr.Error); !ok && !isPgError(err) {
+			// A message pgproto3 could not decode: the stream cannot be trusted.
+			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+			return false
+		}
+		ss.sendError(err)
+		// An error sends its ErrorResponse at once (not at Sync) and discards the
+		// rest of the pipeline up to Sync.
+		ss.flush()
+		ss.extSkip = true
+		if ss.tx == 'T' {
+			ss.tx = 'E'
 		}
 	}
 	return true
+}
+
+func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
+
+// sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
+// reports the transaction state.
+func (ss *session) sync(ctx context.Context) {
+	ss.extSkip = false
+	if ss.tx == 'I' {
+		delete(ss.portals, "")
+		for name := range ss.portals {
+			delete(ss.portals, name)
+		}
+	}
+	ss.readyForQuery()
+}
+
+// parse handles Parse: the statement is planned now (plans are cached by text).
+func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
+	if m.Name != "" {
+		if _, ok := ss.stmts[m.Name]; ok {
+			return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", m.Name)
+		}
+	}
+	ps, err := ss.prepare(m.Name, m.Query, append([]uint32(nil), m.ParameterOIDs...))
+	if err != nil {
+		return err
+	}
+	ss.stmts[m.Name] = ps
+	ss.w.Raw('1', nil)
+	return nil
+}
+
+// prepare plans a statement text for the session's namespace.
+func (ss *session) prepare(name, sql string, oids []uint32) (*prepared, error) {
+	ps := &prepared{name: name, sql: sql, oids: oids}
+	if isAdmin(sql) {
+		ps.admin = sql
+		return ps, nil
+	}
+	snap := ss.srv.cache.Load()
+	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ss.routerSession())
+	switch len(ps.batch.Stmts) {
+	case 0:
+	case 1:
+		ps.st = ps.batch.Stmts[0]
+	default:
+		return nil, pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
+	}
+	return ps, nil
+}
+
+// bind handles Bind: it creates a portal with the parameter values.
+func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
+	ps := ss.stmts[m.PreparedStatement]
+	if ps == nil {
+		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", m.PreparedStatement)
+	}
+	if m.DestinationPortal != "" {
+		if _, ok := ss.portals[m.DestinationPortal]; ok {
+			return pgerr.New(pgerr.DuplicateCursor, "portal %q already exists", m.DestinationPortal)
+		}
+	}
+	if err := ss.describeStatement(ctx, ps); err != nil {
+		return err
+	}
+	if len(m.Parameters) != len(ps.params) {
+		return pgerr.New(pgerr.ProtocolViolation, "bind message supplies %d parameters, but prepared statement %q requires %d",
+			len(m.Parameters), m.PreparedStatement, len(ps.params))
+	}
+	if n := len(m.ParameterFormatCodes); n > 1 && n != len(m.Parameters) {
+		return pgerr.New(pgerr.ProtocolViolation, "bind message has %d parameter formats but %d parameters", n, len(m.Parameters))
+	}
+	if n := len(m.ResultFormatCodes); n > 1 && n != len(ps.fields) {
+		return pgerr.New(pgerr.ProtocolViolation, "bind message has %d result formats but query has %d columns", n, len(ps.fields))
+	}
+	values := make([][]byte, len(m.Parameters))
+	for i, v := range m.Parameters {
+		if v != nil {
+			values[i] = append([]byte{}, v...)
+		}
+	}
+	ss.portals[m.DestinationPortal] = &portal{
+		name: m.DestinationPortal, stmt: ps,
+		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params},
+		results: append([]int16(nil), m.ResultFormatCodes...),
+	}
+	ss.w.Raw('2', nil)
+	return nil
+}
+
+// describe handles Describe of a statement or a portal.
+func (ss *session) describe(ctx context.Context, m *pgproto3.Describe) error {
+	switch m.ObjectType {
+	case 'S':
+		ps := ss.stmts[m.Name]
+		if ps == nil {
+			return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", m.Name)
+		}
+		if err := ss.describeStatement(ctx, ps); err != nil {
+			return err
+		}
+		ss.w.Msg(&pgproto3.ParameterDescription{ParameterOIDs: ps.params})
+		ss.rowDescription(ps.fields, nil)
+	case 'P':
+		pt := ss.portals[m.Name]
+		if pt == nil {
+			return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", m.Name)
+		}
+		ss.rowDescription(pt.stmt.fields, pt.results)
+	default:
+		return pgerr.New(pgerr.ProtocolViolation, "invalid DESCRIBE message subtype %d", m.ObjectType)
+	}
+	return nil
+}
+
+// rowDescription sends a RowDescription with the given result formats, or NoData.
+func (ss *session) rowDescription(fields []pgproto3.FieldDescription, formats []int16) {
+	if fields == nil {
+		ss.w.Raw('n', nil)
+		return
+	}
+	rd := &pgproto3.RowDescription{Fields: make([]pgproto3.FieldDescription, len(fields))}
+	copy(rd.Fields, fields)
+	for i := range rd.Fields {
+		rd.Fields[i].Format = formatOf(formats, i)
+	}
+	ss.w.Msg(rd)
+}
+
+func formatOf(formats []int16, i int) int16 {
+	switch {
+	case len(formats) == 0:
+		return 0
+	case len(formats) == 1:
+		return formats[0]
+	case i < len(formats):
+		return formats[i]
+	}
+	return 0
+}
+
+// describeStatement learns a statement's parameter types and result columns. The
+// coordinator describes the statement as written (its prototype tables have the
+// distributed tables' columns); descriptions are cached per session.
+func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
+	if ps.described {
+		return nil
+	}
+	key := describeKey(ps.sql, ps.oids)
+	if d, ok := ss.descCache[key]; ok {
+		ps.params, ps.fields, ps.described = d.params, d.fields, true
+		return nil
+	}
+	var d description
+	var err error
+	switch {
+	case ps.admin != "":
+		d.fields = adminFields(ps.admin)
+	case ps.st == nil:
+	default:
+		switch ps.st.Kind {
+		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
+			router.SetVar, router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+			// No parameters, no rows.
+		case router.ExecuteSQL:
+			target := ss.stmts[ps.st.Name]
+			if target == nil {
+				return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", ps.st.Name)
+			}
+			if err := ss.describeStatement(ctx, target); err != nil {
+				return err
+			}
+			d.fields = target.fields
+		case router.Function:
+			d, err = ss.describeFunction(ctx, ps)
+		default:
+			d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(d.params) < len(ps.oids) {
+		d.params = append(d.params, ps.oids[len(d.params):]...)
+	}
+	ss.descCache[key] = d
+	ps.params, ps.fields, ps.described = d.params, d.fields, true
+	return nil
+}
+
+// describeOnCoordinator asks the coordinator to describe sql.
+func (ss *session) describeOnCoordinator(ctx context.Context, sql string, oids []uint32) (description, error) {
+	var d description
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return d, err
+	}
+	w := c.Writer()
+	w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
+	w.Msg(&pgproto3.Describe{ObjectType: 'S'})
+	w.Msg(&pgproto3.Sync{})
+	if err := ss.sendTo(c); err != nil {
+		return d, err
+	}
+	defer ss.stopRunning(c)
+	stop := c.WatchContext(ctx)
+	defer stop()
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return d, err
+		}
+		switch t {
+		case 't':
+			var pd pgproto3.ParameterDescription
+			if err := pd.Decode(b); err != nil {
+				return d, err
+			}
+			d.params = append([]uint32{}, pd.ParameterOIDs...)
+		case 'T':
+			var rd pgproto3.RowDescription
+			if err := rd.Decode(b); err != nil {
+				return d, err
+			}
+			d.fields = make([]pgproto3.FieldDescription, len(rd.Fields))
+			for i, f := range rd.Fields {
+				f.Name = append([]byte{}, f.Name...)
+				d.fields[i] = f
+			}
+		case 'E':
+			if first == nil {
+				first = decodeClientError(b)
+			}
+		case 'Z':
+			if first != nil && ss.tx == 'T' {
+				ss.tx = 'E'
+			}
+			return d, first
+		}
+	}
+}
+
+// describeFunction describes a statement calling pgshard's SQL functions.
+func (ss *session) describeFunction(ctx context.Context, ps *prepared) (description, error) {
+	d, err := ss.describeOnCoordinator(ctx, string(ps.st.ArgQuery.Render(nil, &router.Holes{In: ps.in})), ps.oids)
+	if err != nil {
+		return d, err
+	}
+	args := d.fields
+	d.fields = nil
+	for _, col := range ps.st.Columns {
+		if col.Call >= 0 {
+			d.fields = append(d.fields, pgproto3.FieldDescription{Name: []byte(col.Name), DataTypeOID: voidOID, DataTypeSize: 4, TypeModifier: -1})
+		} else if col.ArgIndex < len(args) {
+			f := args[col.ArgIndex]
+			f.Name = []byte(col.Name)
+			d.fields = append(d.fields, f)
+		}
+	}
+	return d, nil
+}
+
+// execute handles Execute: it runs the portal's statement, or continues a result fetched
+// in parts.
+func (ss *session) execute(ctx context.Context, name string, maxRows uint32) error {
+	pt := ss.portals[name]
+	if pt == nil {
+		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
+	}
+	ss.cancelled.Store(false)
+	start := time.Now()
+	defer func() {
+		ss.srv.stats.queries.Add(1)
+		ss.srv.stats.queryTimeUs.Add(time.Since(start).Microseconds())
+	}()
+	if pt.started {
+		if pt.pending == nil {
+			// A finished portal answers with an empty result.
+			ss.commandComplete("SELECT 0")
+			return nil
+		}
+		ss.serveChunk(pt, maxRows)
+		return nil
+	}
+	pt.started = true
+	ps := pt.stmt
+	if ps.admin != "" {
+		ss.call = stmtCall{extended: true}
+		defer func() { ss.call = stmtCall{} }()
+		ss.admin(ctx, ps.admin)
+		return nil
+	}
+	if ps.st == nil {
+		ss.w.Raw('I', nil)
+		return nil
+	}
+	ss.call = stmtCall{extended: true, prm: pt.prm, results: pt.results}
+	defer func() { ss.call = stmtCall{} }()
+	snap := ss.srv.cache.Load()
+	if maxRows == 0 || ps.fields == nil {
+		err := ss.exec(ctx, snap, ps.st, ps.in, pt.prm)
+		ss.endStatement()
+		return err
+	}
+	// A row limit: run the statement to completion into a buffer, and hand the rows out
+	// in parts (PortalSuspended between them).
+	var buf bytes.Buffer
+	saved := ss.w
+	ss.w = pgwire.NewWriter(&buf)
+	ss.w.AutoFlush = 0
+	err := ss.exec(ctx, snap, ps.st, ps.in, pt.prm)
+	ss.endStatement()
+	ss.w.Flush()
+	ss.w = saved
+	if err != nil {
+		return err
+	}
+	pt.pending = buf.Bytes()
+	ss.serveChunk(pt, maxRows)
+	return nil
+}
+
+// serveChunk sends up to maxRows rows of a buffered result, then PortalSuspended, or the
+// rest and its CommandComplete.
+func (ss *session) serveChunk(pt *portal, maxRows uint32) {
+	frames := pt.pending
+	var rows uint32
+	for len(frames) >= 5 {
+		n := int(binary.BigEndian.Uint32(frames[1:5]))
+		t, body := frames[0], frames[5:1+n]
+		if t == 'D' && maxRows > 0 && rows == maxRows {
+			pt.pending = frames
+			ss.w.Raw('s', nil)
+			return
+		}
+		frames = frames[1+n:]
+		switch t {
+		case 'D':
+			rows++
+			ss.w.Raw(t, body)
+		case 'C':
+			tag := string(trimZero(body))
+			if strings.HasPrefix(tag, "SELECT ") {
+				tag = "SELECT " + strconv.FormatUint(uint64(rows), 10)
+			}
+			ss.commandComplete(tag)
+		default:
+			ss.w.Raw(t, body)
+		}
+	}
+	pt.pending = nil
+}
+
+// closeObject handles Close of a statement or a portal.
+func (ss *session) closeObject(m *pgproto3.Close) error {
+	switch m.ObjectType {
+	case 'S':
+		delete(ss.stmts, m.Name)
+	case 'P':
+		delete(ss.portals, m.Name)
+	default:
+		return pgerr.New(pgerr.ProtocolViolation, "invalid CLOSE message subtype %d", m.ObjectType)
+	}
+	ss.w.Raw('3', nil)
+	return nil
+}
+
+// decodeClientError decodes a backend ErrorResponse for the client.
+func decodeClientError(b []byte) error {
+	e := decodeBackendError(b)
+	e.Position = 0
+	return e
+}
+
+func decodeBackendError(b []byte) *pgerr.Error { return backend.DecodeError(b) }
+
+// prepareSQL handles SQL PREPARE name [(types)] AS statement.
+func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
+	if _, ok := ss.stmts[st.Name]; ok {
+		return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", st.Name)
+	}
+	var oids []uint32
+	if len(st.ParamTypes) > 0 {
+		c, err := ss.coordConn(ctx)
+		if err != nil {
+			return err
+		}
+		q := "SELECT "
+		for i, t := range st.ParamTypes {
+			if i > 0 {
+				q += ", "
+			}
+			q += router.QuoteLiteral(t) + "::pg_catalog.regtype::pg_catalog.oid"
+		}
+		rows, err := c.ExecRows(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, v := range rows[0] {
+			o, _ := strconv.ParseUint(string(v), 10, 32)
+			oids = append(oids, uint32(o))
+		}
+	}
+	ps, err := ss.prepare(st.Name, st.Query, oids)
+	if err != nil {
+		return err
+	}
+	if err := ss.describeStatement(ctx, ps); err != nil {
+		return err
+	}
+	ss.stmts[st.Name] = ps
+	ss.commandComplete("PREPARE")
+	return nil
+}
+
+// executeSQL handles SQL EXECUTE name(args): the coordinator evaluates the arguments as
+// the parameters' types, then the statement runs as an Execute would, with text results.
+func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *router.Input) error {
+	ps := ss.stmts[st.Name]
+	if ps == nil {
+		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
+	}
+	if err := ss.describeStatement(ctx, ps); err != nil {
+		return err
+	}
+	if len(st.Args) != len(ps.params) {
+		return pgerr.New(pgerr.SyntaxError, "wrong number of parameters for prepared statement %q", st.Name).
+			WithDetail("Expected %d parameters but got %d.", len(ps.params), len(st.Args))
+	}
+	prm := &params{oids: ps.params, values: make([][]byte, len(st.Args))}
+	if len(st.Args) > 0 {
+		values, err := ss.evalArgs(ctx, st.Args, in)
+		if err != nil {
+			return err
+		}
+		prm.values = values
+	}
+	snap := ss.srv.cache.Load()
+	if ps.admin != "" {
+		ss.admin(ctx, ps.admin)
+		return nil
+	}
+	if ps.st == nil {
+		ss.w.Raw('I', nil)
+		return nil
+	}
+	saved := ss.call
+	// The results carry no RowDescription: it is sent here (or was, by Describe).
+	ss.call = stmtCall{prm: prm, extended: true}
+	defer func() { ss.call = saved }()
+	if ps.fields != nil && !saved.extended {
+		ss.rowDescription(ps.fields, nil)
+	}
+	return ss.exec(ctx, snap, ps.st, ps.in, prm)
+}
+
+// evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form
+// (which the parameters' types then read back, in the same session settings).
+func (ss *session) evalArgs(ctx context.Context, args []router.Template, in *router.Input) ([][]byte, error) {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var q strings.Builder
+	q.WriteString("SELECT ")
+	for i, a := range args {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("CAST((")
+		q.Write(a.Render(nil, &router.Holes{In: in}))
+		q.WriteString(") AS pg_catalog.text)")
+	}
+	rows, err := c.ExecRows(ctx, q.String())
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != 1 {
+		return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating EXECUTE's arguments")
+	}
+	return rows[0], nil
 }

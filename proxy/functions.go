@@ -49,6 +49,9 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 		return err
 	}
 	rows, desc, err := collectRows(ctx, c)
+	if err == nil && len(rows) > 0 && len(rows[0]) < len(desc.Fields) {
+		err = pgerr.New(pgerr.InternalError, "short row from the argument query")
+	}
 	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
@@ -66,7 +69,9 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 			out.Fields = append(out.Fields, f)
 		}
 	}
-	ss.w.Msg(out)
+	if !ss.call.extended {
+		ss.w.Msg(out)
+	}
 	for _, row := range rows {
 		dr := &pgproto3.DataRow{}
 		for _, col := range st.Columns {

@@ -97,7 +97,7 @@ func (ss *session) readShard(ctx context.Context, sh *metadata.Shard, sql []byte
 		c := wc.conn()
 		mark := ss.w.Len()
 		flushed := ss.w.Flushes()
-		c.QueryBytes(sql)
+		ss.sendSQL(c, sql, ss.call.results)
 		if err := ss.sendTo(c); err != nil {
 			ss.release(wc)
 			if wc.pinned {
@@ -127,10 +127,12 @@ func (ss *session) readShard(ctx context.Context, sh *metadata.Shard, sql []byte
 
 // shardRead is one shard's part of a multi-shard read.
 type shardRead struct {
-	shard *metadata.Shard
-	sql   []byte
-	wc    workerConn
-	ps    []metadata.Placement // remaining placements to fail over to
+	shard    *metadata.Shard
+	sql      []byte
+	results  []int16 // result formats (nil: text)
+	internal bool    // the proxy reads the rows itself (text, with RowDescription)
+	wc       workerConn
+	ps       []metadata.Placement // remaining placements to fail over to
 }
 
 // startReads sends each shard's query to a placement (all before reading any answer, so
@@ -162,7 +164,11 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			return err
 		}
 		c := wc.conn()
-		c.QueryBytes(r.sql)
+		if r.internal {
+			ss.sendInternal(c, r.sql)
+		} else {
+			ss.sendSQL(c, r.sql, r.results)
+		}
 		if err := ss.sendTo(c); err != nil {
 			ss.release(wc)
 			lastErr = err
@@ -219,7 +225,7 @@ func (ss *session) concat(ctx context.Context, t *metadata.Table, shards []*meta
 	reads := make([]*shardRead, len(shards))
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: evals}
-		reads[i] = &shardRead{shard: sh, sql: tpl.Render(nil, holes)}
+		reads[i] = &shardRead{shard: sh, sql: tpl.Render(nil, holes), results: ss.call.results}
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {
@@ -331,7 +337,7 @@ func (ss *session) aggregate(ctx context.Context, t *metadata.Table, shards []*m
 	reads := make([]*shardRead, len(shards))
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
-		reads[i] = &shardRead{shard: sh, sql: m.Shard.Render(nil, holes)}
+		reads[i] = &shardRead{shard: sh, sql: m.Shard.Render(nil, holes), internal: true}
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {
@@ -398,14 +404,16 @@ func (ss *session) aggregate(ctx context.Context, t *metadata.Table, shards []*m
 	}
 	w := c.Writer()
 	w.Msg(&pgproto3.Parse{Query: string(final), ParameterOIDs: paramOIDs})
-	w.Msg(&pgproto3.Bind{Parameters: args})
-	w.Msg(&pgproto3.Describe{ObjectType: 'P'})
+	w.Msg(&pgproto3.Bind{Parameters: args, ResultFormatCodes: ss.call.results})
+	if !ss.call.extended {
+		w.Msg(&pgproto3.Describe{ObjectType: 'P'})
+	}
 	w.Msg(&pgproto3.Execute{})
 	w.Msg(&pgproto3.Sync{})
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
-	res, err := ss.relay(ctx, c, relayOpts{coordinator: true, skipCompletes: true})
+	res, err := ss.relay(ctx, c, relayOpts{coordinator: true})
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,6 @@ func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
 	if err != nil {
 		return err
 	}
-	ss.adminRows("REPAIR SHARD", []adminCol{{"shard_id", int8OID}, {"placement_id", int8OID}, {"source", textOID}, {"target", textOID},
-		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}}, rows)
+	ss.adminRows("REPAIR SHARD", adminColumns["REPAIR SHARD"], rows)
 	return nil
 }

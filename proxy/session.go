@@ -70,6 +70,16 @@ type session struct {
 
 	// extSkip: an extended-protocol error occurred; messages are skipped until Sync.
 	extSkip bool
+	// call says how the statement being executed arrived.
+	call stmtCall
+	// relayedError is set when an ErrorResponse from a backend went to the client as the
+	// statement's outcome: the rest of the query string or pipeline must not run.
+	relayedError bool
+	// stmts and portals are the session's prepared statements and portals;
+	// descCache caches statement descriptions by text and parameter types.
+	stmts     map[string]*prepared
+	portals   map[string]*portal
+	descCache map[string]description
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
@@ -78,13 +88,16 @@ type session struct {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 	defer nc.Close()
 	ss := &session{
-		srv:     s,
-		nc:      nc,
-		r:       pgwire.NewReader(nc, 16<<10),
-		w:       pgwire.NewWriter(nc),
-		log:     s.log,
-		tx:      'I',
-		running: map[*backend.Conn]struct{}{},
+		srv:       s,
+		nc:        nc,
+		r:         pgwire.NewReader(nc, 16<<10),
+		w:         pgwire.NewWriter(nc),
+		log:       s.log,
+		tx:        'I',
+		running:   map[*backend.Conn]struct{}{},
+		stmts:     map[string]*prepared{},
+		portals:   map[string]*portal{},
+		descCache: map[string]description{},
 	}
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)

@@ -33,10 +33,19 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		}
 	default:
 		for _, st := range batch.Stmts {
+			ss.relayedError = false
 			err := ss.exec(ctx, snap, st, in, nil)
 			ss.endStatement()
 			if err != nil {
 				ss.statementFailed(err)
+				break
+			}
+			if ss.relayedError {
+				// A backend's error already went to the client: the rest of the string
+				// does not run.
+				if ss.tx == 'T' {
+					ss.tx = 'E'
+				}
 				break
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
@@ -225,14 +227,15 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 
 // placementWrite is one placement's part of a write.
 type placementWrite struct {
-	task   int
-	p      metadata.Placement
-	wc     workerConn
-	err    error        // the placement was unavailable
-	sent   bool         // the statement reached the connection before it failed (err != nil: outcome unknown)
-	pgErr  *pgerr.Error // the placement answered with an error
-	tag    string
-	frames []byte // RowDescription, DataRow and NoticeResponse frames, to forward
+	task       int
+	p          metadata.Placement
+	wc         workerConn
+	err        error        // the placement was unavailable
+	sent       bool         // the statement reached the connection before it failed (err != nil: outcome unknown)
+	extraReady bool         // a separate BEGIN was sent: one more ReadyForQuery to read
+	pgErr      *pgerr.Error // the placement answered with an error
+	tag        string
+	frames     []byte // RowDescription, DataRow and NoticeResponse frames, to forward
 }
 
 // runWrites applies write tasks to every finalized placement of their shards. A placement
@@ -279,11 +282,17 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			}
 			w.wc = wc
 			c := wc.conn()
-			if implicit {
+			switch {
+			case implicit && ss.call.prm == nil && !ss.call.extended:
 				// One Query message: the placement answers both with one ReadyForQuery.
 				c.QueryBytes(append([]byte("BEGIN;"), task.sql...))
-			} else {
-				c.QueryBytes(task.sql)
+			case implicit:
+				// BEGIN before the statement, in the same pipeline and before its Sync.
+				c.Writer().Msg(&pgproto3.Query{String: "BEGIN"})
+				ss.sendSQL(c, task.sql, ss.call.results)
+				w.extraReady = true
+			default:
+				ss.sendSQL(c, task.sql, ss.call.results)
 			}
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
@@ -435,6 +444,10 @@ func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit
 		}
 		switch t {
 		case 'Z':
+			if w.extraReady {
+				w.extraReady = false
+				continue
+			}
 			return
 		case 'T', 'D', 'N':
 			w.frames = append(w.frames, t, 0, 0, 0, 0)

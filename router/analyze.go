@@ -52,6 +52,16 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 		return p.transaction(s)
 	case *pg_query.VariableSetStmt, *pg_query.DiscardStmt:
 		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+	case *pg_query.PrepareStmt:
+		return p.prepareStmt(s)
+	case *pg_query.ExecuteStmt:
+		return p.executeStmt(s)
+	case *pg_query.DeallocateStmt:
+		return &Statement{Kind: DeallocateSQL, Name: s.Name, Text: p.textTemplate(), Tag: "DEALLOCATE"}
+	}
+	if callsSetConfig(root) {
+		// set_config() changes settings like SET does.
+		return &Statement{Kind: SetVar, Text: p.textTemplate()}
 	}
 	if len(funcs) > 0 {
 		return p.functionCall(root, funcs, refs)
@@ -246,6 +256,97 @@ func (p *planner) droppedTables(root protoreflect.Message) []*metadata.Table {
 	return out
 }
 
+// callsSetConfig reports a call of set_config, which changes session settings.
+func callsSetConfig(root protoreflect.Message) bool {
+	found := false
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		if f, ok := m.Interface().(*pg_query.FuncCall); ok && funcName(f) == "set_config" {
+			found = true
+		}
+		return !found
+	})
+	return found
+}
+
+// prepareStmt plans SQL PREPARE: the proxy keeps the statement (it shares the namespace
+// of protocol-level prepared statements, as in PostgreSQL).
+func (p *planner) prepareStmt(s *pg_query.PrepareStmt) *Statement {
+	// The statement follows AS.
+	i := p.firstTok()
+	for i < len(p.in.Toks) && !p.kw(i, "as") {
+		i++
+	}
+	if i >= len(p.in.Toks) {
+		return p.errorf(notSupported("The prepared statement's text could not be located."))
+	}
+	st := &Statement{Kind: PrepareSQL, Name: s.Name, Text: p.textTemplate(), Tag: "PREPARE",
+		Query: p.in.Text[p.startOf(i+1):p.end]}
+	for _, n := range s.Argtypes {
+		tn, ok := unwrap(n).(*pg_query.TypeName)
+		if !ok {
+			return p.errorf(notSupported("Unrecognised parameter type."))
+		}
+		t := p.typeText(tn)
+		if t == "" {
+			return p.errorf(notSupported("A parameter type could not be located."))
+		}
+		st.ParamTypes = append(st.ParamTypes, t)
+	}
+	// The text of a prepared statement is not a shape: its literals are part of it.
+	p.exact = true
+	return st
+}
+
+// typeText returns the source text of a type name.
+func (p *planner) typeText(tn *pg_query.TypeName) string {
+	i := p.tok(tn.Location)
+	if i < 0 {
+		return ""
+	}
+	depth := 0
+	j := i
+	for ; j < len(p.in.Toks); j++ {
+		switch {
+		case p.is(j, "(") || p.is(j, "["):
+			depth++
+		case p.is(j, ")") || p.is(j, "]"):
+			if depth == 0 {
+				return p.in.Text[p.startOf(i):p.endOf(j-1)]
+			}
+			depth--
+		case depth == 0 && p.is(j, ","):
+			return p.in.Text[p.startOf(i):p.endOf(j-1)]
+		}
+	}
+	return ""
+}
+
+// executeStmt plans SQL EXECUTE name(args).
+func (p *planner) executeStmt(s *pg_query.ExecuteStmt) *Statement {
+	st := &Statement{Kind: ExecuteSQL, Name: s.Name, Text: p.textTemplate()}
+	if len(s.Params) == 0 {
+		return st
+	}
+	i := p.firstTok()
+	for i < len(p.in.Toks) && !p.is(i, "(") {
+		i++
+	}
+	if i >= len(p.in.Toks) {
+		return p.errorf(notSupported("EXECUTE's arguments could not be located."))
+	}
+	end := p.matchParen(i)
+	spans := p.splitTop(i+1, end)
+	if end < 0 || len(spans) != len(s.Params) {
+		return p.errorf(notSupported("EXECUTE's arguments could not be located."))
+	}
+	for _, sp := range spans {
+		b := newBuilder(p.in, p.litIdx)
+		b.text(p.startOf(sp[0]), p.endOf(sp[1]-1))
+		st.Args = append(st.Args, b.done())
+	}
+	return st
+}
+
 func (p *planner) coordinator() *Statement {
 	return &Statement{Kind: Coordinator, Text: p.textTemplate()}
 }
@@ -337,6 +438,15 @@ func (p *planner) matchParen(i int) int {
 		}
 	}
 	return -1
+}
+
+// firstTok returns the index of the statement's first token.
+func (p *planner) firstTok() int {
+	i := 0
+	for i < len(p.in.Toks) && int(p.in.Toks[i].Start) < p.start {
+		i++
+	}
+	return i
 }
 
 // lastTok returns the index of the statement's last token (before any ";").

@@ -51,10 +51,17 @@ const (
 	Truncate
 	// Error is a statement that must fail with Err (cached like any plan).
 	Error
+	// PrepareSQL is SQL PREPARE: Name, Query (the statement's text), ParamTypes.
+	PrepareSQL
+	// ExecuteSQL is SQL EXECUTE: Name and Args (one template per argument).
+	ExecuteSQL
+	// DeallocateSQL is DEALLOCATE: Name ("" for ALL).
+	DeallocateSQL
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
-	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error"}
+	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -119,6 +126,11 @@ type Statement struct {
 
 	// Tables are the OIDs of the distributed tables a DropTable/Truncate affects.
 	Tables []uint32
+
+	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
+	Query      string
+	ParamTypes []string
+	Args       []Template
 }
 
 // Row is one row of an INSERT's VALUES list.

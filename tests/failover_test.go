@@ -201,4 +201,3 @@ func TestWorkerFailureStory(t *testing.T) {
 		t.Errorf("SHOW REPAIRS lacks background repairs:\n%s", out)
 	}
 }
-

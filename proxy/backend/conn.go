@@ -10,8 +10,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -43,6 +45,8 @@ type Conn struct {
 	Settings string
 	// Prepared records the statements prepared on this connection, by proxy-owned name.
 	Prepared map[string]bool
+	// pendingParse is the name of a statement whose Parse is in flight.
+	pendingParse string
 
 	broken atomic.Bool
 	used   time.Time
@@ -135,11 +139,55 @@ func (c *Conn) Next() (byte, []byte, error) {
 		c.broken.Store(true)
 		return 0, nil, &UnavailableError{Addr: c.Addr, Err: err}
 	}
-	if t == 'Z' && len(b) == 1 {
-		c.TxStatus = b[0]
+	switch t {
+	case 'Z':
+		if len(b) == 1 {
+			c.TxStatus = b[0]
+		}
+		c.pendingParse = ""
+	case '1':
+		if c.pendingParse != "" {
+			c.Prepared[c.pendingParse] = true
+			c.pendingParse = ""
+		}
+	case 'E':
+		c.pendingParse = ""
 	}
 	return t, b, nil
 }
+
+// StatementName returns the name under which the proxy prepares sql (with the given
+// parameter types) on its backend connections, and whether this connection still needs a
+// Parse for it. The name is derived from the text, so every connection uses the same one.
+func (c *Conn) StatementName(sql []byte, oids []uint32) (string, bool) {
+	h := fnv.New64a()
+	h.Write(sql)
+	for _, o := range oids {
+		h.Write([]byte{byte(o >> 24), byte(o >> 16), byte(o >> 8), byte(o)})
+	}
+	name := "pgshard_" + strconv.FormatUint(h.Sum64(), 36)
+	return name, !c.Prepared[name]
+}
+
+// SendExtended buffers Parse (when needed), Bind, Describe (when describe is set),
+// Execute and Sync for sql with the given parameters and result formats.
+func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [][]byte, results []int16, describe bool) {
+	name, parse := c.StatementName(sql, oids)
+	if parse {
+		c.w.Msg(&pgproto3.Parse{Name: name, Query: string(sql), ParameterOIDs: oids})
+		c.pendingParse = name
+	}
+	c.w.Msg(&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: formats, Parameters: values, ResultFormatCodes: results})
+	if describe {
+		c.w.Msg(&pgproto3.Describe{ObjectType: 'P'})
+	}
+	c.w.Msg(&pgproto3.Execute{})
+	c.w.Msg(&pgproto3.Sync{})
+}
+
+// ForgetStatements records that the server dropped the connection's prepared statements
+// (DISCARD ALL, DEALLOCATE ALL).
+func (c *Conn) ForgetStatements() { c.Prepared = map[string]bool{} }
 
 // peerClosed reports, without blocking, whether the server has closed the connection or
 // sent something unsolicited (such as a FATAL before closing) while it sat idle. It peeks
