@@ -163,6 +163,10 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	if err != nil {
 		return err
 	}
+	// PostgreSQL reports syntax and analysis errors at Parse: so does the description.
+	if err := ss.describeStatement(ctx, ps); err != nil {
+		return err
+	}
 	ss.stmts[m.Name] = ps
 	ss.w.Raw('1', nil)
 	return nil

@@ -119,7 +119,9 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	kh.ss.startRunning(c)
 	rows, err := c.QueryParams(ctx, q.String(), args, nil)
+	kh.ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			// The value is invalid for the column's type: PostgreSQL's message, pointing
@@ -238,7 +240,9 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	if err != nil {
 		return nil, err
 	}
+	ss.startRunning(c)
 	rows, err := c.ExecRows(ctx, q.String())
+	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0

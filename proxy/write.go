@@ -142,7 +142,9 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 	if prm != nil {
 		args, oids = prm.values, prm.oids
 	}
+	ss.startRunning(c)
 	rows, err := c.QueryParams(ctx, ss.render(st.Source, in, nil, nil), args, oids)
+	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0

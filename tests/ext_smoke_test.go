@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -73,5 +74,36 @@ func TestExtendedSmoke(t *testing.T) {
 	}
 	if err := conn.QueryRow(ctx, "EXECUTE pp(5)").Scan(&v); err != nil || v != "v5" {
 		t.Fatal(v, err)
+	}
+}
+
+func TestCancelSmoke(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env.p.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	table := uniqueName("cancel")
+	distribute(t, connect(t), fmt.Sprintf("CREATE TABLE %s (k int NOT NULL, v int)", table), table, "k", 4, 2)
+	mustExec(t, connect(t), fmt.Sprintf("INSERT INTO %s VALUES (1,1),(2,2),(3,3),(4,4)", table))
+	for _, q := range []string{
+		fmt.Sprintf("SELECT pg_sleep(20) FROM %s WHERE k = 1", table),
+		fmt.Sprintf("SELECT pg_sleep(20) FROM %s", table),
+		fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE pg_sleep(20) IS NOT NULL", table),
+		"SELECT pg_sleep(20)",
+	} {
+		start := time.Now()
+		timer := time.AfterFunc(500*time.Millisecond, func() { conn.PgConn().CancelRequest(ctx) })
+		_, err := conn.Exec(ctx, q)
+		timer.Stop()
+		if err == nil || time.Since(start) > 5*time.Second {
+			t.Errorf("%s: %v after %s", q, err, time.Since(start))
+		}
+		t.Logf("%s: %v", q, err)
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatalf("after cancel: %v", err)
+		}
 	}
 }

@@ -1,0 +1,258 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// wireConn is a raw protocol connection (a pgproto3 frontend) for message-exact tests.
+type wireConn struct {
+	t  testing.TB
+	nc net.Conn
+	fe *pgproto3.Frontend
+}
+
+func dialWire(t testing.TB, addr string) *wireConn {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	w := &wireConn{t: t, nc: nc, fe: pgproto3.NewFrontend(nc, nc)}
+	w.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "postgres", "database": "postgres"}})
+	w.flush()
+	for {
+		m := w.receive()
+		if e, ok := m.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("startup: %s", e.Message)
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			return w
+		}
+	}
+}
+
+func (w *wireConn) send(msgs ...pgproto3.FrontendMessage) {
+	for _, m := range msgs {
+		w.fe.Send(m)
+	}
+	w.flush()
+}
+
+func (w *wireConn) flush() {
+	if err := w.fe.Flush(); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wireConn) receive() pgproto3.BackendMessage {
+	w.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	m, err := w.fe.Receive()
+	if err != nil {
+		w.t.Fatalf("receive: %v", err)
+	}
+	return m
+}
+
+// summary is a message as the tests compare it.
+func summary(m pgproto3.BackendMessage) string {
+	switch m := m.(type) {
+	case *pgproto3.ParseComplete:
+		return "1"
+	case *pgproto3.BindComplete:
+		return "2"
+	case *pgproto3.CloseComplete:
+		return "3"
+	case *pgproto3.NoData:
+		return "n"
+	case *pgproto3.PortalSuspended:
+		return "s"
+	case *pgproto3.EmptyQueryResponse:
+		return "I"
+	case *pgproto3.ParameterDescription:
+		return fmt.Sprintf("t%v", m.ParameterOIDs)
+	case *pgproto3.RowDescription:
+		var names []string
+		for _, f := range m.Fields {
+			names = append(names, fmt.Sprintf("%s:%d:%d", f.Name, f.DataTypeOID, f.Format))
+		}
+		return "T[" + strings.Join(names, ",") + "]"
+	case *pgproto3.DataRow:
+		var vals []string
+		for _, v := range m.Values {
+			if v == nil {
+				vals = append(vals, "NULL")
+			} else {
+				vals = append(vals, string(v))
+			}
+		}
+		return "D[" + strings.Join(vals, "|") + "]"
+	case *pgproto3.CommandComplete:
+		return "C[" + string(m.CommandTag) + "]"
+	case *pgproto3.ErrorResponse:
+		return "E[" + m.Code + "]"
+	case *pgproto3.NoticeResponse:
+		return "N[" + m.Code + "]"
+	case *pgproto3.ReadyForQuery:
+		return "Z" + string(m.TxStatus)
+	case *pgproto3.ParameterStatus:
+		return "S[" + m.Name + "]"
+	}
+	return fmt.Sprintf("%T", m)
+}
+
+// until reads messages up to and including the n-th ReadyForQuery.
+func (w *wireConn) until(n int) []string {
+	var out []string
+	for n > 0 {
+		m := w.receive()
+		s := summary(m)
+		if strings.HasPrefix(s, "S[") || strings.HasPrefix(s, "N[") {
+			continue // settings and notices are not compared
+		}
+		out = append(out, s)
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			n--
+		}
+	}
+	return out
+}
+
+// wireTarget is a server the same script runs against.
+type wireTarget struct {
+	name string
+	addr string
+}
+
+// wireTargets returns plain PostgreSQL (a worker, holding a plain table wt) and the
+// proxy (where wt is distributed, 4 shards, 2 placements), both with the same rows.
+func wireTargets(t *testing.T) (table string, targets []wireTarget) {
+	t.Helper()
+	table = uniqueName("wt")
+	ddl := fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table)
+	rows := fmt.Sprintf("INSERT INTO %s VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')", table)
+	plain := env.c.Workers[0]
+	if _, err := plain.Exec(context.Background(), "postgres", ddl+"; "+rows); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t)
+	distribute(t, conn, ddl, table, "k", 4, 2)
+	mustExec(t, conn, rows)
+	return table, []wireTarget{{"postgres", plain.Addr()}, {"pgshard", env.p.Addr}}
+}
+
+// TestWireScripts runs message sequences against PostgreSQL and the proxy and demands
+// the same answers: the pitfalls every proxy got wrong.
+func TestWireScripts(t *testing.T) {
+	table, targets := wireTargets(t)
+	q := func(format string) string { return fmt.Sprintf(format, table) }
+	scripts := []struct {
+		name string
+		run  func(w *wireConn) []string
+	}{
+		{"error discards up to Sync", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S'}, &pgproto3.Sync{},
+				&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = 2")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return w.until(2)
+		}},
+		{"error is sent before Sync", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT nope FROM %s")}, &pgproto3.Bind{})
+			first := summary(w.receive()) // must come without a Sync
+			w.send(&pgproto3.Sync{})
+			return append([]string{first}, w.until(1)...)
+		}},
+		{"flush without sync, row limits", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT k, generate_series(1, 3) AS g FROM %s WHERE k = 1")}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Flush{})
+			var out []string
+			for len(out) < 3 {
+				out = append(out, summary(w.receive()))
+			}
+			w.send(&pgproto3.Bind{}, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Flush{})
+			for len(out) < 6 {
+				out = append(out, summary(w.receive()))
+			}
+			w.send(&pgproto3.Execute{MaxRows: 1}, &pgproto3.Execute{MaxRows: 5}, &pgproto3.Sync{})
+			return append(out, w.until(1)...)
+		}},
+		{"unnamed statement survives Sync", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = $1"), ParameterOIDs: []uint32{23}}, &pgproto3.Sync{})
+			out := w.until(1)
+			w.send(&pgproto3.Bind{Parameters: [][]byte{[]byte("4")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return append(out, w.until(1)...)
+		}},
+		{"describe of a replicated write", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Name: "w", Query: q("UPDATE %s SET v = v WHERE k = $1")}, &pgproto3.Describe{ObjectType: 'S', Name: "w"}, &pgproto3.Sync{})
+			return w.until(1)
+		}},
+		{"write tags count rows once", func(w *wireConn) []string {
+			w.send(&pgproto3.Query{String: q("UPDATE %s SET v = v || '' WHERE k IN (1, 2, 3)")})
+			out := w.until(1)
+			w.send(&pgproto3.Query{String: q("UPDATE %s SET v = v WHERE k = 3 RETURNING k, v")})
+			return append(out, w.until(1)...)
+		}},
+		{"failed transaction block", func(w *wireConn) []string {
+			w.send(&pgproto3.Query{String: q("BEGIN; INSERT INTO %s VALUES (100, 'x'); INSERT INTO %s VALUES (1, 'dup')")})
+			out := w.until(1)
+			w.send(&pgproto3.Query{String: "SELECT 1"})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Query{String: "COMMIT"})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Query{String: q("SELECT count(*) FROM %s WHERE k = 100")})
+			return append(out, w.until(1)...)
+		}},
+		{"multi-statement transaction", func(w *wireConn) []string {
+			w.send(&pgproto3.Query{String: q("BEGIN; INSERT INTO %s VALUES (201, 'x'); INSERT INTO %s VALUES (202, 'y'); COMMIT")})
+			out := w.until(1)
+			w.send(&pgproto3.Query{String: q("SELECT count(*) FROM %s WHERE k IN (201, 202)")})
+			return append(out, w.until(1)...)
+		}},
+		{"empty query", func(w *wireConn) []string {
+			w.send(&pgproto3.Query{String: ""})
+			out := w.until(1)
+			w.send(&pgproto3.Query{String: ";"})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Parse{Query: ""}, &pgproto3.Bind{}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return append(out, w.until(1)...)
+		}},
+		{"pipelined statements", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Name: "a", Query: q("SELECT v FROM %s WHERE k = $1")}, &pgproto3.Parse{Name: "b", Query: q("SELECT count(*) FROM %s")},
+				&pgproto3.Bind{PreparedStatement: "a", Parameters: [][]byte{[]byte("5")}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{},
+				&pgproto3.Bind{PreparedStatement: "b"}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{},
+				&pgproto3.Bind{PreparedStatement: "a", Parameters: [][]byte{[]byte("1")}, ResultFormatCodes: []int16{0}}, &pgproto3.Execute{},
+				&pgproto3.Close{ObjectType: 'S', Name: "a"}, &pgproto3.Sync{})
+			return w.until(1)
+		}},
+		{"binary parameters and results", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT k, v FROM %s WHERE k = $1"), ParameterOIDs: []uint32{20}},
+				&pgproto3.Bind{ParameterFormatCodes: []int16{1}, Parameters: [][]byte{{0, 0, 0, 0, 0, 0, 0, 3}}, ResultFormatCodes: []int16{1, 0}},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return w.until(1)
+		}},
+		{"errors in Bind", func(w *wireConn) []string {
+			w.send(&pgproto3.Bind{PreparedStatement: "nope"}, &pgproto3.Sync{},
+				&pgproto3.Parse{Name: "two", Query: q("SELECT v FROM %s WHERE k = $1")}, &pgproto3.Bind{PreparedStatement: "two"}, &pgproto3.Sync{},
+				&pgproto3.Parse{Name: "two", Query: "SELECT 1"}, &pgproto3.Sync{},
+				&pgproto3.Execute{Portal: "nope"}, &pgproto3.Sync{})
+			return w.until(4)
+		}},
+	}
+	for _, sc := range scripts {
+		t.Run(sc.name, func(t *testing.T) {
+			var results [][]string
+			for _, tg := range targets {
+				w := dialWire(t, tg.addr)
+				results = append(results, sc.run(w))
+			}
+			if strings.Join(results[0], " ") != strings.Join(results[1], " ") {
+				t.Errorf("PostgreSQL: %v\npgshard:    %v", results[0], results[1])
+			}
+		})
+	}
+}
