@@ -40,6 +40,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	}
 	switch st.Kind {
 	case router.Coordinator:
+		if st.Listen {
+			ss.listening = true
+		}
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	case router.SetVar:
 		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil))
@@ -158,6 +161,9 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	if err := ss.restoreStartup(ctx, sql); err != nil {
+		return err
+	}
 	if u := strings.ToUpper(strings.TrimSpace(sql)); strings.HasPrefix(u, "DISCARD") {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
 		// coordinator connection.
@@ -180,6 +186,42 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		ss.refreshSettings(ctx)
 	}
 	return nil
+}
+
+// restoreStartup re-applies startup-packet settings after RESET and DISCARD ALL: in
+// PostgreSQL they reset to the startup values, but the proxy applied those with SET on a
+// pooled connection, where RESET would return to the server's defaults.
+func (ss *session) restoreStartup(ctx context.Context, sql string) error {
+	if len(ss.startupValues) == 0 || ss.coord == nil {
+		return nil
+	}
+	words := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; ")))
+	var names []string
+	switch {
+	case len(words) == 2 && (words[0] == "reset" || words[0] == "discard") && words[1] == "all":
+		for n := range ss.startupValues {
+			names = append(names, n)
+		}
+	case len(words) == 2 && words[0] == "reset":
+		if _, ok := ss.startupValues[strings.Trim(words[1], `"`)]; ok {
+			names = append(names, strings.Trim(words[1], `"`))
+		}
+	case len(words) == 4 && words[0] == "set" && (words[2] == "to" || words[2] == "=") && words[3] == "default":
+		if _, ok := ss.startupValues[words[1]]; ok {
+			names = append(names, words[1])
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	q := "SELECT "
+	for i, n := range names {
+		if i > 0 {
+			q += ", "
+		}
+		q += "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(ss.startupValues[n]) + ", false)"
+	}
+	return ss.coord.Value().Exec(ctx, q)
 }
 
 // sendTo flushes a backend connection, registering it as running for cancel requests.

@@ -36,6 +36,8 @@ type session struct {
 	user        string
 	appName     string
 	settings    settings
+	// startup are the settings from the startup packet: RESET returns to them.
+	startupValues map[string]string
 	// settingsDirty is set when a statement may have changed session settings; they are
 	// read back from the coordinator before the next worker connection is used.
 	settingsDirty bool
@@ -72,6 +74,8 @@ type session struct {
 	extSkip bool
 	// call says how the statement being executed arrived.
 	call stmtCall
+	// listening is set after LISTEN: notifications may arrive while the session is idle.
+	listening bool
 	// relayedError is set when an ErrorResponse from a backend went to the client as the
 	// statement's outcome: the rest of the query string or pipeline must not run.
 	relayedError bool
@@ -123,6 +127,11 @@ func (ss *session) loop(ctx context.Context) {
 			ss.sendFatal(errShuttingDown)
 			return
 		}
+		if ss.listening && ss.coord != nil {
+			if !ss.waitIdle() {
+				return
+			}
+		}
 		typ, body, err := ss.r.Next()
 		if err != nil {
 			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
@@ -155,6 +164,48 @@ func (ss *session) loop(ctx context.Context) {
 		if err := ss.w.Err(); err != nil {
 			return
 		}
+	}
+}
+
+// waitIdle waits for the client's next message while relaying the notifications that
+// arrive meanwhile on the session's coordinator connection (LISTEN). It reports false
+// when the connection must close.
+func (ss *session) waitIdle() bool {
+	defer ss.nc.SetReadDeadline(time.Time{})
+	for {
+		ss.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		err := ss.r.Wait()
+		if err == nil {
+			return true
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || ss.closing.Load() {
+			return false
+		}
+		c := ss.coord.Value()
+		if c.Broken() {
+			ss.listening = false
+			return true
+		}
+		if !c.Pending() {
+			continue
+		}
+		c.SetDeadline(time.Now().Add(time.Second))
+		for c.Pending() {
+			t, b, err := c.Next()
+			if err != nil {
+				break
+			}
+			switch t {
+			case 'A', 'N', 'S':
+				ss.w.Raw(t, b)
+			case 'E':
+				ss.w.Raw('N', b)
+				c.MarkBroken()
+			}
+		}
+		c.SetDeadline(time.Time{})
+		ss.flush()
 	}
 }
 

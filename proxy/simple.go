@@ -25,6 +25,11 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
 	case batch.AllCoordinator && ss.tx != 'E':
+		for _, st := range batch.Stmts {
+			if st.Listen {
+				ss.listening = true
+			}
+		}
 		// Statements that only concern the coordinator go there as one string, which
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
 		// transaction).

@@ -191,6 +191,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		reported[k] = v
 	}
 	ss.settings = newSettings(values)
+	ss.startupValues = values
 	var names []string
 	for n := range values {
 		if canon, ok := reportedParams[n]; ok {

@@ -59,6 +59,11 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	case *pg_query.DeallocateStmt:
 		return &Statement{Kind: DeallocateSQL, Name: s.Name, Text: p.textTemplate(), Tag: "DEALLOCATE"}
 	}
+	if _, ok := root.Interface().(*pg_query.ListenStmt); ok {
+		st := p.coordinator()
+		st.Listen = true
+		return st
+	}
 	if callsSetConfig(root) {
 		// set_config() changes settings like SET does.
 		return &Statement{Kind: SetVar, Text: p.textTemplate()}

@@ -126,6 +126,8 @@ type Statement struct {
 
 	// Tables are the OIDs of the distributed tables a DropTable/Truncate affects.
 	Tables []uint32
+	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
+	Listen bool
 
 	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
 	Query      string

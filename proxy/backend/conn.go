@@ -224,6 +224,10 @@ func (c *Conn) peerClosed() bool {
 	return closed || err != nil
 }
 
+// Pending reports, without blocking, whether the server has sent something (on an idle
+// connection: a notification, a notice, or an error before closing).
+func (c *Conn) Pending() bool { return c.peerClosed() }
+
 // SetDeadline sets the socket deadline (zero clears it).
 func (c *Conn) SetDeadline(t time.Time) { c.nc.SetDeadline(t) }
 

@@ -95,6 +95,16 @@ func (r *Reader) body(n int) ([]byte, error) {
 	return b, nil
 }
 
+// Wait blocks until at least one byte is buffered or readable, without consuming
+// anything: with a read deadline on the connection it lets a caller wait for the next
+// message and do other work on timeouts.
+func (r *Reader) Wait() error {
+	if r.rd < r.wr {
+		return nil
+	}
+	return r.fill(1)
+}
+
 // Next reads one typed frame.
 func (r *Reader) Next() (typ byte, body []byte, err error) {
 	if r.big != nil && cap(r.big) > 1<<20 {
