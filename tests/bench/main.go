@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,7 +43,9 @@ func main() {
 	modes := flag.String("modes", "simple", "pgbench protocol modes, comma-separated (simple, extended, prepared)")
 	suites := flag.String("run", "select,writes,repair", "benchmarks to run")
 	repairRows := flag.Int("repair-rows", 1000000, "rows in the shard the repair benchmark copies")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the pgshard runs to this file")
 	flag.Parse()
+	profileFile = *cpuProfile
 	for _, suite := range strings.Split(*suites, ",") {
 		var err error
 		switch suite {
@@ -259,7 +262,19 @@ func selfCPU() time.Duration {
 var tpsRe = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 var txRe = regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 
+// profileFile, if set, receives a CPU profile of the pgbench runs through pgshard.
+var profileFile string
+
 func pgbench(t target, mode string, clients int, d time.Duration) (result, error) {
+	if t.name == "pgshard" && profileFile != "" {
+		f, err := os.Create(profileFile)
+		if err != nil {
+			return result{}, err
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	cpu0 := t.cpu()
 	cmd := exec.Command("pgbench", "-S", "-n", "-M", mode, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(clients),
 		"-T", strconv.Itoa(int(d.Seconds())), "-h", t.host, "-p", strconv.Itoa(t.port), "-U", "postgres", "postgres")
