@@ -79,6 +79,10 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return ss.truncate(ctx, snap, st, in)
 	case router.Error:
 		return st.Err
+	case router.CopyIn:
+		return ss.copyIn(ctx, snap, st)
+	case router.CopyOut:
+		return ss.copyOut(ctx, snap, st, in, prm)
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:

@@ -99,3 +99,11 @@ func (ss *session) refreshSettings(ctx context.Context) {
 }
 
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }
+
+// clientEncoding is the session's client_encoding, as the coordinator reported it.
+func (ss *session) clientEncoding() string {
+	if v := ss.params["client_encoding"]; v != "" {
+		return v
+	}
+	return "UTF8"
+}

@@ -101,10 +101,7 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	case *pg_query.ExplainStmt:
 		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN commands on distributed tables are unsupported"))
 	case *pg_query.CopyStmt:
-		if s.Relation != nil {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COPY commands on distributed tables are unsupported"))
-		}
-		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COPY commands involving distributed tables are unsupported"))
+		return p.copyStmt(s, refs, dist)
 	case *pg_query.PrepareStmt:
 		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "PREPARE commands on distributed tables are unsupported"))
 	}

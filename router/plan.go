@@ -57,11 +57,17 @@ const (
 	ExecuteSQL
 	// DeallocateSQL is DEALLOCATE: Name ("" for ALL).
 	DeallocateSQL
+	// CopyIn is COPY distributed_table [(cols)] FROM STDIN: Table, CopyCols,
+	// CopyOptions.
+	CopyIn
+	// CopyOut is COPY distributed_table TO STDOUT or COPY (SELECT ...) TO STDOUT: Table,
+	// Shard (the COPY statement each shard runs), Filter, CopyHeader.
+	CopyOut
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -128,6 +134,13 @@ type Statement struct {
 	Tables []uint32
 	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
 	Listen bool
+
+	// CopyCols are the table column indexes a COPY names (all columns when it names
+	// none); CopyOptions its option list; CopyHeader is set when COPY TO writes a header
+	// line (which only the first shard's output keeps).
+	CopyCols    []int
+	CopyOptions []CopyOption
+	CopyHeader  bool
 
 	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
 	Query      string
@@ -259,3 +272,23 @@ type Batch struct {
 	// implicit-transaction semantics for multi-statement strings).
 	AllCoordinator bool
 }
+
+// CopyOption is one COPY option as the parser gives it.
+type CopyOption struct {
+	Name  string
+	Kind  CopyArgKind
+	Value string
+	List  []string
+}
+
+// CopyArgKind is the kind of a COPY option's argument.
+type CopyArgKind uint8
+
+// COPY option argument kinds (as PostgreSQL's grammar builds them).
+const (
+	CopyArgNone   CopyArgKind = iota // no argument (HEADER, FREEZE)
+	CopyArgString                    // a string, identifier or keyword (or a Boolean)
+	CopyArgNumber                    // an integer or float literal
+	CopyArgList                      // (col, ...)
+	CopyArgStar                      // *
+)

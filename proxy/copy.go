@@ -1,0 +1,732 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/copyfmt"
+	"github.com/pgshard/pgshard/router"
+)
+
+// copyOut runs COPY ... TO STDOUT over a distributed table: each shard's COPY in turn,
+// presented to the client as one COPY (one CopyOutResponse, one header line at most, one
+// CopyDone, the total count).
+func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+	t := snap.TableByOID(st.Table)
+	if t == nil {
+		return errTableGone(st.Table)
+	}
+	if len(t.Shards) == 0 {
+		return noShards(t)
+	}
+	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
+	if err != nil {
+		return err
+	}
+	if len(shards) == 0 {
+		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+	}
+	if len(shards) > 1 && st.Err != nil {
+		return st.Err
+	}
+	reads := make([]*shardRead, len(shards))
+	for i, sh := range shards {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: ss.call.results}
+	}
+	defer ss.finishReads(ctx, reads)
+	if err := ss.startReads(ctx, reads); err != nil {
+		return err
+	}
+	var total int64
+	sentHeader := false
+	for i, r := range reads {
+		c := r.wc.conn()
+		stop := c.WatchContext(ctx)
+		first := true
+		for {
+			typ, b, err := c.Next()
+			if err != nil {
+				stop()
+				return err
+			}
+			if typ == 'Z' {
+				break
+			}
+			switch typ {
+			case 'H':
+				if !sentHeader {
+					ss.w.Raw(typ, b)
+					sentHeader = true
+				}
+			case 'd':
+				// Only the first shard's header line goes to the client.
+				if !(first && st.CopyHeader && i > 0) {
+					ss.w.Raw(typ, b)
+				}
+				first = false
+			case 'C':
+				total += tagCount(string(trimZero(b)))
+			case 'E':
+				stop()
+				e := backend.DecodeError(b)
+				e.Position = 0
+				ss.drainRead(ctx, c)
+				ss.release(r.wc)
+				r.wc = workerConn{}
+				return e
+			case 'N':
+				ss.w.Raw(typ, b)
+			}
+		}
+		stop()
+		ss.stopRunning(c)
+		ss.release(r.wc)
+		r.wc = workerConn{}
+	}
+	ss.w.Raw('c', nil)
+	ss.commandComplete("COPY " + strconv.FormatInt(total, 10))
+	return nil
+}
+
+// copyTarget is one placement receiving a COPY.
+type copyTarget struct {
+	p      metadata.Placement
+	shard  int64
+	wc     workerConn
+	err    error  // the placement became unavailable
+	inCopy bool   // the placement is in COPY mode (CopyDone or CopyFail not yet sent)
+	buf    []byte // rows not yet sent
+	lines  []int64
+}
+
+// copyIn runs COPY distributed_table FROM STDIN: the client's rows are split by shard
+// (by the partition key of each row) and streamed to every finalized placement of their
+// shard, in a transaction on each placement, so that a bad row writes nothing anywhere.
+func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
+	t := snap.TableByOID(st.Table)
+	if t == nil {
+		return errTableGone(st.Table)
+	}
+	if len(t.Shards) == 0 {
+		return noShards(t)
+	}
+	kc := t.KeyColumn()
+	if kc == nil {
+		return pgerr.New(pgerr.UndefinedColumn, "partition column %q of distributed table %q does not exist", t.Key, t.Name)
+	}
+	opts, err := copyfmt.ParseOptions(toCopyOptions(st.CopyOptions))
+	if err != nil {
+		return copyErr(err)
+	}
+	opts.ClientEncoding = ss.clientEncoding()
+	var names, all []string
+	for _, c := range t.Columns {
+		all = append(all, c.Name)
+	}
+	keyPos := -1
+	for i, ci := range st.CopyCols {
+		names = append(names, t.Columns[ci].Name)
+		if ci == t.KeyIndex {
+			keyPos = i
+		}
+	}
+	if err := opts.BindColumns(names, all, t.Name); err != nil {
+		return copyErr(err)
+	}
+	// Columns the COPY leaves out whose defaults the coordinator evaluates (per row),
+	// and the partition key when the COPY leaves it out.
+	given := map[int]bool{}
+	for _, ci := range st.CopyCols {
+		given[ci] = true
+	}
+	var added []int
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		if given[i] || c.Generated != 0 {
+			continue
+		}
+		if i == t.KeyIndex && c.Default == "" {
+			return pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+		}
+		if i == t.KeyIndex || c.Default != "" && !c.DefaultOnShard {
+			added = append(added, i)
+		}
+	}
+	if keyPos < 0 {
+		for k, ci := range added {
+			if ci == t.KeyIndex {
+				keyPos = len(st.CopyCols) + k
+			}
+		}
+	}
+	cols := append(append([]int(nil), st.CopyCols...), added...)
+
+	// Every shard may receive rows: lock them all, in order.
+	ids := make([]int64, len(t.Shards))
+	for i, sh := range t.Shards {
+		ids[i] = sh.ID
+	}
+	unlock, err := ss.srv.lockShards(ctx, ids, t.HasUnique)
+	if err != nil {
+		return err
+	}
+	if ss.tx != 'I' {
+		ss.txLocks = append(ss.txLocks, unlock)
+	} else {
+		defer unlock()
+	}
+	snap = ss.srv.cache.Load()
+	t = snap.TableByOID(t.OID)
+	if t == nil {
+		return errTableGone(st.Table)
+	}
+
+	own := ss.tx == 'I'
+	opts.Freeze = false // the shard tables were not created in this transaction
+	var colList strings.Builder
+	for i, ci := range cols {
+		if i > 0 {
+			colList.WriteString(", ")
+		}
+		colList.WriteString(router.QuoteIdent(t.Columns[ci].Name))
+	}
+	cp := &copyRun{ss: ss, t: t, opts: opts, own: own, targets: map[int64][]*copyTarget{}}
+	defer cp.releaseAll()
+	for _, sh := range t.Shards {
+		sql := "COPY " + router.ShardName(t.Schema, t.Name, sh.ID) + " (" + colList.String() + ") FROM STDIN WITH " + opts.ShardOptions()
+		if own {
+			sql = "BEGIN; " + sql
+		}
+		for _, p := range sh.Finalized() {
+			tg := &copyTarget{p: p, shard: sh.ID}
+			cp.targets[sh.ID] = append(cp.targets[sh.ID], tg)
+			wc, err := ss.workerConn(ctx, p.Node)
+			if err != nil {
+				if !backend.Unavailable(err) {
+					return cp.abort(ctx, err)
+				}
+				tg.err = err
+				continue
+			}
+			tg.wc = wc
+			c := wc.conn()
+			c.Query(sql)
+			if err := ss.sendTo(c); err != nil {
+				tg.err = err
+			}
+		}
+	}
+	// Wait for every placement to enter COPY mode.
+	for _, sh := range t.Shards {
+		for _, tg := range cp.targets[sh.ID] {
+			if tg.err != nil {
+				continue
+			}
+			if err := cp.awaitCopyIn(ctx, tg); err != nil {
+				return cp.abort(ctx, err)
+			}
+		}
+		if err := cp.checkShard(sh.ID); err != nil {
+			return cp.abort(ctx, err)
+		}
+	}
+	formats := make([]uint16, len(st.CopyCols))
+	ss.w.Msg(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: formats})
+	ss.flush()
+
+	// Read the client's data, row by row, in batches.
+	sp := copyfmt.NewSplitter(opts)
+	sp.SetColumns(names)
+	b := &copyBatch{}
+	flushBatch := func() error {
+		if b.len() == 0 {
+			return nil
+		}
+		b.slice()
+		err := cp.route(ctx, b, keyPos, kc.HashType, added)
+		b.reset()
+		return err
+	}
+	for done := false; !done; {
+		typ, body, err := ss.r.Next()
+		if err != nil {
+			return cp.abort(ctx, pgerr.Wrap(err, pgerr.ConnectionFailure, "client connection lost during COPY"))
+		}
+		switch typ {
+		case 'd':
+			sp.Write(body)
+		case 'c':
+			done = true
+		case 'f':
+			msg, _ := cstring(body)
+			return cp.abort(ctx, pgerr.New(pgerr.QueryCanceled, "COPY from stdin failed: %s", msg))
+		case 'H', 'S':
+			continue
+		default:
+			return cp.abort(ctx, pgerr.New(pgerr.ProtocolViolation, "unexpected message type 0x%02X during COPY from stdin", typ))
+		}
+		for {
+			var row []byte
+			var ok bool
+			if done {
+				row, ok, err = sp.Finish()
+			} else {
+				row, ok, err = sp.Next()
+			}
+			if err != nil {
+				return cp.abort(ctx, cp.lineErr(copyErr(err), sp.Line()))
+			}
+			if !ok {
+				break
+			}
+			b.add(row, sp.Line())
+			if b.len() >= 1000 {
+				if err := flushBatch(); err != nil {
+					return cp.abort(ctx, err)
+				}
+			}
+			if done {
+				break
+			}
+		}
+	}
+	if err := flushBatch(); err != nil {
+		return cp.abort(ctx, err)
+	}
+	return cp.finish(ctx)
+}
+
+// copyRun is the state of one COPY FROM STDIN.
+type copyRun struct {
+	ss      *session
+	t       *metadata.Table
+	opts    *copyfmt.Options
+	own     bool // the COPY runs in its own transaction on each placement
+	targets map[int64][]*copyTarget
+	rows    int64
+}
+
+// copyBatch holds rows read from the client, copied, until they are routed.
+type copyBatch struct {
+	data  []byte
+	ends  []int
+	rows  [][]byte
+	lines []int64
+}
+
+func (b *copyBatch) add(row []byte, line int64) {
+	b.data = append(b.data, row...)
+	b.ends = append(b.ends, len(b.data))
+	b.lines = append(b.lines, line)
+}
+
+// slice makes rows point at the batch's data (after the last add).
+func (b *copyBatch) slice() {
+	b.rows = b.rows[:0]
+	start := 0
+	for _, e := range b.ends {
+		b.rows = append(b.rows, b.data[start:e])
+		start = e
+	}
+}
+
+func (b *copyBatch) len() int { return len(b.ends) }
+
+func (b *copyBatch) reset() {
+	b.data, b.ends, b.rows, b.lines = b.data[:0], b.ends[:0], b.rows[:0], b.lines[:0]
+}
+
+// awaitCopyIn reads a placement's answers up to its CopyInResponse.
+func (cp *copyRun) awaitCopyIn(ctx context.Context, tg *copyTarget) error {
+	c := tg.wc.conn()
+	stop := c.WatchContext(ctx)
+	defer stop()
+	for {
+		typ, b, err := c.Next()
+		if err != nil {
+			tg.err = err
+			return nil
+		}
+		switch typ {
+		case 'G':
+			tg.inCopy = true
+			return nil
+		case 'E':
+			e := backend.DecodeError(b)
+			// The placement answered: the error is the statement's.
+			for {
+				t, _, err := c.Next()
+				if err != nil || t == 'Z' {
+					break
+				}
+			}
+			tg.wc.conn().TxStatus = 'E'
+			return e
+		}
+	}
+}
+
+// checkShard fails the COPY when no placement of a shard can take rows.
+func (cp *copyRun) checkShard(id int64) error {
+	for _, tg := range cp.targets[id] {
+		if tg.err == nil {
+			return nil
+		}
+	}
+	var details []string
+	for _, tg := range cp.targets[id] {
+		details = append(details, fmt.Sprintf("%s: %v", fmtNode(tg.p.Node), tg.err))
+	}
+	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+		WithDetail("All placements of shard %d are unavailable: %s", id, strings.Join(details, "; "))
+}
+
+// route evaluates defaults and hashes keys for a batch of rows and queues each row for
+// the placements of its shard.
+func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType uint32, added []int) error {
+	ss := cp.ss
+	if len(added) > 0 {
+		// The coordinator evaluates the defaults once per row.
+		var q strings.Builder
+		q.WriteString("SELECT ")
+		for i, ci := range added {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			c := &cp.t.Columns[ci]
+			q.WriteString("((" + c.Default + ")::" + c.TypeName + ")::text")
+		}
+		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
+		c, err := ss.coordConn(ctx)
+		if err != nil {
+			return err
+		}
+		ss.startRunning(c)
+		vals, err := c.ExecRows(ctx, q.String())
+		ss.stopRunning(c)
+		if err != nil {
+			return err
+		}
+		// Rebuild the batch with the extra fields.
+		old := *b
+		nb := &copyBatch{}
+		for i, row := range old.rows {
+			r := row
+			for k := range added {
+				var err error
+				if r, err = cp.opts.AppendField(nil, r, vals[i][k], vals[i][k] == nil); err != nil {
+					return cp.lineErr(copyErr(err), old.lines[i])
+				}
+			}
+			nb.add(r, old.lines[i])
+		}
+		nb.slice()
+		*b = *nb
+	}
+	hashes := make([]int32, len(b.rows))
+	kh := keyHasher{ss: ss}
+	for i, row := range b.rows {
+		v, null, err := cp.opts.Field(row, keyPos)
+		if err != nil {
+			return cp.lineErr(copyErr(err), b.lines[i])
+		}
+		if null {
+			return cp.lineErr(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"), b.lines[i])
+		}
+		if err := kh.addText(keyType, v, &hashes[i]); err != nil {
+			return err
+		}
+	}
+	if err := kh.flush(ctx); err != nil {
+		if e, ok := err.(*pgerr.Error); ok {
+			e.Where = "COPY " + cp.t.Name
+		}
+		return err
+	}
+	for i, row := range b.rows {
+		shards := cp.t.ShardsFor(hashes[i])
+		if len(shards) != 1 {
+			return cp.lineErr(pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
+				WithDetail("Target relation does not contain any shards capable of storing the new row."), b.lines[i])
+		}
+		for _, tg := range cp.targets[shards[0].ID] {
+			if tg.err != nil {
+				continue
+			}
+			tg.buf = append(tg.buf, row...)
+			tg.lines = append(tg.lines, b.lines[i])
+			if len(tg.buf) >= 64<<10 {
+				cp.send(tg)
+			}
+		}
+		if err := cp.checkShard(shards[0].ID); err != nil {
+			return err
+		}
+		cp.rows++
+	}
+	// A placement that rejected data says so early: stop the COPY then.
+	for _, ts := range cp.targets {
+		for _, tg := range ts {
+			if tg.err == nil && tg.wc.res != nil && tg.wc.conn().Pending() {
+				if err := cp.readError(ctx, tg); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// send writes a target's buffered rows as CopyData.
+func (cp *copyRun) send(tg *copyTarget) {
+	if len(tg.buf) == 0 || tg.err != nil {
+		return
+	}
+	c := tg.wc.conn()
+	c.Writer().Raw('d', tg.buf)
+	tg.buf = tg.buf[:0]
+	if err := c.Flush(); err != nil {
+		tg.err = err
+	}
+}
+
+// readError reads what a placement sent during the COPY: an error ends the COPY.
+func (cp *copyRun) readError(ctx context.Context, tg *copyTarget) error {
+	c := tg.wc.conn()
+	typ, b, err := c.Next()
+	if err != nil {
+		tg.err = err
+		return cp.checkShard(tg.shard)
+	}
+	if typ == 'E' {
+		e := cp.mapError(backend.DecodeError(b), tg)
+		tg.inCopy = false // the placement left COPY mode with its error
+		for {
+			t, _, err := c.Next()
+			if err != nil || t == 'Z' {
+				break
+			}
+		}
+		return e
+	}
+	return nil
+}
+
+// finish ends the COPY on every placement, marks placements that became unavailable, and
+// commits.
+func (cp *copyRun) finish(ctx context.Context) error {
+	ss := cp.ss
+	for _, ts := range cp.targets {
+		for _, tg := range ts {
+			if tg.err != nil {
+				continue
+			}
+			cp.send(tg)
+			if tg.err != nil {
+				continue
+			}
+			c := tg.wc.conn()
+			c.Writer().Raw('c', nil)
+			tg.inCopy = false
+			if err := c.Flush(); err != nil {
+				tg.err = err
+			}
+		}
+	}
+	var firstErr error
+	for _, ts := range cp.targets {
+		for _, tg := range ts {
+			if tg.err != nil {
+				continue
+			}
+			c := tg.wc.conn()
+			stop := c.WatchContext(ctx)
+			for {
+				typ, b, err := c.Next()
+				if err != nil {
+					tg.err = err
+					break
+				}
+				if typ == 'E' && firstErr == nil {
+					firstErr = cp.mapError(backend.DecodeError(b), tg)
+				}
+				if typ == 'Z' {
+					break
+				}
+			}
+			stop()
+			ss.stopRunning(c)
+		}
+	}
+	if firstErr != nil {
+		return cp.abort(ctx, firstErr)
+	}
+	for id := range cp.targets {
+		if err := cp.checkShard(id); err != nil {
+			return cp.abort(ctx, err)
+		}
+	}
+	// Commit on every placement (in the client's block, its COMMIT does that).
+	if cp.own {
+		for _, ts := range cp.targets {
+			for _, tg := range ts {
+				if tg.err == nil {
+					c := tg.wc.conn()
+					c.Query("COMMIT")
+					if err := c.Flush(); err != nil {
+						tg.err = err
+					}
+				}
+			}
+		}
+		for _, ts := range cp.targets {
+			for _, tg := range ts {
+				if tg.err == nil {
+					if err := tg.wc.conn().ExecPending(ctx); err != nil {
+						if !backend.Unavailable(err) {
+							firstErr = err
+						}
+						tg.err = err
+					}
+				}
+			}
+		}
+	} else {
+		for _, ts := range cp.targets {
+			for _, tg := range ts {
+				if tg.err == nil {
+					ss.noteTxWrite(tg.p)
+				}
+			}
+		}
+	}
+	var marks []metadata.Placement
+	ids := make([]int64, 0, len(cp.targets))
+	for id := range cp.targets {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	for _, id := range ids {
+		ok := false
+		for _, tg := range cp.targets[id] {
+			ok = ok || tg.err == nil
+		}
+		for _, tg := range cp.targets[id] {
+			if tg.err != nil && ok {
+				marks = append(marks, tg.p)
+				ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tg.p.Node)).WithSeverity("WARNING").WithDetail("%v", tg.err))
+			}
+		}
+		if !ok {
+			return pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+				WithDetail("The rows may have been stored in other shards.")
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	if len(marks) > 0 {
+		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+			return err
+		}
+	}
+	ss.commandComplete("COPY " + strconv.FormatInt(cp.rows, 10))
+	return nil
+}
+
+// abort ends the COPY with an error: every placement's COPY fails and (in the COPY's own
+// transaction) rolls back, so no row is stored anywhere.
+func (cp *copyRun) abort(ctx context.Context, err error) error {
+	ss := cp.ss
+	for _, ts := range cp.targets {
+		for _, tg := range ts {
+			if tg.err != nil || tg.wc.res == nil {
+				continue
+			}
+			c := tg.wc.conn()
+			if tg.inCopy {
+				tg.inCopy = false
+				c.Writer().Msg(&pgproto3.CopyFail{Message: "COPY aborted by pgshard"})
+				c.Flush()
+				for {
+					t, _, rerr := c.Next()
+					if rerr != nil || t == 'Z' {
+						break
+					}
+				}
+			}
+			if cp.own && !c.Broken() {
+				c.Exec(ctx, "ROLLBACK")
+			}
+			ss.stopRunning(c)
+		}
+	}
+	if ss.tx == 'T' {
+		ss.tx = 'E'
+	}
+	return err
+}
+
+// releaseAll returns the COPY's connections (those of a transaction block stay).
+func (cp *copyRun) releaseAll() {
+	for _, ts := range cp.targets {
+		for _, tg := range ts {
+			if tg.wc.res != nil {
+				cp.ss.stopRunning(tg.wc.conn())
+				cp.ss.release(tg.wc)
+				tg.wc = workerConn{}
+			}
+		}
+	}
+}
+
+var copyContext = regexp.MustCompile(`^COPY [^,]+, line (\d+)`)
+
+// mapError rewrites a placement's COPY error context ("COPY t_10001, line 3, ...") to
+// the table and line of the client's data.
+func (cp *copyRun) mapError(e *pgerr.Error, tg *copyTarget) *pgerr.Error {
+	e.Position = 0
+	if m := copyContext.FindStringSubmatchIndex(e.Where); m != nil {
+		n, _ := strconv.Atoi(e.Where[m[2]:m[3]])
+		if n >= 1 && n <= len(tg.lines) {
+			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, tg.lines[n-1], e.Where[m[1]:])
+		}
+	}
+	return e
+}
+
+// lineErr adds the COPY context to an error found by the proxy.
+func (cp *copyRun) lineErr(err error, line int64) error {
+	e := pgerr.From(err)
+	e.Where = fmt.Sprintf("COPY %s, line %d", cp.t.Name, line)
+	return e
+}
+
+// copyErr converts copyfmt's errors.
+func copyErr(err error) error {
+	switch e := err.(type) {
+	case *copyfmt.OptionError:
+		return pgerr.New(pgerr.Code(e.Code), "%s", e.Msg)
+	case *copyfmt.DataError:
+		return pgerr.New(pgerr.Code(e.Code), "%s", e.Msg)
+	}
+	return err
+}
+
+func toCopyOptions(in []router.CopyOption) []copyfmt.Option {
+	out := make([]copyfmt.Option, len(in))
+	for i, o := range in {
+		out[i] = copyfmt.Option{Name: o.Name, Kind: copyfmt.ArgKind(o.Kind), Value: o.Value, List: o.List}
+	}
+	return out
+}
