@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -98,15 +99,25 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	return nil
 }
 
-// copyTarget is one placement receiving a COPY.
-type copyTarget struct {
-	p      metadata.Placement
-	shard  int64
+// copyStream is a COPY running on one backend connection: one shard's placement, or,
+// inside a transaction block (one connection per worker), a staging table on that worker
+// that receives the rows of all its shards.
+type copyStream struct {
+	node   metadata.Node
 	wc     workerConn
-	err    error  // the placement became unavailable
-	inCopy bool   // the placement is in COPY mode (CopyDone or CopyFail not yet sent)
-	buf    []byte // rows not yet sent
-	lines  []int64
+	err    error  // the connection became unavailable
+	inCopy bool   // in COPY mode (CopyDone or CopyFail not yet sent)
+	stage  string // the staging table, in a transaction block
+	shards []int64
+	buf    []byte  // rows not yet sent
+	lines  []int64 // the client's line number of each row sent, in order
+}
+
+// copyTarget is one placement receiving a COPY, through a stream.
+type copyTarget struct {
+	p     metadata.Placement
+	shard int64
+	s     *copyStream
 }
 
 // copyIn runs COPY distributed_table FROM STDIN: the client's rows are split by shard
@@ -176,22 +187,13 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
-	unlock, err := ss.srv.lockShards(ctx, ids, t.HasUnique)
-	if err != nil {
+	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
 		return err
 	}
-	if ss.tx != 'I' {
-		ss.txLocks = append(ss.txLocks, unlock)
-	} else {
-		defer unlock()
-	}
 	snap = ss.srv.cache.Load()
-	t = snap.TableByOID(t.OID)
-	if t == nil {
+	if t = snap.TableByOID(t.OID); t == nil {
 		return errTableGone(st.Table)
 	}
-
-	own := ss.tx == 'I'
 	opts.Freeze = false // the shard tables were not created in this transaction
 	var colList strings.Builder
 	for i, ci := range cols {
@@ -200,48 +202,12 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 		}
 		colList.WriteString(router.QuoteIdent(t.Columns[ci].Name))
 	}
-	cp := &copyRun{ss: ss, t: t, opts: opts, own: own, targets: map[int64][]*copyTarget{}}
+	cp := &copyRun{ss: ss, t: t, opts: opts, own: ss.tx == 'I', cols: colList.String(), targets: map[int64][]*copyTarget{}}
 	defer cp.releaseAll()
-	for _, sh := range t.Shards {
-		sql := "COPY " + router.ShardName(t.Schema, t.Name, sh.ID) + " (" + colList.String() + ") FROM STDIN WITH " + opts.ShardOptions()
-		if own {
-			sql = "BEGIN; " + sql
-		}
-		for _, p := range sh.Finalized() {
-			tg := &copyTarget{p: p, shard: sh.ID}
-			cp.targets[sh.ID] = append(cp.targets[sh.ID], tg)
-			wc, err := ss.workerConn(ctx, p.Node)
-			if err != nil {
-				if !backend.Unavailable(err) {
-					return cp.abort(ctx, err)
-				}
-				tg.err = err
-				continue
-			}
-			tg.wc = wc
-			c := wc.conn()
-			c.Query(sql)
-			if err := ss.sendTo(c); err != nil {
-				tg.err = err
-			}
-		}
+	if err := cp.open(ctx); err != nil {
+		return cp.abort(ctx, err)
 	}
-	// Wait for every placement to enter COPY mode.
-	for _, sh := range t.Shards {
-		for _, tg := range cp.targets[sh.ID] {
-			if tg.err != nil {
-				continue
-			}
-			if err := cp.awaitCopyIn(ctx, tg); err != nil {
-				return cp.abort(ctx, err)
-			}
-		}
-		if err := cp.checkShard(sh.ID); err != nil {
-			return cp.abort(ctx, err)
-		}
-	}
-	formats := make([]uint16, len(st.CopyCols))
-	ss.w.Msg(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: formats})
+	ss.w.Msg(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: make([]uint16, len(st.CopyCols))})
 	ss.flush()
 
 	// Read the client's data, row by row, in batches.
@@ -295,9 +261,6 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 					return cp.abort(ctx, err)
 				}
 			}
-			if done {
-				break
-			}
 		}
 	}
 	if err := flushBatch(); err != nil {
@@ -311,9 +274,76 @@ type copyRun struct {
 	ss      *session
 	t       *metadata.Table
 	opts    *copyfmt.Options
-	own     bool // the COPY runs in its own transaction on each placement
+	own     bool   // the COPY runs in its own transaction on each placement
+	cols    string // the quoted column list
 	targets map[int64][]*copyTarget
+	streams []*copyStream
 	rows    int64
+}
+
+var stageSeq atomic.Int64
+
+// open starts the COPY on every finalized placement of every shard: outside a
+// transaction block one stream per placement (BEGIN; COPY shard ...); inside one, one
+// stream per worker into a staging table.
+func (cp *copyRun) open(ctx context.Context) error {
+	ss, t := cp.ss, cp.t
+	byNode := map[metadata.Node]*copyStream{}
+	for _, sh := range t.Shards {
+		for _, p := range sh.Finalized() {
+			var s *copyStream
+			if cp.own {
+				s = &copyStream{node: p.Node, shards: []int64{sh.ID}}
+				cp.streams = append(cp.streams, s)
+			} else if s = byNode[p.Node]; s == nil {
+				s = &copyStream{node: p.Node, stage: "pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
+				byNode[p.Node] = s
+				cp.streams = append(cp.streams, s)
+			}
+			if !cp.own {
+				s.shards = append(s.shards, sh.ID)
+			}
+			cp.targets[sh.ID] = append(cp.targets[sh.ID], &copyTarget{p: p, shard: sh.ID, s: s})
+		}
+	}
+	for _, s := range cp.streams {
+		wc, err := ss.workerConn(ctx, s.node)
+		if err != nil {
+			if !backend.Unavailable(err) {
+				return err
+			}
+			s.err = err
+			continue
+		}
+		s.wc = wc
+		var sql string
+		if cp.own {
+			sql = "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
+		} else {
+			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::int8 AS pgshard_shard FROM " +
+				router.ShardName(t.Schema, t.Name, s.shards[0]) + " WITH NO DATA; COPY " + s.stage + " (" + cp.cols +
+				", pgshard_shard) FROM STDIN WITH " + cp.opts.ShardOptions()
+		}
+		c := wc.conn()
+		c.Query(sql)
+		if err := ss.sendTo(c); err != nil {
+			s.err = err
+		}
+	}
+	// Wait for every stream to enter COPY mode.
+	for _, s := range cp.streams {
+		if s.err == nil {
+			if err := cp.awaitCopyIn(ctx, s); err != nil {
+				return err
+			}
+		}
+	}
+	for id := range cp.targets {
+		if err := cp.checkShard(id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyBatch holds rows read from the client, copied, until they are routed.
@@ -346,20 +376,20 @@ func (b *copyBatch) reset() {
 	b.data, b.ends, b.rows, b.lines = b.data[:0], b.ends[:0], b.rows[:0], b.lines[:0]
 }
 
-// awaitCopyIn reads a placement's answers up to its CopyInResponse.
-func (cp *copyRun) awaitCopyIn(ctx context.Context, tg *copyTarget) error {
-	c := tg.wc.conn()
+// awaitCopyIn reads a stream's answers up to its CopyInResponse.
+func (cp *copyRun) awaitCopyIn(ctx context.Context, s *copyStream) error {
+	c := s.wc.conn()
 	stop := c.WatchContext(ctx)
 	defer stop()
 	for {
 		typ, b, err := c.Next()
 		if err != nil {
-			tg.err = err
+			s.err = err
 			return nil
 		}
 		switch typ {
 		case 'G':
-			tg.inCopy = true
+			s.inCopy = true
 			return nil
 		case 'E':
 			e := backend.DecodeError(b)
@@ -370,7 +400,6 @@ func (cp *copyRun) awaitCopyIn(ctx context.Context, tg *copyTarget) error {
 					break
 				}
 			}
-			tg.wc.conn().TxStatus = 'E'
 			return e
 		}
 	}
@@ -379,13 +408,13 @@ func (cp *copyRun) awaitCopyIn(ctx context.Context, tg *copyTarget) error {
 // checkShard fails the COPY when no placement of a shard can take rows.
 func (cp *copyRun) checkShard(id int64) error {
 	for _, tg := range cp.targets[id] {
-		if tg.err == nil {
+		if tg.s.err == nil {
 			return nil
 		}
 	}
 	var details []string
 	for _, tg := range cp.targets[id] {
-		details = append(details, fmt.Sprintf("%s: %v", fmtNode(tg.p.Node), tg.err))
+		details = append(details, fmt.Sprintf("%s: %v", fmtNode(tg.p.Node), tg.s.err))
 	}
 	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
 		WithDetail("All placements of shard %d are unavailable: %s", id, strings.Join(details, "; "))
@@ -453,64 +482,79 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 		}
 		return err
 	}
+	var id []byte
 	for i, row := range b.rows {
 		shards := cp.t.ShardsFor(hashes[i])
 		if len(shards) != 1 {
 			return cp.lineErr(pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
 				WithDetail("Target relation does not contain any shards capable of storing the new row."), b.lines[i])
 		}
-		for _, tg := range cp.targets[shards[0].ID] {
-			if tg.err != nil {
+		shard := shards[0].ID
+		for _, tg := range cp.targets[shard] {
+			s := tg.s
+			if s.err != nil {
 				continue
 			}
-			tg.buf = append(tg.buf, row...)
-			tg.lines = append(tg.lines, b.lines[i])
-			if len(tg.buf) >= 64<<10 {
-				cp.send(tg)
+			if s.stage != "" {
+				// Staged rows carry their shard.
+				id = strconv.AppendInt(id[:0], shard, 10)
+				var err error
+				if s.buf, err = cp.opts.AppendField(s.buf, row, id, false); err != nil {
+					return cp.lineErr(copyErr(err), b.lines[i])
+				}
+			} else {
+				s.buf = append(s.buf, row...)
+			}
+			s.lines = append(s.lines, b.lines[i])
+			if len(s.buf) >= 64<<10 {
+				cp.send(s)
 			}
 		}
-		if err := cp.checkShard(shards[0].ID); err != nil {
+		if err := cp.checkShard(shard); err != nil {
 			return err
 		}
 		cp.rows++
 	}
 	// A placement that rejected data says so early: stop the COPY then.
-	for _, ts := range cp.targets {
-		for _, tg := range ts {
-			if tg.err == nil && tg.wc.res != nil && tg.wc.conn().Pending() {
-				if err := cp.readError(ctx, tg); err != nil {
-					return err
-				}
+	for _, s := range cp.streams {
+		if s.err == nil && s.inCopy && s.wc.conn().Pending() {
+			if err := cp.readError(ctx, s); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
 }
 
-// send writes a target's buffered rows as CopyData.
-func (cp *copyRun) send(tg *copyTarget) {
-	if len(tg.buf) == 0 || tg.err != nil {
+// send writes a stream's buffered rows as CopyData.
+func (cp *copyRun) send(s *copyStream) {
+	if len(s.buf) == 0 || s.err != nil {
 		return
 	}
-	c := tg.wc.conn()
-	c.Writer().Raw('d', tg.buf)
-	tg.buf = tg.buf[:0]
+	c := s.wc.conn()
+	c.Writer().Raw('d', s.buf)
+	s.buf = s.buf[:0]
 	if err := c.Flush(); err != nil {
-		tg.err = err
+		s.err = err
 	}
 }
 
-// readError reads what a placement sent during the COPY: an error ends the COPY.
-func (cp *copyRun) readError(ctx context.Context, tg *copyTarget) error {
-	c := tg.wc.conn()
+// readError reads what a stream sent during the COPY: an error ends the COPY.
+func (cp *copyRun) readError(ctx context.Context, s *copyStream) error {
+	c := s.wc.conn()
 	typ, b, err := c.Next()
 	if err != nil {
-		tg.err = err
-		return cp.checkShard(tg.shard)
+		s.err = err
+		for _, id := range s.shards {
+			if err := cp.checkShard(id); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if typ == 'E' {
-		e := cp.mapError(backend.DecodeError(b), tg)
-		tg.inCopy = false // the placement left COPY mode with its error
+		e := cp.mapError(backend.DecodeError(b), s)
+		s.inCopy = false // the placement left COPY mode with its error
 		for {
 			t, _, err := c.Next()
 			if err != nil || t == 'Z' {
@@ -522,51 +566,60 @@ func (cp *copyRun) readError(ctx context.Context, tg *copyTarget) error {
 	return nil
 }
 
-// finish ends the COPY on every placement, marks placements that became unavailable, and
-// commits.
+// finish ends the COPY on every placement, moves staged rows into their shards, marks
+// placements that became unavailable, and commits.
 func (cp *copyRun) finish(ctx context.Context) error {
 	ss := cp.ss
-	for _, ts := range cp.targets {
-		for _, tg := range ts {
-			if tg.err != nil {
-				continue
+	for _, s := range cp.streams {
+		if s.err != nil {
+			continue
+		}
+		cp.send(s)
+		if s.err != nil {
+			continue
+		}
+		c := s.wc.conn()
+		c.Writer().Raw('c', nil)
+		s.inCopy = false
+		if s.stage != "" {
+			// Then, on the same connection, into the shard tables.
+			var q strings.Builder
+			for _, id := range s.shards {
+				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard = %d; ",
+					router.ShardName(cp.t.Schema, cp.t.Name, id), cp.cols, cp.cols, s.stage, id)
 			}
-			cp.send(tg)
-			if tg.err != nil {
-				continue
-			}
-			c := tg.wc.conn()
-			c.Writer().Raw('c', nil)
-			tg.inCopy = false
-			if err := c.Flush(); err != nil {
-				tg.err = err
-			}
+			q.WriteString("DROP TABLE " + s.stage)
+			c.Query(q.String())
+		}
+		if err := c.Flush(); err != nil {
+			s.err = err
 		}
 	}
 	var firstErr error
-	for _, ts := range cp.targets {
-		for _, tg := range ts {
-			if tg.err != nil {
-				continue
-			}
-			c := tg.wc.conn()
-			stop := c.WatchContext(ctx)
-			for {
-				typ, b, err := c.Next()
-				if err != nil {
-					tg.err = err
-					break
-				}
-				if typ == 'E' && firstErr == nil {
-					firstErr = cp.mapError(backend.DecodeError(b), tg)
-				}
-				if typ == 'Z' {
-					break
-				}
-			}
-			stop()
-			ss.stopRunning(c)
+	for _, s := range cp.streams {
+		if s.err != nil {
+			continue
 		}
+		c := s.wc.conn()
+		stop := c.WatchContext(ctx)
+		for readies := 0; ; {
+			typ, b, err := c.Next()
+			if err != nil {
+				s.err = err
+				break
+			}
+			if typ == 'E' && firstErr == nil {
+				firstErr = cp.mapError(backend.DecodeError(b), s)
+			}
+			if typ == 'Z' {
+				readies++
+				if s.stage == "" || readies == 2 {
+					break
+				}
+			}
+		}
+		stop()
+		ss.stopRunning(c)
 	}
 	if firstErr != nil {
 		return cp.abort(ctx, firstErr)
@@ -578,34 +631,22 @@ func (cp *copyRun) finish(ctx context.Context) error {
 	}
 	// Commit on every placement (in the client's block, its COMMIT does that).
 	if cp.own {
-		for _, ts := range cp.targets {
-			for _, tg := range ts {
-				if tg.err == nil {
-					c := tg.wc.conn()
-					c.Query("COMMIT")
-					if err := c.Flush(); err != nil {
-						tg.err = err
-					}
+		for _, s := range cp.streams {
+			if s.err == nil {
+				c := s.wc.conn()
+				c.Query("COMMIT")
+				if err := c.Flush(); err != nil {
+					s.err = err
 				}
 			}
 		}
-		for _, ts := range cp.targets {
-			for _, tg := range ts {
-				if tg.err == nil {
-					if err := tg.wc.conn().ExecPending(ctx); err != nil {
-						if !backend.Unavailable(err) {
-							firstErr = err
-						}
-						tg.err = err
+		for _, s := range cp.streams {
+			if s.err == nil {
+				if err := s.wc.conn().ExecPending(ctx); err != nil {
+					if !backend.Unavailable(err) && firstErr == nil {
+						firstErr = err
 					}
-				}
-			}
-		}
-	} else {
-		for _, ts := range cp.targets {
-			for _, tg := range ts {
-				if tg.err == nil {
-					ss.noteTxWrite(tg.p)
+					s.err = err
 				}
 			}
 		}
@@ -619,12 +660,15 @@ func (cp *copyRun) finish(ctx context.Context) error {
 	for _, id := range ids {
 		ok := false
 		for _, tg := range cp.targets[id] {
-			ok = ok || tg.err == nil
+			ok = ok || tg.s.err == nil
 		}
 		for _, tg := range cp.targets[id] {
-			if tg.err != nil && ok {
+			switch {
+			case tg.s.err != nil && ok:
 				marks = append(marks, tg.p)
-				ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tg.p.Node)).WithSeverity("WARNING").WithDetail("%v", tg.err))
+				ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tg.p.Node)).WithSeverity("WARNING").WithDetail("%v", tg.s.err))
+			case tg.s.err == nil && !cp.own:
+				ss.noteTxWrite(tg.p)
 			}
 		}
 		if !ok {
@@ -648,28 +692,26 @@ func (cp *copyRun) finish(ctx context.Context) error {
 // transaction) rolls back, so no row is stored anywhere.
 func (cp *copyRun) abort(ctx context.Context, err error) error {
 	ss := cp.ss
-	for _, ts := range cp.targets {
-		for _, tg := range ts {
-			if tg.err != nil || tg.wc.res == nil {
-				continue
-			}
-			c := tg.wc.conn()
-			if tg.inCopy {
-				tg.inCopy = false
-				c.Writer().Msg(&pgproto3.CopyFail{Message: "COPY aborted by pgshard"})
-				c.Flush()
-				for {
-					t, _, rerr := c.Next()
-					if rerr != nil || t == 'Z' {
-						break
-					}
+	for _, s := range cp.streams {
+		if s.err != nil || s.wc.res == nil {
+			continue
+		}
+		c := s.wc.conn()
+		if s.inCopy {
+			s.inCopy = false
+			c.Writer().Msg(&pgproto3.CopyFail{Message: "COPY aborted by pgshard"})
+			c.Flush()
+			for {
+				t, _, rerr := c.Next()
+				if rerr != nil || t == 'Z' {
+					break
 				}
 			}
-			if cp.own && !c.Broken() {
-				c.Exec(ctx, "ROLLBACK")
-			}
-			ss.stopRunning(c)
 		}
+		if cp.own && !c.Broken() {
+			c.Exec(ctx, "ROLLBACK")
+		}
+		ss.stopRunning(c)
 	}
 	if ss.tx == 'T' {
 		ss.tx = 'E'
@@ -679,13 +721,11 @@ func (cp *copyRun) abort(ctx context.Context, err error) error {
 
 // releaseAll returns the COPY's connections (those of a transaction block stay).
 func (cp *copyRun) releaseAll() {
-	for _, ts := range cp.targets {
-		for _, tg := range ts {
-			if tg.wc.res != nil {
-				cp.ss.stopRunning(tg.wc.conn())
-				cp.ss.release(tg.wc)
-				tg.wc = workerConn{}
-			}
+	for _, s := range cp.streams {
+		if s.wc.res != nil {
+			cp.ss.stopRunning(s.wc.conn())
+			cp.ss.release(s.wc)
+			s.wc = workerConn{}
 		}
 	}
 }
@@ -694,12 +734,12 @@ var copyContext = regexp.MustCompile(`^COPY [^,]+, line (\d+)`)
 
 // mapError rewrites a placement's COPY error context ("COPY t_10001, line 3, ...") to
 // the table and line of the client's data.
-func (cp *copyRun) mapError(e *pgerr.Error, tg *copyTarget) *pgerr.Error {
+func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 	e.Position = 0
 	if m := copyContext.FindStringSubmatchIndex(e.Where); m != nil {
 		n, _ := strconv.Atoi(e.Where[m[2]:m[3]])
-		if n >= 1 && n <= len(tg.lines) {
-			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, tg.lines[n-1], e.Where[m[1]:])
+		if n >= 1 && n <= len(s.lines) {
+			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, s.lines[n-1], e.Where[m[1]:])
 		}
 	}
 	return e

@@ -58,8 +58,10 @@ type session struct {
 	// txWrites are the placements written in the block, by node: if a node fails to
 	// commit while others succeed, these placements missed writes.
 	txWrites map[metadata.Node][]metadata.Placement
-	// txLocks releases the shard locks held until the end of the block.
+	// txLocks releases the shard locks held until the end of the block; txHeld are
+	// those shards (a block holds its locks exclusively, so it never waits for itself).
 	txLocks []func()
+	txHeld  map[int64]bool
 	// stmtUnlock releases the shard locks held until the end of the statement.
 	stmtUnlock []func()
 
@@ -503,7 +505,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	for _, unlock := range ss.txLocks {
 		unlock()
 	}
-	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay = nil, nil, nil, nil
+	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld = nil, nil, nil, nil, nil
 	ss.coordInTx = false
 	ss.tx = 'I'
 	if ss.settingsDirty {

@@ -614,17 +614,43 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 			ids = append(ids, t.shard.ID)
 		}
 	}
+	return ss.lockShardIDs(ctx, ids, !st.Commutes)
+}
+
+// lockShardIDs takes shard write locks until the end of the statement, or, inside a
+// transaction block, exclusively until the end of the block (a block takes each shard's
+// lock once, so later statements of the block never wait for it).
+func (ss *session) lockShardIDs(ctx context.Context, ids []int64, exclusive bool) error {
 	if len(ids) == 0 {
 		return nil
 	}
-	unlock, err := ss.srv.lockShards(ctx, ids, !st.Commutes)
+	if ss.tx == 'I' {
+		unlock, err := ss.srv.lockShards(ctx, ids, exclusive)
+		if err != nil {
+			return err
+		}
+		ss.stmtUnlock = append(ss.stmtUnlock, unlock)
+		return nil
+	}
+	var need []int64
+	for _, id := range ids {
+		if !ss.txHeld[id] {
+			need = append(need, id)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	unlock, err := ss.srv.lockShards(ctx, need, true)
 	if err != nil {
 		return err
 	}
-	if ss.tx != 'I' {
-		ss.txLocks = append(ss.txLocks, unlock)
-	} else {
-		ss.stmtUnlock = append(ss.stmtUnlock, unlock)
+	ss.txLocks = append(ss.txLocks, unlock)
+	if ss.txHeld == nil {
+		ss.txHeld = map[int64]bool{}
+	}
+	for _, id := range need {
+		ss.txHeld[id] = true
 	}
 	return nil
 }
