@@ -29,9 +29,16 @@ func TestNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := connect(t)
+	notified := make(chan error, 1)
 	go func() {
 		time.Sleep(200 * time.Millisecond)
-		b.Exec(ctx, "NOTIFY pgshard_test, 'hello'")
+		_, err := b.Exec(ctx, "NOTIFY pgshard_test, 'hello'")
+		notified <- err
+	}()
+	defer func() {
+		if err := <-notified; err != nil {
+			t.Errorf("NOTIFY: %v", err)
+		}
 	}()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
