@@ -235,7 +235,6 @@ func TestDatabaseSQL(t *testing.T) {
 	}
 }
 
-
 // TestPgbench populates a distributed pgbench_accounts with pgbench -i (COPY through the
 // proxy) and runs pgbench's TPC-B-like transactions for 30 s in each protocol mode: no
 // transaction may fail, and the balances must agree afterwards.
