@@ -55,6 +55,8 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 		return ss.concat(ctx, t, shards, st, in, prm)
 	case router.Aggregate:
 		return ss.aggregate(ctx, t, shards, st, in)
+	case router.Gather:
+		return ss.gather(ctx, snap, st, in, prm, [][]*metadata.Shard{shards})
 	}
 	return pgerr.New(pgerr.InternalError, "unknown merge kind %d", st.Merge.Kind)
 }

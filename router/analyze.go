@@ -98,6 +98,10 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 		*pg_query.SecLabelStmt, *pg_query.VariableShowStmt:
 		// These only touch the coordinator's prototype table, which is what they mean there.
 		return p.coordinator()
+	case *pg_query.CreateTableAsStmt:
+		if s.Objtype == pg_query.ObjectType_OBJECT_TABLE {
+			return p.gatherStatement(root, refs)
+		}
 	case *pg_query.ExplainStmt:
 		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN commands on distributed tables are unsupported"))
 	case *pg_query.CopyStmt:

@@ -15,7 +15,8 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 	t := p.resolve(s.Relation)
 	switch {
 	case t == nil:
-		return p.errorf(notSupported("UPDATE of a coordinator table that reads a distributed table is not supported yet."))
+		// A coordinator table updated from distributed data.
+		return p.gatherStatement(s.ProtoReflect(), refs)
 	case len(refs) != 1 || len(s.FromClause) > 0:
 		return p.errorf(notSupported("UPDATE ... FROM and subqueries over distributed tables are not supported yet."))
 	case s.WithClause != nil:
@@ -45,7 +46,7 @@ func (p *planner) deleteStmt(s *pg_query.DeleteStmt, refs, dist []tableRef) *Sta
 	t := p.resolve(s.Relation)
 	switch {
 	case t == nil:
-		return p.errorf(notSupported("DELETE from a coordinator table that reads a distributed table is not supported yet."))
+		return p.gatherStatement(s.ProtoReflect(), refs)
 	case len(refs) != 1 || len(s.UsingClause) > 0:
 		return p.errorf(notSupported("DELETE ... USING and subqueries over distributed tables are not supported yet."))
 	case s.WithClause != nil:

@@ -20,7 +20,8 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	t := p.resolve(s.Relation)
 	switch {
 	case t == nil:
-		return p.errorf(notSupported("INSERT into a coordinator table that reads a distributed table is not supported yet."))
+		// A coordinator table filled from distributed data.
+		return p.gatherStatement(s.ProtoReflect(), refs)
 	case len(dist) != 1:
 		return p.errorf(notSupported("INSERT into a distributed table that reads distributed tables is not supported yet."))
 	case s.WithClause != nil:

@@ -3,6 +3,7 @@ package router
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/pgshard/pgshard/metadata/pgerr"
 )
@@ -63,11 +64,16 @@ const (
 	// CopyOut is COPY distributed_table TO STDOUT or COPY (SELECT ...) TO STDOUT: Table,
 	// Shard (the COPY statement each shard runs), Filter, CopyHeader.
 	CopyOut
+	// Gathered is a statement that reads distributed tables in a shape no shard can answer
+	// alone (joins, subqueries, set operations, ...), or that only reads them while
+	// writing coordinator tables: it runs on the coordinator over temporary copies of the
+	// tables. Requires: Merge (of kind Gather).
+	Gathered
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -230,7 +236,29 @@ const (
 	// empty prototype: used for statements PostgreSQL rejects, so that the client gets
 	// PostgreSQL's own error.
 	Prototype
+	// Gather copies rows from the shards into temporary tables on the coordinator (one per
+	// Pull) and runs Final there: the complete fallback for shapes the shards cannot
+	// answer themselves, and the way grouped aggregates combine their partial results.
+	Gather
 )
+
+// Pull is one temporary table of a Gather: the rows Shard returns from every shard of
+// Table (those Filter keeps, when set), copied into a temporary table on the coordinator
+// whose columns are those of Shard run against the coordinator's prototype table.
+type Pull struct {
+	Table uint32
+	// Shard is the query each shard runs; SegTable 0 is the shard (or, to define the
+	// temporary table, the prototype).
+	Shard Template
+	// Proto, when set, replaces Shard for defining the temporary table (Shard without
+	// its WHERE clause, when that clause has bind parameters).
+	Proto Template
+	// Filter prunes shards (nil: all of them).
+	Filter *Cond
+}
+
+// GatherTable names the temporary table of pull i on the coordinator.
+func GatherTable(i int) string { return "pg_temp.pgshard_gather_" + strconv.Itoa(i+1) }
 
 // Merge describes how a multi-shard Select is put together.
 type Merge struct {
@@ -246,6 +274,11 @@ type Merge struct {
 	Final Template
 	// Partials is the number of partial columns each shard returns.
 	Partials int
+
+	// Pulls are the temporary tables of a Gather merge. Its Final query names them with
+	// SegTable holes (hole i is GatherTable(i)); its SegType holes name the types of
+	// pull 0's columns.
+	Pulls []Pull
 }
 
 // Call is one call of a pgshard SQL function in a Function statement's select list.

@@ -256,16 +256,44 @@ func TestAggregateMerge(t *testing.T) {
 	if m == nil || m.Kind != Aggregate {
 		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
 	}
-	if got := render(m.Shard, in); got != `SELECT count(*), sum(rating), count(rating), max(review_date), sum(votes) from <SHARD> "reviews" where rating > 1` {
+	if got := render(m.Shard, in); got != `SELECT count(*) AS pgshard_p1, sum(rating) AS pgshard_p2, count(rating) AS pgshard_p3, max(review_date) AS pgshard_p4, sum(votes) AS pgshard_p5 from <SHARD> "reviews" where rating > 1` {
 		t.Errorf("partial: %s", got)
 	}
-	if got := render(m.Final, in); got != `SELECT coalesce(sum(p1), 0)::int8 AS "count", (sum(p2) / nullif(sum(p3), 0)) as a, max(p4) AS "max" FROM (VALUES <E0>) pgshard_partial(p1, p2, p3, p4, p5) having sum(p5)::<T4> > 0` {
+	if got := render(m.Final, in); got != `SELECT coalesce(sum(pgshard_p1), 0)::int8 AS "count", (sum(pgshard_p2) / nullif(sum(pgshard_p3), 0)) as a, max(pgshard_p4) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3, pgshard_p4, pgshard_p5) having sum(pgshard_p5)::<T4> > 0` {
 		t.Errorf("final: %s", got)
 	}
-	// Shapes not merged yet fail only when several shards are read.
-	b, _ = r.Plan("select * from reviews order by rating", snap, sess)
-	if st := b.Stmts[0]; st.Merge != nil || st.Err == nil || st.Err.Code != "0A000" {
-		t.Errorf("ORDER BY: %+v", st)
+}
+
+func TestGroupMerge(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	b, in := r.Plan("select rating, count(distinct votes), sum(votes) s from reviews r where rating > $1 group by 1 having max(review_date) > now() order by s desc limit 3", snap, sess)
+	m := b.Stmts[0].Merge
+	if m == nil || m.Kind != Gather || len(m.Pulls) != 1 {
+		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
+	}
+	if got := render(m.Pulls[0].Shard, in); got != `SELECT "r"."rating", "r"."votes", sum(votes) AS pgshard_p1, max(review_date) AS pgshard_p2 from <SHARD> r where rating > $1 GROUP BY "r"."rating", "r"."votes"` {
+		t.Errorf("partial: %s", got)
+	}
+	if got := render(m.Pulls[0].Proto, in); got != `SELECT "r"."rating", "r"."votes", sum(votes) AS pgshard_p1, max(review_date) AS pgshard_p2 from <SHARD> r GROUP BY "r"."rating", "r"."votes"` {
+		t.Errorf("proto: %s", got)
+	}
+	if got := render(m.Final, in); got != `SELECT rating AS "rating", count(distinct votes) AS "count", sum(pgshard_p1)::<T2> s FROM <SHARD> "r" group by 1 having max(pgshard_p2) > now() order by s desc limit 3` {
+		t.Errorf("final: %s", got)
+	}
+	// Shapes without partial forms gather the rows WHERE keeps; joins gather tables.
+	for sql, pulls := range map[string]int{
+		"select * from reviews where rating = 1 order by votes":                         1,
+		"select string_agg(customer_id, ',') from reviews":                              1,
+		"select *, row_number() over () from reviews":                                   1,
+		"select * from reviews a join reviews b using (customer_id)":                    1,
+		"select * from reviews where rating in (select rating from events)":             2,
+		"with x as (select * from reviews) select * from x union select * from reviews": 1,
+	} {
+		b, _ = r.Plan(sql, snap, sess)
+		if m := b.Stmts[0].Merge; m == nil || m.Kind != Gather || len(m.Pulls) != pulls {
+			t.Errorf("%s: %+v %v", sql, m, b.Stmts[0].Err)
+		}
 	}
 }
 

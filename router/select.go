@@ -13,21 +13,15 @@ import (
 // relation of the query; the whole query is sent to the shards that can hold matching
 // rows, and when that is more than one, Merge says how their results combine.
 func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Statement {
-	switch {
-	case s.Op != pg_query.SetOperation_SETOP_NONE:
-		return p.errorf(notSupported("Set operations over distributed tables are not supported yet."))
-	case s.WithClause != nil:
-		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
-	case len(refs) != 1 || len(s.FromClause) != 1:
-		return p.errorf(notSupported("Joins are not supported in distributed queries yet."))
-	case s.IntoClause != nil:
-		return p.errorf(notSupported("SELECT INTO a table from a distributed table is not supported."))
-	case hasSubLink(s.ProtoReflect()):
-		return p.errorf(notSupported("Subqueries are not supported in distributed queries yet."))
+	var rv *pg_query.RangeVar
+	if s.Op == pg_query.SetOperation_SETOP_NONE && s.WithClause == nil && s.IntoClause == nil &&
+		len(refs) == 1 && len(s.FromClause) == 1 && !hasSubLink(s.ProtoReflect()) {
+		rv, _ = unwrap(s.FromClause[0]).(*pg_query.RangeVar)
 	}
-	rv, ok := unwrap(s.FromClause[0]).(*pg_query.RangeVar)
-	if !ok {
-		return p.errorf(notSupported("Only a distributed table itself may appear in the FROM clause."))
+	if rv == nil {
+		// Joins, subqueries, set operations, CTEs, SELECT INTO: the coordinator runs
+		// the statement over copies of the tables.
+		return p.gatherStatement(s.ProtoReflect(), refs)
 	}
 	t := dist[0].table
 	alias := rv.Relname
@@ -36,10 +30,11 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 	}
 	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate()}
 	st.Filter = p.cond(s.WhereClause, t, alias)
+	var ok bool
 	if st.Shard, ok = p.shardTemplate(refs, t, false); !ok {
 		return p.errorf(notSupported("The statement's table references could not be located."))
 	}
-	st.Merge, st.Err = p.selectMerge(s, t, rv, refs)
+	st.Merge, st.Err = p.selectMerge(s, t, rv, alias, refs)
 	return st
 }
 
@@ -129,10 +124,12 @@ func (c clauses) next(i int, cands ...int) int {
 	return best
 }
 
-// selectMerge decides how a SELECT's per-shard results combine. It returns a nil merge and
-// an error for shapes that cannot yet span shards; such queries still run when their WHERE
-// clause selects a single shard.
-func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, refs []tableRef) (*Merge, *pgerr.Error) {
+// selectMerge decides how a SELECT's per-shard results combine: streamed as they come
+// (Concat), combined from one row of partial aggregates per shard (Aggregate), or gathered
+// on the coordinator, as partial aggregates per group or as the rows WHERE keeps (Gather).
+// It returns a nil merge and an error for shapes that cannot span shards; such queries
+// still run when their WHERE clause selects a single shard.
+func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string, refs []tableRef) (*Merge, *pgerr.Error) {
 	aggs, bare := p.aggregates(s)
 	windowed := false
 	walk(s.ProtoReflect(), func(m protoreflect.Message, _ []frame) bool {
@@ -141,28 +138,45 @@ func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_
 		}
 		return true
 	})
-	switch {
-	case windowed:
-		return nil, notSupported("Window functions over several shards are not supported yet.")
-	case len(s.GroupClause) > 0:
-		return nil, notSupported("GROUP BY over several shards is not supported yet.")
-	case len(s.DistinctClause) > 0:
-		return nil, notSupported("DISTINCT over several shards is not supported yet.")
-	case len(s.LockingClause) > 0 && (s.LimitCount != nil || s.LimitOffset != nil):
-		return nil, notSupported("FOR UPDATE with LIMIT over several shards is not supported.")
+	grouped := len(s.GroupClause) > 0
+	aggregated := len(aggs) > 0 || s.HavingClause != nil || grouped
+	if len(s.LockingClause) > 0 {
+		switch {
+		case aggregated || windowed || len(s.DistinctClause) > 0:
+			// PostgreSQL refuses these; its own message comes from the prototype.
+			return &Merge{Kind: Prototype}, nil
+		case s.LimitCount != nil || s.LimitOffset != nil || len(s.SortClause) > 0:
+			return nil, notSupported("SELECT ... FOR UPDATE/SHARE with ORDER BY or LIMIT over several shards is not supported.")
+		}
+		return p.concatMerge(s, t, refs)
 	}
-	if len(aggs) > 0 || s.HavingClause != nil {
-		if bare {
+	if aggregated {
+		if bare && !grouped {
 			// A column outside any aggregate without GROUP BY is an error; the
 			// coordinator's (empty) prototype table gives PostgreSQL's own message.
 			return &Merge{Kind: Prototype}, nil
 		}
-		return p.aggregateMerge(s, t, rv, aggs)
+		if !grouped && !windowed && len(s.DistinctClause) == 0 {
+			if m := p.aggregateMerge(s, t, rv, aggs); m != nil {
+				return m, nil
+			}
+		}
+		if m := p.groupMerge(s, t, rv, alias, aggs); m != nil {
+			return m, nil
+		}
+		return p.gatherRows(s, rv, t, alias)
 	}
-	if len(s.SortClause) > 0 {
-		return nil, notSupported("ORDER BY over several shards is not supported yet.")
+	if len(s.DistinctClause) > 0 && !windowed {
+		if m := p.groupMerge(s, t, rv, alias, nil); m != nil {
+			return m, nil
+		}
 	}
-	return p.concatMerge(s, t, refs)
+	if !windowed && len(s.DistinctClause) == 0 && len(s.SortClause) == 0 {
+		if m, err := p.concatMerge(s, t, refs); err == nil {
+			return m, nil
+		}
+	}
+	return p.gatherRows(s, rv, t, alias)
 }
 
 // aggCall is an aggregate call in a select list, HAVING or ORDER BY clause.
@@ -240,57 +254,60 @@ func (p *planner) aggCall(f *pg_query.FuncCall, name string) aggCall {
 	return a
 }
 
-// aggregateMerge plans an aggregate query without GROUP BY over several shards: each shard
-// computes partial aggregates, and the coordinator combines them with the original select
-// list, HAVING, ORDER BY and LIMIT, so that result types and NULL handling are exactly
-// PostgreSQL's.
-func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, aggs []aggCall) (*Merge, *pgerr.Error) {
-	c := p.clauses()
-	if c.selectKw < 0 || c.from < 0 {
-		return nil, notSupported("The query's clauses could not be located.")
-	}
-	shard := newBuilder(p.in, p.litIdx)
-	shard.gen("SELECT ")
-	finals := make([]func(b *builder), len(aggs))
-	np := 0
-	partial := func(b *builder) int {
+// partials writes the partial aggregates of aggs to b, separated by commas and named
+// pgshard_p<n>, and returns for each aggregate the writer of its final form over those
+// columns. Partial column n has type hole typeHole(n). DISTINCT aggregates over a plain
+// column are kept whole (distinctCol reports the column, which the caller must group the
+// partials by); nil finals mean an aggregate without an exact partial form.
+func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHole func(n int) int, distinctCol func(a aggCall) bool) (finals []func(*builder), np int) {
+	finals = make([]func(*builder), len(aggs))
+	partial := func() int {
 		if np > 0 {
 			b.gen(", ")
 		}
 		np++
 		return np
 	}
+	col := func(n int) string { return "pgshard_p" + itoa(n) }
+	named := func(n int) { b.gen(" AS " + col(n)) }
 	for i, a := range aggs {
-		if a.from < 0 {
-			return nil, notSupported("An aggregate call could not be located.")
-		}
-		if a.call.AggDistinct && a.name != "min" && a.name != "max" {
-			return nil, notSupported("%s(DISTINCT ...) over several shards is not supported yet.", a.name)
+		if a.from < 0 || len(a.call.AggOrder) > 0 {
+			return nil, 0
 		}
 		whole := func(b *builder) { b.text(p.startOf(a.from), p.endOf(a.to-1)) }
+		if a.call.AggDistinct && a.name != "min" && a.name != "max" {
+			if distinctCol == nil || !distinctCol(a) {
+				return nil, 0
+			}
+			finals[i] = whole
+			continue
+		}
 		switch a.name {
 		case "count":
-			n := partial(shard)
-			whole(shard)
-			finals[i] = func(b *builder) { b.gen("coalesce(sum(p" + itoa(n) + "), 0)::int8") }
+			n := partial()
+			whole(b)
+			named(n)
+			finals[i] = func(b *builder) { b.gen("coalesce(sum(" + col(n) + "), 0)::int8") }
 		case "sum":
-			n := partial(shard)
-			whole(shard)
+			n := partial()
+			whole(b)
+			named(n)
 			finals[i] = func(b *builder) {
-				b.gen("sum(p" + itoa(n) + ")::")
-				b.hole(SegType, n-1)
+				b.gen("sum(" + col(n) + ")::")
+				b.hole(SegType, typeHole(n))
 			}
 		case "min", "max", "bool_and", "bool_or", "every":
-			n := partial(shard)
-			whole(shard)
+			n := partial()
+			whole(b)
+			named(n)
 			fn := a.name
 			if fn == "every" {
 				fn = "bool_and"
 			}
-			finals[i] = func(b *builder) { b.gen(fn + "(p" + itoa(n) + ")") }
+			finals[i] = func(b *builder) { b.gen(fn + "(" + col(n) + ")") }
 		case "avg":
-			if a.call.AggDistinct || len(a.call.Args) != 1 {
-				return nil, notSupported("This form of avg over several shards is not supported yet.")
+			if len(a.call.Args) != 1 {
+				return nil, 0
 			}
 			arg := func(b *builder) {
 				b.text(p.startOf(a.argFrom), p.endOf(a.argTo-1))
@@ -305,60 +322,93 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 					b.text(p.startOf(a.filterFrom), p.endOf(a.filterTo-1))
 				}
 			}
-			ns := partial(shard)
-			shard.gen("sum(")
-			arg(shard)
-			shard.gen(")")
-			filter(shard)
-			nc := partial(shard)
-			shard.gen("count(")
-			arg(shard)
-			shard.gen(")")
-			filter(shard)
+			ns := partial()
+			b.gen("sum(")
+			arg(b)
+			b.gen(")")
+			filter(b)
+			named(ns)
+			nc := partial()
+			b.gen("count(")
+			arg(b)
+			b.gen(")")
+			filter(b)
+			named(nc)
 			finals[i] = func(b *builder) {
-				b.gen("(sum(p" + itoa(ns) + ") / nullif(sum(p" + itoa(nc) + "), 0))")
+				b.gen("(sum(" + col(ns) + ") / nullif(sum(" + col(nc) + "), 0))")
 			}
 		default:
-			return nil, notSupported("The aggregate %s over several shards is not supported yet.", a.name)
+			return nil, 0
 		}
 	}
-	// Shard query: FROM and WHERE as written.
-	shard.gen(" ")
-	fromEnd := c.next(c.from, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
-	pos := p.startOf(c.from)
-	ti := p.tok(rv.Location)
-	shard.text(pos, p.startOf(ti))
-	_, to, _ := p.tableSegs(shard, rv, 0, false)
-	shard.text(to, p.startOf(fromEnd-1)+len(p.tokText(fromEnd-1)))
+	return finals, np
+}
 
-	// Final query: the select list, HAVING, ORDER BY, LIMIT and OFFSET over the partials.
-	final := newBuilder(p.in, p.litIdx)
-	copyReplacing := func(from, to int) {
-		pos := p.startOf(from)
-		for i, a := range aggs {
-			if a.from >= from && a.to <= to {
-				final.text(pos, p.startOf(a.from))
-				finals[i](final)
-				pos = p.endOf(a.to - 1)
-			}
-		}
-		final.text(pos, p.startOf(to-1)+len(p.tokText(to-1)))
-	}
-	final.gen("SELECT ")
+// finalList writes the select list of a merge's final query, aggregates replaced by
+// their final forms, each entry keeping the column name PostgreSQL gives the original.
+func (p *planner) finalList(b *builder, s *pg_query.SelectStmt, c clauses, aggs []aggCall, finals []func(*builder)) bool {
 	entries := p.splitTop(c.selectKw+1, c.from)
 	if len(entries) != len(s.TargetList) {
-		return nil, notSupported("The select list could not be located.")
+		return false
+	}
+	b.gen("SELECT ")
+	if len(entries) > 0 {
+		// DISTINCT [ON (...)] as written.
+		b.text(p.startOf(c.selectKw+1), p.startOf(entries[0][0]))
 	}
 	for i, e := range entries {
 		if i > 0 {
-			final.gen(", ")
+			b.gen(", ")
 		}
-		copyReplacing(e[0], e[1])
-		// The combined expression must keep the column name PostgreSQL gives the
-		// original one.
+		p.copyReplacing(b, e[0], e[1], aggs, finals)
 		if rt, ok := unwrap(s.TargetList[i]).(*pg_query.ResTarget); ok && rt.Name == "" {
-			final.gen(" AS " + QuoteIdent(colName(rt.Val)))
+			b.gen(" AS " + QuoteIdent(colName(rt.Val)))
 		}
+	}
+	return true
+}
+
+// copyReplacing writes tokens [from, to) with the aggregate calls among them replaced by
+// their final forms.
+func (p *planner) copyReplacing(b *builder, from, to int, aggs []aggCall, finals []func(*builder)) {
+	if from >= to {
+		return
+	}
+	pos := p.startOf(from)
+	for i, a := range aggs {
+		if a.from >= from && a.to <= to {
+			b.text(pos, p.startOf(a.from))
+			finals[i](b)
+			pos = p.endOf(a.to - 1)
+		}
+	}
+	b.text(pos, p.endOf(to-1))
+}
+
+// aggregateMerge plans an aggregate query without GROUP BY over several shards: each shard
+// computes one row of partial aggregates, and the coordinator combines them with the
+// original select list, HAVING, ORDER BY and LIMIT, so that result types and NULL handling
+// are exactly PostgreSQL's. It returns nil when an aggregate has no exact partial form.
+func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, aggs []aggCall) *Merge {
+	c := p.clauses()
+	if c.selectKw < 0 || c.from < 0 {
+		return nil
+	}
+	shard := newBuilder(p.in, p.litIdx)
+	shard.gen("SELECT ")
+	finals, np := p.partials(shard, aggs, t, func(n int) int { return n - 1 }, nil)
+	if finals == nil || np == 0 {
+		return nil
+	}
+	shard.gen(" ")
+	if !p.fromWhere(shard, c, rv, true) {
+		return nil
+	}
+
+	// Final query: the select list, HAVING, ORDER BY, LIMIT and OFFSET over the partials.
+	final := newBuilder(p.in, p.litIdx)
+	if !p.finalList(final, s, c, aggs, finals) {
+		return nil
 	}
 	final.gen(" FROM (VALUES ")
 	final.hole(SegEval, 0)
@@ -367,18 +417,210 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 		if i > 1 {
 			final.gen(", ")
 		}
-		final.gen("p" + itoa(i))
+		final.gen("pgshard_p" + itoa(i))
 	}
-	final.gen(")")
-	if c.having >= 0 {
-		final.gen(" ")
-		copyReplacing(c.having, c.next(c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw))
+	final.gen(") ")
+	p.copyReplacing(final, c.afterWhere(), c.end, aggs, finals)
+	return &Merge{Kind: Aggregate, Shard: shard.done(), Final: final.done(), Partials: np}
+}
+
+// groupMerge plans a grouped aggregate query, or a SELECT DISTINCT of plain columns, over
+// several shards: each shard groups its rows by the query's grouping columns and computes
+// partial aggregates per group; the groups of all shards are gathered on the coordinator,
+// which groups them again and combines the partials with the original select list,
+// HAVING, ORDER BY and LIMIT. It returns nil for grouping expressions other than plain
+// columns and for aggregates without an exact partial form.
+func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string, aggs []aggCall) *Merge {
+	c := p.clauses()
+	if c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
+		return nil
 	}
-	if rest := c.next(c.from, c.order, c.limit, c.offset, c.fetch); rest < c.end {
-		final.gen(" ")
-		copyReplacing(rest, c.next(rest, c.forKw))
+	var cols []string
+	add := func(n *pg_query.Node) bool {
+		cr, ok := unwrap(n).(*pg_query.ColumnRef)
+		if !ok {
+			return false
+		}
+		name, ok := p.columnOf(cr, t, alias)
+		if !ok {
+			return false
+		}
+		for _, x := range cols {
+			if x == name {
+				return true
+			}
+		}
+		cols = append(cols, name)
+		return true
 	}
-	return &Merge{Kind: Aggregate, Shard: shard.done(), Final: final.done(), Partials: np}, nil
+	target := func(i int64) *pg_query.Node {
+		if i < 1 || int(i) > len(s.TargetList) {
+			return nil
+		}
+		if rt, ok := unwrap(s.TargetList[i-1]).(*pg_query.ResTarget); ok {
+			return rt.Val
+		}
+		return nil
+	}
+	var group func(n *pg_query.Node) bool
+	group = func(n *pg_query.Node) bool {
+		switch g := unwrap(n).(type) {
+		case *pg_query.ColumnRef:
+			return add(n)
+		case *pg_query.A_Const:
+			if iv, ok := g.Val.(*pg_query.A_Const_Ival); ok {
+				return add(target(int64(iv.Ival.Ival)))
+			}
+		case *pg_query.GroupingSet:
+			for _, x := range g.Content {
+				if !group(x) {
+					return false
+				}
+			}
+			return true
+		case *pg_query.RowExpr:
+			for _, x := range g.Args {
+				if !group(x) {
+					return false
+				}
+			}
+			return true
+		}
+		return false
+	}
+	for _, g := range s.GroupClause {
+		if !group(g) {
+			return nil
+		}
+	}
+	if len(s.DistinctClause) > 0 && len(aggs) == 0 && len(s.GroupClause) == 0 {
+		// SELECT DISTINCT of plain columns groups by them.
+		if len(s.DistinctClause) != 1 || unwrap(s.DistinctClause[0]) != nil {
+			return nil // DISTINCT ON
+		}
+		for _, n := range s.TargetList {
+			rt, ok := unwrap(n).(*pg_query.ResTarget)
+			if !ok || !add(rt.Val) {
+				return nil
+			}
+		}
+	}
+	for _, n := range s.TargetList {
+		if rt, ok := unwrap(n).(*pg_query.ResTarget); ok {
+			if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok {
+				if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
+					return nil
+				}
+			}
+		}
+	}
+	for _, a := range aggs {
+		if hasParam(a.call.ProtoReflect()) {
+			return nil // the temporary table's definition cannot take parameters
+		}
+	}
+	distinctCol := func(a aggCall) bool {
+		for i, arg := range a.call.Args {
+			if _, ok := unwrap(arg).(*pg_query.A_Const); ok && i > 0 {
+				continue
+			}
+			if !add(arg) {
+				return false
+			}
+		}
+		return a.filterFrom < 0
+	}
+	// Aggregates first: DISTINCT aggregates add grouping columns.
+	aggList := newBuilder(p.in, p.litIdx)
+	ncols := 0
+	finals, np := p.partials(aggList, aggs, t, func(n int) int { return ncols + n - 1 }, distinctCol)
+	if finals == nil || len(cols) == 0 {
+		return nil
+	}
+	ncols = len(cols)
+	partialList := func(b *builder) {
+		b.gen("SELECT ")
+		for i, col := range cols {
+			if i > 0 {
+				b.gen(", ")
+			}
+			b.gen(QuoteIdent(alias) + "." + QuoteIdent(col))
+		}
+		if np > 0 {
+			b.gen(", ")
+			b.segs = append(b.segs, aggList.segs...)
+		}
+		b.gen(" ")
+	}
+	groupBy := func(b *builder) {
+		b.gen(" GROUP BY ")
+		for i, col := range cols {
+			if i > 0 {
+				b.gen(", ")
+			}
+			b.gen(QuoteIdent(alias) + "." + QuoteIdent(col))
+		}
+	}
+	shard := newBuilder(p.in, p.litIdx)
+	partialList(shard)
+	if !p.fromWhere(shard, c, rv, true) {
+		return nil
+	}
+	groupBy(shard)
+	proto := newBuilder(p.in, p.litIdx)
+	partialList(proto)
+	p.fromWhere(proto, c, rv, false)
+	groupBy(proto)
+
+	final := newBuilder(p.in, p.litIdx)
+	if !p.finalList(final, s, c, aggs, finals) {
+		return nil
+	}
+	final.gen(" FROM ")
+	final.hole(SegTable, 0)
+	final.gen(" " + QuoteIdent(alias) + " ")
+	p.copyReplacing(final, c.afterWhere(), c.end, aggs, finals)
+	return &Merge{
+		Kind:  Gather,
+		Pulls: []Pull{{Table: t.OID, Shard: shard.done(), Proto: proto.done()}},
+		Final: final.done(),
+	}
+}
+
+// columnOf returns the name of the column of t a column reference names (unqualified, or
+// qualified by the table's alias).
+func (p *planner) columnOf(cr *pg_query.ColumnRef, t *metadata.Table, alias string) (string, bool) {
+	var names []string
+	for _, f := range cr.Fields {
+		s, ok := unwrap(f).(*pg_query.String)
+		if !ok {
+			return "", false
+		}
+		names = append(names, s.Sval)
+	}
+	switch {
+	case len(names) == 2 && names[0] != alias:
+		return "", false
+	case len(names) != 1 && len(names) != 2:
+		return "", false
+	}
+	name := names[len(names)-1]
+	if t.ColumnIndex(name) < 0 {
+		return "", false
+	}
+	return name, true
+}
+
+// hasParam reports whether a bind parameter appears below m.
+func hasParam(m protoreflect.Message) bool {
+	found := false
+	walk(m, func(n protoreflect.Message, _ []frame) bool {
+		if _, ok := n.Interface().(*pg_query.ParamRef); ok {
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 func (p *planner) tokText(i int) string {

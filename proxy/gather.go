@@ -1,0 +1,307 @@
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"strings"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/copyfmt"
+	"github.com/pgshard/pgshard/router"
+)
+
+// gather runs a Gather merge: it creates one temporary table per pull on the session's
+// coordinator connection, streams the shards' rows into them with COPY, runs the final
+// query there and relays its result, then drops the tables. Outside a transaction block
+// all of it is one coordinator transaction (the tables are created ON COMMIT DROP), so
+// nothing outlives the statement even when it fails.
+//
+// shards[i], when set, are the shards pull i reads (already pruned); otherwise every shard
+// of its table that the pull's filter keeps.
+func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params, shards [][]*metadata.Shard) error {
+	m := st.Merge
+	tables := make([]*metadata.Table, len(m.Pulls))
+	for i, pl := range m.Pulls {
+		if tables[i] = snap.TableByOID(pl.Table); tables[i] == nil {
+			return errTableGone(pl.Table)
+		}
+		if len(tables[i].Shards) == 0 {
+			return noShards(tables[i])
+		}
+	}
+	if !ss.call.extended {
+		// PostgreSQL's own analysis errors (unknown columns, ungrouped columns, ...), with
+		// positions in the client's text: the statement as written, over the prototypes.
+		// (Extended-protocol statements were described when they were parsed.)
+		if err := ss.validate(ctx, st, in); err != nil {
+			return err
+		}
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	own := ss.tx == 'I'
+	names := make([]string, len(m.Pulls))
+	var setup strings.Builder
+	if own {
+		setup.WriteString("BEGIN; ")
+	}
+	for i, pl := range m.Pulls {
+		names[i] = router.GatherTable(i)
+		def := pl.Proto
+		if def == nil {
+			def = pl.Shard
+		}
+		t := tables[i]
+		proto := def.Render(nil, &router.Holes{In: in, Tables: []string{router.QuoteIdent(t.Schema) + "." + router.QuoteIdent(t.Name)}})
+		setup.WriteString("CREATE TEMP TABLE " + names[i] + " ON COMMIT DROP AS " + string(proto) + " WITH NO DATA; ")
+	}
+	needTypes := hasSeg(m.Final, router.SegType)
+	if needTypes {
+		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = '" +
+			names[0] + "'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
+	}
+	rows, err := c.ExecRows(ctx, setup.String())
+	if err != nil {
+		return ss.gatherFailed(ctx, c, own, err)
+	}
+	var types []string
+	if needTypes {
+		for _, r := range rows {
+			types = append(types, string(r[0]))
+		}
+	}
+	for i, pl := range m.Pulls {
+		sh := shards[i]
+		if sh == nil {
+			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, prm, nil); err != nil {
+				return ss.gatherFailed(ctx, c, own, err)
+			}
+		}
+		if err := ss.pull(ctx, c, names[i], tables[i], pl, sh, in, prm); err != nil {
+			return ss.gatherFailed(ctx, c, own, err)
+		}
+	}
+
+	holes := &router.Holes{In: in, Tables: names, Types: types}
+	final := m.Final.Render(nil, holes)
+	ss.sendSQL(c, final, ss.call.results)
+	if err := ss.sendTo(c); err != nil {
+		return err
+	}
+	res, err := ss.relay(ctx, c, relayOpts{coordinator: true, mapPos: func(p int32) int32 { return m.Final.MapPosition(p, holes) }})
+	if err != nil {
+		return err
+	}
+	end := "COMMIT"
+	switch {
+	case own && res.err != nil:
+		end = "ROLLBACK"
+	case !own && res.err != nil:
+		ss.afterCoordinator(c, res)
+		return nil
+	case !own:
+		end = "DROP TABLE " + strings.Join(names, ", ")
+	}
+	if err := c.Exec(ctx, end); err != nil && res.err == nil {
+		if !own && ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return err
+	}
+	return nil
+}
+
+// gatherFailed ends a gather that failed before its final query: the coordinator
+// transaction the gather opened is rolled back; inside the client's transaction block the
+// block is aborted (as a failed statement aborts it in PostgreSQL).
+func (ss *session) gatherFailed(ctx context.Context, c *backend.Conn, own bool, err error) error {
+	if c.Broken() {
+		return err
+	}
+	if own {
+		if rbErr := c.Exec(ctx, "ROLLBACK"); rbErr != nil && backend.Unavailable(rbErr) {
+			return err
+		}
+	} else if ss.tx == 'T' {
+		ss.tx = 'E'
+	}
+	if e, ok := err.(*pgerr.Error); ok {
+		e.Position = 0
+	}
+	return err
+}
+
+// validate has the coordinator analyse a statement as the client wrote it (against the
+// prototype tables) and returns PostgreSQL's error, if any.
+func (ss *session) validate(ctx context.Context, st *router.Statement, in *router.Input) error {
+	holes := &router.Holes{In: in}
+	_, err := ss.describeOnCoordinator(ctx, string(st.Text.Render(nil, holes)), nil)
+	if e, ok := err.(*pgerr.Error); ok && e.Position > 0 {
+		e.Position = st.Text.MapPosition(e.Position, holes)
+	}
+	return err
+}
+
+// pull copies the rows pl's query returns on each of shards into the temporary table
+// name: each shard's result is streamed into one COPY FROM STDIN on the coordinator.
+// Without bind parameters the shards run COPY (query) TO STDOUT and their data goes
+// through untouched; with parameters they run the query, and its text rows are encoded
+// for COPY here.
+func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *metadata.Table, pl router.Pull, shards []*metadata.Shard, in *router.Input, prm *params) error {
+	if len(shards) == 0 {
+		return nil
+	}
+	reads := make([]*shardRead, len(shards))
+	for i, sh := range shards {
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		var sql []byte
+		if prm == nil {
+			sql = append(sql, "COPY ("...)
+			sql = pl.Shard.Render(sql, holes)
+			sql = append(sql, ") TO STDOUT"...)
+		} else {
+			sql = pl.Shard.Render(nil, holes)
+		}
+		reads[i] = &shardRead{shard: sh, sql: sql, internal: true}
+	}
+	defer ss.finishReads(ctx, reads)
+	if err := ss.startReads(ctx, reads); err != nil {
+		return err
+	}
+	c.Query("COPY " + name + " FROM STDIN")
+	if err := ss.sendTo(c); err != nil {
+		return err
+	}
+	if err := awaitCopyIn(ctx, c); err != nil {
+		return err
+	}
+	cw := c.Writer()
+	opts := copyfmt.NewOptions(copyfmt.Text)
+	var line []byte
+	var shardErr error
+	for _, r := range reads {
+		rc := r.wc.conn()
+		stop := rc.WatchContext(ctx)
+		for {
+			typ, b, err := rc.Next()
+			if err != nil {
+				stop()
+				cw.Raw('f', []byte("pgshard: lost a shard connection\x00"))
+				c.Flush()
+				c.ExecPending(ctx)
+				return err
+			}
+			if typ == 'Z' {
+				break
+			}
+			switch typ {
+			case 'd':
+				if shardErr == nil {
+					cw.Raw('d', b)
+				}
+			case 'D':
+				if shardErr == nil {
+					if line, err = encodeRow(opts, line[:0], b); err != nil {
+						shardErr = err
+						continue
+					}
+					cw.Raw('d', line)
+				}
+			case 'E':
+				if shardErr == nil {
+					shardErr = backend.DecodeError(b)
+				}
+			}
+		}
+		stop()
+		ss.stopRunning(rc)
+		ss.release(r.wc)
+		r.wc = workerConn{}
+		if err := cw.Err(); err != nil {
+			return err
+		}
+	}
+	if shardErr != nil {
+		cw.Raw('f', []byte("pgshard: a shard failed\x00"))
+		c.Flush()
+		c.ExecPending(ctx)
+		return shardErr
+	}
+	cw.Raw('c', nil)
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	return c.ExecPending(ctx)
+}
+
+// awaitCopyIn reads up to the coordinator's CopyInResponse (or its error).
+func awaitCopyIn(ctx context.Context, c *backend.Conn) error {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	var first error
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case 'G':
+			return nil
+		case 'E':
+			if first == nil {
+				first = backend.DecodeError(b)
+			}
+		case 'Z':
+			if first == nil {
+				first = pgerr.New(pgerr.InternalError, "the coordinator did not start COPY")
+			}
+			return first
+		}
+	}
+}
+
+// encodeRow appends a DataRow's text values to dst as one line of COPY text format.
+func encodeRow(o *copyfmt.Options, dst, body []byte) ([]byte, error) {
+	if len(body) < 2 {
+		return dst, pgerr.New(pgerr.ProtocolViolation, "invalid DataRow from a shard")
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	p := 2
+	for i := 0; i < n; i++ {
+		if p+4 > len(body) {
+			return dst, pgerr.New(pgerr.ProtocolViolation, "invalid DataRow from a shard")
+		}
+		size := int(int32(binary.BigEndian.Uint32(body[p:])))
+		p += 4
+		if i > 0 {
+			dst = append(dst, '\t')
+		}
+		if size < 0 {
+			dst = append(dst, `\N`...)
+			continue
+		}
+		if p+size > len(body) {
+			return dst, pgerr.New(pgerr.ProtocolViolation, "invalid DataRow from a shard")
+		}
+		var err error
+		if dst, err = o.EncodeField(dst, body[p:p+size], false); err != nil {
+			return dst, err
+		}
+		p += size
+	}
+	return append(dst, '\n'), nil
+}
+
+// hasSeg reports whether t has a segment of kind k.
+func hasSeg(t router.Template, k router.SegKind) bool {
+	for _, s := range t {
+		if s.Kind == k {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,144 @@
+package router
+
+import (
+	"sort"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+)
+
+// This file plans gathers: statements the shards cannot answer alone run on the
+// coordinator over temporary copies of the distributed tables they read. A gather is
+// exact by construction (PostgreSQL itself evaluates the statement, with the prototype
+// tables' column types and collations); what the planner decides is how little has to be
+// copied: the rows a single-table query's WHERE clause keeps, or only per-group partial
+// aggregates.
+
+// gatherStatement plans a statement that reads distributed tables in a shape no shard
+// can answer alone: every distributed table it references is copied whole into a
+// temporary table and the statement runs on the coordinator with its references renamed.
+func (p *planner) gatherStatement(root protoreflect.Message, refs []tableRef) *Statement {
+	if e := p.gatherable(root); e != nil {
+		return p.errorf(e)
+	}
+	m, ok := p.gatherAll(refs)
+	if !ok {
+		return p.errorf(notSupported("The statement's table references could not be located."))
+	}
+	return &Statement{Kind: Gathered, Text: p.textTemplate(), Merge: m}
+}
+
+// gatherable reports why a statement cannot run over temporary copies of its tables.
+func (p *planner) gatherable(root protoreflect.Message) *pgerr.Error {
+	var e *pgerr.Error
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		if s, ok := m.Interface().(*pg_query.SelectStmt); ok && len(s.LockingClause) > 0 {
+			e = notSupported("SELECT ... FOR UPDATE/SHARE is only supported on a single distributed table.")
+		}
+		return e == nil
+	})
+	return e
+}
+
+// gatherAll copies every distributed table the statement references.
+func (p *planner) gatherAll(refs []tableRef) (*Merge, bool) {
+	var dist []tableRef
+	for _, r := range refs {
+		if r.table != nil {
+			dist = append(dist, r)
+		}
+	}
+	sort.Slice(dist, func(i, j int) bool { return dist[i].rv.Location < dist[j].rv.Location })
+	m := &Merge{Kind: Gather}
+	pull := map[*metadata.Table]int{}
+	final := newBuilder(p.in, p.litIdx)
+	pos := p.start
+	for _, r := range dist {
+		i, ok := pull[r.table]
+		if !ok {
+			i = len(m.Pulls)
+			pull[r.table] = i
+			b := newBuilder(p.in, p.litIdx)
+			b.gen("SELECT * FROM ")
+			b.hole(SegTable, 0)
+			m.Pulls = append(m.Pulls, Pull{Table: r.table.OID, Shard: b.done()})
+		}
+		ti := p.tok(r.rv.Location)
+		if ti < 0 || p.startOf(ti) < pos {
+			return nil, false
+		}
+		final.text(pos, p.startOf(ti))
+		_, to, ok := p.tableSegs(final, r.rv, i, false)
+		if !ok {
+			return nil, false
+		}
+		pos = to
+	}
+	final.text(pos, p.end)
+	m.Final = final.done()
+	return m, true
+}
+
+// fromWhere writes a single-table query's FROM and WHERE clauses, with the table
+// reference as hole 0 of the builder (withWhere false stops before WHERE).
+func (p *planner) fromWhere(b *builder, c clauses, rv *pg_query.RangeVar, withWhere bool) bool {
+	end := c.next(c.from, c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
+	if withWhere && c.where >= 0 {
+		end = c.next(c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
+	}
+	ti := p.tok(rv.Location)
+	if ti < 0 || ti < c.from || ti >= end {
+		return false
+	}
+	b.text(p.startOf(c.from), p.startOf(ti))
+	_, to, ok := p.tableSegs(b, rv, 0, false)
+	if !ok {
+		return false
+	}
+	b.text(to, p.endOf(end-1))
+	return true
+}
+
+// afterWhere is the first token after a single-table query's WHERE clause (or FROM
+// clause, without WHERE).
+func (c clauses) afterWhere() int {
+	from := c.from
+	if c.where >= 0 {
+		from = c.where
+	}
+	return c.next(from, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
+}
+
+// gatherRows plans a single-table query whose shape the shards cannot merge (window
+// functions, DISTINCT ON, aggregates without partial forms, ...): each shard returns the
+// rows its WHERE clause keeps, and the query, without WHERE, runs on the coordinator over
+// their union.
+func (p *planner) gatherRows(s *pg_query.SelectStmt, rv *pg_query.RangeVar, t *metadata.Table, alias string) (*Merge, *pgerr.Error) {
+	c := p.clauses()
+	if c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
+		return nil, notSupported("The query's clauses could not be located.")
+	}
+	shard := newBuilder(p.in, p.litIdx)
+	shard.gen("SELECT * ")
+	if !p.fromWhere(shard, c, rv, true) {
+		return nil, notSupported("The query's FROM clause could not be located.")
+	}
+	proto := newBuilder(p.in, p.litIdx)
+	proto.gen("SELECT * ")
+	p.fromWhere(proto, c, rv, false)
+
+	final := newBuilder(p.in, p.litIdx)
+	final.text(p.start, p.startOf(c.from))
+	final.gen("FROM ")
+	final.hole(SegTable, 0)
+	final.gen(" " + QuoteIdent(alias) + " ")
+	final.text(p.startOf(c.afterWhere()), p.end)
+	return &Merge{
+		Kind:  Gather,
+		Pulls: []Pull{{Table: t.OID, Shard: shard.done(), Proto: proto.done()}},
+		Final: final.done(),
+	}, nil
+}
