@@ -68,6 +68,10 @@ type Column struct {
 	DefaultOnShard bool
 	Identity       byte // 'a' (always), 'd' (by default) or 0
 	Generated      byte // 's' for stored generated columns, else 0
+	// ByteOrder is set when the column's collation orders strings byte by byte (C, POSIX,
+	// C.UTF-8), or the type is not collatable: the proxy can then merge sorted streams of
+	// it without the collation's rules.
+	ByteOrder bool
 }
 
 // Table is a distributed table.
@@ -175,6 +179,9 @@ type Snapshot struct {
 	shards map[int64]*Shard
 	// aggregates are the names of the coordinator's aggregate functions.
 	aggregates map[string]bool
+	// DefaultByteOrder is set when the database's default collation orders strings byte
+	// by byte.
+	DefaultByteOrder bool
 }
 
 // SetAggregates records the names of the coordinator's aggregate functions (the router
@@ -303,6 +310,7 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	}
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
 	ns.aggregates = s.aggregates
+	ns.DefaultByteOrder = s.DefaultByteOrder
 	return ns
 }
 

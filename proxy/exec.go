@@ -69,6 +69,8 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return ss.savepoint(ctx, st, ss.render(st.Text, in, nil, nil))
 	case router.Select:
 		return ss.execSelect(ctx, snap, st, in, prm)
+	case router.Explain:
+		return ss.explain(ctx, snap, st, in, prm)
 	case router.Gathered:
 		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	case router.Insert, router.Update, router.Delete:

@@ -22,15 +22,6 @@ import (
 // of its table that the pull's filter keeps.
 func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params, shards [][]*metadata.Shard) error {
 	m := st.Merge
-	tables := make([]*metadata.Table, len(m.Pulls))
-	for i, pl := range m.Pulls {
-		if tables[i] = snap.TableByOID(pl.Table); tables[i] == nil {
-			return errTableGone(pl.Table)
-		}
-		if len(tables[i].Shards) == 0 {
-			return noShards(tables[i])
-		}
-	}
 	if !ss.call.extended {
 		// PostgreSQL's own analysis errors (unknown columns, ungrouped columns, ...), with
 		// positions in the client's text: the statement as written, over the prototypes.
@@ -39,54 +30,12 @@ func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *rout
 			return err
 		}
 	}
-	c, err := ss.coordConn(ctx)
+	g, err := ss.gatherTables(ctx, snap, m, in, prm, shards)
 	if err != nil {
 		return err
 	}
-	own := ss.tx == 'I'
-	names := make([]string, len(m.Pulls))
-	var setup strings.Builder
-	if own {
-		setup.WriteString("BEGIN; ")
-	}
-	for i, pl := range m.Pulls {
-		names[i] = router.GatherTable(i)
-		def := pl.Proto
-		if def == nil {
-			def = pl.Shard
-		}
-		t := tables[i]
-		proto := def.Render(nil, &router.Holes{In: in, Tables: []string{router.QuoteIdent(t.Schema) + "." + router.QuoteIdent(t.Name)}})
-		setup.WriteString("CREATE TEMP TABLE " + names[i] + " ON COMMIT DROP AS " + string(proto) + " WITH NO DATA; ")
-	}
-	needTypes := hasSeg(m.Final, router.SegType)
-	if needTypes {
-		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = '" +
-			names[0] + "'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
-	}
-	rows, err := c.ExecRows(ctx, setup.String())
-	if err != nil {
-		return ss.gatherFailed(ctx, c, own, err)
-	}
-	var types []string
-	if needTypes {
-		for _, r := range rows {
-			types = append(types, string(r[0]))
-		}
-	}
-	for i, pl := range m.Pulls {
-		sh := shards[i]
-		if sh == nil {
-			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, prm, nil); err != nil {
-				return ss.gatherFailed(ctx, c, own, err)
-			}
-		}
-		if err := ss.pull(ctx, c, names[i], tables[i], pl, sh, in, prm); err != nil {
-			return ss.gatherFailed(ctx, c, own, err)
-		}
-	}
-
-	holes := &router.Holes{In: in, Tables: names, Types: types}
+	c := g.c
+	holes := &router.Holes{In: in, Tables: g.names, Types: g.types}
 	final := m.Final.Render(nil, holes)
 	ss.sendSQL(c, final, ss.call.results)
 	if err := ss.sendTo(c); err != nil {
@@ -96,23 +45,108 @@ func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *rout
 	if err != nil {
 		return err
 	}
-	end := "COMMIT"
-	switch {
-	case own && res.err != nil:
-		end = "ROLLBACK"
-	case !own && res.err != nil:
-		ss.afterCoordinator(c, res)
-		return nil
-	case !own:
-		end = "DROP TABLE " + strings.Join(names, ", ")
+	if res.err != nil {
+		g.end(ctx, ss, false)
+		return nil // relayed
 	}
-	if err := c.Exec(ctx, end); err != nil && res.err == nil {
-		if !own && ss.tx == 'T' {
+	return g.end(ctx, ss, true)
+}
+
+// gathered is the state of a gather's temporary tables on the coordinator.
+type gathered struct {
+	c     *backend.Conn
+	own   bool     // the gather opened the coordinator transaction
+	names []string // the temporary tables
+	types []string // pull 0's column types, when the final query needs them
+}
+
+// end drops the temporary tables: the transaction the gather opened commits (ok) or rolls
+// back; inside the client's block the tables are dropped, or, after a failure, the block
+// is aborted.
+func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
+	switch {
+	case !ok && g.own:
+		g.c.Exec(ctx, "ROLLBACK")
+		return nil
+	case !ok:
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return nil
+	}
+	sql := "COMMIT"
+	if !g.own {
+		sql = "DROP TABLE " + strings.Join(g.names, ", ")
+	}
+	if err := g.c.Exec(ctx, sql); err != nil {
+		if !g.own && ss.tx == 'T' {
 			ss.tx = 'E'
 		}
 		return err
 	}
 	return nil
+}
+
+// gatherTables creates the temporary tables of m's pulls on the session's coordinator
+// connection and fills them from the shards.
+func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m *router.Merge, in *router.Input, prm *params, shards [][]*metadata.Shard) (*gathered, error) {
+	tables := make([]*metadata.Table, len(m.Pulls))
+	for i, pl := range m.Pulls {
+		if tables[i] = snap.TableByOID(pl.Table); tables[i] == nil {
+			return nil, errTableGone(pl.Table)
+		}
+		if len(tables[i].Shards) == 0 {
+			return nil, noShards(tables[i])
+		}
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g := &gathered{c: c, own: ss.tx == 'I', names: make([]string, len(m.Pulls))}
+	var setup strings.Builder
+	if g.own {
+		setup.WriteString("BEGIN; ")
+	}
+	for i, pl := range m.Pulls {
+		g.names[i] = router.GatherTable(i)
+		def := pl.Proto
+		if def == nil {
+			def = pl.Shard
+		}
+		t := tables[i]
+		proto := def.Render(nil, &router.Holes{In: in, Tables: []string{router.QuoteIdent(t.Schema) + "." + router.QuoteIdent(t.Name)}})
+		setup.WriteString("CREATE TEMP TABLE " + g.names[i] + " ON COMMIT DROP AS " + string(proto) + " WITH NO DATA; ")
+	}
+	needTypes := hasSeg(m.Final, router.SegType)
+	if needTypes {
+		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = '" +
+			g.names[0] + "'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
+	}
+	rows, err := c.ExecRows(ctx, setup.String())
+	if err != nil {
+		return nil, ss.gatherFailed(ctx, c, g.own, err)
+	}
+	if needTypes {
+		for _, r := range rows {
+			g.types = append(g.types, string(r[0]))
+		}
+	}
+	for i, pl := range m.Pulls {
+		var sh []*metadata.Shard
+		if i < len(shards) {
+			sh = shards[i]
+		}
+		if sh == nil {
+			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, prm, nil); err != nil {
+				return nil, ss.gatherFailed(ctx, c, g.own, err)
+			}
+		}
+		if err := ss.pull(ctx, c, g.names[i], tables[i], pl, sh, in, prm); err != nil {
+			return nil, ss.gatherFailed(ctx, c, g.own, err)
+		}
+	}
+	return g, nil
 }
 
 // gatherFailed ends a gather that failed before its final query: the coordinator

@@ -34,31 +34,99 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	}
-	switch len(shards) {
-	case 0:
+	if len(shards) == 0 {
 		// No shard can hold a matching row: the coordinator's empty prototype table
 		// gives the right (empty) answer with the right columns.
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
-	case 1:
-		sh := shards[0]
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+	}
+	tasks, ok := ss.readTasks(snap, st, t, shards)
+	if !ok {
+		// The joined tables are no longer co-located: gather them instead.
+		fst := *st
+		fst.Merge = st.Fallback
+		return ss.gather(ctx, snap, &fst, in, prm, make([][]*metadata.Shard, len(st.Fallback.Pulls)))
+	}
+	if len(tasks) == 1 {
+		holes := &router.Holes{In: in, Tables: tasks[0].names}
 		sql := st.Shard.Render(ss.sqlBuf[:0], holes)
 		ss.sqlBuf = sql
 		mapPos := func(p int32) int32 { return st.Shard.MapPosition(p, holes) }
-		return ss.readShard(ctx, sh, sql, mapPos)
+		return ss.readShard(ctx, tasks[0], sql, mapPos)
 	}
 	if st.Merge == nil {
 		return st.Err
 	}
 	switch st.Merge.Kind {
 	case router.Concat:
-		return ss.concat(ctx, t, shards, st, in, prm)
+		return ss.concat(ctx, tasks, st, in, prm)
 	case router.Aggregate:
-		return ss.aggregate(ctx, t, shards, st, in)
+		return ss.aggregate(ctx, tasks, st, in)
 	case router.Gather:
 		return ss.gather(ctx, snap, st, in, prm, [][]*metadata.Shard{shards})
+	case router.Sorted:
+		return ss.sorted(ctx, snap, tasks, shards, st, in, prm)
 	}
 	return pgerr.New(pgerr.InternalError, "unknown merge kind %d", st.Merge.Kind)
+}
+
+// readTask is one shard index of a read: the shard of the statement's table, the tables
+// its query names (one per hole of the shard template) and, for a co-located join, the
+// placements that can answer it (nodes holding every joined shard).
+type readTask struct {
+	shard *metadata.Shard
+	names []string
+	ps    []metadata.Placement
+}
+
+// readTasks prepares the reads of shards (of t). For a co-located join each task names
+// the shards of the same index of every joined table; ok is false when the tables are no
+// longer co-located, or no node holds all the shards of an index.
+func (ss *session) readTasks(snap *metadata.Snapshot, st *router.Statement, t *metadata.Table, shards []*metadata.Shard) ([]readTask, bool) {
+	tasks := make([]readTask, len(shards))
+	if len(st.Colocated) == 0 {
+		for i, sh := range shards {
+			tasks[i] = readTask{shard: sh, names: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		}
+		return tasks, true
+	}
+	tables := make([]*metadata.Table, len(st.Colocated))
+	for j, oid := range st.Colocated {
+		if tables[j] = snap.TableByOID(oid); tables[j] == nil || !router.SameShards(t, tables[j]) {
+			return nil, false
+		}
+	}
+	index := make(map[int64]int, len(t.Shards))
+	for i, sh := range t.Shards {
+		index[sh.ID] = i
+	}
+	for i, sh := range shards {
+		idx := index[sh.ID]
+		task := readTask{shard: sh}
+		for _, tj := range tables {
+			task.names = append(task.names, router.ShardName(tj.Schema, tj.Name, tj.Shards[idx].ID))
+		}
+	placements:
+		for _, p := range ss.readPlacements(sh) {
+			for _, tj := range tables {
+				found := false
+				for _, q := range tj.Shards[idx].Finalized() {
+					if q.Node == p.Node {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue placements
+				}
+			}
+			task.ps = append(task.ps, p)
+		}
+		if len(task.ps) == 0 {
+			return nil, false
+		}
+		tasks[i] = task
+	}
+	return tasks, true
 }
 
 func noShards(t *metadata.Table) error {
@@ -85,9 +153,14 @@ func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 // readShard runs a read on one finalized placement of sh and relays the result. It fails
 // over to the next placement when one is unreachable, as long as nothing of the result has
 // gone to the client.
-func (ss *session) readShard(ctx context.Context, sh *metadata.Shard, sql []byte, mapPos func(int32) int32) error {
+func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, mapPos func(int32) int32) error {
+	sh := task.shard
+	ps := task.ps
+	if ps == nil {
+		ps = ss.readPlacements(sh)
+	}
 	var lastErr error
-	for _, p := range ss.readPlacements(sh) {
+	for _, p := range ps {
 		wc, err := ss.workerConn(ctx, p.Node)
 		if err != nil {
 			if backend.Unavailable(err) {
@@ -133,6 +206,7 @@ type shardRead struct {
 	sql      []byte
 	results  []int16 // result formats (nil: text)
 	internal bool    // the proxy reads the rows itself (text, with RowDescription)
+	describe bool    // extended protocol with results formats and a RowDescription
 	wc       workerConn
 	ps       []metadata.Placement // remaining placements to fail over to
 }
@@ -166,7 +240,13 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			return err
 		}
 		c := wc.conn()
-		if r.internal {
+		if r.describe {
+			prm := ss.call.prm
+			if prm == nil {
+				prm = &params{}
+			}
+			c.SendExtended(r.sql, prm.oids, prm.formats, prm.values, r.results, true)
+		} else if r.internal {
 			ss.sendInternal(c, r.sql)
 		} else {
 			ss.sendSQL(c, r.sql, r.results)
@@ -200,7 +280,7 @@ func (ss *session) finishReads(ctx context.Context, reads []*shardRead) {
 }
 
 // concat streams the rows of every shard to the client, applying LIMIT and OFFSET.
-func (ss *session) concat(ctx context.Context, t *metadata.Table, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
+func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
 	limit, offset := int64(-1), int64(0)
 	var err error
@@ -224,10 +304,10 @@ func (ss *session) concat(ctx context.Context, t *metadata.Table, shards []*meta
 			evals = []string{"ALL"}
 		}
 	}
-	reads := make([]*shardRead, len(shards))
-	for i, sh := range shards {
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: evals}
-		reads[i] = &shardRead{shard: sh, sql: tpl.Render(nil, holes), results: ss.call.results}
+	reads := make([]*shardRead, len(tasks))
+	for i, task := range tasks {
+		holes := &router.Holes{In: in, Tables: task.names, Evals: evals}
+		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: tpl.Render(nil, holes), results: ss.call.results}
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {
@@ -334,12 +414,12 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 
 // aggregate computes partial aggregates on every shard and combines them on the
 // coordinator.
-func (ss *session) aggregate(ctx context.Context, t *metadata.Table, shards []*metadata.Shard, st *router.Statement, in *router.Input) error {
+func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.Statement, in *router.Input) error {
 	m := st.Merge
-	reads := make([]*shardRead, len(shards))
-	for i, sh := range shards {
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
-		reads[i] = &shardRead{shard: sh, sql: m.Shard.Render(nil, holes), internal: true}
+	reads := make([]*shardRead, len(tasks))
+	for i, task := range tasks {
+		holes := &router.Holes{In: in, Tables: task.names}
+		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), internal: true}
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {

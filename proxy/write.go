@@ -32,6 +32,17 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 	if len(t.Shards) == 0 {
 		return noShards(t)
 	}
+	tasks, err := ss.writeTasks(ctx, t, st, in, prm)
+	if err != nil || tasks == nil {
+		return err
+	}
+	return ss.runWrites(ctx, st, tasks)
+}
+
+// writeTasks computes the statements each shard of a write receives. A nil result with no
+// error means the statement was answered already (no row to insert, or no shard can hold
+// a matching row).
+func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) ([]writeTask, error) {
 	// Values the coordinator evaluates once for every placement.
 	groups := make([][]router.Eval, 0, len(st.Rows)+1)
 	for _, r := range st.Rows {
@@ -40,7 +51,7 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 	groups = append(groups, st.Evals)
 	ev, err := ss.evaluate(ctx, groups, in)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stEvals := ev[len(ev)-1]
 
@@ -50,19 +61,19 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 		tasks, err = ss.insertSelectTasks(ctx, t, st, in, prm, stEvals)
 		if err == nil && len(tasks) == 0 {
 			ss.commandComplete("INSERT 0 0")
-			return nil
+			return nil, nil
 		}
 	case st.Kind == router.Insert:
 		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
 	default:
 		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
 		if serr != nil {
-			return serr
+			return nil, serr
 		}
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -70,10 +81,7 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 			tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
 		}
 	}
-	if err != nil {
-		return err
-	}
-	return ss.runWrites(ctx, st, tasks)
+	return tasks, err
 }
 
 // insertTasks splits an INSERT's rows by shard.
@@ -142,9 +150,23 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 	if prm != nil {
 		args, oids = prm.values, prm.oids
 	}
+	var g *gathered
+	var names []string
+	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
+		// The SELECT reads distributed tables: gather them first.
+		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
+			return nil, err
+		}
+		names = g.names
+	}
 	ss.startRunning(c)
-	rows, err := c.QueryParams(ctx, ss.render(st.Source, in, nil, nil), args, oids)
+	rows, err := c.QueryParams(ctx, ss.render(st.Source, in, names, nil), args, oids)
 	ss.stopRunning(c)
+	if g != nil {
+		if endErr := g.end(ctx, ss, err == nil); err == nil {
+			err = endErr
+		}
+	}
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0

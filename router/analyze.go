@@ -24,6 +24,9 @@ type planner struct {
 	// Per statement.
 	start, end int // byte range of the statement text
 	ctes       map[string]bool
+	// holes are the table references a SELECT's shard queries replace with SegTable
+	// holes, in text order (the hole number is the index).
+	holes []tableRef
 }
 
 // tableRef is a reference to a relation in a statement.
@@ -41,10 +44,16 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 		p.end = p.start + int(raw.StmtLen)
 	}
 	p.ctes = map[string]bool{}
+	p.holes = nil
 	root := nodeMessage(raw.Stmt)
 	if root == nil {
 		return p.coordinator()
 	}
+	return p.plan(root)
+}
+
+// plan plans the statement root, whose text is p.start to p.end.
+func (p *planner) plan(root protoreflect.Message) *Statement {
 	refs, funcs := p.survey(root)
 
 	switch s := root.Interface().(type) {
@@ -103,7 +112,7 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 			return p.gatherStatement(root, refs)
 		}
 	case *pg_query.ExplainStmt:
-		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN commands on distributed tables are unsupported"))
+		return p.explain(s)
 	case *pg_query.CopyStmt:
 		return p.copyStmt(s, refs, dist)
 	case *pg_query.PrepareStmt:

@@ -45,60 +45,100 @@ func (p *planner) gatherable(root protoreflect.Message) *pgerr.Error {
 
 // gatherAll copies every distributed table the statement references.
 func (p *planner) gatherAll(refs []tableRef) (*Merge, bool) {
+	final := newBuilder(p.in, p.litIdx)
+	pulls, ok := p.gatherRegion(final, p.start, p.end, refs)
+	if !ok {
+		return nil, false
+	}
+	return &Merge{Kind: Gather, Pulls: pulls, Final: final.done()}, true
+}
+
+// gatherRegion writes the statement text between byte offsets from and to, with every
+// reference to a distributed table inside it renamed to a temporary table (hole i for
+// pull i), and returns the pulls.
+func (p *planner) gatherRegion(b *builder, from, to int, refs []tableRef) ([]Pull, bool) {
 	var dist []tableRef
 	for _, r := range refs {
-		if r.table != nil {
+		if r.table == nil {
+			continue
+		}
+		if ti := p.tok(r.rv.Location); ti >= 0 && p.startOf(ti) >= from && p.startOf(ti) < to {
 			dist = append(dist, r)
 		}
 	}
 	sort.Slice(dist, func(i, j int) bool { return dist[i].rv.Location < dist[j].rv.Location })
-	m := &Merge{Kind: Gather}
-	pull := map[*metadata.Table]int{}
-	final := newBuilder(p.in, p.litIdx)
-	pos := p.start
+	var pulls []Pull
+	index := map[*metadata.Table]int{}
+	pos := from
 	for _, r := range dist {
-		i, ok := pull[r.table]
+		i, ok := index[r.table]
 		if !ok {
-			i = len(m.Pulls)
-			pull[r.table] = i
-			b := newBuilder(p.in, p.litIdx)
-			b.gen("SELECT * FROM ")
-			b.hole(SegTable, 0)
-			m.Pulls = append(m.Pulls, Pull{Table: r.table.OID, Shard: b.done()})
+			i = len(pulls)
+			index[r.table] = i
+			sb := newBuilder(p.in, p.litIdx)
+			sb.gen("SELECT * FROM ")
+			sb.hole(SegTable, 0)
+			pulls = append(pulls, Pull{Table: r.table.OID, Shard: sb.done()})
 		}
 		ti := p.tok(r.rv.Location)
-		if ti < 0 || p.startOf(ti) < pos {
+		if p.startOf(ti) < pos {
 			return nil, false
 		}
-		final.text(pos, p.startOf(ti))
-		_, to, ok := p.tableSegs(final, r.rv, i, false)
+		b.text(pos, p.startOf(ti))
+		_, end, ok := p.tableSegs(b, r.rv, i, false)
 		if !ok {
 			return nil, false
 		}
-		pos = to
+		pos = end
 	}
-	final.text(pos, p.end)
-	m.Final = final.done()
-	return m, true
+	b.text(pos, to)
+	return pulls, true
 }
 
-// fromWhere writes a single-table query's FROM and WHERE clauses, with the table
-// reference as hole 0 of the builder (withWhere false stops before WHERE).
-func (p *planner) fromWhere(b *builder, c clauses, rv *pg_query.RangeVar, withWhere bool) bool {
+// fromWhere writes a single-table (or co-located join) query's FROM and WHERE clauses,
+// with the table references as holes (withWhere false stops before WHERE).
+func (p *planner) fromWhere(b *builder, c clauses, withWhere bool) bool {
 	end := c.next(c.from, c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
 	if withWhere && c.where >= 0 {
 		end = c.next(c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
 	}
-	ti := p.tok(rv.Location)
-	if ti < 0 || ti < c.from || ti >= end {
+	return p.fromTo(b, c, end)
+}
+
+// fromTo writes the query's text from FROM up to token end, with the table references as
+// holes.
+func (p *planner) fromTo(b *builder, c clauses, end int) bool {
+	if end <= c.from {
 		return false
 	}
-	b.text(p.startOf(c.from), p.startOf(ti))
-	_, to, ok := p.tableSegs(b, rv, 0, false)
-	if !ok {
-		return false
+	return p.region(b, p.startOf(c.from), p.endOf(end-1))
+}
+
+// region writes the statement text between byte offsets from and to, with each table
+// reference of p.holes inside it replaced by its hole (its index in p.holes) and given an
+// alias with its own name when it has none.
+func (p *planner) region(b *builder, from, to int) bool {
+	pos := from
+	for i, r := range p.holes {
+		ti := p.tok(r.rv.Location)
+		if ti < 0 {
+			return false
+		}
+		start := p.startOf(ti)
+		if start < from || start >= to {
+			continue
+		}
+		if start < pos {
+			return false
+		}
+		b.text(pos, start)
+		_, end, ok := p.tableSegs(b, r.rv, i, false)
+		if !ok {
+			return false
+		}
+		pos = end
 	}
-	b.text(to, p.endOf(end-1))
+	b.text(pos, to)
 	return true
 }
 
@@ -118,17 +158,17 @@ func (c clauses) afterWhere() int {
 // their union.
 func (p *planner) gatherRows(s *pg_query.SelectStmt, rv *pg_query.RangeVar, t *metadata.Table, alias string) (*Merge, *pgerr.Error) {
 	c := p.clauses()
-	if c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
+	if len(p.holes) != 1 || c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
 		return nil, notSupported("The query's clauses could not be located.")
 	}
 	shard := newBuilder(p.in, p.litIdx)
 	shard.gen("SELECT * ")
-	if !p.fromWhere(shard, c, rv, true) {
+	if !p.fromWhere(shard, c, true) {
 		return nil, notSupported("The query's FROM clause could not be located.")
 	}
 	proto := newBuilder(p.in, p.litIdx)
 	proto.gen("SELECT * ")
-	p.fromWhere(proto, c, rv, false)
+	p.fromWhere(proto, c, false)
 
 	final := newBuilder(p.in, p.litIdx)
 	final.text(p.start, p.startOf(c.from))

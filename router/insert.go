@@ -22,8 +22,6 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		// A coordinator table filled from distributed data.
 		return p.gatherStatement(s.ProtoReflect(), refs)
-	case len(dist) != 1:
-		return p.errorf(notSupported("INSERT into a distributed table that reads distributed tables is not supported yet."))
 	case s.WithClause != nil:
 		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	case t.KeyColumn() == nil:
@@ -36,8 +34,8 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		if !ok {
 			return p.errorf(notSupported("Unrecognised INSERT source."))
 		}
-		if len(sel.ValuesLists) == 0 || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.SortClause) > 0 || sel.LimitCount != nil {
-			return p.insertSelect(s, t)
+		if len(sel.ValuesLists) == 0 || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.SortClause) > 0 || sel.LimitCount != nil || len(dist) > 1 {
+			return p.insertSelect(s, t, refs)
 		}
 	}
 

@@ -12,7 +12,7 @@ import (
 // no distributed table: the coordinator evaluates the SELECT once (with the columns'
 // defaults that must be evaluated there, and each row's partition key in canonical form),
 // and the proxy splits the rows by shard.
-func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table) *Statement {
+func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
 		return p.errorf(notSupported("OVERRIDING ... VALUE is not supported for distributed tables."))
 	}
@@ -127,7 +127,21 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table) *State
 		b.gen(", NULL")
 	}
 	b.gen(" FROM (")
-	b.text(p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1)))
+	// Distributed tables the SELECT reads are gathered on the coordinator first (the
+	// target's own rows included, as they were before the statement).
+	var source []tableRef
+	for _, r := range refs {
+		if r.rv != s.Relation {
+			source = append(source, r)
+		}
+	}
+	pulls, ok := p.gatherRegion(b, p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1)), source)
+	if !ok {
+		return p.errorf(notSupported("The INSERT's SELECT could not be located."))
+	}
+	if len(pulls) > 0 {
+		st.Merge = &Merge{Kind: Gather, Pulls: pulls}
+	}
 	b.gen(") pgshard_src(")
 	for i, n := range names {
 		if i > 0 {

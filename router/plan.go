@@ -69,11 +69,15 @@ const (
 	// writing coordinator tables: it runs on the coordinator over temporary copies of the
 	// tables. Requires: Merge (of kind Gather).
 	Gathered
+	// Explain shows the distributed plan of Inner; Options are the EXPLAIN options as
+	// written ("(ANALYZE, VERBOSE)" or "ANALYZE VERBOSE"), Analyze is set when the
+	// statement is to be executed.
+	Explain
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -130,6 +134,11 @@ type Statement struct {
 
 	// Merge combines the results of a Select that reads several shards.
 	Merge *Merge
+	// Colocated, for a Select joining co-located tables, are the tables of the Shard
+	// template's holes (hole i is Colocated[i]'s shard of the same index as the others);
+	// Fallback gathers the tables instead, for when they are no longer co-located.
+	Colocated []uint32
+	Fallback  *Merge
 
 	// Calls, ArgQuery and Columns describe a Function statement.
 	Calls    []Call
@@ -147,6 +156,11 @@ type Statement struct {
 	CopyCols    []int
 	CopyOptions []CopyOption
 	CopyHeader  bool
+
+	// Inner, Options and Analyze describe EXPLAIN.
+	Inner   *Statement
+	Options string
+	Analyze bool
 
 	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
 	Query      string
@@ -240,7 +254,21 @@ const (
 	// Pull) and runs Final there: the complete fallback for shapes the shards cannot
 	// answer themselves, and the way grouped aggregates combine their partial results.
 	Gather
+	// Sorted merges the shards' ordered streams: each shard runs Shard, whose rows carry
+	// len(Keys) hidden sort columns (binary) after the Visible ones, and the proxy
+	// repeatedly sends the least row, up to Limit after skipping Offset. When a hidden
+	// column's type cannot be compared by the proxy, Fallback runs instead.
+	Sorted
 )
+
+// SortKey is one ORDER BY item of a Sorted merge.
+type SortKey struct {
+	Desc       bool
+	NullsFirst bool
+	// ByteOrder is set when strings of this key compare byte by byte (the collation is
+	// C or the like); otherwise string keys make the merge fall back.
+	ByteOrder bool
+}
 
 // Pull is one temporary table of a Gather: the rows Shard returns from every shard of
 // Table (those Filter keeps, when set), copied into a temporary table on the coordinator
@@ -279,6 +307,11 @@ type Merge struct {
 	// SegTable holes (hole i is GatherTable(i)); its SegType holes name the types of
 	// pull 0's columns.
 	Pulls []Pull
+
+	// Keys, Visible and Fallback describe a Sorted merge.
+	Keys     []SortKey
+	Visible  int
+	Fallback *Merge
 }
 
 // Call is one call of a pgshard SQL function in a Function statement's select list.

@@ -19,8 +19,14 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 		rv, _ = unwrap(s.FromClause[0]).(*pg_query.RangeVar)
 	}
 	if rv == nil {
-		// Joins, subqueries, set operations, CTEs, SELECT INTO: the coordinator runs
-		// the statement over copies of the tables.
+		if joined, ok := p.colocatedJoin(s, refs); ok {
+			if st := p.colocatedSelect(s, joined, refs); st != nil {
+				return st
+			}
+		}
+		// Other joins, subqueries, set operations, CTEs, SELECT INTO: the coordinator
+		// runs the statement over copies of the tables.
+		p.holes = nil
 		return p.gatherStatement(s.ProtoReflect(), refs)
 	}
 	t := dist[0].table
@@ -30,10 +36,12 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 	}
 	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate()}
 	st.Filter = p.cond(s.WhereClause, t, alias)
-	var ok bool
-	if st.Shard, ok = p.shardTemplate(refs, t, false); !ok {
+	p.holes = refs
+	b := newBuilder(p.in, p.litIdx)
+	if !p.region(b, p.start, p.end) {
 		return p.errorf(notSupported("The statement's table references could not be located."))
 	}
+	st.Shard = b.done()
 	st.Merge, st.Err = p.selectMerge(s, t, rv, alias, refs)
 	return st
 }
@@ -171,8 +179,12 @@ func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_
 			return m, nil
 		}
 	}
-	if !windowed && len(s.DistinctClause) == 0 && len(s.SortClause) == 0 {
-		if m, err := p.concatMerge(s, t, refs); err == nil {
+	if !windowed && len(s.DistinctClause) == 0 {
+		if len(s.SortClause) > 0 {
+			if m := p.sortMerge(s, t, rv, alias); m != nil {
+				return m, nil
+			}
+		} else if m, err := p.concatMerge(s, t, refs); err == nil {
 			return m, nil
 		}
 	}
@@ -401,7 +413,7 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 		return nil
 	}
 	shard.gen(" ")
-	if !p.fromWhere(shard, c, rv, true) {
+	if !p.fromWhere(shard, c, true) {
 		return nil
 	}
 
@@ -432,7 +444,7 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 // columns and for aggregates without an exact partial form.
 func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string, aggs []aggCall) *Merge {
 	c := p.clauses()
-	if c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
+	if len(p.holes) != 1 || c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
 		return nil
 	}
 	var cols []string
@@ -563,13 +575,13 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 	}
 	shard := newBuilder(p.in, p.litIdx)
 	partialList(shard)
-	if !p.fromWhere(shard, c, rv, true) {
+	if !p.fromWhere(shard, c, true) {
 		return nil
 	}
 	groupBy(shard)
 	proto := newBuilder(p.in, p.litIdx)
 	partialList(proto)
-	p.fromWhere(proto, c, rv, false)
+	p.fromWhere(proto, c, false)
 	groupBy(proto)
 
 	final := newBuilder(p.in, p.litIdx)
@@ -651,6 +663,36 @@ func (p *planner) concatMerge(s *pg_query.SelectStmt, t *metadata.Table, refs []
 	if s.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
 		return nil, notSupported("FETCH ... WITH TIES over several shards is not supported yet.")
 	}
+	if e := p.limits(s, m); e != nil {
+		return nil, e
+	}
+	if !m.HasLimit && !m.HasOffset {
+		return m, nil
+	}
+	c := p.clauses()
+	cut := c.next(c.from, c.limit, c.offset, c.fetch)
+	b := newBuilder(p.in, p.litIdx)
+	end := p.end
+	if cut < len(p.in.Toks) && p.startOf(cut) < p.end {
+		end = p.endOf(cut - 1)
+	}
+	if !p.region(b, p.start, end) {
+		return nil, notSupported("The statement's table references could not be located.")
+	}
+	if m.HasLimit {
+		b.gen(" LIMIT ")
+		b.hole(SegEval, 0)
+	}
+	if c.forKw >= 0 {
+		b.gen(" ")
+		b.text(p.startOf(c.forKw), p.end)
+	}
+	m.Shard = b.done()
+	return m, nil
+}
+
+// limits reads a SELECT's LIMIT and OFFSET into m.
+func (p *planner) limits(s *pg_query.SelectStmt, m *Merge) *pgerr.Error {
 	limitVal := func(n *pg_query.Node) (Value, bool, bool) {
 		switch v := unwrap(n).(type) {
 		case nil:
@@ -669,37 +711,11 @@ func (p *planner) concatMerge(s *pg_query.SelectStmt, t *metadata.Table, refs []
 	}
 	var ok bool
 	if m.Limit, m.HasLimit, ok = limitVal(s.LimitCount); !ok {
-		return nil, notSupported("A LIMIT that is not a constant or parameter over several shards is not supported yet.")
+		return notSupported("A LIMIT that is not a constant or parameter over several shards is not supported yet.")
 	}
 	if m.Offset, m.HasOffset, ok = limitVal(s.LimitOffset); !ok {
-		return nil, notSupported("An OFFSET that is not a constant or parameter over several shards is not supported yet.")
+		return notSupported("An OFFSET that is not a constant or parameter over several shards is not supported yet.")
 	}
-	if !m.HasLimit && !m.HasOffset {
-		return m, nil
-	}
-	c := p.clauses()
-	cut := c.next(c.from, c.limit, c.offset, c.fetch)
-	b := newBuilder(p.in, p.litIdx)
-	b.segs = append(b.segs, p.shardUpTo(refs, t, cut)...)
-	if m.HasLimit {
-		b.gen(" LIMIT ")
-		b.hole(SegEval, 0)
-	}
-	if c.forKw >= 0 {
-		b.gen(" ")
-		b.text(p.startOf(c.forKw), p.end)
-	}
-	m.Shard = b.done()
-	return m, nil
+	return nil
 }
 
-// shardUpTo returns the shard template of the statement's tokens before token cut.
-func (p *planner) shardUpTo(refs []tableRef, t *metadata.Table, cut int) Template {
-	saved := p.end
-	if cut < len(p.in.Toks) && p.startOf(cut) < p.end {
-		p.end = int(p.in.Toks[cut-1].End)
-	}
-	defer func() { p.end = saved }()
-	tpl, _ := p.shardTemplate(refs, t, false)
-	return tpl
-}

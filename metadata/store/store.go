@@ -105,6 +105,10 @@ func (s *Store) Load(ctx context.Context) (*metadata.Snapshot, error) {
 	return snap, nil
 }
 
+// byteOrderLocales are the libc locales whose collation compares strings byte by byte
+// (for UTF-8, in code point order).
+const byteOrderLocales = `('C', 'POSIX', 'C.UTF-8', 'C.utf8')`
+
 func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	// With only pg_catalog on the search path, every name in type names and default
 	// expressions comes out schema-qualified, so they mean the same in any session.
@@ -156,7 +160,12 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		       CASE WHEN a.attidentity <> '' THEN
 		            format('nextval(%L::regclass)', pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname))
 		            ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), '') END,
-		       coalesce(d.adbin::text LIKE '{CONST %', false)
+		       coalesce(d.adbin::text LIKE '{CONST %', false),
+		       coalesce((SELECT CASE co.collprovider
+		                        WHEN 'd' THEN (SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database())
+		                        WHEN 'c' THEN co.collcollate IN `+byteOrderLocales+`
+		                        ELSE false END
+		                 FROM pg_collation co WHERE co.oid = a.attcollation), true)
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -169,7 +178,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		var relid uint32
 		var c metadata.Column
 		var ident, gen string
-		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard); err != nil {
+		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder); err != nil {
 			return nil, err
 		}
 		if ident != "" {
@@ -250,6 +259,9 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 	snap := metadata.NewSnapshot(nodes, order)
 	snap.SetAggregates(aggs)
+	if err := tx.QueryRow(ctx, `SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database()`).Scan(&snap.DefaultByteOrder); err != nil {
+		return nil, err
+	}
 	return snap, nil
 }
 

@@ -1,0 +1,187 @@
+package router
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/pgshard/pgshard/metadata"
+)
+
+// sortMerge plans an ordered single-table SELECT over several shards as a streaming
+// merge: every shard sorts its own rows (and stops at LIMIT offset+limit), returning the
+// sort keys once more as hidden trailing columns in binary form, and the proxy merges the
+// streams. It returns nil for shapes it cannot merge (ORDER BY ... USING, FETCH WITH TIES,
+// a LIMIT that is an expression); the caller then gathers.
+func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string) *Merge {
+	c := p.clauses()
+	if c.selectKw < 0 || c.from < 0 || c.order < 0 || c.forKw >= 0 || !p.kw(c.order+1, "by") ||
+		s.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
+		return nil
+	}
+	m := &Merge{Kind: Sorted}
+	if p.limits(s, m) != nil {
+		return nil
+	}
+	entries := p.splitTop(c.selectKw+1, c.from)
+	if len(entries) != len(s.TargetList) {
+		return nil
+	}
+	// The visible columns, and each entry's expression (without its alias).
+	exprs := make([][2]int, len(entries))
+	for i, e := range entries {
+		rt, ok := unwrap(s.TargetList[i]).(*pg_query.ResTarget)
+		if !ok {
+			return nil
+		}
+		if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok {
+			if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
+				if len(p.holes) != 1 {
+					return nil // the width of a join's * depends on USING
+				}
+				m.Visible += len(t.Columns)
+				exprs[i] = [2]int{-1, -1}
+				continue
+			}
+		}
+		m.Visible++
+		from, to := e[0], e[1]
+		if rt.Name != "" {
+			to--
+			if p.kw(to-1, "as") {
+				to--
+			}
+		}
+		exprs[i] = [2]int{from, to}
+	}
+	orderEnd := c.next(c.order, c.limit, c.offset, c.fetch, c.forKw)
+	items := p.splitTop(c.order+2, orderEnd)
+	if len(items) != len(s.SortClause) {
+		return nil
+	}
+	shard := newBuilder(p.in, p.litIdx)
+	shard.gen("SELECT ")
+	shard.text(p.startOf(c.selectKw+1), p.endOf(c.from-1))
+	for i, n := range s.SortClause {
+		sb, ok := unwrap(n).(*pg_query.SortBy)
+		if !ok || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
+			return nil
+		}
+		// The key's expression: a select-list entry (by position or output name), or the
+		// item as written.
+		from, to := items[i][0], items[i][1]
+		for to > from && (p.kw(to-1, "asc") || p.kw(to-1, "desc") || p.kw(to-1, "first") || p.kw(to-1, "last") || p.kw(to-1, "nulls")) {
+			to--
+		}
+		expr := unwrap(sb.Node)
+		target := -1
+		switch v := expr.(type) {
+		case *pg_query.A_Const:
+			if iv, ok := v.Val.(*pg_query.A_Const_Ival); ok {
+				target = int(iv.Ival.Ival) - 1
+			}
+			if target < 0 || target >= len(entries) {
+				return nil
+			}
+		case *pg_query.ColumnRef:
+			if len(v.Fields) == 1 {
+				if f, ok := unwrap(v.Fields[0]).(*pg_query.String); ok {
+					for j, e := range s.TargetList {
+						if rt, ok := unwrap(e).(*pg_query.ResTarget); ok && rt.Name == f.Sval {
+							target = j
+							break
+						}
+					}
+				}
+			}
+		}
+		if target >= 0 {
+			if exprs[target][0] < 0 {
+				return nil
+			}
+			from, to = exprs[target][0], exprs[target][1]
+			expr = unwrap(unwrap(s.TargetList[target]).(*pg_query.ResTarget).Val)
+		}
+		if from >= to {
+			return nil
+		}
+		key := SortKey{Desc: sb.SortbyDir == pg_query.SortByDir_SORTBY_DESC}
+		switch sb.SortbyNulls {
+		case pg_query.SortByNulls_SORTBY_NULLS_FIRST:
+			key.NullsFirst = true
+		case pg_query.SortByNulls_SORTBY_NULLS_LAST:
+		default:
+			key.NullsFirst = key.Desc
+		}
+		key.ByteOrder = p.byteOrder(expr, t, alias)
+		m.Keys = append(m.Keys, key)
+		shard.gen(", ")
+		shard.text(p.startOf(from), p.endOf(to-1))
+		shard.gen(" AS pgshard_s" + itoa(i+1))
+	}
+	shard.gen(" ")
+	if !p.fromTo(shard, c, orderEnd) {
+		return nil
+	}
+	if m.HasLimit {
+		shard.gen(" LIMIT ")
+		shard.hole(SegEval, 0)
+	}
+	m.Shard = shard.done()
+	if len(p.holes) > 1 {
+		var ok bool
+		if m.Fallback, ok = p.gatherAll(p.holes); !ok {
+			return nil
+		}
+		return m
+	}
+	var err error
+	if m.Fallback, err = p.gatherRows(s, rv, t, alias); err != nil {
+		return nil
+	}
+	return m
+}
+
+// byteOrder reports whether strings of an expression over t compare byte by byte: its
+// collation, derived as PostgreSQL derives it, is C-like. It errs on the side of false.
+func (p *planner) byteOrder(expr any, t *metadata.Table, alias string) bool {
+	pm, isMsg := expr.(interface{ ProtoReflect() protoreflect.Message })
+	if !isMsg {
+		return false
+	}
+	m := pm.ProtoReflect()
+	ok, columns, explicit := true, 0, false
+	walk(m, func(n protoreflect.Message, _ []frame) bool {
+		switch v := n.Interface().(type) {
+		case *pg_query.CollateClause:
+			name := ""
+			if len(v.Collname) > 0 {
+				if s, isStr := unwrap(v.Collname[len(v.Collname)-1]).(*pg_query.String); isStr {
+					name = s.Sval
+				}
+			}
+			switch strings.ToLower(name) {
+			case "c", "posix", "ucs_basic":
+			default:
+				ok = false
+			}
+			// An explicit collation decides whatever is below it.
+			explicit = true
+			return false
+		case *pg_query.ColumnRef:
+			columns++
+			name, found := p.columnOf(v, t, alias)
+			if !found || !t.Columns[t.ColumnIndex(name)].ByteOrder {
+				ok = false
+			}
+		case *pg_query.SubLink:
+			ok = false
+		}
+		return ok
+	})
+	if columns == 0 && !explicit && !p.snap.DefaultByteOrder {
+		return false
+	}
+	return ok
+}
