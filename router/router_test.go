@@ -36,7 +36,7 @@ func testSnapshot() *metadata.Snapshot {
 var sess = &Session{User: "alice", SearchPath: `"$user", public, app`}
 
 func render(t Template, in *Input) string {
-	return t.String(&Holes{In: in, Tables: []string{"<SHARD>"}, Evals: []string{"<E0>", "<E1>", "<E2>"}, Types: []string{"<T0>", "<T1>", "<T2>", "<T3>", "<T4>", "<T5>"}})
+	return t.String(&Holes{In: in, Tables: []string{"<SHARD>", "<SHARD2>"}, Evals: []string{"<E0>", "<E1>", "<E2>"}, Types: []string{"<T0>", "<T1>", "<T2>", "<T3>", "<T4>", "<T5>"}})
 }
 
 func TestPlanKinds(t *testing.T) {
@@ -286,7 +286,7 @@ func TestGroupMerge(t *testing.T) {
 		"select * from reviews where rating = 1 order by votes":                         1,
 		"select string_agg(customer_id, ',') from reviews":                              1,
 		"select *, row_number() over () from reviews":                                   1,
-		"select * from reviews a join reviews b using (customer_id)":                    1,
+		"select * from reviews a join reviews b on a.customer_id < b.customer_id":       1,
 		"select * from reviews where rating in (select rating from events)":             2,
 		"with x as (select * from reviews) select * from x union select * from reviews": 1,
 	} {
@@ -294,6 +294,15 @@ func TestGroupMerge(t *testing.T) {
 		if m := b.Stmts[0].Merge; m == nil || m.Kind != Gather || len(m.Pulls) != pulls {
 			t.Errorf("%s: %+v %v", sql, m, b.Stmts[0].Err)
 		}
+	}
+	// A join on the partition keys of co-located tables runs shard by shard.
+	b, in = r.Plan("select count(*) from reviews a join reviews b using (customer_id) where a.rating = 5", snap, sess)
+	st := b.Stmts[0]
+	if st.Kind != Select || len(st.Colocated) != 2 || st.Merge == nil || st.Merge.Kind != Aggregate || st.Fallback == nil {
+		t.Fatalf("co-located join: %+v", st)
+	}
+	if got := render(st.Merge.Shard, in); got != `SELECT count(*) AS pgshard_p1 from <SHARD> a join <SHARD2> b using (customer_id) where a.rating = 5` {
+		t.Errorf("co-located partial: %s", got)
 	}
 }
 

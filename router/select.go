@@ -718,4 +718,3 @@ func (p *planner) limits(s *pg_query.SelectStmt, m *Merge) *pgerr.Error {
 	}
 	return nil
 }
-
