@@ -250,6 +250,10 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 					shardErr = backend.DecodeError(b)
 				}
 			}
+			if cw.Len() >= 64<<10 {
+				// Stream: the coordinator's COPY takes the rows as they come.
+				c.Flush()
+			}
 		}
 		stop()
 		ss.stopRunning(rc)

@@ -283,7 +283,7 @@ func TestGroupMerge(t *testing.T) {
 	}
 	// Shapes without partial forms gather the rows WHERE keeps; joins gather tables.
 	for sql, pulls := range map[string]int{
-		"select * from reviews where rating = 1 order by votes":                         1,
+		"select * from reviews where rating = 1 order by votes using <":                 1,
 		"select string_agg(customer_id, ',') from reviews":                              1,
 		"select *, row_number() over () from reviews":                                   1,
 		"select * from reviews a join reviews b on a.customer_id < b.customer_id":       1,
@@ -322,4 +322,26 @@ func FuzzPlan(f *testing.F) {
 			render(st.Text, in)
 		}
 	})
+}
+
+func TestSortMerge(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	b, in := r.Plan("select customer_id, votes v from reviews where rating > 2 order by v desc nulls last, 1 limit 10 offset $1", snap, sess)
+	m := b.Stmts[0].Merge
+	if m == nil || m.Kind != Sorted || m.Fallback == nil || m.Visible != 2 || len(m.Keys) != 2 {
+		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
+	}
+	if got := render(m.Shard, in); got != `SELECT customer_id, votes v, votes AS pgshard_s1, customer_id AS pgshard_s2 from <SHARD> "reviews" where rating > 2 order by v desc nulls last, 1 LIMIT <E0>` {
+		t.Errorf("shard: %s", got)
+	}
+	if k := m.Keys[0]; !k.Desc || k.NullsFirst {
+		t.Errorf("key 0: %+v", k)
+	}
+	if k := m.Keys[1]; k.Desc || k.NullsFirst {
+		t.Errorf("key 1: %+v", k)
+	}
+	if !m.HasLimit || !m.HasOffset || m.Offset.Kind != ValParam {
+		t.Errorf("limits: %+v", m)
+	}
 }

@@ -136,10 +136,11 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 		}
 		return m
 	}
-	var err error
-	if m.Fallback, err = p.gatherRows(s, rv, t, alias); err != nil {
+	fallback, e := p.gatherRows(s, rv, t, alias)
+	if e != nil {
 		return nil
 	}
+	m.Fallback = fallback
 	return m
 }
 

@@ -8,9 +8,14 @@
 //     placements per shard against one placement;
 //
 //   - repair: the copy rate of REPAIR SHARD against a plain COPY between the same two
-//     servers.
+//     servers;
 //
-//     go run ./tests/bench [-run select,writes,repair] [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
+//   - query: multi-shard count(*), GROUP BY, count(DISTINCT) and ORDER BY ... LIMIT over
+//     a distributed table (16 shards on 4 workers) against the same queries on one plain
+//     PostgreSQL holding every row, and the proxy's peak memory for an ordered LIMIT query
+//     and for full scans of growing size.
+//
+//     go run ./tests/bench [-run select,writes,repair,query] [-query-rows 1000000] [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
 package main
 
 import (
@@ -41,8 +46,9 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each pgbench run")
 	rounds := flag.Int("rounds", 3, "rounds of direct / pgbouncer / pgshard")
 	modes := flag.String("modes", "simple", "pgbench protocol modes, comma-separated (simple, extended, prepared)")
-	suites := flag.String("run", "select,writes,repair", "benchmarks to run")
+	suites := flag.String("run", "select,writes,repair,query", "benchmarks to run")
 	repairRows := flag.Int("repair-rows", 1000000, "rows in the shard the repair benchmark copies")
+	queryRows := flag.Int("query-rows", 1000000, "rows of the query benchmark's table")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the pgshard runs to this file")
 	flag.Parse()
 	profileFile = *cpuProfile
@@ -55,6 +61,8 @@ func main() {
 			err = runWrites([]int{1, *clients}, *duration, *rounds, strings.Split(*modes, ","))
 		case "repair":
 			err = runRepair(*repairRows, *rounds)
+		case "query":
+			err = runQuery(*queryRows, *rounds)
 		default:
 			err = fmt.Errorf("unknown benchmark %q", suite)
 		}
