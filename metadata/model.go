@@ -88,6 +88,9 @@ type Table struct {
 	// shard order-dependent (two inserts of one key must reach every placement in the same
 	// order).
 	HasUnique bool
+	// PrimaryKey are the indexes in Columns of the primary key's columns (none without
+	// one).
+	PrimaryKey []int
 	// Shards are ordered by (Min, ID).
 	Shards []*Shard
 
@@ -252,9 +255,9 @@ func NewSnapshot(nodes []Node, tables []*Table) *Snapshot {
 func schemaHash(tables []*Table) uint64 {
 	h := fnv.New64a()
 	for _, t := range tables {
-		fmt.Fprintf(h, "%d|%s|%s|%c|%s|%d|%v|", t.OID, t.Schema, t.Name, t.Method, t.Key, t.KeyIndex, t.HasUnique)
+		fmt.Fprintf(h, "%d|%s|%s|%c|%s|%d|%v|%v|", t.OID, t.Schema, t.Name, t.Method, t.Key, t.KeyIndex, t.HasUnique, t.PrimaryKey)
 		for _, c := range t.Columns {
-			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated)
+			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|%v|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated, c.ByteOrder)
 		}
 	}
 	return h.Sum64()

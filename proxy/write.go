@@ -65,6 +65,11 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		}
 	case st.Kind == router.Insert:
 		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
+	case st.Source != nil:
+		tasks, err = ss.modifyTasks(ctx, t, st, in, prm)
+		if err == nil && tasks == nil {
+			return nil, nil
+		}
 	default:
 		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
 		if serr != nil {
@@ -138,9 +143,10 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 	return tasks, nil
 }
 
-// insertSelectTasks runs the source query of INSERT ... SELECT on the coordinator and
-// splits its rows by shard.
-func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, suffix []evaluated) ([]writeTask, error) {
+// sourceRows runs the coordinator query of an INSERT ... SELECT or of a gathered UPDATE
+// or DELETE (after gathering the distributed tables it reads) and returns its rows: the
+// values of st.SourceCols and, last, the partition key's canonical form.
+func (ss *session) sourceRows(ctx context.Context, st *router.Statement, in *router.Input, prm *params) ([][][]byte, error) {
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return nil, err
@@ -153,7 +159,6 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 	var g *gathered
 	var names []string
 	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
-		// The SELECT reads distributed tables: gather them first.
 		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
 			return nil, err
 		}
@@ -166,46 +171,45 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 		if endErr := g.end(ctx, ss, err == nil); err == nil {
 			err = endErr
 		}
+	} else if err != nil && ss.tx == 'T' && !backend.Unavailable(err) {
+		ss.tx = 'E'
 	}
-	if err != nil {
-		if e, ok := err.(*pgerr.Error); ok {
-			e.Position = 0
-		}
-		return nil, err
+	if e, ok := err.(*pgerr.Error); ok {
+		e.Position = 0
 	}
-	keyPos := -1
-	for i, ci := range st.SourceCols {
-		if ci == t.KeyIndex {
-			keyPos = i
-		}
-	}
-	n := len(st.SourceCols)
-	hashes := make([]int32, len(rows))
+	return rows, err
+}
+
+// rowsByShard groups source rows by the shard their partition key hashes to (the value
+// at keyPos, or its canonical form in the last column).
+func (ss *session) rowsByShard(ctx context.Context, t *metadata.Table, rows [][][]byte, keyPos int) ([]*metadata.Shard, map[int64][]int, error) {
+	n := len(rows)
+	hashes := make([]int32, n)
 	kh := keyHasher{ss: ss}
 	keyType := t.KeyColumn().HashType
 	for i, r := range rows {
 		if r[keyPos] == nil {
-			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+			return nil, nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 		}
-		if canon := r[n]; canon != nil {
+		if canon := r[len(r)-1]; canon != nil {
 			h, ok := pghash.HashCanonical(keyType, canon)
 			if !ok {
-				return nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(keyType))
+				return nil, nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(keyType))
 			}
 			hashes[i] = h
 		} else if err := kh.addText(keyType, r[keyPos], &hashes[i]); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := kh.flush(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byShard := map[int64][]int{}
 	var order []*metadata.Shard
 	for i := range rows {
 		shards := t.ShardsFor(hashes[i])
 		if len(shards) != 1 {
-			return nil, pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
+			return nil, nil, pgerr.New(pgerr.ObjectNotInPrereqState, "could not find destination shard for new row").
 				WithDetail("Target relation does not contain any shards capable of storing the new row.")
 		}
 		if byShard[shards[0].ID] == nil {
@@ -214,37 +218,94 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 		byShard[shards[0].ID] = append(byShard[shards[0].ID], i)
 	}
 	sort.Slice(order, func(i, j int) bool { return order[i].ID < order[j].ID })
-	types := make([]string, n)
+	return order, byShard, nil
+}
+
+// appendValues appends rows (the first len(types) values of each) as a VALUES list of
+// typed literals.
+func appendValues(sql []byte, rows [][][]byte, which []int, types []string) []byte {
+	for k, ri := range which {
+		if k > 0 {
+			sql = append(sql, ", "...)
+		}
+		sql = append(sql, '(')
+		for ci, v := range rows[ri][:len(types)] {
+			if ci > 0 {
+				sql = append(sql, ", "...)
+			}
+			if v == nil {
+				sql = append(sql, "NULL::"...)
+			} else {
+				sql = append(sql, router.QuoteLiteral(string(v))...)
+				sql = append(sql, "::"...)
+			}
+			sql = append(sql, types[ci]...)
+		}
+		sql = append(sql, ')')
+	}
+	return sql
+}
+
+// sourceTypes are the type names of st.SourceCols.
+func sourceTypes(t *metadata.Table, st *router.Statement) (types []string, keyPos int) {
+	keyPos = -1
+	types = make([]string, len(st.SourceCols))
 	for i, ci := range st.SourceCols {
 		types[i] = t.Columns[ci].TypeName
+		if ci == t.KeyIndex && keyPos < 0 {
+			keyPos = i
+		}
+	}
+	return types, keyPos
+}
+
+// insertSelectTasks runs the source query of INSERT ... SELECT on the coordinator and
+// splits its rows by shard.
+func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, suffix []evaluated) ([]writeTask, error) {
+	rows, err := ss.sourceRows(ctx, st, in, prm)
+	if err != nil {
+		return nil, err
+	}
+	types, keyPos := sourceTypes(t, st)
+	order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+	if err != nil {
+		return nil, err
 	}
 	suffixLits := literals(suffix)
 	var tasks []writeTask
 	for _, sh := range order {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
 		sql := st.InsertPrefix.Render(nil, holes)
-		for k, ri := range byShard[sh.ID] {
-			if k > 0 {
-				sql = append(sql, ", "...)
-			}
-			sql = append(sql, '(')
-			for ci, v := range rows[ri][:n] {
-				if ci > 0 {
-					sql = append(sql, ", "...)
-				}
-				if v == nil {
-					sql = append(sql, "NULL"...)
-				} else {
-					sql = append(sql, router.QuoteLiteral(string(v))...)
-					sql = append(sql, "::"...)
-					sql = append(sql, types[ci]...)
-				}
-			}
-			sql = append(sql, ')')
-		}
+		sql = appendValues(sql, rows, byShard[sh.ID], types)
 		holes.Evals = suffixLits
 		sql = st.InsertSuffix.Render(sql, holes)
 		tasks = append(tasks, writeTask{shard: sh, sql: sql})
+	}
+	return tasks, nil
+}
+
+// modifyTasks finds the rows a gathered UPDATE or DELETE changes (on the coordinator) and
+// gives each shard the statement joined with its rows.
+func (ss *session) modifyTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) ([]writeTask, error) {
+	rows, err := ss.sourceRows(ctx, st, in, prm)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) == 0 {
+		// Nothing to change: the coordinator's empty prototypes answer with the right tag
+		// (and RETURNING's columns).
+		return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+	}
+	types, keyPos := sourceTypes(t, st)
+	order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+	if err != nil {
+		return nil, err
+	}
+	var tasks []writeTask
+	for _, sh := range order {
+		values := string(appendValues(nil, rows, byShard[sh.ID], types))
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: []string{values}}
+		tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
 	}
 	return tasks, nil
 }

@@ -17,11 +17,8 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		// A coordinator table updated from distributed data.
 		return p.gatherStatement(s.ProtoReflect(), refs)
-	case len(refs) != 1 || len(s.FromClause) > 0:
-		return p.errorf(notSupported("UPDATE ... FROM and subqueries over distributed tables are not supported yet."))
-	case s.WithClause != nil:
-		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	}
+	gathered := len(refs) != 1 || len(s.FromClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect())
 	var roots []*pg_query.Node
 	for _, n := range s.TargetList {
 		rt, ok := unwrap(n).(*pg_query.ResTarget)
@@ -31,12 +28,18 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 		if rt.Name == t.Key {
 			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
 		}
+		if gathered {
+			continue
+		}
 		if _, ok := unwrap(rt.Val).(*pg_query.SetToDefault); ok {
 			if i := t.ColumnIndex(rt.Name); i >= 0 && t.Columns[i].Default != "" && !t.Columns[i].DefaultOnShard {
 				return p.errorf(notSupported("SET %s = DEFAULT needs the default evaluated on the coordinator, which is not supported yet.", rt.Name))
 			}
 		}
 		roots = append(roots, rt.Val)
+	}
+	if gathered {
+		return p.modifyGathered(Update, s.Relation, t, s.TargetList, len(s.ReturningList) > 0, refs)
 	}
 	return p.modify(Update, s.Relation, s.WhereClause, roots, refs, t, len(s.ReturningList) > 0)
 }
@@ -47,19 +50,14 @@ func (p *planner) deleteStmt(s *pg_query.DeleteStmt, refs, dist []tableRef) *Sta
 	switch {
 	case t == nil:
 		return p.gatherStatement(s.ProtoReflect(), refs)
-	case len(refs) != 1 || len(s.UsingClause) > 0:
-		return p.errorf(notSupported("DELETE ... USING and subqueries over distributed tables are not supported yet."))
-	case s.WithClause != nil:
-		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
+	case len(refs) != 1 || len(s.UsingClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect()):
+		return p.modifyGathered(Delete, s.Relation, t, nil, len(s.ReturningList) > 0, refs)
 	}
 	return p.modify(Delete, s.Relation, s.WhereClause, nil, refs, t, len(s.ReturningList) > 0)
 }
 
 // modify builds the plan shared by UPDATE and DELETE.
 func (p *planner) modify(kind Kind, rv *pg_query.RangeVar, where *pg_query.Node, values []*pg_query.Node, refs []tableRef, t *metadata.Table, returning bool) *Statement {
-	if hasSubLink(nodeOrNil(where)) {
-		return p.errorf(notSupported("Subqueries are not supported in distributed queries yet."))
-	}
 	if cursorOf(where) {
 		return p.errorf(notSupported("WHERE CURRENT OF is not supported for distributed tables."))
 	}

@@ -53,46 +53,75 @@ func (p *planner) gatherAll(refs []tableRef) (*Merge, bool) {
 	return &Merge{Kind: Gather, Pulls: pulls, Final: final.done()}, true
 }
 
-// gatherRegion writes the statement text between byte offsets from and to, with every
-// reference to a distributed table inside it renamed to a temporary table (hole i for
-// pull i), and returns the pulls.
-func (p *planner) gatherRegion(b *builder, from, to int, refs []tableRef) ([]Pull, bool) {
-	var dist []tableRef
+// gatherer renames the references to distributed tables in regions of a statement to
+// temporary tables, one pull per table (hole i of the rewritten text is pull i's table).
+type gatherer struct {
+	p     *planner
+	refs  []tableRef // distributed references, in text order
+	pulls []Pull
+	index map[*metadata.Table]int
+}
+
+func (p *planner) newGatherer(refs []tableRef) *gatherer {
+	g := &gatherer{p: p, index: map[*metadata.Table]int{}}
 	for _, r := range refs {
-		if r.table == nil {
-			continue
-		}
-		if ti := p.tok(r.rv.Location); ti >= 0 && p.startOf(ti) >= from && p.startOf(ti) < to {
-			dist = append(dist, r)
+		if r.table != nil {
+			g.refs = append(g.refs, r)
 		}
 	}
-	sort.Slice(dist, func(i, j int) bool { return dist[i].rv.Location < dist[j].rv.Location })
-	var pulls []Pull
-	index := map[*metadata.Table]int{}
+	sort.Slice(g.refs, func(i, j int) bool { return g.refs[i].rv.Location < g.refs[j].rv.Location })
+	return g
+}
+
+// pull returns the pull (hole) of table t, adding it on first use.
+func (g *gatherer) pull(t *metadata.Table) int {
+	if i, ok := g.index[t]; ok {
+		return i
+	}
+	i := len(g.pulls)
+	g.index[t] = i
+	sb := newBuilder(g.p.in, g.p.litIdx)
+	sb.gen("SELECT * FROM ")
+	sb.hole(SegTable, 0)
+	g.pulls = append(g.pulls, Pull{Table: t.OID, Shard: sb.done()})
+	return i
+}
+
+// region writes the statement text between byte offsets from and to with every
+// distributed reference inside renamed.
+func (g *gatherer) region(b *builder, from, to int) bool {
+	p := g.p
 	pos := from
-	for _, r := range dist {
-		i, ok := index[r.table]
-		if !ok {
-			i = len(pulls)
-			index[r.table] = i
-			sb := newBuilder(p.in, p.litIdx)
-			sb.gen("SELECT * FROM ")
-			sb.hole(SegTable, 0)
-			pulls = append(pulls, Pull{Table: r.table.OID, Shard: sb.done()})
-		}
+	for _, r := range g.refs {
 		ti := p.tok(r.rv.Location)
-		if p.startOf(ti) < pos {
-			return nil, false
+		if ti < 0 {
+			return false
 		}
-		b.text(pos, p.startOf(ti))
-		_, end, ok := p.tableSegs(b, r.rv, i, false)
+		start := p.startOf(ti)
+		if start < from || start >= to {
+			continue
+		}
+		if start < pos {
+			return false
+		}
+		b.text(pos, start)
+		_, end, ok := p.tableSegs(b, r.rv, g.pull(r.table), false)
 		if !ok {
-			return nil, false
+			return false
 		}
 		pos = end
 	}
 	b.text(pos, to)
-	return pulls, true
+	return true
+}
+
+// gatherRegion writes the statement text between byte offsets from and to, with every
+// reference to a distributed table inside it renamed to a temporary table (hole i for
+// pull i), and returns the pulls.
+func (p *planner) gatherRegion(b *builder, from, to int, refs []tableRef) ([]Pull, bool) {
+	g := p.newGatherer(refs)
+	ok := g.region(b, from, to)
+	return g.pulls, ok
 }
 
 // fromWhere writes a single-table (or co-located join) query's FROM and WHERE clauses,

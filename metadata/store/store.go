@@ -202,6 +202,29 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		return nil, err
 	}
 
+	rows, _ = tx.Query(ctx, `
+		SELECT i.indrelid, a.attname
+		FROM pg_index i
+		JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) ON true
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indisprimary AND i.indrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
+		ORDER BY i.indrelid, k.n`)
+	for rows.Next() {
+		var relid uint32
+		var name string
+		if err := rows.Scan(&relid, &name); err != nil {
+			return nil, err
+		}
+		if t := tables[relid]; t != nil {
+			if i := t.ColumnIndex(name); i >= 0 {
+				t.PrimaryKey = append(t.PrimaryKey, i)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+
 	shards := map[int64]*metadata.Shard{}
 	rows, _ = tx.Query(ctx, `SELECT id, relation_id, storage::text, min_value, max_value FROM pgs_distribution_metadata.shard`)
 	for rows.Next() {

@@ -1,0 +1,219 @@
+package router
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/router/pghash"
+)
+
+// modifyGathered plans an UPDATE or DELETE of a distributed table whose rows to change
+// depend on other tables (UPDATE ... FROM, DELETE ... USING, subqueries, WITH): the
+// coordinator finds them, over temporary copies of every distributed table involved, as
+// the values of their identity (the primary key, or every column without one) and, for
+// UPDATE, their new values; each shard then changes exactly those rows, joined with the
+// list of them.
+//
+// The rows are found and changed in two steps, so a concurrent write to the same rows
+// between the steps is not seen by the first one.
+func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, returning bool, refs []tableRef) *Statement {
+	ti := p.tok(rv.Location)
+	if ti < 0 {
+		return p.errorf(notSupported("The statement's table could not be located."))
+	}
+	// The statement keyword, and the end of the target (with its alias).
+	kwTok := ti - 1
+	for kwTok > 0 && !p.kw(kwTok, "update") && !p.kw(kwTok, "delete") {
+		kwTok--
+	}
+	after := p.nameEnd(ti)
+	if p.kw(after, "as") {
+		after += 2
+	} else if rv.Alias != nil {
+		after++
+	}
+	// Top-level clause keywords after the target.
+	last := p.lastTok()
+	setTok, fromTok, whereTok, retTok := -1, -1, -1, -1
+	depth := 0
+	for i := after; i <= last; i++ {
+		switch {
+		case p.is(i, "(") || p.is(i, "["):
+			depth++
+			continue
+		case p.is(i, ")") || p.is(i, "]"):
+			depth--
+			continue
+		}
+		if depth != 0 {
+			continue
+		}
+		switch {
+		case kind == Update && setTok < 0 && p.kw(i, "set"):
+			setTok = i
+		case fromTok < 0 && whereTok < 0 && (kind == Update && p.kw(i, "from") || kind == Delete && p.kw(i, "using")):
+			fromTok = i
+		case whereTok < 0 && p.kw(i, "where"):
+			whereTok = i
+		case retTok < 0 && p.kw(i, "returning"):
+			retTok = i
+		}
+	}
+	end := last + 1
+	next := func(i int, cands ...int) int {
+		best := end
+		for _, c := range cands {
+			if c > i && c < best {
+				best = c
+			}
+		}
+		return best
+	}
+	if kind == Update && setTok < 0 {
+		return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
+	}
+	alias := rv.Relname
+	if rv.Alias != nil {
+		alias = rv.Alias.Aliasname
+	}
+	qa := QuoteIdent(alias)
+
+	// Identity: the primary key (with the partition key), or every column.
+	var ident []int
+	byKey := len(t.PrimaryKey) > 0
+	if byKey {
+		ident = append(ident, t.PrimaryKey...)
+		found := false
+		for _, c := range ident {
+			found = found || c == t.KeyIndex
+		}
+		if !found {
+			ident = append(ident, t.KeyIndex)
+		}
+	} else {
+		for i := range t.Columns {
+			ident = append(ident, i)
+		}
+	}
+
+	g := p.newGatherer(refs)
+	src := newBuilder(p.in, p.litIdx)
+	if kwTok > p.firstTok() {
+		// WITH ...
+		if !g.region(src, p.start, p.startOf(kwTok)) {
+			return p.errorf(notSupported("The statement's WITH clause could not be located."))
+		}
+		src.gen(" ")
+	}
+	src.gen("SELECT ")
+	var cols []int
+	for i, c := range ident {
+		if i > 0 {
+			src.gen(", ")
+		}
+		src.gen(qa + "." + QuoteIdent(t.Columns[c].Name))
+		cols = append(cols, c)
+	}
+	// UPDATE: the new values, each cast to its column's type.
+	var setCols []int
+	if kind == Update {
+		entries := p.splitTop(setTok+1, next(setTok, fromTok, whereTok, retTok))
+		if len(entries) != len(set) {
+			return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
+		}
+		for i, e := range entries {
+			rt, ok := unwrap(set[i]).(*pg_query.ResTarget)
+			if !ok || len(rt.Indirection) > 0 || !p.is(e[0]+1, "=") {
+				return p.errorf(notSupported("Only SET column = expression is supported when an UPDATE reads other tables."))
+			}
+			c := t.ColumnIndex(rt.Name)
+			if c < 0 {
+				return p.errorf(notSupported("The UPDATE's column %q could not be found.", rt.Name))
+			}
+			src.gen(", (")
+			if _, def := unwrap(rt.Val).(*pg_query.SetToDefault); def {
+				if t.Columns[c].Default == "" {
+					src.gen("NULL")
+				} else {
+					src.gen(t.Columns[c].Default)
+				}
+			} else if !g.region(src, p.startOf(e[0]+2), p.endOf(e[1]-1)) {
+				return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
+			}
+			src.gen(")::" + t.Columns[c].TypeName)
+			setCols = append(setCols, c)
+			cols = append(cols, c)
+		}
+	}
+	// The partition key's canonical form, for the proxy to hash.
+	key := t.KeyColumn()
+	src.gen(", " + replaceParam(pghash.CanonicalExpr(key.HashType), "("+qa+"."+QuoteIdent(key.Name)+"::"+key.TypeName+")::text"))
+	src.gen(" FROM ")
+	src.hole(SegTable, g.pull(t))
+	src.gen(" " + qa)
+	if fromTok >= 0 {
+		src.gen(", ")
+		if !g.region(src, p.startOf(fromTok+1), p.endOf(next(fromTok, whereTok, retTok)-1)) {
+			return p.errorf(notSupported("The statement's FROM clause could not be located."))
+		}
+	}
+	if whereTok >= 0 {
+		src.gen(" ")
+		if !g.region(src, p.startOf(whereTok), p.endOf(next(whereTok, retTok)-1)) {
+			return p.errorf(notSupported("The statement's WHERE clause could not be located."))
+		}
+	}
+
+	// Each shard: the statement joined with the list of its rows (SegEval 0).
+	sh := newBuilder(p.in, p.litIdx)
+	values := func() {
+		sh.gen("(VALUES ")
+		sh.hole(SegEval, 0)
+		sh.gen(") pgshard_v(")
+		for i := range cols {
+			if i > 0 {
+				sh.gen(", ")
+			}
+			sh.gen("pgshard_c" + itoa(i+1))
+		}
+		sh.gen(")")
+	}
+	if kind == Update {
+		sh.gen("UPDATE ")
+		sh.hole(SegTable, 0)
+		sh.gen(" AS " + qa + " SET ")
+		for i, c := range setCols {
+			if i > 0 {
+				sh.gen(", ")
+			}
+			sh.gen(QuoteIdent(t.Columns[c].Name) + " = pgshard_v.pgshard_c" + itoa(len(ident)+i+1))
+		}
+		sh.gen(" FROM ")
+		values()
+	} else {
+		sh.gen("DELETE FROM ")
+		sh.hole(SegTable, 0)
+		sh.gen(" AS " + qa + " USING ")
+		values()
+	}
+	sh.gen(" WHERE ")
+	op := " = "
+	if !byKey {
+		op = " IS NOT DISTINCT FROM "
+	}
+	for i, c := range ident {
+		if i > 0 {
+			sh.gen(" AND ")
+		}
+		sh.gen(qa + "." + QuoteIdent(t.Columns[c].Name) + op + "pgshard_v.pgshard_c" + itoa(i+1))
+	}
+	if retTok >= 0 {
+		sh.gen(" ")
+		sh.text(p.startOf(retTok), p.endOf(last))
+	}
+	return &Statement{
+		Kind: kind, Table: t.OID, Text: p.textTemplate(), Returning: returning,
+		Source: src.done(), SourceCols: cols, Shard: sh.done(),
+		Merge: &Merge{Kind: Gather, Pulls: g.pulls},
+	}
+}
