@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -378,6 +379,10 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 	switch v.Kind {
 	case router.ValLit:
 		s = in.Lit(v.Index)
+		if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+			// LIMIT '10': a string literal PostgreSQL coerces to bigint.
+			s = strings.TrimSpace(strings.ReplaceAll(s[1:len(s)-1], "''", "'"))
+		}
 	case router.ValParam:
 		i := v.Index - 1
 		if prm == nil || i >= len(prm.values) {
@@ -454,7 +459,18 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 	if len(oids) != m.Partials {
 		return pgerr.New(pgerr.InternalError, "shards returned %d partial aggregates, expected %d", len(oids), m.Partials)
 	}
-	// VALUES ($1, $2), ($3, $4), ... with the partials' types.
+	// VALUES ($k+1, $k+2), ... with the partials' types, after the client's own k
+	// parameters (which the final query may use too).
+	var clientArgs [][]byte
+	var clientOIDs []uint32
+	var clientFormats []int16
+	if prm := ss.call.prm; prm != nil {
+		clientArgs, clientOIDs = prm.values, prm.oids
+		for i := range prm.values {
+			clientFormats = append(clientFormats, prm.format(i))
+		}
+	}
+	k := len(clientArgs)
 	var values []byte
 	nrows := len(args) / m.Partials
 	for r := 0; r < nrows; r++ {
@@ -467,7 +483,7 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 				values = append(values, ", "...)
 			}
 			values = append(values, '$')
-			values = strconv.AppendInt(values, int64(r*m.Partials+c+1), 10)
+			values = strconv.AppendInt(values, int64(k+r*m.Partials+c+1), 10)
 		}
 		values = append(values, ')')
 	}
@@ -476,17 +492,28 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 		types[i] = "pg_catalog." + sqlTypeName(o)
 	}
 	final := m.Final.Render(nil, &router.Holes{In: in, Evals: []string{string(values)}, Types: types})
-	paramOIDs := make([]uint32, 0, len(args))
+	paramOIDs := make([]uint32, 0, k+len(args))
+	paramOIDs = append(paramOIDs, clientOIDs...)
+	for len(paramOIDs) < k {
+		paramOIDs = append(paramOIDs, 0)
+	}
 	for r := 0; r < nrows; r++ {
 		paramOIDs = append(paramOIDs, oids...)
 	}
+	formats := clientFormats
+	if len(formats) > 0 {
+		for range args {
+			formats = append(formats, 0)
+		}
+	}
+	args = append(append([][]byte{}, clientArgs...), args...)
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
 	}
 	w := c.Writer()
 	w.Msg(&pgproto3.Parse{Query: string(final), ParameterOIDs: paramOIDs})
-	w.Msg(&pgproto3.Bind{Parameters: args, ResultFormatCodes: ss.call.results})
+	w.Msg(&pgproto3.Bind{ParameterFormatCodes: formats, Parameters: args, ResultFormatCodes: ss.call.results})
 	if !ss.call.extended {
 		w.Msg(&pgproto3.Describe{ObjectType: 'P'})
 	}

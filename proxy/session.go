@@ -345,6 +345,7 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 		if err != nil {
 			return nil, coordUnavailable(err)
 		}
+		res.Value().Unnamed = true
 		ss.coord = res
 		if ss.appName != "" {
 			c := res.Value()

@@ -563,7 +563,9 @@ func (p *planner) tableSegs(b *builder, rv *pg_query.RangeVar, hole int, asKeywo
 	}
 	end := p.nameEnd(ti)
 	b.hole(SegTable, hole)
-	if rv.Alias == nil {
+	// "TABLE name" takes no alias.
+	bare := p.kw(ti-1, "table") || p.kw(ti-1, "only") && p.kw(ti-2, "table")
+	if rv.Alias == nil && !bare {
 		if asKeyword {
 			b.gen(" AS " + QuoteIdent(rv.Relname))
 		} else {

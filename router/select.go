@@ -100,13 +100,14 @@ func (p *planner) clauses() clauses {
 			set(&c.from, i)
 		case p.kw(i, "where"):
 			set(&c.where, i)
-		case p.kw(i, "group"):
+		case p.kw(i, "group") && p.kw(i+1, "by"):
+			// (not WITHIN GROUP)
 			set(&c.group, i)
 		case p.kw(i, "having"):
 			set(&c.having, i)
 		case p.kw(i, "window"):
 			set(&c.window, i)
-		case p.kw(i, "order"):
+		case p.kw(i, "order") && p.kw(i+1, "by"):
 			set(&c.order, i)
 		case p.kw(i, "limit"):
 			set(&c.limit, i)

@@ -47,6 +47,10 @@ type Conn struct {
 	Prepared map[string]bool
 	// pendingParse is the name of a statement whose Parse is in flight.
 	pendingParse string
+	// Unnamed makes SendExtended parse every statement anew as the unnamed statement
+	// instead of keeping named ones: for the coordinator, whose tables (temporary ones
+	// above all) may change definition between executions of the same text.
+	Unnamed bool
 
 	broken atomic.Bool
 	used   time.Time
@@ -172,10 +176,16 @@ func (c *Conn) StatementName(sql []byte, oids []uint32) (string, bool) {
 // SendExtended buffers Parse (when needed), Bind, Describe (when describe is set),
 // Execute and Sync for sql with the given parameters and result formats.
 func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [][]byte, results []int16, describe bool) {
-	name, parse := c.StatementName(sql, oids)
+	name, parse := "", true
+	if !c.Unnamed {
+		name, parse = c.StatementName(sql, oids)
+	}
 	if parse {
 		c.w.Msg(&pgproto3.Parse{Name: name, Query: string(sql), ParameterOIDs: oids})
 		c.pendingParse = name
+	}
+	if name == "" {
+		c.pendingParse = ""
 	}
 	c.w.Msg(&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: formats, Parameters: values, ResultFormatCodes: results})
 	if describe {
