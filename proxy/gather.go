@@ -118,6 +118,18 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 		proto := def.Render(nil, &router.Holes{In: in, Tables: []string{router.QuoteIdent(t.Schema) + "." + router.QuoteIdent(t.Name)}})
 		setup.WriteString("CREATE TEMP TABLE " + g.names[i] + " ON COMMIT DROP AS " + string(proto) + " WITH NO DATA; ")
 	}
+	// Rows travel in binary unless a column's binary form names a type by OID that
+	// differs between servers (arrays and composites of user-defined types).
+	setup.WriteString("SELECT ARRAY[")
+	for i, name := range g.names {
+		if i > 0 {
+			setup.WriteString(", ")
+		}
+		setup.WriteString("(SELECT coalesce(pg_catalog.bool_and(NOT (t.typtype = 'c' OR t.typelem >= 16384 AND t.typlen = -1)), true) " +
+			"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = '" + name +
+			"'::pg_catalog.regclass AND a.attnum > 0)")
+	}
+	setup.WriteString("]::text; ")
 	needTypes := hasSeg(m.Final, router.SegType)
 	if needTypes {
 		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = '" +
@@ -127,8 +139,12 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 	if err != nil {
 		return nil, ss.gatherFailed(ctx, c, g.own, err)
 	}
+	if len(rows) == 0 {
+		return nil, ss.gatherFailed(ctx, c, g.own, pgerr.New(pgerr.InternalError, "the coordinator did not describe the gather's tables"))
+	}
+	binary := strings.Split(strings.Trim(string(rows[0][0]), "{}"), ",")
 	if needTypes {
-		for _, r := range rows {
+		for _, r := range rows[1:] {
 			g.types = append(g.types, string(r[0]))
 		}
 	}
@@ -142,7 +158,7 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 				return nil, ss.gatherFailed(ctx, c, g.own, err)
 			}
 		}
-		if err := ss.pull(ctx, c, g.names[i], tables[i], pl, sh, in, prm); err != nil {
+		if err := ss.pull(ctx, c, g.names[i], tables[i], pl, sh, in, prm, i < len(binary) && binary[i] == "t"); err != nil {
 			return nil, ss.gatherFailed(ctx, c, g.own, err)
 		}
 	}
@@ -183,30 +199,38 @@ func (ss *session) validate(ctx context.Context, st *router.Statement, in *route
 // pull copies the rows pl's query returns on each of shards into the temporary table
 // name: each shard's result is streamed into one COPY FROM STDIN on the coordinator.
 // Without bind parameters the shards run COPY (query) TO STDOUT and their data goes
-// through untouched; with parameters they run the query, and its text rows are encoded
-// for COPY here.
-func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *metadata.Table, pl router.Pull, shards []*metadata.Shard, in *router.Input, prm *params) error {
+// through as it is; with parameters they run the query, and its rows become COPY rows
+// here. In binary (when binary is set) values arrive exactly as they are, whatever the
+// session's DateStyle, time zone abbreviations or extra_float_digits.
+func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *metadata.Table, pl router.Pull, shards []*metadata.Shard, in *router.Input, prm *params, binary bool) error {
 	if len(shards) == 0 {
 		return nil
+	}
+	format := ""
+	if binary {
+		format = " (FORMAT binary)"
 	}
 	reads := make([]*shardRead, len(shards))
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
-		var sql []byte
+		r := &shardRead{shard: sh, internal: true}
 		if prm == nil {
-			sql = append(sql, "COPY ("...)
-			sql = pl.Shard.Render(sql, holes)
-			sql = append(sql, ") TO STDOUT"...)
+			r.sql = append(r.sql, "COPY ("...)
+			r.sql = pl.Shard.Render(r.sql, holes)
+			r.sql = append(r.sql, ") TO STDOUT"+format...)
 		} else {
-			sql = pl.Shard.Render(nil, holes)
+			r.sql = pl.Shard.Render(nil, holes)
+			if binary {
+				r.internal, r.describe, r.results = false, true, []int16{1}
+			}
 		}
-		reads[i] = &shardRead{shard: sh, sql: sql, internal: true}
+		reads[i] = r
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {
 		return err
 	}
-	c.Query("COPY " + name + " FROM STDIN")
+	c.Query("COPY " + name + " FROM STDIN" + format)
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
@@ -214,12 +238,16 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 		return err
 	}
 	cw := c.Writer()
+	if binary {
+		cw.Raw('d', binaryCopyHeader)
+	}
 	opts := copyfmt.NewOptions(copyfmt.Text)
 	var line []byte
 	var shardErr error
 	for _, r := range reads {
 		rc := r.wc.conn()
 		stop := rc.WatchContext(ctx)
+		header := binary
 		for {
 			typ, b, err := rc.Next()
 			if err != nil {
@@ -234,17 +262,42 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 			}
 			switch typ {
 			case 'd':
-				if shardErr == nil {
-					cw.Raw('d', b)
+				if shardErr != nil {
+					continue
 				}
-			case 'D':
-				if shardErr == nil {
-					if line, err = encodeRow(opts, line[:0], b); err != nil {
-						shardErr = err
+				if binary {
+					// Each shard's stream has its own header (before its first row) and
+					// trailer; the coordinator gets one of each.
+					if header {
+						if len(b) < len(binaryCopyHeader) || string(b[:11]) != string(binaryCopyHeader[:11]) {
+							shardErr = pgerr.New(pgerr.ProtocolViolation, "a shard sent an unexpected binary COPY header")
+							continue
+						}
+						b = b[len(binaryCopyHeader):]
+						header = false
+					}
+					if len(b) >= 2 && b[len(b)-2] == 0xff && b[len(b)-1] == 0xff && len(b) == 2 {
 						continue
 					}
-					cw.Raw('d', line)
+					if len(b) == 0 {
+						continue
+					}
 				}
+				cw.Raw('d', b)
+			case 'D':
+				if shardErr != nil {
+					continue
+				}
+				if binary {
+					// A binary DataRow is a binary COPY tuple.
+					cw.Raw('d', b)
+					continue
+				}
+				if line, err = encodeRow(opts, line[:0], b); err != nil {
+					shardErr = err
+					continue
+				}
+				cw.Raw('d', line)
 			case 'E':
 				if shardErr == nil {
 					shardErr = backend.DecodeError(b)
@@ -269,12 +322,18 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 		c.ExecPending(ctx)
 		return shardErr
 	}
+	if binary {
+		cw.Raw('d', []byte{0xff, 0xff})
+	}
 	cw.Raw('c', nil)
 	if err := c.Flush(); err != nil {
 		return err
 	}
 	return c.ExecPending(ctx)
 }
+
+// binaryCopyHeader starts a binary COPY stream: the signature, no flags, no extension.
+var binaryCopyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
 
 // awaitCopyIn reads up to the coordinator's CopyInResponse (or its error).
 func awaitCopyIn(ctx context.Context, c *backend.Conn) error {

@@ -424,7 +424,9 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 	reads := make([]*shardRead, len(tasks))
 	for i, task := range tasks {
 		holes := &router.Holes{In: in, Tables: task.names}
-		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), internal: true}
+		// Binary partials: exact whatever the session's DateStyle, time zone
+		// abbreviations or extra_float_digits.
+		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), results: []int16{1}, describe: true}
 	}
 	defer ss.finishReads(ctx, reads)
 	if err := ss.startReads(ctx, reads); err != nil {
@@ -501,10 +503,11 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 		paramOIDs = append(paramOIDs, oids...)
 	}
 	formats := clientFormats
-	if len(formats) > 0 {
-		for range args {
-			formats = append(formats, 0)
-		}
+	for len(formats) < k {
+		formats = append(formats, 0)
+	}
+	for range args {
+		formats = append(formats, 1)
 	}
 	args = append(append([][]byte{}, clientArgs...), args...)
 	c, err := ss.coordConn(ctx)
