@@ -15,12 +15,14 @@ import (
 // entry is one corpus query (see testdata/README.md for the format).
 type entry struct {
 	name      string // file stem and number, e.g. agg_012
+	seq       int    // position in the whole corpus
 	file      string
 	line      int
 	sql       string   // template
 	on        []string // config tags; empty: every config (when the template uses {t})
 	args      []string // parameter templates (@args); nil: no parameters
 	expectErr string   // SQLSTATE the oracle must give (@error)
+	set       []string // session settings, "name = value" (@set)
 }
 
 // instance is an entry with its placeholders replaced for one config (nil: none).
@@ -54,13 +56,16 @@ func readCorpus(dir string) ([]*entry, error) {
 			return nil, err
 		}
 		for _, e := range es {
-			norm := strings.Join(strings.Fields(e.sql), " ") + " -- " + strings.Join(e.args, "|")
+			norm := strings.Join(strings.Fields(e.sql), " ") + " -- " + strings.Join(e.args, "|") + " -- " + strings.Join(e.set, ";")
 			if prev, ok := seen[norm]; ok {
 				return nil, fmt.Errorf("%s:%d: duplicate of %s", e.file, e.line, prev)
 			}
 			seen[norm] = e.name
 		}
 		all = append(all, es...)
+	}
+	for i, e := range all {
+		e.seq = i
 	}
 	return all, nil
 }
@@ -112,6 +117,11 @@ func readFile(path string) ([]*entry, error) {
 				}
 			case "error":
 				pending.expectErr = val
+			case "set":
+				if !strings.Contains(val, "=") {
+					return nil, fmt.Errorf("%s:%d: @set wants name = value", path, ln)
+				}
+				pending.set = append(pending.set, val)
 			default:
 				return nil, fmt.Errorf("%s:%d: unknown directive %q", path, ln, d)
 			}

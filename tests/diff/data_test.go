@@ -232,6 +232,36 @@ func inserts(name string, rows [][]string) []string {
 	return out
 }
 
+// loadRows loads big tables with COPY FROM STDIN (text format) and small ones with
+// multi-row INSERTs, so that both write paths of the proxy are used.
+func loadRows(ctx context.Context, conn *pgx.Conn, name string, rows [][]string) error {
+	if len(rows) < 1000 {
+		return execAll(ctx, conn, inserts(name, rows)...)
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		for i, lit := range row {
+			if i > 0 {
+				b.WriteByte('\t')
+			}
+			switch {
+			case lit == "NULL":
+				b.WriteString(`\N`)
+			case strings.HasPrefix(lit, "'"):
+				b.WriteString(strings.ReplaceAll(lit[1:len(lit)-1], "''", "'"))
+			default:
+				b.WriteString(lit)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	sql := "COPY " + name + " FROM STDIN"
+	if _, err := conn.PgConn().CopyFrom(ctx, strings.NewReader(b.String()), sql); err != nil {
+		return fmt.Errorf("%s: %w", sql, err)
+	}
+	return nil
+}
+
 func reversed(rows [][]string) [][]string {
 	out := make([][]string, len(rows))
 	for i, r := range rows {
@@ -282,13 +312,13 @@ func load(ctx context.Context) error {
 		if err := execAll(ctx, oracle, t.ddl); err != nil {
 			return err
 		}
-		if err := execAll(ctx, oracle, inserts(t.name, t.rows)...); err != nil {
+		if err := loadRows(ctx, oracle, t.name, t.rows); err != nil {
 			return err
 		}
 		if err := execAll(ctx, oracle, "SET search_path = rev", t.ddl); err != nil {
 			return err
 		}
-		if err := execAll(ctx, oracle, inserts(t.name, reversed(t.rows))...); err != nil {
+		if err := loadRows(ctx, oracle, t.name, reversed(t.rows)); err != nil {
 			return err
 		}
 		if err := execAll(ctx, oracle, "RESET search_path", "ANALYZE "+t.name, "ANALYZE rev."+t.name); err != nil {
@@ -304,7 +334,7 @@ func load(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := execAll(ctx, proxy, inserts(t.name, t.rows)...); err != nil {
+		if err := loadRows(ctx, proxy, t.name, t.rows); err != nil {
 			return err
 		}
 		// The load itself must agree before any query is worth comparing.

@@ -2,18 +2,21 @@ package diff
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // summary counts what the corpus run did.
 type summary struct {
-	queries, instances, executions, passed, failed int
-	queriesFailed, corpusErrors                    int
-	causes                                         map[string][]string // cause → query names
+	queries, withArgs, instances, executions, passed, failed int
+	queriesFailed, corpusErrors                              int
+	causes                                                   map[string][]string // cause → query names
 }
 
 func (s *summary) cause(c, name string) {
@@ -43,6 +46,9 @@ func TestDiff(t *testing.T) {
 	for _, e := range entries {
 		t.Run(e.name, func(t *testing.T) {
 			sum.queries++
+			if e.args != nil {
+				sum.withArgs++
+			}
 			runEntry(ctx, t, e, oracle, rev, proxy, sum)
 			if t.Failed() {
 				sum.queriesFailed++
@@ -52,7 +58,7 @@ func TestDiff(t *testing.T) {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "corpus: %d queries (%d with parameters), %d instances, %d proxy executions: %d passed, %d failed; %d queries failing; %d corpus errors\n",
-		sum.queries, countArgs(entries), sum.instances, sum.executions, sum.passed, sum.failed, sum.queriesFailed, sum.corpusErrors)
+		sum.queries, sum.withArgs, sum.instances, sum.executions, sum.passed, sum.failed, sum.queriesFailed, sum.corpusErrors)
 	causes := make([]string, 0, len(sum.causes))
 	for c := range sum.causes {
 		causes = append(causes, c)
@@ -71,17 +77,8 @@ func TestDiff(t *testing.T) {
 		}
 		fmt.Fprintf(&b, "  %4d queries  %s\n               %s\n", len(names), c, list)
 	}
+	fmt.Fprintf(&b, "time: oracle %v, oracle (reversed) %v, proxy %v\n", oracle.busy.Round(time.Millisecond), rev.busy.Round(time.Millisecond), proxy.busy.Round(time.Millisecond))
 	t.Log("\n" + b.String())
-}
-
-func countArgs(es []*entry) int {
-	n := 0
-	for _, e := range es {
-		if e.args != nil {
-			n++
-		}
-	}
-	return n
 }
 
 // runEntry runs one corpus query for every config it applies to and every mode, and
@@ -96,8 +93,22 @@ func runEntry(ctx context.Context, t *testing.T, e *entry, oracle, rev, proxy *s
 		}
 		where[detail] = append(where[detail], place)
 	}
-	for _, in := range e.instances() {
+	if len(e.set) > 0 {
+		for _, s := range []*side{oracle, rev, proxy} {
+			if err := s.session(ctx, e.set, false); err != nil {
+				report("SET failed: "+err.Error(), "-")
+			}
+			defer func() {
+				if err := s.session(ctx, e.set, true); err != nil {
+					t.Errorf("RESET failed: %v", err)
+				}
+			}()
+		}
+	}
+	ran := map[string]int{} // label → modes run
+	for n, in := range e.instances() {
 		sum.instances++
+		ran[in.label()] = 0
 		ordered, limitUnordered, err := shape(in.sql)
 		if err != nil && e.expectErr == "" {
 			report("corpus: does not parse: "+err.Error(), in.label())
@@ -112,33 +123,35 @@ func runEntry(ctx context.Context, t *testing.T, e *entry, oracle, rev, proxy *s
 			continue
 		}
 		// The oracle must be deterministic: the same query over the same rows stored in the
-		// reverse order must give the same answer.
-		o := oracle.run(ctx, modes[0], in.sql, in.args)
-		r := rev.run(ctx, modes[0], in.sql, in.args)
-		if c, d := compareAs(o, r, ordered, "rev"); c != "" {
-			report("corpus: not deterministic (oracle vs. oracle with rows reversed): "+d, in.label())
+		// reverse order must give the same answer. The three sides run concurrently.
+		var o, r, p *result
+		concurrently(
+			func() { o = oracle.run(ctx, modes[0], in.sql, in.args) },
+			func() { r = rev.run(ctx, modes[0], in.sql, in.args) },
+			func() { p = proxy.run(ctx, modes[0], in.sql, in.args) })
+		corpusErr := ""
+		switch c, d := compareAs(o, r, ordered, "rev"); {
+		case c != "":
+			corpusErr = "corpus: not deterministic (oracle vs. oracle with rows reversed): " + d
+		case e.expectErr != "" && sqlstate(o.err) != e.expectErr:
+			corpusErr = fmt.Sprintf("corpus: oracle should fail with %s, got %v", e.expectErr, o.err)
+		case e.expectErr == "" && o.err != nil:
+			corpusErr = "corpus: oracle fails: " + errString(o.err)
+		}
+		if corpusErr != "" {
+			report(corpusErr, in.label())
 			sum.corpusErrors++
 			sum.cause("corpus error", e.name)
 			continue
 		}
-		if e.expectErr != "" && sqlstate(o.err) != e.expectErr {
-			report(fmt.Sprintf("corpus: oracle should fail with %s, got %v", e.expectErr, o.err), in.label())
-			sum.corpusErrors++
-			sum.cause("corpus error", e.name)
-			continue
-		}
-		if e.expectErr == "" && o.err != nil {
-			report("corpus: oracle fails: "+errString(o.err), in.label())
-			sum.corpusErrors++
-			sum.cause("corpus error", e.name)
-			continue
-		}
-		for i, m := range modes {
+		for i, m := range modesFor(e, n) {
 			if i > 0 {
-				o = oracle.run(ctx, m, in.sql, in.args)
+				concurrently(
+					func() { o = oracle.run(ctx, m, in.sql, in.args) },
+					func() { p = proxy.run(ctx, m, in.sql, in.args) })
 			}
-			p := proxy.run(ctx, m, in.sql, in.args)
 			sum.executions++
+			ran[in.label()]++
 			cause, detail := compare(o, p, ordered)
 			if cause == "" {
 				sum.passed++
@@ -157,14 +170,45 @@ func runEntry(ctx context.Context, t *testing.T, e *entry, oracle, rev, proxy *s
 	if e.args != nil {
 		fmt.Fprintf(&b, "\n  args: %s", strings.Join(e.args, " | "))
 	}
+	for _, kv := range e.set {
+		fmt.Fprintf(&b, "\n  SET %s", kv)
+	}
 	for _, d := range order {
-		fmt.Fprintf(&b, "\n  [%s] %s", compactPlaces(where[d]), d)
+		fmt.Fprintf(&b, "\n  [%s] %s", compactPlaces(where[d], ran), d)
 	}
 	t.Error(b.String())
 }
 
-// compactPlaces renders config/mode places, folding "all modes" of a config.
-func compactPlaces(places []string) string {
+var allModes = flag.Bool("diff.allmodes", false, "run every query in every protocol mode (default: simple plus one extended mode per config, alternating)")
+
+// modesFor returns the protocol modes for the n-th instance of e: the simple protocol and
+// one of the two extended modes, alternating over configs and queries so that each query
+// runs both ways and each extended mode gets half of the instances; queries with
+// parameters or expected errors, and every query under -diff.allmodes, run in all modes.
+func modesFor(e *entry, n int) []mode {
+	if *allModes || e.args != nil || e.expectErr != "" {
+		return modes
+	}
+	return []mode{modes[0], modes[1+(e.seq+n)%2]}
+}
+
+// concurrently runs fs in parallel and waits for all of them.
+func concurrently(fs ...func()) {
+	var wg sync.WaitGroup
+	for _, f := range fs[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	fs[0]()
+	wg.Wait()
+}
+
+// compactPlaces renders the config/mode places where a difference showed: a config stands
+// alone when it showed in every mode that ran for it ("all" when that is every config).
+func compactPlaces(places []string, ran map[string]int) string {
 	byCfg := map[string][]string{}
 	var cfgs []string
 	for _, p := range places {
@@ -177,25 +221,17 @@ func compactPlaces(places []string) string {
 		}
 	}
 	var out []string
+	whole := 0
 	for _, c := range cfgs {
-		ms := byCfg[c]
-		if len(ms) == 0 || len(ms) == len(modes) {
-			out = append(out, c)
-		} else {
+		if ms := byCfg[c]; len(ms) > 0 && len(ms) < ran[c] {
 			out = append(out, c+"/"+strings.Join(ms, "+"))
+			continue
 		}
+		out = append(out, c)
+		whole++
 	}
-	if len(out) > 1 && len(cfgs) == len(configs) && allModes(byCfg) {
-		return "all configs"
+	if whole > 1 && whole == len(ran) {
+		return "all"
 	}
 	return strings.Join(out, ", ")
-}
-
-func allModes(byCfg map[string][]string) bool {
-	for _, ms := range byCfg {
-		if len(ms) != len(modes) {
-			return false
-		}
-	}
-	return true
 }

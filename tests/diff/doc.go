@@ -9,6 +9,7 @@
 //	go test -count=1 ./tests/diff/              # whole corpus
 //	go test -count=1 ./tests/diff/ -run 'TestDiff/agg'   # one corpus file
 //	go test -count=1 ./tests/diff/ -run 'TestDiff/agg_012' # one query
+//	go test -count=1 ./tests/diff/ -diff.allmodes          # every query in all three protocol modes
 //
 // The corpus format is described in testdata/README.md.
 package diff

@@ -31,6 +31,7 @@ type side struct {
 	name string
 	url  string
 	conn *pgx.Conn
+	busy time.Duration // time spent running queries
 }
 
 type field struct {
@@ -44,8 +45,38 @@ type field struct {
 type result struct {
 	err    error
 	fields []field
-	rows   [][][]byte // nil value: NULL
+	rows   []string // encoded rows (see encodeRow): equal rows, equal strings
 	tag    string
+}
+
+// encodeRow packs a row's raw values into one string: per value a 4-byte big-endian length
+// (0xffffffff for NULL) and the bytes.
+func encodeRow(b []byte, raw [][]byte) []byte {
+	for _, v := range raw {
+		if v == nil {
+			b = append(b, 0xff, 0xff, 0xff, 0xff)
+			continue
+		}
+		n := len(v)
+		b = append(b, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		b = append(b, v...)
+	}
+	return b
+}
+
+func decodeRow(s string) [][]byte {
+	var out [][]byte
+	for len(s) >= 4 {
+		n := uint32(s[0])<<24 | uint32(s[1])<<16 | uint32(s[2])<<8 | uint32(s[3])
+		s = s[4:]
+		if n == 0xffffffff {
+			out = append(out, nil)
+			continue
+		}
+		out = append(out, []byte(s[:n]))
+		s = s[n:]
+	}
+	return out
 }
 
 // run executes sql with args (nil: no parameters; "NULL": a NULL argument).
@@ -59,6 +90,8 @@ func (s *side) run(ctx context.Context, m mode, sql string, args []string) *resu
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	start := time.Now()
+	defer func() { s.busy += time.Since(start) }()
 	qargs := []any{m.m}
 	for _, a := range args {
 		if a == "NULL" {
@@ -76,15 +109,10 @@ func (s *side) run(ctx context.Context, m mode, sql string, args []string) *resu
 	for _, fd := range rows.FieldDescriptions() {
 		res.fields = append(res.fields, field{fd.Name, fd.DataTypeOID, fd.DataTypeSize, fd.TypeModifier, fd.Format})
 	}
+	var buf []byte
 	for rows.Next() {
-		raw := rows.RawValues()
-		row := make([][]byte, len(raw))
-		for i, v := range raw {
-			if v != nil {
-				row[i] = append([]byte{}, v...)
-			}
-		}
-		res.rows = append(res.rows, row)
+		buf = encodeRow(buf[:0], rows.RawValues())
+		res.rows = append(res.rows, string(buf))
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -92,6 +120,21 @@ func (s *side) run(ctx context.Context, m mode, sql string, args []string) *resu
 	}
 	res.tag = rows.CommandTag().String()
 	return res
+}
+
+// session applies "name = value" settings (reset: undoes them).
+func (s *side) session(ctx context.Context, settings []string, reset bool) error {
+	for _, kv := range settings {
+		name, _, _ := strings.Cut(kv, "=")
+		sql := "SET " + kv
+		if reset {
+			sql = "RESET " + strings.TrimSpace(name)
+		}
+		if r := s.run(ctx, modes[0], sql, nil); r.err != nil {
+			return fmt.Errorf("%s: %s: %w", s.name, sql, r.err)
+		}
+	}
+	return nil
 }
 
 func (s *side) close() {
@@ -152,9 +195,9 @@ func display(f field, v []byte) string {
 	return fmt.Sprintf("\\x%x", v)
 }
 
-func rowString(fs []field, row [][]byte) string {
+func rowString(fs []field, enc string) string {
 	var parts []string
-	for i, v := range row {
+	for i, v := range decodeRow(enc) {
 		f := field{format: 0}
 		if i < len(fs) {
 			f = fs[i]
@@ -166,20 +209,6 @@ func rowString(fs []field, row [][]byte) string {
 		s = s[:300] + "…"
 	}
 	return s
-}
-
-func rowKey(row [][]byte) string {
-	var b strings.Builder
-	for _, v := range row {
-		if v == nil {
-			b.WriteString("\x00N")
-		} else {
-			b.WriteString("\x01")
-			b.Write(v)
-		}
-		b.WriteString("\x00|")
-	}
-	return b.String()
 }
 
 var shardName = regexp.MustCompile(`_1\d{4,}\b`)
@@ -237,7 +266,7 @@ func compareAs(o, p *result, ordered bool, name string) (cause, detail string) {
 	}
 	if ordered {
 		for i := range o.rows {
-			if rowKey(o.rows[i]) != rowKey(p.rows[i]) {
+			if o.rows[i] != p.rows[i] {
 				if multisetDiff(o, p, name) == "" {
 					return "order differs", fmt.Sprintf("same rows, order differs at row %d:\n      oracle %s\n      %-6s %s",
 						i+1, rowString(o.fields, o.rows[i]), name, rowString(p.fields, p.rows[i]))
@@ -260,15 +289,15 @@ func compareAs(o, p *result, ordered bool, name string) (cause, detail string) {
 func multisetDiff(o, p *result, name string) string {
 	count := map[string]int{}
 	for _, r := range o.rows {
-		count[rowKey(r)]++
+		count[r]++
 	}
 	for _, r := range p.rows {
-		count[rowKey(r)]--
+		count[r]--
 	}
 	var b strings.Builder
 	missing, extra := 0, 0
 	for _, r := range o.rows {
-		if count[rowKey(r)] > 0 {
+		if count[r] > 0 {
 			if missing == 0 {
 				fmt.Fprintf(&b, "\n      missing from %s: %s", name, rowString(o.fields, r))
 			}
@@ -276,7 +305,7 @@ func multisetDiff(o, p *result, name string) string {
 		}
 	}
 	for _, r := range p.rows {
-		if count[rowKey(r)] < 0 {
+		if count[r] < 0 {
 			if extra == 0 {
 				fmt.Fprintf(&b, "\n      extra in %s:     %s", name, rowString(p.fields, r))
 			}

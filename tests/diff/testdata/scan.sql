@@ -31,3 +31,5 @@ SELECT id FROM {t} t WHERE (t.grp, t.cat) = (1, 'alpha');
 SELECT * FROM {t} t WHERE t IS NOT NULL;
 SELECT t::text FROM {t} t WHERE grp = 1;
 SELECT row_to_json(t) FROM {t} t WHERE grp = 10;
+SELECT * FROM (TABLE {t}) s WHERE grp = 1;
+TABLE lookup;

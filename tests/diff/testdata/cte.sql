@@ -1,0 +1,21 @@
+-- Common table expressions, including recursive ones.
+WITH c AS (SELECT grp, count(*) AS n FROM {t} GROUP BY grp) SELECT * FROM c;
+WITH c AS (SELECT * FROM {t} WHERE qty > 100) SELECT count(*), sum(qty) FROM c;
+WITH a AS (SELECT k FROM {t} WHERE grp = 1), b AS (SELECT k FROM {t} WHERE grp = 2) SELECT count(*) FROM a JOIN b USING (k);
+WITH a AS (SELECT grp, sum(qty) AS s FROM {t} GROUP BY grp), b AS (SELECT max(s) AS m FROM a) SELECT a.grp FROM a, b WHERE a.s = b.m;
+WITH c AS (SELECT * FROM {t} WHERE k = {k1}) SELECT id, grp FROM c ORDER BY id;
+WITH c AS MATERIALIZED (SELECT id, qty FROM {t}) SELECT count(*) FROM c WHERE qty < 0;
+WITH c AS NOT MATERIALIZED (SELECT id, qty FROM {t}) SELECT id FROM c WHERE qty = 0;
+WITH RECURSIVE r(n) AS (SELECT min(grp) FROM {t} UNION ALL SELECT n + 1 FROM r WHERE n < (SELECT max(grp) FROM {t})) SELECT n FROM r;
+WITH RECURSIVE chain(id, qty, depth) AS (SELECT id, qty, 1 FROM {t} WHERE id = 1 UNION ALL SELECT t.id, t.qty, c.depth + 1 FROM {t} t JOIN chain c ON t.id = c.id + 1 WHERE c.depth < 10) SELECT * FROM chain ORDER BY id;
+WITH RECURSIVE r AS (SELECT grp, 1 AS lvl FROM lookup WHERE grp = 0 UNION SELECT t.grp, r.lvl + 1 FROM {t} t JOIN r ON t.grp = r.grp + 1 WHERE r.lvl < 20) SELECT grp, lvl FROM r;
+WITH c AS (SELECT id, row_number() OVER (ORDER BY qty DESC, id) AS rn FROM {t}) SELECT id FROM c WHERE rn <= 5 ORDER BY rn;
+WITH c AS (SELECT DISTINCT cat FROM {t}) SELECT count(*) FROM c;
+WITH x AS (SELECT grp FROM lookup) SELECT count(*) FROM {t} WHERE grp IN (SELECT grp FROM x);
+WITH t1 AS (SELECT k, count(*) AS n FROM {t} GROUP BY k) SELECT n, count(*) FROM t1 GROUP BY n ORDER BY n;
+WITH c AS (SELECT * FROM {t}) SELECT c1.id FROM c c1 JOIN c c2 ON c1.id = c2.id + 1000 WHERE c1.grp = 3;
+WITH m AS (SELECT max(created) AS d FROM {t}) SELECT id FROM {t}, m WHERE created = m.d;
+WITH RECURSIVE tot(g, s) AS (SELECT 0, 0::bigint UNION ALL SELECT g + 1, s + (SELECT coalesce(sum(qty), 0) FROM {t} WHERE grp = g) FROM tot WHERE g < 12) SELECT g, s FROM tot ORDER BY g;
+WITH a AS (SELECT id, qty FROM {t} WHERE grp = 1), b AS (SELECT id, qty FROM {t} WHERE grp = 2) SELECT * FROM a UNION ALL SELECT * FROM b;
+WITH c AS (SELECT grp, cat FROM {t} WHERE flag) SELECT grp, count(DISTINCT cat) FROM c GROUP BY grp ORDER BY grp;
+WITH c(x, y) AS (SELECT id, qty FROM {t} WHERE qty > 145) SELECT x, y FROM c;

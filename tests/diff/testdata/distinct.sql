@@ -1,0 +1,25 @@
+-- DISTINCT and DISTINCT ON.
+SELECT DISTINCT grp FROM {t};
+SELECT DISTINCT grp FROM {t} ORDER BY grp;
+SELECT DISTINCT cat FROM {t} ORDER BY cat DESC NULLS LAST;
+SELECT DISTINCT grp, cat FROM {t};
+SELECT DISTINCT grp, flag FROM {t} ORDER BY grp, flag;
+SELECT DISTINCT k FROM {t};
+SELECT DISTINCT k FROM {t} ORDER BY k LIMIT 20;
+SELECT DISTINCT upper(cat) AS u FROM {t} ORDER BY u;
+SELECT DISTINCT qty % 7 FROM {t};
+SELECT DISTINCT ON (grp) grp, id, qty FROM {t} ORDER BY grp, id;
+SELECT DISTINCT ON (grp) grp, id, qty FROM {t} ORDER BY grp, qty DESC, id;
+SELECT DISTINCT ON (cat) cat, id, amount FROM {t} ORDER BY cat, amount DESC NULLS LAST, id;
+SELECT DISTINCT ON (k) k, id FROM {t} ORDER BY k, id DESC;
+SELECT DISTINCT ON (grp, flag) grp, flag, id FROM {t} ORDER BY grp, flag, id;
+SELECT DISTINCT ON (grp) grp, id FROM {t} ORDER BY grp, id LIMIT 4;
+SELECT count(*) FROM (SELECT DISTINCT grp, cat FROM {t}) s;
+SELECT DISTINCT flag FROM {t} WHERE grp = 4;
+SELECT DISTINCT created FROM {t} WHERE qty > 140 ORDER BY created;
+SELECT DISTINCT note FROM {t} ORDER BY note NULLS FIRST;
+SELECT DISTINCT grp, count(*) OVER (PARTITION BY grp) FROM {t};
+SELECT DISTINCT cat, flag FROM {t} WHERE k IN ({k1}, {k2}, {k3}, {k4});
+SELECT DISTINCT date_trunc('month', ts) FROM {t} ORDER BY 1 DESC LIMIT 6;
+SELECT DISTINCT ON (created) created, ts, id FROM {t} ORDER BY created DESC, ts, id LIMIT 15;
+SELECT DISTINCT grp, count(*) FROM {t} GROUP BY grp, cat;

@@ -1,0 +1,57 @@
+-- Joins: with the coordinator table, co-located, not co-located, self joins, LATERAL,
+-- generate_series and VALUES.
+SELECT t.id, l.label FROM {t} t JOIN lookup l ON l.grp = t.grp;
+SELECT t.id, l.label FROM {t} t LEFT JOIN lookup l ON l.grp = t.grp;
+SELECT t.id, l.label FROM {t} t LEFT JOIN lookup l ON l.grp = t.grp WHERE l.grp IS NULL;
+SELECT l.grp, count(t.id) FROM lookup l LEFT JOIN {t} t ON t.grp = l.grp GROUP BY l.grp;
+SELECT l.label, count(*), sum(t.qty) FROM {t} t JOIN lookup l USING (grp) GROUP BY l.label ORDER BY l.label;
+SELECT t.id, l.label FROM {t} t RIGHT JOIN lookup l ON l.grp = t.grp AND t.qty > 145;
+SELECT t.id, l.grp FROM {t} t FULL JOIN lookup l ON l.grp = t.grp AND t.qty > 145;
+SELECT t.id, l.label FROM {t} t, lookup l WHERE l.grp = t.grp AND t.k = {k1};
+SELECT t.id, l.label FROM {t} t JOIN lookup l ON l.grp = t.grp ORDER BY t.id LIMIT 20;
+SELECT * FROM {t} NATURAL JOIN lookup WHERE qty > 140;
+SELECT t.id, l.label FROM {t} t CROSS JOIN lookup l WHERE t.id <= 3;
+SELECT l.label, t.cat, count(*) FROM lookup l JOIN {t} t ON t.grp = l.grp WHERE t.flag GROUP BY l.label, t.cat;
+SELECT t.id, o.id FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k;
+-- @on: int
+SELECT t.id, o.id, o.amount FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k WHERE t.k = {k1};
+SELECT t.k, count(o.id), sum(o.amount) FROM d_int_8_2 t LEFT JOIN d_int_8_2_orders o ON o.k = t.k GROUP BY t.k;
+SELECT count(*) FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k;
+SELECT t.id, o.id FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k AND o.amount > t.qty * 5;
+SELECT t.id, o.id FROM d_int_8_2 t JOIN d_int_8_2_orders o USING (k) WHERE t.grp = 3 ORDER BY t.id, o.id;
+SELECT o.status, count(*) FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k GROUP BY o.status;
+SELECT t.id FROM d_int_8_2 t LEFT JOIN d_int_8_2_orders o ON o.k = t.k WHERE o.id IS NULL;
+SELECT o.id FROM d_int_8_2_orders o WHERE NOT EXISTS (SELECT 1 FROM d_int_8_2 t WHERE t.k = o.k);
+SELECT t.k, o.id FROM d_int_8_2 t FULL JOIN d_int_8_2_orders o ON o.k = t.k WHERE t.k IS NULL OR o.k IS NULL;
+SELECT t.id, o.id, l.label FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k JOIN lookup l ON l.grp = t.grp WHERE o.amount > 950;
+SELECT t.id FROM d_int_8_2 t WHERE t.k IN (SELECT o.k FROM d_int_8_2_orders o WHERE o.status = 'paid' AND o.amount > 900);
+-- @on: int
+SELECT o.id, o.amount FROM d_int_8_2_orders o WHERE o.k IN ({k1}, {k2}) AND EXISTS (SELECT 1 FROM d_int_8_2 t WHERE t.k = o.k);
+SELECT t.k, max(o.amount) FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k GROUP BY t.k ORDER BY 2 DESC, 1 LIMIT 10;
+SELECT t.id, x.id FROM d_int_8_2 t JOIN d_other_5_1 x ON x.k = t.k;
+SELECT x.tag, count(*) FROM d_int_8_2 t JOIN d_other_5_1 x ON x.k = t.k GROUP BY x.tag;
+SELECT t.id, x.id FROM d_int_8_2 t LEFT JOIN d_other_5_1 x ON x.k = t.k WHERE t.grp = 2;
+SELECT o.id, x.id FROM d_int_8_2_orders o JOIN d_other_5_1 x ON x.k = o.k AND x.id = o.id % 600;
+SELECT t.id, b.id FROM d_int_8_2 t JOIN d_bigint_3_1 b ON b.id = t.id WHERE t.qty > 140;
+SELECT t.grp, x.tag, count(*) FROM d_int_8_2 t JOIN d_other_5_1 x ON x.id = t.id GROUP BY t.grp, x.tag;
+SELECT count(*) FROM d_text_16_2 a JOIN d_uuid_5_1 b ON a.id = b.id;
+SELECT x.id, sum(o.amount) FROM d_other_5_1 x JOIN d_int_8_2_orders o ON o.k = x.k GROUP BY x.id HAVING sum(o.amount) > 2500;
+SELECT a.id, b.id FROM {t} a JOIN {t} b ON a.k = b.k AND a.id < b.id;
+SELECT a.id, b.id FROM {t} a JOIN {t} b ON b.id = a.id + 1 WHERE a.grp = 1;
+SELECT count(*) FROM {t} a JOIN {t} b ON a.grp = b.grp WHERE a.id < 50 AND b.id < 50;
+SELECT a.k, count(*) FROM {t} a JOIN {t} b USING (k) GROUP BY a.k HAVING count(*) > 4;
+SELECT a.id, b.id FROM {t} a LEFT JOIN {t} b ON b.k = a.k AND b.id <> a.id WHERE a.qty > 145;
+SELECT l.grp, x.id, x.qty FROM lookup l, LATERAL (SELECT id, qty FROM {t} t WHERE t.grp = l.grp ORDER BY qty DESC, id LIMIT 2) x;
+SELECT t.id, x.n FROM {t} t CROSS JOIN LATERAL (SELECT count(*) AS n FROM lookup l WHERE l.grp < t.grp) x WHERE t.qty > 145;
+SELECT t.id, o.n FROM d_int_8_2 t LEFT JOIN LATERAL (SELECT count(*) AS n FROM d_int_8_2_orders o WHERE o.k = t.k) o ON true WHERE t.grp = 4;
+SELECT t.id, u.v FROM {t} t, LATERAL unnest(ARRAY[t.qty, t.grp]) u(v) WHERE t.cat = 'gamma' AND t.flag;
+SELECT g, count(t.id) FROM generate_series(0, 12) g LEFT JOIN {t} t ON t.grp = g GROUP BY g;
+SELECT g.d, count(t.id) FROM generate_series(DATE '2024-01-01', DATE '2024-01-10', INTERVAL '1 day') g(d) LEFT JOIN {t} t ON t.created = g.d GROUP BY g.d ORDER BY g.d;
+SELECT v.x, v.name, count(t.id) FROM (VALUES (1, 'one'), (2, 'two'), (13, 'none')) v(x, name) LEFT JOIN {t} t ON t.grp = v.x GROUP BY v.x, v.name;
+SELECT t.id, v.w FROM {t} t JOIN (VALUES ('alpha', 1), ('beta', 2)) v(c, w) ON v.c = t.cat WHERE t.qty > 130;
+SELECT t.id FROM {t} t JOIN (VALUES ({k1}::{ktype}), ({k2}::{ktype})) v(key) ON v.key = t.k;
+SELECT count(*) FROM d_small_32_1 a CROSS JOIN d_small_32_1 b;
+SELECT a.id, b.id FROM d_small_32_1 a JOIN d_small_32_1 b ON a.k < b.k WHERE a.grp IS NOT DISTINCT FROM b.grp;
+SELECT s.id, t.id FROM d_small_32_1 s JOIN d_int_8_2 t ON t.k = s.k;
+SELECT t.id, g FROM {t} t JOIN generate_series(1, 3) g ON g = t.grp WHERE t.qty < -45;
+SELECT t.id, l.label FROM {t} t JOIN lookup l ON l.grp = t.grp WHERE t.k IN ({k1}, {k2}, {k3});
