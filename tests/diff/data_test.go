@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -280,6 +281,17 @@ func execAll(ctx context.Context, conn *pgx.Conn, sqls ...string) error {
 		}
 	}
 	return nil
+}
+
+var loadOnce struct {
+	sync.Once
+	err error
+}
+
+// loaded loads the data set once for the package's tests.
+func loaded(ctx context.Context) error {
+	loadOnce.Do(func() { loadOnce.err = load(ctx) })
+	return loadOnce.err
 }
 
 // load creates the oracle database and loads every table into it (plain tables, in

@@ -28,7 +28,7 @@ func (s *summary) cause(c, name string) {
 // TestDiff runs the corpus on the oracle and through the proxy, in every protocol mode.
 func TestDiff(t *testing.T) {
 	ctx := context.Background()
-	if err := load(ctx); err != nil {
+	if err := loaded(ctx); err != nil {
 		t.Fatalf("load: %v", err)
 	}
 	entries, err := readCorpus("testdata")
