@@ -109,7 +109,7 @@ func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		if m == nil {
 			return st.Err
 		}
-		limit, offset, err := e.limits(m)
+		limit, offset, err := mergeLimits(m, e.in, e.prm)
 		if err != nil {
 			return err
 		}
@@ -284,23 +284,6 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 		e.add(2, "Tasks shown: one of %d", len(tasks))
 	}
 	return e.shardPlans(ctx, []readTask{{shard: task.shard, ps: task.shard.Finalized(), names: nil}}, router.Template{{Kind: router.SegText, Text: string(task.sql), Anchor: -1}}, nil)
-}
-
-// limits evaluates a merge's LIMIT and OFFSET (-1 and 0 when absent).
-func (e *explainer) limits(m *router.Merge) (int64, int64, error) {
-	limit, offset := int64(-1), int64(0)
-	var err error
-	if m.HasLimit {
-		if limit, err = intValue(m.Limit, e.in, e.prm); err != nil {
-			return 0, 0, err
-		}
-	}
-	if m.HasOffset {
-		if offset, err = intValue(m.Offset, e.in, e.prm); err != nil {
-			return 0, 0, err
-		}
-	}
-	return limit, offset, nil
 }
 
 func limitText(m *router.Merge, limit, offset int64) string {

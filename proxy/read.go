@@ -283,17 +283,9 @@ func (ss *session) finishReads(ctx context.Context, reads []*shardRead) {
 // concat streams the rows of every shard to the client, applying LIMIT and OFFSET.
 func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
-	limit, offset := int64(-1), int64(0)
-	var err error
-	if m.HasLimit {
-		if limit, err = intValue(m.Limit, in, prm); err != nil {
-			return err
-		}
-	}
-	if m.HasOffset {
-		if offset, err = intValue(m.Offset, in, prm); err != nil {
-			return err
-		}
+	limit, offset, err := mergeLimits(m, in, prm)
+	if err != nil {
+		return err
 	}
 	tpl := st.Shard
 	var evals []string
@@ -371,6 +363,23 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 // drainRead reads a backend's remaining messages up to ReadyForQuery.
 func (ss *session) drainRead(ctx context.Context, c *backend.Conn) {
 	ss.relay(ctx, c, relayOpts{quiet: true})
+}
+
+// mergeLimits evaluates a merge's LIMIT and OFFSET for this execution (-1 and 0 when
+// absent).
+func mergeLimits(m *router.Merge, in *router.Input, prm *params) (limit, offset int64, err error) {
+	limit = -1
+	if m.HasLimit {
+		if limit, err = intValue(m.Limit, in, prm); err != nil {
+			return 0, 0, err
+		}
+	}
+	if m.HasOffset {
+		if offset, err = intValue(m.Offset, in, prm); err != nil {
+			return 0, 0, err
+		}
+	}
+	return limit, offset, nil
 }
 
 // intValue reads a LIMIT or OFFSET value.

@@ -48,17 +48,9 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 			nodes[ps[0].Node] = true
 		}
 	}
-	limit, offset := int64(-1), int64(0)
-	var err error
-	if m.HasLimit {
-		if limit, err = intValue(m.Limit, in, prm); err != nil {
-			return err
-		}
-	}
-	if m.HasOffset {
-		if offset, err = intValue(m.Offset, in, prm); err != nil {
-			return err
-		}
+	limit, offset, err := mergeLimits(m, in, prm)
+	if err != nil {
+		return err
 	}
 	var evals []string
 	if m.HasLimit {

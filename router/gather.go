@@ -90,29 +90,7 @@ func (g *gatherer) pull(t *metadata.Table) int {
 // region writes the statement text between byte offsets from and to with every
 // distributed reference inside renamed.
 func (g *gatherer) region(b *builder, from, to int) bool {
-	p := g.p
-	pos := from
-	for _, r := range g.refs {
-		ti := p.tok(r.rv.Location)
-		if ti < 0 {
-			return false
-		}
-		start := p.startOf(ti)
-		if start < from || start >= to {
-			continue
-		}
-		if start < pos {
-			return false
-		}
-		b.text(pos, start)
-		_, end, ok := p.tableSegs(b, r.rv, g.pull(r.table), false)
-		if !ok {
-			return false
-		}
-		pos = end
-	}
-	b.text(pos, to)
-	return true
+	return g.p.rename(b, from, to, g.refs, func(_ int, r tableRef) int { return g.pull(r.table) })
 }
 
 // gatherRegion writes the statement text between byte offsets from and to, with every
@@ -144,11 +122,17 @@ func (p *planner) fromTo(b *builder, c clauses, end int) bool {
 }
 
 // region writes the statement text between byte offsets from and to, with each table
-// reference of p.holes inside it replaced by its hole (its index in p.holes) and given an
-// alias with its own name when it has none.
+// reference of p.holes inside it replaced by its hole (its index in p.holes).
 func (p *planner) region(b *builder, from, to int) bool {
+	return p.rename(b, from, to, p.holes, func(i int, _ tableRef) int { return i })
+}
+
+// rename writes the statement text between byte offsets from and to, with each of refs
+// (in text order) that starts inside it replaced by hole(i, ref) and given an alias with
+// its own name when it has none.
+func (p *planner) rename(b *builder, from, to int, refs []tableRef, hole func(int, tableRef) int) bool {
 	pos := from
-	for i, r := range p.holes {
+	for i, r := range refs {
 		ti := p.tok(r.rv.Location)
 		if ti < 0 {
 			return false
@@ -161,7 +145,7 @@ func (p *planner) region(b *builder, from, to int) bool {
 			return false
 		}
 		b.text(pos, start)
-		_, end, ok := p.tableSegs(b, r.rv, i, false)
+		_, end, ok := p.tableSegs(b, r.rv, hole(i, r), false)
 		if !ok {
 			return false
 		}

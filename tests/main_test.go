@@ -33,35 +33,13 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := cluster.Start(ctx, cluster.Options{Workers: 4})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests: start cluster:", err)
-		os.Exit(1)
-	}
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
-	if err != nil {
-		c.Close()
-		fmt.Fprintln(os.Stderr, "tests: start proxy:", err)
-		os.Exit(1)
-	}
+	c, p, err := testproxy.StartCluster(ctx, 4, testproxy.Options{})
 	cancel()
-	env.c, env.p = c, p
-	// Register the workers once, through the proxy, as a user would.
-	conn, err := pgx.Connect(context.Background(), simpleURL(p))
-	if err == nil {
-		for _, w := range c.Workers {
-			if _, err = conn.Exec(context.Background(), fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)); err != nil {
-				break
-			}
-		}
-		conn.Close(context.Background())
-	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests: register workers:", err)
-		p.Stop()
-		c.Close()
+		fmt.Fprintln(os.Stderr, "tests:", err)
 		os.Exit(1)
 	}
+	env.c, env.p = c, p
 	code := m.Run()
 	p.Stop()
 	c.Close()

@@ -32,35 +32,13 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := cluster.Start(ctx, cluster.Options{Workers: 4})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clients: start cluster:", err)
-		os.Exit(1)
-	}
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
+	c, p, err := testproxy.StartCluster(ctx, 4, testproxy.Options{})
 	cancel()
 	if err != nil {
-		c.Close()
-		fmt.Fprintln(os.Stderr, "clients: start proxy:", err)
+		fmt.Fprintln(os.Stderr, "clients:", err)
 		os.Exit(1)
 	}
 	env.c, env.p = c, p
-	// Register the workers once, through the proxy, as a user would.
-	conn, err := pgx.Connect(context.Background(), proxyURL())
-	if err == nil {
-		for _, w := range c.Workers {
-			if _, err = conn.Exec(context.Background(), fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)); err != nil {
-				break
-			}
-		}
-		conn.Close(context.Background())
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clients: register workers:", err)
-		p.Stop()
-		c.Close()
-		os.Exit(1)
-	}
 	code := m.Run()
 	p.Stop()
 	c.Close()

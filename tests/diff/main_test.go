@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgshard/pgshard/tests/cluster"
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
@@ -27,46 +25,17 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, err := cluster.Start(ctx, cluster.Options{Workers: 4})
+	c, p, err := testproxy.StartCluster(ctx, 4, testproxy.Options{})
+	cancel()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "diff: start cluster:", err)
-		os.Exit(1)
-	}
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
-	if err != nil {
-		c.Close()
-		fmt.Fprintln(os.Stderr, "diff: start proxy:", err)
+		fmt.Fprintln(os.Stderr, "diff:", err)
 		os.Exit(1)
 	}
 	env.c, env.p = c, p
-	err = registerWorkers(ctx)
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "diff: register workers:", err)
-		p.Stop()
-		c.Close()
-		os.Exit(1)
-	}
 	code := m.Run()
 	p.Stop()
 	c.Close()
 	os.Exit(code)
-}
-
-// registerWorkers adds the workers through the proxy, as a user would.
-func registerWorkers(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, proxyURL())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	for _, w := range env.c.Workers {
-		sql := fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)
-		if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	return nil
 }
 
 // proxyURL is the proxy's database (postgres).

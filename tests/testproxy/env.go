@@ -1,0 +1,51 @@
+package testproxy
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/cluster"
+)
+
+// StartCluster starts a coordinator and workers, a proxy in front of them, and registers
+// the workers through the proxy with master_add_node, as a user would. The caller stops
+// the proxy and closes the cluster.
+func StartCluster(ctx context.Context, workers int, opts Options) (*cluster.Cluster, *Proxy, error) {
+	c, err := cluster.Start(ctx, cluster.Options{Workers: workers})
+	if err != nil {
+		return nil, nil, fmt.Errorf("start cluster: %w", err)
+	}
+	p, err := Start(ctx, c.Coordinator.URL("postgres"), opts)
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("start proxy: %w", err)
+	}
+	var addrs [][2]any
+	for _, w := range c.Workers {
+		addrs = append(addrs, [2]any{w.Host, w.Port})
+	}
+	if err := p.AddNodes(ctx, addrs); err != nil {
+		p.Stop()
+		c.Close()
+		return nil, nil, err
+	}
+	return c, p, nil
+}
+
+// AddNodes registers workers (host, port) through the proxy.
+func (p *Proxy) AddNodes(ctx context.Context, nodes [][2]any) error {
+	conn, err := pgx.Connect(ctx, p.URL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	for _, n := range nodes {
+		sql := fmt.Sprintf("select master_add_node('%v', %v)", n[0], n[1])
+		if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
+}
