@@ -25,12 +25,17 @@ func testSnapshot() *metadata.Snapshot {
 			{Name: "n", TypeOID: 20, HashType: 20, TypeName: "bigint"},
 		}}
 	for _, t := range []*metadata.Table{reviews, events} {
+		for i := range t.Columns {
+			t.Columns[i].ByteOrder = true // a C-collated database
+		}
 		for i := 0; i < 4; i++ {
 			lo, hi := metadata.HashRange(i, 4)
 			t.Shards = append(t.Shards, &metadata.Shard{ID: int64(t.OID) + int64(i), TableID: t.OID, Min: lo, Max: hi})
 		}
 	}
-	return metadata.NewSnapshot(nil, []*metadata.Table{reviews, events})
+	snap := metadata.NewSnapshot(nil, []*metadata.Table{reviews, events})
+	snap.DefaultByteOrder = true
+	return snap
 }
 
 var sess = &Session{User: "alice", SearchPath: `"$user", public, app`}

@@ -310,6 +310,11 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 				b.hole(SegType, typeHole(n))
 			}
 		case "min", "max", "bool_and", "bool_or", "every":
+			if distinctCol == nil && len(a.call.Args) == 1 && !p.byteOrder(unwrap(a.call.Args[0])) {
+				// Partials passed as parameters lose their collation: strings under
+				// a locale's rules take the temporary-table route, which keeps it.
+				return nil, 0
+			}
 			n := partial()
 			whole(b)
 			named(n)
@@ -547,7 +552,7 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 	aggList := newBuilder(p.in, p.litIdx)
 	ncols := 0
 	finals, np := p.partials(aggList, aggs, t, func(n int) int { return ncols + n - 1 }, distinctCol)
-	if finals == nil || len(cols) == 0 {
+	if finals == nil || len(cols) == 0 && np == 0 {
 		return nil
 	}
 	ncols = len(cols)
@@ -560,12 +565,17 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 			b.gen(QuoteIdent(alias) + "." + QuoteIdent(col))
 		}
 		if np > 0 {
-			b.gen(", ")
+			if len(cols) > 0 {
+				b.gen(", ")
+			}
 			b.segs = append(b.segs, aggList.segs...)
 		}
 		b.gen(" ")
 	}
 	groupBy := func(b *builder) {
+		if len(cols) == 0 {
+			return
+		}
 		b.gen(" GROUP BY ")
 		for i, col := range cols {
 			if i > 0 {

@@ -114,7 +114,16 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 		default:
 			key.NullsFirst = key.Desc
 		}
-		key.ByteOrder = p.byteOrder(expr, t, alias)
+		key.ByteOrder = p.byteOrder(expr)
+		if !key.ByteOrder {
+			// A column or COLLATE clause that sorts by a locale's rules is a string the
+			// proxy cannot compare: gather. (Other expressions are decided by the type
+			// the shards report.)
+			switch expr.(type) {
+			case *pg_query.ColumnRef, *pg_query.CollateClause:
+				return nil
+			}
+		}
 		m.Keys = append(m.Keys, key)
 		shard.gen(", ")
 		shard.text(p.startOf(from), p.endOf(to-1))
@@ -146,7 +155,7 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 
 // byteOrder reports whether strings of an expression over t compare byte by byte: its
 // collation, derived as PostgreSQL derives it, is C-like. It errs on the side of false.
-func (p *planner) byteOrder(expr any, t *metadata.Table, alias string) bool {
+func (p *planner) byteOrder(expr any) bool {
 	pm, isMsg := expr.(interface{ ProtoReflect() protoreflect.Message })
 	if !isMsg {
 		return false
@@ -172,8 +181,7 @@ func (p *planner) byteOrder(expr any, t *metadata.Table, alias string) bool {
 			return false
 		case *pg_query.ColumnRef:
 			columns++
-			name, found := p.columnOf(v, t, alias)
-			if !found || !t.Columns[t.ColumnIndex(name)].ByteOrder {
+			if !p.columnByteOrder(v) {
 				ok = false
 			}
 		case *pg_query.SubLink:
@@ -185,4 +193,31 @@ func (p *planner) byteOrder(expr any, t *metadata.Table, alias string) bool {
 		return false
 	}
 	return ok
+}
+
+// columnByteOrder reports whether a column reference names a column, of one of the
+// query's distributed tables, whose strings compare byte by byte.
+func (p *planner) columnByteOrder(cr *pg_query.ColumnRef) bool {
+	var names []string
+	for _, f := range cr.Fields {
+		s, ok := unwrap(f).(*pg_query.String)
+		if !ok {
+			return false
+		}
+		names = append(names, s.Sval)
+	}
+	if len(names) != 1 && len(names) != 2 {
+		return false
+	}
+	found, byteOrder := 0, false
+	for _, r := range p.holes {
+		if r.table == nil || len(names) == 2 && names[0] != aliasOf(r.rv) {
+			continue
+		}
+		if i := r.table.ColumnIndex(names[len(names)-1]); i >= 0 {
+			found++
+			byteOrder = r.table.Columns[i].ByteOrder
+		}
+	}
+	return found == 1 && byteOrder
 }
