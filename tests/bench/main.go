@@ -5,7 +5,8 @@
 //     in 16 shards, all on that worker), in alternating rounds;
 //
 //   - writes: single-row INSERT and UPDATE throughput and latency through pgshard with two
-//     placements per shard against one placement;
+//     placements per shard against one placement, and the same writes sent directly to
+//     one worker and to both at once (what the machine itself charges for a second copy);
 //
 //   - repair: the copy rate of REPAIR SHARD against a plain COPY between the same two
 //     servers;

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgshard/pgshard/tests/cluster"
 	"github.com/pgshard/pgshard/tests/testproxy"
@@ -23,7 +25,9 @@ var latRe = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 // runWrites compares single-row INSERT and UPDATE through pgshard on tables with one and
 // with two placements per shard. With one client the latency ratio shows what writing the
 // placements in parallel costs; with several, on a small machine, the second placement's
-// work competes for the same CPUs.
+// work competes for the same CPUs. As the floor of that ratio, each one-client round also
+// writes the workers directly, without pgshard: one of them, then both at once (the
+// statement sent to both before either answer is read, as pgshard does).
 func runWrites(clientsList []int, duration time.Duration, rounds int, modes []string) error {
 	ctx := context.Background()
 	fmt.Println("\nwrites: starting a coordinator and two workers...")
@@ -60,6 +64,15 @@ func runWrites(clientsList []int, duration time.Duration, rounds int, modes []st
 			}
 		}
 	}
+	direct, err := directConns(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, d := range direct {
+			d.Close(ctx)
+		}
+	}()
 	dir, err := os.MkdirTemp("", "pgshard-bench-")
 	if err != nil {
 		return err
@@ -74,7 +87,20 @@ func runWrites(clientsList []int, duration time.Duration, rounds int, modes []st
 			for _, op := range []string{"insert", "update"} {
 				type res struct{ tps, lat []float64 }
 				results := map[int]*res{1: {}, 2: {}}
+				var one, both []float64
 				for r := 0; r < rounds; r++ {
+					if clients == 1 {
+						l1, err := directWrites(ctx, direct[:1], op, duration)
+						if err != nil {
+							return err
+						}
+						l2, err := directWrites(ctx, direct, op, duration)
+						if err != nil {
+							return err
+						}
+						one, both = append(one, l1), append(both, l2)
+						fmt.Printf("  round %d %-6s direct   one worker %8.3f ms, both %8.3f ms\n", r+1, op, l1, l2)
+					}
 					for rf := 1; rf <= 2; rf++ {
 						file := filepath.Join(dir, fmt.Sprintf("%s_rf%d.sql", op, rf))
 						if err := os.WriteFile(file, []byte(fmt.Sprintf(scripts[op], fmt.Sprintf("w_rf%d", rf))), 0o644); err != nil {
@@ -102,11 +128,74 @@ func runWrites(clientsList []int, duration time.Duration, rounds int, modes []st
 				fmt.Printf("%-22s %10s %12s\n", "", "tps", "latency ms")
 				fmt.Printf("%-22s %10.0f %12.3f\n", "1 placement per shard", t1, l1)
 				fmt.Printf("%-22s %10.0f %12.3f\n", "2 placements per shard", t2, l2)
-				fmt.Printf("%-22s %10.2f %12.2f   (goal: latency within 1.2x)\n\n", "ratio rf2 / rf1", t2/t1, l2/l1)
+				fmt.Printf("%-22s %10.2f %12.2f   (goal: latency within 1.2x)\n", "ratio rf2 / rf1", t2/t1, l2/l1)
+				if clients == 1 {
+					d1, d2 := medianF(one), medianF(both)
+					fmt.Printf("the same write sent directly to the workers, without pgshard:\n")
+					fmt.Printf("%-22s %10s %12.3f\n", "one worker", "", d1)
+					fmt.Printf("%-22s %10s %12.3f\n", "both in parallel", "", d2)
+					fmt.Printf("%-22s %10s %12.2f   (this machine's floor for the ratio above)\n", "ratio both / one", "", d2/d1)
+				}
+				fmt.Println()
 			}
 		}
 	}
 	return nil
+}
+
+// directConns connects to each worker and creates there a plain table like the
+// benchmark's distributed ones.
+func directConns(ctx context.Context, c *cluster.Cluster) ([]*pgconn.PgConn, error) {
+	var conns []*pgconn.PgConn
+	for _, w := range c.Workers {
+		cn, err := pgconn.Connect(ctx, w.URL("postgres"))
+		if err != nil {
+			return conns, err
+		}
+		conns = append(conns, cn)
+		if _, err := cn.Exec(ctx, "CREATE TABLE w_direct (k bigint PRIMARY KEY, v bigint NOT NULL); "+
+			"INSERT INTO w_direct SELECT g, 0 FROM generate_series(1, 100000) g").ReadAll(); err != nil {
+			return conns, err
+		}
+	}
+	return conns, nil
+}
+
+// directWrites runs single-row writes for the given time, each sent to every connection
+// before any answer is read, and returns the mean latency in milliseconds.
+func directWrites(ctx context.Context, conns []*pgconn.PgConn, op string, d time.Duration) (float64, error) {
+	start := time.Now()
+	n := 0
+	for time.Since(start) < d {
+		var q string
+		if op == "insert" {
+			q = fmt.Sprintf("INSERT INTO w_direct (k, v) VALUES (%d, 1) ON CONFLICT (k) DO NOTHING", 1000000+rand.Int64N(4000000000000))
+		} else {
+			q = fmt.Sprintf("UPDATE w_direct SET v = v + 1 WHERE k = %d", 1+rand.IntN(100000))
+		}
+		for _, c := range conns {
+			c.Frontend().Send(&pgproto3.Query{String: q})
+			if err := c.Frontend().Flush(); err != nil {
+				return 0, err
+			}
+		}
+		for _, c := range conns {
+			for {
+				m, err := c.ReceiveMessage(ctx)
+				if err != nil {
+					return 0, err
+				}
+				if e, ok := m.(*pgproto3.ErrorResponse); ok {
+					return 0, fmt.Errorf("%s: %s", q, e.Message)
+				}
+				if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+					break
+				}
+			}
+		}
+		n++
+	}
+	return float64(time.Since(start).Microseconds()) / 1000 / float64(n), nil
 }
 
 func medianF(xs []float64) float64 {
