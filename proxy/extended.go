@@ -47,8 +47,12 @@ type portal struct {
 	stmt    *prepared
 	prm     *params
 	results []int16
-	// pending holds the rest of a result fetched in parts (Execute with a row limit).
+	// pending holds the rest of a result fetched in parts (Execute with a row limit)
+	// when it was read ahead (the statement writes, or the session needed its connections
+	// before the client had fetched everything); err is the statement's error, to report
+	// once pending is served.
 	pending []byte
+	err     error
 	started bool
 }
 
@@ -82,6 +86,7 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	if ss.extSkip {
 		return true // an error occurred: everything up to Sync is discarded
 	}
+	ss.settleFor(typ, body)
 	var err error
 	switch typ {
 	case 'P':
@@ -144,6 +149,8 @@ func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
 func (ss *session) sync(ctx context.Context) {
 	ss.extSkip = false
 	if ss.tx == 'I' {
+		// The implicit transaction ends: so do its portals.
+		ss.settle(false)
 		delete(ss.portals, "")
 		for name := range ss.portals {
 			delete(ss.portals, name)
@@ -417,13 +424,15 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.srv.stats.queryTimeUs.Add(time.Since(start).Microseconds())
 	}()
 	if pt.started {
+		if s := ss.suspended; s != nil && s.pt == pt {
+			return ss.resume(s, maxRows)
+		}
 		if pt.pending == nil {
 			// A finished portal answers with an empty result.
 			ss.commandComplete("SELECT 0")
 			return nil
 		}
-		ss.serveChunk(pt, maxRows)
-		return nil
+		return ss.serveChunk(pt, maxRows)
 	}
 	pt.started = true
 	ps := pt.stmt
@@ -445,8 +454,11 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.endStatement()
 		return err
 	}
-	// A row limit: run the statement to completion into a buffer, and hand the rows out
-	// in parts (PortalSuspended between them).
+	if streamable(ps.st) {
+		return ss.startSuspendable(ctx, snap, pt, maxRows)
+	}
+	// A write with a row limit: run it to completion into a buffer, and hand the rows
+	// out in parts (PortalSuspended between them).
 	var buf bytes.Buffer
 	saved := ss.w
 	ss.w = pgwire.NewWriter(&buf)
@@ -459,13 +471,12 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		return err
 	}
 	pt.pending = buf.Bytes()
-	ss.serveChunk(pt, maxRows)
-	return nil
+	return ss.serveChunk(pt, maxRows)
 }
 
 // serveChunk sends up to maxRows rows of a buffered result, then PortalSuspended, or the
-// rest and its CommandComplete.
-func (ss *session) serveChunk(pt *portal, maxRows uint32) {
+// rest and its CommandComplete (or the statement's error).
+func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	frames := pt.pending
 	var rows uint32
 	for len(frames) >= 5 {
@@ -474,7 +485,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) {
 		if t == 'D' && maxRows > 0 && rows == maxRows {
 			pt.pending = frames
 			ss.w.Raw('s', nil)
-			return
+			return nil
 		}
 		frames = frames[1+n:]
 		switch t {
@@ -487,11 +498,17 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) {
 				tag = "SELECT " + strconv.FormatUint(uint64(rows), 10)
 			}
 			ss.commandComplete(tag)
+		case 'E':
+			ss.w.Raw(t, body)
+			ss.relayedError = true
 		default:
 			ss.w.Raw(t, body)
 		}
 	}
 	pt.pending = nil
+	err := pt.err
+	pt.err = nil
+	return err
 }
 
 // closeObject handles Close of a statement or a portal.
@@ -500,6 +517,9 @@ func (ss *session) closeObject(m *pgproto3.Close) error {
 	case 'S':
 		delete(ss.stmts, m.Name)
 	case 'P':
+		if s := ss.suspended; s != nil && s.pt.name == m.Name {
+			ss.settle(false)
+		}
 		delete(ss.portals, m.Name)
 	default:
 		return pgerr.New(pgerr.ProtocolViolation, "invalid CLOSE message subtype %d", m.ObjectType)

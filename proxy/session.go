@@ -83,8 +83,11 @@ type session struct {
 	relayedError bool
 	// stmts and portals are the session's prepared statements and portals;
 	// descCache caches statement descriptions by text and parameter types.
-	stmts     map[string]*prepared
-	portals   map[string]*portal
+	stmts   map[string]*prepared
+	portals map[string]*portal
+	// suspended is the portal whose statement waits, part way through its result, for
+	// the client's next Execute (see suspension).
+	suspended *suspension
 	descCache map[string]description
 
 	// scratch buffers reused across statements
@@ -129,7 +132,7 @@ func (ss *session) loop(ctx context.Context) {
 			ss.sendFatal(errShuttingDown)
 			return
 		}
-		if ss.listening && ss.coord != nil {
+		if ss.listening && ss.coord != nil && ss.suspended == nil {
 			if !ss.waitIdle() {
 				return
 			}
@@ -149,6 +152,7 @@ func (ss *session) loop(ctx context.Context) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid string in message"))
 				return
 			}
+			ss.settle(true)
 			ss.simpleQuery(ctx, q)
 		case 'X':
 			return
@@ -230,6 +234,10 @@ func (ss *session) shutdown() {
 // cleanup rolls back and returns the session's backend connections.
 func (ss *session) cleanup() {
 	ss.srv.unregister(ss)
+	if s := ss.suspended; s != nil {
+		s.cancel() // the client is gone: cut the statement off
+		ss.settle(false)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ss.endTx(ctx, false)

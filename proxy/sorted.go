@@ -33,11 +33,14 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 		return ss.gather(ctx, snap, &fst, in, prm, pulls)
 	}
 	if ss.tx != 'I' {
+		// Fix each shard's placement now: which one a shard reads from depends on the
+		// block's connections, which the reads themselves open.
 		nodes := map[metadata.Node]bool{}
-		for _, task := range tasks {
-			ps := task.ps
+		for i := range tasks {
+			ps := tasks[i].ps
 			if ps == nil {
-				ps = ss.readPlacements(task.shard)
+				ps = ss.readPlacements(tasks[i].shard)
+				tasks[i].ps = ps
 			}
 			if len(ps) == 0 {
 				continue

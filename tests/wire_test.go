@@ -181,6 +181,70 @@ func TestWireScripts(t *testing.T) {
 			w.send(&pgproto3.Execute{MaxRows: 1}, &pgproto3.Execute{MaxRows: 5}, &pgproto3.Sync{})
 			return append(out, w.until(1)...)
 		}},
+		{"cursor over every shard: parts, exact end, finished portal", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT k, v FROM %s ORDER BY k")}, &pgproto3.Bind{DestinationPortal: "c"},
+				&pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Execute{Portal: "c", MaxRows: 3},
+				&pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Sync{})
+			return w.until(1)
+		}},
+		{"cursor in a transaction block across Syncs, other statements between", func(w *wireConn) []string {
+			w.send(&pgproto3.Query{String: "BEGIN"})
+			out := w.until(1)
+			w.send(&pgproto3.Parse{Name: "cs", Query: q("SELECT k FROM %s ORDER BY k")}, &pgproto3.Bind{PreparedStatement: "cs", DestinationPortal: "c"},
+				&pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = 5")}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Bind{PreparedStatement: "cs", DestinationPortal: "d"}, &pgproto3.Execute{Portal: "d", MaxRows: 1},
+				&pgproto3.Execute{Portal: "c", MaxRows: 5}, &pgproto3.Execute{Portal: "d", MaxRows: 1}, &pgproto3.Close{ObjectType: 'P', Name: "d"},
+				&pgproto3.Execute{Portal: "d"}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Query{String: q("SELECT count(*) FROM %s")}, &pgproto3.Query{String: "COMMIT"})
+			return append(out, w.until(2)...)
+		}},
+		{"cursor read twice in a transaction block, as JDBC does with a fetch size", func(w *wireConn) []string {
+			var out []string
+			for i := 0; i < 2; i++ {
+				if i == 0 {
+					w.send(&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{})
+				}
+				w.send(&pgproto3.Parse{Query: q("SELECT k FROM %s ORDER BY k")}, &pgproto3.Bind{DestinationPortal: "c"}, &pgproto3.Describe{ObjectType: 'P', Name: "c"},
+					&pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Sync{})
+				out = append(out, w.until(1)...)
+				w.send(&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = 3")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				out = append(out, w.until(1)...)
+				w.send(&pgproto3.Execute{Portal: "c", MaxRows: 2}, &pgproto3.Sync{})
+				out = append(out, w.until(1)...)
+				w.send(&pgproto3.Close{ObjectType: 'P', Name: "c"}, &pgproto3.Sync{})
+				out = append(out, w.until(1)...)
+			}
+			w.send(&pgproto3.Query{String: "COMMIT"})
+			return append(out, w.until(1)...)
+		}},
+		{"cursor dropped by Sync, by Close and by a new Bind", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Name: "cs", Query: q("SELECT k FROM %s ORDER BY k")}, &pgproto3.Bind{PreparedStatement: "cs"},
+				&pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{})
+			out := w.until(1)
+			w.send(&pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Bind{PreparedStatement: "cs", DestinationPortal: "c"}, &pgproto3.Execute{Portal: "c", MaxRows: 1},
+				&pgproto3.Close{ObjectType: 'P', Name: "c"}, &pgproto3.Execute{Portal: "c", MaxRows: 1}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Bind{PreparedStatement: "cs"}, &pgproto3.Execute{MaxRows: 1},
+				&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = 2")}, &pgproto3.Bind{}, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Query{String: q("SELECT count(*) FROM %s")})
+			return append(out, w.until(1)...)
+		}},
+		{"cursor over a gathered query and a coordinator query", func(w *wireConn) []string {
+			w.send(&pgproto3.Parse{Query: q("SELECT k, rank() OVER (ORDER BY v DESC) FROM %s ORDER BY k")}, &pgproto3.Bind{},
+				&pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{MaxRows: 2}, &pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{})
+			out := w.until(1)
+			w.send(&pgproto3.Parse{Query: "SELECT g FROM generate_series(1, 5) g"}, &pgproto3.Bind{},
+				&pgproto3.Execute{MaxRows: 4}, &pgproto3.Execute{MaxRows: 4}, &pgproto3.Sync{})
+			return append(out, w.until(1)...)
+		}},
 		{"unnamed statement survives Sync", func(w *wireConn) []string {
 			w.send(&pgproto3.Parse{Query: q("SELECT v FROM %s WHERE k = $1"), ParameterOIDs: []uint32{23}}, &pgproto3.Sync{})
 			out := w.until(1)

@@ -47,6 +47,10 @@ type Conn struct {
 	Prepared map[string]bool
 	// pendingParse is the name of a statement whose Parse is in flight.
 	pendingParse string
+	// inFlight counts the ReadyForQuery messages still to come: one per Sync or Query
+	// sent. A named Parse goes only to a connection with nothing in flight, so that the
+	// next ParseComplete is surely its own (pendingParse has room for one name).
+	inFlight int
 	// Unnamed makes SendExtended parse every statement anew as the unnamed statement
 	// instead of keeping named ones: for the coordinator, whose tables (temporary ones
 	// above all) may change definition between executions of the same text.
@@ -86,6 +90,11 @@ func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		used:     time.Now(),
 	}
 	c.w.AutoFlush = 0
+	c.w.Tap = func(typ byte, _ int) {
+		if typ == 'S' || typ == 'Q' {
+			c.inFlight++
+		}
+	}
 	return c, nil
 }
 
@@ -148,6 +157,9 @@ func (c *Conn) Next() (byte, []byte, error) {
 		if len(b) == 1 {
 			c.TxStatus = b[0]
 		}
+		if c.inFlight > 0 {
+			c.inFlight--
+		}
 		c.pendingParse = ""
 	case '1':
 		if c.pendingParse != "" {
@@ -178,14 +190,17 @@ func (c *Conn) StatementName(sql []byte, oids []uint32) (string, bool) {
 func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [][]byte, results []int16, describe bool) {
 	name, parse := "", true
 	if !c.Unnamed {
-		name, parse = c.StatementName(sql, oids)
+		// Behind other statements in a pipeline, a statement not prepared yet goes
+		// unnamed: the ParseComplete that comes first may not be its own.
+		if n, need := c.StatementName(sql, oids); !need || c.inFlight == 0 {
+			name, parse = n, need
+		}
 	}
 	if parse {
 		c.w.Msg(&pgproto3.Parse{Name: name, Query: string(sql), ParameterOIDs: oids})
-		c.pendingParse = name
-	}
-	if name == "" {
-		c.pendingParse = ""
+		if name != "" {
+			c.pendingParse = name
+		}
 	}
 	c.w.Msg(&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: formats, Parameters: values, ResultFormatCodes: results})
 	if describe {

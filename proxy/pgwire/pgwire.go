@@ -152,6 +152,10 @@ type Writer struct {
 	// AutoFlush is the buffer size past which a message append flushes (0: never), so
 	// that long results stream instead of accumulating.
 	AutoFlush int
+	// Tap, if set, sees every frame Raw or Msg appends (not those Bytes appends): its
+	// type and its offset in the buffer (Truncate(start) drops it). It runs before the
+	// buffer may be flushed.
+	Tap func(typ byte, start int)
 }
 
 // NewWriter returns a writer that flushes when more than 64 KiB are buffered.
@@ -166,9 +170,13 @@ type Encoder interface {
 
 // Raw appends a frame with the given type and body.
 func (w *Writer) Raw(typ byte, body []byte) {
+	start := len(w.buf)
 	w.buf = append(w.buf, typ, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(w.buf[len(w.buf)-4:], uint32(len(body)+4))
 	w.buf = append(w.buf, body...)
+	if w.Tap != nil {
+		w.Tap(typ, start)
+	}
 	w.maybeFlush()
 }
 
@@ -180,6 +188,7 @@ func (w *Writer) Bytes(b []byte) {
 
 // Msg appends an encoded message.
 func (w *Writer) Msg(m Encoder) {
+	start := len(w.buf)
 	b, err := m.Encode(w.buf)
 	if err != nil {
 		if w.err == nil {
@@ -188,6 +197,9 @@ func (w *Writer) Msg(m Encoder) {
 		return
 	}
 	w.buf = b
+	if w.Tap != nil && len(b) > start {
+		w.Tap(b[start], start)
+	}
 	w.maybeFlush()
 }
 
@@ -196,6 +208,9 @@ func (w *Writer) maybeFlush() {
 		w.Flush()
 	}
 }
+
+// Buffered returns the buffered bytes, valid until the next append or flush.
+func (w *Writer) Buffered() []byte { return w.buf }
 
 // Len returns the number of buffered bytes.
 func (w *Writer) Len() int { return len(w.buf) }

@@ -271,6 +271,41 @@ public class Workload {
         }
     }
 
+    // A cursor (fetch size) over every shard inside a transaction: the driver fetches the
+    // rows in parts of 7 with Execute row limits, and runs another query midway.
+    static void cursor(Connection conn) throws Exception {
+        long want;
+        try (Statement st = conn.createStatement(); ResultSet rs = st.executeQuery("SELECT count(*) FROM " + TABLE)) {
+            rs.next();
+            want = rs.getLong(1);
+        }
+        check(want > 20, "cursor: only " + want + " rows to read");
+        conn.setAutoCommit(false);
+        try (PreparedStatement ps = conn.prepareStatement("SELECT id FROM " + TABLE + " ORDER BY id")) {
+            ps.setFetchSize(7);
+            long n = 0, last = Long.MIN_VALUE;
+            try (ResultSet rs = ps.executeQuery()) {
+                while (rs.next()) {
+                    long id = rs.getLong(1);
+                    check(id > last, "cursor: id " + id + " after " + last);
+                    last = id;
+                    if (++n == 10) {
+                        readName(conn, txA);
+                    }
+                }
+            }
+            check(n == want, "cursor: " + n + " rows, want " + want);
+            // Closed early: the rest of the result is dropped.
+            try (ResultSet rs = ps.executeQuery()) {
+                check(rs.next() && rs.next(), "cursor closed early: no rows");
+            }
+            conn.commit();
+        } finally {
+            conn.rollback();
+            conn.setAutoCommit(true);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         if (TABLE == null || !TABLE.matches("[a-z_][a-z0-9_]*")) {
             System.out.println("bad TABLE " + TABLE);
@@ -281,9 +316,9 @@ public class Workload {
         txB = Long.parseLong(tx[1]);
         String url = "jdbc:postgresql://" + System.getenv("PGHOST") + ":" + System.getenv("PGPORT") + "/" + System.getenv("PGDATABASE")
                 + "?sslmode=disable&connectTimeout=10";
-        String[] names = {"insert", "readBack", "updateDelete", "aggregate", "copy", "cancel", "errorThenSuccess", "transactions"};
+        String[] names = {"insert", "readBack", "updateDelete", "aggregate", "copy", "cancel", "errorThenSuccess", "transactions", "cursor"};
         Step[] steps = {Workload::insert, Workload::readBack, Workload::updateDelete, Workload::aggregate, Workload::copy,
-            Workload::cancel, Workload::errorThenSuccess, Workload::transactions};
+            Workload::cancel, Workload::errorThenSuccess, Workload::transactions, Workload::cursor};
         try (Connection conn = DriverManager.getConnection(url, System.getenv("PGUSER"), "")) {
             for (int i = 0; i < steps.length; i++) {
                 try {

@@ -1,0 +1,190 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"iter"
+	"strconv"
+	"strings"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
+)
+
+// A suspension is a portal whose statement stopped after an Execute's row limit, part way
+// through its result, holding its backend connections where they are. The next Execute
+// of the portal resumes it where it stopped: a cursor over a large result (JDBC's fetch
+// size, node-postgres' pg-cursor) streams through the proxy instead of being read whole
+// into memory first.
+//
+// The statement runs as a coroutine (iter.Pull): it runs only while the session waits for
+// it, on the session's own state, and yields from inside the client writer's Tap when the
+// row limit is reached. Between Executes the session handles only what cannot touch the
+// statement's connections (Flush, Sync, Close); anything else first settles the portal
+// (settle).
+type suspension struct {
+	pt     *portal
+	call   stmtCall
+	next   func() (struct{}, bool)
+	stop   func()
+	cancel context.CancelFunc // ends the statement's context (the reads of its connections)
+	// The statement is a distributed SELECT: when the portal is dropped outside a
+	// transaction block its backends may be cut off rather than read to the end. Other
+	// statements (which may write: a coordinator INSERT ... RETURNING, a function) are
+	// run to their end, as PostgreSQL would have.
+	readOnly bool
+
+	yield  func(struct{}) bool
+	limit  uint32 // the row limit of the Execute being served (0: none)
+	rows   uint32 // rows sent for that Execute
+	tag    string // the statement's CommandComplete tag, once sent
+	err    error  // the statement's error, once it finished
+	ending bool   // the portal is being dropped: run to the end without yielding
+}
+
+// streamable reports whether a statement may be suspended after a row limit: reads of
+// distributed tables (pushed down, merged or gathered) and statements passed to the
+// coordinator. Writes to distributed tables with RETURNING run to completion first, as
+// in PostgreSQL, and hand their rows out from the proxy.
+func streamable(st *router.Statement) bool {
+	switch st.Kind {
+	case router.Select, router.Gathered, router.Coordinator:
+		return true
+	}
+	return false
+}
+
+// startSuspendable runs a portal's statement under a row limit as a coroutine and serves
+// its first rows.
+func (ss *session) startSuspendable(ctx context.Context, snap *metadata.Snapshot, pt *portal, maxRows uint32) error {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &suspension{pt: pt, call: ss.call, cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
+	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
+		s.yield = yield
+		s.err = ss.exec(sctx, snap, pt.stmt.st, pt.stmt.in, pt.prm)
+		ss.endStatement()
+	})
+	ss.suspended = s
+	return ss.resume(s, maxRows)
+}
+
+// tap watches the frames the suspended statement writes: it counts rows, holds back the
+// CommandComplete (whose row count must be the last Execute's), and suspends the
+// statement when the row limit is reached.
+func (s *suspension) tap(w *pgwire.Writer) func(byte, int) {
+	return func(typ byte, start int) {
+		switch typ {
+		case 'D':
+			s.rows++
+			if s.limit > 0 && s.rows == s.limit && !s.ending {
+				w.Tap = nil
+				s.yield(struct{}{})
+			}
+		case 'C':
+			body := w.Buffered()[start+5:]
+			s.tag = string(bytes.TrimRight(body, "\x00"))
+			w.Truncate(start)
+		}
+	}
+}
+
+// run resumes the statement with the client writer tapped, until it yields or ends.
+// done reports that it ended.
+func (ss *session) run(s *suspension) (done bool) {
+	saved := ss.call
+	ss.call = s.call
+	ss.w.Tap = s.tap(ss.w)
+	_, more := s.next()
+	ss.w.Tap = nil
+	ss.call = saved
+	return !more
+}
+
+// resume serves the next part of a suspended portal's result: up to maxRows rows and
+// PortalSuspended, or the rest and its CommandComplete.
+func (ss *session) resume(s *suspension, maxRows uint32) error {
+	s.limit, s.rows = maxRows, 0
+	if !ss.run(s) {
+		ss.w.Raw('s', nil)
+		// What the client has seen can no longer be taken back (a read that fails
+		// over to another placement restarts only while nothing has been flushed).
+		ss.flush()
+		return nil
+	}
+	ss.suspended = nil
+	s.cancel()
+	if s.err != nil {
+		return s.err
+	}
+	if s.tag != "" {
+		tag := s.tag
+		if strings.HasPrefix(tag, "SELECT ") {
+			tag = "SELECT " + strconv.FormatUint(uint64(s.rows), 10)
+		}
+		ss.commandComplete(tag)
+	}
+	return nil
+}
+
+// settle runs a suspended portal's statement to its end before the session does anything
+// else with its connections. If the portal stays (keep), the rest of its result is kept
+// for its next Executes, as if it had been read whole at the start; otherwise it is
+// discarded, and a read-only statement outside a transaction block is cut off at once.
+func (ss *session) settle(keep bool) {
+	s := ss.suspended
+	if s == nil {
+		return
+	}
+	ss.suspended = nil
+	saved, savedCall, relayed := ss.w, ss.call, ss.relayedError
+	var buf bytes.Buffer
+	ss.w = pgwire.NewWriter(&buf)
+	ss.w.AutoFlush = 0
+	ss.call = s.call
+	s.ending = true
+	if !keep && s.readOnly && ss.tx == 'I' {
+		s.cancel()
+	}
+	if keep {
+		// The rows go to the buffer as they come: no Tap, no yield.
+		s.next()
+	} else {
+		s.stop()
+	}
+	ss.w.Flush()
+	ss.w, ss.call, ss.relayedError = saved, savedCall, relayed
+	s.cancel()
+	if keep {
+		s.pt.pending, s.pt.err = buf.Bytes(), s.err
+		if s.pt.pending == nil {
+			s.pt.pending = []byte{}
+		}
+	}
+}
+
+// settleFor settles the suspended portal before a message that may use the session's
+// connections: anything but a Flush, a Sync, a Close, or an Execute of that portal.
+func (ss *session) settleFor(typ byte, body []byte) {
+	s := ss.suspended
+	if s == nil {
+		return
+	}
+	switch typ {
+	case 'H', 'S', 'C':
+		return // Close of the portal itself drops it (closeObject)
+	case 'E', 'B':
+		// The portal's name comes first in Execute, and the destination portal's first
+		// in Bind.
+		if i := bytes.IndexByte(body, 0); i >= 0 && string(body[:i]) == s.pt.name {
+			switch {
+			case typ == 'B' && s.pt.name == "":
+				ss.settle(false) // binding the unnamed portal again replaces it
+			case typ == 'B':
+				ss.settle(true) // the Bind fails: the portal exists
+			}
+			return
+		}
+	}
+	ss.settle(true)
+}
