@@ -79,7 +79,7 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 				total += tagCount(string(trimZero(b)))
 			case 'E':
 				stop()
-				e := backend.DecodeError(b)
+				e := c.DecodeError(b)
 				e.Position = 0
 				ss.drainRead(ctx, c)
 				ss.release(r.wc)
@@ -392,7 +392,7 @@ func (cp *copyRun) awaitCopyIn(ctx context.Context, s *copyStream) error {
 			s.inCopy = true
 			return nil
 		case 'E':
-			e := backend.DecodeError(b)
+			e := c.DecodeError(b)
 			// The placement answered: the error is the statement's.
 			for {
 				t, _, err := c.Next()
@@ -553,7 +553,7 @@ func (cp *copyRun) readError(ctx context.Context, s *copyStream) error {
 		return nil
 	}
 	if typ == 'E' {
-		e := cp.mapError(backend.DecodeError(b), s)
+		e := cp.mapError(c.DecodeError(b), s)
 		s.inCopy = false // the placement left COPY mode with its error
 		for {
 			t, _, err := c.Next()
@@ -609,7 +609,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 				break
 			}
 			if typ == 'E' && firstErr == nil {
-				firstErr = cp.mapError(backend.DecodeError(b), s)
+				firstErr = cp.mapError(c.DecodeError(b), s)
 			}
 			if typ == 'Z' {
 				readies++

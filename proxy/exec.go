@@ -344,13 +344,15 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 			}
 		case 'E':
 			e := backend.DecodeError(b)
+			changed := c.MapError != nil && c.MapError(e)
 			if o.mapPos != nil && e.Position > 0 {
 				e.Position = o.mapPos(e.Position)
-				if !o.quiet {
-					ss.w.Msg(errorResponse(e))
-				}
+				changed = true
+			}
+			if changed && !o.quiet {
+				ss.w.Msg(errorResponse(e))
 			} else if !o.quiet {
-				ss.w.Raw(t, b)
+				ss.w.Raw(t, b) // as the server sent it, with every field
 			}
 			if !o.quiet {
 				ss.relayedError = true

@@ -233,6 +233,26 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 		return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
 			WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
 	}
+	// Each shard enforces its own unique and exclusion constraints: one without the
+	// partition column could be violated by rows on two shards, unnoticed.
+	rows, err = c.QueryParams(ctx, `SELECT ic.relname FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+		LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype = 'x'
+		WHERE i.indrelid = $1 AND (i.indisunique OR i.indisexclusion)
+		  AND NOT EXISTS (
+		    SELECT 1 FROM pg_catalog.generate_subscripts(i.indkey, 1) s(p)
+		    WHERE s.p < i.indnkeyatts AND i.indkey[s.p] = $2
+		      AND (NOT i.indisexclusion OR (SELECT o.oprname FROM pg_catalog.pg_operator o WHERE o.oid = con.conexclop[s.p + 1]) = '='))
+		ORDER BY 1 LIMIT 1`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))}, nil)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 1 {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute relation %q: its unique index %q does not include the partition column %q", rel, string(rows[0][0]), column).
+			WithDetail("Each shard enforces uniqueness only among its own rows, so a PRIMARY KEY, UNIQUE or EXCLUDE constraint must include the partition column (compared with = in an EXCLUDE).").
+			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
+	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
 		if errors.Is(err, store.ErrAlreadyDistributed) {
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)

@@ -300,7 +300,7 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 				cw.Raw('d', line)
 			case 'E':
 				if shardErr == nil {
-					shardErr = backend.DecodeError(b)
+					shardErr = rc.DecodeError(b)
 				}
 			}
 			if cw.Len() >= 64<<10 {

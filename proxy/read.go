@@ -337,7 +337,7 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 				}
 			case 'E':
 				// The first error ends the statement (the other shards are drained).
-				e := backend.DecodeError(b)
+				e := c.DecodeError(b)
 				e.Position = 0
 				stop()
 				ss.drainRead(ctx, c)
@@ -578,7 +578,7 @@ func collectRows(ctx context.Context, c *backend.Conn) ([][][]byte, *pgproto3.Ro
 			rows = append(rows, row)
 		case 'E':
 			if first == nil {
-				first = backend.DecodeError(b)
+				first = c.DecodeError(b)
 			}
 		case 'Z':
 			return rows, desc, first

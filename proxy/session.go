@@ -420,6 +420,9 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 		return workerConn{}, err
 	}
 	c := res.Value()
+	if c.MapError == nil {
+		c.MapError = ss.srv.unshardNames
+	}
 	if err := ss.applySettings(ctx, c); err != nil {
 		backend.Release(res)
 		return workerConn{}, err

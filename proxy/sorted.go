@@ -12,7 +12,6 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
-	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -177,7 +176,7 @@ func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescr
 			}
 			return nil, nil
 		case 'E':
-			e := backend.DecodeError(b)
+			e := c.DecodeError(b)
 			e.Position = 0
 			ss.drainRead(ctx, c)
 			ss.release(cur.r.wc)

@@ -127,7 +127,7 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 	suffix := literals(ev[len(ev)-1])
 	tasks := make([]writeTask, 0, len(order))
 	for _, sh := range order {
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Shard: sh.ID}
 		sql := st.InsertPrefix.Render(nil, holes)
 		for k, ri := range byShard[sh.ID] {
 			if k > 0 {
@@ -274,7 +274,7 @@ func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st 
 	suffixLits := literals(suffix)
 	var tasks []writeTask
 	for _, sh := range order {
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
+		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Shard: sh.ID}
 		sql := st.InsertPrefix.Render(nil, holes)
 		sql = appendValues(sql, rows, byShard[sh.ID], types)
 		holes.Evals = suffixLits
@@ -542,7 +542,7 @@ func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit
 			w.tag = string(trimZero(b))
 		case 'E':
 			if w.pgErr == nil {
-				w.pgErr = backend.DecodeError(b)
+				w.pgErr = c.DecodeError(b)
 				w.pgErr.Position = 0
 				if backend.Unavailable(w.pgErr) {
 					// The server is shutting down or crashing: unavailable, not an answer.

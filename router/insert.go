@@ -301,7 +301,7 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		if len(rowSpans) > 0 {
 			from = p.endOf(rowSpans[len(rowSpans)-1][1] - 1)
 		}
-		if !p.preEval(suf, from, p.end, roots, &st.Evals) {
+		if !p.preEval(suf, from, p.end, roots, &st.Evals, p.conflictConstraint(s.OnConflictClause)...) {
 			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
 		}
 		if oc := s.OnConflictClause; oc != nil {
@@ -409,12 +409,39 @@ func needsEval(n *pg_query.Node) bool {
 	return calls && !params
 }
 
+// nameSpan is a constraint name in the statement text, which each shard knows by its own
+// name (SegShardName).
+type nameSpan struct {
+	from, to int
+	name     string
+}
+
+// conflictConstraint locates the constraint name of ON CONFLICT ON CONSTRAINT.
+func (p *planner) conflictConstraint(oc *pg_query.OnConflictClause) []nameSpan {
+	if oc == nil || oc.Infer == nil || oc.Infer.Conname == "" {
+		return nil
+	}
+	// The clause's location is at ON; the name follows CONSTRAINT.
+	i := p.tok(oc.Infer.Location)
+	if i < 0 || i+2 >= len(p.in.Toks) {
+		return nil
+	}
+	return []nameSpan{{p.startOf(i + 2), p.endOf(i + 2), oc.Infer.Conname}}
+}
+
 // preEval copies input bytes [from, to) into b, replacing each outermost function call or
 // SQL value function that references no column and no parameter (found under roots) with
-// an evaluated value, whose Eval is appended to evals.
-func (p *planner) preEval(b *builder, from, to int, roots []*pg_query.Node, evals *[]Eval) bool {
-	type span struct{ from, to int }
+// an evaluated value, whose Eval is appended to evals, and each of names with the shard's
+// own name for it (SegShardName).
+func (p *planner) preEval(b *builder, from, to int, roots []*pg_query.Node, evals *[]Eval, names ...nameSpan) bool {
+	type span struct {
+		from, to int
+		name     string
+	}
 	var spans []span
+	for _, n := range names {
+		spans = append(spans, span{n.from, n.to, n.name})
+	}
 	for _, r := range roots {
 		m := nodeMessage(r)
 		if m == nil {
@@ -441,7 +468,7 @@ func (p *planner) preEval(b *builder, from, to int, roots []*pg_query.Node, eval
 			if e < 0 {
 				return true
 			}
-			spans = append(spans, span{p.startOf(i), p.endOf(e - 1)})
+			spans = append(spans, span{from: p.startOf(i), to: p.endOf(e - 1)})
 			return false
 		})
 	}
@@ -457,6 +484,11 @@ func (p *planner) preEval(b *builder, from, to int, roots []*pg_query.Node, eval
 			return false
 		}
 		b.text(pos, s.from)
+		if s.name != "" {
+			b.segs = append(b.segs, Seg{Kind: SegShardName, Text: s.name, Anchor: -1})
+			pos = s.to
+			continue
+		}
 		eb := newBuilder(p.in, p.litIdx)
 		eb.text(s.from, s.to)
 		*evals = append(*evals, Eval{Expr: eb.done()})

@@ -182,7 +182,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			}
 		}
 		suf.gen(" ")
-		if !p.preEval(suf, p.startOf(to), p.end, roots, &st.Evals) {
+		if !p.preEval(suf, p.startOf(to), p.end, roots, &st.Evals, p.conflictConstraint(s.OnConflictClause)...) {
 			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
 		}
 	}

@@ -22,6 +22,10 @@ const (
 	SegEval
 	// SegType is the type name of the Index-th partial result column (aggregate merges).
 	SegType
+	// SegShardName is the shard's own name for a constraint of the table (Text, not
+	// quoted): the name with the shard suffix, as the shard tables' constraints and
+	// indexes are named (ON CONFLICT ON CONSTRAINT).
+	SegShardName
 )
 
 // Seg is one piece of a Template.
@@ -64,6 +68,7 @@ type Holes struct {
 	Tables []string // rendered (quoted, qualified) shard names by table reference
 	Evals  []string // evaluated values as SQL literals
 	Types  []string // type names of partial result columns
+	Shard  int64    // the shard the statement is rendered for (SegShardName)
 }
 
 // Render appends the rendered text to dst.
@@ -81,6 +86,8 @@ func (t Template) Render(dst []byte, h *Holes) []byte {
 			dst = append(dst, h.Evals[s.Index]...)
 		case SegType:
 			dst = append(dst, h.Types[s.Index]...)
+		case SegShardName:
+			dst = append(dst, QuoteIdent(s.Text+"_"+strconv.FormatInt(h.Shard, 10))...)
 		}
 	}
 	return dst
@@ -111,10 +118,12 @@ func (t Template) MapPosition(pos int32, h *Holes) int32 {
 			piece = h.Evals[s.Index]
 		case SegType:
 			piece = h.Types[s.Index]
+		case SegShardName:
+			piece = QuoteIdent(s.Text + "_" + strconv.FormatInt(h.Shard, 10))
 		}
 		n := charCount(piece)
 		if int32(chars+n) >= pos {
-			if s.Anchor < 0 || s.Kind == SegTable || s.Kind == SegEval || s.Kind == SegType {
+			if s.Anchor < 0 || s.Kind != SegText && s.Kind != SegLit {
 				return 0
 			}
 			// Offset within the segment, in bytes.

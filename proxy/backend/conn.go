@@ -43,6 +43,10 @@ type Conn struct {
 	TxStatus byte
 	// Settings identifies the session settings applied to this connection (see proxy).
 	Settings string
+	// MapError, if set, rewrites the errors this connection's server reports (a
+	// worker's errors name shard tables and constraints; the client knows the
+	// distributed table's names). It reports whether it changed anything.
+	MapError func(*pgerr.Error) bool
 	// Prepared records the statements prepared on this connection, by proxy-owned name.
 	Prepared map[string]bool
 	// pendingParse is the name of a statement whose Parse is in flight.
@@ -96,6 +100,16 @@ func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		}
 	}
 	return c, nil
+}
+
+// DecodeError decodes an ErrorResponse body from this connection's server, rewritten by
+// MapError.
+func (c *Conn) DecodeError(b []byte) *pgerr.Error {
+	e := DecodeError(b)
+	if c.MapError != nil {
+		c.MapError(e)
+	}
+	return e
 }
 
 // PID is the server process id.

@@ -1,0 +1,113 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestShardErrorsNameTheTable checks that errors raised on a shard read as PostgreSQL
+// would have written them for the distributed table: table, constraint and index names
+// without the shard suffix, in the message and in the error's fields. Each statement runs
+// against the distributed table through the proxy and against a plain table with the same
+// definition on a worker, and the errors must match field by field.
+func TestShardErrorsNameTheTable(t *testing.T) {
+	ctx := context.Background()
+	table := uniqueName("errnames")
+	ddl := fmt.Sprintf(`CREATE TABLE %[1]s (k int PRIMARY KEY, v int NOT NULL CHECK (v >= 0), u text,
+		CONSTRAINT %[1]s_u_key UNIQUE (u, k))`, table)
+	conn := connect(t)
+	distribute(t, conn, ddl, table, "k", 4, 2)
+	// The plain table sits in its own schema on a worker, away from the shards' names
+	// (PostgreSQL picks constraint names unique in a schema).
+	plain := connectServer(t, env.c.Workers[0])
+	mustExec(t, plain, "CREATE SCHEMA "+table, "SET search_path = "+table, ddl)
+	setup := fmt.Sprintf("INSERT INTO %s VALUES (1, 1, 'a'), (2, 2, 'b')", table)
+	mustExec(t, conn, setup)
+	mustExec(t, plain, setup)
+
+	for _, sql := range []string{
+		"INSERT INTO %s VALUES (1, 5, 'z')",                             // primary key
+		"INSERT INTO %s VALUES (3, -1, 'c')",                            // check
+		"INSERT INTO %s VALUES (4, NULL, 'd')",                          // not null
+		"INSERT INTO %s VALUES (2, 1, 'q') RETURNING k",                 // through RETURNING
+		"UPDATE %s SET v = v - 10 WHERE k = 2",                          // check, by UPDATE
+		"INSERT INTO %s (k, v, u) SELECT 1, 1, 'w' FROM (VALUES (1)) x", // INSERT ... SELECT
+	} {
+		q := fmt.Sprintf(sql, table)
+		want := execError(ctx, plain, q)
+		got := execError(ctx, conn, q)
+		if want == nil || got == nil {
+			t.Errorf("%s: PostgreSQL error %v, pgshard error %v", q, want, got)
+			continue
+		}
+		if w, g := describePgError(want), describePgError(got); w != g {
+			t.Errorf("%s:\nPostgreSQL: %s\npgshard:    %s", q, w, g)
+		}
+	}
+	// Both placements of every shard took the same writes: no error above demoted one.
+	if s := queryString(t, conn, fmt.Sprintf(
+		"SELECT count(*) FROM pgs_distribution_metadata.shard_placement p JOIN pgs_distribution_metadata.shard s ON s.id = p.shard_id WHERE s.relation_id = '%s'::regclass AND p.shard_state <> 1", table)); s != "0" {
+		t.Errorf("%s placements not finalized after the errors", s)
+	}
+
+	// ON CONFLICT names the constraint as the client knows it.
+	for _, c := range []struct {
+		sql string
+		tag string
+	}{
+		{"INSERT INTO %s VALUES (1, 7, 'a') ON CONFLICT ON CONSTRAINT %s_pkey DO NOTHING", "INSERT 0 0"},
+		{"INSERT INTO %s VALUES (1, 7, 'a') ON CONFLICT ON CONSTRAINT %s_u_key DO NOTHING", "INSERT 0 0"},
+		{"INSERT INTO %s VALUES (2, 7, 'b') ON CONFLICT ON CONSTRAINT %s_pkey DO UPDATE SET v = excluded.v + 1", "INSERT 0 1"},
+		{"INSERT INTO %s SELECT 1, 9, 'a' ON CONFLICT ON CONSTRAINT \"%s_pkey\" DO UPDATE SET v = 9", "INSERT 0 1"},
+	} {
+		q := fmt.Sprintf(c.sql, table, table)
+		for _, cn := range []struct {
+			name string
+			conn *pgx.Conn
+		}{{"PostgreSQL", plain}, {"pgshard", conn}} {
+			tag, err := cn.conn.Exec(ctx, q)
+			if err != nil || tag.String() != c.tag {
+				t.Errorf("%s on %s: %v %v", q, cn.name, tag, err)
+			}
+		}
+	}
+	if a, b := queryString(t, plain, "SELECT string_agg(k || ':' || v, ' ' ORDER BY k) FROM "+table),
+		queryString(t, conn, "SELECT string_agg(k || ':' || v, ' ' ORDER BY k) FROM "+table); a != b {
+		t.Errorf("rows after ON CONFLICT: PostgreSQL %s, pgshard %s", a, b)
+	}
+
+	// A unique constraint without the partition column could be broken across shards:
+	// distributing such a table is refused.
+	for _, def := range []string{"UNIQUE (u)", "PRIMARY KEY (u)", "EXCLUDE USING hash (u WITH =)"} {
+		other := uniqueName("uniq")
+		mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, u text, %s)", other, def))
+		wantError(t, conn, fmt.Sprintf("select master_create_distributed_table('%s', 'k')", other), "0A000", "")
+	}
+	ok := uniqueName("uniq")
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, u text, UNIQUE (u, k), EXCLUDE USING btree (k WITH =))", ok),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'k')", ok))
+}
+
+// execError runs sql and returns its PostgreSQL error, nil if it succeeded.
+func execError(ctx context.Context, conn interface {
+	Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+}, sql string) *pgconn.PgError {
+	_, err := conn.Exec(ctx, sql)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
+}
+
+// describePgError lists the fields a client sees (positions aside, and schema names,
+// which the coordinator and worker may qualify differently).
+func describePgError(e *pgconn.PgError) string {
+	return strings.Join([]string{e.Severity, e.Code, e.Message, e.Detail, e.Hint, e.TableName, e.ColumnName, e.ConstraintName, e.DataTypeName}, " | ")
+}
