@@ -318,6 +318,12 @@ func (c *Conn) ExecRows(ctx context.Context, sql string) ([][][]byte, error) {
 	if err := c.Flush(); err != nil {
 		return nil, err
 	}
+	return c.readRows()
+}
+
+// readRows reads the rows of a result (text values, copied) up to ReadyForQuery. A
+// server error comes back as a *pgerr.Error after the connection reached ReadyForQuery.
+func (c *Conn) readRows() ([][][]byte, error) {
 	var rows [][][]byte
 	var first error
 	for {
@@ -415,35 +421,7 @@ func (c *Conn) QueryParams(ctx context.Context, sql string, args [][]byte, oids 
 	if err := c.Flush(); err != nil {
 		return nil, err
 	}
-	var rows [][][]byte
-	var first error
-	for {
-		t, b, err := c.Next()
-		if err != nil {
-			return nil, err
-		}
-		switch t {
-		case 'D':
-			var dr pgproto3.DataRow
-			if err := dr.Decode(b); err != nil {
-				c.MarkBroken()
-				return nil, &UnavailableError{Addr: c.Addr, Err: err}
-			}
-			row := make([][]byte, len(dr.Values))
-			for i, v := range dr.Values {
-				if v != nil {
-					row[i] = append([]byte{}, v...)
-				}
-			}
-			rows = append(rows, row)
-		case 'E':
-			if first == nil {
-				first = DecodeError(b)
-			}
-		case 'Z':
-			return rows, first
-		}
-	}
+	return c.readRows()
 }
 
 // ExecPending reads the response to a query already sent, up to ReadyForQuery, and

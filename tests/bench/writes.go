@@ -31,26 +31,17 @@ var latRe = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
 func runWrites(clientsList []int, duration time.Duration, rounds int, modes []string) error {
 	ctx := context.Background()
 	fmt.Println("\nwrites: starting a coordinator and two workers...")
-	c, err := cluster.Start(ctx, cluster.Options{Workers: 2, Settings: []string{"shared_buffers = 128MB"}})
+	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 2, Settings: []string{"shared_buffers = 128MB"}}, testproxy.Options{})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
-	if err != nil {
-		return err
-	}
 	defer p.Stop()
 	conn, err := pgx.Connect(ctx, p.URL()+"&default_query_exec_mode=simple_protocol")
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	for _, w := range c.Workers {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)); err != nil {
-			return err
-		}
-	}
 	for rf := 1; rf <= 2; rf++ {
 		t := fmt.Sprintf("w_rf%d", rf)
 		for _, q := range []string{
@@ -212,26 +203,17 @@ func medianF(xs []float64) float64 {
 func runRepair(rows, rounds int) error {
 	ctx := context.Background()
 	fmt.Println("\nrepair: starting a coordinator and two workers...")
-	c, err := cluster.Start(ctx, cluster.Options{Workers: 2, Settings: []string{"shared_buffers = 256MB", "max_wal_size = 4GB"}})
+	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 2, Settings: []string{"shared_buffers = 256MB", "max_wal_size = 4GB"}}, testproxy.Options{})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{})
-	if err != nil {
-		return err
-	}
 	defer p.Stop()
 	conn, err := pgx.Connect(ctx, p.URL()+"&default_query_exec_mode=simple_protocol")
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	for _, w := range c.Workers {
-		if _, err := conn.Exec(ctx, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)); err != nil {
-			return err
-		}
-	}
 	ddl := "CREATE TABLE big (k bigint PRIMARY KEY, v bigint, s text)"
 	for _, q := range []string{ddl, "select master_create_distributed_table('big', 'k')", "select master_create_worker_shards('big', 1, 2)"} {
 		if _, err := conn.Exec(ctx, q); err != nil {

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, p, err := testproxy.StartCluster(ctx, 4, testproxy.Options{})
+	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 4}, testproxy.Options{})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clients:", err)

@@ -12,8 +12,8 @@ import (
 // StartCluster starts a coordinator and workers, a proxy in front of them, and registers
 // the workers through the proxy with master_add_node, as a user would. The caller stops
 // the proxy and closes the cluster.
-func StartCluster(ctx context.Context, workers int, opts Options) (*cluster.Cluster, *Proxy, error) {
-	c, err := cluster.Start(ctx, cluster.Options{Workers: workers})
+func StartCluster(ctx context.Context, copts cluster.Options, opts Options) (*cluster.Cluster, *Proxy, error) {
+	c, err := cluster.Start(ctx, copts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("start cluster: %w", err)
 	}
