@@ -565,15 +565,9 @@ func collectRows(ctx context.Context, c *backend.Conn) ([][][]byte, *pgproto3.Ro
 				desc.Fields[i].Name = append([]byte{}, desc.Fields[i].Name...)
 			}
 		case 'D':
-			var dr pgproto3.DataRow
-			if err := dr.Decode(b); err != nil {
+			row, err := backend.RowValues(b)
+			if err != nil {
 				return nil, nil, err
-			}
-			row := make([][]byte, len(dr.Values))
-			for i, v := range dr.Values {
-				if v != nil {
-					row[i] = append([]byte{}, v...)
-				}
 			}
 			rows = append(rows, row)
 		case 'E':

@@ -32,6 +32,12 @@ func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *r
 	if len(t.Shards) == 0 {
 		return noShards(t)
 	}
+	switch {
+	case st.Kind == router.Insert && st.Source != nil:
+		return ss.insertSelect(ctx, t, st, in, prm)
+	case st.Source != nil:
+		return ss.modifySelected(ctx, t, st, in, prm)
+	}
 	tasks, err := ss.writeTasks(ctx, t, st, in, prm)
 	if err != nil || tasks == nil {
 		return err
@@ -57,19 +63,8 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 
 	var tasks []writeTask
 	switch {
-	case st.Kind == router.Insert && st.Source != nil:
-		tasks, err = ss.insertSelectTasks(ctx, t, st, in, prm, stEvals)
-		if err == nil && len(tasks) == 0 {
-			ss.commandComplete("INSERT 0 0")
-			return nil, nil
-		}
 	case st.Kind == router.Insert:
 		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
-	case st.Source != nil:
-		tasks, err = ss.modifyTasks(ctx, t, st, in, prm)
-		if err == nil && tasks == nil {
-			return nil, nil
-		}
 	default:
 		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
 		if serr != nil {
@@ -141,43 +136,6 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 		tasks = append(tasks, writeTask{shard: sh, sql: sql})
 	}
 	return tasks, nil
-}
-
-// sourceRows runs the coordinator query of an INSERT ... SELECT or of a gathered UPDATE
-// or DELETE (after gathering the distributed tables it reads) and returns its rows: the
-// values of st.SourceCols and, last, the partition key's canonical form.
-func (ss *session) sourceRows(ctx context.Context, st *router.Statement, in *router.Input, prm *params) ([][][]byte, error) {
-	c, err := ss.coordConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var args [][]byte
-	var oids []uint32
-	if prm != nil {
-		args, oids = prm.values, prm.oids
-	}
-	var g *gathered
-	var names []string
-	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
-		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
-			return nil, err
-		}
-		names = g.names
-	}
-	ss.startRunning(c)
-	rows, err := c.QueryParams(ctx, ss.render(st.Source, in, names, nil), args, oids)
-	ss.stopRunning(c)
-	if g != nil {
-		if endErr := g.end(ctx, ss, err == nil); err == nil {
-			err = endErr
-		}
-	} else if err != nil && ss.tx == 'T' && !backend.Unavailable(err) {
-		ss.tx = 'E'
-	}
-	if e, ok := err.(*pgerr.Error); ok {
-		e.Position = 0
-	}
-	return rows, err
 }
 
 // rowsByShard groups source rows by the shard their partition key hashes to (the value
@@ -259,57 +217,6 @@ func sourceTypes(t *metadata.Table, st *router.Statement) (types []string, keyPo
 	return types, keyPos
 }
 
-// insertSelectTasks runs the source query of INSERT ... SELECT on the coordinator and
-// splits its rows by shard.
-func (ss *session) insertSelectTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, suffix []evaluated) ([]writeTask, error) {
-	rows, err := ss.sourceRows(ctx, st, in, prm)
-	if err != nil {
-		return nil, err
-	}
-	types, keyPos := sourceTypes(t, st)
-	order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
-	if err != nil {
-		return nil, err
-	}
-	suffixLits := literals(suffix)
-	var tasks []writeTask
-	for _, sh := range order {
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Shard: sh.ID}
-		sql := st.InsertPrefix.Render(nil, holes)
-		sql = appendValues(sql, rows, byShard[sh.ID], types)
-		holes.Evals = suffixLits
-		sql = st.InsertSuffix.Render(sql, holes)
-		tasks = append(tasks, writeTask{shard: sh, sql: sql})
-	}
-	return tasks, nil
-}
-
-// modifyTasks finds the rows a gathered UPDATE or DELETE changes (on the coordinator) and
-// gives each shard the statement joined with its rows.
-func (ss *session) modifyTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) ([]writeTask, error) {
-	rows, err := ss.sourceRows(ctx, st, in, prm)
-	if err != nil {
-		return nil, err
-	}
-	if len(rows) == 0 {
-		// Nothing to change: the coordinator's empty prototypes answer with the right tag
-		// (and RETURNING's columns).
-		return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
-	}
-	types, keyPos := sourceTypes(t, st)
-	order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
-	if err != nil {
-		return nil, err
-	}
-	var tasks []writeTask
-	for _, sh := range order {
-		values := string(appendValues(nil, rows, byShard[sh.ID], types))
-		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: []string{values}}
-		tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
-	}
-	return tasks, nil
-}
-
 // placementWrite is one placement's part of a write.
 type placementWrite struct {
 	task       int
@@ -330,8 +237,34 @@ type placementWrite struct {
 // inactive with a warning. Writes that span several shards run in one transaction on
 // every placement, so they apply everywhere or nowhere.
 func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []writeTask) error {
-	if err := ss.lockShards(ctx, st, tasks); err != nil {
+	sentDesc := false
+	n, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+	if err != nil {
 		return err
+	}
+	ss.writeComplete(st, n)
+	return nil
+}
+
+// writeComplete sends a write's CommandComplete with its total row count.
+func (ss *session) writeComplete(st *router.Statement, n int64) {
+	switch st.Kind {
+	case router.Truncate:
+		// The caller completes TRUNCATE.
+	case router.Insert:
+		ss.commandComplete("INSERT 0 " + strconv.FormatInt(n, 10))
+	case router.Update:
+		ss.commandComplete("UPDATE " + strconv.FormatInt(n, 10))
+	case router.Delete:
+		ss.commandComplete("DELETE " + strconv.FormatInt(n, 10))
+	}
+}
+
+// applyWrites does runWrites' work but for the CommandComplete: it forwards the
+// RETURNING rows (with the RowDescription unless *sentDesc) and returns the row count.
+func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks []writeTask, sentDesc *bool) (int64, error) {
+	if err := ss.lockShards(ctx, st, tasks); err != nil {
+		return 0, err
 	}
 	// With the locks held, the placements are what they are now: a repair that held the
 	// lock may have finalized one since the statement was planned.
@@ -360,7 +293,7 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 			wc, err := ss.workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
-					return err
+					return 0, err
 				}
 				w.err = err
 				continue
@@ -387,7 +320,7 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 		}
 	}
 	if !anyPlacement {
-		return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
 	}
 	for _, w := range writes {
@@ -431,14 +364,14 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 				// from it rather than silently differ.
 				if m := ambiguousMarks(ws); len(m) > 0 {
 					if merr := ss.srv.markInactive(ctx, m, ss); merr != nil {
-						return merr
+						return 0, merr
 					}
 				}
 			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
 			}
-			return err
+			return 0, err
 		}
 		canon := ok[0]
 		chosen[ti] = canon
@@ -482,7 +415,7 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 				if m := ambiguousMarks(ws); len(m) > 0 {
 					ss.srv.markInactive(ctx, m, ss)
 				}
-				return pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
+				return 0, pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
 					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
 			}
 		}
@@ -492,27 +425,16 @@ func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []
 	}
 	if len(marks) > 0 {
 		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	// Results: RETURNING rows of the chosen placement of each shard; counts summed.
 	var n int64
-	sentDesc := false
 	for _, w := range chosen {
 		n += tagCount(w.tag)
-		forwardFrames(ss, w.frames, &sentDesc)
+		forwardFrames(ss, w.frames, sentDesc)
 	}
-	switch st.Kind {
-	case router.Truncate:
-		// The caller completes TRUNCATE.
-	case router.Insert:
-		ss.commandComplete("INSERT 0 " + strconv.FormatInt(n, 10))
-	case router.Update:
-		ss.commandComplete("UPDATE " + strconv.FormatInt(n, 10))
-	case router.Delete:
-		ss.commandComplete("DELETE " + strconv.FormatInt(n, 10))
-	}
-	return nil
+	return n, nil
 }
 
 // collectWrite reads one placement's answer to a write.

@@ -111,6 +111,12 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		if s.Objtype == pg_query.ObjectType_OBJECT_TABLE {
 			return p.gatherStatement(root, refs)
 		}
+	case *pg_query.CreateStmt:
+		if likeOnly(s, dist) {
+			// CREATE TABLE ... (LIKE t) copies the definition, which the coordinator's
+			// prototype table holds.
+			return p.coordinator()
+		}
 	case *pg_query.ExplainStmt:
 		return p.explain(s)
 	case *pg_query.CopyStmt:
@@ -120,6 +126,23 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	}
 	return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s on distributed table %s is not supported",
 		commandName(root), QuoteIdent(dist0(dist, dropped).Name)))
+}
+
+// likeOnly reports whether a CREATE TABLE names the distributed tables only in LIKE
+// clauses.
+func likeOnly(s *pg_query.CreateStmt, dist []tableRef) bool {
+	likes := map[*pg_query.RangeVar]bool{}
+	for _, e := range s.TableElts {
+		if l := e.GetTableLikeClause(); l != nil {
+			likes[l.Relation] = true
+		}
+	}
+	for _, r := range dist {
+		if !likes[r.rv] {
+			return false
+		}
+	}
+	return true
 }
 
 func dist0(dist []tableRef, dropped []*metadata.Table) *metadata.Table {

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -105,15 +107,15 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 		}
 		src.gen(" ")
 	}
-	src.gen("SELECT ")
-	var cols []int
-	for i, c := range ident {
-		if i > 0 {
-			src.gen(", ")
-		}
-		src.gen(qa + "." + QuoteIdent(t.Columns[c].Name))
-		cols = append(cols, c)
+	// Each row once, however many rows of the other tables it joins (PostgreSQL changes
+	// it once): the rows go to the shards in batches, and a row met again in a later
+	// batch would be counted, and returned, twice.
+	var identCols []string
+	for _, c := range ident {
+		identCols = append(identCols, qa+"."+QuoteIdent(t.Columns[c].Name))
 	}
+	src.gen("SELECT DISTINCT ON (" + strings.Join(identCols, ", ") + ") " + strings.Join(identCols, ", "))
+	cols := append([]int(nil), ident...)
 	// UPDATE: the new values, each cast to its column's type.
 	var setCols []int
 	if kind == Update {

@@ -333,16 +333,10 @@ func (c *Conn) readRows() ([][][]byte, error) {
 		}
 		switch t {
 		case 'D':
-			var dr pgproto3.DataRow
-			if err := dr.Decode(b); err != nil {
+			row, err := RowValues(b)
+			if err != nil {
 				c.MarkBroken()
 				return nil, &UnavailableError{Addr: c.Addr, Err: err}
-			}
-			row := make([][]byte, len(dr.Values))
-			for i, v := range dr.Values {
-				if v != nil {
-					row[i] = append([]byte{}, v...)
-				}
 			}
 			rows = append(rows, row)
 		case 'E':
@@ -353,6 +347,21 @@ func (c *Conn) readRows() ([][][]byte, error) {
 			return rows, first
 		}
 	}
+}
+
+// RowValues decodes a DataRow body into copies of its values (nil for NULL).
+func RowValues(b []byte) ([][]byte, error) {
+	var dr pgproto3.DataRow
+	if err := dr.Decode(b); err != nil {
+		return nil, err
+	}
+	row := make([][]byte, len(dr.Values))
+	for i, v := range dr.Values {
+		if v != nil {
+			row[i] = append([]byte{}, v...)
+		}
+	}
+	return row, nil
 }
 
 // DecodeError decodes an ErrorResponse or NoticeResponse body into a *pgerr.Error.

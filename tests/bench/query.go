@@ -156,7 +156,23 @@ func runQuery(rows, rounds int) error {
 	for _, frac := range []int{4, 2, 1} {
 		memQueries = append(memQueries, fmt.Sprintf("SELECT * FROM items WHERE id <= %d", rows/frac))
 	}
+	// INSERT ... SELECT: the rows pass through the proxy in batches.
+	for _, q := range []string{"CREATE TABLE items_copy (LIKE items)", "select master_create_distributed_table('items_copy', 'id')",
+		"select master_create_worker_shards('items_copy', 16, 1)"} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+	}
+	for _, frac := range []int{4, 2} {
+		memQueries = append(memQueries, fmt.Sprintf("INSERT INTO items_copy SELECT * FROM items WHERE id <= %d", rows/frac), "TRUNCATE items_copy")
+	}
 	for _, q := range memQueries {
+		if strings.HasPrefix(q, "TRUNCATE") {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := proxy.resetPeak(); err != nil {
 			return err
 		}

@@ -1,0 +1,236 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// sourceBatch is how many rows of an INSERT ... SELECT's source query the proxy holds at
+// a time: the rows are read from a cursor on the coordinator and written to the shards a
+// batch at a time, so that the proxy's memory does not grow with the statement.
+const sourceBatch = 10000
+
+// sourcePortal names the coordinator cursor of a source query (and its statement).
+const sourcePortal = "pgshard_source"
+
+// insertSelect runs INSERT ... SELECT whose rows come from the coordinator (after
+// gathering the distributed tables the SELECT reads): each batch of the source query's
+// rows is split by shard and written to every finalized placement. So that the statement
+// applies whole or not at all, the batches run in one transaction block on the
+// coordinator and on every placement they touch: the session's own block, or one opened
+// for the statement and committed at its end.
+func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
+	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in)
+	if err != nil {
+		return err
+	}
+	suffix := literals(ev[0])
+	types, keyPos := sourceTypes(t, st)
+	var n int64
+	sentDesc := false
+	err = ss.inBlock(ctx, func() error {
+		return ss.forSourceRows(ctx, st, in, prm, func(rows [][][]byte) error {
+			order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+			if err != nil {
+				return err
+			}
+			tasks := make([]writeTask, 0, len(order))
+			for _, sh := range order {
+				holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Shard: sh.ID}
+				sql := st.InsertPrefix.Render(nil, holes)
+				sql = appendValues(sql, rows, byShard[sh.ID], types)
+				holes.Evals = suffix
+				sql = st.InsertSuffix.Render(sql, holes)
+				tasks = append(tasks, writeTask{shard: sh, sql: sql})
+			}
+			k, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+			n += k
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	ss.writeComplete(st, n)
+	return nil
+}
+
+// modifySelected runs a gathered UPDATE or DELETE: the coordinator finds the rows it
+// changes (their identity and new values, from the Source query, in batches), and each
+// shard changes its rows of a batch, joined with the list of them. Like insertSelect, it
+// runs in one transaction block.
+func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
+	types, keyPos := sourceTypes(t, st)
+	var n int64
+	sentDesc, any := false, false
+	err := ss.inBlock(ctx, func() error {
+		err := ss.forSourceRows(ctx, st, in, prm, func(rows [][][]byte) error {
+			any = true
+			order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+			if err != nil {
+				return err
+			}
+			tasks := make([]writeTask, 0, len(order))
+			for _, sh := range order {
+				values := string(appendValues(nil, rows, byShard[sh.ID], types))
+				holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: []string{values}}
+				tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
+			}
+			k, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+			n += k
+			return err
+		})
+		if err == nil && !any {
+			// Nothing to change: the coordinator's empty prototypes answer with the
+			// right tag (and RETURNING's columns).
+			return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		}
+		return err
+	})
+	if err != nil || !any {
+		return err
+	}
+	ss.writeComplete(st, n)
+	return nil
+}
+
+// inBlock runs fn inside a transaction block: the session's, or, outside one, a block
+// opened for fn and committed when it succeeds (rolled back when it fails). Placements
+// that could not commit are marked inactive, as at COMMIT.
+func (ss *session) inBlock(ctx context.Context, fn func() error) error {
+	if ss.tx != 'I' {
+		err := fn()
+		if err != nil && ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return err
+	}
+	ss.tx = 'T'
+	ss.txReplay = []string{"BEGIN"}
+	err := fn()
+	missed, endErr := ss.endTx(ctx, err == nil)
+	if err != nil {
+		return err
+	}
+	if len(missed) > 0 {
+		if err := ss.srv.markInactive(ctx, missed, ss); err != nil {
+			return err
+		}
+	}
+	return endErr
+}
+
+// forSourceRows runs a statement's Source query on the coordinator (after gathering the
+// distributed tables it reads) and hands its rows to fn a batch at a time: the values of
+// st.SourceCols and, last, the partition key's canonical form. It runs inside the
+// session's transaction block, where the cursor outlives the other statements fn sends
+// to the coordinator.
+func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *router.Input, prm *params, fn func([][][]byte) error) error {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	var g *gathered
+	var names []string
+	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
+		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
+			return err
+		}
+		names = g.names
+	}
+	err = ss.readCursor(ctx, c, ss.render(st.Source, in, names, nil), prm, fn)
+	if g != nil {
+		if endErr := g.end(ctx, ss, err == nil); err == nil {
+			err = endErr
+		}
+	}
+	if e, ok := err.(*pgerr.Error); ok {
+		e.Position = 0 // a position in the source query, which the client did not write
+	}
+	return err
+}
+
+// readCursor runs sql with the client's parameters as a cursor on the coordinator
+// connection c, and hands its rows (text, copied) to fn sourceBatch at a time.
+func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, prm *params, fn func([][][]byte) error) error {
+	var args [][]byte
+	var oids []uint32
+	var formats []int16
+	if prm != nil {
+		args, oids, formats = prm.values, prm.oids, prm.formats
+	}
+	ss.startRunning(c)
+	defer ss.stopRunning(c)
+	stop := c.WatchContext(ctx)
+	defer stop()
+	w := c.Writer()
+	// A statement of that name left by a connection's earlier user would fail the Parse;
+	// closing one that does not exist is no error.
+	w.Msg(&pgproto3.Close{ObjectType: 'S', Name: sourcePortal})
+	w.Msg(&pgproto3.Parse{Name: sourcePortal, Query: sql, ParameterOIDs: oids})
+	w.Msg(&pgproto3.Bind{DestinationPortal: sourcePortal, PreparedStatement: sourcePortal, ParameterFormatCodes: formats, Parameters: args})
+	var srvErr, fnErr error
+	for done := false; !done && fnErr == nil; {
+		w.Msg(&pgproto3.Execute{Portal: sourcePortal, MaxRows: sourceBatch})
+		w.Msg(&pgproto3.Flush{})
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		var rows [][][]byte
+	batch:
+		for {
+			t, b, err := c.Next()
+			if err != nil {
+				return err
+			}
+			switch t {
+			case 'D':
+				row, err := backend.RowValues(b)
+				if err != nil {
+					c.MarkBroken()
+					return err
+				}
+				rows = append(rows, row)
+			case 'N':
+				ss.w.Raw(t, b)
+			case 's':
+				break batch
+			case 'C':
+				done = true
+				break batch
+			case 'E':
+				// The server skips everything up to the Sync below.
+				srvErr, done = c.DecodeError(b), true
+				break batch
+			}
+		}
+		if srvErr == nil && len(rows) > 0 {
+			fnErr = fn(rows)
+		}
+	}
+	w.Msg(&pgproto3.Close{ObjectType: 'P', Name: sourcePortal})
+	w.Msg(&pgproto3.Close{ObjectType: 'S', Name: sourcePortal})
+	w.Msg(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	for {
+		t, _, err := c.Next()
+		if err != nil {
+			return err
+		}
+		if t == 'Z' {
+			break
+		}
+	}
+	if srvErr != nil {
+		return srvErr
+	}
+	return fnErr
+}

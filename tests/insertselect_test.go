@@ -1,0 +1,109 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestInsertSelectInBatches checks INSERT ... SELECT whose source yields more rows than
+// the proxy holds at a time (it reads the source through a cursor, 10,000 rows a batch):
+// every row arrives once on every placement, RETURNING returns each row, a failure in a
+// late batch (a duplicate key, an error in the source query) leaves nothing behind, and
+// inside a transaction block the rows stay invisible to others until COMMIT and vanish at
+// ROLLBACK.
+func TestInsertSelectInBatches(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("ins_sel")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k bigint PRIMARY KEY, v text, d timestamptz DEFAULT now())", table), table, "k", 8, 2)
+	local := uniqueName("ins_src")
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s AS SELECT g AS k, md5(g::text) AS v FROM generate_series(1, 35000) g", local))
+	count := func(c *pgx.Conn) string {
+		t.Helper()
+		return queryString(t, c, fmt.Sprintf("SELECT count(*) || '/' || count(DISTINCT d) FROM %s", table))
+	}
+
+	// From a coordinator table, in four batches; the default is evaluated once.
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s (k, v) SELECT k, v FROM %s", table, local))
+	if got := count(conn); got != "35000/1" {
+		t.Fatalf("after INSERT ... SELECT: count/distinct defaults %s, want 35000/1", got)
+	}
+	// From the distributed table itself (gathered), with RETURNING.
+	rows, err := conn.Query(ctx, fmt.Sprintf("INSERT INTO %[1]s (k, v) SELECT k + 100000, v FROM %[1]s WHERE k <= 25000 RETURNING k", table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for rows.Next() {
+		var k int64
+		if err := rows.Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		seen[k] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if tag := rows.CommandTag().String(); tag != "INSERT 0 25000" || len(seen) != 25000 {
+		t.Fatalf("RETURNING: tag %q, %d distinct keys", tag, len(seen))
+	}
+
+	// A duplicate key in the third batch, and an error raised by the source query after
+	// 30,000 rows: nothing of either statement stays.
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s (k, v) SELECT k + 200000 - CASE WHEN k = 25000 THEN 200000 ELSE 0 END, v FROM %s", table, local), "23505", "")
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s (k, v) SELECT k + 300000, (1 / (30000 - k))::text FROM %s", table, local), "22012", "")
+	if got := count(conn); got != "60000/2" {
+		t.Fatalf("after failed statements: %s, want 60000/2", got)
+	}
+
+	// Inside a block: invisible to another session until COMMIT, gone after ROLLBACK.
+	other := connect(t)
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("INSERT INTO %s (k, v) SELECT k + 400000, v FROM %s", table, local))
+	if got := count(other); got != "60000/2" {
+		t.Errorf("another session sees %s during the block, want 60000/2", got)
+	}
+	if got := count(conn); got != "95000/3" {
+		t.Errorf("the block sees %s, want 95000/3", got)
+	}
+	mustExec(t, conn, "ROLLBACK")
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("INSERT INTO %s (k, v) SELECT k + 500000, v FROM %s WHERE k <= 15000", table, local), "COMMIT")
+	if got := count(other); got != "75000/3" {
+		t.Errorf("after COMMIT: %s, want 75000/3", got)
+	}
+	if n := checkPlacements(t, table, "hashint8(k)"); n != 75000 {
+		t.Errorf("the workers hold %d rows, want 75000", n)
+	}
+
+	// UPDATE ... FROM and DELETE ... USING that change more rows than a batch, joining
+	// some rows twice: each row is changed, and counted, once.
+	for _, c := range []struct{ sql, tag string }{
+		{"UPDATE %[1]s SET v = 'u' || s.v FROM %[2]s s WHERE %[1]s.k = s.k", "UPDATE 35000"},
+		{"UPDATE %[1]s SET v = 'twice' FROM %[2]s s WHERE %[1]s.k = s.k %% 20000 + 1", "UPDATE 20000"},
+		{"DELETE FROM %[1]s USING %[2]s s WHERE %[1]s.k = s.k %% 25000 + 100001", "DELETE 25000"},
+	} {
+		q := fmt.Sprintf(c.sql, table, local)
+		tag, err := conn.Exec(ctx, q)
+		if err != nil || tag.String() != c.tag {
+			t.Errorf("%s: %v %v, want %s", q, tag, err, c.tag)
+		}
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*) FILTER (WHERE v = 'twice') || '/' || count(*) FILTER (WHERE v LIKE 'u%%') || '/' || count(*) FROM %s", table)); got != "20000/15000/50000" {
+		t.Errorf("after UPDATE/DELETE: twice/u/all = %s, want 20000/15000/50000", got)
+	}
+	if n := checkPlacements(t, table, "hashint8(k)"); n != 50000 {
+		t.Errorf("the workers hold %d rows, want 50000", n)
+	}
+
+	// A copy of the table's definition (LIKE), distributed in turn and filled from it.
+	cp := uniqueName("ins_copy")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING ALL)", cp, table), cp, "k", 3, 1)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT * FROM %s", cp, table))
+	if a, b := count(conn), queryString(t, conn, fmt.Sprintf("SELECT count(*) || '/' || count(DISTINCT d) FROM %s", cp)); a != b {
+		t.Errorf("copy holds %s, the table %s", b, a)
+	}
+	// LIKE with anything else of a distributed table is still refused.
+	wantError(t, conn, fmt.Sprintf("CREATE TABLE %s (LIKE %s) INHERITS (%s)", uniqueName("x"), table, table), "0A000", "")
+}
