@@ -86,7 +86,7 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 				r.wc = workerConn{}
 				return e
 			case 'N':
-				ss.w.Raw(typ, b)
+				ss.forwardNotice(c, b)
 			}
 		}
 		stop()

@@ -380,6 +380,8 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 			if err := ss.pumpCopyIn(c); err != nil {
 				return res, err
 			}
+		case 'N':
+			ss.forwardNotice(c, b)
 		case 'W':
 			c.MarkBroken()
 			return res, pgerr.New(pgerr.FeatureNotSupported, "COPY BOTH is not supported by pgshard")
@@ -391,6 +393,18 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 			}
 		}
 	}
+}
+
+// forwardNotice relays a backend's NoticeResponse, a worker's in the client's names.
+func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
+	if c.MapError != nil {
+		if e := backend.DecodeError(b); c.MapError(e) {
+			nr := pgproto3.NoticeResponse(*errorResponse(e))
+			ss.w.Msg(&nr)
+			return
+		}
+	}
+	ss.w.Raw('N', b)
 }
 
 func trimZero(b []byte) []byte {

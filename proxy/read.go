@@ -348,7 +348,7 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 				}
 				return e
 			case 'N':
-				ss.w.Raw(typ, b)
+				ss.forwardNotice(c, b)
 			}
 		}
 		stop()

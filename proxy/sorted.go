@@ -186,7 +186,7 @@ func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescr
 			}
 			return nil, e
 		case 'N':
-			ss.w.Raw(typ, b)
+			ss.forwardNotice(c, b)
 		case 'Z':
 			ss.stopRunning(c)
 			ss.release(cur.r.wc)

@@ -56,6 +56,22 @@ func TestShardErrorsNameTheTable(t *testing.T) {
 		t.Errorf("%s placements not finalized after the errors", s)
 	}
 
+	// A shard's notice, too: a function that names the relation a row comes from.
+	fn := fmt.Sprintf(`CREATE FUNCTION %s_note(rel text) RETURNS bool LANGUAGE plpgsql AS
+		$$ BEGIN RAISE NOTICE 'row of "%%"', rel; RETURN true; END $$`, table)
+	mustExec(t, conn, fn)
+	for _, w := range env.c.Workers {
+		if _, err := w.Exec(ctx, "postgres", fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var notices []string
+	nconn := connectNotices(t, &notices)
+	mustExec(t, nconn, fmt.Sprintf("SELECT k FROM %[1]s WHERE k = 1 AND %[1]s_note(tableoid::regclass::text)", table))
+	if want := fmt.Sprintf(`row of "%s"`, table); len(notices) != 1 || notices[0] != want {
+		t.Errorf("notices %q, want [%q]", notices, want)
+	}
+
 	// ON CONFLICT names the constraint as the client knows it.
 	for _, c := range []struct {
 		sql string
@@ -92,6 +108,22 @@ func TestShardErrorsNameTheTable(t *testing.T) {
 	ok := uniqueName("uniq")
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, u text, UNIQUE (u, k), EXCLUDE USING btree (k WITH =))", ok),
 		fmt.Sprintf("select master_create_distributed_table('%s', 'k')", ok))
+}
+
+// connectNotices opens a connection to the proxy that appends the notices it receives.
+func connectNotices(t testing.TB, notices *[]string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(simpleURL(env.p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { *notices = append(*notices, n.Message) }
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
 }
 
 // execError runs sql and returns its PostgreSQL error, nil if it succeeded.
