@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pgshard/pgshard/router"
@@ -37,25 +38,60 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			ss.statementFailed(err)
 		}
 	default:
-		for _, st := range batch.Stmts {
-			ss.relayedError = false
-			err := ss.exec(ctx, snap, st, in, nil)
-			ss.endStatement()
-			if err != nil {
-				ss.statementFailed(err)
-				break
-			}
-			if ss.relayedError {
-				// A backend's error already went to the client: the rest of the string
-				// does not run.
-				if ss.tx == 'T' {
-					ss.tx = 'E'
+		reported := false
+		run := func() error {
+			for _, st := range batch.Stmts {
+				ss.relayedError = false
+				err := ss.exec(ctx, snap, st, in, nil)
+				ss.endStatement()
+				if err != nil {
+					ss.statementFailed(err)
+					reported = true
+					return err
 				}
-				break
+				if ss.relayedError {
+					// A backend's error already went to the client: the rest of the
+					// string does not run.
+					if ss.tx == 'T' {
+						ss.tx = 'E'
+					}
+					reported = true
+					return errStatementFailed
+				}
 			}
+			return nil
+		}
+		if ss.tx == 'I' && implicitBlock(batch) {
+			// Several statements outside a block are one transaction, as in
+			// PostgreSQL: all of them apply, or none.
+			if err := ss.inBlock(ctx, run); err != nil && !reported {
+				ss.sendError(err)
+			}
+		} else {
+			run()
 		}
 	}
 	ss.readyForQuery()
+}
+
+// errStatementFailed reports a statement whose error already reached the client.
+var errStatementFailed = errors.New("statement failed")
+
+// implicitBlock reports whether a multi-statement string runs as one transaction block:
+// when it has more than one statement and none that controls transactions, copies, or
+// calls pgshard's functions (which run outside blocks only).
+func implicitBlock(batch *router.Batch) bool {
+	if len(batch.Stmts) < 2 {
+		return false
+	}
+	for _, st := range batch.Stmts {
+		switch st.Kind {
+		case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // routerSession is what the router needs to know of the session.

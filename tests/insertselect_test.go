@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -106,4 +107,44 @@ func TestInsertSelectInBatches(t *testing.T) {
 	}
 	// LIKE with anything else of a distributed table is still refused.
 	wantError(t, conn, fmt.Sprintf("CREATE TABLE %s (LIKE %s) INHERITS (%s)", uniqueName("x"), table, table), "0A000", "")
+}
+
+// TestMultiStatementStringIsOneTransaction checks that a query string of several
+// statements touching distributed tables applies whole or not at all, as one implicit
+// transaction does in PostgreSQL, and that strings calling pgshard's functions still run.
+func TestMultiStatementStringIsOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("multi")
+	local := uniqueName("multi_local")
+	// Creating and distributing a table in one string runs statement by statement.
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %[1]s (k int PRIMARY KEY, v text); SELECT master_create_distributed_table('%[1]s', 'k'); SELECT master_create_worker_shards('%[1]s', 4, 2)", table))
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (a int)", local))
+	counts := func() string {
+		return queryString(t, conn, fmt.Sprintf("SELECT (SELECT count(*) FROM %s) || '/' || (SELECT count(*) FROM %s)", table, local))
+	}
+	for _, c := range []struct {
+		sql, code, want string
+	}{
+		{"INSERT INTO %[1]s VALUES (1, 'a'), (2, 'b'); INSERT INTO %[2]s VALUES (1); UPDATE %[1]s SET v = 'c' WHERE k = 2", "", "2/1"},
+		// A duplicate key in the last statement undoes the first two.
+		{"INSERT INTO %[1]s VALUES (3, 'x'), (4, 'y'); INSERT INTO %[2]s VALUES (2); INSERT INTO %[1]s VALUES (1, 'dup')", "23505", "2/1"},
+		// An error the proxy raises (a NULL partition key) undoes the statements before it.
+		{"DELETE FROM %[1]s WHERE k = 1; INSERT INTO %[1]s VALUES (NULL, 'n')", "22004", "2/1"},
+		{"DELETE FROM %[1]s; SELECT 1/0", "22012", "2/1"},
+		{"DELETE FROM %[1]s WHERE k = 1; SELECT count(*) FROM %[1]s", "", "1/1"},
+	} {
+		q := fmt.Sprintf(c.sql, table, local)
+		_, err := conn.Exec(ctx, q)
+		if c.code == "" && err != nil || c.code != "" && (err == nil || !strings.Contains(err.Error(), c.code)) {
+			t.Errorf("%s: %v, want %q", q, err, c.code)
+		}
+		if got := counts(); got != c.want {
+			t.Errorf("after %s: %s rows, want %s", q, got, c.want)
+		}
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT string_agg(k || v, ',') FROM %s", table)); got != "2c" {
+		t.Errorf("rows %s, want 2c", got)
+	}
+	checkPlacements(t, table, "hashint4(k)")
 }
