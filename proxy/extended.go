@@ -148,6 +148,12 @@ func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
 // reports the transaction state.
 func (ss *session) sync(ctx context.Context) {
 	ss.extSkip = false
+	if ss.pipelineTx {
+		ss.settle(false)
+		if err := ss.endPipelineBlock(ctx); err != nil {
+			ss.sendError(err)
+		}
+	}
 	if ss.tx == 'I' {
 		// The implicit transaction ends: so do its portals.
 		ss.settle(false)
@@ -445,6 +451,9 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if ps.st == nil {
 		ss.w.Raw('I', nil)
 		return nil
+	}
+	if err := ss.pipelineBlock(ctx, ps.st); err != nil {
+		return err
 	}
 	ss.call = stmtCall{extended: true, prm: pt.prm, results: pt.results}
 	defer func() { ss.call = stmtCall{} }()

@@ -85,6 +85,9 @@ type session struct {
 	// descCache caches statement descriptions by text and parameter types.
 	stmts   map[string]*prepared
 	portals map[string]*portal
+	// pipelineTx is set while the statements of an extended-protocol pipeline run in
+	// the transaction block that stands for PostgreSQL's implicit one (pipelineBlock).
+	pipelineTx bool
 	// suspended is the portal whose statement waits, part way through its result, for
 	// the client's next Execute (see suspension).
 	suspended *suspension

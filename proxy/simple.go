@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"time"
 
@@ -85,9 +86,7 @@ func implicitBlock(batch *router.Batch) bool {
 		return false
 	}
 	for _, st := range batch.Stmts {
-		switch st.Kind {
-		case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
-		default:
+		if !blockable(st) {
 			return false
 		}
 	}
@@ -114,4 +113,69 @@ func (ss *session) statementFailed(err error) {
 	if ss.tx == 'T' {
 		ss.tx = 'E'
 	}
+}
+
+// pipelineBlock gives the statements an extended-protocol client sends before one Sync
+// the implicit transaction PostgreSQL gives them: all apply at Sync, or none. Outside a
+// block, a statement that may change something and is not known to be the pipeline's
+// last (the client's next buffered message is not Sync) opens a transaction block that
+// Sync commits (or rolls back after an error). The common case of one statement per Sync
+// (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
+// statement that cannot run in a block first ends the one open.
+func (ss *session) pipelineBlock(ctx context.Context, st *router.Statement) error {
+	eligible := blockable(st)
+	if ss.pipelineTx && !eligible {
+		return ss.endPipelineBlock(ctx)
+	}
+	if ss.tx != 'I' || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !ss.moreBeforeSync() {
+		return nil
+	}
+	ss.tx = 'T'
+	ss.txReplay = []string{"BEGIN"}
+	ss.pipelineTx = true
+	return nil
+}
+
+// endPipelineBlock commits the pipeline's block, or rolls it back after an error.
+func (ss *session) endPipelineBlock(ctx context.Context) error {
+	ss.pipelineTx = false
+	commit := ss.tx == 'T'
+	missed, err := ss.endTx(ctx, commit)
+	if commit && len(missed) > 0 {
+		if merr := ss.srv.markInactive(ctx, missed, ss); err == nil {
+			err = merr
+		}
+	}
+	return err
+}
+
+// moreBeforeSync reports whether the client may send another Execute before its next
+// Sync: true unless the messages already buffered show a Sync first.
+func (ss *session) moreBeforeSync() bool {
+	b := ss.r.Peek()
+	for len(b) >= 5 {
+		switch b[0] {
+		case 'S':
+			return false
+		case 'E', 'Q':
+			return true
+		}
+		n := int(binary.BigEndian.Uint32(b[1:5]))
+		if n < 4 || 1+n > len(b) {
+			return true
+		}
+		b = b[1+n:]
+	}
+	return true
+}
+
+// blockable reports whether a statement runs inside a transaction block as it would
+// outside one (pgshard's functions, COPY, SET, TRUNCATE, DROP and transaction control
+// do not).
+func blockable(st *router.Statement) bool {
+	switch st.Kind {
+	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
+		return true
+	}
+	return false
 }

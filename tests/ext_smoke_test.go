@@ -65,6 +65,26 @@ func TestExtendedSmoke(t *testing.T) {
 		t.Fatal("expected division error")
 	}
 	br.Close()
+	// A batch is one implicit transaction: its failure undoes its writes.
+	b = &pgx.Batch{}
+	b.Queue(fmt.Sprintf("INSERT INTO %s VALUES ($1, 'batch')", table), 1001)
+	b.Queue(fmt.Sprintf("UPDATE %s SET v = 'batch' WHERE k = $1", table), 2)
+	b.Queue("SELECT 1/0")
+	if err := conn.SendBatch(ctx, b).Close(); err == nil {
+		t.Fatal("expected a division error")
+	}
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE v = 'batch'", table)).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("after the failed batch %d rows of it remain (%v)", n, err)
+	}
+	b = &pgx.Batch{}
+	b.Queue(fmt.Sprintf("INSERT INTO %s VALUES ($1, 'batch')", table), 1001)
+	b.Queue(fmt.Sprintf("UPDATE %s SET v = 'batch' WHERE k = $1", table), 2)
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE v = 'batch'", table)).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after the batch %d rows of it, want 2 (%v)", n, err)
+	}
 	if err := conn.QueryRow(ctx, "SELECT $1::int + 1", 41).Scan(&n); err != nil || n != 42 {
 		t.Fatal(n, err)
 	}

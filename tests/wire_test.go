@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -316,6 +317,67 @@ func TestWireScripts(t *testing.T) {
 			}
 			if strings.Join(results[0], " ") != strings.Join(results[1], " ") {
 				t.Errorf("PostgreSQL: %v\npgshard:    %v", results[0], results[1])
+			}
+		})
+	}
+}
+
+// TestPipelineIsOneTransaction checks, against PostgreSQL, that the statements an
+// extended-protocol client sends before one Sync are one implicit transaction: a write is
+// invisible to others until Sync, and an error later in the pipeline undoes it.
+func TestPipelineIsOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	table, targets := wireTargets(t)
+	q := func(format string) string { return fmt.Sprintf(format, table) }
+	for _, tg := range targets {
+		t.Run(tg.name, func(t *testing.T) {
+			check, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable&default_query_exec_mode=simple_protocol", tg.addr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer check.Close(ctx)
+			count := func(where string) string {
+				t.Helper()
+				var n string
+				if err := check.QueryRow(ctx, q("SELECT count(*)::text FROM %s WHERE ")+where).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+			w := dialWire(t, tg.addr)
+			// A write, then Flush: the client has its answer, the transaction is open.
+			w.send(&pgproto3.Parse{Query: q("INSERT INTO %s VALUES (300, 'p')")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+			var out []string
+			for len(out) < 3 {
+				out = append(out, summary(w.receive()))
+			}
+			if strings.Join(out, " ") != "1 2 C[INSERT 0 1]" {
+				t.Fatalf("before Sync: %v", out)
+			}
+			if n := count("k = 300"); n != "0" {
+				t.Errorf("before Sync another session sees %s rows, want 0", n)
+			}
+			w.send(&pgproto3.Sync{})
+			w.until(1)
+			if n := count("k = 300"); n != "1" {
+				t.Errorf("after Sync another session sees %s rows, want 1", n)
+			}
+			// Two writes and an error before Sync: nothing stays.
+			w.send(&pgproto3.Parse{Query: q("INSERT INTO %s VALUES (301, 'a')")}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: q("UPDATE %s SET v = 'changed' WHERE k = 300")}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: q("INSERT INTO %s VALUES (1, 'dup')")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if got := strings.Join(w.until(1), " "); got != "1 2 C[INSERT 0 1] 1 2 C[UPDATE 1] 1 2 E[23505] ZI" {
+				t.Errorf("failed pipeline: %s", got)
+			}
+			if n := count("k = 301 OR v = 'changed'"); n != "0" {
+				t.Errorf("after the failed pipeline %s rows of it remain, want 0", n)
+			}
+			// Two writes before Sync that succeed both stay.
+			w.send(&pgproto3.Parse{Query: q("INSERT INTO %s VALUES (302, 'a')")}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: q("DELETE FROM %s WHERE k = 300")}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			w.until(1)
+			if n := count("k IN (300, 302)"); n != "1" {
+				t.Errorf("after the pipeline %s rows, want 1", n)
 			}
 		})
 	}

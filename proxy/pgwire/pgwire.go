@@ -95,6 +95,10 @@ func (r *Reader) body(n int) ([]byte, error) {
 	return b, nil
 }
 
+// Peek returns the bytes read from the connection but not consumed yet, without
+// consuming them; they are valid until the next read.
+func (r *Reader) Peek() []byte { return r.buf[r.rd:r.wr] }
+
 // Wait blocks until at least one byte is buffered or readable, without consuming
 // anything: with a read deadline on the connection it lets a caller wait for the next
 // message and do other work on timeouts.
