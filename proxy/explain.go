@@ -194,6 +194,12 @@ func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		n := len(t.Shards)
 		if i < len(shards) && shards[i] != nil {
 			n = len(shards[i])
+		} else if pl.Filter != nil {
+			sh, err := ss.shards(ctx, t, pl.Filter, e.in, e.prm, nil)
+			if err != nil {
+				return err
+			}
+			n = len(sh)
 		}
 		e.add(indent+2, "->  Pull into %s from %d shard(s) of %s", router.GatherTable(i), n, router.QuoteIdent(t.Name))
 		e.add(indent+8, "Query: %s", pl.Shard.Render(nil, &router.Holes{In: e.in, Tables: []string{"<shard of " + router.QuoteIdent(t.Name) + ">"}}))

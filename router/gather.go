@@ -28,7 +28,175 @@ func (p *planner) gatherStatement(root protoreflect.Message, refs []tableRef) *S
 	if !ok {
 		return p.errorf(notSupported("The statement's table references could not be located."))
 	}
+	if s, ok := root.Interface().(*pg_query.SelectStmt); ok {
+		p.pushFilters(s, refs, m)
+	}
 	return &Statement{Kind: Gathered, Text: p.textTemplate(), Merge: m}
+}
+
+// pushFilters narrows the pulls of a gathered multi-table SELECT: a WHERE conjunct that
+// reads one distributed table alone (its columns, qualified by its name or alias,
+// constants, parameters and operators) is also applied on that table's shards, so that
+// only the rows that can matter are copied, and prunes its shards. The coordinator still
+// applies the whole WHERE clause. It is done only where it cannot change the answer: the
+// table is referenced once in the statement, in a FROM clause of plain and inner joins
+// (a filter on the nullable side of an outer join would turn unmatched rows into NULL
+// rows), and the statement has no WITH clause.
+func (p *planner) pushFilters(s *pg_query.SelectStmt, refs []tableRef, m *Merge) {
+	if s.Op != pg_query.SetOperation_SETOP_NONE || s.WithClause != nil || s.WhereClause == nil {
+		return
+	}
+	// The FROM items, through inner joins only.
+	var top []*pg_query.RangeVar
+	var walkFrom func(n *pg_query.Node) bool
+	walkFrom = func(n *pg_query.Node) bool {
+		switch v := unwrap(n).(type) {
+		case *pg_query.RangeVar:
+			top = append(top, v)
+		case *pg_query.JoinExpr:
+			if v.Jointype != pg_query.JoinType_JOIN_INNER {
+				return false
+			}
+			return walkFrom(v.Larg) && walkFrom(v.Rarg)
+		}
+		return true
+	}
+	for _, n := range s.FromClause {
+		if !walkFrom(n) {
+			return
+		}
+	}
+	uses := map[*metadata.Table]int{}
+	for _, r := range refs {
+		if r.table != nil {
+			uses[r.table]++
+		}
+	}
+	conjuncts := []*pg_query.Node{s.WhereClause}
+	if b, ok := unwrap(s.WhereClause).(*pg_query.BoolExpr); ok && b.Boolop == pg_query.BoolExprType_AND_EXPR {
+		conjuncts = b.Args
+	}
+	spans := p.conjunctSpans(len(conjuncts))
+	if spans == nil {
+		return
+	}
+	for _, rv := range top {
+		var t *metadata.Table
+		for _, r := range refs {
+			if r.rv == rv {
+				t = r.table
+			}
+		}
+		if t == nil || uses[t] != 1 {
+			continue
+		}
+		pi := -1
+		for i := range m.Pulls {
+			if m.Pulls[i].Table == t.OID {
+				pi = i
+			}
+		}
+		alias := rv.Relname
+		if rv.Alias != nil {
+			alias = rv.Alias.Aliasname
+		}
+		var mine []int
+		for i, c := range conjuncts {
+			if readsOnly(c, t, alias) {
+				mine = append(mine, i)
+			}
+		}
+		if pi < 0 || len(mine) == 0 {
+			continue
+		}
+		sb, proto := newBuilder(p.in, p.litIdx), newBuilder(p.in, p.litIdx)
+		for _, b := range []*builder{sb, proto} {
+			b.gen("SELECT * FROM ")
+			b.hole(SegTable, 0)
+			b.gen(" " + QuoteIdent(alias))
+		}
+		and := &pg_query.BoolExpr{Boolop: pg_query.BoolExprType_AND_EXPR}
+		for k, i := range mine {
+			if k == 0 {
+				sb.gen(" WHERE (")
+			} else {
+				sb.gen(" AND (")
+			}
+			sb.text(p.startOf(spans[i][0]), p.endOf(spans[i][1]-1))
+			sb.gen(")")
+			and.Args = append(and.Args, conjuncts[i])
+		}
+		m.Pulls[pi].Shard, m.Pulls[pi].Proto = sb.done(), proto.done()
+		m.Pulls[pi].Filter = p.cond(&pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: and}}, t, alias)
+	}
+}
+
+// conjunctSpans splits the top-level statement's WHERE clause at its top-level ANDs
+// (not those of BETWEEN) into token spans, or returns nil unless there are n of them.
+func (p *planner) conjunctSpans(n int) [][2]int {
+	c := p.clauses()
+	if c.where < 0 {
+		return nil
+	}
+	end := c.next(c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
+	var out [][2]int
+	depth, start, between := 0, c.where+1, 0
+	for j := c.where + 1; j < end; j++ {
+		switch {
+		case p.is(j, "(") || p.is(j, "["):
+			depth++
+		case p.is(j, ")") || p.is(j, "]"):
+			depth--
+		case depth == 0 && p.kw(j, "between"):
+			between++
+		case depth == 0 && p.kw(j, "and") && between > 0:
+			between--
+		case depth == 0 && p.kw(j, "and"):
+			out = append(out, [2]int{start, j})
+			start = j + 1
+		}
+	}
+	out = append(out, [2]int{start, end})
+	if len(out) != n || depth != 0 {
+		return nil
+	}
+	return out
+}
+
+// readsOnly reports whether an expression reads nothing but columns of t qualified by
+// alias, constants and parameters, with operators, casts, NULL and boolean tests, and at
+// least one such column: a filter on that table alone.
+func readsOnly(n *pg_query.Node, t *metadata.Table, alias string) bool {
+	m := nodeMessage(n)
+	if m == nil {
+		return false
+	}
+	ok, cols := true, 0
+	walk(m, func(x protoreflect.Message, _ []frame) bool {
+		switch v := x.Interface().(type) {
+		case *pg_query.ColumnRef:
+			if len(v.Fields) != 2 {
+				ok = false
+				return false
+			}
+			q, qok := unwrap(v.Fields[0]).(*pg_query.String)
+			c, cok := unwrap(v.Fields[1]).(*pg_query.String)
+			if !qok || !cok || q.Sval != alias || t.ColumnIndex(c.Sval) < 0 {
+				ok = false
+			}
+			cols++
+			return false
+		case *pg_query.A_Expr, *pg_query.BoolExpr, *pg_query.NullTest, *pg_query.BooleanTest, *pg_query.TypeCast,
+			*pg_query.TypeName, *pg_query.A_Const, *pg_query.ParamRef, *pg_query.A_ArrayExpr, *pg_query.List,
+			*pg_query.String, *pg_query.Integer, *pg_query.Float, *pg_query.Boolean, *pg_query.BitString,
+			*pg_query.CollateClause, *pg_query.Node:
+			return ok
+		default:
+			ok = false
+			return false
+		}
+	})
+	return ok && cols > 0
 }
 
 // gatherable reports why a statement cannot run over temporary copies of its tables.

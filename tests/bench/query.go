@@ -102,6 +102,13 @@ func runQuery(rows, rounds int) error {
 	if _, err := c.Coordinator.Exec(ctx, "plain", ddl+"; INSERT INTO items "+gen("")+"; ANALYZE items"); err != nil {
 		return err
 	}
+	// A coordinator table to join with.
+	const grps = "CREATE TABLE grps AS SELECT g AS grp, 'group ' || g AS label FROM generate_series(0, 99) g"
+	for _, db := range []string{"plain", "postgres"} {
+		if _, err := c.Coordinator.Exec(ctx, db, grps); err != nil {
+			return err
+		}
+	}
 	for range c.Workers {
 		if err := <-errs; err != nil {
 			return err
@@ -125,6 +132,8 @@ func runQuery(rows, rounds int) error {
 		"SELECT grp, avg(v), max(pad) FROM items GROUP BY grp ORDER BY 2 DESC LIMIT 5",
 		"SELECT count(DISTINCT v) FROM items",
 		"SELECT id, v FROM items ORDER BY v DESC, id LIMIT 10",
+		// Gathered: only the rows the filter keeps are copied.
+		"SELECT g.label, count(*) FROM items i JOIN grps g ON g.grp = i.grp WHERE i.v < 10 GROUP BY g.label",
 	} {
 		var tp, tx []float64
 		for r := 0; r < rounds; r++ {

@@ -34,6 +34,12 @@ func TestExplain(t *testing.T) {
 		{"EXPLAIN ANALYZE SELECT grp, row_number() OVER (ORDER BY id) FROM d_int_8_2", []string{"gathered into temporary tables", "WindowAgg", "actual time"}, 0},
 		{"EXPLAIN SELECT count(*) FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k", []string{`co-located tables "d_int_8_2", "d_int_8_2_orders"`, "Tasks shown: one of 8", "Join"}, 1},
 		{"EXPLAIN SELECT * FROM d_int_8_2 t JOIN d_other_5_1 o ON o.k = t.k", []string{"gathered on the coordinator", "Pull into pg_temp.pgshard_gather_2"}, 0},
+		// A filter of one table narrows its copy and prunes its shards; the self join's
+		// copy stays whole.
+		{"EXPLAIN SELECT t.id, l.label FROM d_int_8_2 t JOIN lookup l ON l.grp = t.grp WHERE t.qty > 140 AND t.k = " + k1 + " AND l.grp > 1",
+			[]string{"Pull into pg_temp.pgshard_gather_1 from 1 shard(s)", `"t" WHERE (t.qty > 140) AND (t.k = ` + k1 + ")"}, 0},
+		{"EXPLAIN SELECT a.id FROM d_int_8_2 a JOIN d_int_8_2 b ON b.id = a.id + 1 WHERE a.qty > 140",
+			[]string{"Pull into pg_temp.pgshard_gather_1 from 8 shard(s)"}, 0},
 		{"EXPLAIN UPDATE d_int_8_2_orders SET amount = 1 WHERE k = 7", []string{"Distributed UPDATE", "Shards: 1 of 8", "Update on d_int_8_2_orders_"}, 1},
 	} {
 		for _, m := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
