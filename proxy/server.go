@@ -42,6 +42,10 @@ type Config struct {
 	// LockTimeout bounds the wait for a shard's write lock (default 30s); it also breaks
 	// deadlocks between transaction blocks.
 	LockTimeout time.Duration
+	// BatchRows is how many rows of an INSERT ... SELECT (or of a gathered UPDATE or
+	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
+	// also ends at 8 MiB of values).
+	BatchRows int
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.

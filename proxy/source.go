@@ -11,10 +11,15 @@ import (
 	"github.com/pgshard/pgshard/router"
 )
 
-// sourceBatch is how many rows of an INSERT ... SELECT's source query the proxy holds at
-// a time: the rows are read from a cursor on the coordinator and written to the shards a
-// batch at a time, so that the proxy's memory does not grow with the statement.
-const sourceBatch = 10000
+// The rows of an INSERT ... SELECT's source query pass through the proxy in batches:
+// read from a cursor on the coordinator sourceFetch rows at a time, and written to the
+// shards once Config.BatchRows rows (default sourceBatchRows) or sourceBatchBytes bytes
+// of values are at hand, so that the proxy's memory does not grow with the statement.
+const (
+	sourceFetch      = 10000
+	sourceBatchRows  = 50000
+	sourceBatchBytes = 8 << 20
+)
 
 // sourcePortal names the coordinator cursor of a source query (and its statement).
 const sourcePortal = "pgshard_source"
@@ -157,7 +162,7 @@ func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *
 }
 
 // readCursor runs sql with the client's parameters as a cursor on the coordinator
-// connection c, and hands its rows (text, copied) to fn sourceBatch at a time.
+// connection c, and hands its rows (text, copied) to fn a batch at a time.
 func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, prm *params, fn func([][][]byte) error) error {
 	var args [][]byte
 	var oids []uint32
@@ -176,13 +181,19 @@ func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, 
 	w.Msg(&pgproto3.Parse{Name: sourcePortal, Query: sql, ParameterOIDs: oids})
 	w.Msg(&pgproto3.Bind{DestinationPortal: sourcePortal, PreparedStatement: sourcePortal, ParameterFormatCodes: formats, Parameters: args})
 	var srvErr, fnErr error
+	var rows [][][]byte
+	size := 0
+	batchRows := ss.srv.cfg.BatchRows
+	if batchRows <= 0 {
+		batchRows = sourceBatchRows
+	}
+	fetch := min(sourceFetch, batchRows)
 	for done := false; !done && fnErr == nil; {
-		w.Msg(&pgproto3.Execute{Portal: sourcePortal, MaxRows: sourceBatch})
+		w.Msg(&pgproto3.Execute{Portal: sourcePortal, MaxRows: uint32(fetch)})
 		w.Msg(&pgproto3.Flush{})
 		if err := c.Flush(); err != nil {
 			return err
 		}
-		var rows [][][]byte
 	batch:
 		for {
 			t, b, err := c.Next()
@@ -197,6 +208,7 @@ func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, 
 					return err
 				}
 				rows = append(rows, row)
+				size += len(b)
 			case 'N':
 				ss.w.Raw(t, b)
 			case 's':
@@ -210,8 +222,9 @@ func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, 
 				break batch
 			}
 		}
-		if srvErr == nil && len(rows) > 0 {
+		if srvErr == nil && len(rows) > 0 && (done || len(rows) >= batchRows || size >= sourceBatchBytes) {
 			fnErr = fn(rows)
+			rows, size = nil, 0
 		}
 	}
 	w.Msg(&pgproto3.Close{ObjectType: 'P', Name: sourcePortal})

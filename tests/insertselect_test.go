@@ -10,7 +10,8 @@ import (
 )
 
 // TestInsertSelectInBatches checks INSERT ... SELECT whose source yields more rows than
-// the proxy holds at a time (it reads the source through a cursor, 10,000 rows a batch):
+// the proxy holds at a time (it reads the source through a cursor; the tests' proxy writes
+// 10,000 rows a batch):
 // every row arrives once on every placement, RETURNING returns each row, a failure in a
 // late batch (a duplicate key, an error in the source query) leaves nothing behind, and
 // inside a transaction block the rows stay invisible to others until COMMIT and vanish at

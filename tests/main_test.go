@@ -33,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 4}, testproxy.Options{})
+	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 4}, testproxy.Options{BatchRows: 10000})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tests:", err)

@@ -35,6 +35,8 @@ type Options struct {
 	LockTimeout time.Duration
 	// Log receives the proxy's log; nil discards it unless PGSHARD_TEST_LOG is set.
 	Log *slog.Logger
+	// BatchRows sets the proxy's batch size for INSERT ... SELECT (default: the proxy's).
+	BatchRows int
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
@@ -47,7 +49,7 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout})
+	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows})
 	if err != nil {
 		return nil, err
 	}
