@@ -285,7 +285,7 @@ func (s *Server) cancel(pid, secret uint32) {
 	s.mu.Lock()
 	ss := s.sessions[pid]
 	s.mu.Unlock()
-	if ss == nil || ss.secret != secret {
+	if ss == nil || ss.secret != secret || !ss.busy.Load() {
 		return
 	}
 	ss.cancelRunning()

@@ -70,6 +70,9 @@ type session struct {
 	running map[*backend.Conn]struct{}
 	// cancelled is set by a cancel request and cleared when the next statement starts.
 	cancelled atomic.Bool
+	// busy is set while the session handles a client message (a cancel request for an
+	// idle session does nothing, as in PostgreSQL, even while a portal is suspended).
+	busy atomic.Bool
 	closing   atomic.Bool
 
 	// extSkip: an extended-protocol error occurred; messages are skipped until Sync.
@@ -131,6 +134,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 // loop reads and handles client messages until the client leaves or the server stops.
 func (ss *session) loop(ctx context.Context) {
 	for {
+		ss.busy.Store(false)
 		if ss.closing.Load() {
 			ss.sendFatal(errShuttingDown)
 			return
@@ -141,6 +145,7 @@ func (ss *session) loop(ctx context.Context) {
 			}
 		}
 		typ, body, err := ss.r.Next()
+		ss.busy.Store(true)
 		if err != nil {
 			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message length"))

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -14,9 +15,11 @@ import (
 
 // wireConn is a raw protocol connection (a pgproto3 frontend) for message-exact tests.
 type wireConn struct {
-	t  testing.TB
-	nc net.Conn
-	fe *pgproto3.Frontend
+	t    testing.TB
+	nc   net.Conn
+	fe   *pgproto3.Frontend
+	addr string
+	key  *pgproto3.BackendKeyData
 }
 
 func dialWire(t testing.TB, addr string) *wireConn {
@@ -26,18 +29,39 @@ func dialWire(t testing.TB, addr string) *wireConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	w := &wireConn{t: t, nc: nc, fe: pgproto3.NewFrontend(nc, nc)}
+	w := &wireConn{t: t, nc: nc, fe: pgproto3.NewFrontend(nc, nc), addr: addr}
 	w.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": "postgres", "database": "postgres"}})
 	w.flush()
 	for {
 		m := w.receive()
-		if e, ok := m.(*pgproto3.ErrorResponse); ok {
-			t.Fatalf("startup: %s", e.Message)
-		}
-		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("startup: %s", m.Message)
+		case *pgproto3.BackendKeyData:
+			w.key = &pgproto3.BackendKeyData{ProcessID: m.ProcessID, SecretKey: append([]byte(nil), m.SecretKey...)}
+		case *pgproto3.ReadyForQuery:
 			return w
 		}
 	}
+}
+
+// cancel sends a CancelRequest for the connection and waits until the server has handled
+// it (it closes the cancel connection then).
+func (w *wireConn) cancel() {
+	nc, err := net.DialTimeout("tcp", w.addr, 5*time.Second)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	defer nc.Close()
+	buf, err := (&pgproto3.CancelRequest{ProcessID: w.key.ProcessID, SecretKey: w.key.SecretKey}).Encode(nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	if _, err := nc.Write(buf); err != nil {
+		w.t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, nc)
 }
 
 func (w *wireConn) send(msgs ...pgproto3.FrontendMessage) {
