@@ -72,8 +72,8 @@ type session struct {
 	cancelled atomic.Bool
 	// busy is set while the session handles a client message (a cancel request for an
 	// idle session does nothing, as in PostgreSQL, even while a portal is suspended).
-	busy atomic.Bool
-	closing   atomic.Bool
+	busy    atomic.Bool
+	closing atomic.Bool
 
 	// extSkip: an extended-protocol error occurred; messages are skipped until Sync.
 	extSkip bool
