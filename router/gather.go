@@ -39,32 +39,31 @@ func (p *planner) gatherStatement(root protoreflect.Message, refs []tableRef) *S
 // constants, parameters and operators) is also applied on that table's shards, so that
 // only the rows that can matter are copied, and prunes its shards. The coordinator still
 // applies the whole WHERE clause. It is done only where it cannot change the answer: the
-// table is referenced once in the statement, in a FROM clause of plain and inner joins
-// (a filter on the nullable side of an outer join would turn unmatched rows into NULL
-// rows), and the statement has no WITH clause.
+// table is referenced once in the statement, which has no WITH clause, and a table on
+// the nullable side of an outer join takes only conjuncts that reject its NULL-extended
+// rows anyway (a filter that kept them, such as IS NULL, would turn rows it removed from
+// the copy into NULL-extended rows that pass).
 func (p *planner) pushFilters(s *pg_query.SelectStmt, refs []tableRef, m *Merge) {
 	if s.Op != pg_query.SetOperation_SETOP_NONE || s.WithClause != nil || s.WhereClause == nil {
 		return
 	}
-	// The FROM items, through inner joins only.
+	// The FROM clause's tables, and which of them outer joins may extend with NULLs.
 	var top []*pg_query.RangeVar
-	var walkFrom func(n *pg_query.Node) bool
-	walkFrom = func(n *pg_query.Node) bool {
+	nullable := map[*pg_query.RangeVar]bool{}
+	var walkFrom func(n *pg_query.Node, null bool)
+	walkFrom = func(n *pg_query.Node, null bool) {
 		switch v := unwrap(n).(type) {
 		case *pg_query.RangeVar:
 			top = append(top, v)
+			nullable[v] = null
 		case *pg_query.JoinExpr:
-			if v.Jointype != pg_query.JoinType_JOIN_INNER {
-				return false
-			}
-			return walkFrom(v.Larg) && walkFrom(v.Rarg)
+			t := v.Jointype
+			walkFrom(v.Larg, null || t == pg_query.JoinType_JOIN_RIGHT || t == pg_query.JoinType_JOIN_FULL)
+			walkFrom(v.Rarg, null || t == pg_query.JoinType_JOIN_LEFT || t == pg_query.JoinType_JOIN_FULL)
 		}
-		return true
 	}
 	for _, n := range s.FromClause {
-		if !walkFrom(n) {
-			return
-		}
+		walkFrom(n, false)
 	}
 	uses := map[*metadata.Table]int{}
 	for _, r := range refs {
@@ -102,7 +101,7 @@ func (p *planner) pushFilters(s *pg_query.SelectStmt, refs []tableRef, m *Merge)
 		}
 		var mine []int
 		for i, c := range conjuncts {
-			if readsOnly(c, t, alias) {
+			if readsOnly(c, t, alias) && (!nullable[rv] || rejectsNulls(c)) {
 				mine = append(mine, i)
 			}
 		}
@@ -161,6 +160,65 @@ func (p *planner) conjunctSpans(n int) [][2]int {
 		return nil
 	}
 	return out
+}
+
+// rejectsNulls reports whether a filter that passes readsOnly is never true when the
+// table's columns are all NULL (a NULL-extended row of an outer join).
+func rejectsNulls(n *pg_query.Node) bool {
+	switch e := unwrap(n).(type) {
+	case *pg_query.BoolExpr:
+		switch e.Boolop {
+		case pg_query.BoolExprType_AND_EXPR:
+			for _, a := range e.Args {
+				if rejectsNulls(a) {
+					return true
+				}
+			}
+			return false
+		case pg_query.BoolExprType_OR_EXPR:
+			for _, a := range e.Args {
+				if !rejectsNulls(a) {
+					return false
+				}
+			}
+			return true
+		default: // NOT: NOT of NULL is NULL, NOT of false is true
+			return len(e.Args) == 1 && nullOnNulls(e.Args[0])
+		}
+	case *pg_query.NullTest:
+		return e.Nulltesttype == pg_query.NullTestType_IS_NOT_NULL && nullOnNulls(e.Arg)
+	case *pg_query.BooleanTest:
+		return (e.Booltesttype == pg_query.BoolTestType_IS_TRUE || e.Booltesttype == pg_query.BoolTestType_IS_FALSE) && nullOnNulls(e.Arg)
+	}
+	return nullOnNulls(n)
+}
+
+// nullOnNulls reports whether an expression that passes readsOnly is NULL when the
+// table's columns are all NULL: a column, or an operator, cast, IN, BETWEEN or LIKE
+// with such an operand (the built-in operators return NULL on a NULL input).
+func nullOnNulls(n *pg_query.Node) bool {
+	switch e := unwrap(n).(type) {
+	case *pg_query.ColumnRef:
+		return true
+	case *pg_query.TypeCast:
+		return nullOnNulls(e.Arg)
+	case *pg_query.CollateClause:
+		return nullOnNulls(e.Arg)
+	case *pg_query.A_Expr:
+		switch e.Kind {
+		case pg_query.A_Expr_Kind_AEXPR_DISTINCT, pg_query.A_Expr_Kind_AEXPR_NOT_DISTINCT, pg_query.A_Expr_Kind_AEXPR_NULLIF:
+			return false
+		}
+		return e.Lexpr != nil && nullOnNulls(e.Lexpr) || e.Rexpr != nil && nullOnNulls(e.Rexpr)
+	case *pg_query.BoolExpr:
+		for _, a := range e.Args {
+			if !nullOnNulls(a) {
+				return false
+			}
+		}
+		return len(e.Args) > 0
+	}
+	return false
 }
 
 // readsOnly reports whether an expression reads nothing but columns of t qualified by

@@ -40,6 +40,12 @@ func TestExplain(t *testing.T) {
 			[]string{"Pull into pg_temp.pgshard_gather_1 from 1 shard(s)", `"t" WHERE (t.qty > 140) AND (t.k = ` + k1 + ")"}, 0},
 		{"EXPLAIN SELECT a.id FROM d_int_8_2 a JOIN d_int_8_2 b ON b.id = a.id + 1 WHERE a.qty > 140",
 			[]string{"Pull into pg_temp.pgshard_gather_1 from 8 shard(s)"}, 0},
+		// Outer joins: the preserved side, and a NULL-rejecting filter on the nullable
+		// side, narrow; IS NULL on the nullable side does not.
+		{"EXPLAIN SELECT t.id FROM d_int_8_2 t LEFT JOIN d_other_5_1 o ON o.k = t.k WHERE t.k = " + k1 + " AND o.val > 5 AND o.tag IS NULL",
+			[]string{"gather_1 from 1 shard(s)", `"t" WHERE (t.k = ` + k1 + ")", `"o" WHERE (o.val > 5)`}, 0},
+		{"EXPLAIN SELECT l.grp FROM lookup l LEFT JOIN d_int_8_2 t ON t.grp = l.grp WHERE t.id IS NULL",
+			[]string{`Query: SELECT * FROM <shard of "d_int_8_2">` + "\n"}, 0},
 		{"EXPLAIN UPDATE d_int_8_2_orders SET amount = 1 WHERE k = 7", []string{"Distributed UPDATE", "Shards: 1 of 8", "Update on d_int_8_2_orders_"}, 1},
 	} {
 		for _, m := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
