@@ -125,6 +125,11 @@ func run(scale, clients int, duration time.Duration, rounds int, modes []string)
 		results := map[string][]result{}
 		for r := 0; r < rounds; r++ {
 			for _, t := range targets {
+				if t.name == "pgbouncer" && mode == "prepared" {
+					// Transaction pooling (before PgBouncer 1.21) cannot keep a
+					// client's prepared statements.
+					continue
+				}
 				res, err := pgbench(t, mode, clients, duration)
 				if err != nil {
 					return fmt.Errorf("%s (%s): %w", t.name, mode, err)
@@ -310,16 +315,27 @@ func median(rs []result) result {
 
 func report(mode string, targets []target, results map[string][]result, clients int, d time.Duration) {
 	direct := median(results["direct"])
-	bouncer := median(results["pgbouncer"])
+	var bouncer result
+	if len(results["pgbouncer"]) > 0 {
+		bouncer = median(results["pgbouncer"])
+	}
 	fmt.Printf("\npgbench -S -M %s, %d clients, %s per run, median of %d rounds:\n", mode, clients, d, len(results["direct"]))
 	fmt.Printf("%-10s %12s %12s %14s %16s\n", "target", "tps", "vs direct", "vs pgbouncer", "CPU µs/query")
 	for _, t := range targets {
+		if len(results[t.name]) == 0 {
+			fmt.Printf("%-10s %12s   (not run: pgbouncer's transaction pooling does not keep prepared statements)\n", t.name, "-")
+			continue
+		}
 		m := median(results[t.name])
 		cpu := "-"
 		if t.name != "direct" && m.txs > 0 {
 			cpu = fmt.Sprintf("%.1f", float64(m.cpu.Microseconds())/float64(m.txs))
 		}
-		fmt.Printf("%-10s %12.0f %12.2f %14.2f %16s\n", t.name, m.tps, m.tps/direct.tps, m.tps/bouncer.tps, cpu)
+		vsBouncer := "-"
+		if len(results["pgbouncer"]) > 0 {
+			vsBouncer = fmt.Sprintf("%.2f", m.tps/bouncer.tps)
+		}
+		fmt.Printf("%-10s %12.0f %12.2f %14s %16s\n", t.name, m.tps, m.tps/direct.tps, vsBouncer, cpu)
 	}
 	fmt.Println()
 }
