@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,6 +39,9 @@ type Store struct {
 	pool *pgxpool.Pool
 	url  string
 	log  *slog.Logger
+	// reload serializes loading a snapshot and storing it in the cache, so that a load
+	// that began earlier (and may have missed a change) never replaces a later one.
+	reload sync.Mutex
 }
 
 // Open connects to the coordinator database at url (a libpq URL or DSN).
@@ -339,11 +343,9 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 	for {
 		if changed {
 			changed = false
-			snap, err := s.Load(ctx)
-			if err != nil {
+			if _, err := s.Reload(ctx, cache); err != nil {
 				return err
 			}
-			cache.Store(snap)
 			if *ready != nil {
 				close(*ready)
 				*ready = nil
@@ -363,6 +365,8 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 // Reload loads a snapshot and stores it in cache at once (a proxy does this after its own
 // metadata changes, so the client's next statement sees them).
 func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Snapshot, error) {
+	s.reload.Lock()
+	defer s.reload.Unlock()
 	snap, err := s.Load(ctx)
 	if err != nil {
 		return nil, err
