@@ -82,7 +82,7 @@ func TestCopy(t *testing.T) {
 	}
 	// psql's \copy in both directions.
 	script := fmt.Sprintf("\\copy %s (k, v) from stdin\nz1\t1\nz2\t2\n\\.\n\\copy (select k, v from %s where k like 'z%%') to stdout\n", table, table)
-	if o, err := psql(t, env.p, script); err != nil || !strings.Contains(o, "z1\t1") || !strings.Contains(o, "z2\t2") {
+	if o, err := psql(t, env.P, script); err != nil || !strings.Contains(o, "z1\t1") || !strings.Contains(o, "z2\t2") {
 		t.Errorf("psql \\copy: %v\n%s", err, o)
 	}
 }

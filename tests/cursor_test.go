@@ -72,7 +72,7 @@ func TestCursorStreams(t *testing.T) {
 		}
 	}
 
-	w := dialWire(t, env.p.Addr)
+	w := dialWire(t, env.P.Addr)
 	sql := fmt.Sprintf("SELECT k, v FROM %s", table)
 	w.send(&pgproto3.Parse{Query: sql}, &pgproto3.Bind{}, &pgproto3.Execute{MaxRows: 100}, &pgproto3.Flush{})
 	w.receive() // ParseComplete

@@ -41,7 +41,7 @@ func TestPgx(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			table := clientTable(t)
-			url := env.p.URL()
+			url := env.P.URL()
 			if mode == "simple" {
 				url += "&default_query_exec_mode=simple_protocol"
 			}
@@ -173,7 +173,7 @@ func pgxWorkload(t *testing.T, conn *pgx.Conn, table string) {
 func TestDatabaseSQL(t *testing.T) {
 	ctx := context.Background()
 	table := clientTable(t)
-	cfg, err := pgx.ParseConfig(env.p.URL())
+	cfg, err := pgx.ParseConfig(env.P.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestPgbench(t *testing.T) {
 	} {
 		mustExec(t, conn, q)
 	}
-	args := []string{"-h", env.p.Host, "-p", strconv.Itoa(env.p.Port), "-U", "postgres", "postgres"}
+	args := []string{"-h", env.P.Host, "-p", strconv.Itoa(env.P.Port), "-U", "postgres", "postgres"}
 	if out, err := exec.Command("pgbench", append([]string{"-i", "-I", "gv", "-s", "2"}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("pgbench -i: %v\n%s", err, out)
 	}
@@ -315,7 +315,7 @@ func TestPsqlCancel(t *testing.T) {
 		"select pg_sleep(30) from " + table + " where id = 1",
 		"select pg_sleep(30) from " + table,
 	} {
-		cmd := exec.Command("psql", "-X", "-h", env.p.Host, "-p", strconv.Itoa(env.p.Port), "-U", "postgres", "-d", "postgres", "-c", q)
+		cmd := exec.Command("psql", "-X", "-h", env.P.Host, "-p", strconv.Itoa(env.P.Port), "-U", "postgres", "-d", "postgres", "-c", q)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {

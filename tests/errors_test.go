@@ -25,7 +25,7 @@ func TestShardErrorsNameTheTable(t *testing.T) {
 	distribute(t, conn, ddl, table, "k", 4, 2)
 	// The plain table sits in its own schema on a worker, away from the shards' names
 	// (PostgreSQL picks constraint names unique in a schema).
-	plain := connectServer(t, env.c.Workers[0])
+	plain := connectServer(t, env.C.Workers[0])
 	mustExec(t, plain, "CREATE SCHEMA "+table, "SET search_path = "+table, ddl)
 	setup := fmt.Sprintf("INSERT INTO %s VALUES (1, 1, 'a'), (2, 2, 'b')", table)
 	mustExec(t, conn, setup)
@@ -60,7 +60,7 @@ func TestShardErrorsNameTheTable(t *testing.T) {
 	fn := fmt.Sprintf(`CREATE FUNCTION %s_note(rel text) RETURNS bool LANGUAGE plpgsql AS
 		$$ BEGIN RAISE NOTICE 'row of "%%"', rel; RETURN true; END $$`, table)
 	mustExec(t, conn, fn)
-	for _, w := range env.c.Workers {
+	for _, w := range env.C.Workers {
 		if _, err := w.Exec(ctx, "postgres", fn); err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestShardErrorsNameTheTable(t *testing.T) {
 // connectNotices opens a connection to the proxy that appends the notices it receives.
 func connectNotices(t testing.TB, notices *[]string) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(simpleURL(env.p))
+	cfg, err := pgx.ParseConfig(simpleURL(env.P))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 func TestExtendedSmoke(t *testing.T) {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, env.p.URL())
+	conn, err := pgx.Connect(ctx, env.P.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestExtendedSmoke(t *testing.T) {
 
 func TestCancelSmoke(t *testing.T) {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, env.p.URL())
+	conn, err := pgx.Connect(ctx, env.P.URL())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -164,7 +164,7 @@ func TestWorkerFailureStory(t *testing.T) {
 			}
 		}
 	}
-	out, err := psql(t, env.p, script.String())
+	out, err := psql(t, env.P, script.String())
 	if err != nil {
 		t.Fatalf("REPAIR SHARD: %v\n%s", err, out)
 	}
@@ -172,14 +172,14 @@ func TestWorkerFailureStory(t *testing.T) {
 		t.Errorf("REPAIR SHARD printed no progress notices:\n%s", out)
 	}
 	verify("REPAIR SHARD")
-	out, err = psql(t, env.p, "SHOW REPAIRS;\n", "-A", "-t", "-F", "|")
+	out, err = psql(t, env.P, "SHOW REPAIRS;\n", "-A", "-t", "-F", "|")
 	if err != nil || !strings.Contains(out, "|succeeded|") || !strings.Contains(out, "|statement|") || !strings.Contains(out, "|function|") {
 		t.Errorf("SHOW REPAIRS: %v\n%s", err, out)
 	}
 
 	// 3. The background repairer of a proxy notices the node is back.
 	down(3)
-	p2, err := testproxy.Start(ctx, env.c.Coordinator.URL("postgres"), testproxy.Options{RepairInterval: 200 * time.Millisecond})
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{RepairInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func FuzzFrontend(f *testing.F) {
 		if len(data) == 0 {
 			return
 		}
-		nc, err := net.DialTimeout("tcp", env.p.Addr, 5*time.Second)
+		nc, err := net.DialTimeout("tcp", env.P.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ package tests
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,30 +20,9 @@ import (
 )
 
 // env is the cluster and proxy shared by the tests of this package.
-var env struct {
-	c *cluster.Cluster
-	p *testproxy.Proxy
-}
+var env testproxy.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() || !cluster.Available() {
-		fmt.Println("tests: PostgreSQL server binaries not found (or -short); skipping end-to-end tests")
-		os.Exit(0)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 4}, testproxy.Options{BatchRows: 10000})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "tests:", err)
-		os.Exit(1)
-	}
-	env.c, env.p = c, p
-	code := m.Run()
-	p.Stop()
-	c.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testproxy.Main(m, "tests", &env, testproxy.Options{BatchRows: 10000}) }
 
 func simpleURL(p *testproxy.Proxy) string {
 	return p.URL() + "&default_query_exec_mode=simple_protocol"
@@ -53,7 +31,7 @@ func simpleURL(p *testproxy.Proxy) string {
 // connect opens a pgx connection to the shared proxy (simple protocol).
 func connect(t testing.TB) *pgx.Conn {
 	t.Helper()
-	return connectTo(t, env.p)
+	return connectTo(t, env.P)
 }
 
 func connectTo(t testing.TB, p *testproxy.Proxy) *pgx.Conn {
@@ -124,7 +102,7 @@ func psql(t testing.TB, p *testproxy.Proxy, script string, extra ...string) (str
 
 // worker returns the cluster server for a node port.
 func serverFor(port int) *cluster.Server {
-	for _, w := range env.c.Workers {
+	for _, w := range env.C.Workers {
 		if w.Port == port {
 			return w
 		}

@@ -17,7 +17,7 @@ import (
 // TestEncryptionRequests: GSSENCRequest and SSLRequest are answered 'N' and the startup
 // goes on in plaintext.
 func TestEncryptionRequests(t *testing.T) {
-	nc, err := net.DialTimeout("tcp", env.p.Addr, 5*time.Second)
+	nc, err := net.DialTimeout("tcp", env.P.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestErrorFields(t *testing.T) {
 	conn := connect(t)
 	table := uniqueName("errfields")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v int CHECK (v > 0))", table), table, "k", 4, 1)
-	direct := connectServer(t, env.c.Coordinator)
+	direct := connectServer(t, env.C.Coordinator)
 	plain := uniqueName("errplain")
 	mustExec(t, direct, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v int CHECK (v > 0))", plain))
 	ctx := context.Background()
@@ -102,11 +102,11 @@ func TestErrorFields(t *testing.T) {
 	}
 	// A notice from the coordinator and one from a worker both reach the client.
 	var notices []string
-	for _, w := range env.c.Workers {
+	for _, w := range env.C.Workers {
 		mustExec(t, connectServer(t, w), `CREATE OR REPLACE FUNCTION pgshard_test_notice() RETURNS bool
 			LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE 'from a worker'; RETURN true; END $$`)
 	}
-	cfg, _ := pgconn.ParseConfig(env.p.URL())
+	cfg, _ := pgconn.ParseConfig(env.P.URL())
 	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {

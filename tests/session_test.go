@@ -14,7 +14,7 @@ import (
 // idle, as on PostgreSQL.
 func TestNotifications(t *testing.T) {
 	ctx := context.Background()
-	cfg, err := pgconn.ParseConfig(env.p.URL())
+	cfg, err := pgconn.ParseConfig(env.P.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestSessionSettings(t *testing.T) {
 		t.Errorf("after RESET: %q", got)
 	}
 	// Startup parameters, including options=-c ...
-	cfg, err := pgx.ParseConfig(simpleURL(env.p))
+	cfg, err := pgx.ParseConfig(simpleURL(env.P))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -73,7 +73,7 @@ type placementInfo struct {
 // shardsOf reads a table's shards from the coordinator's metadata directly.
 func shardsOf(t testing.TB, table string) []shardInfo {
 	t.Helper()
-	conn := connectServer(t, env.c.Coordinator)
+	conn := connectServer(t, env.C.Coordinator)
 	rows, err := conn.Query(context.Background(), `
 		SELECT s.id, s.min_value::int, s.max_value::int, p.id, p.shard_state, p.node_name, p.node_port
 		FROM pgs_distribution_metadata.shard s
@@ -184,7 +184,7 @@ SHOW PLACEMENTS;
 \echo DESCRIBE
 \d %[1]s
 `, table)
-	out, err := psql(t, env.p, script.String(), "-A", "-t", "-F", "|")
+	out, err := psql(t, env.P, script.String(), "-A", "-t", "-F", "|")
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
@@ -245,7 +245,7 @@ SHOW PLACEMENTS;
 		t.Errorf("rows on workers = %d, want 9996", total)
 	}
 	// The coordinator's prototype table stays empty.
-	coord := connectServer(t, env.c.Coordinator)
+	coord := connectServer(t, env.C.Coordinator)
 	if n := queryString(t, coord, "select count(*)::text from "+table); n != "0" {
 		t.Errorf("coordinator prototype holds %s rows", n)
 	}
@@ -269,7 +269,7 @@ SHOW PLACEMENTS;
 
 // sortedWorkers returns the workers ordered as pg_shard orders nodes (name, then port).
 func sortedWorkers() []*cluster.Server {
-	ws := append([]*cluster.Server(nil), env.c.Workers...)
+	ws := append([]*cluster.Server(nil), env.C.Workers...)
 	for i := 1; i < len(ws); i++ {
 		for j := i; j > 0 && ws[j].Port < ws[j-1].Port; j-- {
 			ws[j], ws[j-1] = ws[j-1], ws[j]
@@ -362,7 +362,7 @@ func TestGarbageOnPort(t *testing.T) {
 		{0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0},
 		{0, 0, 0, 9, 0, 3, 0, 0, 'u'},
 	} {
-		nc, err := net.DialTimeout("tcp", env.p.Addr, 5*time.Second)
+		nc, err := net.DialTimeout("tcp", env.P.Addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +406,7 @@ func TestPassthrough(t *testing.T) {
 	if got := queryString(t, conn, "select relkind::text from pg_class where relname = $1", local); got != "r" {
 		t.Errorf("catalog query: %s", got)
 	}
-	out, err := psql(t, env.p, fmt.Sprintf("\\d %s\n\\dt %s\n", local, local))
+	out, err := psql(t, env.P, fmt.Sprintf("\\d %s\n\\dt %s\n", local, local))
 	if err != nil || !strings.Contains(out, "not null") || !strings.Contains(out, local) {
 		t.Errorf("psql \\d: %v\n%s", err, out)
 	}
@@ -446,7 +446,7 @@ func TestWrites(t *testing.T) {
 	}
 	// The oracle: the same rows in a plain table on the coordinator.
 	oracle := uniqueName("oracle")
-	coord := connectServer(t, env.c.Coordinator)
+	coord := connectServer(t, env.C.Coordinator)
 	mustExec(t, coord, fmt.Sprintf("CREATE TABLE %s (k bigint, v int, s text)", oracle),
 		fmt.Sprintf("INSERT INTO %s VALUES %s", oracle, strings.Join(vals, ",")),
 		fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE v = 3", oracle),
@@ -488,7 +488,7 @@ func TestWrites(t *testing.T) {
 // first (LISTEN/NOTIFY) and routes the same way.
 func TestTwoProxies(t *testing.T) {
 	ctx := context.Background()
-	p2, err := testproxy.Start(ctx, env.c.Coordinator.URL("postgres"), testproxy.Options{})
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func TestTwoProxies(t *testing.T) {
 	if got := queryString(t, a, fmt.Sprintf("select sum(v)::text from %s", table)); got != "6" {
 		t.Errorf("sum through proxy 1 = %s", got)
 	}
-	coord := connectServer(t, env.c.Coordinator)
+	coord := connectServer(t, env.C.Coordinator)
 	if got := queryString(t, coord, fmt.Sprintf("select count(*)::text from %s", table)); got != "0" {
 		t.Errorf("proxy 2 wrote %s rows to the coordinator's prototype", got)
 	}
@@ -528,7 +528,7 @@ func TestDropTable(t *testing.T) {
 	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (1), (2)", table))
 	shards := shardsOf(t, table)
 	mustExec(t, conn, "DROP TABLE "+table)
-	coord := connectServer(t, env.c.Coordinator)
+	coord := connectServer(t, env.C.Coordinator)
 	if got := queryString(t, coord, "select count(*)::text from pgs_distribution_metadata.shard s where not exists (select 1 from pg_class c where c.oid = s.relation_id)"); got != "0" {
 		t.Errorf("%s orphaned shard rows", got)
 	}
@@ -558,7 +558,7 @@ func TestConcurrentMultiShardWrites(t *testing.T) {
 	done := make(chan error, 4)
 	for w := 0; w < 4; w++ {
 		go func() {
-			c, err := pgx.Connect(context.Background(), simpleURL(env.p))
+			c, err := pgx.Connect(context.Background(), simpleURL(env.P))
 			if err != nil {
 				done <- err
 				return

@@ -163,14 +163,14 @@ func wireTargets(t *testing.T) (table string, targets []wireTarget) {
 	table = uniqueName("wt")
 	ddl := fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table)
 	rows := fmt.Sprintf("INSERT INTO %s VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e')", table)
-	plain := env.c.Workers[0]
+	plain := env.C.Workers[0]
 	if _, err := plain.Exec(context.Background(), "postgres", ddl+"; "+rows); err != nil {
 		t.Fatal(err)
 	}
 	conn := connect(t)
 	distribute(t, conn, ddl, table, "k", 4, 2)
 	mustExec(t, conn, rows)
-	return table, []wireTarget{{"postgres", plain.Addr()}, {"pgshard", env.p.Addr}}
+	return table, []wireTarget{{"postgres", plain.Addr()}, {"pgshard", env.P.Addr}}
 }
 
 // TestWireScripts runs message sequences against PostgreSQL and the proxy and demands

@@ -3,7 +3,6 @@ package clients
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,37 +14,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshard/pgshard/tests/cluster"
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // env is the cluster and proxy shared by the tests of this package.
-var env struct {
-	c *cluster.Cluster
-	p *testproxy.Proxy
-}
+var env testproxy.Env
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() || !cluster.Available() {
-		fmt.Println("clients: PostgreSQL server binaries not found (or -short); skipping client tests")
-		os.Exit(0)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	c, p, err := testproxy.StartCluster(ctx, cluster.Options{Workers: 4}, testproxy.Options{})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "clients:", err)
-		os.Exit(1)
-	}
-	env.c, env.p = c, p
-	code := m.Run()
-	p.Stop()
-	c.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testproxy.Main(m, "clients", &env, testproxy.Options{}) }
 
-func proxyURL() string { return env.p.URL() + "&default_query_exec_mode=simple_protocol" }
+func proxyURL() string { return env.P.URL() + "&default_query_exec_mode=simple_protocol" }
 
 // connect opens a pgx connection to the proxy (url empty) or to a server.
 func connect(t testing.TB, url string) *pgx.Conn {
@@ -86,7 +63,7 @@ func prepare(t *testing.T, prefix string) workload {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
-	coord := connect(t, env.c.Coordinator.URL("postgres"))
+	coord := connect(t, env.C.Coordinator.URL("postgres"))
 	rows, err := coord.Query(context.Background(), `
 		SELECT g, s.id FROM generate_series(60, 90) g
 		JOIN pgs_distribution_metadata.shard s ON s.relation_id = $1::regclass
@@ -125,8 +102,8 @@ func (w workload) run(t *testing.T, dir string, extraEnv []string, name string, 
 	cmd.Env = append(cleanEnv(),
 		"TABLE="+w.table,
 		fmt.Sprintf("TX_IDS=%d,%d", w.txIDs[0], w.txIDs[1]),
-		"PGHOST="+env.p.Host,
-		fmt.Sprintf("PGPORT=%d", env.p.Port),
+		"PGHOST="+env.P.Host,
+		fmt.Sprintf("PGPORT=%d", env.P.Port),
 		"PGUSER=postgres",
 		"PGDATABASE=postgres",
 		"PGSSLMODE=disable",
@@ -164,7 +141,7 @@ func (w workload) verify(t *testing.T) {
 	if total := checkPlacements(t, w.table); total != 490 {
 		t.Errorf("rows on workers = %d, want 490", total)
 	}
-	coord := connect(t, env.c.Coordinator.URL("postgres"))
+	coord := connect(t, env.C.Coordinator.URL("postgres"))
 	var n int64
 	if err := coord.QueryRow(context.Background(), "select count(*) from "+w.table).Scan(&n); err != nil || n != 0 {
 		t.Errorf("coordinator's prototype table holds %d rows (%v)", n, err)
@@ -204,7 +181,7 @@ type placement struct {
 // It returns the number of rows.
 func checkPlacements(t *testing.T, table string) int64 {
 	t.Helper()
-	coord := connect(t, env.c.Coordinator.URL("postgres"))
+	coord := connect(t, env.C.Coordinator.URL("postgres"))
 	rows, err := coord.Query(context.Background(), `
 		SELECT s.id, s.min_value::int, s.max_value::int, p.id, p.shard_state, p.node_port
 		FROM pgs_distribution_metadata.shard s
@@ -232,7 +209,7 @@ func checkPlacements(t *testing.T, table string) int64 {
 		t.Errorf("%d shards, want 8", len(shards))
 	}
 	workers := map[int]*pgx.Conn{}
-	for _, w := range env.c.Workers {
+	for _, w := range env.C.Workers {
 		workers[w.Port] = connect(t, w.URL("postgres"))
 	}
 	type digest struct {

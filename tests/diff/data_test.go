@@ -298,7 +298,7 @@ func loaded(ctx context.Context) error {
 // public and, rows reversed, in schema rev) and through the proxy (distributed tables).
 func load(ctx context.Context) error {
 	ts := tables()
-	admin, err := pgx.Connect(ctx, env.c.Coordinator.URL("postgres"))
+	admin, err := pgx.Connect(ctx, env.C.Coordinator.URL("postgres"))
 	if err != nil {
 		return err
 	}

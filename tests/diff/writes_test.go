@@ -105,7 +105,7 @@ func TestDiffWrites(t *testing.T) {
 // checkReplicas compares the two placements of every shard of a table, on the workers.
 func checkReplicas(ctx context.Context, t *testing.T, table string) {
 	t.Helper()
-	coord, err := pgx.Connect(ctx, env.c.Coordinator.URL("postgres"))
+	coord, err := pgx.Connect(ctx, env.C.Coordinator.URL("postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func checkReplicas(ctx context.Context, t *testing.T, table string) {
 		t.Fatal(rows.Err())
 	}
 	for _, p := range ps {
-		for _, w := range env.c.Workers {
+		for _, w := range env.C.Workers {
 			if w.Port != p.port {
 				continue
 			}

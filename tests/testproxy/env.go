@@ -2,7 +2,11 @@ package testproxy
 
 import (
 	"context"
+	"flag"
 	"fmt"
+	"os"
+	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -48,4 +52,34 @@ func (p *Proxy) AddNodes(ctx context.Context, nodes [][2]any) error {
 		}
 	}
 	return nil
+}
+
+// Env is a cluster and a proxy in front of it, shared by the tests of a package.
+type Env struct {
+	C *cluster.Cluster
+	P *Proxy
+}
+
+// Main runs a package's tests with env holding a coordinator, four workers and a proxy
+// started for them, and stops them afterwards; it does not return. Without PostgreSQL's
+// server binaries (or with -short) it skips the package with a message. name prefixes
+// the messages.
+func Main(m *testing.M, name string, env *Env, opts Options) {
+	flag.Parse()
+	if testing.Short() || !cluster.Available() {
+		fmt.Printf("%s: PostgreSQL server binaries not found (or -short); skipping\n", name)
+		os.Exit(0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	c, p, err := StartCluster(ctx, cluster.Options{Workers: 4}, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+	env.C, env.P = c, p
+	code := m.Run()
+	p.Stop()
+	c.Close()
+	os.Exit(code)
 }
