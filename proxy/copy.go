@@ -22,12 +22,9 @@ import (
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
 func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
 	if err != nil {
@@ -124,12 +121,9 @@ type copyTarget struct {
 // (by the partition key of each row) and streamed to every finalized placement of their
 // shard, in a transaction on each placement, so that a bad row writes nothing anywhere.
 func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	kc := t.KeyColumn()
 	if kc == nil {

@@ -70,12 +70,9 @@ func (ss *session) explain(ctx context.Context, snap *metadata.Snapshot, st *rou
 // selectPlan explains a SELECT on a distributed table.
 func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
 	ss := e.ss
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	shards, err := ss.shards(ctx, t, st.Filter, e.in, e.prm, nil)
 	if err != nil {
@@ -247,12 +244,9 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 			WithHint("EXPLAIN without ANALYZE shows the shards it writes and their plans.")
 	}
 	ss := e.ss
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	e.add(0, "Distributed %s (pgshard) on table %s", strings.ToUpper(st.Kind.String()), router.QuoteIdent(t.Name))
 	needsEval := len(st.Evals) > 0 || st.Source != nil
@@ -267,7 +261,6 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 		return nil
 	}
 	var tasks []writeTask
-	var err error
 	if st.Kind == router.Insert {
 		tasks, err = ss.insertTasks(ctx, t, st, e.in, e.prm, make([][]evaluated, len(st.Rows)))
 	} else {

@@ -21,12 +21,9 @@ func errTableGone(oid uint32) error {
 
 // execSelect runs a SELECT on a distributed table.
 func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
 	if err != nil {
@@ -128,6 +125,19 @@ func (ss *session) readTasks(snap *metadata.Snapshot, st *router.Statement, t *m
 		tasks[i] = task
 	}
 	return tasks, true
+}
+
+// shardedTable returns the distributed table a plan works on, or the error for a table
+// dropped since the plan was made or without shards yet.
+func shardedTable(snap *metadata.Snapshot, oid uint32) (*metadata.Table, error) {
+	t := snap.TableByOID(oid)
+	if t == nil {
+		return nil, errTableGone(oid)
+	}
+	if len(t.Shards) == 0 {
+		return nil, noShards(t)
+	}
+	return t, nil
 }
 
 func noShards(t *metadata.Table) error {

@@ -25,12 +25,9 @@ type writeTask struct {
 
 // execWrite runs an INSERT, UPDATE or DELETE on a distributed table.
 func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	t := snap.TableByOID(st.Table)
-	if t == nil {
-		return errTableGone(st.Table)
-	}
-	if len(t.Shards) == 0 {
-		return noShards(t)
+	t, err := shardedTable(snap, st.Table)
+	if err != nil {
+		return err
 	}
 	switch {
 	case st.Kind == router.Insert && st.Source != nil:
