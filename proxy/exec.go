@@ -398,11 +398,18 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 // forwardNotice relays a backend's NoticeResponse, a worker's in the client's names.
 func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
 	if c.MapError != nil {
-		if e := backend.DecodeError(b); c.MapError(e) {
-			nr := pgproto3.NoticeResponse(*errorResponse(e))
-			ss.w.Msg(&nr)
-			return
-		}
+		ss.forwardShardNotice(b)
+		return
+	}
+	ss.w.Raw('N', b)
+}
+
+// forwardShardNotice relays a worker's NoticeResponse in the client's names.
+func (ss *session) forwardShardNotice(b []byte) {
+	if e := backend.DecodeError(b); ss.srv.unshardNames(e) {
+		nr := pgproto3.NoticeResponse(*errorResponse(e))
+		ss.w.Msg(&nr)
+		return
 	}
 	ss.w.Raw('N', b)
 }

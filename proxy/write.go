@@ -566,11 +566,15 @@ func forwardFrames(ss *session, frames []byte, sentDesc *bool) {
 		n := int(binary.BigEndian.Uint32(frames[1:5]))
 		t, body := frames[0], frames[5:1+n]
 		frames = frames[1+n:]
-		if t == 'T' {
+		switch t {
+		case 'T':
 			if *sentDesc {
 				continue
 			}
 			*sentDesc = true
+		case 'N':
+			ss.forwardShardNotice(body)
+			continue
 		}
 		ss.w.Raw(t, body)
 	}
@@ -582,7 +586,7 @@ func forwardNotices(ss *session, frames []byte) {
 		t, body := frames[0], frames[5:1+n]
 		frames = frames[1+n:]
 		if t == 'N' {
-			ss.w.Raw(t, body)
+			ss.forwardShardNotice(body)
 		}
 	}
 }
