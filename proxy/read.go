@@ -58,7 +58,7 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 	case router.Concat:
 		return ss.concat(ctx, tasks, st, in, prm)
 	case router.Aggregate:
-		return ss.aggregate(ctx, tasks, st, in)
+		return ss.aggregate(ctx, snap, tasks, shards, st, in, prm)
 	case router.Gather:
 		return ss.gather(ctx, snap, st, in, prm, [][]*metadata.Shard{shards})
 	case router.Sorted:
@@ -438,7 +438,7 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 
 // aggregate computes partial aggregates on every shard and combines them on the
 // coordinator.
-func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.Statement, in *router.Input) error {
+func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
 	reads := make([]*shardRead, len(tasks))
 	for i, task := range tasks {
@@ -470,6 +470,13 @@ func (ss *session) aggregate(ctx context.Context, tasks []readTask, st *router.S
 		}
 		if oids == nil {
 			for _, f := range desc.Fields {
+				if f.DataTypeOID >= firstNormalOID {
+					// A type of the user's (an enum, say): its OID differs on each
+					// server, and its binary form may name other OIDs. Gather the
+					// rows instead; the coordinator aggregates them itself.
+					ss.finishReads(ctx, reads)
+					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+				}
 				oids = append(oids, f.DataTypeOID)
 			}
 		}

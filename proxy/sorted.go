@@ -22,15 +22,7 @@ import (
 // connection inside a transaction block, the merge's gather fallback runs instead.
 func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
-	fallback := func() error {
-		fst := *st
-		fst.Merge = m.Fallback
-		pulls := make([][]*metadata.Shard, len(m.Fallback.Pulls))
-		if len(st.Colocated) == 0 {
-			pulls[0] = shards
-		}
-		return ss.gather(ctx, snap, &fst, in, prm, pulls)
-	}
+	fallback := func() error { return ss.mergeFallback(ctx, snap, shards, st, in, prm) }
 	if ss.tx != 'I' {
 		// Fix each shard's placement now: which one a shard reads from depends on the
 		// block's connections, which the reads themselves open.
@@ -138,6 +130,21 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 	ss.commandComplete("SELECT " + strconv.FormatInt(sent, 10))
 	return nil
 }
+
+// mergeFallback runs a merge's gather fallback over the shards the statement selected.
+func (ss *session) mergeFallback(ctx context.Context, snap *metadata.Snapshot, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
+	fst := *st
+	fst.Merge = st.Merge.Fallback
+	pulls := make([][]*metadata.Shard, len(fst.Merge.Pulls))
+	if len(st.Colocated) == 0 {
+		pulls[0] = shards
+	}
+	return ss.gather(ctx, snap, &fst, in, prm, pulls)
+}
+
+// firstNormalOID is PostgreSQL's first OID for objects created after initdb: types
+// below it are built in, with the same OID and binary form on every server.
+const firstNormalOID = 16384
 
 // cursor is the head of one shard's ordered stream.
 type cursor struct {

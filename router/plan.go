@@ -308,9 +308,11 @@ type Merge struct {
 	// pull 0's columns.
 	Pulls []Pull
 
-	// Keys, Visible and Fallback describe a Sorted merge.
-	Keys     []SortKey
-	Visible  int
+	// Keys and Visible describe a Sorted merge.
+	Keys    []SortKey
+	Visible int
+	// Fallback is the gather a Sorted or Aggregate merge runs instead when the proxy
+	// finds at run time that it cannot merge the shards' results itself.
 	Fallback *Merge
 }
 

@@ -167,7 +167,9 @@ func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_
 		}
 		if !grouped && !windowed && len(s.DistinctClause) == 0 {
 			if m := p.aggregateMerge(s, t, rv, aggs); m != nil {
-				return m, nil
+				if m.Fallback = p.mergeFallback(s, t, rv, alias); m.Fallback != nil {
+					return m, nil
+				}
 			}
 		}
 		if m := p.groupMerge(s, t, rv, alias, aggs); m != nil {

@@ -138,18 +138,26 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 		shard.hole(SegEval, 0)
 	}
 	m.Shard = shard.done()
+	if m.Fallback = p.mergeFallback(s, t, rv, alias); m.Fallback == nil {
+		return nil
+	}
+	return m
+}
+
+// mergeFallback plans the gather a merge falls back to when the proxy finds at run time
+// that it cannot merge the shards' results itself (a type it cannot compare or carry).
+func (p *planner) mergeFallback(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string) *Merge {
 	if len(p.holes) > 1 {
-		var ok bool
-		if m.Fallback, ok = p.gatherAll(p.holes); !ok {
+		m, ok := p.gatherAll(p.holes)
+		if !ok {
 			return nil
 		}
 		return m
 	}
-	fallback, e := p.gatherRows(s, rv, t, alias)
+	m, e := p.gatherRows(s, rv, t, alias)
 	if e != nil {
 		return nil
 	}
-	m.Fallback = fallback
 	return m
 }
 
