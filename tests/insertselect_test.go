@@ -99,6 +99,22 @@ func TestInsertSelectInBatches(t *testing.T) {
 		t.Errorf("the workers hold %d rows, want 50000", n)
 	}
 
+	// Binary parameters (pgx's extended protocol) reach the source query and the shards.
+	ext, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(ctx)
+	tag, err := ext.Exec(ctx, fmt.Sprintf("INSERT INTO %s (k, v) SELECT k + $1, v || $3 FROM %s WHERE k <= $2", table, local), int64(700000), int64(12), "-ext")
+	if err != nil || tag.String() != "INSERT 0 12" {
+		t.Fatalf("INSERT ... SELECT with binary parameters: %v %v", tag, err)
+	}
+	var n int
+	if err := ext.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE k > $1 AND v LIKE $2", table), int64(700000), "%-ext").Scan(&n); err != nil || n != 12 {
+		t.Fatalf("rows from the binary-parameter INSERT: %d (%v)", n, err)
+	}
+	mustExec(t, conn, fmt.Sprintf("DELETE FROM %s WHERE k > 700000", table))
+
 	// A copy of the table's definition (LIKE), distributed in turn and filled from it.
 	cp := uniqueName("ins_copy")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (LIKE %s INCLUDING ALL)", cp, table), cp, "k", 3, 1)
