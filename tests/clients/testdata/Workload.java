@@ -226,6 +226,44 @@ public class Workload {
         }
     }
 
+    // A batch in autocommit is one implicit transaction: a duplicate key in its last
+    // statement undoes the others; a batch without errors applies whole.
+    static void batch(Connection conn) throws Exception {
+        String sql = "INSERT INTO " + TABLE + " (id, name, amount, created) VALUES (?, ?, ?, ?)";
+        try (PreparedStatement ps = conn.prepareStatement(sql)) {
+            for (long id : new long[] {9001, 9002, 9003, 5}) {
+                ps.setLong(1, id);
+                ps.setString(2, "batch");
+                ps.setBigDecimal(3, BigDecimal.ONE);
+                ps.setObject(4, LocalDate.of(2024, 1, 1));
+                ps.addBatch();
+            }
+            ps.executeBatch();
+            throw new Failure("batch with a duplicate key succeeded");
+        } catch (java.sql.BatchUpdateException e) {
+            check("23505".equals(e.getSQLState()) || e.getNextException() != null && "23505".equals(e.getNextException().getSQLState()),
+                "batch: got " + e.getSQLState() + " " + e.getMessage() + ", want SQLSTATE 23505");
+        }
+        try (Statement st = conn.createStatement(); ResultSet rs = st.executeQuery("SELECT count(*) FROM " + TABLE + " WHERE name = 'batch'")) {
+            rs.next();
+            check(rs.getLong(1) == 0, "after the failed batch " + rs.getLong(1) + " of its rows remain");
+        }
+        try (PreparedStatement ps = conn.prepareStatement(sql)) {
+            for (long id : new long[] {9001, 9002, 9003}) {
+                ps.setLong(1, id);
+                ps.setString(2, "batch");
+                ps.setBigDecimal(3, BigDecimal.ONE);
+                ps.setObject(4, LocalDate.of(2024, 1, 1));
+                ps.addBatch();
+            }
+            int[] counts = ps.executeBatch();
+            check(counts.length == 3, "batch: " + counts.length + " counts");
+        }
+        try (Statement st = conn.createStatement()) {
+            check(st.executeUpdate("DELETE FROM " + TABLE + " WHERE name = 'batch'") == 3, "the batch's 3 rows are not all there");
+        }
+    }
+
     static String readName(Connection conn, long id) throws Exception {
         try (PreparedStatement ps = conn.prepareStatement("SELECT name FROM " + TABLE + " WHERE id = ?")) {
             ps.setLong(1, id);
@@ -316,9 +354,9 @@ public class Workload {
         txB = Long.parseLong(tx[1]);
         String url = "jdbc:postgresql://" + System.getenv("PGHOST") + ":" + System.getenv("PGPORT") + "/" + System.getenv("PGDATABASE")
                 + "?sslmode=disable&connectTimeout=10";
-        String[] names = {"insert", "readBack", "updateDelete", "aggregate", "copy", "cancel", "errorThenSuccess", "transactions", "cursor"};
+        String[] names = {"insert", "readBack", "updateDelete", "aggregate", "copy", "cancel", "errorThenSuccess", "batch", "transactions", "cursor"};
         Step[] steps = {Workload::insert, Workload::readBack, Workload::updateDelete, Workload::aggregate, Workload::copy,
-            Workload::cancel, Workload::errorThenSuccess, Workload::transactions, Workload::cursor};
+            Workload::cancel, Workload::errorThenSuccess, Workload::batch, Workload::transactions, Workload::cursor};
         try (Connection conn = DriverManager.getConnection(url, System.getenv("PGUSER"), "")) {
             for (int i = 0; i < steps.length; i++) {
                 try {
