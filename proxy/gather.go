@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"strconv"
 	"strings"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -22,6 +23,9 @@ import (
 // of its table that the pull's filter keeps.
 func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params, shards [][]*metadata.Shard) error {
 	m := st.Merge
+	if m.Keep && !m.Hold && ss.tx == 'I' {
+		return pgerr.New(pgerr.NoActiveSQLTransaction, "DECLARE CURSOR can only be used in transaction blocks")
+	}
 	if !ss.call.extended {
 		// PostgreSQL's own analysis errors (unknown columns, ungrouped columns, ...), with
 		// positions in the client's text: the statement as written, over the prototypes.
@@ -56,6 +60,7 @@ func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *rout
 type gathered struct {
 	c     *backend.Conn
 	own   bool     // the gather opened the coordinator transaction
+	keep  bool     // the tables stay until the transaction ends (a cursor reads them)
 	names []string // the temporary tables
 	types []string // pull 0's column types, when the final query needs them
 }
@@ -76,6 +81,9 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 	}
 	sql := "COMMIT"
 	if !g.own {
+		if g.keep {
+			return nil // ON COMMIT DROP
+		}
 		sql = "DROP TABLE " + strings.Join(g.names, ", ")
 	}
 	if err := g.c.Exec(ctx, sql); err != nil {
@@ -103,13 +111,20 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 	if err != nil {
 		return nil, err
 	}
-	g := &gathered{c: c, own: ss.tx == 'I', names: make([]string, len(m.Pulls))}
+	g := &gathered{c: c, own: ss.tx == 'I', keep: m.Keep, names: make([]string, len(m.Pulls))}
+	if g.keep {
+		// Names of their own: the block may gather again while the cursor is open.
+		ss.cursorTables++
+	}
 	var setup strings.Builder
 	if g.own {
 		setup.WriteString("BEGIN; ")
 	}
 	for i, pl := range m.Pulls {
 		g.names[i] = router.GatherTable(i)
+		if g.keep {
+			g.names[i] = "pg_temp.pgshard_cursor_" + strconv.Itoa(ss.cursorTables) + "_" + strconv.Itoa(i+1)
+		}
 		def := pl.Proto
 		if def == nil {
 			def = pl.Shard

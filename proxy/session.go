@@ -88,6 +88,9 @@ type session struct {
 	// descCache caches statement descriptions by text and parameter types.
 	stmts   map[string]*prepared
 	portals map[string]*portal
+	// cursorTables numbers the temporary tables that cursors over distributed tables
+	// read (they stay until the end of their transaction).
+	cursorTables int
 	// pipelineTx is set while the statements of an extended-protocol pipeline run in
 	// the transaction block that stands for PostgreSQL's implicit one (pipelineBlock).
 	pipelineTx bool

@@ -111,6 +111,15 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		if s.Objtype == pg_query.ObjectType_OBJECT_TABLE {
 			return p.gatherStatement(root, refs)
 		}
+	case *pg_query.DeclareCursorStmt:
+		// The cursor reads temporary copies on the coordinator, which stay until the
+		// transaction ends; FETCH, MOVE and CLOSE then go to the coordinator as they are.
+		st := p.gatherStatement(root, refs)
+		if st.Merge != nil {
+			st.Merge.Keep = true
+			st.Merge.Hold = s.Options&cursorOptHold != 0
+		}
+		return st
 	case *pg_query.CreateStmt:
 		if likeOnly(s, dist) {
 			// CREATE TABLE ... (LIKE t) copies the definition, which the coordinator's
@@ -127,6 +136,9 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s on distributed table %s is not supported",
 		commandName(root), QuoteIdent(dist0(dist, dropped).Name)))
 }
+
+// cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD flag of DECLARE ... WITH HOLD.
+const cursorOptHold = 0x0020
 
 // likeOnly reports whether a CREATE TABLE names the distributed tables only in LIKE
 // clauses.

@@ -308,6 +308,11 @@ type Merge struct {
 	// pull 0's columns.
 	Pulls []Pull
 
+	// Keep marks a Gather whose temporary tables outlive the statement (DECLARE CURSOR
+	// reads them later): they are dropped when the transaction ends; Hold is set for
+	// WITH HOLD, which may run outside a transaction block.
+	Keep, Hold bool
+
 	// Keys and Visible describe a Sorted merge.
 	Keys    []SortKey
 	Visible int

@@ -193,6 +193,32 @@ def step_transactions(conn):
             check(got == "tx-committed", "after commit and rollback: name of %d is %r, want 'tx-committed'" % (i, got))
 
 
+def step_named_cursor(conn):
+    # A server-side (named) cursor: psycopg2 DECLAREs it and FETCHes in parts of
+    # itersize rows, here inside a transaction, with another query in the middle.
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM " + TABLE)
+        want = cur.fetchone()[0]
+    conn.autocommit = False
+    try:
+        with conn.cursor(name="big read") as named:
+            named.itersize = 7
+            named.execute("SELECT id FROM " + TABLE + " ORDER BY id")
+            seen, last = 0, None
+            for (i,) in named:
+                check(last is None or i > last, "named cursor: id %d after %r" % (i, last))
+                last = i
+                seen += 1
+                if seen == 10:
+                    with conn.cursor() as cur:
+                        read_name(cur, TX_A)
+            check(seen == want, "named cursor: %d rows, want %d" % (seen, want))
+        conn.commit()
+    finally:
+        conn.rollback()
+        conn.autocommit = True
+
+
 STEPS = [
     step_insert,
     step_read_back,
@@ -202,6 +228,7 @@ STEPS = [
     step_cancel,
     step_error_then_success,
     step_transactions,
+    step_named_cursor,
 ]
 
 
