@@ -90,6 +90,14 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()
 	}
+	if _, explain := root.Interface().(*pg_query.ExplainStmt); !explain {
+		// (EXPLAIN plans its statement as a root of its own.)
+		if t := nestedWriteTarget(root, dist); t != nil {
+			// Gathering would write to a temporary copy, not to the shards.
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "data-modifying statements on distributed table %s are not supported in WITH or subqueries", QuoteIdent(t.Name)).
+				WithHint("Run the INSERT, UPDATE or DELETE as a statement of its own, in the same transaction block."))
+		}
+	}
 	switch s := root.Interface().(type) {
 	case *pg_query.SelectStmt:
 		return p.selectStmt(s, refs, dist)
@@ -135,6 +143,38 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	}
 	return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s on distributed table %s is not supported",
 		commandName(root), QuoteIdent(dist0(dist, dropped).Name)))
+}
+
+// nestedWriteTarget returns the distributed table that an INSERT, UPDATE, DELETE or
+// MERGE inside the statement (in WITH, not the statement itself) writes, if any.
+func nestedWriteTarget(root protoreflect.Message, dist []tableRef) *metadata.Table {
+	var found *metadata.Table
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		if found != nil {
+			return false
+		}
+		var rel *pg_query.RangeVar
+		switch s := m.Interface().(type) {
+		case *pg_query.InsertStmt:
+			rel = s.Relation
+		case *pg_query.UpdateStmt:
+			rel = s.Relation
+		case *pg_query.DeleteStmt:
+			rel = s.Relation
+		case *pg_query.MergeStmt:
+			rel = s.Relation
+		}
+		if rel == nil || m.Interface() == root.Interface() {
+			return true
+		}
+		for _, r := range dist {
+			if r.rv == rel {
+				found = r.table
+			}
+		}
+		return true
+	})
+	return found
 }
 
 // cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD flag of DECLARE ... WITH HOLD.

@@ -22,10 +22,15 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		// A coordinator table filled from distributed data.
 		return p.gatherStatement(s.ProtoReflect(), refs)
-	case s.WithClause != nil:
-		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	case t.KeyColumn() == nil:
 		return p.errorf(pgerr.New(pgerr.UndefinedColumn, "partition column %q of distributed table %s does not exist", t.Key, QuoteIdent(t.Name)))
+	}
+	if s.WithClause != nil && s.SelectStmt != nil {
+		// The coordinator evaluates the WITH clause with the SELECT.
+		return p.insertSelect(s, t, refs)
+	}
+	if s.WithClause != nil {
+		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	}
 	var sel *pg_query.SelectStmt
 	if s.SelectStmt != nil {

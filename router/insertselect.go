@@ -61,6 +61,15 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	if relTok < 0 {
 		return p.errorf(notSupported("The INSERT's target could not be located."))
 	}
+	// The INSERT keyword: after the WITH clause, if any.
+	insStart := p.start
+	if s.WithClause != nil {
+		kw := relTok - 2
+		if kw <= p.firstTok() || !p.kw(kw, "insert") {
+			return p.errorf(notSupported("The INSERT's WITH clause could not be located."))
+		}
+		insStart = p.startOf(kw)
+	}
 	last := p.lastTok()
 	from := p.nameEnd(relTok)
 	if p.kw(from, "as") {
@@ -95,6 +104,22 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	// The source query: every target column cast to its type, the added defaults, and the
 	// partition key's canonical form.
 	b := newBuilder(p.in, p.litIdx)
+	// Distributed tables the WITH clause and the SELECT read are gathered on the
+	// coordinator first (the target's own rows included, as they were before the
+	// statement).
+	var source []tableRef
+	for _, r := range refs {
+		if r.rv != s.Relation {
+			source = append(source, r)
+		}
+	}
+	g := p.newGatherer(source)
+	if s.WithClause != nil {
+		if !g.region(b, p.start, insStart) {
+			return p.errorf(notSupported("The INSERT's WITH clause could not be located."))
+		}
+		b.gen(" ")
+	}
 	b.gen("SELECT ")
 	var names []string
 	keyExpr := ""
@@ -127,20 +152,11 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		b.gen(", NULL")
 	}
 	b.gen(" FROM (")
-	// Distributed tables the SELECT reads are gathered on the coordinator first (the
-	// target's own rows included, as they were before the statement).
-	var source []tableRef
-	for _, r := range refs {
-		if r.rv != s.Relation {
-			source = append(source, r)
-		}
-	}
-	pulls, ok := p.gatherRegion(b, p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1)), source)
-	if !ok {
+	if !g.region(b, p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1))) {
 		return p.errorf(notSupported("The INSERT's SELECT could not be located."))
 	}
-	if len(pulls) > 0 {
-		st.Merge = &Merge{Kind: Gather, Pulls: pulls}
+	if len(g.pulls) > 0 {
+		st.Merge = &Merge{Kind: Gather, Pulls: g.pulls}
 	}
 	b.gen(") pgshard_src(")
 	for i, n := range names {
@@ -158,7 +174,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 
 	// INSERT INTO <shard> AS <name> (columns) VALUES, and the suffix.
 	pre := newBuilder(p.in, p.litIdx)
-	pre.text(p.start, p.startOf(relTok))
+	pre.text(insStart, p.startOf(relTok))
 	pre.hole(SegTable, 0)
 	pre.gen(" AS " + QuoteIdent(s.Relation.Relname) + " (")
 	for i, ci := range st.SourceCols {
