@@ -474,12 +474,3 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	}
 	return nil
 }
-
-// quoteNames joins quoted names for messages.
-func quoteNames(names []string) string {
-	q := make([]string, len(names))
-	for i, n := range names {
-		q[i] = router.QuoteIdent(n)
-	}
-	return strings.Join(q, ", ")
-}

@@ -650,30 +650,6 @@ func (p *planner) tableSegs(b *builder, rv *pg_query.RangeVar, hole int, asKeywo
 	return p.startOf(ti), p.endOf(end - 1), true
 }
 
-// shardTemplate is the statement text with every reference to table t replaced by the
-// shard table.
-func (p *planner) shardTemplate(refs []tableRef, t *metadata.Table, asKeyword bool) (Template, bool) {
-	b := newBuilder(p.in, p.litIdx)
-	pos := p.start
-	for _, r := range refs {
-		if r.table != t {
-			continue
-		}
-		ti := p.tok(r.rv.Location)
-		if ti < 0 || p.startOf(ti) < pos {
-			return nil, false
-		}
-		b.text(pos, p.startOf(ti))
-		_, to, ok := p.tableSegs(b, r.rv, 0, asKeyword)
-		if !ok {
-			return nil, false
-		}
-		pos = to
-	}
-	b.text(pos, p.end)
-	return b.done(), true
-}
-
 // notSupported is the error for a query shape pgshard does not plan.
 func notSupported(detail string, args ...any) *pgerr.Error {
 	return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").WithDetail(detail, args...)

@@ -2,7 +2,6 @@ package router
 
 import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
@@ -80,13 +79,6 @@ func (p *planner) modify(kind Kind, rv *pg_query.RangeVar, where *pg_query.Node,
 	}
 	st.Shard = b.done()
 	return st
-}
-
-func nodeOrNil(n *pg_query.Node) protoreflect.Message {
-	if m := nodeMessage(n); m != nil {
-		return m
-	}
-	return (&pg_query.Node{}).ProtoReflect()
 }
 
 func cursorOf(n *pg_query.Node) bool {

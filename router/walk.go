@@ -73,14 +73,3 @@ func unwrap(n *pg_query.Node) any {
 	}
 	return nil
 }
-
-// under reports whether the path contains a frame for a message of type T reached through
-// the named field ("" matches any field).
-func under[T any](path []frame, field protoreflect.Name) bool {
-	for _, f := range path {
-		if _, ok := f.msg.Interface().(T); ok && (field == "" || f.field == field) {
-			return true
-		}
-	}
-	return false
-}

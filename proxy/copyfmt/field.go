@@ -274,13 +274,6 @@ endfield:
 	return f, out, nil
 }
 
-// field finds field i of line. When value is wanted it is returned decoded: a sub-slice of
-// line when decoding changes nothing, else appended to scratch. NULL is reported before
-// FORCE_NOT_NULL / FORCE_NULL.
-func (o *Options) field(line []byte, i int, scratch []byte) (f rawField, value []byte, ok bool, err error) {
-	return o.fieldFrom(line, 0, 0, i, scratch)
-}
-
 // fieldFrom is field, starting at field k, which begins at line[p].
 func (o *Options) fieldFrom(line []byte, p, k, i int, scratch []byte) (f rawField, value []byte, ok bool, err error) {
 	for ; ; k++ {

@@ -326,9 +326,6 @@ func (s *Splitter) HeaderLine() (line []byte, ok bool) { return s.header, s.hasH
 // Ended reports whether the end-of-data marker \. was read; later data is ignored.
 func (s *Splitter) Ended() bool { return s.marker }
 
-// Buffered is the number of bytes held for a row not yet complete.
-func (s *Splitter) Buffered() int { return len(s.buf) - s.start }
-
 func (s *Splitter) fail(msg, hint string) (scanStatus, int) {
 	s.err = &DataError{Code: CodeBadCopyFileFormat, Msg: msg, Hint: hint, Line: s.lines + 1 + s.embedded}
 	return scanError, 0
