@@ -34,6 +34,7 @@ type Router struct {
 	max   int
 	lru   *list.List
 	items map[cacheKey]*list.Element
+	bytes int // statement text held by the cache
 
 	hits, misses uint64
 }
@@ -44,6 +45,14 @@ type cacheKey struct {
 	path    string
 	version uint64
 }
+
+// The plan cache holds at most maxCacheText bytes of statement text (plans grow with
+// their text), and no plan of a statement longer than maxCachedText: a client sending
+// large distinct statements must not fill the proxy's memory.
+const (
+	maxCacheText  = 256 << 20
+	maxCachedText = 16 << 20
+)
 
 type cacheEntry struct {
 	key   cacheKey
@@ -155,11 +164,16 @@ func (r *Router) put(k cacheKey, b *Batch) {
 		r.lru.MoveToFront(e)
 		return
 	}
+	if len(k.text) > maxCachedText {
+		return
+	}
 	r.items[k] = r.lru.PushFront(&cacheEntry{key: k, batch: b})
-	for r.lru.Len() > r.max {
+	r.bytes += len(k.text)
+	for r.lru.Len() > r.max || r.bytes > maxCacheText {
 		e := r.lru.Back()
 		r.lru.Remove(e)
 		delete(r.items, e.Value.(*cacheEntry).key)
+		r.bytes -= len(e.Value.(*cacheEntry).key.text)
 	}
 }
 

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -348,5 +349,25 @@ func TestSortMerge(t *testing.T) {
 	}
 	if !m.HasLimit || !m.HasOffset || m.Offset.Kind != ValParam {
 		t.Errorf("limits: %+v", m)
+	}
+}
+
+// TestCacheBoundedBytes: the plan cache keeps no plan of a huge statement text and at
+// most maxCacheText bytes of text in all, so distinct large statements cannot fill the
+// proxy's memory.
+func TestCacheBoundedBytes(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	huge := "SELECT 1 AS " + strings.Repeat("x", maxCachedText+1)
+	r.Plan(huge, snap, sess)
+	r.Plan(huge, snap, sess)
+	if hits, misses := r.Stats(); hits != 0 || misses != 2 || r.bytes != 0 {
+		t.Errorf("a %d-byte statement: %d hits, %d misses, %d bytes cached", len(huge), hits, misses, r.bytes)
+	}
+	for i := 0; i < 20; i++ {
+		r.Plan(fmt.Sprintf("SELECT 1 AS x%d%s", i, strings.Repeat("y", 15<<20)), snap, sess)
+		if r.bytes > maxCacheText {
+			t.Fatalf("%d bytes cached", r.bytes)
+		}
 	}
 }

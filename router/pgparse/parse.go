@@ -37,15 +37,16 @@ import (
 // UNION ALL: 7,100; JOIN: 6,200; 1+1+...: 4,000), which is a Bound of at most 26,000; the
 // limits here sit above that, so pgshard refuses nothing PostgreSQL would run.
 const (
-	// FastBound is the largest Bound parsed on the calling goroutine's thread: a tree
-	// that deep needs about 1 MB of C stack at most (pg_query's output functions take
-	// under 400 bytes per level, and a level of the tree is at least half a token of
-	// Bound), and threads have at least 2 MB.
+	// FastBound is the largest Bound parsed on the calling goroutine's thread. A parse
+	// tree is at most about 5.3 protobuf messages deep per unit of Bound
+	// (TestBoundCoversDepth), and pg_query's output functions take about 160 bytes of C
+	// stack per message (SELECT 1+1+... overflowed 8 MB at about 50,000 messages): a
+	// tree within FastBound needs under 1 MB, and threads have at least 2 MB.
 	FastBound = 1000
 	// MaxBound is the largest Bound parsed at all.
 	MaxBound = 50000
-	// bigStack is the stack of the parser thread for statements above FastBound: room
-	// for several times MaxBound levels.
+	// bigStack is the stack of the parser thread for statements above FastBound: about
+	// five times what MaxBound needs.
 	bigStack = 256 << 20
 	// recursionLimit bounds the nesting of protobuf messages decoded in Go (a level of
 	// the tree is two messages, a Node wrapper and its node, and a token of Bound stands
