@@ -33,6 +33,11 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	if len(shards) == 0 {
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	}
+	if len(shards) > 1 && st.Merge != nil {
+		// COPY (SELECT ...) that no concatenation of shards answers: the coordinator
+		// runs it over temporary copies of the tables.
+		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
+	}
 	if len(shards) > 1 && st.Err != nil {
 		return st.Err
 	}

@@ -78,9 +78,10 @@ func (p *planner) copyStmt(s *pg_query.CopyStmt, refs, dist []tableRef) *Stateme
 
 // copyQuery plans COPY (SELECT ...) TO STDOUT over distributed tables. A plain selection
 // runs on each shard and the shards' outputs are concatenated; any other SELECT (ORDER BY,
-// LIMIT, aggregates, DISTINCT, joins, subqueries, ...) is gathered: the coordinator runs
-// the COPY itself over temporary copies of the tables, so that the rows, their order and
-// their format are PostgreSQL's.
+// LIMIT, aggregates, DISTINCT, joins, subqueries, ...) runs on its shard when it reads one
+// table and its WHERE clause leaves one shard, and is otherwise gathered (Merge): the
+// coordinator runs the COPY itself over temporary copies of the tables, so that the rows,
+// their order and their format are PostgreSQL's.
 func (p *planner) copyQuery(s *pg_query.CopyStmt, refs, dist []tableRef) *Statement {
 	sel, ok := unwrap(s.Query).(*pg_query.SelectStmt)
 	if !ok {
@@ -94,11 +95,20 @@ func (p *planner) copyQuery(s *pg_query.CopyStmt, refs, dist []tableRef) *Statem
 	if inner.Kind == Error {
 		return inner
 	}
-	if inner.Kind != Select || inner.Err != nil || !plainSelection(sel) {
-		return p.gatherStatement(s.ProtoReflect(), refs)
-	}
-	return &Statement{Kind: CopyOut, Table: inner.Table, Text: p.textTemplate(), Tag: "COPY",
+	st := &Statement{Kind: CopyOut, Table: inner.Table, Text: p.textTemplate(), Tag: "COPY",
 		Shard: inner.Shard, Filter: inner.Filter, CopyOptions: opts, CopyHeader: headerOn(opts)}
+	if inner.Kind == Select && inner.Err == nil && plainSelection(sel) {
+		return st
+	}
+	p.holes = nil
+	g := p.gatherStatement(s.ProtoReflect(), refs)
+	if inner.Kind != Select || g.Kind != Gathered {
+		return g
+	}
+	// One table: when the WHERE clause leaves one shard, it answers any SELECT alone;
+	// several shards are gathered.
+	st.Merge = g.Merge
+	return st
 }
 
 // plainSelection reports whether a SELECT of one table only filters and computes rows, so

@@ -82,6 +82,10 @@ func TestCopyQueryDistributed(t *testing.T) {
 		{"SELECT k FROM %[1]s WHERE k IN (SELECT k * 2 FROM %[1]s) ORDER BY k DESC LIMIT 30", false},
 		{"SELECT k, row_number() OVER (ORDER BY k) FROM %[1]s ORDER BY k LIMIT 10", false},
 		{"SELECT k, v FROM %[1]s WHERE k = 42", false},
+		{"SELECT k, v, n FROM %[1]s WHERE k = 42 ORDER BY v LIMIT 1", false},
+		{"SELECT count(*), sum(n) FROM %[1]s WHERE k = 43", false},
+		{"SELECT k, v FROM %[1]s WHERE k IN (7, 8, 9, 300) ORDER BY k DESC", false},
+		{"SELECT k FROM %[1]s WHERE k = 44 UNION ALL SELECT k FROM %[1]s WHERE k = 45 ORDER BY 1", false},
 		{"SELECT k, v, n FROM %[1]s WHERE k > 400", true},
 		{"SELECT * FROM %[1]s", true},
 	}
