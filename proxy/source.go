@@ -31,7 +31,7 @@ const sourcePortal = "pgshard_source"
 // coordinator and on every placement they touch: the session's own block, or one opened
 // for the statement and committed at its end.
 func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
-	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in)
+	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in, nil)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		groups = append(groups, r.Evals)
 	}
 	groups = append(groups, st.Evals)
-	ev, err := ss.evaluate(ctx, groups, in)
+	ev, err := ss.evaluate(ctx, groups, in, prm)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 // insertTasks splits an INSERT's rows by shard.
 func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, ev [][]evaluated) ([]writeTask, error) {
 	hashes := make([]int32, len(st.Rows))
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: ss, col: t.KeyColumn()}
 	for i, r := range st.Rows {
 		if r.Key.Kind == router.ValParam && prm != nil && r.Key.Index-1 < len(prm.values) && prm.values[r.Key.Index-1] == nil {
 			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")

@@ -1,8 +1,6 @@
 package router
 
 import (
-	"strings"
-
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -247,11 +245,11 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 				if col.Default == "" {
 					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
 				}
-				i := evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+				i := evalOf(Eval{Expr: genTemplate(col.Default), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID})
 				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 				b.hole(SegEval, i)
 			case isDefault && col.Default != "" && !col.DefaultOnShard:
-				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}))
+				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default)}))
 			case ci == t.KeyIndex:
 				kv, ok := p.insertKey(v, col)
 				if ok && kv.Kind == ValNull {
@@ -261,12 +259,12 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 					row.Key = kv
 					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 				} else {
-					i := evalOf(Eval{Expr: exprText(), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID})
 					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 					b.hole(SegEval, i)
 				}
 			case needsEval(v):
-				b.hole(SegEval, evalOf(Eval{Expr: exprText(), Cast: col.TypeName}))
+				b.hole(SegEval, evalOf(Eval{Expr: exprText()}))
 			default:
 				b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 			}
@@ -276,9 +274,9 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 			if k > 0 || len(r) > 0 {
 				b.gen(", ")
 			}
-			e := Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}
+			e := Eval{Expr: genTemplate(col.Default)}
 			if ci == t.KeyIndex {
-				e.Key, e.KeyType = true, col.HashType
+				e.Key, e.KeyType, e.Assign, e.Column, e.ColumnType = true, col.HashType, col.Assign("$1"), col.Name, col.TypeOID
 				i := evalOf(e)
 				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 				b.hole(SegEval, i)
@@ -328,14 +326,17 @@ func genTemplate(s string) Template { return Template{{Kind: SegText, Text: s, A
 // column (PostgreSQL's assignment coercion), so only forms whose text is the column
 // value are taken as they are: string constants, integer constants for numeric columns,
 // decimal constants for numeric and float columns, casts to the column's own type, and
-// parameters. Anything else is evaluated on the coordinator.
+// parameters. Anything else is evaluated on the coordinator. The value is marked as
+// assigned: a type modifier (char(10), numeric(5,1), timestamp(0), ...) applies to it
+// before it is hashed, as it does before it is stored.
 func (p *planner) insertKey(n *pg_query.Node, col *metadata.Column) (Value, bool) {
+	v, ok := p.insertKeyValue(n, col)
+	v.Assign = true
+	return v, ok
+}
+
+func (p *planner) insertKeyValue(n *pg_query.Node, col *metadata.Column) (Value, bool) {
 	keyType := col.HashType
-	if strings.Contains(col.TypeName, "(") {
-		// A type modifier (numeric(10,2), varchar(5), timestamp(0), ...) can change the
-		// value on assignment: PostgreSQL coerces it.
-		return Value{}, false
-	}
 	switch v := unwrap(n).(type) {
 	case *pg_query.A_Const:
 		if v.Isnull {

@@ -129,10 +129,11 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			b.gen(", ")
 		}
 		src := "pgshard_src.s" + itoa(i+1)
-		b.gen(src + "::" + c.TypeName)
+		// As INSERT assigns it: a value too long for varchar(n) is an error, not cut.
+		b.gen(c.Assign(src))
 		names = append(names, "s"+itoa(i+1))
 		if ci == t.KeyIndex {
-			keyExpr = "(" + src + "::" + c.TypeName + ")::text"
+			keyExpr = "(" + c.Assign(src) + ")::text"
 		}
 	}
 	for k, ci := range added {

@@ -198,6 +198,9 @@ type Value struct {
 	Neg   bool
 	// Type is the type whose hash function applies.
 	Type uint32
+	// Assign is set for a value an INSERT assigns to the partition column: the column's
+	// type modifier (char(n), numeric(p,s), ...) applies before hashing.
+	Assign bool
 }
 
 // CondKind is the kind of a shard-pruning condition.
@@ -229,11 +232,16 @@ type Cond struct {
 // partition key, its canonical form for hashing), and fills SegEval hole i with it.
 type Eval struct {
 	Expr Template
-	// Cast is a type name the value is coerced to ("" keeps the expression's type).
-	Cast string
-	// Key is set when the value is a partition key of type KeyType.
+	// Key is set when the value is a partition key whose base type is KeyType. The
+	// value goes to the placements with its own type, which assign it to the column as
+	// PostgreSQL would; Assign (SQL over $1) coerces it the same way on the coordinator,
+	// for its hash.
 	Key     bool
 	KeyType uint32
+	Assign  string
+	// Column and ColumnType name the partition column and its type, for errors.
+	Column     string
+	ColumnType uint32
 }
 
 // MergeKind says how the results of several shards are combined.

@@ -157,8 +157,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 
 	rows, _ = tx.Query(ctx, `
-		SELECT a.attrelid, a.attname, a.atttypid,
-		       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+		SELECT a.attrelid, a.attname, a.atttypid, b.base,
 		       format_type(a.atttypid, a.atttypmod), a.attnotnull,
 		       a.attidentity::text, a.attgenerated::text,
 		       CASE WHEN a.attidentity <> '' THEN
@@ -169,12 +168,28 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		                        WHEN 'd' THEN (SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database())
 		                        WHEN 'c' THEN co.collcollate IN `+byteOrderLocales+`
 		                        ELSE false END
-		                 FROM pg_collation co WHERE co.oid = a.attcollation), true)
+		                 FROM pg_collation co WHERE co.oid = a.attcollation), true),
+		       format_type(b.base, -1), b.typmod,
+		       coalesce(lf.name, ''), coalesce(lf.nargs, 0)
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		-- The base type under any domains, and the type modifier assignment applies
+		-- (the column's, or the innermost domain's that has one).
+		CROSS JOIN LATERAL (
+		  WITH RECURSIVE chain(oid, typmod, depth) AS (
+		    SELECT a.atttypid, a.atttypmod, 0
+		    UNION ALL
+		    SELECT bt.typbasetype, CASE WHEN ch.typmod >= 0 THEN ch.typmod ELSE bt.typtypmod END, ch.depth + 1
+		    FROM chain ch JOIN pg_type bt ON bt.oid = ch.oid WHERE bt.typtype = 'd')
+		  SELECT chain.oid AS base, chain.typmod FROM chain ORDER BY depth DESC LIMIT 1) b
+		-- The base type's length coercion function (bpchar(bpchar, int, bool), ...).
+		LEFT JOIN LATERAL (
+		  SELECT format('%I.%I', pn.nspname, pp.proname) AS name, pp.pronargs::int AS nargs
+		  FROM pg_cast pc JOIN pg_proc pp ON pp.oid = pc.castfunc JOIN pg_namespace pn ON pn.oid = pp.pronamespace
+		  WHERE pc.castsource = b.base AND pc.casttarget = b.base AND pc.castmethod = 'f' LIMIT 1) lf ON true
 		WHERE a.attrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
 		  AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`)
@@ -182,7 +197,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		var relid uint32
 		var c metadata.Column
 		var ident, gen string
-		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder); err != nil {
+		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
 		if ident != "" {
