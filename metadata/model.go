@@ -70,7 +70,7 @@ type Column struct {
 	Typmod     int32
 	LengthFunc string
 	LengthArgs int
-	NotNull  bool
+	NotNull    bool
 	// Default is the column default's expression text, "" when there is none.
 	Default string
 	// DefaultOnShard is true when the default is a constant that the shard tables carry

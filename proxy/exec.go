@@ -18,6 +18,16 @@ type params struct {
 	values  [][]byte
 	formats []int16  // per parameter, or one for all, or none (all text)
 	oids    []uint32 // declared types; 0 = unspecified
+	worker  []uint32 // oids as the workers know them (nil: the same)
+}
+
+// oidsFor returns the parameter types for a backend connection: the coordinator's own,
+// or the workers'.
+func (ss *session) oidsFor(c *backend.Conn, p *params) []uint32 {
+	if p.worker == nil || (ss.coord != nil && ss.coord.Value() == c) {
+		return p.oids
+	}
+	return p.worker
 }
 
 func (p *params) format(i int) int16 {
@@ -140,7 +150,7 @@ func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
 	if prm == nil {
 		prm = &params{}
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, results, false)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, results, false)
 }
 
 // sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
@@ -151,7 +161,7 @@ func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
 		c.QueryBytes(sql)
 		return
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, nil, true)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's

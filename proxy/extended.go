@@ -39,6 +39,9 @@ type prepared struct {
 	described bool
 	params    []uint32
 	fields    []pgproto3.FieldDescription
+	// workerParams are params for the workers, where user-defined types have other OIDs
+	// (or do not exist): a domain becomes its base type, any other such type 0.
+	workerParams []uint32
 }
 
 // portal is a bound statement, ready to execute.
@@ -70,6 +73,7 @@ func describeKey(sql string, oids []uint32) string {
 type description struct {
 	params []uint32
 	fields []pgproto3.FieldDescription
+	worker []uint32 // params as the workers know them
 }
 
 // extended handles an extended-protocol message. It reports false when the connection
@@ -236,7 +240,7 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	ss.portals[m.DestinationPortal] = &portal{
 		name: m.DestinationPortal, stmt: ps,
-		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params},
+		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params, worker: ps.workerParams},
 		results: append([]int16(nil), m.ResultFormatCodes...),
 	}
 	ss.w.Raw('2', nil)
@@ -303,7 +307,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	}
 	key := describeKey(ps.sql, ps.oids)
 	if d, ok := ss.descCache[key]; ok {
-		ps.params, ps.fields, ps.described = d.params, d.fields, true
+		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 		return nil
 	}
 	var d description
@@ -338,9 +342,56 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	if len(d.params) < len(ps.oids) {
 		d.params = append(d.params, ps.oids[len(d.params):]...)
 	}
+	if d.worker, err = ss.workerOIDs(ctx, d.params); err != nil {
+		return err
+	}
 	ss.descCache[key] = d
-	ps.params, ps.fields, ps.described = d.params, d.fields, true
+	ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 	return nil
+}
+
+// workerOIDs maps parameter types to the workers' OIDs: built-in types keep theirs, a
+// domain (whose OID differs on every server) becomes its base type, which assigns to
+// the domain with its checks, and any other user-defined type becomes 0, for the worker
+// to infer from the statement as PostgreSQL infers an unspecified type.
+func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, error) {
+	var user []string
+	for _, o := range oids {
+		if o >= firstNormalOID {
+			user = append(user, strconv.FormatUint(uint64(o), 10))
+		}
+	}
+	if len(user) == 0 {
+		return oids, nil
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.ExecRows(ctx, `WITH RECURSIVE chain(start, oid, depth) AS (
+			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid IN (`+strings.Join(user, ", ")+`)
+			UNION ALL
+			SELECT ch.start, t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd')
+		SELECT DISTINCT ON (start) start, oid FROM chain ORDER BY start, depth DESC`)
+	if err != nil {
+		return nil, err
+	}
+	base := map[uint32]uint32{}
+	for _, r := range rows {
+		s, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		b, _ := strconv.ParseUint(string(r[1]), 10, 32)
+		if b < firstNormalOID {
+			base[uint32(s)] = uint32(b)
+		}
+	}
+	out := make([]uint32, len(oids))
+	for i, o := range oids {
+		out[i] = o
+		if o >= firstNormalOID {
+			out[i] = base[o] // 0 when not a domain over a built-in type
+		}
+	}
+	return out, nil
 }
 
 // describeOnCoordinator asks the coordinator to describe sql.
@@ -599,7 +650,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 		return pgerr.New(pgerr.SyntaxError, "wrong number of parameters for prepared statement %q", st.Name).
 			WithDetail("Expected %d parameters but got %d.", len(ps.params), len(st.Args))
 	}
-	prm := &params{oids: ps.params, values: make([][]byte, len(st.Args))}
+	prm := &params{oids: ps.params, worker: ps.workerParams, values: make([][]byte, len(st.Args))}
 	if len(st.Args) > 0 {
 		values, err := ss.evalArgs(ctx, st.Args, in)
 		if err != nil {

@@ -256,7 +256,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			if prm == nil {
 				prm = &params{}
 			}
-			c.SendExtended(r.sql, prm.oids, prm.formats, prm.values, r.results, true)
+			c.SendExtended(r.sql, ss.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
 		} else if r.internal {
 			ss.sendInternal(c, r.sql)
 		} else {
