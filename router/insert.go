@@ -114,6 +114,28 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 	}
 
+	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by
+	// their defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
+	userValue := make([]bool, len(cols))
+	for vi, ci := range cols {
+		col := &t.Columns[ci]
+		if col.Identity == 0 {
+			continue
+		}
+		if s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE {
+			userValue[vi] = true
+			continue
+		}
+		if col.Identity != 'a' || s.Override == pg_query.OverridingKind_OVERRIDING_SYSTEM_VALUE {
+			continue
+		}
+		for _, r := range rows {
+			if _, isDefault := unwrap(r[vi]).(*pg_query.SetToDefault); !isDefault {
+				return p.errorf(identityAlways(col.Name))
+			}
+		}
+	}
+
 	// Locate the VALUES rows in the text.
 	relTok := p.tok(s.Relation.Location)
 	if relTok < 0 {
@@ -137,6 +159,20 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	}
 	if valuesTok < 0 {
 		return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+	}
+	// OVERRIDING ... VALUE, which the shard tables (without identity columns) do not
+	// need: the identity values are evaluated here.
+	overTok := valuesTok
+	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
+		for i := relTok; i < valuesTok; i++ {
+			if p.kw(i, "overriding") {
+				overTok = i
+				break
+			}
+		}
+		if overTok == valuesTok {
+			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+		}
 	}
 	var rowSpans [][2]int // token ranges of "( ... )"
 	suffixTok := valuesTok + 2
@@ -193,9 +229,9 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		closeParen := p.matchParen(open)
 		pre.text(relEnd, p.startOf(closeParen))
 		pre.gen(colNames())
-		pre.text(p.startOf(closeParen), p.startOf(valuesTok))
+		pre.text(p.startOf(closeParen), p.startOf(overTok))
 	} else {
-		pre.text(relEnd, p.startOf(valuesTok))
+		pre.text(relEnd, p.startOf(overTok))
 		if len(cols) > 0 || len(added) > 0 {
 			names := ""
 			for _, c := range cols {
@@ -240,6 +276,7 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 				return eb.done()
 			}
 			_, isDefault := unwrap(v).(*pg_query.SetToDefault)
+			isDefault = isDefault || userValue[vi]
 			switch {
 			case isDefault && ci == t.KeyIndex:
 				if col.Default == "" {
@@ -317,6 +354,14 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	}
 	st.InsertSuffix = suf.done()
 	return st
+}
+
+// identityAlways is PostgreSQL's error for a value given to a GENERATED ALWAYS identity
+// column without OVERRIDING SYSTEM VALUE.
+func identityAlways(col string) *pgerr.Error {
+	return pgerr.New(pgerr.GeneratedAlways, "cannot insert a non-DEFAULT value into column %q", col).
+		WithDetail("Column %q is an identity column defined as GENERATED ALWAYS.", col).
+		WithHint("Use OVERRIDING SYSTEM VALUE to override.")
 }
 
 // genTemplate is generated text as a template.
