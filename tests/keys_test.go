@@ -255,6 +255,37 @@ func TestEveryWayAValueReachesTheKey(t *testing.T) {
 					t.Errorf("%s %q, %s: pgshard stored %q (%v), PostgreSQL %q (%v)", decl, v, way, g, gok, w, wok)
 				}
 			}
+			// Reads and deletes by key find the rows: the WHERE value is hashed as the
+			// comparison reads it.
+			for _, v := range kt.values {
+				for _, q := range []struct {
+					name, sql string
+					args      []any
+				}{
+					{"literal", "SELECT count(*)::text FROM %s WHERE k = " + lit(v), nil},
+					{"IN list", "SELECT count(*)::text FROM %s WHERE k IN (" + lit(v) + ", " + lit(v) + ")", nil},
+					{"cast", "SELECT count(*)::text FROM %s WHERE k = " + lit(v) + "::" + kt.base, nil},
+					{"parameter", "SELECT count(*)::text FROM %s WHERE k = $1", []any{v}},
+				} {
+					read := func(c *pgx.Conn, tbl string) (string, error) {
+						var args [][]byte
+						for _, a := range q.args {
+							args = append(args, []byte(a.(string)))
+						}
+						// The extended protocol, with text parameters.
+						rr := c.PgConn().ExecParams(ctx, fmt.Sprintf(q.sql, tbl), args, nil, nil, nil).Read()
+						if rr.Err != nil || len(rr.Rows) != 1 {
+							return "", rr.Err
+						}
+						return string(rr.Rows[0][0]), nil
+					}
+					want, perr := read(plain, ref)
+					got, derr := read(conn, dist)
+					if sqlstate(perr) != sqlstate(derr) || want != got {
+						t.Errorf("%s %q, read by %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, q.name, got, derr, want, perr)
+					}
+				}
+			}
 			if n := checkPlacements(t, dist, kt.hash); n != int64(len(got)) {
 				t.Errorf("%d rows on the workers, %d through pgshard", n, len(got))
 			}
@@ -372,6 +403,52 @@ func TestKeyDefects(t *testing.T) {
 			}
 		}
 		q := "SELECT string_agg(k || ':' || v, ',' ORDER BY v, k) FROM %s"
+		if want, got := queryString(t, plain, fmt.Sprintf(q, ref)), queryString(t, conn, fmt.Sprintf(q, dist)); got != want {
+			t.Errorf("%s: pgshard holds %s, PostgreSQL %s", c.ddl, got, want)
+		}
+	}
+}
+
+// TestDefaultsAreAssigned: defaults evaluated on the coordinator (a partition key's, a
+// volatile one) are coerced to their columns as INSERT assigns them (too long: 22001;
+// rounded to the scale), whatever way the row arrives.
+func TestDefaultsAreAssigned(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	for _, c := range []struct{ ddl, key string }{
+		{"(k varchar(3) DEFAULT 'abcdef', v int)", "k"},
+		{"(k varchar(3) DEFAULT 'ab   ', v int)", "k"},
+		{"(k numeric(4,1) DEFAULT 1.25, v int)", "k"},
+		{"(k timestamp(0) DEFAULT '2024-01-01 10:00:00.7', v int)", "k"},
+		{"(v int, k char(3) DEFAULT repeat('x', 2 + (random() * 0)::int))", "v"},
+		{"(v int, k char(3) DEFAULT repeat('x', 5 + (random() * 0)::int))", "v"},
+		{"(v int, k numeric(3,2) DEFAULT 1.005 + (random() * 0)::int)", "v"},
+	} {
+		dist, ref := uniqueName("kdef"), uniqueName("kdefref")
+		distribute(t, conn, fmt.Sprintf("CREATE TABLE %s %s", dist, c.ddl), dist, c.key, 4, 2)
+		mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s %s", ref, c.ddl))
+		for _, w := range []func(c *pgx.Conn, tbl string) error{
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v) VALUES (1)", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v, k) VALUES (2, DEFAULT)", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v) SELECT 3", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("4\n"), fmt.Sprintf("COPY %s (v) FROM STDIN", tbl))
+				return err
+			},
+		} {
+			perr, derr := w(plain, ref), w(conn, dist)
+			if sqlstate(perr) != sqlstate(derr) {
+				t.Errorf("%s: pgshard %v, PostgreSQL %v", c.ddl, derr, perr)
+			}
+		}
+		q := "SELECT coalesce(string_agg(v || ':' || k::text || ':' || octet_length(k::text), ',' ORDER BY v), '') FROM %s"
 		if want, got := queryString(t, plain, fmt.Sprintf(q, ref)), queryString(t, conn, fmt.Sprintf(q, dist)); got != want {
 			t.Errorf("%s: pgshard holds %s, PostgreSQL %s", c.ddl, got, want)
 		}
