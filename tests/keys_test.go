@@ -331,6 +331,35 @@ func TestKeyDefects(t *testing.T) {
 		t.Errorf("equal char(10) values: %v (%s)", err, describeErr(err))
 	}
 	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES ('abcdefghijklm', 1)", kc), "22001", "value too long for type character(10)")
+	// The errors of the value's reading and of its assignment, as PostgreSQL gives them
+	// (message, detail, hint, position), also for an expression that is not assignable.
+	kcRef := uniqueName("kcref")
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k char(10) PRIMARY KEY, v int)", kcRef))
+	ki := uniqueName("kint")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, v int)", ki), ki, "k", 4, 1)
+	kiRef := uniqueName("kintref")
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k int, v int)", kiRef))
+	for _, c := range []struct{ q, dist, ref string }{
+		{"INSERT INTO %s VALUES ('abcdefghijklm', 1)", kc, kcRef},
+		{"INSERT INTO %s VALUES ('abcdefghijklm'::text, 1)", kc, kcRef},
+		{"INSERT INTO %s VALUES ('12'::text, 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES ('x1', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (99999999999, 1)", ki, kiRef},
+	} {
+		perr := execSimple(ctx, plain, fmt.Sprintf(c.q, c.ref))
+		derr := execSimple(ctx, conn, fmt.Sprintf(c.q, c.dist))
+		// The position relative to VALUES (the table names differ in length).
+		pos := func(err error, tbl string) int32 {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Position > 0 {
+				return pe.Position - int32(strings.Index(fmt.Sprintf(c.q, tbl), "VALUES"))
+			}
+			return -1
+		}
+		if ps, ds := describeErr(perr), describeErr(derr); ps != ds || pos(perr, c.ref) != pos(derr, c.dist) {
+			t.Errorf("%s: pgshard %s at %d, PostgreSQL %s at %d", c.q, ds, pos(derr, c.dist), ps, pos(perr, c.ref))
+		}
+	}
 	mustExec(t, conn, fmt.Sprintf("PREPARE kcq(text, int) AS INSERT INTO %s VALUES ($1, $2)", kc), "EXECUTE kcq('hello', 5)", "DEALLOCATE kcq")
 	if got := queryString(t, conn, fmt.Sprintf("SELECT k || '|' || octet_length(k) || '|' || v FROM %s WHERE k = 'hello'", kc)); got != "hello|10|5" {
 		t.Errorf("EXECUTE stored %q", got)
