@@ -326,7 +326,11 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") = 'pg_catalog.record'::pg_catalog.regtype THEN " +
 					router.QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
 			}
-			sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
+			if e.Unknown {
+				sel.WriteString("pg_catalog.format('%L', " + v + ")")
+			} else {
+				sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
+			}
 			if e.Key {
 				sel.WriteString(", " + keyEvalExpr(e, v))
 			}
@@ -359,6 +363,19 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0
+			// A string constant the column's type cannot read: PostgreSQL points at it
+			// (but not for a type modifier's errors).
+			var unknown []router.Eval
+			for _, g := range groups {
+				for _, ev := range g {
+					if ev.Unknown && ev.Pos > 0 {
+						unknown = append(unknown, ev)
+					}
+				}
+			}
+			if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
+				e.Position = int32(charPos(in.Text, unknown[0].Pos))
+			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
 			}
@@ -415,6 +432,9 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 func keyEvalExpr(e router.Eval, v string) string {
 	src := "(SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + v + "))"
 	dst := strconv.FormatUint(uint64(e.KeyType), 10)
+	if e.Unknown {
+		src = "705" // unknown
+	}
 	assignable := "(" + src + " IN (" + dst + ", 705) OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource = " + src +
 		" AND c.casttarget = " + dst + " AND c.castcontext IN ('a', 'i')) OR (SELECT typcategory = 'S' FROM pg_catalog.pg_type WHERE oid = " + dst + "))"
 	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")

@@ -296,7 +296,9 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 					row.Key = kv
 					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 				} else {
-					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName, Pos: p.startOf(span[0])})
+					c, isConst := unwrap(v).(*pg_query.A_Const)
+					unknown := isConst && c.GetSval() != nil
+					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName, Pos: p.startOf(span[0]), Unknown: unknown})
 					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 					b.hole(SegEval, i)
 				}

@@ -244,6 +244,9 @@ type Eval struct {
 	Column     string
 	ColumnType uint32
 	Pos        int
+	// Unknown is set for a string constant (U&'...', say), which PostgreSQL reads as the
+	// column's type: it goes to the placements without a type.
+	Unknown bool
 	// ColumnTypeName is the type of the column the value goes to (format_type with the
 	// modifier), "" for none: an anonymous record value (ROW(...)) is sent as that type.
 	ColumnTypeName string

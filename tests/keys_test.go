@@ -102,6 +102,13 @@ func keyWays(plain *pgx.Conn) []keyWay {
 		{name: "quoted literal", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (%s, %d)", tbl, lit(v), m))
 		}},
+		{name: "Unicode-escaped literal", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
+			var u strings.Builder
+			for _, r := range v {
+				fmt.Fprintf(&u, "\\%04X", r)
+			}
+			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (U&'%s', %d)", tbl, u.String(), m))
+		}},
 		{name: "bare literal", only: func(v string) bool { return bareNumber.MatchString(v) || v == "true" }, run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (%s, %d)", tbl, v, m))
 		}},
@@ -345,6 +352,9 @@ func TestKeyDefects(t *testing.T) {
 		{"INSERT INTO %s VALUES ('12'::text, 1)", ki, kiRef},
 		{"INSERT INTO %s VALUES ('x1', 1)", ki, kiRef},
 		{"INSERT INTO %s VALUES (99999999999, 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'\\0031\\0032', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'\\0031x', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'abcdefghijk\\006C', 1)", kc, kcRef},
 	} {
 		perr := execSimple(ctx, plain, fmt.Sprintf(c.q, c.ref))
 		derr := execSimple(ctx, conn, fmt.Sprintf(c.q, c.dist))
