@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -474,6 +475,10 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 	if err := kh.flush(ctx); err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Where = "COPY " + cp.t.Name
+			if kh.ss.tx != 'E' {
+				// Find the row, for PostgreSQL's context (line, column, value).
+				return cp.keyErr(ctx, b, keyPos, keyType, e)
+			}
 		}
 		return err
 	}
@@ -741,6 +746,38 @@ func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 }
 
 // lineErr adds the COPY context to an error found by the proxy.
+// keyErr finds the first row of a batch whose key the coordinator cannot read (or
+// assign to the column) and returns its error with the line, column and value as
+// PostgreSQL reports them; err when no single row fails.
+func (cp *copyRun) keyErr(ctx context.Context, b *copyBatch, keyPos int, keyType uint32, err *pgerr.Error) error {
+	col := cp.t.KeyColumn()
+	for i, row := range b.rows {
+		v, null, ferr := cp.opts.Field(row, keyPos)
+		if ferr != nil || null {
+			continue
+		}
+		kh := keyHasher{ss: cp.ss, col: col}
+		var h int32
+		if kh.addText(keyType, v, &h) != nil || len(kh.pending) == 0 {
+			continue
+		}
+		if rerr := kh.flush(ctx); rerr != nil {
+			e := pgerr.From(rerr)
+			val := string(v)
+			if len(val) > 100 {
+				cut := 100
+				for cut > 0 && !utf8.RuneStart(val[cut]) {
+					cut--
+				}
+				val = val[:cut] + "..."
+			}
+			e.Where = fmt.Sprintf("COPY %s, line %d, column %s: \"%s\"", cp.t.Name, b.lines[i], col.Name, val)
+			return e
+		}
+	}
+	return err
+}
+
 func (cp *copyRun) lineErr(err error, line int64) error {
 	e := pgerr.From(err)
 	e.Where = fmt.Sprintf("COPY %s, line %d", cp.t.Name, line)

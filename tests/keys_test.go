@@ -375,6 +375,27 @@ func TestKeyDefects(t *testing.T) {
 		t.Errorf("EXECUTE stored %q", got)
 	}
 
+	// COPY: the error names the line, the column and the value, as PostgreSQL's does
+	// (outside a transaction block: inside one, the coordinator's block is aborted by the
+	// error and the line is not looked for).
+	for _, block := range []bool{false} {
+		copyErr := func(c *pgx.Conn, tbl string) string {
+			if block {
+				mustExec(t, c, "BEGIN")
+				defer mustExec(t, c, "ROLLBACK")
+			}
+			_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("abc\t1\nabcdefghijklm\t2\n"), fmt.Sprintf("COPY %s FROM STDIN", tbl))
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				return fmt.Sprint(err)
+			}
+			return pe.Code + " " + pe.Message + " / " + strings.ReplaceAll(pe.Where, tbl, "T")
+		}
+		if want, got := copyErr(plain, kcRef), copyErr(conn, kc); got != want {
+			t.Errorf("COPY of a value too long (block %v): pgshard %s, PostgreSQL %s", block, got, want)
+		}
+	}
+
 	// varchar (text_ops, binary-coercible) and domains over it are distributable.
 	kv := uniqueName("kv")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k varchar(10) PRIMARY KEY, v int)", kv), kv, "k", 4, 2)
