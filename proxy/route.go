@@ -297,29 +297,25 @@ func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.C
 	return shards, nil
 }
 
-// evaluate asks the coordinator for the values of evals, in one statement (the values of
-// each group in a subquery of its own, so that each expression is evaluated exactly once),
-// with the statement's parameters. A value goes to the placements as a literal of its
+// evaluate asks the coordinator for the values of evals, in one round trip (the values of
+// each group in one SELECT, so that each expression is evaluated exactly once), with the
+// statement's parameters. A value goes to the placements as a literal of its
 // own type, so that each placement assigns it to its column exactly as PostgreSQL would;
 // a partition key is also coerced as that assignment does (type modifier, domain) for its
 // hash.
 func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *router.Input, prm *params) ([][]evaluated, error) {
-	var sel, from strings.Builder
-	n := 0
-	for gi, g := range groups {
+	var queries []string
+	for _, g := range groups {
 		if len(g) == 0 {
 			continue
 		}
-		if n > 0 {
-			from.WriteString(", ")
-		}
-		n++
-		from.WriteString("(SELECT ")
+		var sel, from strings.Builder
 		for i, e := range g {
-			if sel.Len() > 0 {
+			if i > 0 {
 				sel.WriteString(", ")
+				from.WriteString(", ")
 			}
-			v := "pgshard_g" + strconv.Itoa(gi) + ".v" + strconv.Itoa(i)
+			v := "v" + strconv.Itoa(i)
 			typ := "pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1)"
 			if e.ColumnTypeName != "" {
 				// An anonymous record has no input function: it goes as the column's type.
@@ -334,20 +330,16 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 			if e.Key {
 				sel.WriteString(", " + keyEvalExpr(e, v))
 			}
-			if i > 0 {
-				from.WriteString(", ")
-			}
 			from.WriteString("(")
 			from.Write(e.Expr.Render(nil, &router.Holes{In: in}))
-			from.WriteString(") AS v" + strconv.Itoa(i))
+			from.WriteString(") AS " + v)
 		}
-		from.WriteString(" OFFSET 0) pgshard_g" + strconv.Itoa(gi))
+		queries = append(queries, "SELECT "+sel.String()+" FROM (SELECT "+from.String()+" OFFSET 0) pgshard_eval")
 	}
 	out := make([][]evaluated, len(groups))
-	if n == 0 {
+	if len(queries) == 0 {
 		return out, nil
 	}
-	q := "SELECT " + sel.String() + " FROM " + from.String()
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return nil, err
@@ -355,9 +347,11 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	ss.startRunning(c)
 	var rows [][][]byte
 	if prm != nil && len(prm.values) > 0 {
-		rows, err = c.QueryParamsFormats(ctx, q, prm.values, prm.oids, prm.formats)
+		// With the statement's parameters: one extended-protocol query per group, in
+		// one round trip.
+		rows, err = c.QueryParamsBatch(ctx, queries, prm.values, prm.oids, prm.formats)
 	} else {
-		rows, err = c.ExecRows(ctx, q)
+		rows, err = c.ExecRows(ctx, strings.Join(queries, ";\n"))
 	}
 	ss.stopRunning(c)
 	if err != nil {
@@ -382,15 +376,17 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 		}
 		return nil, err
 	}
-	if len(rows) != 1 {
+	if len(rows) != len(queries) {
 		return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
 	}
-	row := rows[0]
-	col := 0
+	r := 0
 	for gi, g := range groups {
 		if len(g) == 0 {
 			continue
 		}
+		row := rows[r]
+		r++
+		col := 0
 		out[gi] = make([]evaluated, len(g))
 		for i, e := range g {
 			out[gi][i].literal = string(row[col])

@@ -136,6 +136,10 @@ func keyWays(plain *pgx.Conn) []keyWay {
 		{name: "extended protocol, text parameter of type text", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			return 1, c.PgConn().ExecParams(ctx, fmt.Sprintf("INSERT INTO %s (k, m) VALUES ($1, $2)", tbl), [][]byte{[]byte(v), []byte(fmt.Sprint(m))}, []uint32{25, 23}, nil, nil).Read().Err
 		}},
+		{name: "extended protocol, parameter in subqueries of two rows", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
+			return 2, c.PgConn().ExecParams(ctx, fmt.Sprintf("INSERT INTO %s (k, m) VALUES ((SELECT $1::%s), $2), ((SELECT $1::%s), $3)", tbl, base, base),
+				[][]byte{[]byte(v), []byte(fmt.Sprint(m)), []byte(fmt.Sprint(m + 1))}, nil, nil, nil).Read().Err
+		}},
 		{name: "extended protocol, binary parameter", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			b, err := binaryOf(ctx, plain, base, v)
 			if err != nil {

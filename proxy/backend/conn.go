@@ -439,6 +439,26 @@ func (c *Conn) QueryParamsFormats(ctx context.Context, sql string, args [][]byte
 	return c.readRows()
 }
 
+// QueryParamsBatch runs statements with the extended protocol, each with the same
+// parameters (declared for all of them, so that a statement may leave some unused),
+// behind one Sync, and returns the rows of all of them in order. The first error stops
+// the rest, as in a pipeline.
+func (c *Conn) QueryParamsBatch(ctx context.Context, sqls []string, args [][]byte, oids []uint32, formats []int16) ([][][]byte, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	w := c.w
+	for _, sql := range sqls {
+		w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
+		w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
+		w.Msg(&pgproto3.Execute{})
+	}
+	w.Msg(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	return c.readRows()
+}
+
 // ExecPending reads the response to a query already sent, up to ReadyForQuery, and
 // returns its first error.
 func (c *Conn) ExecPending(ctx context.Context) error {
