@@ -84,9 +84,13 @@ type Table struct {
 	// KeyIndex is the partition column's index in Columns, -1 if the column is gone.
 	KeyIndex int
 	Columns  []Column
-	// HasUnique reports a unique index on the table, which makes INSERTs to a replicated
-	// shard order-dependent (two inserts of one key must reach every placement in the same
-	// order).
+	// HasUnique reports a unique index (primary key, unique constraint or index, deferrable
+	// or not, partial or not) or an exclusion constraint on the table: what makes the
+	// outcome of an INSERT depend on the rows already there, so that INSERTs to a
+	// replicated shard must reach every placement in the same order. Nothing else on a
+	// shard table does: CHECK and NOT NULL constraints, constant defaults and generated
+	// columns look at the new row only, other defaults are evaluated on the coordinator,
+	// and triggers, rules and foreign keys are not copied to shards.
 	HasUnique bool
 	// PrimaryKey are the indexes in Columns of the primary key's columns (none without
 	// one).

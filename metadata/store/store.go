@@ -136,7 +136,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	var order []*metadata.Table
 	rows, _ = tx.Query(ctx, `
 		SELECT p.relation_id, n.nspname, c.relname, p.partition_method::text, p.key,
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND i.indisunique)
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND (i.indisunique OR i.indisexclusion))
 		FROM pgs_distribution_metadata.partition p
 		JOIN pg_class c ON c.oid = p.relation_id
 		JOIN pg_namespace n ON n.oid = c.relnamespace`)
