@@ -26,7 +26,9 @@ import (
 // on a tie). Inside a transaction block the placements' snapshots may differ (a
 // REPEATABLE READ block took its snapshot on one placement at an earlier statement), so
 // a different row count there is a serialization failure (40001) and a constraint
-// violation the client's error, never a mark.
+// violation the client's error, never a mark. When placements answer with different
+// errors, none took the write and nothing is marked; the client gets the first that is
+// not a constraint violation (a 40001 rather than a duplicate key: retrying may succeed).
 
 // outcomeKind is what one placement did with a statement.
 type outcomeKind uint8

@@ -343,3 +343,56 @@ func TestNoFinalizedPlacementError(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyCommitLost: COPY into a table with two placements per shard while the
+// connection to one worker is lost at COMMIT: the COPY succeeds (every shard committed on
+// a placement), the placements on that worker that took rows are marked, and repair makes
+// them whole. With one placement per shard, the same COPY fails and marks nothing.
+func TestCopyCommitLost(t *testing.T) {
+	for _, rf := range []int{2, 1} {
+		t.Run(fmt.Sprintf("replication %d", rf), func(t *testing.T) {
+			defer resetFaults(t)
+			ctx := context.Background()
+			c := connect(t)
+			tbl := tableRF(t, c, 0, 6, rf)
+			var b strings.Builder
+			for k := 1; k <= 200; k++ {
+				fmt.Fprintf(&b, "%d\t%d\tcopied\n", k, k)
+			}
+			rule := env.fps[1].CutOnQuery(`^COMMIT`, 0, faultproxy.CutBefore)
+			_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(b.String()), "COPY "+tbl+" FROM STDIN")
+			select {
+			case <-rule.Fired():
+			default:
+				t.Fatal("the fault never fired")
+			}
+			in := inactive(placements(t, tbl))
+			if rf == 1 {
+				if err == nil {
+					t.Error("COPY succeeded although shards on worker 1 never committed")
+				}
+				if len(in) != 0 {
+					t.Errorf("marked the only placements: %+v", in)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("COPY: %v", err)
+			}
+			if len(in) == 0 {
+				t.Fatal("no placement marked")
+			}
+			for _, p := range in {
+				if p.workerIdx != 1 {
+					t.Errorf("marked a placement on worker %d", p.workerIdx)
+				}
+			}
+			resetFaults(t)
+			if n := c.int(t, "SELECT count(*) FROM "+tbl); n != 200 {
+				t.Errorf("count = %d", n)
+			}
+			repairAll(t, c, tbl)
+			consistent(t, tbl)
+		})
+	}
+}
