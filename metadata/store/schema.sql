@@ -61,6 +61,40 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.repair (
 	error text
 );
 
+-- The metadata's generation: every transaction that changes the metadata tables bumps it
+-- when it commits (the row lock orders the bumps as the commits), so that a proxy knows
+-- how new a snapshot is and never lets an older one replace a newer one.
+CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.generation (
+	one boolean PRIMARY KEY DEFAULT true CHECK (one),
+	value bigint NOT NULL
+);
+INSERT INTO pgs_distribution_metadata.generation VALUES (true, 0) ON CONFLICT DO NOTHING;
+
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.bump_generation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE pgs_distribution_metadata.generation SET value = value + 1;
+	RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['partition', 'shard', 'shard_placement', 'node'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgshard_generation'
+		               AND tgrelid = ('pgs_distribution_metadata.' || t)::regclass) THEN
+			-- Deferred to the commit, so that a long transaction (creating shards) holds
+			-- the generation's row lock only while it commits.
+			EXECUTE format('CREATE CONSTRAINT TRIGGER pgshard_generation AFTER INSERT OR UPDATE OR DELETE
+			                ON pgs_distribution_metadata.%I DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+			                EXECUTE FUNCTION pgs_distribution_metadata.bump_generation()', t);
+		END IF;
+	END LOOP;
+END
+$$;
+
 -- Any change to the metadata wakes every proxy, which then reloads its snapshot.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_change() RETURNS trigger
 LANGUAGE plpgsql AS $$

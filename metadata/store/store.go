@@ -39,9 +39,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	url  string
 	log  *slog.Logger
-	// reload serializes loading a snapshot and storing it in the cache, so that a load
-	// that began earlier (and may have missed a change) never replaces a later one.
+	// reload serializes loading a snapshot and storing it in the cache.
 	reload sync.Mutex
+	// afterLoad, when set (by tests), runs in Reload between the load and the store.
+	afterLoad func()
 }
 
 // Open connects to the coordinator database at url (a libpq URL or DSN).
@@ -136,7 +137,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	var order []*metadata.Table
 	rows, _ = tx.Query(ctx, `
 		SELECT p.relation_id, n.nspname, c.relname, p.partition_method::text, p.key,
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND i.indisunique)
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND (i.indisunique OR i.indisexclusion))
 		FROM pgs_distribution_metadata.partition p
 		JOIN pg_class c ON c.oid = p.relation_id
 		JOIN pg_namespace n ON n.oid = c.relnamespace`)
@@ -301,6 +302,11 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 	snap := metadata.NewSnapshot(nodes, order)
 	snap.SetAggregates(aggs)
+	// The generation, read in the same snapshot as everything above. A coordinator whose
+	// schema predates the generation table is caught up by Migrate before any load.
+	if err := tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&snap.Generation); err != nil {
+		return nil, err
+	}
 	if err := tx.QueryRow(ctx, `SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database()`).Scan(&snap.DefaultByteOrder); err != nil {
 		return nil, err
 	}
@@ -379,15 +385,31 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 
 // Reload loads a snapshot and stores it in cache at once (a proxy does this after its own
 // metadata changes, so the client's next statement sees them).
+// A snapshot loaded before a change that the cache already has (a placement state this
+// proxy changed meanwhile) is not stored: Reload loads again. A coordinator whose
+// generation went backwards (its metadata restored or recreated) is believed after a few
+// loads.
 func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Snapshot, error) {
 	s.reload.Lock()
 	defer s.reload.Unlock()
-	snap, err := s.Load(ctx)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		snap, err := s.Load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if s.afterLoad != nil {
+			s.afterLoad()
+		}
+		if cache.Store(snap) {
+			return snap, nil
+		}
+		if attempt == 3 {
+			s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
+				"loaded", snap.Generation, "had", cache.Load().Generation)
+			cache.Replace(snap)
+			return snap, nil
+		}
 	}
-	cache.Store(snap)
-	return snap, nil
 }
 
 // AddNode registers a worker. It reports false when the node was already registered.
@@ -476,16 +498,34 @@ func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRa
 }
 
 // SetPlacementStates changes placement states in one transaction and returns when the
-// change is committed.
-func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// change is committed, with the metadata generation it committed at.
+func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) (gen int64, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for id, st := range states {
 			if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.shard_placement SET shard_state = $2 WHERE id = $1`, id, int32(st)); err != nil {
 				return fmt.Errorf("store: set placement %d state: %w", id, err)
 			}
 		}
-		return nil
+		// Bump the generation now (the deferred triggers), and read it: nothing changes
+		// after it in this transaction.
+		if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
+			return fmt.Errorf("store: set placement states: %w", err)
+		}
+		return tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&gen)
 	})
+	return gen, err
+}
+
+// ChangePlacementStates changes placement states on the coordinator and, once that is
+// committed, in cache (at the change's generation, so that no snapshot loaded before it
+// replaces it).
+func (s *Store) ChangePlacementStates(ctx context.Context, cache *metadata.Cache, states map[int64]metadata.ShardState) error {
+	gen, err := s.SetPlacementStates(ctx, states)
+	if err != nil {
+		return err
+	}
+	cache.Apply(gen, states)
+	return nil
 }
 
 // DropTable removes a distributed table's metadata rows.
