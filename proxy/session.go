@@ -523,6 +523,11 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		err = coordErr
 	}
 	for _, res := range ss.txConns {
+		if ss.settingsDirty {
+			// The block's SETs committed or rolled back there: what the connection holds
+			// now is known only to the session's next refresh.
+			res.Value().Settings = staleSettings
+		}
 		backend.Release(res)
 	}
 	for _, unlock := range ss.txLocks {
