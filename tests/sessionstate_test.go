@@ -106,10 +106,11 @@ func TestSearchPathResolution(t *testing.T) {
 	mustExec(t, conn, "SET search_path TO DEFAULT")
 	which("after SET TO DEFAULT", "dist")
 	// "$user": a schema named like the user comes first.
-	mustExec(t, conn, `CREATE SCHEMA IF NOT EXISTS postgres`, fmt.Sprintf(`CREATE TABLE postgres.%s (k int, v text)`, tbl), fmt.Sprintf(`INSERT INTO postgres.%s VALUES (3, 'user')`, tbl))
+	// (The schema is dropped again at once: tables other tests create would land in it.)
+	mustExec(t, conn, `CREATE SCHEMA postgres`, fmt.Sprintf(`CREATE TABLE postgres.%s (k int, v text)`, tbl), fmt.Sprintf(`INSERT INTO postgres.%s VALUES (3, 'user')`, tbl))
 	which(`"$user" schema`, "user")
-	mustExec(t, conn, fmt.Sprintf(`DROP TABLE postgres.%s`, tbl))
-	which(`after dropping the "$user" table`, "dist")
+	mustExec(t, conn, `DROP SCHEMA postgres CASCADE`)
+	which(`after dropping the "$user" schema`, "dist")
 	// A temporary table shadows everything.
 	mustExec(t, conn, fmt.Sprintf("CREATE TEMP TABLE %s (k int, v text)", tbl), fmt.Sprintf("INSERT INTO %s VALUES (4, 'temp')", tbl))
 	which("temporary table", "temp")
