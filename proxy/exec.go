@@ -48,6 +48,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
+	if st.DDL {
+		defer ss.namesChanged()
+	}
 	switch st.Kind {
 	case router.Coordinator:
 		if st.Listen {
@@ -179,6 +182,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	ss.namesDirty = true // search_path may have changed
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
 	}
@@ -301,6 +305,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
+		if ss.settingsDirty || ss.txNames {
+			ss.namesDirty = true // a SET or DDL may have been undone
+		}
 	}
 	ss.commandComplete(st.Tag)
 	return nil

@@ -102,6 +102,9 @@ type Statement struct {
 	Name string
 	// Err is the error of Error statements.
 	Err *pgerr.Error
+	// DDL marks statements that may create, drop or rename relations or schemas: names
+	// may resolve differently after them.
+	DDL bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32
