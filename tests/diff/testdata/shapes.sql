@@ -92,7 +92,7 @@ SELECT id FROM {t} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED;
 SELECT id, qty FROM {t} WHERE qty > 100 ORDER BY qty DESC, id LIMIT 3 FOR UPDATE SKIP LOCKED;
 SELECT id, qty FROM {t} WHERE qty > 140 ORDER BY id FOR SHARE;
 SELECT id FROM {t} WHERE grp = 2 ORDER BY id LIMIT 2 OFFSET 1 FOR NO KEY UPDATE SKIP LOCKED;
-SELECT id FROM {t} ORDER BY id FOR KEY SHARE LIMIT 3;
+SELECT id FROM {t} ORDER BY id FOR KEY SHARE SKIP LOCKED LIMIT 3;
 
 -- Every numeric type in every combinable aggregate (generated: one line per type, plain,
 -- grouped, and with FILTER/DISTINCT).
