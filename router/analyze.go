@@ -1,6 +1,7 @@
 package router
 
 import (
+	"sort"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -27,6 +28,9 @@ type planner struct {
 	// holes are the table references a SELECT's shard queries replace with SegTable
 	// holes, in text order (the hole number is the index).
 	holes []tableRef
+	// unsureSums are the partial columns of an aggregate merge that sum an avg()
+	// argument of a type the planner could not tell (see Merge.NotFloat4).
+	unsureSums []int
 }
 
 // tableRef is a reference to a relation in a statement.
@@ -106,6 +110,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 			dist = append(dist, r)
 		}
 	}
+	p.omitSchemas(root, dist)
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()
@@ -680,4 +685,35 @@ func (p *planner) tableSegs(b *builder, rv *pg_query.RangeVar, hole int, asKeywo
 // notSupported is the error for a query shape pgshard does not plan.
 func notSupported(detail string, args ...any) *pgerr.Error {
 	return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").WithDetail(detail, args...)
+}
+
+// omitSchemas leaves the schema out of column references "schema.table.column" (and
+// "schema.table.*") to distributed tables referenced without an alias: the statement
+// text reaches the shards (and gathers) with the table renamed and given its own name as
+// an alias, under which "table.column" means what the client wrote.
+func (p *planner) omitSchemas(root protoreflect.Message, dist []tableRef) {
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		cr, ok := m.Interface().(*pg_query.ColumnRef)
+		if !ok || len(cr.Fields) != 3 {
+			return true
+		}
+		schema, ok1 := unwrap(cr.Fields[0]).(*pg_query.String)
+		table, ok2 := unwrap(cr.Fields[1]).(*pg_query.String)
+		if !ok1 || !ok2 {
+			return false
+		}
+		for _, r := range dist {
+			if r.rv.Alias != nil || r.rv.Relname != table.Sval || r.table.Schema != schema.Sval {
+				continue
+			}
+			i := p.tok(cr.Location)
+			if i < 0 || !p.is(i+1, ".") || i+2 >= len(p.in.Toks) {
+				return false
+			}
+			p.in.omit = append(p.in.omit, [2]int{p.startOf(i), p.startOf(i + 2)})
+			break
+		}
+		return false
+	})
+	sort.Slice(p.in.omit, func(i, j int) bool { return p.in.omit[i][0] < p.in.omit[j][0] })
 }

@@ -313,6 +313,11 @@ type Merge struct {
 	Final Template
 	// Partials is the number of partial columns each shard returns.
 	Partials int
+	// NotFloat4 are partial columns (0-based) that sum an avg() argument of a type the
+	// planner could not tell: PostgreSQL accumulates a real's average in double
+	// precision, so a shard that reports type real for one of them makes the merge run
+	// its Fallback instead.
+	NotFloat4 []int
 
 	// Pulls are the temporary tables of a Gather merge. Its Final query names them with
 	// SegTable holes (hole i is GatherTable(i)); its SegType holes name the types of
