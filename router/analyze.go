@@ -86,6 +86,9 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 			dist = append(dist, r)
 		}
 	}
+	if st := p.coordinatorCode(root, dist); st != nil {
+		return st
+	}
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()

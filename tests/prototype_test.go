@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // TestPrototypeRefused checks that code running inside the coordinator (functions,
@@ -47,6 +49,7 @@ func TestPrototypeRefused(t *testing.T) {
 				}
 				continue
 			}
+			t.Logf("%s: %v", q, err)
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "pgshard") {
 				t.Errorf("%s: %v, want 0A000 naming pgshard", q, err)
@@ -134,7 +137,7 @@ func TestPrototypeRefused(t *testing.T) {
 
 	// A table that views or functions already read cannot be distributed.
 	o2 := uniqueName("po")
-	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", o2),
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, amt bigint)", o2),
 		fmt.Sprintf("CREATE VIEW %[1]s_v AS SELECT * FROM %[1]s", o2))
 	loud(conn, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", o2))
 	mustExec(t, conn, fmt.Sprintf("DROP VIEW %s_v", o2),
@@ -159,11 +162,30 @@ func TestPrototypeRefused(t *testing.T) {
 			t.Errorf("%s: %v %v, want %s", c.sql, tag, err, c.tag)
 		}
 	}
+	// ... in the extended protocol too.
+	ext, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(ctx)
+	if tag, err := ext.Exec(ctx, fmt.Sprintf("UPDATE %s SET amt = $1 WHERE id = $2", o), 1, nil); err != nil || tag.String() != "UPDATE 0" {
+		t.Errorf("UPDATE with a NULL key parameter: %v %v", tag, err)
+	}
 	empty("pgshard's own statements")
 	mustExec(t, conn, fmt.Sprintf("TRUNCATE %s, %s", o, loc))
 	if s := queryString(t, conn, "SELECT count(*)::text FROM "+o); s != "0" {
 		t.Errorf("after TRUNCATE: %s rows", s)
 	}
+	// Tables distributed before pgshard guarded prototypes get their triggers when a proxy
+	// starts.
+	mustExec(t, coord, fmt.Sprintf("DROP TRIGGER pgshard_refuse_writes ON %s", o2), fmt.Sprintf("DROP TRIGGER pgshard_refuse_rows ON %s", o2))
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2.Stop()
+	loud(conn, fmt.Sprintf("SELECT pgshard_test_write('%s', 1)", o2))
+
 	// psql's \d shows the table.
 	if out, err := psql(t, env.P, `\d `+o); err != nil || !strings.Contains(out, "amt") {
 		t.Errorf(`\d %s: %v %s`, o, err, out)

@@ -388,18 +388,36 @@ func (s *Store) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
 // ErrAlreadyDistributed is returned by AddPartition for a table that has a partition row.
 var ErrAlreadyDistributed = errors.New("store: table is already distributed")
 
-// AddPartition records a distributed table (pg_shard's partition row).
+// ErrNotEmpty is returned by AddPartition for a table that holds rows.
+var ErrNotEmpty = errors.New("store: table is not empty")
+
+// AddPartition records a distributed table (pg_shard's partition row) and, in the same
+// transaction, adds the triggers that make its prototype on the coordinator refuse writes
+// (see schema.sql), after which it checks that the prototype is empty.
 func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
-		VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return ErrAlreadyDistributed
-	}
-	if err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
+			VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return ErrAlreadyDistributed
+		}
+		if err != nil {
+			return err
+		}
+		var rows bool
+		if err := tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows); err != nil {
+			return err
+		}
+		if rows {
+			return ErrNotEmpty
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) {
 		return fmt.Errorf("store: add partition: %w", err)
 	}
-	return nil
+	return err
 }
 
 // Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
