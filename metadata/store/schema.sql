@@ -102,10 +102,10 @@ BEGIN
 	   AND pg_catalog.strpos(pg_catalog.current_query(), '/* pgshard-internal-statement */') > 0 THEN
 		RETURN NULL;
 	END IF;
-	RAISE EXCEPTION 'pgshard does not support % of distributed table %.% from functions, triggers, rules or views',
+	RAISE EXCEPTION 'pgshard does not support % of distributed table %.% inside the coordinator',
 		TG_OP, pg_catalog.quote_ident(TG_TABLE_SCHEMA), pg_catalog.quote_ident(TG_TABLE_NAME)
 		USING ERRCODE = 'feature_not_supported',
-		      DETAIL = 'The coordinator holds only an empty prototype of a distributed table; its rows live on the shards, which code running inside the coordinator does not reach.',
+		      DETAIL = 'The statement ran on the coordinator (in a function, trigger, rule or view, or sent there directly), which holds only an empty prototype of a distributed table; its rows live on the shards.',
 		      HINT = 'Write the table with a statement of its own, sent through pgshard.';
 END
 $$;

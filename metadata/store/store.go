@@ -1,7 +1,9 @@
 // Package store keeps pgshard's distribution metadata on the coordinator, in pg_shard's
 // schema pgs_distribution_metadata: it creates the schema, loads snapshots, writes changes
 // and listens for the notifications with which proxies tell each other that the metadata
-// changed.
+// changed. It also guards the prototypes of distributed tables on the coordinator: triggers
+// that refuse writes reaching them, an event trigger that refuses views, rules, policies and
+// functions over them (schema.sql, events.sql).
 package store
 
 import (
@@ -91,6 +93,26 @@ func (s *Store) Migrate(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: create metadata schema: %w", err)
+	}
+	// Objects made before pgshard refused them still read the empty prototypes.
+	rows, err := s.pool.Query(ctx, `SELECT p.relation_id::pg_catalog.regclass::text, u
+		FROM pgs_distribution_metadata.partition p
+		JOIN pg_catalog.pg_class c ON c.oid = p.relation_id,
+		LATERAL pgs_distribution_metadata.prototype_users(p.relation_id) u`)
+	if err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, user string
+		if err := rows.Scan(&table, &user); err != nil {
+			return fmt.Errorf("store: list objects over distributed tables: %w", err)
+		}
+		s.log.Warn("an object on the coordinator refers to a distributed table: inside the coordinator it reads the table's empty prototype (and its writes fail); drop it",
+			"table", table, "object", user)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
 	}
 	return nil
 }
