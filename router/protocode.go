@@ -113,3 +113,110 @@ func (p *planner) namedTable(body string) *metadata.Table {
 	}
 	return nil
 }
+
+// queryTextFuncs are functions that run SQL given as a string (or read a table given by
+// name) inside the coordinator: over a distributed table they would read its empty
+// prototype.
+var queryTextFuncs = map[string]bool{
+	"query_to_xml": true, "query_to_xml_and_xmlschema": true,
+	"table_to_xml": true, "table_to_xml_and_xmlschema": true,
+	"ts_stat": true, "ts_rewrite": true,
+	"dblink": true, "dblink_exec": true, "dblink_open": true, "dblink_send_query": true,
+}
+
+// wholeSchemaFuncs export every table of a schema or of the database.
+var wholeSchemaFuncs = map[string]bool{
+	"schema_to_xml": true, "schema_to_xml_and_xmlschema": true,
+	"database_to_xml": true, "database_to_xml_and_xmlschema": true,
+}
+
+// queryTextCall refuses a statement that calls a function of queryTextFuncs with a
+// string naming a distributed table (or with an argument whose value the plan cannot
+// see), or one of wholeSchemaFuncs over a schema holding distributed tables. It returns
+// nil for any other statement.
+func (p *planner) queryTextCall(root protoreflect.Message) *Statement {
+	if !p.snap.HasTables() {
+		return nil
+	}
+	var refused *Statement
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		f, ok := m.Interface().(*pg_query.FuncCall)
+		if !ok || refused != nil || len(f.Funcname) == 0 {
+			return refused == nil
+		}
+		name := f.Funcname[len(f.Funcname)-1].GetString_().GetSval()
+		switch {
+		case queryTextFuncs[name]:
+			if name == "ts_rewrite" && len(f.Args) != 2 {
+				return true // ts_rewrite(query, target, substitute) runs no SQL
+			}
+			p.exact = true // the decision depends on the literals' values
+			for _, a := range f.Args {
+				v, ok := constString(a)
+				if !ok {
+					refused = p.queryTextError(name, nil)
+					return false
+				}
+				if t := p.namedTable(v); t != nil {
+					refused = p.queryTextError(name, t)
+					return false
+				}
+			}
+		case wholeSchemaFuncs[name]:
+			p.exact = true
+			var schema string
+			if strings.HasPrefix(name, "schema_") {
+				if len(f.Args) == 0 {
+					return true
+				}
+				v, ok := constString(f.Args[0])
+				if !ok {
+					refused = p.queryTextError(name, nil)
+					return false
+				}
+				schema = v
+			}
+			for _, t := range p.snap.Tables() {
+				if schema == "" || t.Schema == schema {
+					refused = p.queryTextError(name, t)
+					return false
+				}
+			}
+		}
+		return true
+	})
+	return refused
+}
+
+// constString returns the value of a constant argument (a literal, possibly cast).
+func constString(n *pg_query.Node) (string, bool) {
+	for {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+			continue
+		}
+		if na := n.GetNamedArgExpr(); na != nil {
+			n = na.Arg
+			continue
+		}
+		break
+	}
+	c := n.GetAConst()
+	if c == nil {
+		return "", false
+	}
+	if s := c.GetSval(); s != nil {
+		return s.Sval, true
+	}
+	return "", true // a number, a Boolean or NULL
+}
+
+func (p *planner) queryTextError(fn string, t *metadata.Table) *Statement {
+	e := pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support %s over distributed tables", fn)
+	if t != nil {
+		e = pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support %s over distributed table %s", fn, QuoteIdent(t.Name))
+	} else {
+		e = e.WithDetail("pgshard cannot tell which tables a %s call whose arguments are not constants reads.", fn)
+	}
+	return p.errorf(e.WithHint("Functions run inside the coordinator, which holds only an empty prototype of a distributed table; query the table with a statement of its own, sent through pgshard."))
+}

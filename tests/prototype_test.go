@@ -97,6 +97,15 @@ func TestPrototypeRefused(t *testing.T) {
 	loud(coord, fmt.Sprintf("CREATE MATERIALIZED VIEW %[1]s_mv AS SELECT * FROM %[1]s", o))
 	loud(coord, fmt.Sprintf("CREATE RULE %[1]s_r AS ON INSERT TO %[2]s DO ALSO INSERT INTO %[1]s VALUES (NEW.id, NEW.amt)", o, loc))
 
+	// Built-in functions that run SQL given as a string, or export tables given by name.
+	loud(conn, fmt.Sprintf("SELECT query_to_xml('select count(*) from %s', true, false, '')", o))
+	loud(conn, fmt.Sprintf("SELECT table_to_xml('%s'::regclass, true, false, '')", o))
+	loud(conn, "SELECT table_name, query_to_xml(format('select count(*) from %I', table_name), false, true, '') FROM information_schema.tables WHERE table_schema = 'public'")
+	loud(conn, "SELECT schema_to_xml('public', true, false, '')")
+	if s := queryString(t, conn, fmt.Sprintf("SELECT query_to_xml('select count(*) AS n from %s', true, false, '')::text", loc)); !strings.Contains(s, "<n>0</n>") {
+		t.Errorf("query_to_xml over a coordinator table: %s", s)
+	}
+
 	// Code that names the table only at run time escapes the checks above: its writes
 	// still fail.
 	mustExec(t, conn, `CREATE OR REPLACE FUNCTION pgshard_test_write(tbl text, a bigint) RETURNS void LANGUAGE plpgsql AS $$
