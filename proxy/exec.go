@@ -123,6 +123,11 @@ func (ss *session) render(t router.Template, in *router.Input, tables, evals []s
 	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
 }
 
+// ownStatement marks a statement that writes distributed tables' prototypes on the
+// coordinator as pgshard's own, which the prototypes' triggers let through (for
+// TRUNCATE, and for writes no shard can match, which the empty prototype answers).
+func ownStatement(sql string) string { return sql + "\n" + router.InternalMark }
+
 // coordinatorStatement runs sql on the coordinator and relays the results.
 func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
 	c, err := ss.coordConn(ctx)

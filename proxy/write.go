@@ -70,7 +70,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {

@@ -111,6 +111,12 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		}
 	}
 	p.omitSchemas(root, dist)
+	if st := p.coordinatorCode(root, dist); st != nil {
+		return st
+	}
+	if st := p.queryTextCall(root); st != nil {
+		return st
+	}
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router/sqllex"
 )
 
@@ -119,9 +120,22 @@ func litMarker(s string, k sqllex.Kind) string {
 	return "\x01s"
 }
 
+// InternalMark marks pgshard's own statements that write a distributed table's prototype
+// on the coordinator (TRUNCATE, writes no shard can match), which the prototype's
+// triggers let through (see metadata/store/schema.sql). Plan refuses client statements
+// that contain it, so that no client can pass for pgshard.
+const InternalMark = "/* pgshard-internal-statement */"
+
+// internalMarkWord is the part of InternalMark that Plan looks for.
+const internalMarkWord = "pgshard-internal-statement"
+
 // Plan returns the plan of the query string text and the Input to execute it with.
 func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Batch, *Input) {
 	in := Tokenize(text)
+	if strings.Contains(text, internalMarkWord) {
+		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
+			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
+	}
 	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion}
 	if sess.Names != nil {
 		key.path = "\x00" + sess.NamesKey

@@ -1,7 +1,9 @@
 // Package store keeps pgshard's distribution metadata on the coordinator, in pg_shard's
 // schema pgs_distribution_metadata: it creates the schema, loads snapshots, writes changes
 // and listens for the notifications with which proxies tell each other that the metadata
-// changed.
+// changed. It also guards the prototypes of distributed tables on the coordinator: triggers
+// that refuse writes reaching them, an event trigger that refuses views, rules, policies and
+// functions over them (schema.sql, events.sql).
 package store
 
 import (
@@ -92,6 +94,26 @@ func (s *Store) Migrate(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("store: create metadata schema: %w", err)
+	}
+	// Objects made before pgshard refused them still read the empty prototypes.
+	rows, err := s.pool.Query(ctx, `SELECT p.relation_id::pg_catalog.regclass::text, u
+		FROM pgs_distribution_metadata.partition p
+		JOIN pg_catalog.pg_class c ON c.oid = p.relation_id,
+		LATERAL pgs_distribution_metadata.prototype_users(p.relation_id) u`)
+	if err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, user string
+		if err := rows.Scan(&table, &user); err != nil {
+			return fmt.Errorf("store: list objects over distributed tables: %w", err)
+		}
+		s.log.Warn("an object on the coordinator refers to a distributed table: inside the coordinator it reads the table's empty prototype (and its writes fail); drop it",
+			"table", table, "object", user)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
 	}
 	return nil
 }
@@ -425,18 +447,36 @@ func (s *Store) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
 // ErrAlreadyDistributed is returned by AddPartition for a table that has a partition row.
 var ErrAlreadyDistributed = errors.New("store: table is already distributed")
 
-// AddPartition records a distributed table (pg_shard's partition row).
+// ErrNotEmpty is returned by AddPartition for a table that holds rows.
+var ErrNotEmpty = errors.New("store: table is not empty")
+
+// AddPartition records a distributed table (pg_shard's partition row) and, in the same
+// transaction, adds the triggers that make its prototype on the coordinator refuse writes
+// (see schema.sql), after which it checks that the prototype is empty.
 func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
-		VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return ErrAlreadyDistributed
-	}
-	if err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
+			VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return ErrAlreadyDistributed
+		}
+		if err != nil {
+			return err
+		}
+		var rows bool
+		if err := tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows); err != nil {
+			return err
+		}
+		if rows {
+			return ErrNotEmpty
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) {
 		return fmt.Errorf("store: add partition: %w", err)
 	}
-	return nil
+	return err
 }
 
 // Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
