@@ -460,11 +460,10 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		states[p.ID] = metadata.StateInactive
 	}
-	if err := s.store.SetPlacementStates(ctx, states); err != nil {
+	if err := s.store.ApplyPlacementStates(ctx, s.cache, states); err != nil {
 		return pgerr.Wrap(err, pgerr.InternalError, "could not record failed placements: %v", err).
 			WithDetail("The write may have been applied to some placements.")
 	}
-	s.cache.Update(func(snap *metadata.Snapshot) *metadata.Snapshot { return snap.WithPlacementStates(states) })
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {

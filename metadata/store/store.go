@@ -460,6 +460,21 @@ func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRa
 	return ok, err
 }
 
+// ApplyPlacementStates changes placement states on the coordinator (SetPlacementStates)
+// and then in cache, in step with Reload: a reload that read the metadata before the change
+// committed can no longer install its snapshot after the change reached the cache, which
+// would undo the change in this proxy until the next notification (a placement just
+// repaired would miss writes while it is finalized everywhere else).
+func (s *Store) ApplyPlacementStates(ctx context.Context, cache *metadata.Cache, states map[int64]metadata.ShardState) error {
+	s.reload.Lock()
+	defer s.reload.Unlock()
+	if err := s.SetPlacementStates(ctx, states); err != nil {
+		return err
+	}
+	cache.Update(func(snap *metadata.Snapshot) *metadata.Snapshot { return snap.WithPlacementStates(states) })
+	return nil
+}
+
 // SetPlacementStates changes placement states in one transaction and returns when the
 // change is committed.
 func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) error {
