@@ -20,7 +20,7 @@ type pgbenchResult struct {
 	mode      string
 	processed int64 // transactions pgbench counted as committed
 	failed    int64
-	aborted   int   // clients cut off (each may have left one transaction in doubt)
+	aborted   int // clients cut off (each may have left one transaction in doubt)
 	out       string
 	err       error
 }
@@ -126,7 +126,7 @@ func TestPgbenchWorkerCrash(t *testing.T) {
 	start := time.Now()
 	end := start.Add(time.Duration(seconds)*time.Second - 4*time.Second)
 	cycles := 0
-	for w := 0; time.Now().Add(4*time.Second).Before(end); w = (w + 1) % len(env.c.Workers) {
+	for w := 0; time.Now().Add(4 * time.Second).Before(end); w = (w + 1) % len(env.c.Workers) {
 		time.Sleep(2 * time.Second)
 		if err := env.c.Workers[w].Crash(); err != nil {
 			t.Fatal(err)
