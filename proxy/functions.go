@@ -274,20 +274,14 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			WithDetail("Each shard enforces uniqueness only among its own rows, so a PRIMARY KEY, UNIQUE or EXCLUDE constraint must include the partition column (compared with = in an EXCLUDE).").
 			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
 	}
-	// Views, rules and functions over the table would run inside the coordinator, against
-	// its empty prototype.
-	rows, err = c.QueryParams(ctx, "SELECT pg_catalog.string_agg(u, ', ') FROM pgs_distribution_metadata.prototype_users($1) u",
-		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil)
-	if err != nil {
-		return err
-	}
-	if len(rows) == 1 && rows[0][0] != nil {
-		return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q while functions, views, rules or policies refer to it: %s", rel, string(rows[0][0])).
-			WithDetail("Functions, views, rules and policies run inside the coordinator, which holds only an empty prototype of a distributed table; its rows live on the shards.").
-			WithHint("Drop them (or, for a function, stop naming the table in its body) before distributing the table.")
-	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
+		var users *store.UsersError
 		switch {
+		case errors.As(err, &users):
+			// They would run inside the coordinator, against the empty prototype.
+			return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q while functions, views, rules or policies refer to it: %s", rel, users.Objects).
+				WithDetail("Functions, views, rules and policies run inside the coordinator, which holds only an empty prototype of a distributed table; its rows live on the shards.").
+				WithHint("Drop them (or, for a function, stop naming the table in its body) before distributing the table.")
 		case errors.Is(err, store.ErrAlreadyDistributed):
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
 		case errors.Is(err, store.ErrNotEmpty):

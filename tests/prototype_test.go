@@ -200,3 +200,45 @@ func TestPrototypeRefused(t *testing.T) {
 		t.Errorf(`\d %s: %v %s`, o, err, out)
 	}
 }
+
+// TestPrototypeRefusedNonSuperuser checks the same refusals for a role that is not a
+// superuser and may not read pgshard's metadata schema, and that such a role's DDL on
+// the coordinator is not broken by pgshard's event triggers.
+func TestPrototypeRefusedNonSuperuser(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	coord := connectServer(t, env.C.Coordinator)
+	role := uniqueName("pgshard_alice")
+	mustExec(t, coord, "CREATE ROLE "+role+" LOGIN", "GRANT CREATE ON SCHEMA public TO "+role)
+	o := uniqueName("po")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, amt bigint)", o), o, "id", 4, 1)
+	mustExec(t, conn, fmt.Sprintf("GRANT ALL ON %s TO %s", o, role))
+
+	alice, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&default_query_exec_mode=simple_protocol", role, env.P.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close(ctx)
+	loc := uniqueName("ploc")
+	mustExec(t, alice, fmt.Sprintf("CREATE TABLE %s (id int, amt bigint)", loc),
+		`CREATE FUNCTION `+role+`_write(tbl text) RETURNS void LANGUAGE plpgsql AS $$
+			BEGIN EXECUTE 'INSERT INTO ' || tbl || ' VALUES (1, 1)'; END $$`)
+	wantError(t, alice, fmt.Sprintf("SELECT %s_write('%s')", role, o), "0A000", "")
+	wantError(t, alice, fmt.Sprintf("CREATE VIEW %[1]s_v AS SELECT * FROM %[1]s", o), "0A000", "")
+	// Straight on the coordinator, as the same role.
+	direct, err := pgx.Connect(ctx, strings.Replace(env.C.Coordinator.URL("postgres"), "postgres@", role+"@", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	wantError(t, direct, fmt.Sprintf("CREATE VIEW %[1]s_v AS SELECT * FROM %[1]s", o), "0A000", "")
+	wantError(t, direct, fmt.Sprintf("CREATE FUNCTION %[1]s_n() RETURNS bigint LANGUAGE sql AS 'select count(*) from %[1]s'", o), "0A000", "")
+	// pgshard's own statements on the prototype, for this role.
+	if tag, err := alice.Exec(ctx, fmt.Sprintf("UPDATE %s SET amt = 1 WHERE id = NULL", o)); err != nil || tag.String() != "UPDATE 0" {
+		t.Errorf("UPDATE no shard can match: %v %v", tag, err)
+	}
+	var n int64
+	if err := coord.QueryRow(ctx, "SELECT count(*) FROM ONLY "+o).Scan(&n); err != nil || n != 0 {
+		t.Errorf("prototype rows: %d %v", n, err)
+	}
+}

@@ -1,8 +1,10 @@
 -- Schema changes of distributed tables (ALTER TABLE, CREATE INDEX, DROP ...) made on the
 -- coordinator wake every proxy too. Event triggers need superuser; without them a proxy
--- still reloads after the DDL it relays itself.
+-- still reloads after the DDL it relays itself. The functions run as their owner (the
+-- superuser who installed them), so that DDL by roles that may not read the metadata
+-- schema still works.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_ddl() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
 	           WHERE c.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
@@ -14,7 +16,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_drop() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
 	           WHERE d.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)) THEN
@@ -40,7 +42,7 @@ $$;
 -- inside the coordinator, against its empty prototype: refuse to create them, whoever
 -- creates them (through pgshard or not).
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_prototype_users() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	obj text;
 	rel oid;

@@ -450,11 +450,28 @@ var ErrAlreadyDistributed = errors.New("store: table is already distributed")
 // ErrNotEmpty is returned by AddPartition for a table that holds rows.
 var ErrNotEmpty = errors.New("store: table is not empty")
 
+// UsersError is returned by AddPartition for a table that views, rules, policies or
+// functions on the coordinator refer to: they would read and write its empty prototype.
+type UsersError struct {
+	// Objects lists them, as pg_describe_object names them.
+	Objects string
+}
+
+func (e *UsersError) Error() string { return "store: objects refer to the table: " + e.Objects }
+
 // AddPartition records a distributed table (pg_shard's partition row) and, in the same
 // transaction, adds the triggers that make its prototype on the coordinator refuse writes
-// (see schema.sql), after which it checks that the prototype is empty.
+// (see schema.sql), after which it checks that the prototype is empty. It refuses a table
+// that views, rules, policies or functions refer to (*UsersError).
 func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var users *string
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.string_agg(u, ', ') FROM pgs_distribution_metadata.prototype_users($1) u", relid).Scan(&users); err != nil {
+			return err
+		}
+		if users != nil {
+			return &UsersError{Objects: *users}
+		}
 		_, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
 			VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
 		var pe *pgconn.PgError
@@ -464,8 +481,18 @@ func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key
 		if err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT guard"); err != nil {
+			return err
+		}
 		var rows bool
-		if err := tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows); err != nil {
+		err = tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows)
+		if errors.As(err, &pe) && pe.Code == "42501" {
+			// pgshard's coordinator user neither owns the table nor is a superuser.
+			s.log.Warn("distributed table's prototype left without the triggers that refuse writes from inside the coordinator", "relation", relid, "err", err)
+			_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT guard")
+			return err
+		}
+		if err != nil {
 			return err
 		}
 		if rows {
@@ -473,7 +500,8 @@ func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) {
+	var ue *UsersError
+	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) && !errors.As(err, &ue) {
 		return fmt.Errorf("store: add partition: %w", err)
 	}
 	return err
