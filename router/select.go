@@ -629,7 +629,6 @@ func (p *planner) tokText(i int) string {
 	return p.in.Text[t.Start:t.End]
 }
 
-
 // concatMerge plans a plain multi-shard SELECT: rows are streamed from every shard. A
 // LIMIT (and OFFSET) is pushed down as LIMIT offset+limit and applied again by the proxy.
 func (p *planner) concatMerge(s *pg_query.SelectStmt, t *metadata.Table, refs []tableRef) (*Merge, *pgerr.Error) {
