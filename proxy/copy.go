@@ -427,7 +427,8 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 				q.WriteString(", ")
 			}
 			c := &cp.t.Columns[ci]
-			q.WriteString("((" + c.Default + ")::" + c.TypeName + ")::text")
+			// As INSERT assigns a default: too long is 22001, not a cut.
+			q.WriteString("(" + c.Assign(c.Default) + ")::text")
 		}
 		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
 		c, err := ss.coordConn(ctx)

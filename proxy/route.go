@@ -86,6 +86,18 @@ func assignedFast(col *metadata.Column, oid uint32, text []byte) (int32, bool) {
 	return 0, false
 }
 
+// numberType is the type PostgreSQL gives a number constant: integer or bigint when it
+// is an integer that fits, else numeric.
+func numberType(text []byte) uint32 {
+	if _, err := strconv.ParseInt(string(text), 10, 32); err == nil {
+		return pghash.OIDInt4
+	}
+	if _, err := strconv.ParseInt(string(text), 10, 64); err == nil {
+		return pghash.OIDInt8
+	}
+	return pghash.OIDNumeric
+}
+
 // add hashes v into *dst now or queues it for flush.
 func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []evaluated, dst *int32) error {
 	typ := v.Type
@@ -109,6 +121,18 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 			text = []byte(in.Text[tok.Start:tok.End])
 			if v.Neg {
 				text = append([]byte{'-'}, text...)
+			}
+			if v.Assign && kh.col != nil {
+				// A number constant has its own type (integer, bigint or numeric),
+				// which INSERT then assigns to the column (99999999999 into an
+				// integer column: "integer out of range").
+				if h, ok := pghash.HashText(typ, text); ok && !assign {
+					*dst = h
+					return nil
+				}
+				kh.pending = append(kh.pending, pendingHash{typ: kh.col.HashType, text: text, dst: dst, pos: pos,
+					assign: kh.col.Assign("$1"), oid: numberType(text)})
+				return nil
 			}
 		}
 		if assign {
@@ -203,7 +227,8 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 			// The value is invalid for the column's type: PostgreSQL's message, pointing
 			// at the value.
 			e.Position = 0
-			if len(kh.pending) == 1 {
+			if len(kh.pending) == 1 && !(kh.pending[0].assign != "" && (e.Code == "22001" || e.Code == "22003")) {
+				// (A type modifier's errors, raised by the assignment, point nowhere.)
 				e.Position = kh.pending[0].pos
 			}
 			if kh.ss.tx == 'T' {
@@ -295,7 +320,17 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 				sel.WriteString(", ")
 			}
 			v := "pgshard_g" + strconv.Itoa(gi) + ".v" + strconv.Itoa(i)
-			sel.WriteString("pg_catalog.format('%L::%s', " + v + ", pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1))")
+			typ := "pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1)"
+			if e.ColumnTypeName != "" {
+				// An anonymous record has no input function: it goes as the column's type.
+				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") = 'pg_catalog.record'::pg_catalog.regtype THEN " +
+					router.QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
+			}
+			if e.Unknown {
+				sel.WriteString("pg_catalog.format('%L', " + v + ")")
+			} else {
+				sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
+			}
 			if e.Key {
 				sel.WriteString(", " + keyEvalExpr(e, v))
 			}
@@ -328,6 +363,19 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0
+			// A string constant the column's type cannot read: PostgreSQL points at it
+			// (but not for a type modifier's errors).
+			var unknown []router.Eval
+			for _, g := range groups {
+				for _, ev := range g {
+					if ev.Unknown && ev.Pos > 0 {
+						unknown = append(unknown, ev)
+					}
+				}
+			}
+			if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
+				e.Position = int32(charPos(in.Text, unknown[0].Pos))
+			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
 			}
@@ -359,8 +407,12 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 					if len(types) != 2 {
 						return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
 					}
-					return nil, pgerr.New(pgerr.DatatypeMismatch, "column %q is of type %s but expression is of type %s", e.Column, types[1], types[0]).
+					err := pgerr.New(pgerr.DatatypeMismatch, "column %q is of type %s but expression is of type %s", e.Column, types[1], types[0]).
 						WithHint("You will need to rewrite or cast the expression.")
+					if e.Pos > 0 {
+						err.Position = int32(charPos(in.Text, e.Pos))
+					}
+					return nil, err
 				}
 				h, ok := pghash.HashCanonical(e.KeyType, canon)
 				if !ok {
@@ -380,6 +432,9 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 func keyEvalExpr(e router.Eval, v string) string {
 	src := "(SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + v + "))"
 	dst := strconv.FormatUint(uint64(e.KeyType), 10)
+	if e.Unknown {
+		src = "705" // unknown
+	}
 	assignable := "(" + src + " IN (" + dst + ", 705) OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource = " + src +
 		" AND c.casttarget = " + dst + " AND c.castcontext IN ('a', 'i')) OR (SELECT typcategory = 'S' FROM pg_catalog.pg_type WHERE oid = " + dst + "))"
 	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")

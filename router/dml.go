@@ -24,6 +24,13 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 		if !ok {
 			continue
 		}
+		if i := t.ColumnIndex(rt.Name); i >= 0 && t.Columns[i].Identity == 'a' {
+			// The shard tables have no identity: PostgreSQL's check is made here.
+			if _, ok := unwrap(rt.Val).(*pg_query.SetToDefault); !ok {
+				return p.errorf(pgerr.New(pgerr.GeneratedAlways, "column %q can only be updated to DEFAULT", rt.Name).
+					WithDetail("Column %q is an identity column defined as GENERATED ALWAYS.", rt.Name))
+			}
+		}
 		if rt.Name == t.Key {
 			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
 		}

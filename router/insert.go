@@ -282,11 +282,11 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 				if col.Default == "" {
 					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
 				}
-				i := evalOf(Eval{Expr: genTemplate(col.Default), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID})
+				i := evalOf(Eval{Expr: genTemplate(col.Default), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName})
 				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 				b.hole(SegEval, i)
 			case isDefault && col.Default != "" && !col.DefaultOnShard:
-				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default)}))
+				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}))
 			case ci == t.KeyIndex:
 				kv, ok := p.insertKey(v, col)
 				if ok && kv.Kind == ValNull {
@@ -296,12 +296,14 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 					row.Key = kv
 					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 				} else {
-					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID})
+					c, isConst := unwrap(v).(*pg_query.A_Const)
+					unknown := isConst && c.GetSval() != nil
+					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName, Pos: p.startOf(span[0]), Unknown: unknown})
 					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 					b.hole(SegEval, i)
 				}
 			case needsEval(v):
-				b.hole(SegEval, evalOf(Eval{Expr: exprText()}))
+				b.hole(SegEval, evalOf(Eval{Expr: exprText(), ColumnTypeName: col.TypeName}))
 			default:
 				b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 			}
@@ -311,7 +313,7 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 			if k > 0 || len(r) > 0 {
 				b.gen(", ")
 			}
-			e := Eval{Expr: genTemplate(col.Default)}
+			e := Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}
 			if ci == t.KeyIndex {
 				e.Key, e.KeyType, e.Assign, e.Column, e.ColumnType = true, col.HashType, col.Assign("$1"), col.Name, col.TypeOID
 				i := evalOf(e)

@@ -145,7 +145,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		src := "pgshard_src.s" + itoa(i+1)
 		if userValue(ci) {
 			// The source's value is ignored: the identity's next value goes in.
-			b.gen("(" + c.Default + ")::" + c.TypeName)
+			b.gen(c.Assign(c.Default))
 			names = append(names, "s"+itoa(i+1))
 			continue
 		}
@@ -161,7 +161,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		if k > 0 || len(cols) > 0 {
 			b.gen(", ")
 		}
-		b.gen("(" + c.Default + ")::" + c.TypeName)
+		b.gen(c.Assign(c.Default))
 	}
 	keyCol := t.KeyColumn()
 	canon := pghash.CanonicalExpr(keyCol.HashType)

@@ -242,9 +242,17 @@ type Eval struct {
 	Key     bool
 	KeyType uint32
 	Assign  string
-	// Column and ColumnType name the partition column and its type, for errors.
+	// Column and ColumnType name the partition column and its type, and Pos is the
+	// byte offset of the expression in the statement (0: none), for errors.
 	Column     string
 	ColumnType uint32
+	Pos        int
+	// Unknown is set for a string constant (U&'...', say), which PostgreSQL reads as the
+	// column's type: it goes to the placements without a type.
+	Unknown bool
+	// ColumnTypeName is the type of the column the value goes to (format_type with the
+	// modifier), "" for none: an anonymous record value (ROW(...)) is sent as that type.
+	ColumnTypeName string
 }
 
 // MergeKind says how the results of several shards are combined.

@@ -116,6 +116,15 @@ func litMarker(s string, k sqllex.Kind) string {
 		return "\x01i"
 	case sqllex.BitStr:
 		return "\x01b"
+	case sqllex.String:
+		if s[0] != '\'' {
+			// A string the proxy cannot decode (U&'...', an E'...' with an invalid
+			// escape) is planned apart from the others: its value cannot be hashed
+			// from the text.
+			if _, ok := sqllex.StringValue(s, sqllex.Token{Start: 0, End: int32(len(s)), Kind: k}); !ok {
+				return "\x01u"
+			}
+		}
 	}
 	return "\x01s"
 }

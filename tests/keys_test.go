@@ -102,6 +102,13 @@ func keyWays(plain *pgx.Conn) []keyWay {
 		{name: "quoted literal", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (%s, %d)", tbl, lit(v), m))
 		}},
+		{name: "Unicode-escaped literal", run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
+			var u strings.Builder
+			for _, r := range v {
+				fmt.Fprintf(&u, "\\%04X", r)
+			}
+			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (U&'%s', %d)", tbl, u.String(), m))
+		}},
 		{name: "bare literal", only: func(v string) bool { return bareNumber.MatchString(v) || v == "true" }, run: func(ctx context.Context, c *pgx.Conn, tbl, decl, base, v string, m int) (int, error) {
 			return 1, execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (k, m) VALUES (%s, %d)", tbl, v, m))
 		}},
@@ -255,6 +262,37 @@ func TestEveryWayAValueReachesTheKey(t *testing.T) {
 					t.Errorf("%s %q, %s: pgshard stored %q (%v), PostgreSQL %q (%v)", decl, v, way, g, gok, w, wok)
 				}
 			}
+			// Reads and deletes by key find the rows: the WHERE value is hashed as the
+			// comparison reads it.
+			for _, v := range kt.values {
+				for _, q := range []struct {
+					name, sql string
+					args      []any
+				}{
+					{"literal", "SELECT count(*)::text FROM %s WHERE k = " + lit(v), nil},
+					{"IN list", "SELECT count(*)::text FROM %s WHERE k IN (" + lit(v) + ", " + lit(v) + ")", nil},
+					{"cast", "SELECT count(*)::text FROM %s WHERE k = " + lit(v) + "::" + kt.base, nil},
+					{"parameter", "SELECT count(*)::text FROM %s WHERE k = $1", []any{v}},
+				} {
+					read := func(c *pgx.Conn, tbl string) (string, error) {
+						var args [][]byte
+						for _, a := range q.args {
+							args = append(args, []byte(a.(string)))
+						}
+						// The extended protocol, with text parameters.
+						rr := c.PgConn().ExecParams(ctx, fmt.Sprintf(q.sql, tbl), args, nil, nil, nil).Read()
+						if rr.Err != nil || len(rr.Rows) != 1 {
+							return "", rr.Err
+						}
+						return string(rr.Rows[0][0]), nil
+					}
+					want, perr := read(plain, ref)
+					got, derr := read(conn, dist)
+					if sqlstate(perr) != sqlstate(derr) || want != got {
+						t.Errorf("%s %q, read by %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, q.name, got, derr, want, perr)
+					}
+				}
+			}
 			if n := checkPlacements(t, dist, kt.hash); n != int64(len(got)) {
 				t.Errorf("%d rows on the workers, %d through pgshard", n, len(got))
 			}
@@ -300,6 +338,38 @@ func TestKeyDefects(t *testing.T) {
 		t.Errorf("equal char(10) values: %v (%s)", err, describeErr(err))
 	}
 	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES ('abcdefghijklm', 1)", kc), "22001", "value too long for type character(10)")
+	// The errors of the value's reading and of its assignment, as PostgreSQL gives them
+	// (message, detail, hint, position), also for an expression that is not assignable.
+	kcRef := uniqueName("kcref")
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k char(10) PRIMARY KEY, v int)", kcRef))
+	ki := uniqueName("kint")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, v int)", ki), ki, "k", 4, 1)
+	kiRef := uniqueName("kintref")
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k int, v int)", kiRef))
+	for _, c := range []struct{ q, dist, ref string }{
+		{"INSERT INTO %s VALUES ('abcdefghijklm', 1)", kc, kcRef},
+		{"INSERT INTO %s VALUES ('abcdefghijklm'::text, 1)", kc, kcRef},
+		{"INSERT INTO %s VALUES ('12'::text, 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES ('x1', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (99999999999, 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'\\0031\\0032', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'\\0031x', 1)", ki, kiRef},
+		{"INSERT INTO %s VALUES (U&'abcdefghijk\\006C', 1)", kc, kcRef},
+	} {
+		perr := execSimple(ctx, plain, fmt.Sprintf(c.q, c.ref))
+		derr := execSimple(ctx, conn, fmt.Sprintf(c.q, c.dist))
+		// The position relative to VALUES (the table names differ in length).
+		pos := func(err error, tbl string) int32 {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Position > 0 {
+				return pe.Position - int32(strings.Index(fmt.Sprintf(c.q, tbl), "VALUES"))
+			}
+			return -1
+		}
+		if ps, ds := describeErr(perr), describeErr(derr); ps != ds || pos(perr, c.ref) != pos(derr, c.dist) {
+			t.Errorf("%s: pgshard %s at %d, PostgreSQL %s at %d", c.q, ds, pos(derr, c.dist), ps, pos(perr, c.ref))
+		}
+	}
 	mustExec(t, conn, fmt.Sprintf("PREPARE kcq(text, int) AS INSERT INTO %s VALUES ($1, $2)", kc), "EXECUTE kcq('hello', 5)", "DEALLOCATE kcq")
 	if got := queryString(t, conn, fmt.Sprintf("SELECT k || '|' || octet_length(k) || '|' || v FROM %s WHERE k = 'hello'", kc)); got != "hello|10|5" {
 		t.Errorf("EXECUTE stored %q", got)
@@ -361,7 +431,63 @@ func TestKeyDefects(t *testing.T) {
 				t.Errorf("%s %s: pgshard %s, PostgreSQL %s", c.ddl, fmt.Sprintf(q, dist), ds, ps)
 			}
 		}
+		// UPDATE of a GENERATED ALWAYS identity column (not the key): 428C9.
+		if c.key == "v" {
+			for _, q := range []string{"UPDATE %s SET k = 5 WHERE v = 2", "UPDATE %s SET k = k + 1"} {
+				perr := execSimple(ctx, plain, fmt.Sprintf(q, ref))
+				derr := execSimple(ctx, conn, fmt.Sprintf(q, dist))
+				if ps, ds := describeErr(perr), describeErr(derr); ps != ds {
+					t.Errorf("%s %s: pgshard %s, PostgreSQL %s", c.ddl, fmt.Sprintf(q, dist), ds, ps)
+				}
+			}
+		}
 		q := "SELECT string_agg(k || ':' || v, ',' ORDER BY v, k) FROM %s"
+		if want, got := queryString(t, plain, fmt.Sprintf(q, ref)), queryString(t, conn, fmt.Sprintf(q, dist)); got != want {
+			t.Errorf("%s: pgshard holds %s, PostgreSQL %s", c.ddl, got, want)
+		}
+	}
+}
+
+// TestDefaultsAreAssigned: defaults evaluated on the coordinator (a partition key's, a
+// volatile one) are coerced to their columns as INSERT assigns them (too long: 22001;
+// rounded to the scale), whatever way the row arrives.
+func TestDefaultsAreAssigned(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	for _, c := range []struct{ ddl, key string }{
+		{"(k varchar(3) DEFAULT 'abcdef', v int)", "k"},
+		{"(k varchar(3) DEFAULT 'ab   ', v int)", "k"},
+		{"(k numeric(4,1) DEFAULT 1.25, v int)", "k"},
+		{"(k timestamp(0) DEFAULT '2024-01-01 10:00:00.7', v int)", "k"},
+		{"(v int, k char(3) DEFAULT repeat('x', 2 + (random() * 0)::int))", "v"},
+		{"(v int, k char(3) DEFAULT repeat('x', 5 + (random() * 0)::int))", "v"},
+		{"(v int, k numeric(3,2) DEFAULT 1.005 + (random() * 0)::int)", "v"},
+	} {
+		dist, ref := uniqueName("kdef"), uniqueName("kdefref")
+		distribute(t, conn, fmt.Sprintf("CREATE TABLE %s %s", dist, c.ddl), dist, c.key, 4, 2)
+		mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s %s", ref, c.ddl))
+		for _, w := range []func(c *pgx.Conn, tbl string) error{
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v) VALUES (1)", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v, k) VALUES (2, DEFAULT)", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v) SELECT 3", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("4\n"), fmt.Sprintf("COPY %s (v) FROM STDIN", tbl))
+				return err
+			},
+		} {
+			perr, derr := w(plain, ref), w(conn, dist)
+			if sqlstate(perr) != sqlstate(derr) {
+				t.Errorf("%s: pgshard %v, PostgreSQL %v", c.ddl, derr, perr)
+			}
+		}
+		q := "SELECT coalesce(string_agg(v || ':' || k::text || ':' || octet_length(k::text), ',' ORDER BY v), '') FROM %s"
 		if want, got := queryString(t, plain, fmt.Sprintf(q, ref)), queryString(t, conn, fmt.Sprintf(q, dist)); got != want {
 			t.Errorf("%s: pgshard holds %s, PostgreSQL %s", c.ddl, got, want)
 		}
