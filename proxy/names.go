@@ -26,17 +26,19 @@ import (
 //   - statements that may create, drop or rename relations or schemas (router's DDL)
 //     advance the server's names epoch, which every session of this proxy checks; at the
 //     end of a block that ran one, it advances again (others now see its outcome);
-//   - the distributed tables themselves change (snapshot SchemaVersion).
+//   - the metadata is loaded again (a new snapshot): the distributed tables changed, or
+//     the coordinator's event trigger reported such a statement from elsewhere (another
+//     proxy, a session on the coordinator itself).
 //
 // A session without its own coordinator connection has no temporary tables and only its
 // startup settings: sessions alike share one answer (namesCache).
 
 // namesState is one answer of the coordinator and what it was valid for.
 type namesState struct {
-	names   map[string]string // name -> schema of the relation it reaches
-	key     string            // digest of names, for the plan cache
-	version uint64            // snapshot SchemaVersion
-	epoch   uint64            // server names epoch
+	names map[string]string  // name -> schema of the relation it reaches
+	key   string             // digest of names, for the plan cache
+	snap  *metadata.Snapshot // the metadata it was asked for
+	epoch uint64             // server names epoch
 }
 
 // namesCache holds the answers for sessions that share them, by user and settings.
@@ -45,10 +47,10 @@ type namesCache struct {
 	m  map[string]*namesState
 }
 
-func (nc *namesCache) get(key string, version, epoch uint64) *namesState {
+func (nc *namesCache) get(key string, snap *metadata.Snapshot, epoch uint64) *namesState {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
-	if st := nc.m[key]; st != nil && st.version == version && st.epoch == epoch {
+	if st := nc.m[key]; st != nil && st.snap == snap && st.epoch == epoch {
 		return st
 	}
 	return nil
@@ -89,7 +91,7 @@ func (ss *session) namesChanged() {
 // returns nil when the coordinator cannot answer (planning then follows search_path).
 func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *namesState {
 	epoch := ss.srv.namesEpoch.Load()
-	if st := ss.names; st != nil && !ss.namesDirty && st.version == snap.SchemaVersion && st.epoch == epoch {
+	if st := ss.names; st != nil && !ss.namesDirty && st.snap == snap && st.epoch == epoch {
 		return st
 	}
 	if ss.tx == 'E' {
@@ -100,7 +102,7 @@ func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *n
 			ss.refreshSettings(ctx)
 		}
 		shared := ss.user + "\x00" + ss.settings.key
-		if st := ss.srv.names.get(shared, snap.SchemaVersion, epoch); st != nil {
+		if st := ss.srv.names.get(shared, snap, epoch); st != nil {
 			ss.names, ss.namesDirty = st, false
 			return st
 		}
@@ -164,7 +166,7 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 		ss.log.Warn("could not resolve table names on the coordinator", "err", err)
 		return nil
 	}
-	st := &namesState{names: make(map[string]string, len(rows)), version: snap.SchemaVersion, epoch: epoch}
+	st := &namesState{names: make(map[string]string, len(rows)), snap: snap, epoch: epoch}
 	pairs := make([]string, 0, len(rows))
 	for _, r := range rows {
 		st.names[string(r[0])] = string(r[1])

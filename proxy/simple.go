@@ -133,7 +133,7 @@ func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool
 		return false
 	}
 	st := ss.names
-	return sess.Names == nil || st == nil || ss.namesDirty || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
+	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
 }
 
 // endStatement releases what a statement held until its end.

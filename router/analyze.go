@@ -95,7 +95,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	}
 	if callsSetConfig(root) {
 		// set_config() changes settings like SET does.
-		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+		return &Statement{Kind: SetVar, Text: p.textTemplate(), SetConfig: true}
 	}
 	if len(funcs) > 0 {
 		return p.functionCall(root, funcs, refs)
@@ -488,15 +488,9 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 			st.Tag = "START TRANSACTION"
 		}
 	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st.Kind, st.Tag = Commit, "COMMIT"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COMMIT AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Commit, "COMMIT", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st.Kind, st.Tag = Rollback, "ROLLBACK"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "ROLLBACK AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Rollback, "ROLLBACK", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		st.Kind, st.Tag = Savepoint, "SAVEPOINT"
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
