@@ -72,6 +72,11 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 					chain = append(chain, s)
 				}
 			}
+			if ss.tx == 'E' {
+				// The failed block's characteristics were undone with it: as in
+				// PostgreSQL, the new block has the session's defaults.
+				chain = []string{"BEGIN"}
+			}
 			defer func() {
 				ss.tx, ss.txReplay = 'T', chain
 				ss.srv.stats.xacts.Add(1)

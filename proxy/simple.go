@@ -208,11 +208,12 @@ func (ss *session) moreBeforeSync() bool {
 }
 
 // blockable reports whether a statement runs inside a transaction block as it would
-// outside one (pgshard's functions, COPY, SET, TRUNCATE, DROP and transaction control
-// do not).
+// outside one (pgshard's functions, COPY, TRUNCATE, DROP and transaction control do
+// not). SET, SET LOCAL and set_config do: a block's settings reach the backends that
+// join it, and last as long as PostgreSQL's implicit transaction would keep them.
 func blockable(st *router.Statement) bool {
 	switch st.Kind {
-	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
+	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error, router.SetVar:
 		return true
 	}
 	return false
