@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/proxy/backend"
@@ -94,9 +95,21 @@ func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *n
 	if st := ss.names; st != nil && !ss.namesDirty && st.snap == snap && st.epoch == epoch {
 		return st
 	}
-	if ss.tx == 'E' {
-		return ss.names // nothing but the end of the block runs
+	if ss.tx == 'E' || time.Now().Before(ss.namesRetry) {
+		return ss.names // nothing but the end of the block runs; or see below
 	}
+	st := ss.askNames(ctx, snap, epoch)
+	if st == nil {
+		// The coordinator did not answer: plan with what was known last (or by
+		// search_path), and ask again in a second rather than before every statement.
+		ss.namesRetry = time.Now().Add(time.Second)
+		return ss.names
+	}
+	return st
+}
+
+// askNames asks the coordinator where names resolve in this session (nil: no answer).
+func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch uint64) *namesState {
 	if ss.coord == nil {
 		if ss.settingsDirty && ss.tx == 'I' {
 			ss.refreshSettings(ctx)

@@ -49,6 +49,7 @@ type session struct {
 	names      *namesState
 	namesDirty bool
 	txNames    bool
+	namesRetry time.Time // after a failed resolution, when to ask again
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
 	tx byte
