@@ -39,7 +39,7 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
-		defer ss.namesChanged()
+		defer ss.namesChanged(st.TempDDL)
 	}
 	switch st.Kind {
 	case router.Coordinator:
@@ -337,7 +337,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
-		if ss.settingsDirty || ss.txNames {
+		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone
 		}
 	}

@@ -26,7 +26,8 @@ import (
 //     ROLLBACK TO that undid some) mark it dirty;
 //   - statements that may create, drop or rename relations or schemas (router's DDL)
 //     advance the server's names epoch, which every session of this proxy checks; at the
-//     end of a block that ran one, it advances again (others now see its outcome);
+//     end of a block that ran one, it advances again (others now see its outcome); a
+//     temporary table created concerns its session only, which asks again itself;
 //   - the metadata is loaded again (a new snapshot): the distributed tables changed, or
 //     the coordinator's event trigger reported such a statement from elsewhere (another
 //     proxy, a session on the coordinator itself).
@@ -79,8 +80,16 @@ func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *
 	return rs
 }
 
-// namesChanged records that a statement may have created, dropped or renamed relations.
-func (ss *session) namesChanged() {
+// namesChanged records that a statement may have created, dropped or renamed relations;
+// own is set when only this session can tell (it created a temporary table).
+func (ss *session) namesChanged(own bool) {
+	ss.namesDirty = true
+	if own {
+		if ss.tx != 'I' {
+			ss.txNamesOwn = true
+		}
+		return
+	}
 	ss.srv.namesEpoch.Add(1)
 	if ss.tx != 'I' {
 		ss.txNames = true

@@ -49,6 +49,7 @@ type session struct {
 	names      *namesState
 	namesDirty bool
 	txNames    bool
+	txNamesOwn bool
 	namesRetry time.Time // after a failed resolution, when to ask again
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
@@ -542,14 +543,14 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	for _, unlock := range ss.txLocks {
 		unlock()
 	}
-	if ss.settingsDirty || ss.txNames {
+	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
 		ss.namesDirty = true
 	}
 	if ss.txNames {
 		ss.srv.namesEpoch.Add(1)
-		ss.txNames = false
 	}
+	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
 	ss.tx = 'I'

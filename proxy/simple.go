@@ -30,12 +30,14 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
 	case batch.AllCoordinator && ss.tx != 'E':
-		ddl := false
+		ddl, temp := false, true
 		for _, st := range batch.Stmts {
 			if st.Listen {
 				ss.listening = true
 			}
-			ddl = ddl || st.DDL
+			if st.DDL {
+				ddl, temp = true, temp && st.TempDDL
+			}
 		}
 		// Statements that only concern the coordinator go there as one string, which
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
@@ -44,7 +46,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			ss.statementFailed(err)
 		}
 		if ddl {
-			ss.namesChanged()
+			ss.namesChanged(temp)
 		}
 	default:
 		reported := false

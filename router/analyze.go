@@ -51,7 +51,20 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	}
 	st := p.plan(root)
 	st.DDL = changesNames(root)
+	st.TempDDL = st.DDL && createsTemp(root)
 	return st
+}
+
+// createsTemp reports a statement that creates a temporary table (which changes where
+// names resolve in its session only).
+func createsTemp(root protoreflect.Message) bool {
+	switch s := root.Interface().(type) {
+	case *pg_query.CreateStmt:
+		return s.Relation != nil && s.Relation.Relpersistence == "t"
+	case *pg_query.CreateTableAsStmt:
+		return s.Into != nil && s.Into.Rel != nil && s.Into.Rel.Relpersistence == "t"
+	}
+	return false
 }
 
 // changesNames reports whether a statement may create, drop or rename relations or
