@@ -49,7 +49,7 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
-		defer ss.namesChanged()
+		defer ss.namesChanged(st.TempDDL)
 	}
 	switch st.Kind {
 	case router.Coordinator:
@@ -69,9 +69,32 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		}
 		ss.commandComplete(st.Tag)
 		return nil
-	case router.Commit:
-		return ss.commit(ctx)
-	case router.Rollback:
+	case router.Commit, router.Rollback:
+		if st.Chain {
+			if ss.tx == 'I' || ss.pipelineTx {
+				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
+			}
+			// The next block starts as this one did (BEGIN with its options, SET
+			// TRANSACTION), right after this one ends.
+			chain := []string{ss.txReplay[0]}
+			for _, s := range ss.txReplay[1:] {
+				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" {
+					chain = append(chain, s)
+				}
+			}
+			if ss.tx == 'E' {
+				// The failed block's characteristics were undone with it: as in
+				// PostgreSQL, the new block has the session's defaults.
+				chain = []string{"BEGIN"}
+			}
+			defer func() {
+				ss.tx, ss.txReplay = 'T', chain
+				ss.srv.stats.xacts.Add(1)
+			}()
+		}
+		if st.Kind == router.Commit {
+			return ss.commit(ctx)
+		}
 		if ss.tx == 'I' {
 			ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
@@ -293,6 +316,25 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
 	}
+	// The savepoints are checked here, as PostgreSQL checks them: the block may not have
+	// reached any backend yet.
+	switch st.Kind {
+	case router.Savepoint:
+		ss.txSavepoints = append(ss.txSavepoints, st.Name)
+	case router.Release, router.RollbackTo:
+		i := len(ss.txSavepoints) - 1
+		for i >= 0 && ss.txSavepoints[i] != st.Name {
+			i--
+		}
+		if i < 0 {
+			return pgerr.New(pgerr.Code("3B001"), "savepoint \"%s\" does not exist", st.Name)
+		}
+		if st.Kind == router.Release {
+			ss.txSavepoints = ss.txSavepoints[:i]
+		} else {
+			ss.txSavepoints = ss.txSavepoints[:i+1]
+		}
+	}
 	var first error
 	for _, res := range ss.txConns {
 		if err := res.Value().Exec(ctx, sql); err != nil && first == nil {
@@ -310,7 +352,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
-		if ss.settingsDirty || ss.txNames {
+		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone
 		}
 	}

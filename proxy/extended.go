@@ -340,8 +340,12 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	case ps.st == nil:
 	default:
 		switch ps.st.Kind {
+		case router.SetVar:
+			if ps.st.SetConfig {
+				d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
+			}
 		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
-			router.SetVar, router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+			router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
 			// No parameters, no rows.
 		case router.ExecuteSQL:
 			target := ss.stmts[ps.st.Name]

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/proxy/backend"
@@ -25,18 +26,21 @@ import (
 //     ROLLBACK TO that undid some) mark it dirty;
 //   - statements that may create, drop or rename relations or schemas (router's DDL)
 //     advance the server's names epoch, which every session of this proxy checks; at the
-//     end of a block that ran one, it advances again (others now see its outcome);
-//   - the distributed tables themselves change (snapshot SchemaVersion).
+//     end of a block that ran one, it advances again (others now see its outcome); a
+//     temporary table created concerns its session only, which asks again itself;
+//   - the metadata is loaded again (a new snapshot): the distributed tables changed, or
+//     the coordinator's event trigger reported such a statement from elsewhere (another
+//     proxy, a session on the coordinator itself).
 //
 // A session without its own coordinator connection has no temporary tables and only its
 // startup settings: sessions alike share one answer (namesCache).
 
 // namesState is one answer of the coordinator and what it was valid for.
 type namesState struct {
-	names   map[string]string // name -> schema of the relation it reaches
-	key     string            // digest of names, for the plan cache
-	version uint64            // snapshot SchemaVersion
-	epoch   uint64            // server names epoch
+	names map[string]string  // name -> schema of the relation it reaches
+	key   string             // digest of names, for the plan cache
+	snap  *metadata.Snapshot // the metadata it was asked for
+	epoch uint64             // server names epoch
 }
 
 // namesCache holds the answers for sessions that share them, by user and settings.
@@ -45,10 +49,10 @@ type namesCache struct {
 	m  map[string]*namesState
 }
 
-func (nc *namesCache) get(key string, version, epoch uint64) *namesState {
+func (nc *namesCache) get(key string, snap *metadata.Snapshot, epoch uint64) *namesState {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
-	if st := nc.m[key]; st != nil && st.version == version && st.epoch == epoch {
+	if st := nc.m[key]; st != nil && st.snap == snap && st.epoch == epoch {
 		return st
 	}
 	return nil
@@ -76,8 +80,16 @@ func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *
 	return rs
 }
 
-// namesChanged records that a statement may have created, dropped or renamed relations.
-func (ss *session) namesChanged() {
+// namesChanged records that a statement may have created, dropped or renamed relations;
+// own is set when only this session can tell (it created a temporary table).
+func (ss *session) namesChanged(own bool) {
+	ss.namesDirty = true
+	if own {
+		if ss.tx != 'I' {
+			ss.txNamesOwn = true
+		}
+		return
+	}
 	ss.srv.namesEpoch.Add(1)
 	if ss.tx != 'I' {
 		ss.txNames = true
@@ -89,18 +101,30 @@ func (ss *session) namesChanged() {
 // returns nil when the coordinator cannot answer (planning then follows search_path).
 func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *namesState {
 	epoch := ss.srv.namesEpoch.Load()
-	if st := ss.names; st != nil && !ss.namesDirty && st.version == snap.SchemaVersion && st.epoch == epoch {
+	if st := ss.names; st != nil && !ss.namesDirty && st.snap == snap && st.epoch == epoch {
 		return st
 	}
-	if ss.tx == 'E' {
-		return ss.names // nothing but the end of the block runs
+	if ss.tx == 'E' || time.Now().Before(ss.namesRetry) {
+		return ss.names // nothing but the end of the block runs; or see below
 	}
+	st := ss.askNames(ctx, snap, epoch)
+	if st == nil {
+		// The coordinator did not answer: plan with what was known last (or by
+		// search_path), and ask again in a second rather than before every statement.
+		ss.namesRetry = time.Now().Add(time.Second)
+		return ss.names
+	}
+	return st
+}
+
+// askNames asks the coordinator where names resolve in this session (nil: no answer).
+func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch uint64) *namesState {
 	if ss.coord == nil {
 		if ss.settingsDirty && ss.tx == 'I' {
 			ss.refreshSettings(ctx)
 		}
 		shared := ss.user + "\x00" + ss.settings.key
-		if st := ss.srv.names.get(shared, snap.SchemaVersion, epoch); st != nil {
+		if st := ss.srv.names.get(shared, snap, epoch); st != nil {
 			ss.names, ss.namesDirty = st, false
 			return st
 		}
@@ -164,7 +188,7 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 		ss.log.Warn("could not resolve table names on the coordinator", "err", err)
 		return nil
 	}
-	st := &namesState{names: make(map[string]string, len(rows)), version: snap.SchemaVersion, epoch: epoch}
+	st := &namesState{names: make(map[string]string, len(rows)), snap: snap, epoch: epoch}
 	pairs := make([]string, 0, len(rows))
 	for _, r := range rows {
 		st.names[string(r[0])] = string(r[1])

@@ -49,12 +49,16 @@ type session struct {
 	names      *namesState
 	namesDirty bool
 	txNames    bool
+	txNamesOwn bool
+	namesRetry time.Time // after a failed resolution, when to ask again
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
 	tx byte
 	// txReplay are the statements that bring a backend joining the block mid-way to the
 	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
 	txReplay []string
+	// txSavepoints are the block's savepoints, innermost last.
+	txSavepoints []string
 	// coord is the session's coordinator connection, taken on first use and kept.
 	coord *puddle.Resource[*backend.Conn]
 	// coordInTx is set when the coordinator connection has joined the block.
@@ -539,15 +543,15 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	for _, unlock := range ss.txLocks {
 		unlock()
 	}
-	if ss.settingsDirty || ss.txNames {
+	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
 		ss.namesDirty = true
 	}
 	if ss.txNames {
 		ss.srv.namesEpoch.Add(1)
-		ss.txNames = false
 	}
-	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld = nil, nil, nil, nil, nil
+	ss.txNames, ss.txNamesOwn = false, false
+	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
 	ss.tx = 'I'
 	if ss.settingsDirty {

@@ -30,12 +30,14 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
 	case batch.AllCoordinator && ss.tx != 'E':
-		ddl := false
+		ddl, temp := false, true
 		for _, st := range batch.Stmts {
 			if st.Listen {
 				ss.listening = true
 			}
-			ddl = ddl || st.DDL
+			if st.DDL {
+				ddl, temp = true, temp && st.TempDDL
+			}
 		}
 		// Statements that only concern the coordinator go there as one string, which
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
@@ -44,7 +46,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			ss.statementFailed(err)
 		}
 		if ddl {
-			ss.namesChanged()
+			ss.namesChanged(temp)
 		}
 	default:
 		reported := false
@@ -133,7 +135,7 @@ func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool
 		return false
 	}
 	st := ss.names
-	return sess.Names == nil || st == nil || ss.namesDirty || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
+	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
 }
 
 // endStatement releases what a statement held until its end.
@@ -208,11 +210,12 @@ func (ss *session) moreBeforeSync() bool {
 }
 
 // blockable reports whether a statement runs inside a transaction block as it would
-// outside one (pgshard's functions, COPY, SET, TRUNCATE, DROP and transaction control
-// do not).
+// outside one (pgshard's functions, COPY, TRUNCATE, DROP and transaction control do
+// not). SET, SET LOCAL and set_config do: a block's settings reach the backends that
+// join it, and last as long as PostgreSQL's implicit transaction would keep them.
 func blockable(st *router.Statement) bool {
 	switch st.Kind {
-	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
+	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error, router.SetVar:
 		return true
 	}
 	return false

@@ -55,7 +55,20 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	}
 	st := p.plan(root)
 	st.DDL = changesNames(root)
+	st.TempDDL = st.DDL && createsTemp(root)
 	return st
+}
+
+// createsTemp reports a statement that creates a temporary table (which changes where
+// names resolve in its session only).
+func createsTemp(root protoreflect.Message) bool {
+	switch s := root.Interface().(type) {
+	case *pg_query.CreateStmt:
+		return s.Relation != nil && s.Relation.Relpersistence == "t"
+	case *pg_query.CreateTableAsStmt:
+		return s.Into != nil && s.Into.Rel != nil && s.Into.Rel.Relpersistence == "t"
+	}
+	return false
 }
 
 // changesNames reports whether a statement may create, drop or rename relations or
@@ -99,7 +112,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	}
 	if callsSetConfig(root) {
 		// set_config() changes settings like SET does.
-		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+		return &Statement{Kind: SetVar, Text: p.textTemplate(), SetConfig: true}
 	}
 	if len(funcs) > 0 {
 		return p.functionCall(root, funcs, refs)
@@ -499,15 +512,9 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 			st.Tag = "START TRANSACTION"
 		}
 	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st.Kind, st.Tag = Commit, "COMMIT"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COMMIT AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Commit, "COMMIT", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st.Kind, st.Tag = Rollback, "ROLLBACK"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "ROLLBACK AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Rollback, "ROLLBACK", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		st.Kind, st.Tag = Savepoint, "SAVEPOINT"
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:

@@ -105,6 +105,13 @@ type Statement struct {
 	// DDL marks statements that may create, drop or rename relations or schemas: names
 	// may resolve differently after them.
 	DDL bool
+	// TempDDL marks DDL that creates a temporary table: only its session's names change.
+	TempDDL bool
+	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
+	Chain bool
+	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
+	// rows).
+	SetConfig bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/tests/cluster"
 )
@@ -124,6 +127,44 @@ func TestSearchPathResolution(t *testing.T) {
 	which("after another session renamed the local table", "dist")
 	mustExec(t, other, fmt.Sprintf("ALTER TABLE %s.%s_old RENAME TO %s", s2, tbl, tbl))
 	which("after another session renamed it back", "s2")
+	// A prepared statement (extended protocol) is planned again when names resolve
+	// differently, as PostgreSQL re-analyses it when search_path changes.
+	ext, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(ctx)
+	extRead := func() string {
+		var got string
+		if err := ext.QueryRow(ctx, fmt.Sprintf("SELECT coalesce(string_agg(v, ',' ORDER BY v), '-') FROM %s WHERE k > $1", tbl), 0).Scan(&got); err != nil {
+			return "error: " + err.Error()
+		}
+		return got
+	}
+	if got := extRead(); got != "dist" {
+		t.Errorf("prepared, default path: %q", got)
+	}
+	if _, err := ext.Exec(ctx, fmt.Sprintf("SET search_path = %s, public", s2)); err != nil {
+		t.Fatal(err)
+	}
+	if got := extRead(); got != "s2" {
+		t.Errorf("prepared statement after SET search_path reads %q, want s2", got)
+	}
+	// DDL made on the coordinator itself (or through another proxy) reaches the proxy
+	// through the coordinator's event trigger.
+	coordRename := func(from, to, want string) {
+		t.Helper()
+		mustExec(t, coord, fmt.Sprintf("ALTER TABLE %s.%s RENAME TO %s", s2, from, to))
+		deadline := time.Now().Add(5 * time.Second)
+		for extRead() != want && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if got := extRead(); got != want {
+			t.Errorf("after renaming %s to %s on the coordinator: %q, want %q", from, to, got, want)
+		}
+	}
+	coordRename(tbl, tbl+"_x", "dist")
+	coordRename(tbl+"_x", tbl, "s2")
 	mustExec(t, conn, "RESET search_path")
 }
 

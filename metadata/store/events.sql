@@ -11,6 +11,16 @@ BEGIN
 	              OR c.objid IN (SELECT indexrelid FROM pg_index
 	                             WHERE indrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition))) THEN
 		PERFORM pg_notify('pgshard_metadata', 'ddl');
+	-- A relation named like a distributed table created, renamed or moved (outside
+	-- temporary schemas): an unqualified name may now reach another relation, and
+	-- proxies resolve names again (schemas renamed, too).
+	ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
+	              WHERE (c.classid = 'pg_catalog.pg_class'::regclass AND c.schema_name NOT LIKE 'pg\_temp%'
+	                     AND (c.command_tag LIKE 'ALTER %'
+	                          OR (SELECT relname FROM pg_class WHERE oid = c.objid) IN
+	                             (SELECT relname FROM pg_class WHERE oid IN (SELECT relation_id FROM pgs_distribution_metadata.partition))))
+	                 OR c.command_tag = 'ALTER SCHEMA') THEN
+		PERFORM pg_notify('pgshard_metadata', 'names');
 	END IF;
 END
 $$;
@@ -21,6 +31,10 @@ BEGIN
 	IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
 	           WHERE d.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)) THEN
 		PERFORM pg_notify('pgshard_metadata', 'drop');
+	ELSIF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
+	              WHERE NOT d.is_temporary AND d.classid = 'pg_catalog.pg_class'::regclass
+	                AND d.object_name IN (SELECT relname FROM pg_class WHERE oid IN (SELECT relation_id FROM pgs_distribution_metadata.partition))) THEN
+		PERFORM pg_notify('pgshard_metadata', 'names');
 	END IF;
 END
 $$;
