@@ -58,9 +58,19 @@ func (n Node) Less(o Node) bool {
 type Column struct {
 	Name     string
 	TypeOID  uint32 // the column's type (for domains, see HashType)
-	HashType uint32 // the type whose hash function applies: the domain's base type for domains
+	HashType uint32 // the type whose hash function applies: the base type, under any domains
 	TypeName string // format_type(atttypid, atttypmod)
-	NotNull  bool
+	// BaseName names the base type without modifier (format_type(base, -1): bpchar, not
+	// character, which would mean character(1)). Typmod is the modifier a value assigned
+	// to the column is coerced to (the column's own, or its domain's; -1 for none), and
+	// LengthFunc the function that applies it (the base type's length coercion in
+	// pg_cast, schema-qualified; "" for none), which takes an isExplicit flag when
+	// LengthArgs is 3.
+	BaseName   string
+	Typmod     int32
+	LengthFunc string
+	LengthArgs int
+	NotNull    bool
 	// Default is the column default's expression text, "" when there is none.
 	Default string
 	// DefaultOnShard is true when the default is a constant that the shard tables carry
@@ -73,6 +83,30 @@ type Column struct {
 	// it without the collation's rules.
 	ByteOrder bool
 }
+
+// Assign returns SQL that coerces the value of the SQL expression x to the column's type
+// as an INSERT assigns it (PostgreSQL's assignment coercion): the modifier is applied
+// with its assignment rules, so that a value too long for character varying(n) is an
+// error (22001) rather than cut, numeric(p,s) rounds, timestamp(p) rounds, and a domain's
+// constraints are checked.
+func (c *Column) Assign(x string) string {
+	if c.Typmod < 0 || c.LengthFunc == "" || c.BaseName == "" {
+		return "(" + x + ")::" + c.TypeName
+	}
+	e := c.LengthFunc + "((" + x + ")::" + c.BaseName + ", " + strconv.Itoa(int(c.Typmod))
+	if c.LengthArgs == 3 {
+		e += ", false"
+	}
+	e += ")"
+	if c.TypeOID != c.HashType {
+		e = "(" + e + ")::" + c.TypeName // the domain's constraints
+	}
+	return e
+}
+
+// HasTypmod reports whether values assigned to the column are coerced to a type modifier
+// (char(n), varchar(n), numeric(p,s), timestamp(p), ..., directly or through a domain).
+func (c *Column) HasTypmod() bool { return c.Typmod >= 0 && c.LengthFunc != "" }
 
 // Table is a distributed table.
 type Table struct {
@@ -267,7 +301,7 @@ func schemaHash(tables []*Table) uint64 {
 	for _, t := range tables {
 		fmt.Fprintf(h, "%d|%s|%s|%c|%s|%d|%v|%v|", t.OID, t.Schema, t.Name, t.Method, t.Key, t.KeyIndex, t.HasUnique, t.PrimaryKey)
 		for _, c := range t.Columns {
-			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|%v|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated, c.ByteOrder)
+			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|%v|%s|%d|%s|%d|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated, c.ByteOrder, c.BaseName, c.Typmod, c.LengthFunc, c.LengthArgs)
 		}
 	}
 	return h.Sum64()

@@ -457,7 +457,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 		*b = *nb
 	}
 	hashes := make([]int32, len(b.rows))
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: ss, col: cp.t.KeyColumn()}
 	for i, row := range b.rows {
 		v, null, err := cp.opts.Field(row, keyPos)
 		if err != nil {

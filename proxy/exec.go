@@ -20,6 +20,16 @@ type params struct {
 	values  [][]byte
 	formats []int16  // per parameter, or one for all, or none (all text)
 	oids    []uint32 // declared types; 0 = unspecified
+	worker  []uint32 // oids as the workers know them (nil: the same)
+}
+
+// oidsFor returns the parameter types for a backend connection: the coordinator's own,
+// or the workers'.
+func (ss *session) oidsFor(c *backend.Conn, p *params) []uint32 {
+	if p.worker == nil || (ss.coord != nil && ss.coord.Value() == c) {
+		return p.oids
+	}
+	return p.worker
 }
 
 func (p *params) format(i int) int16 {
@@ -39,6 +49,9 @@ func (p *params) format(i int) int16 {
 func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
 	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
+	}
+	if st.DDL {
+		defer ss.namesChanged()
 	}
 	switch st.Kind {
 	case router.Coordinator:
@@ -112,6 +125,11 @@ func (ss *session) render(t router.Template, in *router.Input, tables, evals []s
 	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
 }
 
+// ownStatement marks a statement that writes distributed tables' prototypes on the
+// coordinator as pgshard's own, which the prototypes' triggers let through (for
+// TRUNCATE, and for writes no shard can match, which the empty prototype answers).
+func ownStatement(sql string) string { return sql + "\n" + router.InternalMark }
+
 // coordinatorStatement runs sql on the coordinator and relays the results.
 func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
 	c, err := ss.coordConn(ctx)
@@ -142,7 +160,7 @@ func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
 	if prm == nil {
 		prm = &params{}
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, results, false)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, results, false)
 }
 
 // sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
@@ -153,7 +171,7 @@ func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
 		c.QueryBytes(sql)
 		return
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, nil, true)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
@@ -171,6 +189,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	ss.namesDirty = true // search_path may have changed
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
 	}
@@ -293,6 +312,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
+		if ss.settingsDirty || ss.txNames {
+			ss.namesDirty = true // a SET or DDL may have been undone
+		}
 	}
 	ss.commandComplete(st.Tag)
 	return nil

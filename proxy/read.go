@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // errTableGone is returned when a plan names a table the current metadata lacks (it was
@@ -255,7 +257,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			if prm == nil {
 				prm = &params{}
 			}
-			c.SendExtended(r.sql, prm.oids, prm.formats, prm.values, r.results, true)
+			c.SendExtended(r.sql, ss.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
 		} else if r.internal {
 			ss.sendInternal(c, r.sql)
 		} else {
@@ -425,6 +427,13 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 		s = string(prm.values[i])
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && v.Kind == router.ValLit && in.LitToken(v.Index).Kind == sqllex.Number {
+		// LIMIT 10.0: a numeric constant, which PostgreSQL rounds to bigint.
+		n, err = roundNumeric(s)
+		if err != nil {
+			return 0, err
+		}
+	}
 	if err != nil {
 		return 0, pgerr.New(pgerr.InvalidTextRep, "invalid input syntax for type bigint: %q", s)
 	}
@@ -436,6 +445,9 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 
 // aggregate computes partial aggregates on every shard and combines them on the
 // coordinator.
+// float4OID is the OID of type real.
+const float4OID = 700
+
 func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
 	reads := make([]*shardRead, len(tasks))
@@ -476,6 +488,14 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
 				}
 				oids = append(oids, f.DataTypeOID)
+			}
+			for _, i := range m.NotFloat4 {
+				if i < len(oids) && oids[i] == float4OID {
+					// avg() of a real: PostgreSQL sums in double precision, where
+					// the shards' sums were reals. Gather instead.
+					ss.finishReads(ctx, reads)
+					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+				}
 			}
 		}
 		for _, row := range rows {
@@ -630,4 +650,24 @@ func unreachable(sh *metadata.Shard, lastErr error) error {
 	}
 	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
 		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+}
+
+// roundNumeric converts a numeric constant to bigint as PostgreSQL's numeric-to-bigint
+// cast does: rounding half away from zero.
+func roundNumeric(s string) (int64, error) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return 0, pgerr.New(pgerr.InvalidTextRep, "invalid input syntax for type numeric: %q", s)
+	}
+	neg := r.Sign() < 0
+	r.Abs(r)
+	r.Add(r, big.NewRat(1, 2))
+	q := new(big.Int).Quo(r.Num(), r.Denom())
+	if neg {
+		q.Neg(q)
+	}
+	if !q.IsInt64() {
+		return 0, pgerr.New(pgerr.NumericValueOutOfRange, "bigint out of range")
+	}
+	return q.Int64(), nil
 }

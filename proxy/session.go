@@ -43,6 +43,12 @@ type session struct {
 	settingsDirty bool
 	// params are the ParameterStatus values the client has been told.
 	params map[string]string
+	// names is where the names of distributed tables resolve in this session (names.go);
+	// namesDirty is set when the session's settings may have changed that; txNames when
+	// the block ran a statement that may have created, dropped or renamed relations.
+	names      *namesState
+	namesDirty bool
+	txNames    bool
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
 	tx byte
@@ -523,10 +529,23 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		err = coordErr
 	}
 	for _, res := range ss.txConns {
+		if ss.settingsDirty {
+			// The block's SETs committed or rolled back there: what the connection holds
+			// now is known only to the session's next refresh.
+			res.Value().Settings = staleSettings
+		}
 		backend.Release(res)
 	}
 	for _, unlock := range ss.txLocks {
 		unlock()
+	}
+	if ss.settingsDirty || ss.txNames {
+		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
+		ss.namesDirty = true
+	}
+	if ss.txNames {
+		ss.srv.namesEpoch.Add(1)
+		ss.txNames = false
 	}
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld = nil, nil, nil, nil, nil
 	ss.coordInTx = false

@@ -52,7 +52,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		groups = append(groups, r.Evals)
 	}
 	groups = append(groups, st.Evals)
-	ev, err := ss.evaluate(ctx, groups, in)
+	ev, err := ss.evaluate(ctx, groups, in, prm)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -84,7 +84,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 // insertTasks splits an INSERT's rows by shard.
 func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, ev [][]evaluated) ([]writeTask, error) {
 	hashes := make([]int32, len(st.Rows))
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: ss, col: t.KeyColumn()}
 	for i, r := range st.Rows {
 		if r.Key.Kind == router.ValParam && prm != nil && r.Key.Index-1 < len(prm.values) && prm.values[r.Key.Index-1] == nil {
 			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")

@@ -35,3 +35,37 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- Views, rules, policies and functions that read or write a distributed table would run
+-- inside the coordinator, against its empty prototype: refuse to create them, whoever
+-- creates them (through pgshard or not).
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_prototype_users() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+	obj text;
+	rel oid;
+BEGIN
+	SELECT pg_catalog.pg_describe_object(c.classid, c.objid, 0), pgs_distribution_metadata.prototype_reader(c.classid, c.objid)
+	INTO obj, rel
+	FROM pg_catalog.pg_event_trigger_ddl_commands() c
+	WHERE pgs_distribution_metadata.prototype_reader(c.classid, c.objid) IS NOT NULL
+	LIMIT 1;
+	IF rel IS NOT NULL THEN
+		RAISE EXCEPTION 'pgshard does not support %, which refers to distributed table %', obj, rel::pg_catalog.regclass
+			USING ERRCODE = 'feature_not_supported',
+			      DETAIL = 'Functions, views, rules and policies run inside the coordinator, which holds only an empty prototype of a distributed table; its rows live on the shards.',
+			      HINT = 'Query and write distributed tables with statements of their own, sent through pgshard.';
+	END IF;
+END
+$$;
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgshard_refuse_prototype_users') THEN
+		CREATE EVENT TRIGGER pgshard_refuse_prototype_users ON ddl_command_end
+			WHEN TAG IN ('CREATE FUNCTION', 'CREATE PROCEDURE', 'CREATE VIEW', 'CREATE MATERIALIZED VIEW',
+			             'CREATE RULE', 'CREATE POLICY', 'ALTER POLICY')
+			EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_users();
+	END IF;
+END
+$$;

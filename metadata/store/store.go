@@ -1,7 +1,9 @@
 // Package store keeps pgshard's distribution metadata on the coordinator, in pg_shard's
 // schema pgs_distribution_metadata: it creates the schema, loads snapshots, writes changes
 // and listens for the notifications with which proxies tell each other that the metadata
-// changed.
+// changed. It also guards the prototypes of distributed tables on the coordinator: triggers
+// that refuse writes reaching them, an event trigger that refuses views, rules, policies and
+// functions over them (schema.sql, events.sql).
 package store
 
 import (
@@ -93,6 +95,26 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: create metadata schema: %w", err)
 	}
+	// Objects made before pgshard refused them still read the empty prototypes.
+	rows, err := s.pool.Query(ctx, `SELECT p.relation_id::pg_catalog.regclass::text, u
+		FROM pgs_distribution_metadata.partition p
+		JOIN pg_catalog.pg_class c ON c.oid = p.relation_id,
+		LATERAL pgs_distribution_metadata.prototype_users(p.relation_id) u`)
+	if err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, user string
+		if err := rows.Scan(&table, &user); err != nil {
+			return fmt.Errorf("store: list objects over distributed tables: %w", err)
+		}
+		s.log.Warn("an object on the coordinator refers to a distributed table: inside the coordinator it reads the table's empty prototype (and its writes fail); drop it",
+			"table", table, "object", user)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
 	return nil
 }
 
@@ -158,8 +180,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 
 	rows, _ = tx.Query(ctx, `
-		SELECT a.attrelid, a.attname, a.atttypid,
-		       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+		SELECT a.attrelid, a.attname, a.atttypid, b.base,
 		       format_type(a.atttypid, a.atttypmod), a.attnotnull,
 		       a.attidentity::text, a.attgenerated::text,
 		       CASE WHEN a.attidentity <> '' THEN
@@ -170,12 +191,28 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		                        WHEN 'd' THEN (SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database())
 		                        WHEN 'c' THEN co.collcollate IN `+byteOrderLocales+`
 		                        ELSE false END
-		                 FROM pg_collation co WHERE co.oid = a.attcollation), true)
+		                 FROM pg_collation co WHERE co.oid = a.attcollation), true),
+		       format_type(b.base, -1), b.typmod,
+		       coalesce(lf.name, ''), coalesce(lf.nargs, 0)
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		-- The base type under any domains, and the type modifier assignment applies
+		-- (the column's, or the innermost domain's that has one).
+		CROSS JOIN LATERAL (
+		  WITH RECURSIVE chain(oid, typmod, depth) AS (
+		    SELECT a.atttypid, a.atttypmod, 0
+		    UNION ALL
+		    SELECT bt.typbasetype, CASE WHEN ch.typmod >= 0 THEN ch.typmod ELSE bt.typtypmod END, ch.depth + 1
+		    FROM chain ch JOIN pg_type bt ON bt.oid = ch.oid WHERE bt.typtype = 'd')
+		  SELECT chain.oid AS base, chain.typmod FROM chain ORDER BY depth DESC LIMIT 1) b
+		-- The base type's length coercion function (bpchar(bpchar, int, bool), ...).
+		LEFT JOIN LATERAL (
+		  SELECT format('%I.%I', pn.nspname, pp.proname) AS name, pp.pronargs::int AS nargs
+		  FROM pg_cast pc JOIN pg_proc pp ON pp.oid = pc.castfunc JOIN pg_namespace pn ON pn.oid = pp.pronamespace
+		  WHERE pc.castsource = b.base AND pc.casttarget = b.base AND pc.castmethod = 'f' LIMIT 1) lf ON true
 		WHERE a.attrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
 		  AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`)
@@ -183,7 +220,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		var relid uint32
 		var c metadata.Column
 		var ident, gen string
-		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder); err != nil {
+		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
 		if ident != "" {
@@ -410,18 +447,36 @@ func (s *Store) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
 // ErrAlreadyDistributed is returned by AddPartition for a table that has a partition row.
 var ErrAlreadyDistributed = errors.New("store: table is already distributed")
 
-// AddPartition records a distributed table (pg_shard's partition row).
+// ErrNotEmpty is returned by AddPartition for a table that holds rows.
+var ErrNotEmpty = errors.New("store: table is not empty")
+
+// AddPartition records a distributed table (pg_shard's partition row) and, in the same
+// transaction, adds the triggers that make its prototype on the coordinator refuse writes
+// (see schema.sql), after which it checks that the prototype is empty.
 func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
-		VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return ErrAlreadyDistributed
-	}
-	if err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
+			VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return ErrAlreadyDistributed
+		}
+		if err != nil {
+			return err
+		}
+		var rows bool
+		if err := tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows); err != nil {
+			return err
+		}
+		if rows {
+			return ErrNotEmpty
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) {
 		return fmt.Errorf("store: add partition: %w", err)
 	}
-	return nil
+	return err
 }
 
 // Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
