@@ -206,7 +206,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	if ss.tx == 'T' {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
-			if err := res.Value().Exec(ctx, sql); err != nil {
+			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
 				return err
 			}
 		}
@@ -297,7 +297,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	var first error
 	for _, res := range ss.txConns {
-		if err := res.Value().Exec(ctx, sql); err != nil && first == nil {
+		if err := ss.blockExec(ctx, res.Value(), sql, st.Kind == router.RollbackTo); err != nil && first == nil {
 			first = err
 		}
 	}
