@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
@@ -227,7 +229,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	if ss.tx == 'T' {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
-			if err := res.Value().Exec(ctx, sql); err != nil {
+			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
 				return err
 			}
 		}
@@ -337,7 +339,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	var first error
 	for _, res := range ss.txConns {
-		if err := res.Value().Exec(ctx, sql); err != nil && first == nil {
+		if err := ss.blockExec(ctx, res.Value(), sql, st.Kind == router.RollbackTo); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -525,6 +527,12 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 		states[p.ID] = metadata.StateInactive
 	}
 	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
+		var last *store.LastPlacementError
+		if errors.As(err, &last) {
+			return pgerr.Wrap(err, pgerr.InternalError, "could not mark placement %d of shard %d inactive: no other placement of the shard is finalized", last.PlacementID, last.ShardID).
+				WithDetail("The placement missed a write that only placements already marked inactive took.").
+				WithHint("The write is undone where it is still in a transaction; the shard keeps its last finalized placement.")
+		}
 		return pgerr.Wrap(err, pgerr.InternalError, "could not record failed placements: %v", err).
 			WithDetail("The write may have been applied to some placements.")
 	}

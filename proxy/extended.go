@@ -97,26 +97,29 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		return true // an error occurred: everything up to Sync is discarded
 	}
 	ss.settleFor(typ, body)
-	var err error
+	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
+	// Any other error is the statement's, answered with an ErrorResponse (a backend
+	// connection lost while the statement ran is not a protocol violation of the client).
+	var err, decodeErr error
 	switch typ {
 	case 'P':
 		var m pgproto3.Parse
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.parse(ctx, &m)
 		}
 	case 'B':
 		var m pgproto3.Bind
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.bind(ctx, &m)
 		}
 	case 'D':
 		var m pgproto3.Describe
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.describe(ctx, &m)
 		}
 	case 'E':
 		var m pgproto3.Execute
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			ss.relayedError = false
 			err = ss.execute(ctx, m.Portal, m.MaxRows)
 			if err == nil && ss.relayedError {
@@ -130,16 +133,15 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		}
 	case 'C':
 		var m pgproto3.Close
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.closeObject(&m)
 		}
 	}
+	if decodeErr != nil {
+		ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		return false
+	}
 	if err != nil {
-		if _, ok := err.(*pgerr.Error); !ok && !isPgError(err) {
-			// A message pgproto3 could not decode: the stream cannot be trusted.
-			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-			return false
-		}
 		ss.sendError(err)
 		// An error sends its ErrorResponse at once (not at Sync) and discards the
 		// rest of the pipeline up to Sync.
@@ -151,8 +153,6 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	}
 	return true
 }
-
-func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
 
 // sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
 // reports the transaction state.

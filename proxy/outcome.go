@@ -18,17 +18,21 @@ import (
 // one placement may give and its sibling not (40001 and 40P01: each placement has its
 // own snapshot and its own lock waits; 55P03 and 57014: timeouts and cancels land on one
 // server; 25P02), resource errors (53xxx), and everything else. The one exception is
-// divergence of data, recognised only outside transaction blocks, where each placement
-// runs the statement in a transaction of its own, in the same order (shard write locks),
-// on what should be the same rows: a constraint violation (class 23) on one placement
-// while a sibling succeeded, or a different row count. Then the odd placements are
-// marked and the statement succeeds with the majority's answer (the first placement's
-// on a tie). Inside a transaction block the placements' snapshots may differ (a
-// REPEATABLE READ block took its snapshot on one placement at an earlier statement), so
-// a different row count there is a serialization failure (40001) and a constraint
-// violation the client's error, never a mark. When placements answer with different
-// errors, none took the write and nothing is marked; the client gets the first that is
-// not a constraint violation (a 40001 rather than a duplicate key: retrying may succeed).
+// divergence of data: the placements run the statement in the same order (shard write
+// locks) on what should be the same rows, so a constraint violation (class 23, decided
+// by the rows that exist, whatever the snapshot) on one placement while a sibling
+// succeeded shows that their rows differ. The odd placements are marked and the
+// statement succeeds. Inside a transaction block the marked placement's worker has its
+// part of the block aborted with it: the session treats that worker as lost for the
+// rest of the block (session.go: partAborted), so its other placements written in the
+// block are marked at COMMIT. A different row count is divergence too outside blocks
+// (the majority's answer wins, the first placement's on a tie), but not inside one: a
+// REPEATABLE READ block took its snapshot on one placement at an earlier statement and
+// on another only now, so the placements may see different rows, and the statement
+// fails with a serialization failure (40001), marking nothing. When placements answer
+// with different errors, none took the write and nothing is marked; the client gets the
+// first that is not a constraint violation (a 40001 rather than a duplicate key:
+// retrying may succeed).
 
 // outcomeKind is what one placement did with a statement.
 type outcomeKind uint8
@@ -97,7 +101,7 @@ func decideWrite(outs []writeOutcome, inBlock, atomic bool) writeDecision {
 		case outcomeOK:
 			ok = append(ok, i)
 		case outcomeError:
-			if inBlock || !divergence(o.err) {
+			if !divergence(o.err) {
 				if clientErr == nil {
 					clientErr = o.err
 				}

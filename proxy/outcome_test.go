@@ -67,8 +67,10 @@ func TestDecideWrite(t *testing.T) {
 			want{chosen: 0, marks: []int{1}, reasons: []markReason{markRowCount}}},
 		{"majority row count", []writeOutcome{ok("DELETE 0"), ok("DELETE 1"), ok("DELETE 1")}, false, true,
 			want{chosen: 1, marks: []int{0}, reasons: []markReason{markRowCount}}},
-		// Inside a block the same differences are the transaction's, not the data's.
-		{"duplicate key on one in a block", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, true, true, want{code: "23505", chosen: -1}},
+		// A constraint violation is decided by the rows there are, in a block too.
+		{"duplicate key on one in a block", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, true, true,
+			want{chosen: 0, marks: []int{1}, reasons: []markReason{markError}}},
+		// A row count in a block depends on each placement's snapshot.
 		{"row counts differ in a block", []writeOutcome{ok("DELETE 1"), ok("DELETE 0")}, true, true, want{code: "40001", chosen: -1}},
 		// Nobody answered.
 		{"all unavailable in a transaction", []writeOutcome{lost(true), lost(true)}, false, true, want{code: "XX000", chosen: -1}},
@@ -158,6 +160,9 @@ func TestDecideBlockCommit(t *testing.T) {
 		{"serialization failure everywhere",
 			map[metadata.Node][]metadata.Placement{n(0): {p(1, 10, 0)}, n(1): {p(2, 10, 1)}},
 			map[metadata.Node]error{n(0): serial, n(1): serial}, nil, "40001"},
+		{"a node whose part of the block aborted",
+			map[metadata.Node][]metadata.Placement{n(0): {p(1, 10, 0), p(3, 11, 0)}, n(1): {p(2, 10, 1)}},
+			map[metadata.Node]error{n(0): pgerr.New(pgerr.InFailedSQLTransaction, "aborted"), n(1): nil}, []int64{1}, "25P02"},
 		{"a node that only read fails",
 			map[metadata.Node][]metadata.Placement{n(0): {p(1, 10, 0)}},
 			map[metadata.Node]error{n(0): nil, n(1): lost}, nil, ""},

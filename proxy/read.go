@@ -187,17 +187,17 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		flushed := ss.w.Flushes()
 		ss.sendSQL(c, sql, ss.call.results)
 		if err := ss.sendTo(c); err != nil {
+			// Inside a transaction block too: the connection is broken now, so the block
+			// goes on without the node (its writes there are marked at COMMIT), and every
+			// other finalized placement of the shard holds the block's writes to it.
 			ss.release(wc)
-			if wc.pinned {
-				return err
-			}
 			lastErr = err
 			continue
 		}
 		res, err := ss.relay(ctx, c, relayOpts{mapPos: mapPos})
 		ss.release(wc)
 		if err != nil {
-			if !wc.pinned && ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
+			if ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
 				ss.w.Truncate(mark)
 				lastErr = err
 				continue

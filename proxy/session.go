@@ -429,6 +429,9 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 			if res.Value().Broken() {
 				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
 			}
+			if partAborted(ss.tx, res.Value()) {
+				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errPartAborted}
+			}
 			return workerConn{res: res, pinned: true}, nil
 		}
 	}
@@ -460,6 +463,38 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 	}
 	ss.txConns[node] = res
 	return workerConn{res: res, pinned: true}, nil
+}
+
+// errPartAborted is why a node can no longer serve a transaction block that goes on: a
+// statement failed on a placement there while a sibling placement took it, which aborted
+// the node's part of the block, and with it every write the block made on that node.
+var errPartAborted = errors.New("its part of the transaction block was aborted by an earlier error")
+
+// partAborted reports whether c, a connection of the session's block, is in a failed
+// transaction while the block itself goes on (the session's block state is tx).
+func partAborted(tx byte, c *backend.Conn) bool {
+	return tx == 'T' && c.TxStatus == 'E'
+}
+
+// blockExec runs a statement that every worker connection of the block must run (SET,
+// SAVEPOINT, RELEASE, ROLLBACK TO). A node the block lost (its connection broke, or its
+// part of the block aborted) is skipped and loses nothing more: its writes are marked at
+// COMMIT. rejoin lets an aborted part run the statement anyway: ROLLBACK TO a savepoint
+// taken before the abort brings it back in step with the others.
+func (ss *session) blockExec(ctx context.Context, c *backend.Conn, sql string, rejoin bool) error {
+	if c.Broken() {
+		return nil
+	}
+	if partAborted(ss.tx, c) {
+		if rejoin {
+			c.Exec(ctx, sql)
+		}
+		return nil
+	}
+	if err := c.Exec(ctx, sql); err != nil && !backend.Unavailable(err) {
+		return err
+	}
+	return nil
 }
 
 // release returns a statement's worker connection unless it belongs to the block.
@@ -505,6 +540,14 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 			c := ss.txConns[n].Value()
 			if c.Broken() {
 				outcomes[i] = outcome{n, &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}}
+				return
+			}
+			if cmd == "COMMIT" && partAborted(ss.tx, c) {
+				// COMMIT would answer ROLLBACK there: the node's writes are lost, for
+				// certain (not an unknown outcome: its placements are never kept as the
+				// only copy that may hold them).
+				c.Exec(ctx, "ROLLBACK")
+				outcomes[i] = outcome{n, pgerr.Wrap(errPartAborted, pgerr.InFailedSQLTransaction, "the transaction block's part on %s was aborted by an earlier error", n.Addr())}
 				return
 			}
 			outcomes[i] = outcome{n, c.Exec(ctx, cmd)}

@@ -567,8 +567,52 @@ func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRa
 
 // SetPlacementStates changes placement states in one transaction and returns when the
 // change is committed, with the metadata generation it committed at.
+//
+// A change that would leave a shard without a finalized placement is refused with a
+// *LastPlacementError (and nothing changes): the placements of the shards concerned are
+// locked first, so that two proxies marking the two placements of a shard at once cannot
+// both succeed.
 func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) (gen int64, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var ids []int64
+		for id := range states {
+			ids = append(ids, id)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, shard_id, shard_state FROM pgs_distribution_metadata.shard_placement
+			WHERE shard_id IN (SELECT shard_id FROM pgs_distribution_metadata.shard_placement WHERE id = ANY($1))
+			ORDER BY id FOR UPDATE`, ids)
+		if err != nil {
+			return fmt.Errorf("store: lock placements: %w", err)
+		}
+		finalized := map[int64]int{} // shard -> finalized placements after the change
+		var order []int64
+		var placementOf = map[int64]int64{} // shard -> a placement of the change
+		for rows.Next() {
+			var id, shard int64
+			var st int32
+			if err := rows.Scan(&id, &shard, &st); err != nil {
+				return err
+			}
+			if _, ok := finalized[shard]; !ok {
+				finalized[shard] = 0
+				order = append(order, shard)
+			}
+			if ns, ok := states[id]; ok {
+				st = int32(ns)
+				placementOf[shard] = id
+			}
+			if metadata.ShardState(st) == metadata.StateFinalized {
+				finalized[shard]++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: lock placements: %w", err)
+		}
+		for _, shard := range order {
+			if finalized[shard] == 0 {
+				return &LastPlacementError{ShardID: shard, PlacementID: placementOf[shard]}
+			}
+		}
 		for id, st := range states {
 			if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.shard_placement SET shard_state = $2 WHERE id = $1`, id, int32(st)); err != nil {
 				return fmt.Errorf("store: set placement %d state: %w", id, err)
@@ -582,6 +626,16 @@ func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadat
 		return tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&gen)
 	})
 	return gen, err
+}
+
+// LastPlacementError refuses a state change that would leave a shard without a finalized
+// placement: the last one that holds the shard's data is never marked inactive.
+type LastPlacementError struct {
+	ShardID, PlacementID int64
+}
+
+func (e *LastPlacementError) Error() string {
+	return fmt.Sprintf("placement %d is the last finalized placement of shard %d", e.PlacementID, e.ShardID)
 }
 
 // ChangePlacementStates changes placement states on the coordinator and, once that is

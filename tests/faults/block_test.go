@@ -140,3 +140,55 @@ func TestBlockNodeAborted(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockGoesOnWithoutLostNode: after the connection to one worker of a transaction
+// block is lost, SET, SAVEPOINT, ROLLBACK TO and RELEASE run on the workers the block still
+// has, writes go to the surviving placements, and COMMIT marks what the lost worker missed.
+func TestBlockGoesOnWithoutLostNode(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			defer resetFaults(t)
+			ctx := context.Background()
+			c := connectTo(t, proto.url())
+			tbl := table(t, c, 100)
+			k, shard := keyOn(t, c, tbl, 0)
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1000 WHERE k = $1", tbl), k); err != nil {
+				t.Fatal(err)
+			}
+			env.fps[0].SetRefuse(true)
+			env.fps[0].CutAll()
+			for _, q := range []string{
+				"SET LOCAL statement_timeout = '20s'",
+				"SAVEPOINT s1",
+				fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d", tbl, k),
+				"ROLLBACK TO SAVEPOINT s1",
+				fmt.Sprintf("UPDATE %s SET v = v + 10 WHERE k = %d", tbl, k),
+				"RELEASE SAVEPOINT s1",
+			} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			var v int64
+			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT v FROM %s WHERE k = $1", tbl), k).Scan(&v); err != nil || v != int64(k+1010) {
+				t.Fatalf("the block read v = %d (%v), want %d", v, err, k+1010)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatalf("COMMIT: %v", err)
+			}
+			if in := inactive(placements(t, tbl)); len(in) != 1 || in[0].workerIdx != 0 || in[0].shard != shard {
+				t.Fatalf("inactive placements: %+v", in)
+			}
+			resetFaults(t)
+			if v := c.int(t, fmt.Sprintf("SELECT v FROM %s WHERE k = %d", tbl, k)); v != int64(k+1010) {
+				t.Errorf("after COMMIT v = %d", v)
+			}
+			repairAll(t, c, tbl)
+			consistent(t, tbl)
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -394,5 +395,94 @@ func TestCopyCommitLost(t *testing.T) {
 			repairAll(t, c, tbl)
 			consistent(t, tbl)
 		})
+	}
+}
+
+// TestRepairCyclesWithReloads is issue 9's defect 12c through the proxy: while metadata
+// notifications keep every reload busy, a placement is marked (its worker cut) and
+// repaired, again and again, under a stream of increments. After each repair both
+// placements must hold every increment: a reload that read the metadata before the
+// repair must not make the proxy skip the repaired placement.
+func TestRepairCyclesWithReloads(t *testing.T) {
+	defer resetFaults(t)
+	ctx := context.Background()
+	c := connect(t)
+	tbl := table(t, c, 20)
+	ps := shardOf(t, c, tbl, 1)
+	cut := ps[1].faultProxy
+
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		coord := connectTo(t, env.c.Coordinator.URL("postgres"))
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			coord.Exec(ctx, "SELECT pg_notify('pgshard_metadata', 'test')")
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	var mu sync.Mutex // held by each increment; the checks take it to pause them
+	var applied atomic.Int64
+	incErr := make(chan error, 1)
+	go func() {
+		defer wg.Done()
+		w := connect(t)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			mu.Lock()
+			_, err := w.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = 1", tbl))
+			mu.Unlock()
+			if err != nil {
+				incErr <- err
+				return
+			}
+			applied.Add(1)
+		}
+	}()
+	r := connect(t)
+	for cycle := 0; cycle < 12; cycle++ {
+		cut.SetRefuse(true)
+		cut.CutAll()
+		for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+			if in := inactive(placements(t, tbl)); len(in) == 1 && in[0].id == ps[1].id {
+				break
+			}
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("cycle %d: placement %d never marked", cycle, ps[1].id)
+			}
+		}
+		cut.SetRefuse(false)
+		r.exec(t, fmt.Sprintf("REPAIR SHARD %d", ps[1].shard))
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		select {
+		case err := <-incErr:
+			mu.Unlock()
+			t.Fatalf("increment: %v", err)
+		default:
+		}
+		vs := bothPlacements(t, c, tbl, 1)
+		in := inactive(placements(t, tbl))
+		mu.Unlock()
+		if len(in) == 0 && (len(vs) != 2 || vs[0] != vs[1]) {
+			t.Fatalf("cycle %d: the placements hold v = %v after %d increments (both finalized)", cycle, vs, applied.Load())
+		}
+	}
+	if v := c.int(t, fmt.Sprintf("SELECT v FROM %s WHERE k = 1", tbl)); v != 1+applied.Load() {
+		t.Errorf("v = %d after %d increments", v, applied.Load())
 	}
 }
