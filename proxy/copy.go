@@ -47,6 +47,7 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	}
 	var total int64
 	sentHeader := false
+	bin := copyBinary(st.CopyOptions)
 	for i, r := range reads {
 		c := r.wc.conn()
 		stop := c.WatchContext(ctx)
@@ -67,8 +68,25 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 					sentHeader = true
 				}
 			case 'd':
-				// Only the first shard's header line goes to the client.
-				if !(first && st.CopyHeader && i > 0) {
+				switch {
+				case bin:
+					// One stream: the first shard's signature, every shard's tuples,
+					// one trailer.
+					if first {
+						if len(b) < binaryCopyHeaderLen {
+							stop()
+							return pgerr.New(pgerr.InternalError, "a shard's binary COPY output has no header")
+						}
+						if i == 0 {
+							ss.w.Raw(typ, b[:binaryCopyHeaderLen])
+						}
+						b = b[binaryCopyHeaderLen:]
+					}
+					if len(b) > 0 && !(len(b) == 2 && b[0] == 0xff && b[1] == 0xff) {
+						ss.w.Raw(typ, b)
+					}
+				case !(first && st.CopyHeader && i > 0):
+					// Only the first shard's header line goes to the client.
 					ss.w.Raw(typ, b)
 				}
 				first = false
@@ -91,9 +109,28 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 		ss.release(r.wc)
 		r.wc = workerConn{}
 	}
+	if bin {
+		ss.w.Raw('d', []byte{0xff, 0xff})
+	}
 	ss.w.Raw('c', nil)
 	ss.commandComplete("COPY " + strconv.FormatInt(total, 10))
 	return nil
+}
+
+// binaryCopyHeaderLen is the length of the header PostgreSQL writes at the start of binary
+// COPY output (signature, flags, an empty header extension), which it sends with the first
+// tuple (or the trailer) in one CopyData message; the trailer (-1 as int16) comes alone.
+const binaryCopyHeaderLen = 19
+
+// copyBinary reports whether COPY options choose the binary format.
+func copyBinary(opts []router.CopyOption) bool {
+	bin := false
+	for _, o := range opts {
+		if o.Name == "format" {
+			bin = strings.EqualFold(o.Value, "binary")
+		}
+	}
+	return bin
 }
 
 // copyStream is a COPY running on one backend connection: one shard's placement, or,

@@ -2,6 +2,7 @@ package router
 
 import (
 	"container/list"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router/pgparse"
 	"github.com/pgshard/pgshard/router/sqllex"
 )
 
@@ -201,8 +203,14 @@ func (r *Router) put(k cacheKey, b *Batch) {
 // plan parses and plans a query string. exact reports that the plan depends on the
 // values of literals, so it may only be reused for the identical text.
 func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
-	tree, err := pg_query.Parse(in.Text)
+	tree, err := pgparse.Parse(in.Text, in.Toks)
 	if err != nil {
+		var perr *pgerr.Error
+		if errors.As(err, &perr) {
+			// Too deep to parse safely, or the parser's stack overflowed: nothing of
+			// the string runs, and no backend sees it.
+			return &Batch{Stmts: []*Statement{{Kind: Error, Err: perr}}}, false
+		}
 		// The coordinator reports the syntax error, with PostgreSQL's own message,
 		// SQLSTATE and position, and runs nothing of the string.
 		return coordinatorBatch(in), false
