@@ -54,7 +54,7 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 		}
 		for _, kw := range kws {
 			if p.kw(j, kw) {
-				return j, j > after
+				return j, j >= after
 			}
 		}
 		return -1, false
