@@ -18,6 +18,16 @@ type params struct {
 	values  [][]byte
 	formats []int16  // per parameter, or one for all, or none (all text)
 	oids    []uint32 // declared types; 0 = unspecified
+	worker  []uint32 // oids as the workers know them (nil: the same)
+}
+
+// oidsFor returns the parameter types for a backend connection: the coordinator's own,
+// or the workers'.
+func (ss *session) oidsFor(c *backend.Conn, p *params) []uint32 {
+	if p.worker == nil || (ss.coord != nil && ss.coord.Value() == c) {
+		return p.oids
+	}
+	return p.worker
 }
 
 func (p *params) format(i int) int16 {
@@ -37,6 +47,9 @@ func (p *params) format(i int) int16 {
 func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
 	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
+	}
+	if st.DDL {
+		defer ss.namesChanged()
 	}
 	switch st.Kind {
 	case router.Coordinator:
@@ -110,6 +123,11 @@ func (ss *session) render(t router.Template, in *router.Input, tables, evals []s
 	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
 }
 
+// ownStatement marks a statement that writes distributed tables' prototypes on the
+// coordinator as pgshard's own, which the prototypes' triggers let through (for
+// TRUNCATE, and for writes no shard can match, which the empty prototype answers).
+func ownStatement(sql string) string { return sql + "\n" + router.InternalMark }
+
 // coordinatorStatement runs sql on the coordinator and relays the results.
 func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
 	c, err := ss.coordConn(ctx)
@@ -140,7 +158,7 @@ func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
 	if prm == nil {
 		prm = &params{}
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, results, false)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, results, false)
 }
 
 // sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
@@ -151,7 +169,7 @@ func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
 		c.QueryBytes(sql)
 		return
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, nil, true)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
@@ -169,6 +187,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	ss.namesDirty = true // search_path may have changed
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
 	}
@@ -291,6 +310,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
+		if ss.settingsDirty || ss.txNames {
+			ss.namesDirty = true // a SET or DDL may have been undone
+		}
 	}
 	ss.commandComplete(st.Tag)
 	return nil
@@ -460,11 +482,10 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		states[p.ID] = metadata.StateInactive
 	}
-	if err := s.store.SetPlacementStates(ctx, states); err != nil {
+	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
 		return pgerr.Wrap(err, pgerr.InternalError, "could not record failed placements: %v", err).
 			WithDetail("The write may have been applied to some placements.")
 	}
-	s.cache.Update(func(snap *metadata.Snapshot) *metadata.Snapshot { return snap.WithPlacementStates(states) })
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {

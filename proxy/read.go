@@ -209,8 +209,7 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		}
 		return nil
 	}
-	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
-		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+	return unreachable(sh, lastErr)
 }
 
 // shardRead is one shard's part of a multi-shard read.
@@ -258,7 +257,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			if prm == nil {
 				prm = &params{}
 			}
-			c.SendExtended(r.sql, prm.oids, prm.formats, prm.values, r.results, true)
+			c.SendExtended(r.sql, ss.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
 		} else if r.internal {
 			ss.sendInternal(c, r.sql)
 		} else {
@@ -272,8 +271,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 		r.wc = wc
 		return nil
 	}
-	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
-		WithDetail("No finalized placement of shard %d could be reached: %v", r.shard.ID, lastErr)
+	return unreachable(r.shard, lastErr)
 }
 
 // finishReads drains and releases the connections of reads that are still open (after an
@@ -640,6 +638,18 @@ func sqlTypeName(oid uint32) string {
 		return "bool"
 	}
 	return "regtype"
+}
+
+// unreachable is the error of a read that no placement of sh could serve: lastErr is the
+// last placement's failure, nil when the shard has no finalized placement at all.
+func unreachable(sh *metadata.Shard, lastErr error) error {
+	if lastErr == nil {
+		return pgerr.New(pgerr.InternalError, "could not receive query results").
+			WithDetail("Shard %d has no finalized placement: all %d of its placements are inactive.", sh.ID, len(sh.Placements)).
+			WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", sh.ID)
+	}
+	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
+		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
 }
 
 // roundNumeric converts a numeric constant to bigint as PostgreSQL's numeric-to-bigint

@@ -43,6 +43,12 @@ type session struct {
 	settingsDirty bool
 	// params are the ParameterStatus values the client has been told.
 	params map[string]string
+	// names is where the names of distributed tables resolve in this session (names.go);
+	// namesDirty is set when the session's settings may have changed that; txNames when
+	// the block ran a statement that may have created, dropped or renamed relations.
+	names      *namesState
+	namesDirty bool
+	txNames    bool
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
 	tx byte
@@ -465,8 +471,10 @@ func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
 }
 
 // endTx commits or rolls back the block on every backend that joined it, releases the
-// block's connections and locks, and returns to the idle state. It returns the first
-// failure and the placements of nodes that failed to commit (their writes are lost).
+// block's connections and locks, and returns to the idle state. After a COMMIT it
+// returns the placements that missed the block's writes (the caller marks them) and an
+// error when some shard the block wrote to was committed on none of its placements
+// (decideBlockCommit); after a ROLLBACK, the first failure.
 func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
 	if ss.tx == 'I' {
 		return nil, nil
@@ -503,30 +511,41 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		coordErr = ss.coord.Value().Exec(ctx, cmd)
 	}
 	wg.Wait()
-	committed := 0
+	results := make(map[metadata.Node]error, len(outcomes))
 	for _, o := range outcomes {
-		if o.err == nil {
-			committed++
+		results[o.node] = o.err
+		if o.err != nil && err == nil {
+			err = o.err
 		}
 	}
-	for _, o := range outcomes {
-		if o.err != nil {
-			if err == nil {
-				err = o.err
-			}
-			if commit && backend.Unavailable(o.err) {
-				missed = append(missed, ss.txWrites[o.node]...)
-			}
-		}
+	if commit && ss.tx == 'T' {
+		// Nodes that committed are what counts: a failure elsewhere marks the placements
+		// that missed the writes, or, when a shard is left with none that has them, is
+		// the client's error (never success, and never a mark on its last placement).
+		d := decideBlockCommit(ss.txWrites, results, backend.Unavailable)
+		missed, err = d.marks, d.err
 	}
 	if coordErr != nil && err == nil {
 		err = coordErr
 	}
 	for _, res := range ss.txConns {
+		if ss.settingsDirty {
+			// The block's SETs committed or rolled back there: what the connection holds
+			// now is known only to the session's next refresh.
+			res.Value().Settings = staleSettings
+		}
 		backend.Release(res)
 	}
 	for _, unlock := range ss.txLocks {
 		unlock()
+	}
+	if ss.settingsDirty || ss.txNames {
+		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
+		ss.namesDirty = true
+	}
+	if ss.txNames {
+		ss.srv.namesEpoch.Add(1)
+		ss.txNames = false
 	}
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld = nil, nil, nil, nil, nil
 	ss.coordInTx = false
@@ -534,11 +553,6 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	if ss.settingsDirty {
 		// SET LOCAL and rolled-back SETs end with the block.
 		ss.refreshSettings(ctx)
-	}
-	if err != nil && len(missed) > 0 && committed > 0 {
-		// The block committed elsewhere: the client's COMMIT succeeded, and the nodes that
-		// failed are marked by the caller.
-		err = nil
 	}
 	return missed, err
 }

@@ -53,7 +53,27 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	if root == nil {
 		return p.coordinator()
 	}
-	return p.plan(root)
+	st := p.plan(root)
+	st.DDL = changesNames(root)
+	return st
+}
+
+// changesNames reports whether a statement may create, drop or rename relations or
+// schemas (so that a name may resolve differently after it): any statement but queries,
+// writes and the statements known to leave names alone.
+func changesNames(root protoreflect.Message) bool {
+	switch root.Interface().(type) {
+	case *pg_query.SelectStmt, *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt,
+		*pg_query.MergeStmt, *pg_query.ExplainStmt, *pg_query.VariableShowStmt, *pg_query.VariableSetStmt,
+		*pg_query.DiscardStmt, *pg_query.ConstraintsSetStmt, *pg_query.TransactionStmt,
+		*pg_query.ListenStmt, *pg_query.UnlistenStmt, *pg_query.NotifyStmt, *pg_query.CopyStmt,
+		*pg_query.FetchStmt, *pg_query.ClosePortalStmt, *pg_query.DeclareCursorStmt,
+		*pg_query.PrepareStmt, *pg_query.ExecuteStmt, *pg_query.DeallocateStmt, *pg_query.LockStmt,
+		*pg_query.VacuumStmt, *pg_query.CommentStmt, *pg_query.GrantStmt, *pg_query.GrantRoleStmt,
+		*pg_query.CheckPointStmt, *pg_query.SecLabelStmt, *pg_query.TruncateStmt:
+		return false
+	}
+	return true
 }
 
 // plan plans the statement root, whose text is p.start to p.end.
@@ -91,6 +111,12 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		}
 	}
 	p.omitSchemas(root, dist)
+	if st := p.coordinatorCode(root, dist); st != nil {
+		return st
+	}
+	if st := p.queryTextCall(root); st != nil {
+		return st
+	}
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()
@@ -306,6 +332,13 @@ func (p *planner) resolve(rv *pg_query.RangeVar) *metadata.Table {
 	}
 	if p.ctes[rv.Relname] {
 		return nil
+	}
+	if p.sess.Names != nil {
+		schema, ok := p.sess.Names[rv.Relname]
+		if !ok {
+			return nil
+		}
+		return p.snap.Table(schema, rv.Relname)
 	}
 	for _, s := range p.searchPath {
 		if t := p.snap.Table(s, rv.Relname); t != nil {

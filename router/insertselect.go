@@ -13,9 +13,6 @@ import (
 // defaults that must be evaluated there, and each row's partition key in canonical form),
 // and the proxy splits the rows by shard.
 func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
-	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
-		return p.errorf(notSupported("OVERRIDING ... VALUE is not supported for distributed tables."))
-	}
 	var cols []int
 	if len(s.Cols) > 0 {
 		for _, c := range s.Cols {
@@ -36,11 +33,22 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			}
 		}
 	}
+	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by their
+	// defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
+	for _, ci := range cols {
+		c := &t.Columns[ci]
+		if c.Identity == 'a' && s.Override == pg_query.OverridingKind_OVERRIDING_NOT_SET {
+			return p.errorf(identityAlways(c.Name))
+		}
+	}
+	userValue := func(ci int) bool {
+		return t.Columns[ci].Identity != 0 && s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE
+	}
 	given := map[int]bool{}
 	for _, c := range cols {
 		given[c] = true
 	}
-	keyGiven := given[t.KeyIndex]
+	keyGiven := given[t.KeyIndex] && !userValue(t.KeyIndex)
 	var added []int
 	for i := range t.Columns {
 		c := &t.Columns[i]
@@ -82,6 +90,12 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			return p.errorf(notSupported("The INSERT's column list could not be located."))
 		}
 		from = p.matchParen(from) + 1
+	}
+	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
+		if !p.kw(from, "overriding") {
+			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+		}
+		from += 3 // OVERRIDING { SYSTEM | USER } VALUE
 	}
 	// The SELECT ends where ON CONFLICT or RETURNING begins, located from the parse tree
 	// (a keyword scan would stop at a select-list alias named "returning").
@@ -136,10 +150,17 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			b.gen(", ")
 		}
 		src := "pgshard_src.s" + itoa(i+1)
-		b.gen(src + "::" + c.TypeName)
+		if userValue(ci) {
+			// The source's value is ignored: the identity's next value goes in.
+			b.gen("(" + c.Default + ")::" + c.TypeName)
+			names = append(names, "s"+itoa(i+1))
+			continue
+		}
+		// As INSERT assigns it: a value too long for varchar(n) is an error, not cut.
+		b.gen(c.Assign(src))
 		names = append(names, "s"+itoa(i+1))
 		if ci == t.KeyIndex {
-			keyExpr = "(" + src + "::" + c.TypeName + ")::text"
+			keyExpr = "(" + c.Assign(src) + ")::text"
 		}
 	}
 	for k, ci := range added {

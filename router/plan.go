@@ -102,6 +102,9 @@ type Statement struct {
 	Name string
 	// Err is the error of Error statements.
 	Err *pgerr.Error
+	// DDL marks statements that may create, drop or rename relations or schemas: names
+	// may resolve differently after them.
+	DDL bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32
@@ -198,6 +201,9 @@ type Value struct {
 	Neg   bool
 	// Type is the type whose hash function applies.
 	Type uint32
+	// Assign is set for a value an INSERT assigns to the partition column: the column's
+	// type modifier (char(n), numeric(p,s), ...) applies before hashing.
+	Assign bool
 }
 
 // CondKind is the kind of a shard-pruning condition.
@@ -229,11 +235,16 @@ type Cond struct {
 // partition key, its canonical form for hashing), and fills SegEval hole i with it.
 type Eval struct {
 	Expr Template
-	// Cast is a type name the value is coerced to ("" keeps the expression's type).
-	Cast string
-	// Key is set when the value is a partition key of type KeyType.
+	// Key is set when the value is a partition key whose base type is KeyType. The
+	// value goes to the placements with its own type, which assign it to the column as
+	// PostgreSQL would; Assign (SQL over $1) coerces it the same way on the coordinator,
+	// for its hash.
 	Key     bool
 	KeyType uint32
+	Assign  string
+	// Column and ColumnType name the partition column and its type, for errors.
+	Column     string
+	ColumnType uint32
 }
 
 // MergeKind says how the results of several shards are combined.

@@ -420,11 +420,17 @@ func Unavailable(err error) bool {
 // portal), text parameters (nil is NULL) of the given types (0: inferred), and text
 // results. It returns the rows, or the server's error as a *pgerr.Error.
 func (c *Conn) QueryParams(ctx context.Context, sql string, args [][]byte, oids []uint32) ([][][]byte, error) {
+	return c.QueryParamsFormats(ctx, sql, args, oids, nil)
+}
+
+// QueryParamsFormats is QueryParams with parameter format codes (Bind's: none for all
+// text, one for all, or one per parameter).
+func (c *Conn) QueryParamsFormats(ctx context.Context, sql string, args [][]byte, oids []uint32, formats []int16) ([][][]byte, error) {
 	stop := c.WatchContext(ctx)
 	defer stop()
 	w := c.w
 	w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
-	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
 	w.Msg(&pgproto3.Execute{})
 	w.Msg(&pgproto3.Sync{})
 	if err := c.Flush(); err != nil {
