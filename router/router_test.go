@@ -411,3 +411,20 @@ func TestTreeLocatedClauses(t *testing.T) {
 		t.Errorf("qualified: %s", got)
 	}
 }
+
+// TestByteOrderDefaultCollation: in a database whose default collation is not byte
+// order, an expression that turns a non-collatable column into a string (the implicit
+// output name rating of rating::text) takes the default collation: the proxy must not
+// compare it byte by byte, while the plain column may be.
+func TestByteOrderDefaultCollation(t *testing.T) {
+	snap := testSnapshot()
+	snap.DefaultByteOrder = false
+	b, _ := New(Config{}).Plan("select id, rating::text from reviews order by rating, id limit 5", snap, sess)
+	m := b.Stmts[0].Merge
+	if m == nil || m.Kind != Sorted || len(m.Keys) != 2 {
+		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
+	}
+	if m.Keys[0].ByteOrder || !m.Keys[1].ByteOrder {
+		t.Errorf("keys: %+v", m.Keys)
+	}
+}
