@@ -1,12 +1,15 @@
 package router
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router/pghash"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // selectStmt plans a SELECT that reads a distributed table. The table must be the only
@@ -246,10 +249,19 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 	}
 	col := func(n int) string { return "pgshard_p" + itoa(n) }
 	named := func(n int) { b.gen(" AS " + col(n)) }
+	seen := map[string]int{}
 	for i, a := range aggs {
 		if a.from < 0 || len(a.call.AggOrder) > 0 {
 			return nil, 0
 		}
+		// The same call written twice (in DISTINCT ON and ORDER BY, say) is one partial,
+		// so that its final forms are equal expressions too.
+		key := p.tokensKey(a.from, a.to)
+		if j, ok := seen[key]; ok {
+			finals[i] = finals[j]
+			continue
+		}
+		seen[key] = i
 		whole := func(b *builder) { b.text(p.startOf(a.from), p.endOf(a.to-1)) }
 		if a.call.AggDistinct && a.name != "min" && a.name != "max" {
 			if distinctCol == nil || !distinctCol(a) {
@@ -622,6 +634,16 @@ func hasParam(m protoreflect.Message) bool {
 		return !found
 	})
 	return found
+}
+
+// tokensKey identifies the text of tokens [from, to), whatever the spacing.
+func (p *planner) tokensKey(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		b.WriteString(sqllex.IdentName(p.in.Text, p.in.Toks[i]))
+		b.WriteByte(0)
+	}
+	return b.String()
 }
 
 func (p *planner) tokText(i int) string {

@@ -179,7 +179,7 @@ func (p *planner) byteOrder(expr any) bool {
 		return false
 	}
 	m := pm.ProtoReflect()
-	ok, columns, explicit := true, 0, false
+	ok, explicit := true, false
 	walk(m, func(n protoreflect.Message, _ []frame) bool {
 		switch v := n.Interface().(type) {
 		case *pg_query.CollateClause:
@@ -198,7 +198,6 @@ func (p *planner) byteOrder(expr any) bool {
 			explicit = true
 			return false
 		case *pg_query.ColumnRef:
-			columns++
 			if !p.columnByteOrder(v) {
 				ok = false
 			}
@@ -207,8 +206,13 @@ func (p *planner) byteOrder(expr any) bool {
 		}
 		return ok
 	})
-	if columns == 0 && !explicit && !p.snap.DefaultByteOrder {
-		return false
+	if !explicit && !p.snap.DefaultByteOrder {
+		// Without COLLATE, only a column keeps its own collation: an expression over
+		// columns of non-collatable types (qty::text, to_char(ts, ...)) takes the
+		// database's default one.
+		if _, isCol := m.Interface().(*pg_query.ColumnRef); !isCol {
+			return false
+		}
 	}
 	return ok
 }
