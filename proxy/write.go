@@ -288,6 +288,11 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		for _, w := range writes {
 			if w.wc.res != nil {
 				ss.stopRunning(w.wc.conn())
+				if w.wc.conn().Busy() {
+					// Given up with its answer unread (an early error return): the
+					// connection is not at a statement boundary, also inside a block.
+					w.wc.conn().MarkBroken()
+				}
 				ss.release(w.wc)
 			}
 		}
