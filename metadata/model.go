@@ -118,9 +118,13 @@ type Table struct {
 	// KeyIndex is the partition column's index in Columns, -1 if the column is gone.
 	KeyIndex int
 	Columns  []Column
-	// HasUnique reports a unique index on the table, which makes INSERTs to a replicated
-	// shard order-dependent (two inserts of one key must reach every placement in the same
-	// order).
+	// HasUnique reports a unique index (primary key, unique constraint or index, deferrable
+	// or not, partial or not) or an exclusion constraint on the table: what makes the
+	// outcome of an INSERT depend on the rows already there, so that INSERTs to a
+	// replicated shard must reach every placement in the same order. Nothing else on a
+	// shard table does: CHECK and NOT NULL constraints, constant defaults and generated
+	// columns look at the new row only, other defaults are evaluated on the coordinator,
+	// and triggers, rules and foreign keys are not copied to shards.
 	HasUnique bool
 	// PrimaryKey are the indexes in Columns of the primary key's columns (none without
 	// one).
@@ -205,6 +209,12 @@ type Placement struct {
 // Snapshot is an immutable view of all distribution metadata.
 type Snapshot struct {
 	Version uint64
+	// Generation is the coordinator's metadata generation that the snapshot was loaded at
+	// (every committed change of the metadata tables bumps it); 0 when unknown.
+	Generation int64
+	// patched is the highest generation of the changes this proxy applied on top of the
+	// loaded snapshot (WithPlacementStates through Cache.Apply), 0 when none.
+	patched int64
 	// SchemaVersion changes only when the distributed tables' definitions change (tables,
 	// columns, partition keys), not when shards or placements do: plans depend on it.
 	SchemaVersion uint64
@@ -348,6 +358,7 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
 	ns.aggregates = s.aggregates
 	ns.DefaultByteOrder = s.DefaultByteOrder
+	ns.Generation, ns.patched = s.Generation, s.patched
 	return ns
 }
 
@@ -366,8 +377,41 @@ func (c *Cache) Load() *Snapshot {
 	return empty
 }
 
-// Store makes s the current snapshot.
-func (c *Cache) Store(s *Snapshot) { c.p.Store(s) }
+// Store makes s, a snapshot loaded from the coordinator, the current snapshot, unless
+// the current one is newer: loaded at a later generation, or carrying a change of a
+// later generation (Apply) that s does not have. It reports whether s was stored; a
+// caller that needs the coordinator's current state loads again.
+func (c *Cache) Store(s *Snapshot) bool {
+	for {
+		old := c.p.Load()
+		if old != nil && (s.Generation < old.Generation || s.Generation < old.patched) {
+			return false
+		}
+		if c.p.CompareAndSwap(old, s) {
+			return true
+		}
+	}
+}
+
+// Replace makes s the current snapshot, whatever the current one is.
+func (c *Cache) Replace(s *Snapshot) { c.p.Store(s) }
+
+// Apply records placement state changes that this proxy committed on the coordinator at
+// generation gen, at once, before the change's notification brings a full reload. A
+// current snapshot loaded at gen or later has them already (and perhaps later changes
+// of the same placements), so it is kept as it is.
+func (c *Cache) Apply(gen int64, states map[int64]ShardState) {
+	c.Update(func(cur *Snapshot) *Snapshot {
+		if gen != 0 && cur.Generation >= gen {
+			return cur
+		}
+		ns := cur.WithPlacementStates(states)
+		if gen > ns.patched {
+			ns.patched = gen
+		}
+		return ns
+	})
+}
 
 // Update applies f to the current snapshot and stores the result, retrying if another
 // update raced with it.

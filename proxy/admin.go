@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // Type OIDs of admin result columns.
@@ -26,15 +27,35 @@ type adminCol struct {
 }
 
 // adminCommand recognises pgshard's admin statements (before any parsing): it returns
-// the command ("SHOW NODES", "REPAIR SHARD", ...) and its argument.
+// the command ("SHOW NODES", "REPAIR SHARD", ...) and its argument. Comments and whitespace
+// may come anywhere, as in SQL, and semicolons at the end.
 func adminCommand(q string) (cmd, arg string, ok bool) {
-	words := strings.Fields(strings.TrimRight(strings.TrimSpace(q), "; \t\r\n"))
-	if len(words) < 2 || len(words) > 3 {
+	if len(q) > 4096 || !adminStart(q) {
 		return "", "", false
 	}
-	cmd = strings.ToUpper(words[0]) + " " + strings.ToUpper(words[1])
-	if len(words) == 3 {
-		arg = words[2]
+	var buf [16]sqllex.Token
+	toks := sqllex.Scan(q, buf[:0])
+	for len(toks) > 0 && q[toks[len(toks)-1].Start] == ';' && toks[len(toks)-1].Kind == sqllex.Punct {
+		toks = toks[:len(toks)-1]
+	}
+	if len(toks) < 2 || toks[0].Kind != sqllex.Ident || toks[1].Kind != sqllex.Ident {
+		return "", "", false
+	}
+	cmd = strings.ToUpper(q[toks[0].Start:toks[0].End]) + " " + strings.ToUpper(q[toks[1].Start:toks[1].End])
+	if rest := toks[2:]; len(rest) > 0 {
+		// One argument: a number or a (qualified) name, written without spaces.
+		for i, t := range rest {
+			switch {
+			case t.Kind == sqllex.Ident || t.Kind == sqllex.QIdent || t.Kind == sqllex.Number:
+			case t.Kind == sqllex.Punct && q[t.Start] == '.':
+			default:
+				return "", "", false
+			}
+			if i > 0 && rest[i-1].End != t.Start {
+				return "", "", false
+			}
+		}
+		arg = q[rest[0].Start:rest[len(rest)-1].End]
 	}
 	switch cmd {
 	case "SHOW SHARDS", "SHOW PLACEMENTS":
@@ -45,6 +66,41 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 		return cmd, arg, arg != ""
 	}
 	return "", "", false
+}
+
+// adminStart reports whether q's first word, after whitespace and comments, is SHOW or
+// REPAIR: a cheap test for every statement before the tokens of a few are looked at.
+func adminStart(q string) bool {
+	for i := 0; i < len(q); {
+		switch c := q[i]; {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+			i++
+		case strings.HasPrefix(q[i:], "--"):
+			for i < len(q) && q[i] != '\n' && q[i] != '\r' {
+				i++
+			}
+		case strings.HasPrefix(q[i:], "/*"):
+			depth := 0
+			for i < len(q) {
+				if strings.HasPrefix(q[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(q[i:], "*/") {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+		default:
+			w := q[i:]
+			return len(w) >= 4 && strings.EqualFold(w[:4], "show") || len(w) >= 6 && strings.EqualFold(w[:6], "repair")
+		}
+	}
+	return false
 }
 
 // isAdmin reports whether q is an admin statement.

@@ -48,6 +48,7 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	}
 	var total int64
 	sentHeader := false
+	bin := copyBinary(st.CopyOptions)
 	for i, r := range reads {
 		c := r.wc.conn()
 		stop := c.WatchContext(ctx)
@@ -68,8 +69,25 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 					sentHeader = true
 				}
 			case 'd':
-				// Only the first shard's header line goes to the client.
-				if !(first && st.CopyHeader && i > 0) {
+				switch {
+				case bin:
+					// One stream: the first shard's signature, every shard's tuples,
+					// one trailer.
+					if first {
+						if len(b) < binaryCopyHeaderLen {
+							stop()
+							return pgerr.New(pgerr.InternalError, "a shard's binary COPY output has no header")
+						}
+						if i == 0 {
+							ss.w.Raw(typ, b[:binaryCopyHeaderLen])
+						}
+						b = b[binaryCopyHeaderLen:]
+					}
+					if len(b) > 0 && !(len(b) == 2 && b[0] == 0xff && b[1] == 0xff) {
+						ss.w.Raw(typ, b)
+					}
+				case !(first && st.CopyHeader && i > 0):
+					// Only the first shard's header line goes to the client.
 					ss.w.Raw(typ, b)
 				}
 				first = false
@@ -92,9 +110,28 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 		ss.release(r.wc)
 		r.wc = workerConn{}
 	}
+	if bin {
+		ss.w.Raw('d', []byte{0xff, 0xff})
+	}
 	ss.w.Raw('c', nil)
 	ss.commandComplete("COPY " + strconv.FormatInt(total, 10))
 	return nil
+}
+
+// binaryCopyHeaderLen is the length of the header PostgreSQL writes at the start of binary
+// COPY output (signature, flags, an empty header extension), which it sends with the first
+// tuple (or the trailer) in one CopyData message; the trailer (-1 as int16) comes alone.
+const binaryCopyHeaderLen = 19
+
+// copyBinary reports whether COPY options choose the binary format.
+func copyBinary(opts []router.CopyOption) bool {
+	bin := false
+	for _, o := range opts {
+		if o.Name == "format" {
+			bin = strings.EqualFold(o.Value, "binary")
+		}
+	}
+	return bin
 }
 
 // copyStream is a COPY running on one backend connection: one shard's placement, or,
@@ -630,59 +667,77 @@ func (cp *copyRun) finish(ctx context.Context) error {
 		}
 	}
 	// Commit on every placement (in the client's block, its COMMIT does that).
+	unknown := map[*copyStream]bool{} // connection lost during COMMIT: it may have committed
 	if cp.own {
+		var sent []*copyStream
 		for _, s := range cp.streams {
 			if s.err == nil {
 				c := s.wc.conn()
 				c.Query("COMMIT")
 				if err := c.Flush(); err != nil {
 					s.err = err
+					continue
 				}
+				sent = append(sent, s)
 			}
 		}
-		for _, s := range cp.streams {
-			if s.err == nil {
-				if err := s.wc.conn().ExecPending(ctx); err != nil {
-					if !backend.Unavailable(err) && firstErr == nil {
-						firstErr = err
-					}
-					s.err = err
+		for _, s := range sent {
+			if err := s.wc.conn().ExecPending(ctx); err != nil {
+				if backend.Unavailable(err) {
+					unknown[s] = true
+				} else if firstErr == nil {
+					firstErr = err
 				}
+				s.err = err
 			}
 		}
 	}
+	// Per shard (outcome.go): when a placement committed, the others miss the rows and
+	// are marked; when none did but one may have, it is kept and the others marked; the
+	// COPY fails unless every shard committed somewhere.
 	var marks []metadata.Placement
+	var failErr error
 	ids := make([]int64, 0, len(cp.targets))
 	for id := range cp.targets {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		ok := false
-		for _, tg := range cp.targets[id] {
-			ok = ok || tg.s.err == nil
-		}
-		for _, tg := range cp.targets[id] {
+		tgs := cp.targets[id]
+		outs := make([]commitOutcome, len(tgs))
+		for i, tg := range tgs {
 			switch {
-			case tg.s.err != nil && ok:
-				marks = append(marks, tg.p)
-				ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tg.p.Node)).WithSeverity("WARNING").WithDetail("%v", tg.s.err))
-			case tg.s.err == nil && !cp.own:
-				ss.noteTxWrite(tg.p)
+			case tg.s.err == nil:
+				outs[i] = commitDone
+				if !cp.own {
+					ss.noteTxWrite(tg.p)
+				}
+			case unknown[tg.s]:
+				outs[i] = commitUnknown
+			default:
+				outs[i] = commitFailed
 			}
 		}
-		if !ok {
-			return pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+		m, committed, _ := decideCommit(outs)
+		for _, i := range m {
+			marks = append(marks, tgs[i].p)
+			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tgs[i].p.Node)).WithSeverity("WARNING").WithDetail("%v", tgs[i].s.err))
+		}
+		if !committed && failErr == nil {
+			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
 				WithDetail("The rows may have been stored in other shards.")
 		}
-	}
-	if firstErr != nil {
-		return firstErr
 	}
 	if len(marks) > 0 {
 		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
 			return err
 		}
+	}
+	if failErr != nil {
+		if firstErr != nil {
+			return firstErr // a placement's own error at COMMIT (a deferred constraint, say)
+		}
+		return failErr
 	}
 	ss.commandComplete("COPY " + strconv.FormatInt(cp.rows, 10))
 	return nil

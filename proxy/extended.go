@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
@@ -34,7 +35,12 @@ type prepared struct {
 	batch *router.Batch
 	in    *router.Input
 	st    *router.Statement // nil for an empty query
-	admin string            // an admin statement's text, answered by the proxy
+	// snap and sess are what the statement was planned with: when the distributed
+	// tables change or names resolve differently, it is planned again before it runs
+	// (replan), as PostgreSQL analyses a prepared statement again.
+	snap  *metadata.Snapshot
+	sess  *router.Session
+	admin string // an admin statement's text, answered by the proxy
 	// From Describe: every parameter's type, and the result columns (nil: no rows).
 	described bool
 	params    []uint32
@@ -91,26 +97,29 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		return true // an error occurred: everything up to Sync is discarded
 	}
 	ss.settleFor(typ, body)
-	var err error
+	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
+	// Any other error is the statement's, answered with an ErrorResponse (a backend
+	// connection lost while the statement ran is not a protocol violation of the client).
+	var err, decodeErr error
 	switch typ {
 	case 'P':
 		var m pgproto3.Parse
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.parse(ctx, &m)
 		}
 	case 'B':
 		var m pgproto3.Bind
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.bind(ctx, &m)
 		}
 	case 'D':
 		var m pgproto3.Describe
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.describe(ctx, &m)
 		}
 	case 'E':
 		var m pgproto3.Execute
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			ss.relayedError = false
 			err = ss.execute(ctx, m.Portal, m.MaxRows)
 			if err == nil && ss.relayedError {
@@ -124,16 +133,15 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		}
 	case 'C':
 		var m pgproto3.Close
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.closeObject(&m)
 		}
 	}
+	if decodeErr != nil {
+		ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		return false
+	}
 	if err != nil {
-		if _, ok := err.(*pgerr.Error); !ok && !isPgError(err) {
-			// A message pgproto3 could not decode: the stream cannot be trusted.
-			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-			return false
-		}
 		ss.sendError(err)
 		// An error sends its ErrorResponse at once (not at Sync) and discards the
 		// rest of the pipeline up to Sync.
@@ -145,8 +153,6 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	}
 	return true
 }
-
-func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
 
 // sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
 // reports the transaction state.
@@ -176,7 +182,7 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 			return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", m.Name)
 		}
 	}
-	ps, err := ss.prepare(m.Name, m.Query, append([]uint32(nil), m.ParameterOIDs...))
+	ps, err := ss.prepare(ctx, m.Name, m.Query, append([]uint32(nil), m.ParameterOIDs...))
 	if err != nil {
 		return err
 	}
@@ -190,14 +196,16 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 }
 
 // prepare plans a statement text for the session's namespace.
-func (ss *session) prepare(name, sql string, oids []uint32) (*prepared, error) {
+func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32) (*prepared, error) {
 	ps := &prepared{name: name, sql: sql, oids: oids}
 	if isAdmin(sql) {
 		ps.admin = sql
 		return ps, nil
 	}
 	snap := ss.srv.cache.Load()
-	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ss.routerSession())
+	ps.sess = ss.routerSession(ctx, snap)
+	ps.snap = snap
+	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ps.sess)
 	switch len(ps.batch.Stmts) {
 	case 0:
 	case 1:
@@ -206,6 +214,20 @@ func (ss *session) prepare(name, sql string, oids []uint32) (*prepared, error) {
 		return nil, pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
 	return ps, nil
+}
+
+// replan plans a prepared statement again if what it was planned with changed.
+func (ss *session) replan(ctx context.Context, ps *prepared) {
+	if ps.st == nil || ps.snap == nil || !ss.planStale(ps.snap, ps.sess) {
+		return
+	}
+	snap := ss.srv.cache.Load()
+	sess := ss.routerSession(ctx, snap)
+	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
+	if len(batch.Stmts) != 1 {
+		return
+	}
+	ps.snap, ps.sess, ps.batch, ps.in, ps.st = snap, sess, batch, in, batch.Stmts[0]
 }
 
 // bind handles Bind: it creates a portal with the parameter values.
@@ -318,8 +340,12 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	case ps.st == nil:
 	default:
 		switch ps.st.Kind {
+		case router.SetVar:
+			if ps.st.SetConfig {
+				d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
+			}
 		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
-			router.SetVar, router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+			router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
 			// No parameters, no rows.
 		case router.ExecuteSQL:
 			target := ss.stmts[ps.st.Name]
@@ -499,6 +525,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.admin(ctx, ps.admin)
 		return nil
 	}
+	ss.replan(ctx, ps)
 	if ps.st == nil {
 		ss.w.Raw('I', nil)
 		return nil
@@ -624,7 +651,7 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 			oids = append(oids, uint32(o))
 		}
 	}
-	ps, err := ss.prepare(st.Name, st.Query, oids)
+	ps, err := ss.prepare(ctx, st.Name, st.Query, oids)
 	if err != nil {
 		return err
 	}
@@ -658,6 +685,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 		}
 		prm.values = values
 	}
+	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.admin != "" {
 		ss.admin(ctx, ps.admin)

@@ -275,8 +275,18 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
 	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
-		if errors.Is(err, store.ErrAlreadyDistributed) {
+		var users *store.UsersError
+		switch {
+		case errors.As(err, &users):
+			// They would run inside the coordinator, against the empty prototype.
+			return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q while functions, views, rules or policies refer to it: %s", rel, users.Objects).
+				WithDetail("Functions, views, rules and policies run inside the coordinator, which holds only an empty prototype of a distributed table; its rows live on the shards.").
+				WithHint("Drop them (or, for a function, stop naming the table in its body) before distributing the table.")
+		case errors.Is(err, store.ErrAlreadyDistributed):
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
+		case errors.Is(err, store.ErrNotEmpty):
+			return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
+				WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
 		}
 		return err
 	}

@@ -94,7 +94,7 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 		if err == nil && !any {
 			// Nothing to change: the coordinator's empty prototypes answer with the
 			// right tag (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
 		}
 		return err
 	})

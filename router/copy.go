@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata/pgerr"
 )
@@ -75,28 +76,52 @@ func (p *planner) copyStmt(s *pg_query.CopyStmt, refs, dist []tableRef) *Stateme
 	return st
 }
 
-// copyQuery plans COPY (SELECT ...) TO STDOUT over a distributed table: the SELECT must
-// be one that can run on each shard and be concatenated.
+// copyQuery plans COPY (SELECT ...) TO STDOUT over distributed tables. A plain selection
+// runs on each shard and the shards' outputs are concatenated; any other SELECT (ORDER BY,
+// LIMIT, aggregates, DISTINCT, joins, subqueries, ...) is gathered: the coordinator runs
+// the COPY itself over temporary copies of the tables, so that the rows, their order and
+// their format are PostgreSQL's.
 func (p *planner) copyQuery(s *pg_query.CopyStmt, refs, dist []tableRef) *Statement {
 	sel, ok := unwrap(s.Query).(*pg_query.SelectStmt)
 	if !ok {
 		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COPY (INSERT/UPDATE/DELETE ... RETURNING) on distributed tables is not supported"))
 	}
-	inner := p.selectStmt(sel, refs, dist)
-	if inner.Kind == Error {
-		return inner
-	}
 	opts, err := copyOptions(s.Options)
 	if err != nil {
 		return p.errorf(err)
 	}
-	st := &Statement{Kind: CopyOut, Table: inner.Table, Text: p.textTemplate(), Tag: "COPY",
-		Shard: inner.Shard, Filter: inner.Filter, CopyOptions: opts, CopyHeader: headerOn(opts)}
-	if inner.Merge == nil || inner.Merge.Kind != Concat || inner.Merge.HasLimit || inner.Merge.HasOffset {
-		// Only a single shard can answer such a query.
-		st.Err = notSupported("COPY (SELECT ...) over several shards supports plain selections only (no aggregates, ORDER BY, LIMIT or DISTINCT) for now.")
+	inner := p.selectStmt(sel, refs, dist)
+	if inner.Kind == Error {
+		return inner
 	}
-	return st
+	if inner.Kind != Select || inner.Err != nil || !plainSelection(sel) {
+		return p.gatherStatement(s.ProtoReflect(), refs)
+	}
+	return &Statement{Kind: CopyOut, Table: inner.Table, Text: p.textTemplate(), Tag: "COPY",
+		Shard: inner.Shard, Filter: inner.Filter, CopyOptions: opts, CopyHeader: headerOn(opts)}
+}
+
+// plainSelection reports whether a SELECT of one table only filters and computes rows, so
+// that the shards' answers concatenated are the answer: no ORDER BY, LIMIT, OFFSET,
+// DISTINCT, GROUP BY, HAVING, WINDOW or locking, and no function call in the select list
+// (which may be an aggregate, a window function or a set-returning function).
+func plainSelection(s *pg_query.SelectStmt) bool {
+	if len(s.SortClause) > 0 || s.LimitCount != nil || s.LimitOffset != nil || len(s.DistinctClause) > 0 ||
+		len(s.GroupClause) > 0 || s.HavingClause != nil || len(s.WindowClause) > 0 || len(s.LockingClause) > 0 {
+		return false
+	}
+	plain := true
+	for _, n := range s.TargetList {
+		if m := nodeMessage(n); m != nil {
+			walk(m, func(x protoreflect.Message, _ []frame) bool {
+				if _, ok := x.Interface().(*pg_query.FuncCall); ok {
+					plain = false
+				}
+				return plain
+			})
+		}
+	}
+	return plain
 }
 
 // copyOptions converts COPY's DefElem list.

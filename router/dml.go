@@ -45,7 +45,7 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 		roots = append(roots, rt.Val)
 	}
 	if gathered {
-		return p.modifyGathered(Update, s.Relation, t, s.TargetList, len(s.ReturningList) > 0, refs)
+		return p.modifyGathered(Update, s.Relation, t, s.TargetList, modifyParts{s.FromClause, s.WhereClause, s.ReturningList}, refs)
 	}
 	return p.modify(Update, s.Relation, s.WhereClause, roots, refs, t, len(s.ReturningList) > 0)
 }
@@ -57,7 +57,7 @@ func (p *planner) deleteStmt(s *pg_query.DeleteStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		return p.gatherStatement(s.ProtoReflect(), refs)
 	case len(refs) != 1 || len(s.UsingClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect()):
-		return p.modifyGathered(Delete, s.Relation, t, nil, len(s.ReturningList) > 0, refs)
+		return p.modifyGathered(Delete, s.Relation, t, nil, modifyParts{s.UsingClause, s.WhereClause, s.ReturningList}, refs)
 	}
 	return p.modify(Delete, s.Relation, s.WhereClause, nil, refs, t, len(s.ReturningList) > 0)
 }

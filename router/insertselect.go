@@ -97,20 +97,27 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		}
 		from += 3 // OVERRIDING { SYSTEM | USER } VALUE
 	}
+	// The SELECT ends where ON CONFLICT or RETURNING begins, located from the parse tree
+	// (a keyword scan would stop at a select-list alias named "returning").
 	to := last + 1
-	depth := 0
-	for i := from; i <= last; i++ {
-		switch {
-		case p.is(i, "(") || p.is(i, "["):
-			depth++
-		case p.is(i, ")") || p.is(i, "]"):
-			depth--
-		case depth == 0 && (p.kw(i, "returning") || p.kw(i, "on") && p.kw(i+1, "conflict")):
-			to = i
+	switch {
+	case s.OnConflictClause != nil:
+		to = p.tok(s.OnConflictClause.Location)
+		if !p.kw(to, "on") || !p.kw(to+1, "conflict") {
+			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
 		}
-		if to != last+1 {
-			break
+	case len(s.ReturningList) > 0:
+		rt, _ := unwrap(s.ReturningList[0]).(*pg_query.ResTarget)
+		if rt == nil {
+			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
 		}
+		to = p.tok(rt.Location) - 1
+		if !p.kw(to, "returning") {
+			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
+		}
+	}
+	if to <= from {
+		return p.errorf(notSupported("The INSERT's query could not be located."))
 	}
 	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
 	st.Commutes = !t.HasUnique && s.OnConflictClause == nil

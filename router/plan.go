@@ -102,6 +102,16 @@ type Statement struct {
 	Name string
 	// Err is the error of Error statements.
 	Err *pgerr.Error
+	// DDL marks statements that may create, drop or rename relations or schemas: names
+	// may resolve differently after them.
+	DDL bool
+	// TempDDL marks DDL that creates a temporary table: only its session's names change.
+	TempDDL bool
+	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
+	Chain bool
+	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
+	// rows).
+	SetConfig bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32
@@ -318,6 +328,11 @@ type Merge struct {
 	Final Template
 	// Partials is the number of partial columns each shard returns.
 	Partials int
+	// NotFloat4 are partial columns (0-based) that sum an avg() argument of a type the
+	// planner could not tell: PostgreSQL accumulates a real's average in double
+	// precision, so a shard that reports type real for one of them makes the merge run
+	// its Fallback instead.
+	NotFloat4 []int
 
 	// Pulls are the temporary tables of a Gather merge. Its Final query names them with
 	// SegTable holes (hole i is GatherTable(i)); its SegType holes name the types of

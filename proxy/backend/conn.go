@@ -118,6 +118,11 @@ func (c *Conn) PID() uint32 { return c.pid }
 // Broken reports whether the connection failed and must not be reused.
 func (c *Conn) Broken() bool { return c.broken.Load() }
 
+// Busy reports whether a Query or Sync was sent (or buffered) whose ReadyForQuery has not
+// been read yet: the connection is not at a statement boundary, and the next reader would
+// take another statement's answer for its own.
+func (c *Conn) Busy() bool { return c.inFlight > 0 }
+
 // MarkBroken records that the connection is in an unknown protocol state.
 func (c *Conn) MarkBroken() { c.broken.Store(true) }
 
