@@ -196,6 +196,10 @@ func (g *txGen) next() string {
 		case 2:
 			return fmt.Sprintf("UPDATE %s SET v = v - 1 WHERE k = %d AND id = %d RETURNING k, id, v", tbl, k, id)
 		}
+		if r.Intn(2) == 0 {
+			// Across shards: some may divide by zero while others succeed.
+			return fmt.Sprintf("UPDATE %s SET v = 1000 / (v %% 11) WHERE id %% 13 = %d", tbl, r.Intn(13))
+		}
 		return fmt.Sprintf("UPDATE %s SET v = 100 / (v %% 5) WHERE k = %d", tbl, k) // may divide by zero
 	case x < 52:
 		switch r.Intn(3) {
@@ -249,6 +253,9 @@ func (g *txGen) next() string {
 	case 1:
 		return fmt.Sprintf("SELECT set_config('search_path', %s, %v); DELETE FROM tx_d WHERE k = %d", g.pick("'txs, public'", "'public'"), r.Intn(2) == 0, k)
 	case 2:
+		if r.Intn(2) == 0 {
+			return fmt.Sprintf("INSERT INTO %s SELECT (k + %d) %% 14, id + 1000, v, 'copy' FROM %s WHERE k = %d AND id < 1000", tbl, 1+r.Intn(3), tbl, k)
+		}
 		return fmt.Sprintf("INSERT INTO %s VALUES (%d, %d, 5, 'c') ON CONFLICT (k, id) DO UPDATE SET v = tx_d.v + 100 RETURNING k, id, v", tbl, k, id)
 	}
 	return fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d; INSERT INTO %s VALUES (%d, %d, 0, 's'); SELECT count(*) FROM %s WHERE k = %d", tbl, k, tbl, k, 500+r.Intn(100), tbl, k)
