@@ -134,6 +134,9 @@ func TestSearchPathResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ext.Close(ctx)
+	if _, err := ext.Exec(ctx, "SELECT * FROM "+tbl, pgx.QueryExecModeExec); err != nil {
+		t.Fatal(err)
+	}
 	extRead := func() string {
 		var got string
 		if err := ext.QueryRow(ctx, fmt.Sprintf("SELECT coalesce(string_agg(v, ',' ORDER BY v), '-') FROM %s WHERE k > $1", tbl), 0).Scan(&got); err != nil {
@@ -150,6 +153,15 @@ func TestSearchPathResolution(t *testing.T) {
 	if got := extRead(); got != "s2" {
 		t.Errorf("prepared statement after SET search_path reads %q, want s2", got)
 	}
+	// The local table has one more column: the description follows.
+	rows, err := ext.Query(ctx, "SELECT * FROM "+tbl, pgx.QueryExecModeExec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rows.FieldDescriptions()); n != 3 {
+		t.Errorf("SELECT * after SET search_path: %d columns, want 3", n)
+	}
+	rows.Close()
 	// DDL made on the coordinator itself (or through another proxy) reaches the proxy
 	// through the coordinator's event trigger.
 	coordRename := func(from, to, want string) {
