@@ -246,8 +246,8 @@ func TestSettingsReachShardsExactly(t *testing.T) {
 		check("after " + st.label)
 	}
 	// The original defect: a SET LOCAL timeout must not make later shard queries time out.
-	mustExec(t, conn, "BEGIN", "SET LOCAL statement_timeout = '1ms'", "COMMIT")
-	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(0.05), count(*) FROM %s WHERE key = 1", tbl)); err != nil {
+	mustExec(t, conn, "BEGIN", "SET LOCAL statement_timeout = '77ms'", fmt.Sprintf("SELECT count(*) FROM %s", tbl), "COMMIT")
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(0.2), count(*) FROM %s WHERE key = 1", tbl)); err != nil {
 		t.Errorf("after SET LOCAL statement_timeout ended: %v", err)
 	}
 }
