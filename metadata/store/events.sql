@@ -1,8 +1,11 @@
 -- Schema changes of distributed tables (ALTER TABLE, CREATE INDEX, DROP ...) made on the
 -- coordinator wake every proxy too. Event triggers need superuser; without them a proxy
 -- still reloads after the DDL it relays itself.
+-- They run as their owner (SECURITY DEFINER): an event trigger fires for every user's DDL,
+-- including the temporary tables pgshard creates for a session of a user who may not read
+-- the metadata schema.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_ddl() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_event_trigger_ddl_commands() c
 	           WHERE c.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
@@ -24,7 +27,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_drop() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
 	IF EXISTS (SELECT 1 FROM pg_event_trigger_dropped_objects() d
 	           WHERE d.objid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)) THEN

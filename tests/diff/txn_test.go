@@ -62,6 +62,21 @@ func TestDiffTransactions(t *testing.T) {
 			t.Fatalf("%s: %v", q, r.err)
 		}
 	}
+	// A role the sequences SET ROLE to, with the rights the sequences need everywhere
+	// (roles are per server: the coordinator, which holds the oracle database too, and
+	// every worker).
+	grants := "GRANT USAGE ON SCHEMA txs TO tx_role; GRANT ALL ON ALL TABLES IN SCHEMA public, txs TO tx_role"
+	if _, err := env.C.Coordinator.Exec(ctx, "postgres", "DROP ROLE IF EXISTS tx_role; CREATE ROLE tx_role; "+grants); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.C.Coordinator.Exec(ctx, "oracle", grants); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range env.C.Workers {
+		if _, err := w.Exec(ctx, "postgres", "DROP ROLE IF EXISTS tx_role; CREATE ROLE tx_role; GRANT ALL ON ALL TABLES IN SCHEMA public TO tx_role"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, s := range []*side{oracle, proxy} {
 		q := "INSERT INTO tx_d SELECT g % 12, g, g * 3, 'n' || g FROM generate_series(1, 60) g"
 		if r := s.run(ctx, modes[0], q, nil); r.err != nil {
@@ -228,12 +243,15 @@ func (g *txGen) next() string {
 		case 6:
 			return g.pick("SET DateStyle = 'SQL, DMY'", "SET LOCAL DateStyle = 'German'", "RESET DateStyle")
 		case 7:
+			if r.Intn(2) == 0 {
+				return g.pick("SET ROLE tx_role", "SET LOCAL ROLE tx_role", "RESET ROLE", "SET SESSION AUTHORIZATION tx_role", "RESET SESSION AUTHORIZATION")
+			}
 			return "SET extra_float_digits = " + fmt.Sprint(r.Intn(4)-1)
 		}
 		return "SET LOCAL extra_float_digits = 0"
 	case x < 72:
 		// Settings as the shards see them (a row per key: none for an empty key).
-		return fmt.Sprintf("SELECT k, id, current_setting('work_mem'), current_setting('statement_timeout'), current_setting('DateStyle'), '2024-03-05'::date::text, (v / 3.0)::float8::text FROM %s WHERE k = %d ORDER BY id", tbl, k)
+		return fmt.Sprintf("SELECT k, id, current_setting('work_mem'), current_setting('statement_timeout'), current_setting('DateStyle'), current_user, session_user, '2024-03-05'::date::text, (v / 3.0)::float8::text FROM %s WHERE k = %d ORDER BY id", tbl, k)
 	case x < 82:
 		return fmt.Sprintf("SELECT * FROM %s WHERE k = %d ORDER BY id", tbl, k)
 	case x < 90:
