@@ -25,8 +25,10 @@ const (
 
 // TestDiffTransactions runs random sequences (seeded: the seed is printed, and
 // -diff.txseed replays one) of BEGIN, SAVEPOINT, ROLLBACK TO, RELEASE, COMMIT and
-// ROLLBACK with single- and multi-shard INSERT, UPDATE and DELETE, SET, SET LOCAL,
-// set_config and SELECTs (some reading settings on the shards), through pgshard and on a
+// ROLLBACK (AND CHAIN) with single- and multi-shard INSERT, UPDATE and DELETE, SET, SET
+// LOCAL, set_config, SET ROLE, SET SESSION AUTHORIZATION, search_path changes that make
+// an unqualified name reach a plain table of another schema, and SELECTs (some reading
+// settings and current_user on the shards), through pgshard and on a
 // plain database, in every protocol mode. After every statement the outcome (SQLSTATE,
 // command tag, rows) and the transaction status must agree; after every session, the
 // tables; at the end, the two placements of every shard.
