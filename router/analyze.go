@@ -288,6 +288,9 @@ func (p *planner) survey(root protoreflect.Message) (refs []tableRef, funcs []fu
 	})
 	walk(root, func(m protoreflect.Message, path []frame) bool {
 		switch n := m.Interface().(type) {
+		case *pg_query.LockingClause:
+			// FOR UPDATE OF x names FROM items by their alias: not table references.
+			return false
 		case *pg_query.A_Const:
 			if ti := p.constToken(n.Location); ti >= 0 {
 				p.aconst[int32(ti)] = true

@@ -142,3 +142,7 @@ SELECT avg(greatest((qty * 1000003)::real, 0)), avg(nullif((qty * 1000003)::real
 SELECT avg(abs((qty * 1000003)::real)), count(*) FROM {t} WHERE grp > 2;
 SELECT grp, avg(nullif((qty * 1000003)::real, 0)) FROM {t} GROUP BY grp ORDER BY grp;
 SELECT avg(greatest(qty, 0)), avg(nullif(amount, 0)), avg(coalesce(price, 0)) FROM {t};
+-- FOR UPDATE OF names a FROM item (an alias), not a table to read.
+SELECT id FROM {t} WHERE qty > 140 ORDER BY id LIMIT 2 FOR UPDATE OF {t} SKIP LOCKED;
+SELECT x.id FROM {t} x WHERE x.qty > 140 ORDER BY x.id FOR SHARE OF x;
+SELECT id FROM {t} WHERE k = {k1} FOR UPDATE OF {t};
