@@ -328,6 +328,10 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 		return nil
 	}
 	key := describeKey(ps.sql, ps.oids)
+	if ps.sess != nil {
+		// The same text may name other relations under another search_path.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+	}
 	if d, ok := ss.descCache[key]; ok {
 		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 		return nil

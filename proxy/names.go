@@ -120,9 +120,6 @@ func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *n
 // askNames asks the coordinator where names resolve in this session (nil: no answer).
 func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch uint64) *namesState {
 	if ss.coord == nil {
-		if ss.settingsDirty && ss.tx == 'I' {
-			ss.refreshSettings(ctx)
-		}
 		shared := ss.user + "\x00" + ss.settings.key
 		if st := ss.srv.names.get(shared, snap, epoch); st != nil {
 			ss.names, ss.namesDirty = st, false

@@ -149,9 +149,30 @@ func noShards(t *metadata.Table) error {
 }
 
 // readPlacements returns the placements a read of sh may use, in order of preference: in
-// a transaction block, a placement on a node the block already uses comes first.
+// a transaction block, a placement on a node the block already uses comes first, and a
+// shard the block wrote is read only where the block's writes went (a placement that
+// missed them is marked, but the read must not depend on how soon that shows).
 func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 	ps := sh.Finalized()
+	if ss.tx != 'I' && len(ss.txWrites) > 0 {
+		wrote := map[int64]bool{}
+		for _, ws := range ss.txWrites {
+			for _, p := range ws {
+				if p.ShardID == sh.ID {
+					wrote[p.ID] = true
+				}
+			}
+		}
+		if len(wrote) > 0 {
+			kept := ps[:0]
+			for _, p := range ps {
+				if wrote[p.ID] {
+					kept = append(kept, p)
+				}
+			}
+			ps = kept
+		}
+	}
 	if ss.tx != 'I' && len(ps) > 1 {
 		for i, p := range ps {
 			if ss.txConns[p.Node] != nil {

@@ -174,7 +174,16 @@ func (ss *session) loop(ctx context.Context) {
 				return
 			}
 			ss.settle(true)
-			ss.simpleQuery(ctx, q)
+			if strings.IndexByte(q, 0) >= 0 {
+				// PostgreSQL reads the query up to its first NUL and then finds the
+				// message longer than that: an error, and nothing of it runs. (The
+				// parser would stop at the NUL, the backends not: the text after it
+				// must never reach them.)
+				ss.statementFailed(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+				ss.readyForQuery()
+			} else {
+				ss.simpleQuery(ctx, q)
+			}
 		case 'X':
 			return
 		case 'P', 'B', 'D', 'E', 'C', 'H', 'S':

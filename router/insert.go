@@ -141,38 +141,44 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	if relTok < 0 {
 		return p.errorf(notSupported("The INSERT's target could not be located."))
 	}
+	// VALUES, located from the parse tree: right before the first row's first value (and
+	// its parentheses); DEFAULT VALUES, with no rows, ends the statement before any
+	// ON CONFLICT or RETURNING. (A scan for the word would stop at an alias "values".)
 	last := p.lastTok()
 	valuesTok := -1
-	depth := 0
-	for i := relTok; i <= last; i++ {
-		switch {
-		case p.is(i, "("):
-			depth++
-		case p.is(i, ")"):
-			depth--
-		case depth == 0 && (p.kw(i, "values") || (p.kw(i, "default") && p.kw(i+1, "values"))):
+	if sel != nil && len(sel.ValuesLists) > 0 {
+		first := nodeMessage(sel.ValuesLists[0])
+		if l, ok := unwrap(sel.ValuesLists[0]).(*pg_query.List); ok && len(l.Items) > 0 {
+			first = nodeMessage(l.Items[0])
+		}
+		if i := p.before(p.nodeStart(first)); p.kw(i, "values") && i > relTok {
 			valuesTok = i
 		}
-		if valuesTok >= 0 {
-			break
+	} else if sel == nil {
+		end := last + 1
+		switch {
+		case s.OnConflictClause != nil:
+			end = p.tok(s.OnConflictClause.Location)
+		case len(s.ReturningList) > 0:
+			if rt, ok := unwrap(s.ReturningList[0]).(*pg_query.ResTarget); ok {
+				end = p.tok(rt.Location) - 1
+			}
+		}
+		if p.kw(end-2, "default") && p.kw(end-1, "values") && end-2 > relTok {
+			valuesTok = end - 2
 		}
 	}
 	if valuesTok < 0 {
 		return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
 	}
 	// OVERRIDING ... VALUE, which the shard tables (without identity columns) do not
-	// need: the identity values are evaluated here.
+	// need: the identity values are evaluated here. It comes right before VALUES.
 	overTok := valuesTok
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
-		for i := relTok; i < valuesTok; i++ {
-			if p.kw(i, "overriding") {
-				overTok = i
-				break
-			}
-		}
-		if overTok == valuesTok {
+		if !p.kw(valuesTok-3, "overriding") || !p.kw(valuesTok-1, "value") {
 			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
 		}
+		overTok = valuesTok - 3
 	}
 	var rowSpans [][2]int // token ranges of "( ... )"
 	suffixTok := valuesTok + 2

@@ -134,6 +134,9 @@ func TestSearchPathResolution(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ext.Close(ctx)
+	if _, err := ext.Exec(ctx, "SELECT * FROM "+tbl, pgx.QueryExecModeExec); err != nil {
+		t.Fatal(err)
+	}
 	extRead := func() string {
 		var got string
 		if err := ext.QueryRow(ctx, fmt.Sprintf("SELECT coalesce(string_agg(v, ',' ORDER BY v), '-') FROM %s WHERE k > $1", tbl), 0).Scan(&got); err != nil {
@@ -150,6 +153,15 @@ func TestSearchPathResolution(t *testing.T) {
 	if got := extRead(); got != "s2" {
 		t.Errorf("prepared statement after SET search_path reads %q, want s2", got)
 	}
+	// The local table has one more column: the description follows.
+	rows, err := ext.Query(ctx, "SELECT * FROM "+tbl, pgx.QueryExecModeExec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rows.FieldDescriptions()); n != 3 {
+		t.Errorf("SELECT * after SET search_path: %d columns, want 3", n)
+	}
+	rows.Close()
 	// DDL made on the coordinator itself (or through another proxy) reaches the proxy
 	// through the coordinator's event trigger.
 	coordRename := func(from, to, want string) {
@@ -217,6 +229,9 @@ func TestSettingsReachShardsExactly(t *testing.T) {
 		{"RESET ALL", []string{"SET work_mem = '12MB'", "RESET ALL"}},
 		{"SET ROLE", []string{"SET ROLE " + role}},
 		{"RESET ROLE", []string{"RESET ROLE"}},
+		// A role that may not read pgshard's metadata schema: gathering into a temporary
+		// table on the coordinator fires the coordinator's event triggers as that role.
+		{"GROUP BY across shards as a role", []string{"SET ROLE " + role, "SELECT v % 3, count(*) FROM " + tbl + " GROUP BY 1", "RESET ROLE"}},
 		{"SET LOCAL ROLE", []string{"BEGIN", "SET LOCAL ROLE " + role, "SELECT count(*) FROM " + tbl, "COMMIT"}},
 		{"SET SESSION AUTHORIZATION", []string{"SET SESSION AUTHORIZATION " + role}},
 		{"RESET SESSION AUTHORIZATION", []string{"RESET SESSION AUTHORIZATION"}},
@@ -234,8 +249,8 @@ func TestSettingsReachShardsExactly(t *testing.T) {
 		check("after " + st.label)
 	}
 	// The original defect: a SET LOCAL timeout must not make later shard queries time out.
-	mustExec(t, conn, "BEGIN", "SET LOCAL statement_timeout = '1ms'", "COMMIT")
-	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(0.05), count(*) FROM %s WHERE key = 1", tbl)); err != nil {
+	mustExec(t, conn, "BEGIN", "SET LOCAL statement_timeout = '77ms'", fmt.Sprintf("SELECT count(*) FROM %s", tbl), "COMMIT")
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT pg_sleep(0.2), count(*) FROM %s WHERE key = 1", tbl)); err != nil {
 		t.Errorf("after SET LOCAL statement_timeout ended: %v", err)
 	}
 }

@@ -70,7 +70,9 @@ func (r *Reader) fill(n int) error {
 	return nil
 }
 
-// body returns the next n bytes, from the buffer when they fit.
+// body returns the next n bytes, from the buffer when they fit. A large body is read into
+// a buffer that grows as its bytes arrive, so that a length a client announces costs
+// memory only once the client has sent that much.
 func (r *Reader) body(n int) ([]byte, error) {
 	if n <= len(r.buf) {
 		if err := r.fill(n); err != nil {
@@ -81,19 +83,32 @@ func (r *Reader) body(n int) ([]byte, error) {
 		return b, nil
 	}
 	if cap(r.big) < n {
-		r.big = make([]byte, n)
+		r.big = make([]byte, min(n, max(growStep, r.wr-r.rd)))
 	}
-	b := r.big[:n]
+	b := r.big[:min(n, cap(r.big))]
 	k := copy(b, r.buf[r.rd:r.wr])
 	r.rd, r.wr = 0, 0
-	if _, err := io.ReadFull(r.r, b[k:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
+	for k < n {
+		if k == len(b) {
+			nb := make([]byte, min(n, 2*len(b)))
+			copy(nb, b)
+			b = nb
 		}
-		return nil, err
+		m, err := io.ReadFull(r.r, b[k:])
+		k += m
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
 	}
+	r.big = b
 	return b, nil
 }
+
+// growStep is the first allocation for a large message body.
+const growStep = 1 << 20
 
 // Peek returns the bytes read from the connection but not consumed yet, without
 // consuming them; they are valid until the next read.

@@ -62,6 +62,21 @@ func TestDiffTransactions(t *testing.T) {
 			t.Fatalf("%s: %v", q, r.err)
 		}
 	}
+	// A role the sequences SET ROLE to, with the rights the sequences need everywhere
+	// (roles are per server: the coordinator, which holds the oracle database too, and
+	// every worker).
+	grants := "GRANT USAGE ON SCHEMA txs TO tx_role; GRANT ALL ON ALL TABLES IN SCHEMA public, txs TO tx_role"
+	if _, err := env.C.Coordinator.Exec(ctx, "postgres", "DROP ROLE IF EXISTS tx_role; CREATE ROLE tx_role; "+grants); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.C.Coordinator.Exec(ctx, "oracle", grants); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range env.C.Workers {
+		if _, err := w.Exec(ctx, "postgres", "DROP ROLE IF EXISTS tx_role; CREATE ROLE tx_role; GRANT ALL ON ALL TABLES IN SCHEMA public TO tx_role"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, s := range []*side{oracle, proxy} {
 		q := "INSERT INTO tx_d SELECT g % 12, g, g * 3, 'n' || g FROM generate_series(1, 60) g"
 		if r := s.run(ctx, modes[0], q, nil); r.err != nil {
@@ -196,6 +211,10 @@ func (g *txGen) next() string {
 		case 2:
 			return fmt.Sprintf("UPDATE %s SET v = v - 1 WHERE k = %d AND id = %d RETURNING k, id, v", tbl, k, id)
 		}
+		if r.Intn(2) == 0 {
+			// Across shards: some may divide by zero while others succeed.
+			return fmt.Sprintf("UPDATE %s SET v = 1000 / (v %% 11) WHERE id %% 13 = %d", tbl, r.Intn(13))
+		}
 		return fmt.Sprintf("UPDATE %s SET v = 100 / (v %% 5) WHERE k = %d", tbl, k) // may divide by zero
 	case x < 52:
 		switch r.Intn(3) {
@@ -224,12 +243,15 @@ func (g *txGen) next() string {
 		case 6:
 			return g.pick("SET DateStyle = 'SQL, DMY'", "SET LOCAL DateStyle = 'German'", "RESET DateStyle")
 		case 7:
+			if r.Intn(2) == 0 {
+				return g.pick("SET ROLE tx_role", "SET LOCAL ROLE tx_role", "RESET ROLE", "SET SESSION AUTHORIZATION tx_role", "RESET SESSION AUTHORIZATION")
+			}
 			return "SET extra_float_digits = " + fmt.Sprint(r.Intn(4)-1)
 		}
 		return "SET LOCAL extra_float_digits = 0"
 	case x < 72:
 		// Settings as the shards see them (a row per key: none for an empty key).
-		return fmt.Sprintf("SELECT k, id, current_setting('work_mem'), current_setting('statement_timeout'), current_setting('DateStyle'), '2024-03-05'::date::text, (v / 3.0)::float8::text FROM %s WHERE k = %d ORDER BY id", tbl, k)
+		return fmt.Sprintf("SELECT k, id, current_setting('work_mem'), current_setting('statement_timeout'), current_setting('DateStyle'), current_user, session_user, '2024-03-05'::date::text, (v / 3.0)::float8::text FROM %s WHERE k = %d ORDER BY id", tbl, k)
 	case x < 82:
 		return fmt.Sprintf("SELECT * FROM %s WHERE k = %d ORDER BY id", tbl, k)
 	case x < 90:
@@ -249,6 +271,9 @@ func (g *txGen) next() string {
 	case 1:
 		return fmt.Sprintf("SELECT set_config('search_path', %s, %v); DELETE FROM tx_d WHERE k = %d", g.pick("'txs, public'", "'public'"), r.Intn(2) == 0, k)
 	case 2:
+		if r.Intn(2) == 0 {
+			return fmt.Sprintf("INSERT INTO %s SELECT (k + %d) %% 14, id + 1000, v, 'copy' FROM %s WHERE k = %d AND id < 1000", tbl, 1+r.Intn(3), tbl, k)
+		}
 		return fmt.Sprintf("INSERT INTO %s VALUES (%d, %d, 5, 'c') ON CONFLICT (k, id) DO UPDATE SET v = tx_d.v + 100 RETURNING k, id, v", tbl, k, id)
 	}
 	return fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d; INSERT INTO %s VALUES (%d, %d, 0, 's'); SELECT count(*) FROM %s WHERE k = %d", tbl, k, tbl, k, 500+r.Intn(100), tbl, k)

@@ -192,3 +192,66 @@ func TestBlockGoesOnWithoutLostNode(t *testing.T) {
 		})
 	}
 }
+
+// TestBlockReadOnlyNodeLost: a worker that served only reads of a transaction block is
+// lost before COMMIT. Nothing of the block was lost with it: COMMIT succeeds and marks
+// nothing.
+func TestBlockReadOnlyNodeLost(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto.name, func(t *testing.T) {
+			defer resetFaults(t)
+			ctx := context.Background()
+			c := connectTo(t, proto.url())
+			tbl := table(t, c, 100)
+			kr, _ := keyOn(t, c, tbl, 0)
+			kw := keyAvoiding(t, tbl, 0)
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var v int64
+			if err := tx.QueryRow(ctx, fmt.Sprintf("SELECT v FROM %s WHERE k = $1", tbl), kr).Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1000 WHERE k = $1", tbl), kw); err != nil {
+				t.Fatal(err)
+			}
+			env.fps[0].SetRefuse(true)
+			env.fps[0].CutAll()
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatalf("COMMIT: %v", err)
+			}
+			if in := inactive(placements(t, tbl)); len(in) != 0 {
+				t.Fatalf("inactive placements: %+v", in)
+			}
+			if v := c.int(t, fmt.Sprintf("SELECT v FROM %s WHERE k = %d", tbl, kw)); v != int64(kw+1000) {
+				t.Errorf("after COMMIT v = %d", v)
+			}
+			resetFaults(t)
+			consistent(t, tbl)
+		})
+	}
+}
+
+// keyAvoiding returns a key in 1..100 whose shard has no placement on worker idx.
+func keyAvoiding(t testing.TB, table string, idx int) int {
+	t.Helper()
+	ps := placements(t, table)
+	c := connectTo(t, env.c.Coordinator.URL("postgres"))
+	for k := 1; k <= 100; k++ {
+		var h int32
+		c.QueryRow(context.Background(), "select hashint4($1)", k).Scan(&h)
+		ok, found := true, false
+		for _, p := range ps {
+			if h >= p.min && h <= p.max {
+				found = true
+				ok = ok && p.workerIdx != idx
+			}
+		}
+		if found && ok {
+			return k
+		}
+	}
+	t.Fatalf("no key avoiding worker %d", idx)
+	return 0
+}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgshard/pgshard/tests/faultproxy"
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
@@ -132,10 +133,12 @@ func TestPgbenchWorkerCrash(t *testing.T) {
 		close(running)
 	}()
 
-	// Crash cycles while pgbench runs: a worker goes down (immediate shutdown) for 2.5 s,
+	// Fault cycles while pgbench runs, one worker at a time: single connections to the
+	// worker are cut at a statement (most inside transaction blocks), before it reaches
+	// the server and after; then the worker goes down (immediate shutdown) for 2.5 s,
 	// comes back, and its inactive placements are repaired while the load goes on.
 	end := time.Now().Add(time.Duration(seconds) * time.Second)
-	cycles := 0
+	cycles, cuts := 0, 0
 	pause := func(d time.Duration) bool {
 		select {
 		case <-running:
@@ -144,7 +147,24 @@ func TestPgbenchWorkerCrash(t *testing.T) {
 			return true
 		}
 	}
-	for w := 0; time.Until(end) > 5*time.Second && pause(1500*time.Millisecond); w = (w + 1) % len(env.c.Workers) {
+	for w := 0; time.Until(end) > 5*time.Second; w = (w + 1) % len(env.c.Workers) {
+		fp := env.fps[w]
+		rules := []*faultproxy.Rule{
+			fp.Add(&faultproxy.Rule{Type: 'B', After: 10, Action: faultproxy.CutBefore}),
+			fp.Add(&faultproxy.Rule{Type: 'B', After: 40, Action: faultproxy.CutAfter}),
+		}
+		up := pause(1500 * time.Millisecond)
+		fp.ClearRules()
+		for _, r := range rules {
+			select {
+			case <-r.Fired():
+				cuts++
+			default:
+			}
+		}
+		if !up {
+			break
+		}
 		if err := env.c.Workers[w].Crash(); err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +180,7 @@ func TestPgbenchWorkerCrash(t *testing.T) {
 		rc.Close(context.Background())
 	}
 	<-running
-	t.Logf("%d crash cycles", cycles)
+	t.Logf("%d crash cycles, %d connections cut", cycles, cuts)
 
 	var processed, aborted int64
 	for _, r := range results {

@@ -137,3 +137,8 @@ SELECT avg(CAST(qty * 1000003 AS float4)), avg((qty * 1000003)::float4) FILTER (
 SELECT grp, avg((qty * 1000003)::real) FROM {t} GROUP BY grp ORDER BY grp;
 SELECT avg(qty * 1000003::real) FROM {t};
 SELECT avg(float4 '1000003' * qty) FROM {t};
+-- Types the planner cannot tell: checked at run time (or gathered, when grouped).
+SELECT avg(greatest((qty * 1000003)::real, 0)), avg(nullif((qty * 1000003)::real, 0)) FROM {t};
+SELECT avg(abs((qty * 1000003)::real)), count(*) FROM {t} WHERE grp > 2;
+SELECT grp, avg(nullif((qty * 1000003)::real, 0)) FROM {t} GROUP BY grp ORDER BY grp;
+SELECT avg(greatest(qty, 0)), avg(nullif(amount, 0)), avg(coalesce(price, 0)) FROM {t};
