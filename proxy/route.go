@@ -44,6 +44,22 @@ type keyHasher struct {
 	// modifier applies to them before they are hashed; nil for comparisons.
 	col     *metadata.Column
 	pending []pendingHash
+	// all is set when a compared value cannot select shards: every shard is needed.
+	all bool
+}
+
+// oidUnknown is the type of an untyped parameter.
+const oidUnknown = 705
+
+// comparesAsKey reports whether comparing a key of type key with a value of another type
+// keeps the key's hash valid: a character key compared with text (as text, without the
+// trailing spaces its hash ignores too), a name key with text.
+func comparesAsKey(param, key uint32) bool {
+	switch key {
+	case pghash.OIDBPChar, pghash.OIDName:
+		return param == pghash.OIDText || param == pghash.OIDVarchar
+	}
+	return false
 }
 
 // assigning reports whether values assigned to the key need the column's modifier.
@@ -149,16 +165,28 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 			*dst = 0 // NULL: matches nothing; any shard answers
 			return nil
 		}
-		if assign {
-			var oid uint32
-			if i < len(prm.oids) {
-				oid = prm.oids[i]
-			}
+		var oid uint32
+		if i < len(prm.oids) {
+			oid = prm.oids[i]
+		}
+		otherType := oid != 0 && oid != oidUnknown && !sameFamily(oid, typ)
+		if assign || (v.Assign && kh.col != nil && otherType) {
+			// Assigned to the key: the coordinator reads the value as its own type
+			// and coerces it as INSERT does (a numeric 5.0 into an integer key is 5).
 			kh.addAssigned(val, oid, prm.format(i), 0, dst)
 			return nil
 		}
-		if i < len(prm.oids) && prm.oids[i] != 0 && sameFamily(prm.oids[i], typ) {
-			typ = prm.oids[i]
+		if otherType && !comparesAsKey(oid, typ) {
+			// Compared in the parameter's type (a varchar key with a character
+			// parameter compares as character, ignoring trailing spaces; an integer
+			// key with a numeric one, as numeric): values equal to it may lie on
+			// any shard.
+			kh.all = true
+			*dst = 0
+			return nil
+		}
+		if !otherType && oid != 0 && oid != oidUnknown {
+			typ = oid
 		}
 		if prm.format(i) == 1 {
 			h, ok := pghash.HashBinary(typ, val)
@@ -292,6 +320,9 @@ func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.C
 	}
 	if err := kh.flush(ctx); err != nil {
 		return nil, err
+	}
+	if kh.all {
+		return t.Shards, nil
 	}
 	shards, _ := cond.Select(t, hashes)
 	return shards, nil

@@ -503,6 +503,18 @@ func TestDefaultsAreAssigned(t *testing.T) {
 				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v) SELECT 3", tbl))
 			},
 			func(c *pgx.Conn, tbl string) error {
+				return execSimple(ctx, c, fmt.Sprintf("INSERT INTO %s (v, k) VALUES (5, DEFAULT), (6, DEFAULT)", tbl))
+			},
+			func(cn *pgx.Conn, tbl string) error {
+				if c.key != "k" {
+					return nil // a NULL partition key is refused (pg_shard's rule)
+				}
+				return execSimple(ctx, cn, fmt.Sprintf("INSERT INTO %s DEFAULT VALUES", tbl))
+			},
+			func(c *pgx.Conn, tbl string) error {
+				return c.PgConn().ExecParams(ctx, fmt.Sprintf("INSERT INTO %s (v) VALUES ($1)", tbl), [][]byte{[]byte("7")}, nil, nil, nil).Read().Err
+			},
+			func(c *pgx.Conn, tbl string) error {
 				_, err := c.PgConn().CopyFrom(ctx, strings.NewReader("4\n"), fmt.Sprintf("COPY %s (v) FROM STDIN", tbl))
 				return err
 			},
@@ -512,11 +524,80 @@ func TestDefaultsAreAssigned(t *testing.T) {
 				t.Errorf("%s: pgshard %v, PostgreSQL %v", c.ddl, derr, perr)
 			}
 		}
-		q := "SELECT coalesce(string_agg(v || ':' || k::text || ':' || octet_length(k::text), ',' ORDER BY v), '') FROM %s"
+		q := "SELECT coalesce(string_agg(coalesce(v::text, '-') || ':' || k::text || ':' || octet_length(k::text), ',' ORDER BY v), '') FROM %s"
 		if want, got := queryString(t, plain, fmt.Sprintf(q, ref)), queryString(t, conn, fmt.Sprintf(q, dist)); got != want {
 			t.Errorf("%s: pgshard holds %s, PostgreSQL %s", c.ddl, got, want)
 		}
 	}
+}
+
+// TestParametersOfAnotherType: a parameter whose declared type differs from the key's is
+// compared (or assigned) in PostgreSQL's terms: a varchar key compared with a character
+// parameter ignores trailing spaces, an integer key compared with a numeric parameter
+// compares as numeric, a numeric parameter assigned to an integer key is rounded.
+func TestParametersOfAnotherType(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	const (
+		bpchar      = 1042
+		numeric     = 1700
+		float8      = 701
+		timestamptz = 1184
+		text        = 25
+		int8        = 20
+	)
+	for _, c := range []struct {
+		decl  string
+		rows  []string
+		oid   uint32
+		param string
+	}{
+		{"varchar(10)", []string{"abc ", "abc", "abc  ", "x"}, bpchar, "abc"},
+		{"text", []string{"abc ", "abc", "x"}, bpchar, "abc   "},
+		{"char(5)", []string{"abc", "x"}, text, "abc"},
+		{"char(5)", []string{"abc", "x"}, text, "abc  "},
+		{"integer", []string{"5", "6", "7"}, numeric, "5.0"},
+		{"integer", []string{"5", "6", "7"}, int8, "6"},
+		{"numeric", []string{"0.1", "0.10000000000000001", "0.2"}, float8, "0.1"},
+		{"timestamp", []string{"2024-01-01 10:00", "2024-01-01 11:00"}, timestamptz, "2024-01-01 10:00+00"},
+	} {
+		dist, ref := uniqueName("kpt"), uniqueName("kptref")
+		ddl := fmt.Sprintf("(k %s NOT NULL, v int)", c.decl)
+		distribute(t, conn, fmt.Sprintf("CREATE TABLE %s %s", dist, ddl), dist, "k", 8, 1)
+		mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s %s", ref, ddl))
+		for i, r := range c.rows {
+			q := fmt.Sprintf("INSERT INTO %%s VALUES (%s, %d)", lit(r), i)
+			mustExec(t, plain, fmt.Sprintf(q, ref))
+			mustExec(t, conn, fmt.Sprintf(q, dist))
+		}
+		run := func(cn *pgx.Conn, sql string) string {
+			rr := cn.PgConn().ExecParams(ctx, sql, [][]byte{[]byte(c.param)}, []uint32{c.oid}, nil, nil).Read()
+			if rr.Err != nil {
+				return sqlstate(rr.Err)
+			}
+			out := []string{rr.CommandTag.String()}
+			for _, row := range rr.Rows {
+				out = append(out, string(row[0]))
+			}
+			return strings.Join(out, ",")
+		}
+		for _, q := range []string{
+			"SELECT count(*) FROM %s WHERE k = $1",
+			"SELECT count(*) FROM %s WHERE k IN ($1, $1)",
+			"DELETE FROM %s WHERE k = $1",
+			"INSERT INTO %s VALUES ($1, 100) RETURNING k::text",
+			"SELECT count(*) FROM %s WHERE k = $1",
+		} {
+			if want, got := run(plain, fmt.Sprintf(q, ref)), run(conn, fmt.Sprintf(q, dist)); got != want {
+				t.Errorf("%s key, %s parameter %q: %s: pgshard %s, PostgreSQL %s", c.decl, typeNameOf(c.oid), c.param, q, got, want)
+			}
+		}
+	}
+}
+
+func typeNameOf(oid uint32) string {
+	return map[uint32]string{1042: "character", 1700: "numeric", 701: "double precision", 1184: "timestamptz", 25: "text", 20: "bigint"}[oid]
 }
 
 // describeErr is an error's SQLSTATE, message, detail and hint ("ok" for none).
