@@ -7,4 +7,10 @@
 // snapshot from a Cache and use it for a whole statement without locks; writers (metadata
 // changes, placement state changes) build a new snapshot and swap it in. Package
 // metadata/store reads and writes the snapshot's source of truth on the coordinator.
+//
+// Every committed change of the coordinator's metadata bumps its generation; a snapshot
+// carries the generation it was loaded at, and a change this proxy made itself carries
+// the generation it committed at (Cache.Apply). The Cache never lets an older snapshot
+// replace a newer one (Cache.Store), so a reload that read the metadata before a change
+// cannot undo it.
 package metadata

@@ -58,9 +58,19 @@ func (n Node) Less(o Node) bool {
 type Column struct {
 	Name     string
 	TypeOID  uint32 // the column's type (for domains, see HashType)
-	HashType uint32 // the type whose hash function applies: the domain's base type for domains
+	HashType uint32 // the type whose hash function applies: the base type, under any domains
 	TypeName string // format_type(atttypid, atttypmod)
-	NotNull  bool
+	// BaseName names the base type without modifier (format_type(base, -1): bpchar, not
+	// character, which would mean character(1)). Typmod is the modifier a value assigned
+	// to the column is coerced to (the column's own, or its domain's; -1 for none), and
+	// LengthFunc the function that applies it (the base type's length coercion in
+	// pg_cast, schema-qualified; "" for none), which takes an isExplicit flag when
+	// LengthArgs is 3.
+	BaseName   string
+	Typmod     int32
+	LengthFunc string
+	LengthArgs int
+	NotNull    bool
 	// Default is the column default's expression text, "" when there is none.
 	Default string
 	// DefaultOnShard is true when the default is a constant that the shard tables carry
@@ -74,6 +84,30 @@ type Column struct {
 	ByteOrder bool
 }
 
+// Assign returns SQL that coerces the value of the SQL expression x to the column's type
+// as an INSERT assigns it (PostgreSQL's assignment coercion): the modifier is applied
+// with its assignment rules, so that a value too long for character varying(n) is an
+// error (22001) rather than cut, numeric(p,s) rounds, timestamp(p) rounds, and a domain's
+// constraints are checked.
+func (c *Column) Assign(x string) string {
+	if c.Typmod < 0 || c.LengthFunc == "" || c.BaseName == "" {
+		return "(" + x + ")::" + c.TypeName
+	}
+	e := c.LengthFunc + "((" + x + ")::" + c.BaseName + ", " + strconv.Itoa(int(c.Typmod))
+	if c.LengthArgs == 3 {
+		e += ", false"
+	}
+	e += ")"
+	if c.TypeOID != c.HashType {
+		e = "(" + e + ")::" + c.TypeName // the domain's constraints
+	}
+	return e
+}
+
+// HasTypmod reports whether values assigned to the column are coerced to a type modifier
+// (char(n), varchar(n), numeric(p,s), timestamp(p), ..., directly or through a domain).
+func (c *Column) HasTypmod() bool { return c.Typmod >= 0 && c.LengthFunc != "" }
+
 // Table is a distributed table.
 type Table struct {
 	OID    uint32
@@ -84,9 +118,13 @@ type Table struct {
 	// KeyIndex is the partition column's index in Columns, -1 if the column is gone.
 	KeyIndex int
 	Columns  []Column
-	// HasUnique reports a unique index on the table, which makes INSERTs to a replicated
-	// shard order-dependent (two inserts of one key must reach every placement in the same
-	// order).
+	// HasUnique reports a unique index (primary key, unique constraint or index, deferrable
+	// or not, partial or not) or an exclusion constraint on the table: what makes the
+	// outcome of an INSERT depend on the rows already there, so that INSERTs to a
+	// replicated shard must reach every placement in the same order. Nothing else on a
+	// shard table does: CHECK and NOT NULL constraints, constant defaults and generated
+	// columns look at the new row only, other defaults are evaluated on the coordinator,
+	// and triggers, rules and foreign keys are not copied to shards.
 	HasUnique bool
 	// PrimaryKey are the indexes in Columns of the primary key's columns (none without
 	// one).
@@ -171,6 +209,12 @@ type Placement struct {
 // Snapshot is an immutable view of all distribution metadata.
 type Snapshot struct {
 	Version uint64
+	// Generation is the coordinator's metadata generation that the snapshot was loaded at
+	// (every committed change of the metadata tables bumps it); 0 when unknown.
+	Generation int64
+	// patched is the highest generation of the changes this proxy applied on top of the
+	// loaded snapshot (WithPlacementStates through Cache.Apply), 0 when none.
+	patched int64
 	// SchemaVersion changes only when the distributed tables' definitions change (tables,
 	// columns, partition keys), not when shards or placements do: plans depend on it.
 	SchemaVersion uint64
@@ -257,7 +301,7 @@ func schemaHash(tables []*Table) uint64 {
 	for _, t := range tables {
 		fmt.Fprintf(h, "%d|%s|%s|%c|%s|%d|%v|%v|", t.OID, t.Schema, t.Name, t.Method, t.Key, t.KeyIndex, t.HasUnique, t.PrimaryKey)
 		for _, c := range t.Columns {
-			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|%v|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated, c.ByteOrder)
+			fmt.Fprintf(h, "%s|%d|%d|%s|%v|%s|%v|%d|%d|%v|%s|%d|%s|%d|", c.Name, c.TypeOID, c.HashType, c.TypeName, c.NotNull, c.Default, c.DefaultOnShard, c.Identity, c.Generated, c.ByteOrder, c.BaseName, c.Typmod, c.LengthFunc, c.LengthArgs)
 		}
 	}
 	return h.Sum64()
@@ -314,6 +358,7 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
 	ns.aggregates = s.aggregates
 	ns.DefaultByteOrder = s.DefaultByteOrder
+	ns.Generation, ns.patched = s.Generation, s.patched
 	return ns
 }
 
@@ -332,8 +377,41 @@ func (c *Cache) Load() *Snapshot {
 	return empty
 }
 
-// Store makes s the current snapshot.
-func (c *Cache) Store(s *Snapshot) { c.p.Store(s) }
+// Store makes s, a snapshot loaded from the coordinator, the current snapshot, unless
+// the current one is newer: loaded at a later generation, or carrying a change of a
+// later generation (Apply) that s does not have. It reports whether s was stored; a
+// caller that needs the coordinator's current state loads again.
+func (c *Cache) Store(s *Snapshot) bool {
+	for {
+		old := c.p.Load()
+		if old != nil && (s.Generation < old.Generation || s.Generation < old.patched) {
+			return false
+		}
+		if c.p.CompareAndSwap(old, s) {
+			return true
+		}
+	}
+}
+
+// Replace makes s the current snapshot, whatever the current one is.
+func (c *Cache) Replace(s *Snapshot) { c.p.Store(s) }
+
+// Apply records placement state changes that this proxy committed on the coordinator at
+// generation gen, at once, before the change's notification brings a full reload. A
+// current snapshot loaded at gen or later has them already (and perhaps later changes
+// of the same placements), so it is kept as it is.
+func (c *Cache) Apply(gen int64, states map[int64]ShardState) {
+	c.Update(func(cur *Snapshot) *Snapshot {
+		if gen != 0 && cur.Generation >= gen {
+			return cur
+		}
+		ns := cur.WithPlacementStates(states)
+		if gen > ns.patched {
+			ns.patched = gen
+		}
+		return ns
+	})
+}
 
 // Update applies f to the current snapshot and stores the result, retrying if another
 // update raced with it.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -469,7 +470,8 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 				q.WriteString(", ")
 			}
 			c := &cp.t.Columns[ci]
-			q.WriteString("((" + c.Default + ")::" + c.TypeName + ")::text")
+			// As INSERT assigns a default: too long is 22001, not a cut.
+			q.WriteString("(" + c.Assign(c.Default) + ")::text")
 		}
 		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
 		c, err := ss.coordConn(ctx)
@@ -499,7 +501,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 		*b = *nb
 	}
 	hashes := make([]int32, len(b.rows))
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: ss, col: cp.t.KeyColumn()}
 	for i, row := range b.rows {
 		v, null, err := cp.opts.Field(row, keyPos)
 		if err != nil {
@@ -515,6 +517,10 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 	if err := kh.flush(ctx); err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Where = "COPY " + cp.t.Name
+			if kh.ss.tx != 'E' {
+				// Find the row, for PostgreSQL's context (line, column, value).
+				return cp.keyErr(ctx, b, keyPos, keyType, e)
+			}
 		}
 		return err
 	}
@@ -666,59 +672,77 @@ func (cp *copyRun) finish(ctx context.Context) error {
 		}
 	}
 	// Commit on every placement (in the client's block, its COMMIT does that).
+	unknown := map[*copyStream]bool{} // connection lost during COMMIT: it may have committed
 	if cp.own {
+		var sent []*copyStream
 		for _, s := range cp.streams {
 			if s.err == nil {
 				c := s.wc.conn()
 				c.Query("COMMIT")
 				if err := c.Flush(); err != nil {
 					s.err = err
+					continue
 				}
+				sent = append(sent, s)
 			}
 		}
-		for _, s := range cp.streams {
-			if s.err == nil {
-				if err := s.wc.conn().ExecPending(ctx); err != nil {
-					if !backend.Unavailable(err) && firstErr == nil {
-						firstErr = err
-					}
-					s.err = err
+		for _, s := range sent {
+			if err := s.wc.conn().ExecPending(ctx); err != nil {
+				if backend.Unavailable(err) {
+					unknown[s] = true
+				} else if firstErr == nil {
+					firstErr = err
 				}
+				s.err = err
 			}
 		}
 	}
+	// Per shard (outcome.go): when a placement committed, the others miss the rows and
+	// are marked; when none did but one may have, it is kept and the others marked; the
+	// COPY fails unless every shard committed somewhere.
 	var marks []metadata.Placement
+	var failErr error
 	ids := make([]int64, 0, len(cp.targets))
 	for id := range cp.targets {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
-		ok := false
-		for _, tg := range cp.targets[id] {
-			ok = ok || tg.s.err == nil
-		}
-		for _, tg := range cp.targets[id] {
+		tgs := cp.targets[id]
+		outs := make([]commitOutcome, len(tgs))
+		for i, tg := range tgs {
 			switch {
-			case tg.s.err != nil && ok:
-				marks = append(marks, tg.p)
-				ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tg.p.Node)).WithSeverity("WARNING").WithDetail("%v", tg.s.err))
-			case tg.s.err == nil && !cp.own:
-				ss.noteTxWrite(tg.p)
+			case tg.s.err == nil:
+				outs[i] = commitDone
+				if !cp.own {
+					ss.noteTxWrite(tg.p)
+				}
+			case unknown[tg.s]:
+				outs[i] = commitUnknown
+			default:
+				outs[i] = commitFailed
 			}
 		}
-		if !ok {
-			return pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+		m, committed, _ := decideCommit(outs)
+		for _, i := range m {
+			marks = append(marks, tgs[i].p)
+			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tgs[i].p.Node)).WithSeverity("WARNING").WithDetail("%v", tgs[i].s.err))
+		}
+		if !committed && failErr == nil {
+			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
 				WithDetail("The rows may have been stored in other shards.")
 		}
-	}
-	if firstErr != nil {
-		return firstErr
 	}
 	if len(marks) > 0 {
 		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
 			return err
 		}
+	}
+	if failErr != nil {
+		if firstErr != nil {
+			return firstErr // a placement's own error at COMMIT (a deferred constraint, say)
+		}
+		return failErr
 	}
 	ss.commandComplete("COPY " + strconv.FormatInt(cp.rows, 10))
 	return nil
@@ -782,6 +806,38 @@ func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 }
 
 // lineErr adds the COPY context to an error found by the proxy.
+// keyErr finds the first row of a batch whose key the coordinator cannot read (or
+// assign to the column) and returns its error with the line, column and value as
+// PostgreSQL reports them; err when no single row fails.
+func (cp *copyRun) keyErr(ctx context.Context, b *copyBatch, keyPos int, keyType uint32, err *pgerr.Error) error {
+	col := cp.t.KeyColumn()
+	for i, row := range b.rows {
+		v, null, ferr := cp.opts.Field(row, keyPos)
+		if ferr != nil || null {
+			continue
+		}
+		kh := keyHasher{ss: cp.ss, col: col}
+		var h int32
+		if kh.addText(keyType, v, &h) != nil || len(kh.pending) == 0 {
+			continue
+		}
+		if rerr := kh.flush(ctx); rerr != nil {
+			e := pgerr.From(rerr)
+			val := string(v)
+			if len(val) > 100 {
+				cut := 100
+				for cut > 0 && !utf8.RuneStart(val[cut]) {
+					cut--
+				}
+				val = val[:cut] + "..."
+			}
+			e.Where = fmt.Sprintf("COPY %s, line %d, column %s: \"%s\"", cp.t.Name, b.lines[i], col.Name, val)
+			return e
+		}
+	}
+	return err
+}
+
 func (cp *copyRun) lineErr(err error, line int64) error {
 	e := pgerr.From(err)
 	e.Where = fmt.Sprintf("COPY %s, line %d", cp.t.Name, line)

@@ -119,7 +119,7 @@ func (ss *session) truncateIn(ctx context.Context, snap *metadata.Snapshot, st *
 	if err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
+	if err := c.Exec(ctx, ownStatement(ss.render(st.Text, in, nil, nil))); err != nil {
 		return err
 	}
 	var tasks []writeTask

@@ -15,6 +15,8 @@
 //   - exec.go, read.go, write.go: execution of router plans: pass-through to the
 //     coordinator, single-shard statements relayed frame by frame, multi-shard reads
 //     merged, and replicated writes with placement failure handling.
+//   - outcome.go: the write failure model as pure decisions: from what each placement
+//     answered, the client's answer and the placements to mark inactive.
 //   - functions.go and admin.go: pgshard's SQL functions (master_add_node, ...) and admin
 //     statements (SHOW NODES, REPAIR SHARD, ...).
 //

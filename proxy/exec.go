@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
@@ -18,6 +20,16 @@ type params struct {
 	values  [][]byte
 	formats []int16  // per parameter, or one for all, or none (all text)
 	oids    []uint32 // declared types; 0 = unspecified
+	worker  []uint32 // oids as the workers know them (nil: the same)
+}
+
+// oidsFor returns the parameter types for a backend connection: the coordinator's own,
+// or the workers'.
+func (ss *session) oidsFor(c *backend.Conn, p *params) []uint32 {
+	if p.worker == nil || (ss.coord != nil && ss.coord.Value() == c) {
+		return p.oids
+	}
+	return p.worker
 }
 
 func (p *params) format(i int) int16 {
@@ -38,6 +50,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
+	if st.DDL {
+		defer ss.namesChanged(st.TempDDL)
+	}
 	switch st.Kind {
 	case router.Coordinator:
 		if st.Listen {
@@ -56,9 +71,32 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		}
 		ss.commandComplete(st.Tag)
 		return nil
-	case router.Commit:
-		return ss.commit(ctx)
-	case router.Rollback:
+	case router.Commit, router.Rollback:
+		if st.Chain {
+			if ss.tx == 'I' || ss.pipelineTx {
+				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
+			}
+			// The next block starts as this one did (BEGIN with its options, SET
+			// TRANSACTION), right after this one ends.
+			chain := []string{ss.txReplay[0]}
+			for _, s := range ss.txReplay[1:] {
+				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" {
+					chain = append(chain, s)
+				}
+			}
+			if ss.tx == 'E' {
+				// The failed block's characteristics were undone with it: as in
+				// PostgreSQL, the new block has the session's defaults.
+				chain = []string{"BEGIN"}
+			}
+			defer func() {
+				ss.tx, ss.txReplay = 'T', chain
+				ss.srv.stats.xacts.Add(1)
+			}()
+		}
+		if st.Kind == router.Commit {
+			return ss.commit(ctx)
+		}
 		if ss.tx == 'I' {
 			ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
@@ -110,6 +148,11 @@ func (ss *session) render(t router.Template, in *router.Input, tables, evals []s
 	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
 }
 
+// ownStatement marks a statement that writes distributed tables' prototypes on the
+// coordinator as pgshard's own, which the prototypes' triggers let through (for
+// TRUNCATE, and for writes no shard can match, which the empty prototype answers).
+func ownStatement(sql string) string { return sql + "\n" + router.InternalMark }
+
 // coordinatorStatement runs sql on the coordinator and relays the results.
 func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
 	c, err := ss.coordConn(ctx)
@@ -140,7 +183,7 @@ func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
 	if prm == nil {
 		prm = &params{}
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, results, false)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, results, false)
 }
 
 // sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
@@ -151,7 +194,7 @@ func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
 		c.QueryBytes(sql)
 		return
 	}
-	c.SendExtended(sql, prm.oids, prm.formats, prm.values, nil, true)
+	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
@@ -169,6 +212,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		return err
 	}
 	ss.settingsDirty = true
+	ss.namesDirty = true // search_path may have changed
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
 	}
@@ -185,7 +229,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	if ss.tx == 'T' {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
-			if err := res.Value().Exec(ctx, sql); err != nil {
+			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
 				return err
 			}
 		}
@@ -274,9 +318,28 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
 	}
+	// The savepoints are checked here, as PostgreSQL checks them: the block may not have
+	// reached any backend yet.
+	switch st.Kind {
+	case router.Savepoint:
+		ss.txSavepoints = append(ss.txSavepoints, st.Name)
+	case router.Release, router.RollbackTo:
+		i := len(ss.txSavepoints) - 1
+		for i >= 0 && ss.txSavepoints[i] != st.Name {
+			i--
+		}
+		if i < 0 {
+			return pgerr.New(pgerr.Code("3B001"), "savepoint \"%s\" does not exist", st.Name)
+		}
+		if st.Kind == router.Release {
+			ss.txSavepoints = ss.txSavepoints[:i]
+		} else {
+			ss.txSavepoints = ss.txSavepoints[:i+1]
+		}
+	}
 	var first error
 	for _, res := range ss.txConns {
-		if err := res.Value().Exec(ctx, sql); err != nil && first == nil {
+		if err := ss.blockExec(ctx, res.Value(), sql, st.Kind == router.RollbackTo); err != nil && first == nil {
 			first = err
 		}
 	}
@@ -291,6 +354,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	ss.txReplay = append(ss.txReplay, sql)
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
+		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
+			ss.namesDirty = true // a SET or DDL may have been undone
+		}
 	}
 	ss.commandComplete(st.Tag)
 	return nil
@@ -460,11 +526,16 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		states[p.ID] = metadata.StateInactive
 	}
-	if err := s.store.SetPlacementStates(ctx, states); err != nil {
+	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
+		var last *store.LastPlacementError
+		if errors.As(err, &last) {
+			return pgerr.Wrap(err, pgerr.InternalError, "could not mark placement %d of shard %d inactive: no other placement of the shard is finalized", last.PlacementID, last.ShardID).
+				WithDetail("The placement missed a write that only placements already marked inactive took.").
+				WithHint("The write is undone where it is still in a transaction; the shard keeps its last finalized placement.")
+		}
 		return pgerr.Wrap(err, pgerr.InternalError, "could not record failed placements: %v", err).
 			WithDetail("The write may have been applied to some placements.")
 	}
-	s.cache.Update(func(snap *metadata.Snapshot) *metadata.Snapshot { return snap.WithPlacementStates(states) })
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {

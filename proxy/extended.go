@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
@@ -34,11 +35,19 @@ type prepared struct {
 	batch *router.Batch
 	in    *router.Input
 	st    *router.Statement // nil for an empty query
-	admin string            // an admin statement's text, answered by the proxy
+	// snap and sess are what the statement was planned with: when the distributed
+	// tables change or names resolve differently, it is planned again before it runs
+	// (replan), as PostgreSQL analyses a prepared statement again.
+	snap  *metadata.Snapshot
+	sess  *router.Session
+	admin string // an admin statement's text, answered by the proxy
 	// From Describe: every parameter's type, and the result columns (nil: no rows).
 	described bool
 	params    []uint32
 	fields    []pgproto3.FieldDescription
+	// workerParams are params for the workers, where user-defined types have other OIDs
+	// (or do not exist): a domain becomes its base type, any other such type 0.
+	workerParams []uint32
 }
 
 // portal is a bound statement, ready to execute.
@@ -70,6 +79,7 @@ func describeKey(sql string, oids []uint32) string {
 type description struct {
 	params []uint32
 	fields []pgproto3.FieldDescription
+	worker []uint32 // params as the workers know them
 }
 
 // extended handles an extended-protocol message. It reports false when the connection
@@ -87,26 +97,29 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		return true // an error occurred: everything up to Sync is discarded
 	}
 	ss.settleFor(typ, body)
-	var err error
+	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
+	// Any other error is the statement's, answered with an ErrorResponse (a backend
+	// connection lost while the statement ran is not a protocol violation of the client).
+	var err, decodeErr error
 	switch typ {
 	case 'P':
 		var m pgproto3.Parse
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.parse(ctx, &m)
 		}
 	case 'B':
 		var m pgproto3.Bind
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.bind(ctx, &m)
 		}
 	case 'D':
 		var m pgproto3.Describe
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.describe(ctx, &m)
 		}
 	case 'E':
 		var m pgproto3.Execute
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			ss.relayedError = false
 			err = ss.execute(ctx, m.Portal, m.MaxRows)
 			if err == nil && ss.relayedError {
@@ -120,16 +133,15 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		}
 	case 'C':
 		var m pgproto3.Close
-		if err = m.Decode(body); err == nil {
+		if decodeErr = m.Decode(body); decodeErr == nil {
 			err = ss.closeObject(&m)
 		}
 	}
+	if decodeErr != nil {
+		ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		return false
+	}
 	if err != nil {
-		if _, ok := err.(*pgerr.Error); !ok && !isPgError(err) {
-			// A message pgproto3 could not decode: the stream cannot be trusted.
-			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-			return false
-		}
 		ss.sendError(err)
 		// An error sends its ErrorResponse at once (not at Sync) and discards the
 		// rest of the pipeline up to Sync.
@@ -141,8 +153,6 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	}
 	return true
 }
-
-func isPgError(err error) bool { return pgerr.CodeOf(err) != "" }
 
 // sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
 // reports the transaction state.
@@ -172,7 +182,7 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 			return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", m.Name)
 		}
 	}
-	ps, err := ss.prepare(m.Name, m.Query, append([]uint32(nil), m.ParameterOIDs...))
+	ps, err := ss.prepare(ctx, m.Name, m.Query, append([]uint32(nil), m.ParameterOIDs...))
 	if err != nil {
 		return err
 	}
@@ -186,14 +196,16 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 }
 
 // prepare plans a statement text for the session's namespace.
-func (ss *session) prepare(name, sql string, oids []uint32) (*prepared, error) {
+func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32) (*prepared, error) {
 	ps := &prepared{name: name, sql: sql, oids: oids}
 	if isAdmin(sql) {
 		ps.admin = sql
 		return ps, nil
 	}
 	snap := ss.srv.cache.Load()
-	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ss.routerSession())
+	ps.sess = ss.routerSession(ctx, snap)
+	ps.snap = snap
+	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ps.sess)
 	switch len(ps.batch.Stmts) {
 	case 0:
 	case 1:
@@ -202,6 +214,20 @@ func (ss *session) prepare(name, sql string, oids []uint32) (*prepared, error) {
 		return nil, pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
 	return ps, nil
+}
+
+// replan plans a prepared statement again if what it was planned with changed.
+func (ss *session) replan(ctx context.Context, ps *prepared) {
+	if ps.st == nil || ps.snap == nil || !ss.planStale(ps.snap, ps.sess) {
+		return
+	}
+	snap := ss.srv.cache.Load()
+	sess := ss.routerSession(ctx, snap)
+	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
+	if len(batch.Stmts) != 1 {
+		return
+	}
+	ps.snap, ps.sess, ps.batch, ps.in, ps.st = snap, sess, batch, in, batch.Stmts[0]
 }
 
 // bind handles Bind: it creates a portal with the parameter values.
@@ -236,7 +262,7 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	ss.portals[m.DestinationPortal] = &portal{
 		name: m.DestinationPortal, stmt: ps,
-		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params},
+		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params, worker: ps.workerParams},
 		results: append([]int16(nil), m.ResultFormatCodes...),
 	}
 	ss.w.Raw('2', nil)
@@ -302,8 +328,12 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 		return nil
 	}
 	key := describeKey(ps.sql, ps.oids)
+	if ps.sess != nil {
+		// The same text may name other relations under another search_path.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+	}
 	if d, ok := ss.descCache[key]; ok {
-		ps.params, ps.fields, ps.described = d.params, d.fields, true
+		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 		return nil
 	}
 	var d description
@@ -314,8 +344,12 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	case ps.st == nil:
 	default:
 		switch ps.st.Kind {
+		case router.SetVar:
+			if ps.st.SetConfig {
+				d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
+			}
 		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
-			router.SetVar, router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+			router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
 			// No parameters, no rows.
 		case router.ExecuteSQL:
 			target := ss.stmts[ps.st.Name]
@@ -338,9 +372,56 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	if len(d.params) < len(ps.oids) {
 		d.params = append(d.params, ps.oids[len(d.params):]...)
 	}
+	if d.worker, err = ss.workerOIDs(ctx, d.params); err != nil {
+		return err
+	}
 	ss.descCache[key] = d
-	ps.params, ps.fields, ps.described = d.params, d.fields, true
+	ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 	return nil
+}
+
+// workerOIDs maps parameter types to the workers' OIDs: built-in types keep theirs, a
+// domain (whose OID differs on every server) becomes its base type, which assigns to
+// the domain with its checks, and any other user-defined type becomes 0, for the worker
+// to infer from the statement as PostgreSQL infers an unspecified type.
+func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, error) {
+	var user []string
+	for _, o := range oids {
+		if o >= firstNormalOID {
+			user = append(user, strconv.FormatUint(uint64(o), 10))
+		}
+	}
+	if len(user) == 0 {
+		return oids, nil
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.ExecRows(ctx, `WITH RECURSIVE chain(start, oid, depth) AS (
+			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid IN (`+strings.Join(user, ", ")+`)
+			UNION ALL
+			SELECT ch.start, t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd')
+		SELECT DISTINCT ON (start) start, oid FROM chain ORDER BY start, depth DESC`)
+	if err != nil {
+		return nil, err
+	}
+	base := map[uint32]uint32{}
+	for _, r := range rows {
+		s, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		b, _ := strconv.ParseUint(string(r[1]), 10, 32)
+		if b < firstNormalOID {
+			base[uint32(s)] = uint32(b)
+		}
+	}
+	out := make([]uint32, len(oids))
+	for i, o := range oids {
+		out[i] = o
+		if o >= firstNormalOID {
+			out[i] = base[o] // 0 when not a domain over a built-in type
+		}
+	}
+	return out, nil
 }
 
 // describeOnCoordinator asks the coordinator to describe sql.
@@ -448,6 +529,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.admin(ctx, ps.admin)
 		return nil
 	}
+	ss.replan(ctx, ps)
 	if ps.st == nil {
 		ss.w.Raw('I', nil)
 		return nil
@@ -573,7 +655,7 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 			oids = append(oids, uint32(o))
 		}
 	}
-	ps, err := ss.prepare(st.Name, st.Query, oids)
+	ps, err := ss.prepare(ctx, st.Name, st.Query, oids)
 	if err != nil {
 		return err
 	}
@@ -599,7 +681,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 		return pgerr.New(pgerr.SyntaxError, "wrong number of parameters for prepared statement %q", st.Name).
 			WithDetail("Expected %d parameters but got %d.", len(ps.params), len(st.Args))
 	}
-	prm := &params{oids: ps.params, values: make([][]byte, len(st.Args))}
+	prm := &params{oids: ps.params, worker: ps.workerParams, values: make([][]byte, len(st.Args))}
 	if len(st.Args) > 0 {
 		values, err := ss.evalArgs(ctx, st.Args, in)
 		if err != nil {
@@ -607,6 +689,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 		}
 		prm.values = values
 	}
+	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.admin != "" {
 		ss.admin(ctx, ps.admin)

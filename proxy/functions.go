@@ -197,13 +197,34 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	if err != nil {
 		return err
 	}
-	rows, err := c.QueryParams(ctx, `SELECT a.attnum, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
-			pg_catalog.format_type(a.atttypid, NULL),
-			EXISTS (SELECT 1 FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
-			        WHERE am.amname = 'hash' AND o.opcdefault
-			          AND o.opcintype = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END)
-		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-		WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped`,
+	// The partition column needs a default hash operator class for its type, found as
+	// PostgreSQL's GetDefaultOpClass (and so pg_shard) finds it: for the base type under
+	// any domains, one for the type itself, else exactly one whose input type the type
+	// is binary-coercible to (varchar uses text_ops), preferring the category's
+	// preferred type.
+	rows, err := c.QueryParams(ctx, `WITH RECURSIVE col AS (
+			SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped),
+		chain(oid, depth) AS (
+			SELECT atttypid, 0 FROM col
+			UNION ALL
+			SELECT t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd'),
+		base AS (SELECT oid FROM chain ORDER BY depth DESC LIMIT 1),
+		cands AS (
+			SELECT o.opcintype = base.oid AS exact, it.typispreferred AS preferred
+			FROM base, pg_catalog.pg_opclass o
+			JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
+			JOIN pg_catalog.pg_type it ON it.oid = o.opcintype
+			WHERE am.amname = 'hash' AND o.opcdefault
+			  AND (o.opcintype = base.oid OR EXISTS (
+			        SELECT 1 FROM pg_catalog.pg_cast pc
+			        WHERE pc.castsource = base.oid AND pc.casttarget = o.opcintype AND pc.castmethod = 'b')))
+		SELECT col.attnum, base.oid, pg_catalog.format_type(col.atttypid, NULL),
+			(SELECT count(*) FILTER (WHERE exact) = 1
+			     OR (count(*) FILTER (WHERE exact) = 0
+			         AND (count(*) FILTER (WHERE preferred) = 1
+			              OR (count(*) FILTER (WHERE preferred) = 0 AND count(*) = 1))) FROM cands)
+		FROM col, base`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(column)}, nil)
 	if err != nil {
 		return err
@@ -254,8 +275,18 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
 	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
-		if errors.Is(err, store.ErrAlreadyDistributed) {
+		var users *store.UsersError
+		switch {
+		case errors.As(err, &users):
+			// They would run inside the coordinator, against the empty prototype.
+			return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q while functions, views, rules or policies refer to it: %s", rel, users.Objects).
+				WithDetail("Functions, views, rules and policies run inside the coordinator, which holds only an empty prototype of a distributed table; its rows live on the shards.").
+				WithHint("Drop them (or, for a function, stop naming the table in its body) before distributing the table.")
+		case errors.Is(err, store.ErrAlreadyDistributed):
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
+		case errors.Is(err, store.ErrNotEmpty):
+			return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
+				WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
 		}
 		return err
 	}

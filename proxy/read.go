@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"math/big"
 	"strconv"
 	"strings"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // errTableGone is returned when a plan names a table the current metadata lacks (it was
@@ -147,9 +149,30 @@ func noShards(t *metadata.Table) error {
 }
 
 // readPlacements returns the placements a read of sh may use, in order of preference: in
-// a transaction block, a placement on a node the block already uses comes first.
+// a transaction block, a placement on a node the block already uses comes first, and a
+// shard the block wrote is read only where the block's writes went (a placement that
+// missed them is marked, but the read must not depend on how soon that shows).
 func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 	ps := sh.Finalized()
+	if ss.tx != 'I' && len(ss.txWrites) > 0 {
+		wrote := map[int64]bool{}
+		for _, ws := range ss.txWrites {
+			for _, p := range ws {
+				if p.ShardID == sh.ID {
+					wrote[p.ID] = true
+				}
+			}
+		}
+		if len(wrote) > 0 {
+			kept := ps[:0]
+			for _, p := range ps {
+				if wrote[p.ID] {
+					kept = append(kept, p)
+				}
+			}
+			ps = kept
+		}
+	}
 	if ss.tx != 'I' && len(ps) > 1 {
 		for i, p := range ps {
 			if ss.txConns[p.Node] != nil {
@@ -185,17 +208,17 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		flushed := ss.w.Flushes()
 		ss.sendSQL(c, sql, ss.call.results)
 		if err := ss.sendTo(c); err != nil {
+			// Inside a transaction block too: the connection is broken now, so the block
+			// goes on without the node (its writes there are marked at COMMIT), and every
+			// other finalized placement of the shard holds the block's writes to it.
 			ss.release(wc)
-			if wc.pinned {
-				return err
-			}
 			lastErr = err
 			continue
 		}
 		res, err := ss.relay(ctx, c, relayOpts{mapPos: mapPos})
 		ss.release(wc)
 		if err != nil {
-			if !wc.pinned && ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
+			if ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
 				ss.w.Truncate(mark)
 				lastErr = err
 				continue
@@ -207,8 +230,7 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		}
 		return nil
 	}
-	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
-		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+	return unreachable(sh, lastErr)
 }
 
 // shardRead is one shard's part of a multi-shard read.
@@ -256,7 +278,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 			if prm == nil {
 				prm = &params{}
 			}
-			c.SendExtended(r.sql, prm.oids, prm.formats, prm.values, r.results, true)
+			c.SendExtended(r.sql, ss.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
 		} else if r.internal {
 			ss.sendInternal(c, r.sql)
 		} else {
@@ -270,8 +292,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 		r.wc = wc
 		return nil
 	}
-	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
-		WithDetail("No finalized placement of shard %d could be reached: %v", r.shard.ID, lastErr)
+	return unreachable(r.shard, lastErr)
 }
 
 // finishReads drains and releases the connections of reads that are still open (after an
@@ -427,6 +448,13 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 		s = string(prm.values[i])
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil && v.Kind == router.ValLit && in.LitToken(v.Index).Kind == sqllex.Number {
+		// LIMIT 10.0: a numeric constant, which PostgreSQL rounds to bigint.
+		n, err = roundNumeric(s)
+		if err != nil {
+			return 0, err
+		}
+	}
 	if err != nil {
 		return 0, pgerr.New(pgerr.InvalidTextRep, "invalid input syntax for type bigint: %q", s)
 	}
@@ -438,6 +466,9 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 
 // aggregate computes partial aggregates on every shard and combines them on the
 // coordinator.
+// float4OID is the OID of type real.
+const float4OID = 700
+
 func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
 	reads := make([]*shardRead, len(tasks))
@@ -478,6 +509,14 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
 				}
 				oids = append(oids, f.DataTypeOID)
+			}
+			for _, i := range m.NotFloat4 {
+				if i < len(oids) && oids[i] == float4OID {
+					// avg() of a real: PostgreSQL sums in double precision, where
+					// the shards' sums were reals. Gather instead.
+					ss.finishReads(ctx, reads)
+					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+				}
 			}
 		}
 		for _, row := range rows {
@@ -620,4 +659,36 @@ func sqlTypeName(oid uint32) string {
 		return "bool"
 	}
 	return "regtype"
+}
+
+// unreachable is the error of a read that no placement of sh could serve: lastErr is the
+// last placement's failure, nil when the shard has no finalized placement at all.
+func unreachable(sh *metadata.Shard, lastErr error) error {
+	if lastErr == nil {
+		return pgerr.New(pgerr.InternalError, "could not receive query results").
+			WithDetail("Shard %d has no finalized placement: all %d of its placements are inactive.", sh.ID, len(sh.Placements)).
+			WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", sh.ID)
+	}
+	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
+		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+}
+
+// roundNumeric converts a numeric constant to bigint as PostgreSQL's numeric-to-bigint
+// cast does: rounding half away from zero.
+func roundNumeric(s string) (int64, error) {
+	r, ok := new(big.Rat).SetString(s)
+	if !ok {
+		return 0, pgerr.New(pgerr.InvalidTextRep, "invalid input syntax for type numeric: %q", s)
+	}
+	neg := r.Sign() < 0
+	r.Abs(r)
+	r.Add(r, big.NewRat(1, 2))
+	q := new(big.Int).Quo(r.Num(), r.Denom())
+	if neg {
+		q.Neg(q)
+	}
+	if !q.IsInt64() {
+		return 0, pgerr.New(pgerr.NumericValueOutOfRange, "bigint out of range")
+	}
+	return q.Int64(), nil
 }

@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
@@ -25,14 +27,91 @@ type pendingHash struct {
 	text []byte
 	dst  *int32
 	pos  int32 // position of the value in the client's statement, for errors
+	// assign is the partition column's assignment coercion (SQL over $1) for a value
+	// assigned to it, "" for none; oid and format describe the value (0: text of a type
+	// PostgreSQL infers).
+	assign string
+	oid    uint32
+	format int16
 }
 
 // keyHasher hashes partition-key values: natively where pghash reads the value with
 // certainty, else in one round trip to the coordinator, which reads the values with the
 // session's settings (DateStyle, TimeZone, ...) exactly as the statement would.
 type keyHasher struct {
-	ss      *session
+	ss *session
+	// col is the partition column values are assigned to (INSERT, COPY), whose type
+	// modifier applies to them before they are hashed; nil for comparisons.
+	col     *metadata.Column
 	pending []pendingHash
+	// all is set when a compared value cannot select shards: every shard is needed.
+	all bool
+}
+
+// oidUnknown is the type of an untyped parameter.
+const oidUnknown = 705
+
+// comparesAsKey reports whether comparing a key of type key with a value of another type
+// keeps the key's hash valid: a character key compared with text (as text, without the
+// trailing spaces its hash ignores too), a name key with text.
+func comparesAsKey(param, key uint32) bool {
+	switch key {
+	case pghash.OIDBPChar, pghash.OIDName:
+		return param == pghash.OIDText || param == pghash.OIDVarchar
+	}
+	return false
+}
+
+// assigning reports whether values assigned to the key need the column's modifier.
+func (kh *keyHasher) assigning() bool { return kh.col != nil && kh.col.HasTypmod() }
+
+// addAssigned hashes a value assigned to the partition column, whose type modifier may
+// change it (char(n), varchar(n), numeric(p,s), timestamp(p), ...): natively when the
+// modifier cannot, else on the coordinator, which applies it as INSERT does.
+func (kh *keyHasher) addAssigned(text []byte, oid uint32, format int16, pos int32, dst *int32) {
+	if format == 0 {
+		if h, ok := assignedFast(kh.col, oid, text); ok {
+			*dst = h
+			return
+		}
+	}
+	kh.pending = append(kh.pending, pendingHash{typ: kh.col.HashType, text: append([]byte(nil), text...), dst: dst, pos: pos,
+		assign: kh.col.Assign("$1"), oid: oid, format: format})
+}
+
+// assignedFast hashes a string assigned to a character(n) or character varying(n) column
+// natively when it fits: the modifier then leaves it as it is (character(n) pads it, but
+// its hash ignores trailing spaces).
+func assignedFast(col *metadata.Column, oid uint32, text []byte) (int32, bool) {
+	switch oid {
+	case 0, pghash.OIDText, pghash.OIDVarchar, pghash.OIDBPChar:
+	default:
+		return 0, false
+	}
+	n := int(col.Typmod) - 4
+	switch col.HashType {
+	case pghash.OIDBPChar:
+		if utf8.RuneCount(bytes.TrimRight(text, " ")) <= n {
+			return pghash.HashText(pghash.OIDBPChar, text)
+		}
+	case pghash.OIDVarchar:
+		if utf8.RuneCount(text) <= n {
+			return pghash.HashText(pghash.OIDVarchar, text)
+		}
+	}
+	return 0, false
+}
+
+// numberType is the type PostgreSQL gives a number constant: integer or bigint when it
+// is an integer that fits, else numeric.
+func numberType(text []byte) uint32 {
+	if _, err := strconv.ParseInt(string(text), 10, 32); err == nil {
+		return pghash.OIDInt4
+	}
+	if _, err := strconv.ParseInt(string(text), 10, 64); err == nil {
+		return pghash.OIDInt8
+	}
+	return pghash.OIDNumeric
 }
 
 // add hashes v into *dst now or queues it for flush.
@@ -40,6 +119,7 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 	typ := v.Type
 	var text []byte
 	var pos int32
+	assign := v.Assign && kh.assigning()
 	switch v.Kind {
 	case router.ValNull:
 		*dst = 0
@@ -58,6 +138,22 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 			if v.Neg {
 				text = append([]byte{'-'}, text...)
 			}
+			if v.Assign && kh.col != nil {
+				// A number constant has its own type (integer, bigint or numeric),
+				// which INSERT then assigns to the column (99999999999 into an
+				// integer column: "integer out of range").
+				if h, ok := pghash.HashText(typ, text); ok && !assign {
+					*dst = h
+					return nil
+				}
+				kh.pending = append(kh.pending, pendingHash{typ: kh.col.HashType, text: text, dst: dst, pos: pos,
+					assign: kh.col.Assign("$1"), oid: numberType(text)})
+				return nil
+			}
+		}
+		if assign {
+			kh.addAssigned(text, 0, 0, pos, dst)
+			return nil
 		}
 	case router.ValParam:
 		i := v.Index - 1
@@ -69,8 +165,28 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 			*dst = 0 // NULL: matches nothing; any shard answers
 			return nil
 		}
-		if i < len(prm.oids) && prm.oids[i] != 0 && sameFamily(prm.oids[i], typ) {
-			typ = prm.oids[i]
+		var oid uint32
+		if i < len(prm.oids) {
+			oid = prm.oids[i]
+		}
+		otherType := oid != 0 && oid != oidUnknown && !sameFamily(oid, typ)
+		if assign || (v.Assign && kh.col != nil && otherType) {
+			// Assigned to the key: the coordinator reads the value as its own type
+			// and coerces it as INSERT does (a numeric 5.0 into an integer key is 5).
+			kh.addAssigned(val, oid, prm.format(i), 0, dst)
+			return nil
+		}
+		if otherType && !comparesAsKey(oid, typ) {
+			// Compared in the parameter's type (a varchar key with a character
+			// parameter compares as character, ignoring trailing spaces; an integer
+			// key with a numeric one, as numeric): values equal to it may lie on
+			// any shard.
+			kh.all = true
+			*dst = 0
+			return nil
+		}
+		if !otherType && oid != 0 && oid != oidUnknown {
+			typ = oid
 		}
 		if prm.format(i) == 1 {
 			h, ok := pghash.HashBinary(typ, val)
@@ -90,8 +206,14 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 	return nil
 }
 
-// addText hashes a value given in text form, now or at flush.
+// addText hashes a value given in text form, now or at flush; a value assigned to the
+// partition column (kh.col) is read as the column's type, modifier included, as COPY reads
+// it.
 func (kh *keyHasher) addText(typ uint32, text []byte, dst *int32) error {
+	if kh.assigning() {
+		kh.addAssigned(text, 0, 0, 0, dst)
+		return nil
+	}
 	if h, ok := pghash.HashText(typ, text); ok {
 		*dst = h
 		return nil
@@ -108,26 +230,33 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 	var q strings.Builder
 	q.WriteString("SELECT ")
 	args := make([][]byte, len(kh.pending))
+	oids := make([]uint32, len(kh.pending))
+	formats := make([]int16, len(kh.pending))
 	for i, p := range kh.pending {
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString(strings.ReplaceAll(pghash.CanonicalExpr(p.typ), "$1", "$"+strconv.Itoa(i+1)))
-		args[i] = p.text
+		arg := "$" + strconv.Itoa(i+1)
+		if p.assign != "" {
+			arg = "(" + strings.ReplaceAll(p.assign, "$1", arg) + ")"
+		}
+		q.WriteString(strings.ReplaceAll(pghash.CanonicalExpr(p.typ), "$1", arg))
+		args[i], oids[i], formats[i] = p.text, p.oid, p.format
 	}
 	c, err := kh.ss.coordConn(ctx)
 	if err != nil {
 		return err
 	}
 	kh.ss.startRunning(c)
-	rows, err := c.QueryParams(ctx, q.String(), args, nil)
+	rows, err := c.QueryParamsFormats(ctx, q.String(), args, oids, formats)
 	kh.ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			// The value is invalid for the column's type: PostgreSQL's message, pointing
 			// at the value.
 			e.Position = 0
-			if len(kh.pending) == 1 {
+			if len(kh.pending) == 1 && !(kh.pending[0].assign != "" && (e.Code == "22001" || e.Code == "22003")) {
+				// (A type modifier's errors, raised by the assignment, point nowhere.)
 				e.Position = kh.pending[0].pos
 			}
 			if kh.ss.tx == 'T' {
@@ -192,48 +321,54 @@ func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.C
 	if err := kh.flush(ctx); err != nil {
 		return nil, err
 	}
+	if kh.all {
+		return t.Shards, nil
+	}
 	shards, _ := cond.Select(t, hashes)
 	return shards, nil
 }
 
-// evaluate asks the coordinator for the values of evals (one query; the values of each
-// group in one SELECT, so that each expression is evaluated exactly once).
-func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *router.Input) ([][]evaluated, error) {
-	var q strings.Builder
-	n := 0
+// evaluate asks the coordinator for the values of evals, in one round trip (the values of
+// each group in one SELECT, so that each expression is evaluated exactly once), with the
+// statement's parameters. A value goes to the placements as a literal of its
+// own type, so that each placement assigns it to its column exactly as PostgreSQL would;
+// a partition key is also coerced as that assignment does (type modifier, domain) for its
+// hash.
+func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *router.Input, prm *params) ([][]evaluated, error) {
+	var queries []string
 	for _, g := range groups {
 		if len(g) == 0 {
 			continue
 		}
-		n++
-		q.WriteString("SELECT ")
+		var sel, from strings.Builder
 		for i, e := range g {
 			if i > 0 {
-				q.WriteString(", ")
+				sel.WriteString(", ")
+				from.WriteString(", ")
 			}
 			v := "v" + strconv.Itoa(i)
-			q.WriteString("pg_catalog.format('%L::%s', " + v + ", pg_catalog.pg_typeof(" + v + "))")
+			typ := "pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1)"
+			if e.ColumnTypeName != "" {
+				// An anonymous record has no input function: it goes as the column's type.
+				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") = 'pg_catalog.record'::pg_catalog.regtype THEN " +
+					router.QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
+			}
+			if e.Unknown {
+				sel.WriteString("pg_catalog.format('%L', " + v + ")")
+			} else {
+				sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
+			}
 			if e.Key {
-				q.WriteString(", " + strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+v+")::text"))
+				sel.WriteString(", " + keyEvalExpr(e, v))
 			}
+			from.WriteString("(")
+			from.Write(e.Expr.Render(nil, &router.Holes{In: in}))
+			from.WriteString(") AS " + v)
 		}
-		q.WriteString(" FROM (SELECT ")
-		for i, e := range g {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString("(")
-			q.Write(e.Expr.Render(nil, &router.Holes{In: in}))
-			q.WriteString(")")
-			if e.Cast != "" {
-				q.WriteString("::" + e.Cast)
-			}
-			q.WriteString(" AS v" + strconv.Itoa(i))
-		}
-		q.WriteString(" OFFSET 0) pgshard_eval;\n")
+		queries = append(queries, "SELECT "+sel.String()+" FROM (SELECT "+from.String()+" OFFSET 0) pgshard_eval")
 	}
 	out := make([][]evaluated, len(groups))
-	if n == 0 {
+	if len(queries) == 0 {
 		return out, nil
 	}
 	c, err := ss.coordConn(ctx)
@@ -241,18 +376,38 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 		return nil, err
 	}
 	ss.startRunning(c)
-	rows, err := c.ExecRows(ctx, q.String())
+	var rows [][][]byte
+	if prm != nil && len(prm.values) > 0 {
+		// With the statement's parameters: one extended-protocol query per group, in
+		// one round trip.
+		rows, err = c.QueryParamsBatch(ctx, queries, prm.values, prm.oids, prm.formats)
+	} else {
+		rows, err = c.ExecRows(ctx, strings.Join(queries, ";\n"))
+	}
 	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Position = 0
+			// A string constant the column's type cannot read: PostgreSQL points at it
+			// (but not for a type modifier's errors).
+			var unknown []router.Eval
+			for _, g := range groups {
+				for _, ev := range g {
+					if ev.Unknown && ev.Pos > 0 {
+						unknown = append(unknown, ev)
+					}
+				}
+			}
+			if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
+				e.Position = int32(charPos(in.Text, unknown[0].Pos))
+			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
 			}
 		}
 		return nil, err
 	}
-	if len(rows) != n {
+	if len(rows) != len(queries) {
 		return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
 	}
 	r := 0
@@ -262,25 +417,57 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 		}
 		row := rows[r]
 		r++
-		out[gi] = make([]evaluated, len(g))
 		col := 0
+		out[gi] = make([]evaluated, len(g))
 		for i, e := range g {
 			out[gi][i].literal = string(row[col])
 			col++
 			if e.Key {
-				if row[col] == nil {
+				canon := row[col]
+				col++
+				if canon == nil {
 					return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 				}
-				h, ok := pghash.HashCanonical(e.KeyType, row[col])
+				if len(canon) > 0 && canon[0] == '-' {
+					// Not assignable to the column: PostgreSQL's error.
+					types := strings.SplitN(string(canon[1:]), "|", 2)
+					if len(types) != 2 {
+						return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
+					}
+					err := pgerr.New(pgerr.DatatypeMismatch, "column %q is of type %s but expression is of type %s", e.Column, types[1], types[0]).
+						WithHint("You will need to rewrite or cast the expression.")
+					if e.Pos > 0 {
+						err.Position = int32(charPos(in.Text, e.Pos))
+					}
+					return nil, err
+				}
+				h, ok := pghash.HashCanonical(e.KeyType, canon)
 				if !ok {
 					return nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(e.KeyType))
 				}
 				out[gi][i].hash = h
-				col++
 			}
 		}
 	}
 	return out, nil
+}
+
+// keyEvalExpr is the SQL for the canonical form of a partition-key value v assigned to
+// its column: NULL for NULL; "-" followed by the value's and the column's type names
+// (separated by "|") when PostgreSQL has no assignment coercion between them (a
+// text value into an integer column: 42804, where an explicit cast would succeed).
+func keyEvalExpr(e router.Eval, v string) string {
+	src := "(SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + v + "))"
+	dst := strconv.FormatUint(uint64(e.KeyType), 10)
+	if e.Unknown {
+		src = "705" // unknown
+	}
+	assignable := "(" + src + " IN (" + dst + ", 705) OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource = " + src +
+		" AND c.casttarget = " + dst + " AND c.castcontext IN ('a', 'i')) OR (SELECT typcategory = 'S' FROM pg_catalog.pg_type WHERE oid = " + dst + "))"
+	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")
+	return "CASE WHEN " + v + " IS NULL THEN NULL WHEN " + assignable + " THEN " + canon +
+		" ELSE '-' || pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), NULL) || '|' || pg_catalog.format_type(" +
+		strconv.FormatUint(uint64(e.ColumnType), 10) + ", NULL) END"
 }
 
 // literals returns the evaluated values as SQL text for template holes.

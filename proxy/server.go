@@ -74,6 +74,11 @@ type Server struct {
 	wg       sync.WaitGroup // sessions
 
 	ready chan struct{} // closed when metadata is loaded
+
+	// namesEpoch advances whenever a statement may have created, dropped or renamed
+	// relations; names holds name resolutions sessions share (names.go).
+	namesEpoch atomic.Uint64
+	names      namesCache
 }
 
 // New connects to the coordinator, creates or upgrades the metadata schema and loads the

@@ -43,12 +43,22 @@ type session struct {
 	settingsDirty bool
 	// params are the ParameterStatus values the client has been told.
 	params map[string]string
+	// names is where the names of distributed tables resolve in this session (names.go);
+	// namesDirty is set when the session's settings may have changed that; txNames when
+	// the block ran a statement that may have created, dropped or renamed relations.
+	names      *namesState
+	namesDirty bool
+	txNames    bool
+	txNamesOwn bool
+	namesRetry time.Time // after a failed resolution, when to ask again
 
 	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
 	tx byte
 	// txReplay are the statements that bring a backend joining the block mid-way to the
 	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
 	txReplay []string
+	// txSavepoints are the block's savepoints, innermost last.
+	txSavepoints []string
 	// coord is the session's coordinator connection, taken on first use and kept.
 	coord *puddle.Resource[*backend.Conn]
 	// coordInTx is set when the coordinator connection has joined the block.
@@ -428,6 +438,9 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 			if res.Value().Broken() {
 				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
 			}
+			if partAborted(ss.tx, res.Value()) {
+				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errPartAborted}
+			}
 			return workerConn{res: res, pinned: true}, nil
 		}
 	}
@@ -461,6 +474,38 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 	return workerConn{res: res, pinned: true}, nil
 }
 
+// errPartAborted is why a node can no longer serve a transaction block that goes on: a
+// statement failed on a placement there while a sibling placement took it, which aborted
+// the node's part of the block, and with it every write the block made on that node.
+var errPartAborted = errors.New("its part of the transaction block was aborted by an earlier error")
+
+// partAborted reports whether c, a connection of the session's block, is in a failed
+// transaction while the block itself goes on (the session's block state is tx).
+func partAborted(tx byte, c *backend.Conn) bool {
+	return tx == 'T' && c.TxStatus == 'E'
+}
+
+// blockExec runs a statement that every worker connection of the block must run (SET,
+// SAVEPOINT, RELEASE, ROLLBACK TO). A node the block lost (its connection broke, or its
+// part of the block aborted) is skipped and loses nothing more: its writes are marked at
+// COMMIT. rejoin lets an aborted part run the statement anyway: ROLLBACK TO a savepoint
+// taken before the abort brings it back in step with the others.
+func (ss *session) blockExec(ctx context.Context, c *backend.Conn, sql string, rejoin bool) error {
+	if c.Broken() {
+		return nil
+	}
+	if partAborted(ss.tx, c) {
+		if rejoin {
+			c.Exec(ctx, sql)
+		}
+		return nil
+	}
+	if err := c.Exec(ctx, sql); err != nil && !backend.Unavailable(err) {
+		return err
+	}
+	return nil
+}
+
 // release returns a statement's worker connection unless it belongs to the block.
 func (ss *session) release(w workerConn) {
 	if w.res != nil && !w.pinned {
@@ -474,8 +519,10 @@ func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
 }
 
 // endTx commits or rolls back the block on every backend that joined it, releases the
-// block's connections and locks, and returns to the idle state. It returns the first
-// failure and the placements of nodes that failed to commit (their writes are lost).
+// block's connections and locks, and returns to the idle state. After a COMMIT it
+// returns the placements that missed the block's writes (the caller marks them) and an
+// error when some shard the block wrote to was committed on none of its placements
+// (decideBlockCommit); after a ROLLBACK, the first failure.
 func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
 	if ss.tx == 'I' {
 		return nil, nil
@@ -504,6 +551,14 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 				outcomes[i] = outcome{n, &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}}
 				return
 			}
+			if cmd == "COMMIT" && partAborted(ss.tx, c) {
+				// COMMIT would answer ROLLBACK there: the node's writes are lost, for
+				// certain (not an unknown outcome: its placements are never kept as the
+				// only copy that may hold them).
+				c.Exec(ctx, "ROLLBACK")
+				outcomes[i] = outcome{n, pgerr.Wrap(errPartAborted, pgerr.InFailedSQLTransaction, "the transaction block's part on %s was aborted by an earlier error", n.Addr())}
+				return
+			}
 			outcomes[i] = outcome{n, c.Exec(ctx, cmd)}
 		}()
 	}
@@ -512,42 +567,48 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		coordErr = ss.coord.Value().Exec(ctx, cmd)
 	}
 	wg.Wait()
-	committed := 0
+	results := make(map[metadata.Node]error, len(outcomes))
 	for _, o := range outcomes {
-		if o.err == nil {
-			committed++
+		results[o.node] = o.err
+		if o.err != nil && err == nil {
+			err = o.err
 		}
 	}
-	for _, o := range outcomes {
-		if o.err != nil {
-			if err == nil {
-				err = o.err
-			}
-			if commit && backend.Unavailable(o.err) {
-				missed = append(missed, ss.txWrites[o.node]...)
-			}
-		}
+	if commit && ss.tx == 'T' {
+		// Nodes that committed are what counts: a failure elsewhere marks the placements
+		// that missed the writes, or, when a shard is left with none that has them, is
+		// the client's error (never success, and never a mark on its last placement).
+		d := decideBlockCommit(ss.txWrites, results, backend.Unavailable)
+		missed, err = d.marks, d.err
 	}
 	if coordErr != nil && err == nil {
 		err = coordErr
 	}
 	for _, res := range ss.txConns {
+		if ss.settingsDirty {
+			// The block's SETs committed or rolled back there: what the connection holds
+			// now is known only to the session's next refresh.
+			res.Value().Settings = staleSettings
+		}
 		backend.Release(res)
 	}
 	for _, unlock := range ss.txLocks {
 		unlock()
 	}
-	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld = nil, nil, nil, nil, nil
+	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
+		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
+		ss.namesDirty = true
+	}
+	if ss.txNames {
+		ss.srv.namesEpoch.Add(1)
+	}
+	ss.txNames, ss.txNamesOwn = false, false
+	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
 	ss.tx = 'I'
 	if ss.settingsDirty {
 		// SET LOCAL and rolled-back SETs end with the block.
 		ss.refreshSettings(ctx)
-	}
-	if err != nil && len(missed) > 0 && committed > 0 {
-		// The block committed elsewhere: the client's COMMIT succeeded, and the nodes that
-		// failed are marked by the caller.
-		err = nil
 	}
 	return missed, err
 }

@@ -31,7 +31,13 @@ func newSettings(values map[string]string) settings {
 	for n := range values {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	// session_authorization first: setting it resets role.
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == "session_authorization") != (names[j] == "session_authorization") {
+			return names[i] == "session_authorization"
+		}
+		return names[i] < names[j]
+	})
 	var key, apply strings.Builder
 	apply.WriteString("SELECT ")
 	for i, n := range names {
@@ -48,6 +54,10 @@ func newSettings(values map[string]string) settings {
 	return st
 }
 
+// staleSettings marks a connection whose settings are unknown (a transaction block that
+// changed settings ended on it): the next use applies the session's settings afresh.
+const staleSettings = "\x00stale"
+
 // searchPath is the session's search_path as SHOW prints it.
 func (st *settings) searchPath() string {
 	if v, ok := st.values["search_path"]; ok {
@@ -56,15 +66,21 @@ func (st *settings) searchPath() string {
 	return `"$user", public`
 }
 
-// applySettings brings a backend connection to the session's settings.
+// applySettings brings a backend connection to the session's settings. Outside a
+// transaction block these are the session-level values; a connection that joins a block
+// then replays the block's SET, SET LOCAL and savepoint statements in order (txReplay),
+// so inside the block it holds what the coordinator holds, and after the block it
+// returns to the session-level values.
 func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
-	if ss.settingsDirty && ss.coord != nil && c != ss.coord.Value() {
+	if ss.settingsDirty && ss.tx == 'I' && ss.coord != nil && c != ss.coord.Value() {
 		ss.refreshSettings(ctx)
 	}
 	if c.Settings == ss.settings.key {
 		return nil
 	}
-	sql := "RESET ALL"
+	// RESET ALL leaves role and session_authorization alone; SET SESSION AUTHORIZATION
+	// DEFAULT resets both (it is allowed to every user).
+	sql := "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
 	if ss.settings.apply != "" {
 		sql += "; " + ss.settings.apply
 	}
@@ -75,16 +91,21 @@ func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
 	return nil
 }
 
-// refreshSettings reads the session's settings back from its coordinator connection,
-// where every SET ran.
+// refreshSettings reads the session-level settings back from its coordinator connection,
+// where every SET ran. It is called outside transaction blocks only: inside one, the
+// coordinator's values include SET LOCAL and SETs the block may still roll back.
 func (ss *session) refreshSettings(ctx context.Context) {
 	ss.settingsDirty = false
 	if ss.coord == nil {
 		return
 	}
 	c := ss.coord.Value()
+	// role and session_authorization are not listed in pg_settings.
 	rows, err := c.ExecRows(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
-		WHERE source = 'session' AND name NOT LIKE 'transaction\_%' AND name <> 'application_name'`)
+		WHERE source = 'session' AND name NOT LIKE 'transaction\_%' AND name <> 'application_name'
+		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
+		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
+			WHERE pg_catalog.current_setting('session_authorization') <> `+router.QuoteLiteral(ss.user))
 	if err != nil {
 		ss.log.Warn("could not read session settings", "err", err)
 		ss.settingsDirty = true

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -22,14 +24,19 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		return
 	}
 	snap := ss.srv.cache.Load()
-	batch, in := ss.srv.router.Plan(q, snap, ss.routerSession())
+	sess := ss.routerSession(ctx, snap)
+	batch, in := ss.srv.router.Plan(q, snap, sess)
 	switch {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
 	case batch.AllCoordinator && ss.tx != 'E':
+		ddl, temp := false, true
 		for _, st := range batch.Stmts {
 			if st.Listen {
 				ss.listening = true
+			}
+			if st.DDL {
+				ddl, temp = true, temp && st.TempDDL
 			}
 		}
 		// Statements that only concern the coordinator go there as one string, which
@@ -38,10 +45,34 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		if err := ss.coordinatorStatement(ctx, q, nil); err != nil {
 			ss.statementFailed(err)
 		}
+		if ddl {
+			ss.namesChanged(temp)
+		}
 	default:
 		reported := false
 		run := func() error {
-			for _, st := range batch.Stmts {
+			stmts := batch.Stmts
+			for i := 0; i < len(stmts); i++ {
+				st := stmts[i]
+				switch {
+				case i == 0:
+				case !ss.planStale(snap, sess):
+					// The plans hold; the placements are read from the newest snapshot.
+					snap = ss.srv.cache.Load()
+				default:
+					// An earlier statement changed the distributed tables or where names
+					// resolve: the rest is planned again, as PostgreSQL analyses each
+					// statement of a string when it comes to run.
+					snap = ss.srv.cache.Load()
+					sess = ss.routerSession(ctx, snap)
+					var b *router.Batch
+					b, in = ss.srv.router.Plan(q, snap, sess)
+					if len(b.Stmts) != len(stmts) {
+						return pgerr.New(pgerr.InternalError, "query string planned again into %d statements, was %d", len(b.Stmts), len(stmts))
+					}
+					stmts = b.Stmts
+					st = stmts[i]
+				}
 				ss.relayedError = false
 				err := ss.exec(ctx, snap, st, in, nil)
 				ss.endStatement()
@@ -93,9 +124,18 @@ func implicitBlock(batch *router.Batch) bool {
 	return true
 }
 
-// routerSession is what the router needs to know of the session.
-func (ss *session) routerSession() *router.Session {
-	return &router.Session{User: ss.user, SearchPath: ss.settings.searchPath()}
+// planStale reports whether a plan made with snap and sess may be out of date: the
+// distributed tables changed, or names may resolve differently.
+func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool {
+	now := ss.srv.cache.Load()
+	if now.SchemaVersion != snap.SchemaVersion || now.HasTables() != snap.HasTables() {
+		return true
+	}
+	if !now.HasTables() {
+		return false
+	}
+	st := ss.names
+	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
 }
 
 // endStatement releases what a statement held until its end.
@@ -170,11 +210,12 @@ func (ss *session) moreBeforeSync() bool {
 }
 
 // blockable reports whether a statement runs inside a transaction block as it would
-// outside one (pgshard's functions, COPY, SET, TRUNCATE, DROP and transaction control
-// do not).
+// outside one (pgshard's functions, COPY, TRUNCATE, DROP and transaction control do
+// not). SET, SET LOCAL and set_config do: a block's settings reach the backends that
+// join it, and last as long as PostgreSQL's implicit transaction would keep them.
 func blockable(st *router.Statement) bool {
 	switch st.Kind {
-	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error:
+	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error, router.SetVar:
 		return true
 	}
 	return false

@@ -22,7 +22,17 @@ import (
 // connection inside a transaction block, the merge's gather fallback runs instead.
 func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
 	m := st.Merge
-	fallback := func() error { return ss.mergeFallback(ctx, snap, shards, st, in, prm) }
+	fallback := func() error {
+		if m.Fallback == nil {
+			return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").
+				WithDetail("SELECT ... FOR UPDATE/SHARE ordered by a key the proxy cannot compare is not supported over several shards.")
+		}
+		return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+	}
+	// buffered: shards share a connection of the transaction block and the merge has no
+	// gather to fall back to (rows locked FOR UPDATE/SHARE): each shard's rows are read
+	// in turn into memory, then merged.
+	buffered := false
 	if ss.tx != 'I' {
 		// Fix each shard's placement now: which one a shard reads from depends on the
 		// block's connections, which the reads themselves open.
@@ -37,7 +47,10 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 				continue
 			}
 			if nodes[ps[0].Node] {
-				return fallback()
+				if m.Fallback != nil {
+					return fallback()
+				}
+				buffered = true
 			}
 			nodes[ps[0].Node] = true
 		}
@@ -72,12 +85,19 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), results: formats, describe: true}
 	}
 	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
-		return err
+	if !buffered {
+		if err := ss.startReads(ctx, reads); err != nil {
+			return err
+		}
 	}
 	h := &mergeHeap{keys: m.Keys}
 	sentDesc := false
 	for _, r := range reads {
+		if buffered {
+			if err := ss.startRead(ctx, r); err != nil {
+				return err
+			}
+		}
 		cur := &cursor{r: r, nv: nv, nk: nk}
 		desc, err := ss.advance(ctx, cur)
 		if err != nil {
@@ -99,6 +119,19 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 				if _, err := ss.advance(ctx, cur); err != nil {
 					return err
 				}
+			}
+		}
+		if buffered {
+			var rows [][]byte
+			for !cur.done {
+				rows = append(rows, bytes.Clone(cur.row))
+				if _, err := ss.advance(ctx, cur); err != nil {
+					return err
+				}
+			}
+			cur.buf, cur.buffered, cur.done = rows, true, false
+			if _, err := ss.advance(ctx, cur); err != nil {
+				return err
 			}
 		}
 		if !cur.done {
@@ -154,12 +187,24 @@ type cursor struct {
 	keys       [][]byte // its hidden key values; nil is NULL
 	visibleEnd int      // offset in row where the hidden columns start
 	done       bool
+	// buffered cursors read their rows from buf, not from the connection.
+	buffered bool
+	buf      [][]byte
 }
 
 // advance reads the stream's next row. It returns the RowDescription when that comes
 // first (cur.row is then nil). Errors end the statement.
 func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescription, error) {
 	cur.row = nil
+	if cur.buffered {
+		if len(cur.buf) == 0 {
+			cur.done = true
+			return nil, nil
+		}
+		b := cur.buf[0]
+		cur.buf = cur.buf[1:]
+		return nil, cur.parse(b)
+	}
 	c := cur.r.wc.conn()
 	stop := c.WatchContext(ctx)
 	defer stop()

@@ -31,7 +31,7 @@ const sourcePortal = "pgshard_source"
 // coordinator and on every placement they touch: the session's own block, or one opened
 // for the statement and committed at its end.
 func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
-	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in)
+	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in, nil)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 		if err == nil && !any {
 			// Nothing to change: the coordinator's empty prototypes answer with the
 			// right tag (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
 		}
 		return err
 	})

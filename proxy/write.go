@@ -52,7 +52,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		groups = append(groups, r.Evals)
 	}
 	groups = append(groups, st.Evals)
-	ev, err := ss.evaluate(ctx, groups, in)
+	ev, err := ss.evaluate(ctx, groups, in, prm)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +70,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -84,7 +84,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 // insertTasks splits an INSERT's rows by shard.
 func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, ev [][]evaluated) ([]writeTask, error) {
 	hashes := make([]int32, len(st.Rows))
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: ss, col: t.KeyColumn()}
 	for i, r := range st.Rows {
 		if r.Key.Kind == router.ValParam && prm != nil && r.Key.Index-1 < len(prm.values) && prm.values[r.Key.Index-1] == nil {
 			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
@@ -223,6 +223,7 @@ type placementWrite struct {
 	sent       bool         // the statement reached the connection before it failed (err != nil: outcome unknown)
 	extraReady bool         // a separate BEGIN was sent: one more ReadyForQuery to read
 	pgErr      *pgerr.Error // the placement answered with an error
+	commitErr  error        // the COMMIT of the statement's own transaction failed
 	tag        string
 	frames     []byte // RowDescription, DataRow and NoticeResponse frames, to forward
 }
@@ -271,12 +272,27 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 			tasks[i].shard = cur
 		}
 	}
-	implicit := ss.tx == 'I' && len(tasks) > 1
+	// Outside a transaction block a write that goes to several placements runs in a
+	// transaction of its own on each, committed only once every placement has answered:
+	// an error on one placement then undoes the statement everywhere.
+	implicit := false
+	if ss.tx == 'I' {
+		n := 0
+		for _, task := range tasks {
+			n += len(task.shard.Finalized())
+		}
+		implicit = n > 1
+	}
 	var writes []*placementWrite
 	defer func() {
 		for _, w := range writes {
 			if w.wc.res != nil {
 				ss.stopRunning(w.wc.conn())
+				if w.wc.conn().Busy() {
+					// Given up with its answer unread (an early error return): the
+					// connection is not at a statement boundary, also inside a block.
+					w.wc.conn().MarkBroken()
+				}
 				ss.release(w.wc)
 			}
 		}
@@ -290,7 +306,10 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 			wc, err := ss.workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
-					return 0, err
+					// The client's error (a session setting the worker refused, say):
+					// decided with the others' answers, so that it undoes the write.
+					w.pgErr = pgerr.From(err)
+					continue
 				}
 				w.err = err
 				continue
@@ -333,95 +352,86 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		}
 	}
 
-	// Decide each task.
+	// Decide each task (outcome.go has the rules).
+	inBlock := ss.tx != 'I'
 	var marks []metadata.Placement
 	var warnings []*pgerr.Error
+	addMark := func(w *placementWrite, r markReason, canon *placementWrite) {
+		marks = append(marks, w.p)
+		warnings = append(warnings, markWarning(w, r, canon))
+	}
 	chosen := make([]*placementWrite, len(tasks))
-	for ti := range tasks {
-		var ws []*placementWrite
-		for _, w := range writes {
-			if w.task == ti {
-				ws = append(ws, w)
-			}
+	byTask := make([][]*placementWrite, len(tasks))
+	for _, w := range writes {
+		byTask[w.task] = append(byTask[w.task], w)
+	}
+	var failErr error
+	var failNotices []byte
+	for ti, ws := range byTask {
+		outs := make([]writeOutcome, len(ws))
+		for i, w := range ws {
+			outs[i] = w.outcome()
 		}
-		var ok []*placementWrite
-		for _, w := range ws {
-			if w.err == nil && w.pgErr == nil {
-				ok = append(ok, w)
-			}
+		d := decideWrite(outs, inBlock, inBlock || implicit)
+		var canon *placementWrite
+		if d.chosen >= 0 {
+			canon = ws[d.chosen]
 		}
-		if len(ok) == 0 {
-			err := ss.failedTask(tasks[ti], ws)
-			if implicit {
-				ss.finishImplicit(ctx, writes, false)
-			} else if ss.tx == 'I' {
-				// Outside a transaction a placement whose connection broke after the
-				// statement was sent may have applied it. Keep the first such placement
-				// as the shard's truth and mark the others, so that they are repaired
-				// from it rather than silently differ.
-				if m := ambiguousMarks(ws); len(m) > 0 {
-					if merr := ss.srv.markInactive(ctx, m, ss); merr != nil {
-						return 0, merr
+		for k, i := range d.marks {
+			addMark(ws[i], d.reasons[k], canon)
+		}
+		if d.err != nil {
+			if failErr == nil {
+				failErr = taskError(d.err, tasks[ti], ws)
+				for _, w := range ws {
+					if w.pgErr != nil && w.pgErr == d.err {
+						failNotices = w.frames
 					}
 				}
+			}
+			continue
+		}
+		chosen[ti] = canon
+	}
+	if failErr != nil {
+		// The statement is undone on every placement: the implicit transaction rolls
+		// back; a block is now failed, and its ROLLBACK (or ROLLBACK TO) undoes it.
+		if implicit {
+			ss.finishImplicit(ctx, writes, false)
+		}
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		for _, w := range warnings {
+			ss.sendNotice(w)
+		}
+		if len(marks) > 0 {
+			if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+				return 0, err
+			}
+		}
+		forwardNotices(ss, failNotices)
+		return 0, failErr
+	}
+	// Marks are committed on the coordinator before the write is: a proxy that dies in
+	// between leaves a placement marked that is merely repaired, never one that silently
+	// misses a write.
+	for _, w := range warnings {
+		ss.sendNotice(w)
+	}
+	if len(marks) > 0 {
+		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+			if implicit {
+				ss.finishImplicit(ctx, writes, false)
 			}
 			if ss.tx == 'T' {
 				ss.tx = 'E'
 			}
 			return 0, err
 		}
-		canon := ok[0]
-		chosen[ti] = canon
-		for _, w := range ws {
-			switch {
-			case w == canon:
-			case w.err != nil:
-				marks = append(marks, w.p)
-				warnings = append(warnings, pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).
-					WithSeverity("WARNING").WithDetail("%v", w.err))
-			case w.pgErr != nil:
-				marks = append(marks, w.p)
-				warnings = append(warnings, pgerr.New(pgerr.Warning, "Bad result from %s", fmtNode(w.p.Node)).
-					WithSeverity("WARNING").WithDetail("Remote message: %s (its sibling placement succeeded)", w.pgErr.Message))
-			case w.tag != canon.tag:
-				marks = append(marks, w.p)
-				warnings = append(warnings, pgerr.New(pgerr.Warning, "modified %s, but expected %s", tagRows(w.tag), tagRows(canon.tag)).
-					WithSeverity("WARNING").WithDetail("modified placement on %s", fmtNode(w.p.Node)))
-			}
-		}
 	}
 	if implicit {
-		failed := ss.finishImplicit(ctx, writes, true)
-		for _, w := range failed {
-			marks = append(marks, w.p)
-			warnings = append(warnings, pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).
-				WithSeverity("WARNING").WithDetail("%v", w.err))
-		}
-		// A shard none of whose placements committed makes the outcome unknown: keep
-		// the first placement whose COMMIT was sent, mark the rest.
-		for ti := range tasks {
-			var ws []*placementWrite
-			committed := false
-			for _, w := range writes {
-				if w.task == ti {
-					ws = append(ws, w)
-					committed = committed || w.err == nil && w.pgErr == nil
-				}
-			}
-			if !committed {
-				if m := ambiguousMarks(ws); len(m) > 0 {
-					ss.srv.markInactive(ctx, m, ss)
-				}
-				return 0, pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
-					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
-			}
-		}
-	}
-	for _, w := range warnings {
-		ss.sendNotice(w)
-	}
-	if len(marks) > 0 {
-		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+		if err := ss.commitImplicit(ctx, tasks, byTask); err != nil {
 			return 0, err
 		}
 	}
@@ -432,6 +442,112 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		forwardFrames(ss, w.frames, sentDesc)
 	}
 	return n, nil
+}
+
+// outcome is what the placement did with the statement.
+func (w *placementWrite) outcome() writeOutcome {
+	switch {
+	case w.err != nil:
+		return writeOutcome{kind: outcomeUnavailable, cause: w.err, sent: w.sent}
+	case w.pgErr != nil:
+		return writeOutcome{kind: outcomeError, err: w.pgErr}
+	}
+	return writeOutcome{kind: outcomeOK, tag: w.tag}
+}
+
+// markWarning is the WARNING that tells the client why a placement is marked inactive.
+func markWarning(w *placementWrite, r markReason, canon *placementWrite) *pgerr.Error {
+	node := fmtNode(w.p.Node)
+	switch r {
+	case markError:
+		return pgerr.New(pgerr.Warning, "Bad result from %s", node).WithSeverity("WARNING").
+			WithDetail("Remote message: %s (its sibling placement succeeded)", w.pgErr.Message)
+	case markRowCount:
+		return pgerr.New(pgerr.Warning, "modified %s, but expected %s", tagRows(w.tag), tagRows(canon.tag)).WithSeverity("WARNING").
+			WithDetail("modified placement on %s", node)
+	case markUnknown:
+		return pgerr.New(pgerr.Warning, "Connection failed to %s", node).WithSeverity("WARNING").
+			WithDetail("The write's outcome is unknown on a sibling placement, which is kept as the shard's copy.")
+	}
+	return pgerr.New(pgerr.Warning, "Connection failed to %s", node).WithSeverity("WARNING").WithDetail("%v", w.err)
+}
+
+// taskError names the shard in the errors of decideUnavailable.
+func taskError(err error, task writeTask, ws []*placementWrite) error {
+	details := func() string {
+		var out []string
+		for _, w := range ws {
+			if w.err != nil {
+				out = append(out, fmt.Sprintf("%s: %v", fmtNode(w.p.Node), w.err))
+			}
+		}
+		return strings.Join(out, "; ")
+	}
+	switch err {
+	case errNoPlacement:
+		if len(ws) == 0 {
+			return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+				WithDetail("Shard %d has no finalized placement.", task.shard.ID).
+				WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", task.shard.ID)
+		}
+		return pgerr.New(pgerr.InternalError, "could not modify any active placements").
+			WithDetail("All placements of shard %d are unavailable: %s", task.shard.ID, details())
+	case errOutcomeUnknown:
+		return pgerr.New(pgerr.ConnectionFailure, "the connection to the placement of shard %d was lost during the write", task.shard.ID).
+			WithDetail("The write may or may not have been applied: %s", details())
+	}
+	return err
+}
+
+// commitImplicit commits the statement's own transaction on every placement that took the
+// write. A placement that fails to commit while a sibling committed misses the write and
+// is marked; a shard none of whose placements is known to have committed makes the
+// statement fail (the client must not hear of success), marking all but one placement
+// that may have committed.
+func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask [][]*placementWrite) error {
+	var all []*placementWrite
+	for _, ws := range byTask {
+		all = append(all, ws...)
+	}
+	outcomes := ss.finishImplicit(ctx, all, true)
+	var marks []metadata.Placement
+	var failErr error
+	for ti, ws := range byTask {
+		outs := make([]commitOutcome, len(ws))
+		for i, w := range ws {
+			outs[i] = outcomes[w]
+		}
+		m, committed, unknown := decideCommit(outs)
+		for _, i := range m {
+			w := ws[i]
+			marks = append(marks, w.p)
+			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).WithSeverity("WARNING").
+				WithDetail("COMMIT failed: %v", w.commitErr))
+		}
+		if !committed && failErr == nil {
+			switch {
+			case unknown:
+				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
+					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
+			default:
+				for _, w := range ws {
+					if w.commitErr != nil && !backend.Unavailable(w.commitErr) {
+						failErr = w.commitErr
+						break
+					}
+				}
+				if failErr == nil {
+					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID)
+				}
+			}
+		}
+	}
+	if len(marks) > 0 {
+		if err := ss.srv.markInactive(ctx, marks, ss); err != nil && failErr == nil {
+			failErr = err
+		}
+	}
+	return failErr
 }
 
 // collectWrite reads one placement's answer to a write.
@@ -472,79 +588,50 @@ func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit
 	}
 }
 
-// finishImplicit commits (or rolls back) the implicit transaction of a multi-shard write
-// on every placement that took part, and returns the placements that failed to commit.
-func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) []*placementWrite {
-	cmd := "ROLLBACK"
-	if commit {
-		cmd = "COMMIT"
-	}
+// finishImplicit ends the statement's own transaction on every placement that took part:
+// with commit, COMMIT where the statement succeeded (ROLLBACK elsewhere); without, ROLLBACK
+// everywhere. It reports how each placement's COMMIT ended.
+func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) map[*placementWrite]commitOutcome {
+	out := make(map[*placementWrite]commitOutcome, len(writes))
 	var sent []*placementWrite
 	for _, w := range writes {
+		out[w] = commitNone
 		if w.wc.res == nil || w.err != nil {
 			continue
+		}
+		cmd := "ROLLBACK"
+		if commit && w.pgErr == nil {
+			cmd = "COMMIT"
+			out[w] = commitUnknown
 		}
 		c := w.wc.conn()
 		c.Query(cmd)
 		if err := c.Flush(); err != nil {
 			w.err = err
+			if out[w] == commitUnknown {
+				// Not sent: the transaction dies with the connection.
+				out[w] = commitFailed
+				w.commitErr = err
+			}
 			continue
 		}
 		sent = append(sent, w)
 	}
-	var failed []*placementWrite
 	for _, w := range sent {
-		if err := w.wc.conn().ExecPending(ctx); err != nil && commit {
-			if backend.Unavailable(err) {
-				w.err = err
-				w.sent = true // the COMMIT may have been applied
-			} else {
-				w.pgErr = pgerr.From(err)
-			}
-			failed = append(failed, w)
+		err := w.wc.conn().ExecPending(ctx)
+		if out[w] != commitUnknown {
+			continue
 		}
-	}
-	return failed
-}
-
-// ambiguousMarks returns the placements to mark when no placement of a shard is known to
-// have taken a write but some may have: all but the first that may have.
-func ambiguousMarks(ws []*placementWrite) []metadata.Placement {
-	keep := -1
-	for i, w := range ws {
-		if w.err != nil && w.sent {
-			keep = i
-			break
-		}
-	}
-	if keep < 0 {
-		return nil
-	}
-	var out []metadata.Placement
-	for i, w := range ws {
-		if i != keep {
-			out = append(out, w.p)
+		switch {
+		case err == nil:
+			out[w] = commitDone
+		case backend.Unavailable(err):
+			w.err, w.commitErr = err, err // the COMMIT may have been applied
+		default:
+			out[w], w.commitErr = commitFailed, pgerr.From(err)
 		}
 	}
 	return out
-}
-
-// failedTask is the error of a write no placement of the shard took.
-func (ss *session) failedTask(task writeTask, ws []*placementWrite) error {
-	for _, w := range ws {
-		if w.pgErr != nil {
-			// An answer every reachable placement gave: the client's error; nothing is
-			// marked. Notices and partial output of the placement come first.
-			forwardNotices(ss, w.frames)
-			return w.pgErr
-		}
-	}
-	var details []string
-	for _, w := range ws {
-		details = append(details, fmt.Sprintf("%s: %v", fmtNode(w.p.Node), w.err))
-	}
-	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-		WithDetail("All placements of shard %d are unavailable: %s", task.shard.ID, strings.Join(details, "; "))
 }
 
 // noteTxWrite records a placement written inside the transaction block.

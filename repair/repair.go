@@ -305,12 +305,9 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	}
 
 	// Only now is the placement whole again.
-	if err := r.Store.SetPlacementStates(ctx, map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized}); err != nil {
+	if err := r.Store.ChangePlacementStates(ctx, r.Cache, map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized}); err != nil {
 		return res, err
 	}
-	r.Cache.Update(func(s *metadata.Snapshot) *metadata.Snapshot {
-		return s.WithPlacementStates(map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized})
-	})
 	res.Duration = time.Since(start)
 	report("done")
 	if r.Log != nil {

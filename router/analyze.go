@@ -1,6 +1,7 @@
 package router
 
 import (
+	"sort"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -27,6 +28,9 @@ type planner struct {
 	// holes are the table references a SELECT's shard queries replace with SegTable
 	// holes, in text order (the hole number is the index).
 	holes []tableRef
+	// unsureSums are the partial columns of an aggregate merge that sum an avg()
+	// argument of a type the planner could not tell (see Merge.NotFloat4).
+	unsureSums []int
 }
 
 // tableRef is a reference to a relation in a statement.
@@ -49,7 +53,40 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	if root == nil {
 		return p.coordinator()
 	}
-	return p.plan(root)
+	st := p.plan(root)
+	st.DDL = changesNames(root)
+	st.TempDDL = st.DDL && createsTemp(root)
+	return st
+}
+
+// createsTemp reports a statement that creates a temporary table (which changes where
+// names resolve in its session only).
+func createsTemp(root protoreflect.Message) bool {
+	switch s := root.Interface().(type) {
+	case *pg_query.CreateStmt:
+		return s.Relation != nil && s.Relation.Relpersistence == "t"
+	case *pg_query.CreateTableAsStmt:
+		return s.Into != nil && s.Into.Rel != nil && s.Into.Rel.Relpersistence == "t"
+	}
+	return false
+}
+
+// changesNames reports whether a statement may create, drop or rename relations or
+// schemas (so that a name may resolve differently after it): any statement but queries,
+// writes and the statements known to leave names alone.
+func changesNames(root protoreflect.Message) bool {
+	switch root.Interface().(type) {
+	case *pg_query.SelectStmt, *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt,
+		*pg_query.MergeStmt, *pg_query.ExplainStmt, *pg_query.VariableShowStmt, *pg_query.VariableSetStmt,
+		*pg_query.DiscardStmt, *pg_query.ConstraintsSetStmt, *pg_query.TransactionStmt,
+		*pg_query.ListenStmt, *pg_query.UnlistenStmt, *pg_query.NotifyStmt, *pg_query.CopyStmt,
+		*pg_query.FetchStmt, *pg_query.ClosePortalStmt, *pg_query.DeclareCursorStmt,
+		*pg_query.PrepareStmt, *pg_query.ExecuteStmt, *pg_query.DeallocateStmt, *pg_query.LockStmt,
+		*pg_query.VacuumStmt, *pg_query.CommentStmt, *pg_query.GrantStmt, *pg_query.GrantRoleStmt,
+		*pg_query.CheckPointStmt, *pg_query.SecLabelStmt, *pg_query.TruncateStmt:
+		return false
+	}
+	return true
 }
 
 // plan plans the statement root, whose text is p.start to p.end.
@@ -75,7 +112,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	}
 	if callsSetConfig(root) {
 		// set_config() changes settings like SET does.
-		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+		return &Statement{Kind: SetVar, Text: p.textTemplate(), SetConfig: true}
 	}
 	if len(funcs) > 0 {
 		return p.functionCall(root, funcs, refs)
@@ -85,6 +122,13 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		if r.table != nil {
 			dist = append(dist, r)
 		}
+	}
+	p.omitSchemas(root, dist)
+	if st := p.coordinatorCode(root, dist); st != nil {
+		return st
+	}
+	if st := p.queryTextCall(root); st != nil {
+		return st
 	}
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
@@ -244,6 +288,9 @@ func (p *planner) survey(root protoreflect.Message) (refs []tableRef, funcs []fu
 	})
 	walk(root, func(m protoreflect.Message, path []frame) bool {
 		switch n := m.Interface().(type) {
+		case *pg_query.LockingClause:
+			// FOR UPDATE OF x names FROM items by their alias: not table references.
+			return false
 		case *pg_query.A_Const:
 			if ti := p.constToken(n.Location); ti >= 0 {
 				p.aconst[int32(ti)] = true
@@ -301,6 +348,13 @@ func (p *planner) resolve(rv *pg_query.RangeVar) *metadata.Table {
 	}
 	if p.ctes[rv.Relname] {
 		return nil
+	}
+	if p.sess.Names != nil {
+		schema, ok := p.sess.Names[rv.Relname]
+		if !ok {
+			return nil
+		}
+		return p.snap.Table(schema, rv.Relname)
 	}
 	for _, s := range p.searchPath {
 		if t := p.snap.Table(s, rv.Relname); t != nil {
@@ -461,15 +515,9 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 			st.Tag = "START TRANSACTION"
 		}
 	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
-		st.Kind, st.Tag = Commit, "COMMIT"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "COMMIT AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Commit, "COMMIT", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
-		st.Kind, st.Tag = Rollback, "ROLLBACK"
-		if s.Chain {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "ROLLBACK AND CHAIN is not supported"))
-		}
+		st.Kind, st.Tag, st.Chain = Rollback, "ROLLBACK", s.Chain
 	case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
 		st.Kind, st.Tag = Savepoint, "SAVEPOINT"
 	case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
@@ -653,4 +701,35 @@ func (p *planner) tableSegs(b *builder, rv *pg_query.RangeVar, hole int, asKeywo
 // notSupported is the error for a query shape pgshard does not plan.
 func notSupported(detail string, args ...any) *pgerr.Error {
 	return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").WithDetail(detail, args...)
+}
+
+// omitSchemas leaves the schema out of column references "schema.table.column" (and
+// "schema.table.*") to distributed tables referenced without an alias: the statement
+// text reaches the shards (and gathers) with the table renamed and given its own name as
+// an alias, under which "table.column" means what the client wrote.
+func (p *planner) omitSchemas(root protoreflect.Message, dist []tableRef) {
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		cr, ok := m.Interface().(*pg_query.ColumnRef)
+		if !ok || len(cr.Fields) != 3 {
+			return true
+		}
+		schema, ok1 := unwrap(cr.Fields[0]).(*pg_query.String)
+		table, ok2 := unwrap(cr.Fields[1]).(*pg_query.String)
+		if !ok1 || !ok2 {
+			return false
+		}
+		for _, r := range dist {
+			if r.rv.Alias != nil || r.rv.Relname != table.Sval || r.table.Schema != schema.Sval {
+				continue
+			}
+			i := p.tok(cr.Location)
+			if i < 0 || !p.is(i+1, ".") || i+2 >= len(p.in.Toks) {
+				return false
+			}
+			p.in.omit = append(p.in.omit, [2]int{p.startOf(i), p.startOf(i + 2)})
+			break
+		}
+		return false
+	})
+	sort.Slice(p.in.omit, func(i, j int) bool { return p.in.omit[i][0] < p.in.omit[j][0] })
 }

@@ -24,6 +24,13 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 		if !ok {
 			continue
 		}
+		if i := t.ColumnIndex(rt.Name); i >= 0 && t.Columns[i].Identity == 'a' {
+			// The shard tables have no identity: PostgreSQL's check is made here.
+			if _, ok := unwrap(rt.Val).(*pg_query.SetToDefault); !ok {
+				return p.errorf(pgerr.New(pgerr.GeneratedAlways, "column %q can only be updated to DEFAULT", rt.Name).
+					WithDetail("Column %q is an identity column defined as GENERATED ALWAYS.", rt.Name))
+			}
+		}
 		if rt.Name == t.Key {
 			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
 		}
@@ -38,7 +45,7 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 		roots = append(roots, rt.Val)
 	}
 	if gathered {
-		return p.modifyGathered(Update, s.Relation, t, s.TargetList, len(s.ReturningList) > 0, refs)
+		return p.modifyGathered(Update, s.Relation, t, s.TargetList, modifyParts{s.FromClause, s.WhereClause, s.ReturningList}, refs)
 	}
 	return p.modify(Update, s.Relation, s.WhereClause, roots, refs, t, len(s.ReturningList) > 0)
 }
@@ -50,7 +57,7 @@ func (p *planner) deleteStmt(s *pg_query.DeleteStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		return p.gatherStatement(s.ProtoReflect(), refs)
 	case len(refs) != 1 || len(s.UsingClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect()):
-		return p.modifyGathered(Delete, s.Relation, t, nil, len(s.ReturningList) > 0, refs)
+		return p.modifyGathered(Delete, s.Relation, t, nil, modifyParts{s.UsingClause, s.WhereClause, s.ReturningList}, refs)
 	}
 	return p.modify(Delete, s.Relation, s.WhereClause, nil, refs, t, len(s.ReturningList) > 0)
 }

@@ -88,14 +88,17 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 			}
 		}
 	}
-	c := p.clauses()
-	if c.selectKw < 0 {
+	c, ok := p.clausesOf(sel)
+	var entries []target
+	if ok {
+		entries, ok = p.targets(sel, c)
+	}
+	if !ok {
 		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the select list could not be located"))
 	}
-	listEnd := c.next(c.selectKw, c.from, c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
-	entries := p.splitTop(c.selectKw+1, listEnd)
-	if len(entries) != len(sel.TargetList) {
-		return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "the select list could not be located"))
+	listEnd := c.end
+	if len(entries) > 0 {
+		listEnd = entries[len(entries)-1].to
 	}
 	st := &Statement{Kind: Function, Text: p.textTemplate()}
 	b := newBuilder(p.in, p.litIdx)
@@ -112,7 +115,7 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 		f, isCall := entryCall[i]
 		if !isCall {
 			col()
-			b.text(p.startOf(entries[i][0]), p.endOf(entries[i][1]-1))
+			b.text(p.startOf(entries[i].from), p.endOf(entries[i].to-1))
 			name := rt.Name
 			if name == "" {
 				name = "?column?"

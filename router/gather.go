@@ -75,7 +75,7 @@ func (p *planner) pushFilters(s *pg_query.SelectStmt, refs []tableRef, m *Merge)
 	if b, ok := unwrap(s.WhereClause).(*pg_query.BoolExpr); ok && b.Boolop == pg_query.BoolExprType_AND_EXPR {
 		conjuncts = b.Args
 	}
-	spans := p.conjunctSpans(len(conjuncts))
+	spans := p.conjunctSpans(s, conjuncts)
 	if spans == nil {
 		return
 	}
@@ -128,38 +128,6 @@ func (p *planner) pushFilters(s *pg_query.SelectStmt, refs []tableRef, m *Merge)
 		m.Pulls[pi].Shard, m.Pulls[pi].Proto = sb.done(), proto.done()
 		m.Pulls[pi].Filter = p.cond(&pg_query.Node{Node: &pg_query.Node_BoolExpr{BoolExpr: and}}, t, alias)
 	}
-}
-
-// conjunctSpans splits the top-level statement's WHERE clause at its top-level ANDs
-// (not those of BETWEEN) into token spans, or returns nil unless there are n of them.
-func (p *planner) conjunctSpans(n int) [][2]int {
-	c := p.clauses()
-	if c.where < 0 {
-		return nil
-	}
-	end := c.next(c.where, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
-	var out [][2]int
-	depth, start, between := 0, c.where+1, 0
-	for j := c.where + 1; j < end; j++ {
-		switch {
-		case p.is(j, "(") || p.is(j, "["):
-			depth++
-		case p.is(j, ")") || p.is(j, "]"):
-			depth--
-		case depth == 0 && p.kw(j, "between"):
-			between++
-		case depth == 0 && p.kw(j, "and") && between > 0:
-			between--
-		case depth == 0 && p.kw(j, "and"):
-			out = append(out, [2]int{start, j})
-			start = j + 1
-		}
-	}
-	out = append(out, [2]int{start, end})
-	if len(out) != n || depth != 0 {
-		return nil
-	}
-	return out
 }
 
 // rejectsNulls reports whether a filter that passes readsOnly is never true when the
@@ -381,29 +349,24 @@ func (p *planner) rename(b *builder, from, to int, refs []tableRef, hole func(in
 	return true
 }
 
-// afterWhere is the first token after a single-table query's WHERE clause (or FROM
-// clause, without WHERE).
-func (c clauses) afterWhere() int {
-	from := c.from
-	if c.where >= 0 {
-		from = c.where
-	}
-	return c.next(from, c.group, c.having, c.window, c.order, c.limit, c.offset, c.fetch, c.forKw)
-}
-
 // gatherRows plans a single-table query whose shape the shards cannot merge (window
 // functions, DISTINCT ON, aggregates without partial forms, ...): each shard returns the
 // rows its WHERE clause keeps, and the query, without WHERE, runs on the coordinator over
 // their union.
 func (p *planner) gatherRows(s *pg_query.SelectStmt, rv *pg_query.RangeVar, t *metadata.Table, alias string) (*Merge, *pgerr.Error) {
-	c := p.clauses()
-	if len(p.holes) != 1 || c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
-		return nil, notSupported("The query's clauses could not be located.")
+	if len(s.LockingClause) > 0 {
+		return nil, notSupported("SELECT ... FOR UPDATE/SHARE is only supported on a single distributed table.")
 	}
+	c, ok := p.clausesOf(s)
 	shard := newBuilder(p.in, p.litIdx)
 	shard.gen("SELECT * ")
-	if !p.fromWhere(shard, c, true) {
-		return nil, notSupported("The query's FROM clause could not be located.")
+	if !ok || len(p.holes) != 1 || c.from < 0 || !p.fromWhere(shard, c, true) {
+		// A shape whose clauses are not where the grammar puts them: the coordinator
+		// runs the whole statement over a copy of the table.
+		if m, ok := p.gatherAll(p.holes); ok {
+			return m, nil
+		}
+		return nil, notSupported("The query's clauses could not be located.")
 	}
 	proto := newBuilder(p.in, p.litIdx)
 	proto.gen("SELECT * ")

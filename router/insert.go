@@ -1,8 +1,6 @@
 package router
 
 import (
-	"strings"
-
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -116,29 +114,71 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 	}
 
+	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by
+	// their defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
+	userValue := make([]bool, len(cols))
+	for vi, ci := range cols {
+		col := &t.Columns[ci]
+		if col.Identity == 0 {
+			continue
+		}
+		if s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE {
+			userValue[vi] = true
+			continue
+		}
+		if col.Identity != 'a' || s.Override == pg_query.OverridingKind_OVERRIDING_SYSTEM_VALUE {
+			continue
+		}
+		for _, r := range rows {
+			if _, isDefault := unwrap(r[vi]).(*pg_query.SetToDefault); !isDefault {
+				return p.errorf(identityAlways(col.Name))
+			}
+		}
+	}
+
 	// Locate the VALUES rows in the text.
 	relTok := p.tok(s.Relation.Location)
 	if relTok < 0 {
 		return p.errorf(notSupported("The INSERT's target could not be located."))
 	}
+	// VALUES, located from the parse tree: right before the first row's first value (and
+	// its parentheses); DEFAULT VALUES, with no rows, ends the statement before any
+	// ON CONFLICT or RETURNING. (A scan for the word would stop at an alias "values".)
 	last := p.lastTok()
 	valuesTok := -1
-	depth := 0
-	for i := relTok; i <= last; i++ {
-		switch {
-		case p.is(i, "("):
-			depth++
-		case p.is(i, ")"):
-			depth--
-		case depth == 0 && (p.kw(i, "values") || (p.kw(i, "default") && p.kw(i+1, "values"))):
+	if sel != nil && len(sel.ValuesLists) > 0 {
+		first := nodeMessage(sel.ValuesLists[0])
+		if l, ok := unwrap(sel.ValuesLists[0]).(*pg_query.List); ok && len(l.Items) > 0 {
+			first = nodeMessage(l.Items[0])
+		}
+		if i := p.before(p.nodeStart(first)); p.kw(i, "values") && i > relTok {
 			valuesTok = i
 		}
-		if valuesTok >= 0 {
-			break
+	} else if sel == nil {
+		end := last + 1
+		switch {
+		case s.OnConflictClause != nil:
+			end = p.tok(s.OnConflictClause.Location)
+		case len(s.ReturningList) > 0:
+			if rt, ok := unwrap(s.ReturningList[0]).(*pg_query.ResTarget); ok {
+				end = p.tok(rt.Location) - 1
+			}
+		}
+		if p.kw(end-2, "default") && p.kw(end-1, "values") && end-2 > relTok {
+			valuesTok = end - 2
 		}
 	}
 	if valuesTok < 0 {
 		return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+	}
+	// OVERRIDING ... VALUE, which the shard tables (without identity columns) do not
+	// need: the identity values are evaluated here. It comes right before VALUES.
+	overTok := valuesTok
+	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
+		if !p.kw(valuesTok-3, "overriding") || !p.kw(valuesTok-1, "value") {
+			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+		}
+		overTok = valuesTok - 3
 	}
 	var rowSpans [][2]int // token ranges of "( ... )"
 	suffixTok := valuesTok + 2
@@ -195,9 +235,9 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		closeParen := p.matchParen(open)
 		pre.text(relEnd, p.startOf(closeParen))
 		pre.gen(colNames())
-		pre.text(p.startOf(closeParen), p.startOf(valuesTok))
+		pre.text(p.startOf(closeParen), p.startOf(overTok))
 	} else {
-		pre.text(relEnd, p.startOf(valuesTok))
+		pre.text(relEnd, p.startOf(overTok))
 		if len(cols) > 0 || len(added) > 0 {
 			names := ""
 			for _, c := range cols {
@@ -242,16 +282,17 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 				return eb.done()
 			}
 			_, isDefault := unwrap(v).(*pg_query.SetToDefault)
+			isDefault = isDefault || userValue[vi]
 			switch {
 			case isDefault && ci == t.KeyIndex:
 				if col.Default == "" {
 					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
 				}
-				i := evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+				i := evalOf(Eval{Expr: genTemplate(col.Default), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName})
 				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 				b.hole(SegEval, i)
 			case isDefault && col.Default != "" && !col.DefaultOnShard:
-				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}))
+				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}))
 			case ci == t.KeyIndex:
 				kv, ok := p.insertKey(v, col)
 				if ok && kv.Kind == ValNull {
@@ -261,12 +302,14 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 					row.Key = kv
 					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 				} else {
-					i := evalOf(Eval{Expr: exprText(), Cast: col.TypeName, Key: true, KeyType: col.HashType})
+					c, isConst := unwrap(v).(*pg_query.A_Const)
+					unknown := isConst && c.GetSval() != nil
+					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName, Pos: p.startOf(span[0]), Unknown: unknown})
 					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 					b.hole(SegEval, i)
 				}
 			case needsEval(v):
-				b.hole(SegEval, evalOf(Eval{Expr: exprText(), Cast: col.TypeName}))
+				b.hole(SegEval, evalOf(Eval{Expr: exprText(), ColumnTypeName: col.TypeName}))
 			default:
 				b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 			}
@@ -276,9 +319,9 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 			if k > 0 || len(r) > 0 {
 				b.gen(", ")
 			}
-			e := Eval{Expr: genTemplate(col.Default), Cast: col.TypeName}
+			e := Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}
 			if ci == t.KeyIndex {
-				e.Key, e.KeyType = true, col.HashType
+				e.Key, e.KeyType, e.Assign, e.Column, e.ColumnType = true, col.HashType, col.Assign("$1"), col.Name, col.TypeOID
 				i := evalOf(e)
 				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
 				b.hole(SegEval, i)
@@ -321,6 +364,14 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	return st
 }
 
+// identityAlways is PostgreSQL's error for a value given to a GENERATED ALWAYS identity
+// column without OVERRIDING SYSTEM VALUE.
+func identityAlways(col string) *pgerr.Error {
+	return pgerr.New(pgerr.GeneratedAlways, "cannot insert a non-DEFAULT value into column %q", col).
+		WithDetail("Column %q is an identity column defined as GENERATED ALWAYS.", col).
+		WithHint("Use OVERRIDING SYSTEM VALUE to override.")
+}
+
 // genTemplate is generated text as a template.
 func genTemplate(s string) Template { return Template{{Kind: SegText, Text: s, Anchor: -1}} }
 
@@ -328,14 +379,17 @@ func genTemplate(s string) Template { return Template{{Kind: SegText, Text: s, A
 // column (PostgreSQL's assignment coercion), so only forms whose text is the column
 // value are taken as they are: string constants, integer constants for numeric columns,
 // decimal constants for numeric and float columns, casts to the column's own type, and
-// parameters. Anything else is evaluated on the coordinator.
+// parameters. Anything else is evaluated on the coordinator. The value is marked as
+// assigned: a type modifier (char(10), numeric(5,1), timestamp(0), ...) applies to it
+// before it is hashed, as it does before it is stored.
 func (p *planner) insertKey(n *pg_query.Node, col *metadata.Column) (Value, bool) {
+	v, ok := p.insertKeyValue(n, col)
+	v.Assign = true
+	return v, ok
+}
+
+func (p *planner) insertKeyValue(n *pg_query.Node, col *metadata.Column) (Value, bool) {
 	keyType := col.HashType
-	if strings.Contains(col.TypeName, "(") {
-		// A type modifier (numeric(10,2), varchar(5), timestamp(0), ...) can change the
-		// value on assignment: PostgreSQL coerces it.
-		return Value{}, false
-	}
 	switch v := unwrap(n).(type) {
 	case *pg_query.A_Const:
 		if v.Isnull {

@@ -13,9 +13,6 @@ import (
 // defaults that must be evaluated there, and each row's partition key in canonical form),
 // and the proxy splits the rows by shard.
 func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
-	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
-		return p.errorf(notSupported("OVERRIDING ... VALUE is not supported for distributed tables."))
-	}
 	var cols []int
 	if len(s.Cols) > 0 {
 		for _, c := range s.Cols {
@@ -36,11 +33,22 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			}
 		}
 	}
+	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by their
+	// defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
+	for _, ci := range cols {
+		c := &t.Columns[ci]
+		if c.Identity == 'a' && s.Override == pg_query.OverridingKind_OVERRIDING_NOT_SET {
+			return p.errorf(identityAlways(c.Name))
+		}
+	}
+	userValue := func(ci int) bool {
+		return t.Columns[ci].Identity != 0 && s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE
+	}
 	given := map[int]bool{}
 	for _, c := range cols {
 		given[c] = true
 	}
-	keyGiven := given[t.KeyIndex]
+	keyGiven := given[t.KeyIndex] && !userValue(t.KeyIndex)
 	var added []int
 	for i := range t.Columns {
 		c := &t.Columns[i]
@@ -83,20 +91,33 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		}
 		from = p.matchParen(from) + 1
 	}
+	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
+		if !p.kw(from, "overriding") {
+			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+		}
+		from += 3 // OVERRIDING { SYSTEM | USER } VALUE
+	}
+	// The SELECT ends where ON CONFLICT or RETURNING begins, located from the parse tree
+	// (a keyword scan would stop at a select-list alias named "returning").
 	to := last + 1
-	depth := 0
-	for i := from; i <= last; i++ {
-		switch {
-		case p.is(i, "(") || p.is(i, "["):
-			depth++
-		case p.is(i, ")") || p.is(i, "]"):
-			depth--
-		case depth == 0 && (p.kw(i, "returning") || p.kw(i, "on") && p.kw(i+1, "conflict")):
-			to = i
+	switch {
+	case s.OnConflictClause != nil:
+		to = p.tok(s.OnConflictClause.Location)
+		if !p.kw(to, "on") || !p.kw(to+1, "conflict") {
+			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
 		}
-		if to != last+1 {
-			break
+	case len(s.ReturningList) > 0:
+		rt, _ := unwrap(s.ReturningList[0]).(*pg_query.ResTarget)
+		if rt == nil {
+			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
 		}
+		to = p.tok(rt.Location) - 1
+		if !p.kw(to, "returning") {
+			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
+		}
+	}
+	if to <= from {
+		return p.errorf(notSupported("The INSERT's query could not be located."))
 	}
 	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
 	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
@@ -129,10 +150,17 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			b.gen(", ")
 		}
 		src := "pgshard_src.s" + itoa(i+1)
-		b.gen(src + "::" + c.TypeName)
+		if userValue(ci) {
+			// The source's value is ignored: the identity's next value goes in.
+			b.gen(c.Assign(c.Default))
+			names = append(names, "s"+itoa(i+1))
+			continue
+		}
+		// As INSERT assigns it: a value too long for varchar(n) is an error, not cut.
+		b.gen(c.Assign(src))
 		names = append(names, "s"+itoa(i+1))
 		if ci == t.KeyIndex {
-			keyExpr = "(" + src + "::" + c.TypeName + ")::text"
+			keyExpr = "(" + c.Assign(src) + ")::text"
 		}
 	}
 	for k, ci := range added {
@@ -140,7 +168,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		if k > 0 || len(cols) > 0 {
 			b.gen(", ")
 		}
-		b.gen("(" + c.Default + ")::" + c.TypeName)
+		b.gen(c.Assign(c.Default))
 	}
 	keyCol := t.KeyColumn()
 	canon := pghash.CanonicalExpr(keyCol.HashType)

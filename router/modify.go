@@ -4,10 +4,18 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/router/pghash"
 )
+
+// modifyParts are the clauses of an UPDATE or DELETE after its target.
+type modifyParts struct {
+	from      []*pg_query.Node // FROM (UPDATE) or USING (DELETE)
+	where     *pg_query.Node
+	returning []*pg_query.Node
+}
 
 // modifyGathered plans an UPDATE or DELETE of a distributed table whose rows to change
 // depend on other tables (UPDATE ... FROM, DELETE ... USING, subqueries, WITH): the
@@ -18,7 +26,8 @@ import (
 //
 // The rows are found and changed in two steps, so a concurrent write to the same rows
 // between the steps is not seen by the first one.
-func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, returning bool, refs []tableRef) *Statement {
+func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, parts modifyParts, refs []tableRef) *Statement {
+	returning := len(parts.returning) > 0
 	ti := p.tok(rv.Location)
 	if ti < 0 {
 		return p.errorf(notSupported("The statement's table could not be located."))
@@ -34,32 +43,37 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 	} else if rv.Alias != nil {
 		after++
 	}
-	// Top-level clause keywords after the target.
+	// The clauses after the target, located from the parse tree (a keyword scan would
+	// take the FROM of "SET x = a IS DISTINCT FROM b" for the FROM clause).
 	last := p.lastTok()
 	setTok, fromTok, whereTok, retTok := -1, -1, -1, -1
-	depth := 0
-	for i := after; i <= last; i++ {
-		switch {
-		case p.is(i, "(") || p.is(i, "["):
-			depth++
-			continue
-		case p.is(i, ")") || p.is(i, "]"):
-			depth--
-			continue
+	anchor := func(m protoreflect.Message, kws ...string) (int, bool) {
+		j := p.before(p.nodeStart(m))
+		for p.kw(j, "only") || p.kw(j, "lateral") {
+			j = p.before(j)
 		}
-		if depth != 0 {
-			continue
+		for _, kw := range kws {
+			if p.kw(j, kw) {
+				return j, j >= after
+			}
 		}
-		switch {
-		case kind == Update && setTok < 0 && p.kw(i, "set"):
-			setTok = i
-		case fromTok < 0 && whereTok < 0 && (kind == Update && p.kw(i, "from") || kind == Delete && p.kw(i, "using")):
-			fromTok = i
-		case whereTok < 0 && p.kw(i, "where"):
-			whereTok = i
-		case retTok < 0 && p.kw(i, "returning"):
-			retTok = i
-		}
+		return -1, false
+	}
+	ok := true
+	if kind == Update && len(set) > 0 {
+		setTok, ok = anchor(nodeMessage(set[0]), "set")
+	}
+	if ok && len(parts.from) > 0 {
+		fromTok, ok = anchor(nodeMessage(parts.from[0]), "from", "using")
+	}
+	if ok && parts.where != nil {
+		whereTok, ok = anchor(nodeMessage(parts.where), "where")
+	}
+	if ok && len(parts.returning) > 0 {
+		retTok, ok = anchor(nodeMessage(parts.returning[0]), "returning")
+	}
+	if !ok {
+		return p.errorf(notSupported("The statement's clauses could not be located."))
 	}
 	end := last + 1
 	next := func(i int, cands ...int) int {

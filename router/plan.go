@@ -102,6 +102,16 @@ type Statement struct {
 	Name string
 	// Err is the error of Error statements.
 	Err *pgerr.Error
+	// DDL marks statements that may create, drop or rename relations or schemas: names
+	// may resolve differently after them.
+	DDL bool
+	// TempDDL marks DDL that creates a temporary table: only its session's names change.
+	TempDDL bool
+	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
+	Chain bool
+	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
+	// rows).
+	SetConfig bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32
@@ -198,6 +208,9 @@ type Value struct {
 	Neg   bool
 	// Type is the type whose hash function applies.
 	Type uint32
+	// Assign is set for a value an INSERT assigns to the partition column: the column's
+	// type modifier (char(n), numeric(p,s), ...) applies before hashing.
+	Assign bool
 }
 
 // CondKind is the kind of a shard-pruning condition.
@@ -229,11 +242,24 @@ type Cond struct {
 // partition key, its canonical form for hashing), and fills SegEval hole i with it.
 type Eval struct {
 	Expr Template
-	// Cast is a type name the value is coerced to ("" keeps the expression's type).
-	Cast string
-	// Key is set when the value is a partition key of type KeyType.
+	// Key is set when the value is a partition key whose base type is KeyType. The
+	// value goes to the placements with its own type, which assign it to the column as
+	// PostgreSQL would; Assign (SQL over $1) coerces it the same way on the coordinator,
+	// for its hash.
 	Key     bool
 	KeyType uint32
+	Assign  string
+	// Column and ColumnType name the partition column and its type, and Pos is the
+	// byte offset of the expression in the statement (0: none), for errors.
+	Column     string
+	ColumnType uint32
+	Pos        int
+	// Unknown is set for a string constant (U&'...', say), which PostgreSQL reads as the
+	// column's type: it goes to the placements without a type.
+	Unknown bool
+	// ColumnTypeName is the type of the column the value goes to (format_type with the
+	// modifier), "" for none: an anonymous record value (ROW(...)) is sent as that type.
+	ColumnTypeName string
 }
 
 // MergeKind says how the results of several shards are combined.
@@ -302,6 +328,11 @@ type Merge struct {
 	Final Template
 	// Partials is the number of partial columns each shard returns.
 	Partials int
+	// NotFloat4 are partial columns (0-based) that sum an avg() argument of a type the
+	// planner could not tell: PostgreSQL accumulates a real's average in double
+	// precision, so a shard that reports type real for one of them makes the merge run
+	// its Fallback instead.
+	NotFloat4 []int
 
 	// Pulls are the temporary tables of a Gather merge. Its Final query names them with
 	// SegTable holes (hole i is GatherTable(i)); its SegType holes name the types of

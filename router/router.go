@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router/pgparse"
@@ -19,6 +22,15 @@ type Session struct {
 	User string
 	// SearchPath is the session's search_path setting, as SHOW search_path prints it.
 	SearchPath string
+	// Names, when not nil, says where PostgreSQL resolves each unqualified name of a
+	// distributed table in this session: the schema of the relation the name reaches
+	// (which may be another relation that shadows the distributed table: a temporary
+	// table, a table earlier in the search path), absent when no relation of that name is
+	// visible. It is the coordinator's own answer, so that resolution follows PostgreSQL's
+	// rules exactly; SearchPath is used only without it. NamesKey identifies Names in
+	// the plan cache.
+	Names    map[string]string
+	NamesKey string
 }
 
 // Config configures a Router.
@@ -115,14 +127,39 @@ func litMarker(s string, k sqllex.Kind) string {
 		return "\x01i"
 	case sqllex.BitStr:
 		return "\x01b"
+	case sqllex.String:
+		if s[0] != '\'' {
+			// A string the proxy cannot decode (U&'...', an E'...' with an invalid
+			// escape) is planned apart from the others: its value cannot be hashed
+			// from the text.
+			if _, ok := sqllex.StringValue(s, sqllex.Token{Start: 0, End: int32(len(s)), Kind: k}); !ok {
+				return "\x01u"
+			}
+		}
 	}
 	return "\x01s"
 }
 
+// InternalMark marks pgshard's own statements that write a distributed table's prototype
+// on the coordinator (TRUNCATE, writes no shard can match), which the prototype's
+// triggers let through (see metadata/store/schema.sql). Plan refuses client statements
+// that contain it, so that no client can pass for pgshard.
+const InternalMark = "/* pgshard-internal-statement */"
+
+// internalMarkWord is the part of InternalMark that Plan looks for.
+const internalMarkWord = "pgshard-internal-statement"
+
 // Plan returns the plan of the query string text and the Input to execute it with.
 func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Batch, *Input) {
 	in := Tokenize(text)
+	if strings.Contains(text, internalMarkWord) {
+		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
+			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
+	}
 	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion}
+	if sess.Names != nil {
+		key.path = "\x00" + sess.NamesKey
+	}
 	if b := r.get(key); b != nil {
 		return b, in
 	}
@@ -198,11 +235,19 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 	}
 	p.searchPath = parseSearchPath(sess.SearchPath, sess.User)
 	b := &Batch{AllCoordinator: true}
+	ddl := false
 	for _, raw := range tree.Stmts {
 		st := p.statement(raw)
 		if st.Kind != Coordinator {
 			b.AllCoordinator = false
 		}
+		if ddl && b.AllCoordinator && mentionsDistributedName(raw, snap) {
+			// A statement after one that may create, drop or rename relations names a
+			// distributed table: it is planned when it runs, against the names as they are
+			// then.
+			b.AllCoordinator = false
+		}
+		ddl = ddl || st.DDL
 		b.Stmts = append(b.Stmts, st)
 	}
 	if len(b.Stmts) == 0 {
@@ -216,6 +261,30 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 		}
 	}
 	return b, exact
+}
+
+// mentionsDistributedName reports whether a statement refers to a relation by a name
+// that some distributed table has (in any schema).
+func mentionsDistributedName(raw *pg_query.RawStmt, snap *metadata.Snapshot) bool {
+	if !snap.HasTables() {
+		return false
+	}
+	names := map[string]bool{}
+	for _, t := range snap.Tables() {
+		names[t.Name] = true
+	}
+	root := nodeMessage(raw.Stmt)
+	if root == nil {
+		return false
+	}
+	found := false
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		if rv, ok := m.Interface().(*pg_query.RangeVar); ok && names[rv.Relname] {
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 func coordinatorBatch(in *Input) *Batch {

@@ -371,3 +371,81 @@ func TestCacheBoundedBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestTreeLocatedClauses checks that clauses, select-list entries, ORDER BY items and
+// WHERE conjuncts are located from the parse tree: keywords that are aliases or parts of
+// expressions do not move them.
+func TestTreeLocatedClauses(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	plan := func(sql string) (*Statement, *Input) {
+		t.Helper()
+		b, in := r.Plan(sql, snap, sess)
+		if len(b.Stmts) != 1 {
+			t.Fatalf("%s: %d statements", sql, len(b.Stmts))
+		}
+		return b.Stmts[0], in
+	}
+	// A bare ORDER BY name is the output column (here the implicit name of rating::text).
+	st, in := plan("select customer_id as limit, rating::text, votes is distinct from 3 from reviews order by rating, id limit 5")
+	if m := st.Merge; m == nil || m.Kind != Sorted {
+		t.Fatalf("sorted: %+v %v", m, st.Err)
+	}
+	if got := render(st.Merge.Shard, in); got != `SELECT customer_id as limit, rating::text, votes is distinct from 3, rating::text AS pgshard_s1, id AS pgshard_s2 from <SHARD> "reviews" order by rating, id LIMIT <E0>` {
+		t.Errorf("shard: %s", got)
+	}
+	st, in = plan("select count(*) as from, sum(rating) as for, max(rating) filter (where votes is distinct from 1) from reviews where rating is not distinct from 3")
+	if m := st.Merge; m == nil || m.Kind != Aggregate {
+		t.Fatalf("aggregate: %+v %v", m, st.Err)
+	}
+	if got := render(st.Merge.Shard, in); got != `SELECT count(*) AS pgshard_p1, sum(rating) AS pgshard_p2, max(rating) filter (where votes is distinct from 1) AS pgshard_p3 from <SHARD> "reviews" where rating is not distinct from 3` {
+		t.Errorf("partial: %s", got)
+	}
+	if got := render(st.Merge.Final, in); got != `SELECT coalesce(sum(pgshard_p1), 0)::int8 as from, sum(pgshard_p2)::<T1> as for, max(pgshard_p3) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3) ` {
+		t.Errorf("final: %s", got)
+	}
+	// Conjuncts are the parser's (it flattens "(a AND b) AND c"), not the text split at AND.
+	st, in = plan("select * from reviews a join events e on a.customer_id = e.k where (a.rating > 1 and e.n > 2) and case when a.votes > 1 and e.n < 5 then true end and a.votes between 1 and 9")
+	if st.Merge == nil || len(st.Merge.Pulls) != 2 {
+		t.Fatalf("gather: %+v %v", st.Merge, st.Err)
+	}
+	if got := render(st.Merge.Pulls[0].Shard, in); got != `SELECT * FROM <SHARD> "a" WHERE (a.rating > 1) AND (a.votes between 1 and 9)` {
+		t.Errorf("pull 0: %s", got)
+	}
+	if got := render(st.Merge.Pulls[1].Shard, in); got != `SELECT * FROM <SHARD> "e" WHERE (e.n > 2)` {
+		t.Errorf("pull 1: %s", got)
+	}
+	// The job-queue pattern: every shard locks its first rows; no gather fallback.
+	st, in = plan("select id from reviews where rating = 0 order by id limit 1 for update skip locked")
+	if m := st.Merge; m == nil || m.Kind != Sorted || m.Fallback != nil {
+		t.Fatalf("skip locked: %+v %v", m, st.Err)
+	}
+	if got := render(st.Merge.Shard, in); got != `SELECT id, id AS pgshard_s1 from <SHARD> "reviews" where rating = 0 order by id LIMIT <E0> for update skip locked` {
+		t.Errorf("skip locked: %s", got)
+	}
+	if st, _ = plan("select id from reviews order by id limit 1 for update"); st.Merge != nil || st.Err == nil || st.Err.Code != "0A000" {
+		t.Errorf("FOR UPDATE with LIMIT without SKIP LOCKED: %+v %v", st.Merge, st.Err)
+	}
+	// Schema-qualified column references lose their schema with the table renamed.
+	st, in = plan("select public.reviews.rating, count(*) from public.reviews where public.reviews.customer_id = 'a' group by public.reviews.rating")
+	if got := render(st.Shard, in); got != `select reviews.rating, count(*) from <SHARD> "reviews" where reviews.customer_id = 'a' group by reviews.rating` {
+		t.Errorf("qualified: %s", got)
+	}
+}
+
+// TestByteOrderDefaultCollation: in a database whose default collation is not byte
+// order, an expression that turns a non-collatable column into a string (the implicit
+// output name rating of rating::text) takes the default collation: the proxy must not
+// compare it byte by byte, while the plain column may be.
+func TestByteOrderDefaultCollation(t *testing.T) {
+	snap := testSnapshot()
+	snap.DefaultByteOrder = false
+	b, _ := New(Config{}).Plan("select id, rating::text from reviews order by rating, id limit 5", snap, sess)
+	m := b.Stmts[0].Merge
+	if m == nil || m.Kind != Sorted || len(m.Keys) != 2 {
+		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
+	}
+	if m.Keys[0].ByteOrder || !m.Keys[1].ByteOrder {
+		t.Errorf("keys: %+v", m.Keys)
+	}
+}

@@ -1,12 +1,15 @@
 package router
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router/pghash"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // selectStmt plans a SELECT that reads a distributed table. The table must be the only
@@ -59,80 +62,6 @@ func hasSubLink(m protoreflect.Message) bool {
 	return found
 }
 
-// clauses locates the top-level clause keywords of a simple SELECT by token index (-1
-// when absent). Subqueries are excluded before this runs, so nesting depth is only that of
-// parentheses.
-type clauses struct {
-	selectKw, from, where, group, having, window, order, limit, offset, fetch, forKw int
-	end                                                                              int // token after the statement
-}
-
-func (p *planner) clauses() clauses {
-	c := clauses{selectKw: -1, from: -1, where: -1, group: -1, having: -1, window: -1, order: -1, limit: -1, offset: -1, fetch: -1, forKw: -1}
-	first := p.lastTok()
-	last := first
-	for first > 0 && int(p.in.Toks[first-1].End) > p.start {
-		first--
-	}
-	c.end = last + 1
-	depth := 0
-	set := func(f *int, i int) {
-		if *f < 0 {
-			*f = i
-		}
-	}
-	for i := first; i <= last; i++ {
-		switch {
-		case p.is(i, "(") || p.is(i, "["):
-			depth++
-			continue
-		case p.is(i, ")") || p.is(i, "]"):
-			depth--
-			continue
-		}
-		if depth != 0 {
-			continue
-		}
-		switch {
-		case p.kw(i, "select"):
-			set(&c.selectKw, i)
-		case p.kw(i, "from"):
-			set(&c.from, i)
-		case p.kw(i, "where"):
-			set(&c.where, i)
-		case p.kw(i, "group") && p.kw(i+1, "by"):
-			// (not WITHIN GROUP)
-			set(&c.group, i)
-		case p.kw(i, "having"):
-			set(&c.having, i)
-		case p.kw(i, "window"):
-			set(&c.window, i)
-		case p.kw(i, "order") && p.kw(i+1, "by"):
-			set(&c.order, i)
-		case p.kw(i, "limit"):
-			set(&c.limit, i)
-		case p.kw(i, "offset"):
-			set(&c.offset, i)
-		case p.kw(i, "fetch"):
-			set(&c.fetch, i)
-		case p.kw(i, "for"):
-			set(&c.forKw, i)
-		}
-	}
-	return c
-}
-
-// next returns the first of the given clause positions after i, or c.end.
-func (c clauses) next(i int, cands ...int) int {
-	best := c.end
-	for _, x := range cands {
-		if x > i && x < best {
-			best = x
-		}
-	}
-	return best
-}
-
 // selectMerge decides how a SELECT's per-shard results combine: streamed as they come
 // (Concat), combined from one row of partial aggregates per shard (Aggregate), or gathered
 // on the coordinator, as partial aggregates per group or as the rows WHERE keeps (Gather).
@@ -154,8 +83,15 @@ func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_
 		case aggregated || windowed || len(s.DistinctClause) > 0:
 			// PostgreSQL refuses these; its own message comes from the prototype.
 			return &Merge{Kind: Prototype}, nil
-		case s.LimitCount != nil || s.LimitOffset != nil || len(s.SortClause) > 0:
-			return nil, notSupported("SELECT ... FOR UPDATE/SHARE with ORDER BY or LIMIT over several shards is not supported.")
+		case (s.LimitCount != nil || s.LimitOffset != nil) && !skipLocked(s):
+			// Each shard would lock its own first rows, where PostgreSQL locks only
+			// those it returns: waiting for (or failing on) rows it leaves alone.
+			return nil, notSupported("SELECT ... FOR UPDATE/SHARE with LIMIT or OFFSET over several shards is only supported with SKIP LOCKED.")
+		case len(s.SortClause) > 0:
+			if m := p.sortMerge(s, t, rv, alias); m != nil {
+				return m, nil
+			}
+			return nil, notSupported("SELECT ... FOR UPDATE/SHARE with this ORDER BY over several shards is not supported.")
 		}
 		return p.concatMerge(s, t, refs)
 	}
@@ -194,6 +130,17 @@ func (p *planner) selectMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_
 	return p.gatherRows(s, rv, t, alias)
 }
 
+// skipLocked reports whether every locking clause of a SELECT skips locked rows.
+func skipLocked(s *pg_query.SelectStmt) bool {
+	for _, n := range s.LockingClause {
+		lc, ok := unwrap(n).(*pg_query.LockingClause)
+		if !ok || lc.WaitPolicy != pg_query.LockWaitPolicy_LockWaitSkip {
+			return false
+		}
+	}
+	return len(s.LockingClause) > 0
+}
+
 // aggCall is an aggregate call in a select list, HAVING or ORDER BY clause.
 type aggCall struct {
 	call       *pg_query.FuncCall
@@ -209,6 +156,7 @@ type aggCall struct {
 // whether a column is referenced outside any aggregate.
 func (p *planner) aggregates(s *pg_query.SelectStmt) (aggs []aggCall, bare bool) {
 	var roots []*pg_query.Node
+	roots = append(roots, s.DistinctClause...)
 	roots = append(roots, s.TargetList...)
 	roots = append(roots, s.HavingClause)
 	for _, sb := range s.SortClause {
@@ -255,17 +203,33 @@ func (p *planner) aggCall(f *pg_query.FuncCall, name string) aggCall {
 	if i < 0 {
 		return a
 	}
-	end := p.funcEnd(i)
 	open := p.nameEnd(i)
-	if end < 0 || !p.is(open, "(") {
+	closeParen := p.matchParen(open)
+	if !p.is(open, "(") || closeParen < 0 {
 		return a
 	}
-	closeParen := p.matchParen(open)
-	a.from, a.to = i, end
-	a.argFrom, a.argTo = open+1, closeParen
-	if p.kw(closeParen+1, "filter") {
-		a.filterFrom, a.filterTo = closeParen+1, p.matchParen(closeParen+2)+1
+	// What follows the arguments is what the parse tree says: WITHIN GROUP (...), then
+	// FILTER (...). (A word after the call is otherwise an alias, even "filter".)
+	j := closeParen + 1
+	if f.AggWithinGroup {
+		if !p.kw(j, "within") || !p.kw(j+1, "group") || !p.is(j+2, "(") {
+			return a
+		}
+		j = p.matchParen(j+2) + 1
 	}
+	if f.AggFilter != nil {
+		if !p.kw(j, "filter") || !p.is(j+1, "(") {
+			return a
+		}
+		a.filterFrom = j
+		j = p.matchParen(j+1) + 1
+		a.filterTo = j
+	}
+	if j <= closeParen || f.Over != nil {
+		return a
+	}
+	a.from, a.to = i, j
+	a.argFrom, a.argTo = open+1, closeParen
 	return a
 }
 
@@ -285,10 +249,19 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 	}
 	col := func(n int) string { return "pgshard_p" + itoa(n) }
 	named := func(n int) { b.gen(" AS " + col(n)) }
+	seen := map[string]int{}
 	for i, a := range aggs {
 		if a.from < 0 || len(a.call.AggOrder) > 0 {
 			return nil, 0
 		}
+		// The same call written twice (in DISTINCT ON and ORDER BY, say) is one partial,
+		// so that its final forms are equal expressions too.
+		key := p.tokensKey(a.from, a.to)
+		if j, ok := seen[key]; ok {
+			finals[i] = finals[j]
+			continue
+		}
+		seen[key] = i
 		whole := func(b *builder) { b.text(p.startOf(a.from), p.endOf(a.to-1)) }
 		if a.call.AggDistinct && a.name != "min" && a.name != "max" {
 			if distinctCol == nil || !distinctCol(a) {
@@ -329,11 +302,18 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 			if len(a.call.Args) != 1 {
 				return nil, 0
 			}
+			// PostgreSQL accumulates float averages in float8, where the sum of a
+			// real would be a real: the partial sum of a float is taken in float8.
+			// An argument whose type the planner cannot tell is checked at run time
+			// (Aggregate), or gathered (grouped merges).
+			cat := p.exprCat(a.call.Args[0])
 			arg := func(b *builder) {
+				if cat == catFloat {
+					b.gen("(")
+				}
 				b.text(p.startOf(a.argFrom), p.endOf(a.argTo-1))
-				if p.argType(a.call.Args[0], t) == pghash.OIDFloat4 {
-					// PostgreSQL accumulates float4 averages in float8.
-					b.gen("::float8")
+				if cat == catFloat {
+					b.gen(")::float8")
 				}
 			}
 			filter := func(b *builder) {
@@ -343,6 +323,12 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 				}
 			}
 			ns := partial()
+			if cat == catUnknown {
+				if distinctCol != nil {
+					return nil, 0
+				}
+				p.unsureSums = append(p.unsureSums, ns-1)
+			}
 			b.gen("sum(")
 			arg(b)
 			b.gen(")")
@@ -367,20 +353,21 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 // finalList writes the select list of a merge's final query, aggregates replaced by
 // their final forms, each entry keeping the column name PostgreSQL gives the original.
 func (p *planner) finalList(b *builder, s *pg_query.SelectStmt, c clauses, aggs []aggCall, finals []func(*builder)) bool {
-	entries := p.splitTop(c.selectKw+1, c.from)
-	if len(entries) != len(s.TargetList) {
+	entries, ok := p.targets(s, c)
+	if !ok {
 		return false
 	}
 	b.gen("SELECT ")
-	if len(entries) > 0 {
-		// DISTINCT [ON (...)] as written.
-		b.text(p.startOf(c.selectKw+1), p.startOf(entries[0][0]))
+	if len(entries) > 0 && entries[0].from > c.selectKw+1 {
+		// DISTINCT [ON (...)] as written, aggregates replaced.
+		p.copyReplacing(b, c.selectKw+1, entries[0].from, aggs, finals)
+		b.gen(" ")
 	}
 	for i, e := range entries {
 		if i > 0 {
 			b.gen(", ")
 		}
-		p.copyReplacing(b, e[0], e[1], aggs, finals)
+		p.copyReplacing(b, e.from, e.to, aggs, finals)
 		if rt, ok := unwrap(s.TargetList[i]).(*pg_query.ResTarget); ok && rt.Name == "" {
 			b.gen(" AS " + QuoteIdent(colName(rt.Val)))
 		}
@@ -410,12 +397,13 @@ func (p *planner) copyReplacing(b *builder, from, to int, aggs []aggCall, finals
 // original select list, HAVING, ORDER BY and LIMIT, so that result types and NULL handling
 // are exactly PostgreSQL's. It returns nil when an aggregate has no exact partial form.
 func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, aggs []aggCall) *Merge {
-	c := p.clauses()
-	if c.selectKw < 0 || c.from < 0 {
+	c, ok := p.clausesOf(s)
+	if !ok || c.from < 0 {
 		return nil
 	}
 	shard := newBuilder(p.in, p.litIdx)
 	shard.gen("SELECT ")
+	p.unsureSums = nil
 	finals, np := p.partials(shard, aggs, t, func(n int) int { return n - 1 }, nil)
 	if finals == nil || np == 0 {
 		return nil
@@ -441,7 +429,7 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 	}
 	final.gen(") ")
 	p.copyReplacing(final, c.afterWhere(), c.end, aggs, finals)
-	return &Merge{Kind: Aggregate, Shard: shard.done(), Final: final.done(), Partials: np}
+	return &Merge{Kind: Aggregate, Shard: shard.done(), Final: final.done(), Partials: np, NotFloat4: p.unsureSums}
 }
 
 // groupMerge plans a grouped aggregate query, or a SELECT DISTINCT of plain columns, over
@@ -451,8 +439,8 @@ func (p *planner) aggregateMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *
 // HAVING, ORDER BY and LIMIT. It returns nil for grouping expressions other than plain
 // columns and for aggregates without an exact partial form.
 func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string, aggs []aggCall) *Merge {
-	c := p.clauses()
-	if len(p.holes) != 1 || c.selectKw < 0 || c.from < 0 || c.forKw >= 0 {
+	c, ok := p.clausesOf(s)
+	if !ok || len(p.holes) != 1 || c.from < 0 || c.forKw >= 0 {
 		return nil
 	}
 	var cols []string
@@ -648,25 +636,19 @@ func hasParam(m protoreflect.Message) bool {
 	return found
 }
 
+// tokensKey identifies the text of tokens [from, to), whatever the spacing.
+func (p *planner) tokensKey(from, to int) string {
+	var b strings.Builder
+	for i := from; i < to; i++ {
+		b.WriteString(sqllex.IdentName(p.in.Text, p.in.Toks[i]))
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
 func (p *planner) tokText(i int) string {
 	t := p.in.Toks[i]
 	return p.in.Text[t.Start:t.End]
-}
-
-// argType returns the hash type of an aggregate argument that is a plain column of t, or 0.
-func (p *planner) argType(n *pg_query.Node, t *metadata.Table) uint32 {
-	cr, ok := unwrap(n).(*pg_query.ColumnRef)
-	if !ok || len(cr.Fields) == 0 {
-		return 0
-	}
-	s, ok := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.String)
-	if !ok {
-		return 0
-	}
-	if i := t.ColumnIndex(s.Sval); i >= 0 {
-		return t.Columns[i].HashType
-	}
-	return 0
 }
 
 // concatMerge plans a plain multi-shard SELECT: rows are streamed from every shard. A
@@ -682,8 +664,11 @@ func (p *planner) concatMerge(s *pg_query.SelectStmt, t *metadata.Table, refs []
 	if !m.HasLimit && !m.HasOffset {
 		return m, nil
 	}
-	c := p.clauses()
-	cut := c.next(c.from, c.limit, c.offset, c.fetch)
+	c, ok := p.clausesOf(s)
+	if !ok || c.from < 0 {
+		return nil, notSupported("The query's clauses could not be located.")
+	}
+	cut := c.next(c.from, c.limit, c.offset, c.fetch, c.forKw)
 	b := newBuilder(p.in, p.litIdx)
 	end := p.end
 	if cut < len(p.in.Toks) && p.startOf(cut) < p.end {
@@ -696,10 +681,7 @@ func (p *planner) concatMerge(s *pg_query.SelectStmt, t *metadata.Table, refs []
 		b.gen(" LIMIT ")
 		b.hole(SegEval, 0)
 	}
-	if c.forKw >= 0 {
-		b.gen(" ")
-		b.text(p.startOf(c.forKw), p.end)
-	}
+	p.lockingClause(b, c)
 	m.Shard = b.done()
 	return m, nil
 }

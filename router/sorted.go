@@ -15,65 +15,54 @@ import (
 // streams. It returns nil for shapes it cannot merge (ORDER BY ... USING, FETCH WITH TIES,
 // a LIMIT that is an expression); the caller then gathers.
 func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_query.RangeVar, alias string) *Merge {
-	c := p.clauses()
-	if c.selectKw < 0 || c.from < 0 || c.order < 0 || c.forKw >= 0 || !p.kw(c.order+1, "by") ||
-		s.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
+	c, ok := p.clausesOf(s)
+	if !ok || c.from < 0 || c.order < 0 || s.LimitOption == pg_query.LimitOption_LIMIT_OPTION_WITH_TIES {
 		return nil
 	}
 	m := &Merge{Kind: Sorted}
 	if p.limits(s, m) != nil {
 		return nil
 	}
-	entries := p.splitTop(c.selectKw+1, c.from)
-	if len(entries) != len(s.TargetList) {
+	entries, ok := p.targets(s, c)
+	if !ok {
 		return nil
 	}
-	// The visible columns, and each entry's expression (without its alias).
-	exprs := make([][2]int, len(entries))
-	for i, e := range entries {
-		rt, ok := unwrap(s.TargetList[i]).(*pg_query.ResTarget)
-		if !ok {
-			return nil
-		}
+	items, ok := p.sortItems(s, c)
+	if !ok {
+		return nil
+	}
+	// The visible columns, and each entry's output name (as PostgreSQL names it).
+	names := make([]string, len(entries))
+	star := false
+	for i := range entries {
+		rt := unwrap(s.TargetList[i]).(*pg_query.ResTarget)
 		if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok {
-			if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
-				if len(p.holes) != 1 {
+			if _, isStar := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); isStar {
+				if len(p.holes) != 1 || len(cr.Fields) != 1 {
 					return nil // the width of a join's * depends on USING
 				}
 				m.Visible += len(t.Columns)
-				exprs[i] = [2]int{-1, -1}
+				star = true
 				continue
 			}
 		}
 		m.Visible++
-		from, to := e[0], e[1]
-		if rt.Name != "" {
-			to--
-			if p.kw(to-1, "as") {
-				to--
-			}
+		names[i] = rt.Name
+		if names[i] == "" {
+			names[i] = colName(rt.Val)
 		}
-		exprs[i] = [2]int{from, to}
-	}
-	orderEnd := c.next(c.order, c.limit, c.offset, c.fetch, c.forKw)
-	items := p.splitTop(c.order+2, orderEnd)
-	if len(items) != len(s.SortClause) {
-		return nil
 	}
 	shard := newBuilder(p.in, p.litIdx)
 	shard.gen("SELECT ")
-	shard.text(p.startOf(c.selectKw+1), p.endOf(c.from-1))
+	shard.text(p.startOf(c.selectKw+1), p.endOf(entries[len(entries)-1].to-1))
 	for i, n := range s.SortClause {
 		sb, ok := unwrap(n).(*pg_query.SortBy)
 		if !ok || sb.SortbyDir == pg_query.SortByDir_SORTBY_USING {
 			return nil
 		}
-		// The key's expression: a select-list entry (by position or output name), or the
-		// item as written.
+		// The key's expression: a select-list entry (by position, or by output name as
+		// PostgreSQL resolves a bare name first), or the item as written.
 		from, to := items[i][0], items[i][1]
-		for to > from && (p.kw(to-1, "asc") || p.kw(to-1, "desc") || p.kw(to-1, "first") || p.kw(to-1, "last") || p.kw(to-1, "nulls")) {
-			to--
-		}
 		expr := unwrap(sb.Node)
 		target := -1
 		switch v := expr.(type) {
@@ -87,20 +76,26 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 		case *pg_query.ColumnRef:
 			if len(v.Fields) == 1 {
 				if f, ok := unwrap(v.Fields[0]).(*pg_query.String); ok {
-					for j, e := range s.TargetList {
-						if rt, ok := unwrap(e).(*pg_query.ResTarget); ok && rt.Name == f.Sval {
-							target = j
-							break
+					if star && t.ColumnIndex(f.Sval) >= 0 {
+						return nil // a column of * may match too (or be ambiguous)
+					}
+					for j := range entries {
+						if names[j] != f.Sval {
+							continue
 						}
+						if target >= 0 {
+							return nil // ambiguous unless equal: PostgreSQL decides
+						}
+						target = j
 					}
 				}
 			}
 		}
 		if target >= 0 {
-			if exprs[target][0] < 0 {
-				return nil
+			if names[target] == "" {
+				return nil // *
 			}
-			from, to = exprs[target][0], exprs[target][1]
+			from, to = entries[target].exprFrom, entries[target].exprTo
 			expr = unwrap(unwrap(s.TargetList[target]).(*pg_query.ResTarget).Val)
 		}
 		if from >= to {
@@ -130,18 +125,33 @@ func (p *planner) sortMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_qu
 		shard.gen(" AS pgshard_s" + itoa(i+1))
 	}
 	shard.gen(" ")
-	if !p.fromTo(shard, c, orderEnd) {
+	if !p.fromTo(shard, c, c.orderEnd()) {
 		return nil
 	}
 	if m.HasLimit {
 		shard.gen(" LIMIT ")
 		shard.hole(SegEval, 0)
 	}
+	p.lockingClause(shard, c)
 	m.Shard = shard.done()
+	if len(s.LockingClause) > 0 {
+		// Rows cannot be locked through a gather: without a fallback, the executor
+		// merges the shards' rows itself or refuses.
+		return m
+	}
 	if m.Fallback = p.mergeFallback(s, t, rv, alias); m.Fallback == nil {
 		return nil
 	}
 	return m
+}
+
+// lockingClause writes a SELECT's FOR UPDATE/SHARE clauses, if any.
+func (p *planner) lockingClause(b *builder, c clauses) {
+	if c.forKw < 0 {
+		return
+	}
+	b.gen(" ")
+	b.text(p.startOf(c.forKw), p.endOf(c.next(c.forKw, c.limit, c.offset, c.fetch)-1))
 }
 
 // mergeFallback plans the gather a merge falls back to when the proxy finds at run time
@@ -169,7 +179,7 @@ func (p *planner) byteOrder(expr any) bool {
 		return false
 	}
 	m := pm.ProtoReflect()
-	ok, columns, explicit := true, 0, false
+	ok, explicit := true, false
 	walk(m, func(n protoreflect.Message, _ []frame) bool {
 		switch v := n.Interface().(type) {
 		case *pg_query.CollateClause:
@@ -188,7 +198,6 @@ func (p *planner) byteOrder(expr any) bool {
 			explicit = true
 			return false
 		case *pg_query.ColumnRef:
-			columns++
 			if !p.columnByteOrder(v) {
 				ok = false
 			}
@@ -197,8 +206,13 @@ func (p *planner) byteOrder(expr any) bool {
 		}
 		return ok
 	})
-	if columns == 0 && !explicit && !p.snap.DefaultByteOrder {
-		return false
+	if !explicit && !p.snap.DefaultByteOrder {
+		// Without COLLATE, only a column keeps its own collation: an expression over
+		// columns of non-collatable types (qty::text, to_char(ts, ...)) takes the
+		// database's default one.
+		if _, isCol := m.Interface().(*pg_query.ColumnRef); !isCol {
+			return false
+		}
 	}
 	return ok
 }

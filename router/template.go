@@ -51,6 +51,11 @@ type Input struct {
 	// Toks are the tokens of Text; Lits indexes the literal tokens among them.
 	Toks []sqllex.Token
 	Lits []int32
+
+	// omit are byte ranges of Text that templates built from it leave out (planning
+	// only): the schema qualifiers of column references to distributed tables, which
+	// stop naming anything once the table is renamed to a shard or temporary table.
+	omit [][2]int
 }
 
 // Lit returns the text of the i-th literal token.
@@ -203,8 +208,19 @@ func (b *builder) anchor(off int) (int32, int32) {
 	return int32(lo), int32(off - int(toks[lo].Start))
 }
 
-// text appends input bytes [from, to), turning literal tokens into SegLit holes.
+// text appends input bytes [from, to), turning literal tokens into SegLit holes and
+// leaving out the input's omitted ranges.
 func (b *builder) text(from, to int) {
+	for _, o := range b.in.omit {
+		if o[0] >= from && o[1] <= to {
+			b.text1(from, o[0])
+			from = o[1]
+		}
+	}
+	b.text1(from, to)
+}
+
+func (b *builder) text1(from, to int) {
 	if from >= to {
 		return
 	}

@@ -50,6 +50,7 @@ const (
 	InvalidColumnReference  Code = "42P10"
 	NameTooLong             Code = "42622"
 	DatatypeMismatch        Code = "42804"
+	GeneratedAlways         Code = "428C9"
 	InvalidParameterCount   Code = "08P01"
 	ObjectNotInPrereqState  Code = "55000"
 	LockNotAvailable        Code = "55P03"

@@ -61,6 +61,40 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.repair (
 	error text
 );
 
+-- The metadata's generation: every transaction that changes the metadata tables bumps it
+-- when it commits (the row lock orders the bumps as the commits), so that a proxy knows
+-- how new a snapshot is and never lets an older one replace a newer one.
+CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.generation (
+	one boolean PRIMARY KEY DEFAULT true CHECK (one),
+	value bigint NOT NULL
+);
+INSERT INTO pgs_distribution_metadata.generation VALUES (true, 0) ON CONFLICT DO NOTHING;
+
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.bump_generation() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	UPDATE pgs_distribution_metadata.generation SET value = value + 1;
+	RETURN NULL;
+END
+$$;
+
+DO $$
+DECLARE
+	t text;
+BEGIN
+	FOREACH t IN ARRAY ARRAY['partition', 'shard', 'shard_placement', 'node'] LOOP
+		IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgshard_generation'
+		               AND tgrelid = ('pgs_distribution_metadata.' || t)::regclass) THEN
+			-- Deferred to the commit, so that a long transaction (creating shards) holds
+			-- the generation's row lock only while it commits.
+			EXECUTE format('CREATE CONSTRAINT TRIGGER pgshard_generation AFTER INSERT OR UPDATE OR DELETE
+			                ON pgs_distribution_metadata.%I DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+			                EXECUTE FUNCTION pgs_distribution_metadata.bump_generation()', t);
+		END IF;
+	END LOOP;
+END
+$$;
+
 -- Any change to the metadata wakes every proxy, which then reloads its snapshot.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -81,6 +115,121 @@ BEGIN
 			                ON pgs_distribution_metadata.%I FOR EACH STATEMENT
 			                EXECUTE FUNCTION pgs_distribution_metadata.notify_change()', t);
 		END IF;
+	END LOOP;
+END
+$$;
+
+-- The coordinator holds only an empty prototype of each distributed table; its rows live
+-- on the shards. Code running inside the coordinator (functions, triggers, rules, views,
+-- DO blocks) would read that empty table, or write rows nobody sees through pgshard. So
+-- every prototype refuses writes, with triggers pgshard adds when it distributes a table:
+-- a statement-level trigger refuses every INSERT, UPDATE, DELETE and TRUNCATE but
+-- pgshard's own (TRUNCATE of the distributed table, writes no shard can match, which run
+-- on the prototype to get PostgreSQL's answer), and a row-level trigger refuses every row,
+-- whoever writes it. pgshard marks its own statements with a comment that it refuses in
+-- any client's statement, so that no client can pass for it; only the statement sent by
+-- the client (not one that a trigger runs) counts.
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_prototype_write() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_LEVEL = 'STATEMENT' AND pg_catalog.pg_trigger_depth() = 1
+	   AND pg_catalog.strpos(pg_catalog.current_query(), '/* pgshard-internal-statement */') > 0 THEN
+		RETURN NULL;
+	END IF;
+	RAISE EXCEPTION 'pgshard does not support % of distributed table %.% inside the coordinator',
+		TG_OP, pg_catalog.quote_ident(TG_TABLE_SCHEMA), pg_catalog.quote_ident(TG_TABLE_NAME)
+		USING ERRCODE = 'feature_not_supported',
+		      DETAIL = 'The statement ran on the coordinator (in a function, trigger, rule or view, or sent there directly), which holds only an empty prototype of a distributed table; its rows live on the shards.',
+		      HINT = 'Write the table with a statement of its own, sent through pgshard.';
+END
+$$;
+
+-- guard_prototype adds the refusing triggers to a distributed table (if missing) and
+-- reports whether the table holds rows (which would be invisible through pgshard).
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	found boolean;
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'pgshard_refuse_writes') THEN
+		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
+			FOR EACH STATEMENT EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'pgshard_refuse_rows') THEN
+		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_rows BEFORE INSERT OR UPDATE OR DELETE ON %s
+			FOR EACH ROW EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
+	END IF;
+	EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s)', rel::pg_catalog.regclass) INTO found;
+	RETURN found;
+END
+$$;
+
+-- names_relation reports whether a function body names a relation: the name as a word,
+-- in any case, quoted or not (in code, comments or strings alike: dynamic SQL included).
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.names_relation(body text, relname name) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT body ~* ('(^|[^[:alnum:]_$])' || pg_catalog.regexp_replace(relname, '([^[:alnum:]_])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
+$$;
+
+-- prototype_reader returns a distributed table that an object (a function or procedure,
+-- a view or materialized view, a rule or a policy) reads or writes, or NULL: from the
+-- dependencies PostgreSQL records, and for functions with a body in a string, from the
+-- body's text.
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_reader(cls oid, obj oid) RETURNS oid
+LANGUAGE sql STABLE AS $$
+	SELECT d.refobjid FROM pg_catalog.pg_depend d
+	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	  AND d.refobjid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
+	  AND ((d.classid = cls AND d.objid = obj
+	        AND cls IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_rewrite'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass))
+	    OR (cls = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+	        AND d.objid IN (SELECT r.oid FROM pg_catalog.pg_rewrite r WHERE r.ev_class = obj)))
+	UNION ALL
+	SELECT c.oid FROM pg_catalog.pg_proc f, pgs_distribution_metadata.partition p
+	  JOIN pg_catalog.pg_class c ON c.oid = p.relation_id
+	WHERE cls = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.oid = obj AND f.prosqlbody IS NULL
+	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
+	  AND f.pronamespace <> 'pgs_distribution_metadata'::pg_catalog.regnamespace
+	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
+	LIMIT 1
+$$;
+
+-- prototype_users lists the objects that read or write a table, as prototype_reader finds
+-- them: a table is only distributed when there are none.
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_users(rel oid) RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+	SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d
+	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel
+	  AND d.classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)
+	UNION
+	SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, r.ev_class, 0)
+	FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel
+	  AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.ev_class <> rel
+	UNION
+	SELECT pg_catalog.pg_describe_object('pg_catalog.pg_proc'::pg_catalog.regclass, f.oid, 0)
+	FROM pg_catalog.pg_proc f, pg_catalog.pg_class c
+	WHERE c.oid = rel AND f.oid >= 16384 AND f.prosqlbody IS NULL
+	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
+	  AND f.pronamespace <> 'pgs_distribution_metadata'::pg_catalog.regnamespace
+	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
+	ORDER BY 1
+$$;
+
+-- Tables distributed before the triggers existed get them now.
+DO $$
+DECLARE
+	rel oid;
+BEGIN
+	FOR rel IN SELECT p.relation_id FROM pgs_distribution_metadata.partition p
+	           JOIN pg_catalog.pg_class c ON c.oid = p.relation_id LOOP
+		BEGIN
+			IF pgs_distribution_metadata.guard_prototype(rel) THEN
+				RAISE WARNING 'the coordinator''s prototype of distributed table % holds rows, which pgshard does not see', rel::regclass;
+			END IF;
+		EXCEPTION WHEN insufficient_privilege THEN
+			RAISE WARNING 'pgshard could not guard the prototype of distributed table %: %', rel::regclass, SQLERRM;
+		END;
 	END LOOP;
 END
 $$;

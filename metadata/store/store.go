@@ -1,7 +1,9 @@
 // Package store keeps pgshard's distribution metadata on the coordinator, in pg_shard's
 // schema pgs_distribution_metadata: it creates the schema, loads snapshots, writes changes
 // and listens for the notifications with which proxies tell each other that the metadata
-// changed.
+// changed. It also guards the prototypes of distributed tables on the coordinator: triggers
+// that refuse writes reaching them, an event trigger that refuses views, rules, policies and
+// functions over them (schema.sql, events.sql).
 package store
 
 import (
@@ -39,9 +41,10 @@ type Store struct {
 	pool *pgxpool.Pool
 	url  string
 	log  *slog.Logger
-	// reload serializes loading a snapshot and storing it in the cache, so that a load
-	// that began earlier (and may have missed a change) never replaces a later one.
+	// reload serializes loading a snapshot and storing it in the cache.
 	reload sync.Mutex
+	// afterLoad, when set (by tests), runs in Reload between the load and the store.
+	afterLoad func()
 }
 
 // Open connects to the coordinator database at url (a libpq URL or DSN).
@@ -92,6 +95,26 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: create metadata schema: %w", err)
 	}
+	// Objects made before pgshard refused them still read the empty prototypes.
+	rows, err := s.pool.Query(ctx, `SELECT p.relation_id::pg_catalog.regclass::text, u
+		FROM pgs_distribution_metadata.partition p
+		JOIN pg_catalog.pg_class c ON c.oid = p.relation_id,
+		LATERAL pgs_distribution_metadata.prototype_users(p.relation_id) u`)
+	if err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var table, user string
+		if err := rows.Scan(&table, &user); err != nil {
+			return fmt.Errorf("store: list objects over distributed tables: %w", err)
+		}
+		s.log.Warn("an object on the coordinator refers to a distributed table: inside the coordinator it reads the table's empty prototype (and its writes fail); drop it",
+			"table", table, "object", user)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: list objects over distributed tables: %w", err)
+	}
 	return nil
 }
 
@@ -136,7 +159,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	var order []*metadata.Table
 	rows, _ = tx.Query(ctx, `
 		SELECT p.relation_id, n.nspname, c.relname, p.partition_method::text, p.key,
-		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND i.indisunique)
+		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND (i.indisunique OR i.indisexclusion))
 		FROM pgs_distribution_metadata.partition p
 		JOIN pg_class c ON c.oid = p.relation_id
 		JOIN pg_namespace n ON n.oid = c.relnamespace`)
@@ -157,8 +180,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 
 	rows, _ = tx.Query(ctx, `
-		SELECT a.attrelid, a.attname, a.atttypid,
-		       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END,
+		SELECT a.attrelid, a.attname, a.atttypid, b.base,
 		       format_type(a.atttypid, a.atttypmod), a.attnotnull,
 		       a.attidentity::text, a.attgenerated::text,
 		       CASE WHEN a.attidentity <> '' THEN
@@ -169,12 +191,28 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		                        WHEN 'd' THEN (SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database())
 		                        WHEN 'c' THEN co.collcollate IN `+byteOrderLocales+`
 		                        ELSE false END
-		                 FROM pg_collation co WHERE co.oid = a.attcollation), true)
+		                 FROM pg_collation co WHERE co.oid = a.attcollation), true),
+		       format_type(b.base, -1), b.typmod,
+		       coalesce(lf.name, ''), coalesce(lf.nargs, 0)
 		FROM pg_attribute a
 		JOIN pg_class c ON c.oid = a.attrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_type t ON t.oid = a.atttypid
 		LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		-- The base type under any domains, and the type modifier assignment applies
+		-- (the column's, or the innermost domain's that has one).
+		CROSS JOIN LATERAL (
+		  WITH RECURSIVE chain(oid, typmod, depth) AS (
+		    SELECT a.atttypid, a.atttypmod, 0
+		    UNION ALL
+		    SELECT bt.typbasetype, CASE WHEN ch.typmod >= 0 THEN ch.typmod ELSE bt.typtypmod END, ch.depth + 1
+		    FROM chain ch JOIN pg_type bt ON bt.oid = ch.oid WHERE bt.typtype = 'd')
+		  SELECT chain.oid AS base, chain.typmod FROM chain ORDER BY depth DESC LIMIT 1) b
+		-- The base type's length coercion function (bpchar(bpchar, int, bool), ...).
+		LEFT JOIN LATERAL (
+		  SELECT format('%I.%I', pn.nspname, pp.proname) AS name, pp.pronargs::int AS nargs
+		  FROM pg_cast pc JOIN pg_proc pp ON pp.oid = pc.castfunc JOIN pg_namespace pn ON pn.oid = pp.pronamespace
+		  WHERE pc.castsource = b.base AND pc.casttarget = b.base AND pc.castmethod = 'f' LIMIT 1) lf ON true
 		WHERE a.attrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
 		  AND a.attnum > 0 AND NOT a.attisdropped
 		ORDER BY a.attrelid, a.attnum`)
@@ -182,7 +220,7 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		var relid uint32
 		var c metadata.Column
 		var ident, gen string
-		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder); err != nil {
+		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
 		if ident != "" {
@@ -286,6 +324,11 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	}
 	snap := metadata.NewSnapshot(nodes, order)
 	snap.SetAggregates(aggs)
+	// The generation, read in the same snapshot as everything above. A coordinator whose
+	// schema predates the generation table is caught up by Migrate before any load.
+	if err := tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&snap.Generation); err != nil {
+		return nil, err
+	}
 	if err := tx.QueryRow(ctx, `SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database()`).Scan(&snap.DefaultByteOrder); err != nil {
 		return nil, err
 	}
@@ -364,15 +407,31 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 
 // Reload loads a snapshot and stores it in cache at once (a proxy does this after its own
 // metadata changes, so the client's next statement sees them).
+// A snapshot loaded before a change that the cache already has (a placement state this
+// proxy changed meanwhile) is not stored: Reload loads again. A coordinator whose
+// generation went backwards (its metadata restored or recreated) is believed after a few
+// loads.
 func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Snapshot, error) {
 	s.reload.Lock()
 	defer s.reload.Unlock()
-	snap, err := s.Load(ctx)
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		snap, err := s.Load(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if s.afterLoad != nil {
+			s.afterLoad()
+		}
+		if cache.Store(snap) {
+			return snap, nil
+		}
+		if attempt == 3 {
+			s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
+				"loaded", snap.Generation, "had", cache.Load().Generation)
+			cache.Replace(snap)
+			return snap, nil
+		}
 	}
-	cache.Store(snap)
-	return snap, nil
 }
 
 // AddNode registers a worker. It reports false when the node was already registered.
@@ -388,18 +447,64 @@ func (s *Store) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
 // ErrAlreadyDistributed is returned by AddPartition for a table that has a partition row.
 var ErrAlreadyDistributed = errors.New("store: table is already distributed")
 
-// AddPartition records a distributed table (pg_shard's partition row).
+// ErrNotEmpty is returned by AddPartition for a table that holds rows.
+var ErrNotEmpty = errors.New("store: table is not empty")
+
+// UsersError is returned by AddPartition for a table that views, rules, policies or
+// functions on the coordinator refer to: they would read and write its empty prototype.
+type UsersError struct {
+	// Objects lists them, as pg_describe_object names them.
+	Objects string
+}
+
+func (e *UsersError) Error() string { return "store: objects refer to the table: " + e.Objects }
+
+// AddPartition records a distributed table (pg_shard's partition row) and, in the same
+// transaction, adds the triggers that make its prototype on the coordinator refuse writes
+// (see schema.sql), after which it checks that the prototype is empty. It refuses a table
+// that views, rules, policies or functions refer to (*UsersError).
 func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
-		VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" {
-		return ErrAlreadyDistributed
-	}
-	if err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var users *string
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.string_agg(u, ', ') FROM pgs_distribution_metadata.prototype_users($1) u", relid).Scan(&users); err != nil {
+			return err
+		}
+		if users != nil {
+			return &UsersError{Objects: *users}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.partition (relation_id, partition_method, key)
+			VALUES ($1, $2::text::"char", $3)`, relid, string(method), key)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" {
+			return ErrAlreadyDistributed
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "SAVEPOINT guard"); err != nil {
+			return err
+		}
+		var rows bool
+		err = tx.QueryRow(ctx, "SELECT pgs_distribution_metadata.guard_prototype($1)", relid).Scan(&rows)
+		if errors.As(err, &pe) && pe.Code == "42501" {
+			// pgshard's coordinator user neither owns the table nor is a superuser.
+			s.log.Warn("distributed table's prototype left without the triggers that refuse writes from inside the coordinator", "relation", relid, "err", err)
+			_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT guard")
+			return err
+		}
+		if err != nil {
+			return err
+		}
+		if rows {
+			return ErrNotEmpty
+		}
+		return nil
+	})
+	var ue *UsersError
+	if err != nil && !errors.Is(err, ErrAlreadyDistributed) && !errors.Is(err, ErrNotEmpty) && !errors.As(err, &ue) {
 		return fmt.Errorf("store: add partition: %w", err)
 	}
-	return nil
+	return err
 }
 
 // Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
@@ -461,16 +566,88 @@ func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRa
 }
 
 // SetPlacementStates changes placement states in one transaction and returns when the
-// change is committed.
-func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+// change is committed, with the metadata generation it committed at.
+//
+// A change that would leave a shard without a finalized placement is refused with a
+// *LastPlacementError (and nothing changes): the placements of the shards concerned are
+// locked first, so that two proxies marking the two placements of a shard at once cannot
+// both succeed.
+func (s *Store) SetPlacementStates(ctx context.Context, states map[int64]metadata.ShardState) (gen int64, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var ids []int64
+		for id := range states {
+			ids = append(ids, id)
+		}
+		rows, err := tx.Query(ctx, `SELECT id, shard_id, shard_state FROM pgs_distribution_metadata.shard_placement
+			WHERE shard_id IN (SELECT shard_id FROM pgs_distribution_metadata.shard_placement WHERE id = ANY($1))
+			ORDER BY id FOR UPDATE`, ids)
+		if err != nil {
+			return fmt.Errorf("store: lock placements: %w", err)
+		}
+		finalized := map[int64]int{} // shard -> finalized placements after the change
+		var order []int64
+		var placementOf = map[int64]int64{} // shard -> a placement of the change
+		for rows.Next() {
+			var id, shard int64
+			var st int32
+			if err := rows.Scan(&id, &shard, &st); err != nil {
+				return err
+			}
+			if _, ok := finalized[shard]; !ok {
+				finalized[shard] = 0
+				order = append(order, shard)
+			}
+			if ns, ok := states[id]; ok {
+				st = int32(ns)
+				placementOf[shard] = id
+			}
+			if metadata.ShardState(st) == metadata.StateFinalized {
+				finalized[shard]++
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("store: lock placements: %w", err)
+		}
+		for _, shard := range order {
+			if finalized[shard] == 0 {
+				return &LastPlacementError{ShardID: shard, PlacementID: placementOf[shard]}
+			}
+		}
 		for id, st := range states {
 			if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.shard_placement SET shard_state = $2 WHERE id = $1`, id, int32(st)); err != nil {
 				return fmt.Errorf("store: set placement %d state: %w", id, err)
 			}
 		}
-		return nil
+		// Bump the generation now (the deferred triggers), and read it: nothing changes
+		// after it in this transaction.
+		if _, err := tx.Exec(ctx, `SET CONSTRAINTS ALL IMMEDIATE`); err != nil {
+			return fmt.Errorf("store: set placement states: %w", err)
+		}
+		return tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&gen)
 	})
+	return gen, err
+}
+
+// LastPlacementError refuses a state change that would leave a shard without a finalized
+// placement: the last one that holds the shard's data is never marked inactive.
+type LastPlacementError struct {
+	ShardID, PlacementID int64
+}
+
+func (e *LastPlacementError) Error() string {
+	return fmt.Sprintf("placement %d is the last finalized placement of shard %d", e.PlacementID, e.ShardID)
+}
+
+// ChangePlacementStates changes placement states on the coordinator and, once that is
+// committed, in cache (at the change's generation, so that no snapshot loaded before it
+// replaces it).
+func (s *Store) ChangePlacementStates(ctx context.Context, cache *metadata.Cache, states map[int64]metadata.ShardState) error {
+	gen, err := s.SetPlacementStates(ctx, states)
+	if err != nil {
+		return err
+	}
+	cache.Apply(gen, states)
+	return nil
 }
 
 // DropTable removes a distributed table's metadata rows.

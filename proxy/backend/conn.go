@@ -118,6 +118,11 @@ func (c *Conn) PID() uint32 { return c.pid }
 // Broken reports whether the connection failed and must not be reused.
 func (c *Conn) Broken() bool { return c.broken.Load() }
 
+// Busy reports whether a Query or Sync was sent (or buffered) whose ReadyForQuery has not
+// been read yet: the connection is not at a statement boundary, and the next reader would
+// take another statement's answer for its own.
+func (c *Conn) Busy() bool { return c.inFlight > 0 }
+
 // MarkBroken records that the connection is in an unknown protocol state.
 func (c *Conn) MarkBroken() { c.broken.Store(true) }
 
@@ -420,12 +425,38 @@ func Unavailable(err error) bool {
 // portal), text parameters (nil is NULL) of the given types (0: inferred), and text
 // results. It returns the rows, or the server's error as a *pgerr.Error.
 func (c *Conn) QueryParams(ctx context.Context, sql string, args [][]byte, oids []uint32) ([][][]byte, error) {
+	return c.QueryParamsFormats(ctx, sql, args, oids, nil)
+}
+
+// QueryParamsFormats is QueryParams with parameter format codes (Bind's: none for all
+// text, one for all, or one per parameter).
+func (c *Conn) QueryParamsFormats(ctx context.Context, sql string, args [][]byte, oids []uint32, formats []int16) ([][][]byte, error) {
 	stop := c.WatchContext(ctx)
 	defer stop()
 	w := c.w
 	w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
-	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
 	w.Msg(&pgproto3.Execute{})
+	w.Msg(&pgproto3.Sync{})
+	if err := c.Flush(); err != nil {
+		return nil, err
+	}
+	return c.readRows()
+}
+
+// QueryParamsBatch runs statements with the extended protocol, each with the same
+// parameters (declared for all of them, so that a statement may leave some unused),
+// behind one Sync, and returns the rows of all of them in order. The first error stops
+// the rest, as in a pipeline.
+func (c *Conn) QueryParamsBatch(ctx context.Context, sqls []string, args [][]byte, oids []uint32, formats []int16) ([][][]byte, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	w := c.w
+	for _, sql := range sqls {
+		w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
+		w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
+		w.Msg(&pgproto3.Execute{})
+	}
 	w.Msg(&pgproto3.Sync{})
 	if err := c.Flush(); err != nil {
 		return nil, err

@@ -135,10 +135,11 @@ func (p *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
 	}
 }
 
-// Release returns a connection to its pool, or destroys it if it is broken or not idle.
+// Release returns a connection to its pool, or destroys it if it is broken or not idle
+// (in a transaction, or with an answer still to read).
 func Release(res *puddle.Resource[*Conn]) {
 	c := res.Value()
-	if c.Broken() || c.TxStatus != 'I' {
+	if c.Broken() || c.TxStatus != 'I' || c.Busy() {
 		res.Destroy()
 		return
 	}

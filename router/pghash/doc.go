@@ -27,6 +27,8 @@
 // Type modifiers are not applied: a value is hashed as it reads with typmod -1. A column
 // declared numeric(p,s), timestamp(p), time(p) or varchar(n)/char(n) may round or truncate a
 // value before it is stored (numeric(5,1) stores 1.25 as 1.3, varchar(2) stores 'ab ' as
-// 'ab'), and then the stored value's hash differs; the caller must apply the modifier (or use
-// the fallback with a cast to the full column type) for such columns.
+// 'ab'), and then the stored value's hash differs; the caller must apply the modifier for
+// such columns, as INSERT's assignment applies it (an error for a value too long, not an
+// explicit cast's cut): pgshard's proxy evaluates the fallback over the column's assignment
+// coercion (metadata.Column.Assign) for them.
 package pghash

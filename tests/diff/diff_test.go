@@ -35,6 +35,10 @@ func TestDiff(t *testing.T) {
 	if err != nil {
 		t.Fatalf("corpus: %v", err)
 	}
+	for _, e := range generatedCorpus() {
+		e.seq = len(entries)
+		entries = append(entries, e)
+	}
 	oracle := &side{name: "oracle", url: oracleURL()}
 	rev := &side{name: "oracle (rows reversed)", url: reversedURL()}
 	proxy := &side{name: "proxy", url: proxyURL()}

@@ -38,6 +38,11 @@ var writeCorpus = []string{
 	"WITH gone AS (SELECT id FROM d_int_8_2 WHERE qty < -40) DELETE FROM {w} w USING gone WHERE gone.id = w.id",
 	"DELETE FROM {w} WHERE k::text IN (SELECT k::text FROM d_int_8_2 WHERE false)",
 	"UPDATE {w} w SET amount = w.amount FROM d_other_5_1 x WHERE false",
+	// Keywords inside expressions and as aliases (clauses are located from the parse tree).
+	"UPDATE {w} w SET amount = CASE WHEN w.grp IS DISTINCT FROM l.grp THEN 1 ELSE 2 END FROM lookup l WHERE l.grp = w.grp - 1 AND w.amount > 100",
+	"INSERT INTO {w} (k, id, grp, amount) SELECT k, id + 40000 AS returning, grp AS for, qty AS from FROM d_int_8_2 WHERE id <= 20 AND grp IS DISTINCT FROM 3",
+	"DELETE FROM {w} w USING lookup l WHERE (w.grp = l.grp AND l.label IS DISTINCT FROM 'group 1') AND CASE WHEN w.amount > 10 AND w.amount < 40 THEN true END RETURNING w.id AS from",
+	"INSERT INTO {w} AS values (k, id, grp) VALUES (5, 50001, 1), (6, 50002, ((2))) RETURNING values.id AS values, values.grp IS DISTINCT FROM 1 AS from",
 	"UPDATE {w} SET k = k WHERE id IN (SELECT 1)",
 	"DELETE FROM {w} w USING nosuchtable n WHERE n.id = w.id",
 }
