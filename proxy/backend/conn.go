@@ -431,17 +431,7 @@ func (c *Conn) QueryParams(ctx context.Context, sql string, args [][]byte, oids 
 // QueryParamsFormats is QueryParams with parameter format codes (Bind's: none for all
 // text, one for all, or one per parameter).
 func (c *Conn) QueryParamsFormats(ctx context.Context, sql string, args [][]byte, oids []uint32, formats []int16) ([][][]byte, error) {
-	stop := c.WatchContext(ctx)
-	defer stop()
-	w := c.w
-	w.Msg(&pgproto3.Parse{Query: sql, ParameterOIDs: oids})
-	w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
-	w.Msg(&pgproto3.Execute{})
-	w.Msg(&pgproto3.Sync{})
-	if err := c.Flush(); err != nil {
-		return nil, err
-	}
-	return c.readRows()
+	return c.QueryParamsBatch(ctx, []string{sql}, args, oids, formats)
 }
 
 // QueryParamsBatch runs statements with the extended protocol, each with the same
