@@ -52,7 +52,7 @@ func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *rout
 				sql = appendValues(sql, rows, byShard[sh.ID], types)
 				holes.Evals = suffix
 				sql = st.InsertSuffix.Render(sql, holes)
-				tasks = append(tasks, writeTask{shard: sh, sql: sql})
+				tasks = append(tasks, writeTask{shard: sh, sql: sql, rows: byShard[sh.ID]})
 			}
 			k, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
 			n += k

@@ -21,6 +21,10 @@ import (
 type writeTask struct {
 	shard *metadata.Shard
 	sql   []byte
+	// rows are the positions, in the statement's own order, of the rows an INSERT sends
+	// this shard (nil for other writes): RETURNING answers in that order, as PostgreSQL
+	// does for one table.
+	rows []int
 }
 
 // execWrite runs an INSERT, UPDATE or DELETE on a distributed table.
@@ -130,7 +134,7 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 		}
 		holes.Evals = suffix
 		sql = st.InsertSuffix.Render(sql, holes)
-		tasks = append(tasks, writeTask{shard: sh, sql: sql})
+		tasks = append(tasks, writeTask{shard: sh, sql: sql, rows: byShard[sh.ID]})
 	}
 	return tasks, nil
 }
@@ -439,10 +443,54 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 	var n int64
 	for _, w := range chosen {
 		n += tagCount(w.tag)
-		forwardFrames(ss, w.frames, sentDesc)
 	}
+	forwardReturning(ss, tasks, chosen, sentDesc)
 	return n, nil
 }
+
+// forwardReturning forwards the chosen placements' answers: the RowDescription once, the
+// notices, and the RETURNING rows. An INSERT's rows go back in the order of its VALUES
+// (or of its SELECT), as from one table, when every shard returned one row per row it
+// was sent; otherwise (ON CONFLICT DO NOTHING skipped some) shard by shard.
+func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, sentDesc *bool) {
+	var dataRows [][][]byte // per task, the DataRow bodies
+	total, inOrder := 0, true
+	for ti, w := range chosen {
+		var rows [][]byte
+		frames := w.frames
+		for len(frames) >= 5 {
+			n := int(binary.BigEndian.Uint32(frames[1:5]))
+			t, body := frames[0], frames[5:1+n]
+			if t == 'D' {
+				rows = append(rows, body)
+			} else {
+				forwardFrames(ss, frames[:1+n], sentDesc)
+			}
+			frames = frames[1+n:]
+		}
+		dataRows = append(dataRows, rows)
+		total += len(tasks[ti].rows)
+		inOrder = inOrder && tasks[ti].rows != nil && len(rows) == len(tasks[ti].rows)
+	}
+	if inOrder && len(chosen) > 1 {
+		// The positions of all tasks together are 0 .. total-1, each once.
+		ordered := make([][]byte, total)
+		for ti, rows := range dataRows {
+			for k, body := range rows {
+				if i := tasks[ti].rows[k]; i < total {
+					ordered[i] = body
+				}
+			}
+		}
+		dataRows = [][][]byte{ordered}
+	}
+	for _, rows := range dataRows {
+		for _, body := range rows {
+			ss.w.Raw('D', body)
+		}
+	}
+}
+
 
 // outcome is what the placement did with the statement.
 func (w *placementWrite) outcome() writeOutcome {
