@@ -109,7 +109,10 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 	c := clauses{selectKw: -1, from: -1, where: -1, group: -1, having: -1, window: -1, order: -1, limit: -1, offset: -1, fetch: -1, forKw: -1}
 	first, last := p.firstTok(), p.lastTok()
 	c.end = last + 1
-	if s.Op != pg_query.SetOperation_SETOP_NONE || last < first {
+	if s.Op != pg_query.SetOperation_SETOP_NONE || last < first || p.is(first, "(") {
+		// A set operation, or a SELECT in parentheses, whose pieces (and the ORDER BY or
+		// LIMIT written after the parentheses, which the parser folds into it) do not
+		// sit in one run of text.
 		return c, false
 	}
 	// SELECT [ALL | DISTINCT [ON (...)]] before the first entry (WITH ... may come first).

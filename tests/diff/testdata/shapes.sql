@@ -146,3 +146,11 @@ SELECT avg(greatest(qty, 0)), avg(nullif(amount, 0)), avg(coalesce(price, 0)) FR
 SELECT id FROM {t} WHERE qty > 140 ORDER BY id LIMIT 2 FOR UPDATE OF {t} SKIP LOCKED;
 SELECT x.id FROM {t} x WHERE x.qty > 140 ORDER BY x.id FOR SHARE OF x;
 SELECT id FROM {t} WHERE k = {k1} FOR UPDATE OF {t};
+-- A SELECT in parentheses, with clauses inside or after them (the parser folds the
+-- outer ORDER BY and LIMIT into the SELECT): the shards got unbalanced text (42601).
+(SELECT count(*) FROM {t});
+(SELECT id FROM {t}) ORDER BY id DESC LIMIT 1;
+((SELECT id FROM {t}) ORDER BY id DESC LIMIT 2);
+(SELECT id FROM {t} ORDER BY id) LIMIT 1;
+(SELECT id, qty FROM {t} WHERE k = {k1});
+(SELECT grp, count(*) FROM {t} GROUP BY grp) ORDER BY grp;
