@@ -313,3 +313,86 @@ func TestAttackBlocksWritingOtherRowsOfAShardWait(t *testing.T) {
 		t.Errorf("UPDATE of another row of the shard in a second block: %v after %v; PostgreSQL does not wait", err, waited)
 	}
 }
+
+// PostgreSQL's SERIALIZABLE aborts one of two transactions that each read what the other
+// writes (write skew): A and B both read rows 2 and 7, A updates 7, B updates 2; B's COMMIT
+// fails with 40001. Through pgshard each worker sees only its part of the read/write
+// dependencies, so when rows 2 and 7 live on different workers both commit.
+func TestAttackSerializableWriteSkewAcrossWorkersCommits(t *testing.T) {
+	t.Skip("known defect (design): SERIALIZABLE is only serializable per worker; see the h8-attack report")
+	ctx := context.Background()
+	tbl := uniqueName("atk_ser")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", tbl), tbl, "id", 4, 1)
+	// Two keys whose shards are on different workers.
+	var keys []int
+	for k := 1; len(keys) < 2 && k < 100; k++ {
+		mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, k))
+		port := queryString(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(`
+			SELECT p.node_port::text FROM pgs_distribution_metadata.shard s
+			JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
+			WHERE s.relation_id = '%s'::regclass AND hashint4(%d) BETWEEN s.min_value::int AND s.max_value::int`, tbl, k))
+		if len(keys) == 0 || port != queryString(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(`
+			SELECT p.node_port::text FROM pgs_distribution_metadata.shard s
+			JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
+			WHERE s.relation_id = '%s'::regclass AND hashint4(%d) BETWEEN s.min_value::int AND s.max_value::int`, tbl, keys[0])) {
+			keys = append(keys, k)
+		}
+	}
+	b := connect(t)
+	sum := fmt.Sprintf("SELECT sum(v) FROM %s WHERE id IN (%d, %d)", tbl, keys[0], keys[1])
+	mustExec(t, a, "BEGIN ISOLATION LEVEL SERIALIZABLE", sum)
+	mustExec(t, b, "BEGIN ISOLATION LEVEL SERIALIZABLE", sum)
+	mustExec(t, a, fmt.Sprintf("UPDATE %s SET v = 1 WHERE id = %d", tbl, keys[0]))
+	mustExec(t, b, fmt.Sprintf("UPDATE %s SET v = 1 WHERE id = %d", tbl, keys[1]))
+	_, errA := a.Exec(ctx, "COMMIT")
+	_, errB := b.Exec(ctx, "COMMIT")
+	if errA == nil && errB == nil {
+		t.Errorf("both SERIALIZABLE transactions of a write skew committed (sum now %s); PostgreSQL fails one with 40001",
+			queryString(t, a, fmt.Sprintf("SELECT sum(v)::text FROM %s", tbl)))
+	}
+}
+
+// PostgreSQL runs COPY (SELECT ... FOR UPDATE) TO STDOUT (it locks the rows it copies).
+// pgshard refused it (0A000) even on one shard, saying FOR UPDATE "is only supported on a
+// single distributed table" for a statement over a single distributed table.
+func TestAttackCopySelectForUpdateRefused(t *testing.T) {
+	t.Skip("known defect: COPY (SELECT ... FOR UPDATE) TO STDOUT over a distributed table is refused with a misleading message; see the h8-attack report")
+	tbl := uniqueName("atk_cpl")
+	c := connect(t)
+	distribute(t, c, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", tbl), tbl, "id", 4, 1)
+	mustExec(t, c, fmt.Sprintf("INSERT INTO %s SELECT generate_series(1, 5)", tbl))
+	for _, q := range []string{
+		fmt.Sprintf("COPY (SELECT id FROM %s WHERE id = 1 FOR UPDATE) TO STDOUT", tbl),
+		fmt.Sprintf("COPY (SELECT id FROM %s WHERE id < 3 ORDER BY id FOR UPDATE) TO STDOUT", tbl),
+	} {
+		var buf strings.Builder
+		if _, err := c.PgConn().CopyTo(context.Background(), &buf, q); err != nil {
+			t.Errorf("%s: %v; PostgreSQL copies the rows", q, err)
+		}
+	}
+}
+
+// A shard's or the coordinator's error positions are mapped back to the client's statement
+// (README), but PostgreSQL's "ORDER BY "grp" is ambiguous" (42702) came without its position.
+func TestAttackAmbiguousOrderByLosesPosition(t *testing.T) {
+	t.Skip("known defect: 42702 from an ambiguous ORDER BY name comes without its position; see the h8-attack report")
+	tbl := uniqueName("atk_pos")
+	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, grp text, t text)", tbl), tbl, "id", 4, 1,
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 'a', 'b')", tbl))
+	for _, q := range []string{
+		fmt.Sprintf("SELECT grp, count(*) AS grp FROM %s GROUP BY grp ORDER BY grp", tbl),
+		fmt.Sprintf("SELECT id AS x, grp AS x FROM %s ORDER BY x LIMIT 1", tbl),
+	} {
+		var pp, pw *pgconn.PgError
+		_, err := proxy.Exec(context.Background(), q)
+		_, werr := plain.Exec(context.Background(), q)
+		if !errors.As(err, &pp) || !errors.As(werr, &pw) {
+			t.Errorf("%s: pgshard %v, PostgreSQL %v", q, err, werr)
+			continue
+		}
+		if pp.Code != pw.Code || pp.Position != pw.Position {
+			t.Errorf("%s: pgshard %s at %d, PostgreSQL %s at %d", q, pp.Code, pp.Position, pw.Code, pw.Position)
+		}
+	}
+}
