@@ -409,3 +409,31 @@ func TestAttackInsertReturningOrderIsByShard(t *testing.T) {
 		fmt.Sprintf("INSERT INTO %s VALUES (5, 'a'), (1, 'b'), (9, 'c'), (3, 'd'), (7, 'e'), (2, 'f'), (8, 'g') RETURNING k, v", tbl),
 		fmt.Sprintf("INSERT INTO %s SELECT g, 'x' FROM generate_series(20, 27) g ORDER BY g DESC RETURNING k", tbl))
 }
+
+// PostgreSQL accepts a parenthesized SELECT, with or without clauses after the parentheses:
+// (SELECT count(*) FROM t), (SELECT id FROM t) ORDER BY id DESC LIMIT 1. Over several shards
+// pgshard sent the shards text with an unbalanced parenthesis: 42601 on valid SQL.
+func TestAttackParenthesizedSelectSyntaxError(t *testing.T) {
+	t.Skip("known defect: a parenthesized SELECT over several shards gets 42601; see the h8-attack report")
+	tbl := uniqueName("atk_par")
+	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", tbl), tbl, "id", 4, 1,
+		fmt.Sprintf("INSERT INTO %s SELECT generate_series(1, 30)", tbl))
+	sameAsPlain(t, proxy, plain,
+		fmt.Sprintf("(SELECT count(*) FROM %s)", tbl),
+		fmt.Sprintf("(SELECT id FROM %s) ORDER BY id DESC LIMIT 1", tbl),
+		fmt.Sprintf("((SELECT id FROM %s) ORDER BY id DESC LIMIT 2)", tbl),
+		fmt.Sprintf("(SELECT id FROM %s ORDER BY id) LIMIT 1", tbl))
+}
+
+// PostgreSQL compares a row with a value of the table's row type: WHERE i = ROW(1, 'u')::t.
+// The shards' tables are named t_<shard id>, so the cast to t failed there: "type t does
+// not exist" (42704).
+func TestAttackRowTypeCastOfDistributedTable(t *testing.T) {
+	t.Skip("known defect: a cast to a distributed table's row type fails on the shards (42704); see the h8-attack report")
+	tbl := uniqueName("atk_row")
+	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, name text)", tbl), tbl, "id", 4, 1,
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 'u'), (2, 'b')", tbl))
+	sameAsPlain(t, proxy, plain,
+		fmt.Sprintf("SELECT i.* FROM %s i WHERE i = ROW(1, 'u')::%s", tbl, tbl),
+		fmt.Sprintf("SELECT id FROM %s i WHERE i.id = 2 AND i = ROW(2, 'b')::%s", tbl, tbl))
+}
