@@ -111,6 +111,14 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		return st
 	}
 	if callsSetConfig(root) {
+		for _, r := range refs {
+			if r.table != nil {
+				// It would run on the coordinator, over the empty prototype: no rows,
+				// and no call of set_config either.
+				return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "set_config() in a statement over distributed table %s is not supported", QuoteIdent(r.table.Name)).
+					WithHint("Call set_config() in a statement of its own."))
+			}
+		}
 		// set_config() changes settings like SET does.
 		return &Statement{Kind: SetVar, Text: p.textTemplate(), SetConfig: true}
 	}

@@ -437,3 +437,24 @@ func TestAttackRowTypeCastOfDistributedTable(t *testing.T) {
 		fmt.Sprintf("SELECT i.* FROM %s i WHERE i = ROW(1, 'u')::%s", tbl, tbl),
 		fmt.Sprintf("SELECT id FROM %s i WHERE i.id = 2 AND i = ROW(2, 'b')::%s", tbl, tbl))
 }
+
+// PostgreSQL runs SELECT set_config('work_mem', '79kB', false), current_setting('work_mem')
+// FROM t WHERE id = 1 over t's rows: one row, and the setting changes. pgshard ran every
+// statement calling set_config on the coordinator, here over the empty prototype: no rows,
+// and set_config was never called. Now refused (0A000) rather than answered wrong.
+func TestAttackSetConfigOverDistributedTableAnsweredFromPrototype(t *testing.T) {
+	tbl := uniqueName("atk_setc")
+	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", tbl), tbl, "id", 4, 1,
+		fmt.Sprintf("INSERT INTO %s SELECT generate_series(1, 3)", tbl))
+	q := fmt.Sprintf("SELECT set_config('work_mem', '79kB', false), current_setting('work_mem') FROM %s WHERE id = 1", tbl)
+	if got := outcomeOf(proxy, q); got != "error 0A000" {
+		if want := outcomeOf(plain, q); got != want {
+			t.Errorf("%s\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
+		}
+	}
+	// set_config on its own still works, and reaches the shards.
+	mustExec(t, proxy, "SELECT set_config('work_mem', '79kB', false)")
+	if got := queryString(t, proxy, fmt.Sprintf("SELECT current_setting('work_mem') FROM %s WHERE id = 2", tbl)); got != "79kB" {
+		t.Errorf("work_mem on the shard after set_config: %s, want 79kB", got)
+	}
+}
