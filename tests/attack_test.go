@@ -477,3 +477,45 @@ func TestAttackReadsEvaluateCoordinatorThingsOnShards(t *testing.T) {
 		fmt.Sprintf("SELECT DISTINCT tableoid::regclass::text FROM %s", tbl),
 		fmt.Sprintf("SELECT nextval('%s') > 0, id FROM %s ORDER BY id", seq, tbl))
 }
+
+// PostgreSQL refuses a malformed binary parameter with its receive function's error: bytes
+// left over (22P03 "incorrect binary data format in bind parameter 1"), too few (08P01
+// "insufficient data left in message"), text that is not UTF-8 (22021 "invalid byte
+// sequence ..."). For a partition key pgshard answered 22023 "invalid binary value for
+// parameter $1 of type ...", another SQLSTATE than PostgreSQL's.
+func TestAttackMalformedBinaryKeyParameterSQLSTATE(t *testing.T) {
+	ctx := context.Background()
+	ti, tt := uniqueName("atk_bin_i"), uniqueName("atk_bin_t")
+	proxy := connect(t)
+	distribute(t, proxy, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY)", ti), ti, "k", 4, 1)
+	distribute(t, proxy, fmt.Sprintf("CREATE TABLE %s (k text PRIMARY KEY)", tt), tt, "k", 4, 1)
+	plain := connectServer(t, env.C.Coordinator)
+	schema := uniqueName("attack_plain")
+	mustExec(t, plain, "CREATE SCHEMA "+schema, "SET search_path = "+schema,
+		fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY)", ti), fmt.Sprintf("CREATE TABLE %s (k text PRIMARY KEY)", tt))
+	cases := []struct {
+		sql string
+		oid uint32
+		val []byte
+	}{
+		{fmt.Sprintf("SELECT * FROM %s WHERE k = $1", ti), 23, []byte{0, 0, 0, 0, 0, 0, 0, 7}},
+		{fmt.Sprintf("SELECT * FROM %s WHERE k = $1", ti), 23, []byte{0, 0, 7}},
+		{fmt.Sprintf("INSERT INTO %s VALUES ($1)", ti), 23, []byte{0, 0, 0, 0, 0, 0, 0, 7}},
+		{fmt.Sprintf("SELECT * FROM %s WHERE k = $1", tt), 25, []byte{0xff, 0xfe}},
+		{fmt.Sprintf("INSERT INTO %s VALUES ($1)", tt), 25, []byte{'a', 0xc3, 0x28}},
+		{fmt.Sprintf("INSERT INTO %s VALUES ($1)", tt), 25, []byte{'a', 0, 'b'}},
+	}
+	describe := func(c *pgx.Conn, sql string, oid uint32, val []byte) string {
+		res := c.PgConn().ExecParams(ctx, sql, [][]byte{val}, []uint32{oid}, []int16{1}, nil).Read()
+		var pe *pgconn.PgError
+		if errors.As(res.Err, &pe) {
+			return pe.Code + " " + pe.Message
+		}
+		return fmt.Sprint(res.Err)
+	}
+	for _, c := range cases {
+		if got, want := describe(proxy, c.sql, c.oid, c.val), describe(plain, c.sql, c.oid, c.val); got != want {
+			t.Errorf("%s with binary %x:\n pgshard:    %s\n PostgreSQL: %s", c.sql, c.val, got, want)
+		}
+	}
+}
