@@ -544,3 +544,16 @@ func TestAttackGrantDoesNotReachShards(t *testing.T) {
 		fmt.Sprintf("SELECT id FROM %s WHERE id = 2", tbl),
 		fmt.Sprintf("INSERT INTO %s VALUES (9)", tbl))
 }
+
+// pgshard's admin statements are recognised only when they are the whole query string: in
+// "SELECT 1; SHOW NODES" (psql -c, a script sent at once) SHOW NODES went to the
+// coordinator, which said 'unrecognized configuration parameter "nodes"' (42704).
+func TestAttackAdminStatementInMultiStatementString(t *testing.T) {
+	t.Skip("known defect: admin statements inside a multi-statement query string go to the coordinator; see the h8-attack report")
+	c := connect(t)
+	for _, q := range []string{"SELECT 1; SHOW NODES", "SHOW NODES; SELECT 1", "SHOW VERSION; SHOW STATS"} {
+		if _, err := c.Exec(context.Background(), q); err != nil {
+			t.Errorf("%s: %v", q, err)
+		}
+	}
+}
