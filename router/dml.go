@@ -129,9 +129,11 @@ func (p *planner) truncateStmt(s *pg_query.TruncateStmt, dist []tableRef) *State
 	return st
 }
 
-// systemColumns are the columns every table has that differ between the placements of a
-// shard (a row's physical position, its transaction ids, the shard table's OID).
-var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true, "tableoid": true}
+// systemColumns are the columns every row has that differ between the placements of a
+// shard (its physical position, its transaction and command ids). tableoid is left out:
+// each shard table has one, the shard's name is the same on every placement
+// (tableoid::regclass), and its value is the worker's.
+var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true}
 
 // systemColumnWrite refuses an UPDATE or DELETE of a distributed table whose rows or new
 // values depend on a system column: each placement (and a gathered copy) would pick its
