@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -292,11 +293,14 @@ func limitText(m *router.Merge, limit, offset int64) string {
 	case limit < 0:
 		return fmt.Sprintf(", OFFSET %d applied by the proxy", offset)
 	}
-	return fmt.Sprintf(", LIMIT %d OFFSET %d applied by the proxy (each shard: LIMIT %d)", limit, offset, limit+offset)
+	return fmt.Sprintf(", LIMIT %d OFFSET %d applied by the proxy (each shard: LIMIT %s)", limit, offset, shardLimit(limit, offset)[0])
 }
 
+// shardLimit is the LIMIT each shard gets for a merged LIMIT limit OFFSET offset: their
+// sum, or ALL when there is no limit or the sum exceeds bigint (PostgreSQL takes OFFSET
+// 9223372036854775807 LIMIT 1).
 func shardLimit(limit, offset int64) []string {
-	if limit < 0 {
+	if limit < 0 || limit > math.MaxInt64-offset {
 		return []string{"ALL"}
 	}
 	return []string{strconv.FormatInt(limit+offset, 10)}

@@ -322,11 +322,7 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 	var evals []string
 	if m.Shard != nil {
 		tpl = m.Shard
-		if limit >= 0 {
-			evals = []string{strconv.FormatInt(limit+offset, 10)}
-		} else {
-			evals = []string{"ALL"}
-		}
+		evals = shardLimit(limit, offset)
 	}
 	reads := make([]*shardRead, len(tasks))
 	for i, task := range tasks {

@@ -191,7 +191,7 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 		if prm.format(i) == 1 {
 			h, ok := pghash.HashBinary(typ, val)
 			if !ok {
-				return pgerr.New(pgerr.InvalidParameterValue, "invalid binary value for parameter $%d of type %s", v.Index, typeNameOf(typ))
+				return binaryParamError(typ, v.Index, val)
 			}
 			*dst = h
 			return nil
@@ -492,4 +492,53 @@ var builtinTypeNames = map[uint32]string{
 	26: "oid", 700: "real", 701: "double precision", 790: "money", 1042: "character", 1043: "character varying",
 	1082: "date", 1083: "time without time zone", 1114: "timestamp without time zone",
 	1184: "timestamp with time zone", 1186: "interval", 1700: "numeric", 2950: "uuid", 114: "json", 3802: "jsonb",
+}
+
+// binaryFixedLength is the length of the binary form of the fixed-length key types.
+var binaryFixedLength = map[uint32]int{16: 1, 18: 1, 21: 2, 23: 4, 20: 8, 26: 4, 700: 4, 701: 8,
+	1082: 4, 1083: 8, 1114: 8, 1184: 8, 2950: 16}
+
+// binaryParamError is PostgreSQL's error for a binary key parameter that its type's
+// receive function refuses: too few bytes (08P01), bytes left over (22P03), or text that
+// is not valid UTF-8 (22021).
+func binaryParamError(typ uint32, index int, val []byte) error {
+	if n, ok := binaryFixedLength[typ]; ok {
+		if len(val) < n {
+			return pgerr.New(pgerr.ProtocolViolation, "insufficient data left in message")
+		}
+		if len(val) > n {
+			return pgerr.New("22P03", "incorrect binary data format in bind parameter %d", index)
+		}
+	}
+	switch typ {
+	case 25, 1043, 1042, 19:
+		for i := 0; i < len(val); {
+			c := val[i]
+			if c != 0 && c < utf8.RuneSelf {
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRune(val[i:])
+			if c != 0 && !(r == utf8.RuneError && size == 1) {
+				i += size
+				continue
+			}
+			l := 1
+			switch {
+			case c&0xe0 == 0xc0:
+				l = 2
+			case c&0xf0 == 0xe0:
+				l = 3
+			case c&0xf8 == 0xf0:
+				l = 4
+			}
+			l = min(l, len(val)-i)
+			hex := make([]string, l)
+			for j := range hex {
+				hex[j] = "0x" + strconv.FormatUint(uint64(val[i+j])|0x100, 16)[1:]
+			}
+			return pgerr.New("22021", "invalid byte sequence for encoding \"UTF8\": %s", strings.Join(hex, " "))
+		}
+	}
+	return pgerr.New(pgerr.InvalidParameterValue, "invalid binary value for parameter $%d of type %s", index, typeNameOf(typ))
 }

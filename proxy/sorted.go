@@ -61,11 +61,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 	}
 	var evals []string
 	if m.HasLimit {
-		if limit >= 0 {
-			evals = []string{strconv.FormatInt(limit+offset, 10)}
-		} else {
-			evals = []string{"ALL"}
-		}
+		evals = shardLimit(limit, offset)
 	}
 	nv, nk := m.Visible, len(m.Keys)
 	formats := make([]int16, nv+nk)

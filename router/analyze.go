@@ -111,6 +111,14 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		return st
 	}
 	if callsSetConfig(root) {
+		for _, r := range refs {
+			if r.table != nil {
+				// It would run on the coordinator, over the empty prototype: no rows,
+				// and no call of set_config either.
+				return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "set_config() in a statement over distributed table %s is not supported", QuoteIdent(r.table.Name)).
+					WithHint("Call set_config() in a statement of its own."))
+			}
+		}
 		// set_config() changes settings like SET does.
 		return &Statement{Kind: SetVar, Text: p.textTemplate(), SetConfig: true}
 	}
@@ -155,7 +163,16 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		return p.dropStmt(s, dropped)
 	case *pg_query.TruncateStmt:
 		return p.truncateStmt(s, dist)
-	case *pg_query.VacuumStmt, *pg_query.GrantStmt, *pg_query.CommentStmt, *pg_query.LockStmt,
+	case *pg_query.LockStmt:
+		if s.Mode >= shareLock {
+			// The prototype's lock would keep out no write or read through pgshard,
+			// which go to the shards: refuse rather than pretend.
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "LOCK TABLE IN %s MODE on distributed table %s is not supported", lockModeNames[s.Mode], QuoteIdent(dist[0].table.Name)).
+				WithDetail("The lock would be taken on the coordinator's prototype table only, where it keeps out no read or write of the shards.").
+				WithHint("Use SELECT ... FOR UPDATE on the rows, or an advisory lock, to keep other sessions out."))
+		}
+		return p.coordinator()
+	case *pg_query.VacuumStmt, *pg_query.GrantStmt, *pg_query.CommentStmt,
 		*pg_query.SecLabelStmt, *pg_query.VariableShowStmt:
 		// These only touch the coordinator's prototype table, which is what they mean there.
 		return p.coordinator()
@@ -249,6 +266,12 @@ func dist0(dist []tableRef, dropped []*metadata.Table) *metadata.Table {
 }
 
 // commandName names a statement's command for messages ("ALTER TABLE", ...).
+// PostgreSQL's lock modes (LockStmt.Mode): from SHARE up they keep out writers.
+const shareLock = 5
+
+var lockModeNames = map[int32]string{1: "ACCESS SHARE", 2: "ROW SHARE", 3: "ROW EXCLUSIVE",
+	4: "SHARE UPDATE EXCLUSIVE", 5: "SHARE", 6: "SHARE ROW EXCLUSIVE", 7: "EXCLUSIVE", 8: "ACCESS EXCLUSIVE"}
+
 func commandName(m protoreflect.Message) string {
 	name := string(m.Descriptor().Name())
 	name = strings.TrimSuffix(name, "Stmt")
@@ -271,6 +294,14 @@ func commandName(m protoreflect.Message) string {
 		return "DECLARE CURSOR"
 	case "Merge":
 		return "MERGE"
+	case "CreateTrig":
+		return "CREATE TRIGGER"
+	case "CreateStats":
+		return "CREATE STATISTICS"
+	case "AlterObjectSchema":
+		return "ALTER ... SET SCHEMA"
+	case "RefreshMatView":
+		return "REFRESH MATERIALIZED VIEW"
 	}
 	return strings.ToUpper(name)
 }

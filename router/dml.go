@@ -2,6 +2,7 @@ package router
 
 import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
@@ -16,6 +17,9 @@ func (p *planner) updateStmt(s *pg_query.UpdateStmt, refs, dist []tableRef) *Sta
 	case t == nil:
 		// A coordinator table updated from distributed data.
 		return p.gatherStatement(s.ProtoReflect(), refs)
+	}
+	if st := p.systemColumnWrite(t, s.TargetList, s.FromClause, []*pg_query.Node{s.WhereClause}); st != nil {
+		return st
 	}
 	gathered := len(refs) != 1 || len(s.FromClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect())
 	var roots []*pg_query.Node
@@ -56,6 +60,11 @@ func (p *planner) deleteStmt(s *pg_query.DeleteStmt, refs, dist []tableRef) *Sta
 	switch {
 	case t == nil:
 		return p.gatherStatement(s.ProtoReflect(), refs)
+	}
+	if st := p.systemColumnWrite(t, s.UsingClause, []*pg_query.Node{s.WhereClause}); st != nil {
+		return st
+	}
+	switch {
 	case len(refs) != 1 || len(s.UsingClause) > 0 || s.WithClause != nil || hasSubLink(s.ProtoReflect()):
 		return p.modifyGathered(Delete, s.Relation, t, nil, modifyParts{s.UsingClause, s.WhereClause, s.ReturningList}, refs)
 	}
@@ -118,4 +127,44 @@ func (p *planner) truncateStmt(s *pg_query.TruncateStmt, dist []tableRef) *State
 		}
 	}
 	return st
+}
+
+// systemColumns are the columns every row has that differ between the placements of a
+// shard (its physical position, its transaction and command ids). tableoid is left out:
+// each shard table has one, the shard's name is the same on every placement
+// (tableoid::regclass), and its value is the worker's.
+var systemColumns = map[string]bool{"ctid": true, "xmin": true, "xmax": true, "cmin": true, "cmax": true}
+
+// systemColumnWrite refuses an UPDATE or DELETE of a distributed table whose rows or new
+// values depend on a system column: each placement (and a gathered copy) would pick its
+// own rows, so that placements silently diverge, or identical rows that PostgreSQL tells
+// apart by ctid (DELETE ... USING t b WHERE a.ctid < b.ctid) are all changed. RETURNING
+// may read them.
+func (p *planner) systemColumnWrite(t *metadata.Table, parts ...[]*pg_query.Node) *Statement {
+	name := ""
+	for _, part := range parts {
+		for _, n := range part {
+			if n == nil || name != "" {
+				continue
+			}
+			m := nodeMessage(n)
+			if m == nil {
+				continue
+			}
+			walk(m, func(x protoreflect.Message, _ []frame) bool {
+				if cr, ok := x.Interface().(*pg_query.ColumnRef); ok && len(cr.Fields) > 0 {
+					if f, ok := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.String); ok && systemColumns[f.Sval] {
+						name = f.Sval
+					}
+				}
+				return name == ""
+			})
+		}
+	}
+	if name == "" {
+		return nil
+	}
+	return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "system column %q in an UPDATE or DELETE of distributed table %s is not supported", name, QuoteIdent(t.Name)).
+		WithDetail("Each placement of a shard stores its rows at its own positions and with its own transaction ids, so the rows it picks would differ from its siblings'.").
+		WithHint("Pick the rows by their key or other columns."))
 }

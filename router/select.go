@@ -159,7 +159,26 @@ func (p *planner) aggregates(s *pg_query.SelectStmt) (aggs []aggCall, bare bool)
 	roots = append(roots, s.DistinctClause...)
 	roots = append(roots, s.TargetList...)
 	roots = append(roots, s.HavingClause)
+	// A bare name in ORDER BY names an output column first, as PostgreSQL resolves it
+	// (SELECT count(*) AS n ... ORDER BY n): that is no column outside an aggregate.
+	outputs := map[string]bool{}
+	for _, n := range s.TargetList {
+		if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Val != nil {
+			if rt.Name != "" {
+				outputs[rt.Name] = true
+			} else {
+				outputs[colName(rt.Val)] = true
+			}
+		}
+	}
 	for _, sb := range s.SortClause {
+		if by, ok := unwrap(sb).(*pg_query.SortBy); ok {
+			if cr, ok := unwrap(by.Node).(*pg_query.ColumnRef); ok && len(cr.Fields) == 1 {
+				if f, ok := unwrap(cr.Fields[0]).(*pg_query.String); ok && outputs[f.Sval] {
+					continue
+				}
+			}
+		}
 		roots = append(roots, sb)
 	}
 	for _, r := range roots {
