@@ -491,7 +491,6 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 	}
 }
 
-
 // outcome is what the placement did with the statement.
 func (w *placementWrite) outcome() writeOutcome {
 	switch {

@@ -403,7 +403,6 @@ func TestAttackAmbiguousOrderByLosesPosition(t *testing.T) {
 // objects in that order). pgshard returned them grouped by shard, so the ids went to the
 // wrong objects, silently.
 func TestAttackInsertReturningOrderIsByShard(t *testing.T) {
-	t.Skip("known defect: multi-row INSERT ... RETURNING returns rows grouped by shard, not in VALUES order; see the h8-attack report")
 	tbl := uniqueName("atk_ret")
 	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", tbl), tbl, "k", 4, 2)
 	sameAsPlain(t, proxy, plain,
@@ -415,7 +414,6 @@ func TestAttackInsertReturningOrderIsByShard(t *testing.T) {
 // (SELECT count(*) FROM t), (SELECT id FROM t) ORDER BY id DESC LIMIT 1. Over several shards
 // pgshard sent the shards text with an unbalanced parenthesis: 42601 on valid SQL.
 func TestAttackParenthesizedSelectSyntaxError(t *testing.T) {
-	t.Skip("known defect: a parenthesized SELECT over several shards gets 42601; see the h8-attack report")
 	tbl := uniqueName("atk_par")
 	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY)", tbl), tbl, "id", 4, 1,
 		fmt.Sprintf("INSERT INTO %s SELECT generate_series(1, 30)", tbl))
