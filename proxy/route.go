@@ -46,6 +46,22 @@ type keyHasher struct {
 	pending []pendingHash
 	// all is set when a compared value cannot select shards: every shard is needed.
 	all bool
+	// posOff and posChars remember how many characters precede byte posOff of the
+	// statement, so that the positions of a long IN list's values cost one pass.
+	posOff, posChars int
+}
+
+// charPos is charPos(text, off) for values met in text order.
+func (kh *keyHasher) charPos(text string, off int) int32 {
+	if off < kh.posOff {
+		kh.posOff, kh.posChars = 0, 0
+	}
+	for ; kh.posOff < off && kh.posOff < len(text); kh.posOff++ {
+		if text[kh.posOff]&0xC0 != 0x80 {
+			kh.posChars++
+		}
+	}
+	return int32(kh.posChars + 1)
 }
 
 // oidUnknown is the type of an untyped parameter.
@@ -129,7 +145,7 @@ func (kh *keyHasher) add(v router.Value, in *router.Input, prm *params, evals []
 		return nil
 	case router.ValLit:
 		tok := in.LitToken(v.Index)
-		pos = int32(charPos(in.Text, int(tok.Start)))
+		pos = kh.charPos(in.Text, int(tok.Start))
 		if tok.Kind == sqllex.String {
 			s, _ := sqllex.StringValue(in.Text, tok)
 			text = []byte(s)
