@@ -445,12 +445,14 @@ func TestRepairCyclesWithReloads(t *testing.T) {
 			}
 			mu.Lock()
 			_, err := w.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = 1", tbl))
+			if err == nil {
+				applied.Add(1) // counted before the checks can look
+			}
 			mu.Unlock()
 			if err != nil {
 				incErr <- err
 				return
 			}
-			applied.Add(1)
 		}
 	}()
 	r := connect(t)
@@ -482,6 +484,8 @@ func TestRepairCyclesWithReloads(t *testing.T) {
 			t.Fatalf("cycle %d: the placements hold v = %v after %d increments (both finalized)", cycle, vs, applied.Load())
 		}
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	if v := c.int(t, fmt.Sprintf("SELECT v FROM %s WHERE k = 1", tbl)); v != 1+applied.Load() {
 		t.Errorf("v = %d after %d increments", v, applied.Load())
 	}
