@@ -215,6 +215,10 @@ type Snapshot struct {
 	// patched is the highest generation of the changes this proxy applied on top of the
 	// loaded snapshot (WithPlacementStates through Cache.Apply), 0 when none.
 	patched int64
+	// patches are the generations of those changes, by placement: a change of an older
+	// generation applied late (its proxy committed it before a newer change of the same
+	// placement, but applied it after) must not undo the newer one.
+	patches map[int64]int64
 	// SchemaVersion changes only when the distributed tables' definitions change (tables,
 	// columns, partition keys), not when shards or placements do: plans depend on it.
 	SchemaVersion uint64
@@ -358,7 +362,7 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
 	ns.aggregates = s.aggregates
 	ns.DefaultByteOrder = s.DefaultByteOrder
-	ns.Generation, ns.patched = s.Generation, s.patched
+	ns.Generation, ns.patched, ns.patches = s.Generation, s.patched, s.patches
 	return ns
 }
 
@@ -405,7 +409,32 @@ func (c *Cache) Apply(gen int64, states map[int64]ShardState) {
 		if gen != 0 && cur.Generation >= gen {
 			return cur
 		}
-		ns := cur.WithPlacementStates(states)
+		// A placement that a newer change applied since the load keeps that change: two
+		// changes of one placement may commit in one order and reach the cache in the
+		// other (a mark committed just before a repair's finalization, and applied after
+		// it, would make this proxy skip a finalized placement).
+		apply := states
+		if gen != 0 {
+			apply = make(map[int64]ShardState, len(states))
+			for id, st := range states {
+				if cur.patches[id] < gen {
+					apply[id] = st
+				}
+			}
+			if len(apply) == 0 {
+				return cur
+			}
+		}
+		ns := cur.WithPlacementStates(apply)
+		if gen != 0 {
+			ns.patches = make(map[int64]int64, len(cur.patches)+len(apply))
+			for id, g := range cur.patches {
+				ns.patches[id] = g
+			}
+			for id := range apply {
+				ns.patches[id] = gen
+			}
+		}
 		if gen > ns.patched {
 			ns.patched = gen
 		}
