@@ -426,9 +426,16 @@ func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Sn
 			return snap, nil
 		}
 		if attempt == 3 {
-			s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
-				"loaded", snap.Generation, "had", cache.Load().Generation)
-			cache.Replace(snap)
+			if cur := cache.Load(); snap.Generation < cur.Generation {
+				s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
+					"loaded", snap.Generation, "had", cur.Generation)
+				cache.Replace(snap)
+				return snap, nil
+			}
+			// Loaded after the snapshot the cache holds, but before a change this proxy
+			// committed and applied: the load is taken with that change kept on top
+			// (replacing the cache with it would undo the change until the next reload).
+			cache.Rebase(snap)
 			return snap, nil
 		}
 	}
