@@ -433,8 +433,11 @@ func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Sn
 				return snap, nil
 			}
 			// Loaded after the snapshot the cache holds, but before a change this proxy
-			// committed and applied: the load is taken with that change kept on top
-			// (replacing the cache with it would undo the change until the next reload).
+			// committed and applied: with changes committed in quick succession (a burst
+			// of marks, repairs one after another), every load can miss the latest one.
+			// The load is taken with the proxy's newer changes kept on top; replacing
+			// the cache with it would undo them until the next reload (a repaired
+			// placement shown inactive again, and writes skipping it meanwhile).
 			cache.Rebase(snap)
 			return snap, nil
 		}
