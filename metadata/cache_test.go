@@ -69,3 +69,56 @@ func TestCacheGenerations(t *testing.T) {
 		t.Error("a load at the same generation was refused")
 	}
 }
+
+// TestCacheApplyOutOfOrder: two changes of one placement committed by this proxy reach the
+// cache in the other order (a mark of the placement committed at 6 and applied only after
+// a repair's finalization committed at 7 and applied): the newer state stays, or writes
+// would skip a finalized placement. A late change of another placement is still applied.
+func TestCacheApplyOutOfOrder(t *testing.T) {
+	var c Cache
+	c.Store(snapshotAt(5, StateFinalized, StateInactive))
+	c.Apply(7, map[int64]ShardState{2: StateFinalized})
+	c.Apply(6, map[int64]ShardState{2: StateInactive})
+	if got := stateOf(&c, 2); got != StateFinalized {
+		t.Errorf("placement 2 is %v after a late older change; want finalized (the newer change)", got)
+	}
+	c.Apply(6, map[int64]ShardState{1: StateInactive})
+	if got := stateOf(&c, 1); got != StateInactive {
+		t.Errorf("placement 1 is %v; a late change of another placement was lost", got)
+	}
+	// A load at the newest generation clears the record: later changes apply.
+	c.Store(snapshotAt(7, StateFinalized, StateFinalized))
+	c.Apply(8, map[int64]ShardState{2: StateInactive})
+	if got := stateOf(&c, 2); got != StateInactive {
+		t.Errorf("placement 2 is %v after a change at 8", got)
+	}
+}
+
+// TestCacheRebase: a snapshot loaded after the cache's own but before a change this proxy
+// applied keeps that change (issue 9: a reload that could not store its snapshot took it
+// as it was, dropping a repair's finalization, and writes skipped the finalized
+// placement, which then silently missed them).
+func TestCacheRebase(t *testing.T) {
+	var c Cache
+	c.Store(snapshotAt(5, StateFinalized, StateInactive))
+	c.Apply(8, map[int64]ShardState{2: StateFinalized})
+	c.Apply(6, map[int64]ShardState{1: StateInactive})
+	c.Rebase(snapshotAt(7, StateFinalized, StateInactive))
+	if got := stateOf(&c, 2); got != StateFinalized {
+		t.Errorf("placement 2 is %v after a rebase on a load at 7; the change at 8 made it finalized", got)
+	}
+	if got := stateOf(&c, 1); got != StateFinalized {
+		t.Errorf("placement 1 is %v: the load at 7 holds what came after the change at 6", got)
+	}
+	if c.Load().Generation != 7 {
+		t.Errorf("generation %d, want 7", c.Load().Generation)
+	}
+	// The kept change still guards against older loads, and a load at its generation
+	// replaces it.
+	if c.Store(snapshotAt(7, StateFinalized, StateInactive)) {
+		t.Error("a load at 7 replaced the change at 8")
+	}
+	if !c.Store(snapshotAt(8, StateFinalized, StateFinalized)) {
+		t.Error("a load at 8 was refused")
+	}
+}

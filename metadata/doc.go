@@ -12,5 +12,7 @@
 // carries the generation it was loaded at, and a change this proxy made itself carries
 // the generation it committed at (Cache.Apply). The Cache never lets an older snapshot
 // replace a newer one (Cache.Store), so a reload that read the metadata before a change
-// cannot undo it.
+// cannot undo it: a reload that keeps reading an older generation than a change this
+// proxy applied takes its snapshot with the change kept on top (Cache.Rebase), and a
+// change applied late never undoes a newer change of the same placement.
 package metadata

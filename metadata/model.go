@@ -215,6 +215,10 @@ type Snapshot struct {
 	// patched is the highest generation of the changes this proxy applied on top of the
 	// loaded snapshot (WithPlacementStates through Cache.Apply), 0 when none.
 	patched int64
+	// patches are the generations of those changes, by placement: a change of an older
+	// generation applied late (its proxy committed it before a newer change of the same
+	// placement, but applied it after) must not undo the newer one.
+	patches map[int64]placementPatch
 	// SchemaVersion changes only when the distributed tables' definitions change (tables,
 	// columns, partition keys), not when shards or placements do: plans depend on it.
 	SchemaVersion uint64
@@ -358,8 +362,15 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), tables)
 	ns.aggregates = s.aggregates
 	ns.DefaultByteOrder = s.DefaultByteOrder
-	ns.Generation, ns.patched = s.Generation, s.patched
+	ns.Generation, ns.patched, ns.patches = s.Generation, s.patched, s.patches
 	return ns
+}
+
+// placementPatch is a placement state change this proxy applied (Cache.Apply), with the
+// generation it committed at.
+type placementPatch struct {
+	gen   int64
+	state ShardState
 }
 
 // Cache holds the current snapshot. The zero value holds an empty snapshot.
@@ -396,6 +407,30 @@ func (c *Cache) Store(s *Snapshot) bool {
 // Replace makes s the current snapshot, whatever the current one is.
 func (c *Cache) Replace(s *Snapshot) { c.p.Store(s) }
 
+// Rebase makes s, a snapshot loaded from the coordinator, the current snapshot, with the
+// changes this proxy applied (Apply) at later generations than s was loaded at applied
+// on top of it: s cannot hold them, and dropping them would, say, show a placement that a
+// repair finalized as inactive again, and writes would skip it until the next reload.
+func (c *Cache) Rebase(s *Snapshot) {
+	c.Update(func(cur *Snapshot) *Snapshot {
+		states := map[int64]ShardState{}
+		patches := map[int64]placementPatch{}
+		patched := int64(0)
+		for id, pp := range cur.patches {
+			if pp.gen > s.Generation {
+				states[id], patches[id] = pp.state, pp
+				patched = max(patched, pp.gen)
+			}
+		}
+		if len(states) == 0 {
+			return s
+		}
+		ns := s.WithPlacementStates(states)
+		ns.patches, ns.patched = patches, patched
+		return ns
+	})
+}
+
 // Apply records placement state changes that this proxy committed on the coordinator at
 // generation gen, at once, before the change's notification brings a full reload. A
 // current snapshot loaded at gen or later has them already (and perhaps later changes
@@ -405,7 +440,32 @@ func (c *Cache) Apply(gen int64, states map[int64]ShardState) {
 		if gen != 0 && cur.Generation >= gen {
 			return cur
 		}
-		ns := cur.WithPlacementStates(states)
+		// A placement that a newer change applied since the load keeps that change: two
+		// changes of one placement may commit in one order and reach the cache in the
+		// other (a mark committed just before a repair's finalization, and applied after
+		// it, would make this proxy skip a finalized placement).
+		apply := states
+		if gen != 0 {
+			apply = make(map[int64]ShardState, len(states))
+			for id, st := range states {
+				if cur.patches[id].gen < gen {
+					apply[id] = st
+				}
+			}
+			if len(apply) == 0 {
+				return cur
+			}
+		}
+		ns := cur.WithPlacementStates(apply)
+		if gen != 0 {
+			ns.patches = make(map[int64]placementPatch, len(cur.patches)+len(apply))
+			for id, pp := range cur.patches {
+				ns.patches[id] = pp
+			}
+			for id, st := range apply {
+				ns.patches[id] = placementPatch{gen: gen, state: st}
+			}
+		}
 		if gen > ns.patched {
 			ns.patched = gen
 		}

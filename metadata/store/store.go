@@ -426,9 +426,19 @@ func (s *Store) Reload(ctx context.Context, cache *metadata.Cache) (*metadata.Sn
 			return snap, nil
 		}
 		if attempt == 3 {
-			s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
-				"loaded", snap.Generation, "had", cache.Load().Generation)
-			cache.Replace(snap)
+			if cur := cache.Load(); snap.Generation < cur.Generation {
+				s.log.Warn("the coordinator's metadata generation went backwards; taking its metadata as it is",
+					"loaded", snap.Generation, "had", cur.Generation)
+				cache.Replace(snap)
+				return snap, nil
+			}
+			// Loaded after the snapshot the cache holds, but before a change this proxy
+			// committed and applied: with changes committed in quick succession (a burst
+			// of marks, repairs one after another), every load can miss the latest one.
+			// The load is taken with the proxy's newer changes kept on top; replacing
+			// the cache with it would undo them until the next reload (a repaired
+			// placement shown inactive again, and writes skipping it meanwhile).
+			cache.Rebase(snap)
 			return snap, nil
 		}
 	}

@@ -191,3 +191,34 @@ func TestLastPlacementNeverMarked(t *testing.T) {
 		}
 	}
 }
+
+// TestReloadKeepsNewerChange: when the loads keep coming back older than a change this
+// proxy committed and applied (simulated here by a change applied at a generation the
+// coordinator has not reached), Reload takes the load with the change kept on top; it
+// used to replace the cache with the load, undoing the change (a repair's finalization)
+// until the next reload, and writes in between skipped the finalized placement.
+func TestReloadKeepsNewerChange(t *testing.T) {
+	ctx, s, relid := setup(t, "k")
+	cache := &metadata.Cache{}
+	snap, err := s.Reload(ctx, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := snap.TableByOID(relid).Shards[0]
+	target := sh.Placements[1]
+	if err := s.ChangePlacementStates(ctx, cache, map[int64]metadata.ShardState{target.ID: metadata.StateInactive}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Reload(ctx, cache); err != nil {
+		t.Fatal(err)
+	}
+	cache.Apply(cache.Load().Generation+100, map[int64]metadata.ShardState{target.ID: metadata.StateFinalized})
+	if _, err := s.Reload(ctx, cache); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range cache.Load().Shard(sh.ID).Placements {
+		if p.ID == target.ID && p.State != metadata.StateFinalized {
+			t.Fatalf("after the reload the cache has placement %d %v; the change applied after the load made it finalized", p.ID, p.State)
+		}
+	}
+}
