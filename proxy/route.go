@@ -3,12 +3,14 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/copyfmt"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"
 	"github.com/pgshard/pgshard/router/sqllex"
@@ -528,32 +530,9 @@ func binaryParamError(typ uint32, index int, val []byte) error {
 	}
 	switch typ {
 	case 25, 1043, 1042, 19:
-		for i := 0; i < len(val); {
-			c := val[i]
-			if c != 0 && c < utf8.RuneSelf {
-				i++
-				continue
-			}
-			r, size := utf8.DecodeRune(val[i:])
-			if c != 0 && !(r == utf8.RuneError && size == 1) {
-				i += size
-				continue
-			}
-			l := 1
-			switch {
-			case c&0xe0 == 0xc0:
-				l = 2
-			case c&0xf0 == 0xe0:
-				l = 3
-			case c&0xf8 == 0xf0:
-				l = 4
-			}
-			l = min(l, len(val)-i)
-			hex := make([]string, l)
-			for j := range hex {
-				hex[j] = "0x" + strconv.FormatUint(uint64(val[i+j])|0x100, 16)[1:]
-			}
-			return pgerr.New("22021", "invalid byte sequence for encoding \"UTF8\": %s", strings.Join(hex, " "))
+		var de *copyfmt.DataError
+		if err := copyfmt.VerifyUTF8(val); errors.As(err, &de) {
+			return pgerr.New(pgerr.Code(de.Code), "%s", de.Msg)
 		}
 	}
 	return pgerr.New(pgerr.InvalidParameterValue, "invalid binary value for parameter $%d of type %s", index, typeNameOf(typ))

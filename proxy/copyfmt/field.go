@@ -301,7 +301,7 @@ func (o *Options) fieldFrom(line []byte, p, k, i int, scratch []byte) (f rawFiel
 				value = line[f.start:f.end]
 			}
 			if f.nonASCII && !f.null {
-				if err := verifyUTF8(value); err != nil {
+				if err := VerifyUTF8(value); err != nil {
 					return f, nil, false, err
 				}
 			}
@@ -416,7 +416,7 @@ func (o *Options) Fields(row []byte, dst []Value) ([]Value, error) {
 			}
 			value = scratch[start:len(scratch):len(scratch)]
 			if f.nonASCII {
-				if err := verifyUTF8(value); err != nil {
+				if err := VerifyUTF8(value); err != nil {
 					return dst, err
 				}
 			}
@@ -445,7 +445,7 @@ func (o *Options) countFields(line []byte) (int, error) {
 			f, _ = o.textField(line, p, nil, false)
 			if f.nonASCII && !f.null {
 				_, v := o.textField(line, p, nil, true)
-				if err := verifyUTF8(v); err != nil {
+				if err := VerifyUTF8(v); err != nil {
 					return 0, err
 				}
 			}
@@ -519,9 +519,9 @@ func (o *Options) rawFields(line []byte) ([]Value, error) {
 	return c.Fields(line, nil)
 }
 
-// verifyUTF8 is pg_verifymbstr for a UTF8 database (as pgshard's are), with
+// VerifyUTF8 is pg_verifymbstr for a UTF8 database (as pgshard's are), with
 // report_invalid_encoding's message.
-func verifyUTF8(b []byte) error {
+func VerifyUTF8(b []byte) error {
 	for i := 0; i < len(b); {
 		c := b[i]
 		if c != 0 && c < utf8.RuneSelf {
