@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -411,6 +412,9 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 		case 'E':
 			e := backend.DecodeError(b)
 			changed := c.MapError != nil && c.MapError(e)
+			if o.coordinator && scrubInternal(e, false) {
+				changed = true
+			}
 			if o.mapPos != nil && e.Position > 0 {
 				e.Position = o.mapPos(e.Position)
 				changed = true
@@ -466,6 +470,15 @@ func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
 	if c.MapError != nil {
 		ss.forwardShardNotice(b)
 		return
+	}
+	if bytes.Contains(b, []byte("pgs_distribution_metadata")) {
+		// A notice raised inside the metadata schema's event triggers: without their
+		// context lines.
+		if e := backend.DecodeError(b); scrubInternal(e, false) {
+			nr := pgproto3.NoticeResponse(*errorResponse(e))
+			ss.w.Msg(&nr)
+			return
+		}
 	}
 	ss.w.Raw('N', b)
 }

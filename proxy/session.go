@@ -111,9 +111,14 @@ type session struct {
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
+	// refused is set for a connection beyond max_client_conn: its startup message is
+	// answered with "too many clients".
+	refused bool
 }
 
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+// serveConn serves one client connection; refused connections only see the startup
+// phase end in "too many clients".
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
 	defer nc.Close()
 	ss := &session{
 		srv:       s,
@@ -126,6 +131,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		stmts:     map[string]*prepared{},
 		portals:   map[string]*portal{},
 		descCache: map[string]description{},
+		refused:   refused,
 	}
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
@@ -152,16 +158,29 @@ func (ss *session) loop(ctx context.Context) {
 			ss.sendFatal(errShuttingDown)
 			return
 		}
+		// client_idle_timeout: the client's next message must come in time.
+		var idleUntil time.Time
+		if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
+			idleUntil = time.Now().Add(t)
+		}
 		if ss.listening && ss.coord != nil && ss.suspended == nil {
-			if !ss.waitIdle() {
+			if !ss.waitIdle(idleUntil) {
 				return
 			}
 		}
+		if !idleUntil.IsZero() {
+			ss.nc.SetReadDeadline(idleUntil)
+		}
 		typ, body, err := ss.r.Next()
+		if !idleUntil.IsZero() {
+			ss.nc.SetReadDeadline(time.Time{})
+		}
 		ss.busy.Store(true)
 		if err != nil {
 			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message length"))
+			} else if !idleUntil.IsZero() && isTimeout(err) {
+				ss.idleTimedOut()
 			}
 			return
 		}
@@ -206,16 +225,23 @@ func (ss *session) loop(ctx context.Context) {
 // waitIdle waits for the client's next message while relaying the notifications that
 // arrive meanwhile on the session's coordinator connection (LISTEN). It reports false
 // when the connection must close.
-func (ss *session) waitIdle() bool {
+func (ss *session) waitIdle(idleUntil time.Time) bool {
 	defer ss.nc.SetReadDeadline(time.Time{})
 	for {
-		ss.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		d := time.Now().Add(50 * time.Millisecond)
+		if !idleUntil.IsZero() && idleUntil.Before(d) {
+			d = idleUntil
+		}
+		ss.nc.SetReadDeadline(d)
 		err := ss.r.Wait()
 		if err == nil {
 			return true
 		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() || ss.closing.Load() {
+		if !isTimeout(err) || ss.closing.Load() {
+			return false
+		}
+		if !idleUntil.IsZero() && !time.Now().Before(idleUntil) {
+			ss.idleTimedOut()
 			return false
 		}
 		c := ss.coord.Value()
@@ -243,6 +269,20 @@ func (ss *session) waitIdle() bool {
 		c.SetDeadline(time.Time{})
 		ss.flush()
 	}
+}
+
+// isTimeout reports whether err is a read deadline's expiry.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// idleTimedOut ends a session whose client sent nothing for client_idle_timeout, with
+// the error PostgreSQL's idle_session_timeout ends a session with.
+func (ss *session) idleTimedOut() {
+	ss.log.Info("closing idle client connection", "user", ss.user, "client_idle_timeout", ss.srv.cfg.ClientIdleTimeout)
+	ss.sendFatal(pgerr.New(pgerr.IdleSessionTimeout, "terminating connection due to idle-session timeout").
+		WithHint("pgshard closes client connections idle for longer than client_idle_timeout (%s).", ss.srv.cfg.ClientIdleTimeout))
 }
 
 // cstring returns a message body holding one zero-terminated string.
@@ -310,6 +350,8 @@ func (ss *session) sendError(err error) {
 		ss.log.Error("internal error", "err", err)
 	}
 	ss.srv.stats.errors.Add(1)
+	// In the client's names, without the context of pgshard's own statements.
+	ss.srv.unshardNames(e)
 	ss.w.Msg(errorResponse(e))
 }
 
@@ -332,6 +374,7 @@ func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse {
 		Severity: sev, SeverityUnlocalized: sev, Code: string(e.Code), Message: e.Message, Detail: e.Detail,
 		Hint: e.Hint, Position: e.Position, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
 		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
+		InternalQuery: e.InternalQuery, InternalPosition: e.InternalPosition,
 	}
 }
 

@@ -70,6 +70,9 @@ type options struct {
 	repairInterval time.Duration
 	logLevel       string
 	maxMessage     int
+	maxClientConn  int
+	loginTimeout   time.Duration
+	idleTimeout    time.Duration
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -88,6 +91,9 @@ func (o *options) settings() []setting {
 		{"repair-interval", "how often the background repairer looks for repairable placements (0 disables)", "10s", durSetter(&o.repairInterval)},
 		{"log-level", "debug, info, warn or error", "info", func(v string) error { o.logLevel = v; return nil }},
 		{"max-message", "largest client message in bytes", strconv.Itoa(1 << 30), intSetter(&o.maxMessage)},
+		{"max-client-conn", "client connections open at once; more are refused with \"too many clients\"", strconv.Itoa(proxy.DefaultMaxClientConn), intSetter(&o.maxClientConn)},
+		{"client-login-timeout", "a client that has not logged in by then is disconnected (0 disables)", "60s", durSetter(&o.loginTimeout)},
+		{"client-idle-timeout", "a client connection idle for longer is closed (0 disables)", "0", durSetter(&o.idleTimeout)},
 	}
 }
 
@@ -226,6 +232,14 @@ func serve(args []string) error {
 	return runServer(ctx, o, log, nil)
 }
 
+// loginTimeout maps client-login-timeout to Config.ClientLoginTimeout (negative = off).
+func loginTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 // runServer starts the proxy and serves until ctx is done. ready, if not nil, is called
 // once the proxy is listening.
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
@@ -236,6 +250,10 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(add
 		MaxMessage:     o.maxMessage,
 		Logger:         log,
 		RepairInterval: o.repairInterval,
+		MaxClientConn:  o.maxClientConn,
+		// 0 turns the login timeout off, as in PgBouncer; the proxy's 0 is its default.
+		ClientLoginTimeout: loginTimeout(o.loginTimeout),
+		ClientIdleTimeout:  o.idleTimeout,
 	})
 	cancel()
 	if err != nil {

@@ -37,6 +37,11 @@ type Options struct {
 	Log *slog.Logger
 	// BatchRows sets the proxy's batch size for INSERT ... SELECT (default: the proxy's).
 	BatchRows int
+	// MaxClientConn, ClientLoginTimeout and ClientIdleTimeout set the proxy's client
+	// limits (default: the proxy's).
+	MaxClientConn      int
+	ClientLoginTimeout time.Duration
+	ClientIdleTimeout  time.Duration
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
@@ -49,7 +54,8 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows})
+	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows,
+		MaxClientConn: opts.MaxClientConn, ClientLoginTimeout: opts.ClientLoginTimeout, ClientIdleTimeout: opts.ClientIdleTimeout})
 	if err != nil {
 		return nil, err
 	}
