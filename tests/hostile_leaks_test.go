@@ -178,6 +178,11 @@ func TestHostileLeaksErrorsAsPostgreSQL(t *testing.T) {
 				continue
 			}
 			checkNoLeak(t, q, got, ids)
+			// A position is one in the client's statement, as PostgreSQL's: never one
+			// in the text pgshard sent.
+			if got.Position != 0 && got.Position != want.Position {
+				t.Errorf("%s (%v): position %d, PostgreSQL's %d", q, mode, got.Position, want.Position)
+			}
 			if w, g := describeAll(want), describeAll(got); w != g {
 				t.Errorf("%s (%v):\nPostgreSQL: %s\npgshard:    %s", q, mode, w, g)
 			}
