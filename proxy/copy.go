@@ -729,7 +729,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tgs[i].p.Node)).WithSeverity("WARNING").WithDetail("%v", tgs[i].s.err))
 		}
 		if !committed && failErr == nil {
-			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of table %s", ss.srv.shardTableName(id)).
 				WithDetail("The rows may have been stored in other shards.")
 		}
 	}

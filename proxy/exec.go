@@ -542,7 +542,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
 		var last *store.LastPlacementError
 		if errors.As(err, &last) {
-			return pgerr.Wrap(err, pgerr.InternalError, "could not mark placement %d of shard %d inactive: no other placement of the shard is finalized", last.PlacementID, last.ShardID).
+			s.log.Error("could not mark placement inactive: it is the shard's last finalized one", "placement", last.PlacementID, "shard", last.ShardID)
+			return pgerr.Wrap(err, pgerr.InternalError, "could not mark a placement of table %s inactive: no other placement of its rows is finalized", s.shardTableName(last.ShardID)).
 				WithDetail("The placement missed a write that only placements already marked inactive took.").
 				WithHint("The write is undone where it is still in a transaction; the shard keeps its last finalized placement.")
 		}
@@ -552,7 +553,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {
-			ss.sendNotice(pgerr.New(pgerr.Warning, "placement %d of shard %d on %s is now inactive", p.ID, p.ShardID, fmtNode(p.Node)).
+			// The table, not the shard and placement ids (the log above has them).
+			ss.sendNotice(pgerr.New(pgerr.Warning, "a placement of table %s on %s is now inactive", s.shardTableName(p.ShardID), fmtNode(p.Node)).
 				WithSeverity("WARNING").WithHint("It missed a write; it will be repaired when %s is reachable again.", fmtNode(p.Node)))
 		}
 	}
