@@ -42,12 +42,41 @@ func (s *Server) unshardNames(e *pgerr.Error) bool {
 	if out, ok := unshardText(snap, e.Detail, false); ok {
 		e.Detail, changed = out, true
 	}
-	for _, f := range []*string{&e.Message, &e.Hint, &e.Where, &e.InternalQuery} {
+	for _, f := range []*string{&e.Message, &e.Hint, &e.Where} {
 		if out, ok := unshardText(snap, *f, true); ok {
 			*f, changed = out, true
 		}
 	}
+	if out, ok := unshardText(snap, e.InternalQuery, true); ok {
+		e.InternalPosition = shiftPosition(e.InternalQuery, out, e.InternalPosition)
+		e.InternalQuery, changed = out, true
+	}
 	return changed
+}
+
+// shiftPosition maps a 1-based character position in old to the same place in new, which
+// is old with shard suffixes ("_<digits>", ASCII) removed: the position moves back by the
+// characters removed before it.
+func shiftPosition(old, new string, pos int32) int32 {
+	if pos <= 0 {
+		return pos
+	}
+	// Walk both strings: old's bytes that new lacks were removed.
+	oi, ni := 0, 0
+	chars := int32(0)   // characters of old passed
+	removed := int32(0) // characters removed among them
+	for oi < len(old) && chars < pos-1 {
+		if ni < len(new) && old[oi] == new[ni] {
+			ni++
+		} else {
+			removed++
+		}
+		if old[oi] < 0x80 || old[oi] >= 0xC0 {
+			chars++
+		}
+		oi++
+	}
+	return pos - removed
 }
 
 // internalFunction matches a context line of a function of pgshard's metadata schema
