@@ -8,7 +8,7 @@ import (
 
 func TestShiftPosition(t *testing.T) {
 	for _, c := range []struct {
-		old, new string
+		old, new  string
 		pos, want int32
 	}{
 		{"SELECT 1 FROM secret_10000 x WHERE y", "SELECT 1 FROM secret x WHERE y", 30, 24},
