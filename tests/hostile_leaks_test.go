@@ -247,7 +247,6 @@ func TestHostileLeaksLockTimeout(t *testing.T) {
 	mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
 	holder := connectAs(t, p, alice)
 	mustExec(t, holder, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", table))
-	defer holder.Exec(ctx, "ROLLBACK")
 	pe := pgErrorOf(execError2(ctx, ac, fmt.Sprintf("UPDATE %s SET v = v * 2 WHERE id = 1", table), pgx.QueryExecModeSimpleProtocol))
 	if pe == nil || pe.Code != "55P03" {
 		t.Fatalf("got %v, want a lock timeout (55P03)", pe)
@@ -255,6 +254,27 @@ func TestHostileLeaksLockTimeout(t *testing.T) {
 	checkNoLeak(t, "lock timeout", pe, ids)
 	if want := fmt.Sprintf(`could not obtain write lock on table "%s"`, table); pe.Message != want {
 		t.Errorf("message %q, want %q", pe.Message, want)
+	}
+	mustExec(t, holder, "ROLLBACK")
+
+	// Row locks taken on a shard: PostgreSQL's own lock errors, in the table's name.
+	mustExec(t, holder, "BEGIN", fmt.Sprintf("SELECT * FROM %s WHERE id = 1 FOR UPDATE", table))
+	pe = pgErrorOf(execError2(ctx, ac, fmt.Sprintf("SELECT * FROM %s WHERE id = 1 FOR UPDATE NOWAIT", table), pgx.QueryExecModeSimpleProtocol))
+	if pe == nil || pe.Code != "55P03" {
+		t.Fatalf("NOWAIT: got %v, want 55P03", pe)
+	}
+	checkNoLeak(t, "NOWAIT", pe, ids)
+	if want := fmt.Sprintf(`could not obtain lock on row in relation "%s"`, table); pe.Message != want {
+		t.Errorf("NOWAIT: message %q, want %q", pe.Message, want)
+	}
+	mustExec(t, ac, "SET lock_timeout = '200ms'")
+	pe = pgErrorOf(execError2(ctx, ac, fmt.Sprintf("SELECT * FROM %s WHERE id = 1 FOR UPDATE", table), pgx.QueryExecModeSimpleProtocol))
+	if pe == nil || pe.Code != "55P03" {
+		t.Fatalf("lock_timeout: got %v, want 55P03", pe)
+	}
+	checkNoLeak(t, "lock_timeout", pe, ids)
+	if want := fmt.Sprintf(`while locking tuple (0,1) in relation "%s"`, table); pe.Where != want {
+		t.Errorf("lock_timeout: context %q, want %q", pe.Where, want)
 	}
 }
 
