@@ -302,3 +302,46 @@ func TestHostileLeaksStartupDatabaseName(t *testing.T) {
 		t.Errorf("unknown role, unknown database: got %v, want 28000 (the role is checked first, as by PostgreSQL)", err)
 	}
 }
+
+// TestHostileLeaksNotices: notices raised on a shard by the client's own function speak
+// of the table, whether the function quotes the relation's name or not.
+func TestHostileLeaksNotices(t *testing.T) {
+	ctx := context.Background()
+	alice := unprivilegedRole(t, "leak_notice")
+	table := uniqueName("secret")
+	fn := uniqueName("note")
+	def := fmt.Sprintf(`CREATE FUNCTION %s(rel regclass) RETURNS bool LANGUAGE plpgsql AS
+		$$ BEGIN RAISE NOTICE 'row of %%', rel USING HINT = format('see %%I', rel::text); RETURN true; END $$`, fn)
+	for _, w := range env.C.Workers {
+		if _, err := w.Exec(ctx, "postgres", def); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&default_query_exec_mode=simple_protocol", alice, env.P.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []*pgconn.Notice
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+	ac, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ac.Close(ctx)
+	mustExec(t, ac, def)
+	distribute(t, ac, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 2, 1)
+	ids := shardIDs(t, connect(t), table)
+	mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", table))
+	mustExec(t, ac, fmt.Sprintf("SELECT * FROM %[1]s WHERE id = 1 AND %[2]s(tableoid)", table, fn),
+		fmt.Sprintf("SELECT * FROM %[1]s WHERE %[2]s(tableoid)", table, fn))
+	if len(notices) != 3 {
+		t.Fatalf("%d notices, want 3", len(notices))
+	}
+	for _, n := range notices {
+		pe := (*pgconn.PgError)(n)
+		checkNoLeak(t, "notice", pe, ids)
+		if n.Message != "row of "+table || n.Hint != "see "+table {
+			t.Errorf("notice %q hint %q, want %q and %q", n.Message, n.Hint, "row of "+table, "see "+table)
+		}
+	}
+}
