@@ -46,6 +46,9 @@ func (ss *session) startup(ctx context.Context) bool {
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
+	// A server shutting down does not wait for clients still logging in.
+	stop := context.AfterFunc(ctx, func() { ss.nc.SetDeadline(time.Now()) })
+	defer stop()
 	var params map[string]string
 	for params == nil {
 		body, err := ss.r.Startup()
