@@ -223,6 +223,12 @@ func serve(args []string) error {
 	if o.coordinator == "" {
 		return errors.New("serve: --coordinator (or PGSHARD_COORDINATOR) is required")
 	}
+	if o.maxClientConn < 1 {
+		return fmt.Errorf("serve: max-client-conn must be at least 1, not %d", o.maxClientConn)
+	}
+	if o.loginTimeout < 0 || o.idleTimeout < 0 {
+		return errors.New("serve: client-login-timeout and client-idle-timeout cannot be negative")
+	}
 	log, err := newLogger(o.logLevel)
 	if err != nil {
 		return err
