@@ -348,6 +348,9 @@ func (ss *session) sendError(err error) {
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)
+	} else if strings.HasPrefix(string(e.Code), "08") && e.Unwrap() != nil {
+		// A connection failure's cause (an address, a system error) is for the log.
+		ss.log.Warn("connection failure", "user", ss.user, "err", err)
 	}
 	ss.srv.stats.errors.Add(1)
 	// In the client's names, without the context of pgshard's own statements.
@@ -459,7 +462,9 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 
 func coordUnavailable(err error) error {
 	if backend.Unavailable(err) {
-		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator: %v", err)
+		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
+		// it for errors.Is and logs), the client hears what happened.
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
 	}
 	return err
 }
