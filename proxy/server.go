@@ -100,8 +100,9 @@ type Server struct {
 
 	// conns counts the client connections open (max_client_conn), refusing those being
 	// turned away.
-	conns    atomic.Int64
-	refusing atomic.Int64
+	conns      atomic.Int64
+	refusing   atomic.Int64
+	refusedLog atomic.Int64 // when a refusal was last logged (Unix ns)
 }
 
 // New connects to the coordinator, creates or upgrades the metadata schema and loads the
@@ -282,7 +283,10 @@ func (s *Server) refuse(ctx context.Context, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	s.log.Warn("client connection refused: max_client_conn reached", "max_client_conn", s.cfg.MaxClientConn, "client", nc.RemoteAddr().String())
+	// One log line a second at most: a flood must not flood the log too.
+	if now, last := time.Now().UnixNano(), s.refusedLog.Load(); now-last >= int64(time.Second) && s.refusedLog.CompareAndSwap(last, now) {
+		s.log.Warn("client connection refused: max_client_conn reached", "max_client_conn", s.cfg.MaxClientConn, "client", nc.RemoteAddr().String())
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
