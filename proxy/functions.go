@@ -206,12 +206,13 @@ func (ss *session) masterAddNode(ctx context.Context, name string, port int) err
 	return err
 }
 
-// validNodeName reports whether name is an IP address or a host name (letters, digits,
-// '-' and '_' in dot-separated labels): nothing the connection library would read as a
-// Unix-socket directory, a list of hosts or options.
+// validNodeName reports whether name is an IP address (not 0.0.0.0 or ::, which name no
+// server) or a host name (letters, digits, '-' and '_' in dot-separated labels): nothing
+// the connection library would read as a Unix-socket directory, a list of hosts or
+// options.
 func validNodeName(name string) bool {
-	if net.ParseIP(name) != nil {
-		return true
+	if ip := net.ParseIP(name); ip != nil {
+		return !ip.IsUnspecified()
 	}
 	if len(name) > 253 {
 		return false

@@ -269,7 +269,7 @@ func TestHostileAddNodeValidatesHost(t *testing.T) {
 	ctx := context.Background()
 	su := connect(t)
 	w := env.C.Workers[0]
-	for _, host := range []string{"/tmp", "/var/run/postgresql", "@abstract", "127.0.0.1,127.0.0.2", "host=127.0.0.1 sslmode=disable", "127.0.0.1 ", ""} {
+	for _, host := range []string{"/tmp", "/var/run/postgresql", "@abstract", "127.0.0.1,127.0.0.2", "host=127.0.0.1 sslmode=disable", "127.0.0.1 ", "0.0.0.0", "::", ""} {
 		_, err := su.Exec(ctx, fmt.Sprintf("select master_add_node('%s', %d)", host, w.Port))
 		wantSQLState(t, fmt.Sprintf("master_add_node(%q)", host), err, "22023", "")
 	}
@@ -332,6 +332,18 @@ func TestHostileAdminStatementsAsOrdinaryRole(t *testing.T) {
 			t.Errorf("%s as a superuser: %v", q, err)
 		}
 	}
+	// The extended protocol (Parse, Describe, Execute) is refused alike.
+	xc, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", app, env.P.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xc.Close(ctx)
+	_, err = xc.Exec(ctx, "SHOW PLACEMENTS")
+	wantSQLState(t, "SHOW PLACEMENTS (extended protocol) as an ordinary role", err, "42501", "permission denied")
+	_, err = xc.Exec(ctx, "select master_add_node($1, $2)", "127.0.0.1", 1)
+	wantSQLState(t, "master_add_node($1, $2) (extended protocol) as an ordinary role", err, "42501", "permission denied")
+	_, err = xc.Exec(ctx, "select master_copy_shard_placement($1, $2, $3, $4, $5)", 10000, "127.0.0.1", 1, "127.0.0.1", 2)
+	wantSQLState(t, "master_copy_shard_placement (extended protocol) as an ordinary role", err, "42501", "permission denied")
 	mustExec(t, su, "SET ROLE "+app)
 	_, err = su.Exec(ctx, "SHOW NODES")
 	wantSQLState(t, "SHOW NODES after SET ROLE to an ordinary role", err, "42501", "permission denied")
@@ -383,6 +395,10 @@ func TestHostileOrdinaryRoleDDL(t *testing.T) {
 		t.Errorf("FETCH: %d, %v", first, err)
 	}
 	tx.Rollback(ctx)
+	mustExec(t, pc, "TRUNCATE "+dist)
+	if got := queryString(t, pc, "SELECT count(*)::text FROM "+dist); got != "0" {
+		t.Errorf("rows after TRUNCATE: %s", got)
+	}
 	// DROP TABLE of its own distributed table: metadata and shards gone.
 	var oid uint32
 	if err := su.QueryRow(ctx, fmt.Sprintf("SELECT '%s'::regclass::oid", dist), pgx.QueryExecModeSimpleProtocol).Scan(&oid); err != nil {
