@@ -46,13 +46,15 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	argSQL := ss.render(st.ArgQuery, in, nil, nil)
 	var args [][]byte
 	var oids []uint32
+	var formats []int16
 	if prm != nil {
-		args, oids = prm.values, prm.oids
+		args, oids, formats = prm.values, prm.oids, prm.formats
 	}
-	// Describe the argument query's columns and fetch its rows.
+	// Describe the argument query's columns and fetch its rows (in text: the functions
+	// read their arguments as text).
 	w := c.Writer()
 	w.Msg(&pgproto3.Parse{Query: argSQL, ParameterOIDs: oids})
-	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
 	w.Msg(&pgproto3.Describe{ObjectType: 'P'})
 	w.Msg(&pgproto3.Execute{})
 	w.Msg(&pgproto3.Sync{})

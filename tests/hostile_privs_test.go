@@ -278,6 +278,18 @@ func TestHostileAddNodeValidatesHost(t *testing.T) {
 	wantSQLState(t, "master_add_node of a registered worker under another name", err, "42710", "already registered")
 	// The same name and port again stays a no-op with a notice.
 	mustExec(t, su, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port))
+	// Through the extended protocol, with binary parameters (pgx sends the port so): the
+	// function read them as text (22021, invalid byte sequence).
+	xc, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xc.Close(ctx)
+	if _, err := xc.Exec(ctx, "select master_add_node($1, $2)", w.Host, w.Port); err != nil {
+		t.Errorf("master_add_node($1, $2) with a binary port: %v", err)
+	}
+	_, err = xc.Exec(ctx, "select master_add_node($1, $2)", "/tmp", w.Port)
+	wantSQLState(t, "master_add_node($1, $2) of a socket directory", err, "22023", "invalid node name")
 	if snap := env.P.Server().Snapshot(); len(snap.Nodes) != len(env.C.Workers) {
 		t.Errorf("nodes: %v, want %d", snap.Nodes, len(env.C.Workers))
 	}
