@@ -518,7 +518,7 @@ func (r *Repairer) progressTicker(ctx context.Context, id int64, copied *atomic.
 func (r *Repairer) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	failures := map[int64]time.Time{} // shard -> do not retry before
+	failures := map[int64]*backoff{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -529,8 +529,30 @@ func (r *Repairer) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
+// backoff is when the background repairer tries a shard again after failed repairs: the
+// delay doubles with each failure, from twice the interval up to maxBackoff (or the
+// interval, if longer), so a repair that keeps failing (the owner's code refuses the rows,
+// say) does not copy the shard over and over.
+type backoff struct {
+	until time.Time
+	delay time.Duration
+}
+
+// maxBackoff is the longest wait between background attempts at one shard.
+const maxBackoff = 10 * time.Minute
+
+func (b *backoff) fail(interval time.Duration) {
+	switch {
+	case b.delay == 0:
+		b.delay = 2 * interval
+	case b.delay < max(maxBackoff, interval):
+		b.delay = min(2*b.delay, max(maxBackoff, interval))
+	}
+	b.until = time.Now().Add(b.delay)
+}
+
 // sweep runs one round of background repairs.
-func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, interval time.Duration) {
+func (r *Repairer) sweep(ctx context.Context, failures map[int64]*backoff, interval time.Duration) {
 	snap := r.Cache.Load()
 	reachable := map[metadata.Node]bool{}
 	probe := func(n metadata.Node) bool {
@@ -552,7 +574,7 @@ func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, inte
 			if ctx.Err() != nil {
 				return
 			}
-			if until, ok := failures[sh.ID]; ok && time.Now().Before(until) {
+			if b, ok := failures[sh.ID]; ok && time.Now().Before(b.until) {
 				continue
 			}
 			var target, source *metadata.Placement
@@ -570,9 +592,16 @@ func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, inte
 			}
 			_, err := r.Copy(ctx, Request{ShardID: sh.ID, Source: source.Node, Target: target.Node, Trigger: "background"})
 			if err != nil {
-				failures[sh.ID] = time.Now().Add(2 * interval)
+				b := failures[sh.ID]
+				if b == nil {
+					b = &backoff{}
+					failures[sh.ID] = b
+				}
+				b.fail(interval)
 				if r.Log != nil && ctx.Err() == nil {
-					r.Log.Warn("background repair failed", "shard", sh.ID, "target", target.Node.String(), "err", err)
+					pe := pgerr.From(err)
+					r.Log.Warn("background repair failed", "shard", sh.ID, "target", target.Node.String(), "err", err,
+						"detail", pe.Detail, "next attempt in", b.delay)
 				}
 				continue
 			}
