@@ -218,6 +218,57 @@ func TestHostileRepairRunsAsOwner(t *testing.T) {
 	waitRepaired(t, table, 60*time.Second)
 	p2.Stop()
 	verify("the background repairer")
+
+	// 4. A shard table in the victim's place that the owner does not own (as an older
+	// pgshard's repair left it: owned by the proxy's role) is replaced by the owner's.
+	diverge()
+	mustExec(t, connectServer(t, victimSrv), fmt.Sprintf("ALTER TABLE %s OWNER TO postgres", shard))
+	mustExec(t, admin, fmt.Sprintf("REPAIR SHARD %d", sh.id))
+	verify("REPAIR SHARD over a shard owned by postgres")
+
+	// 5. Another role's objects on the owner's search_path do not stand in for those the
+	// repair's own statements name.
+	other := unprivilegedRole(t, "hrepother")
+	for _, s := range env.C.Servers() {
+		mustExec(t, connectServer(t, s), fmt.Sprintf("ALTER ROLE %s SET search_path = public, pg_catalog", role))
+		mustExec(t, connectServerAs(t, s, other), fmt.Sprintf(`
+			CREATE TABLE public.%[1]s_log (who name);
+			GRANT INSERT ON public.%[1]s_log TO PUBLIC;
+			CREATE FUNCTION public.md5(t text) RETURNS text LANGUAGE plpgsql AS $f$
+			BEGIN
+				INSERT INTO public.%[1]s_log VALUES (current_user);
+				RETURN pg_catalog.md5(t);
+			END $f$;
+			CREATE FUNCTION public.substr(t text, a integer, b integer) RETURNS text LANGUAGE plpgsql AS $f$
+			BEGIN
+				INSERT INTO public.%[1]s_log VALUES (current_user);
+				RETURN pg_catalog.substr(t, a, b);
+			END $f$;
+			CREATE FUNCTION public.pg_total_relation_size(t text) RETURNS bigint LANGUAGE plpgsql AS $f$
+			BEGIN
+				INSERT INTO public.%[1]s_log VALUES (current_user);
+				RETURN 0;
+			END $f$;`, other))
+	}
+	diverge()
+	mustExec(t, admin, fmt.Sprintf("REPAIR SHARD %d", sh.id))
+	verify("REPAIR SHARD with other roles' functions first on the owner's search_path")
+	for _, s := range []*cluster.Server{victimSrv, healthySrv} {
+		if n := queryString(t, connectServer(t, s), fmt.Sprintf("SELECT count(*)::text FROM public.%s_log", other)); n != "0" {
+			t.Errorf("another role's functions ran %s times on %s during the repair", n, s.Name)
+		}
+	}
+
+	// 6. An owner that cannot log in: the repair fails and says why; nothing else runs.
+	diverge()
+	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf("ALTER ROLE %s NOLOGIN", role))
+	wantError(t, admin, fmt.Sprintf("REPAIR SHARD %d", sh.id), "55000", "")
+	if _, inact, _ := placementStates(t, table); inact != 1 {
+		t.Errorf("after a refused repair: %d inactive placements, want 1", inact)
+	}
+	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf("ALTER ROLE %s LOGIN", role))
+	mustExec(t, admin, fmt.Sprintf("REPAIR SHARD %d", sh.id))
+	verify("REPAIR SHARD once the owner can log in again")
 }
 
 // waitRepaired waits until no placement of table is inactive.
