@@ -447,7 +447,7 @@ func (r *Repairer) dropForeign(ctx context.Context, target *pgconn.PgConn, n met
 	}
 	if r.Log != nil {
 		r.Log.Warn("repair: dropping a table in the place of a shard that its table's owner does not own",
-			"table", name, "node", n.String(), "table owner", string(res.Rows[0][0]), "shard owner", owner)
+			"table", name, "node", n.String(), "its owner", string(res.Rows[0][0]), "the table's owner", owner)
 	}
 	c, err := r.connect(ctx, n, r.User)
 	if err != nil {
