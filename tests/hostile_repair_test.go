@@ -228,8 +228,13 @@ func TestHostileRepairRunsAsOwner(t *testing.T) {
 
 	// 5. Another role's objects on the owner's search_path do not stand in for those the
 	// repair's own statements name.
+	// (Only on the workers, and only for this test: the other tests share the servers.)
 	other := unprivilegedRole(t, "hrepother")
-	for _, s := range env.C.Servers() {
+	for _, s := range env.C.Workers {
+		t.Cleanup(func() {
+			s.Exec(context.Background(), "postgres", `DROP FUNCTION IF EXISTS public.md5(text), public.substr(text, integer, integer),
+				public.pg_total_relation_size(text)`)
+		})
 		mustExec(t, connectServer(t, s), fmt.Sprintf("ALTER ROLE %s SET search_path = public, pg_catalog", role))
 		mustExec(t, connectServerAs(t, s, other), fmt.Sprintf(`
 			CREATE TABLE public.%[1]s_log (who name);
