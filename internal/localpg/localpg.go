@@ -41,7 +41,7 @@ type Options struct {
 	// Workers is the number of worker servers besides the coordinator.
 	Workers int
 	// Dir is the parent directory for the servers' data directories. Empty means a new
-	// temporary directory, removed by Close.
+	// temporary directory, removed by Close or, at the latest, when the process ends.
 	Dir string
 	// Settings are extra postgresql.conf lines (name = value) for every server.
 	Settings []string
@@ -52,22 +52,21 @@ type Cluster struct {
 	Coordinator *Server
 	Workers     []*Server
 
-	dir     string
-	ownsDir bool
+	dir  string
+	temp *Dir // the temporary directory dir, when the cluster made it
 }
 
 // Start initializes and starts a coordinator and opts.Workers workers in parallel.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
-	dir := opts.Dir
-	owns := false
-	if dir == "" {
-		d, err := os.MkdirTemp("", "pgshard-cluster-")
+	c := &Cluster{dir: opts.Dir}
+	if c.dir == "" {
+		d, err := TempDir("pgshard-cluster-")
 		if err != nil {
-			return nil, fmt.Errorf("localpg: temp dir: %w", err)
+			return nil, err
 		}
-		dir, owns = d, true
+		c.dir, c.temp = d.Path, d
 	}
-	c := &Cluster{dir: dir, ownsDir: owns}
+	dir := c.dir
 	names := []string{"coordinator"}
 	for i := 1; i <= opts.Workers; i++ {
 		names = append(names, fmt.Sprintf("worker%d", i))
@@ -114,8 +113,8 @@ func (c *Cluster) Close() error {
 		}()
 	}
 	wg.Wait()
-	if c.ownsDir {
-		return os.RemoveAll(c.dir)
+	if c.temp != nil {
+		return c.temp.Remove()
 	}
 	return nil
 }
@@ -317,7 +316,8 @@ var (
 	templateErr  error
 )
 
-// template runs initdb once per process and returns the data directory to copy.
+// template runs initdb once per process and returns the data directory to copy. The
+// template is kept for later clusters of the process and removed when it ends (see Dir).
 func template(ctx context.Context) (string, error) {
 	templateOnce.Do(func() {
 		templateDir, templateErr = initTemplate(ctx)
@@ -330,10 +330,20 @@ func initTemplate(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base, err := os.MkdirTemp("", "pgshard-template-")
+	tmp, err := TempDir("pgshard-template-")
 	if err != nil {
-		return "", fmt.Errorf("localpg: %w", err)
+		return "", err
 	}
+	dir, err := initdb(ctx, bin, tmp.Path)
+	if err != nil {
+		tmp.Remove()
+		return "", err
+	}
+	return dir, nil
+}
+
+// initdb initializes a data directory "data" in base.
+func initdb(ctx context.Context, bin, base string) (string, error) {
 	if err := os.Chmod(base, 0o755); err != nil {
 		return "", fmt.Errorf("localpg: %w", err)
 	}

@@ -19,6 +19,9 @@ type (
 	Cluster = localpg.Cluster
 	// Server is one PostgreSQL server (see localpg.Server).
 	Server = localpg.Server
+	// Dir is a temporary directory removed by Remove or when the process ends (see
+	// localpg.Dir).
+	Dir = localpg.Dir
 )
 
 // Start initializes and starts a coordinator and opts.Workers workers (see localpg.Start).
@@ -43,3 +46,8 @@ func Command(name string, args ...string) *exec.Cmd { return localpg.Command(nam
 
 // Chown hands a directory tree to the servers' user.
 func Chown(dir string) error { return localpg.Chown(dir) }
+
+// TempDir creates a temporary directory that is removed by Remove or, at the latest, when
+// the process ends, however it ends (see localpg.TempDir): for whatever a test harness
+// keeps in the system's temporary directory.
+func TempDir(pattern string) (*Dir, error) { return localpg.TempDir(pattern) }
