@@ -68,9 +68,7 @@ func waitGone(t *testing.T, pids []int, dir string) {
 
 // TestCloseRemovesEverything: Close stops the servers and removes the cluster's directory.
 func TestCloseRemovesEverything(t *testing.T) {
-	if !Available() {
-		t.Skip("PostgreSQL server binaries not installed")
-	}
+	needServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, Options{Workers: 1})
@@ -114,12 +112,7 @@ func TestNothingOutlivesTheProcess(t *testing.T) {
 		time.Sleep(2 * time.Minute)
 		os.Exit(1)
 	}
-	if !Available() {
-		t.Skip("PostgreSQL server binaries not installed")
-	}
-	if testing.Short() {
-		t.Skip("-short")
-	}
+	needServers(t)
 	// A temporary directory of the child's own, to see everything it creates there.
 	tmp, err := os.MkdirTemp("", "localpg-test-")
 	if err != nil {

@@ -8,12 +8,13 @@
 // current user is root the servers run as the user "postgres" (override with
 // PGSHARD_PGUSER) and their directories are handed to that user.
 //
-// Nothing it creates outlives the process: a server is stopped by Stop or Close, and
-// otherwise by the kernel when the process dies (the postmaster's parent-death signal);
-// every directory it creates (the template, a cluster's directory, and those made with
-// TempDir) is removed by Close, and otherwise, when the process ends however it ends
-// (return from main, os.Exit, a panic, a test timeout, SIGKILL), by a watcher process
-// that waits for the end of its pipe from this process (see TempDir).
+// Nothing it creates outlives the process. A server is stopped by Stop or Close, and
+// otherwise by the kernel when the process dies (the postmaster's parent-death signal). A
+// cluster's directory is removed by Close, a TempDir by Remove, and the template stays for
+// the process's later clusters; every one of them, should it still exist when the process
+// ends, however it ends (return from main, os.Exit, a panic, a test timeout, SIGKILL), is
+// removed by a watcher process that waits for the end of its pipe from this process (see
+// Dir).
 package localpg
 
 import (
