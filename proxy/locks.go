@@ -131,3 +131,64 @@ func (s *shardLock) wake() {
 		close(w.ready)
 	}
 }
+
+// txLock is a set of shard locks a transaction block took in one statement. level is the
+// number of savepoints the block had then: ROLLBACK TO the savepoint at index i undoes
+// the writes of every level above i, and with them the need for their locks.
+type txLock struct {
+	ids    []int64
+	level  int
+	unlock func()
+}
+
+// releaseTxLocks lets go of the block's locks taken above the given savepoint level (all of
+// them for -1), which no write the block may still commit needs: the writes they ordered
+// are undone, or can only be undone. Those shards' locks are taken again if the block
+// writes to them again.
+func (ss *session) releaseTxLocks(above int) {
+	kept := ss.txLocks[:0]
+	for _, l := range ss.txLocks {
+		if l.level <= above {
+			kept = append(kept, l)
+			continue
+		}
+		l.unlock()
+		for _, id := range l.ids {
+			delete(ss.txHeld, id)
+		}
+	}
+	clear(ss.txLocks[len(kept):])
+	ss.txLocks = kept
+}
+
+// releaseSavepointLocks brings the block's locks in line with RELEASE or ROLLBACK TO of
+// the savepoint at index i.
+func (ss *session) releaseSavepointLocks(i int, rollback bool) {
+	if rollback {
+		ss.releaseTxLocks(i)
+		return
+	}
+	// RELEASE merges the writes after the savepoint into the enclosing level.
+	for k := range ss.txLocks {
+		if ss.txLocks[k].level > i {
+			ss.txLocks[k].level = i
+		}
+	}
+}
+
+// releaseFailedLocks lets go of the locks a failed transaction block no longer needs. A
+// block in the failed state ('E') can only end with ROLLBACK or ROLLBACK TO a savepoint it
+// holds, so whatever it wrote after its innermost savepoint (all of it, without
+// savepoints) will be undone and can never commit: the locks taken for those writes go at
+// once, as PostgreSQL releases an aborted (sub)transaction's locks when it fails, not when
+// the client ends it. Until the client rolls back, the undone writes may still hold row
+// locks on the workers where the statement did not fail: another writer of those rows
+// then waits inside PostgreSQL (under its lock_timeout, and at most until
+// idle_in_transaction_session_timeout ends the failed session), and since those writes
+// never commit, they cannot make the placements of a shard apply other writes in
+// different orders, which is all the shard lock is for.
+func (ss *session) releaseFailedLocks() {
+	if ss.tx == 'E' && len(ss.txLocks) > 0 {
+		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
+	}
+}

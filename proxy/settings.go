@@ -39,13 +39,17 @@ func newSettings(values map[string]string) settings {
 		return names[i] < names[j]
 	})
 	var key, apply strings.Builder
-	apply.WriteString("SELECT ")
-	for i, n := range names {
+	for _, n := range names {
 		key.WriteString(n)
 		key.WriteByte('=')
 		key.WriteString(values[n])
 		key.WriteByte(0)
-		if i > 0 {
+		if proxyOnly[n] {
+			continue
+		}
+		if apply.Len() == 0 {
+			apply.WriteString("SELECT ")
+		} else {
 			apply.WriteString(", ")
 		}
 		apply.WriteString("pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(values[n]) + ", false)")
@@ -53,6 +57,11 @@ func newSettings(values map[string]string) settings {
 	st.key, st.apply = key.String(), apply.String()
 	return st
 }
+
+// proxyOnly are the settings the proxy keeps for the session itself rather than give to
+// the backends: the idle timeouts concern the client's silence (idle.go), while a backend
+// connection of a block is idle whenever the block's statements go elsewhere.
+var proxyOnly = map[string]bool{"idle_in_transaction_session_timeout": true, "idle_session_timeout": true}
 
 // staleSettings marks a connection whose settings are unknown (a transaction block that
 // changed settings ended on it): the next use applies the session's settings afresh.

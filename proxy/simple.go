@@ -144,6 +144,7 @@ func (ss *session) endStatement() {
 		u()
 	}
 	ss.stmtUnlock = ss.stmtUnlock[:0]
+	ss.releaseFailedLocks()
 }
 
 // statementFailed reports a statement's error to the client and fails the transaction

@@ -754,7 +754,79 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 			ids = append(ids, t.shard.ID)
 		}
 	}
+	if len(ids) > 0 && st.Kind != router.Truncate {
+		// (TRUNCATE ran on the coordinator's table first, which checked it.)
+		if err := ss.checkWritePrivilege(ctx, tasks[0].shard.TableID, st.Kind); err != nil {
+			return err
+		}
+	}
 	return ss.lockShardIDs(ctx, ids, !st.Commutes)
+}
+
+// privCheck is a privilege the client's role was found to have on a distributed table.
+type privCheck struct {
+	table uint32
+	kind  router.Kind
+}
+
+// checkWritePrivilege refuses a write the client's role may not make on a distributed
+// table before the write takes any shard lock: the shards refuse it only when it runs
+// there, and until then a role that may not write the table would hold its shards' locks
+// and make the table's writers wait. The coordinator is asked, in the client's session
+// and transaction block (so that SET ROLE counts), whether the role has the privilege the
+// statement needs on the table, or for INSERT and UPDATE on any of its columns. That is a
+// necessary condition only, so it refuses nothing PostgreSQL allows; the shards still make
+// PostgreSQL's whole check (column privileges of the columns written and read, row
+// security). A privilege found is remembered until the session's settings change or the
+// block ends; a stale answer only lets the shards refuse the write, whose locks then go
+// with it (releaseFailedLocks). The check is skipped when the coordinator cannot answer.
+func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind router.Kind) error {
+	var fn, priv string
+	switch kind {
+	case router.Insert:
+		fn, priv = "has_any_column_privilege", "INSERT"
+	case router.Update:
+		fn, priv = "has_any_column_privilege", "UPDATE"
+	case router.Delete:
+		fn, priv = "has_table_privilege", "DELETE"
+	default:
+		return nil
+	}
+	key := privCheck{table, kind}
+	if _, ok := ss.privOK[key]; ok {
+		return nil
+	}
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		if backend.Unavailable(err) {
+			return nil
+		}
+		return err
+	}
+	ss.startRunning(c)
+	rows, err := c.ExecRows(ctx, fmt.Sprintf("SELECT pg_catalog.%s(%d::pg_catalog.oid, '%s')", fn, table, priv))
+	ss.stopRunning(c)
+	if err != nil {
+		if backend.Unavailable(err) {
+			return nil
+		}
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return err
+	}
+	if len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "f" {
+		name := "?"
+		if t := ss.srv.cache.Load().TableByOID(table); t != nil {
+			name = t.Name
+		}
+		return pgerr.New(pgerr.Code("42501"), "permission denied for table %s", name)
+	}
+	if ss.privOK == nil {
+		ss.privOK = map[privCheck]struct{}{}
+	}
+	ss.privOK[key] = struct{}{}
+	return nil
 }
 
 // lockShardIDs takes shard write locks until the end of the statement, or, inside a
@@ -785,7 +857,7 @@ func (ss *session) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 	if err != nil {
 		return err
 	}
-	ss.txLocks = append(ss.txLocks, unlock)
+	ss.txLocks = append(ss.txLocks, txLock{ids: need, level: len(ss.txSavepoints), unlock: unlock})
 	if ss.txHeld == nil {
 		ss.txHeld = map[int64]bool{}
 	}
