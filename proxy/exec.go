@@ -230,7 +230,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == 'T' {
+	if ss.tx == 'T' && !proxyOnlySet(sql) {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
 			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {

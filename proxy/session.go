@@ -646,12 +646,12 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		ss.srv.namesEpoch.Add(1)
 	}
 	ss.txNames, ss.txNamesOwn = false, false
-	ss.privOK = nil
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
 	ss.tx = 'I'
 	if ss.settingsDirty {
-		// SET LOCAL and rolled-back SETs end with the block.
+		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
+		ss.privOK = nil
 		ss.refreshSettings(ctx)
 	}
 	ss.idleAfterBlock(ctx)
