@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // The shard write locks (pgshard orders the writes to a replicated shard by taking its
@@ -328,4 +330,34 @@ func TestHostileLockIdleInTransaction(t *testing.T) {
 		mustExec(t, ac, "SET idle_session_timeout = '1s'")
 		sameEnd(t, idleEnd(t, ac), want)
 	})
+}
+
+// TestHostileLockIdleTransactionLimit: pgshard's own limit ends a session idle in a block
+// that holds shard locks, whatever the session's idle_in_transaction_session_timeout; a
+// block that holds none is left alone.
+func TestHostileLockIdleTransactionLimit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{IdleTransactionTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Stop()
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "idlelimit", 1, app)
+
+	ac := connectAs(t, p2, app)
+	mustExec(t, ac, "SET idle_in_transaction_session_timeout = 0", "BEGIN", "SELECT 1")
+	time.Sleep(1500 * time.Millisecond)
+	mustExec(t, ac, fmt.Sprintf("SELECT * FROM %s", table), "COMMIT")
+
+	mustExec(t, ac, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (2, 'owner')", table))
+	if e := idleEnd(t, ac); e.Code != "25P03" || e.Severity != "FATAL" {
+		t.Errorf("got %s %s %q, want FATAL 25P03", e.Severity, e.Code, e.Message)
+	}
+	if got := tableIDs(t, owner, table); got != "2" {
+		t.Errorf("rows %s", got)
+	}
 }
