@@ -26,7 +26,7 @@ var (
 )
 
 // idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection.
-const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout'), pg_catalog.current_setting('idle_session_timeout')"
+const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true)"
 
 // readIdleTimeouts takes the session's idle timeouts from c, its coordinator connection.
 // A failure keeps the values known so far.

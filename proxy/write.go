@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -763,6 +764,47 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 	return ss.lockShardIDs(ctx, ids, !st.Commutes)
 }
 
+// sessionQuery runs a query that reads the session's state (its role, its settings) on
+// the coordinator without making the coordinator join a transaction block that has not
+// reached it yet: such a block ran no SET there, so its state is the session's before the
+// block, which a query outside the block reads as well (on a pooled connection with the
+// session's settings when the session has no coordinator connection of its own).
+func (ss *session) sessionQuery(ctx context.Context, sql string) ([][][]byte, error) {
+	var c *backend.Conn
+	switch {
+	case ss.coord == nil:
+		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+		if err != nil {
+			return nil, err
+		}
+		res, err := pool.Acquire(ctx)
+		if err != nil {
+			return nil, coordUnavailable(err)
+		}
+		defer backend.Release(res)
+		c = res.Value()
+		if err := ss.applySettings(ctx, c); err != nil {
+			return nil, err
+		}
+	case ss.tx == 'I' || ss.coordInTx:
+		var err error
+		if c, err = ss.coordConn(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		if c = ss.coord.Value(); c.Broken() {
+			return nil, &backend.UnavailableError{Addr: c.Addr, Err: errors.New("connection lost")}
+		}
+	}
+	ss.startRunning(c)
+	rows, err := c.ExecRows(ctx, sql)
+	ss.stopRunning(c)
+	if err != nil && ss.tx == 'T' && ss.coordInTx && c == ss.coord.Value() && !backend.Unavailable(err) {
+		ss.tx = 'E' // the coordinator's part of the block failed with it
+	}
+	return rows, err
+}
+
 // privCheck is a privilege the client's role was found to have on a distributed table.
 type privCheck struct {
 	table uint32
@@ -796,22 +838,10 @@ func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind r
 	if _, ok := ss.privOK[key]; ok {
 		return nil
 	}
-	c, err := ss.coordConn(ctx)
+	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.%s(%d::pg_catalog.oid, '%s')", fn, table, priv))
 	if err != nil {
 		if backend.Unavailable(err) {
 			return nil
-		}
-		return err
-	}
-	ss.startRunning(c)
-	rows, err := c.ExecRows(ctx, fmt.Sprintf("SELECT pg_catalog.%s(%d::pg_catalog.oid, '%s')", fn, table, priv))
-	ss.stopRunning(c)
-	if err != nil {
-		if backend.Unavailable(err) {
-			return nil
-		}
-		if ss.tx == 'T' {
-			ss.tx = 'E'
 		}
 		return err
 	}

@@ -361,3 +361,36 @@ func TestHostileLockIdleTransactionLimit(t *testing.T) {
 		t.Errorf("rows %s", got)
 	}
 }
+
+// TestHostileLockPrivilegeOfCurrentRole: the privilege check asks as the session's current
+// role, as PostgreSQL checks: SET ROLE (for the session or for the block) to a role with
+// the privilege lets the write through, and back to one without refuses it.
+func TestHostileLockPrivilegeOfCurrentRole(t *testing.T) {
+	owner := connect(t)
+	app := unprivilegedRole(t, "app", "ALTER ROLE %[1]s NOINHERIT")
+	writer := unprivilegedRole(t, "writer")
+	table := lockTable(t, owner, "setrole", 4, writer)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(ctx, "postgres", fmt.Sprintf("GRANT %s TO %s", writer, app)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ac := connectAs(t, env.P, app)
+	denied := "permission denied for table " + table
+	mustExec(t, ac, "BEGIN")
+	wantCode(t, ac, fmt.Sprintf("DELETE FROM %s", table), "42501", denied)
+	mustExec(t, ac, "ROLLBACK",
+		"BEGIN", "SET LOCAL ROLE "+writer, fmt.Sprintf("INSERT INTO %s VALUES (1, 'writer')", table), "COMMIT")
+	mustExec(t, ac, "SET ROLE "+writer, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (2, 'writer')", table), "COMMIT")
+	mustExec(t, ac, "BEGIN", "SET LOCAL ROLE NONE")
+	wantCode(t, ac, fmt.Sprintf("DELETE FROM %s", table), "42501", denied)
+	mustExec(t, ac, "ROLLBACK", "RESET ROLE", "BEGIN")
+	wantCode(t, ac, fmt.Sprintf("UPDATE %s SET v = 'app'", table), "42501", denied)
+	mustExec(t, ac, "ROLLBACK")
+	quickWrite(t, owner, fmt.Sprintf("UPDATE %s SET v = 'owner'", table))
+	if got := tableIDs(t, owner, table); got != "1,2" {
+		t.Errorf("rows %s", got)
+	}
+}
