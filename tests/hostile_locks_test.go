@@ -288,11 +288,16 @@ func TestHostileLockIdleInTransaction(t *testing.T) {
 	}{
 		{"set", []string{"SET idle_in_transaction_session_timeout = '1s'", "BEGIN"}},
 		{"set-local", []string{"BEGIN", "SET LOCAL idle_in_transaction_session_timeout = 1000"}},
+		{"listen", []string{"LISTEN hostile_locks", "SET idle_in_transaction_session_timeout = '1s'", "BEGIN"}},
+		{"failed-block", []string{"SET idle_in_transaction_session_timeout = '1s'", "BEGIN"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ac := connectAs(t, env.P, app)
 			mustExec(t, ac, c.setup...)
 			mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+			if c.name == "failed-block" {
+				wantCode(t, ac, "SELECT 1/0", "22012", "")
+			}
 			quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (2, 'owner')", table))
 			sameEnd(t, idleEnd(t, ac), want)
 			if got := tableIDs(t, owner, table); got != "2" {
