@@ -169,6 +169,26 @@ func TestHostileLockFailedAfterWrite(t *testing.T) {
 	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (1, 'owner')", secret))
 	mustExec(t, ac, "ROLLBACK")
 
+	// The same in the extended protocol.
+	ext, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", app, env.P.Addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(context.Background())
+	mustExec(t, ext, "BEGIN")
+	if _, err := ext.Exec(context.Background(), fmt.Sprintf("INSERT INTO %s VALUES ($1, 'app')", own), 1); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, ext, fmt.Sprintf("DELETE FROM %s WHERE id = 1", secret), "42501", "")
+	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (4, 'owner')", own))
+	mustExec(t, ext, "ROLLBACK", "BEGIN")
+	if _, err := ext.Exec(context.Background(), fmt.Sprintf("INSERT INTO %s VALUES ($1, 'app')", own), 1); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, ext, fmt.Sprintf("INSERT INTO %s VALUES (5, 'app')", own), "23505", "")
+	quickWrite(t, owner, fmt.Sprintf("DELETE FROM %s WHERE id = 4", own))
+	mustExec(t, ext, "ROLLBACK")
+
 	if got := tableIDs(t, owner, own); got != "2,3,5" {
 		t.Errorf("rows %s", got)
 	}
