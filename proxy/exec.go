@@ -365,6 +365,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	if st.Kind == router.RollbackTo {
 		ss.privOK = nil // a SET ROLE may have been undone
 		ss.tx = 'T'
+		ss.failedUndone = false
 		ss.idleAfterBlock(ctx)
 		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone

@@ -4,6 +4,9 @@ import (
 	"context"
 	"sort"
 	"sync"
+
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
 )
 
 // shardLocks are the proxy's shard write locks: shared for writes that commute (INSERTs
@@ -191,4 +194,43 @@ func (ss *session) releaseFailedLocks() {
 	if ss.tx == 'E' && len(ss.txLocks) > 0 {
 		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
 	}
+}
+
+// undoFailed rolls back at once, on the backends of a failed transaction block, the part
+// of the block that can now only be undone (all of it without savepoints, else what
+// followed the innermost savepoint), as PostgreSQL aborts a transaction when a statement
+// fails rather than when the client says ROLLBACK: the rows it wrote or locked there are
+// free for other writers while the client has not rolled back yet. The client's ROLLBACK
+// or ROLLBACK TO then finds nothing more to undo there. A backend where the statement
+// failed, whose part is aborted already, is left to them.
+func (ss *session) undoFailed(ctx context.Context) {
+	if ss.tx != 'E' || ss.failedUndone {
+		return
+	}
+	ss.failedUndone = true
+	sql := "ROLLBACK"
+	if n := len(ss.txSavepoints); n > 0 {
+		sql = "ROLLBACK TO SAVEPOINT " + router.QuoteIdent(ss.txSavepoints[n-1])
+	}
+	var conns []*backend.Conn
+	live := func(c *backend.Conn) bool { return !c.Broken() && !c.Busy() && c.TxStatus == 'T' }
+	for _, res := range ss.txConns {
+		if c := res.Value(); live(c) {
+			conns = append(conns, c)
+		}
+	}
+	if ss.coordInTx && ss.coord != nil {
+		if c := ss.coord.Value(); live(c) {
+			conns = append(conns, c)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Exec(ctx, sql) // a failure leaves the rollback to the client's
+		}()
+	}
+	wg.Wait()
 }

@@ -81,6 +81,9 @@ type session struct {
 	idleInTx, idleSession time.Duration
 	idleInBlock           bool
 	waitingClient         bool
+	// failedUndone is set when the backends' part of the failed block was rolled back
+	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
+	failedUndone bool
 	// privOK are the write privileges the coordinator found the client's role to have
 	// (checkWritePrivilege), until the settings change or the block ends.
 	privOK map[privCheck]struct{}
@@ -648,6 +651,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
+	ss.failedUndone = false
 	ss.tx = 'I'
 	if ss.settingsDirty {
 		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).

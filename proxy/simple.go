@@ -103,6 +103,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			run()
 		}
 	}
+	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
 

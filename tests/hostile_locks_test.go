@@ -189,6 +189,16 @@ func TestHostileLockFailedAfterWrite(t *testing.T) {
 	quickWrite(t, owner, fmt.Sprintf("DELETE FROM %s WHERE id = 4", own))
 	mustExec(t, ext, "ROLLBACK")
 
+	// A statement that fails elsewhere (here on the coordinator) leaves the block's row
+	// locked on the workers no more than PostgreSQL, which aborts the transaction when the
+	// statement fails: the same key inserted by another session does not wait for the
+	// block's ROLLBACK.
+	mustExec(t, ac, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", own))
+	wantCode(t, ac, "SELECT 1/0", "22012", "")
+	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (1, 'owner')", own))
+	quickWrite(t, owner, fmt.Sprintf("DELETE FROM %s WHERE id = 1", own))
+	mustExec(t, ac, "ROLLBACK")
+
 	if got := tableIDs(t, owner, own); got != "2,3,5" {
 		t.Errorf("rows %s", got)
 	}
@@ -248,6 +258,11 @@ func TestHostileLockSavepoint(t *testing.T) {
 		fmt.Sprintf("INSERT INTO %s VALUES (3, 'app')", b))
 	wantCode(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (5, 'app')", b), "23505", "")
 	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (4, 'owner')", b))
+	mustExec(t, ac, "ROLLBACK TO SAVEPOINT s2", fmt.Sprintf("INSERT INTO %s VALUES (3, 'app')", b))
+	// Failing elsewhere (on the coordinator), the statement leaves the row written after
+	// the savepoint locked on the workers no more than PostgreSQL would.
+	wantCode(t, ac, "SELECT 1/0", "22012", "")
+	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (3, 'owner')", b))
 	mustExec(t, ac, "ROLLBACK TO SAVEPOINT s1",
 		fmt.Sprintf("INSERT INTO %s VALUES (4, 'app')", a),
 		fmt.Sprintf("INSERT INTO %s VALUES (6, 'app')", b))
@@ -256,7 +271,7 @@ func TestHostileLockSavepoint(t *testing.T) {
 	if got := tableIDs(t, owner, a); got != "1,2,3,4" {
 		t.Errorf("%s: rows %s", a, got)
 	}
-	if got := tableIDs(t, owner, b); got != "2,4,5,6,7" {
+	if got := tableIDs(t, owner, b); got != "2,3,4,5,6,7" {
 		t.Errorf("%s: rows %s", b, got)
 	}
 }
