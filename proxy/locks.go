@@ -184,12 +184,11 @@ func (ss *session) releaseSavepointLocks(i int, rollback bool) {
 // holds, so whatever it wrote after its innermost savepoint (all of it, without
 // savepoints) will be undone and can never commit: the locks taken for those writes go at
 // once, as PostgreSQL releases an aborted (sub)transaction's locks when it fails, not when
-// the client ends it. Until the client rolls back, the undone writes may still hold row
-// locks on the workers where the statement did not fail: another writer of those rows
-// then waits inside PostgreSQL (under its lock_timeout, and at most until
-// idle_in_transaction_session_timeout ends the failed session), and since those writes
-// never commit, they cannot make the placements of a shard apply other writes in
-// different orders, which is all the shard lock is for.
+// the client ends it. Those writes never commit, so they cannot make the placements of a
+// shard apply other writes in different orders, which is all the shard lock is for; and
+// they do not even hold row locks on the workers for long: undoFailed rolls them back
+// there before the client hears ReadyForQuery (until then, or if that fails, another
+// writer of those rows waits for them inside PostgreSQL, under its lock_timeout).
 func (ss *session) releaseFailedLocks() {
 	if ss.tx == 'E' && len(ss.txLocks) > 0 {
 		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
