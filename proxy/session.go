@@ -502,7 +502,7 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 	if c.MapError == nil {
 		c.MapError = ss.srv.unshardNames
 	}
-	if err := ss.applySettings(ctx, c); err != nil {
+	if err := ss.applySettingsFor(ctx, c, true); err != nil {
 		backend.Release(res)
 		return workerConn{}, err
 	}

@@ -342,6 +342,25 @@ func TestHostileLockIdleInTransaction(t *testing.T) {
 		})
 	}
 
+	// The startup packet's options.
+	t.Run("startup-options", func(t *testing.T) {
+		ac, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&options=-c%%20idle_in_transaction_session_timeout%%3D1s", app, env.P.Addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ac.Close(context.Background())
+		if got := queryString(t, ac, "SHOW idle_in_transaction_session_timeout"); got != "1s" {
+			t.Errorf("SHOW idle_in_transaction_session_timeout: %s", got)
+		}
+		mustExec(t, ac, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+		quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (2, 'owner')", table))
+		sameEnd(t, idleEnd(t, ac), want)
+		if got := tableIDs(t, owner, table); got != "2" {
+			t.Errorf("rows %s", got)
+		}
+		mustExec(t, owner, fmt.Sprintf("DELETE FROM %s", table))
+	})
+
 	// The role's default on the coordinator.
 	t.Run("role-default", func(t *testing.T) {
 		slow := unprivilegedRole(t, "app", "ALTER ROLE %[1]s SET idle_in_transaction_session_timeout = '1s'")
