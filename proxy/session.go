@@ -85,7 +85,7 @@ type session struct {
 	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
 	failedUndone bool
 	// privOK are the write privileges the coordinator found the client's role to have
-	// (checkWritePrivilege), until the settings change or the block ends.
+	// (checkWritePrivilege), until the session's role may have changed.
 	privOK map[privCheck]struct{}
 
 	// running are the backend connections executing for this session now, for cancel.

@@ -815,13 +815,15 @@ type privCheck struct {
 // table before the write takes any shard lock: the shards refuse it only when it runs
 // there, and until then a role that may not write the table would hold its shards' locks
 // and make the table's writers wait. The coordinator is asked, in the client's session
-// and transaction block (so that SET ROLE counts), whether the role has the privilege the
-// statement needs on the table, or for INSERT and UPDATE on any of its columns. That is a
-// necessary condition only, so it refuses nothing PostgreSQL allows; the shards still make
-// PostgreSQL's whole check (column privileges of the columns written and read, row
-// security). A privilege found is remembered until the session's settings change or the
-// block ends; a stale answer only lets the shards refuse the write, whose locks then go
-// with it (releaseFailedLocks). The check is skipped when the coordinator cannot answer.
+// (sessionQuery: as its current role, so that SET ROLE counts), whether the role has the
+// privilege the statement needs on the table, or for INSERT and UPDATE on any of its
+// columns. That is a necessary condition only, so it refuses nothing PostgreSQL allows;
+// the shards still make PostgreSQL's whole check (column privileges of the columns
+// written and read, row security). The coordinator's table decides, as it does for GRANT
+// (which reaches only it). A privilege found is remembered until a SET or ROLLBACK TO, or
+// the end of a block that ran a SET; a stale answer only lets the shards refuse the
+// write, whose locks then go with it (releaseFailedLocks). The check is skipped when the
+// coordinator cannot answer.
 func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind router.Kind) error {
 	var fn, priv string
 	switch kind {
