@@ -46,6 +46,10 @@ type Config struct {
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
 	// also ends at 8 MiB of values).
 	BatchRows int
+	// IdleTransactionTimeout ends a session whose transaction block holds shard write
+	// locks and waits for its client longer than this, whatever the session's
+	// idle_in_transaction_session_timeout (0, the default: only that setting does).
+	IdleTransactionTimeout time.Duration
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.

@@ -70,6 +70,7 @@ type options struct {
 	repairInterval time.Duration
 	logLevel       string
 	maxMessage     int
+	idleTxTimeout  time.Duration
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -88,6 +89,7 @@ func (o *options) settings() []setting {
 		{"repair-interval", "how often the background repairer looks for repairable placements (0 disables)", "10s", durSetter(&o.repairInterval)},
 		{"log-level", "debug, info, warn or error", "info", func(v string) error { o.logLevel = v; return nil }},
 		{"max-message", "largest client message in bytes", strconv.Itoa(1 << 30), intSetter(&o.maxMessage)},
+		{"idle-transaction-timeout", "end a session idle in a transaction block that holds shard write locks for longer than this, whatever its idle_in_transaction_session_timeout (0 disables)", "0", durSetter(&o.idleTxTimeout)},
 	}
 }
 
@@ -231,11 +233,12 @@ func serve(args []string) error {
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	srv, err := proxy.New(startCtx, proxy.Config{
-		Coordinator:    o.coordinator,
-		PoolSize:       o.poolSize,
-		MaxMessage:     o.maxMessage,
-		Logger:         log,
-		RepairInterval: o.repairInterval,
+		Coordinator:            o.coordinator,
+		PoolSize:               o.poolSize,
+		MaxMessage:             o.maxMessage,
+		Logger:                 log,
+		RepairInterval:         o.repairInterval,
+		IdleTransactionTimeout: o.idleTxTimeout,
 	})
 	cancel()
 	if err != nil {
