@@ -852,7 +852,7 @@ func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind r
 		if t := ss.srv.cache.Load().TableByOID(table); t != nil {
 			name = t.Name
 		}
-		return pgerr.New(pgerr.Code("42501"), "permission denied for table %s", name)
+		return pgerr.New(insufficientPrivilege, "permission denied for table %s", name)
 	}
 	if ss.privOK == nil {
 		ss.privOK = map[privCheck]struct{}{}
