@@ -58,6 +58,10 @@ type Config struct {
 	// ClientIdleTimeout closes a client connection that sends nothing for this long
 	// (PgBouncer's client_idle_timeout; 0, the default, disables).
 	ClientIdleTimeout time.Duration
+	// IdleTransactionTimeout ends a session whose transaction block holds shard write
+	// locks and waits for its client longer than this, whatever the session's
+	// idle_in_transaction_session_timeout (0, the default: only that setting does).
+	IdleTransactionTimeout time.Duration
 }
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.

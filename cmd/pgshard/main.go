@@ -73,6 +73,7 @@ type options struct {
 	maxClientConn  int
 	loginTimeout   time.Duration
 	idleTimeout    time.Duration
+	idleTxTimeout  time.Duration
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -94,6 +95,7 @@ func (o *options) settings() []setting {
 		{"max-client-conn", "client connections open at once; more are refused with \"too many clients\"", strconv.Itoa(proxy.DefaultMaxClientConn), intSetter(&o.maxClientConn)},
 		{"client-login-timeout", "a client that has not logged in by then is disconnected (0 disables)", "60s", durSetter(&o.loginTimeout)},
 		{"client-idle-timeout", "a client connection idle for longer is closed (0 disables)", "0", durSetter(&o.idleTimeout)},
+		{"idle-transaction-timeout", "end a session idle in a transaction block that holds shard write locks for longer than this, whatever its idle_in_transaction_session_timeout (0 disables)", "0", durSetter(&o.idleTxTimeout)},
 	}
 }
 
@@ -251,12 +253,13 @@ func loginTimeout(d time.Duration) time.Duration {
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	srv, err := proxy.New(startCtx, proxy.Config{
-		Coordinator:    o.coordinator,
-		PoolSize:       o.poolSize,
-		MaxMessage:     o.maxMessage,
-		Logger:         log,
-		RepairInterval: o.repairInterval,
-		MaxClientConn:  o.maxClientConn,
+		Coordinator:            o.coordinator,
+		PoolSize:               o.poolSize,
+		MaxMessage:             o.maxMessage,
+		Logger:                 log,
+		RepairInterval:         o.repairInterval,
+		IdleTransactionTimeout: o.idleTxTimeout,
+		MaxClientConn:          o.maxClientConn,
 		// 0 turns the login timeout off, as in PgBouncer; the proxy's 0 is its default.
 		ClientLoginTimeout: loginTimeout(o.loginTimeout),
 		ClientIdleTimeout:  o.idleTimeout,

@@ -42,6 +42,8 @@ type Options struct {
 	MaxClientConn      int
 	ClientLoginTimeout time.Duration
 	ClientIdleTimeout  time.Duration
+	// IdleTransactionTimeout sets the proxy's IdleTransactionTimeout.
+	IdleTransactionTimeout time.Duration
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
@@ -54,8 +56,10 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows,
-		MaxClientConn: opts.MaxClientConn, ClientLoginTimeout: opts.ClientLoginTimeout, ClientIdleTimeout: opts.ClientIdleTimeout})
+	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows,
+		MaxClientConn: opts.MaxClientConn, ClientLoginTimeout: opts.ClientLoginTimeout, ClientIdleTimeout: opts.ClientIdleTimeout}
+	cfg.IdleTransactionTimeout = opts.IdleTransactionTimeout
+	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
