@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -440,6 +441,16 @@ func (s *Server) shardTableName(id int64) string {
 		}
 	}
 	return "(dropped)"
+}
+
+// shardRef names a shard in a message to the session's client: its table (quoted), and,
+// for a superuser, who can act on it (SHOW PLACEMENTS, REPAIR SHARD), the shard's id too.
+func (ss *session) shardRef(id int64) string {
+	name := ss.srv.shardTableName(id)
+	if ss.params["is_superuser"] == "on" {
+		return name + " (shard " + strconv.FormatInt(id, 10) + ")"
+	}
+	return name
 }
 
 // LockShard blocks writes to a shard through every proxy (for repair).

@@ -387,7 +387,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		}
 		if d.err != nil {
 			if failErr == nil {
-				failErr = taskError(d.err, ss.srv.shardTableName(tasks[ti].shard.ID), ws)
+				failErr = taskError(d.err, ss.shardRef(tasks[ti].shard.ID), ws)
 				for _, w := range ws {
 					if w.pgErr != nil && w.pgErr == d.err {
 						failNotices = w.frames
@@ -576,7 +576,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 		if !committed && failErr == nil {
 			switch {
 			case unknown:
-				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of table %s", ss.srv.shardTableName(tasks[ti].shard.ID)).
+				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID)).
 					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
 			default:
 				for _, w := range ws {
@@ -586,7 +586,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 					}
 				}
 				if failErr == nil {
-					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of table %s", ss.srv.shardTableName(tasks[ti].shard.ID))
+					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID))
 				}
 			}
 		}

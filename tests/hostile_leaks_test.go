@@ -345,3 +345,41 @@ func TestHostileLeaksNotices(t *testing.T) {
 		}
 	}
 }
+
+// TestHostileLeaksUnreachableShard: a read of rows whose placements are all inactive
+// fails naming the table for an ordinary user (the shard id, which only an administrator
+// can act on, is for superusers).
+func TestHostileLeaksUnreachableShard(t *testing.T) {
+	ctx := context.Background()
+	alice := unprivilegedRole(t, "leak_down")
+	ac := connectAs(t, env.P, alice)
+	table := uniqueName("secret")
+	distribute(t, ac, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 2, 1)
+	mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+	su := connect(t)
+	ids := shardIDs(t, su, table)
+	mark := func(state int) {
+		if _, err := env.C.Coordinator.Exec(ctx, "postgres", fmt.Sprintf(
+			"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = %d WHERE shard_id IN (%s)", state, strings.Join(ids, ", "))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mark(3)
+	defer mark(1)
+	q := fmt.Sprintf("SELECT v FROM %s WHERE id = 1", table)
+	var pe *pgconn.PgError
+	for start := time.Now(); time.Since(start) < 5*time.Second && pe == nil; time.Sleep(20 * time.Millisecond) {
+		pe = pgErrorOf(execError2(ctx, ac, q, pgx.QueryExecModeSimpleProtocol))
+	}
+	if pe == nil {
+		t.Fatal("read of a table without finalized placements succeeded")
+	}
+	checkNoLeak(t, "unreachable", pe, ids)
+	if !strings.Contains(pe.Detail, `"`+table+`"`) {
+		t.Errorf("detail %q does not name table %s", pe.Detail, table)
+	}
+	// A superuser hears of the shard too.
+	if pe := pgErrorOf(execError2(ctx, su, q, pgx.QueryExecModeSimpleProtocol)); pe == nil || !strings.Contains(pe.Detail, "(shard ") {
+		t.Errorf("superuser: got %v, want the shard named", pe)
+	}
+}
