@@ -517,7 +517,7 @@ func trimZero(b []byte) []byte {
 func (ss *session) pumpCopyIn(c *backend.Conn) error {
 	w := c.Writer()
 	for {
-		t, b, err := ss.r.Next()
+		t, b, err := ss.readCopyData(false)
 		if err != nil {
 			// The client went away mid-COPY: abort it on the backend.
 			w.Msg(&pgproto3.CopyFail{Message: "client connection lost during COPY"})

@@ -302,6 +302,42 @@ func (ss *session) waitIdle(until time.Time) (ok, timedOut bool) {
 	}
 }
 
+// readCopyData reads the client's next message during COPY FROM STDIN. A COPY that
+// waits for its client is not idle for PostgreSQL's settings, but it holds what the
+// statement took (into a distributed table, the write lock of every shard, which keeps
+// every other writer out): client_idle_timeout and, when shard locks are held (locked,
+// or the block's), pgshard's IdleTransactionTimeout bound the wait for each message as
+// they bound an idle client. When one runs out the client is told (FATAL) and its
+// connection closed, which ends the COPY and then the session.
+func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
+	var until time.Time
+	var idleErr *pgerr.Error
+	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
+		until, idleErr = time.Now().Add(t), ss.clientIdleError()
+	}
+	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || len(ss.txLocks) > 0) {
+		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
+			until, idleErr = u, errIdleInTransaction
+		}
+	}
+	if until.IsZero() {
+		return ss.r.Next()
+	}
+	ss.nc.SetReadDeadline(until)
+	typ, body, err := ss.r.Next()
+	if ss.closing.Load() {
+		ss.nc.SetReadDeadline(time.Now())
+	} else {
+		ss.nc.SetReadDeadline(time.Time{})
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && !ss.closing.Load() {
+		ss.sendFatal(idleErr)
+		ss.nc.Close()
+	}
+	return typ, body, err
+}
+
 // clientIdleError is the error that ends a session whose client sent nothing for
 // client_idle_timeout: PostgreSQL's idle_session_timeout error.
 func (ss *session) clientIdleError() *pgerr.Error {

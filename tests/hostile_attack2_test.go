@@ -1,0 +1,133 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
+)
+
+// A second round of attacks, as an ordinary user, on the fixes of issue 10's items 6
+// (shard locks and idle timeouts), 9 (leaks) and 10 (client limits).
+
+// TestHostileAttackIdleLimitFlush: pgshard's --idle-transaction-timeout, which a client
+// cannot lift, ends a session that holds shard locks and then sends only a Flush (or a
+// Parse without Sync): the session waits for its client all the same. (PostgreSQL arms
+// idle_in_transaction_session_timeout only after ReadyForQuery, and so does pgshard for
+// that setting; its own limit guards the shard locks PostgreSQL does not have.)
+func TestHostileAttackIdleLimitFlush(t *testing.T) {
+	p := startLimitedProxy(t, testproxy.Options{IdleTransactionTimeout: time.Second})
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "flushidle", 1, app)
+	for _, c := range []struct {
+		name string
+		msgs []pgproto3.FrontendMessage
+	}{
+		{"flush", []pgproto3.FrontendMessage{&pgproto3.Flush{}}},
+		{"parse-no-sync", []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Flush{}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ac := connectAs(t, p, app)
+			mustExec(t, ac, "SET idle_in_transaction_session_timeout = 0", "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+			fe := ac.PgConn().Frontend()
+			for _, m := range c.msgs {
+				fe.Send(m)
+			}
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			quickWrite(t, connect(t), fmt.Sprintf("UPDATE %s SET v = 'owner'", table))
+			waitFatal(t, ac.PgConn(), "25P03")
+			if got := tableIDs(t, owner, table); got != "" {
+				t.Errorf("rows %s", got)
+			}
+		})
+	}
+}
+
+// waitFatal reads what the proxy sends until an error, which must be FATAL with code.
+func waitFatal(t *testing.T, pc *pgconn.PgConn, code string) {
+	t.Helper()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		msg, err := pc.ReceiveMessage(ctx)
+		cancel()
+		pe := pgErrorOf(err)
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok && err == nil {
+			pe = &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message}
+		}
+		if pe != nil {
+			if pe.Code != code || pe.Severity != "FATAL" {
+				t.Errorf("got %s %s %q, want FATAL %s", pe.Severity, pe.Code, pe.Message, code)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("want FATAL %s, got %v", code, err)
+		}
+	}
+}
+
+// copyStall starts COPY ... FROM STDIN on the connection and then sends nothing.
+func copyStall(t *testing.T, fe *pgproto3.Frontend, recv func() (pgproto3.BackendMessage, error), sql string) {
+	t.Helper()
+	fe.Send(&pgproto3.Query{String: sql})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := recv()
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyInResponse:
+			return
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s: %s", sql, m.Message)
+		}
+	}
+}
+
+// TestHostileAttackCopyStall: a COPY FROM STDIN into a distributed table locks every
+// shard; a client that starts one and then sends nothing must not keep them (and
+// every other writer out) forever: client_idle_timeout and pgshard's
+// --idle-transaction-timeout end it as they end a client idle between statements.
+func TestHostileAttackCopyStall(t *testing.T) {
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "copystall", 4, app)
+	mustExec(t, owner, fmt.Sprintf("INSERT INTO %s SELECT g, 'owner' FROM generate_series(1, 8) g", table))
+	for _, c := range []struct {
+		name  string
+		opts  testproxy.Options
+		code  string
+		block bool
+	}{
+		{"client-idle-timeout", testproxy.Options{ClientIdleTimeout: time.Second}, "57P05", false},
+		{"idle-transaction-timeout", testproxy.Options{IdleTransactionTimeout: time.Second}, "25P03", false},
+		{"idle-transaction-timeout-block", testproxy.Options{IdleTransactionTimeout: time.Second}, "25P03", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := startLimitedProxy(t, c.opts)
+			ac := connectAs(t, p, app)
+			if c.block {
+				mustExec(t, ac, "BEGIN")
+			}
+			recv := func() (pgproto3.BackendMessage, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return ac.PgConn().ReceiveMessage(ctx)
+			}
+			copyStall(t, ac.PgConn().Frontend(), recv, fmt.Sprintf("COPY %s FROM STDIN", table))
+			quickWrite(t, connect(t), fmt.Sprintf("UPDATE %s SET v = v || '.'", table))
+			waitFatal(t, ac.PgConn(), c.code)
+		})
+	}
+}
