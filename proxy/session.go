@@ -127,11 +127,14 @@ type session struct {
 	// refused is set for a connection beyond max_client_conn: its startup message is
 	// answered with "too many clients".
 	refused bool
+	// reserved is set for a connection in the places beyond max_client_conn kept for
+	// superusers (superuserReservedConns): an ordinary role is refused there.
+	reserved bool
 }
 
 // serveConn serves one client connection; refused connections only see the startup
 // phase end in "too many clients".
-func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved bool) {
 	defer nc.Close()
 	ss := &session{
 		srv:       s,
@@ -145,6 +148,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
 		portals:   map[string]*portal{},
 		descCache: map[string]description{},
 		refused:   refused,
+		reserved:  reserved,
 	}
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -129,5 +130,40 @@ func TestHostileAttackCopyStall(t *testing.T) {
 			quickWrite(t, connect(t), fmt.Sprintf("UPDATE %s SET v = v || '.'", table))
 			waitFatal(t, ac.PgConn(), c.code)
 		})
+	}
+}
+
+// TestHostileAttackMaxClientConnReserved: an ordinary role that takes every one of
+// max_client_conn's places does not lock the superusers out: as PostgreSQL keeps
+// superuser_reserved_connections for them, pgshard keeps a few places beyond
+// max_client_conn that only a superuser may log in to; an ordinary role there is told
+// "sorry, too many clients already".
+func TestHostileAttackMaxClientConnReserved(t *testing.T) {
+	const max = 2
+	p := startLimitedProxy(t, testproxy.Options{MaxClientConn: max})
+	app := unprivilegedRole(t, "app")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", app, p.Addr)
+	for i := 0; i < max; i++ {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatalf("connection %d of %d: %v", i+1, max, err)
+		}
+		defer c.Close(context.Background())
+	}
+	if c, err := pgx.Connect(ctx, url); err == nil {
+		c.Close(ctx)
+		t.Fatal("an ordinary role got a place beyond max_client_conn")
+	} else if pe := pgErrorOf(err); pe == nil || pe.Code != "53300" || pe.Severity != "FATAL" {
+		t.Fatalf("an ordinary role beyond max_client_conn: got %v, want FATAL 53300", err)
+	}
+	su, err := pgx.Connect(ctx, p.URL())
+	if err != nil {
+		t.Fatalf("a superuser could not log in while an ordinary role holds max_client_conn places: %v", err)
+	}
+	defer su.Close(context.Background())
+	if got := queryString(t, su, "SELECT 'ok'"); got != "ok" {
+		t.Errorf("superuser session: %s", got)
 	}
 }
