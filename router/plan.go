@@ -109,6 +109,8 @@ type Statement struct {
 	TempDDL bool
 	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
 	Chain bool
+	// PrepareTx marks PREPARE TRANSACTION (a Coordinator statement).
+	PrepareTx bool
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
 	// rows).
 	SetConfig bool

@@ -167,3 +167,38 @@ func TestHostileAttackMaxClientConnReserved(t *testing.T) {
 		t.Errorf("superuser session: %s", got)
 	}
 }
+
+// TestHostileAttackPrepareTransaction: PREPARE TRANSACTION in a block that used
+// distributed tables would prepare only the coordinator's part of it (which then outlives
+// the session, holding its locks) and leave the workers' part, and the shard locks, in a
+// block the client believes ended. pgshard refuses it there (0A000) and the block fails,
+// giving back its shard locks at once; nothing is left prepared.
+func TestHostileAttackPrepareTransaction(t *testing.T) {
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "prep", 1, app)
+	ac := connectAs(t, env.P, app)
+	gid := uniqueName("gid")
+	defer owner.Exec(context.Background(), fmt.Sprintf("ROLLBACK PREPARED '%s'", gid))
+	for _, write := range []bool{true, false} {
+		mustExec(t, ac, "BEGIN", "SELECT 1")
+		if write {
+			mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+		} else {
+			mustExec(t, ac, fmt.Sprintf("SELECT * FROM %s WHERE id = 1", table))
+		}
+		wantCode(t, ac, fmt.Sprintf("PREPARE TRANSACTION '%s'", gid), "0A000", "")
+		if st := ac.PgConn().TxStatus(); st != 'E' {
+			t.Errorf("transaction status after the refused PREPARE TRANSACTION: %c, want E", st)
+		}
+		quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (2, 'owner')", table))
+		mustExec(t, ac, "ROLLBACK")
+		if got := queryString(t, owner, fmt.Sprintf("SELECT count(*)::text FROM pg_prepared_xacts WHERE gid = '%s'", gid)); got != "0" {
+			t.Errorf("prepared transactions left on the coordinator: %s", got)
+		}
+		if got := tableIDs(t, owner, table); got != "2" {
+			t.Errorf("rows %s", got)
+		}
+		mustExec(t, owner, fmt.Sprintf("DELETE FROM %s", table))
+	}
+}
