@@ -140,7 +140,6 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		srv:       s,
 		nc:        nc,
 		r:         pgwire.NewReader(nc, 16<<10),
-		w:         pgwire.NewWriter(nc),
 		log:       s.log,
 		tx:        'I',
 		running:   map[*backend.Conn]struct{}{},
@@ -150,6 +149,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		refused:   refused,
 		reserved:  reserved,
 	}
+	ss.w = pgwire.NewWriter(clientWriter{ss})
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
 	}
@@ -340,6 +340,30 @@ func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
 		ss.nc.Close()
 	}
 	return typ, body, err
+}
+
+// clientWriter writes to the client. While the session holds shard write locks (of its
+// transaction block or of the statement running), every write must go through within
+// pgshard's IdleTransactionTimeout: a client that stops reading keeps the session waiting
+// for it as surely as an idle one, and those locks keep every other writer of the shards
+// out. A write that times out closes the connection, which ends the session.
+type clientWriter struct{ ss *session }
+
+func (cw clientWriter) Write(b []byte) (int, error) {
+	ss := cw.ss
+	t := ss.srv.cfg.IdleTransactionTimeout
+	if t <= 0 || len(ss.txLocks) == 0 && len(ss.stmtUnlock) == 0 {
+		return ss.nc.Write(b)
+	}
+	ss.nc.SetWriteDeadline(time.Now().Add(t))
+	n, err := ss.nc.Write(b)
+	ss.nc.SetWriteDeadline(time.Time{})
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		ss.log.Info("client not reading while holding shard locks: connection closed", "after", t)
+		ss.nc.Close()
+	}
+	return n, err
 }
 
 // clientIdleError is the error that ends a session whose client sent nothing for

@@ -202,3 +202,27 @@ func TestHostileAttackPrepareTransaction(t *testing.T) {
 		mustExec(t, owner, fmt.Sprintf("DELETE FROM %s", table))
 	}
 }
+
+// TestHostileAttackIdleLimitUnreadResult: a client whose block holds shard locks and
+// that then stops reading a large result keeps the proxy waiting for it as surely as an
+// idle one: pgshard's --idle-transaction-timeout bounds that wait too (PostgreSQL would
+// wait, holding only the block's row locks, not every writer of the shard out).
+func TestHostileAttackIdleLimitUnreadResult(t *testing.T) {
+	p := startLimitedProxy(t, testproxy.Options{IdleTransactionTimeout: time.Second})
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "unread", 1, app)
+	ac := connectAs(t, p, app)
+	mustExec(t, ac, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
+	fe := ac.PgConn().Frontend()
+	fe.Send(&pgproto3.Query{String: "SELECT repeat('x', 1000) FROM generate_series(1, 500000)"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing: the proxy's writes fill the socket buffers and block.
+	quickWrite(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (2, 'owner')", table))
+	ac.PgConn().Conn().Close()
+	if got := tableIDs(t, owner, table); got != "2" {
+		t.Errorf("rows %s", got)
+	}
+}
