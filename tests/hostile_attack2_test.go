@@ -226,3 +226,27 @@ func TestHostileAttackIdleLimitUnreadResult(t *testing.T) {
 		t.Errorf("rows %s", got)
 	}
 }
+
+// TestHostileAttackPrivilegeCheckSchema: a write to a distributed table in a schema the
+// role may not use fails as in PostgreSQL, with "permission denied for schema", not with
+// the table's privilege error that tells the table is there (the privilege check before
+// the shard locks).
+func TestHostileAttackPrivilegeCheckSchema(t *testing.T) {
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	sch := uniqueName("hid")
+	mustExec(t, owner, "CREATE SCHEMA "+sch, fmt.Sprintf("CREATE TABLE %s.t (id int PRIMARY KEY, v text)", sch),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s.t', 'id', 'hash')", sch),
+		fmt.Sprintf("SELECT master_create_worker_shards('%s.t', 2, 2)", sch))
+	ac := connectAs(t, env.P, app)
+	pg := connectServerAs(t, env.C.Coordinator, app)
+	for _, sql := range []string{"DELETE FROM %s.t", "UPDATE %s.t SET v = 'x'", "INSERT INTO %s.t VALUES (1, 'a')", "COPY %s.t FROM STDIN"} {
+		sql = fmt.Sprintf(sql, sch)
+		_, perr := pg.Exec(context.Background(), sql)
+		want := pgErrorOf(perr)
+		if want == nil {
+			t.Fatalf("%s on PostgreSQL: %v", sql, perr)
+		}
+		wantCode(t, ac, sql, want.Code, want.Message)
+	}
+}
