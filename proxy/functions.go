@@ -418,6 +418,18 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			WithDetail("Each shard enforces uniqueness only among its own rows, so a PRIMARY KEY, UNIQUE or EXCLUDE constraint must include the partition column (compared with = in an EXCLUDE).").
 			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
 	}
+	// Row security is not carried to the shards (they are read and written as plain
+	// tables): rows PostgreSQL would hide from other roles would be theirs to read.
+	rows, err = c.QueryParams(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1",
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 1 && string(rows[0][0]) == "t" {
+		return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q with row-level security enabled", rel).
+			WithDetail("Its shards would not enforce it: every role with privileges on them would read and write all of their rows.").
+			WithHint("Disable row-level security before distributing the table.")
+	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
 		var users *store.UsersError
 		switch {

@@ -250,3 +250,25 @@ func TestHostileAttackPrivilegeCheckSchema(t *testing.T) {
 		wantCode(t, ac, sql, want.Code, want.Message)
 	}
 }
+
+// TestHostileAttackRowSecurity: row-level security of a table is not carried to its
+// shards (nor are its policies, which pgshard refuses), so a table with it enabled must
+// not be distributed, and it cannot be enabled on a distributed table: a role with
+// privileges on the shards would otherwise read every row that PostgreSQL would hide
+// (with row security on and no policy, every row of another owner's table).
+func TestHostileAttackRowSecurity(t *testing.T) {
+	owner := connect(t)
+	for _, mode := range []string{"ENABLE", "FORCE"} {
+		rls := uniqueName("rls")
+		mustExec(t, owner, fmt.Sprintf("CREATE TABLE %s (id int, who text)", rls),
+			fmt.Sprintf("ALTER TABLE %s %s ROW LEVEL SECURITY", rls, mode))
+		wantCode(t, owner, fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id', 'hash')", rls), "0A000", "")
+	}
+	rls := uniqueName("rls")
+	mustExec(t, owner, fmt.Sprintf("CREATE TABLE %s (id int, who text)", rls),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id', 'hash')", rls),
+		fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", rls))
+	for _, mode := range []string{"ENABLE", "FORCE"} {
+		wantCode(t, owner, fmt.Sprintf("ALTER TABLE %s %s ROW LEVEL SECURITY", rls, mode), "0A000", "")
+	}
+}
