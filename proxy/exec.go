@@ -220,7 +220,10 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
 		// coordinator connection.
 		if strings.Contains(u, "ALL") {
-			ss.stmts, ss.portals = map[string]*prepared{}, map[string]*portal{}
+			for name := range ss.portals {
+				ss.dropPortal(name)
+			}
+			ss.stmts = map[string]*prepared{}
 		}
 		if ss.coord != nil {
 			ss.coord.Value().ForgetStatements()

@@ -1,9 +1,8 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +59,7 @@ type portal struct {
 	// when it was read ahead (the statement writes, or the session needed its connections
 	// before the client had fetched everything); err is the statement's error, to report
 	// once pending is served.
-	pending []byte
+	pending *spool
 	err     error
 	started bool
 }
@@ -96,7 +95,15 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	if ss.extSkip {
 		return true // an error occurred: everything up to Sync is discarded
 	}
-	ss.settleFor(typ, body)
+	if err := ss.settleFor(typ, body); err != nil {
+		ss.sendError(err)
+		ss.flush()
+		ss.extSkip = true
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return true
+	}
 	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
 	// Any other error is the statement's, answered with an ErrorResponse (a backend
 	// connection lost while the statement ran is not a protocol violation of the client).
@@ -167,9 +174,8 @@ func (ss *session) sync(ctx context.Context) {
 	if ss.tx == 'I' {
 		// The implicit transaction ends: so do its portals.
 		ss.settle(false)
-		delete(ss.portals, "")
 		for name := range ss.portals {
-			delete(ss.portals, name)
+			ss.dropPortal(name)
 		}
 	}
 	ss.readyForQuery()
@@ -253,6 +259,9 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	}
 	if n := len(m.ResultFormatCodes); n > 1 && n != len(ps.fields) {
 		return pgerr.New(pgerr.ProtocolViolation, "bind message has %d result formats but query has %d columns", n, len(ps.fields))
+	}
+	if m.DestinationPortal == "" {
+		ss.dropPortal("") // replaced
 	}
 	values := make([][]byte, len(m.Parameters))
 	for i, v := range m.Parameters {
@@ -548,37 +557,45 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if streamable(ps.st) {
 		return ss.startSuspendable(ctx, snap, pt, maxRows)
 	}
-	// A write with a row limit: run it to completion into a buffer, and hand the rows
+	// A write with a row limit: run it to completion into a spool, and hand the rows
 	// out in parts (PortalSuspended between them).
-	var buf bytes.Buffer
+	sp := ss.newSpool()
 	saved := ss.w
-	ss.w = pgwire.NewWriter(&buf)
-	ss.w.AutoFlush = 0
+	ss.w = pgwire.NewWriter(sp)
 	err := ss.exec(ctx, snap, ps.st, ps.in, pt.prm)
 	ss.endStatement()
 	ss.w.Flush()
 	ss.w = saved
+	if err == nil {
+		err = sp.Err()
+	}
 	if err != nil {
+		sp.Close()
 		return err
 	}
-	pt.pending = buf.Bytes()
+	pt.pending = sp
 	return ss.serveChunk(pt, maxRows)
 }
 
-// serveChunk sends up to maxRows rows of a buffered result, then PortalSuspended, or the
+// serveChunk sends up to maxRows rows of a result set aside, then PortalSuspended, or the
 // rest and its CommandComplete (or the statement's error).
 func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
-	frames := pt.pending
+	sp := pt.pending
 	var rows uint32
-	for len(frames) >= 5 {
-		n := int(binary.BigEndian.Uint32(frames[1:5]))
-		t, body := frames[0], frames[5:1+n]
+	for {
+		t, body, err := sp.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ss.dropPortal(pt.name)
+			return err
+		}
 		if t == 'D' && maxRows > 0 && rows == maxRows {
-			pt.pending = frames
+			sp.Unread(t, body)
 			ss.w.Raw('s', nil)
 			return nil
 		}
-		frames = frames[1+n:]
 		switch t {
 		case 'D':
 			rows++
@@ -596,6 +613,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 			ss.w.Raw(t, body)
 		}
 	}
+	sp.Close()
 	pt.pending = nil
 	err := pt.err
 	pt.err = nil
@@ -611,7 +629,7 @@ func (ss *session) closeObject(m *pgproto3.Close) error {
 		if s := ss.suspended; s != nil && s.pt.name == m.Name {
 			ss.settle(false)
 		}
-		delete(ss.portals, m.Name)
+		ss.dropPortal(m.Name)
 	default:
 		return pgerr.New(pgerr.ProtocolViolation, "invalid CLOSE message subtype %d", m.ObjectType)
 	}

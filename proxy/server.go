@@ -46,6 +46,16 @@ type Config struct {
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
 	// also ends at 8 MiB of values).
 	BatchRows int
+	// WorkMem is how many bytes of a result the proxy must set aside (the rest of a
+	// suspended portal when the session needs its connections, a write's RETURNING rows
+	// fetched in parts) a session keeps in memory; the rest goes to a temporary file
+	// (default 4 MiB, PostgreSQL's work_mem).
+	WorkMem int
+	// TempFileLimit bounds the temporary files of one session in bytes (default 1 GiB;
+	// negative: no limit). Beyond it the statement fails with 53400.
+	TempFileLimit int64
+	// TempDir is where temporary files go (default os.TempDir()).
+	TempDir string
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.

@@ -108,6 +108,8 @@ type session struct {
 	// the client's next Execute (see suspension).
 	suspended *suspension
 	descCache map[string]description
+	// tempBytes are the bytes in the session's temporary result files (spool).
+	tempBytes int64
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
@@ -173,8 +175,10 @@ func (ss *session) loop(ctx context.Context) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid string in message"))
 				return
 			}
-			ss.settle(true)
-			if strings.IndexByte(q, 0) >= 0 {
+			if err := ss.settle(true); err != nil {
+				ss.statementFailed(err)
+				ss.readyForQuery()
+			} else if strings.IndexByte(q, 0) >= 0 {
 				// PostgreSQL reads the query up to its first NUL and then finds the
 				// message longer than that: an error, and nothing of it runs. (The
 				// parser would stop at the NUL, the backends not: the text after it
@@ -267,6 +271,9 @@ func (ss *session) cleanup() {
 	if s := ss.suspended; s != nil {
 		s.cancel() // the client is gone: cut the statement off
 		ss.settle(false)
+	}
+	for name := range ss.portals {
+		ss.dropPortal(name)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

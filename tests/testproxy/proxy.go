@@ -37,6 +37,8 @@ type Options struct {
 	Log *slog.Logger
 	// BatchRows sets the proxy's batch size for INSERT ... SELECT (default: the proxy's).
 	BatchRows int
+	// Config, if set, adjusts the proxy's configuration before it starts.
+	Config func(*proxy.Config)
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
@@ -49,7 +51,11 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv, err := proxy.New(ctx, proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows})
+	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows}
+	if opts.Config != nil {
+		opts.Config(&cfg)
+	}
+	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+)
+
+// Defaults of the bounds on what a session sets aside.
+const (
+	defaultWorkMem       = 4 << 20 // PostgreSQL's work_mem
+	defaultTempFileLimit = 1 << 30
+)
+
+// A spool holds protocol frames the proxy must set aside and hand out later, in order:
+// the rest of a suspended portal's result when the session needs the portal's
+// connections for another statement, or the RETURNING rows of a write fetched in parts.
+// As PostgreSQL's tuplestore, it keeps up to workMem bytes in memory and writes the rest
+// to a temporary file. The file is removed from its directory as soon as it is created,
+// so that it disappears with the spool (Close), with the session, or with the process,
+// whatever ends first. The file's size is bounded by the session's temp-file-limit; past
+// it, Write fails with errTempFileLimit's 53400.
+//
+// Frames are written with Write (a pgwire.Writer over the spool) and read back with Next.
+type spool struct {
+	mem     []byte
+	memMax  int
+	dir     string
+	limit   int64  // bytes the session's files may hold together; < 0: no limit
+	used    *int64 // bytes in the session's files
+	f       *os.File
+	size    int64 // bytes written to f
+	err     error
+	onLimit func() // called once when the limit is reached
+
+	r      *pgwire.Reader // reads the frames back (after the writes)
+	held   bool           // a frame read by Next was given back with Unread
+	heldT  byte
+	heldB  []byte
+	closed bool
+}
+
+// newSpool returns an empty spool of the session.
+func (ss *session) newSpool() *spool {
+	cfg := &ss.srv.cfg
+	sp := &spool{memMax: cfg.WorkMem, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes}
+	if sp.memMax <= 0 {
+		sp.memMax = defaultWorkMem
+	}
+	if sp.limit == 0 {
+		sp.limit = defaultTempFileLimit
+	}
+	return sp
+}
+
+// tempFileLimitError is the error of a spool past its limit.
+func tempFileLimitError(limit int64) *pgerr.Error {
+	return pgerr.New(pgerr.ConfigurationLimitExceeded, "temporary file size exceeds pgshard's temp-file-limit (%d bytes)", limit).
+		WithHint("A portal suspended by a row limit is set aside in full when another statement runs before it is read. Read it to its end first, or raise --temp-file-limit (PGSHARD_TEMP_FILE_LIMIT).")
+}
+
+// Write appends frames: to memory while they fit in workMem, then to the file.
+func (sp *spool) Write(p []byte) (int, error) {
+	if sp.err != nil {
+		return 0, sp.err
+	}
+	if sp.f == nil && len(sp.mem)+len(p) <= sp.memMax {
+		sp.mem = append(sp.mem, p...)
+		return len(p), nil
+	}
+	if sp.limit >= 0 && *sp.used+int64(len(p)) > sp.limit {
+		sp.err = tempFileLimitError(sp.limit)
+		if sp.onLimit != nil {
+			sp.onLimit()
+		}
+		return 0, sp.err
+	}
+	if sp.f == nil {
+		f, err := os.CreateTemp(sp.dir, "pgshard-result-*")
+		if err != nil {
+			sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not create a temporary file for a result: %v", err)
+			return 0, sp.err
+		}
+		os.Remove(f.Name()) // open until Close; gone from the directory already
+		sp.f = f
+	}
+	n, err := sp.f.Write(p)
+	sp.size += int64(n)
+	*sp.used += int64(n)
+	if err != nil {
+		sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not write to a temporary file: %v", err)
+		return n, sp.err
+	}
+	return n, nil
+}
+
+// Err returns the error that stopped the writes, if any.
+func (sp *spool) Err() error { return sp.err }
+
+// Next returns the next frame set aside; io.EOF after the last one. The body is valid
+// until the next call.
+func (sp *spool) Next() (byte, []byte, error) {
+	if sp.closed {
+		return 0, nil, io.EOF
+	}
+	if sp.held {
+		sp.held = false
+		return sp.heldT, sp.heldB, nil
+	}
+	if sp.r == nil {
+		var src io.Reader = bytes.NewReader(sp.mem)
+		if sp.f != nil {
+			src = io.MultiReader(src, io.NewSectionReader(sp.f, 0, sp.size))
+		}
+		sp.r = pgwire.NewReader(src, 32<<10)
+	}
+	t, b, err := sp.r.Next()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return 0, nil, io.EOF
+		}
+		return 0, nil, fmt.Errorf("reading a temporary result file: %w", err)
+	}
+	return t, b, nil
+}
+
+// Unread gives back the frame Next returned last: the next Next returns it again.
+func (sp *spool) Unread(t byte, b []byte) {
+	sp.held, sp.heldT, sp.heldB = true, t, append(sp.heldB[:0], b...)
+}
+
+// Close releases the memory and removes the file.
+func (sp *spool) Close() {
+	if sp == nil || sp.closed {
+		return
+	}
+	sp.closed = true
+	sp.mem, sp.heldB, sp.r = nil, nil, nil
+	if sp.f != nil {
+		sp.f.Close()
+		sp.f = nil
+		*sp.used -= sp.size
+	}
+}

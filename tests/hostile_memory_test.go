@@ -1,0 +1,266 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/proxy"
+	"github.com/pgshard/pgshard/tests/testproxy"
+)
+
+// dialWireAs is dialWire for another role.
+func dialWireAs(t testing.TB, addr, role string) *wireConn {
+	t.Helper()
+	w := &wireConn{t: t, addr: addr}
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	w.nc, w.fe = nc, pgproto3.NewFrontend(nc, nc)
+	w.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: map[string]string{"user": role, "database": "postgres"}})
+	w.flush()
+	for {
+		switch m := w.receive().(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("startup as %s: %s", role, m.Message)
+		case *pgproto3.ReadyForQuery:
+			return w
+		}
+	}
+}
+
+// heapPeak samples the process's heap in use until stop is called, which returns the
+// highest value seen (and the value after a collection at the end).
+func heapPeak() (stop func() uint64) {
+	var mu sync.Mutex
+	var peak uint64
+	sample := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		mu.Lock()
+		peak = max(peak, ms.HeapInuse)
+		mu.Unlock()
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				sample()
+			}
+		}
+	}()
+	return func() uint64 {
+		close(done)
+		<-finished
+		runtime.GC()
+		sample()
+		return peak
+	}
+}
+
+func heapInuse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// rowsOf reads the answer to Executes up to the next ReadyForQuery: the DataRows' first
+// columns, whether every second column is 1 MiB of 'x', and the other messages.
+func rowsOf(t *testing.T, w *wireConn, big int) (keys []string, rest []string) {
+	t.Helper()
+	for {
+		m := w.receive()
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			keys = append(keys, string(m.Values[0]))
+			if len(m.Values[1]) != big || bytes.Count(m.Values[1], []byte{'x'}) != big {
+				t.Fatalf("row %s: value of %d bytes, want %d bytes of x", m.Values[0], len(m.Values[1]), big)
+			}
+			continue
+		case *pgproto3.ParameterStatus, *pgproto3.NoticeResponse:
+			continue
+		}
+		rest = append(rest, summary(m))
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			return keys, rest
+		}
+	}
+}
+
+// TestHostileSuspendedPortal: a portal suspended by an Execute's row limit, in a
+// transaction block, then another statement on the session. The proxy must read the rest
+// of the result before the statement runs (they share the block's connections), but it
+// may not keep it in memory: beyond a bound it goes to a temporary file, and the
+// portal's next Executes still return every row.
+func TestHostileSuspendedPortal(t *testing.T) {
+	role := unprivilegedRole(t, "memrole")
+	const big = 1 << 20
+	const n = 160 // 160 MiB of results
+	conn := connect(t)
+	table := uniqueName("membig")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 1)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT i, 'x' FROM generate_series(1, %d) i", table, n))
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ name, sql string }{
+		{"coordinator", fmt.Sprintf("SELECT i::text, repeat('x', %d) FROM generate_series(1, %d) i", big, n)},
+		{"distributed", fmt.Sprintf("SELECT k::text, repeat(v, %d) FROM %s", big, table)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			openBefore := spoolFiles(t)
+			w := dialWireAs(t, env.P.Addr, role)
+			w.send(&pgproto3.Query{String: "BEGIN"})
+			if got := strings.Join(w.until(1), " "); got != "C[BEGIN] ZT" {
+				t.Fatalf("BEGIN: %s", got)
+			}
+			w.send(&pgproto3.Parse{Query: c.sql}, &pgproto3.Bind{DestinationPortal: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 1}, &pgproto3.Sync{})
+			keys, rest := rowsOf(t, w, big)
+			if len(keys) != 1 || strings.Join(rest, " ") != "1 2 s ZT" {
+				t.Fatalf("first Execute: %d rows, %s", len(keys), rest)
+			}
+
+			base := heapInuse()
+			stop := heapPeak()
+			w.send(&pgproto3.Query{String: "SELECT 1"})
+			got := strings.Join(w.until(1), " ")
+			peak := stop()
+			if got != "T[?column?:23:0] D[1] C[SELECT 1] ZT" {
+				t.Fatalf("SELECT 1 after the suspended portal: %s", got)
+			}
+			const margin = 48 << 20
+			if peak > base+margin {
+				t.Errorf("heap in use rose from %d MiB to %d MiB while the rest of a %d MiB portal was set aside (allowed: %d MiB)",
+					base>>20, peak>>20, n*big>>20, margin>>20)
+			}
+
+			// The portal goes on where it stopped, in parts, as in PostgreSQL.
+			w.send(&pgproto3.Execute{Portal: "p", MaxRows: 50}, &pgproto3.Sync{})
+			more, rest := rowsOf(t, w, big)
+			if len(more) != 50 || strings.Join(rest, " ") != "s ZT" {
+				t.Fatalf("second Execute: %d rows, %s", len(more), rest)
+			}
+			keys = append(keys, more...)
+			w.send(&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+			more, rest = rowsOf(t, w, big)
+			if want := fmt.Sprintf("C[SELECT %d] ZT", n-51); len(more) != n-51 || strings.Join(rest, " ") != want {
+				t.Fatalf("last Execute: %d rows, %s (want %d rows, %s)", len(more), rest, n-51, want)
+			}
+			keys = append(keys, more...)
+			seen := map[string]bool{}
+			for _, k := range keys {
+				seen[k] = true
+			}
+			for i := 1; i <= n; i++ {
+				if !seen[fmt.Sprint(i)] {
+					t.Fatalf("row %d missing from the portal's result (%d rows, %d distinct)", i, len(keys), len(seen))
+				}
+			}
+			w.send(&pgproto3.Query{String: "COMMIT"})
+			if got := strings.Join(w.until(1), " "); got != "C[COMMIT] ZI" {
+				t.Fatalf("COMMIT: %s", got)
+			}
+
+			// Set aside again, and the client leaves: the temporary file goes with it.
+			w.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Query: c.sql}, &pgproto3.Bind{DestinationPortal: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 1}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"})
+			w.until(3)
+			w.send(&pgproto3.Terminate{})
+			w.nc.Close()
+			deadline := time.Now().Add(10 * time.Second)
+			for spoolFiles(t) > openBefore {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d temporary files still open after the client left (%d before)", spoolFiles(t), openBefore)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// spoolFiles counts the proxy's open temporary result files (it removes them from the
+// directory at once, so they show as deleted in /proc/self/fd).
+func spoolFiles(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	n := 0
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.Contains(target, "pgshard-result-") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestHostileSuspendedPortalLimit: beyond the temporary file limit, the statement that
+// needed the session's connections fails with 53400, saying which limit and how to raise
+// it, and the block is aborted; the session stays usable.
+func TestHostileSuspendedPortalLimit(t *testing.T) {
+	role := unprivilegedRole(t, "memlimit")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{Config: func(c *proxy.Config) {
+		c.WorkMem = 1 << 20
+		c.TempFileLimit = 8 << 20
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := dialWireAs(t, p.Addr, role)
+	w.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Query: "SELECT i, repeat('x', 1 << 20) FROM generate_series(1, 64) i"},
+		&pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Execute{Portal: "p", MaxRows: 1}, &pgproto3.Sync{})
+	w.until(2)
+	w.send(&pgproto3.Query{String: "SELECT 1"})
+	var e *pgproto3.ErrorResponse
+	for {
+		m := w.receive()
+		if er, ok := m.(*pgproto3.ErrorResponse); ok {
+			e = er
+		}
+		if z, ok := m.(*pgproto3.ReadyForQuery); ok {
+			if z.TxStatus != 'E' {
+				t.Errorf("transaction state %c after the limit, want E", z.TxStatus)
+			}
+			break
+		}
+	}
+	if e == nil || e.Code != "53400" || !strings.Contains(e.Message, "temp-file-limit") {
+		t.Fatalf("want 53400 naming temp-file-limit, got %+v", e)
+	}
+	w.send(&pgproto3.Query{String: "ROLLBACK"})
+	if got := strings.Join(w.until(1), " "); got != "C[ROLLBACK] ZI" {
+		t.Fatalf("ROLLBACK: %s", got)
+	}
+	w.send(&pgproto3.Query{String: "SELECT 2"})
+	if got := strings.Join(w.until(1), " "); got != "T[?column?:23:0] D[2] C[SELECT 1] ZI" {
+		t.Fatalf("after ROLLBACK: %s", got)
+	}
+}
