@@ -70,6 +70,9 @@ type options struct {
 	repairInterval time.Duration
 	logLevel       string
 	maxMessage     int
+	workMem        int
+	tempFileLimit  int
+	tempDir        string
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -88,6 +91,9 @@ func (o *options) settings() []setting {
 		{"repair-interval", "how often the background repairer looks for repairable placements (0 disables)", "10s", durSetter(&o.repairInterval)},
 		{"log-level", "debug, info, warn or error", "info", func(v string) error { o.logLevel = v; return nil }},
 		{"max-message", "largest client message in bytes", strconv.Itoa(1 << 30), intSetter(&o.maxMessage)},
+		{"work-mem", "bytes of a result set aside (a suspended portal read ahead) a session keeps in memory before it spills to a temporary file", strconv.Itoa(4 << 20), intSetter(&o.workMem)},
+		{"temp-file-limit", "bytes of temporary files one session may use (-1: no limit)", strconv.Itoa(1 << 30), intSetter(&o.tempFileLimit)},
+		{"temp-dir", "directory for temporary files (default: $TMPDIR or /tmp)", "", func(v string) error { o.tempDir = v; return nil }},
 	}
 }
 
@@ -234,6 +240,9 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(add
 		Coordinator:    o.coordinator,
 		PoolSize:       o.poolSize,
 		MaxMessage:     o.maxMessage,
+		WorkMem:        o.workMem,
+		TempFileLimit:  int64(o.tempFileLimit),
+		TempDir:        o.tempDir,
 		Logger:         log,
 		RepairInterval: o.repairInterval,
 	})
