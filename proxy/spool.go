@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ type spool struct {
 	used    *int64 // bytes in the session's files
 	f       *os.File
 	size    int64 // bytes written to f
+	n       int64 // bytes written in all
 	err     error
 	onLimit func() // called once when the limit is reached
 
@@ -43,6 +45,16 @@ type spool struct {
 	heldT  byte
 	heldB  []byte
 	closed bool
+
+	scratch []byte // FrameAt's
+}
+
+// workMem is the configured work-mem.
+func (s *Server) workMem() int {
+	if s.cfg.WorkMem > 0 {
+		return s.cfg.WorkMem
+	}
+	return defaultWorkMem
 }
 
 // newSpool returns an empty spool of the session.
@@ -71,6 +83,7 @@ func (sp *spool) Write(p []byte) (int, error) {
 	}
 	if sp.f == nil && len(sp.mem)+len(p) <= sp.memMax {
 		sp.mem = append(sp.mem, p...)
+		sp.n += int64(len(p))
 		return len(p), nil
 	}
 	if sp.limit >= 0 && *sp.used+int64(len(p)) > sp.limit {
@@ -91,6 +104,7 @@ func (sp *spool) Write(p []byte) (int, error) {
 	}
 	n, err := sp.f.Write(p)
 	sp.size += int64(n)
+	sp.n += int64(n)
 	*sp.used += int64(n)
 	if err != nil {
 		sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not write to a temporary file: %v", err)
@@ -101,6 +115,65 @@ func (sp *spool) Write(p []byte) (int, error) {
 
 // Err returns the error that stopped the writes, if any.
 func (sp *spool) Err() error { return sp.err }
+
+// Len returns the number of bytes written: the offset of the next frame written.
+func (sp *spool) Len() int64 { return sp.n }
+
+// WriteFrame appends one frame.
+func (sp *spool) WriteFrame(t byte, body []byte) error {
+	hdr := [5]byte{t}
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(body)+4))
+	if _, err := sp.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := sp.Write(body)
+	return err
+}
+
+// Rewind makes Next start again from the first frame.
+func (sp *spool) Rewind() { sp.r, sp.held = nil, false }
+
+// FrameAt reads the frame written at offset off (Len before it was written). The body
+// is valid until the next call.
+func (sp *spool) FrameAt(off int64) (byte, []byte, error) {
+	var hdr [5]byte
+	if err := sp.readAt(hdr[:], off); err != nil {
+		return 0, nil, err
+	}
+	n := int64(binary.BigEndian.Uint32(hdr[1:])) - 4
+	if n < 0 || off+5+n > sp.n {
+		return 0, nil, fmt.Errorf("reading a temporary result file: bad frame at %d", off)
+	}
+	if int64(cap(sp.scratch)) < n {
+		sp.scratch = make([]byte, n)
+	}
+	b := sp.scratch[:n]
+	if err := sp.readAt(b, off+5); err != nil {
+		return 0, nil, err
+	}
+	if cap(sp.scratch) > 1<<20 {
+		sp.scratch = nil // do not keep a large row's buffer
+	}
+	return hdr[0], b, nil
+}
+
+// readAt fills p with the bytes written at offset off.
+func (sp *spool) readAt(p []byte, off int64) error {
+	if off < int64(len(sp.mem)) {
+		k := copy(p, sp.mem[off:])
+		p, off = p[k:], off+int64(k)
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	if sp.f == nil {
+		return fmt.Errorf("reading a temporary result file: offset %d past its end", off)
+	}
+	if _, err := sp.f.ReadAt(p, off-int64(len(sp.mem))); err != nil {
+		return fmt.Errorf("reading a temporary result file: %w", err)
+	}
+	return nil
+}
 
 // Next returns the next frame set aside; io.EOF after the last one. The body is valid
 // until the next call.
@@ -140,7 +213,7 @@ func (sp *spool) Close() {
 		return
 	}
 	sp.closed = true
-	sp.mem, sp.heldB, sp.r = nil, nil, nil
+	sp.mem, sp.heldB, sp.r, sp.scratch = nil, nil, nil, nil
 	if sp.f != nil {
 		sp.f.Close()
 		sp.f = nil

@@ -264,3 +264,57 @@ func TestHostileSuspendedPortalLimit(t *testing.T) {
 		t.Fatalf("after ROLLBACK: %s", got)
 	}
 }
+
+// TestHostileReturningMemory: a write's answers are set aside until every placement has
+// answered (the outcome decides which one the client gets). A multi-shard UPDATE ...
+// RETURNING of large values must not hold them all in memory, and its rows still arrive.
+func TestHostileReturningMemory(t *testing.T) {
+	const big = 1 << 20
+	const n = 96 // 96 MiB of RETURNING rows, on 2 placements each
+	conn := connect(t)
+	table := uniqueName("memret")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 2)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT i, 'x' FROM generate_series(1, %d) i", table, n))
+	role := unprivilegedRole(t, "memret")
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ name, pre, post string }{{"autocommit", "", ""}, {"block", "BEGIN", "COMMIT"}} {
+		t.Run(c.name, func(t *testing.T) {
+			w := dialWireAs(t, env.P.Addr, role)
+			if c.pre != "" {
+				w.send(&pgproto3.Query{String: c.pre})
+				w.until(1)
+			}
+			base := heapInuse()
+			stop := heapPeak()
+			w.send(&pgproto3.Query{String: fmt.Sprintf("UPDATE %s SET v = v RETURNING k::text, repeat(v, %d)", table, big)})
+			first := w.receive() // sent once every placement has answered
+			peak := stop()
+			if _, ok := first.(*pgproto3.RowDescription); !ok {
+				t.Fatalf("first answer %s", summary(first))
+			}
+			const margin = 48 << 20
+			if peak > base+margin {
+				t.Errorf("heap in use rose from %d MiB to %d MiB for %d MiB of RETURNING rows (allowed: %d MiB)",
+					base>>20, peak>>20, n*big>>20, margin>>20)
+			}
+			keys, rest := rowsOf(t, w, big)
+			want := fmt.Sprintf("C[UPDATE %d] Z", n)
+			if c.pre != "" {
+				want += "T"
+			} else {
+				want += "I"
+			}
+			if len(keys) != n || strings.Join(rest, " ") != want {
+				t.Fatalf("%d rows, %s (want %d, %s)", len(keys), rest, n, want)
+			}
+			if c.post != "" {
+				w.send(&pgproto3.Query{String: c.post})
+				w.until(1)
+			}
+		})
+	}
+}
