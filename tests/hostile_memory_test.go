@@ -318,3 +318,54 @@ func TestHostileReturningMemory(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileCopyRowWithoutEnd: COPY data that never ends its row is held by the proxy
+// until the row ends; past the largest message (the row could not be sent on anyway) the
+// COPY fails with 54000 instead of growing without bound.
+func TestHostileCopyRowWithoutEnd(t *testing.T) {
+	conn := connect(t)
+	table := uniqueName("memcopy")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 1)
+	role := unprivilegedRole(t, "memcopy")
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{Config: func(c *proxy.Config) {
+		c.MaxMessage = 1 << 20
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := dialWireAs(t, p.Addr, role)
+	w.send(&pgproto3.Query{String: fmt.Sprintf("COPY %s FROM STDIN", table)})
+	if m := w.receive(); summary(m) != "*pgproto3.CopyInResponse" {
+		t.Fatalf("COPY: %s", summary(m))
+	}
+	w.send(&pgproto3.CopyData{Data: []byte("1\tfirst\n2\t")})
+	chunk := bytes.Repeat([]byte("y"), 256<<10)
+	for i := 0; i < 8; i++ {
+		w.send(&pgproto3.CopyData{Data: chunk})
+	}
+	w.send(&pgproto3.CopyDone{})
+	var e *pgproto3.ErrorResponse
+	for {
+		m := w.receive()
+		if er, ok := m.(*pgproto3.ErrorResponse); ok && e == nil {
+			e = er
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if e == nil || e.Code != "54000" || !strings.Contains(e.Message, "max-message") || !strings.Contains(e.Where, "line 2") {
+		t.Fatalf("want 54000 naming max-message at line 2, got %+v", e)
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", table)); got != "0" {
+		t.Errorf("%s rows after the failed COPY", got)
+	}
+}
