@@ -369,3 +369,47 @@ func TestHostileCopyRowWithoutEnd(t *testing.T) {
 		t.Errorf("%s rows after the failed COPY", got)
 	}
 }
+
+// TestHostileSortedForUpdateMemory: ORDER BY ... FOR UPDATE inside a transaction block,
+// with several shards on one worker: each shard's rows are read in turn and set aside
+// before the merge, in bounded memory.
+func TestHostileSortedForUpdateMemory(t *testing.T) {
+	const big = 1 << 20
+	const n = 96
+	conn := connect(t)
+	table := uniqueName("memsort")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 8, 1)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT i, 'x' FROM generate_series(1, %d) i", table, n))
+	role := unprivilegedRole(t, "memsort")
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT, UPDATE ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := dialWireAs(t, env.P.Addr, role)
+	w.send(&pgproto3.Query{String: "BEGIN"})
+	w.until(1)
+	base := heapInuse()
+	stop := heapPeak()
+	w.send(&pgproto3.Query{String: fmt.Sprintf("SELECT k, repeat(v, %d) FROM %s ORDER BY k DESC FOR UPDATE", big, table)})
+	first := w.receive()
+	peak := stop()
+	if _, ok := first.(*pgproto3.RowDescription); !ok {
+		t.Fatalf("first answer %s", summary(first))
+	}
+	const margin = 48 << 20
+	if peak > base+margin {
+		t.Errorf("heap in use rose from %d MiB to %d MiB for %d MiB of rows (allowed: %d MiB)", base>>20, peak>>20, n*big>>20, margin>>20)
+	}
+	keys, rest := rowsOf(t, w, big)
+	if len(keys) != n || strings.Join(rest, " ") != fmt.Sprintf("C[SELECT %d] ZT", n) {
+		t.Fatalf("%d rows, %s", len(keys), rest)
+	}
+	for i, k := range keys {
+		if k != fmt.Sprint(n-i) {
+			t.Fatalf("row %d has key %s, want %d (ORDER BY k DESC)", i, k, n-i)
+		}
+	}
+	w.send(&pgproto3.Query{String: "COMMIT"})
+	w.until(1)
+}
