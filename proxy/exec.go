@@ -131,11 +131,11 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return ss.executeSQL(ctx, st, in)
 	case router.DeallocateSQL:
 		if st.Name == "" {
-			ss.stmts = map[string]*prepared{}
+			ss.dropAllStmts()
 		} else if _, ok := ss.stmts[st.Name]; !ok {
 			return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
 		} else {
-			delete(ss.stmts, st.Name)
+			ss.dropStmt(st.Name)
 		}
 		ss.commandComplete("DEALLOCATE")
 		return nil
@@ -223,7 +223,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			for name := range ss.portals {
 				ss.dropPortal(name)
 			}
-			ss.stmts = map[string]*prepared{}
+			ss.dropAllStmts()
 		}
 		if ss.coord != nil {
 			ss.coord.Value().ForgetStatements()

@@ -196,7 +196,9 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
-	ss.stmts[m.Name] = ps
+	if err := ss.putStmt(m.Name, ps); err != nil {
+		return err
+	}
 	ss.w.Raw('1', nil)
 	return nil
 }
@@ -384,7 +386,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	if d.worker, err = ss.workerOIDs(ctx, d.params); err != nil {
 		return err
 	}
-	ss.descCache[key] = d
+	ss.cacheDescription(key, d)
 	ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 	return nil
 }
@@ -624,7 +626,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 func (ss *session) closeObject(m *pgproto3.Close) error {
 	switch m.ObjectType {
 	case 'S':
-		delete(ss.stmts, m.Name)
+		ss.dropStmt(m.Name)
 	case 'P':
 		if s := ss.suspended; s != nil && s.pt.name == m.Name {
 			ss.settle(false)
@@ -680,7 +682,9 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
-	ss.stmts[st.Name] = ps
+	if err := ss.putStmt(st.Name, ps); err != nil {
+		return err
+	}
 	ss.commandComplete("PREPARE")
 	return nil
 }

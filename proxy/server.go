@@ -56,6 +56,10 @@ type Config struct {
 	TempFileLimit int64
 	// TempDir is where temporary files go (default os.TempDir()).
 	TempDir string
+	// MaxPreparedMemory bounds the estimated memory of one session's prepared
+	// statements (default 256 MiB; negative: no limit). Past it Parse and PREPARE fail
+	// with 54000.
+	MaxPreparedMemory int64
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.

@@ -108,8 +108,10 @@ type session struct {
 	// the client's next Execute (see suspension).
 	suspended *suspension
 	descCache map[string]description
-	// tempBytes are the bytes in the session's temporary result files (spool).
-	tempBytes int64
+	// tempBytes are the bytes in the session's temporary result files (spool);
+	// preparedBytes the estimated memory of its prepared statements (bounds.go).
+	tempBytes     int64
+	preparedBytes int64
 
 	// scratch buffers reused across statements
 	sqlBuf []byte

@@ -413,3 +413,51 @@ func TestHostileSortedForUpdateMemory(t *testing.T) {
 	w.send(&pgproto3.Query{String: "COMMIT"})
 	w.until(1)
 }
+
+// TestHostilePreparedStatements: a client preparing statement after statement without
+// closing them meets max-prepared-memory (54000) instead of growing the proxy without
+// bound; closing statements makes room again, and the session goes on.
+func TestHostilePreparedStatements(t *testing.T) {
+	role := unprivilegedRole(t, "memprep")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{Config: func(c *proxy.Config) {
+		c.MaxPreparedMemory = 4 << 20
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := dialWireAs(t, p.Addr, role)
+	pad := strings.Repeat(" + 1", 1000) // 4 KB of text
+	var failedAt int
+	for i := 0; i < 200 && failedAt == 0; i++ {
+		w.send(&pgproto3.Parse{Name: fmt.Sprint("s", i), Query: fmt.Sprintf("SELECT %d", i) + pad}, &pgproto3.Sync{})
+		for {
+			m := w.receive()
+			if e, ok := m.(*pgproto3.ErrorResponse); ok {
+				if e.Code != "54000" || !strings.Contains(e.Message, "max-prepared-memory") {
+					t.Fatalf("statement %d: %s %s", i, e.Code, e.Message)
+				}
+				failedAt = i
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+	}
+	if failedAt == 0 {
+		t.Fatalf("200 statements of 4 KB prepared within 4 MiB of max-prepared-memory")
+	}
+	// SQL PREPARE counts the same.
+	w.send(&pgproto3.Query{String: "PREPARE q AS SELECT 1" + pad})
+	if got := strings.Join(w.until(1), " "); got != "E[54000] ZI" {
+		t.Fatalf("PREPARE past the limit: %s", got)
+	}
+	w.send(&pgproto3.Close{ObjectType: 'S', Name: "s0"}, &pgproto3.Close{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{})
+	w.until(1)
+	w.send(&pgproto3.Query{String: "PREPARE q AS SELECT 1" + pad}, &pgproto3.Query{String: "EXECUTE q"})
+	if got := strings.Join(w.until(2), " "); got != "C[PREPARE] ZI T[?column?:23:0] D[1001] C[SELECT 1] ZI" {
+		t.Fatalf("after closing two statements: %s", got)
+	}
+}

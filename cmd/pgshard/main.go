@@ -73,6 +73,7 @@ type options struct {
 	workMem        int
 	tempFileLimit  int
 	tempDir        string
+	maxPrepared    int
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -94,6 +95,7 @@ func (o *options) settings() []setting {
 		{"work-mem", "bytes of a result set aside (a suspended portal read ahead) a session keeps in memory before it spills to a temporary file", strconv.Itoa(4 << 20), intSetter(&o.workMem)},
 		{"temp-file-limit", "bytes of temporary files one session may use (-1: no limit)", strconv.Itoa(1 << 30), intSetter(&o.tempFileLimit)},
 		{"temp-dir", "directory for temporary files (default: $TMPDIR or /tmp)", "", func(v string) error { o.tempDir = v; return nil }},
+		{"max-prepared-memory", "estimated bytes of prepared statements one session may hold (-1: no limit)", strconv.Itoa(256 << 20), intSetter(&o.maxPrepared)},
 	}
 }
 
@@ -237,14 +239,15 @@ func serve(args []string) error {
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	srv, err := proxy.New(startCtx, proxy.Config{
-		Coordinator:    o.coordinator,
-		PoolSize:       o.poolSize,
-		MaxMessage:     o.maxMessage,
-		WorkMem:        o.workMem,
-		TempFileLimit:  int64(o.tempFileLimit),
-		TempDir:        o.tempDir,
-		Logger:         log,
-		RepairInterval: o.repairInterval,
+		Coordinator:       o.coordinator,
+		PoolSize:          o.poolSize,
+		MaxMessage:        o.maxMessage,
+		WorkMem:           o.workMem,
+		TempFileLimit:     int64(o.tempFileLimit),
+		TempDir:           o.tempDir,
+		MaxPreparedMemory: int64(o.maxPrepared),
+		Logger:            log,
+		RepairInterval:    o.repairInterval,
 	})
 	cancel()
 	if err != nil {

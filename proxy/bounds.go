@@ -1,0 +1,65 @@
+package proxy
+
+import "github.com/pgshard/pgshard/metadata/pgerr"
+
+// What a session keeps for its client grows only within bounds: its prepared statements
+// (counted against max-prepared-memory), their descriptions (descCacheMax), and the
+// results it sets aside (spool.go: work-mem, then temporary files up to temp-file-limit).
+
+// defaultMaxPreparedMemory is the default of Config.MaxPreparedMemory.
+const defaultMaxPreparedMemory = 256 << 20
+
+// descCacheMax bounds the entries of a session's description cache: past it, the cache
+// starts again empty (the descriptions of the session's prepared statements are held by
+// the statements themselves).
+const descCacheMax = 1000
+
+// preparedCost estimates the memory a prepared statement holds: its plan grows with its
+// text (about twelve times the text was measured, for the plan, the description and the
+// text itself), plus a fixed part.
+func preparedCost(ps *prepared) int64 { return 16*int64(len(ps.sql)) + 1024 }
+
+// putStmt stores a prepared statement under name (replacing the unnamed statement), within
+// the session's max-prepared-memory.
+func (ss *session) putStmt(name string, ps *prepared) error {
+	old := int64(0)
+	if prev := ss.stmts[name]; prev != nil {
+		old = preparedCost(prev)
+	}
+	limit := ss.srv.cfg.MaxPreparedMemory
+	if limit == 0 {
+		limit = defaultMaxPreparedMemory
+	}
+	cost := preparedCost(ps)
+	if limit > 0 && ss.preparedBytes-old+cost > limit {
+		return pgerr.New(pgerr.ProgramLimitExceeded, "prepared statements of this session exceed pgshard's max-prepared-memory (%d bytes)", limit).
+			WithDetail("The session holds %d prepared statements.", len(ss.stmts)).
+			WithHint("Close (DEALLOCATE) the prepared statements no longer needed, or raise --max-prepared-memory (PGSHARD_MAX_PREPARED_MEMORY).")
+	}
+	ss.preparedBytes += cost - old
+	ss.stmts[name] = ps
+	return nil
+}
+
+// dropStmt removes a prepared statement.
+func (ss *session) dropStmt(name string) {
+	if ps := ss.stmts[name]; ps != nil {
+		ss.preparedBytes -= preparedCost(ps)
+		delete(ss.stmts, name)
+	}
+}
+
+// dropAllStmts removes every prepared statement (DEALLOCATE ALL, DISCARD ALL).
+func (ss *session) dropAllStmts() {
+	ss.stmts = map[string]*prepared{}
+	ss.preparedBytes = 0
+}
+
+// cacheDescription keeps a statement description for the session's later statements of
+// the same text.
+func (ss *session) cacheDescription(key string, d description) {
+	if len(ss.descCache) >= descCacheMax {
+		ss.descCache = map[string]description{}
+	}
+	ss.descCache[key] = d
+}
