@@ -204,6 +204,9 @@ func (c *Conn) StatementName(sql []byte, oids []uint32) (string, bool) {
 	return name, !c.Prepared[name]
 }
 
+// maxPrepared bounds the statements the proxy prepares on one backend connection.
+const maxPrepared = 1000
+
 // SendExtended buffers Parse (when needed), Bind, Describe (when describe is set),
 // Execute and Sync for sql with the given parameters and result formats.
 func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [][]byte, results []int16, describe bool) {
@@ -211,7 +214,10 @@ func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [
 	if !c.Unnamed {
 		// Behind other statements in a pipeline, a statement not prepared yet goes
 		// unnamed: the ParseComplete that comes first may not be its own.
-		if n, need := c.StatementName(sql, oids); !need || c.inFlight == 0 {
+		// Past maxPrepared statements the connection prepares no more: a pooled
+		// connection outlives its sessions, and clients with ever new statement texts
+		// would grow it (and the server's memory) without bound.
+		if n, need := c.StatementName(sql, oids); !need || (c.inFlight == 0 && len(c.Prepared) < maxPrepared) {
 			name, parse = n, need
 		}
 	}
