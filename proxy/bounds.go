@@ -63,3 +63,38 @@ func (ss *session) cacheDescription(key string, d description) {
 	}
 	ss.descCache[key] = d
 }
+
+// maxReplay bounds the text of the statements that bring a backend joining a transaction
+// block to the block's state (BEGIN, SET, SAVEPOINT: txReplay).
+const maxReplay = 16 << 20
+
+// maxReplayEntries bounds the number of those statements.
+const maxReplayEntries = 10000
+
+// replayBound checks that sql may join the block's replay.
+func (ss *session) replayBound(sql string) error {
+	n := len(sql)
+	for _, s := range ss.txReplay {
+		n += len(s) + 2
+	}
+	if n > maxReplay || len(ss.txReplay) >= maxReplayEntries {
+		return pgerr.New(pgerr.ProgramLimitExceeded, "the settings and savepoints of this transaction block exceed %d statements or %d bytes", maxReplayEntries, maxReplay).
+			WithHint("pgshard replays them on every backend that joins the block: end the block, or set these parameters outside it.")
+	}
+	return nil
+}
+
+// dropEntries removes the entries at the given increasing indexes of list.
+func dropEntries(list []string, at []int) []string {
+	out := list[:at[0]]
+	for k, i := range at {
+		end := len(list)
+		if k+1 < len(at) {
+			end = at[k+1]
+		}
+		if i+1 < end {
+			out = append(out, list[i+1:end]...)
+		}
+	}
+	return out
+}

@@ -230,6 +230,9 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		}
 	}
 	if ss.tx == 'T' {
+		if err := ss.replayBound(sql); err != nil {
+			return err
+		}
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
 			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
@@ -323,9 +326,20 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	// The savepoints are checked here, as PostgreSQL checks them: the block may not have
 	// reached any backend yet.
+	// The replay keeps only what a backend joining the block now needs: a savepoint
+	// released is dropped from it (what ran after it stays), and what ran after the
+	// savepoint a ROLLBACK TO returns to was undone, so it goes (txSavepointAt are the
+	// savepoints' places in txReplay). Repeated savepoints (psql's ON_ERROR_ROLLBACK,
+	// ORMs' nested transactions) then cost nothing however long the block.
+	cut := -1 // for ROLLBACK TO: the replay's length once it succeeded
 	switch st.Kind {
 	case router.Savepoint:
+		if err := ss.replayBound(sql); err != nil {
+			return err
+		}
 		ss.txSavepoints = append(ss.txSavepoints, st.Name)
+		ss.txSavepointAt = append(ss.txSavepointAt, len(ss.txReplay))
+		ss.txReplay = append(ss.txReplay, sql)
 	case router.Release, router.RollbackTo:
 		i := len(ss.txSavepoints) - 1
 		for i >= 0 && ss.txSavepoints[i] != st.Name {
@@ -336,8 +350,16 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 		}
 		if st.Kind == router.Release {
 			ss.txSavepoints = ss.txSavepoints[:i]
+			if i < len(ss.txSavepointAt) {
+				ss.txReplay = dropEntries(ss.txReplay, ss.txSavepointAt[i:])
+				ss.txSavepointAt = ss.txSavepointAt[:i]
+			}
 		} else {
 			ss.txSavepoints = ss.txSavepoints[:i+1]
+			if i < len(ss.txSavepointAt) {
+				cut = ss.txSavepointAt[i] + 1
+				ss.txSavepointAt = ss.txSavepointAt[:i+1]
+			}
 		}
 	}
 	var first error
@@ -354,7 +376,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	if first != nil {
 		return first
 	}
-	ss.txReplay = append(ss.txReplay, sql)
+	if cut >= 0 && cut <= len(ss.txReplay) {
+		ss.txReplay = ss.txReplay[:cut]
+	}
 	if st.Kind == router.RollbackTo {
 		ss.tx = 'T'
 		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {

@@ -57,8 +57,10 @@ type session struct {
 	// txReplay are the statements that bring a backend joining the block mid-way to the
 	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
 	txReplay []string
-	// txSavepoints are the block's savepoints, innermost last.
-	txSavepoints []string
+	// txSavepoints are the block's savepoints, innermost last; txSavepointAt their
+	// SAVEPOINT statements' places in txReplay.
+	txSavepoints  []string
+	txSavepointAt []int
 	// coord is the session's coordinator connection, taken on first use and kept.
 	coord *puddle.Resource[*backend.Conn]
 	// coordInTx is set when the coordinator connection has joined the block.
@@ -613,6 +615,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	}
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
+	ss.txSavepointAt = nil
 	ss.coordInTx = false
 	ss.tx = 'I'
 	if ss.settingsDirty {

@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgshard/pgshard/proxy"
@@ -459,5 +461,70 @@ func TestHostilePreparedStatements(t *testing.T) {
 	w.send(&pgproto3.Query{String: "PREPARE q AS SELECT 1" + pad}, &pgproto3.Query{String: "EXECUTE q"})
 	if got := strings.Join(w.until(2), " "); got != "C[PREPARE] ZI T[?column?:23:0] D[1001] C[SELECT 1] ZI" {
 		t.Fatalf("after closing two statements: %s", got)
+	}
+}
+
+// TestHostileBlockReplay: what brings a backend that joins a transaction block late to
+// the block's state (BEGIN, SETs, savepoints) is kept short: released savepoints and
+// what a ROLLBACK TO undid leave it, so thousands of savepoints (psql's ON_ERROR_ROLLBACK)
+// cost nothing, and a worker joining after them still sees the block's settings as
+// PostgreSQL would. Settings past a bound fail with 54000 instead of growing it.
+func TestHostileBlockReplay(t *testing.T) {
+	role := unprivilegedRole(t, "memreplay")
+	conn := connect(t)
+	table := uniqueName("memreplay")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 1)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT i, 'x' FROM generate_series(1, 40) i", table))
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := connectAs(t, env.P, role)
+	mustExec(t, c, "BEGIN", "SET LOCAL application_name = 'kept'")
+	var pairs strings.Builder
+	for i := 0; i < 2000; i++ {
+		pairs.WriteString("SAVEPOINT s; RELEASE s; ")
+	}
+	mustExec(t, c, pairs.String(),
+		"SAVEPOINT a", "SET LOCAL application_name = 'undone'", "SAVEPOINT b", "ROLLBACK TO a",
+		"SAVEPOINT c", "SET LOCAL statement_timeout = '17s'", "RELEASE c")
+	// Every shard's worker joins the block now and must be where the block is.
+	rows, err := c.Query(context.Background(), fmt.Sprintf("SELECT current_setting('application_name'), current_setting('statement_timeout'), k FROM %s", table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for rows.Next() {
+		var app, timeout string
+		var k int
+		if err := rows.Scan(&app, &timeout, &k); err != nil {
+			t.Fatal(err)
+		}
+		if app != "kept" || timeout != "17s" {
+			t.Fatalf("row %d read with application_name %q, statement_timeout %q; want kept, 17s", k, app, timeout)
+		}
+		n++
+	}
+	if rows.Err() != nil || n != 40 {
+		t.Fatalf("%d rows, %v", n, rows.Err())
+	}
+	// ROLLBACK TO a savepoint still works after the replay dropped the released ones.
+	mustExec(t, c, "ROLLBACK TO a", "ROLLBACK")
+
+	// Settings: 17 SETs of 1 MB each in one block pass the bound.
+	mustExec(t, c, "BEGIN")
+	val := strings.Repeat("y", 1<<20)
+	var last error
+	for i := 0; i < 17 && last == nil; i++ {
+		_, last = c.Exec(context.Background(), fmt.Sprintf("SET LOCAL pgshard_test.v%d = '%s'", i, val))
+	}
+	var pe *pgconn.PgError
+	if !errors.As(last, &pe) || pe.Code != "54000" {
+		t.Fatalf("17 MB of SET LOCAL in one block: %v, want 54000", last)
+	}
+	mustExec(t, c, "ROLLBACK")
+	if got := queryString(t, c, "SELECT 'alive'"); got != "alive" {
+		t.Fatalf("after the refused SET: %s", got)
 	}
 }
