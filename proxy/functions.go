@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/ddl"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"
@@ -48,10 +50,11 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
-	rows, desc, err := collectRows(ctx, c)
-	if err == nil && len(rows) > 0 && len(rows[0]) < len(desc.Fields) {
-		err = pgerr.New(pgerr.InternalError, "short row from the argument query")
-	}
+	// The rows are set aside first (the calls need the connection): in memory up to
+	// work-mem, beyond in a temporary file.
+	rows := ss.newSpool()
+	defer rows.Close()
+	desc, nrows, err := spoolRows(ctx, c, rows)
 	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
@@ -72,7 +75,21 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if !ss.call.extended {
 		ss.w.Msg(out)
 	}
-	for _, row := range rows {
+	for {
+		_, b, err := rows.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		row, err := backend.RowValues(b)
+		if err != nil {
+			return err
+		}
+		if len(row) < len(desc.Fields) {
+			return pgerr.New(pgerr.InternalError, "short row from the argument query")
+		}
 		dr := &pgproto3.DataRow{}
 		for _, col := range st.Columns {
 			if col.Call < 0 {
@@ -87,7 +104,7 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 		}
 		ss.w.Msg(dr)
 	}
-	ss.commandComplete("SELECT " + strconv.Itoa(len(rows)))
+	ss.commandComplete("SELECT " + strconv.Itoa(nrows))
 	return nil
 }
 

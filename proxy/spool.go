@@ -2,13 +2,17 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
 )
 
@@ -218,5 +222,46 @@ func (sp *spool) Close() {
 		sp.f.Close()
 		sp.f = nil
 		*sp.used -= sp.size
+	}
+}
+
+// spoolRows reads a result into sp: its DataRows as frames; it returns the row
+// description and the number of rows. A server error comes back as a *pgerr.Error after
+// the connection reached ReadyForQuery; so does sp's error (past temp-file-limit, the
+// rest is read and dropped).
+func spoolRows(ctx context.Context, c *backend.Conn, sp *spool) (*pgproto3.RowDescription, int, error) {
+	stop := c.WatchContext(ctx)
+	defer stop()
+	desc := &pgproto3.RowDescription{}
+	var first error
+	n := 0
+	for {
+		t, b, err := c.Next()
+		if err != nil {
+			return nil, 0, err
+		}
+		switch t {
+		case 'T':
+			if err := desc.Decode(b); err != nil {
+				return nil, 0, err
+			}
+			// Decode aliases the buffer; keep copies.
+			for i := range desc.Fields {
+				desc.Fields[i].Name = append([]byte{}, desc.Fields[i].Name...)
+			}
+		case 'D':
+			if sp.WriteFrame('D', b) == nil {
+				n++
+			}
+		case 'E':
+			if first == nil {
+				first = c.DecodeError(b)
+			}
+		case 'Z':
+			if first == nil {
+				first = sp.Err()
+			}
+			return desc, n, first
+		}
 	}
 }

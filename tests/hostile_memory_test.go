@@ -528,3 +528,23 @@ func TestHostileBlockReplay(t *testing.T) {
 		t.Fatalf("after the refused SET: %s", got)
 	}
 }
+
+// TestHostileFunctionArgumentRows: pgshard's functions in the target list of a query run
+// once per row of the rest of the query, which the coordinator evaluates first; those rows
+// are set aside in bounded memory, whatever the query returns.
+func TestHostileFunctionArgumentRows(t *testing.T) {
+	role := unprivilegedRole(t, "memfunc")
+	w := dialWireAs(t, env.P.Addr, role)
+	base := heapInuse()
+	stop := heapPeak()
+	w.send(&pgproto3.Query{String: "SELECT master_create_distributed_table('no_such_table_' || i || repeat('x', 1 << 20), 'k') FROM generate_series(1, 160) i"})
+	got := w.until(1)
+	peak := stop()
+	if j := strings.Join(got, " "); !strings.Contains(j, "E[42P01] ZI") {
+		t.Fatalf("answer %s, want 42P01 (no such table)", j)
+	}
+	const margin = 48 << 20
+	if peak > base+margin {
+		t.Errorf("heap in use rose from %d MiB to %d MiB for 160 MiB of argument rows (allowed: %d MiB)", base>>20, peak>>20, margin>>20)
+	}
+}
