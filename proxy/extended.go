@@ -562,6 +562,9 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	// A write with a row limit: run it to completion into a spool, and hand the rows
 	// out in parts (PortalSuspended between them).
 	sp := ss.newSpool()
+	// What the write answers was set aside within the session's temp-file-limit while
+	// its placements answered (applyWrites); once it is done, its rows must be kept.
+	sp.limit = -1
 	saved := ss.w
 	ss.w = pgwire.NewWriter(sp)
 	err := ss.exec(ctx, snap, ps.st, ps.in, pt.prm)
