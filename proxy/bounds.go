@@ -98,3 +98,22 @@ func dropEntries(list []string, at []int) []string {
 	}
 	return out
 }
+
+// maxSessionSettings bounds the text of a session's settings, which the proxy keeps and
+// applies to every worker connection the session uses.
+const maxSessionSettings = 1 << 20
+
+func settingsTooLarge() error {
+	return pgerr.New(pgerr.ProgramLimitExceeded, "the session's settings exceed %d bytes", maxSessionSettings).
+		WithHint("pgshard applies them to every worker connection the session uses: RESET the large ones.")
+}
+
+// setBound checks that a SET statement may run: one that alone exceeds
+// maxSessionSettings is refused before it runs (a session's settings that grow past it
+// otherwise keep it off the workers: refreshSettings).
+func (ss *session) setBound(sql string) error {
+	if len(sql) > maxSessionSettings {
+		return settingsTooLarge()
+	}
+	return nil
+}

@@ -208,6 +208,9 @@ func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) {
 // setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
 // get the new settings before their next use (inside a transaction block, at once).
 func (ss *session) setStatement(ctx context.Context, sql string) error {
+	if err := ss.setBound(sql); err != nil {
+		return err
+	}
 	if err := ss.coordinatorStatement(ctx, sql, nil); err != nil {
 		return err
 	}

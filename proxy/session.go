@@ -41,6 +41,9 @@ type session struct {
 	// settingsDirty is set when a statement may have changed session settings; they are
 	// read back from the coordinator before the next worker connection is used.
 	settingsDirty bool
+	// settingsErr is set while the session's settings are too large to apply to worker
+	// connections (bounds.go).
+	settingsErr error
 	// params are the ParameterStatus values the client has been told.
 	params map[string]string
 	// names is where the names of distributed tables resolve in this session (names.go);

@@ -75,6 +75,9 @@ func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
 	if ss.settingsDirty && ss.tx == 'I' && ss.coord != nil && c != ss.coord.Value() {
 		ss.refreshSettings(ctx)
 	}
+	if ss.settingsErr != nil && (ss.coord == nil || c != ss.coord.Value()) {
+		return ss.settingsErr
+	}
 	if c.Settings == ss.settings.key {
 		return nil
 	}
@@ -112,8 +115,24 @@ func (ss *session) refreshSettings(ctx context.Context) {
 		return
 	}
 	values := map[string]string{}
+	size := 0
 	for _, r := range rows {
 		values[strings.ToLower(string(r[0]))] = string(r[1])
+		size += len(r[0]) + len(r[1])
+	}
+	ss.settingsErr = nil
+	if size > maxSessionSettings {
+		// Every worker connection the session uses would get them: the session uses
+		// none until they are reset. The proxy keeps only what routing needs.
+		ss.settingsErr = settingsTooLarge()
+		ss.settingsDirty = true // read again after the next SET or RESET
+		kept := map[string]string{}
+		for _, n := range []string{"search_path", "role", "session_authorization"} {
+			if v, ok := values[n]; ok {
+				kept[n] = v
+			}
+		}
+		values = kept
 	}
 	ss.settings = newSettings(values)
 	c.Settings = ss.settings.key

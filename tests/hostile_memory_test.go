@@ -512,16 +512,16 @@ func TestHostileBlockReplay(t *testing.T) {
 	// ROLLBACK TO a savepoint still works after the replay dropped the released ones.
 	mustExec(t, c, "ROLLBACK TO a", "ROLLBACK")
 
-	// Settings: 17 SETs of 1 MB each in one block pass the bound.
+	// Settings: 33 SETs of 512 KB each in one block pass the bound.
 	mustExec(t, c, "BEGIN")
-	val := strings.Repeat("y", 1<<20)
+	val := strings.Repeat("y", 512<<10)
 	var last error
-	for i := 0; i < 17 && last == nil; i++ {
+	for i := 0; i < 33 && last == nil; i++ {
 		_, last = c.Exec(context.Background(), fmt.Sprintf("SET LOCAL pgshard_test.v%d = '%s'", i, val))
 	}
 	var pe *pgconn.PgError
 	if !errors.As(last, &pe) || pe.Code != "54000" {
-		t.Fatalf("17 MB of SET LOCAL in one block: %v, want 54000", last)
+		t.Fatalf("16.5 MB of SET LOCAL in one block: %v, want 54000", last)
 	}
 	mustExec(t, c, "ROLLBACK")
 	if got := queryString(t, c, "SELECT 'alive'"); got != "alive" {
@@ -546,5 +546,52 @@ func TestHostileFunctionArgumentRows(t *testing.T) {
 	const margin = 48 << 20
 	if peak > base+margin {
 		t.Errorf("heap in use rose from %d MiB to %d MiB for 160 MiB of argument rows (allowed: %d MiB)", base>>20, peak>>20, margin>>20)
+	}
+}
+
+// TestHostileSessionSettings: the proxy keeps a session's settings and applies them to
+// every worker connection the session uses, so their size is bounded: a SET past the
+// bound fails with 54000, and settings grown past it otherwise (set_config) keep the
+// session off the workers, with 54000, until they are reset.
+func TestHostileSessionSettings(t *testing.T) {
+	role := unprivilegedRole(t, "memset")
+	conn := connect(t)
+	table := uniqueName("memset")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 1)
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s", role)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := connectAs(t, env.P, role)
+	count := fmt.Sprintf("SELECT count(*)::text FROM %s", table)
+	code := func(sql string) string {
+		_, err := c.Exec(context.Background(), sql)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe.Code
+		}
+		if err != nil {
+			return err.Error()
+		}
+		return "ok"
+	}
+	// One SET past the bound is refused before it runs.
+	if got := code(fmt.Sprintf(`SET search_path = public, "%s"`, strings.Repeat("y", 2<<20))); got != "54000" {
+		t.Fatalf("SET of 2 MB: %s, want 54000", got)
+	}
+	if got := queryString(t, c, "SELECT length(current_setting('search_path'))::text"); len(got) > 3 {
+		t.Fatalf("search_path of %s bytes after the refused SET", got)
+	}
+	// Grown past it by set_config: the coordinator has it, the workers are refused.
+	if got := code(`SELECT set_config('search_path', 'public, "' || repeat('z', 2000000) || '"', false)`); got != "ok" {
+		t.Fatalf("set_config: %s", got)
+	}
+	if got := code(count); got != "54000" {
+		t.Fatalf("count with 2 MB of settings: %s, want 54000", got)
+	}
+	mustExec(t, c, "RESET search_path")
+	if got := queryString(t, c, count); got != "0" {
+		t.Fatalf("count after RESET: %s", got)
 	}
 }
