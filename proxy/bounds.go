@@ -19,6 +19,30 @@ const descCacheMax = 1000
 // text itself), plus a fixed part.
 func preparedCost(ps *prepared) int64 { return 16*int64(len(ps.sql)) + 1024 }
 
+// portalCost estimates the memory of a portal with these parameter values.
+func portalCost(values [][]byte) int64 {
+	n := int64(256)
+	for _, v := range values {
+		n += int64(len(v)) + 24
+	}
+	return n
+}
+
+// preparedBound checks that the session's prepared statements and portals may grow by
+// cost bytes.
+func (ss *session) preparedBound(cost int64) error {
+	limit := ss.srv.cfg.MaxPreparedMemory
+	if limit == 0 {
+		limit = defaultMaxPreparedMemory
+	}
+	if limit > 0 && ss.preparedBytes+cost > limit {
+		return pgerr.New(pgerr.ProgramLimitExceeded, "prepared statements and portals of this session exceed pgshard's max-prepared-memory (%d bytes)", limit).
+			WithDetail("The session holds %d prepared statements and %d portals.", len(ss.stmts), len(ss.portals)).
+			WithHint("Close the prepared statements (DEALLOCATE) and portals no longer needed, or raise --max-prepared-memory (PGSHARD_MAX_PREPARED_MEMORY).")
+	}
+	return nil
+}
+
 // putStmt stores a prepared statement under name (replacing the unnamed statement), within
 // the session's max-prepared-memory.
 func (ss *session) putStmt(name string, ps *prepared) error {
@@ -26,15 +50,9 @@ func (ss *session) putStmt(name string, ps *prepared) error {
 	if prev := ss.stmts[name]; prev != nil {
 		old = preparedCost(prev)
 	}
-	limit := ss.srv.cfg.MaxPreparedMemory
-	if limit == 0 {
-		limit = defaultMaxPreparedMemory
-	}
 	cost := preparedCost(ps)
-	if limit > 0 && ss.preparedBytes-old+cost > limit {
-		return pgerr.New(pgerr.ProgramLimitExceeded, "prepared statements of this session exceed pgshard's max-prepared-memory (%d bytes)", limit).
-			WithDetail("The session holds %d prepared statements.", len(ss.stmts)).
-			WithHint("Close (DEALLOCATE) the prepared statements no longer needed, or raise --max-prepared-memory (PGSHARD_MAX_PREPARED_MEMORY).")
+	if err := ss.preparedBound(cost - old); err != nil {
+		return err
 	}
 	ss.preparedBytes += cost - old
 	ss.stmts[name] = ps
@@ -51,8 +69,10 @@ func (ss *session) dropStmt(name string) {
 
 // dropAllStmts removes every prepared statement (DEALLOCATE ALL, DISCARD ALL).
 func (ss *session) dropAllStmts() {
+	for _, ps := range ss.stmts {
+		ss.preparedBytes -= preparedCost(ps)
+	}
 	ss.stmts = map[string]*prepared{}
-	ss.preparedBytes = 0
 }
 
 // cacheDescription keeps a statement description for the session's later statements of

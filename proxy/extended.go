@@ -62,6 +62,7 @@ type portal struct {
 	pending *spool
 	err     error
 	started bool
+	cost    int64 // counted against max-prepared-memory
 }
 
 // describeKey identifies a statement description in the session's cache.
@@ -265,6 +266,10 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	if m.DestinationPortal == "" {
 		ss.dropPortal("") // replaced
 	}
+	cost := portalCost(m.Parameters)
+	if err := ss.preparedBound(cost); err != nil {
+		return err
+	}
 	values := make([][]byte, len(m.Parameters))
 	for i, v := range m.Parameters {
 		if v != nil {
@@ -275,7 +280,9 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 		name: m.DestinationPortal, stmt: ps,
 		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params, worker: ps.workerParams},
 		results: append([]int16(nil), m.ResultFormatCodes...),
+		cost:    cost,
 	}
+	ss.preparedBytes += cost
 	ss.w.Raw('2', nil)
 	return nil
 }

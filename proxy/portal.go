@@ -182,6 +182,7 @@ func (ss *session) dropPortal(name string) {
 	if pt := ss.portals[name]; pt != nil {
 		pt.pending.Close()
 		pt.pending = nil
+		ss.preparedBytes -= pt.cost
 		delete(ss.portals, name)
 	}
 }
