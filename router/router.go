@@ -59,11 +59,12 @@ type cacheKey struct {
 }
 
 // The plan cache holds at most maxCacheText bytes of statement text (plans grow with
-// their text), and no plan of a statement longer than maxCachedText: a client sending
-// large distinct statements must not fill the proxy's memory.
+// their text: about ten times it, measured), and no plan of a statement longer than
+// maxCachedText: a client sending large distinct statements must not fill the proxy's
+// memory.
 const (
-	maxCacheText  = 256 << 20
-	maxCachedText = 16 << 20
+	maxCacheText  = 32 << 20
+	maxCachedText = 1 << 20
 )
 
 type cacheEntry struct {
