@@ -28,8 +28,8 @@ const (
 // As PostgreSQL's tuplestore, it keeps up to workMem bytes in memory and writes the rest
 // to a temporary file. The file is removed from its directory as soon as it is created,
 // so that it disappears with the spool (Close), with the session, or with the process,
-// whatever ends first. The file's size is bounded by the session's temp-file-limit; past
-// it, Write fails with errTempFileLimit's 53400.
+// whatever ends first; it is created with mode 0600. The session's files together are
+// bounded by its temp-file-limit; past it, Write fails with 53400 (tempFileLimitError).
 //
 // Frames are written with Write (a pgwire.Writer over the spool) and read back with Next.
 type spool struct {
@@ -77,7 +77,8 @@ func (ss *session) newSpool() *spool {
 // tempFileLimitError is the error of a spool past its limit.
 func tempFileLimitError(limit int64) *pgerr.Error {
 	return pgerr.New(pgerr.ConfigurationLimitExceeded, "temporary file size exceeds pgshard's temp-file-limit (%d bytes)", limit).
-		WithHint("A portal suspended by a row limit is set aside in full when another statement runs before it is read. Read it to its end first, or raise --temp-file-limit (PGSHARD_TEMP_FILE_LIMIT).")
+		WithDetail("pgshard sets aside what it must hold before it can go on: the rest of a portal suspended by a row limit when another statement runs before the portal was read, the answers of a write until its outcome is known.").
+		WithHint("Read portals to their end before running other statements, or raise --temp-file-limit (PGSHARD_TEMP_FILE_LIMIT).")
 }
 
 // Write appends frames: to memory while they fit in workMem, then to the file.
