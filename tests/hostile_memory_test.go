@@ -637,3 +637,58 @@ func TestHostileSessionSettings(t *testing.T) {
 		t.Fatalf("count after RESET: %s", got)
 	}
 }
+
+// TestHostilePipelineNotRead: a client that sends many statements and reads none of the
+// answers is held back by TCP: the proxy stops when its writes block, it does not
+// buffer the answers. Every answer arrives once the client reads.
+func TestHostilePipelineNotRead(t *testing.T) {
+	role := unprivilegedRole(t, "mempipe")
+	w := dialWireAs(t, env.P.Addr, role)
+	const n = 1000 // 1000 answers of 100 KB: 100 MB
+	var msgs []pgproto3.FrontendMessage
+	msgs = append(msgs, &pgproto3.Parse{Name: "big", Query: "SELECT repeat('x', 100000)"})
+	for i := 0; i < n; i++ {
+		msgs = append(msgs, &pgproto3.Bind{PreparedStatement: "big"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	}
+	base := heapInuse()
+	stop := heapPeak()
+	sent := make(chan error, 1)
+	go func() {
+		for _, m := range msgs {
+			w.fe.Send(m)
+		}
+		sent <- w.fe.Flush()
+	}()
+	time.Sleep(2 * time.Second) // the proxy runs until its writes to the client block
+	peak := stop()
+	t.Logf("heap in use: %d MiB before, %d MiB at the peak", base>>20, peak>>20)
+	const margin = 48 << 20
+	if peak > base+margin {
+		t.Errorf("heap in use rose from %d MiB to %d MiB while the client read nothing (allowed: %d MiB)", base>>20, peak>>20, margin>>20)
+	}
+	rows := 0
+	for ready := 0; ready < n; {
+		w.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		m, err := w.fe.Receive()
+		if err != nil {
+			t.Fatalf("after %d answers: %v", ready, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values[0]) != 100000 {
+				t.Fatalf("a value of %d bytes", len(m.Values[0]))
+			}
+			rows++
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("error %s %s", m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			ready++
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if rows != n {
+		t.Fatalf("%d rows, want %d", rows, n)
+	}
+}
