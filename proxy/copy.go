@@ -225,6 +225,9 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
+	if err := ss.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
+		return err
+	}
 	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
 		return err
 	}

@@ -216,8 +216,12 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	}
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
+	ss.privOK = nil      // and the role
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
+	}
+	if ss.coord != nil {
+		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)
 	}
 	if u := strings.ToUpper(strings.TrimSpace(sql)); strings.HasPrefix(u, "DISCARD") {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
@@ -232,7 +236,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == 'T' {
+	if ss.tx == 'T' && !proxyOnlySet(sql) {
 		if err := ss.replayBound(sql); err != nil {
 			return err
 		}
@@ -382,8 +386,17 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	if cut >= 0 && cut <= len(ss.txReplay) {
 		ss.txReplay = ss.txReplay[:cut]
 	}
+	switch st.Kind {
+	case router.Release:
+		ss.releaseSavepointLocks(len(ss.txSavepoints), false)
+	case router.RollbackTo:
+		ss.releaseSavepointLocks(len(ss.txSavepoints)-1, true)
+	}
 	if st.Kind == router.RollbackTo {
+		ss.privOK = nil // a SET ROLE may have been undone
 		ss.tx = 'T'
+		ss.failedUndone = false
+		ss.idleAfterBlock(ctx)
 		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone
 		}

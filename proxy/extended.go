@@ -179,6 +179,7 @@ func (ss *session) sync(ctx context.Context) {
 			ss.dropPortal(name)
 		}
 	}
+	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
 

@@ -60,6 +60,10 @@ type Config struct {
 	// statements (default 256 MiB; negative: no limit). Past it Parse and PREPARE fail
 	// with 54000.
 	MaxPreparedMemory int64
+	// IdleTransactionTimeout ends a session whose transaction block holds shard write
+	// locks and waits for its client longer than this, whatever the session's
+	// idle_in_transaction_session_timeout (0, the default: only that setting does).
+	IdleTransactionTimeout time.Duration
 }
 
 // ErrServerClosed is returned by Serve after the server was shut down.

@@ -74,6 +74,7 @@ type options struct {
 	tempFileLimit  int
 	tempDir        string
 	maxPrepared    int
+	idleTxTimeout  time.Duration
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -96,6 +97,7 @@ func (o *options) settings() []setting {
 		{"temp-file-limit", "bytes of temporary files one session may use (-1: no limit)", strconv.Itoa(1 << 30), intSetter(&o.tempFileLimit)},
 		{"temp-dir", "directory for temporary files (default: $TMPDIR or /tmp)", "", func(v string) error { o.tempDir = v; return nil }},
 		{"max-prepared-memory", "estimated bytes of prepared statements one session may hold (-1: no limit)", strconv.Itoa(256 << 20), intSetter(&o.maxPrepared)},
+		{"idle-transaction-timeout", "end a session idle in a transaction block that holds shard write locks for longer than this, whatever its idle_in_transaction_session_timeout (0 disables)", "0", durSetter(&o.idleTxTimeout)},
 	}
 }
 
@@ -239,15 +241,16 @@ func serve(args []string) error {
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	srv, err := proxy.New(startCtx, proxy.Config{
-		Coordinator:       o.coordinator,
-		PoolSize:          o.poolSize,
-		MaxMessage:        o.maxMessage,
-		WorkMem:           o.workMem,
-		TempFileLimit:     int64(o.tempFileLimit),
-		TempDir:           o.tempDir,
-		MaxPreparedMemory: int64(o.maxPrepared),
-		Logger:            log,
-		RepairInterval:    o.repairInterval,
+		Coordinator:            o.coordinator,
+		PoolSize:               o.poolSize,
+		MaxMessage:             o.maxMessage,
+		WorkMem:                o.workMem,
+		TempFileLimit:          int64(o.tempFileLimit),
+		TempDir:                o.tempDir,
+		MaxPreparedMemory:      int64(o.maxPrepared),
+		Logger:                 log,
+		RepairInterval:         o.repairInterval,
+		IdleTransactionTimeout: o.idleTxTimeout,
 	})
 	cancel()
 	if err != nil {

@@ -39,6 +39,8 @@ type Options struct {
 	BatchRows int
 	// Config, if set, adjusts the proxy's configuration before it starts.
 	Config func(*proxy.Config)
+	// IdleTransactionTimeout sets the proxy's IdleTransactionTimeout.
+	IdleTransactionTimeout time.Duration
 }
 
 // StartProxy starts a proxy for the coordinator database at coordinatorURL.
@@ -52,6 +54,7 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows}
+	cfg.IdleTransactionTimeout = opts.IdleTransactionTimeout
 	if opts.Config != nil {
 		opts.Config(&cfg)
 	}
