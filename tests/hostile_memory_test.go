@@ -122,7 +122,7 @@ func rowsOf(t *testing.T, w *wireConn, big int) (keys []string, rest []string) {
 func TestHostileSuspendedPortal(t *testing.T) {
 	role := unprivilegedRole(t, "memrole")
 	const big = 1 << 20
-	const n = 160 // 160 MiB of results
+	const n = 128 // 128 MiB of results
 	conn := connect(t)
 	table := uniqueName("membig")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 1)
@@ -278,7 +278,7 @@ func TestHostileSuspendedPortalLimit(t *testing.T) {
 // RETURNING of large values must not hold them all in memory, and its rows still arrive.
 func TestHostileReturningMemory(t *testing.T) {
 	const big = 1 << 20
-	const n = 96 // 96 MiB of RETURNING rows, on 2 placements each
+	const n = 64 // 64 MiB of RETURNING rows, on 2 placements each
 	conn := connect(t)
 	table := uniqueName("memret")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 2)
