@@ -72,6 +72,11 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		ss.commandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
+		if ss.tx != 'I' && !ss.pipelineTx {
+			// The block's portals end with it, as in PostgreSQL (but the one running
+			// this statement), and with them what they set aside.
+			defer ss.dropBlockPortals()
+		}
 		if st.Chain {
 			if ss.tx == 'I' || ss.pipelineTx {
 				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)

@@ -523,6 +523,8 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if pt == nil {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
 	}
+	ss.activePortal = pt
+	defer func() { ss.activePortal = nil }()
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {

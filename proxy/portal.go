@@ -177,6 +177,16 @@ func (ss *session) settle(keep bool) error {
 	return nil
 }
 
+// dropBlockPortals removes the portals at the end of a transaction block, but the one
+// being executed.
+func (ss *session) dropBlockPortals() {
+	for name, pt := range ss.portals {
+		if pt != ss.activePortal {
+			ss.dropPortal(name)
+		}
+	}
+}
+
 // dropPortal removes a portal and what it set aside.
 func (ss *session) dropPortal(name string) {
 	if pt := ss.portals[name]; pt != nil {

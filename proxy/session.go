@@ -131,6 +131,9 @@ type session struct {
 	tempBytes     int64
 	preparedBytes int64
 
+	// activePortal is the portal an Execute is running.
+	activePortal *portal
+
 	// scratch buffers reused across statements
 	sqlBuf []byte
 }

@@ -692,3 +692,29 @@ func TestHostilePipelineNotRead(t *testing.T) {
 		t.Fatalf("%d rows, want %d", rows, n)
 	}
 }
+
+// TestHostilePortalsEndWithTheBlock: a block's portals end with it, as in PostgreSQL, and
+// with them what they hold (parameters, rows set aside), whether or not a Sync follows.
+func TestHostilePortalsEndWithTheBlock(t *testing.T) {
+	role := unprivilegedRole(t, "memportal")
+	for _, target := range []struct{ name, addr string }{{"postgres", env.C.Workers[0].Addr()}, {"pgshard", env.P.Addr}} {
+		t.Run(target.name, func(t *testing.T) {
+			w := dialWireAs(t, target.addr, role)
+			w.send(&pgproto3.Query{String: "BEGIN"},
+				&pgproto3.Parse{Name: "s", Query: "SELECT i FROM generate_series(1, 10) i"},
+				&pgproto3.Bind{DestinationPortal: "p", PreparedStatement: "s"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{},
+				&pgproto3.Query{String: "SELECT 1"}, // sets the portal's rest aside in pgshard
+				&pgproto3.Query{String: "COMMIT"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{})
+			got := strings.Join(w.until(5), " ")
+			want := "C[BEGIN] ZT 1 2 D[1] D[2] s ZT T[?column?:23:0] D[1] C[SELECT 1] ZT C[COMMIT] ZI E[34000] ZI"
+			if got != want {
+				t.Fatalf("got  %s\nwant %s", got, want)
+			}
+			if spoolFiles(t) != 0 && target.name == "pgshard" {
+				t.Errorf("%d temporary files open after the block ended", spoolFiles(t))
+			}
+		})
+	}
+}
