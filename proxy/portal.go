@@ -145,8 +145,9 @@ func (ss *session) settle(keep bool) error {
 	var sp *spool
 	if keep {
 		sp = ss.newSpool()
-		// Past the limit, cut the statement off: its connections are read no further.
-		sp.onLimit = s.cancel
+		// When the spool fails (past the limit), cut the statement off: its connections
+		// are read no further.
+		sp.onFail = s.cancel
 		ss.w = pgwire.NewWriter(sp)
 	} else {
 		ss.w = pgwire.NewWriter(io.Discard)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -33,16 +34,17 @@ const (
 //
 // Frames are written with Write (a pgwire.Writer over the spool) and read back with Next.
 type spool struct {
-	mem     []byte
-	memMax  int
-	dir     string
-	limit   int64  // bytes the session's files may hold together; < 0: no limit
-	used    *int64 // bytes in the session's files
-	f       *os.File
-	size    int64 // bytes written to f
-	n       int64 // bytes written in all
-	err     error
-	onLimit func() // called once when the limit is reached
+	mem    []byte
+	memMax int
+	dir    string
+	limit  int64  // bytes the session's files may hold together; < 0: no limit
+	used   *int64 // bytes in the session's files
+	f      *os.File
+	size   int64 // bytes written to f
+	n      int64 // bytes written in all
+	err    error
+	onFail func() // called once when the writes fail (the limit, the file)
+	log    *slog.Logger
 
 	r      *pgwire.Reader // reads the frames back (after the writes)
 	held   bool           // a frame read by Next was given back with Unread
@@ -64,7 +66,7 @@ func (s *Server) workMem() int {
 // newSpool returns an empty spool of the session.
 func (ss *session) newSpool() *spool {
 	cfg := &ss.srv.cfg
-	sp := &spool{memMax: cfg.WorkMem, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes}
+	sp := &spool{memMax: cfg.WorkMem, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
 	if sp.memMax <= 0 {
 		sp.memMax = defaultWorkMem
 	}
@@ -93,16 +95,15 @@ func (sp *spool) Write(p []byte) (int, error) {
 	}
 	if sp.limit >= 0 && *sp.used+int64(len(p)) > sp.limit {
 		sp.err = tempFileLimitError(sp.limit)
-		if sp.onLimit != nil {
-			sp.onLimit()
+		if sp.onFail != nil {
+			sp.onFail()
 		}
 		return 0, sp.err
 	}
 	if sp.f == nil {
 		f, err := os.CreateTemp(sp.dir, "pgshard-result-*")
 		if err != nil {
-			sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not create a temporary file for a result: %v", err)
-			return 0, sp.err
+			return 0, sp.fileError("create", err)
 		}
 		os.Remove(f.Name()) // open until Close; gone from the directory already
 		sp.f = f
@@ -112,10 +113,23 @@ func (sp *spool) Write(p []byte) (int, error) {
 	sp.n += int64(n)
 	*sp.used += int64(n)
 	if err != nil {
-		sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not write to a temporary file: %v", err)
-		return n, sp.err
+		return n, sp.fileError("write", err)
 	}
 	return n, nil
+}
+
+// fileError records a temporary file's failure: the log has the cause, the client a
+// message without the server's paths.
+func (sp *spool) fileError(op string, err error) error {
+	if sp.log != nil {
+		sp.log.Error("temporary result file", "op", op, "err", err)
+	}
+	sp.err = pgerr.Wrap(err, pgerr.InsufficientResources, "could not %s a temporary file for a result set aside", op).
+		WithHint("See pgshard's log; --temp-dir (PGSHARD_TEMP_DIR) says where these files go.")
+	if sp.onFail != nil {
+		sp.onFail()
+	}
+	return sp.err
 }
 
 // Err returns the error that stopped the writes, if any.

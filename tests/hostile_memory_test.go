@@ -718,3 +718,45 @@ func TestHostilePortalsEndWithTheBlock(t *testing.T) {
 		})
 	}
 }
+
+// TestHostileTempDirFails: when a temporary file cannot be created, the statement fails
+// with 53000, and the client learns nothing of the server's paths.
+func TestHostileTempDirFails(t *testing.T) {
+	role := unprivilegedRole(t, "memtmpdir")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "missing-secret-dir")
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{Config: func(c *proxy.Config) {
+		c.WorkMem = 1 << 20
+		c.TempDir = dir
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	w := dialWireAs(t, p.Addr, role)
+	w.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Query: "SELECT i, repeat('x', 1 << 20) FROM generate_series(1, 8) i"},
+		&pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Execute{Portal: "p", MaxRows: 1}, &pgproto3.Sync{})
+	w.until(2)
+	w.send(&pgproto3.Query{String: "SELECT 1"})
+	var e *pgproto3.ErrorResponse
+	for {
+		m := w.receive()
+		if er, ok := m.(*pgproto3.ErrorResponse); ok {
+			e = er
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if e == nil || e.Code != "53000" {
+		t.Fatalf("want 53000, got %+v", e)
+	}
+	if all := e.Message + e.Detail + e.Hint; strings.Contains(all, "missing-secret-dir") || strings.Contains(all, "/") {
+		t.Errorf("the error shows a server path: %q %q %q", e.Message, e.Detail, e.Hint)
+	}
+	w.send(&pgproto3.Query{String: "ROLLBACK"})
+	if got := strings.Join(w.until(1), " "); got != "C[ROLLBACK] ZI" {
+		t.Fatalf("ROLLBACK: %s", got)
+	}
+}
