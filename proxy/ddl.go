@@ -33,12 +33,13 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	list := strings.Join(oids, ",")
+	// In the client's session: every operator pg_catalog's, named.
+	in_ := "OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(oids, ",") + "}'::pg_catalog.oid[])"
 	drop := ss.render(st.Text, in, nil, nil)
 	err = c.Exec(ctx, drop+";\n"+
-		"DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id IN (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id IN ("+list+"));\n"+
-		"DELETE FROM pgs_distribution_metadata.shard WHERE relation_id IN ("+list+");\n"+
-		"DELETE FROM pgs_distribution_metadata.partition WHERE relation_id IN ("+list+")")
+		"DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id OPERATOR(pg_catalog.=) ANY (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id "+in_+");\n"+
+		"DELETE FROM pgs_distribution_metadata.shard WHERE relation_id "+in_+";\n"+
+		"DELETE FROM pgs_distribution_metadata.partition WHERE relation_id "+in_)
 	if err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err

@@ -399,9 +399,9 @@ func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, err
 		return nil, err
 	}
 	rows, err := c.ExecRows(ctx, `WITH RECURSIVE chain(start, oid, depth) AS (
-			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid IN (`+strings.Join(user, ", ")+`)
+			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ('{`+strings.Join(user, ", ")+`}'::pg_catalog.oid[])
 			UNION ALL
-			SELECT ch.start, t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd')
+			SELECT ch.start, t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd')
 		SELECT DISTINCT ON (start) start, oid FROM chain ORDER BY start, depth DESC`)
 	if err != nil {
 		return nil, err

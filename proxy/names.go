@@ -176,8 +176,8 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 		q.WriteString(router.QuoteLiteral(t.Name))
 	}
 	q.WriteString(`]::pg_catalog.text[]) r(name)
-		JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(r.name))
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`)
+		JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.name))
+		JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace`)
 	ss.startRunning(c)
 	rows, err := c.ExecRows(ctx, q.String())
 	ss.stopRunning(c)

@@ -116,11 +116,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
 	leaseCfg := pcfg.Copy()
 	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
+	leaseCfg.RuntimeParams["search_path"] = store.SearchPath
 	s.leases = newLeases(leaseCfg, cfg.Logger)
 	s.repair = &repair.Repairer{
 		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,
 		Connect: func(n metadata.Node, user string) *pgconn.Config {
-			return s.pools.ConnConfig(s.workerKey(n, user))
+			cfg := s.pools.ConnConfig(s.workerKey(n, user))
+			cfg.RuntimeParams["search_path"] = store.SearchPath
+			return cfg
 		},
 	}
 	if _, err := st.Reload(ctx, s.cache); err != nil {

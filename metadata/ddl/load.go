@@ -291,7 +291,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		compression = "a.attcompression"
 	}
 
-	res, err := conn.Exec(ctx, "SHOW search_path; SELECT set_config('search_path', 'pg_catalog', false)").ReadAll()
+	res, err := conn.Exec(ctx, "SHOW search_path; SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)").ReadAll()
 	if err != nil {
 		return nil, fmt.Errorf("ddl: set search_path: %w", err)
 	}
@@ -302,7 +302,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 	defer func() {
 		// Restore even when ctx is done; a broken connection makes this fail fast.
 		rctx := context.WithoutCancel(ctx)
-		rerr := conn.ExecParams(rctx, "SELECT set_config('search_path', $1, false)",
+		rerr := conn.ExecParams(rctx, "SELECT pg_catalog.set_config('search_path', $1, false)",
 			[][]byte{[]byte(saved)}, nil, nil, nil).Read().Err
 		if rerr != nil && err == nil {
 			t, err = nil, fmt.Errorf("ddl: restore search_path: %w", rerr)
