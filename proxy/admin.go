@@ -160,6 +160,12 @@ func (ss *session) admin(ctx context.Context, q string) bool {
 	if !ok {
 		return false
 	}
+	if detail, ok := superuserAdmin[cmd]; ok {
+		if err := ss.requireSuperuser(ctx, "permission denied to run "+cmd, detail); err != nil {
+			ss.sendError(err)
+			return true
+		}
+	}
 	var err error
 	switch cmd {
 	case "SHOW NODES":
@@ -171,7 +177,7 @@ func (ss *session) admin(ctx context.Context, q string) bool {
 	case "SHOW REPAIRS":
 		err = ss.showRepairs(ctx)
 	case "SHOW POOLS":
-		err = ss.showPools()
+		err = ss.showPools(ctx)
 	case "SHOW STATS":
 		err = ss.showStats()
 	case "SHOW VERSION":
@@ -185,18 +191,37 @@ func (ss *session) admin(ctx context.Context, q string) bool {
 	return true
 }
 
+// superuserAdmin are the admin statements for superusers only (PgBouncer keeps its whole
+// console to admin_users and stats_users), with the DETAIL of their refusal. SHOW SHARDS
+// and SHOW VERSION are for everyone (they tell what pg_class and version() tell); SHOW
+// POOLS shows an ordinary role its own pools, without server addresses.
+var superuserAdmin = map[string]string{
+	"SHOW NODES":      "Only superusers may see the workers' addresses.",
+	"SHOW PLACEMENTS": "Only superusers may see the workers' addresses.",
+	"SHOW REPAIRS":    "Only superusers may see the repairs and the workers' addresses.",
+	"SHOW STATS":      "Only superusers may see the activity of every session.",
+	"REPAIR SHARD":    "Only superusers may change placements.",
+}
+
 // adminRows sends a result set of text values (with its RowDescription, unless it answers
 // an Execute: Describe gave that).
 func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
+	values := make([][][]byte, len(rows))
+	for i, r := range rows {
+		for _, v := range r {
+			values[i] = append(values[i], []byte(v))
+		}
+	}
+	ss.adminValues(tag, cols, values)
+}
+
+// adminValues is adminRows with values that may be NULL (nil).
+func (ss *session) adminValues(tag string, cols []adminCol, rows [][][]byte) {
 	if !ss.call.extended {
 		ss.w.Msg(&pgproto3.RowDescription{Fields: fieldsOf(cols)})
 	}
 	for _, r := range rows {
-		dr := &pgproto3.DataRow{}
-		for _, v := range r {
-			dr.Values = append(dr.Values, []byte(v))
-		}
-		ss.w.Msg(dr)
+		ss.w.Msg(&pgproto3.DataRow{Values: r})
 	}
 	ss.commandComplete(tag)
 }
@@ -327,16 +352,33 @@ func (ss *session) showPlacements(arg string) error {
 	return nil
 }
 
-func (ss *session) showPools() error {
-	var rows [][]string
+// showPools lists the backend pools: all of them to a superuser; to anyone else, the
+// pools of the session's own user, with host and port NULL (the workers' addresses are
+// for superusers).
+func (ss *session) showPools(ctx context.Context) error {
+	su, err := ss.superuser(ctx)
+	if err != nil {
+		return err
+	}
+	var rows [][][]byte
 	stats := ss.srv.pools.Stats()
 	sort.Slice(stats, func(i, j int) bool { return stats[i].Key.String() < stats[j].Key.String() })
 	for _, p := range stats {
-		rows = append(rows, []string{p.Key.Database, p.Key.User, p.Key.Host, strconv.Itoa(p.Key.Port),
-			strconv.Itoa(int(p.Acquired)), strconv.Itoa(int(p.Idle)), strconv.Itoa(int(p.Total)), strconv.Itoa(int(p.MaxConns)),
-			strconv.FormatInt(p.Acquires, 10), strconv.FormatInt(p.WaitCount, 10), strconv.FormatInt(p.WaitTime.Microseconds(), 10), "transaction"})
+		host, port := []byte(p.Key.Host), []byte(strconv.Itoa(p.Key.Port))
+		if !su {
+			if p.Key.User != ss.user {
+				continue
+			}
+			host, port = nil, nil
+		}
+		row := [][]byte{[]byte(p.Key.Database), []byte(p.Key.User), host, port}
+		for _, v := range []string{strconv.Itoa(int(p.Acquired)), strconv.Itoa(int(p.Idle)), strconv.Itoa(int(p.Total)), strconv.Itoa(int(p.MaxConns)),
+			strconv.FormatInt(p.Acquires, 10), strconv.FormatInt(p.WaitCount, 10), strconv.FormatInt(p.WaitTime.Microseconds(), 10), "transaction"} {
+			row = append(row, []byte(v))
+		}
+		rows = append(rows, row)
 	}
-	ss.adminRows("SHOW", adminColumns["SHOW POOLS"], rows)
+	ss.adminValues("SHOW", adminColumns["SHOW POOLS"], rows)
 	return nil
 }
 

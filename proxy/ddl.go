@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"context"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -22,29 +20,29 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 	if err != nil {
 		return err
 	}
-	var oids []string
+	var oids []uint32
 	var tables []*metadata.Table
 	for _, oid := range st.Tables {
 		if t := snap.TableByOID(oid); t != nil {
 			tables = append(tables, t)
-			oids = append(oids, strconv.FormatUint(uint64(oid), 10))
+			oids = append(oids, oid)
 		}
 	}
+	// The client's role drops the tables on the coordinator (PostgreSQL checks that it
+	// owns them); the proxy's own connection removes their metadata, which ordinary roles
+	// may not write, and commits that only once the drop has committed.
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	// In the client's session: every operator pg_catalog's, named.
-	in_ := "OPERATOR(pg_catalog.=) ANY ('{" + strings.Join(oids, ",") + "}'::pg_catalog.oid[])"
-	drop := ss.render(st.Text, in, nil, nil)
-	err = c.Exec(ctx, drop+";\n"+
-		"DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id OPERATOR(pg_catalog.=) ANY (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id "+in_+");\n"+
-		"DELETE FROM pgs_distribution_metadata.shard WHERE relation_id "+in_+";\n"+
-		"DELETE FROM pgs_distribution_metadata.partition WHERE relation_id "+in_)
-	if err != nil {
+	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
-	if err := c.Exec(ctx, "COMMIT"); err != nil {
+	err = ss.srv.store.DropTables(ctx, oids, func() error { return c.Exec(ctx, "COMMIT") })
+	if err != nil {
+		if c.TxStatus != 'I' {
+			c.Exec(ctx, "ROLLBACK")
+		}
 		return err
 	}
 	if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
@@ -66,7 +64,7 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ss.runOnNode(ctx, node, cmds); err != nil {
+			if err := ss.runOnNode(ctx, node, "", cmds); err != nil {
 				mu.Lock()
 				failed = append(failed, fmtNode(node)+": "+err.Error())
 				mu.Unlock()

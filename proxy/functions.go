@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -28,6 +30,15 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if ss.tx != 'I' {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
 	}
+	// As PostgreSQL checks EXECUTE, before any argument is evaluated and whether or not
+	// any row calls the function.
+	for _, call := range st.Calls {
+		if detail, ok := superuserFunctions[call.Func]; ok {
+			if err := ss.requireSuperuser(ctx, "permission denied for function "+call.Func, detail); err != nil {
+				return err
+			}
+		}
+	}
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
@@ -35,13 +46,15 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	argSQL := ss.render(st.ArgQuery, in, nil, nil)
 	var args [][]byte
 	var oids []uint32
+	var formats []int16
 	if prm != nil {
-		args, oids = prm.values, prm.oids
+		args, oids, formats = prm.values, prm.oids, prm.formats
 	}
-	// Describe the argument query's columns and fetch its rows.
+	// Describe the argument query's columns and fetch its rows (in text: the functions
+	// read their arguments as text).
 	w := c.Writer()
 	w.Msg(&pgproto3.Parse{Query: argSQL, ParameterOIDs: oids})
-	w.Msg(&pgproto3.Bind{Parameters: args})
+	w.Msg(&pgproto3.Bind{Parameters: args, ParameterFormatCodes: formats})
 	w.Msg(&pgproto3.Describe{ObjectType: 'P'})
 	w.Msg(&pgproto3.Execute{})
 	w.Msg(&pgproto3.Sync{})
@@ -91,6 +104,46 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	return nil
 }
 
+// insufficientPrivilege is PostgreSQL's SQLSTATE for permission denied.
+const insufficientPrivilege pgerr.Code = "42501"
+
+// superuserFunctions are the functions that change the cluster for every table (its
+// nodes, or placements wherever they are), with the DETAIL of their refusal: they are for
+// superusers only. (master_create_distributed_table and master_create_worker_shards need
+// the table's ownership instead, as in pg_shard and Citus.)
+var superuserFunctions = map[string]string{
+	"master_add_node":             "Only superusers may register nodes: the proxy connects to them with its own credentials.",
+	"master_copy_shard_placement": "Only superusers may change placements.",
+}
+
+// superuser reports whether the session's current role (after SET ROLE, as PostgreSQL
+// checks privileges) is a superuser on the coordinator.
+func (ss *session) superuser(ctx context.Context) (bool, error) {
+	c, err := ss.coordConn(ctx)
+	if err != nil {
+		return false, err
+	}
+	// is_superuser follows SET ROLE and SET SESSION AUTHORIZATION, and no client can set it.
+	rows, err := c.QueryParams(ctx, "SELECT pg_catalog.current_setting('is_superuser')", nil, nil)
+	if err != nil {
+		return false, err
+	}
+	return len(rows) == 1 && string(rows[0][0]) == "on", nil
+}
+
+// requireSuperuser refuses a session whose current role is not a superuser, with 42501,
+// message and detail.
+func (ss *session) requireSuperuser(ctx context.Context, message, detail string) error {
+	su, err := ss.superuser(ctx)
+	if err != nil {
+		return err
+	}
+	if !su {
+		return pgerr.New(insufficientPrivilege, "%s", message).WithDetail("%s", detail)
+	}
+	return nil
+}
+
 // callFunction runs one call. Arguments are in text form, already cast to the parameter
 // types by the coordinator; the functions are strict (a NULL argument makes the call a
 // no-op, as in PostgreSQL).
@@ -130,8 +183,14 @@ func (ss *session) masterAddNode(ctx context.Context, name string, port int) err
 		return pgerr.New(pgerr.InvalidParameterValue, "hostname exceeds the maximum length of 255")
 	case port <= 0 || port > 65535:
 		return pgerr.New(pgerr.InvalidParameterValue, "invalid port number %d", port)
+	case !validNodeName(name):
+		return pgerr.New(pgerr.InvalidParameterValue, "invalid node name %q", name).
+			WithDetail("A node is named by a host name or an IP address, not a Unix-socket directory, a list of hosts or connection options.")
 	}
 	node := metadata.Node{Name: name, Port: port}
+	if err := sameServerRegistered(ctx, ss.srv.cache.Load().Nodes, node); err != nil {
+		return err
+	}
 	conn, err := pgconn.ConnectConfig(ctx, ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user)))
 	if err != nil {
 		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to node %s", fmtNode(node)).
@@ -149,35 +208,120 @@ func (ss *session) masterAddNode(ctx context.Context, name string, port int) err
 	return err
 }
 
-// relation resolves a table name as the session would (search_path) on the coordinator.
-func (ss *session) relation(ctx context.Context, name string) (oid uint32, kind byte, schema, rel string, err error) {
+// validNodeName reports whether name is an IP address (not 0.0.0.0 or ::, which name no
+// server) or a host name (letters, digits, '-' and '_' in dot-separated labels): nothing
+// the connection library would read as a Unix-socket directory, a list of hosts or
+// options.
+func validNodeName(name string) bool {
+	if ip := net.ParseIP(name); ip != nil {
+		return !ip.IsUnspecified()
+	}
+	if len(name) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// sameServerRegistered refuses a node whose name resolves to an address of a node
+// registered under another name with the same port (localhost for 127.0.0.1): its
+// placements would count as on two nodes. The same name and port again is left to the
+// caller (a no-op).
+func sameServerRegistered(ctx context.Context, registered []metadata.Node, node metadata.Node) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var addrs map[string]bool
+	for _, r := range registered {
+		if r.Port != node.Port || r.Name == node.Name {
+			continue
+		}
+		if addrs == nil {
+			a, err := net.DefaultResolver.LookupHost(ctx, node.Name)
+			if err != nil {
+				return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not resolve node name %q", node.Name).WithDetail("%v", err)
+			}
+			addrs = map[string]bool{}
+			for _, x := range a {
+				addrs[x] = true
+			}
+		}
+		other, err := net.DefaultResolver.LookupHost(ctx, r.Name)
+		if err != nil {
+			continue // an unresolvable registered node is no duplicate of one that resolves
+		}
+		for _, x := range other {
+			if addrs[x] {
+				return pgerr.New(pgerr.DuplicateObject, "node %s is already registered as %s", fmtNode(node), fmtNode(r)).
+					WithDetail("Both names lead to %s.", net.JoinHostPort(x, strconv.Itoa(node.Port)))
+			}
+		}
+	}
+	return nil
+}
+
+// relInfo describes a relation, and whether the session's current role may act as its
+// owner.
+type relInfo struct {
+	oid          uint32
+	kind         byte
+	schema, name string
+	owner        string // the owning role's name
+	owned        bool   // the current role is a superuser or has the owner's privileges
+}
+
+// relationInfo resolves a table name as the session would (search_path) on the
+// coordinator, with its owner.
+func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, error) {
 	c, err := ss.coordConn(ctx)
 	if err != nil {
-		return 0, 0, "", "", err
+		return relInfo{}, err
 	}
-	rows, err := c.QueryParams(ctx, `SELECT c.oid, c.relkind, n.nspname, c.relname
+	// pg_has_role(owner, 'USAGE') is PostgreSQL's ownership test (has_privs_of_role:
+	// the owner itself, a role that inherits its privileges, or a superuser).
+	rows, err := c.QueryParams(ctx, `SELECT c.oid, c.relkind, n.nspname, c.relname,
+			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE')
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 		WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass`, [][]byte{[]byte(name)}, nil)
 	if err != nil {
-		return 0, 0, "", "", err
+		return relInfo{}, err
 	}
 	if len(rows) != 1 {
-		return 0, 0, "", "", pgerr.New(pgerr.UndefinedTable, "relation %q does not exist", name)
+		return relInfo{}, pgerr.New(pgerr.UndefinedTable, "relation %q does not exist", name)
 	}
 	o, _ := strconv.ParseUint(string(rows[0][0]), 10, 32)
-	return uint32(o), rows[0][1][0], string(rows[0][2]), string(rows[0][3]), nil
+	return relInfo{oid: uint32(o), kind: rows[0][1][0], schema: string(rows[0][2]), name: string(rows[0][3]),
+		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t"}, nil
+}
+
+// notOwner is PostgreSQL's refusal of a command on a table the current role does not own.
+func notOwner(rel string) error {
+	return pgerr.New(insufficientPrivilege, "must be owner of table %s", rel)
 }
 
 // masterCreateDistributedTable records a table as distributed on a column, with pg_shard's
 // checks.
 func (ss *session) masterCreateDistributedTable(ctx context.Context, table, column string, method []byte) error {
-	oid, kind, schema, rel, err := ss.relation(ctx, table)
+	r, err := ss.relationInfo(ctx, table)
 	if err != nil {
 		return err
 	}
+	oid, kind, schema, rel := r.oid, r.kind, r.schema, r.name
 	if kind != 'r' {
 		return pgerr.New(pgerr.WrongObjectType, "cannot distribute relation: %s", table).
 			WithDetail("Distributed relations must be regular tables.")
+	}
+	if !r.owned {
+		return notOwner(rel)
 	}
 	if len(column) >= 64 {
 		return pgerr.New(pgerr.NameTooLong, "column name too long")
@@ -299,9 +443,13 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 // definition. All metadata is written in one coordinator transaction; shard tables created
 // before a failure are dropped again.
 func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, shardCount, rf int) error {
-	oid, _, _, rel, err := ss.relation(ctx, table)
+	r, err := ss.relationInfo(ctx, table)
 	if err != nil {
 		return err
+	}
+	oid, rel := r.oid, r.name
+	if !r.owned {
+		return notOwner(rel)
 	}
 	snap := ss.srv.cache.Load()
 	t := snap.TableByOID(oid)
@@ -341,12 +489,12 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	}
 	var created []createdShard
 	ok, err := ss.srv.store.CreateShards(ctx, oid, ranges, func(ctx context.Context, ids []int64) ([][]metadata.Node, error) {
-		placed, c, err := ss.placeShards(ctx, def, nodes, ids, rf)
+		placed, c, err := ss.placeShards(ctx, def, r.owner, nodes, ids, rf)
 		created = c
 		return placed, err
 	})
 	if err != nil || !ok {
-		ss.dropShardTables(ctx, def, created)
+		ss.dropShardTables(ctx, def, r.owner, created)
 	}
 	if err != nil {
 		return err
@@ -367,8 +515,9 @@ type createdShard struct {
 // placeShards creates the shard tables: placement k of shard i goes to node (i+k) mod N;
 // when a node fails, the shard tries the next node, as pg_shard did (one extra attempt when
 // there are more nodes than replicas). Each node's tables are created in one transaction,
-// nodes in parallel.
-func (ss *session) placeShards(ctx context.Context, def *ddl.Table, nodes []metadata.Node, ids []int64, rf int) ([][]metadata.Node, []createdShard, error) {
+// nodes in parallel, as role owner (the table's owner: the shards are the owner's, whoever
+// created them).
+func (ss *session) placeShards(ctx context.Context, def *ddl.Table, owner string, nodes []metadata.Node, ids []int64, rf int) ([][]metadata.Node, []createdShard, error) {
 	n := len(nodes)
 	attempts := rf
 	if n > rf {
@@ -409,7 +558,7 @@ func (ss *session) placeShards(ctx context.Context, def *ddl.Table, nodes []meta
 					}
 					cmds = append(cmds, c...)
 				}
-				results <- result{node, ss.runOnNode(ctx, node, cmds)}
+				results <- result{node, ss.runOnNode(ctx, node, owner, cmds)}
 			}()
 		}
 		wg.Wait()
@@ -465,8 +614,10 @@ func countPending(work map[metadata.Node][]int, i int) int {
 	return n
 }
 
-// runOnNode runs statements on a worker in one transaction, over a connection of its own.
-func (ss *session) runOnNode(ctx context.Context, node metadata.Node, cmds []string) error {
+// runOnNode runs statements on a worker in one transaction, over a connection of its own
+// as the session's user; with role set, as that role (SET LOCAL ROLE: the session's user
+// must be a member of it on the worker, as on the coordinator).
+func (ss *session) runOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
 	cfg := ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user))
 	// The statements are pgshard's, every name in them qualified: nothing on the role's
 	// search_path may stand in for pg_catalog's.
@@ -476,13 +627,17 @@ func (ss *session) runOnNode(ctx context.Context, node metadata.Node, cmds []str
 		return err
 	}
 	defer conn.Close(context.Background())
-	sql := "BEGIN;\n" + strings.Join(cmds, ";\n") + ";\nCOMMIT"
+	sql := "BEGIN;\n"
+	if role != "" {
+		sql += "SET LOCAL ROLE " + router.QuoteIdent(role) + ";\n"
+	}
+	sql += strings.Join(cmds, ";\n") + ";\nCOMMIT"
 	_, err = conn.Exec(ctx, sql).ReadAll()
 	return err
 }
 
 // dropShardTables removes shard tables created by a failed master_create_worker_shards.
-func (ss *session) dropShardTables(ctx context.Context, def *ddl.Table, created []createdShard) {
+func (ss *session) dropShardTables(ctx context.Context, def *ddl.Table, owner string, created []createdShard) {
 	byNode := map[metadata.Node][]string{}
 	for _, c := range created {
 		if cmd, err := def.DropCommand(c.shard); err == nil {
@@ -490,7 +645,7 @@ func (ss *session) dropShardTables(ctx context.Context, def *ddl.Table, created 
 		}
 	}
 	for node, cmds := range byNode {
-		if err := ss.runOnNode(ctx, node, cmds); err != nil {
+		if err := ss.runOnNode(ctx, node, owner, cmds); err != nil {
 			ss.log.Warn("could not drop shard tables after a failed shard creation", "node", node.String(), "err", err)
 		}
 	}

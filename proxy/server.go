@@ -121,9 +121,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.repair = &repair.Repairer{
 		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,
 		Connect: func(n metadata.Node, user string) *pgconn.Config {
-			cfg := s.pools.ConnConfig(s.workerKey(n, user))
-			cfg.RuntimeParams["search_path"] = store.SearchPath
-			return cfg
+			return s.pools.ConnConfig(s.workerKey(n, user))
 		},
 	}
 	if _, err := st.Reload(ctx, s.cache); err != nil {

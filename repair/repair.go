@@ -11,6 +11,34 @@
 //
 // Run is the background repairer: it repairs every inactive placement whose node is
 // reachable again.
+//
+// # Whose rights
+//
+// Copying rows into a shard table runs its owner's code: CHECK constraints, domain
+// constraints, index expressions and predicates, generated columns, and anything that code
+// calls or sets off (triggers on other tables, say). The proxy's own role is usually a
+// superuser, and neither SET ROLE nor SET SESSION AUTHORIZATION would confine that code on
+// one of its connections: the code can RESET ROLE, SET ROLE back, or RESET SESSION
+// AUTHORIZATION (a superuser's session may), and so become the superuser. So a repair
+// never runs anything on a shard table with the proxy's rights: it connects to the source
+// and to the target as the owner of the coordinator's table (with the credentials the
+// proxy uses for every role on the workers), and everything that touches the shard —
+// dropping and recreating it, COPY out and in, the checksums — runs in those sessions,
+// whose session user is the owner. The recreated shard table is therefore owned by the
+// owner (with the owner's default privileges applied, as when the shard was first
+// created), and the owner's code can do no more than the owner could anyway. An owner that
+// cannot log in cannot have its tables repaired: the repair fails with an error saying so.
+// The proxy's own role is used on a worker only to test that it answers and to drop a
+// target table that the owner does not own (a table of another owner in the shard's place,
+// or one recreated by an older pgshard as the proxy's role), which runs no code of the
+// table's owner.
+//
+// The statements a repair writes itself run with search_path set to pg_catalog, pg_temp
+// and name everything by schema, so objects other roles create (in public, say) cannot
+// stand in for them; the statements that run the owner's code (the shard's DDL and COPY
+// FROM) run with the owner's own default search_path, as the owner's writes do, and the
+// session's settings are reset after them. Rows are read with row_security off: a
+// row-level security policy that would hide rows from the copy makes it fail instead.
 package repair
 
 import (
@@ -19,6 +47,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -45,7 +74,9 @@ type Repairer struct {
 	// Connect returns the configuration for a connection to a worker, as the given user
 	// (connections are made for each repair).
 	Connect func(node metadata.Node, user string) *pgconn.Config
-	// User is the role repairs connect as (default: the coordinator URL's user).
+	// User is the proxy's own role (the coordinator URL's user). Repairs run as the table's
+	// owner; User only probes whether a worker answers and drops a target table that the
+	// table's owner does not own.
 	User string
 	Log  *slog.Logger
 	// ProgressEvery is how often a running copy reports progress (default 1s).
@@ -87,11 +118,13 @@ type Result struct {
 
 // Request is one repair: copy the placement of ShardID on Source over the one on Target.
 type Request struct {
-	ShardID  int64
-	Source   metadata.Node
-	Target   metadata.Node
-	Trigger  string // "function", "statement" or "background"
-	User     string // role to connect as; default Repairer.User
+	ShardID int64
+	Source  metadata.Node
+	Target  metadata.Node
+	Trigger string // "function", "statement" or "background"
+	// User is the role that asked for the repair, if any. The copy runs as the table's
+	// owner whoever asked (see the package comment).
+	User     string
 	Progress func(Progress)
 }
 
@@ -128,9 +161,6 @@ func (r *Repairer) Copy(ctx context.Context, req Request) (Result, error) {
 	}
 	if tgt.State != metadata.StateInactive {
 		return Result{}, pgerr.New(pgerr.InvalidParameterValue, "target placement must be in inactive state")
-	}
-	if req.User == "" {
-		req.User = r.User
 	}
 	return r.copy(ctx, req, t, sh, src, tgt)
 }
@@ -176,6 +206,9 @@ func (r *Repairer) RepairShard(ctx context.Context, shardID int64, trigger, user
 // errSourceUnavailable marks repair failures caused by the source placement.
 var errSourceUnavailable = errors.New("repair: source placement unavailable")
 
+// errTargetStopped ends the source's COPY when the target's failed.
+var errTargetStopped = errors.New("repair: the target placement stopped reading")
+
 // copy does the work of one repair, recording it in the repair history.
 func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh *metadata.Shard, src, tgt metadata.Placement) (res Result, err error) {
 	start := time.Now()
@@ -190,13 +223,13 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	defer lockConn.Release()
 	key := store.LockKey(store.LockRepair, sh.ID)
 	var got bool
-	if err := lockConn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&got); err != nil {
+	if err := lockConn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)", key).Scan(&got); err != nil {
 		return res, err
 	}
 	if !got {
 		return res, pgerr.New(pgerr.LockNotAvailable, "shard %d is being repaired by another session", sh.ID)
 	}
-	defer lockConn.Exec(context.Background(), "SELECT pg_advisory_unlock($1)", key)
+	defer lockConn.Exec(context.Background(), "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", key)
 
 	id, err := r.Store.StartRepair(ctx, sh.ID, tgt.ID, src.Node, tgt.Node, req.Trigger)
 	if err != nil {
@@ -207,7 +240,11 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	defer func() {
 		state, msg := "succeeded", ""
 		if err != nil {
-			state, msg = "failed", pgerr.From(err).Message
+			pe := pgerr.From(err)
+			state, msg = "failed", pe.Message
+			if pe.Detail != "" {
+				msg += ": " + pe.Detail
+			}
 		}
 		ferr := r.Store.FinishRepair(context.Background(), id, state, res.Rows, copied.Load(), sourceBytes, msg)
 		if err == nil && ferr != nil {
@@ -220,15 +257,23 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 		}
 	}
 
-	// The shard table's definition comes from the coordinator.
+	// The shard table's definition and owner come from the coordinator.
 	coordConn, err := r.Store.Pool().Acquire(ctx)
 	if err != nil {
 		return res, err
 	}
-	def, err := ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
+	owner, canLogin, err := tableOwner(ctx, coordConn.Conn().PgConn(), t.OID)
+	var def *ddl.Table
+	if err == nil {
+		def, err = ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
+	}
 	coordConn.Release()
 	if err != nil {
 		return res, pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %s: %v", t.QualifiedName(), err)
+	}
+	if !canLogin {
+		return res, pgerr.New(pgerr.ObjectNotInPrereqState, "cannot repair shard %d: role %q, the owner of %s, cannot log in", sh.ID, owner, t.QualifiedName()).
+			WithHint("pgshard repairs a shard as the owner of its table, never with its own rights.")
 	}
 	create, err := def.CreateCommands(sh.ID)
 	if err != nil {
@@ -244,25 +289,31 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	}
 	defer unlock()
 
-	source, err := r.connect(ctx, src.Node, req.User)
+	// Both sessions are the owner's (see the package comment): nothing of the owner's runs
+	// with the proxy's rights, and the recreated table is the owner's.
+	source, err := r.connect(ctx, src.Node, owner)
 	if err != nil {
-		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the source placement on %s: %v", src.Node, err))
+		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the source placement on %s as %q, the owner of %s: %v", src.Node, owner, t.QualifiedName(), err))
 	}
 	defer source.Close(context.Background())
-	target, err := r.connect(ctx, tgt.Node, req.User)
+	target, err := r.connect(ctx, tgt.Node, owner)
 	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the target placement on %s: %v", tgt.Node, err)
+		return res, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the target placement on %s as %q, the owner of %s: %v", tgt.Node, owner, t.QualifiedName(), err)
 	}
 	defer target.Close(context.Background())
 
-	// Recreate the target table, empty, with its constraints and indexes.
+	// Recreate the target table, empty, with its constraints and indexes, as the owner. A
+	// table the owner does not own in its place goes first, with the proxy's rights.
 	report("recreating")
-	if _, err := target.Exec(ctx, "BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
+	if err := r.dropForeign(ctx, target, tgt.Node, name, owner); err != nil {
+		return res, pgerr.Wrap(err, pgerr.InternalError, "could not drop the table in the place of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
+	}
+	if _, err := target.Exec(ctx, ownerStatements("BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT")).ReadAll(); err != nil {
 		return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
 			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
 	}
-	if rows, err := source.Exec(ctx, "SELECT pg_total_relation_size('"+strings.ReplaceAll(name, "'", "''")+"'::regclass)").ReadAll(); err == nil && len(rows) == 1 && len(rows[0].Rows) == 1 {
-		fmt.Sscan(string(rows[0].Rows[0][0]), &sourceBytes)
+	if rr := source.ExecParams(ctx, "SELECT pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)", [][]byte{[]byte(name)}, nil, nil, nil).Read(); rr.Err == nil && len(rr.Rows) == 1 && len(rr.Rows[0]) == 1 {
+		fmt.Sscan(string(rr.Rows[0][0]), &sourceBytes)
 	}
 
 	// Stream the rows: COPY TO on the source into COPY FROM on the target, in binary.
@@ -276,11 +327,23 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 		pw.CloseWithError(err)
 		copyErr <- err
 	}()
-	tag, err := target.CopyFrom(ctx, pr, "COPY "+name+" FROM STDIN (FORMAT binary)")
-	pr.CloseWithError(err)
+	// COPY FROM runs the owner's code: with the owner's search_path, and the session's
+	// settings are reset after it, whatever that code set.
+	var tag pgconn.CommandTag
+	_, err = target.Exec(ctx, "RESET search_path").ReadAll()
+	if err == nil {
+		tag, err = target.CopyFrom(ctx, pr, "COPY "+name+" FROM STDIN (FORMAT binary)")
+	}
+	if err != nil {
+		// The source's COPY fails with errTargetStopped: the failure is the target's.
+		pr.CloseWithError(errTargetStopped)
+	} else {
+		pr.Close()
+		_, err = target.Exec(ctx, "RESET ALL; "+internalPath).ReadAll()
+	}
 	srcErr := <-copyErr
 	stopProgress()
-	if srcErr != nil {
+	if srcErr != nil && !errors.Is(srcErr, errTargetStopped) {
 		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(srcErr, pgerr.InternalError, "could not copy shard data").WithDetail("source %s: %v", src.Node, srcErr))
 	}
 	if err != nil {
@@ -317,24 +380,90 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	return res, nil
 }
 
+// internalPath is the search_path of the statements a repair writes itself: only
+// pg_catalog (and the session's own temporary schema, last), so that no other role's
+// objects can stand in for the functions, operators and types they name.
+const internalPath = "SET search_path TO pg_catalog, pg_temp"
+
+// ownerStatements wraps statements that run the owner's code so that they run with the
+// owner's default search_path (as the owner's own writes do), restoring internalPath after.
+func ownerStatements(sql string) string {
+	return "RESET search_path;\n" + sql + ";\n" + internalPath
+}
+
 // connect opens a connection to a worker with settings that make row text identical on
-// every server (for checksums).
+// every server (for checksums), row_security off (a policy that would hide rows from the
+// copy makes it fail instead), and search_path set for the repair's own statements.
 func (r *Repairer) connect(ctx context.Context, n metadata.Node, user string) (*pgconn.PgConn, error) {
 	cfg := r.Connect(n, user)
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
 	}
 	for k, v := range map[string]string{"DateStyle": "ISO, YMD", "IntervalStyle": "postgres", "TimeZone": "UTC",
-		"extra_float_digits": "3", "bytea_output": "hex", "application_name": "pgshard repair"} {
+		"extra_float_digits": "3", "bytea_output": "hex", "application_name": "pgshard repair", "row_security": "off"} {
 		cfg.RuntimeParams[k] = v
 	}
-	return pgconn.ConnectConfig(ctx, cfg)
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Not a startup parameter: RESET search_path must give the role's own default.
+	if _, err := c.Exec(ctx, internalPath).ReadAll(); err != nil {
+		c.Close(context.Background())
+		return nil, err
+	}
+	return c, nil
+}
+
+// tableOwner returns the name of the role that owns the coordinator's table oid, and
+// whether it may log in.
+func tableOwner(ctx context.Context, c *pgconn.PgConn, oid uint32) (name string, canLogin bool, err error) {
+	res := c.ExecParams(ctx, `SELECT r.rolname, r.rolcanlogin FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) c.relowner
+		WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return "", false, res.Err
+	}
+	if len(res.Rows) != 1 {
+		return "", false, fmt.Errorf("repair: relation with OID %d does not exist", oid)
+	}
+	return string(res.Rows[0][0]), string(res.Rows[0][1]) == "t", nil
+}
+
+// dropForeign drops the table named name on the target node when it exists and owner does
+// not own it: a table the owner could not drop, left by an older pgshard's repair (as the
+// proxy's role) or put in the shard's place by another role. It is dropped in a session of
+// the proxy's own role; DROP TABLE runs none of the table owner's code.
+func (r *Repairer) dropForeign(ctx context.Context, target *pgconn.PgConn, n metadata.Node, name, owner string) error {
+	res := target.ExecParams(ctx, `SELECT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
+		WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)`,
+		[][]byte{[]byte(name)}, nil, nil, nil).Read()
+	if res.Err != nil {
+		return res.Err
+	}
+	if len(res.Rows) == 0 || string(res.Rows[0][0]) == owner || r.User == "" {
+		return nil
+	}
+	if r.Log != nil {
+		r.Log.Warn("repair: dropping a table in the place of a shard that its table's owner does not own",
+			"table", name, "node", n.String(), "its owner", string(res.Rows[0][0]), "the table's owner", owner)
+	}
+	c, err := r.connect(ctx, n, r.User)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.Background())
+	_, err = c.Exec(ctx, "DROP TABLE IF EXISTS "+name).ReadAll()
+	return err
 }
 
 // checksum is an order-independent digest of a table's rows: their count and the sum of
-// the first 64 bits of each row text's md5.
+// the first 64 bits of each row text's md5. The session's search_path is internalPath;
+// the names are qualified besides.
 func checksum(ctx context.Context, c *pgconn.PgConn, table string) (string, error) {
-	rr := c.ExecParams(ctx, "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint), 0) FROM "+table+" t", nil, nil, nil, nil)
+	rr := c.ExecParams(ctx, "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(('x' OPERATOR(pg_catalog.||) "+
+		"pg_catalog.substr(pg_catalog.md5(t::pg_catalog.text), 1, 16))::pg_catalog.bit(64)::pg_catalog.int8), 0) FROM "+table+" t", nil, nil, nil, nil)
 	var out string
 	for rr.NextRow() {
 		out = string(rr.Values()[0]) + "/" + string(rr.Values()[1])
@@ -389,7 +518,7 @@ func (r *Repairer) progressTicker(ctx context.Context, id int64, copied *atomic.
 func (r *Repairer) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	failures := map[int64]time.Time{} // shard -> do not retry before
+	failures := map[int64]*backoff{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -400,8 +529,30 @@ func (r *Repairer) Run(ctx context.Context, interval time.Duration) error {
 	}
 }
 
+// backoff is when the background repairer tries a shard again after failed repairs: the
+// delay doubles with each failure, from twice the interval up to maxBackoff (or the
+// interval, if longer), so a repair that keeps failing (the owner's code refuses the rows,
+// say) does not copy the shard over and over.
+type backoff struct {
+	until time.Time
+	delay time.Duration
+}
+
+// maxBackoff is the longest wait between background attempts at one shard.
+const maxBackoff = 10 * time.Minute
+
+func (b *backoff) fail(interval time.Duration) {
+	switch {
+	case b.delay == 0:
+		b.delay = 2 * interval
+	case b.delay < max(maxBackoff, interval):
+		b.delay = min(2*b.delay, max(maxBackoff, interval))
+	}
+	b.until = time.Now().Add(b.delay)
+}
+
 // sweep runs one round of background repairs.
-func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, interval time.Duration) {
+func (r *Repairer) sweep(ctx context.Context, failures map[int64]*backoff, interval time.Duration) {
 	snap := r.Cache.Load()
 	reachable := map[metadata.Node]bool{}
 	probe := func(n metadata.Node) bool {
@@ -423,7 +574,7 @@ func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, inte
 			if ctx.Err() != nil {
 				return
 			}
-			if until, ok := failures[sh.ID]; ok && time.Now().Before(until) {
+			if b, ok := failures[sh.ID]; ok && time.Now().Before(b.until) {
 				continue
 			}
 			var target, source *metadata.Placement
@@ -441,9 +592,16 @@ func (r *Repairer) sweep(ctx context.Context, failures map[int64]time.Time, inte
 			}
 			_, err := r.Copy(ctx, Request{ShardID: sh.ID, Source: source.Node, Target: target.Node, Trigger: "background"})
 			if err != nil {
-				failures[sh.ID] = time.Now().Add(2 * interval)
+				b := failures[sh.ID]
+				if b == nil {
+					b = &backoff{}
+					failures[sh.ID] = b
+				}
+				b.fail(interval)
 				if r.Log != nil && ctx.Err() == nil {
-					r.Log.Warn("background repair failed", "shard", sh.ID, "target", target.Node.String(), "err", err)
+					pe := pgerr.From(err)
+					r.Log.Warn("background repair failed", "shard", sh.ID, "target", target.Node.String(), "err", err,
+						"detail", pe.Detail, "next attempt in", b.delay)
 				}
 				continue
 			}

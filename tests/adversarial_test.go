@@ -39,18 +39,19 @@ var (
 	binErr  error
 )
 
-// pgshardBinary builds cmd/pgshard once per test run.
+// pgshardBinary builds cmd/pgshard once per test process, in a directory removed when the
+// process ends.
 func pgshardBinary(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..")
-		dir, err := os.MkdirTemp("", "pgshard-bin-")
+		dir, err := cluster.TempDir("pgshard-bin-")
 		if err != nil {
 			binErr = err
 			return
 		}
-		binPath = filepath.Join(dir, "pgshard")
+		binPath = filepath.Join(dir.Path, "pgshard")
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/pgshard")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {

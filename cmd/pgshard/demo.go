@@ -16,7 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/pgshard/pgshard/tests/cluster"
+	"github.com/pgshard/pgshard/internal/localpg"
 )
 
 // demo starts a throwaway cluster (a coordinator and 4 workers from the installed
@@ -38,7 +38,7 @@ func demo(args []string) error {
 	log, _ := newLogger("warn")
 
 	fmt.Printf("Starting a coordinator and %d workers (PostgreSQL, in a temporary directory)...\n", *workers)
-	c, err := cluster.Start(ctx, cluster.Options{Workers: *workers})
+	c, err := localpg.Start(ctx, localpg.Options{Workers: *workers})
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ Press Ctrl-C to stop and remove everything.
 	return <-errc
 }
 
-func workerList(c *cluster.Cluster) string {
+func workerList(c *localpg.Cluster) string {
 	var s []string
 	for _, w := range c.Workers {
 		s = append(s, w.Addr())
@@ -96,7 +96,7 @@ func workerList(c *cluster.Cluster) string {
 
 // loadSample registers the workers and creates and fills the sample table, through the
 // proxy, as a user would.
-func loadSample(ctx context.Context, addr string, c *cluster.Cluster, rows int) error {
+func loadSample(ctx context.Context, addr string, c *localpg.Cluster, rows int) error {
 	host, port, _ := net.SplitHostPort(addr)
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://postgres@%s:%s/postgres?sslmode=disable", host, port))
 	if err != nil {

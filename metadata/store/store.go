@@ -701,6 +701,35 @@ func (s *Store) DropTable(ctx context.Context, relid uint32) error {
 	})
 }
 
+// DropTables removes distributed tables' metadata rows in a transaction that commits
+// only after commitDrop (the client's DROP TABLE of the tables) has returned nil: the
+// metadata goes after the client's role was allowed to drop the tables, and never
+// before the tables are gone (a crash in between leaves rows naming dropped tables,
+// which loads skip).
+func (s *Store) DropTables(ctx context.Context, relids []uint32, commitDrop func() error) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: drop table metadata: %w", err)
+	}
+	defer tx.Rollback(context.Background())
+	for _, q := range []string{
+		`DELETE FROM pgs_distribution_metadata.shard_placement WHERE shard_id OPERATOR(pg_catalog.=) ANY (SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[]))`,
+		`DELETE FROM pgs_distribution_metadata.shard WHERE relation_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])`,
+		`DELETE FROM pgs_distribution_metadata.partition WHERE relation_id OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.oid[])`,
+	} {
+		if _, err := tx.Exec(ctx, q, relids); err != nil {
+			return fmt.Errorf("store: drop table metadata: %w", err)
+		}
+	}
+	if err := commitDrop(); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("store: drop table metadata: %w", err)
+	}
+	return nil
+}
+
 // Repair is a row of the repair history.
 type Repair struct {
 	ID          int64

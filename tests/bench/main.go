@@ -205,10 +205,11 @@ func startPgBouncer(w *cluster.Server) (target, func(), error) {
 	if _, err := exec.LookPath("pgbouncer"); err != nil {
 		return target{}, nil, fmt.Errorf("pgbouncer not installed (apt-get install pgbouncer)")
 	}
-	dir, err := os.MkdirTemp("", "pgshard-bouncer-")
+	tmp, err := cluster.TempDir("pgshard-bouncer-")
 	if err != nil {
 		return target{}, nil, err
 	}
+	dir := tmp.Path
 	port, err := cluster.FreePort()
 	if err != nil {
 		return target{}, nil, err
@@ -239,7 +240,7 @@ logfile = %s/pgbouncer.log
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()
-		os.RemoveAll(dir)
+		tmp.Remove()
 	}
 	for i := 0; i < 100; i++ {
 		if c, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)); err == nil {

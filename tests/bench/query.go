@@ -224,31 +224,31 @@ func drain(ctx context.Context, conn *pgx.Conn, q string) (int64, error) {
 type proxyProcess struct {
 	cmd *exec.Cmd
 	url string
-	dir string
+	dir *cluster.Dir
 }
 
 func startProxyProcess(ctx context.Context, coordinator string) (*proxyProcess, error) {
-	dir, err := os.MkdirTemp("", "pgshard-bench-")
+	dir, err := cluster.TempDir("pgshard-bench-")
 	if err != nil {
 		return nil, err
 	}
-	bin := filepath.Join(dir, "pgshard")
+	bin := filepath.Join(dir.Path, "pgshard")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/pgshard")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, fmt.Errorf("build pgshard: %w", err)
 	}
 	port, err := cluster.FreePort()
 	if err != nil {
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, err
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--coordinator", coordinator, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		dir.Remove()
 		return nil, err
 	}
 	p := &proxyProcess{cmd: cmd, dir: dir, url: "postgres://postgres@" + addr + "/postgres?sslmode=disable"}
@@ -275,7 +275,7 @@ func (p *proxyProcess) stop() {
 		p.cmd.Process.Kill()
 		<-done
 	}
-	os.RemoveAll(p.dir)
+	p.dir.Remove()
 }
 
 // resetPeak resets the process's peak resident set to its current size and returns it.

@@ -64,11 +64,12 @@ func runWrites(clientsList []int, duration time.Duration, rounds int, modes []st
 			d.Close(ctx)
 		}
 	}()
-	dir, err := os.MkdirTemp("", "pgshard-bench-")
+	tmp, err := cluster.TempDir("pgshard-bench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer tmp.Remove()
+	dir := tmp.Path
 	scripts := map[string]string{
 		"insert": "\\set k random(1000000, 4000000000000)\nINSERT INTO %s (k, v) VALUES (:k, 1) ON CONFLICT (k) DO NOTHING;\n",
 		"update": "\\set k random(1, 100000)\nUPDATE %s SET v = v + 1 WHERE k = :k;\n",

@@ -1,4 +1,4 @@
-package cluster
+package localpg
 
 import (
 	"context"
@@ -8,9 +8,7 @@ import (
 )
 
 func TestStartStop(t *testing.T) {
-	if !Available() {
-		t.Skip("PostgreSQL server binaries not installed")
-	}
+	needServers(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := Start(ctx, Options{Workers: 2})
@@ -43,3 +41,15 @@ func TestStartStop(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// needServers skips the test without PostgreSQL's server binaries or with -short (make
+// unit runs no servers).
+func needServers(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no PostgreSQL servers")
+	}
+	if !Available() {
+		t.Skip("PostgreSQL server binaries not installed")
+	}
+}
