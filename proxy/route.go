@@ -365,7 +365,11 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 				from.WriteString(", ")
 			}
 			v := "v" + strconv.Itoa(i)
-			typ := "pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1)"
+			// The value's type, schema-qualified whatever the search_path (the literal
+			// goes to the workers, whose search_path may find another type first).
+			typ := "(SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.typname)" +
+				" FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace" +
+				" WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
 			if e.ColumnTypeName != "" {
 				// An anonymous record has no input function: it goes as the column's type.
 				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") OPERATOR(pg_catalog.=) 'pg_catalog.record'::pg_catalog.regtype THEN " +
