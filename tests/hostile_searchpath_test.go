@@ -251,6 +251,9 @@ func qualifiedWorkload(ctx context.Context, conn *pgx.Conn, a, b string) []strin
 		fmt.Sprintf("SELECT * FROM %s WHERE id %s 3", a, eq),
 		fmt.Sprintf("INSERT INTO %s (id, v, n, f) VALUES (101, 'x', 1, 0.5), (102, 'y', 2, 1.5)", a),
 		fmt.Sprintf("INSERT INTO %s (id, v, n, f, at) VALUES (103, 'z', 3, 2.5, pg_catalog.now())", a),
+		// Values the coordinator evaluates, sent to the shards as typed literals.
+		fmt.Sprintf("INSERT INTO %s (id, v, n, d) VALUES (106, pg_catalog.lower('X'), pg_catalog.length('abc'), pg_catalog.round(1.25, 1))", a),
+		fmt.Sprintf("UPDATE %s SET v = pg_catalog.upper(v), arr = pg_catalog.array_append(arr, 3) WHERE id %s 106", a, eq),
 		fmt.Sprintf("UPDATE %s SET n = 7 WHERE id %s 101", a, eq),
 		fmt.Sprintf("UPDATE %s SET v = 'w' WHERE id %s 102 RETURNING *", a, eq),
 		fmt.Sprintf("DELETE FROM %s WHERE id %s 103", a, eq),
@@ -437,6 +440,37 @@ func TestHostileSearchPath(t *testing.T) {
 	t.Run("before pg_catalog", func(t *testing.T) {
 		fails := runHostileWorkload(t, env.P, evil+", pg_catalog, public", a, b)
 		reportHijacks(t, evil, "search_path before pg_catalog", fails)
+	})
+	// Shadows on the workers only: what the coordinator resolves (a type's name,
+	// printed for a literal that goes to the shards) must not change meaning there.
+	t.Run("workers only", func(t *testing.T) {
+		evil2 := evil + "_w"
+		ctx := context.Background()
+		for _, s := range env.C.Workers {
+			for _, sql := range []string{
+				fmt.Sprintf("CREATE SCHEMA %s AUTHORIZATION %s", evil2, role),
+				fmt.Sprintf(`DO $d$
+DECLARE ty text;
+BEGIN
+	FOREACH ty IN ARRAY %[2]s LOOP
+		EXECUTE pg_catalog.format('CREATE DOMAIN %%I.%%I AS pg_catalog.%%I CHECK (%%I.hitb(%%L))', %[1]s, ty, ty, %[3]s, 'worker type ' || ty);
+	END LOOP;
+END
+$d$`, "'"+evil2+"'", sqlArray(hostileDomains), "'"+evil+"'"),
+				fmt.Sprintf("ALTER SCHEMA %s OWNER TO %s", evil2, role),
+			} {
+				if _, err := s.Exec(ctx, "postgres", sql); err != nil {
+					t.Fatalf("%s on %s: %v", trunc(sql), s.Name, err)
+				}
+			}
+		}
+		t.Cleanup(func() {
+			for _, s := range env.C.Workers {
+				s.Exec(context.Background(), "postgres", "DROP SCHEMA "+evil2+" CASCADE")
+			}
+		})
+		fails := runHostileWorkload(t, env.P, evil2+", pg_catalog, public", a, b)
+		reportHijacks(t, evil, "search_path with the workers' own schema first", fails)
 	})
 	t.Run("own connections", func(t *testing.T) {
 		ownConnections(t, evil, a, b)
