@@ -224,6 +224,9 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
+	if err := ss.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
+		return err
+	}
 	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
 		return err
 	}
@@ -454,7 +457,7 @@ func (cp *copyRun) checkShard(id int64) error {
 		details = append(details, fmt.Sprintf("%s: %v", fmtNode(tg.p.Node), tg.s.err))
 	}
 	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-		WithDetail("All placements of shard %d are unavailable: %s", id, strings.Join(details, "; "))
+		WithDetail("All placements of rows of table %s are unavailable: %s", cp.ss.shardRef(id), strings.Join(details, "; "))
 }
 
 // route evaluates defaults and hashes keys for a batch of rows and queues each row for
@@ -729,7 +732,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tgs[i].p.Node)).WithSeverity("WARNING").WithDetail("%v", tgs[i].s.err))
 		}
 		if !committed && failErr == nil {
-			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of table %s", ss.shardRef(id)).
 				WithDetail("The rows may have been stored in other shards.")
 		}
 	}

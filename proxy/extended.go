@@ -172,6 +172,7 @@ func (ss *session) sync(ctx context.Context) {
 			delete(ss.portals, name)
 		}
 	}
+	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
 

@@ -103,6 +103,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			run()
 		}
 	}
+	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
 
@@ -144,6 +145,7 @@ func (ss *session) endStatement() {
 		u()
 	}
 	ss.stmtUnlock = ss.stmtUnlock[:0]
+	ss.releaseFailedLocks()
 }
 
 // statementFailed reports a statement's error to the client and fails the transaction

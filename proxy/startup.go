@@ -34,9 +34,21 @@ var reportedParams = map[string]string{
 
 // startup runs the startup phase. It reports false when the connection must close.
 func (ss *session) startup(ctx context.Context) bool {
-	// PostgreSQL's authentication_timeout.
-	ss.nc.SetDeadline(time.Now().Add(60 * time.Second))
-	defer ss.nc.SetDeadline(time.Time{})
+	// client_login_timeout (PostgreSQL's authentication_timeout): a client that does
+	// not finish logging in by then is disconnected, whatever it is waiting for.
+	if t := ss.srv.cfg.ClientLoginTimeout; t > 0 || ss.refused {
+		if ss.refused && (t <= 0 || t > 5*time.Second) {
+			t = 5 * time.Second
+		}
+		ss.nc.SetDeadline(time.Now().Add(t))
+		defer ss.nc.SetDeadline(time.Time{})
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	// A server shutting down does not wait for clients still logging in.
+	stop := context.AfterFunc(ctx, func() { ss.nc.SetDeadline(time.Now()) })
+	defer stop()
 	var params map[string]string
 	for params == nil {
 		body, err := ss.r.Startup()
@@ -66,6 +78,9 @@ func (ss *session) startup(ctx context.Context) bool {
 			if len(body) >= 12 {
 				ss.srv.cancel(binary.BigEndian.Uint32(body[4:]), binary.BigEndian.Uint32(body[8:]))
 			}
+			return false
+		case code>>16 == 3 && ss.refused:
+			ss.sendFatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
 			return false
 		case code>>16 == 3:
 			var unknown []string
@@ -138,11 +153,6 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 	if db == "" {
 		db = ss.user
 	}
-	if db != ss.srv.Database() {
-		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database %q does not exist", db).
-			WithHint("pgshard serves the database %q.", ss.srv.Database()))
-		return false
-	}
 	if params["replication"] != "" && params["replication"] != "false" && params["replication"] != "off" && params["replication"] != "0" {
 		ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "replication connections are not supported by pgshard"))
 		return false
@@ -181,11 +191,21 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			e.Severity = "FATAL"
 			ss.sendFatal(e)
 		} else {
-			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator: %v", err))
+			// The cause names the coordinator's address: for the log, not for a
+			// client that has not logged in.
+			ss.log.Warn("coordinator connection for a client failed", "user", ss.user, "err", err)
+			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator"))
 		}
 		return false
 	}
 	c := res.Value()
+	if db != ss.srv.Database() {
+		// As PostgreSQL: once the user is known to be allowed in, and without naming
+		// the database this proxy serves.
+		backend.Release(res)
+		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database \"%s\" does not exist", db))
+		return false
+	}
 	reported := map[string]string{}
 	for k, v := range c.Params {
 		reported[k] = v
@@ -223,6 +243,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			}
 		}
 	}
+	ss.readIdleTimeouts(ctx, c)
 	backend.Release(res)
 	if ss.appName != "" {
 		reported["application_name"] = ss.appName

@@ -379,7 +379,7 @@ func DecodeError(body []byte) *pgerr.Error {
 		Severity: er.Severity, Code: pgerr.Code(er.Code), Message: er.Message, Detail: er.Detail,
 		Hint: er.Hint, Position: er.Position, Where: er.Where, SchemaName: er.SchemaName,
 		TableName: er.TableName, ColumnName: er.ColumnName, DataTypeName: er.DataTypeName,
-		ConstraintName: er.ConstraintName,
+		ConstraintName: er.ConstraintName, InternalQuery: er.InternalQuery, InternalPosition: er.InternalPosition,
 	}
 }
 
