@@ -223,6 +223,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	}
 	snap := ss.srv.cache.Load()
 	sess := ss.routerSession(ctx, snap)
+	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
 	if len(batch.Stmts) != 1 {
 		return

@@ -415,9 +415,10 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 	switch v.Kind {
 	case router.ValLit:
 		s = in.Lit(v.Index)
-		if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		if tok := in.LitToken(v.Index); tok.Kind == sqllex.String {
 			// LIMIT '10': a string literal PostgreSQL coerces to bigint.
-			s = strings.TrimSpace(strings.ReplaceAll(s[1:len(s)-1], "''", "'"))
+			s, _ = sqllex.StringValue(in.Text, tok)
+			s = strings.TrimSpace(s)
 		}
 	case router.ValParam:
 		i := v.Index - 1

@@ -287,6 +287,7 @@ func (ss *session) cleanup() {
 // --- responses ---
 
 func (ss *session) readyForQuery() {
+	ss.reportParams()
 	ss.w.Raw('Z', []byte{ss.tx})
 	ss.flush()
 }

@@ -37,7 +37,8 @@ type Conn struct {
 	pid    uint32
 	secret []byte
 
-	// Params are the ParameterStatus values the server reported at startup.
+	// Params are the ParameterStatus values the server reported: at startup, and since
+	// (Next keeps them current, whoever reads the messages).
 	Params map[string]string
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
@@ -187,6 +188,14 @@ func (c *Conn) Next() (byte, []byte, error) {
 		}
 	case 'E':
 		c.pendingParse = ""
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(b) == nil {
+			if c.Params == nil {
+				c.Params = map[string]string{}
+			}
+			c.Params[ps.Name] = ps.Value
+		}
 	}
 	return t, b, nil
 }
