@@ -165,7 +165,7 @@ func (f *lexFixture) calls(t *testing.T) int {
 }
 
 // check verifies what no statement may have done: rows in a prototype; and that the tables hold what the plain twins hold, each row of kt
-// in the shard its key hashes to (found by its key written in the E'' form, which reads
+// in the shard its key hashes to (found by its key written in the E” form, which reads
 // the same in both settings).
 func (f *lexFixture) check(t *testing.T, plain *pgx.Conn) {
 	t.Helper()
