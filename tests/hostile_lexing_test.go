@@ -164,9 +164,10 @@ func (f *lexFixture) calls(t *testing.T) int {
 	return n
 }
 
-// check verifies what no statement may have done: rows in a prototype; and that the tables hold what the plain twins hold, each row of kt
-// in the shard its key hashes to (found by its key written in the E” form, which reads
-// the same in both settings).
+// check verifies what no statement may have done: rows in a prototype; and that the
+// tables hold what the plain twins hold, each row of kt in the shard its key hashes to
+// (found through pgshard by its key as quote_literal writes it, which reads the same in
+// both settings).
 func (f *lexFixture) check(t *testing.T, plain *pgx.Conn) {
 	t.Helper()
 	ctx := context.Background()

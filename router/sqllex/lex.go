@@ -466,7 +466,7 @@ func unescape(s string) (string, bool) {
 // session, a statement planned before a SET): a plain '...' string holding a backslash
 // becomes an E'...' string, its backslashes doubled when they were not escapes. A
 // string continued on the next line ('a'<newline>'b', one constant) is rewritten as a
-// whole: the E goes on its first part. Other tokens are returned as they are.
+// whole: the E goes on its first part. The string after UESCAPE stays as it is. Other tokens are returned as they are.
 func Portable(sql string, toks []Token, i int) string {
 	t := toks[i]
 	s := sql[t.Start:t.End]
@@ -480,6 +480,11 @@ func Portable(sql string, toks []Token, i int) string {
 	h := toks[head]
 	if h.Kind != String || sql[h.Start] != '\'' {
 		// A part of an E'...', U&'...' or bit string: read as its head is.
+		return s
+	}
+	if head > 0 && Keyword(sql, toks[head-1], "uescape") {
+		// U&'...' UESCAPE '\': only a plain string may follow UESCAPE (and U&'...'
+		// reads the same in both settings, or not at all).
 		return s
 	}
 	backslash := false
@@ -496,30 +501,29 @@ func Portable(sql string, toks []Token, i int) string {
 		s = strings.ReplaceAll(s, `\`, `\\`)
 	}
 	if i == head {
-		s = "E" + s
+		if t.Start > 0 && isIdentCont(sql[t.Start-1]) {
+			// N'...' (nchar 'x') or select'x': the E must not join the word.
+			s = " E" + s
+		} else {
+			s = "E" + s
+		}
 	}
 	return s
 }
 
 // continues reports whether string token t continues string token prev: PostgreSQL joins
-// two quoted strings separated only by whitespace that holds a newline (and -- comments).
+// two quoted strings separated only by whitespace that holds a newline (not by comments,
+// in the parser pgshard uses).
 func continues(sql string, prev, t Token) bool {
 	if prev.Kind != String && prev.Kind != BitStr || t.Kind != String || sql[t.Start] != '\'' || sql[prev.End-1] != '\'' || sql[prev.Start] == '$' {
 		return false
 	}
-	gap := sql[prev.End:t.Start]
 	newline := false
-	for k := 0; k < len(gap); k++ {
-		switch c := gap[k]; {
+	for _, c := range []byte(sql[prev.End:t.Start]) {
+		switch {
 		case c == '\n' || c == '\r':
 			newline = true
-		case c == '-' && k+1 < len(gap) && gap[k+1] == '-':
-			for k < len(gap) && gap[k] != '\n' && gap[k] != '\r' {
-				k++
-			}
-			k--
-		case isSpace(c):
-		default:
+		case !isSpace(c):
 			return false
 		}
 	}
