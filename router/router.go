@@ -234,6 +234,11 @@ func (r *Router) put(k cacheKey, b *Batch) {
 func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 	tree, err := pgparse.Parse(in.Text, in.Toks, in.Mode)
 	if err != nil {
+		if alt, ok := sqllex.BlankContinuationComments(in.Text, in.Toks); ok {
+			tree, err = pgparse.Parse(alt, in.Toks, in.Mode)
+		}
+	}
+	if err != nil {
 		var perr *pgerr.Error
 		if errors.As(err, &perr) {
 			// Too deep to parse safely, or the parser's stack overflowed: nothing of

@@ -252,6 +252,9 @@ func lexCorpus(base int) []string {
 		`delete from {kv} where id = ` + id(7) + ` and v = 'end\\'`,
 		`select id, v from {kv} where id between ` + id(1) + ` and ` + id(20) + ` and v like '%\\%' order by id`,
 		`select count(*) from {kv} where v = '\' or 1=1 --'`,
+		`select'n\' as a, N'n\'s' as b from {kv} where id = ` + id(1) + ` --'`,
+		`insert into {kv} values (` + id(14) + `, 'c\'` + "\n\n  " + `'d\\'), (` + id(15) + `, 'x' -- c` + "\n" + `'y')`,
+		`insert into {kv} values (` + id(16) + `, 'unterminated\')`,
 		`select id from {kv} k where v = 'a\'b' and exists (select 1 from {kv3} where {kv3}.id = k.id) order by 1`,
 	}
 }

@@ -512,20 +512,54 @@ func Portable(sql string, toks []Token, i int) string {
 }
 
 // continues reports whether string token t continues string token prev: PostgreSQL joins
-// two quoted strings separated only by whitespace that holds a newline (not by comments,
-// in the parser pgshard uses).
+// two quoted strings separated only by whitespace that holds a newline, and -- comments.
 func continues(sql string, prev, t Token) bool {
 	if prev.Kind != String && prev.Kind != BitStr || t.Kind != String || sql[t.Start] != '\'' || sql[prev.End-1] != '\'' || sql[prev.Start] == '$' {
 		return false
 	}
+	gap := sql[prev.End:t.Start]
 	newline := false
-	for _, c := range []byte(sql[prev.End:t.Start]) {
-		switch {
+	for k := 0; k < len(gap); k++ {
+		switch c := gap[k]; {
 		case c == '\n' || c == '\r':
 			newline = true
+		case c == '-' && k+1 < len(gap) && gap[k+1] == '-':
+			for k+1 < len(gap) && gap[k+1] != '\n' && gap[k+1] != '\r' {
+				k++
+			}
 		case !isSpace(c):
 			return false
 		}
 	}
 	return newline
+}
+
+// BlankContinuationComments returns sql with the -- comments between the parts of
+// continued strings ('a' -- note<newline>'b') replaced by spaces, and whether there were
+// any. PostgreSQL joins such parts; the parser pgshard uses does not (it joins them only
+// across plain whitespace), so the router parses the blanked text, whose offsets are
+// the same.
+func BlankContinuationComments(sql string, toks []Token) (string, bool) {
+	var b []byte
+	for i := 1; i < len(toks); i++ {
+		prev, t := toks[i-1], toks[i]
+		if !continues(sql, prev, t) || !strings.Contains(sql[prev.End:t.Start], "--") {
+			continue
+		}
+		if b == nil {
+			b = []byte(sql)
+		}
+		for k := int(prev.End); k < int(t.Start); k++ {
+			if b[k] == '-' && b[k+1] == '-' {
+				for k < int(t.Start) && b[k] != '\n' && b[k] != '\r' {
+					b[k] = ' '
+					k++
+				}
+			}
+		}
+	}
+	if b == nil {
+		return sql, false
+	}
+	return string(b), true
 }

@@ -20,10 +20,20 @@ var modeCorpus = []string{
 	`select 1 /* ' */ , 'c' /* /* '\' */ */ -- '` + "\n" + `, 2`,
 	`select 'part\'` + "\n" + `'two\\', 'a'` + "\n\n  " + `'b\n'`,
 	`select 'a\'` + "\n" + `'b\\'` + "\n" + `'c\'` + "\n" + `'d'`,
+	`select 'a\' -- x '` + "\n" + `'b\\' -- y` + "\n\n" + `-- z` + "\n" + `'c\'` + "\n" + `'d', 'e' /* */ , 'f'`,
 	`select 'n\'', 'q\'), (13, (select v from kv limit 1)) --'`,
 	`select '\x41\101\u0041', 'tab\there', N'n\'s', '\\\\'`,
 	`select * from kv where v = '\' or 1=1 --'`,
 	`select'a\b', x'1f', b'01'` + "\n" + `'1', U&'d\0061t' UESCAPE '\', 'z'`,
+}
+
+// parse parses as the router does: comments between the parts of a continued string
+// blanked.
+func parse(sql string, toks []sqllex.Token, mode sqllex.Mode) (*pg_query.ParseResult, error) {
+	if alt, ok := sqllex.BlankContinuationComments(sql, toks); ok {
+		sql = alt
+	}
+	return pgparse.Parse(sql, toks, mode)
 }
 
 // strConsts returns the string constants of a parse tree: location -> value.
@@ -61,7 +71,7 @@ func TestModeAgreesWithParser(t *testing.T) {
 	for _, mode := range []sqllex.Mode{0, sqllex.NonStandard} {
 		for _, sql := range modeCorpus {
 			toks := sqllex.ScanMode(sql, nil, mode)
-			tree, err := pgparse.Parse(sql, toks, mode)
+			tree, err := parse(sql, toks, mode)
 			if err != nil {
 				for _, tk := range toks {
 					if tk.Kind == sqllex.Bad {
@@ -105,7 +115,7 @@ func TestPortableReadsTheSameInBothModes(t *testing.T) {
 	for _, mode := range []sqllex.Mode{0, sqllex.NonStandard} {
 		for _, sql := range modeCorpus {
 			toks := sqllex.ScanMode(sql, nil, mode)
-			tree, err := pgparse.Parse(sql, toks, mode)
+			tree, err := parse(sql, toks, mode)
 			if err != nil {
 				continue
 			}
@@ -125,7 +135,7 @@ func TestPortableReadsTheSameInBothModes(t *testing.T) {
 				if other == sqllex.NonStandard && strings.Contains(sql, "U&") {
 					continue // U&'...' is an error with standard_conforming_strings off
 				}
-				ptree, err := pgparse.Parse(port, sqllex.ScanMode(port, nil, other), other)
+				ptree, err := parse(port, sqllex.ScanMode(port, nil, other), other)
 				if err != nil {
 					t.Errorf("mode %d: %q, portable %q does not parse in mode %d: %v", mode, sql, port, other, err)
 					continue
