@@ -31,12 +31,16 @@ func (ss *session) lexMode() sqllex.Mode {
 	if scs == "off" {
 		m |= sqllex.NonStandard
 	}
+	clientOnly := clientOnlyEncoding(ss.clientEncoding())
+	if clientOnly {
+		m |= sqllex.ClientOnlyEncoding
+	}
 	bq := strings.ToLower(ss.settings.values["backslash_quote"])
 	switch {
 	case bq == "off" || bq == "false" || bq == "no" || bq == "0":
 		m |= sqllex.NoBackslashQuote
 	case bq == "on" || bq == "true" || bq == "yes" || bq == "1":
-	case clientOnlyEncoding(ss.clientEncoding()):
+	case clientOnly:
 		// safe_encoding (the default) refuses \' when the client encoding may hide a
 		// backslash in the second byte of a character.
 		m |= sqllex.NoBackslashQuote

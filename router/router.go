@@ -171,6 +171,13 @@ func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Bat
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
 			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
 	}
+	if sess.Lex&sqllex.ClientOnlyEncoding != 0 && snap.HasTables() && !ascii(text) {
+		// A backslash in the second byte of a character would be an escape to pgshard
+		// and not to PostgreSQL: the statement could mean something else here.
+		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.FeatureNotSupported,
+			"pgshard does not read statements with non-ASCII characters in this client_encoding").
+			WithHint("Use client_encoding UTF8.")}}}, in
+	}
 	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion, lex: sess.Lex}
 	if sess.Names != nil {
 		key.path = "\x00" + sess.NamesKey
@@ -362,6 +369,16 @@ func splitList(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // itoa is strconv.Itoa, short.

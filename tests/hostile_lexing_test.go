@@ -26,8 +26,8 @@ type lexFixture struct {
 	kv     string // kv (id int primary key, v text), distributed on id
 	kv3    string // kv3 (id int, v text, w text), distributed on id
 	kt     string // kt (k text primary key, n int), distributed on k
-	log    string // a coordinator table that side() writes to
-	side   string // side(): writes a row to log, returns 'side'
+	log    string // a coordinator sequence that side() advances
+	side   string // side(): advances log (which no rollback undoes), returns 'side'
 	admin  *pgx.Conn
 }
 
@@ -53,8 +53,8 @@ func newLexFixture(t *testing.T, roleExtra ...string) *lexFixture {
 	// Created while standard_conforming_strings is on (the role's default may be off).
 	conn := f.connect(t, "options=-c%20standard_conforming_strings%3Don")
 	mustExec(t, conn,
-		fmt.Sprintf("CREATE TABLE %s (note text)", f.log),
-		fmt.Sprintf("CREATE FUNCTION %s() RETURNS text LANGUAGE sql VOLATILE AS $f$ INSERT INTO %s VALUES ('called') RETURNING 'side' $f$", f.side, f.log))
+		fmt.Sprintf("CREATE SEQUENCE %s", f.log),
+		fmt.Sprintf("CREATE FUNCTION %s() RETURNS text LANGUAGE sql VOLATILE AS $f$ SELECT CASE WHEN pg_catalog.nextval('public.%s') > 0 THEN 'side' END $f$", f.side, f.log))
 	for _, tbl := range []string{f.kv, f.kv3, f.kt} {
 		col := "id"
 		if tbl == f.kt {
@@ -151,14 +151,15 @@ func lexOutcome(c *pgx.Conn, sql string) string {
 	return strings.Join(out, "; ")
 }
 
-// calls counts the calls of side() so far (committed).
+// calls counts the calls of side() so far (on the coordinator, whether or not the
+// statement that called it failed).
 func (f *lexFixture) calls(t *testing.T) int {
 	t.Helper()
 	if f.admin == nil {
 		f.admin = connectServer(t, env.C.Coordinator)
 	}
 	var n int
-	if err := f.admin.QueryRow(context.Background(), "SELECT count(*) FROM public."+f.log).Scan(&n); err != nil {
+	if err := f.admin.QueryRow(context.Background(), "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM public."+f.log).Scan(&n); err != nil {
 		t.Fatalf("count %s: %v", f.log, err)
 	}
 	return n
@@ -386,5 +387,42 @@ func TestHostileLexingPreparedAcrossSet(t *testing.T) {
 	if got[0] != got[1] {
 		t.Errorf("prepared under off, run under on: pgshard %q, PostgreSQL %q", got[0], got[1])
 	}
+	f.check(t, plain)
+}
+
+// In a client encoding whose characters may end in a backslash byte (SJIS: 0x95 0x5C is
+// one character), PostgreSQL reads the character and pgshard would read an escape:
+// pgshard refuses such statements (0A000) rather than misread them, and ASCII ones work.
+func TestHostileLexingClientOnlyEncoding(t *testing.T) {
+	f := newLexFixture(t)
+	ctx := context.Background()
+	proxy := f.connect(t)
+	mustExec(t, proxy, "SET client_encoding = 'SJIS'")
+	if got := lexOutcome(proxy, f.sub(`insert into {kv} values (1, E'a\\b') returning v`)); got != `a\b` {
+		t.Errorf("ASCII statement in SJIS: %s", got)
+	}
+	// PostgreSQL reads E'<char>' , side() FROM kv: a row, and a call of side(), per row
+	// of kv; read byte by byte, it is one string constant and no table.
+	for _, attack := range []string{
+		f.sub("select E'\x95\\' , {side}() from {kv} --'"),
+		f.sub("insert into {kv3} (id, v, w) values (1, E'\x95\\', {side}()) --', 'w')"),
+	} {
+		before := f.calls(t)
+		if got := lexOutcome(proxy, attack); got != "error 0A000" {
+			t.Errorf("%q: %q, want error 0A000", attack, got)
+		}
+		if n := f.calls(t) - before; n != 0 {
+			t.Errorf("%s() called %d times", f.side, n)
+		}
+	}
+	// \' is PostgreSQL's error in such an encoding (backslash_quote = safe_encoding).
+	if got := lexOutcome(proxy, f.sub(`insert into {kv} values (2, E'a\'b')`)); got != "error 22P06" {
+		t.Errorf("\\' in SJIS: %s, want error 22P06", got)
+	}
+	if _, err := proxy.PgConn().Exec(ctx, "RESET client_encoding").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	plain := f.connectPlain(t)
+	mustExec(t, plain, f.sub(`insert into {kv} values (1, E'a\\b')`))
 	f.check(t, plain)
 }

@@ -59,6 +59,11 @@ const (
 	// encoding that can hide a backslash in a multibyte character): \' in a string is
 	// an error.
 	NoBackslashQuote
+	// ClientOnlyEncoding is a client_encoding whose multibyte characters may contain
+	// ASCII bytes (SJIS, BIG5, GBK, GB18030, UHC, JOHAB): PostgreSQL reads such a
+	// character as one, pgshard's scanner (which reads bytes) as two, the second of which
+	// may be a backslash. The router does not read non-ASCII statements in it.
+	ClientOnlyEncoding
 )
 
 // Literal reports whether the token is a constant (string, bit string or number).
