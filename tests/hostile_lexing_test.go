@@ -426,3 +426,33 @@ func TestHostileLexingClientOnlyEncoding(t *testing.T) {
 	mustExec(t, plain, f.sub(`insert into {kv} values (1, E'a\\b')`))
 	f.check(t, plain)
 }
+
+// Definitions pgshard reads back from the coordinator and replays (shard tables' constant
+// defaults and CHECK constraints, defaults it evaluates on the coordinator) mean what
+// they mean on the coordinator, whatever standard_conforming_strings the session that
+// created them, distributes them or writes to them has.
+func TestHostileLexingDefaultsAndChecks(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	tbl := uniqueName("lexdef")
+	ddl := fmt.Sprintf(`CREATE TABLE %s (id int, c text DEFAULT 'c\\d', e text DEFAULT 'e\\f' || '', v text CHECK (v <> 'x\\y'))`, tbl)
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		mustExec(t, c, "SET standard_conforming_strings = off")
+	}
+	mustExec(t, plain, ddl)
+	mustExec(t, proxy, ddl,
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl),
+		fmt.Sprintf("select master_create_worker_shards('%s', 4, 2)", tbl))
+	for _, mode := range []string{"off", "on"} {
+		for _, c := range []*pgx.Conn{proxy, plain} {
+			mustExec(t, c, "SET standard_conforming_strings = "+mode)
+		}
+		f.same(t, proxy, plain,
+			fmt.Sprintf("insert into %s (id) values (1), (2), (3)", tbl),
+			fmt.Sprintf("insert into %s (id, v) values (4, E'x\\\\y')", tbl),
+			fmt.Sprintf("insert into %s (id, v) values (5, E'x\\\\\\\\y') returning *", tbl),
+			fmt.Sprintf("select * from %s order by id, c, e, v", tbl),
+			fmt.Sprintf("select count(*) from %s where c = E'c\\\\d' and e = E'e\\\\f'", tbl))
+	}
+	f.check(t, plain)
+}

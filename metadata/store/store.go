@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 //go:embed schema.sql
@@ -139,7 +140,9 @@ const byteOrderLocales = `('C', 'POSIX', 'C.UTF-8', 'C.utf8')`
 func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	// With only pg_catalog on the search path, every name in type names and default
 	// expressions comes out schema-qualified, so they mean the same in any session.
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {
+	// With standard_conforming_strings on, the strings in default expressions come out
+	// as PostgreSQL reads them by default (made portable below).
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog; SET LOCAL standard_conforming_strings = on"); err != nil {
 		return nil, err
 	}
 	var nodes []metadata.Node
@@ -223,6 +226,8 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
+		// A default runs in client sessions whatever their standard_conforming_strings.
+		c.Default = sqllex.PortableText(c.Default)
 		if ident != "" {
 			c.Identity = ident[0]
 		}

@@ -568,3 +568,30 @@ func BlankContinuationComments(sql string, toks []Token) (string, bool) {
 	}
 	return string(b), true
 }
+
+// PortableText returns SQL text that PostgreSQL read (or wrote: pg_get_expr, ruleutils)
+// with standard_conforming_strings on, with its string literals made portable: it reads
+// the same in a session with the setting off.
+func PortableText(sql string) string {
+	if strings.IndexByte(sql, '\\') < 0 {
+		return sql
+	}
+	toks := Scan(sql, nil)
+	var b strings.Builder
+	pos := 0
+	for i, t := range toks {
+		if t.Kind != String {
+			continue
+		}
+		if p := Portable(sql, toks, i); len(p) != int(t.End-t.Start) {
+			b.WriteString(sql[pos:t.Start])
+			b.WriteString(p)
+			pos = int(t.End)
+		}
+	}
+	if pos == 0 {
+		return sql
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}

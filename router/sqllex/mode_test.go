@@ -185,3 +185,17 @@ func TestScanModeTokens(t *testing.T) {
 		t.Errorf("off: value %q, %v", v, ok)
 	}
 }
+
+func TestPortableText(t *testing.T) {
+	for in, want := range map[string]string{
+		`DEFAULT 'c\d'::text`:                   `DEFAULT E'c\\d'::text`,
+		`CHECK ((v <> 'x\y'::text))`:            `CHECK ((v <> E'x\\y'::text))`,
+		`CHECK ((v <> 'plain'::text))`:          `CHECK ((v <> 'plain'::text))`,
+		`(E'a\\b' || 'c''d\' || $$\$$)`:         `(E'a\\b' || E'c''d\\' || $$\$$)`,
+		`x = ANY (ARRAY['\'::text, 'b'::text])`: `x = ANY (ARRAY[E'\\'::text, 'b'::text])`,
+	} {
+		if got := sqllex.PortableText(in); got != want {
+			t.Errorf("PortableText(%s) = %s, want %s", in, got, want)
+		}
+	}
+}
