@@ -56,6 +56,9 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pgshard metadata"
+	// pgshard's own statements quote strings for the default reading, whatever a role's
+	// or the database's default (ALTER ... SET standard_conforming_strings) says.
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
