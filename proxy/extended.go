@@ -330,8 +330,9 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	}
 	key := describeKey(ps.sql, ps.oids)
 	if ps.sess != nil {
-		// The same text may name other relations under another search_path.
-		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+		// The same text may name other relations under another search_path, and be
+		// other statements under another standard_conforming_strings.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey + "\x00" + string(rune('0'+ps.sess.Lex))
 	}
 	if d, ok := ss.descCache[key]; ok {
 		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true

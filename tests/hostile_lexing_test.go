@@ -387,6 +387,24 @@ func TestHostileLexingPreparedAcrossSet(t *testing.T) {
 	if got[0] != got[1] {
 		t.Errorf("prepared under off, run under on: pgshard %q, PostgreSQL %q", got[0], got[1])
 	}
+	// The same text is another statement in the other setting: two columns, or one.
+	two := f.sub(`select 'a\' as x, ' as y, 1 as z from {kv} --'`)
+	for i, mode := range []string{"on", "off", "on"} {
+		var cols [2]string
+		for j, c := range conns {
+			mustExec(t, c, "SET standard_conforming_strings = "+mode)
+			sd, err := c.Prepare(ctx, fmt.Sprint("two", i), two)
+			if err != nil {
+				t.Fatalf("conn %d, %s: prepare %s: %v", j, mode, two, err)
+			}
+			for _, fd := range sd.Fields {
+				cols[j] += fd.Name + " "
+			}
+		}
+		if cols[0] != cols[1] {
+			t.Errorf("%s with standard_conforming_strings %s: columns %q, PostgreSQL %q", two, mode, cols[0], cols[1])
+		}
+	}
 	f.check(t, plain)
 }
 

@@ -1,6 +1,7 @@
 // Package sqllex splits PostgreSQL SQL text into tokens with their byte offsets, following
 // the token rules of PostgreSQL's own scanner (scan.l) closely enough that token boundaries
-// agree with the parser's locations.
+// agree with the parser's locations, in either standard_conforming_strings setting (Mode),
+// and rewrites string literals into a form that reads the same in both (Portable).
 //
 // The router uses it on the hot path: to compute a statement's shape (its text with the
 // literals taken out) for the plan cache, to find the literals' values, and to splice shard
