@@ -50,9 +50,10 @@ func (ss *session) lexMode() sqllex.Mode {
 
 // clientOnlyEncoding reports the client encodings whose multibyte characters may contain
 // an ASCII byte (PostgreSQL's PG_ENCODING_IS_CLIENT_ONLY).
+// enc is the name the server reports (ParameterStatus), which is canonical.
 func clientOnlyEncoding(enc string) bool {
-	switch strings.ToUpper(strings.NewReplacer("_", "", "-", "").Replace(enc)) {
-	case "SJIS", "SHIFTJIS", "MSKANJI", "BIG5", "GBK", "CP936", "UHC", "CP949", "GB18030", "JOHAB", "SHIFTJIS2004":
+	switch enc {
+	case "SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB":
 		return true
 	}
 	return false
@@ -66,9 +67,10 @@ func (ss *session) reportParams() {
 		return
 	}
 	c := ss.coord.Value()
-	if c.Broken() {
+	if c.Broken() || c == ss.reportedConn && c.ParamsSeq == ss.reportedSeq {
 		return
 	}
+	ss.reportedConn, ss.reportedSeq = c, c.ParamsSeq
 	var changed []string
 	for name, v := range c.Params {
 		if _, ok := reportedParamNames[name]; !ok {

@@ -40,6 +40,8 @@ type Conn struct {
 	// Params are the ParameterStatus values the server reported: at startup, and since
 	// (Next keeps them current, whoever reads the messages).
 	Params map[string]string
+	// ParamsSeq counts the ParameterStatus messages read since startup.
+	ParamsSeq uint64
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
 	// Settings identifies the session settings applied to this connection (see proxy).
@@ -195,6 +197,7 @@ func (c *Conn) Next() (byte, []byte, error) {
 				c.Params = map[string]string{}
 			}
 			c.Params[ps.Name] = ps.Value
+			c.ParamsSeq++
 		}
 	}
 	return t, b, nil
