@@ -3,6 +3,7 @@ package sqllex_test
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -112,8 +113,27 @@ func TestModeAgreesWithParser(t *testing.T) {
 
 // Portable text reads, in either setting, as the literal read in its own.
 func TestPortableReadsTheSameInBothModes(t *testing.T) {
+	for _, sql := range modeCorpus {
+		checkPortable(t, sql)
+	}
+}
+
+func FuzzPortable(f *testing.F) {
+	for _, s := range modeCorpus {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, sql string) {
+		if strings.IndexByte(sql, 0) >= 0 || !utf8.ValidString(sql) {
+			return
+		}
+		checkPortable(t, sql)
+	})
+}
+
+func checkPortable(t *testing.T, sql string) {
+	t.Helper()
 	for _, mode := range []sqllex.Mode{0, sqllex.NonStandard} {
-		for _, sql := range modeCorpus {
+		{
 			toks := sqllex.ScanMode(sql, nil, mode)
 			tree, err := parse(sql, toks, mode)
 			if err != nil {
