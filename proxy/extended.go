@@ -190,6 +190,9 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
+	if ps.batch != nil {
+		ss.escapeWarnings(ps.batch, ps.in)
+	}
 	ss.stmts[m.Name] = ps
 	ss.w.Raw('1', nil)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/sqllex"
 )
 
@@ -143,5 +144,25 @@ func (ss *session) unparsedStatement(ctx context.Context, sql string) error {
 			}
 			return first
 		}
+	}
+}
+
+// escapeWarnings sends the warnings PostgreSQL's scanner gives when it reads a statement
+// whose plain strings hold backslash escapes with standard_conforming_strings off, for
+// statements the coordinator does not read itself (those sent to the workers, which get
+// their strings as E'...', and never warn).
+func (ss *session) escapeWarnings(batch *router.Batch, in *router.Input) {
+	if in == nil || in.Mode&sqllex.NonStandard == 0 || batch.AllCoordinator ||
+		len(batch.Stmts) == 1 && batch.Stmts[0].Unparsed {
+		return
+	}
+	switch strings.ToLower(ss.settings.values["escape_string_warning"]) {
+	case "off", "false", "no", "0":
+		return
+	}
+	for _, w := range sqllex.EscapeWarnings(in.Text, in.Toks) {
+		e := pgerr.New("22P06", "%s", w.Message).WithHint("%s", w.Hint).WithSeverity("WARNING")
+		e.Position = int32(charPos(in.Text, w.Offset))
+		ss.sendNotice(e)
 	}
 }

@@ -49,6 +49,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			ss.namesChanged(temp)
 		}
 	default:
+		ss.escapeWarnings(batch, in)
 		reported := false
 		run := func() error {
 			stmts := batch.Stmts

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // lexFixture is a role with distributed tables and their plain twins.
@@ -471,6 +472,52 @@ func TestHostileLexingDefaultsAndChecks(t *testing.T) {
 			fmt.Sprintf("insert into %s (id, v) values (5, E'x\\\\\\\\y') returning *", tbl),
 			fmt.Sprintf("select * from %s order by id, c, e, v", tbl),
 			fmt.Sprintf("select count(*) from %s where c = E'c\\\\d' and e = E'e\\\\f'", tbl))
+	}
+	f.check(t, plain)
+}
+
+// With standard_conforming_strings off, PostgreSQL warns of the first backslash escape in
+// each plain string (escape_string_warning): so does pgshard for the statements it sends
+// to the workers, whose strings they get as E'...'.
+func TestHostileLexingEscapeWarnings(t *testing.T) {
+	f := newLexFixture(t)
+	var notices [2][]string
+	open := func(i int, addr string) *pgx.Conn {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable&default_query_exec_mode=simple_protocol", f.role, addr))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			notices[i] = append(notices[i], fmt.Sprintf("%s %s %s %q %d", n.Severity, n.Code, n.Message, n.Hint, n.Position))
+		}
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	proxy, plain := open(0, env.P.Addr), open(1, env.C.Coordinator.Addr())
+	mustExec(t, plain, "SET search_path = "+f.schema+", public")
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		mustExec(t, c, "SET standard_conforming_strings = off")
+	}
+	for _, s := range []string{
+		`insert into {kv} values (1, 'a\'b'), (2, 'c\\d'), (3, 'e\nf'), (4, 'plain'), (5, E'g\\h')`,
+		`select v from {kv} where id = 1 and v = 'a\'b' or id = 2 and v = 'x\` + "\n" + `'y\\'`,
+		`select 'n\\' as n; select count(*) from {kv} where v <> 'w\'x'`,
+	} {
+		notices = [2][]string{}
+		s = f.sub(s)
+		got, want := lexOutcome(proxy, s), lexOutcome(plain, s)
+		if got != want {
+			t.Errorf("%s\n pgshard:    %s\n PostgreSQL: %s", s, got, want)
+		}
+		if g, w := strings.Join(notices[0], "\n"), strings.Join(notices[1], "\n"); g != w {
+			t.Errorf("%s: notices\n%s\nPostgreSQL:\n%s", s, g, w)
+		}
 	}
 	f.check(t, plain)
 }

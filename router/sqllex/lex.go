@@ -596,3 +596,51 @@ func PortableText(sql string) string {
 	b.WriteString(sql[pos:])
 	return b.String()
 }
+
+// EscapeWarning is the WARNING PostgreSQL's scanner gives for the first backslash escape
+// of a plain '...' string read with standard_conforming_strings off (and
+// escape_string_warning on). Offset is the string's byte offset, where PostgreSQL points.
+type EscapeWarning struct {
+	Message, Hint string
+	Offset        int
+}
+
+// EscapeWarnings returns the warnings of the strings of toks (scanned in NonStandard
+// mode), one per string at most, in order.
+func EscapeWarnings(sql string, toks []Token) []EscapeWarning {
+	var out []EscapeWarning
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.Kind != String || !t.Esc || sql[t.Start] != '\'' {
+			continue
+		}
+		// The string and the parts that continue it warn once, at their first escape.
+		end := i
+		for end+1 < len(toks) && continues(sql, toks[end], toks[end+1]) {
+			end++
+		}
+		for j := i; j <= end; j++ {
+			s := sql[toks[j].Start:toks[j].End]
+			k := strings.IndexByte(s, '\\')
+			if k < 0 || k+1 >= len(s) {
+				continue
+			}
+			w := EscapeWarning{Offset: int(t.Start)}
+			switch s[k+1] {
+			case '\'':
+				w.Message = `nonstandard use of \' in a string literal`
+				w.Hint = `Use '' to write quotes in strings, or use the escape string syntax (E'...').`
+			case '\\':
+				w.Message = `nonstandard use of \\ in a string literal`
+				w.Hint = `Use the escape string syntax for backslashes, e.g., E'\\'.`
+			default:
+				w.Message = `nonstandard use of escape in a string literal`
+				w.Hint = `Use the escape string syntax for escapes, e.g., E'\r\n'.`
+			}
+			out = append(out, w)
+			break
+		}
+		i = end
+	}
+	return out
+}
