@@ -417,8 +417,9 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 		s = in.Lit(v.Index)
 		if tok := in.LitToken(v.Index); tok.Kind == sqllex.String {
 			// LIMIT '10': a string literal PostgreSQL coerces to bigint.
-			s, _ = sqllex.StringValue(in.Text, tok)
-			s = strings.TrimSpace(s)
+			if v, ok := sqllex.StringValue(in.Text, tok); ok {
+				s = strings.TrimSpace(v)
+			}
 		}
 	case router.ValParam:
 		i := v.Index - 1
