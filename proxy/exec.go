@@ -56,6 +56,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	}
 	switch st.Kind {
 	case router.Coordinator:
+		if st.Unparsed {
+			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
+		}
 		if st.Listen {
 			ss.listening = true
 		}

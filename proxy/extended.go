@@ -191,6 +191,9 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
+	if ps.batch != nil {
+		ss.escapeWarnings(ps.batch, ps.in)
+	}
 	ss.stmts[m.Name] = ps
 	ss.w.Raw('1', nil)
 	return nil
@@ -224,6 +227,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	}
 	snap := ss.srv.cache.Load()
 	sess := ss.routerSession(ctx, snap)
+	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
 	if len(batch.Stmts) != 1 {
 		return
@@ -330,8 +334,9 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	}
 	key := describeKey(ps.sql, ps.oids)
 	if ps.sess != nil {
-		// The same text may name other relations under another search_path.
-		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+		// The same text may name other relations under another search_path, and be
+		// other statements under another standard_conforming_strings.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey + "\x00" + string(rune('0'+ps.sess.Lex))
 	}
 	if d, ok := ss.descCache[key]; ok {
 		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true

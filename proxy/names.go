@@ -70,7 +70,7 @@ func (nc *namesCache) put(key string, st *namesState) {
 // routerSession is what the router needs to know of the session to plan a statement
 // against snap.
 func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *router.Session {
-	rs := &router.Session{User: ss.user, SearchPath: ss.settings.searchPath()}
+	rs := &router.Session{User: ss.user, SearchPath: ss.settings.searchPath(), Lex: ss.lexMode()}
 	if !snap.HasTables() {
 		return rs
 	}

@@ -41,8 +41,11 @@ type session struct {
 	// settingsDirty is set when a statement may have changed session settings; they are
 	// read back from the coordinator before the next worker connection is used.
 	settingsDirty bool
-	// params are the ParameterStatus values the client has been told.
-	params map[string]string
+	// params are the ParameterStatus values the client has been told; reportedConn
+	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
+	params       map[string]string
+	reportedConn *backend.Conn
+	reportedSeq  uint64
 	// names is where the names of distributed tables resolve in this session (names.go);
 	// namesDirty is set when the session's settings may have changed that; txNames when
 	// the block ran a statement that may have created, dropped or renamed relations.
@@ -353,6 +356,7 @@ func (ss *session) cleanup() {
 func (ss *session) readyForQuery() {
 	ss.releaseFailedLocks()
 	ss.waitingClient = true
+	ss.reportParams()
 	ss.w.Raw('Z', []byte{ss.tx})
 	ss.flush()
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/router/pghash"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // testSnapshot has two distributed tables: public.reviews (text key, a serial id) and
@@ -54,7 +55,9 @@ func TestPlanKinds(t *testing.T) {
 	}{
 		{"select 1", []Kind{Coordinator}, true},
 		{"create table x (a int); insert into x values (1)", []Kind{Coordinator, Coordinator}, true},
-		{"SELEC 1", []Kind{Coordinator}, true}, // the coordinator reports the syntax error
+		// The coordinator reports the syntax error, parsing it only (distributed
+		// tables exist: Unparsed, see TestUnparsedNeverRuns).
+		{"SELEC 1", []Kind{Coordinator}, false},
 		{"begin; select * from reviews where customer_id = 'a'; commit", []Kind{Begin, Select, Commit}, false},
 		{"set search_path = app", []Kind{SetVar}, false},
 		{"select * from reviews", []Kind{Select}, false},
@@ -447,5 +450,32 @@ func TestByteOrderDefaultCollation(t *testing.T) {
 	}
 	if m.Keys[0].ByteOrder || !m.Keys[1].ByteOrder {
 		t.Errorf("keys: %+v", m.Keys)
+	}
+}
+
+// A statement the router cannot parse while distributed tables exist is only parsed by
+// the coordinator (Unparsed), never run there: read otherwise there than here, it could
+// write a prototype. With standard_conforming_strings off, 'a\'b' is one string.
+func TestUnparsedNeverRuns(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	for _, c := range []struct {
+		sql      string
+		lex      sqllex.Mode
+		unparsed bool
+	}{
+		{`insert into reviews values ('a\'b')`, 0, true},
+		{`insert into reviews values ('a\'b')`, sqllex.NonStandard, false},
+		{`select 'x\' from reviews --'`, sqllex.NonStandard, false},
+		{`SELEC 1`, 0, true},
+	} {
+		b, _ := r.Plan(c.sql, snap, &Session{User: "u", Lex: c.lex})
+		if len(b.Stmts) != 1 || b.Stmts[0].Unparsed != c.unparsed || b.AllCoordinator && c.unparsed {
+			t.Errorf("%q in mode %d: %+v", c.sql, c.lex, b.Stmts[0])
+		}
+	}
+	b, _ := r.Plan(`select 'x\' from reviews --'`, snap, &Session{User: "u", Lex: sqllex.NonStandard})
+	if !b.AllCoordinator {
+		t.Errorf("select of one string constant: %v", b.Stmts[0].Kind)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/qualify"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 //go:embed schema.sql
@@ -64,6 +65,9 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pgshard metadata"
 	cfg.ConnConfig.RuntimeParams["search_path"] = SearchPath
+	// pgshard's own statements quote strings for the default reading, whatever a role's
+	// or the database's default (ALTER ... SET standard_conforming_strings) says.
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -148,7 +152,9 @@ const byteOrderLocales = `('C', 'POSIX', 'C.UTF-8', 'C.utf8')`
 func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	// With only pg_catalog on the search path, every name in type names and default
 	// expressions comes out schema-qualified, so they mean the same in any session.
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {
+	// With standard_conforming_strings on, the strings in default expressions come out
+	// as PostgreSQL reads them by default (made portable below).
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog; SET LOCAL standard_conforming_strings = on"); err != nil {
 		return nil, err
 	}
 	var nodes []metadata.Node
@@ -247,6 +253,8 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 				*s = q
 			}
 		}
+		// A default runs in client sessions whatever their standard_conforming_strings.
+		c.Default = sqllex.PortableText(c.Default)
 		if ident != "" {
 			c.Identity = ident[0]
 		}
