@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	}
 	switch st.Kind {
 	case router.Coordinator:
+		if st.Unparsed {
+			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
+		}
 		if st.Listen {
 			ss.listening = true
 		}
@@ -459,6 +463,9 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 		case 'E':
 			e := backend.DecodeError(b)
 			changed := c.MapError != nil && c.MapError(e)
+			if o.coordinator && scrubInternal(e, false) {
+				changed = true
+			}
 			if o.mapPos != nil && e.Position > 0 {
 				e.Position = o.mapPos(e.Position)
 				changed = true
@@ -514,6 +521,15 @@ func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
 	if c.MapError != nil {
 		ss.forwardShardNotice(b)
 		return
+	}
+	if bytes.Contains(b, []byte("pgs_distribution_metadata")) {
+		// A notice raised inside the metadata schema's event triggers: without their
+		// context lines.
+		if e := backend.DecodeError(b); scrubInternal(e, false) {
+			nr := pgproto3.NoticeResponse(*errorResponse(e))
+			ss.w.Msg(&nr)
+			return
+		}
 	}
 	ss.w.Raw('N', b)
 }
@@ -577,7 +593,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
 		var last *store.LastPlacementError
 		if errors.As(err, &last) {
-			return pgerr.Wrap(err, pgerr.InternalError, "could not mark placement %d of shard %d inactive: no other placement of the shard is finalized", last.PlacementID, last.ShardID).
+			s.log.Error("could not mark placement inactive: it is the shard's last finalized one", "placement", last.PlacementID, "shard", last.ShardID)
+			return pgerr.Wrap(err, pgerr.InternalError, "could not mark a placement of table %s inactive: no other placement of its rows is finalized", s.shardTableName(last.ShardID)).
 				WithDetail("The placement missed a write that only placements already marked inactive took.").
 				WithHint("The write is undone where it is still in a transaction; the shard keeps its last finalized placement.")
 		}
@@ -587,7 +604,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {
-			ss.sendNotice(pgerr.New(pgerr.Warning, "placement %d of shard %d on %s is now inactive", p.ID, p.ShardID, fmtNode(p.Node)).
+			// The table, not the shard and placement ids (the log above has them).
+			ss.sendNotice(pgerr.New(pgerr.Warning, "a placement of table %s on %s is now inactive", s.shardTableName(p.ShardID), fmtNode(p.Node)).
 				WithSeverity("WARNING").WithHint("It missed a write; it will be repaired when %s is reachable again.", fmtNode(p.Node)))
 		}
 	}

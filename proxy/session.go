@@ -44,8 +44,11 @@ type session struct {
 	// settingsErr is set while the session's settings are too large to apply to worker
 	// connections (bounds.go).
 	settingsErr error
-	// params are the ParameterStatus values the client has been told.
-	params map[string]string
+	// params are the ParameterStatus values the client has been told; reportedConn
+	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
+	params       map[string]string
+	reportedConn *backend.Conn
+	reportedSeq  uint64
 	// names is where the names of distributed tables resolve in this session (names.go);
 	// namesDirty is set when the session's settings may have changed that; txNames when
 	// the block ran a statement that may have created, dropped or renamed relations.
@@ -136,9 +139,14 @@ type session struct {
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
+	// refused is set for a connection beyond max_client_conn: its startup message is
+	// answered with "too many clients".
+	refused bool
 }
 
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+// serveConn serves one client connection; refused connections only see the startup
+// phase end in "too many clients".
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
 	defer nc.Close()
 	ss := &session{
 		srv:       s,
@@ -151,6 +159,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		stmts:     map[string]*prepared{},
 		portals:   map[string]*portal{},
 		descCache: map[string]description{},
+		refused:   refused,
 	}
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
@@ -178,6 +187,13 @@ func (ss *session) loop(ctx context.Context) {
 			return
 		}
 		idleUntil, idleErr := ss.idleDeadline()
+		// client_idle_timeout: the client's next message must come in time, whatever
+		// the session is waiting for.
+		if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
+			if until := time.Now().Add(t); idleUntil.IsZero() || until.Before(idleUntil) {
+				idleUntil, idleErr = until, ss.clientIdleError()
+			}
+		}
 		if ss.listening && ss.coord != nil && ss.suspended == nil {
 			if ok, timedOut := ss.waitIdle(idleUntil); timedOut {
 				ss.sendFatal(idleErr)
@@ -303,6 +319,13 @@ func (ss *session) waitIdle(until time.Time) (ok, timedOut bool) {
 	}
 }
 
+// clientIdleError is the error that ends a session whose client sent nothing for
+// client_idle_timeout: PostgreSQL's idle_session_timeout error.
+func (ss *session) clientIdleError() *pgerr.Error {
+	return pgerr.New(pgerr.IdleSessionTimeout, "terminating connection due to idle-session timeout").WithSeverity("FATAL").
+		WithHint("pgshard closes client connections idle for longer than client_idle_timeout (%s).", ss.srv.cfg.ClientIdleTimeout)
+}
+
 // cstring returns a message body holding one zero-terminated string.
 func cstring(b []byte) (string, bool) {
 	if len(b) == 0 || b[len(b)-1] != 0 {
@@ -350,6 +373,7 @@ func (ss *session) cleanup() {
 func (ss *session) readyForQuery() {
 	ss.releaseFailedLocks()
 	ss.waitingClient = true
+	ss.reportParams()
 	ss.w.Raw('Z', []byte{ss.tx})
 	ss.flush()
 }
@@ -371,8 +395,13 @@ func (ss *session) sendError(err error) {
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)
+	} else if strings.HasPrefix(string(e.Code), "08") && e.Unwrap() != nil {
+		// A connection failure's cause (an address, a system error) is for the log.
+		ss.log.Warn("connection failure", "user", ss.user, "err", err)
 	}
 	ss.srv.stats.errors.Add(1)
+	// In the client's names, without the context of pgshard's own statements.
+	ss.srv.unshardNames(e)
 	ss.w.Msg(errorResponse(e))
 }
 
@@ -395,6 +424,7 @@ func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse {
 		Severity: sev, SeverityUnlocalized: sev, Code: string(e.Code), Message: e.Message, Detail: e.Detail,
 		Hint: e.Hint, Position: e.Position, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
 		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
+		InternalQuery: e.InternalQuery, InternalPosition: e.InternalPosition,
 	}
 }
 
@@ -479,7 +509,9 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 
 func coordUnavailable(err error) error {
 	if backend.Unavailable(err) {
-		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator: %v", err)
+		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
+		// it for errors.Is and logs), the client hears what happened.
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
 	}
 	return err
 }

@@ -130,10 +130,10 @@ func (ss *session) refreshSettings(ctx context.Context) {
 	c := ss.coord.Value()
 	// role and session_authorization are not listed in pg_settings.
 	rows, err := c.ExecRows(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
-		WHERE source = 'session' AND name NOT LIKE 'transaction\_%' AND name <> 'application_name'
-		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
+		WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.!~~) 'transaction\_%' AND name OPERATOR(pg_catalog.<>) 'application_name'
+		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'
 		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
-			WHERE pg_catalog.current_setting('session_authorization') <> `+router.QuoteLiteral(ss.user))
+			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(ss.user))
 	if err != nil {
 		ss.log.Warn("could not read session settings", "err", err)
 		ss.settingsDirty = true

@@ -421,7 +421,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		}
 		if d.err != nil {
 			if failErr == nil {
-				failErr = taskError(d.err, tasks[ti], ws)
+				failErr = taskError(d.err, ss.shardRef(tasks[ti].shard.ID), ws)
 				for _, w := range ws {
 					if w.pgErr != nil && w.pgErr == d.err {
 						failNotices = w.out
@@ -584,8 +584,9 @@ func markWarning(w *placementWrite, r markReason, canon *placementWrite) *pgerr.
 	return pgerr.New(pgerr.Warning, "Connection failed to %s", node).WithSeverity("WARNING").WithDetail("%v", w.err)
 }
 
-// taskError names the shard in the errors of decideUnavailable.
-func taskError(err error, task writeTask, ws []*placementWrite) error {
+// taskError is the client's error for decideUnavailable's verdicts, naming the table
+// (the client asked about rows of a table, not about shards; the log has the shard).
+func taskError(err error, table string, ws []*placementWrite) error {
 	details := func() string {
 		var out []string
 		for _, w := range ws {
@@ -599,13 +600,13 @@ func taskError(err error, task writeTask, ws []*placementWrite) error {
 	case errNoPlacement:
 		if len(ws) == 0 {
 			return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-				WithDetail("Shard %d has no finalized placement.", task.shard.ID).
-				WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", task.shard.ID)
+				WithDetail("The rows of table %s written here have no finalized placement.", table).
+				WithHint("An administrator repairs the table's placements (SHOW PLACEMENTS, REPAIR SHARD) once a copy of their data is available.")
 		}
 		return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-			WithDetail("All placements of shard %d are unavailable: %s", task.shard.ID, details())
+			WithDetail("All placements of the rows of table %s written here are unavailable: %s", table, details())
 	case errOutcomeUnknown:
-		return pgerr.New(pgerr.ConnectionFailure, "the connection to the placement of shard %d was lost during the write", task.shard.ID).
+		return pgerr.New(pgerr.ConnectionFailure, "the connection to a placement of table %s was lost during the write", table).
 			WithDetail("The write may or may not have been applied: %s", details())
 	}
 	return err
@@ -639,7 +640,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 		if !committed && failErr == nil {
 			switch {
 			case unknown:
-				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
+				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID)).
 					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
 			default:
 				for _, w := range ws {
@@ -649,7 +650,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 					}
 				}
 				if failErr == nil {
-					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID)
+					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID))
 				}
 			}
 		}

@@ -74,6 +74,9 @@ type options struct {
 	tempFileLimit  int
 	tempDir        string
 	maxPrepared    int
+	maxClientConn  int
+	loginTimeout   time.Duration
+	idleTimeout    time.Duration
 	idleTxTimeout  time.Duration
 }
 
@@ -97,6 +100,9 @@ func (o *options) settings() []setting {
 		{"temp-file-limit", "bytes of temporary files one session may use (-1: no limit)", strconv.Itoa(1 << 30), intSetter(&o.tempFileLimit)},
 		{"temp-dir", "directory for temporary files (default: $TMPDIR or /tmp)", "", func(v string) error { o.tempDir = v; return nil }},
 		{"max-prepared-memory", "estimated bytes of prepared statements one session may hold (-1: no limit)", strconv.Itoa(256 << 20), intSetter(&o.maxPrepared)},
+		{"max-client-conn", "client connections open at once; more are refused with \"too many clients\"", strconv.Itoa(proxy.DefaultMaxClientConn), intSetter(&o.maxClientConn)},
+		{"client-login-timeout", "a client that has not logged in by then is disconnected (0 disables)", "60s", durSetter(&o.loginTimeout)},
+		{"client-idle-timeout", "a client connection idle for longer is closed (0 disables)", "0", durSetter(&o.idleTimeout)},
 		{"idle-transaction-timeout", "end a session idle in a transaction block that holds shard write locks for longer than this, whatever its idle_in_transaction_session_timeout (0 disables)", "0", durSetter(&o.idleTxTimeout)},
 	}
 }
@@ -227,6 +233,12 @@ func serve(args []string) error {
 	if o.coordinator == "" {
 		return errors.New("serve: --coordinator (or PGSHARD_COORDINATOR) is required")
 	}
+	if o.maxClientConn < 1 {
+		return fmt.Errorf("serve: max-client-conn must be at least 1, not %d", o.maxClientConn)
+	}
+	if o.loginTimeout < 0 || o.idleTimeout < 0 {
+		return errors.New("serve: client-login-timeout and client-idle-timeout cannot be negative")
+	}
 	log, err := newLogger(o.logLevel)
 	if err != nil {
 		return err
@@ -234,6 +246,14 @@ func serve(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return runServer(ctx, o, log, nil)
+}
+
+// loginTimeout maps client-login-timeout to Config.ClientLoginTimeout (negative = off).
+func loginTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // runServer starts the proxy and serves until ctx is done. ready, if not nil, is called
@@ -251,6 +271,10 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(add
 		Logger:                 log,
 		RepairInterval:         o.repairInterval,
 		IdleTransactionTimeout: o.idleTxTimeout,
+		MaxClientConn:          o.maxClientConn,
+		// 0 turns the login timeout off, as in PgBouncer; the proxy's 0 is its default.
+		ClientLoginTimeout: loginTimeout(o.loginTimeout),
+		ClientIdleTimeout:  o.idleTimeout,
 	})
 	cancel()
 	if err != nil {

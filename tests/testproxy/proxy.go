@@ -39,6 +39,11 @@ type Options struct {
 	BatchRows int
 	// Config, if set, adjusts the proxy's configuration before it starts.
 	Config func(*proxy.Config)
+	// MaxClientConn, ClientLoginTimeout and ClientIdleTimeout set the proxy's client
+	// limits (default: the proxy's).
+	MaxClientConn      int
+	ClientLoginTimeout time.Duration
+	ClientIdleTimeout  time.Duration
 	// IdleTransactionTimeout sets the proxy's IdleTransactionTimeout.
 	IdleTransactionTimeout time.Duration
 }
@@ -53,7 +58,8 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 		}
 		log = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows}
+	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows,
+		MaxClientConn: opts.MaxClientConn, ClientLoginTimeout: opts.ClientLoginTimeout, ClientIdleTimeout: opts.ClientIdleTimeout}
 	cfg.IdleTransactionTimeout = opts.IdleTransactionTimeout
 	if opts.Config != nil {
 		opts.Config(&cfg)
