@@ -146,11 +146,20 @@ $$;
 
 -- guard_prototype adds the refusing triggers to a distributed table (if missing) and
 -- reports whether the table holds rows (which would be invisible through pgshard).
+-- It runs with pgshard's own rights: it reads only an ordinary table (no code of its
+-- owner's runs in that), locked first, so that nobody turns it into a view in between
+-- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN"; reading a view
+-- would run the functions in it with pgshard's rights).
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
 	found boolean;
 BEGIN
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS SHARE MODE', rel::pg_catalog.regclass);
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel AND c.relkind OPERATOR(pg_catalog.=) 'r') THEN
+		RAISE EXCEPTION 'cannot distribute relation: %', rel::pg_catalog.regclass
+			USING ERRCODE = 'wrong_object_type', DETAIL = 'Distributed relations must be regular tables.';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'pgshard_refuse_writes') THEN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
 			FOR EACH STATEMENT EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
@@ -227,7 +236,7 @@ BEGIN
 			IF pgs_distribution_metadata.guard_prototype(rel) THEN
 				RAISE WARNING 'the coordinator''s prototype of distributed table % holds rows, which pgshard does not see', rel::regclass;
 			END IF;
-		EXCEPTION WHEN insufficient_privilege THEN
+		EXCEPTION WHEN insufficient_privilege OR wrong_object_type THEN
 			RAISE WARNING 'pgshard could not guard the prototype of distributed table %: %', rel::regclass, SQLERRM;
 		END;
 	END LOOP;

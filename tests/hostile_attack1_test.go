@@ -1,0 +1,96 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Issue 10: attacks of a hostile ordinary role (LOGIN, CREATE on public) on what the fixes
+// of items 1, 3, 4, 7 and 9 claim: no code of an ordinary role runs with the proxy's own
+// (superuser) rights, and the proxy connects nowhere an ordinary role chooses.
+
+// isSuperuser reports whether role is a superuser on the coordinator.
+func isSuperuser(t *testing.T, role string) bool {
+	t.Helper()
+	var su bool
+	if err := connectServer(t, env.C.Coordinator).QueryRow(context.Background(),
+		"SELECT rolsuper FROM pg_roles WHERE rolname = $1", role).Scan(&su); err != nil {
+		t.Fatal(err)
+	}
+	return su
+}
+
+// waitForLockWait waits until a backend waits for a lock on relation rel on the
+// coordinator.
+func waitForLockWait(t *testing.T, rel string) {
+	t.Helper()
+	cc := connectServer(t, env.C.Coordinator)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var n int
+		if err := cc.QueryRow(context.Background(), `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+			WHERE c.relname = $1 AND NOT l.granted`, rel).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nobody waits for a lock on %s", rel)
+}
+
+// The ownership and kind checks of master_create_distributed_table run in the caller's
+// session; the proxy's own connection then checks that the prototype is empty. A table
+// turned into a view in between (PostgreSQL 15 still converts an empty table with an ON
+// SELECT rule "_RETURN") made the proxy's superuser connection read the view, running
+// the caller's function in it as superuser: the caller made itself a superuser.
+func TestHostileDistributeTableTurnedView(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := unprivilegedRole(t, "alice")
+	a1 := connectAs(t, env.P, alice)
+	a2 := connectAs(t, env.P, alice)
+	tbl := uniqueName("turned")
+	su := connectServer(t, env.C.Coordinator)
+	t.Cleanup(func() {
+		su.Exec(context.Background(), fmt.Sprintf("ALTER ROLE %s NOSUPERUSER", alice))
+		su.Exec(context.Background(), fmt.Sprintf("DELETE FROM pgs_distribution_metadata.partition WHERE relation_id = (SELECT oid FROM pg_class WHERE relname = '%s')", tbl))
+		su.Exec(context.Background(), fmt.Sprintf("DROP VIEW IF EXISTS %[1]s; DROP TABLE IF EXISTS %[1]s", tbl))
+	})
+	mustExec(t, a1,
+		fmt.Sprintf("CREATE TABLE %s (id int, v text)", tbl),
+		// Escalates when anyone but alice runs it; the view stays empty for everyone.
+		fmt.Sprintf(`CREATE FUNCTION %[1]s_evil() RETURNS boolean LANGUAGE plpgsql AS $$
+			BEGIN
+				IF current_user <> '%[1]s' THEN EXECUTE 'ALTER ROLE %[1]s SUPERUSER'; END IF;
+				RETURN false;
+			END $$`, alice),
+		fmt.Sprintf("CREATE FUNCTION %[1]s_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$", alice))
+
+	// A second session of alice's turns the table into a view, in a transaction that the
+	// call's emptiness check (in alice's session) waits for.
+	mustExec(t, a2, "BEGIN",
+		fmt.Sprintf(`CREATE RULE "_RETURN" AS ON SELECT TO %s DO INSTEAD SELECT 1 AS id, NULL::text AS v WHERE %s_evil()`, tbl, alice),
+		// Triggers with the names of those the proxy adds, so that it adds none (which a
+		// view would refuse).
+		fmt.Sprintf("CREATE TRIGGER pgshard_refuse_rows INSTEAD OF INSERT ON %s FOR EACH ROW EXECUTE FUNCTION %s_trg()", tbl, alice),
+		fmt.Sprintf("CREATE TRIGGER pgshard_refuse_writes BEFORE INSERT ON %s FOR EACH STATEMENT EXECUTE FUNCTION %s_trg()", tbl, alice))
+	done := make(chan error, 1)
+	go func() {
+		_, err := a1.Exec(ctx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl))
+		done <- err
+	}()
+	waitForLockWait(t, tbl)
+	mustExec(t, a2, "COMMIT")
+	err := <-done
+	if isSuperuser(t, alice) {
+		t.Fatalf("%s made itself a superuser through a table turned into a view while it was distributed", alice)
+	}
+	wantSQLState(t, "distributing a table turned into a view", err, "42809", "cannot distribute relation")
+	if n := queryString(t, su, fmt.Sprintf("SELECT count(*)::text FROM pgs_distribution_metadata.partition WHERE relation_id = '%s'::regclass", tbl)); n != "0" {
+		t.Errorf("a view was distributed: %s partition rows", n)
+	}
+}
