@@ -277,6 +277,8 @@ type relInfo struct {
 	schema, name string
 	owner        string // the owning role's name
 	owned        bool   // the current role is a superuser or has the owner's privileges
+	temp         bool   // a temporary table
+	partitionOf  string // the parent of a partition, else ""
 }
 
 // relationInfo resolves a table name as the session would (search_path) on the
@@ -289,7 +291,10 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	// pg_has_role(owner, 'USAGE') is PostgreSQL's ownership test (has_privs_of_role:
 	// the owner itself, a role that inherits its privileges, or a superuser).
 	rows, err := c.QueryParams(ctx, `SELECT c.oid, c.relkind, n.nspname, c.relname,
-			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE')
+			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+			c.relpersistence OPERATOR(pg_catalog.=) 't',
+			(SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_inherits i
+			 WHERE c.relispartition AND i.inhrelid OPERATOR(pg_catalog.=) c.oid)
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 		WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass`, [][]byte{[]byte(name)}, nil)
 	if err != nil {
@@ -300,7 +305,8 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	}
 	o, _ := strconv.ParseUint(string(rows[0][0]), 10, 32)
 	return relInfo{oid: uint32(o), kind: rows[0][1][0], schema: string(rows[0][2]), name: string(rows[0][3]),
-		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t"}, nil
+		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t", temp: string(rows[0][6]) == "t",
+		partitionOf: string(rows[0][7])}, nil
 }
 
 // notOwner is PostgreSQL's refusal of a command on a table the current role does not own.
@@ -322,6 +328,14 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	}
 	if !r.owned {
 		return notOwner(rel)
+	}
+	// Neither can have shards (their definition is refused when the shards are created),
+	// and a temporary table's metadata would outlive it: no event trigger sees it go.
+	if r.temp {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute a temporary table")
+	}
+	if r.partitionOf != "" {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute relation %q: it is a partition of %s", rel, r.partitionOf)
 	}
 	if len(column) >= 64 {
 		return pgerr.New(pgerr.NameTooLong, "column name too long")
