@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,4 +184,81 @@ func TestHostileDistributeTempTableOrPartition(t *testing.T) {
 		t.Errorf("%s partition rows for a temporary table and a partition", n)
 	}
 	su.Exec(ctx, fmt.Sprintf("DELETE FROM pgs_distribution_metadata.partition WHERE relation_id IN (%d, '%s_0'::regclass)", tempOID, parent))
+}
+
+// workerTables counts, on every worker, the tables named name in schema public.
+func workerTables(t *testing.T, name string) int {
+	t.Helper()
+	n := 0
+	for _, w := range env.C.Workers {
+		var k int
+		if err := connectServer(t, w).QueryRow(context.Background(),
+			"SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = $1", name).Scan(&k); err != nil {
+			t.Fatal(err)
+		}
+		n += k
+	}
+	return n
+}
+
+// A distributed table renamed behind the proxy's back (in a function: the proxy refuses
+// ALTER TABLE ... RENAME itself) to a name of 63 bytes made its shard names longer than
+// PostgreSQL's identifiers: truncated, they named another role's shard, which the next
+// superuser to drop (or truncate) the renamed table through the proxy destroyed.
+func TestHostileRenamedTableShardNameCollision(t *testing.T) {
+	ctx := context.Background()
+	alice := unprivilegedRole(t, "alice")
+	app := unprivilegedRole(t, "app")
+	ac := connectAs(t, env.P, alice)
+	pc := connectAs(t, env.P, app)
+	su := connect(t)
+	// alice's table has a name of 57 bytes: with a 5-digit shard id, its shard names
+	// have 63.
+	long := uniqueName("victim")
+	long += strings.Repeat("x", 57-len(long))
+	mine := uniqueName("mine")
+	t.Cleanup(func() {
+		su.Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s", long))
+	})
+	mustExec(t, ac,
+		fmt.Sprintf("CREATE TABLE %s (id int, v text)", long),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", long),
+		fmt.Sprintf("select master_create_worker_shards('%s', 1, 2)", long),
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 'alice')", long))
+	ids := shardIDs(t, long)
+	victim := fmt.Sprintf("%s_%d", long, ids[0])
+	if len(victim) != 63 {
+		t.Skipf("shard id %d does not have 5 digits", ids[0])
+	}
+	mustExec(t, pc,
+		fmt.Sprintf("CREATE TABLE %s (id int, v text)", mine),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", mine),
+		fmt.Sprintf("select master_create_worker_shards('%s', 1, 1)", mine),
+		fmt.Sprintf(`CREATE FUNCTION %s_ren(a text, b text) RETURNS void LANGUAGE plpgsql AS $$
+			BEGIN EXECUTE pg_catalog.format('ALTER TABLE %%I RENAME TO %%I', a, b); END $$`, app))
+	// app's table takes the name of alice's shard: its own shard names, truncated, are it.
+	_, err := pc.Exec(ctx, fmt.Sprintf("select %s_ren('%s', '%s')", app, mine, victim))
+	wantSQLState(t, "renaming a distributed table to a name its shard names overflow", err, "42622", "longer than 63 bytes")
+	if err == nil {
+		// The proxy learns of the rename through NOTIFY.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if tb := env.P.Server().Snapshot().Table("public", victim); tb != nil {
+				break
+			}
+		}
+		// A superuser cleans up app's table.
+		_, err = su.Exec(ctx, fmt.Sprintf(`TRUNCATE %q`, victim))
+		t.Logf("TRUNCATE: %v", err)
+		_, err = su.Exec(ctx, fmt.Sprintf(`DROP TABLE %q`, victim))
+		t.Logf("DROP TABLE: %v", err)
+		t.Cleanup(func() { su.Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %q", victim)) })
+	} else {
+		t.Cleanup(func() { su.Exec(context.Background(), "DROP TABLE IF EXISTS "+mine) })
+	}
+	if n := workerTables(t, victim); n != 2 {
+		t.Fatalf("alice's shard %s is on %d workers after app's rename and a superuser's cleanup, want 2", victim, n)
+	}
+	if got := queryString(t, ac, fmt.Sprintf("SELECT count(*)::text FROM %s", long)); got != "1" {
+		t.Errorf("alice's table holds %s rows, want 1", got)
+	}
 }
