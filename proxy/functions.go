@@ -444,7 +444,8 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
 		case errors.Is(err, store.ErrNotEmpty):
 			return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
-				WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
+				WithDetail("Its files hold pages: rows, or rows deleted and not yet vacuumed.").
+				WithHint("Distribute the table while it is empty (TRUNCATE it first), then load its rows through pgshard.")
 		}
 		return err
 	}

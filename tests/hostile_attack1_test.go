@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // Issue 10: attacks of a hostile ordinary role (LOGIN, CREATE on public) on what the fixes
@@ -260,5 +262,58 @@ func TestHostileRenamedTableShardNameCollision(t *testing.T) {
 	}
 	if got := queryString(t, ac, fmt.Sprintf("SELECT count(*)::text FROM %s", long)); got != "1" {
 		t.Errorf("alice's table holds %s rows, want 1", got)
+	}
+}
+
+// Planning a query over a table evaluates the constant parts of its index expressions and
+// predicates (an IMMUTABLE function, which may call anything): the proxy's own connection
+// checked that a table was empty with a SELECT over it, so distributing a table with such
+// an index ran its owner's function as superuser; so did every proxy's start for a
+// distributed table that got such an index afterwards (in a function, where pgshard does
+// not see the CREATE INDEX).
+func TestHostileIndexPredicateRunsAsProxy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	alice := unprivilegedRole(t, "alice")
+	ac := connectAs(t, env.P, alice)
+	su := connectServer(t, env.C.Coordinator)
+	first, second := uniqueName("pred"), uniqueName("pred")
+	t.Cleanup(func() {
+		su.Exec(context.Background(), fmt.Sprintf("ALTER ROLE %s NOSUPERUSER", alice))
+		for _, tbl := range []string{first, second} {
+			su.Exec(context.Background(), fmt.Sprintf("DELETE FROM pgs_distribution_metadata.partition WHERE relation_id = '%s'::regclass", tbl))
+			su.Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl)
+		}
+	})
+	mustExec(t, ac,
+		fmt.Sprintf(`CREATE FUNCTION %[1]s_evil() RETURNS boolean LANGUAGE plpgsql VOLATILE AS $$
+			BEGIN
+				IF current_user <> '%[1]s' THEN EXECUTE 'ALTER ROLE %[1]s SUPERUSER'; END IF;
+				RETURN true;
+			END $$`, alice),
+		fmt.Sprintf(`CREATE FUNCTION %[1]s_imm() RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+			BEGIN RETURN %[1]s_evil(); END $$`, alice),
+		fmt.Sprintf(`CREATE FUNCTION %[1]s_idx(t text) RETURNS void LANGUAGE plpgsql AS $$
+			BEGIN EXECUTE pg_catalog.format('CREATE INDEX ON %%I (id) WHERE %[1]s_imm()', t); END $$`, alice),
+		fmt.Sprintf("CREATE TABLE %s (id int, v text)", first),
+		fmt.Sprintf("CREATE INDEX ON %s (id) WHERE %s_imm()", first, alice),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", first))
+	if isSuperuser(t, alice) {
+		t.Fatalf("%s made itself a superuser with an index predicate of a table it distributed", alice)
+	}
+
+	// A table distributed first, then given the index behind the proxy's back; a proxy
+	// starts.
+	mustExec(t, ac,
+		fmt.Sprintf("CREATE TABLE %s (id int, v text)", second),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", second),
+		fmt.Sprintf("select %s_idx('%s')", alice, second))
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	if isSuperuser(t, alice) {
+		t.Fatalf("%s made itself a superuser with an index predicate of a distributed table when a proxy started", alice)
 	}
 }

@@ -146,10 +146,9 @@ $$;
 
 -- guard_prototype adds the refusing triggers to a distributed table (if missing) and
 -- reports whether the table holds rows (which would be invisible through pgshard).
--- It runs with pgshard's own rights: it reads only an ordinary table (no code of its
--- owner's runs in that), locked first, so that nobody turns it into a view in between
--- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN"; reading a view
--- would run the functions in it with pgshard's rights).
+-- It runs with pgshard's own rights, so it reads no rows (see below) and only of an
+-- ordinary table, locked first, so that nobody turns it into a view in between
+-- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN").
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -168,7 +167,15 @@ BEGIN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_rows BEFORE INSERT OR UPDATE OR DELETE ON %s
 			FOR EACH ROW EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
 	END IF;
-	EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s)', rel::pg_catalog.regclass) INTO found;
+	-- Whether the table (or an inheritance child) may hold rows, from the size of its
+	-- files, not with a query over it: planning one evaluates the constant parts of its
+	-- index expressions and predicates (its owner's functions), with pgshard's rights. A
+	-- table whose rows were all deleted counts until VACUUM or TRUNCATE empties its files.
+	WITH RECURSIVE tree(rel) AS (
+		SELECT rel
+		UNION
+		SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.rel)
+	SELECT pg_catalog.bool_or(pg_catalog.pg_relation_size(tree.rel) OPERATOR(pg_catalog.>) 0) INTO found FROM tree;
 	RETURN found;
 END
 $$;
