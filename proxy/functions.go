@@ -477,6 +477,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 		return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q has already had shards created for it", rel)
 	case shardCount <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "shard_count must be positive")
+	case shardCount > maxShardCount:
+		// The ranges are allocated at once, and each shard is a table on every replica.
+		return pgerr.New(pgerr.InvalidParameterValue, "shard_count (%d) exceeds the maximum of %d", shardCount, maxShardCount)
 	case rf <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "replication_factor must be positive")
 	case rf > len(snap.Nodes):
@@ -520,6 +523,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	_, err = ss.srv.store.Reload(ctx, ss.srv.cache)
 	return err
 }
+
+// maxShardCount bounds master_create_worker_shards's shard_count (Citus's limit).
+const maxShardCount = 64000
 
 // createdShard is a shard table created on a node.
 type createdShard struct {

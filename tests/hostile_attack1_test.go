@@ -317,3 +317,23 @@ func TestHostileIndexPredicateRunsAsProxy(t *testing.T) {
 		t.Fatalf("%s made itself a superuser with an index predicate of a distributed table when a proxy started", alice)
 	}
 }
+
+// master_create_worker_shards took any shard_count: the proxy allocated its hash ranges
+// at once (2^31-1 of them, 16 GB, is the end of the proxy for every client) and created
+// that many shards. As Citus, at most 64000. (Shown with a table whose shard names are too
+// long, so that the unfixed proxy failed after its allocation and metadata inserts, not
+// after creating 64001 tables.)
+func TestHostileShardCountBounded(t *testing.T) {
+	ctx := context.Background()
+	app := unprivilegedRole(t, "app")
+	pc := connectAs(t, env.P, app)
+	tbl := uniqueName("many")
+	tbl += strings.Repeat("y", 60-len(tbl))
+	su := connect(t)
+	t.Cleanup(func() { su.Exec(context.Background(), "DROP TABLE IF EXISTS "+tbl) })
+	mustExec(t, pc,
+		fmt.Sprintf("CREATE TABLE %s (id int)", tbl),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl))
+	_, err := pc.Exec(ctx, fmt.Sprintf("select master_create_worker_shards('%s', 64001, 1)", tbl))
+	wantSQLState(t, "64001 shards", err, "22023", "shard_count")
+}
