@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
@@ -336,4 +338,28 @@ func TestHostileShardCountBounded(t *testing.T) {
 		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl))
 	_, err := pc.Exec(ctx, fmt.Sprintf("select master_create_worker_shards('%s', 64001, 1)", tbl))
 	wantSQLState(t, "64001 shards", err, "22023", "shard_count")
+}
+
+// The proxy asks clients for no password and logs them in by connecting to the coordinator
+// as the client's user with the coordinator URL's password: a client that knows no
+// password logs in as the URL's own (superuser) role, which the coordinator accepts
+// whatever its pg_hba.conf demands, and every privilege check of issue 10 is moot.
+func TestHostileLoginAsProxyRoleWithoutPassword(t *testing.T) {
+	t.Skip("known defect: no client authentication (README: trust; client TLS and password authentication not supported yet): a client naming the coordinator URL's user logs in with the URL's password, as a superuser")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	url := strings.Replace(env.C.Coordinator.URL("postgres"), "postgres@", "postgres:coordinator-s3cret@", 1)
+	p, err := testproxy.Start(ctx, url, testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres@%s/postgres?sslmode=disable", p.Addr))
+	if err == nil {
+		var su bool
+		c.QueryRow(ctx, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&su)
+		c.Close(ctx)
+		t.Fatalf("a client without a password logged in through the proxy as the coordinator URL's role (superuser: %v)", su)
+	}
+	wantSQLState(t, "login as the URL's role without a password", err, "28P01", "")
 }
