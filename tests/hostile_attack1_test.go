@@ -241,7 +241,15 @@ func TestHostileRenamedTableShardNameCollision(t *testing.T) {
 		fmt.Sprintf(`CREATE FUNCTION %s_ren(a text, b text) RETURNS void LANGUAGE plpgsql AS $$
 			BEGIN EXECUTE pg_catalog.format('ALTER TABLE %%I RENAME TO %%I', a, b); END $$`, app))
 	// app's table takes the name of alice's shard: its own shard names, truncated, are it.
-	_, err := pc.Exec(ctx, fmt.Sprintf("select %s_ren('%s', '%s')", app, mine, victim))
+	// (ALTER INDEX ... RENAME renames a table too.)
+	mustExec(t, pc, fmt.Sprintf(`CREATE FUNCTION %s_ren_index(a text, b text) RETURNS void LANGUAGE plpgsql AS $$
+			BEGIN EXECUTE pg_catalog.format('ALTER INDEX %%I RENAME TO %%I', a, b); END $$`, app))
+	_, err := pc.Exec(ctx, fmt.Sprintf("select %s_ren_index('%s', '%s')", app, mine, victim))
+	wantSQLState(t, "renaming a distributed table (ALTER INDEX) to a name its shard names overflow", err, "42622", "longer than 63 bytes")
+	if err == nil {
+		mustExec(t, pc, fmt.Sprintf("select %s_ren_index('%s', '%s')", app, victim, mine))
+	}
+	_, err = pc.Exec(ctx, fmt.Sprintf("select %s_ren('%s', '%s')", app, mine, victim))
 	wantSQLState(t, "renaming a distributed table to a name its shard names overflow", err, "42622", "longer than 63 bytes")
 	if err == nil {
 		// The proxy learns of the rename through NOTIFY.

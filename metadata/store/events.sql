@@ -115,7 +115,7 @@ DO $$
 BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgshard_refuse_long_shard_names') THEN
 		CREATE EVENT TRIGGER pgshard_refuse_long_shard_names ON ddl_command_end
-			WHEN TAG IN ('ALTER TABLE')
+			WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX') -- ALTER INDEX ... RENAME renames tables too
 			EXECUTE FUNCTION pgs_distribution_metadata.refuse_long_shard_names();
 	END IF;
 END
