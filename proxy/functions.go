@@ -514,6 +514,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	if err != nil || !ok {
 		ss.dropShardTables(ctx, def, r.owner, created)
 	}
+	if errors.Is(err, store.ErrCreatingShards) {
+		return pgerr.New(pgerr.LockNotAvailable, "the shards of table %q are being created by another session", rel)
+	}
 	if err != nil {
 		return err
 	}

@@ -371,3 +371,68 @@ func TestHostileLoginAsProxyRoleWithoutPassword(t *testing.T) {
 	}
 	wantSQLState(t, "login as the URL's role without a password", err, "28P01", "")
 }
+
+// master_create_worker_shards waited, on a connection of the proxy's metadata pool, for an
+// advisory lock of the table that any role may take: an ordinary role holding it and
+// calling the function a few times occupied every metadata connection, and every
+// proxy-wide metadata change (any role's master_create_distributed_table, marking a
+// placement, a reload) waited for as long as the role liked.
+func TestHostileCreateShardsLockExhaustsMetadataPool(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app := unprivilegedRole(t, "app")
+	alice := unprivilegedRole(t, "alice")
+	pc := connectAs(t, env.P, app)
+	ac := connectAs(t, env.P, alice)
+	su := connect(t)
+	mine, victim := uniqueName("squat"), uniqueName("victim")
+	t.Cleanup(func() { su.Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s, %s", mine, victim)) })
+	mustExec(t, pc,
+		fmt.Sprintf("CREATE TABLE %s (id int)", mine),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", mine))
+	mustExec(t, ac, fmt.Sprintf("CREATE TABLE %s (id int)", victim))
+	var oid uint32
+	if err := pc.QueryRow(ctx, fmt.Sprintf("SELECT '%s'::regclass::oid", mine)).Scan(&oid); err != nil {
+		t.Fatal(err)
+	}
+	// store.LockKey(lockCreateShards, oid)
+	mustExec(t, pc, fmt.Sprintf("SELECT pg_advisory_lock((1::bigint << 56) | %d)", oid))
+	callCtx, stopCalls := context.WithCancel(ctx)
+	defer stopCalls()
+	const calls = 12
+	errs := make(chan error, calls)
+	for i := 0; i < calls; i++ {
+		c := connectAs(t, env.P, app)
+		go func() {
+			_, err := c.Exec(callCtx, fmt.Sprintf("select master_create_worker_shards('%s', 2, 1)", mine))
+			errs <- err
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	done := make(chan error, 1)
+	go func() {
+		_, err := ac.Exec(ctx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", victim))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("alice distributes her table: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("alice's master_create_distributed_table waits for %s's calls, which wait for a lock %s holds", app, app)
+	}
+	for i := 0; i < calls; i++ {
+		select {
+		case err := <-errs:
+			if i == 0 {
+				wantSQLState(t, "creating shards while another session holds the table's lock", err, "55P03", "")
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("master_create_worker_shards waits for a lock another session holds")
+			i = calls
+		}
+	}
+	pc.Close(ctx) // releases the lock
+	stopCalls()
+}

@@ -532,6 +532,10 @@ func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(
 // ShardRange is the hash-token interval of a new shard.
 type ShardRange struct{ Min, Max int32 }
 
+// ErrCreatingShards is returned by CreateShards while another session creates the
+// table's shards (or holds its lock).
+var ErrCreatingShards = errors.New("store: the table's shards are being created by another session")
+
 // CreateShards inserts shard rows for relid, lets place create the shard tables on the
 // workers, and records a finalized placement for every node place reports for each shard,
 // all in one coordinator transaction, so that a failure leaves no metadata behind. ok is
@@ -539,8 +543,14 @@ type ShardRange struct{ Min, Max int32 }
 func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRange,
 	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (ok bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", LockKey(lockCreateShards, int64(relid))); err != nil {
+		// Not waited for: any role may take an advisory lock, and waiting would hold one
+		// of the few connections of this pool for as long as it likes.
+		var got bool
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_xact_lock($1::pg_catalog.int8)", LockKey(lockCreateShards, int64(relid))).Scan(&got); err != nil {
 			return err
+		}
+		if !got {
+			return ErrCreatingShards
 		}
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pgs_distribution_metadata.shard WHERE relation_id = $1", relid).Scan(&n); err != nil {
