@@ -154,7 +154,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
 	found boolean;
 BEGIN
-	EXECUTE pg_catalog.format('LOCK TABLE %s IN ACCESS SHARE MODE', rel::pg_catalog.regclass);
+	-- The lock CREATE TRIGGER takes, not waited for: the owner could hold it for as long
+	-- as it likes, and with it this connection of pgshard's.
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE NOWAIT', rel::pg_catalog.regclass);
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel AND c.relkind OPERATOR(pg_catalog.=) 'r') THEN
 		RAISE EXCEPTION 'cannot distribute relation: %', rel::pg_catalog.regclass
 			USING ERRCODE = 'wrong_object_type', DETAIL = 'Distributed relations must be regular tables.';
@@ -243,7 +245,7 @@ BEGIN
 			IF pgs_distribution_metadata.guard_prototype(rel) THEN
 				RAISE WARNING 'the coordinator''s prototype of distributed table % holds rows, which pgshard does not see', rel::regclass;
 			END IF;
-		EXCEPTION WHEN insufficient_privilege OR wrong_object_type THEN
+		EXCEPTION WHEN insufficient_privilege OR wrong_object_type OR lock_not_available THEN
 			RAISE WARNING 'pgshard could not guard the prototype of distributed table %: %', rel::regclass, SQLERRM;
 		END;
 	END LOOP;

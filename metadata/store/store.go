@@ -517,9 +517,10 @@ func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key
 	return err
 }
 
-// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
+// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key; 1 was
+// shard creation's, which locks the partition row now: any role may take an advisory
+// lock).
 const (
-	lockCreateShards = 1
 	// LockShard is the namespace of shard write locks (see the proxy's lock manager).
 	LockShard = 2
 	// LockRepair is the namespace of shard repair locks.
@@ -533,7 +534,7 @@ func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(
 type ShardRange struct{ Min, Max int32 }
 
 // ErrCreatingShards is returned by CreateShards while another session creates the
-// table's shards (or holds its lock).
+// table's shards.
 var ErrCreatingShards = errors.New("store: the table's shards are being created by another session")
 
 // CreateShards inserts shard rows for relid, lets place create the shard tables on the
@@ -543,14 +544,17 @@ var ErrCreatingShards = errors.New("store: the table's shards are being created 
 func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRange,
 	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (ok bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// Not waited for: any role may take an advisory lock, and waiting would hold one
-		// of the few connections of this pool for as long as it likes.
-		var got bool
-		if err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_xact_lock($1::pg_catalog.int8)", LockKey(lockCreateShards, int64(relid))).Scan(&got); err != nil {
-			return err
-		}
-		if !got {
+		// The table's partition row, locked: no other role can (an advisory lock, anyone
+		// may take), and not waited for (a wait holds one of the few connections of this
+		// pool).
+		_, err := tx.Exec(ctx, `SELECT FROM pgs_distribution_metadata.partition
+			WHERE relation_id OPERATOR(pg_catalog.=) $1::pg_catalog.oid FOR UPDATE NOWAIT`, relid)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
 			return ErrCreatingShards
+		}
+		if err != nil {
+			return err
 		}
 		var n int
 		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pgs_distribution_metadata.shard WHERE relation_id = $1", relid).Scan(&n); err != nil {
