@@ -124,11 +124,10 @@ func shardIDs(t *testing.T, table string) []int64 {
 	return ids
 }
 
-// The shard write locks (and the repair and migration locks) are advisory locks on
-// the coordinator, whose keys anyone can compute and take: an ordinary role with no
+// The shard write locks (and the repair locks) are advisory locks on the coordinator, whose keys anyone can compute and take: an ordinary role with no
 // privilege on a table stops every write to it (and its repair) with one SELECT.
 func TestHostileAdvisoryLockSquatting(t *testing.T) {
-	t.Skip("known defect: pgshard's shard write leases, repair locks and the migration lock are coordinator advisory locks (namespace<<56 | id, hashtext('pgshard.migrate')), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait for the proxy's lock timeout and fail, its repairs fail ('being repaired by another session'), new proxies wait at startup")
+	t.Skip("known defect: pgshard's shard write leases and repair locks are coordinator advisory locks (namespace<<56 | shard id), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait for the proxy's lock timeout and fail, and its repairs fail ('being repaired by another session')")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	alice := unprivilegedRole(t, "alice")
@@ -517,6 +516,23 @@ func TestHostileTableLockHoldsMetadataPool(t *testing.T) {
 	p, err := testproxy.Start(startCtx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
 	if err != nil {
 		t.Fatalf("a proxy starts while a role holds a lock on its own distributed table: %v", err)
+	}
+	p.Stop()
+}
+
+// A proxy's start serialized its schema migration with an advisory lock any role may take:
+// an ordinary role holding it kept every new proxy from starting.
+func TestHostileMigrationLockSquatted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	app := unprivilegedRole(t, "app")
+	pc := connectAs(t, env.P, app)
+	mustExec(t, pc, "SELECT pg_advisory_lock(hashtext('pgshard.migrate'))")
+	startCtx, cancelStart := context.WithTimeout(ctx, 15*time.Second)
+	defer cancelStart()
+	p, err := testproxy.Start(startCtx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatalf("a proxy starts while an ordinary role holds the migration's advisory lock: %v", err)
 	}
 	p.Stop()
 }

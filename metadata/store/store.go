@@ -75,7 +75,19 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // several proxies at once.
 func (s *Store) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgshard.migrate'))"); err != nil {
+		// Migrations are serialized by a lock on a metadata table, which no role without
+		// access to the schema can take (any role may take an advisory lock, and keep
+		// proxies from starting); the first migration, before that table exists, by an
+		// advisory lock.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.to_regclass('pgs_distribution_metadata.generation') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		lock := "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgshard.migrate'))"
+		if exists {
+			lock = "LOCK TABLE pgs_distribution_metadata.generation IN SHARE ROW EXCLUSIVE MODE"
+		}
+		if _, err := tx.Exec(ctx, lock); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
