@@ -224,6 +224,9 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
+	if err := ss.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
+		return err
+	}
 	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
 		return err
 	}
@@ -333,7 +336,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 				s = &copyStream{node: p.Node, shards: []int64{sh.ID}}
 				cp.streams = append(cp.streams, s)
 			} else if s = byNode[p.Node]; s == nil {
-				s = &copyStream{node: p.Node, stage: "pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
+				s = &copyStream{node: p.Node, stage: "pg_temp.pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
 				byNode[p.Node] = s
 				cp.streams = append(cp.streams, s)
 			}
@@ -357,7 +360,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 		if cp.own {
 			sql = "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
 		} else {
-			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::int8 AS pgshard_shard FROM " +
+			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::pg_catalog.int8 AS pgshard_shard FROM " +
 				router.ShardName(t.Schema, t.Name, s.shards[0]) + " WITH NO DATA; COPY " + s.stage + " (" + cp.cols +
 				", pgshard_shard) FROM STDIN WITH " + cp.opts.ShardOptions()
 		}
@@ -454,7 +457,7 @@ func (cp *copyRun) checkShard(id int64) error {
 		details = append(details, fmt.Sprintf("%s: %v", fmtNode(tg.p.Node), tg.s.err))
 	}
 	return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-		WithDetail("All placements of shard %d are unavailable: %s", id, strings.Join(details, "; "))
+		WithDetail("All placements of rows of table %s are unavailable: %s", cp.ss.shardRef(id), strings.Join(details, "; "))
 }
 
 // route evaluates defaults and hashes keys for a batch of rows and queues each row for
@@ -471,7 +474,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 			}
 			c := &cp.t.Columns[ci]
 			// As INSERT assigns a default: too long is 22001, not a cut.
-			q.WriteString("(" + c.Assign(c.Default) + ")::text")
+			q.WriteString("(" + c.Assign(c.Default) + ")::pg_catalog.text")
 		}
 		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
 		c, err := ss.coordConn(ctx)
@@ -627,7 +630,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			// Then, on the same connection, into the shard tables.
 			var q strings.Builder
 			for _, id := range s.shards {
-				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard = %d; ",
+				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard OPERATOR(pg_catalog.=) %d::pg_catalog.int8; ",
 					router.ShardName(cp.t.Schema, cp.t.Name, id), cp.cols, cp.cols, s.stage, id)
 			}
 			q.WriteString("DROP TABLE " + s.stage)
@@ -729,7 +732,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(tgs[i].p.Node)).WithSeverity("WARNING").WithDetail("%v", tgs[i].s.err))
 		}
 		if !committed && failErr == nil {
-			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of shard %d", id).
+			failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the COPY on any placement of table %s", ss.shardRef(id)).
 				WithDetail("The rows may have been stored in other shards.")
 		}
 	}

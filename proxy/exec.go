@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -55,6 +56,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	}
 	switch st.Kind {
 	case router.Coordinator:
+		if st.Unparsed {
+			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
+		}
 		if st.Listen {
 			ss.listening = true
 		}
@@ -213,8 +217,12 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	}
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
+	ss.privOK = nil      // and the role
 	if err := ss.restoreStartup(ctx, sql); err != nil {
 		return err
+	}
+	if ss.coord != nil {
+		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)
 	}
 	if u := strings.ToUpper(strings.TrimSpace(sql)); strings.HasPrefix(u, "DISCARD") {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
@@ -226,7 +234,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == 'T' {
+	if ss.tx == 'T' && !proxyOnlySet(sql) {
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
 			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
@@ -352,8 +360,17 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 		return first
 	}
 	ss.txReplay = append(ss.txReplay, sql)
+	switch st.Kind {
+	case router.Release:
+		ss.releaseSavepointLocks(len(ss.txSavepoints), false)
+	case router.RollbackTo:
+		ss.releaseSavepointLocks(len(ss.txSavepoints)-1, true)
+	}
 	if st.Kind == router.RollbackTo {
+		ss.privOK = nil // a SET ROLE may have been undone
 		ss.tx = 'T'
+		ss.failedUndone = false
+		ss.idleAfterBlock(ctx)
 		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone
 		}
@@ -411,6 +428,9 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 		case 'E':
 			e := backend.DecodeError(b)
 			changed := c.MapError != nil && c.MapError(e)
+			if o.coordinator && scrubInternal(e, false) {
+				changed = true
+			}
 			if o.mapPos != nil && e.Position > 0 {
 				e.Position = o.mapPos(e.Position)
 				changed = true
@@ -466,6 +486,15 @@ func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
 	if c.MapError != nil {
 		ss.forwardShardNotice(b)
 		return
+	}
+	if bytes.Contains(b, []byte("pgs_distribution_metadata")) {
+		// A notice raised inside the metadata schema's event triggers: without their
+		// context lines.
+		if e := backend.DecodeError(b); scrubInternal(e, false) {
+			nr := pgproto3.NoticeResponse(*errorResponse(e))
+			ss.w.Msg(&nr)
+			return
+		}
 	}
 	ss.w.Raw('N', b)
 }
@@ -529,7 +558,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	if err := s.store.ChangePlacementStates(ctx, s.cache, states); err != nil {
 		var last *store.LastPlacementError
 		if errors.As(err, &last) {
-			return pgerr.Wrap(err, pgerr.InternalError, "could not mark placement %d of shard %d inactive: no other placement of the shard is finalized", last.PlacementID, last.ShardID).
+			s.log.Error("could not mark placement inactive: it is the shard's last finalized one", "placement", last.PlacementID, "shard", last.ShardID)
+			return pgerr.Wrap(err, pgerr.InternalError, "could not mark a placement of table %s inactive: no other placement of its rows is finalized", s.shardTableName(last.ShardID)).
 				WithDetail("The placement missed a write that only placements already marked inactive took.").
 				WithHint("The write is undone where it is still in a transaction; the shard keeps its last finalized placement.")
 		}
@@ -539,7 +569,8 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
 		if ss != nil {
-			ss.sendNotice(pgerr.New(pgerr.Warning, "placement %d of shard %d on %s is now inactive", p.ID, p.ShardID, fmtNode(p.Node)).
+			// The table, not the shard and placement ids (the log above has them).
+			ss.sendNotice(pgerr.New(pgerr.Warning, "a placement of table %s on %s is now inactive", s.shardTableName(p.ShardID), fmtNode(p.Node)).
 				WithSeverity("WARNING").WithHint("It missed a write; it will be repaired when %s is reachable again.", fmtNode(p.Node)))
 		}
 	}

@@ -172,6 +172,7 @@ func (ss *session) sync(ctx context.Context) {
 			delete(ss.portals, name)
 		}
 	}
+	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
 
@@ -189,6 +190,9 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	// PostgreSQL reports syntax and analysis errors at Parse: so does the description.
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
+	}
+	if ps.batch != nil {
+		ss.escapeWarnings(ps.batch, ps.in)
 	}
 	ss.stmts[m.Name] = ps
 	ss.w.Raw('1', nil)
@@ -223,6 +227,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	}
 	snap := ss.srv.cache.Load()
 	sess := ss.routerSession(ctx, snap)
+	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
 	if len(batch.Stmts) != 1 {
 		return
@@ -329,8 +334,9 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	}
 	key := describeKey(ps.sql, ps.oids)
 	if ps.sess != nil {
-		// The same text may name other relations under another search_path.
-		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+		// The same text may name other relations under another search_path, and be
+		// other statements under another standard_conforming_strings.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey + "\x00" + string(rune('0'+ps.sess.Lex))
 	}
 	if d, ok := ss.descCache[key]; ok {
 		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
@@ -399,9 +405,9 @@ func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, err
 		return nil, err
 	}
 	rows, err := c.ExecRows(ctx, `WITH RECURSIVE chain(start, oid, depth) AS (
-			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid IN (`+strings.Join(user, ", ")+`)
+			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ('{`+strings.Join(user, ", ")+`}'::pg_catalog.oid[])
 			UNION ALL
-			SELECT ch.start, t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd')
+			SELECT ch.start, t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd')
 		SELECT DISTINCT ON (start) start, oid FROM chain ORDER BY start, depth DESC`)
 	if err != nil {
 		return nil, err

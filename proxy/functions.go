@@ -362,26 +362,26 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	// preferred type.
 	rows, err := c.QueryParams(ctx, `WITH RECURSIVE col AS (
 			SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
-			WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped),
+			WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND NOT a.attisdropped),
 		chain(oid, depth) AS (
 			SELECT atttypid, 0 FROM col
 			UNION ALL
-			SELECT t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd'),
+			SELECT t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd'),
 		base AS (SELECT oid FROM chain ORDER BY depth DESC LIMIT 1),
 		cands AS (
-			SELECT o.opcintype = base.oid AS exact, it.typispreferred AS preferred
+			SELECT o.opcintype OPERATOR(pg_catalog.=) base.oid AS exact, it.typispreferred AS preferred
 			FROM base, pg_catalog.pg_opclass o
-			JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
-			JOIN pg_catalog.pg_type it ON it.oid = o.opcintype
-			WHERE am.amname = 'hash' AND o.opcdefault
-			  AND (o.opcintype = base.oid OR EXISTS (
+			JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) o.opcmethod
+			JOIN pg_catalog.pg_type it ON it.oid OPERATOR(pg_catalog.=) o.opcintype
+			WHERE am.amname OPERATOR(pg_catalog.=) 'hash' AND o.opcdefault
+			  AND (o.opcintype OPERATOR(pg_catalog.=) base.oid OR EXISTS (
 			        SELECT 1 FROM pg_catalog.pg_cast pc
-			        WHERE pc.castsource = base.oid AND pc.casttarget = o.opcintype AND pc.castmethod = 'b')))
+			        WHERE pc.castsource OPERATOR(pg_catalog.=) base.oid AND pc.casttarget OPERATOR(pg_catalog.=) o.opcintype AND pc.castmethod OPERATOR(pg_catalog.=) 'b')))
 		SELECT col.attnum, base.oid, pg_catalog.format_type(col.atttypid, NULL),
-			(SELECT count(*) FILTER (WHERE exact) = 1
-			     OR (count(*) FILTER (WHERE exact) = 0
-			         AND (count(*) FILTER (WHERE preferred) = 1
-			              OR (count(*) FILTER (WHERE preferred) = 0 AND count(*) = 1))) FROM cands)
+			(SELECT pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 1
+			     OR (pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 0
+			         AND (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 1
+			              OR (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 0 AND pg_catalog.count(*) OPERATOR(pg_catalog.=) 1))) FROM cands)
 		FROM col, base`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(column)}, nil)
 	if err != nil {
@@ -415,13 +415,13 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	// Each shard enforces its own unique and exclusion constraints: one without the
 	// partition column could be violated by rows on two shards, unnoticed.
 	rows, err = c.QueryParams(ctx, `SELECT ic.relname FROM pg_catalog.pg_index i
-		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-		LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype = 'x'
-		WHERE i.indrelid = $1 AND (i.indisunique OR i.indisexclusion)
+		JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+		LEFT JOIN pg_catalog.pg_constraint con ON con.conindid OPERATOR(pg_catalog.=) i.indexrelid AND con.conrelid OPERATOR(pg_catalog.=) i.indrelid AND con.contype OPERATOR(pg_catalog.=) 'x'
+		WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND (i.indisunique OR i.indisexclusion)
 		  AND NOT EXISTS (
 		    SELECT 1 FROM pg_catalog.generate_subscripts(i.indkey, 1) s(p)
-		    WHERE s.p < i.indnkeyatts AND i.indkey[s.p] = $2
-		      AND (NOT i.indisexclusion OR (SELECT o.oprname FROM pg_catalog.pg_operator o WHERE o.oid = con.conexclop[s.p + 1]) = '='))
+		    WHERE s.p OPERATOR(pg_catalog.<) i.indnkeyatts AND i.indkey[s.p] OPERATOR(pg_catalog.=) $2::pg_catalog.int2
+		      AND (NOT i.indisexclusion OR (SELECT o.oprname FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.=) con.conexclop[s.p OPERATOR(pg_catalog.+) 1]) OPERATOR(pg_catalog.=) '='))
 		ORDER BY 1 LIMIT 1`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))}, nil)
 	if err != nil {
@@ -642,7 +642,11 @@ func countPending(work map[metadata.Node][]int, i int) int {
 // as the session's user; with role set, as that role (SET LOCAL ROLE: the session's user
 // must be a member of it on the worker, as on the coordinator).
 func (ss *session) runOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
-	conn, err := pgconn.ConnectConfig(ctx, ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user)))
+	cfg := ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user))
+	// The statements are pgshard's, every name in them qualified: nothing on the role's
+	// search_path may stand in for pg_catalog's.
+	cfg.RuntimeParams["search_path"] = store.SearchPath
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -186,7 +186,9 @@ func (l *leases) failPending(pending *[]*leaseReq, err error) {
 		return
 	}
 	for _, r := range *pending {
-		r.reply <- pgerr.Wrap(err, pgerr.ConnectionFailure, "could not take the write lease of shard %d: %v", r.shard, err)
+		// The cause (which names the coordinator) is for the log, not the client.
+		l.log.Warn("write lease not taken", "shard", r.shard, "err", err)
+		r.reply <- pgerr.Wrap(err, pgerr.ConnectionFailure, "could not obtain write lock: pgshard lost its connection to the coordinator")
 	}
 	*pending = nil
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"sort"
 	"sync"
+
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
 )
 
 // shardLocks are the proxy's shard write locks: shared for writes that commute (INSERTs
@@ -130,4 +133,103 @@ func (s *shardLock) wake() {
 		w.granted = true
 		close(w.ready)
 	}
+}
+
+// txLock is a set of shard locks a transaction block took in one statement. level is the
+// number of savepoints the block had then: ROLLBACK TO the savepoint at index i undoes
+// the writes of every level above i, and with them the need for their locks.
+type txLock struct {
+	ids    []int64
+	level  int
+	unlock func()
+}
+
+// releaseTxLocks lets go of the block's locks taken above the given savepoint level (all of
+// them for -1), which no write the block may still commit needs: the writes they ordered
+// are undone, or can only be undone. Those shards' locks are taken again if the block
+// writes to them again.
+func (ss *session) releaseTxLocks(above int) {
+	kept := ss.txLocks[:0]
+	for _, l := range ss.txLocks {
+		if l.level <= above {
+			kept = append(kept, l)
+			continue
+		}
+		l.unlock()
+		for _, id := range l.ids {
+			delete(ss.txHeld, id)
+		}
+	}
+	clear(ss.txLocks[len(kept):])
+	ss.txLocks = kept
+}
+
+// releaseSavepointLocks brings the block's locks in line with RELEASE or ROLLBACK TO of
+// the savepoint at index i.
+func (ss *session) releaseSavepointLocks(i int, rollback bool) {
+	if rollback {
+		ss.releaseTxLocks(i)
+		return
+	}
+	// RELEASE merges the writes after the savepoint into the enclosing level.
+	for k := range ss.txLocks {
+		if ss.txLocks[k].level > i {
+			ss.txLocks[k].level = i
+		}
+	}
+}
+
+// releaseFailedLocks lets go of the locks a failed transaction block no longer needs. A
+// block in the failed state ('E') can only end with ROLLBACK or ROLLBACK TO a savepoint it
+// holds, so whatever it wrote after its innermost savepoint (all of it, without
+// savepoints) will be undone and can never commit: the locks taken for those writes go at
+// once, as PostgreSQL releases an aborted (sub)transaction's locks when it fails, not when
+// the client ends it. Those writes never commit, so they cannot make the placements of a
+// shard apply other writes in different orders, which is all the shard lock is for; and
+// they do not even hold row locks on the workers for long: undoFailed rolls them back
+// there before the client hears ReadyForQuery (until then, or if that fails, another
+// writer of those rows waits for them inside PostgreSQL, under its lock_timeout).
+func (ss *session) releaseFailedLocks() {
+	if ss.tx == 'E' && len(ss.txLocks) > 0 {
+		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
+	}
+}
+
+// undoFailed rolls back at once, on the backends of a failed transaction block, the part
+// of the block that can now only be undone (all of it without savepoints, else what
+// followed the innermost savepoint), as PostgreSQL aborts a transaction when a statement
+// fails rather than when the client says ROLLBACK: the rows it wrote or locked there are
+// free for other writers while the client has not rolled back yet. The client's ROLLBACK
+// or ROLLBACK TO then finds nothing more to undo there. A backend where the statement
+// failed, whose part is aborted already, is left to them.
+func (ss *session) undoFailed(ctx context.Context) {
+	if ss.tx != 'E' || ss.failedUndone {
+		return
+	}
+	ss.failedUndone = true
+	sql := "ROLLBACK"
+	if n := len(ss.txSavepoints); n > 0 {
+		sql = "ROLLBACK TO SAVEPOINT " + router.QuoteIdent(ss.txSavepoints[n-1])
+	}
+	var conns []*backend.Conn
+	live := func(c *backend.Conn) bool { return !c.Broken() && !c.Busy() && c.TxStatus == 'T' }
+	for _, res := range ss.txConns {
+		if c := res.Value(); live(c) {
+			conns = append(conns, c)
+		}
+	}
+	if ss.coordInTx && ss.coord != nil {
+		if c := ss.coord.Value(); live(c) {
+			conns = append(conns, c)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Exec(ctx, sql) // a failure leaves the rollback to the client's
+		}()
+	}
+	wg.Wait()
 }

@@ -230,7 +230,7 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		}
 		return nil
 	}
-	return unreachable(sh, lastErr)
+	return unreachable(ss.shardRef(sh.ID), sh, lastErr)
 }
 
 // shardRead is one shard's part of a multi-shard read.
@@ -292,7 +292,7 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 		r.wc = wc
 		return nil
 	}
-	return unreachable(r.shard, lastErr)
+	return unreachable(ss.shardRef(r.shard.ID), r.shard, lastErr)
 }
 
 // finishReads drains and releases the connections of reads that are still open (after an
@@ -415,9 +415,11 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 	switch v.Kind {
 	case router.ValLit:
 		s = in.Lit(v.Index)
-		if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		if tok := in.LitToken(v.Index); tok.Kind == sqllex.String {
 			// LIMIT '10': a string literal PostgreSQL coerces to bigint.
-			s = strings.TrimSpace(strings.ReplaceAll(s[1:len(s)-1], "''", "'"))
+			if v, ok := sqllex.StringValue(in.Text, tok); ok {
+				s = strings.TrimSpace(v)
+			}
 		}
 	case router.ValParam:
 		i := v.Index - 1
@@ -657,16 +659,17 @@ func sqlTypeName(oid uint32) string {
 	return "regtype"
 }
 
-// unreachable is the error of a read that no placement of sh could serve: lastErr is the
-// last placement's failure, nil when the shard has no finalized placement at all.
-func unreachable(sh *metadata.Shard, lastErr error) error {
+// unreachable is the error of a read that no placement of sh, a shard of table (quoted),
+// could serve: lastErr is the last placement's failure, nil when the shard has no
+// finalized placement at all. It names the table, not the shard (SHOW PLACEMENTS has it).
+func unreachable(table string, sh *metadata.Shard, lastErr error) error {
 	if lastErr == nil {
 		return pgerr.New(pgerr.InternalError, "could not receive query results").
-			WithDetail("Shard %d has no finalized placement: all %d of its placements are inactive.", sh.ID, len(sh.Placements)).
-			WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", sh.ID)
+			WithDetail("Rows of table %s have no finalized placement: all %d of their placements are inactive.", table, len(sh.Placements)).
+			WithHint("An administrator repairs the table's placements (SHOW PLACEMENTS, REPAIR SHARD) once a copy of their data is available.")
 	}
 	return pgerr.Wrap(lastErr, pgerr.InternalError, "could not receive query results").
-		WithDetail("No finalized placement of shard %d could be reached: %v", sh.ID, lastErr)
+		WithDetail("No finalized placement of rows of table %s could be reached: %v", table, lastErr)
 }
 
 // roundNumeric converts a numeric constant to bigint as PostgreSQL's numeric-to-bigint

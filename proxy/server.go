@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,7 +47,29 @@ type Config struct {
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
 	// also ends at 8 MiB of values).
 	BatchRows int
+	// MaxClientConn bounds the client connections open at once, logged in or not
+	// (PgBouncer's max_client_conn; default 1000); one more is refused with PostgreSQL's
+	// "sorry, too many clients already" (53300).
+	MaxClientConn int
+	// ClientLoginTimeout bounds the startup phase of a client connection, from accept to
+	// ReadyForQuery (PgBouncer's client_login_timeout, PostgreSQL's
+	// authentication_timeout; default 60s, negative disables); a client that has not
+	// logged in by then is disconnected.
+	ClientLoginTimeout time.Duration
+	// ClientIdleTimeout closes a client connection that sends nothing for this long
+	// (PgBouncer's client_idle_timeout; 0, the default, disables).
+	ClientIdleTimeout time.Duration
+	// IdleTransactionTimeout ends a session whose transaction block holds shard write
+	// locks and waits for its client longer than this, whatever the session's
+	// idle_in_transaction_session_timeout (0, the default: only that setting does).
+	IdleTransactionTimeout time.Duration
 }
+
+// DefaultMaxClientConn is the default of Config.MaxClientConn.
+const DefaultMaxClientConn = 1000
+
+// maxRefusing bounds the connections being refused at once (see refuse).
+const maxRefusing = 64
 
 // ErrServerClosed is returned by Serve after the server was shut down.
 var ErrServerClosed = errors.New("proxy: server closed")
@@ -79,6 +102,12 @@ type Server struct {
 	// relations; names holds name resolutions sessions share (names.go).
 	namesEpoch atomic.Uint64
 	names      namesCache
+
+	// conns counts the client connections open (max_client_conn), refusing those being
+	// turned away.
+	conns      atomic.Int64
+	refusing   atomic.Int64
+	refusedLog atomic.Int64 // when a refusal was last logged (Unix ns)
 }
 
 // New connects to the coordinator, creates or upgrades the metadata schema and loads the
@@ -110,12 +139,19 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		ready:    make(chan struct{}),
 		locks:    newShardLocks(),
 	}
+	if s.cfg.MaxClientConn <= 0 {
+		s.cfg.MaxClientConn = DefaultMaxClientConn
+	}
+	if s.cfg.ClientLoginTimeout == 0 {
+		s.cfg.ClientLoginTimeout = 60 * time.Second
+	}
 	if s.cfg.LockTimeout <= 0 {
 		s.cfg.LockTimeout = 30 * time.Second
 	}
 	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
 	leaseCfg := pcfg.Copy()
 	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
+	leaseCfg.RuntimeParams["search_path"] = store.SearchPath
 	s.leases = newLeases(leaseCfg, cfg.Logger)
 	s.repair = &repair.Repairer{
 		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,
@@ -226,12 +262,43 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		if s.conns.Add(1) > int64(s.cfg.MaxClientConn) {
+			s.conns.Add(-1)
+			s.refuse(ctx, nc)
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveConn(ctx, nc)
+			defer s.conns.Add(-1)
+			s.serveConn(ctx, nc, false)
 		}()
 	}
+}
+
+// refuse turns away a connection beyond max_client_conn. As PostgreSQL does, it reads the
+// startup packet first (a cancel request is served: it is how a client stops a statement
+// of a connection it already has; an SSL request is declined) and answers the startup
+// message with "sorry, too many clients already", so that the client reads the error
+// rather than a reset. The reading is bounded by the login timeout (at most 5s) and
+// the startup packet's size limit; beyond maxRefusing connections being refused at once,
+// the connection is closed straight away.
+func (s *Server) refuse(ctx context.Context, nc net.Conn) {
+	if s.refusing.Add(1) > maxRefusing {
+		s.refusing.Add(-1)
+		nc.Close()
+		return
+	}
+	// One log line a second at most: a flood must not flood the log too.
+	if now, last := time.Now().UnixNano(), s.refusedLog.Load(); now-last >= int64(time.Second) && s.refusedLog.CompareAndSwap(last, now) {
+		s.log.Warn("client connection refused: max_client_conn reached", "max_client_conn", s.cfg.MaxClientConn, "client", nc.RemoteAddr().String())
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer s.refusing.Add(-1)
+		s.serveConn(ctx, nc, true)
+	}()
 }
 
 // shutdownSessions tells every session that the server is shutting down and waits for
@@ -315,8 +382,11 @@ func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (f
 	defer cancel()
 	timeout := func(err error, id int64) error {
 		if errors.Is(err, context.DeadlineExceeded) {
-			return pgerr.New(pgerr.LockNotAvailable, "could not obtain the write lock of shard %d", id).
-				WithHint("Another transaction, proxy or repair holds it for longer than %s (transaction blocks that wait for each other's shards deadlock); try again.", s.cfg.LockTimeout)
+			// In the client's terms: the table it wrote to, not the shard (the log
+			// has the shard).
+			s.log.Info("write lock timeout", "shard", id, "after", s.cfg.LockTimeout)
+			return pgerr.New(pgerr.LockNotAvailable, "could not obtain write lock on table %s", s.shardTableName(id)).
+				WithHint("Another transaction, proxy or repair held rows of the table for longer than %s (transaction blocks that wait for each other's writes deadlock); try again.", s.cfg.LockTimeout)
 		}
 		return err
 	}
@@ -360,6 +430,28 @@ func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (f
 		}
 	}
 	return releaseAll, nil
+}
+
+// shardTableName is the quoted name of the table a shard belongs to, as messages to the
+// client name it.
+func (s *Server) shardTableName(id int64) string {
+	snap := s.cache.Load()
+	if sh := snap.Shard(id); sh != nil {
+		if t := snap.TableByOID(sh.TableID); t != nil {
+			return `"` + t.Name + `"`
+		}
+	}
+	return "(dropped)"
+}
+
+// shardRef names a shard in a message to the session's client: its table (quoted), and,
+// for a superuser, who can act on it (SHOW PLACEMENTS, REPAIR SHARD), the shard's id too.
+func (ss *session) shardRef(id int64) string {
+	name := ss.srv.shardTableName(id)
+	if ss.params["is_superuser"] == "on" {
+		return name + " (shard " + strconv.FormatInt(id, 10) + ")"
+	}
+	return name
 }
 
 // LockShard blocks writes to a shard through every proxy (for repair).

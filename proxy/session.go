@@ -41,8 +41,11 @@ type session struct {
 	// settingsDirty is set when a statement may have changed session settings; they are
 	// read back from the coordinator before the next worker connection is used.
 	settingsDirty bool
-	// params are the ParameterStatus values the client has been told.
-	params map[string]string
+	// params are the ParameterStatus values the client has been told; reportedConn
+	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
+	params       map[string]string
+	reportedConn *backend.Conn
+	reportedSeq  uint64
 	// names is where the names of distributed tables resolve in this session (names.go);
 	// namesDirty is set when the session's settings may have changed that; txNames when
 	// the block ran a statement that may have created, dropped or renamed relations.
@@ -68,12 +71,25 @@ type session struct {
 	// txWrites are the placements written in the block, by node: if a node fails to
 	// commit while others succeed, these placements missed writes.
 	txWrites map[metadata.Node][]metadata.Placement
-	// txLocks releases the shard locks held until the end of the block; txHeld are
-	// those shards (a block holds its locks exclusively, so it never waits for itself).
-	txLocks []func()
+	// txLocks are the shard locks held until the end of the block (or until the writes
+	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
+	// its locks exclusively, so it never waits for itself).
+	txLocks []txLock
 	txHeld  map[int64]bool
 	// stmtUnlock releases the shard locks held until the end of the statement.
 	stmtUnlock []func()
+	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
+	// and idle_session_timeout (idle.go); idleInBlock is set when the block changed
+	// them; waitingClient is set from ReadyForQuery until the client's next message.
+	idleInTx, idleSession time.Duration
+	idleInBlock           bool
+	waitingClient         bool
+	// failedUndone is set when the backends' part of the failed block was rolled back
+	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
+	failedUndone bool
+	// privOK are the write privileges the coordinator found the client's role to have
+	// (checkWritePrivilege), until the session's role may have changed.
+	privOK map[privCheck]struct{}
 
 	// running are the backend connections executing for this session now, for cancel.
 	mu      sync.Mutex
@@ -111,9 +127,14 @@ type session struct {
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
+	// refused is set for a connection beyond max_client_conn: its startup message is
+	// answered with "too many clients".
+	refused bool
 }
 
-func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+// serveConn serves one client connection; refused connections only see the startup
+// phase end in "too many clients".
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
 	defer nc.Close()
 	ss := &session{
 		srv:       s,
@@ -126,6 +147,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
 		stmts:     map[string]*prepared{},
 		portals:   map[string]*portal{},
 		descCache: map[string]description{},
+		refused:   refused,
 	}
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
@@ -152,14 +174,44 @@ func (ss *session) loop(ctx context.Context) {
 			ss.sendFatal(errShuttingDown)
 			return
 		}
+		idleUntil, idleErr := ss.idleDeadline()
+		// client_idle_timeout: the client's next message must come in time, whatever
+		// the session is waiting for.
+		if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
+			if until := time.Now().Add(t); idleUntil.IsZero() || until.Before(idleUntil) {
+				idleUntil, idleErr = until, ss.clientIdleError()
+			}
+		}
 		if ss.listening && ss.coord != nil && ss.suspended == nil {
-			if !ss.waitIdle() {
+			if ok, timedOut := ss.waitIdle(idleUntil); timedOut {
+				ss.sendFatal(idleErr)
+				return
+			} else if !ok {
 				return
 			}
 		}
+		if !idleUntil.IsZero() {
+			ss.nc.SetReadDeadline(idleUntil)
+			if ss.closing.Load() {
+				ss.nc.SetReadDeadline(time.Now())
+			}
+		}
 		typ, body, err := ss.r.Next()
+		if !idleUntil.IsZero() {
+			if ss.closing.Load() {
+				ss.nc.SetReadDeadline(time.Now())
+			} else {
+				ss.nc.SetReadDeadline(time.Time{})
+			}
+		}
+		ss.waitingClient = false
 		ss.busy.Store(true)
 		if err != nil {
+			var ne net.Error
+			if !idleUntil.IsZero() && errors.As(err, &ne) && ne.Timeout() && !ss.closing.Load() {
+				ss.sendFatal(idleErr)
+				return
+			}
 			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message length"))
 			}
@@ -205,23 +257,31 @@ func (ss *session) loop(ctx context.Context) {
 
 // waitIdle waits for the client's next message while relaying the notifications that
 // arrive meanwhile on the session's coordinator connection (LISTEN). It reports false
-// when the connection must close.
-func (ss *session) waitIdle() bool {
+// when the connection must close, and timedOut when the client did not send anything
+// until the session's idle deadline (if not zero).
+func (ss *session) waitIdle(until time.Time) (ok, timedOut bool) {
 	defer ss.nc.SetReadDeadline(time.Time{})
 	for {
-		ss.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		next := time.Now().Add(50 * time.Millisecond)
+		if !until.IsZero() && until.Before(next) {
+			next = until
+		}
+		ss.nc.SetReadDeadline(next)
 		err := ss.r.Wait()
 		if err == nil {
-			return true
+			return true, false
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() || ss.closing.Load() {
-			return false
+			return false, false
+		}
+		if !until.IsZero() && !time.Now().Before(until) {
+			return false, true
 		}
 		c := ss.coord.Value()
 		if c.Broken() {
 			ss.listening = false
-			return true
+			return true, false
 		}
 		if !c.Pending() {
 			continue
@@ -243,6 +303,13 @@ func (ss *session) waitIdle() bool {
 		c.SetDeadline(time.Time{})
 		ss.flush()
 	}
+}
+
+// clientIdleError is the error that ends a session whose client sent nothing for
+// client_idle_timeout: PostgreSQL's idle_session_timeout error.
+func (ss *session) clientIdleError() *pgerr.Error {
+	return pgerr.New(pgerr.IdleSessionTimeout, "terminating connection due to idle-session timeout").WithSeverity("FATAL").
+		WithHint("pgshard closes client connections idle for longer than client_idle_timeout (%s).", ss.srv.cfg.ClientIdleTimeout)
 }
 
 // cstring returns a message body holding one zero-terminated string.
@@ -287,6 +354,9 @@ func (ss *session) cleanup() {
 // --- responses ---
 
 func (ss *session) readyForQuery() {
+	ss.releaseFailedLocks()
+	ss.waitingClient = true
+	ss.reportParams()
 	ss.w.Raw('Z', []byte{ss.tx})
 	ss.flush()
 }
@@ -308,8 +378,13 @@ func (ss *session) sendError(err error) {
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)
+	} else if strings.HasPrefix(string(e.Code), "08") && e.Unwrap() != nil {
+		// A connection failure's cause (an address, a system error) is for the log.
+		ss.log.Warn("connection failure", "user", ss.user, "err", err)
 	}
 	ss.srv.stats.errors.Add(1)
+	// In the client's names, without the context of pgshard's own statements.
+	ss.srv.unshardNames(e)
 	ss.w.Msg(errorResponse(e))
 }
 
@@ -332,6 +407,7 @@ func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse {
 		Severity: sev, SeverityUnlocalized: sev, Code: string(e.Code), Message: e.Message, Detail: e.Detail,
 		Hint: e.Hint, Position: e.Position, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
 		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
+		InternalQuery: e.InternalQuery, InternalPosition: e.InternalPosition,
 	}
 }
 
@@ -416,7 +492,9 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 
 func coordUnavailable(err error) error {
 	if backend.Unavailable(err) {
-		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator: %v", err)
+		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
+		// it for errors.Is and logs), the client hears what happened.
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
 	}
 	return err
 }
@@ -456,7 +534,7 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 	if c.MapError == nil {
 		c.MapError = ss.srv.unshardNames
 	}
-	if err := ss.applySettings(ctx, c); err != nil {
+	if err := ss.applySettingsFor(ctx, c, true); err != nil {
 		backend.Release(res)
 		return workerConn{}, err
 	}
@@ -592,8 +670,8 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		}
 		backend.Release(res)
 	}
-	for _, unlock := range ss.txLocks {
-		unlock()
+	for _, l := range ss.txLocks {
+		l.unlock()
 	}
 	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
@@ -605,11 +683,14 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
 	ss.coordInTx = false
+	ss.failedUndone = false
 	ss.tx = 'I'
 	if ss.settingsDirty {
-		// SET LOCAL and rolled-back SETs end with the block.
+		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
+		ss.privOK = nil
 		ss.refreshSettings(ctx)
 	}
+	ss.idleAfterBlock(ctx)
 	return missed, err
 }
 

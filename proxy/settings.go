@@ -20,6 +20,9 @@ type settings struct {
 	values map[string]string // lower-case name -> value
 	key    string            // identifies values; "" for none
 	apply  string            // SQL that applies values after RESET ALL
+	// workerApply is apply without the settings the proxy keeps for itself (proxyOnly),
+	// for worker connections.
+	workerApply string
 }
 
 func newSettings(values map[string]string) settings {
@@ -38,21 +41,34 @@ func newSettings(values map[string]string) settings {
 		}
 		return names[i] < names[j]
 	})
-	var key, apply strings.Builder
-	apply.WriteString("SELECT ")
-	for i, n := range names {
+	var key, apply, workerApply strings.Builder
+	for _, n := range names {
 		key.WriteString(n)
 		key.WriteByte('=')
 		key.WriteString(values[n])
 		key.WriteByte(0)
-		if i > 0 {
-			apply.WriteString(", ")
+		call := "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(values[n]) + ", false)"
+		for _, b := range []*strings.Builder{&apply, &workerApply} {
+			if b == &workerApply && proxyOnly[n] {
+				continue
+			}
+			if b.Len() == 0 {
+				b.WriteString("SELECT ")
+			} else {
+				b.WriteString(", ")
+			}
+			b.WriteString(call)
 		}
-		apply.WriteString("pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(values[n]) + ", false)")
 	}
-	st.key, st.apply = key.String(), apply.String()
+	st.key, st.apply, st.workerApply = key.String(), apply.String(), workerApply.String()
 	return st
 }
+
+// proxyOnly are the settings the proxy keeps for the session itself rather than give to
+// the workers: the idle timeouts concern the client's silence (idle.go), while a worker
+// connection of a block is idle whenever the block's statements go elsewhere. (The
+// session's coordinator connection has them, where SHOW reads them.)
+var proxyOnly = map[string]bool{"idle_in_transaction_session_timeout": true, "idle_session_timeout": true}
 
 // staleSettings marks a connection whose settings are unknown (a transaction block that
 // changed settings ended on it): the next use applies the session's settings afresh.
@@ -72,6 +88,11 @@ func (st *settings) searchPath() string {
 // so inside the block it holds what the coordinator holds, and after the block it
 // returns to the session-level values.
 func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
+	return ss.applySettingsFor(ctx, c, false)
+}
+
+// applySettingsFor is applySettings for a worker connection, or not.
+func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error {
 	if ss.settingsDirty && ss.tx == 'I' && ss.coord != nil && c != ss.coord.Value() {
 		ss.refreshSettings(ctx)
 	}
@@ -81,8 +102,12 @@ func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
 	// RESET ALL leaves role and session_authorization alone; SET SESSION AUTHORIZATION
 	// DEFAULT resets both (it is allowed to every user).
 	sql := "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
-	if ss.settings.apply != "" {
-		sql += "; " + ss.settings.apply
+	apply := ss.settings.apply
+	if worker {
+		apply = ss.settings.workerApply
+	}
+	if apply != "" {
+		sql += "; " + apply
 	}
 	if err := c.Exec(ctx, sql); err != nil {
 		return err
@@ -102,10 +127,10 @@ func (ss *session) refreshSettings(ctx context.Context) {
 	c := ss.coord.Value()
 	// role and session_authorization are not listed in pg_settings.
 	rows, err := c.ExecRows(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
-		WHERE source = 'session' AND name NOT LIKE 'transaction\_%' AND name <> 'application_name'
-		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
+		WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.!~~) 'transaction\_%' AND name OPERATOR(pg_catalog.<>) 'application_name'
+		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'
 		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
-			WHERE pg_catalog.current_setting('session_authorization') <> `+router.QuoteLiteral(ss.user))
+			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(ss.user))
 	if err != nil {
 		ss.log.Warn("could not read session settings", "err", err)
 		ss.settingsDirty = true

@@ -34,9 +34,21 @@ var reportedParams = map[string]string{
 
 // startup runs the startup phase. It reports false when the connection must close.
 func (ss *session) startup(ctx context.Context) bool {
-	// PostgreSQL's authentication_timeout.
-	ss.nc.SetDeadline(time.Now().Add(60 * time.Second))
-	defer ss.nc.SetDeadline(time.Time{})
+	// client_login_timeout (PostgreSQL's authentication_timeout): a client that does
+	// not finish logging in by then is disconnected, whatever it is waiting for.
+	if t := ss.srv.cfg.ClientLoginTimeout; t > 0 || ss.refused {
+		if ss.refused && (t <= 0 || t > 5*time.Second) {
+			t = 5 * time.Second
+		}
+		ss.nc.SetDeadline(time.Now().Add(t))
+		defer ss.nc.SetDeadline(time.Time{})
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	// A server shutting down does not wait for clients still logging in.
+	stop := context.AfterFunc(ctx, func() { ss.nc.SetDeadline(time.Now()) })
+	defer stop()
 	var params map[string]string
 	for params == nil {
 		body, err := ss.r.Startup()
@@ -66,6 +78,9 @@ func (ss *session) startup(ctx context.Context) bool {
 			if len(body) >= 12 {
 				ss.srv.cancel(binary.BigEndian.Uint32(body[4:]), binary.BigEndian.Uint32(body[8:]))
 			}
+			return false
+		case code>>16 == 3 && ss.refused:
+			ss.sendFatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
 			return false
 		case code>>16 == 3:
 			var unknown []string
@@ -138,11 +153,6 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 	if db == "" {
 		db = ss.user
 	}
-	if db != ss.srv.Database() {
-		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database %q does not exist", db).
-			WithHint("pgshard serves the database %q.", ss.srv.Database()))
-		return false
-	}
 	if params["replication"] != "" && params["replication"] != "false" && params["replication"] != "off" && params["replication"] != "0" {
 		ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "replication connections are not supported by pgshard"))
 		return false
@@ -181,14 +191,20 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			e.Severity = "FATAL"
 			ss.sendFatal(e)
 		} else {
-			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator: %v", err))
+			// The cause names the coordinator's address: for the log, not for a
+			// client that has not logged in.
+			ss.log.Warn("coordinator connection for a client failed", "user", ss.user, "err", err)
+			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator"))
 		}
 		return false
 	}
 	c := res.Value()
-	reported := map[string]string{}
-	for k, v := range c.Params {
-		reported[k] = v
+	if db != ss.srv.Database() {
+		// As PostgreSQL: once the user is known to be allowed in, and without naming
+		// the database this proxy serves.
+		backend.Release(res)
+		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database \"%s\" does not exist", db))
+		return false
 	}
 	ss.settings = newSettings(values)
 	ss.startupValues = values
@@ -198,14 +214,26 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			names = append(names, canon)
 		}
 	}
+	// Also without settings of its own: a pooled connection may hold another session's
+	// (and then reports them).
+	if err := ss.applySettings(ctx, c); err != nil {
+		backend.Release(res)
+		e := pgerr.From(err)
+		e.Severity = "FATAL"
+		ss.sendFatal(e)
+		return false
+	}
+	reported := map[string]string{}
+	for k, v := range c.Params {
+		reported[k] = v
+	}
+	if _, ok := values["standard_conforming_strings"]; !ok && reported["standard_conforming_strings"] == "off" {
+		// Off by the role's or the database's default: every connection of the session
+		// gets it, so that each reads the session's statements as the first one did.
+		values["standard_conforming_strings"] = "off"
+		ss.settings = newSettings(values)
+	}
 	if len(values) > 0 {
-		if err := ss.applySettings(ctx, c); err != nil {
-			backend.Release(res)
-			e := pgerr.From(err)
-			e.Severity = "FATAL"
-			ss.sendFatal(e)
-			return false
-		}
 		if len(names) > 0 {
 			sort.Strings(names)
 			q := "SELECT "
@@ -223,6 +251,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			}
 		}
 	}
+	ss.readIdleTimeouts(ctx, c)
 	backend.Release(res)
 	if ss.appName != "" {
 		reported["application_name"] = ss.appName

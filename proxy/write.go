@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -386,7 +387,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		}
 		if d.err != nil {
 			if failErr == nil {
-				failErr = taskError(d.err, tasks[ti], ws)
+				failErr = taskError(d.err, ss.shardRef(tasks[ti].shard.ID), ws)
 				for _, w := range ws {
 					if w.pgErr != nil && w.pgErr == d.err {
 						failNotices = w.frames
@@ -519,8 +520,9 @@ func markWarning(w *placementWrite, r markReason, canon *placementWrite) *pgerr.
 	return pgerr.New(pgerr.Warning, "Connection failed to %s", node).WithSeverity("WARNING").WithDetail("%v", w.err)
 }
 
-// taskError names the shard in the errors of decideUnavailable.
-func taskError(err error, task writeTask, ws []*placementWrite) error {
+// taskError is the client's error for decideUnavailable's verdicts, naming the table
+// (the client asked about rows of a table, not about shards; the log has the shard).
+func taskError(err error, table string, ws []*placementWrite) error {
 	details := func() string {
 		var out []string
 		for _, w := range ws {
@@ -534,13 +536,13 @@ func taskError(err error, task writeTask, ws []*placementWrite) error {
 	case errNoPlacement:
 		if len(ws) == 0 {
 			return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-				WithDetail("Shard %d has no finalized placement.", task.shard.ID).
-				WithHint("Repair its placements (REPAIR SHARD %d) once a copy of its data is available.", task.shard.ID)
+				WithDetail("The rows of table %s written here have no finalized placement.", table).
+				WithHint("An administrator repairs the table's placements (SHOW PLACEMENTS, REPAIR SHARD) once a copy of their data is available.")
 		}
 		return pgerr.New(pgerr.InternalError, "could not modify any active placements").
-			WithDetail("All placements of shard %d are unavailable: %s", task.shard.ID, details())
+			WithDetail("All placements of the rows of table %s written here are unavailable: %s", table, details())
 	case errOutcomeUnknown:
-		return pgerr.New(pgerr.ConnectionFailure, "the connection to the placement of shard %d was lost during the write", task.shard.ID).
+		return pgerr.New(pgerr.ConnectionFailure, "the connection to a placement of table %s was lost during the write", table).
 			WithDetail("The write may or may not have been applied: %s", details())
 	}
 	return err
@@ -574,7 +576,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 		if !committed && failErr == nil {
 			switch {
 			case unknown:
-				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID).
+				failErr = pgerr.New(pgerr.ConnectionFailure, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID)).
 					WithDetail("The connections were lost while committing: the write may or may not have been applied.")
 			default:
 				for _, w := range ws {
@@ -584,7 +586,7 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 					}
 				}
 				if failErr == nil {
-					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of shard %d", tasks[ti].shard.ID)
+					failErr = pgerr.New(pgerr.InternalError, "could not commit the write on any placement of table %s", ss.shardRef(tasks[ti].shard.ID))
 				}
 			}
 		}
@@ -754,7 +756,110 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 			ids = append(ids, t.shard.ID)
 		}
 	}
+	if len(ids) > 0 && st.Kind != router.Truncate {
+		// (TRUNCATE ran on the coordinator's table first, which checked it.)
+		if err := ss.checkWritePrivilege(ctx, tasks[0].shard.TableID, st.Kind); err != nil {
+			return err
+		}
+	}
 	return ss.lockShardIDs(ctx, ids, !st.Commutes)
+}
+
+// sessionQuery runs a query that reads the session's state (its role, its settings) on
+// the coordinator without making the coordinator join a transaction block that has not
+// reached it yet: such a block ran no SET there, so its state is the session's before the
+// block, which a query outside the block reads as well (on a pooled connection with the
+// session's settings when the session has no coordinator connection of its own).
+func (ss *session) sessionQuery(ctx context.Context, sql string) ([][][]byte, error) {
+	var c *backend.Conn
+	switch {
+	case ss.coord == nil:
+		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+		if err != nil {
+			return nil, err
+		}
+		res, err := pool.Acquire(ctx)
+		if err != nil {
+			return nil, coordUnavailable(err)
+		}
+		defer backend.Release(res)
+		c = res.Value()
+		if err := ss.applySettings(ctx, c); err != nil {
+			return nil, err
+		}
+	case ss.tx == 'I' || ss.coordInTx:
+		var err error
+		if c, err = ss.coordConn(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		if c = ss.coord.Value(); c.Broken() {
+			return nil, &backend.UnavailableError{Addr: c.Addr, Err: errors.New("connection lost")}
+		}
+	}
+	ss.startRunning(c)
+	rows, err := c.ExecRows(ctx, sql)
+	ss.stopRunning(c)
+	if err != nil && ss.tx == 'T' && ss.coordInTx && c == ss.coord.Value() && !backend.Unavailable(err) {
+		ss.tx = 'E' // the coordinator's part of the block failed with it
+	}
+	return rows, err
+}
+
+// privCheck is a privilege the client's role was found to have on a distributed table.
+type privCheck struct {
+	table uint32
+	kind  router.Kind
+}
+
+// checkWritePrivilege refuses a write the client's role may not make on a distributed
+// table before the write takes any shard lock: the shards refuse it only when it runs
+// there, and until then a role that may not write the table would hold its shards' locks
+// and make the table's writers wait. The coordinator is asked, in the client's session
+// (sessionQuery: as its current role, so that SET ROLE counts), whether the role has the
+// privilege the statement needs on the table, or for INSERT and UPDATE on any of its
+// columns. That is a necessary condition only, so it refuses nothing PostgreSQL allows;
+// the shards still make PostgreSQL's whole check (column privileges of the columns
+// written and read, row security). The coordinator's table decides, as it does for GRANT
+// (which reaches only it). A privilege found is remembered until a SET or ROLLBACK TO, or
+// the end of a block that ran a SET; a stale answer only lets the shards refuse the
+// write, whose locks then go with it (releaseFailedLocks). The check is skipped when the
+// coordinator cannot answer.
+func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind router.Kind) error {
+	var fn, priv string
+	switch kind {
+	case router.Insert:
+		fn, priv = "has_any_column_privilege", "INSERT"
+	case router.Update:
+		fn, priv = "has_any_column_privilege", "UPDATE"
+	case router.Delete:
+		fn, priv = "has_table_privilege", "DELETE"
+	default:
+		return nil
+	}
+	key := privCheck{table, kind}
+	if _, ok := ss.privOK[key]; ok {
+		return nil
+	}
+	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.%s(%d::pg_catalog.oid, '%s')", fn, table, priv))
+	if err != nil {
+		if backend.Unavailable(err) {
+			return nil
+		}
+		return err
+	}
+	if len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "f" {
+		name := "?"
+		if t := ss.srv.cache.Load().TableByOID(table); t != nil {
+			name = t.Name
+		}
+		return pgerr.New(insufficientPrivilege, "permission denied for table %s", name)
+	}
+	if ss.privOK == nil {
+		ss.privOK = map[privCheck]struct{}{}
+	}
+	ss.privOK[key] = struct{}{}
+	return nil
 }
 
 // lockShardIDs takes shard write locks until the end of the statement, or, inside a
@@ -785,7 +890,7 @@ func (ss *session) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 	if err != nil {
 		return err
 	}
-	ss.txLocks = append(ss.txLocks, unlock)
+	ss.txLocks = append(ss.txLocks, txLock{ids: need, level: len(ss.txSavepoints), unlock: unlock})
 	if ss.txHeld == nil {
 		ss.txHeld = map[int64]bool{}
 	}

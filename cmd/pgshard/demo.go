@@ -52,6 +52,7 @@ func demo(args []string) error {
 		poolSize:       100,
 		repairInterval: 10 * time.Second,
 		maxMessage:     1 << 30,
+		loginTimeout:   60 * time.Second,
 	}
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)

@@ -70,6 +70,10 @@ type options struct {
 	repairInterval time.Duration
 	logLevel       string
 	maxMessage     int
+	maxClientConn  int
+	loginTimeout   time.Duration
+	idleTimeout    time.Duration
+	idleTxTimeout  time.Duration
 }
 
 // setting describes one option: its flag, environment variable and config key.
@@ -88,6 +92,10 @@ func (o *options) settings() []setting {
 		{"repair-interval", "how often the background repairer looks for repairable placements (0 disables)", "10s", durSetter(&o.repairInterval)},
 		{"log-level", "debug, info, warn or error", "info", func(v string) error { o.logLevel = v; return nil }},
 		{"max-message", "largest client message in bytes", strconv.Itoa(1 << 30), intSetter(&o.maxMessage)},
+		{"max-client-conn", "client connections open at once; more are refused with \"too many clients\"", strconv.Itoa(proxy.DefaultMaxClientConn), intSetter(&o.maxClientConn)},
+		{"client-login-timeout", "a client that has not logged in by then is disconnected (0 disables)", "60s", durSetter(&o.loginTimeout)},
+		{"client-idle-timeout", "a client connection idle for longer is closed (0 disables)", "0", durSetter(&o.idleTimeout)},
+		{"idle-transaction-timeout", "end a session idle in a transaction block that holds shard write locks for longer than this, whatever its idle_in_transaction_session_timeout (0 disables)", "0", durSetter(&o.idleTxTimeout)},
 	}
 }
 
@@ -217,6 +225,12 @@ func serve(args []string) error {
 	if o.coordinator == "" {
 		return errors.New("serve: --coordinator (or PGSHARD_COORDINATOR) is required")
 	}
+	if o.maxClientConn < 1 {
+		return fmt.Errorf("serve: max-client-conn must be at least 1, not %d", o.maxClientConn)
+	}
+	if o.loginTimeout < 0 || o.idleTimeout < 0 {
+		return errors.New("serve: client-login-timeout and client-idle-timeout cannot be negative")
+	}
 	log, err := newLogger(o.logLevel)
 	if err != nil {
 		return err
@@ -226,16 +240,29 @@ func serve(args []string) error {
 	return runServer(ctx, o, log, nil)
 }
 
+// loginTimeout maps client-login-timeout to Config.ClientLoginTimeout (negative = off).
+func loginTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
+}
+
 // runServer starts the proxy and serves until ctx is done. ready, if not nil, is called
 // once the proxy is listening.
 func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(addr string)) error {
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	srv, err := proxy.New(startCtx, proxy.Config{
-		Coordinator:    o.coordinator,
-		PoolSize:       o.poolSize,
-		MaxMessage:     o.maxMessage,
-		Logger:         log,
-		RepairInterval: o.repairInterval,
+		Coordinator:            o.coordinator,
+		PoolSize:               o.poolSize,
+		MaxMessage:             o.maxMessage,
+		Logger:                 log,
+		RepairInterval:         o.repairInterval,
+		IdleTransactionTimeout: o.idleTxTimeout,
+		MaxClientConn:          o.maxClientConn,
+		// 0 turns the login timeout off, as in PgBouncer; the proxy's 0 is its default.
+		ClientLoginTimeout: loginTimeout(o.loginTimeout),
+		ClientIdleTimeout:  o.idleTimeout,
 	})
 	cancel()
 	if err != nil {

@@ -58,6 +58,7 @@ const (
 	AdminShutdown           Code = "57P01"
 	CrashShutdown           Code = "57P02"
 	CannotConnectNow        Code = "57P03"
+	IdleSessionTimeout      Code = "57P05"
 	ConfigFileError         Code = "F0000"
 	InternalError           Code = "XX000"
 	ProgramLimitExceeded    Code = "54000"
@@ -86,6 +87,10 @@ type Error struct {
 	ColumnName     string
 	DataTypeName   string
 	ConstraintName string
+	// InternalQuery is the text of a statement a function ran when the error occurred,
+	// and InternalPosition a 1-based offset into it (0 = none).
+	InternalQuery    string
+	InternalPosition int32
 
 	cause error
 }
@@ -145,7 +150,8 @@ func FromPg(pe *pgconn.PgError) *Error {
 		Severity: pe.Severity, Code: Code(pe.Code), Message: pe.Message, Detail: pe.Detail,
 		Hint: pe.Hint, Position: pe.Position, Where: pe.Where, SchemaName: pe.SchemaName,
 		TableName: pe.TableName, ColumnName: pe.ColumnName, DataTypeName: pe.DataTypeName,
-		ConstraintName: pe.ConstraintName, cause: pe,
+		ConstraintName: pe.ConstraintName, InternalQuery: pe.InternalQuery, InternalPosition: pe.InternalPosition,
+		cause: pe,
 	}
 }
 

@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.repair (
 	error text
 );
 
+-- Every function below runs with search_path pg_catalog, pg_temp: triggers fire in any
+-- session that writes (a client's, through pgshard's DROP TABLE, with the client's
+-- search_path), and no operator or function of a schema on that path may stand in for
+-- pg_catalog's.
+
 -- The metadata's generation: every transaction that changes the metadata tables bumps it
 -- when it commits (the row lock orders the bumps as the commits), so that a proxy knows
 -- how new a snapshot is and never lets an older one replace a newer one.
@@ -71,7 +76,7 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.generation (
 INSERT INTO pgs_distribution_metadata.generation VALUES (true, 0) ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.bump_generation() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	UPDATE pgs_distribution_metadata.generation SET value = value + 1;
 	RETURN NULL;
@@ -97,7 +102,7 @@ $$;
 
 -- Any change to the metadata wakes every proxy, which then reloads its snapshot.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM pg_notify('pgshard_metadata', TG_TABLE_NAME);
 	RETURN NULL;
@@ -130,7 +135,7 @@ $$;
 -- any client's statement, so that no client can pass for it; only the statement sent by
 -- the client (not one that a trigger runs) counts.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_prototype_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_LEVEL = 'STATEMENT' AND pg_catalog.pg_trigger_depth() = 1
 	   AND pg_catalog.strpos(pg_catalog.current_query(), '/* pgshard-internal-statement */') > 0 THEN
@@ -150,7 +155,7 @@ $$;
 -- ordinary table, locked first, so that nobody turns it into a view in between
 -- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN").
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found boolean;
 BEGIN
@@ -185,7 +190,7 @@ $$;
 -- names_relation reports whether a function body names a relation: the name as a word,
 -- in any case, quoted or not (in code, comments or strings alike: dynamic SQL included).
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.names_relation(body text, relname name) RETURNS boolean
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT body ~* ('(^|[^[:alnum:]_$])' || pg_catalog.regexp_replace(relname, '([^[:alnum:]_])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
 $$;
 
@@ -194,7 +199,7 @@ $$;
 -- dependencies PostgreSQL records, and for functions with a body in a string, from the
 -- body's text.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_reader(cls oid, obj oid) RETURNS oid
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT d.refobjid FROM pg_catalog.pg_depend d
 	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
 	  AND d.refobjid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
@@ -215,7 +220,7 @@ $$;
 -- prototype_users lists the objects that read or write a table, as prototype_reader finds
 -- them: a table is only distributed when there are none.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_users(rel oid) RETURNS SETOF text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d
 	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel
 	  AND d.classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)

@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/qualify"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 //go:embed schema.sql
@@ -35,6 +37,13 @@ const Channel = "pgshard_metadata"
 // LeaseChannel is the channel on which a proxy asks the others to release a shard's
 // write lease.
 const LeaseChannel = "pgshard_lease"
+
+// SearchPath is the search_path of pgshard's own connections (the metadata store, the
+// notification listener, leases, repair): pg_catalog first and the temporary schema
+// last, so that no schema a user may create objects in, whatever the role's or the
+// database's configured search_path, supplies a function, operator, type or table to
+// pgshard's own SQL. Startup parameters set after the URL's options win over them.
+const SearchPath = "pg_catalog, pg_temp"
 
 // Store reads and writes the metadata on the coordinator.
 type Store struct {
@@ -55,6 +64,10 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pgshard metadata"
+	cfg.ConnConfig.RuntimeParams["search_path"] = SearchPath
+	// pgshard's own statements quote strings for the default reading, whatever a role's
+	// or the database's default (ALTER ... SET standard_conforming_strings) says.
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -151,7 +164,9 @@ const byteOrderLocales = `('C', 'POSIX', 'C.UTF-8', 'C.utf8')`
 func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	// With only pg_catalog on the search path, every name in type names and default
 	// expressions comes out schema-qualified, so they mean the same in any session.
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {
+	// With standard_conforming_strings on, the strings in default expressions come out
+	// as PostgreSQL reads them by default (made portable below).
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog; SET LOCAL standard_conforming_strings = on"); err != nil {
 		return nil, err
 	}
 	var nodes []metadata.Node
@@ -235,6 +250,23 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
+		// The proxy evaluates defaults and casts to these types in clients' sessions,
+		// under their search_path: pg_catalog's names, named. (Text the parser
+		// does not take back stays as PostgreSQL printed it.)
+		for _, s := range []*string{&c.Default, &c.TypeName, &c.BaseName} {
+			if *s == "" {
+				continue
+			}
+			q, err := qualify.Expr(*s)
+			if s != &c.Default {
+				q, err = qualify.TypeName(*s)
+			}
+			if err == nil {
+				*s = q
+			}
+		}
+		// A default runs in client sessions whatever their standard_conforming_strings.
+		c.Default = sqllex.PortableText(c.Default)
 		if ident != "" {
 			c.Identity = ident[0]
 		}
@@ -375,6 +407,7 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 	if err != nil {
 		return err
 	}
+	cfg.RuntimeParams["search_path"] = SearchPath
 	changed := false
 	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
 		switch n.Channel {

@@ -37,8 +37,11 @@ type Conn struct {
 	pid    uint32
 	secret []byte
 
-	// Params are the ParameterStatus values the server reported at startup.
+	// Params are the ParameterStatus values the server reported: at startup, and since
+	// (Next keeps them current, whoever reads the messages).
 	Params map[string]string
+	// ParamsSeq counts the ParameterStatus messages read since startup.
+	ParamsSeq uint64
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
 	// Settings identifies the session settings applied to this connection (see proxy).
@@ -187,6 +190,15 @@ func (c *Conn) Next() (byte, []byte, error) {
 		}
 	case 'E':
 		c.pendingParse = ""
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(b) == nil {
+			if c.Params == nil {
+				c.Params = map[string]string{}
+			}
+			c.Params[ps.Name] = ps.Value
+			c.ParamsSeq++
+		}
 	}
 	return t, b, nil
 }
@@ -379,7 +391,7 @@ func DecodeError(body []byte) *pgerr.Error {
 		Severity: er.Severity, Code: pgerr.Code(er.Code), Message: er.Message, Detail: er.Detail,
 		Hint: er.Hint, Position: er.Position, Where: er.Where, SchemaName: er.SchemaName,
 		TableName: er.TableName, ColumnName: er.ColumnName, DataTypeName: er.DataTypeName,
-		ConstraintName: er.ConstraintName,
+		ConstraintName: er.ConstraintName, InternalQuery: er.InternalQuery, InternalPosition: er.InternalPosition,
 	}
 }
 

@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+)
+
+// Idle timeouts. PostgreSQL ends a session that waits for its client, after ReadyForQuery,
+// longer than idle_in_transaction_session_timeout inside a transaction block (failed or
+// not) or idle_session_timeout outside one. The proxy stands between the client and its
+// backends, which each see only part of the session, so it keeps the time itself: with
+// the values the coordinator gives the session (its server, database and role defaults,
+// the startup packet's options, and the client's SETs), and pgshard's own
+// IdleTransactionTimeout, which a client cannot lift, for the blocks that hold shard
+// locks. Ending a session rolls back its block and releases its shard locks, which would
+// otherwise make every other writer of those shards wait.
+
+var (
+	errIdleInTransaction = pgerr.New(pgerr.Code("25P03"), "terminating connection due to idle-in-transaction timeout").WithSeverity("FATAL")
+	errIdleSession       = pgerr.New(pgerr.Code("57P05"), "terminating connection due to idle-session timeout").WithSeverity("FATAL")
+)
+
+// idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection.
+const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true)"
+
+// readIdleTimeouts takes the session's idle timeouts from c, its coordinator connection.
+// A failure keeps the values known so far.
+func (ss *session) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
+	rows, err := c.ExecRows(ctx, idleTimeoutsSQL)
+	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
+		if err != nil && !backend.Unavailable(err) {
+			ss.log.Warn("could not read the session's idle timeouts", "err", err)
+		}
+		return
+	}
+	ss.idleInTx = parseMillis(string(rows[0][0]))
+	ss.idleSession = parseMillis(string(rows[0][1]))
+}
+
+// idleSettingChanged is called after SET, RESET or DISCARD ran on the coordinator
+// connection c: when it may have changed an idle timeout, the values are read again.
+// Inside a transaction block they are read once more when the block ends or rolls back
+// to a savepoint (idleInBlock), since the block may undo the change.
+func (ss *session) idleSettingChanged(ctx context.Context, c *backend.Conn, sql string) {
+	l := strings.ToLower(sql)
+	if !strings.Contains(l, "idle") && !strings.Contains(l, "all") {
+		return
+	}
+	ss.readIdleTimeouts(ctx, c)
+	if ss.tx != 'I' {
+		ss.idleInBlock = true
+	}
+}
+
+// idleAfterBlock reads the idle timeouts again after the block (or part of it) that
+// changed them ended or was rolled back.
+func (ss *session) idleAfterBlock(ctx context.Context) {
+	if !ss.idleInBlock || ss.coord == nil {
+		return
+	}
+	if ss.tx == 'I' {
+		ss.idleInBlock = false
+	} else if !ss.coordInTx {
+		return
+	}
+	if c := ss.coord.Value(); !c.Broken() {
+		ss.readIdleTimeouts(ctx, c)
+	}
+}
+
+// idleDeadline is when the session, waiting for its client after ReadyForQuery, is to be
+// ended, and with which error; zero when it may wait forever.
+func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
+	if !ss.waitingClient {
+		return time.Time{}, nil
+	}
+	d, e := ss.idleSession, errIdleSession
+	if ss.tx != 'I' {
+		d, e = ss.idleInTx, errIdleInTransaction
+		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && len(ss.txLocks) > 0 && (d <= 0 || limit < d) {
+			d = limit
+		}
+	}
+	if d <= 0 {
+		return time.Time{}, nil
+	}
+	return time.Now().Add(d), e
+}
+
+// parseMillis reads a time setting whose base unit is milliseconds as SHOW prints it
+// ("0", "1500ms", "2s", "5min", "1h", "1d").
+func parseMillis(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '-' || v[i] == '.') {
+		i++
+	}
+	n, err := strconv.ParseFloat(v[:i], 64)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	unit := time.Millisecond
+	switch strings.TrimSpace(v[i:]) {
+	case "", "ms":
+	case "s":
+		unit = time.Second
+	case "min":
+		unit = time.Minute
+	case "h":
+		unit = time.Hour
+	case "d":
+		unit = 24 * time.Hour
+	default:
+		return 0
+	}
+	return time.Duration(n * float64(unit))
+}
+
+// proxyOnlySet reports a SET or RESET of one of the settings the proxy keeps for itself
+// (proxyOnly), which the workers of a transaction block do not run.
+func proxyOnlySet(sql string) bool {
+	w := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; ")))
+	if len(w) > 1 && w[0] == "set" && (w[1] == "local" || w[1] == "session") {
+		w = append([]string{"set"}, w[2:]...)
+	}
+	if len(w) < 2 || w[0] != "set" && w[0] != "reset" {
+		return false
+	}
+	name, _, _ := strings.Cut(w[1], "=")
+	return proxyOnly[name]
+}
