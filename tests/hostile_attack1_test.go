@@ -102,8 +102,8 @@ func TestHostileDistributeTableTurnedView(t *testing.T) {
 	}
 }
 
-// shardIDs returns the shard ids of a distributed table, from the metadata.
-func shardIDs(t *testing.T, table string) []int64 {
+// tableShardIDs returns the shard ids of a distributed table, from the metadata.
+func tableShardIDs(t *testing.T, table string) []int64 {
 	t.Helper()
 	rows, err := connectServer(t, env.C.Coordinator).Query(context.Background(),
 		"SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id = $1::regclass ORDER BY id", table)
@@ -141,7 +141,7 @@ func TestHostileAdvisoryLockSquatting(t *testing.T) {
 		fmt.Sprintf("CREATE TABLE %s (id int, v text)", tbl),
 		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl),
 		fmt.Sprintf("select master_create_worker_shards('%s', 2, 2)", tbl))
-	for _, id := range shardIDs(t, tbl) {
+	for _, id := range tableShardIDs(t, tbl) {
 		// store.LockKey(store.LockShard, id)
 		mustExec(t, pc, fmt.Sprintf("SELECT pg_advisory_lock_shared((2::bigint << 56) | %d)", id))
 	}
@@ -230,7 +230,7 @@ func TestHostileRenamedTableShardNameCollision(t *testing.T) {
 		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", long),
 		fmt.Sprintf("select master_create_worker_shards('%s', 1, 2)", long),
 		fmt.Sprintf("INSERT INTO %s VALUES (1, 'alice')", long))
-	ids := shardIDs(t, long)
+	ids := tableShardIDs(t, long)
 	victim := fmt.Sprintf("%s_%d", long, ids[0])
 	if len(victim) != 63 {
 		t.Skipf("shard id %d does not have 5 digits", ids[0])
