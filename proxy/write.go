@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -497,18 +496,12 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 	}
 	// The RowDescription and the notices first, then the rows.
 	for _, w := range chosen {
-		w.out.Rewind()
-		for {
-			t, body, err := w.out.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		if err := w.out.each(func(t byte, body []byte) {
 			if t != 'D' {
 				forwardFrame(ss, t, body, sentDesc)
 			}
+		}); err != nil {
+			return err
 		}
 	}
 	if inOrder && len(chosen) > 1 {
@@ -539,18 +532,12 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 		return nil
 	}
 	for _, w := range chosen {
-		w.out.Rewind()
-		for {
-			t, body, err := w.out.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		if err := w.out.each(func(t byte, body []byte) {
 			if t == 'D' {
 				ss.w.Raw('D', body)
 			}
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
