@@ -16,6 +16,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/copyfmt"
+	"github.com/pgshard/pgshard/proxy/pgwire"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -150,7 +151,7 @@ type copyStream struct {
 	stage  string // the staging table, in a transaction block
 	shards []int64
 	buf    []byte  // rows not yet sent
-	lines  []int64 // the client's line number of each row sent, in order
+	lines  lineLog // the client's line number of each row sent (the last ones)
 }
 
 // copyTarget is one placement receiving a COPY, through a stream.
@@ -251,6 +252,10 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	ss.flush()
 
 	// Read the client's data, row by row, in batches.
+	maxRow := ss.srv.cfg.MaxMessage
+	if maxRow <= 0 {
+		maxRow = pgwire.DefaultMaxMessage
+	}
 	sp := copyfmt.NewSplitter(opts)
 	sp.SetColumns(names)
 	b := &copyBatch{}
@@ -293,10 +298,16 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 				return cp.abort(ctx, cp.lineErr(copyErr(err), sp.Line()))
 			}
 			if !ok {
+				if n := sp.Pending(); n > maxRow {
+					// A row without its end: PostgreSQL stops a line at 1 GiB; the proxy
+					// at its largest message, which no row sent on could exceed anyway.
+					return cp.abort(ctx, cp.lineErr(pgerr.New(pgerr.ProgramLimitExceeded, "COPY row exceeds %d bytes (pgshard's max-message)", maxRow).
+						WithHint("Raise --max-message (PGSHARD_MAX_MESSAGE) for longer rows."), sp.Line()+1))
+				}
 				break
 			}
 			b.add(row, sp.Line())
-			if b.len() >= 1000 {
+			if b.len() >= 1000 || len(b.data) >= copyBatchBytes {
 				if err := flushBatch(); err != nil {
 					return cp.abort(ctx, err)
 				}
@@ -336,7 +347,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 				s = &copyStream{node: p.Node, shards: []int64{sh.ID}}
 				cp.streams = append(cp.streams, s)
 			} else if s = byNode[p.Node]; s == nil {
-				s = &copyStream{node: p.Node, stage: "pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
+				s = &copyStream{node: p.Node, stage: "pg_temp.pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
 				byNode[p.Node] = s
 				cp.streams = append(cp.streams, s)
 			}
@@ -360,7 +371,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 		if cp.own {
 			sql = "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
 		} else {
-			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::int8 AS pgshard_shard FROM " +
+			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::pg_catalog.int8 AS pgshard_shard FROM " +
 				router.ShardName(t.Schema, t.Name, s.shards[0]) + " WITH NO DATA; COPY " + s.stage + " (" + cp.cols +
 				", pgshard_shard) FROM STDIN WITH " + cp.opts.ShardOptions()
 		}
@@ -385,6 +396,9 @@ func (cp *copyRun) open(ctx context.Context) error {
 	}
 	return nil
 }
+
+// copyBatchBytes ends a batch of COPY rows before its 1000 rows when they are large.
+const copyBatchBytes = 8 << 20
 
 // copyBatch holds rows read from the client, copied, until they are routed.
 type copyBatch struct {
@@ -474,7 +488,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 			}
 			c := &cp.t.Columns[ci]
 			// As INSERT assigns a default: too long is 22001, not a cut.
-			q.WriteString("(" + c.Assign(c.Default) + ")::text")
+			q.WriteString("(" + c.Assign(c.Default) + ")::pg_catalog.text")
 		}
 		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
 		c, err := ss.coordConn(ctx)
@@ -550,7 +564,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 			} else {
 				s.buf = append(s.buf, row...)
 			}
-			s.lines = append(s.lines, b.lines[i])
+			s.lines.add(b.lines[i])
 			if len(s.buf) >= 64<<10 {
 				cp.send(s)
 			}
@@ -630,7 +644,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			// Then, on the same connection, into the shard tables.
 			var q strings.Builder
 			for _, id := range s.shards {
-				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard = %d; ",
+				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard OPERATOR(pg_catalog.=) %d::pg_catalog.int8; ",
 					router.ShardName(cp.t.Schema, cp.t.Name, id), cp.cols, cp.cols, s.stage, id)
 			}
 			q.WriteString("DROP TABLE " + s.stage)
@@ -800,9 +814,11 @@ var copyContext = regexp.MustCompile(`^COPY [^,]+, line (\d+)`)
 func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 	e.Position = 0
 	if m := copyContext.FindStringSubmatchIndex(e.Where); m != nil {
-		n, _ := strconv.Atoi(e.Where[m[2]:m[3]])
-		if n >= 1 && n <= len(s.lines) {
-			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, s.lines[n-1], e.Where[m[1]:])
+		n, _ := strconv.ParseInt(e.Where[m[2]:m[3]], 10, 64)
+		if line, ok := s.lines.line(n); ok {
+			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, line, e.Where[m[1]:])
+		} else {
+			e.Where = fmt.Sprintf("COPY %s%s", cp.t.Name, e.Where[m[1]:])
 		}
 	}
 	return e

@@ -70,6 +70,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		if err := ss.checkPrepareTx(st); err != nil {
 			return err
 		}
+		if st.Unparsed {
+			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
+		}
 		if st.Listen {
 			ss.listening = true
 		}
@@ -87,6 +90,11 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		ss.commandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
+		if ss.tx != 'I' && !ss.pipelineTx {
+			// The block's portals end with it, as in PostgreSQL (but the one running
+			// this statement), and with them what they set aside.
+			defer ss.dropBlockPortals()
+		}
 		if st.Chain {
 			if ss.tx == 'I' || ss.pipelineTx {
 				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
@@ -146,11 +154,11 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		return ss.executeSQL(ctx, st, in)
 	case router.DeallocateSQL:
 		if st.Name == "" {
-			ss.stmts = map[string]*prepared{}
+			ss.dropAllStmts()
 		} else if _, ok := ss.stmts[st.Name]; !ok {
 			return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
 		} else {
-			delete(ss.stmts, st.Name)
+			ss.dropStmt(st.Name)
 		}
 		ss.commandComplete("DEALLOCATE")
 		return nil
@@ -223,6 +231,9 @@ func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) {
 // setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
 // get the new settings before their next use (inside a transaction block, at once).
 func (ss *session) setStatement(ctx context.Context, sql string) error {
+	if err := ss.setBound(sql); err != nil {
+		return err
+	}
 	if err := ss.coordinatorStatement(ctx, sql, nil); err != nil {
 		return err
 	}
@@ -239,13 +250,19 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
 		// coordinator connection.
 		if strings.Contains(u, "ALL") {
-			ss.stmts, ss.portals = map[string]*prepared{}, map[string]*portal{}
+			for name := range ss.portals {
+				ss.dropPortal(name)
+			}
+			ss.dropAllStmts()
 		}
 		if ss.coord != nil {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
 	if ss.tx == 'T' && !proxyOnlySet(sql) {
+		if err := ss.replayBound(sql); err != nil {
+			return err
+		}
 		ss.txReplay = append(ss.txReplay, sql)
 		for _, res := range ss.txConns {
 			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
@@ -339,9 +356,20 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	// The savepoints are checked here, as PostgreSQL checks them: the block may not have
 	// reached any backend yet.
+	// The replay keeps only what a backend joining the block now needs: a savepoint
+	// released is dropped from it (what ran after it stays), and what ran after the
+	// savepoint a ROLLBACK TO returns to was undone, so it goes (txSavepointAt are the
+	// savepoints' places in txReplay). Repeated savepoints (psql's ON_ERROR_ROLLBACK,
+	// ORMs' nested transactions) then cost nothing however long the block.
+	cut := -1 // for ROLLBACK TO: the replay's length once it succeeded
 	switch st.Kind {
 	case router.Savepoint:
+		if err := ss.replayBound(sql); err != nil {
+			return err
+		}
 		ss.txSavepoints = append(ss.txSavepoints, st.Name)
+		ss.txSavepointAt = append(ss.txSavepointAt, len(ss.txReplay))
+		ss.txReplay = append(ss.txReplay, sql)
 	case router.Release, router.RollbackTo:
 		i := len(ss.txSavepoints) - 1
 		for i >= 0 && ss.txSavepoints[i] != st.Name {
@@ -352,8 +380,16 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 		}
 		if st.Kind == router.Release {
 			ss.txSavepoints = ss.txSavepoints[:i]
+			if i < len(ss.txSavepointAt) {
+				ss.txReplay = dropEntries(ss.txReplay, ss.txSavepointAt[i:])
+				ss.txSavepointAt = ss.txSavepointAt[:i]
+			}
 		} else {
 			ss.txSavepoints = ss.txSavepoints[:i+1]
+			if i < len(ss.txSavepointAt) {
+				cut = ss.txSavepointAt[i] + 1
+				ss.txSavepointAt = ss.txSavepointAt[:i+1]
+			}
 		}
 	}
 	var first error
@@ -370,7 +406,9 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	if first != nil {
 		return first
 	}
-	ss.txReplay = append(ss.txReplay, sql)
+	if cut >= 0 && cut <= len(ss.txReplay) {
+		ss.txReplay = ss.txReplay[:cut]
+	}
 	switch st.Kind {
 	case router.Release:
 		ss.releaseSavepointLocks(len(ss.txSavepoints), false)

@@ -1,9 +1,8 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -60,9 +59,10 @@ type portal struct {
 	// when it was read ahead (the statement writes, or the session needed its connections
 	// before the client had fetched everything); err is the statement's error, to report
 	// once pending is served.
-	pending []byte
+	pending *spool
 	err     error
 	started bool
+	cost    int64 // counted against max-prepared-memory
 }
 
 // describeKey identifies a statement description in the session's cache.
@@ -96,7 +96,15 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	if ss.extSkip {
 		return true // an error occurred: everything up to Sync is discarded
 	}
-	ss.settleFor(typ, body)
+	if err := ss.settleFor(typ, body); err != nil {
+		ss.sendError(err)
+		ss.flush()
+		ss.extSkip = true
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return true
+	}
 	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
 	// Any other error is the statement's, answered with an ErrorResponse (a backend
 	// connection lost while the statement ran is not a protocol violation of the client).
@@ -167,9 +175,8 @@ func (ss *session) sync(ctx context.Context) {
 	if ss.tx == 'I' {
 		// The implicit transaction ends: so do its portals.
 		ss.settle(false)
-		delete(ss.portals, "")
 		for name := range ss.portals {
-			delete(ss.portals, name)
+			ss.dropPortal(name)
 		}
 	}
 	ss.undoFailed(ctx)
@@ -191,7 +198,12 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
-	ss.stmts[m.Name] = ps
+	if err := ss.putStmt(m.Name, ps); err != nil {
+		return err
+	}
+	if ps.batch != nil {
+		ss.escapeWarnings(ps.batch, ps.in)
+	}
 	ss.w.Raw('1', nil)
 	return nil
 }
@@ -224,6 +236,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	}
 	snap := ss.srv.cache.Load()
 	sess := ss.routerSession(ctx, snap)
+	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
 	if len(batch.Stmts) != 1 {
 		return
@@ -255,6 +268,13 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	if n := len(m.ResultFormatCodes); n > 1 && n != len(ps.fields) {
 		return pgerr.New(pgerr.ProtocolViolation, "bind message has %d result formats but query has %d columns", n, len(ps.fields))
 	}
+	if m.DestinationPortal == "" {
+		ss.dropPortal("") // replaced
+	}
+	cost := portalCost(m.Parameters)
+	if err := ss.preparedBound(cost); err != nil {
+		return err
+	}
 	values := make([][]byte, len(m.Parameters))
 	for i, v := range m.Parameters {
 		if v != nil {
@@ -265,7 +285,9 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 		name: m.DestinationPortal, stmt: ps,
 		prm:     &params{values: values, formats: append([]int16(nil), m.ParameterFormatCodes...), oids: ps.params, worker: ps.workerParams},
 		results: append([]int16(nil), m.ResultFormatCodes...),
+		cost:    cost,
 	}
+	ss.preparedBytes += cost
 	ss.w.Raw('2', nil)
 	return nil
 }
@@ -330,8 +352,9 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	}
 	key := describeKey(ps.sql, ps.oids)
 	if ps.sess != nil {
-		// The same text may name other relations under another search_path.
-		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey
+		// The same text may name other relations under another search_path, and be
+		// other statements under another standard_conforming_strings.
+		key += "\x00" + ps.sess.SearchPath + "\x00" + ps.sess.NamesKey + "\x00" + string(rune('0'+ps.sess.Lex))
 	}
 	if d, ok := ss.descCache[key]; ok {
 		ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
@@ -376,7 +399,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	if d.worker, err = ss.workerOIDs(ctx, d.params); err != nil {
 		return err
 	}
-	ss.descCache[key] = d
+	ss.cacheDescription(key, d)
 	ps.params, ps.fields, ps.workerParams, ps.described = d.params, d.fields, d.worker, true
 	return nil
 }
@@ -400,9 +423,9 @@ func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, err
 		return nil, err
 	}
 	rows, err := c.ExecRows(ctx, `WITH RECURSIVE chain(start, oid, depth) AS (
-			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid IN (`+strings.Join(user, ", ")+`)
+			SELECT t.oid, t.oid, 0 FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) ANY ('{`+strings.Join(user, ", ")+`}'::pg_catalog.oid[])
 			UNION ALL
-			SELECT ch.start, t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd')
+			SELECT ch.start, t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd')
 		SELECT DISTINCT ON (start) start, oid FROM chain ORDER BY start, depth DESC`)
 	if err != nil {
 		return nil, err
@@ -505,6 +528,8 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if pt == nil {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
 	}
+	ss.activePortal = pt
+	defer func() { ss.activePortal = nil }()
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {
@@ -549,37 +574,48 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if streamable(ps.st) {
 		return ss.startSuspendable(ctx, snap, pt, maxRows)
 	}
-	// A write with a row limit: run it to completion into a buffer, and hand the rows
+	// A write with a row limit: run it to completion into a spool, and hand the rows
 	// out in parts (PortalSuspended between them).
-	var buf bytes.Buffer
+	sp := ss.newSpool()
+	// What the write answers was set aside within the session's temp-file-limit while
+	// its placements answered (applyWrites); once it is done, its rows must be kept.
+	sp.limit = -1
 	saved := ss.w
-	ss.w = pgwire.NewWriter(&buf)
-	ss.w.AutoFlush = 0
+	ss.w = pgwire.NewWriter(sp)
 	err := ss.exec(ctx, snap, ps.st, ps.in, pt.prm)
 	ss.endStatement()
 	ss.w.Flush()
 	ss.w = saved
+	if err == nil {
+		err = sp.Err()
+	}
 	if err != nil {
+		sp.Close()
 		return err
 	}
-	pt.pending = buf.Bytes()
+	pt.pending = sp
 	return ss.serveChunk(pt, maxRows)
 }
 
-// serveChunk sends up to maxRows rows of a buffered result, then PortalSuspended, or the
+// serveChunk sends up to maxRows rows of a result set aside, then PortalSuspended, or the
 // rest and its CommandComplete (or the statement's error).
 func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
-	frames := pt.pending
+	sp := pt.pending
 	var rows uint32
-	for len(frames) >= 5 {
-		n := int(binary.BigEndian.Uint32(frames[1:5]))
-		t, body := frames[0], frames[5:1+n]
+	for {
+		t, body, err := sp.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			ss.dropPortal(pt.name)
+			return err
+		}
 		if t == 'D' && maxRows > 0 && rows == maxRows {
-			pt.pending = frames
+			sp.Unread(t, body)
 			ss.w.Raw('s', nil)
 			return nil
 		}
-		frames = frames[1+n:]
 		switch t {
 		case 'D':
 			rows++
@@ -597,6 +633,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 			ss.w.Raw(t, body)
 		}
 	}
+	sp.Close()
 	pt.pending = nil
 	err := pt.err
 	pt.err = nil
@@ -607,12 +644,12 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 func (ss *session) closeObject(m *pgproto3.Close) error {
 	switch m.ObjectType {
 	case 'S':
-		delete(ss.stmts, m.Name)
+		ss.dropStmt(m.Name)
 	case 'P':
 		if s := ss.suspended; s != nil && s.pt.name == m.Name {
 			ss.settle(false)
 		}
-		delete(ss.portals, m.Name)
+		ss.dropPortal(m.Name)
 	default:
 		return pgerr.New(pgerr.ProtocolViolation, "invalid CLOSE message subtype %d", m.ObjectType)
 	}
@@ -663,7 +700,9 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	if err := ss.describeStatement(ctx, ps); err != nil {
 		return err
 	}
-	ss.stmts[st.Name] = ps
+	if err := ss.putStmt(st.Name, ps); err != nil {
+		return err
+	}
 	ss.commandComplete("PREPARE")
 	return nil
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/ddl"
 	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"
@@ -61,10 +63,11 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
-	rows, desc, err := collectRows(ctx, c)
-	if err == nil && len(rows) > 0 && len(rows[0]) < len(desc.Fields) {
-		err = pgerr.New(pgerr.InternalError, "short row from the argument query")
-	}
+	// The rows are set aside first (the calls need the connection): in memory up to
+	// work-mem, beyond in a temporary file.
+	rows := ss.newSpool()
+	defer rows.Close()
+	desc, nrows, err := spoolRows(ctx, c, rows)
 	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
@@ -85,7 +88,21 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if !ss.call.extended {
 		ss.w.Msg(out)
 	}
-	for _, row := range rows {
+	for {
+		_, b, err := rows.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		row, err := backend.RowValues(b)
+		if err != nil {
+			return err
+		}
+		if len(row) < len(desc.Fields) {
+			return pgerr.New(pgerr.InternalError, "short row from the argument query")
+		}
 		dr := &pgproto3.DataRow{}
 		for _, col := range st.Columns {
 			if col.Call < 0 {
@@ -100,7 +117,7 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 		}
 		ss.w.Msg(dr)
 	}
-	ss.commandComplete("SELECT " + strconv.Itoa(len(rows)))
+	ss.commandComplete("SELECT " + strconv.Itoa(nrows))
 	return nil
 }
 
@@ -277,6 +294,8 @@ type relInfo struct {
 	schema, name string
 	owner        string // the owning role's name
 	owned        bool   // the current role is a superuser or has the owner's privileges
+	temp         bool   // a temporary table
+	partitionOf  string // the parent of a partition, else ""
 }
 
 // relationInfo resolves a table name as the session would (search_path) on the
@@ -289,7 +308,10 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	// pg_has_role(owner, 'USAGE') is PostgreSQL's ownership test (has_privs_of_role:
 	// the owner itself, a role that inherits its privileges, or a superuser).
 	rows, err := c.QueryParams(ctx, `SELECT c.oid, c.relkind, n.nspname, c.relname,
-			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE')
+			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+			c.relpersistence OPERATOR(pg_catalog.=) 't',
+			(SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_inherits i
+			 WHERE c.relispartition AND i.inhrelid OPERATOR(pg_catalog.=) c.oid)
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 		WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass`, [][]byte{[]byte(name)}, nil)
 	if err != nil {
@@ -300,7 +322,8 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	}
 	o, _ := strconv.ParseUint(string(rows[0][0]), 10, 32)
 	return relInfo{oid: uint32(o), kind: rows[0][1][0], schema: string(rows[0][2]), name: string(rows[0][3]),
-		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t"}, nil
+		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t", temp: string(rows[0][6]) == "t",
+		partitionOf: string(rows[0][7])}, nil
 }
 
 // notOwner is PostgreSQL's refusal of a command on a table the current role does not own.
@@ -322,6 +345,14 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	}
 	if !r.owned {
 		return notOwner(rel)
+	}
+	// Neither can have shards (their definition is refused when the shards are created),
+	// and a temporary table's metadata would outlive it: no event trigger sees it go.
+	if r.temp {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute a temporary table")
+	}
+	if r.partitionOf != "" {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute relation %q: it is a partition of %s", rel, r.partitionOf)
 	}
 	if len(column) >= 64 {
 		return pgerr.New(pgerr.NameTooLong, "column name too long")
@@ -348,26 +379,26 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	// preferred type.
 	rows, err := c.QueryParams(ctx, `WITH RECURSIVE col AS (
 			SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
-			WHERE a.attrelid = $1 AND a.attname = $2 AND NOT a.attisdropped),
+			WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND NOT a.attisdropped),
 		chain(oid, depth) AS (
 			SELECT atttypid, 0 FROM col
 			UNION ALL
-			SELECT t.typbasetype, ch.depth + 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid = ch.oid WHERE t.typtype = 'd'),
+			SELECT t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd'),
 		base AS (SELECT oid FROM chain ORDER BY depth DESC LIMIT 1),
 		cands AS (
-			SELECT o.opcintype = base.oid AS exact, it.typispreferred AS preferred
+			SELECT o.opcintype OPERATOR(pg_catalog.=) base.oid AS exact, it.typispreferred AS preferred
 			FROM base, pg_catalog.pg_opclass o
-			JOIN pg_catalog.pg_am am ON am.oid = o.opcmethod
-			JOIN pg_catalog.pg_type it ON it.oid = o.opcintype
-			WHERE am.amname = 'hash' AND o.opcdefault
-			  AND (o.opcintype = base.oid OR EXISTS (
+			JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) o.opcmethod
+			JOIN pg_catalog.pg_type it ON it.oid OPERATOR(pg_catalog.=) o.opcintype
+			WHERE am.amname OPERATOR(pg_catalog.=) 'hash' AND o.opcdefault
+			  AND (o.opcintype OPERATOR(pg_catalog.=) base.oid OR EXISTS (
 			        SELECT 1 FROM pg_catalog.pg_cast pc
-			        WHERE pc.castsource = base.oid AND pc.casttarget = o.opcintype AND pc.castmethod = 'b')))
+			        WHERE pc.castsource OPERATOR(pg_catalog.=) base.oid AND pc.casttarget OPERATOR(pg_catalog.=) o.opcintype AND pc.castmethod OPERATOR(pg_catalog.=) 'b')))
 		SELECT col.attnum, base.oid, pg_catalog.format_type(col.atttypid, NULL),
-			(SELECT count(*) FILTER (WHERE exact) = 1
-			     OR (count(*) FILTER (WHERE exact) = 0
-			         AND (count(*) FILTER (WHERE preferred) = 1
-			              OR (count(*) FILTER (WHERE preferred) = 0 AND count(*) = 1))) FROM cands)
+			(SELECT pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 1
+			     OR (pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 0
+			         AND (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 1
+			              OR (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 0 AND pg_catalog.count(*) OPERATOR(pg_catalog.=) 1))) FROM cands)
 		FROM col, base`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(column)}, nil)
 	if err != nil {
@@ -401,13 +432,13 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	// Each shard enforces its own unique and exclusion constraints: one without the
 	// partition column could be violated by rows on two shards, unnoticed.
 	rows, err = c.QueryParams(ctx, `SELECT ic.relname FROM pg_catalog.pg_index i
-		JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
-		LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype = 'x'
-		WHERE i.indrelid = $1 AND (i.indisunique OR i.indisexclusion)
+		JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+		LEFT JOIN pg_catalog.pg_constraint con ON con.conindid OPERATOR(pg_catalog.=) i.indexrelid AND con.conrelid OPERATOR(pg_catalog.=) i.indrelid AND con.contype OPERATOR(pg_catalog.=) 'x'
+		WHERE i.indrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND (i.indisunique OR i.indisexclusion)
 		  AND NOT EXISTS (
 		    SELECT 1 FROM pg_catalog.generate_subscripts(i.indkey, 1) s(p)
-		    WHERE s.p < i.indnkeyatts AND i.indkey[s.p] = $2
-		      AND (NOT i.indisexclusion OR (SELECT o.oprname FROM pg_catalog.pg_operator o WHERE o.oid = con.conexclop[s.p + 1]) = '='))
+		    WHERE s.p OPERATOR(pg_catalog.<) i.indnkeyatts AND i.indkey[s.p] OPERATOR(pg_catalog.=) $2::pg_catalog.int2
+		      AND (NOT i.indisexclusion OR (SELECT o.oprname FROM pg_catalog.pg_operator o WHERE o.oid OPERATOR(pg_catalog.=) con.conexclop[s.p OPERATOR(pg_catalog.+) 1]) OPERATOR(pg_catalog.=) '='))
 		ORDER BY 1 LIMIT 1`,
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))}, nil)
 	if err != nil {
@@ -442,7 +473,8 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
 		case errors.Is(err, store.ErrNotEmpty):
 			return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
-				WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
+				WithDetail("Its files hold pages: rows, or rows deleted and not yet vacuumed.").
+				WithHint("Distribute the table while it is empty (TRUNCATE it first), then load its rows through pgshard.")
 		}
 		return err
 	}
@@ -474,6 +506,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 		return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q has already had shards created for it", rel)
 	case shardCount <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "shard_count must be positive")
+	case shardCount > maxShardCount:
+		// The ranges are allocated at once, and each shard is a table on every replica.
+		return pgerr.New(pgerr.InvalidParameterValue, "shard_count (%d) exceeds the maximum of %d", shardCount, maxShardCount)
 	case rf <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "replication_factor must be positive")
 	case rf > len(snap.Nodes):
@@ -508,6 +543,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	if err != nil || !ok {
 		ss.dropShardTables(ctx, def, r.owner, created)
 	}
+	if errors.Is(err, store.ErrCreatingShards) {
+		return pgerr.New(pgerr.LockNotAvailable, "the shards of table %q are being created by another session", rel)
+	}
 	if err != nil {
 		return err
 	}
@@ -517,6 +555,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	_, err = ss.srv.store.Reload(ctx, ss.srv.cache)
 	return err
 }
+
+// maxShardCount bounds master_create_worker_shards's shard_count (Citus's limit).
+const maxShardCount = 64000
 
 // createdShard is a shard table created on a node.
 type createdShard struct {
@@ -630,7 +671,11 @@ func countPending(work map[metadata.Node][]int, i int) int {
 // as the session's user; with role set, as that role (SET LOCAL ROLE: the session's user
 // must be a member of it on the worker, as on the coordinator).
 func (ss *session) runOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
-	conn, err := pgconn.ConnectConfig(ctx, ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user)))
+	cfg := ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user))
+	// The statements are pgshard's, every name in them qualified: nothing on the role's
+	// search_path may stand in for pg_catalog's.
+	cfg.RuntimeParams["search_path"] = store.SearchPath
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
 	}

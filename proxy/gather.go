@@ -140,15 +140,15 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 		if i > 0 {
 			setup.WriteString(", ")
 		}
-		setup.WriteString("(SELECT coalesce(pg_catalog.bool_and(NOT (t.typtype = 'c' OR t.typelem >= 16384 AND t.typlen = -1)), true) " +
-			"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = '" + name +
-			"'::pg_catalog.regclass AND a.attnum > 0)")
+		setup.WriteString("(SELECT coalesce(pg_catalog.bool_and(NOT (t.typtype OPERATOR(pg_catalog.=) 'c' OR t.typelem OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid AND t.typlen OPERATOR(pg_catalog.=) -1)), true) " +
+			"FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid WHERE a.attrelid OPERATOR(pg_catalog.=) '" + name +
+			"'::pg_catalog.regclass AND a.attnum OPERATOR(pg_catalog.>) 0)")
 	}
-	setup.WriteString("]::text; ")
+	setup.WriteString("]::pg_catalog.text; ")
 	needTypes := hasSeg(m.Final, router.SegType)
 	if needTypes {
-		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid = '" +
-			g.names[0] + "'::pg_catalog.regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum")
+		setup.WriteString("SELECT pg_catalog.format_type(atttypid, atttypmod) FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) '" +
+			g.names[0] + "'::pg_catalog.regclass AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped ORDER BY attnum")
 	}
 	rows, err := c.ExecRows(ctx, setup.String())
 	if err != nil {

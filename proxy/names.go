@@ -70,7 +70,7 @@ func (nc *namesCache) put(key string, st *namesState) {
 // routerSession is what the router needs to know of the session to plan a statement
 // against snap.
 func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *router.Session {
-	rs := &router.Session{User: ss.user, SearchPath: ss.settings.searchPath()}
+	rs := &router.Session{User: ss.user, SearchPath: ss.settings.searchPath(), Lex: ss.lexMode()}
 	if !snap.HasTables() {
 		return rs
 	}
@@ -176,8 +176,8 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 		q.WriteString(router.QuoteLiteral(t.Name))
 	}
 	q.WriteString(`]::pg_catalog.text[]) r(name)
-		JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(r.name))
-		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace`)
+		JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.name))
+		JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace`)
 	ss.startRunning(c)
 	rows, err := c.ExecRows(ctx, q.String())
 	ss.stopRunning(c)

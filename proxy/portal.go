@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"io"
 	"iter"
 	"strconv"
 	"strings"
@@ -128,26 +129,36 @@ func (ss *session) resume(s *suspension, maxRows uint32) error {
 }
 
 // settle runs a suspended portal's statement to its end before the session does anything
-// else with its connections. If the portal stays (keep), the rest of its result is kept
-// for its next Executes, as if it had been read whole at the start; otherwise it is
-// discarded, and a read-only statement outside a transaction block is cut off at once.
-func (ss *session) settle(keep bool) {
+// else with its connections. If the portal stays (keep), the rest of its result is set
+// aside for its next Executes, as if it had been read whole at the start: in memory up to
+// work-mem, beyond in a temporary file (spool), up to the session's temp-file-limit.
+// Otherwise it is discarded, and a read-only statement outside a transaction block is cut
+// off at once. The error is the limit's: the statement was cut off, the portal is gone,
+// and the statement that needed the connections must fail.
+func (ss *session) settle(keep bool) error {
 	s := ss.suspended
 	if s == nil {
-		return
+		return nil
 	}
 	ss.suspended = nil
 	saved, savedCall, relayed := ss.w, ss.call, ss.relayedError
-	var buf bytes.Buffer
-	ss.w = pgwire.NewWriter(&buf)
-	ss.w.AutoFlush = 0
+	var sp *spool
+	if keep {
+		sp = ss.newSpool()
+		// When the spool fails (past the limit), cut the statement off: its connections
+		// are read no further.
+		sp.onFail = s.cancel
+		ss.w = pgwire.NewWriter(sp)
+	} else {
+		ss.w = pgwire.NewWriter(io.Discard)
+	}
 	ss.call = s.call
 	s.ending = true
 	if !keep && s.readOnly && ss.tx == 'I' {
 		s.cancel()
 	}
 	if keep {
-		// The rows go to the buffer as they come: no Tap, no yield.
+		// The rows go to the spool as they come: no Tap, no yield.
 		s.next()
 	} else {
 		s.stop()
@@ -155,36 +166,60 @@ func (ss *session) settle(keep bool) {
 	ss.w.Flush()
 	ss.w, ss.call, ss.relayedError = saved, savedCall, relayed
 	s.cancel()
-	if keep {
-		s.pt.pending, s.pt.err = buf.Bytes(), s.err
-		if s.pt.pending == nil {
-			s.pt.pending = []byte{}
+	if !keep {
+		return nil
+	}
+	if err := sp.Err(); err != nil {
+		sp.Close()
+		ss.dropPortal(s.pt.name)
+		return err
+	}
+	s.pt.pending, s.pt.err = sp, s.err
+	return nil
+}
+
+// dropBlockPortals removes the portals at the end of a transaction block, but the one
+// being executed.
+func (ss *session) dropBlockPortals() {
+	for name, pt := range ss.portals {
+		if pt != ss.activePortal {
+			ss.dropPortal(name)
 		}
+	}
+}
+
+// dropPortal removes a portal and what it set aside.
+func (ss *session) dropPortal(name string) {
+	if pt := ss.portals[name]; pt != nil {
+		pt.pending.Close()
+		pt.pending = nil
+		ss.preparedBytes -= pt.cost
+		delete(ss.portals, name)
 	}
 }
 
 // settleFor settles the suspended portal before a message that may use the session's
 // connections: anything but a Flush, a Sync, a Close, or an Execute of that portal.
-func (ss *session) settleFor(typ byte, body []byte) {
+func (ss *session) settleFor(typ byte, body []byte) error {
 	s := ss.suspended
 	if s == nil {
-		return
+		return nil
 	}
 	switch typ {
 	case 'H', 'S', 'C':
-		return // Close of the portal itself drops it (closeObject)
+		return nil // Close of the portal itself drops it (closeObject)
 	case 'E', 'B':
 		// The portal's name comes first in Execute, and the destination portal's first
 		// in Bind.
 		if i := bytes.IndexByte(body, 0); i >= 0 && string(body[:i]) == s.pt.name {
 			switch {
 			case typ == 'B' && s.pt.name == "":
-				ss.settle(false) // binding the unnamed portal again replaces it
+				return ss.settle(false) // binding the unnamed portal again replaces it
 			case typ == 'B':
-				ss.settle(true) // the Bind fails: the portal exists
+				return ss.settle(true) // the Bind fails: the portal exists
 			}
-			return
+			return nil
 		}
 	}
-	ss.settle(true)
+	return ss.settle(true)
 }

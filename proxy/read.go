@@ -415,9 +415,11 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 	switch v.Kind {
 	case router.ValLit:
 		s = in.Lit(v.Index)
-		if len(s) >= 2 && s[0] == '\'' && s[len(s)-1] == '\'' {
+		if tok := in.LitToken(v.Index); tok.Kind == sqllex.String {
 			// LIMIT '10': a string literal PostgreSQL coerces to bigint.
-			s = strings.TrimSpace(strings.ReplaceAll(s[1:len(s)-1], "''", "'"))
+			if v, ok := sqllex.StringValue(in.Text, tok); ok {
+				s = strings.TrimSpace(v)
+			}
 		}
 	case router.ValParam:
 		i := v.Index - 1

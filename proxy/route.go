@@ -365,10 +365,14 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 				from.WriteString(", ")
 			}
 			v := "v" + strconv.Itoa(i)
-			typ := "pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), -1)"
+			// The value's type, schema-qualified whatever the search_path (the literal
+			// goes to the workers, whose search_path may find another type first).
+			typ := "(SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.typname)" +
+				" FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace" +
+				" WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
 			if e.ColumnTypeName != "" {
 				// An anonymous record has no input function: it goes as the column's type.
-				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") = 'pg_catalog.record'::pg_catalog.regtype THEN " +
+				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") OPERATOR(pg_catalog.=) 'pg_catalog.record'::pg_catalog.regtype THEN " +
 					router.QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
 			}
 			if e.Unknown {
@@ -475,17 +479,18 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 // (separated by "|") when PostgreSQL has no assignment coercion between them (a
 // text value into an integer column: 42804, where an explicit cast would succeed).
 func keyEvalExpr(e router.Eval, v string) string {
-	src := "(SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.pg_typeof(" + v + "))"
-	dst := strconv.FormatUint(uint64(e.KeyType), 10)
+	src := "(SELECT CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
+	dst := strconv.FormatUint(uint64(e.KeyType), 10) + "::pg_catalog.oid"
 	if e.Unknown {
-		src = "705" // unknown
+		src = "705::pg_catalog.oid" // unknown
 	}
-	assignable := "(" + src + " IN (" + dst + ", 705) OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource = " + src +
-		" AND c.casttarget = " + dst + " AND c.castcontext IN ('a', 'i')) OR (SELECT typcategory = 'S' FROM pg_catalog.pg_type WHERE oid = " + dst + "))"
+	eq := " OPERATOR(pg_catalog.=) "
+	assignable := "(" + src + eq + dst + " OR " + src + eq + "705::pg_catalog.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource" + eq + src +
+		" AND c.casttarget" + eq + dst + " AND c.castcontext OPERATOR(pg_catalog.=) ANY ('{a,i}'::pg_catalog.\"char\"[])) OR (SELECT typcategory" + eq + "'S' FROM pg_catalog.pg_type WHERE oid" + eq + dst + "))"
 	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")
 	return "CASE WHEN " + v + " IS NULL THEN NULL WHEN " + assignable + " THEN " + canon +
-		" ELSE '-' || pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), NULL) || '|' || pg_catalog.format_type(" +
-		strconv.FormatUint(uint64(e.ColumnType), 10) + ", NULL) END"
+		" ELSE '-' OPERATOR(pg_catalog.||) pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), NULL) OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) pg_catalog.format_type(" +
+		strconv.FormatUint(uint64(e.ColumnType), 10) + "::pg_catalog.oid, NULL) END"
 }
 
 // literals returns the evaluated values as SQL text for template holes.

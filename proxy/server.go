@@ -47,6 +47,20 @@ type Config struct {
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
 	// also ends at 8 MiB of values).
 	BatchRows int
+	// WorkMem is how many bytes of a result the proxy must set aside (the rest of a
+	// suspended portal when the session needs its connections, a write's RETURNING rows
+	// fetched in parts) a session keeps in memory; the rest goes to a temporary file
+	// (default 4 MiB, PostgreSQL's work_mem).
+	WorkMem int
+	// TempFileLimit bounds the temporary files of one session in bytes (default 1 GiB;
+	// negative: no limit). Beyond it the statement fails with 53400.
+	TempFileLimit int64
+	// TempDir is where temporary files go (default os.TempDir()).
+	TempDir string
+	// MaxPreparedMemory bounds the estimated memory of one session's prepared
+	// statements (default 256 MiB; negative: no limit). Past it Parse and PREPARE fail
+	// with 54000.
+	MaxPreparedMemory int64
 	// MaxClientConn bounds the client connections open at once, logged in or not
 	// (PgBouncer's max_client_conn; default 1000); one more is refused with PostgreSQL's
 	// "sorry, too many clients already" (53300). A superuser still has
@@ -159,6 +173,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
 	leaseCfg := pcfg.Copy()
 	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
+	leaseCfg.RuntimeParams["search_path"] = store.SearchPath
 	s.leases = newLeases(leaseCfg, cfg.Logger)
 	s.repair = &repair.Repairer{
 		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,

@@ -41,8 +41,14 @@ type session struct {
 	// settingsDirty is set when a statement may have changed session settings; they are
 	// read back from the coordinator before the next worker connection is used.
 	settingsDirty bool
-	// params are the ParameterStatus values the client has been told.
-	params map[string]string
+	// settingsErr is set while the session's settings are too large to apply to worker
+	// connections (bounds.go).
+	settingsErr error
+	// params are the ParameterStatus values the client has been told; reportedConn
+	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
+	params       map[string]string
+	reportedConn *backend.Conn
+	reportedSeq  uint64
 	// names is where the names of distributed tables resolve in this session (names.go);
 	// namesDirty is set when the session's settings may have changed that; txNames when
 	// the block ran a statement that may have created, dropped or renamed relations.
@@ -57,8 +63,10 @@ type session struct {
 	// txReplay are the statements that bring a backend joining the block mid-way to the
 	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
 	txReplay []string
-	// txSavepoints are the block's savepoints, innermost last.
-	txSavepoints []string
+	// txSavepoints are the block's savepoints, innermost last; txSavepointAt their
+	// SAVEPOINT statements' places in txReplay.
+	txSavepoints  []string
+	txSavepointAt []int
 	// coord is the session's coordinator connection, taken on first use and kept.
 	coord *puddle.Resource[*backend.Conn]
 	// coordInTx is set when the coordinator connection has joined the block.
@@ -121,6 +129,13 @@ type session struct {
 	// the client's next Execute (see suspension).
 	suspended *suspension
 	descCache map[string]description
+	// tempBytes are the bytes in the session's temporary result files (spool);
+	// preparedBytes the estimated memory of its prepared statements (bounds.go).
+	tempBytes     int64
+	preparedBytes int64
+
+	// activePortal is the portal an Execute is running.
+	activePortal *portal
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
@@ -226,8 +241,10 @@ func (ss *session) loop(ctx context.Context) {
 				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid string in message"))
 				return
 			}
-			ss.settle(true)
-			if strings.IndexByte(q, 0) >= 0 {
+			if err := ss.settle(true); err != nil {
+				ss.statementFailed(err)
+				ss.readyForQuery()
+			} else if strings.IndexByte(q, 0) >= 0 {
 				// PostgreSQL reads the query up to its first NUL and then finds the
 				// message longer than that: an error, and nothing of it runs. (The
 				// parser would stop at the NUL, the backends not: the text after it
@@ -396,6 +413,9 @@ func (ss *session) cleanup() {
 		s.cancel() // the client is gone: cut the statement off
 		ss.settle(false)
 	}
+	for name := range ss.portals {
+		ss.dropPortal(name)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ss.endTx(ctx, false)
@@ -417,6 +437,7 @@ func (ss *session) cleanup() {
 func (ss *session) readyForQuery() {
 	ss.releaseFailedLocks()
 	ss.waitingClient = true
+	ss.reportParams()
 	ss.w.Raw('Z', []byte{ss.tx})
 	ss.flush()
 }
@@ -742,6 +763,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	}
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
+	ss.txSavepointAt = nil
 	ss.coordInTx = false
 	ss.failedUndone = false
 	ss.tx = 'I'

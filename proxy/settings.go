@@ -96,6 +96,9 @@ func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker
 	if ss.settingsDirty && ss.tx == 'I' && ss.coord != nil && c != ss.coord.Value() {
 		ss.refreshSettings(ctx)
 	}
+	if ss.settingsErr != nil && (ss.coord == nil || c != ss.coord.Value()) {
+		return ss.settingsErr
+	}
 	if c.Settings == ss.settings.key {
 		return nil
 	}
@@ -127,18 +130,34 @@ func (ss *session) refreshSettings(ctx context.Context) {
 	c := ss.coord.Value()
 	// role and session_authorization are not listed in pg_settings.
 	rows, err := c.ExecRows(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
-		WHERE source = 'session' AND name NOT LIKE 'transaction\_%' AND name <> 'application_name'
-		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') <> 'none'
+		WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.!~~) 'transaction\_%' AND name OPERATOR(pg_catalog.<>) 'application_name'
+		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'
 		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
-			WHERE pg_catalog.current_setting('session_authorization') <> `+router.QuoteLiteral(ss.user))
+			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(ss.user))
 	if err != nil {
 		ss.log.Warn("could not read session settings", "err", err)
 		ss.settingsDirty = true
 		return
 	}
 	values := map[string]string{}
+	size := 0
 	for _, r := range rows {
 		values[strings.ToLower(string(r[0]))] = string(r[1])
+		size += len(r[0]) + len(r[1])
+	}
+	ss.settingsErr = nil
+	if size > maxSessionSettings {
+		// Every worker connection the session uses would get them: the session uses
+		// none until they are reset. The proxy keeps only what routing needs.
+		ss.settingsErr = settingsTooLarge()
+		ss.settingsDirty = true // read again after the next SET or RESET
+		kept := map[string]string{}
+		for _, n := range []string{"search_path", "role", "session_authorization"} {
+			if v, ok := values[n]; ok {
+				kept[n] = v
+			}
+		}
+		values = kept
 	}
 	ss.settings = newSettings(values)
 	c.Settings = ss.settings.key

@@ -58,6 +58,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			ss.namesChanged(temp)
 		}
 	default:
+		ss.escapeWarnings(batch, in)
 		reported := false
 		run := func() error {
 			stmts := batch.Stmts
@@ -73,7 +74,12 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 					// resolve: the rest is planned again, as PostgreSQL analyses each
 					// statement of a string when it comes to run.
 					snap = ss.srv.cache.Load()
+					// The string is read as it was at first, as PostgreSQL reads a
+					// whole query string before running any of it (a SET of
+					// standard_conforming_strings in it changes nothing of it).
+					lex := sess.Lex
 					sess = ss.routerSession(ctx, snap)
+					sess.Lex = lex
 					var b *router.Batch
 					b, in = ss.srv.router.Plan(q, snap, sess)
 					if len(b.Stmts) != len(stmts) {

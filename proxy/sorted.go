@@ -5,6 +5,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/binary"
+	"io"
 	"math"
 	"strconv"
 
@@ -31,7 +32,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 	}
 	// buffered: shards share a connection of the transaction block and the merge has no
 	// gather to fall back to (rows locked FOR UPDATE/SHARE): each shard's rows are read
-	// in turn into memory, then merged.
+	// in turn and set aside (spool: memory, then a temporary file), then merged.
 	buffered := false
 	if ss.tx != 'I' {
 		// Fix each shard's placement now: which one a shard reads from depends on the
@@ -118,14 +119,22 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 			}
 		}
 		if buffered {
-			var rows [][]byte
+			// Set aside: in memory up to a share of work-mem, beyond in a temporary file.
+			sp := ss.newSpool()
+			sp.memMax = max(64<<10, ss.srv.workMem()/len(reads))
+			defer sp.Close()
 			for !cur.done {
-				rows = append(rows, bytes.Clone(cur.row))
+				if err := sp.WriteFrame('D', cur.row); err != nil {
+					if ss.tx == 'T' {
+						ss.tx = 'E'
+					}
+					return err
+				}
 				if _, err := ss.advance(ctx, cur); err != nil {
 					return err
 				}
 			}
-			cur.buf, cur.buffered, cur.done = rows, true, false
+			cur.buf, cur.buffered, cur.done = sp, true, false
 			if _, err := ss.advance(ctx, cur); err != nil {
 				return err
 			}
@@ -185,7 +194,7 @@ type cursor struct {
 	done       bool
 	// buffered cursors read their rows from buf, not from the connection.
 	buffered bool
-	buf      [][]byte
+	buf      *spool
 }
 
 // advance reads the stream's next row. It returns the RowDescription when that comes
@@ -193,12 +202,14 @@ type cursor struct {
 func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescription, error) {
 	cur.row = nil
 	if cur.buffered {
-		if len(cur.buf) == 0 {
+		_, b, err := cur.buf.Next()
+		if err == io.EOF {
 			cur.done = true
 			return nil, nil
 		}
-		b := cur.buf[0]
-		cur.buf = cur.buf[1:]
+		if err != nil {
+			return nil, err
+		}
 		return nil, cur.parse(b)
 	}
 	c := cur.r.wc.conn()

@@ -211,10 +211,6 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database \"%s\" does not exist", db))
 		return false
 	}
-	reported := map[string]string{}
-	for k, v := range c.Params {
-		reported[k] = v
-	}
 	ss.settings = newSettings(values)
 	ss.startupValues = values
 	var names []string
@@ -223,14 +219,26 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			names = append(names, canon)
 		}
 	}
+	// Also without settings of its own: a pooled connection may hold another session's
+	// (and then reports them).
+	if err := ss.applySettings(ctx, c); err != nil {
+		backend.Release(res)
+		e := pgerr.From(err)
+		e.Severity = "FATAL"
+		ss.sendFatal(e)
+		return false
+	}
+	reported := map[string]string{}
+	for k, v := range c.Params {
+		reported[k] = v
+	}
+	if _, ok := values["standard_conforming_strings"]; !ok && reported["standard_conforming_strings"] == "off" {
+		// Off by the role's or the database's default: every connection of the session
+		// gets it, so that each reads the session's statements as the first one did.
+		values["standard_conforming_strings"] = "off"
+		ss.settings = newSettings(values)
+	}
 	if len(values) > 0 {
-		if err := ss.applySettings(ctx, c); err != nil {
-			backend.Release(res)
-			e := pgerr.From(err)
-			e.Severity = "FATAL"
-			ss.sendFatal(e)
-			return false
-		}
 		if len(names) > 0 {
 			sort.Strings(names)
 			q := "SELECT "

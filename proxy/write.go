@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -230,7 +229,11 @@ type placementWrite struct {
 	pgErr      *pgerr.Error // the placement answered with an error
 	commitErr  error        // the COMMIT of the statement's own transaction failed
 	tag        string
-	frames     []byte // RowDescription, DataRow and NoticeResponse frames, to forward
+	// out holds the RowDescription, DataRow and NoticeResponse frames to forward (in
+	// memory up to a share of work-mem, beyond in a temporary file); rows are the
+	// offsets of its DataRows.
+	out  *spool
+	rows []int64
 }
 
 // runWrites applies write tasks to every finalized placement of their shards. A placement
@@ -286,11 +289,15 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		for _, task := range tasks {
 			n += len(task.shard.Finalized())
 		}
-		implicit = n > 1
+		// A write with RETURNING runs in a transaction of its own even on one placement:
+		// its rows are set aside until it ends (spool), and when they exceed the
+		// session's temp-file-limit the write must be undone, as in PostgreSQL.
+		implicit = n > 1 || st.Returning
 	}
 	var writes []*placementWrite
 	defer func() {
 		for _, w := range writes {
+			w.out.Close()
 			if w.wc.res != nil {
 				ss.stopRunning(w.wc.conn())
 				if w.wc.conn().Busy() {
@@ -344,10 +351,36 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
 	}
+	// What the placements answer is set aside until every one has: each keeps a share
+	// of work-mem in memory.
+	memShare := max(64<<10, ss.srv.workMem()/len(writes))
+	var spoolErr error
 	for _, w := range writes {
+		w.out = ss.newSpool()
+		w.out.memMax = memShare
 		if w.err == nil && w.wc.res != nil {
 			ss.collectWrite(ctx, w, implicit)
 		}
+		if err := w.out.Err(); err != nil && spoolErr == nil {
+			spoolErr = err
+		}
+	}
+	if spoolErr != nil && !implicit && ss.tx == 'I' {
+		// Only notices (no RETURNING) of a write already committed on its one placement:
+		// the ones past the limit are dropped, not the write.
+		ss.sendNotice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
+		spoolErr = nil
+	}
+	if spoolErr != nil {
+		// The answers did not fit in the session's temporary files: the statement
+		// fails, and is undone (the implicit transaction rolls back, a block is failed).
+		if implicit {
+			ss.finishImplicit(ctx, writes, false)
+		}
+		if ss.tx == 'T' {
+			ss.tx = 'E'
+		}
+		return 0, spoolErr
 	}
 	if ss.tx == 'T' {
 		for _, w := range writes {
@@ -371,7 +404,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		byTask[w.task] = append(byTask[w.task], w)
 	}
 	var failErr error
-	var failNotices []byte
+	var failNotices *spool
 	for ti, ws := range byTask {
 		outs := make([]writeOutcome, len(ws))
 		for i, w := range ws {
@@ -390,7 +423,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 				failErr = taskError(d.err, ss.shardRef(tasks[ti].shard.ID), ws)
 				for _, w := range ws {
 					if w.pgErr != nil && w.pgErr == d.err {
-						failNotices = w.frames
+						failNotices = w.out
 					}
 				}
 			}
@@ -445,7 +478,9 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 	for _, w := range chosen {
 		n += tagCount(w.tag)
 	}
-	forwardReturning(ss, tasks, chosen, sentDesc)
+	if err := forwardReturning(ss, tasks, chosen, sentDesc); err != nil {
+		return 0, err
+	}
 	return n, nil
 }
 
@@ -453,43 +488,59 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 // notices, and the RETURNING rows. An INSERT's rows go back in the order of its VALUES
 // (or of its SELECT), as from one table, when every shard returned one row per row it
 // was sent; otherwise (ON CONFLICT DO NOTHING skipped some) shard by shard.
-func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, sentDesc *bool) {
-	var dataRows [][][]byte // per task, the DataRow bodies
+func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, sentDesc *bool) error {
 	total, inOrder := 0, true
 	for ti, w := range chosen {
-		var rows [][]byte
-		frames := w.frames
-		for len(frames) >= 5 {
-			n := int(binary.BigEndian.Uint32(frames[1:5]))
-			t, body := frames[0], frames[5:1+n]
-			if t == 'D' {
-				rows = append(rows, body)
-			} else {
-				forwardFrames(ss, frames[:1+n], sentDesc)
-			}
-			frames = frames[1+n:]
-		}
-		dataRows = append(dataRows, rows)
 		total += len(tasks[ti].rows)
-		inOrder = inOrder && tasks[ti].rows != nil && len(rows) == len(tasks[ti].rows)
+		inOrder = inOrder && tasks[ti].rows != nil && len(w.rows) == len(tasks[ti].rows)
+	}
+	// The RowDescription and the notices first, then the rows.
+	for _, w := range chosen {
+		if err := w.out.each(func(t byte, body []byte) {
+			if t != 'D' {
+				forwardFrame(ss, t, body, sentDesc)
+			}
+		}); err != nil {
+			return err
+		}
 	}
 	if inOrder && len(chosen) > 1 {
 		// The positions of all tasks together are 0 .. total-1, each once.
-		ordered := make([][]byte, total)
-		for ti, rows := range dataRows {
-			for k, body := range rows {
+		type at struct{ w, k int }
+		ordered := make([]at, total)
+		for i := range ordered {
+			ordered[i].w = -1
+		}
+		for ti, w := range chosen {
+			for k := range w.rows {
 				if i := tasks[ti].rows[k]; i < total {
-					ordered[i] = body
+					ordered[i] = at{ti, k}
 				}
 			}
 		}
-		dataRows = [][][]byte{ordered}
-	}
-	for _, rows := range dataRows {
-		for _, body := range rows {
+		for _, a := range ordered {
+			if a.w < 0 {
+				continue
+			}
+			w := chosen[a.w]
+			_, body, err := w.out.FrameAt(w.rows[a.k])
+			if err != nil {
+				return err
+			}
 			ss.w.Raw('D', body)
 		}
+		return nil
 	}
+	for _, w := range chosen {
+		if err := w.out.each(func(t byte, body []byte) {
+			if t == 'D' {
+				ss.w.Raw('D', body)
+			}
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // outcome is what the placement did with the statement.
@@ -619,9 +670,12 @@ func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit
 			}
 			return
 		case 'T', 'D', 'N':
-			w.frames = append(w.frames, t, 0, 0, 0, 0)
-			binary.BigEndian.PutUint32(w.frames[len(w.frames)-4:], uint32(len(b)+4))
-			w.frames = append(w.frames, b...)
+			// Past the session's temp-file-limit the rest is read and dropped (the
+			// connection stays in step); the caller fails the statement.
+			if t == 'D' {
+				w.rows = append(w.rows, w.out.Len())
+			}
+			w.out.WriteFrame(t, b)
 		case 'C':
 			w.tag = string(trimZero(b))
 		case 'E':
@@ -696,31 +750,33 @@ func (ss *session) noteTxWrite(p metadata.Placement) {
 	ss.txWrites[p.Node] = append(ss.txWrites[p.Node], p)
 }
 
-// forwardFrames sends buffered result frames, with only the first RowDescription.
-func forwardFrames(ss *session, frames []byte, sentDesc *bool) {
-	for len(frames) >= 5 {
-		n := int(binary.BigEndian.Uint32(frames[1:5]))
-		t, body := frames[0], frames[5:1+n]
-		frames = frames[1+n:]
-		switch t {
-		case 'T':
-			if *sentDesc {
-				continue
-			}
-			*sentDesc = true
-		case 'N':
-			ss.forwardShardNotice(body)
-			continue
+// forwardFrame sends a frame set aside: only the first RowDescription, notices as the
+// shard's.
+func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
+	switch t {
+	case 'T':
+		if *sentDesc {
+			return
 		}
-		ss.w.Raw(t, body)
+		*sentDesc = true
+	case 'N':
+		ss.forwardShardNotice(body)
+		return
 	}
+	ss.w.Raw(t, body)
 }
 
-func forwardNotices(ss *session, frames []byte) {
-	for len(frames) >= 5 {
-		n := int(binary.BigEndian.Uint32(frames[1:5]))
-		t, body := frames[0], frames[5:1+n]
-		frames = frames[1+n:]
+// forwardNotices sends the notices set aside.
+func forwardNotices(ss *session, sp *spool) {
+	if sp == nil {
+		return
+	}
+	sp.Rewind()
+	for {
+		t, body, err := sp.Next()
+		if err != nil {
+			return
+		}
 		if t == 'N' {
 			ss.forwardShardNotice(body)
 		}

@@ -308,7 +308,10 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	if err := r.dropForeign(ctx, target, tgt.Node, name, owner); err != nil {
 		return res, pgerr.Wrap(err, pgerr.InternalError, "could not drop the table in the place of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
 	}
-	if _, err := target.Exec(ctx, ownerStatements("BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT")).ReadAll(); err != nil {
+	// The definition was printed with only pg_catalog on the search_path (metadata/ddl):
+	// it runs with internalPath, where its unqualified names mean pg_catalog's again
+	// (the owner's search_path could put another schema's "text" first).
+	if _, err := target.Exec(ctx, "BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
 		return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
 			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
 	}
@@ -384,12 +387,6 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 // pg_catalog (and the session's own temporary schema, last), so that no other role's
 // objects can stand in for the functions, operators and types they name.
 const internalPath = "SET search_path TO pg_catalog, pg_temp"
-
-// ownerStatements wraps statements that run the owner's code so that they run with the
-// owner's default search_path (as the owner's own writes do), restoring internalPath after.
-func ownerStatements(sql string) string {
-	return "RESET search_path;\n" + sql + ";\n" + internalPath
-}
 
 // connect opens a connection to a worker with settings that make row text identical on
 // every server (for checksums), row_security off (a policy that would hide rows from the

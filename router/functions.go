@@ -156,6 +156,11 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 			} else {
 				b.gen(sig.Defaults[k-(len(sig.Params)-len(sig.Defaults))])
 			}
+			// text and "char" are names, looked up on the search_path: pg_catalog's
+			// (integer and bigint are keywords, always pg_catalog's).
+			if typ == "text" || typ == `"char"` {
+				typ = "pg_catalog." + typ
+			}
 			b.gen(")::" + typ)
 		}
 		name := rt.Name

@@ -160,7 +160,7 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		b.gen(c.Assign(src))
 		names = append(names, "s"+itoa(i+1))
 		if ci == t.KeyIndex {
-			keyExpr = "(" + c.Assign(src) + ")::text"
+			keyExpr = "(" + c.Assign(src) + ")::pg_catalog.text"
 		}
 	}
 	for k, ci := range added {

@@ -163,7 +163,7 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 	}
 	// The partition key's canonical form, for the proxy to hash.
 	key := t.KeyColumn()
-	src.gen(", " + replaceParam(pghash.CanonicalExpr(key.HashType), "("+qa+"."+QuoteIdent(key.Name)+"::"+key.TypeName+")::text"))
+	src.gen(", " + replaceParam(pghash.CanonicalExpr(key.HashType), "("+qa+"."+QuoteIdent(key.Name)+"::"+key.TypeName+")::pg_catalog.text"))
 	src.gen(" FROM ")
 	src.hole(SegTable, g.pull(t))
 	src.gen(" " + qa)
@@ -213,15 +213,11 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 		values()
 	}
 	sh.gen(" WHERE ")
-	op := " = "
-	if !byKey {
-		op = " IS NOT DISTINCT FROM "
-	}
 	for i, c := range ident {
 		if i > 0 {
 			sh.gen(" AND ")
 		}
-		sh.gen(qa + "." + QuoteIdent(t.Columns[c].Name) + op + "pgshard_v.pgshard_c" + itoa(i+1))
+		sh.gen(identMatch(qa+"."+QuoteIdent(t.Columns[c].Name), "pgshard_v.pgshard_c"+itoa(i+1), t.Columns[c].TypeOID, !byKey))
 	}
 	if retTok >= 0 {
 		sh.gen(" ")
@@ -233,3 +229,23 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 		Merge: &Merge{Kind: Gather, Pulls: g.pulls},
 	}
 }
+
+// identMatch is the condition that a shard row's column a holds the value b: equality
+// (or, when NULLs may match, equality or both NULL). The equality of a built-in type is
+// pg_catalog's, named so that no operator on the session's search_path can stand in for
+// it; a user-defined type's is found by name, as the client's own SQL would.
+func identMatch(a, b string, typ uint32, nulls bool) string {
+	if typ >= firstNormalOID {
+		if nulls {
+			return a + " IS NOT DISTINCT FROM " + b
+		}
+		return a + " = " + b
+	}
+	if nulls {
+		return "(" + a + " OPERATOR(pg_catalog.=) " + b + " OR (" + a + " IS NULL AND " + b + " IS NULL))"
+	}
+	return a + " OPERATOR(pg_catalog.=) " + b
+}
+
+// firstNormalOID is PostgreSQL's FirstNormalObjectId: objects with lower OIDs are built in.
+const firstNormalOID = 16384

@@ -114,6 +114,10 @@ type Statement struct {
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
 	// rows).
 	SetConfig bool
+	// Unparsed marks a Coordinator statement that the router could not parse while
+	// distributed tables exist: the coordinator may only parse it, never run it (see
+	// plan).
+	Unparsed bool
 
 	// Table is the OID of the distributed table a Select/Insert/Update/Delete works on.
 	Table uint32

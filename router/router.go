@@ -31,6 +31,9 @@ type Session struct {
 	// the plan cache.
 	Names    map[string]string
 	NamesKey string
+	// Lex is how the session's server reads statement text (its
+	// standard_conforming_strings and backslash_quote): the router reads it the same way.
+	Lex sqllex.Mode
 }
 
 // Config configures a Router.
@@ -56,14 +59,16 @@ type cacheKey struct {
 	exact   bool
 	path    string
 	version uint64
+	lex     sqllex.Mode
 }
 
 // The plan cache holds at most maxCacheText bytes of statement text (plans grow with
-// their text), and no plan of a statement longer than maxCachedText: a client sending
-// large distinct statements must not fill the proxy's memory.
+// their text: about ten times it, measured), and no plan of a statement longer than
+// maxCachedText: a client sending large distinct statements must not fill the proxy's
+// memory.
 const (
-	maxCacheText  = 256 << 20
-	maxCachedText = 16 << 20
+	maxCacheText  = 32 << 20
+	maxCachedText = 1 << 20
 )
 
 type cacheEntry struct {
@@ -86,12 +91,22 @@ func (r *Router) Stats() (hits, misses uint64) {
 	return r.hits, r.misses
 }
 
-// Tokenize scans text into an Input.
-func Tokenize(text string) *Input {
-	in := &Input{Text: text}
-	in.Toks = sqllex.Scan(text, make([]sqllex.Token, 0, 32))
+// Tokenize scans text into an Input, as PostgreSQL reads it in a session whose settings
+// are mode.
+func Tokenize(text string, mode sqllex.Mode) *Input {
+	in := &Input{Text: text, Mode: mode}
+	in.Toks = sqllex.ScanMode(text, make([]sqllex.Token, 0, 32), mode)
+	backslash := strings.IndexByte(text, '\\') >= 0
 	for i, t := range in.Toks {
 		if t.Literal() {
+			if backslash && t.Kind == sqllex.String {
+				if s := sqllex.Portable(text, in.Toks, i); len(s) != int(t.End-t.Start) {
+					if in.portable == nil {
+						in.portable = map[int]string{}
+					}
+					in.portable[len(in.Lits)] = s
+				}
+			}
 			in.Lits = append(in.Lits, int32(i))
 		}
 	}
@@ -109,15 +124,16 @@ func shape(in *Input) string {
 	for _, ti := range in.Lits {
 		t := in.Toks[ti]
 		b.WriteString(in.Text[pos:t.Start])
-		b.WriteString(litMarker(in.Text[t.Start:t.End], t.Kind))
+		b.WriteString(litMarker(in.Text, t))
 		pos = int(t.End)
 	}
 	b.WriteString(in.Text[pos:])
 	return b.String()
 }
 
-func litMarker(s string, k sqllex.Kind) string {
-	switch k {
+func litMarker(text string, t sqllex.Token) string {
+	s := text[t.Start:t.End]
+	switch t.Kind {
 	case sqllex.Number:
 		for i := 0; i < len(s); i++ {
 			if s[i] < '0' || s[i] > '9' {
@@ -128,11 +144,11 @@ func litMarker(s string, k sqllex.Kind) string {
 	case sqllex.BitStr:
 		return "\x01b"
 	case sqllex.String:
-		if s[0] != '\'' {
+		if s[0] != '\'' || t.Esc {
 			// A string the proxy cannot decode (U&'...', an E'...' with an invalid
 			// escape) is planned apart from the others: its value cannot be hashed
 			// from the text.
-			if _, ok := sqllex.StringValue(s, sqllex.Token{Start: 0, End: int32(len(s)), Kind: k}); !ok {
+			if _, ok := sqllex.StringValue(text, t); !ok {
 				return "\x01u"
 			}
 		}
@@ -151,12 +167,19 @@ const internalMarkWord = "pgshard-internal-statement"
 
 // Plan returns the plan of the query string text and the Input to execute it with.
 func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Batch, *Input) {
-	in := Tokenize(text)
+	in := Tokenize(text, sess.Lex)
 	if strings.Contains(text, internalMarkWord) {
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
 			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
 	}
-	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion}
+	if sess.Lex&sqllex.ClientOnlyEncoding != 0 && snap.HasTables() && !ascii(text) {
+		// A backslash in the second byte of a character would be an escape to pgshard
+		// and not to PostgreSQL: the statement could mean something else here.
+		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.FeatureNotSupported,
+			"pgshard does not read statements with non-ASCII characters in this client_encoding").
+			WithHint("Use client_encoding UTF8.")}}}, in
+	}
+	key := cacheKey{text: shape(in), path: sess.SearchPath, version: snap.SchemaVersion, lex: sess.Lex}
 	if sess.Names != nil {
 		key.path = "\x00" + sess.NamesKey
 	}
@@ -217,7 +240,12 @@ func (r *Router) put(k cacheKey, b *Batch) {
 // plan parses and plans a query string. exact reports that the plan depends on the
 // values of literals, so it may only be reused for the identical text.
 func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
-	tree, err := pgparse.Parse(in.Text, in.Toks)
+	tree, err := pgparse.Parse(in.Text, in.Toks, in.Mode)
+	if err != nil {
+		if alt, ok := sqllex.BlankContinuationComments(in.Text, in.Toks); ok {
+			tree, err = pgparse.Parse(alt, in.Toks, in.Mode)
+		}
+	}
 	if err != nil {
 		var perr *pgerr.Error
 		if errors.As(err, &perr) {
@@ -226,8 +254,17 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 			return &Batch{Stmts: []*Statement{{Kind: Error, Err: perr}}}, false
 		}
 		// The coordinator reports the syntax error, with PostgreSQL's own message,
-		// SQLSTATE and position, and runs nothing of the string.
-		return coordinatorBatch(in), false
+		// SQLSTATE and position, and runs nothing of the string. Once distributed
+		// tables exist, the text is only parsed there, never run: were the
+		// coordinator to read it otherwise than pgshard (a setting pgshard read
+		// wrongly, a parser difference), it could run on a distributed table's
+		// prototype, or run code pgshard never saw.
+		b := coordinatorBatch(in)
+		if snap.HasTables() {
+			b.AllCoordinator = false
+			b.Stmts[0].Unparsed = true
+		}
+		return b, false
 	}
 	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
 	for i, ti := range in.Lits {
@@ -333,6 +370,16 @@ func splitList(s string) []string {
 		}
 	}
 	return append(out, s[start:])
+}
+
+// ascii reports whether s is all ASCII.
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // itoa is strconv.Itoa, short.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/router/pghash"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // testSnapshot has two distributed tables: public.reviews (text key, a serial id) and
@@ -54,7 +55,9 @@ func TestPlanKinds(t *testing.T) {
 	}{
 		{"select 1", []Kind{Coordinator}, true},
 		{"create table x (a int); insert into x values (1)", []Kind{Coordinator, Coordinator}, true},
-		{"SELEC 1", []Kind{Coordinator}, true}, // the coordinator reports the syntax error
+		// The coordinator reports the syntax error, parsing it only (distributed
+		// tables exist: Unparsed, see TestUnparsedNeverRuns).
+		{"SELEC 1", []Kind{Coordinator}, false},
 		{"begin; select * from reviews where customer_id = 'a'; commit", []Kind{Begin, Select, Commit}, false},
 		{"set search_path = app", []Kind{SetVar}, false},
 		{"select * from reviews", []Kind{Select}, false},
@@ -262,10 +265,10 @@ func TestAggregateMerge(t *testing.T) {
 	if m == nil || m.Kind != Aggregate {
 		t.Fatalf("merge %+v err %v", m, b.Stmts[0].Err)
 	}
-	if got := render(m.Shard, in); got != `SELECT count(*) AS pgshard_p1, sum(rating) AS pgshard_p2, count(rating) AS pgshard_p3, max(review_date) AS pgshard_p4, sum(votes) AS pgshard_p5 from <SHARD> "reviews" where rating > 1` {
+	if got := render(m.Shard, in); got != `SELECT count(*) AS pgshard_p1, pg_catalog.sum(rating) AS pgshard_p2, pg_catalog.count(rating) AS pgshard_p3, max(review_date) AS pgshard_p4, sum(votes) AS pgshard_p5 from <SHARD> "reviews" where rating > 1` {
 		t.Errorf("partial: %s", got)
 	}
-	if got := render(m.Final, in); got != `SELECT coalesce(sum(pgshard_p1), 0)::int8 AS "count", (sum(pgshard_p2) / nullif(sum(pgshard_p3), 0)) as a, max(pgshard_p4) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3, pgshard_p4, pgshard_p5) having sum(pgshard_p5)::<T4> > 0` {
+	if got := render(m.Final, in); got != `SELECT coalesce(pg_catalog.sum(pgshard_p1), 0)::pg_catalog.int8 AS "count", (CASE WHEN pg_catalog.sum(pgshard_p3) OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.sum(pgshard_p2) OPERATOR(pg_catalog./) pg_catalog.sum(pgshard_p3) END) as a, pg_catalog.max(pgshard_p4) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3, pgshard_p4, pgshard_p5) having pg_catalog.sum(pgshard_p5)::<T4> > 0` {
 		t.Errorf("final: %s", got)
 	}
 }
@@ -284,7 +287,7 @@ func TestGroupMerge(t *testing.T) {
 	if got := render(m.Pulls[0].Proto, in); got != `SELECT "r"."rating", "r"."votes", sum(votes) AS pgshard_p1, max(review_date) AS pgshard_p2 from <SHARD> r GROUP BY "r"."rating", "r"."votes"` {
 		t.Errorf("proto: %s", got)
 	}
-	if got := render(m.Final, in); got != `SELECT rating AS "rating", count(distinct votes) AS "count", sum(pgshard_p1)::<T2> s FROM <SHARD> "r" group by 1 having max(pgshard_p2) > now() order by s desc limit 3` {
+	if got := render(m.Final, in); got != `SELECT rating AS "rating", count(distinct votes) AS "count", pg_catalog.sum(pgshard_p1)::<T2> s FROM <SHARD> "r" group by 1 having pg_catalog.max(pgshard_p2) > now() order by s desc limit 3` {
 		t.Errorf("final: %s", got)
 	}
 	// Shapes without partial forms gather the rows WHERE keeps; joins gather tables.
@@ -401,7 +404,7 @@ func TestTreeLocatedClauses(t *testing.T) {
 	if got := render(st.Merge.Shard, in); got != `SELECT count(*) AS pgshard_p1, sum(rating) AS pgshard_p2, max(rating) filter (where votes is distinct from 1) AS pgshard_p3 from <SHARD> "reviews" where rating is not distinct from 3` {
 		t.Errorf("partial: %s", got)
 	}
-	if got := render(st.Merge.Final, in); got != `SELECT coalesce(sum(pgshard_p1), 0)::int8 as from, sum(pgshard_p2)::<T1> as for, max(pgshard_p3) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3) ` {
+	if got := render(st.Merge.Final, in); got != `SELECT coalesce(pg_catalog.sum(pgshard_p1), 0)::pg_catalog.int8 as from, pg_catalog.sum(pgshard_p2)::<T1> as for, pg_catalog.max(pgshard_p3) AS "max" FROM (VALUES <E0>) pgshard_partial(pgshard_p1, pgshard_p2, pgshard_p3) ` {
 		t.Errorf("final: %s", got)
 	}
 	// Conjuncts are the parser's (it flattens "(a AND b) AND c"), not the text split at AND.
@@ -447,5 +450,32 @@ func TestByteOrderDefaultCollation(t *testing.T) {
 	}
 	if m.Keys[0].ByteOrder || !m.Keys[1].ByteOrder {
 		t.Errorf("keys: %+v", m.Keys)
+	}
+}
+
+// A statement the router cannot parse while distributed tables exist is only parsed by
+// the coordinator (Unparsed), never run there: read otherwise there than here, it could
+// write a prototype. With standard_conforming_strings off, 'a\'b' is one string.
+func TestUnparsedNeverRuns(t *testing.T) {
+	snap := testSnapshot()
+	r := New(Config{})
+	for _, c := range []struct {
+		sql      string
+		lex      sqllex.Mode
+		unparsed bool
+	}{
+		{`insert into reviews values ('a\'b')`, 0, true},
+		{`insert into reviews values ('a\'b')`, sqllex.NonStandard, false},
+		{`select 'x\' from reviews --'`, sqllex.NonStandard, false},
+		{`SELEC 1`, 0, true},
+	} {
+		b, _ := r.Plan(c.sql, snap, &Session{User: "u", Lex: c.lex})
+		if len(b.Stmts) != 1 || b.Stmts[0].Unparsed != c.unparsed || b.AllCoordinator && c.unparsed {
+			t.Errorf("%q in mode %d: %+v", c.sql, c.lex, b.Stmts[0])
+		}
+	}
+	b, _ := r.Plan(`select 'x\' from reviews --'`, snap, &Session{User: "u", Lex: sqllex.NonStandard})
+	if !b.AllCoordinator {
+		t.Errorf("select of one string constant: %v", b.Stmts[0].Kind)
 	}
 }

@@ -294,13 +294,13 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 			n := partial()
 			whole(b)
 			named(n)
-			finals[i] = func(b *builder) { b.gen("coalesce(sum(" + col(n) + "), 0)::int8") }
+			finals[i] = func(b *builder) { b.gen("coalesce(pg_catalog.sum(" + col(n) + "), 0)::pg_catalog.int8") }
 		case "sum":
 			n := partial()
 			whole(b)
 			named(n)
 			finals[i] = func(b *builder) {
-				b.gen("sum(" + col(n) + ")::")
+				b.gen("pg_catalog.sum(" + col(n) + ")::")
 				b.hole(SegType, typeHole(n))
 			}
 		case "min", "max", "bool_and", "bool_or", "every":
@@ -316,7 +316,7 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 			if fn == "every" {
 				fn = "bool_and"
 			}
-			finals[i] = func(b *builder) { b.gen(fn + "(" + col(n) + ")") }
+			finals[i] = func(b *builder) { b.gen("pg_catalog." + fn + "(" + col(n) + ")") }
 		case "avg":
 			if len(a.call.Args) != 1 {
 				return nil, 0
@@ -332,7 +332,7 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 				}
 				b.text(p.startOf(a.argFrom), p.endOf(a.argTo-1))
 				if cat == catFloat {
-					b.gen(")::float8")
+					b.gen(")::pg_catalog.float8")
 				}
 			}
 			filter := func(b *builder) {
@@ -348,19 +348,19 @@ func (p *planner) partials(b *builder, aggs []aggCall, t *metadata.Table, typeHo
 				}
 				p.unsureSums = append(p.unsureSums, ns-1)
 			}
-			b.gen("sum(")
+			b.gen("pg_catalog.sum(")
 			arg(b)
 			b.gen(")")
 			filter(b)
 			named(ns)
 			nc := partial()
-			b.gen("count(")
+			b.gen("pg_catalog.count(")
 			arg(b)
 			b.gen(")")
 			filter(b)
 			named(nc)
 			finals[i] = func(b *builder) {
-				b.gen("(sum(" + col(ns) + ") / nullif(sum(" + col(nc) + "), 0))")
+				b.gen("(CASE WHEN pg_catalog.sum(" + col(nc) + ") OPERATOR(pg_catalog.<>) 0 THEN pg_catalog.sum(" + col(ns) + ") OPERATOR(pg_catalog./) pg_catalog.sum(" + col(nc) + ") END)")
 			}
 		default:
 			return nil, 0

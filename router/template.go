@@ -51,6 +51,12 @@ type Input struct {
 	// Toks are the tokens of Text; Lits indexes the literal tokens among them.
 	Toks []sqllex.Token
 	Lits []int32
+	// Mode is the scanner mode Text was read in (the session's
+	// standard_conforming_strings when the plan was made).
+	Mode sqllex.Mode
+	// portable are the literals whose text reads differently in another mode, by
+	// literal number, as templates render them (sqllex.Portable); nil for most texts.
+	portable map[int]string
 
 	// omit are byte ranges of Text that templates built from it leave out (planning
 	// only): the schema qualifiers of column references to distributed tables, which
@@ -62,6 +68,15 @@ type Input struct {
 func (in *Input) Lit(i int) string {
 	t := in.Toks[in.Lits[i]]
 	return in.Text[t.Start:t.End]
+}
+
+// litSQL returns the i-th literal as templates render it: its text, in a form that
+// reads the same whatever standard_conforming_strings the server has.
+func (in *Input) litSQL(i int) string {
+	if s, ok := in.portable[i]; ok {
+		return s
+	}
+	return in.Lit(i)
 }
 
 // LitToken returns the i-th literal token.
@@ -84,7 +99,7 @@ func (t Template) Render(dst []byte, h *Holes) []byte {
 		case SegText:
 			dst = append(dst, s.Text...)
 		case SegLit:
-			dst = append(dst, h.In.Lit(s.Index)...)
+			dst = append(dst, h.In.litSQL(s.Index)...)
 		case SegTable:
 			dst = append(dst, h.Tables[s.Index]...)
 		case SegEval:
@@ -116,7 +131,7 @@ func (t Template) MapPosition(pos int32, h *Holes) int32 {
 		case SegText:
 			piece = s.Text
 		case SegLit:
-			piece = h.In.Lit(s.Index)
+			piece = h.In.litSQL(s.Index)
 		case SegTable:
 			piece = h.Tables[s.Index]
 		case SegEval:
@@ -133,6 +148,9 @@ func (t Template) MapPosition(pos int32, h *Holes) int32 {
 			}
 			// Offset within the segment, in bytes.
 			within := byteOffset(piece, int(pos)-1-chars)
+			if s.Kind == SegLit && len(piece) != len(h.In.Lit(s.Index)) {
+				within = 0 // a literal rewritten to be portable: its start
+			}
 			var start int
 			if int(s.Anchor) >= len(h.In.Toks) {
 				start = len(h.In.Text)

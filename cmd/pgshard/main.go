@@ -70,6 +70,10 @@ type options struct {
 	repairInterval time.Duration
 	logLevel       string
 	maxMessage     int
+	workMem        int
+	tempFileLimit  int
+	tempDir        string
+	maxPrepared    int
 	maxClientConn  int
 	loginTimeout   time.Duration
 	idleTimeout    time.Duration
@@ -92,6 +96,10 @@ func (o *options) settings() []setting {
 		{"repair-interval", "how often the background repairer looks for repairable placements (0 disables)", "10s", durSetter(&o.repairInterval)},
 		{"log-level", "debug, info, warn or error", "info", func(v string) error { o.logLevel = v; return nil }},
 		{"max-message", "largest client message in bytes", strconv.Itoa(1 << 30), intSetter(&o.maxMessage)},
+		{"work-mem", "bytes of a result set aside (a suspended portal read ahead) a session keeps in memory before it spills to a temporary file", strconv.Itoa(4 << 20), intSetter(&o.workMem)},
+		{"temp-file-limit", "bytes of temporary files one session may use (-1: no limit)", strconv.Itoa(1 << 30), intSetter(&o.tempFileLimit)},
+		{"temp-dir", "directory for temporary files (default: $TMPDIR or /tmp)", "", func(v string) error { o.tempDir = v; return nil }},
+		{"max-prepared-memory", "estimated bytes of prepared statements one session may hold (-1: no limit)", strconv.Itoa(256 << 20), intSetter(&o.maxPrepared)},
 		{"max-client-conn", "client connections open at once; more are refused with \"too many clients\"", strconv.Itoa(proxy.DefaultMaxClientConn), intSetter(&o.maxClientConn)},
 		{"client-login-timeout", "a client that has not logged in by then is disconnected (0 disables)", "60s", durSetter(&o.loginTimeout)},
 		{"client-idle-timeout", "a client connection idle for longer is closed (0 disables)", "0", durSetter(&o.idleTimeout)},
@@ -256,6 +264,10 @@ func runServer(ctx context.Context, o *options, log *slog.Logger, ready func(add
 		Coordinator:            o.coordinator,
 		PoolSize:               o.poolSize,
 		MaxMessage:             o.maxMessage,
+		WorkMem:                o.workMem,
+		TempFileLimit:          int64(o.tempFileLimit),
+		TempDir:                o.tempDir,
+		MaxPreparedMemory:      int64(o.maxPrepared),
 		Logger:                 log,
 		RepairInterval:         o.repairInterval,
 		IdleTransactionTimeout: o.idleTxTimeout,

@@ -291,19 +291,22 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		compression = "a.attcompression"
 	}
 
-	res, err := conn.Exec(ctx, "SHOW search_path; SELECT set_config('search_path', 'pg_catalog', false)").ReadAll()
+	// standard_conforming_strings on: the deparsed definitions' strings are then written
+	// as PostgreSQL reads them by default (CreateCommands makes them portable).
+	res, err := conn.Exec(ctx, "SHOW search_path; SHOW standard_conforming_strings; "+
+		"SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false), pg_catalog.set_config('standard_conforming_strings', 'on', false)").ReadAll()
 	if err != nil {
 		return nil, fmt.Errorf("ddl: set search_path: %w", err)
 	}
-	if len(res) != 2 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 {
+	if len(res) != 3 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) != 1 || len(res[1].Rows) != 1 || len(res[1].Rows[0]) != 1 {
 		return nil, errors.New("ddl: unexpected answer to SHOW search_path")
 	}
-	saved := string(res[0].Rows[0][0])
+	saved, savedSCS := string(res[0].Rows[0][0]), string(res[1].Rows[0][0])
 	defer func() {
 		// Restore even when ctx is done; a broken connection makes this fail fast.
 		rctx := context.WithoutCancel(ctx)
-		rerr := conn.ExecParams(rctx, "SELECT set_config('search_path', $1, false)",
-			[][]byte{[]byte(saved)}, nil, nil, nil).Read().Err
+		rerr := conn.ExecParams(rctx, "SELECT pg_catalog.set_config('search_path', $1, false), pg_catalog.set_config('standard_conforming_strings', $2, false)",
+			[][]byte{[]byte(saved), []byte(savedSCS)}, nil, nil, nil).Read().Err
 		if rerr != nil && err == nil {
 			t, err = nil, fmt.Errorf("ddl: restore search_path: %w", rerr)
 		}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // MaxNameLen is the longest identifier PostgreSQL keeps, in bytes (NAMEDATALEN-1).
@@ -157,6 +159,11 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 		if replident != "" {
 			cmds = append(cmds, alter+"REPLICA IDENTITY USING INDEX "+replident)
 		}
+	}
+	// Load deparsed the definitions with standard_conforming_strings on; the commands
+	// run in sessions that may have it off.
+	for i, c := range cmds {
+		cmds[i] = sqllex.PortableText(c)
 	}
 	return cmds, nil
 }

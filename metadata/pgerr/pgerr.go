@@ -71,6 +71,14 @@ const (
 	CheckViolation          Code = "23514"
 )
 
+// Resource limits (class 53).
+const (
+	// ConfigurationLimitExceeded is PostgreSQL's for temp_file_limit, and pgshard's for
+	// its temp-file-limit.
+	ConfigurationLimitExceeded Code = "53400"
+	InsufficientResources      Code = "53000"
+)
+
 // Error is an error a client sees as an ErrorResponse (or, with Severity WARNING or NOTICE,
 // as a NoticeResponse).
 type Error struct {

@@ -61,6 +61,11 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.repair (
 	error text
 );
 
+-- Every function below runs with search_path pg_catalog, pg_temp: triggers fire in any
+-- session that writes (a client's, through pgshard's DROP TABLE, with the client's
+-- search_path), and no operator or function of a schema on that path may stand in for
+-- pg_catalog's.
+
 -- The metadata's generation: every transaction that changes the metadata tables bumps it
 -- when it commits (the row lock orders the bumps as the commits), so that a proxy knows
 -- how new a snapshot is and never lets an older one replace a newer one.
@@ -71,7 +76,7 @@ CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.generation (
 INSERT INTO pgs_distribution_metadata.generation VALUES (true, 0) ON CONFLICT DO NOTHING;
 
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.bump_generation() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	UPDATE pgs_distribution_metadata.generation SET value = value + 1;
 	RETURN NULL;
@@ -97,7 +102,7 @@ $$;
 
 -- Any change to the metadata wakes every proxy, which then reloads its snapshot.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.notify_change() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	PERFORM pg_notify('pgshard_metadata', TG_TABLE_NAME);
 	RETURN NULL;
@@ -130,7 +135,7 @@ $$;
 -- any client's statement, so that no client can pass for it; only the statement sent by
 -- the client (not one that a trigger runs) counts.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_prototype_write() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
 	IF TG_LEVEL = 'STATEMENT' AND pg_catalog.pg_trigger_depth() = 1
 	   AND pg_catalog.strpos(pg_catalog.current_query(), '/* pgshard-internal-statement */') > 0 THEN
@@ -146,11 +151,21 @@ $$;
 
 -- guard_prototype adds the refusing triggers to a distributed table (if missing) and
 -- reports whether the table holds rows (which would be invisible through pgshard).
+-- It runs with pgshard's own rights, so it reads no rows (see below) and only of an
+-- ordinary table, locked first, so that nobody turns it into a view in between
+-- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN").
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found boolean;
 BEGIN
+	-- The lock CREATE TRIGGER takes, not waited for: the owner could hold it for as long
+	-- as it likes, and with it this connection of pgshard's.
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE NOWAIT', rel::pg_catalog.regclass);
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel AND c.relkind OPERATOR(pg_catalog.=) 'r') THEN
+		RAISE EXCEPTION 'cannot distribute relation: %', rel::pg_catalog.regclass
+			USING ERRCODE = 'wrong_object_type', DETAIL = 'Distributed relations must be regular tables.';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'pgshard_refuse_writes') THEN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
 			FOR EACH STATEMENT EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
@@ -159,7 +174,15 @@ BEGIN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_rows BEFORE INSERT OR UPDATE OR DELETE ON %s
 			FOR EACH ROW EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
 	END IF;
-	EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s)', rel::pg_catalog.regclass) INTO found;
+	-- Whether the table (or an inheritance child) may hold rows, from the size of its
+	-- files, not with a query over it: planning one evaluates the constant parts of its
+	-- index expressions and predicates (its owner's functions), with pgshard's rights. A
+	-- table whose rows were all deleted counts until VACUUM or TRUNCATE empties its files.
+	WITH RECURSIVE tree(rel) AS (
+		SELECT rel
+		UNION
+		SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.rel)
+	SELECT pg_catalog.bool_or(pg_catalog.pg_relation_size(tree.rel) OPERATOR(pg_catalog.>) 0) INTO found FROM tree;
 	RETURN found;
 END
 $$;
@@ -167,7 +190,7 @@ $$;
 -- names_relation reports whether a function body names a relation: the name as a word,
 -- in any case, quoted or not (in code, comments or strings alike: dynamic SQL included).
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.names_relation(body text, relname name) RETURNS boolean
-LANGUAGE sql IMMUTABLE AS $$
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT body ~* ('(^|[^[:alnum:]_$])' || pg_catalog.regexp_replace(relname, '([^[:alnum:]_])', E'\\\\\\1', 'g') || '($|[^[:alnum:]_$])')
 $$;
 
@@ -176,7 +199,7 @@ $$;
 -- dependencies PostgreSQL records, and for functions with a body in a string, from the
 -- body's text.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_reader(cls oid, obj oid) RETURNS oid
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT d.refobjid FROM pg_catalog.pg_depend d
 	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
 	  AND d.refobjid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
@@ -197,7 +220,7 @@ $$;
 -- prototype_users lists the objects that read or write a table, as prototype_reader finds
 -- them: a table is only distributed when there are none.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.prototype_users(rel oid) RETURNS SETOF text
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) FROM pg_catalog.pg_depend d
 	WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid = rel
 	  AND d.classid IN ('pg_catalog.pg_proc'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)
@@ -227,7 +250,7 @@ BEGIN
 			IF pgs_distribution_metadata.guard_prototype(rel) THEN
 				RAISE WARNING 'the coordinator''s prototype of distributed table % holds rows, which pgshard does not see', rel::regclass;
 			END IF;
-		EXCEPTION WHEN insufficient_privilege THEN
+		EXCEPTION WHEN insufficient_privilege OR wrong_object_type OR lock_not_available THEN
 			RAISE WARNING 'pgshard could not guard the prototype of distributed table %: %', rel::regclass, SQLERRM;
 		END;
 	END LOOP;

@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/qualify"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 //go:embed schema.sql
@@ -35,6 +37,13 @@ const Channel = "pgshard_metadata"
 // LeaseChannel is the channel on which a proxy asks the others to release a shard's
 // write lease.
 const LeaseChannel = "pgshard_lease"
+
+// SearchPath is the search_path of pgshard's own connections (the metadata store, the
+// notification listener, leases, repair): pg_catalog first and the temporary schema
+// last, so that no schema a user may create objects in, whatever the role's or the
+// database's configured search_path, supplies a function, operator, type or table to
+// pgshard's own SQL. Startup parameters set after the URL's options win over them.
+const SearchPath = "pg_catalog, pg_temp"
 
 // Store reads and writes the metadata on the coordinator.
 type Store struct {
@@ -55,6 +64,10 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	}
 	cfg.MaxConns = 8
 	cfg.ConnConfig.RuntimeParams["application_name"] = "pgshard metadata"
+	cfg.ConnConfig.RuntimeParams["search_path"] = SearchPath
+	// pgshard's own statements quote strings for the default reading, whatever a role's
+	// or the database's default (ALTER ... SET standard_conforming_strings) says.
+	cfg.ConnConfig.RuntimeParams["standard_conforming_strings"] = "on"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -75,7 +88,19 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // several proxies at once.
 func (s *Store) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgshard.migrate'))"); err != nil {
+		// Migrations are serialized by a lock on a metadata table, which no role without
+		// access to the schema can take (any role may take an advisory lock, and keep
+		// proxies from starting); the first migration, before that table exists, by an
+		// advisory lock.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.to_regclass('pgs_distribution_metadata.generation') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		lock := "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgshard.migrate'))"
+		if exists {
+			lock = "LOCK TABLE pgs_distribution_metadata.generation IN SHARE ROW EXCLUSIVE MODE"
+		}
+		if _, err := tx.Exec(ctx, lock); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
@@ -139,7 +164,9 @@ const byteOrderLocales = `('C', 'POSIX', 'C.UTF-8', 'C.utf8')`
 func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	// With only pg_catalog on the search path, every name in type names and default
 	// expressions comes out schema-qualified, so they mean the same in any session.
-	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog"); err != nil {
+	// With standard_conforming_strings on, the strings in default expressions come out
+	// as PostgreSQL reads them by default (made portable below).
+	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog; SET LOCAL standard_conforming_strings = on"); err != nil {
 		return nil, err
 	}
 	var nodes []metadata.Node
@@ -223,6 +250,23 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
 			return nil, err
 		}
+		// The proxy evaluates defaults and casts to these types in clients' sessions,
+		// under their search_path: pg_catalog's names, named. (Text the parser
+		// does not take back stays as PostgreSQL printed it.)
+		for _, s := range []*string{&c.Default, &c.TypeName, &c.BaseName} {
+			if *s == "" {
+				continue
+			}
+			q, err := qualify.Expr(*s)
+			if s != &c.Default {
+				q, err = qualify.TypeName(*s)
+			}
+			if err == nil {
+				*s = q
+			}
+		}
+		// A default runs in client sessions whatever their standard_conforming_strings.
+		c.Default = sqllex.PortableText(c.Default)
 		if ident != "" {
 			c.Identity = ident[0]
 		}
@@ -363,6 +407,7 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 	if err != nil {
 		return err
 	}
+	cfg.RuntimeParams["search_path"] = SearchPath
 	changed := false
 	cfg.OnNotification = func(_ *pgconn.PgConn, n *pgconn.Notification) {
 		switch n.Channel {
@@ -517,9 +562,10 @@ func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key
 	return err
 }
 
-// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
+// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key; 1 was
+// shard creation's, which locks the partition row now: any role may take an advisory
+// lock).
 const (
-	lockCreateShards = 1
 	// LockShard is the namespace of shard write locks (see the proxy's lock manager).
 	LockShard = 2
 	// LockRepair is the namespace of shard repair locks.
@@ -532,6 +578,10 @@ func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(
 // ShardRange is the hash-token interval of a new shard.
 type ShardRange struct{ Min, Max int32 }
 
+// ErrCreatingShards is returned by CreateShards while another session creates the
+// table's shards.
+var ErrCreatingShards = errors.New("store: the table's shards are being created by another session")
+
 // CreateShards inserts shard rows for relid, lets place create the shard tables on the
 // workers, and records a finalized placement for every node place reports for each shard,
 // all in one coordinator transaction, so that a failure leaves no metadata behind. ok is
@@ -539,7 +589,16 @@ type ShardRange struct{ Min, Max int32 }
 func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRange,
 	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (ok bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", LockKey(lockCreateShards, int64(relid))); err != nil {
+		// The table's partition row, locked: no other role can (an advisory lock, anyone
+		// may take), and not waited for (a wait holds one of the few connections of this
+		// pool).
+		_, err := tx.Exec(ctx, `SELECT FROM pgs_distribution_metadata.partition
+			WHERE relation_id OPERATOR(pg_catalog.=) $1::pg_catalog.oid FOR UPDATE NOWAIT`, relid)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
+			return ErrCreatingShards
+		}
+		if err != nil {
 			return err
 		}
 		var n int

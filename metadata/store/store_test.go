@@ -49,11 +49,11 @@ func setup(t *testing.T, table string) (context.Context, *Store, uint32) {
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Pool().Exec(ctx, "CREATE TABLE "+table+" (k int NOT NULL)"); err != nil {
+	if _, err := s.Pool().Exec(ctx, "CREATE TABLE public."+table+" (k int NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
 	var relid uint32
-	if err := s.Pool().QueryRow(ctx, "SELECT $1::regclass::oid", table).Scan(&relid); err != nil {
+	if err := s.Pool().QueryRow(ctx, "SELECT $1::regclass::oid", "public."+table).Scan(&relid); err != nil {
 		t.Fatal(err)
 	}
 	nodes := []metadata.Node{{Name: "w1", Port: 1}, {Name: "w2", Port: 2}}

@@ -37,8 +37,11 @@ type Conn struct {
 	pid    uint32
 	secret []byte
 
-	// Params are the ParameterStatus values the server reported at startup.
+	// Params are the ParameterStatus values the server reported: at startup, and since
+	// (Next keeps them current, whoever reads the messages).
 	Params map[string]string
+	// ParamsSeq counts the ParameterStatus messages read since startup.
+	ParamsSeq uint64
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
 	// Settings identifies the session settings applied to this connection (see proxy).
@@ -187,6 +190,15 @@ func (c *Conn) Next() (byte, []byte, error) {
 		}
 	case 'E':
 		c.pendingParse = ""
+	case 'S':
+		var ps pgproto3.ParameterStatus
+		if ps.Decode(b) == nil {
+			if c.Params == nil {
+				c.Params = map[string]string{}
+			}
+			c.Params[ps.Name] = ps.Value
+			c.ParamsSeq++
+		}
 	}
 	return t, b, nil
 }
@@ -204,6 +216,9 @@ func (c *Conn) StatementName(sql []byte, oids []uint32) (string, bool) {
 	return name, !c.Prepared[name]
 }
 
+// maxPrepared bounds the statements the proxy prepares on one backend connection.
+const maxPrepared = 1000
+
 // SendExtended buffers Parse (when needed), Bind, Describe (when describe is set),
 // Execute and Sync for sql with the given parameters and result formats.
 func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [][]byte, results []int16, describe bool) {
@@ -211,7 +226,10 @@ func (c *Conn) SendExtended(sql []byte, oids []uint32, formats []int16, values [
 	if !c.Unnamed {
 		// Behind other statements in a pipeline, a statement not prepared yet goes
 		// unnamed: the ParseComplete that comes first may not be its own.
-		if n, need := c.StatementName(sql, oids); !need || c.inFlight == 0 {
+		// Past maxPrepared statements the connection prepares no more: a pooled
+		// connection outlives its sessions, and clients with ever new statement texts
+		// would grow it (and the server's memory) without bound.
+		if n, need := c.StatementName(sql, oids); !need || (c.inFlight == 0 && len(c.Prepared) < maxPrepared) {
 			name, parse = n, need
 		}
 	}

@@ -176,6 +176,10 @@ func (s *Splitter) Write(p []byte) {
 	s.verify()
 }
 
+// Pending returns the number of bytes held for the row not complete yet: Next leaves
+// them until the rest of the row arrives.
+func (s *Splitter) Pending() int { return len(s.buf) - s.start }
+
 // verify extends buf[:vend], the bytes known valid in the input's encoding. Like
 // CopyConvertBuf it declares the bytes at vend bad only once there are as many as the
 // longest character (4) or the input has ended, so that the message shows the same bytes.

@@ -15,17 +15,17 @@ package pghash
 func CanonicalExpr(typeOID uint32) string {
 	switch typeOID {
 	case OIDText, OIDVarchar:
-		return "encode(convert_to($1::text, 'UTF8'), 'hex')"
+		return "pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.text, 'UTF8'), 'hex')"
 	case OIDBPChar:
 		// bpchar to text drops the trailing spaces, which hashbpchar ignores anyway.
-		return "encode(convert_to($1::bpchar::text, 'UTF8'), 'hex')"
+		return "pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.bpchar::pg_catalog.text, 'UTF8'), 'hex')"
 	case OIDName:
-		return "encode(convert_to($1::name::text, 'UTF8'), 'hex')"
+		return "pg_catalog.encode(pg_catalog.convert_to($1::pg_catalog.name::pg_catalog.text, 'UTF8'), 'hex')"
 	case OIDBytea:
-		return "encode($1::bytea, 'hex')"
+		return "pg_catalog.encode($1::pg_catalog.bytea, 'hex')"
 	}
 	if send, typ := sendFunc(typeOID); send != "" {
-		return "encode(" + send + "($1::" + typ + "), 'hex')"
+		return "pg_catalog.encode(pg_catalog." + send + "($1::pg_catalog." + typ + "), 'hex')"
 	}
 	return ""
 }

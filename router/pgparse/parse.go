@@ -69,10 +69,11 @@ var ErrTooDeep = &pgerr.Error{
 		`after ensuring the platform's stack depth limit is adequate.`,
 }
 
-// Parse parses text, whose tokens (sqllex.Scan) are toks. It returns a *pgerr.Error for
+// Parse parses text, whose tokens (sqllex.ScanMode with mode) are toks, as PostgreSQL
+// parses it in a session whose settings are mode. It returns a *pgerr.Error for
 // statements too deep to parse (54001) or that exhaust the parser's stack (42601, as
 // PostgreSQL reports them), and a *parser.Error for other syntax errors.
-func Parse(text string, toks []sqllex.Token) (*pg_query.ParseResult, error) {
+func Parse(text string, toks []sqllex.Token, mode sqllex.Mode) (*pg_query.ParseResult, error) {
 	var (
 		pb  []byte
 		err error
@@ -83,14 +84,14 @@ func Parse(text string, toks []sqllex.Token) (*pg_query.ParseResult, error) {
 	}
 	switch {
 	case bound <= FastBound:
-		pb, err = parser.ParseToProtobuf(text)
+		pb, err = parseToProtobuf(text, mode)
 	case bound > MaxBound && nest <= bisonMaxDepth:
 		return nil, ErrTooDeep
 	default:
 		// (Brackets nested deeper than bison's stack fail in the parser, before any
 		// recursion: they get the parser's own error, as from PostgreSQL.)
 		bigSlots <- struct{}{}
-		serr := onBigStack(bigStack, func() { pb, err = parser.ParseToProtobuf(text) })
+		serr := onBigStack(bigStack, func() { pb, err = parseToProtobuf(text, mode) })
 		<-bigSlots
 		if serr != nil {
 			return nil, &pgerr.Error{Code: pgerr.OutOfMemory, Message: "out of memory",

@@ -109,7 +109,7 @@ func TestBoundCoversDepth(t *testing.T) {
 		}
 		toks := sqllex.Scan(sql, nil)
 		bound, _ := Bound(sql, toks)
-		tree, err := Parse(sql, toks)
+		tree, err := Parse(sql, toks, 0)
 		if err != nil {
 			continue // (random SQL is sometimes invalid: nested EXISTS in CASE, ...)
 		}
@@ -148,7 +148,7 @@ func TestParseDeep(t *testing.T) {
 		{"SELECT CASE k" + strings.Repeat(" WHEN 1 THEN 2", 100000) + " END", ""},
 		{"VALUES " + strings.Repeat("(1, 'a'), ", 100000) + "(1, 'a')", ""},
 	} {
-		_, err := Parse(c.sql, sqllex.Scan(c.sql, nil))
+		_, err := Parse(c.sql, sqllex.Scan(c.sql, nil), 0)
 		var pe *pgerr.Error
 		switch {
 		case c.code == "" && err != nil:

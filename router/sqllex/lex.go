@@ -1,12 +1,15 @@
 // Package sqllex splits PostgreSQL SQL text into tokens with their byte offsets, following
 // the token rules of PostgreSQL's own scanner (scan.l) closely enough that token boundaries
-// agree with the parser's locations.
+// agree with the parser's locations, in either standard_conforming_strings setting (Mode),
+// and rewrites string literals into a form that reads the same in both (Portable).
 //
 // The router uses it on the hot path: to compute a statement's shape (its text with the
 // literals taken out) for the plan cache, to find the literals' values, and to splice shard
 // table names into a statement at the parser's locations without deparsing. Scan allocates
 // nothing when dst has room.
 package sqllex
+
+import "strings"
 
 // Kind is a token's kind.
 type Kind uint8
@@ -38,18 +41,50 @@ func (k Kind) String() string {
 type Token struct {
 	Start, End int32
 	Kind       Kind
+	// Esc is set on a String token whose body takes backslash escapes: E'...', and
+	// '...' when standard_conforming_strings is off.
+	Esc bool
 }
+
+// Mode is what PostgreSQL's scanner reads a statement with besides its text: the
+// session's standard_conforming_strings and backslash_quote. The zero Mode is
+// PostgreSQL's default (standard_conforming_strings on, backslash_quote safe_encoding
+// with a safe client encoding).
+type Mode uint8
+
+const (
+	// NonStandard is standard_conforming_strings = off: a plain '...' string takes
+	// backslash escapes, as E'...' does, and U&'...' strings are an error.
+	NonStandard Mode = 1 << iota
+	// NoBackslashQuote is backslash_quote = off (or safe_encoding with a client
+	// encoding that can hide a backslash in a multibyte character): \' in a string is
+	// an error.
+	NoBackslashQuote
+	// ClientOnlyEncoding is a client_encoding whose multibyte characters may contain
+	// ASCII bytes (SJIS, BIG5, GBK, GB18030, UHC, JOHAB): PostgreSQL reads such a
+	// character as one, pgshard's scanner (which reads bytes) as two, the second of which
+	// may be a backslash. The router does not read non-ASCII statements in it.
+	ClientOnlyEncoding
+)
 
 // Literal reports whether the token is a constant (string, bit string or number).
 func (t Token) Literal() bool { return t.Kind == String || t.Kind == BitStr || t.Kind == Number }
 
-// Scan appends the tokens of sql to dst, whitespace and comments omitted, and returns it.
-func Scan(sql string, dst []Token) []Token {
+// Scan appends the tokens of sql to dst, whitespace and comments omitted, and returns it,
+// as PostgreSQL reads sql with its default settings (ScanMode with the zero Mode).
+func Scan(sql string, dst []Token) []Token { return ScanMode(sql, dst, 0) }
+
+// ScanMode is Scan for a session whose settings are m. Only standard_conforming_strings
+// changes token boundaries: with it off, a backslash escapes the next byte in '...'
+// strings, so 'a\'b' is one string.
+func ScanMode(sql string, dst []Token, m Mode) []Token {
+	plainEsc := m&NonStandard != 0
 	i, n := 0, len(sql)
 	for i < n {
 		start := i
 		c := sql[i]
 		var k Kind
+		esc := false
 		switch {
 		case isSpace(c):
 			i++
@@ -68,8 +103,10 @@ func Scan(sql string, dst []Token) []Token {
 				continue
 			}
 		case c == '\'':
-			i, k = quoted(sql, i+1, false, String)
+			esc = plainEsc
+			i, k = quoted(sql, i+1, esc, String)
 		case (c == 'e' || c == 'E') && i+1 < n && sql[i+1] == '\'':
+			esc = true
 			i, k = quoted(sql, i+2, true, String)
 		case (c == 'b' || c == 'B' || c == 'x' || c == 'X') && i+1 < n && sql[i+1] == '\'':
 			i, k = quoted(sql, i+2, false, BitStr)
@@ -106,7 +143,7 @@ func Scan(sql string, dst []Token) []Token {
 		default:
 			i, k = i+1, Bad
 		}
-		dst = append(dst, Token{Start: int32(start), End: int32(i), Kind: k})
+		dst = append(dst, Token{Start: int32(start), End: int32(i), Kind: k, Esc: esc && k == String})
 	}
 	return dst
 }
@@ -341,8 +378,8 @@ func IdentName(sql string, t Token) string {
 }
 
 // StringValue returns the value of a String token: quotes removed, doubled quotes undone,
-// and for E” strings the backslash escapes resolved. ok is false for forms it does not
-// decode (U&” strings, strings with invalid escapes).
+// and for strings that take backslash escapes (Esc) the escapes resolved. ok is false for
+// forms it does not decode (U&” strings, strings with invalid escapes).
 func StringValue(sql string, t Token) (v string, ok bool) {
 	s := sql[t.Start:t.End]
 	if t.Kind != String || len(s) < 2 {
@@ -350,6 +387,9 @@ func StringValue(sql string, t Token) (v string, ok bool) {
 	}
 	switch s[0] {
 	case '\'':
+		if t.Esc {
+			return unescape(s[1 : len(s)-1])
+		}
 		return undouble(s[1 : len(s)-1]), true
 	case 'e', 'E':
 		return unescape(s[2 : len(s)-1])
@@ -424,4 +464,183 @@ func unescape(s string) (string, bool) {
 		}
 	}
 	return string(b), true
+}
+
+// Portable returns the text of literal token toks[i] of sql in a form that PostgreSQL
+// reads as the same value whatever standard_conforming_strings says, so that text
+// scanned in one session's mode can be spliced into SQL run in another's (a worker's
+// session, a statement planned before a SET): a plain '...' string holding a backslash
+// becomes an E'...' string, its backslashes doubled when they were not escapes. A
+// string continued on the next line ('a'<newline>'b', one constant) is rewritten as a
+// whole: the E goes on its first part. The string after UESCAPE stays as it is. Other tokens are returned as they are.
+func Portable(sql string, toks []Token, i int) string {
+	t := toks[i]
+	s := sql[t.Start:t.End]
+	if t.Kind != String || s[0] != '\'' {
+		return s
+	}
+	head := i
+	for head > 0 && continues(sql, toks[head-1], toks[head]) {
+		head--
+	}
+	h := toks[head]
+	if h.Kind != String || sql[h.Start] != '\'' {
+		// A part of an E'...', U&'...' or bit string: read as its head is.
+		return s
+	}
+	if head > 0 && Keyword(sql, toks[head-1], "uescape") {
+		// U&'...' UESCAPE '\': only a plain string may follow UESCAPE (and U&'...'
+		// reads the same in both settings, or not at all).
+		return s
+	}
+	backslash := false
+	for j := head; j < len(toks) && (j == head || continues(sql, toks[j-1], toks[j])); j++ {
+		if strings.IndexByte(sql[toks[j].Start:toks[j].End], '\\') >= 0 {
+			backslash = true
+			break
+		}
+	}
+	if !backslash {
+		return s
+	}
+	if !h.Esc {
+		s = strings.ReplaceAll(s, `\`, `\\`)
+	}
+	if i == head {
+		if t.Start > 0 && isIdentCont(sql[t.Start-1]) {
+			// N'...' (nchar 'x') or select'x': the E must not join the word.
+			s = " E" + s
+		} else {
+			s = "E" + s
+		}
+	}
+	return s
+}
+
+// continues reports whether string token t continues string token prev: PostgreSQL joins
+// two quoted strings separated only by whitespace that holds a newline, and -- comments.
+func continues(sql string, prev, t Token) bool {
+	if prev.Kind != String && prev.Kind != BitStr || t.Kind != String || sql[t.Start] != '\'' || sql[prev.End-1] != '\'' || sql[prev.Start] == '$' {
+		return false
+	}
+	gap := sql[prev.End:t.Start]
+	newline := false
+	for k := 0; k < len(gap); k++ {
+		switch c := gap[k]; {
+		case c == '\n' || c == '\r':
+			newline = true
+		case c == '-' && k+1 < len(gap) && gap[k+1] == '-':
+			for k+1 < len(gap) && gap[k+1] != '\n' && gap[k+1] != '\r' {
+				k++
+			}
+		case !isSpace(c):
+			return false
+		}
+	}
+	return newline
+}
+
+// BlankContinuationComments returns sql with the -- comments between the parts of
+// continued strings ('a' -- note<newline>'b') replaced by spaces, and whether there were
+// any. PostgreSQL joins such parts; the parser pgshard uses does not (it joins them only
+// across plain whitespace), so the router parses the blanked text, whose offsets are
+// the same.
+func BlankContinuationComments(sql string, toks []Token) (string, bool) {
+	var b []byte
+	for i := 1; i < len(toks); i++ {
+		prev, t := toks[i-1], toks[i]
+		if !continues(sql, prev, t) || !strings.Contains(sql[prev.End:t.Start], "--") {
+			continue
+		}
+		if b == nil {
+			b = []byte(sql)
+		}
+		for k := int(prev.End); k < int(t.Start); k++ {
+			if b[k] == '-' && b[k+1] == '-' {
+				for k < int(t.Start) && b[k] != '\n' && b[k] != '\r' {
+					b[k] = ' '
+					k++
+				}
+			}
+		}
+	}
+	if b == nil {
+		return sql, false
+	}
+	return string(b), true
+}
+
+// PortableText returns SQL text that PostgreSQL read (or wrote: pg_get_expr, ruleutils)
+// with standard_conforming_strings on, with its string literals made portable: it reads
+// the same in a session with the setting off.
+func PortableText(sql string) string {
+	if strings.IndexByte(sql, '\\') < 0 {
+		return sql
+	}
+	toks := Scan(sql, nil)
+	var b strings.Builder
+	pos := 0
+	for i, t := range toks {
+		if t.Kind != String {
+			continue
+		}
+		if p := Portable(sql, toks, i); len(p) != int(t.End-t.Start) {
+			b.WriteString(sql[pos:t.Start])
+			b.WriteString(p)
+			pos = int(t.End)
+		}
+	}
+	if pos == 0 {
+		return sql
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
+
+// EscapeWarning is the WARNING PostgreSQL's scanner gives for the first backslash escape
+// of a plain '...' string read with standard_conforming_strings off (and
+// escape_string_warning on). Offset is the string's byte offset, where PostgreSQL points.
+type EscapeWarning struct {
+	Message, Hint string
+	Offset        int
+}
+
+// EscapeWarnings returns the warnings of the strings of toks (scanned in NonStandard
+// mode), one per string at most, in order.
+func EscapeWarnings(sql string, toks []Token) []EscapeWarning {
+	var out []EscapeWarning
+	for i := 0; i < len(toks); i++ {
+		t := toks[i]
+		if t.Kind != String || !t.Esc || sql[t.Start] != '\'' {
+			continue
+		}
+		// The string and the parts that continue it warn once, at their first escape.
+		end := i
+		for end+1 < len(toks) && continues(sql, toks[end], toks[end+1]) {
+			end++
+		}
+		for j := i; j <= end; j++ {
+			s := sql[toks[j].Start:toks[j].End]
+			k := strings.IndexByte(s, '\\')
+			if k < 0 || k+1 >= len(s) {
+				continue
+			}
+			w := EscapeWarning{Offset: int(t.Start)}
+			switch s[k+1] {
+			case '\'':
+				w.Message = `nonstandard use of \' in a string literal`
+				w.Hint = `Use '' to write quotes in strings, or use the escape string syntax (E'...').`
+			case '\\':
+				w.Message = `nonstandard use of \\ in a string literal`
+				w.Hint = `Use the escape string syntax for backslashes, e.g., E'\\'.`
+			default:
+				w.Message = `nonstandard use of escape in a string literal`
+				w.Hint = `Use the escape string syntax for escapes, e.g., E'\r\n'.`
+			}
+			out = append(out, w)
+			break
+		}
+		i = end
+	}
+	return out
 }

@@ -96,13 +96,22 @@ func FuzzScan(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
-		toks := Scan(sql, nil)
-		prev := int32(0)
-		for _, tk := range toks {
-			if tk.Start < prev || tk.End <= tk.Start || int(tk.End) > len(sql) {
-				t.Fatalf("bad token %v in %q", tk, sql)
+		for _, mode := range []Mode{0, NonStandard} {
+			toks := ScanMode(sql, nil, mode)
+			prev := int32(0)
+			for i, tk := range toks {
+				if tk.Start < prev || tk.End <= tk.Start || int(tk.End) > len(sql) {
+					t.Fatalf("bad token %v in %q", tk, sql)
+				}
+				prev = tk.End
+				if tk.Kind == String {
+					// A portable string is the token, maybe with an E before it and
+					// its backslashes doubled: never shorter, never another kind.
+					if p := Portable(sql, toks, i); len(p) < int(tk.End-tk.Start) {
+						t.Fatalf("Portable(%q) = %q", sql[tk.Start:tk.End], p)
+					}
+				}
 			}
-			prev = tk.End
 		}
 	})
 }

@@ -29,7 +29,7 @@ func TestExplain(t *testing.T) {
 	}{
 		{"EXPLAIN SELECT * FROM d_int_8_2 WHERE k = " + k1, []string{"Shards: 1 of 8", "Merge: none", `Query: SELECT * FROM "public"."d_int_8_2_`, "Filter: (k = "}, 1},
 		{"EXPLAIN SELECT id FROM d_int_8_2 ORDER BY id DESC LIMIT 3 OFFSET 1", []string{"Shards: 8 of 8", "ordered streams merged", "LIMIT 3 OFFSET 1", "(each shard: LIMIT 4)", "Tasks shown: one of 8", "AS pgshard_s1", "Sort Key: id DESC"}, 1},
-		{"EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM d_int_8_2", []string{"partial aggregates", "coalesce(sum(pgshard_p1), 0)::int8", "actual time"}, 8},
+		{"EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM d_int_8_2", []string{"partial aggregates", "coalesce(pg_catalog.sum(pgshard_p1), 0)::pg_catalog.int8", "actual time"}, 8},
 		{"EXPLAIN SELECT grp, count(*) FROM d_int_8_2 GROUP BY grp", []string{"gathered into temporary tables", "Pull into pg_temp.pgshard_gather_1 from 8 shard(s)", "GROUP BY", "Coordinator Query:"}, 0},
 		{"EXPLAIN ANALYZE SELECT grp, row_number() OVER (ORDER BY id) FROM d_int_8_2", []string{"gathered into temporary tables", "WindowAgg", "actual time"}, 0},
 		{"EXPLAIN SELECT count(*) FROM d_int_8_2 t JOIN d_int_8_2_orders o ON o.k = t.k", []string{`co-located tables "d_int_8_2", "d_int_8_2_orders"`, "Tasks shown: one of 8", "Join"}, 1},

@@ -37,6 +37,8 @@ type Options struct {
 	Log *slog.Logger
 	// BatchRows sets the proxy's batch size for INSERT ... SELECT (default: the proxy's).
 	BatchRows int
+	// Config, if set, adjusts the proxy's configuration before it starts.
+	Config func(*proxy.Config)
 	// MaxClientConn, ClientLoginTimeout and ClientIdleTimeout set the proxy's client
 	// limits (default: the proxy's).
 	MaxClientConn      int
@@ -59,6 +61,9 @@ func Start(ctx context.Context, coordinatorURL string, opts Options) (*Proxy, er
 	cfg := proxy.Config{Coordinator: coordinatorURL, Logger: log, RepairInterval: opts.RepairInterval, LockTimeout: opts.LockTimeout, BatchRows: opts.BatchRows,
 		MaxClientConn: opts.MaxClientConn, ClientLoginTimeout: opts.ClientLoginTimeout, ClientIdleTimeout: opts.ClientIdleTimeout}
 	cfg.IdleTransactionTimeout = opts.IdleTransactionTimeout
+	if opts.Config != nil {
+		opts.Config(&cfg)
+	}
 	srv, err := proxy.New(ctx, cfg)
 	if err != nil {
 		return nil, err
