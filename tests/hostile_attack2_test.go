@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -270,5 +271,46 @@ func TestHostileAttackRowSecurity(t *testing.T) {
 		fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", rls))
 	for _, mode := range []string{"ENABLE", "FORCE"} {
 		wantCode(t, owner, fmt.Sprintf("ALTER TABLE %s %s ROW LEVEL SECURITY", rls, mode), "0A000", "")
+	}
+}
+
+// TestHostileAttackExplainAddresses: EXPLAIN of a distributed table does not show an
+// ordinary role the workers' addresses (SHOW NODES and SHOW PLACEMENTS are for
+// superusers only, and the metadata is not readable to it); a superuser still sees them.
+func TestHostileAttackExplainAddresses(t *testing.T) {
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "explained", 2, "")
+	grantShards(t, table, "SELECT", app)
+	ac := connectAs(t, env.P, app)
+	plan := func(conn *pgx.Conn) string {
+		rows, err := conn.Query(context.Background(), fmt.Sprintf("EXPLAIN ANALYZE SELECT * FROM %s", table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(out, "\n")
+	}
+	got := plan(ac)
+	for _, s := range env.C.Workers {
+		if strings.Contains(got, s.Addr()) || strings.Contains(got, fmt.Sprintf(":%d", s.Port)) {
+			t.Errorf("an ordinary role's EXPLAIN shows worker %s:\n%s", s.Addr(), got)
+		}
+	}
+	if !strings.Contains(got, "->  Shard ") {
+		t.Errorf("no shards in the plan:\n%s", got)
+	}
+	if su := plan(owner); !strings.Contains(su, " on 127.0.0.1:") && !strings.Contains(su, " on localhost:") {
+		t.Errorf("a superuser's EXPLAIN lost the workers' addresses:\n%s", su)
 	}
 }
