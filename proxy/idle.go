@@ -89,7 +89,7 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 		if ss.waitingClient {
 			d = ss.idleInTx
 		}
-		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && len(ss.txLocks) > 0 && (d <= 0 || limit < d) {
+		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && ss.holdsShardLocks() && (d <= 0 || limit < d) {
 			d = limit
 		}
 	}
@@ -97,6 +97,13 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 		return time.Time{}, nil
 	}
 	return time.Now().Add(d), e
+}
+
+// holdsShardLocks reports whether the session's transaction block holds shard write
+// locks, or row locks of distributed tables that keep the shards' writers out as well
+// (txRowLocks).
+func (ss *session) holdsShardLocks() bool {
+	return len(ss.txLocks) > 0 || ss.txRowLocks && ss.tx != 'I'
 }
 
 // parseMillis reads a time setting whose base unit is milliseconds as SHOW prints it

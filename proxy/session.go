@@ -81,6 +81,11 @@ type session struct {
 	// its locks exclusively, so it never waits for itself).
 	txLocks []txLock
 	txHeld  map[int64]bool
+	// txRowLocks is set once the block locked rows of distributed tables (SELECT ... FOR
+	// UPDATE): the first writer of such a row waits for the block on the worker while
+	// holding the shard's write lock, so the block keeps the shard's writers out as if it
+	// held that lock (holdsShardLocks).
+	txRowLocks bool
 	// stmtUnlock releases the shard locks held until the end of the statement.
 	stmtUnlock []func()
 	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
@@ -336,7 +341,7 @@ func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
 	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
 		until, idleErr = time.Now().Add(t), ss.clientIdleError()
 	}
-	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || len(ss.txLocks) > 0) {
+	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || ss.holdsShardLocks()) {
 		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
 			until, idleErr = u, errIdleInTransaction
 		}
@@ -369,7 +374,7 @@ type clientWriter struct{ ss *session }
 func (cw clientWriter) Write(b []byte) (int, error) {
 	ss := cw.ss
 	t := ss.srv.cfg.IdleTransactionTimeout
-	if t <= 0 || len(ss.txLocks) == 0 && len(ss.stmtUnlock) == 0 {
+	if t <= 0 || !ss.holdsShardLocks() && len(ss.stmtUnlock) == 0 {
 		return ss.nc.Write(b)
 	}
 	ss.nc.SetWriteDeadline(time.Now().Add(t))
@@ -763,6 +768,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	}
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
+	ss.txRowLocks = false
 	ss.txSavepointAt = nil
 	ss.coordInTx = false
 	ss.failedUndone = false

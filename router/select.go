@@ -37,7 +37,7 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 	if rv.Alias != nil {
 		alias = rv.Alias.Aliasname
 	}
-	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate()}
+	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0}
 	st.Filter = p.cond(s.WhereClause, t, alias)
 	p.holes = refs
 	b := newBuilder(p.in, p.litIdx)

@@ -314,3 +314,36 @@ func TestHostileAttackExplainAddresses(t *testing.T) {
 		t.Errorf("a superuser's EXPLAIN lost the workers' addresses:\n%s", su)
 	}
 }
+
+// TestHostileAttackIdleLimitRowLocks: a block idle after SELECT ... FOR UPDATE holds no
+// shard lock, but the first writer of the locked row waits for it on the worker while
+// holding the shard's write lock, so every other writer of the shard waits too (in
+// PostgreSQL only writers of that row would): pgshard's --idle-transaction-timeout ends
+// such a block as it ends one that wrote.
+func TestHostileAttackIdleLimitRowLocks(t *testing.T) {
+	p := startLimitedProxy(t, testproxy.Options{IdleTransactionTimeout: time.Second})
+	owner := connect(t)
+	app := unprivilegedRole(t, "app")
+	table := lockTable(t, owner, "rowlock", 1, app)
+	mustExec(t, owner, fmt.Sprintf("INSERT INTO %s VALUES (1, 'a'), (2, 'b')", table))
+	ac := connectAs(t, p, app)
+	mustExec(t, ac, "SET idle_in_transaction_session_timeout = 0", "BEGIN", fmt.Sprintf("SELECT * FROM %s WHERE id = 1 FOR UPDATE", table))
+	first := make(chan error, 1)
+	go func() {
+		c, err := pgx.Connect(context.Background(), simpleURL(p))
+		if err != nil {
+			first <- err
+			return
+		}
+		defer c.Close(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_, err = c.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = 'first' WHERE id = 1", table))
+		first <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	quickWrite(t, connectTo(t, p), fmt.Sprintf("UPDATE %s SET v = 'other' WHERE id = 2", table))
+	if err := <-first; err != nil {
+		t.Errorf("the writer of the locked row: %v", err)
+	}
+}
