@@ -1,0 +1,12 @@
+-- GROUP BY: per-shard partial groups, gathered and grouped again on the coordinator.
+SELECT region, count(*) FROM customers GROUP BY region
+
+SELECT status, sum(amount) s FROM orders WHERE amount > $1 GROUP BY 1 HAVING max(placed) > now() ORDER BY s DESC LIMIT 3
+
+-- GROUP BY the partition key: groups do not span shards.
+SELECT customer_id, count(*) FROM orders GROUP BY customer_id
+
+-- An aggregate without a partial form gathers the rows.
+SELECT string_agg(name, ',') FROM customers
+
+SELECT count(DISTINCT region) FROM customers
