@@ -37,3 +37,12 @@ UPDATE orders SET placed = now() WHERE customer_id = 9
 
 -- Co-located join on the partition keys, one customer.
 SELECT c.name, o.amount FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = 10
+
+-- AND of two different keys: only a shard holding both (here none).
+SELECT * FROM customers WHERE id = 1 AND id = 2
+
+-- AND of a key list and a key: the intersection.
+SELECT * FROM customers WHERE id IN (1, 2, 3) AND id = 2
+
+-- An OR branch without a key condition keeps every shard.
+SELECT * FROM customers WHERE (id = 1 AND region = 1) OR (region = 2 AND name = 'x')
