@@ -33,9 +33,8 @@
 // result types (SegType). Partition-key values are Values (a literal, a parameter, NULL,
 // or an evaluated value) and a WHERE clause's pruning condition is a Cond (keys.go); the
 // executor hashes the values (package pghash, PostgreSQL's own hash functions) and
-// Cond.Select picks the shards whose hash range holds them. The partition-key rules
-// (which expressions count as a key, what a comparison with a parameter of another type
-// means) are in keys.go.
+// Cond.Select picks the shards whose hash range holds them. Which expressions count as
+// a partition-key value, and how AND/OR/IN/ANY combine them, is decided in keys.go.
 //
 // # Plan cache
 //
