@@ -34,6 +34,7 @@ var update = flag.Bool("update", false, "rewrite router/testdata/*.golden with t
 //	app.events        key k varchar, 8 shards, 3 placements, unique index
 //	public.sessions   key sid uuid, 3 shards, 1 placement
 //	public.accounts   key code char(4) (a type modifier: hashing needs the coordinator), 2 shards
+//	public.items      key id bigint GENERATED ALWAYS AS IDENTITY, 2 shards, 2 placements
 //
 // Any other table (public.regions in the cases) is a coordinator table.
 func goldenSnapshot() *metadata.Snapshot {
@@ -46,6 +47,11 @@ func goldenSnapshot() *metadata.Snapshot {
 		return c
 	}
 	notNull := func(c metadata.Column) metadata.Column { c.NotNull = true; return c }
+	identity := func(c metadata.Column, seq string) metadata.Column {
+		c = notNull(serial(c, seq))
+		c.Identity = 'a'
+		return c
+	}
 	onShard := func(c metadata.Column, def string) metadata.Column {
 		c.Default, c.DefaultOnShard = def, true
 		return c
@@ -71,6 +77,8 @@ func goldenSnapshot() *metadata.Snapshot {
 		{&metadata.Table{OID: 16430, Schema: "public", Name: "accounts", Key: "code",
 			Columns: []metadata.Column{{Name: "code", TypeOID: 1042, HashType: 1042, TypeName: "character(4)", BaseName: "bpchar", Typmod: 8, LengthFunc: "pg_catalog.bpchar", LengthArgs: 3, ByteOrder: true},
 				col("balance", 1700, "numeric")}}, 2, 1, 102031},
+		{&metadata.Table{OID: 16440, Schema: "public", Name: "items", Key: "id", HasUnique: true, PrimaryKey: []int{0},
+			Columns: []metadata.Column{identity(col("id", 20, "bigint"), "public.items_id_seq"), col("name", 25, "text")}}, 2, 2, 102033},
 	}
 	var tables []*metadata.Table
 	placement := int64(200000)
@@ -236,6 +244,8 @@ type planWriter struct {
 	b    strings.Builder
 	in   *Input
 	snap *metadata.Snapshot
+	// shard is the shard the templates are rendered for (SegShardName), 0 when not known.
+	shard int64
 }
 
 func (w *planWriter) line(depth int, format string, args ...any) {
@@ -266,7 +276,17 @@ func (w *planWriter) render(t Template, tables ...string) string {
 	for len(tables) < 16 {
 		tables = append(tables, "<table"+strconv.Itoa(len(tables))+">")
 	}
-	return t.String(&Holes{In: w.in, Tables: tables, Evals: evals, Types: types, Shard: 0})
+	h := &Holes{In: w.in, Tables: tables, Evals: evals, Types: types, Shard: w.shard}
+	var b strings.Builder
+	for _, seg := range t {
+		if seg.Kind == SegShardName && w.shard == 0 {
+			// The shard's own name of a constraint, for a shard not known at plan time.
+			b.WriteString(QuoteIdent(seg.Text + "_<shard>"))
+			continue
+		}
+		b.WriteString(Template{seg}.String(h))
+	}
+	return b.String()
 }
 
 // shardName is the name a shard template uses for table oid: the shard itself when one
@@ -521,6 +541,10 @@ func (w *planWriter) readWrite(d int, st *Statement) {
 		return
 	}
 	tables := []string{w.shardName(st.Table, sh)}
+	if sh != nil {
+		w.shard = sh.ID
+		defer func() { w.shard = 0 }()
+	}
 	var anyShard []string
 	for _, oid := range append([]uint32{st.Table}, st.Colocated...) {
 		anyShard = append(anyShard, w.shardName(oid, nil))
@@ -581,7 +605,7 @@ func (w *planWriter) insert(d int, st *Statement) {
 	}
 	for i, r := range st.Rows {
 		h, ok := w.hash(r.Key, t)
-		where := "shard bound at execution"
+		where := "shard chosen at execution"
 		var sh *metadata.Shard
 		if ok {
 			if shards := t.ShardsFor(h); len(shards) == 1 {
@@ -594,8 +618,10 @@ func (w *planWriter) insert(d int, st *Statement) {
 		w.line(d, "row %d: key %s, %s", i+1, w.value(r.Key), where)
 		if sh != nil {
 			w.placements(d+1, sh)
+			w.shard = sh.ID
 		}
 		w.line(d+1, "sql: %s%s%s", w.render(st.InsertPrefix, w.shardName(st.Table, sh)), w.render(r.Text), w.render(st.InsertSuffix))
+		w.shard = 0
 		w.evals(d+1, "evaluated first", r.Evals)
 	}
 }

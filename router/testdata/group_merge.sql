@@ -10,3 +10,14 @@ SELECT customer_id, count(*) FROM orders GROUP BY customer_id
 SELECT string_agg(name, ',') FROM customers
 
 SELECT count(DISTINCT region) FROM customers
+
+-- SELECT DISTINCT of plain columns groups by them.
+SELECT DISTINCT region FROM customers
+
+SELECT DISTINCT ON (region) region, name FROM customers
+
+SELECT region, count(DISTINCT name) FROM customers GROUP BY ROLLUP (region)
+
+SELECT c.region, max(c.name) FROM customers c WHERE c.id > 3 GROUP BY c.region HAVING count(*) > $1
+
+SELECT region, sum(id) FILTER (WHERE name <> '') FROM customers GROUP BY region

@@ -24,3 +24,25 @@ INSERT INTO customers VALUES (NULL, 'n', 1)
 
 -- DEFAULT VALUES leaves the key NULL.
 INSERT INTO reviews DEFAULT VALUES
+
+-- An identity key: evaluated on the coordinator, hashed there.
+INSERT INTO items (name) VALUES ('a'), ('b')
+
+-- Refused: a value for a GENERATED ALWAYS identity column.
+INSERT INTO items VALUES (5, 'x')
+
+INSERT INTO items OVERRIDING SYSTEM VALUE VALUES (5, 'x')
+
+INSERT INTO items OVERRIDING USER VALUE VALUES (5, 'x')
+
+-- Refused: the key left to a column without a default.
+INSERT INTO orders (amount) VALUES (1)
+
+INSERT INTO orders (customer_id, id, amount) VALUES (3, DEFAULT, 2), (4, 10, DEFAULT) RETURNING *
+
+-- Refused: ON CONFLICT changing the partition key.
+INSERT INTO customers VALUES (1, 'a', 1) ON CONFLICT (id) DO UPDATE SET id = 2
+
+INSERT INTO customers (id, name) VALUES (1, 'a') ON CONFLICT DO NOTHING RETURNING id, now()
+
+INSERT INTO customers AS c (id, name) VALUES ($1, $2) ON CONFLICT ON CONSTRAINT customers_pkey DO UPDATE SET name = c.name || excluded.name WHERE c.region > 0

@@ -8,3 +8,9 @@ SELECT * FROM app.events ORDER BY at
 
 -- The job-queue pattern.
 SELECT id FROM orders WHERE status = 'new' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+
+SELECT id FROM customers ORDER BY id FETCH FIRST 3 ROWS ONLY
+
+SELECT id FROM customers ORDER BY id DESC LIMIT 2 FOR SHARE SKIP LOCKED
+
+SELECT name, row_number() OVER w FROM customers WINDOW w AS (ORDER BY id) ORDER BY id LIMIT 4
