@@ -21,3 +21,6 @@ SELECT region, count(DISTINCT name) FROM customers GROUP BY ROLLUP (region)
 SELECT c.region, max(c.name) FROM customers c WHERE c.id > 3 GROUP BY c.region HAVING count(*) > $1
 
 SELECT region, sum(id) FILTER (WHERE name <> '') FROM customers GROUP BY region
+
+-- A column grouped by twice, and aggregated DISTINCT: grouped by once on the shards.
+SELECT region, count(DISTINCT region) FROM customers GROUP BY region, 1
