@@ -153,9 +153,8 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestGoldenCached plans every case twice more through one router, with the literals
-// changed where that keeps the shape: a plan taken from the cache must describe the same
-// as a fresh one for the same text.
+// TestGoldenCached plans every case twice more through one router that has planned the
+// cases before it: a plan taken from the cache must describe the same as a fresh one.
 func TestGoldenCached(t *testing.T) {
 	files, _ := filepath.Glob("testdata/*.sql")
 	snap := goldenSnapshot()
