@@ -29,7 +29,6 @@ var allowlist = map[string]bool{
 	"router.planner.clausesOf":      true,
 
 	// Not yet split (issue 11).
-	"metadata/store.load":       true,
 	"proxy.session.applyWrites": true,
 	"tests/bench.runQuery":      true,
 	"proxy.leases.serve":        true,
