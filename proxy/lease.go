@@ -318,9 +318,11 @@ func (l *leases) serve(ctx context.Context, conn *pgconn.PgConn, pending *[]*lea
 	// Requests that were waiting when the connection was lost try again.
 	again := *pending
 	*pending = nil
-	for _, r := range again {
+	for i, r := range again {
 		if err := attempt(r); err != nil {
-			*pending = append(*pending, again...)
+			// The requests before r were answered or are pending again: only r and
+			// those after it are left to retry.
+			*pending = append(*pending, again[i:]...)
 			return err
 		}
 	}
