@@ -31,7 +31,6 @@ var allowlist = map[string]bool{
 	// Not yet split (issue 11).
 	"proxy.session.applyWrites": true,
 	"tests/bench.runQuery":      true,
-	"proxy.leases.serve":        true,
 	"repair.Repairer.copy":      true,
 	"proxy.session.copyIn":      true,
 }
