@@ -29,10 +29,9 @@ var allowlist = map[string]bool{
 	"router.planner.clausesOf":      true,
 
 	// Not yet split (issue 11).
-	"proxy.session.applyWrites": true,
-	"tests/bench.runQuery":      true,
-	"repair.Repairer.copy":      true,
-	"proxy.session.copyIn":      true,
+	"tests/bench.runQuery": true,
+	"repair.Repairer.copy": true,
+	"proxy.session.copyIn": true,
 }
 
 type funcLen struct {
