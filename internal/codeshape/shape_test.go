@@ -30,7 +30,6 @@ var allowlist = map[string]bool{
 
 	// Not yet split (issue 11).
 	"tests/bench.runQuery": true,
-	"repair.Repairer.copy": true,
 	"proxy.session.copyIn": true,
 }
 
