@@ -29,7 +29,6 @@ var allowlist = map[string]bool{
 	"router.planner.clausesOf":      true,
 
 	// Not yet split (issue 11).
-	"tests/bench.runQuery": true,
 	"proxy.session.copyIn": true,
 }
 
