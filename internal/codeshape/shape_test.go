@@ -27,9 +27,6 @@ var allowlist = map[string]bool{
 	"router.planner.modifyGathered": true,
 	"router.planner.groupMerge":     true,
 	"router.planner.clausesOf":      true,
-
-	// Not yet split (issue 11).
-	"proxy.session.copyIn": true,
 }
 
 type funcLen struct {
