@@ -269,9 +269,9 @@ func (ss *session) writeComplete(st *router.Statement, n int64) {
 // applyWrites does runWrites' work but for the CommandComplete: it forwards the
 // RETURNING rows (with the RowDescription unless *sentDesc) and returns the row count.
 //
-// Its steps: lock the shards and take their current placements, send the statement to
-// every placement, collect the answers, decide each shard's outcome (decideWrites, with
-// outcome.go's rules), then either fail the statement everywhere (failWrites) or mark the
+// Its steps (writeRun's methods): lock the shards and take their current placements,
+// send the statement to every placement, collect the answers, decide each shard's outcome
+// (with outcome.go's rules), then either fail the statement everywhere or mark the
 // placements that missed it, commit, and forward the chosen answers.
 func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks []writeTask, sentDesc *bool) (int64, error) {
 	if err := ss.lockShards(ctx, st, tasks); err != nil {
@@ -280,30 +280,30 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 	// With the locks held, the placements are what they are now: a repair that held the
 	// lock may have finalized one since the statement was planned.
 	currentShards(ss.srv.cache.Load(), tasks)
-	implicit := ss.implicitWrite(st, tasks)
-	writes := ss.sendWrites(ctx, tasks, implicit)
-	defer ss.releaseWrites(writes)
-	if len(writes) == 0 {
+	wr := &writeRun{ss: ss, tasks: tasks, implicit: implicitWrite(ss.tx, st, tasks)}
+	wr.send(ctx)
+	defer wr.release()
+	if len(wr.writes) == 0 {
 		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
 	}
-	if err := ss.collectWrites(ctx, writes, implicit); err != nil {
+	if err := wr.collect(ctx); err != nil {
 		// The answers did not fit in the session's temporary files: the statement
 		// fails, and is undone (the implicit transaction rolls back, a block is failed).
-		ss.undoWrites(ctx, writes, implicit)
+		wr.undo(ctx)
 		return 0, err
 	}
 	if ss.tx == 'T' {
-		for _, w := range writes {
+		for _, w := range wr.writes {
 			if w.err == nil && w.pgErr == nil {
 				ss.noteTxWrite(w.p)
 			}
 		}
 	}
 
-	d := ss.decideWrites(tasks, writes, implicit)
+	d := wr.decide()
 	if d.failErr != nil {
-		return 0, ss.failWrites(ctx, writes, implicit, d)
+		return 0, wr.fail(ctx, d)
 	}
 	// Marks are committed on the coordinator before the write is: a proxy that dies in
 	// between leaves a placement marked that is merely repaired, never one that silently
@@ -313,11 +313,11 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 	}
 	if len(d.marks) > 0 {
 		if err := ss.srv.markInactive(ctx, d.marks, ss); err != nil {
-			ss.undoWrites(ctx, writes, implicit)
+			wr.undo(ctx)
 			return 0, err
 		}
 	}
-	if implicit {
+	if wr.implicit {
 		if err := ss.commitImplicit(ctx, tasks, d.byTask); err != nil {
 			return 0, err
 		}
@@ -346,8 +346,8 @@ func currentShards(snap *metadata.Snapshot, tasks []writeTask) {
 // placement. Outside a transaction block a write that goes to several placements does,
 // committed only once every placement has answered: an error on one placement then undoes
 // the statement everywhere.
-func (ss *session) implicitWrite(st *router.Statement, tasks []writeTask) bool {
-	if ss.tx != 'I' {
+func implicitWrite(tx byte, st *router.Statement, tasks []writeTask) bool {
+	if tx != 'I' {
 		return false
 	}
 	n := 0
@@ -360,16 +360,26 @@ func (ss *session) implicitWrite(st *router.Statement, tasks []writeTask) bool {
 	return n > 1 || st.Returning
 }
 
-// sendWrites sends each task's statement to every finalized placement of its shard (after
-// a BEGIN if implicit) and returns one placementWrite per placement, in task order. A
-// placement that could not be reached or refused the session has err or pgErr set; the
-// others hold their connection (release them with releaseWrites).
-func (ss *session) sendWrites(ctx context.Context, tasks []writeTask, implicit bool) []*placementWrite {
-	var writes []*placementWrite
-	for ti, task := range tasks {
+// writeRun is one write statement's work on its placements (applyWrites' steps): its
+// tasks, whether it runs in a transaction of its own on each placement, and one
+// placementWrite per placement, in task order.
+type writeRun struct {
+	ss       *session
+	tasks    []writeTask
+	implicit bool
+	writes   []*placementWrite
+}
+
+// send sends each task's statement to every finalized placement of its shard (after a
+// BEGIN if implicit), adding a placementWrite per placement. A placement that could not
+// be reached or refused the session has err or pgErr set; the others hold their
+// connection (release gives them back).
+func (wr *writeRun) send(ctx context.Context) {
+	ss, implicit := wr.ss, wr.implicit
+	for ti, task := range wr.tasks {
 		for _, p := range task.shard.Finalized() {
 			w := &placementWrite{task: ti, p: p}
-			writes = append(writes, w)
+			wr.writes = append(wr.writes, w)
 			wc, err := ss.workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
@@ -402,13 +412,13 @@ func (ss *session) sendWrites(ctx context.Context, tasks []writeTask, implicit b
 			}
 		}
 	}
-	return writes
 }
 
-// releaseWrites closes the writes' spools and gives their connections back; a connection
-// given up with its answer unread is marked broken.
-func (ss *session) releaseWrites(writes []*placementWrite) {
-	for _, w := range writes {
+// release closes the writes' spools and gives their connections back; a connection given
+// up with its answer unread is marked broken.
+func (wr *writeRun) release() {
+	ss := wr.ss
+	for _, w := range wr.writes {
 		w.out.Close()
 		if w.wc.res != nil {
 			ss.stopRunning(w.wc.conn())
@@ -422,11 +432,12 @@ func (ss *session) releaseWrites(writes []*placementWrite) {
 	}
 }
 
-// collectWrites reads every placement's answer into its spool. It fails when the answers
+// collect reads every placement's answer into its spool. It fails when the answers
 // do not fit in the session's temporary files, unless they are only the notices of a
 // write already committed on its one placement (those past the limit are then dropped
 // with a warning).
-func (ss *session) collectWrites(ctx context.Context, writes []*placementWrite, implicit bool) error {
+func (wr *writeRun) collect(ctx context.Context) error {
+	ss, writes, implicit := wr.ss, wr.writes, wr.implicit
 	// What the placements answer is set aside until every one has: each keeps a share
 	// of work-mem in memory.
 	memShare := max(64<<10, ss.srv.workMem()/len(writes))
@@ -450,19 +461,19 @@ func (ss *session) collectWrites(ctx context.Context, writes []*placementWrite, 
 	return spoolErr
 }
 
-// undoWrites undoes a failed statement: its implicit transaction rolls back on every
+// undo undoes a failed statement: its implicit transaction rolls back on every
 // placement; a transaction block is now failed, and its ROLLBACK (or ROLLBACK TO) undoes
 // it.
-func (ss *session) undoWrites(ctx context.Context, writes []*placementWrite, implicit bool) {
-	if implicit {
-		ss.finishImplicit(ctx, writes, false)
+func (wr *writeRun) undo(ctx context.Context) {
+	if wr.implicit {
+		wr.ss.finishImplicit(ctx, wr.writes, false)
 	}
-	if ss.tx == 'T' {
-		ss.tx = 'E'
+	if wr.ss.tx == 'T' {
+		wr.ss.tx = 'E'
 	}
 }
 
-// tasksDecision is what decideWrites made of a write's answers.
+// tasksDecision is what writeRun.decide made of a write's answers.
 type tasksDecision struct {
 	byTask   [][]*placementWrite // the writes of each task
 	chosen   []*placementWrite   // each task's canonical placement (nil when failErr)
@@ -474,10 +485,11 @@ type tasksDecision struct {
 	failNotices *spool
 }
 
-// decideWrites decides each task from its placements' outcomes (outcome.go has the rules):
+// decide decides each task from its placements' outcomes (outcome.go has the rules):
 // the canonical placement, the placements to mark inactive with their warnings, and the
 // error that fails the statement, if any.
-func (ss *session) decideWrites(tasks []writeTask, writes []*placementWrite, implicit bool) tasksDecision {
+func (wr *writeRun) decide() tasksDecision {
+	ss, tasks, writes, implicit := wr.ss, wr.tasks, wr.writes, wr.implicit
 	inBlock := ss.tx != 'I'
 	d := tasksDecision{
 		chosen: make([]*placementWrite, len(tasks)),
@@ -516,11 +528,12 @@ func (ss *session) decideWrites(tasks []writeTask, writes []*placementWrite, imp
 	return d
 }
 
-// failWrites ends a statement that failed on some task: it is undone on every placement,
+// fail ends a statement that failed on some task: it is undone on every placement,
 // the warnings are sent and the placements to mark are marked, then the notices of the
 // failing placement and the error (returned) go to the client.
-func (ss *session) failWrites(ctx context.Context, writes []*placementWrite, implicit bool, d tasksDecision) error {
-	ss.undoWrites(ctx, writes, implicit)
+func (wr *writeRun) fail(ctx context.Context, d tasksDecision) error {
+	ss := wr.ss
+	wr.undo(ctx)
 	for _, w := range d.warnings {
 		ss.sendNotice(w)
 	}
