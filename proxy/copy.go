@@ -192,24 +192,9 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	if err := opts.BindColumns(names, all, t.Name); err != nil {
 		return copyErr(err)
 	}
-	// Columns the COPY leaves out whose defaults the coordinator evaluates (per row),
-	// and the partition key when the COPY leaves it out.
-	given := map[int]bool{}
-	for _, ci := range st.CopyCols {
-		given[ci] = true
-	}
-	var added []int
-	for i := range t.Columns {
-		c := &t.Columns[i]
-		if given[i] || c.Generated != 0 {
-			continue
-		}
-		if i == t.KeyIndex && c.Default == "" {
-			return pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
-		}
-		if i == t.KeyIndex || c.Default != "" && !c.DefaultOnShard {
-			added = append(added, i)
-		}
+	added, err := copyAddedColumns(t, st.CopyCols)
+	if err != nil {
+		return err
 	}
 	if keyPos < 0 {
 		for k, ci := range added {
@@ -318,6 +303,30 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 		return cp.abort(ctx, err)
 	}
 	return cp.finish(ctx)
+}
+
+// copyAddedColumns are the columns a COPY into t leaves out (it gives copyCols) whose
+// values the coordinator adds to each row: those whose defaults it evaluates, and the
+// partition key (which must then have a default).
+func copyAddedColumns(t *metadata.Table, copyCols []int) ([]int, error) {
+	given := map[int]bool{}
+	for _, ci := range copyCols {
+		given[ci] = true
+	}
+	var added []int
+	for i := range t.Columns {
+		c := &t.Columns[i]
+		if given[i] || c.Generated != 0 {
+			continue
+		}
+		if i == t.KeyIndex && c.Default == "" {
+			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+		}
+		if i == t.KeyIndex || c.Default != "" && !c.DefaultOnShard {
+			added = append(added, i)
+		}
+	}
+	return added, nil
 }
 
 // copyRun is the state of one COPY FROM STDIN.

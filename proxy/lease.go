@@ -193,178 +193,221 @@ func (l *leases) failPending(pending *[]*leaseReq, err error) {
 	*pending = nil
 }
 
+// serve grants, waits for and releases leases over conn, the lease connection, until ctx
+// is done or conn fails. pending holds the requests waiting for another proxy to let go;
+// those left when serve returns are retried on the next connection.
 func (l *leases) serve(ctx context.Context, conn *pgconn.PgConn, pending *[]*leaseReq) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	retry := time.NewTimer(time.Hour)
-	defer retry.Stop()
-	exec := func(sql string, args ...string) (string, error) {
-		params := make([][]byte, len(args))
-		for i, a := range args {
-			params[i] = []byte(a)
-		}
-		rr := conn.ExecParams(ctx, sql, params, nil, nil, nil)
-		var out string
-		for rr.NextRow() {
-			out = string(rr.Values()[0])
-		}
-		_, err := rr.Close()
-		return out, err
-	}
-	key := func(shard int64) string { return strconv.FormatInt(store.LockKey(store.LockShard, shard), 10) }
-	unlock := func(shard int64, mode int) error {
-		fn := "pg_advisory_unlock"
-		if mode == leaseShared {
-			fn = "pg_advisory_unlock_shared"
-		}
-		_, err := exec("SELECT "+fn+"($1::int8)", key(shard))
+	lc := &leaseConn{l: l, conn: conn, pending: pending, retry: time.NewTimer(time.Hour)}
+	defer lc.retry.Stop()
+	// Requests that were waiting when the connection was lost try again.
+	if err := lc.attemptAll(ctx, func(*leaseReq) bool { return true }); err != nil {
 		return err
 	}
-	// releaseIdle lets go of leases no local write uses that another proxy asked for, or
-	// that were idle for long.
-	releaseIdle := func(force bool) error {
-		l.mu.Lock()
-		var drop []int64
-		var modes []int
-		for shard, h := range l.held {
-			if h.users == 0 && (h.wanted || force && time.Since(h.idleSince) > leaseIdle) {
-				drop = append(drop, shard)
-				modes = append(modes, h.mode)
-				delete(l.held, shard)
-			}
-		}
-		l.mu.Unlock()
-		for i, shard := range drop {
-			if err := unlock(shard, modes[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	// try attempts to take a lease for a request; false means another proxy holds it.
-	try := func(r *leaseReq) (bool, error) {
-		l.mu.Lock()
-		h := l.held[r.shard]
-		if h != nil && h.mode >= r.mode {
-			h.users++
-			l.mu.Unlock()
-			return true, nil
-		}
-		upgrade := h != nil && h.users == 0
-		if h != nil && !upgrade {
-			l.mu.Unlock()
-			return false, nil // shared users remain; wait for them
-		}
-		if upgrade {
-			delete(l.held, r.shard)
-		}
-		l.mu.Unlock()
-		if upgrade {
-			if err := unlock(r.shard, h.mode); err != nil {
-				return false, err
-			}
-		}
-		fn := "pg_try_advisory_lock"
-		if r.mode == leaseShared {
-			fn = "pg_try_advisory_lock_shared"
-		}
-		got, err := exec("SELECT "+fn+"($1::int8)", key(r.shard))
-		if err != nil || got != "t" {
-			return false, err
-		}
-		l.mu.Lock()
-		l.held[r.shard] = &lease{mode: r.mode, users: 1}
-		l.mu.Unlock()
-		return true, nil
-	}
-	attempt := func(r *leaseReq) error {
-		if r.ctx.Err() != nil {
-			r.reply <- r.ctx.Err()
-			return nil
-		}
-		ok, err := try(r)
-		if err != nil {
-			return err
-		}
-		if ok {
-			r.reply <- nil
-			return nil
-		}
-		// Ask the holder to let go, then retry with backoff.
-		if _, err := exec("SELECT pg_notify($1, $2)", store.LeaseChannel, l.id+":"+strconv.FormatInt(r.shard, 10)); err != nil {
-			return err
-		}
-		if r.wait == 0 {
-			r.wait = time.Millisecond
-		} else if r.wait < 50*time.Millisecond {
-			r.wait *= 2
-		}
-		r.next = time.Now().Add(r.wait)
-		*pending = append(*pending, r)
-		return nil
-	}
-	schedule := func() {
-		if len(*pending) == 0 {
-			return
-		}
-		next := (*pending)[0].next
-		for _, r := range *pending {
-			if r.next.Before(next) {
-				next = r.next
-			}
-		}
-		retry.Reset(time.Until(next))
-	}
-	// Requests that were waiting when the connection was lost try again.
-	again := *pending
-	*pending = nil
-	for _, r := range again {
-		if err := attempt(r); err != nil {
-			*pending = append(*pending, again...)
-			return err
-		}
-	}
-	schedule()
+	lc.schedule()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case r := <-l.reqs:
-			if err := attempt(r); err != nil {
+			if err := lc.attempt(ctx, r); err != nil {
 				*pending = append(*pending, r)
 				return err
 			}
-		case <-retry.C:
-			due := *pending
-			*pending = nil
-			for i, r := range due {
-				if time.Now().Before(r.next) {
-					*pending = append(*pending, r)
-					continue
-				}
-				if err := attempt(r); err != nil {
-					*pending = append(*pending, due[i:]...)
-					return err
-				}
+		case <-lc.retry.C:
+			due := func(r *leaseReq) bool { return !time.Now().Before(r.next) }
+			if err := lc.attemptAll(ctx, due); err != nil {
+				return err
 			}
 		case shard := <-l.asked:
-			l.mu.Lock()
-			if h := l.held[shard]; h != nil {
-				h.wanted = true
-			}
-			l.mu.Unlock()
-			if err := releaseIdle(false); err != nil {
+			l.markWanted(shard)
+			if err := lc.releaseIdle(ctx, false); err != nil {
 				return err
 			}
 		case <-l.kick:
-			if err := releaseIdle(false); err != nil {
+			if err := lc.releaseIdle(ctx, false); err != nil {
 				return err
 			}
 		case <-tick.C:
-			if err := releaseIdle(true); err != nil {
+			if err := lc.releaseIdle(ctx, true); err != nil {
 				return err
 			}
 		}
-		schedule()
+		lc.schedule()
 	}
+}
+
+// markWanted notes that another proxy asked for the lease of shard.
+func (l *leases) markWanted(shard int64) {
+	l.mu.Lock()
+	if h := l.held[shard]; h != nil {
+		h.wanted = true
+	}
+	l.mu.Unlock()
+}
+
+// leaseConn is serve's state for one lease connection: the connection, the requests
+// waiting for a retry, and the timer of the earliest retry.
+type leaseConn struct {
+	l       *leases
+	conn    *pgconn.PgConn
+	pending *[]*leaseReq
+	retry   *time.Timer
+}
+
+// exec runs one statement with text parameters and returns the first column of its last
+// row ("" if none).
+func (lc *leaseConn) exec(ctx context.Context, sql string, args ...string) (string, error) {
+	params := make([][]byte, len(args))
+	for i, a := range args {
+		params[i] = []byte(a)
+	}
+	rr := lc.conn.ExecParams(ctx, sql, params, nil, nil, nil)
+	var out string
+	for rr.NextRow() {
+		out = string(rr.Values()[0])
+	}
+	_, err := rr.Close()
+	return out, err
+}
+
+// leaseKey is the advisory lock key of a shard's lease, as a parameter.
+func leaseKey(shard int64) string {
+	return strconv.FormatInt(store.LockKey(store.LockShard, shard), 10)
+}
+
+// unlock lets go of the coordinator lock of a lease held in mode.
+func (lc *leaseConn) unlock(ctx context.Context, shard int64, mode int) error {
+	fn := "pg_advisory_unlock"
+	if mode == leaseShared {
+		fn = "pg_advisory_unlock_shared"
+	}
+	_, err := lc.exec(ctx, "SELECT "+fn+"($1::int8)", leaseKey(shard))
+	return err
+}
+
+// releaseIdle lets go of leases no local write uses that another proxy asked for, or
+// (force) that were idle for long.
+func (lc *leaseConn) releaseIdle(ctx context.Context, force bool) error {
+	l := lc.l
+	l.mu.Lock()
+	var drop []int64
+	var modes []int
+	for shard, h := range l.held {
+		if h.users == 0 && (h.wanted || force && time.Since(h.idleSince) > leaseIdle) {
+			drop = append(drop, shard)
+			modes = append(modes, h.mode)
+			delete(l.held, shard)
+		}
+	}
+	l.mu.Unlock()
+	for i, shard := range drop {
+		if err := lc.unlock(ctx, shard, modes[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// try attempts to take a lease for a request; false means another proxy holds it (or
+// local shared users must finish before an upgrade).
+func (lc *leaseConn) try(ctx context.Context, r *leaseReq) (bool, error) {
+	l := lc.l
+	l.mu.Lock()
+	h := l.held[r.shard]
+	if h != nil && h.mode >= r.mode {
+		h.users++
+		l.mu.Unlock()
+		return true, nil
+	}
+	upgrade := h != nil && h.users == 0
+	if h != nil && !upgrade {
+		l.mu.Unlock()
+		return false, nil // shared users remain; wait for them
+	}
+	if upgrade {
+		delete(l.held, r.shard)
+	}
+	l.mu.Unlock()
+	if upgrade {
+		if err := lc.unlock(ctx, r.shard, h.mode); err != nil {
+			return false, err
+		}
+	}
+	fn := "pg_try_advisory_lock"
+	if r.mode == leaseShared {
+		fn = "pg_try_advisory_lock_shared"
+	}
+	got, err := lc.exec(ctx, "SELECT "+fn+"($1::int8)", leaseKey(r.shard))
+	if err != nil || got != "t" {
+		return false, err
+	}
+	l.mu.Lock()
+	l.held[r.shard] = &lease{mode: r.mode, users: 1}
+	l.mu.Unlock()
+	return true, nil
+}
+
+// attempt answers a request: with its context's error, with the lease, or (another proxy
+// holds it) by asking the holder to let go and queueing the request for a retry with
+// backoff. An error is the connection's: the request has had no answer.
+func (lc *leaseConn) attempt(ctx context.Context, r *leaseReq) error {
+	if r.ctx.Err() != nil {
+		r.reply <- r.ctx.Err()
+		return nil
+	}
+	ok, err := lc.try(ctx, r)
+	if err != nil {
+		return err
+	}
+	if ok {
+		r.reply <- nil
+		return nil
+	}
+	if _, err := lc.exec(ctx, "SELECT pg_notify($1, $2)", store.LeaseChannel, lc.l.id+":"+strconv.FormatInt(r.shard, 10)); err != nil {
+		return err
+	}
+	if r.wait == 0 {
+		r.wait = time.Millisecond
+	} else if r.wait < 50*time.Millisecond {
+		r.wait *= 2
+	}
+	r.next = time.Now().Add(r.wait)
+	*lc.pending = append(*lc.pending, r)
+	return nil
+}
+
+// attemptAll attempts the pending requests for which due is true and keeps the others
+// pending. On a connection error, the request that failed and those not yet attempted stay
+// pending (unanswered) for the next connection.
+func (lc *leaseConn) attemptAll(ctx context.Context, due func(*leaseReq) bool) error {
+	queue := *lc.pending
+	*lc.pending = nil
+	for i, r := range queue {
+		if !due(r) {
+			*lc.pending = append(*lc.pending, r)
+			continue
+		}
+		if err := lc.attempt(ctx, r); err != nil {
+			*lc.pending = append(*lc.pending, queue[i:]...)
+			return err
+		}
+	}
+	return nil
+}
+
+// schedule sets the retry timer to the earliest pending retry.
+func (lc *leaseConn) schedule() {
+	pending := *lc.pending
+	if len(pending) == 0 {
+		return
+	}
+	next := pending[0].next
+	for _, r := range pending {
+		if r.next.Before(next) {
+			next = r.next
+		}
+	}
+	lc.retry.Reset(time.Until(next))
 }

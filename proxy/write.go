@@ -268,53 +268,118 @@ func (ss *session) writeComplete(st *router.Statement, n int64) {
 
 // applyWrites does runWrites' work but for the CommandComplete: it forwards the
 // RETURNING rows (with the RowDescription unless *sentDesc) and returns the row count.
+//
+// Its steps (writeRun's methods): lock the shards and take their current placements,
+// send the statement to every placement, collect the answers, decide each shard's outcome
+// (with outcome.go's rules), then either fail the statement everywhere or mark the
+// placements that missed it, commit, and forward the chosen answers.
 func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks []writeTask, sentDesc *bool) (int64, error) {
 	if err := ss.lockShards(ctx, st, tasks); err != nil {
 		return 0, err
 	}
 	// With the locks held, the placements are what they are now: a repair that held the
 	// lock may have finalized one since the statement was planned.
-	snap := ss.srv.cache.Load()
+	currentShards(ss.srv.cache.Load(), tasks)
+	wr := &writeRun{ss: ss, tasks: tasks, implicit: implicitWrite(ss.tx, st, tasks)}
+	wr.send(ctx)
+	defer wr.release()
+	if len(wr.writes) == 0 {
+		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
+			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
+	}
+	if err := wr.collect(ctx); err != nil {
+		// The answers did not fit in the session's temporary files: the statement
+		// fails, and is undone (the implicit transaction rolls back, a block is failed).
+		wr.undo(ctx)
+		return 0, err
+	}
+	if ss.tx == 'T' {
+		for _, w := range wr.writes {
+			if w.err == nil && w.pgErr == nil {
+				ss.noteTxWrite(w.p)
+			}
+		}
+	}
+
+	d := wr.decide()
+	if d.failErr != nil {
+		return 0, wr.fail(ctx, d)
+	}
+	// Marks are committed on the coordinator before the write is: a proxy that dies in
+	// between leaves a placement marked that is merely repaired, never one that silently
+	// misses a write.
+	for _, w := range d.warnings {
+		ss.sendNotice(w)
+	}
+	if len(d.marks) > 0 {
+		if err := ss.srv.markInactive(ctx, d.marks, ss); err != nil {
+			wr.undo(ctx)
+			return 0, err
+		}
+	}
+	if wr.implicit {
+		if err := ss.commitImplicit(ctx, tasks, d.byTask); err != nil {
+			return 0, err
+		}
+	}
+	// Results: RETURNING rows of the chosen placement of each shard; counts summed.
+	var n int64
+	for _, w := range d.chosen {
+		n += tagCount(w.tag)
+	}
+	if err := forwardReturning(ss, tasks, d.chosen, sentDesc); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// currentShards replaces the tasks' shards by their state in snap (if still there).
+func currentShards(snap *metadata.Snapshot, tasks []writeTask) {
 	for i := range tasks {
 		if cur := snap.Shard(tasks[i].shard.ID); cur != nil {
 			tasks[i].shard = cur
 		}
 	}
-	// Outside a transaction block a write that goes to several placements runs in a
-	// transaction of its own on each, committed only once every placement has answered:
-	// an error on one placement then undoes the statement everywhere.
-	implicit := false
-	if ss.tx == 'I' {
-		n := 0
-		for _, task := range tasks {
-			n += len(task.shard.Finalized())
-		}
-		// A write with RETURNING runs in a transaction of its own even on one placement:
-		// its rows are set aside until it ends (spool), and when they exceed the
-		// session's temp-file-limit the write must be undone, as in PostgreSQL.
-		implicit = n > 1 || st.Returning
+}
+
+// implicitWrite reports whether a write runs in a transaction of its own on each
+// placement. Outside a transaction block a write that goes to several placements does,
+// committed only once every placement has answered: an error on one placement then undoes
+// the statement everywhere.
+func implicitWrite(tx byte, st *router.Statement, tasks []writeTask) bool {
+	if tx != 'I' {
+		return false
 	}
-	var writes []*placementWrite
-	defer func() {
-		for _, w := range writes {
-			w.out.Close()
-			if w.wc.res != nil {
-				ss.stopRunning(w.wc.conn())
-				if w.wc.conn().Busy() {
-					// Given up with its answer unread (an early error return): the
-					// connection is not at a statement boundary, also inside a block.
-					w.wc.conn().MarkBroken()
-				}
-				ss.release(w.wc)
-			}
-		}
-	}()
-	anyPlacement := false
-	for ti, task := range tasks {
+	n := 0
+	for _, task := range tasks {
+		n += len(task.shard.Finalized())
+	}
+	// A write with RETURNING runs in a transaction of its own even on one placement:
+	// its rows are set aside until it ends (spool), and when they exceed the
+	// session's temp-file-limit the write must be undone, as in PostgreSQL.
+	return n > 1 || st.Returning
+}
+
+// writeRun is one write statement's work on its placements (applyWrites' steps): its
+// tasks, whether it runs in a transaction of its own on each placement, and one
+// placementWrite per placement, in task order.
+type writeRun struct {
+	ss       *session
+	tasks    []writeTask
+	implicit bool
+	writes   []*placementWrite
+}
+
+// send sends each task's statement to every finalized placement of its shard (after a
+// BEGIN if implicit), adding a placementWrite per placement. A placement that could not
+// be reached or refused the session has err or pgErr set; the others hold their
+// connection (release gives them back).
+func (wr *writeRun) send(ctx context.Context) {
+	ss, implicit := wr.ss, wr.implicit
+	for ti, task := range wr.tasks {
 		for _, p := range task.shard.Finalized() {
-			anyPlacement = true
 			w := &placementWrite{task: ti, p: p}
-			writes = append(writes, w)
+			wr.writes = append(wr.writes, w)
 			wc, err := ss.workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
@@ -347,10 +412,32 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 			}
 		}
 	}
-	if !anyPlacement {
-		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
-			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
+}
+
+// release closes the writes' spools and gives their connections back; a connection given
+// up with its answer unread is marked broken.
+func (wr *writeRun) release() {
+	ss := wr.ss
+	for _, w := range wr.writes {
+		w.out.Close()
+		if w.wc.res != nil {
+			ss.stopRunning(w.wc.conn())
+			if w.wc.conn().Busy() {
+				// Given up with its answer unread (an early error return): the
+				// connection is not at a statement boundary, also inside a block.
+				w.wc.conn().MarkBroken()
+			}
+			ss.release(w.wc)
+		}
 	}
+}
+
+// collect reads every placement's answer into its spool. It fails when the answers
+// do not fit in the session's temporary files, unless they are only the notices of a
+// write already committed on its one placement (those past the limit are then dropped
+// with a warning).
+func (wr *writeRun) collect(ctx context.Context) error {
+	ss, writes, implicit := wr.ss, wr.writes, wr.implicit
 	// What the placements answer is set aside until every one has: each keeps a share
 	// of work-mem in memory.
 	memShare := max(64<<10, ss.srv.workMem()/len(writes))
@@ -371,117 +458,92 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		ss.sendNotice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
 		spoolErr = nil
 	}
-	if spoolErr != nil {
-		// The answers did not fit in the session's temporary files: the statement
-		// fails, and is undone (the implicit transaction rolls back, a block is failed).
-		if implicit {
-			ss.finishImplicit(ctx, writes, false)
-		}
-		if ss.tx == 'T' {
-			ss.tx = 'E'
-		}
-		return 0, spoolErr
-	}
-	if ss.tx == 'T' {
-		for _, w := range writes {
-			if w.err == nil && w.pgErr == nil {
-				ss.noteTxWrite(w.p)
-			}
-		}
-	}
+	return spoolErr
+}
 
-	// Decide each task (outcome.go has the rules).
+// undo undoes a failed statement: its implicit transaction rolls back on every
+// placement; a transaction block is now failed, and its ROLLBACK (or ROLLBACK TO) undoes
+// it.
+func (wr *writeRun) undo(ctx context.Context) {
+	if wr.implicit {
+		wr.ss.finishImplicit(ctx, wr.writes, false)
+	}
+	if wr.ss.tx == 'T' {
+		wr.ss.tx = 'E'
+	}
+}
+
+// tasksDecision is what writeRun.decide made of a write's answers.
+type tasksDecision struct {
+	byTask   [][]*placementWrite // the writes of each task
+	chosen   []*placementWrite   // each task's canonical placement (nil when failErr)
+	marks    []metadata.Placement
+	warnings []*pgerr.Error // one per mark
+	// failErr is the first task's error that fails the statement, failNotices the
+	// notices of the placement that gave it.
+	failErr     error
+	failNotices *spool
+}
+
+// decide decides each task from its placements' outcomes (outcome.go has the rules):
+// the canonical placement, the placements to mark inactive with their warnings, and the
+// error that fails the statement, if any.
+func (wr *writeRun) decide() tasksDecision {
+	ss, tasks, writes, implicit := wr.ss, wr.tasks, wr.writes, wr.implicit
 	inBlock := ss.tx != 'I'
-	var marks []metadata.Placement
-	var warnings []*pgerr.Error
-	addMark := func(w *placementWrite, r markReason, canon *placementWrite) {
-		marks = append(marks, w.p)
-		warnings = append(warnings, markWarning(w, r, canon))
+	d := tasksDecision{
+		chosen: make([]*placementWrite, len(tasks)),
+		byTask: make([][]*placementWrite, len(tasks)),
 	}
-	chosen := make([]*placementWrite, len(tasks))
-	byTask := make([][]*placementWrite, len(tasks))
 	for _, w := range writes {
-		byTask[w.task] = append(byTask[w.task], w)
+		d.byTask[w.task] = append(d.byTask[w.task], w)
 	}
-	var failErr error
-	var failNotices *spool
-	for ti, ws := range byTask {
+	for ti, ws := range d.byTask {
 		outs := make([]writeOutcome, len(ws))
 		for i, w := range ws {
 			outs[i] = w.outcome()
 		}
-		d := decideWrite(outs, inBlock, inBlock || implicit)
+		td := decideWrite(outs, inBlock, inBlock || implicit)
 		var canon *placementWrite
-		if d.chosen >= 0 {
-			canon = ws[d.chosen]
+		if td.chosen >= 0 {
+			canon = ws[td.chosen]
 		}
-		for k, i := range d.marks {
-			addMark(ws[i], d.reasons[k], canon)
+		for k, i := range td.marks {
+			d.marks = append(d.marks, ws[i].p)
+			d.warnings = append(d.warnings, markWarning(ws[i], td.reasons[k], canon))
 		}
-		if d.err != nil {
-			if failErr == nil {
-				failErr = taskError(d.err, ss.shardRef(tasks[ti].shard.ID), ws)
+		if td.err != nil {
+			if d.failErr == nil {
+				d.failErr = taskError(td.err, ss.shardRef(tasks[ti].shard.ID), ws)
 				for _, w := range ws {
-					if w.pgErr != nil && w.pgErr == d.err {
-						failNotices = w.out
+					if w.pgErr != nil && w.pgErr == td.err {
+						d.failNotices = w.out
 					}
 				}
 			}
 			continue
 		}
-		chosen[ti] = canon
+		d.chosen[ti] = canon
 	}
-	if failErr != nil {
-		// The statement is undone on every placement: the implicit transaction rolls
-		// back; a block is now failed, and its ROLLBACK (or ROLLBACK TO) undoes it.
-		if implicit {
-			ss.finishImplicit(ctx, writes, false)
-		}
-		if ss.tx == 'T' {
-			ss.tx = 'E'
-		}
-		for _, w := range warnings {
-			ss.sendNotice(w)
-		}
-		if len(marks) > 0 {
-			if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
-				return 0, err
-			}
-		}
-		forwardNotices(ss, failNotices)
-		return 0, failErr
-	}
-	// Marks are committed on the coordinator before the write is: a proxy that dies in
-	// between leaves a placement marked that is merely repaired, never one that silently
-	// misses a write.
-	for _, w := range warnings {
+	return d
+}
+
+// fail ends a statement that failed on some task: it is undone on every placement,
+// the warnings are sent and the placements to mark are marked, then the notices of the
+// failing placement and the error (returned) go to the client.
+func (wr *writeRun) fail(ctx context.Context, d tasksDecision) error {
+	ss := wr.ss
+	wr.undo(ctx)
+	for _, w := range d.warnings {
 		ss.sendNotice(w)
 	}
-	if len(marks) > 0 {
-		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
-			if implicit {
-				ss.finishImplicit(ctx, writes, false)
-			}
-			if ss.tx == 'T' {
-				ss.tx = 'E'
-			}
-			return 0, err
+	if len(d.marks) > 0 {
+		if err := ss.srv.markInactive(ctx, d.marks, ss); err != nil {
+			return err
 		}
 	}
-	if implicit {
-		if err := ss.commitImplicit(ctx, tasks, byTask); err != nil {
-			return 0, err
-		}
-	}
-	// Results: RETURNING rows of the chosen placement of each shard; counts summed.
-	var n int64
-	for _, w := range chosen {
-		n += tagCount(w.tag)
-	}
-	if err := forwardReturning(ss, tasks, chosen, sentDesc); err != nil {
-		return 0, err
-	}
-	return n, nil
+	forwardNotices(ss, d.failNotices)
+	return d.failErr
 }
 
 // forwardReturning forwards the chosen placements' answers: the RowDescription once, the

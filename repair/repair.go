@@ -209,27 +209,19 @@ var errSourceUnavailable = errors.New("repair: source placement unavailable")
 // errTargetStopped ends the source's COPY when the target's failed.
 var errTargetStopped = errors.New("repair: the target placement stopped reading")
 
-// copy does the work of one repair, recording it in the repair history.
+// copy does the work of one repair, recording it in the repair history: with the shard's
+// repair lock (lockRepair) and then its write lock held, it recreates the target table
+// (recreate), streams the rows into it (stream), compares both sides' checksums (verify)
+// and marks the target finalized.
 func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh *metadata.Shard, src, tgt metadata.Placement) (res Result, err error) {
 	start := time.Now()
 	res = Result{ShardID: sh.ID, PlacementID: tgt.ID, Source: src.Node, Target: tgt.Node}
 
-	// One repair of a shard at a time, across every proxy: a session-level advisory lock
-	// held on a coordinator connection for the repair's duration.
-	lockConn, err := r.Store.Pool().Acquire(ctx)
+	unlockRepair, err := r.lockRepair(ctx, sh.ID)
 	if err != nil {
 		return res, err
 	}
-	defer lockConn.Release()
-	key := store.LockKey(store.LockRepair, sh.ID)
-	var got bool
-	if err := lockConn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)", key).Scan(&got); err != nil {
-		return res, err
-	}
-	if !got {
-		return res, pgerr.New(pgerr.LockNotAvailable, "shard %d is being repaired by another session", sh.ID)
-	}
-	defer lockConn.Exec(context.Background(), "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", key)
+	defer unlockRepair()
 
 	id, err := r.Store.StartRepair(ctx, sh.ID, tgt.ID, src.Node, tgt.Node, req.Trigger)
 	if err != nil {
@@ -257,30 +249,10 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 		}
 	}
 
-	// The shard table's definition and owner come from the coordinator.
-	coordConn, err := r.Store.Pool().Acquire(ctx)
+	def, err := r.shardDefinition(ctx, t, sh.ID)
 	if err != nil {
 		return res, err
 	}
-	owner, canLogin, err := tableOwner(ctx, coordConn.Conn().PgConn(), t.OID)
-	var def *ddl.Table
-	if err == nil {
-		def, err = ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
-	}
-	coordConn.Release()
-	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %s: %v", t.QualifiedName(), err)
-	}
-	if !canLogin {
-		return res, pgerr.New(pgerr.ObjectNotInPrereqState, "cannot repair shard %d: role %q, the owner of %s, cannot log in", sh.ID, owner, t.QualifiedName()).
-			WithHint("pgshard repairs a shard as the owner of its table, never with its own rights.")
-	}
-	create, err := def.CreateCommands(sh.ID)
-	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.NameTooLong, "%v", err)
-	}
-	drop, _ := def.DropCommand(sh.ID)
-	name, _ := def.QualifiedShardName(sh.ID)
 
 	// Writes to the shard wait from here until the placement is finalized.
 	unlock, err := r.Locks.LockShard(ctx, sh.ID)
@@ -291,83 +263,38 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 
 	// Both sessions are the owner's (see the package comment): nothing of the owner's runs
 	// with the proxy's rights, and the recreated table is the owner's.
-	source, err := r.connect(ctx, src.Node, owner)
+	source, err := r.connect(ctx, src.Node, def.owner)
 	if err != nil {
-		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the source placement on %s as %q, the owner of %s: %v", src.Node, owner, t.QualifiedName(), err))
+		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the source placement on %s as %q, the owner of %s: %v", src.Node, def.owner, t.QualifiedName(), err))
 	}
 	defer source.Close(context.Background())
-	target, err := r.connect(ctx, tgt.Node, owner)
+	target, err := r.connect(ctx, tgt.Node, def.owner)
 	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the target placement on %s as %q, the owner of %s: %v", tgt.Node, owner, t.QualifiedName(), err)
+		return res, pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the target placement on %s as %q, the owner of %s: %v", tgt.Node, def.owner, t.QualifiedName(), err)
 	}
 	defer target.Close(context.Background())
 
-	// Recreate the target table, empty, with its constraints and indexes, as the owner. A
-	// table the owner does not own in its place goes first, with the proxy's rights.
 	report("recreating")
-	if err := r.dropForeign(ctx, target, tgt.Node, name, owner); err != nil {
-		return res, pgerr.Wrap(err, pgerr.InternalError, "could not drop the table in the place of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
+	if err := r.recreate(ctx, target, tgt.Node, sh.ID, def); err != nil {
+		return res, err
 	}
-	// The definition was printed with only pg_catalog on the search_path (metadata/ddl):
-	// it runs with internalPath, where its unqualified names mean pg_catalog's again
-	// (the owner's search_path could put another schema's "text" first).
-	if _, err := target.Exec(ctx, "BEGIN;\n"+drop+";\n"+strings.Join(create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
-		return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
-			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
-	}
-	if rr := source.ExecParams(ctx, "SELECT pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)", [][]byte{[]byte(name)}, nil, nil, nil).Read(); rr.Err == nil && len(rr.Rows) == 1 && len(rr.Rows[0]) == 1 {
+	if rr := source.ExecParams(ctx, "SELECT pg_catalog.pg_total_relation_size($1::pg_catalog.regclass)", [][]byte{[]byte(def.name)}, nil, nil, nil).Read(); rr.Err == nil && len(rr.Rows) == 1 && len(rr.Rows[0]) == 1 {
 		fmt.Sscan(string(rr.Rows[0][0]), &sourceBytes)
 	}
 
-	// Stream the rows: COPY TO on the source into COPY FROM on the target, in binary.
 	report("copying")
-	pr, pw := io.Pipe()
-	counter := &countingWriter{w: pw, n: &copied}
 	stopProgress := r.progressTicker(ctx, id, &copied, &sourceBytes, report)
-	copyErr := make(chan error, 1)
-	go func() {
-		_, err := source.CopyTo(ctx, counter, "COPY "+name+" TO STDOUT (FORMAT binary)")
-		pw.CloseWithError(err)
-		copyErr <- err
-	}()
-	// COPY FROM runs the owner's code: with the owner's search_path, and the session's
-	// settings are reset after it, whatever that code set.
-	var tag pgconn.CommandTag
-	_, err = target.Exec(ctx, "RESET search_path").ReadAll()
-	if err == nil {
-		tag, err = target.CopyFrom(ctx, pr, "COPY "+name+" FROM STDIN (FORMAT binary)")
-	}
-	if err != nil {
-		// The source's COPY fails with errTargetStopped: the failure is the target's.
-		pr.CloseWithError(errTargetStopped)
-	} else {
-		pr.Close()
-		_, err = target.Exec(ctx, "RESET ALL; "+internalPath).ReadAll()
-	}
-	srcErr := <-copyErr
+	tag, err := stream(ctx, source, target, def.name, &copied, src.Node, tgt.Node)
 	stopProgress()
-	if srcErr != nil && !errors.Is(srcErr, errTargetStopped) {
-		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(srcErr, pgerr.InternalError, "could not copy shard data").WithDetail("source %s: %v", src.Node, srcErr))
-	}
 	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.InternalError, "could not copy shard data").WithDetail("target %s: %v", tgt.Node, err)
+		return res, err
 	}
 	res.Rows = tag.RowsAffected()
 	res.Bytes = copied.Load()
 
-	// Verify: both servers checksum their rows; they must agree.
 	report("verifying")
-	sc, err := checksum(ctx, source, name)
-	if err != nil {
-		return res, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the source: %v", err))
-	}
-	tc, err := checksum(ctx, target, name)
-	if err != nil {
-		return res, pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the target: %v", err)
-	}
-	if sc != tc {
-		return res, pgerr.New(pgerr.InternalError, "the copy of shard %d on %s differs from its source", sh.ID, tgt.Node).
-			WithDetail("source %s, target %s", sc, tc)
+	if err := verify(ctx, source, target, def.name, sh.ID, tgt.Node); err != nil {
+		return res, err
 	}
 
 	// Only now is the placement whole again.
@@ -381,6 +308,139 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 			"rows", res.Rows, "bytes", res.Bytes, "duration", res.Duration)
 	}
 	return res, nil
+}
+
+// lockRepair takes the shard's repair lock, so that one repair of a shard runs at a time
+// across every proxy: a session-level advisory lock held on a coordinator connection for
+// the repair's duration. The returned function lets go of it.
+func (r *Repairer) lockRepair(ctx context.Context, shardID int64) (unlock func(), err error) {
+	lockConn, err := r.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	key := store.LockKey(store.LockRepair, shardID)
+	var got bool
+	if err := lockConn.QueryRow(ctx, "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8)", key).Scan(&got); err != nil {
+		lockConn.Release()
+		return nil, err
+	}
+	if !got {
+		lockConn.Release()
+		return nil, pgerr.New(pgerr.LockNotAvailable, "shard %d is being repaired by another session", shardID)
+	}
+	return func() {
+		lockConn.Exec(context.Background(), "SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", key)
+		lockConn.Release()
+	}, nil
+}
+
+// shardDef is what a repair needs of a shard table's definition: the owner of its table
+// (the role the repair runs as), the shard table's name, and the commands that drop and
+// create it.
+type shardDef struct {
+	owner  string
+	name   string
+	drop   string
+	create []string
+}
+
+// shardDefinition reads the table's definition and owner from the coordinator; the owner
+// must be able to log in.
+func (r *Repairer) shardDefinition(ctx context.Context, t *metadata.Table, shardID int64) (shardDef, error) {
+	coordConn, err := r.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return shardDef{}, err
+	}
+	owner, canLogin, err := tableOwner(ctx, coordConn.Conn().PgConn(), t.OID)
+	var def *ddl.Table
+	if err == nil {
+		def, err = ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
+	}
+	coordConn.Release()
+	if err != nil {
+		return shardDef{}, pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %s: %v", t.QualifiedName(), err)
+	}
+	if !canLogin {
+		return shardDef{}, pgerr.New(pgerr.ObjectNotInPrereqState, "cannot repair shard %d: role %q, the owner of %s, cannot log in", shardID, owner, t.QualifiedName()).
+			WithHint("pgshard repairs a shard as the owner of its table, never with its own rights.")
+	}
+	create, err := def.CreateCommands(shardID)
+	if err != nil {
+		return shardDef{}, pgerr.Wrap(err, pgerr.NameTooLong, "%v", err)
+	}
+	drop, _ := def.DropCommand(shardID)
+	name, _ := def.QualifiedShardName(shardID)
+	return shardDef{owner: owner, name: name, drop: drop, create: create}, nil
+}
+
+// recreate recreates the target table, empty, with its constraints and indexes, as the
+// owner. A table the owner does not own in its place goes first, with the proxy's rights.
+func (r *Repairer) recreate(ctx context.Context, target *pgconn.PgConn, n metadata.Node, shardID int64, def shardDef) error {
+	if err := r.dropForeign(ctx, target, n, def.name, def.owner); err != nil {
+		return pgerr.Wrap(err, pgerr.InternalError, "could not drop the table in the place of shard %d on %s", shardID, n).WithDetail("%v", err)
+	}
+	// The definition was printed with only pg_catalog on the search_path (metadata/ddl):
+	// it runs with internalPath, where its unqualified names mean pg_catalog's again
+	// (the owner's search_path could put another schema's "text" first).
+	if _, err := target.Exec(ctx, "BEGIN;\n"+def.drop+";\n"+strings.Join(def.create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
+		return pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
+			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
+	}
+	return nil
+}
+
+// stream copies the rows of table name: COPY TO on the source into COPY FROM on the
+// target, in binary, counting the bytes in copied. A failure of the source wraps
+// errSourceUnavailable.
+func stream(ctx context.Context, source, target *pgconn.PgConn, name string, copied *atomic.Int64, srcNode, tgtNode metadata.Node) (pgconn.CommandTag, error) {
+	pr, pw := io.Pipe()
+	counter := &countingWriter{w: pw, n: copied}
+	copyErr := make(chan error, 1)
+	go func() {
+		_, err := source.CopyTo(ctx, counter, "COPY "+name+" TO STDOUT (FORMAT binary)")
+		pw.CloseWithError(err)
+		copyErr <- err
+	}()
+	// COPY FROM runs the owner's code: with the owner's search_path, and the session's
+	// settings are reset after it, whatever that code set.
+	var tag pgconn.CommandTag
+	_, err := target.Exec(ctx, "RESET search_path").ReadAll()
+	if err == nil {
+		tag, err = target.CopyFrom(ctx, pr, "COPY "+name+" FROM STDIN (FORMAT binary)")
+	}
+	if err != nil {
+		// The source's COPY fails with errTargetStopped: the failure is the target's.
+		pr.CloseWithError(errTargetStopped)
+	} else {
+		pr.Close()
+		_, err = target.Exec(ctx, "RESET ALL; "+internalPath).ReadAll()
+	}
+	srcErr := <-copyErr
+	if srcErr != nil && !errors.Is(srcErr, errTargetStopped) {
+		return tag, fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(srcErr, pgerr.InternalError, "could not copy shard data").WithDetail("source %s: %v", srcNode, srcErr))
+	}
+	if err != nil {
+		return tag, pgerr.Wrap(err, pgerr.InternalError, "could not copy shard data").WithDetail("target %s: %v", tgtNode, err)
+	}
+	return tag, nil
+}
+
+// verify compares the checksums of both servers' rows of table name; they must agree. A
+// failure of the source wraps errSourceUnavailable.
+func verify(ctx context.Context, source, target *pgconn.PgConn, name string, shardID int64, tgtNode metadata.Node) error {
+	sc, err := checksum(ctx, source, name)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errSourceUnavailable, pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the source: %v", err))
+	}
+	tc, err := checksum(ctx, target, name)
+	if err != nil {
+		return pgerr.Wrap(err, pgerr.InternalError, "could not verify the copy on the target: %v", err)
+	}
+	if sc != tc {
+		return pgerr.New(pgerr.InternalError, "the copy of shard %d on %s differs from its source", shardID, tgtNode).
+			WithDetail("source %s, target %s", sc, tc)
+	}
+	return nil
 }
 
 // internalPath is the search_path of the statements a repair writes itself: only

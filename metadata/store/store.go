@@ -169,44 +169,103 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 	if _, err := tx.Exec(ctx, "SET LOCAL search_path = pg_catalog; SET LOCAL standard_conforming_strings = on"); err != nil {
 		return nil, err
 	}
-	var nodes []metadata.Node
-	rows, _ := tx.Query(ctx, `SELECT node_name, node_port FROM pgs_distribution_metadata.node`)
-	for rows.Next() {
-		var n metadata.Node
-		if err := rows.Scan(&n.Name, &n.Port); err != nil {
-			return nil, err
-		}
-		nodes = append(nodes, n)
-	}
-	if err := rows.Err(); err != nil {
+	nodes, err := loadNodes(ctx, tx)
+	if err != nil {
 		return nil, err
 	}
+	tables, order, err := loadTables(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadColumns(ctx, tx, tables); err != nil {
+		return nil, err
+	}
+	if err := loadPrimaryKeys(ctx, tx, tables); err != nil {
+		return nil, err
+	}
+	shards, err := loadShards(ctx, tx, tables)
+	if err != nil {
+		return nil, err
+	}
+	if err := loadPlacements(ctx, tx, shards); err != nil {
+		return nil, err
+	}
+	aggs, err := loadAggregates(ctx, tx)
+	if err != nil {
+		return nil, err
+	}
+	snap := metadata.NewSnapshot(nodes, order)
+	snap.SetAggregates(aggs)
+	// The generation, read in the same snapshot as everything above. A coordinator whose
+	// schema predates the generation table is caught up by Migrate before any load.
+	if err := tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&snap.Generation); err != nil {
+		return nil, err
+	}
+	if err := tx.QueryRow(ctx, `SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database()`).Scan(&snap.DefaultByteOrder); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
 
-	tables := map[uint32]*metadata.Table{}
-	var order []*metadata.Table
-	rows, _ = tx.Query(ctx, `
+// eachRow runs query in tx and calls row for every row of its result; a failed query
+// reports its error through rows.Err.
+func eachRow(ctx context.Context, tx pgx.Tx, query string, row func(pgx.Rows) error) error {
+	rows, _ := tx.Query(ctx, query)
+	defer rows.Close()
+	for rows.Next() {
+		if err := row(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// loadNodes reads the worker nodes.
+func loadNodes(ctx context.Context, tx pgx.Tx) ([]metadata.Node, error) {
+	var nodes []metadata.Node
+	err := eachRow(ctx, tx, `SELECT node_name, node_port FROM pgs_distribution_metadata.node`, func(rows pgx.Rows) error {
+		var n metadata.Node
+		if err := rows.Scan(&n.Name, &n.Port); err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+		return nil
+	})
+	return nodes, err
+}
+
+// tablesSQL lists the distributed tables, with whether any unique or exclusion
+// constraint is on them.
+const tablesSQL = `
 		SELECT p.relation_id, n.nspname, c.relname, p.partition_method::text, p.key,
 		       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p.relation_id AND (i.indisunique OR i.indisexclusion))
 		FROM pgs_distribution_metadata.partition p
 		JOIN pg_class c ON c.oid = p.relation_id
-		JOIN pg_namespace n ON n.oid = c.relnamespace`)
-	for rows.Next() {
+		JOIN pg_namespace n ON n.oid = c.relnamespace`
+
+// loadTables reads the distributed tables, by OID and in the catalog's order.
+func loadTables(ctx context.Context, tx pgx.Tx) (map[uint32]*metadata.Table, []*metadata.Table, error) {
+	tables := map[uint32]*metadata.Table{}
+	var order []*metadata.Table
+	err := eachRow(ctx, tx, tablesSQL, func(rows pgx.Rows) error {
 		t := &metadata.Table{KeyIndex: -1}
 		var method string
 		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &method, &t.Key, &t.HasUnique); err != nil {
-			return nil, err
+			return err
 		}
 		if method != "" {
 			t.Method = method[0]
 		}
 		tables[t.OID] = t
 		order = append(order, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+		return nil
+	})
+	return tables, order, err
+}
 
-	rows, _ = tx.Query(ctx, `
+// columnsSQL lists the columns of the distributed tables with what the proxy needs to
+// hash, cast, default and compare their values.
+const columnsSQL = `
 		SELECT a.attrelid, a.attname, a.atttypid, b.base,
 		       format_type(a.atttypid, a.atttypmod), a.attnotnull,
 		       a.attidentity::text, a.attgenerated::text,
@@ -215,8 +274,8 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		            ELSE coalesce(pg_get_expr(d.adbin, d.adrelid), '') END,
 		       coalesce(d.adbin::text LIKE '{CONST %', false),
 		       coalesce((SELECT CASE co.collprovider
-		                        WHEN 'd' THEN (SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database())
-		                        WHEN 'c' THEN co.collcollate IN `+byteOrderLocales+`
+		                        WHEN 'd' THEN (SELECT datcollate IN ` + byteOrderLocales + ` FROM pg_database WHERE datname = current_database())
+		                        WHEN 'c' THEN co.collcollate IN ` + byteOrderLocales + `
 		                        ELSE false END
 		                 FROM pg_collation co WHERE co.oid = a.attcollation), true),
 		       format_type(b.base, -1), b.typmod,
@@ -242,86 +301,100 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		  WHERE pc.castsource = b.base AND pc.casttarget = b.base AND pc.castmethod = 'f' LIMIT 1) lf ON true
 		WHERE a.attrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
 		  AND a.attnum > 0 AND NOT a.attisdropped
-		ORDER BY a.attrelid, a.attnum`)
-	for rows.Next() {
+		ORDER BY a.attrelid, a.attnum`
+
+// loadColumns reads the columns of tables, in order, and each table's key column.
+func loadColumns(ctx context.Context, tx pgx.Tx, tables map[uint32]*metadata.Table) error {
+	return eachRow(ctx, tx, columnsSQL, func(rows pgx.Rows) error {
 		var relid uint32
 		var c metadata.Column
 		var ident, gen string
 		if err := rows.Scan(&relid, &c.Name, &c.TypeOID, &c.HashType, &c.TypeName, &c.NotNull, &ident, &gen, &c.Default, &c.DefaultOnShard, &c.ByteOrder, &c.BaseName, &c.Typmod, &c.LengthFunc, &c.LengthArgs); err != nil {
-			return nil, err
+			return err
 		}
-		// The proxy evaluates defaults and casts to these types in clients' sessions,
-		// under their search_path: pg_catalog's names, named. (Text the parser
-		// does not take back stays as PostgreSQL printed it.)
-		for _, s := range []*string{&c.Default, &c.TypeName, &c.BaseName} {
-			if *s == "" {
-				continue
-			}
-			q, err := qualify.Expr(*s)
-			if s != &c.Default {
-				q, err = qualify.TypeName(*s)
-			}
-			if err == nil {
-				*s = q
-			}
-		}
-		// A default runs in client sessions whatever their standard_conforming_strings.
-		c.Default = sqllex.PortableText(c.Default)
-		if ident != "" {
-			c.Identity = ident[0]
-		}
-		if gen != "" {
-			c.Generated = gen[0]
-		}
-		if c.Generated != 0 {
-			// A generated column's expression is not a default to send.
-			c.DefaultOnShard = true
-		}
+		portableColumn(&c, ident, gen)
 		if t := tables[relid]; t != nil {
 			if c.Name == t.Key {
 				t.KeyIndex = len(t.Columns)
 			}
 			t.Columns = append(t.Columns, c)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+		return nil
+	})
+}
 
-	rows, _ = tx.Query(ctx, `
+// portableColumn completes a column read from the catalog: names qualified and strings
+// made portable so that the proxy can use them in clients' sessions, and the identity and
+// generated kinds (attidentity, attgenerated).
+func portableColumn(c *metadata.Column, ident, gen string) {
+	// The proxy evaluates defaults and casts to these types in clients' sessions,
+	// under their search_path: pg_catalog's names, named. (Text the parser
+	// does not take back stays as PostgreSQL printed it.)
+	for _, s := range []*string{&c.Default, &c.TypeName, &c.BaseName} {
+		if *s == "" {
+			continue
+		}
+		q, err := qualify.Expr(*s)
+		if s != &c.Default {
+			q, err = qualify.TypeName(*s)
+		}
+		if err == nil {
+			*s = q
+		}
+	}
+	// A default runs in client sessions whatever their standard_conforming_strings.
+	c.Default = sqllex.PortableText(c.Default)
+	if ident != "" {
+		c.Identity = ident[0]
+	}
+	if gen != "" {
+		c.Generated = gen[0]
+	}
+	if c.Generated != 0 {
+		// A generated column's expression is not a default to send.
+		c.DefaultOnShard = true
+	}
+}
+
+// primaryKeysSQL lists the primary key columns of the distributed tables, in key order.
+const primaryKeysSQL = `
 		SELECT i.indrelid, a.attname
 		FROM pg_index i
 		JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, n) ON true
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indisprimary AND i.indrelid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
-		ORDER BY i.indrelid, k.n`)
-	for rows.Next() {
+		ORDER BY i.indrelid, k.n`
+
+// loadPrimaryKeys sets the tables' primary keys (column positions).
+func loadPrimaryKeys(ctx context.Context, tx pgx.Tx, tables map[uint32]*metadata.Table) error {
+	return eachRow(ctx, tx, primaryKeysSQL, func(rows pgx.Rows) error {
 		var relid uint32
 		var name string
 		if err := rows.Scan(&relid, &name); err != nil {
-			return nil, err
+			return err
 		}
 		if t := tables[relid]; t != nil {
 			if i := t.ColumnIndex(name); i >= 0 {
 				t.PrimaryKey = append(t.PrimaryKey, i)
 			}
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+		return nil
+	})
+}
 
+// loadShards reads the shards of tables and adds them to their tables; it returns them
+// by ID.
+func loadShards(ctx context.Context, tx pgx.Tx, tables map[uint32]*metadata.Table) (map[int64]*metadata.Shard, error) {
 	shards := map[int64]*metadata.Shard{}
-	rows, _ = tx.Query(ctx, `SELECT id, relation_id, storage::text, min_value, max_value FROM pgs_distribution_metadata.shard`)
-	for rows.Next() {
+	err := eachRow(ctx, tx, `SELECT id, relation_id, storage::text, min_value, max_value FROM pgs_distribution_metadata.shard`, func(rows pgx.Rows) error {
 		var sh metadata.Shard
 		var storage, minv, maxv string
 		if err := rows.Scan(&sh.ID, &sh.TableID, &storage, &minv, &maxv); err != nil {
-			return nil, err
+			return err
 		}
 		t := tables[sh.TableID]
 		if t == nil {
-			continue
+			return nil
 		}
 		if storage != "" {
 			sh.Storage = storage[0]
@@ -329,54 +402,44 @@ func load(ctx context.Context, tx pgx.Tx) (*metadata.Snapshot, error) {
 		lo, err1 := strconv.ParseInt(minv, 10, 32)
 		hi, err2 := strconv.ParseInt(maxv, 10, 32)
 		if err1 != nil || err2 != nil {
-			return nil, fmt.Errorf("shard %d has an invalid hash range [%s, %s]", sh.ID, minv, maxv)
+			return fmt.Errorf("shard %d has an invalid hash range [%s, %s]", sh.ID, minv, maxv)
 		}
 		sh.Min, sh.Max = int32(lo), int32(hi)
 		p := &sh
 		shards[sh.ID] = p
 		t.Shards = append(t.Shards, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+		return nil
+	})
+	return shards, err
+}
 
-	rows, _ = tx.Query(ctx, `SELECT id, shard_id, shard_state, node_name, node_port
-		FROM pgs_distribution_metadata.shard_placement ORDER BY shard_id, id`)
-	for rows.Next() {
+// loadPlacements adds their placements to shards, in ID order.
+func loadPlacements(ctx context.Context, tx pgx.Tx, shards map[int64]*metadata.Shard) error {
+	return eachRow(ctx, tx, `SELECT id, shard_id, shard_state, node_name, node_port
+		FROM pgs_distribution_metadata.shard_placement ORDER BY shard_id, id`, func(rows pgx.Rows) error {
 		var p metadata.Placement
 		if err := rows.Scan(&p.ID, &p.ShardID, &p.State, &p.Node.Name, &p.Node.Port); err != nil {
-			return nil, err
+			return err
 		}
 		if sh := shards[p.ShardID]; sh != nil {
 			sh.Placements = append(sh.Placements, p)
 		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+		return nil
+	})
+}
+
+// loadAggregates reads the names of the aggregate functions on the coordinator.
+func loadAggregates(ctx context.Context, tx pgx.Tx) ([]string, error) {
 	var aggs []string
-	rows, _ = tx.Query(ctx, `SELECT DISTINCT proname FROM pg_proc WHERE prokind = 'a'`)
-	for rows.Next() {
+	err := eachRow(ctx, tx, `SELECT DISTINCT proname FROM pg_proc WHERE prokind = 'a'`, func(rows pgx.Rows) error {
 		var n string
 		if err := rows.Scan(&n); err != nil {
-			return nil, err
+			return err
 		}
 		aggs = append(aggs, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	snap := metadata.NewSnapshot(nodes, order)
-	snap.SetAggregates(aggs)
-	// The generation, read in the same snapshot as everything above. A coordinator whose
-	// schema predates the generation table is caught up by Migrate before any load.
-	if err := tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&snap.Generation); err != nil {
-		return nil, err
-	}
-	if err := tx.QueryRow(ctx, `SELECT datcollate IN `+byteOrderLocales+` FROM pg_database WHERE datname = current_database()`).Scan(&snap.DefaultByteOrder); err != nil {
-		return nil, err
-	}
-	return snap, nil
+		return nil
+	})
+	return aggs, err
 }
 
 // Watch keeps cache current: it loads a snapshot, then reloads whenever a notification on

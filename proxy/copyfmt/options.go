@@ -139,213 +139,271 @@ func NewOptions(f Format) *Options {
 // ProcessCopyOptions: defaults, conflicts and every consistency check, in PostgreSQL's order
 // and with its messages and SQLSTATEs (errors are *OptionError). Binary format, and
 // encodings other than UTF8 and SQL_ASCII, are then rejected as unsupported.
+//
+// It runs in ProcessCopyOptions' two passes: collect each option once (rawOptions.add,
+// which reports conflicts and malformed arguments), then fill in the defaults and check
+// the combination (rawOptions.resolve).
 func ParseOptions(opts []Option) (*Options, error) {
-	var (
-		formatSet, freezeSet, headerSet bool
-		csvMode, binary                 bool
-		delim, null, quote, escape      *string
-		forceQuote, forceQuoteAll       bool
-		forceNotNull, forceNull         []string
-		forceNotNullSet, forceNullSet   bool
-		encoding                        string
-		encodingSet                     bool
-		o                               = &Options{}
-	)
+	var r rawOptions
 	for _, opt := range opts {
-		switch opt.Name {
-		case "format":
-			fmtName, err := defGetString(opt)
-			if err != nil {
-				return nil, err
-			}
-			if formatSet {
-				return nil, conflicting()
-			}
-			formatSet = true
-			switch fmtName {
-			case "text":
-			case "csv":
-				csvMode = true
-			case "binary":
-				binary = true
-			default:
-				return nil, optErr(CodeInvalidParameterValue, "COPY format \"%s\" not recognized", fmtName)
-			}
-		case "freeze":
-			if freezeSet {
-				return nil, conflicting()
-			}
-			freezeSet = true
-			b, err := defGetBoolean(opt)
-			if err != nil {
-				return nil, err
-			}
-			o.Freeze = b
-		case "delimiter", "null", "quote", "escape":
-			var ptr **string
-			switch opt.Name {
-			case "delimiter":
-				ptr = &delim
-			case "null":
-				ptr = &null
-			case "quote":
-				ptr = &quote
-			default:
-				ptr = &escape
-			}
-			if *ptr != nil {
-				return nil, conflicting()
-			}
-			v, err := defGetString(opt)
-			if err != nil {
-				return nil, err
-			}
-			*ptr = &v
-		case "header":
-			if headerSet {
-				return nil, conflicting()
-			}
-			headerSet = true
-			h, m, err := defGetCopyHeaderChoice(opt)
-			if err != nil {
-				return nil, err
-			}
-			o.Header, o.HeaderMatch = h, m
-		case "force_quote":
-			if forceQuote || forceQuoteAll {
-				return nil, conflicting()
-			}
-			switch opt.Kind {
-			case ArgStar:
-				forceQuoteAll = true
-			case ArgList:
-				forceQuote = true
-			default:
-				return nil, listRequired(opt.Name)
-			}
-		case "force_not_null", "force_null":
-			set, list := &forceNotNullSet, &forceNotNull
-			if opt.Name == "force_null" {
-				set, list = &forceNullSet, &forceNull
-			}
-			if *set {
-				return nil, conflicting()
-			}
-			if opt.Kind != ArgList {
-				return nil, listRequired(opt.Name)
-			}
-			*set = true
-			*list = append([]string(nil), opt.List...)
-		case "encoding":
-			if encodingSet {
-				return nil, conflicting()
-			}
-			v, err := defGetString(opt)
-			if err != nil {
-				return nil, err
-			}
-			enc, ok := encodingName(v)
-			if !ok {
-				return nil, optErr(CodeInvalidParameterValue, "argument to option \"%s\" must be a valid encoding name", opt.Name)
-			}
-			encodingSet, encoding = true, enc
-		default:
-			return nil, optErr(CodeSyntaxError, "option \"%s\" not recognized", opt.Name)
+		if err := r.add(opt); err != nil {
+			return nil, err
 		}
 	}
+	o, err := r.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
 
-	if binary && delim != nil {
+// rawOptions is COPY's option list as given, before defaults and consistency checks. The
+// *Set flags and nil pointers mean "not given", which the conflict checks and the defaults
+// need to tell apart from an empty value.
+type rawOptions struct {
+	formatSet, freezeSet, headerSet bool
+	csvMode, binary                 bool
+	delim, null, quote, escape      *string
+	forceQuote, forceQuoteAll       bool
+	forceNotNull, forceNull         []string
+	forceNotNullSet, forceNullSet   bool
+	encoding                        string
+	encodingSet                     bool
+	freeze, header, headerMatch     bool
+}
+
+// add records one option, failing on a repeated option (conflicting()), a malformed
+// argument or an unknown name.
+func (r *rawOptions) add(opt Option) error {
+	switch opt.Name {
+	case "format":
+		return r.addFormat(opt)
+	case "freeze":
+		if r.freezeSet {
+			return conflicting()
+		}
+		r.freezeSet = true
+		b, err := defGetBoolean(opt)
+		if err != nil {
+			return err
+		}
+		r.freeze = b
+	case "delimiter", "null", "quote", "escape":
+		return r.addString(opt)
+	case "header":
+		if r.headerSet {
+			return conflicting()
+		}
+		r.headerSet = true
+		h, m, err := defGetCopyHeaderChoice(opt)
+		if err != nil {
+			return err
+		}
+		r.header, r.headerMatch = h, m
+	case "force_quote":
+		if r.forceQuote || r.forceQuoteAll {
+			return conflicting()
+		}
+		switch opt.Kind {
+		case ArgStar:
+			r.forceQuoteAll = true
+		case ArgList:
+			r.forceQuote = true
+		default:
+			return listRequired(opt.Name)
+		}
+	case "force_not_null", "force_null":
+		set, list := &r.forceNotNullSet, &r.forceNotNull
+		if opt.Name == "force_null" {
+			set, list = &r.forceNullSet, &r.forceNull
+		}
+		if *set {
+			return conflicting()
+		}
+		if opt.Kind != ArgList {
+			return listRequired(opt.Name)
+		}
+		*set = true
+		*list = append([]string(nil), opt.List...)
+	case "encoding":
+		return r.addEncoding(opt)
+	default:
+		return optErr(CodeSyntaxError, "option \"%s\" not recognized", opt.Name)
+	}
+	return nil
+}
+
+// addFormat records FORMAT text, csv or binary.
+func (r *rawOptions) addFormat(opt Option) error {
+	fmtName, err := defGetString(opt)
+	if err != nil {
+		return err
+	}
+	if r.formatSet {
+		return conflicting()
+	}
+	r.formatSet = true
+	switch fmtName {
+	case "text":
+	case "csv":
+		r.csvMode = true
+	case "binary":
+		r.binary = true
+	default:
+		return optErr(CodeInvalidParameterValue, "COPY format \"%s\" not recognized", fmtName)
+	}
+	return nil
+}
+
+// addString records DELIMITER, NULL, QUOTE or ESCAPE, whose arguments are strings checked
+// later (resolve), once the format is known.
+func (r *rawOptions) addString(opt Option) error {
+	var ptr **string
+	switch opt.Name {
+	case "delimiter":
+		ptr = &r.delim
+	case "null":
+		ptr = &r.null
+	case "quote":
+		ptr = &r.quote
+	default:
+		ptr = &r.escape
+	}
+	if *ptr != nil {
+		return conflicting()
+	}
+	v, err := defGetString(opt)
+	if err != nil {
+		return err
+	}
+	*ptr = &v
+	return nil
+}
+
+// addEncoding records ENCODING, canonicalised by encodingName.
+func (r *rawOptions) addEncoding(opt Option) error {
+	if r.encodingSet {
+		return conflicting()
+	}
+	v, err := defGetString(opt)
+	if err != nil {
+		return err
+	}
+	enc, ok := encodingName(v)
+	if !ok {
+		return optErr(CodeInvalidParameterValue, "argument to option \"%s\" must be a valid encoding name", opt.Name)
+	}
+	r.encodingSet, r.encoding = true, enc
+	return nil
+}
+
+// resolve is ProcessCopyOptions' second pass: the format's defaults for what was not
+// given, then the consistency checks (check), then the Options.
+func (r *rawOptions) resolve() (*Options, error) {
+	if r.binary && r.delim != nil {
 		return nil, optErr(CodeSyntaxError, "cannot specify DELIMITER in BINARY mode")
 	}
-	if binary && null != nil {
+	if r.binary && r.null != nil {
 		return nil, optErr(CodeSyntaxError, "cannot specify NULL in BINARY mode")
 	}
 	d, n := "\t", `\N`
-	if csvMode {
+	if r.csvMode {
 		d, n = ",", ""
 	}
-	if delim != nil {
-		d = *delim
+	if r.delim != nil {
+		d = *r.delim
 	}
-	if null != nil {
-		n = *null
+	if r.null != nil {
+		n = *r.null
 	}
 	var q, e string
-	if csvMode {
+	if r.csvMode {
 		q = `"`
-		if quote != nil {
-			q = *quote
+		if r.quote != nil {
+			q = *r.quote
 		}
 		e = q
-		if escape != nil {
-			e = *escape
+		if r.escape != nil {
+			e = *r.escape
 		}
 	}
-	if len(d) != 1 {
-		return nil, optErr(CodeFeatureNotSupported, "COPY delimiter must be a single one-byte character")
-	}
-	if d[0] == '\r' || d[0] == '\n' {
-		return nil, optErr(CodeInvalidParameterValue, "COPY delimiter cannot be newline or carriage return")
-	}
-	if strings.ContainsAny(n, "\r\n") {
-		return nil, optErr(CodeInvalidParameterValue, "COPY null representation cannot use newline or carriage return")
-	}
-	if !csvMode && strings.IndexByte("\\.abcdefghijklmnopqrstuvwxyz0123456789", d[0]) >= 0 {
-		return nil, optErr(CodeInvalidParameterValue, "COPY delimiter cannot be \"%s\"", d)
-	}
-	if binary && o.Header {
-		return nil, optErr(CodeFeatureNotSupported, "cannot specify HEADER in BINARY mode")
-	}
-	if !csvMode && quote != nil {
-		return nil, optErr(CodeFeatureNotSupported, "COPY quote available only in CSV mode")
-	}
-	if csvMode && len(q) != 1 {
-		return nil, optErr(CodeFeatureNotSupported, "COPY quote must be a single one-byte character")
-	}
-	if csvMode && d[0] == q[0] {
-		return nil, optErr(CodeInvalidParameterValue, "COPY delimiter and quote must be different")
-	}
-	if !csvMode && escape != nil {
-		return nil, optErr(CodeFeatureNotSupported, "COPY escape available only in CSV mode")
-	}
-	if csvMode && len(e) != 1 {
-		return nil, optErr(CodeFeatureNotSupported, "COPY escape must be a single one-byte character")
-	}
-	if !csvMode && (forceQuote || forceQuoteAll) {
-		return nil, optErr(CodeFeatureNotSupported, "COPY force quote available only in CSV mode")
-	}
-	if forceQuote || forceQuoteAll {
-		return nil, optErr(CodeFeatureNotSupported, "COPY force quote only available using COPY TO")
-	}
-	if !csvMode && forceNotNull != nil {
-		return nil, optErr(CodeFeatureNotSupported, "COPY force not null available only in CSV mode")
-	}
-	if !csvMode && forceNull != nil {
-		return nil, optErr(CodeFeatureNotSupported, "COPY force null available only in CSV mode")
-	}
-	if strings.IndexByte(n, d[0]) >= 0 {
-		return nil, optErr(CodeFeatureNotSupported, "COPY delimiter must not appear in the NULL specification")
-	}
-	if csvMode && strings.IndexByte(n, q[0]) >= 0 {
-		return nil, optErr(CodeFeatureNotSupported, "CSV quote character must not appear in the NULL specification")
+	if err := r.check(d, n, q, e); err != nil {
+		return nil, err
 	}
 
+	o := &Options{Freeze: r.freeze, Header: r.header, HeaderMatch: r.headerMatch}
 	switch {
-	case binary:
+	case r.binary:
 		o.Format = Binary
-	case csvMode:
+	case r.csvMode:
 		o.Format = CSV
 		o.Quote, o.Escape = q[0], e[0]
 	default:
 		o.Format = Text
 	}
 	o.Delimiter, o.Null = d[0], n
-	o.ForceNotNull, o.ForceNull = forceNotNull, forceNull
-	o.Encoding = encoding
-	if err := o.Validate(); err != nil {
-		return nil, err
-	}
+	o.ForceNotNull, o.ForceNull = r.forceNotNull, r.forceNull
+	o.Encoding = r.encoding
 	return o, nil
+}
+
+// check runs ProcessCopyOptions' consistency checks, in its order, on the options with
+// their defaults filled in: delimiter d, NULL string n, and in CSV mode quote q and escape
+// e (both "" otherwise).
+func (r *rawOptions) check(d, n, q, e string) error {
+	csvMode := r.csvMode
+	if len(d) != 1 {
+		return optErr(CodeFeatureNotSupported, "COPY delimiter must be a single one-byte character")
+	}
+	if d[0] == '\r' || d[0] == '\n' {
+		return optErr(CodeInvalidParameterValue, "COPY delimiter cannot be newline or carriage return")
+	}
+	if strings.ContainsAny(n, "\r\n") {
+		return optErr(CodeInvalidParameterValue, "COPY null representation cannot use newline or carriage return")
+	}
+	if !csvMode && strings.IndexByte("\\.abcdefghijklmnopqrstuvwxyz0123456789", d[0]) >= 0 {
+		return optErr(CodeInvalidParameterValue, "COPY delimiter cannot be \"%s\"", d)
+	}
+	if r.binary && r.header {
+		return optErr(CodeFeatureNotSupported, "cannot specify HEADER in BINARY mode")
+	}
+	if !csvMode && r.quote != nil {
+		return optErr(CodeFeatureNotSupported, "COPY quote available only in CSV mode")
+	}
+	if csvMode && len(q) != 1 {
+		return optErr(CodeFeatureNotSupported, "COPY quote must be a single one-byte character")
+	}
+	if csvMode && d[0] == q[0] {
+		return optErr(CodeInvalidParameterValue, "COPY delimiter and quote must be different")
+	}
+	if !csvMode && r.escape != nil {
+		return optErr(CodeFeatureNotSupported, "COPY escape available only in CSV mode")
+	}
+	if csvMode && len(e) != 1 {
+		return optErr(CodeFeatureNotSupported, "COPY escape must be a single one-byte character")
+	}
+	if !csvMode && (r.forceQuote || r.forceQuoteAll) {
+		return optErr(CodeFeatureNotSupported, "COPY force quote available only in CSV mode")
+	}
+	if r.forceQuote || r.forceQuoteAll {
+		return optErr(CodeFeatureNotSupported, "COPY force quote only available using COPY TO")
+	}
+	if !csvMode && r.forceNotNull != nil {
+		return optErr(CodeFeatureNotSupported, "COPY force not null available only in CSV mode")
+	}
+	if !csvMode && r.forceNull != nil {
+		return optErr(CodeFeatureNotSupported, "COPY force null available only in CSV mode")
+	}
+	if strings.IndexByte(n, d[0]) >= 0 {
+		return optErr(CodeFeatureNotSupported, "COPY delimiter must not appear in the NULL specification")
+	}
+	if csvMode && strings.IndexByte(n, q[0]) >= 0 {
+		return optErr(CodeFeatureNotSupported, "CSV quote character must not appear in the NULL specification")
+	}
+	return nil
 }
 
 // Validate checks that o is a consistent set of options that this package supports: text

@@ -40,13 +40,38 @@ func runQuery(rows, rounds int) error {
 		return err
 	}
 	defer conn.Close(ctx)
+	if err := loadItems(ctx, c, conn, rows); err != nil {
+		return err
+	}
+	plain, err := pgx.Connect(ctx, c.Coordinator.URL("plain"))
+	if err != nil {
+		return err
+	}
+	defer plain.Close(ctx)
+	var n int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != int64(rows) {
+		return fmt.Errorf("distributed table holds %d rows (%v), want %d", n, err, rows)
+	}
+	if err := compareQueries(ctx, plain, conn, rows, rounds); err != nil {
+		return err
+	}
+	return proxyMemory(ctx, proxy, conn, rows)
+}
+
+// itemsDDL is the benchmark's table, distributed through the proxy and plain on the
+// coordinator's database "plain".
+const itemsDDL = "CREATE TABLE items (id bigint NOT NULL, grp int, v int, pad text)"
+
+// loadItems distributes items over the cluster's workers through conn and fills it with
+// rows rows, and the same rows into a plain table in a new database "plain" on the
+// coordinator; both databases get a table grps to join with.
+func loadItems(ctx context.Context, c *cluster.Cluster, conn *pgx.Conn, rows int) error {
 	for _, w := range c.Workers {
 		if _, err := conn.Exec(ctx, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port)); err != nil {
 			return err
 		}
 	}
-	const ddl = "CREATE TABLE items (id bigint NOT NULL, grp int, v int, pad text)"
-	for _, q := range []string{ddl, "select master_create_distributed_table('items', 'id')", "select master_create_worker_shards('items', 16, 1)"} {
+	for _, q := range []string{itemsDDL, "select master_create_distributed_table('items', 'id')", "select master_create_worker_shards('items', 16, 1)"} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return err
 		}
@@ -57,27 +82,8 @@ func runQuery(rows, rounds int) error {
 	gen := func(where string) string {
 		return fmt.Sprintf("SELECT g, g %% 100, (g * 7919) %% 1000, md5(g::text) FROM generate_series(1::bigint, %d) g %s", rows, where)
 	}
-	shardRows, err := conn.Query(ctx, `SELECT s.id, s.min_value::int, s.max_value::int, p.node_name, p.node_port
-		FROM pgs_distribution_metadata.shard s JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
-		WHERE s.relation_id = 'items'::regclass`)
+	ps, err := itemsPlacements(ctx, conn)
 	if err != nil {
-		return err
-	}
-	type placement struct {
-		id       int64
-		min, max int32
-		port     int
-	}
-	var ps []placement
-	for shardRows.Next() {
-		var p placement
-		var host string
-		if err := shardRows.Scan(&p.id, &p.min, &p.max, &host, &p.port); err != nil {
-			return err
-		}
-		ps = append(ps, p)
-	}
-	if err := shardRows.Err(); err != nil {
 		return err
 	}
 	errs := make(chan error, len(c.Workers))
@@ -96,34 +102,64 @@ func runQuery(rows, rounds int) error {
 			errs <- nil
 		}(w)
 	}
+	// Every worker's goroutine answers on errs, also when this returns early.
+	var err1 error
 	if _, err := c.Coordinator.Exec(ctx, "postgres", "CREATE DATABASE plain"); err != nil {
-		return err
+		err1 = err
 	}
-	if _, err := c.Coordinator.Exec(ctx, "plain", ddl+"; INSERT INTO items "+gen("")+"; ANALYZE items"); err != nil {
-		return err
+	if err1 == nil {
+		if _, err := c.Coordinator.Exec(ctx, "plain", itemsDDL+"; INSERT INTO items "+gen("")+"; ANALYZE items"); err != nil {
+			err1 = err
+		}
 	}
 	// A coordinator table to join with.
 	const grps = "CREATE TABLE grps AS SELECT g AS grp, 'group ' || g AS label FROM generate_series(0, 99) g"
 	for _, db := range []string{"plain", "postgres"} {
+		if err1 != nil {
+			break
+		}
 		if _, err := c.Coordinator.Exec(ctx, db, grps); err != nil {
-			return err
+			err1 = err
 		}
 	}
 	for range c.Workers {
-		if err := <-errs; err != nil {
-			return err
+		if err := <-errs; err != nil && err1 == nil {
+			err1 = err
 		}
 	}
-	plain, err := pgx.Connect(ctx, c.Coordinator.URL("plain"))
-	if err != nil {
-		return err
-	}
-	defer plain.Close(ctx)
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM items").Scan(&n); err != nil || n != int64(rows) {
-		return fmt.Errorf("distributed table holds %d rows (%v), want %d", n, err, rows)
-	}
+	return err1
+}
 
+// itemsPlacement is a placement of a shard of items, with the shard's hash range.
+type itemsPlacement struct {
+	id       int64
+	min, max int32
+	port     int
+}
+
+// itemsPlacements lists the placements of items' shards.
+func itemsPlacements(ctx context.Context, conn *pgx.Conn) ([]itemsPlacement, error) {
+	shardRows, err := conn.Query(ctx, `SELECT s.id, s.min_value::int, s.max_value::int, p.node_name, p.node_port
+		FROM pgs_distribution_metadata.shard s JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
+		WHERE s.relation_id = 'items'::regclass`)
+	if err != nil {
+		return nil, err
+	}
+	var ps []itemsPlacement
+	for shardRows.Next() {
+		var p itemsPlacement
+		var host string
+		if err := shardRows.Scan(&p.id, &p.min, &p.max, &host, &p.port); err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, shardRows.Err()
+}
+
+// compareQueries prints the median time of each multi-shard query on plain PostgreSQL
+// and through pgshard.
+func compareQueries(ctx context.Context, plain, conn *pgx.Conn, rows, rounds int) error {
 	fmt.Printf("\nmulti-shard queries, %d rows, 16 shards on 4 workers (median of %d runs)\n", rows, rounds)
 	fmt.Printf("%-62s %12s %12s %8s\n", "query", "plain PG", "pgshard", "ratio")
 	for _, q := range []string{
@@ -150,7 +186,12 @@ func runQuery(rows, rounds int) error {
 		mp, mx := medianF(tp), medianF(tx)
 		fmt.Printf("%-62s %10.1fms %10.1fms %7.2fx\n", q, mp*1000, mx*1000, mx/mp)
 	}
+	return nil
+}
 
+// proxyMemory prints the proxy's peak resident set for queries whose answers it should
+// stream (or batch) rather than hold.
+func proxyMemory(ctx context.Context, proxy *proxyProcess, conn *pgx.Conn, rows int) error {
 	fmt.Printf("\npeak proxy memory (resident set, the proxy's own process)\n")
 	idle, err := proxy.resetPeak()
 	if err != nil {
