@@ -20,14 +20,7 @@ const maxLines = 150
 // "package-relative-dir.Receiver.Name" (see funcName). Each entry is a debt:
 // split the function and delete the entry. Entries whose function is short
 // enough make the test fail, so the list can only shrink.
-var allowlist = map[string]bool{
-	// router/ is being split in its own branch; remove these when it lands.
-	"router.planner.insertStmt":     true,
-	"router.planner.insertSelect":   true,
-	"router.planner.modifyGathered": true,
-	"router.planner.groupMerge":     true,
-	"router.planner.clausesOf":      true,
-}
+var allowlist = map[string]bool{}
 
 type funcLen struct {
 	name  string // dir.Recv.Name
