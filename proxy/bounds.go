@@ -1,6 +1,6 @@
 package proxy
 
-import "github.com/pgshard/pgshard/metadata/pgerr"
+import "github.com/pgshard/pgshard/pgerr"
 
 // What a session keeps for its client grows only within bounds: its prepared statements
 // (counted against max-prepared-memory), their descriptions (descCacheMax), and the

@@ -5,7 +5,7 @@ import (
 	"sync"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/router"
 )
 

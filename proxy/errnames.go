@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // Errors and notices reach the client in the client's terms. PostgreSQL's messages about a

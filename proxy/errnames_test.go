@@ -3,7 +3,7 @@ package proxy
 import (
 	"testing"
 
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 func TestShiftPosition(t *testing.T) {

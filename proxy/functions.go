@@ -15,8 +15,8 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/ddl"
-	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"

@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/copyfmt"
 	"github.com/pgshard/pgshard/router"

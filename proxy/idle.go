@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 )
 

@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // The write failure model, as pure decisions over what each placement of a shard answered.

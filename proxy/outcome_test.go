@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 func TestDecideWrite(t *testing.T) {

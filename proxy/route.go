@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/copyfmt"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"

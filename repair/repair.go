@@ -56,8 +56,8 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/ddl"
-	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // Locker blocks writes to a shard, in this proxy and in every other one, until the

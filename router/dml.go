@@ -5,7 +5,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // updateStmt plans an UPDATE of a distributed table: it runs on the shards the WHERE

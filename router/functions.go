@@ -4,7 +4,7 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // FunctionSignature describes one of pgshard's SQL functions: its parameter types, and

@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/router/pgparse"
 	"github.com/pgshard/pgshard/router/sqllex"
 )

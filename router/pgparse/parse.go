@@ -28,7 +28,7 @@ import (
 	"github.com/pganalyze/pg_query_go/v5/parser"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/pgshard/pgshard/metadata/pgerr"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/router/sqllex"
 )
 
