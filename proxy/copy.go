@@ -228,7 +228,7 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 		}
 		colList.WriteString(router.QuoteIdent(t.Columns[ci].Name))
 	}
-	cp := &copyRun{ss: ss, t: t, opts: opts, own: ss.tx == 'I', cols: colList.String(), targets: map[int64][]*copyTarget{}}
+	cp := &copyRun{ss: ss, t: t, opts: opts, own: ss.tx == txIdle, cols: colList.String(), targets: map[int64][]*copyTarget{}}
 	defer cp.releaseAll()
 	if err := cp.open(ctx); err != nil {
 		return cp.abort(ctx, err)
@@ -543,7 +543,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 	if err := kh.flush(ctx); err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Where = "COPY " + cp.t.Name
-			if kh.ss.tx != 'E' {
+			if kh.ss.tx != txFailed {
 				// Find the row, for PostgreSQL's context (line, column, value).
 				return cp.keyErr(ctx, b, keyPos, keyType, e)
 			}
@@ -799,9 +799,7 @@ func (cp *copyRun) abort(ctx context.Context, err error) error {
 		}
 		ss.stopRunning(c)
 	}
-	if ss.tx == 'T' {
-		ss.tx = 'E'
-	}
+	ss.failBlock()
 	return err
 }
 

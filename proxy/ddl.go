@@ -13,7 +13,7 @@ import (
 // and their metadata in one transaction; then the shard tables are dropped on the workers
 // (a worker that cannot be reached keeps an orphaned shard table, with a warning).
 func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
 	}
 	c, err := ss.coordConn(ctx)
@@ -84,10 +84,9 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 // coordinator (which truncates the prototypes and any coordinator tables it names), all in
 // one transaction block (the client's, or one of its own).
 func (ss *session) truncate(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
-	own := ss.tx == 'I'
+	own := ss.tx == txIdle
 	if own {
-		ss.tx = 'T'
-		ss.txReplay = []string{"BEGIN"}
+		ss.beginBlock("BEGIN")
 	}
 	err := ss.truncateIn(ctx, snap, st, in)
 	if own {

@@ -59,7 +59,7 @@ func (ss *session) checkPrepareTx(st *router.Statement) error {
 // exec runs one planned statement, writing its results (but not ReadyForQuery) to the
 // client. An error return has not been sent yet.
 func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	if ss.tx == 'E' && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
+	if ss.tx == txFailed && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
@@ -80,23 +80,22 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	case router.SetVar:
 		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil))
 	case router.Begin:
-		if ss.tx != 'I' {
+		if ss.tx != txIdle {
 			ss.sendNotice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
-			ss.tx = 'T'
-			ss.txReplay = []string{ss.render(st.Text, in, nil, nil)}
+			ss.beginBlock(ss.render(st.Text, in, nil, nil))
 			ss.srv.stats.xacts.Add(1)
 		}
 		ss.commandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
-		if ss.tx != 'I' && !ss.pipelineTx {
+		if ss.tx != txIdle && !ss.pipelineTx {
 			// The block's portals end with it, as in PostgreSQL (but the one running
 			// this statement), and with them what they set aside.
 			defer ss.dropBlockPortals()
 		}
 		if st.Chain {
-			if ss.tx == 'I' || ss.pipelineTx {
+			if ss.tx == txIdle || ss.pipelineTx {
 				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
 			}
 			// The next block starts as this one did (BEGIN with its options, SET
@@ -107,20 +106,20 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 					chain = append(chain, s)
 				}
 			}
-			if ss.tx == 'E' {
+			if ss.tx == txFailed {
 				// The failed block's characteristics were undone with it: as in
 				// PostgreSQL, the new block has the session's defaults.
 				chain = []string{"BEGIN"}
 			}
 			defer func() {
-				ss.tx, ss.txReplay = 'T', chain
+				ss.beginBlock(chain...)
 				ss.srv.stats.xacts.Add(1)
 			}()
 		}
 		if st.Kind == router.Commit {
 			return ss.commit(ctx)
 		}
-		if ss.tx == 'I' {
+		if ss.tx == txIdle {
 			ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
 		ss.endTx(ctx, false)
@@ -190,8 +189,7 @@ func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *pa
 	if err != nil {
 		return err
 	}
-	ss.afterCoordinator(c, res)
-	return nil
+	return ss.afterCoordinator(c, res)
 }
 
 // sendSQL queues a client statement's SQL (as rewritten for c) on a backend connection:
@@ -221,11 +219,12 @@ func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
-// after a statement relayed from it.
-func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) {
-	if res.err != nil && ss.tx == 'T' {
-		ss.tx = 'E'
+// after a statement relayed from it, and returns the error the client heard, if any.
+func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) error {
+	if res.err != nil {
+		ss.failBlock()
 	}
+	return markSent(res.err)
 }
 
 // setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
@@ -234,8 +233,11 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	if err := ss.setBound(sql); err != nil {
 		return err
 	}
-	if err := ss.coordinatorStatement(ctx, sql, nil); err != nil {
-		return err
+	// A statement whose error the coordinator answered may have changed settings
+	// still (a multi-statement string): the settings are read back as after success.
+	ranErr := ss.coordinatorStatement(ctx, sql, nil)
+	if ranErr != nil && !errorSent(ranErr) {
+		return ranErr
 	}
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
@@ -259,7 +261,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == 'T' && !proxyOnlySet(sql) {
+	if ss.tx == txBlock && !proxyOnlySet(sql) {
 		if err := ss.replayBound(sql); err != nil {
 			return err
 		}
@@ -270,10 +272,10 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			}
 		}
 	}
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		ss.refreshSettings(ctx)
 	}
-	return nil
+	return ranErr
 }
 
 // restoreStartup re-applies startup-packet settings after RESET and DISCARD ALL: in
@@ -350,7 +352,7 @@ func (ss *session) commit(ctx context.Context) error {
 // savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every backend of the block and
 // remembers it for backends that join later.
 func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql string) error {
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
 	}
@@ -417,8 +419,7 @@ func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	if st.Kind == router.RollbackTo {
 		ss.privOK = nil // a SET ROLE may have been undone
-		ss.tx = 'T'
-		ss.failedUndone = false
+		ss.resumeBlock()
 		ss.idleAfterBlock(ctx)
 		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 			ss.namesDirty = true // a SET or DDL may have been undone
@@ -488,9 +489,6 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 				ss.w.Msg(errorResponse(e))
 			} else if !o.quiet {
 				ss.w.Raw(t, b) // as the server sent it, with every field
-			}
-			if !o.quiet {
-				ss.relayedError = true
 			}
 			if res.err == nil {
 				res.err = e

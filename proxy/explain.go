@@ -161,9 +161,7 @@ func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router
 		if err != nil {
 			if pe, ok := err.(*pgerr.Error); ok {
 				pe.Position = 0
-				if ss.tx == 'T' {
-					ss.tx = 'E'
-				}
+				ss.failBlock()
 			}
 			return err
 		}

@@ -97,12 +97,7 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		return true // an error occurred: everything up to Sync is discarded
 	}
 	if err := ss.settleFor(typ, body); err != nil {
-		ss.sendError(err)
-		ss.flush()
-		ss.extSkip = true
-		if ss.tx == 'T' {
-			ss.tx = 'E'
-		}
+		ss.extendedFailed(err)
 		return true
 	}
 	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
@@ -128,16 +123,7 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 	case 'E':
 		var m pgproto3.Execute
 		if decodeErr = m.Decode(body); decodeErr == nil {
-			ss.relayedError = false
 			err = ss.execute(ctx, m.Portal, m.MaxRows)
-			if err == nil && ss.relayedError {
-				// The backend's error reached the client: skip to Sync.
-				ss.flush()
-				ss.extSkip = true
-				if ss.tx == 'T' {
-					ss.tx = 'E'
-				}
-			}
 		}
 	case 'C':
 		var m pgproto3.Close
@@ -150,16 +136,18 @@ func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
 		return false
 	}
 	if err != nil {
-		ss.sendError(err)
-		// An error sends its ErrorResponse at once (not at Sync) and discards the
-		// rest of the pipeline up to Sync.
-		ss.flush()
-		ss.extSkip = true
-		if ss.tx == 'T' {
-			ss.tx = 'E'
-		}
+		ss.extendedFailed(err)
 	}
 	return true
+}
+
+// extendedFailed is where an extended-protocol message fails: the error reaches the
+// client at once (not at Sync, unless it did already), the transaction block fails, and
+// the rest of the pipeline up to Sync is discarded.
+func (ss *session) extendedFailed(err error) {
+	ss.statementFailed(err)
+	ss.flush()
+	ss.extSkip = true
 }
 
 // sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
@@ -172,7 +160,7 @@ func (ss *session) sync(ctx context.Context) {
 			ss.sendError(err)
 		}
 	}
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		// The implicit transaction ends: so do its portals.
 		ss.settle(false)
 		for name := range ss.portals {
@@ -493,8 +481,8 @@ func (ss *session) describeOnCoordinator(ctx context.Context, sql string, oids [
 				first = decodeClientError(b)
 			}
 		case 'Z':
-			if first != nil && ss.tx == 'T' {
-				ss.tx = 'E'
+			if first != nil {
+				ss.failBlock()
 			}
 			return d, first
 		}
@@ -589,11 +577,13 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if err == nil {
 		err = sp.Err()
 	}
-	if err != nil {
+	if err != nil && !errorSent(err) {
 		sp.Close()
 		return err
 	}
-	pt.pending = sp
+	// The write's error, if it failed, is set aside with its results: the client
+	// hears it when the portal's results reach it.
+	pt.pending, pt.err = sp, err
 	return ss.serveChunk(pt, maxRows)
 }
 
@@ -602,6 +592,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	sp := pt.pending
 	var rows uint32
+	relayed := false // a backend's ErrorResponse, set aside, reached the client
 	for {
 		t, body, err := sp.Next()
 		if err == io.EOF {
@@ -628,7 +619,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 			ss.commandComplete(tag)
 		case 'E':
 			ss.w.Raw(t, body)
-			ss.relayedError = true
+			relayed = true
 		default:
 			ss.w.Raw(t, body)
 		}
@@ -637,6 +628,9 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	pt.pending = nil
 	err := pt.err
 	pt.err = nil
+	if err == nil && relayed {
+		err = markSent(pgerr.New(pgerr.InternalError, "statement failed"))
+	}
 	return err
 }
 

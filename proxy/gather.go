@@ -23,7 +23,7 @@ import (
 // of its table that the pull's filter keeps.
 func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params, shards [][]*metadata.Shard) error {
 	m := st.Merge
-	if m.Keep && !m.Hold && ss.tx == 'I' {
+	if m.Keep && !m.Hold && ss.tx == txIdle {
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "DECLARE CURSOR can only be used in transaction blocks")
 	}
 	if !ss.call.extended {
@@ -51,7 +51,7 @@ func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *rout
 	}
 	if res.err != nil {
 		g.end(ctx, ss, false)
-		return nil // relayed
+		return markSent(res.err)
 	}
 	return g.end(ctx, ss, true)
 }
@@ -74,9 +74,7 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 		g.c.Exec(ctx, "ROLLBACK")
 		return nil
 	case !ok:
-		if ss.tx == 'T' {
-			ss.tx = 'E'
-		}
+		ss.failBlock()
 		return nil
 	}
 	sql := "COMMIT"
@@ -87,8 +85,8 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 		sql = "DROP TABLE " + strings.Join(g.names, ", ")
 	}
 	if err := g.c.Exec(ctx, sql); err != nil {
-		if !g.own && ss.tx == 'T' {
-			ss.tx = 'E'
+		if !g.own {
+			ss.failBlock()
 		}
 		return err
 	}
@@ -111,7 +109,7 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 	if err != nil {
 		return nil, err
 	}
-	g := &gathered{c: c, own: ss.tx == 'I', keep: m.Keep, names: make([]string, len(m.Pulls))}
+	g := &gathered{c: c, own: ss.tx == txIdle, keep: m.Keep, names: make([]string, len(m.Pulls))}
 	if g.keep {
 		// Names of their own: the block may gather again while the cursor is open.
 		ss.cursorTables++
@@ -191,8 +189,8 @@ func (ss *session) gatherFailed(ctx context.Context, c *backend.Conn, own bool, 
 		if rbErr := c.Exec(ctx, "ROLLBACK"); rbErr != nil && backend.Unavailable(rbErr) {
 			return err
 		}
-	} else if ss.tx == 'T' {
-		ss.tx = 'E'
+	} else {
+		ss.failBlock()
 	}
 	if e, ok := err.(*pgerr.Error); ok {
 		e.Position = 0

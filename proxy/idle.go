@@ -52,7 +52,7 @@ func (ss *session) idleSettingChanged(ctx context.Context, c *backend.Conn, sql 
 		return
 	}
 	ss.readIdleTimeouts(ctx, c)
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		ss.idleInBlock = true
 	}
 }
@@ -63,7 +63,7 @@ func (ss *session) idleAfterBlock(ctx context.Context) {
 	if !ss.idleInBlock || ss.coord == nil {
 		return
 	}
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		ss.idleInBlock = false
 	} else if !ss.coordInTx {
 		return
@@ -84,7 +84,7 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 	if ss.waitingClient {
 		d = ss.idleSession
 	}
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		d, e = 0, errIdleInTransaction
 		if ss.waitingClient {
 			d = ss.idleInTx
@@ -103,7 +103,7 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 // locks, or row locks of distributed tables that keep the shards' writers out as well
 // (txRowLocks).
 func (ss *session) holdsShardLocks() bool {
-	return len(ss.txLocks) > 0 || ss.txRowLocks && ss.tx != 'I'
+	return len(ss.txLocks) > 0 || ss.txRowLocks && ss.tx != txIdle
 }
 
 // parseMillis reads a time setting whose base unit is milliseconds as SHOW prints it

@@ -190,7 +190,7 @@ func (ss *session) releaseSavepointLocks(i int, rollback bool) {
 // there before the client hears ReadyForQuery (until then, or if that fails, another
 // writer of those rows waits for them inside PostgreSQL, under its lock_timeout).
 func (ss *session) releaseFailedLocks() {
-	if ss.tx == 'E' && len(ss.txLocks) > 0 {
+	if ss.tx == txFailed && len(ss.txLocks) > 0 {
 		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
 	}
 }
@@ -203,7 +203,7 @@ func (ss *session) releaseFailedLocks() {
 // or ROLLBACK TO then finds nothing more to undo there. A backend where the statement
 // failed, whose part is aborted already, is left to them.
 func (ss *session) undoFailed(ctx context.Context) {
-	if ss.tx != 'E' || ss.failedUndone {
+	if ss.tx != txFailed || ss.failedUndone {
 		return
 	}
 	ss.failedUndone = true

@@ -85,13 +85,13 @@ func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *
 func (ss *session) namesChanged(own bool) {
 	ss.namesDirty = true
 	if own {
-		if ss.tx != 'I' {
+		if ss.tx != txIdle {
 			ss.txNamesOwn = true
 		}
 		return
 	}
 	ss.srv.namesEpoch.Add(1)
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		ss.txNames = true
 	}
 }
@@ -104,7 +104,7 @@ func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *n
 	if st := ss.names; st != nil && !ss.namesDirty && st.snap == snap && st.epoch == epoch {
 		return st
 	}
-	if ss.tx == 'E' || time.Now().Before(ss.namesRetry) {
+	if ss.tx == txFailed || time.Now().Before(ss.namesRetry) {
 		return ss.names // nothing but the end of the block runs; or see below
 	}
 	st := ss.askNames(ctx, snap, epoch)
@@ -145,7 +145,7 @@ func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch 
 		return st
 	}
 	var c *backend.Conn
-	if ss.tx == 'I' || ss.coordInTx {
+	if ss.tx == txIdle || ss.coordInTx {
 		var err error
 		if c, err = ss.coordConn(ctx); err != nil {
 			return nil

@@ -141,7 +141,7 @@ func (ss *session) settle(keep bool) error {
 		return nil
 	}
 	ss.suspended = nil
-	saved, savedCall, relayed := ss.w, ss.call, ss.relayedError
+	saved, savedCall := ss.w, ss.call
 	var sp *spool
 	if keep {
 		sp = ss.newSpool()
@@ -154,7 +154,7 @@ func (ss *session) settle(keep bool) error {
 	}
 	ss.call = s.call
 	s.ending = true
-	if !keep && s.readOnly && ss.tx == 'I' {
+	if !keep && s.readOnly && ss.tx == txIdle {
 		s.cancel()
 	}
 	if keep {
@@ -164,7 +164,7 @@ func (ss *session) settle(keep bool) error {
 		s.stop()
 	}
 	ss.w.Flush()
-	ss.w, ss.call, ss.relayedError = saved, savedCall, relayed
+	ss.w, ss.call = saved, savedCall
 	s.cancel()
 	if !keep {
 		return nil

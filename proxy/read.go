@@ -31,7 +31,7 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 	if err != nil {
 		return err
 	}
-	if st.Locking && ss.tx != 'I' {
+	if st.Locking && ss.tx != txIdle {
 		ss.txRowLocks = true
 	}
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
@@ -157,7 +157,7 @@ func noShards(t *metadata.Table) error {
 // missed them is marked, but the read must not depend on how soon that shows).
 func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 	ps := sh.Finalized()
-	if ss.tx != 'I' && len(ss.txWrites) > 0 {
+	if ss.tx != txIdle && len(ss.txWrites) > 0 {
 		wrote := map[int64]bool{}
 		for _, ws := range ss.txWrites {
 			for _, p := range ws {
@@ -176,7 +176,7 @@ func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 			ps = kept
 		}
 	}
-	if ss.tx != 'I' && len(ps) > 1 {
+	if ss.tx != txIdle && len(ps) > 1 {
 		for i, p := range ps {
 			if ss.txConns[p.Node] != nil {
 				ps[0], ps[i] = ps[i], ps[0]
@@ -228,10 +228,10 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 			}
 			return err
 		}
-		if res.err != nil && ss.tx == 'T' {
-			ss.tx = 'E'
+		if res.err != nil {
+			ss.failBlock()
 		}
-		return nil
+		return markSent(res.err)
 	}
 	return unreachable(ss.shardRef(sh.ID), sh, lastErr)
 }
@@ -373,9 +373,7 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 				ss.drainRead(ctx, c)
 				ss.release(r.wc)
 				r.wc = workerConn{}
-				if ss.tx == 'T' {
-					ss.tx = 'E'
-				}
+				ss.failBlock()
 				return e
 			case 'N':
 				ss.forwardNotice(c, b)
@@ -494,9 +492,7 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 		if err != nil {
 			if e, ok := err.(*pgerr.Error); ok {
 				e.Position = 0
-				if ss.tx == 'T' {
-					ss.tx = 'E'
-				}
+				ss.failBlock()
 			}
 			return err
 		}
@@ -595,8 +591,7 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 	if err != nil {
 		return err
 	}
-	ss.afterCoordinator(c, res)
-	return nil
+	return ss.afterCoordinator(c, res)
 }
 
 // collectRows reads a result: its row description and its rows (text values, copied).

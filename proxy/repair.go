@@ -12,7 +12,7 @@ import (
 // repairShardStatement handles REPAIR SHARD <id>: it repairs every inactive placement of
 // the shard, sending progress notices, and answers one row per repaired placement.
 func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "REPAIR SHARD cannot run inside a transaction block")
 	}
 	id, err := strconv.ParseInt(arg, 10, 64)

@@ -277,9 +277,7 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 				// (A type modifier's errors, raised by the assignment, point nowhere.)
 				e.Position = kh.pending[0].pos
 			}
-			if kh.ss.tx == 'T' {
-				kh.ss.tx = 'E'
-			}
+			kh.ss.failBlock()
 		}
 		return err
 	}
@@ -423,9 +421,7 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 			if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
 				e.Position = int32(charPos(in.Text, unknown[0].Pos))
 			}
-			if ss.tx == 'T' {
-				ss.tx = 'E'
-			}
+			ss.failBlock()
 		}
 		return nil, err
 	}

@@ -58,8 +58,8 @@ type session struct {
 	txNamesOwn bool
 	namesRetry time.Time // after a failed resolution, when to ask again
 
-	// Transaction block state: 'I' (none), 'T' (in a block), 'E' (failed block).
-	tx byte
+	// tx is the transaction block's state (txn.go); only the transitions there set it.
+	tx txStatus
 	// txReplay are the statements that bring a backend joining the block mid-way to the
 	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
 	txReplay []string
@@ -117,9 +117,6 @@ type session struct {
 	call stmtCall
 	// listening is set after LISTEN: notifications may arrive while the session is idle.
 	listening bool
-	// relayedError is set when an ErrorResponse from a backend went to the client as the
-	// statement's outcome: the rest of the query string or pipeline must not run.
-	relayedError bool
 	// stmts and portals are the session's prepared statements and portals;
 	// descCache caches statement descriptions by text and parameter types.
 	stmts   map[string]*prepared
@@ -161,7 +158,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		nc:        nc,
 		r:         pgwire.NewReader(nc, 16<<10),
 		log:       s.log,
-		tx:        'I',
+		tx:        txIdle,
 		running:   map[*backend.Conn]struct{}{},
 		stmts:     map[string]*prepared{},
 		portals:   map[string]*portal{},
@@ -443,7 +440,7 @@ func (ss *session) readyForQuery() {
 	ss.releaseFailedLocks()
 	ss.waitingClient = true
 	ss.reportParams()
-	ss.w.Raw('Z', []byte{ss.tx})
+	ss.w.Raw('Z', []byte{ss.tx.wire()})
 	ss.flush()
 }
 
@@ -559,7 +556,7 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 		backend.Release(ss.coord)
 		ss.coord = nil
 		ss.coordInTx = false
-		if ss.tx != 'I' {
+		if ss.tx != txIdle {
 			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
 		}
 		return ss.coordConn(ctx)
@@ -567,7 +564,7 @@ func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
 	if err := ss.applySettings(ctx, c); err != nil {
 		return nil, err
 	}
-	if ss.tx != 'I' && !ss.coordInTx {
+	if ss.tx != txIdle && !ss.coordInTx {
 		if err := ss.joinTx(ctx, c); err != nil {
 			return nil, err
 		}
@@ -597,7 +594,7 @@ func (w workerConn) conn() *backend.Conn { return w.res.Value() }
 // connection inside a transaction block (joining the block on first use), else a pooled
 // connection that release gives back.
 func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		if res := ss.txConns[node]; res != nil {
 			if res.Value().Broken() {
 				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
@@ -624,7 +621,7 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 		backend.Release(res)
 		return workerConn{}, err
 	}
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		return workerConn{res: res}, nil
 	}
 	if err := ss.joinTx(ctx, c); err != nil {
@@ -645,8 +642,8 @@ var errPartAborted = errors.New("its part of the transaction block was aborted b
 
 // partAborted reports whether c, a connection of the session's block, is in a failed
 // transaction while the block itself goes on (the session's block state is tx).
-func partAborted(tx byte, c *backend.Conn) bool {
-	return tx == 'T' && c.TxStatus == 'E'
+func partAborted(tx txStatus, c *backend.Conn) bool {
+	return tx == txBlock && c.TxStatus == 'E'
 }
 
 // blockExec runs a statement that every worker connection of the block must run (SET,
@@ -688,11 +685,11 @@ func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
 // error when some shard the block wrote to was committed on none of its placements
 // (decideBlockCommit); after a ROLLBACK, the first failure.
 func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		return nil, nil
 	}
 	cmd := "ROLLBACK"
-	if commit && ss.tx == 'T' {
+	if commit && ss.tx == txBlock {
 		cmd = "COMMIT"
 	}
 	type outcome struct {
@@ -738,7 +735,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 			err = o.err
 		}
 	}
-	if commit && ss.tx == 'T' {
+	if commit && ss.tx == txBlock {
 		// Nodes that committed are what counts: a failure elsewhere marks the placements
 		// that missed the writes, or, when a shard is left with none that has them, is
 		// the client's error (never success, and never a mark on its last placement).
@@ -771,8 +768,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	ss.txRowLocks = false
 	ss.txSavepointAt = nil
 	ss.coordInTx = false
-	ss.failedUndone = false
-	ss.tx = 'I'
+	ss.endBlock()
 	if ss.settingsDirty {
 		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
 		ss.privOK = nil

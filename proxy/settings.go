@@ -93,7 +93,7 @@ func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
 
 // applySettingsFor is applySettings for a worker connection, or not.
 func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error {
-	if ss.settingsDirty && ss.tx == 'I' && ss.coord != nil && c != ss.coord.Value() {
+	if ss.settingsDirty && ss.tx == txIdle && ss.coord != nil && c != ss.coord.Value() {
 		ss.refreshSettings(ctx)
 	}
 	if ss.settingsErr != nil && (ss.coord == nil || c != ss.coord.Value()) {

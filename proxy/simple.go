@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"time"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -29,7 +28,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	switch {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
-	case batch.AllCoordinator && ss.tx != 'E':
+	case batch.AllCoordinator && ss.tx != txFailed:
 		ddl, temp := false, true
 		for _, st := range batch.Stmts {
 			if st.Listen {
@@ -59,7 +58,6 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		}
 	default:
 		ss.escapeWarnings(batch, in)
-		reported := false
 		run := func() error {
 			stmts := batch.Stmts
 			for i := 0; i < len(stmts); i++ {
@@ -88,30 +86,19 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				ss.relayedError = false
 				err := ss.exec(ctx, snap, st, in, nil)
 				ss.endStatement()
 				if err != nil {
-					ss.statementFailed(err)
-					reported = true
-					return err
-				}
-				if ss.relayedError {
-					// A backend's error already went to the client: the rest of the
-					// string does not run.
-					if ss.tx == 'T' {
-						ss.tx = 'E'
-					}
-					reported = true
-					return errStatementFailed
+					// The rest of the string does not run.
+					return ss.statementFailed(err)
 				}
 			}
 			return nil
 		}
-		if ss.tx == 'I' && implicitBlock(batch) {
+		if ss.tx == txIdle && implicitBlock(batch) {
 			// Several statements outside a block are one transaction, as in
 			// PostgreSQL: all of them apply, or none.
-			if err := ss.inBlock(ctx, run); err != nil && !reported {
+			if err := ss.inBlock(ctx, run); err != nil && !errorSent(err) {
 				ss.sendError(err)
 			}
 		} else {
@@ -121,9 +108,6 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	ss.undoFailed(ctx)
 	ss.readyForQuery()
 }
-
-// errStatementFailed reports a statement whose error already reached the client.
-var errStatementFailed = errors.New("statement failed")
 
 // implicitBlock reports whether a multi-statement string runs as one transaction block:
 // when it has more than one statement and none that controls transactions, copies, or
@@ -163,15 +147,6 @@ func (ss *session) endStatement() {
 	ss.releaseFailedLocks()
 }
 
-// statementFailed reports a statement's error to the client and fails the transaction
-// block, if any.
-func (ss *session) statementFailed(err error) {
-	ss.sendError(err)
-	if ss.tx == 'T' {
-		ss.tx = 'E'
-	}
-}
-
 // pipelineBlock gives the statements an extended-protocol client sends before one Sync
 // the implicit transaction PostgreSQL gives them: all apply at Sync, or none. Outside a
 // block, a statement that may change something and is not known to be the pipeline's
@@ -184,11 +159,10 @@ func (ss *session) pipelineBlock(ctx context.Context, st *router.Statement) erro
 	if ss.pipelineTx && !eligible {
 		return ss.endPipelineBlock(ctx)
 	}
-	if ss.tx != 'I' || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !ss.moreBeforeSync() {
+	if ss.tx != txIdle || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !ss.moreBeforeSync() {
 		return nil
 	}
-	ss.tx = 'T'
-	ss.txReplay = []string{"BEGIN"}
+	ss.beginBlock("BEGIN")
 	ss.pipelineTx = true
 	return nil
 }
@@ -196,7 +170,7 @@ func (ss *session) pipelineBlock(ctx context.Context, st *router.Statement) erro
 // endPipelineBlock commits the pipeline's block, or rolls it back after an error.
 func (ss *session) endPipelineBlock(ctx context.Context) error {
 	ss.pipelineTx = false
-	commit := ss.tx == 'T'
+	commit := ss.tx == txBlock
 	missed, err := ss.endTx(ctx, commit)
 	if commit && len(missed) > 0 {
 		if merr := ss.srv.markInactive(ctx, missed, ss); err == nil {

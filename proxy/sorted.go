@@ -34,7 +34,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 	// gather to fall back to (rows locked FOR UPDATE/SHARE): each shard's rows are read
 	// in turn and set aside (spool: memory, then a temporary file), then merged.
 	buffered := false
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		// Fix each shard's placement now: which one a shard reads from depends on the
 		// block's connections, which the reads themselves open.
 		nodes := map[metadata.Node]bool{}
@@ -125,9 +125,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 			defer sp.Close()
 			for !cur.done {
 				if err := sp.WriteFrame('D', cur.row); err != nil {
-					if ss.tx == 'T' {
-						ss.tx = 'E'
-					}
+					ss.failBlock()
 					return err
 				}
 				if _, err := ss.advance(ctx, cur); err != nil {
@@ -240,9 +238,7 @@ func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescr
 			ss.drainRead(ctx, c)
 			ss.release(cur.r.wc)
 			cur.r.wc = workerConn{}
-			if ss.tx == 'T' {
-				ss.tx = 'E'
-			}
+			ss.failBlock()
 			return nil, e
 		case 'N':
 			ss.forwardNotice(c, b)

@@ -109,15 +109,14 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 // opened for fn and committed when it succeeds (rolled back when it fails). Placements
 // that could not commit are marked inactive, as at COMMIT.
 func (ss *session) inBlock(ctx context.Context, fn func() error) error {
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		err := fn()
-		if err != nil && ss.tx == 'T' {
-			ss.tx = 'E'
+		if err != nil {
+			ss.failBlock()
 		}
 		return err
 	}
-	ss.tx = 'T'
-	ss.txReplay = []string{"BEGIN"}
+	ss.beginBlock("BEGIN")
 	err := fn()
 	missed, endErr := ss.endTx(ctx, err == nil)
 	if err != nil {

@@ -293,7 +293,7 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		wr.undo(ctx)
 		return 0, err
 	}
-	if ss.tx == 'T' {
+	if ss.tx == txBlock {
 		for _, w := range wr.writes {
 			if w.err == nil && w.pgErr == nil {
 				ss.noteTxWrite(w.p)
@@ -346,8 +346,8 @@ func currentShards(snap *metadata.Snapshot, tasks []writeTask) {
 // placement. Outside a transaction block a write that goes to several placements does,
 // committed only once every placement has answered: an error on one placement then undoes
 // the statement everywhere.
-func implicitWrite(tx byte, st *router.Statement, tasks []writeTask) bool {
-	if tx != 'I' {
+func implicitWrite(tx txStatus, st *router.Statement, tasks []writeTask) bool {
+	if tx != txIdle {
 		return false
 	}
 	n := 0
@@ -452,7 +452,7 @@ func (wr *writeRun) collect(ctx context.Context) error {
 			spoolErr = err
 		}
 	}
-	if spoolErr != nil && !implicit && ss.tx == 'I' {
+	if spoolErr != nil && !implicit && ss.tx == txIdle {
 		// Only notices (no RETURNING) of a write already committed on its one placement:
 		// the ones past the limit are dropped, not the write.
 		ss.sendNotice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
@@ -468,9 +468,7 @@ func (wr *writeRun) undo(ctx context.Context) {
 	if wr.implicit {
 		wr.ss.finishImplicit(ctx, wr.writes, false)
 	}
-	if wr.ss.tx == 'T' {
-		wr.ss.tx = 'E'
-	}
+	wr.ss.failBlock()
 }
 
 // tasksDecision is what writeRun.decide made of a write's answers.
@@ -490,7 +488,7 @@ type tasksDecision struct {
 // error that fails the statement, if any.
 func (wr *writeRun) decide() tasksDecision {
 	ss, tasks, writes, implicit := wr.ss, wr.tasks, wr.writes, wr.implicit
-	inBlock := ss.tx != 'I'
+	inBlock := ss.tx != txIdle
 	d := tasksDecision{
 		chosen: make([]*placementWrite, len(tasks)),
 		byTask: make([][]*placementWrite, len(tasks)),
@@ -905,7 +903,7 @@ func (ss *session) sessionQuery(ctx context.Context, sql string) ([][][]byte, er
 		if err := ss.applySettings(ctx, c); err != nil {
 			return nil, err
 		}
-	case ss.tx == 'I' || ss.coordInTx:
+	case ss.tx == txIdle || ss.coordInTx:
 		var err error
 		if c, err = ss.coordConn(ctx); err != nil {
 			return nil, err
@@ -918,8 +916,8 @@ func (ss *session) sessionQuery(ctx context.Context, sql string) ([][][]byte, er
 	ss.startRunning(c)
 	rows, err := c.ExecRows(ctx, sql)
 	ss.stopRunning(c)
-	if err != nil && ss.tx == 'T' && ss.coordInTx && c == ss.coord.Value() && !backend.Unavailable(err) {
-		ss.tx = 'E' // the coordinator's part of the block failed with it
+	if err != nil && ss.coordInTx && c == ss.coord.Value() && !backend.Unavailable(err) {
+		ss.failBlock() // the coordinator's part of the block failed with it
 	}
 	return rows, err
 }
@@ -992,7 +990,7 @@ func (ss *session) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 	if len(ids) == 0 {
 		return nil
 	}
-	if ss.tx == 'I' {
+	if ss.tx == txIdle {
 		unlock, err := ss.srv.lockShards(ctx, ids, exclusive)
 		if err != nil {
 			return err
