@@ -8,9 +8,13 @@
 //     shutdown), owns the backend pools and the metadata cache.
 //   - startup.go: the startup phase: SSLRequest/GSSENCRequest ('N'), CancelRequest,
 //     StartupMessage, authentication, ParameterStatus, BackendKeyData.
-//   - session.go: one client session: the message loop, transaction state, the session's
-//     backend connections (a pinned coordinator connection, worker connections taken from
-//     the pools per statement or per transaction block) and session settings.
+//   - session.go: one client session: the message loop, the session's backend
+//     connections (a pinned coordinator connection, worker connections taken from the
+//     pools per statement or per transaction block) and session settings.
+//   - txn.go: the transaction layer: the block's typed state (txIdle, txBlock, txFailed)
+//     and its only transitions (beginBlock, failBlock, resumeBlock, endBlock), joining
+//     backends to the block, ending it on all of them (endTx), and the one error channel:
+//     statementFailed, and sentError for an error the client already heard.
 //   - simple.go: the simple query protocol, including multi-statement strings.
 //   - exec.go, read.go, write.go: execution of router plans: pass-through to the
 //     coordinator, single-shard statements relayed frame by frame, multi-shard reads

@@ -224,7 +224,7 @@ func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) error {
 	if res.err != nil {
 		ss.failBlock()
 	}
-	return markSent(res.err)
+	return res.failed()
 }
 
 // setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
@@ -447,6 +447,14 @@ type relayResult struct {
 	err  *pgerr.Error // an ErrorResponse the backend sent (already forwarded unless quiet)
 	tag  string       // the last CommandComplete tag
 	rows int64
+}
+
+// failed is the backend's error, marked as already sent to the client (nil if none).
+func (r relayResult) failed() error {
+	if r.err == nil {
+		return nil
+	}
+	return markSent(r.err)
 }
 
 // relay forwards a backend's response to the client until ReadyForQuery, frame by frame.

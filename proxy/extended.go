@@ -592,7 +592,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	sp := pt.pending
 	var rows uint32
-	relayed := false // a backend's ErrorResponse, set aside, reached the client
+	var relayed *pgerr.Error // a backend's ErrorResponse, set aside, that reached the client
 	for {
 		t, body, err := sp.Next()
 		if err == io.EOF {
@@ -619,7 +619,7 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 			ss.commandComplete(tag)
 		case 'E':
 			ss.w.Raw(t, body)
-			relayed = true
+			relayed = backend.DecodeError(body)
 		default:
 			ss.w.Raw(t, body)
 		}
@@ -628,8 +628,8 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	pt.pending = nil
 	err := pt.err
 	pt.err = nil
-	if err == nil && relayed {
-		err = markSent(pgerr.New(pgerr.InternalError, "statement failed"))
+	if err == nil && relayed != nil {
+		err = markSent(relayed)
 	}
 	return err
 }

@@ -51,7 +51,7 @@ func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *rout
 	}
 	if res.err != nil {
 		g.end(ctx, ss, false)
-		return markSent(res.err)
+		return res.failed()
 	}
 	return g.end(ctx, ss, true)
 }

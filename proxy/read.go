@@ -231,7 +231,7 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		if res.err != nil {
 			ss.failBlock()
 		}
-		return markSent(res.err)
+		return res.failed()
 	}
 	return unreachable(ss.shardRef(sh.ID), sh, lastErr)
 }

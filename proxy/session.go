@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -635,147 +634,11 @@ func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerCo
 	return workerConn{res: res, pinned: true}, nil
 }
 
-// errPartAborted is why a node can no longer serve a transaction block that goes on: a
-// statement failed on a placement there while a sibling placement took it, which aborted
-// the node's part of the block, and with it every write the block made on that node.
-var errPartAborted = errors.New("its part of the transaction block was aborted by an earlier error")
-
-// partAborted reports whether c, a connection of the session's block, is in a failed
-// transaction while the block itself goes on (the session's block state is tx).
-func partAborted(tx txStatus, c *backend.Conn) bool {
-	return tx == txBlock && c.TxStatus == 'E'
-}
-
-// blockExec runs a statement that every worker connection of the block must run (SET,
-// SAVEPOINT, RELEASE, ROLLBACK TO). A node the block lost (its connection broke, or its
-// part of the block aborted) is skipped and loses nothing more: its writes are marked at
-// COMMIT. rejoin lets an aborted part run the statement anyway: ROLLBACK TO a savepoint
-// taken before the abort brings it back in step with the others.
-func (ss *session) blockExec(ctx context.Context, c *backend.Conn, sql string, rejoin bool) error {
-	if c.Broken() {
-		return nil
-	}
-	if partAborted(ss.tx, c) {
-		if rejoin {
-			c.Exec(ctx, sql)
-		}
-		return nil
-	}
-	if err := c.Exec(ctx, sql); err != nil && !backend.Unavailable(err) {
-		return err
-	}
-	return nil
-}
-
 // release returns a statement's worker connection unless it belongs to the block.
 func (ss *session) release(w workerConn) {
 	if w.res != nil && !w.pinned {
 		backend.Release(w.res)
 	}
-}
-
-// joinTx starts the session's transaction block on a backend.
-func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
-	return c.Exec(ctx, strings.Join(ss.txReplay, "; "))
-}
-
-// endTx commits or rolls back the block on every backend that joined it, releases the
-// block's connections and locks, and returns to the idle state. After a COMMIT it
-// returns the placements that missed the block's writes (the caller marks them) and an
-// error when some shard the block wrote to was committed on none of its placements
-// (decideBlockCommit); after a ROLLBACK, the first failure.
-func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
-	if ss.tx == txIdle {
-		return nil, nil
-	}
-	cmd := "ROLLBACK"
-	if commit && ss.tx == txBlock {
-		cmd = "COMMIT"
-	}
-	type outcome struct {
-		node metadata.Node
-		err  error
-	}
-	nodes := make([]metadata.Node, 0, len(ss.txConns))
-	for n := range ss.txConns {
-		nodes = append(nodes, n)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
-	outcomes := make([]outcome, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := ss.txConns[n].Value()
-			if c.Broken() {
-				outcomes[i] = outcome{n, &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}}
-				return
-			}
-			if cmd == "COMMIT" && partAborted(ss.tx, c) {
-				// COMMIT would answer ROLLBACK there: the node's writes are lost, for
-				// certain (not an unknown outcome: its placements are never kept as the
-				// only copy that may hold them).
-				c.Exec(ctx, "ROLLBACK")
-				outcomes[i] = outcome{n, pgerr.Wrap(errPartAborted, pgerr.InFailedSQLTransaction, "the transaction block's part on %s was aborted by an earlier error", n.Addr())}
-				return
-			}
-			outcomes[i] = outcome{n, c.Exec(ctx, cmd)}
-		}()
-	}
-	var coordErr error
-	if ss.coordInTx && ss.coord != nil {
-		coordErr = ss.coord.Value().Exec(ctx, cmd)
-	}
-	wg.Wait()
-	results := make(map[metadata.Node]error, len(outcomes))
-	for _, o := range outcomes {
-		results[o.node] = o.err
-		if o.err != nil && err == nil {
-			err = o.err
-		}
-	}
-	if commit && ss.tx == txBlock {
-		// Nodes that committed are what counts: a failure elsewhere marks the placements
-		// that missed the writes, or, when a shard is left with none that has them, is
-		// the client's error (never success, and never a mark on its last placement).
-		d := decideBlockCommit(ss.txWrites, results, backend.Unavailable)
-		missed, err = d.marks, d.err
-	}
-	if coordErr != nil && err == nil {
-		err = coordErr
-	}
-	for _, res := range ss.txConns {
-		if ss.settingsDirty {
-			// The block's SETs committed or rolled back there: what the connection holds
-			// now is known only to the session's next refresh.
-			res.Value().Settings = staleSettings
-		}
-		backend.Release(res)
-	}
-	for _, l := range ss.txLocks {
-		l.unlock()
-	}
-	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
-		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
-		ss.namesDirty = true
-	}
-	if ss.txNames {
-		ss.srv.namesEpoch.Add(1)
-	}
-	ss.txNames, ss.txNamesOwn = false, false
-	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
-	ss.txRowLocks = false
-	ss.txSavepointAt = nil
-	ss.coordInTx = false
-	ss.endBlock()
-	if ss.settingsDirty {
-		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
-		ss.privOK = nil
-		ss.refreshSettings(ctx)
-	}
-	ss.idleAfterBlock(ctx)
-	return missed, err
 }
 
 func stackTrace() []byte {

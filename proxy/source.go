@@ -105,31 +105,6 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 	return nil
 }
 
-// inBlock runs fn inside a transaction block: the session's, or, outside one, a block
-// opened for fn and committed when it succeeds (rolled back when it fails). Placements
-// that could not commit are marked inactive, as at COMMIT.
-func (ss *session) inBlock(ctx context.Context, fn func() error) error {
-	if ss.tx != txIdle {
-		err := fn()
-		if err != nil {
-			ss.failBlock()
-		}
-		return err
-	}
-	ss.beginBlock("BEGIN")
-	err := fn()
-	missed, endErr := ss.endTx(ctx, err == nil)
-	if err != nil {
-		return err
-	}
-	if len(missed) > 0 {
-		if err := ss.srv.markInactive(ctx, missed, ss); err != nil {
-			return err
-		}
-	}
-	return endErr
-}
-
 // forSourceRows runs a statement's Source query on the coordinator (after gathering the
 // distributed tables it reads) and hands its rows to fn a batch at a time: the values of
 // st.SourceCols and, last, the partition key's canonical form. It runs inside the
