@@ -1,0 +1,71 @@
+package tests
+
+// Issue 10, third attack round (search_path, memory bounds, lexing) as an ordinary user.
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// standard_conforming_strings changed by other means than SET: set_config in a query
+// (on the coordinator or on a shard), a DO block, a function's SET clause.
+func TestAttack3LexingSetConfig(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	f.same(t, proxy, plain,
+		`insert into {kv} values (1, 'one')`,
+		`select pg_catalog.set_config('standard_conforming_strings', 'off', false)`,
+		`select 'secret\' from {kv} where id = 1 --'`,
+		`insert into {kv} values (2, 'a\'b')`,
+		`select pg_catalog.set_config('standard_conforming_strings', 'on', false)`,
+		`select 'secret\' from {kv} where id = 1 --'`,
+		`do $$begin set standard_conforming_strings = off; end$$`,
+		`select 'secret\' from {kv} where id = 1 --'`,
+		`insert into {kv} values (3, 'a\'b')`,
+		`do $$begin perform pg_catalog.set_config('standard_conforming_strings', 'on', false); end$$`,
+		`select 'secret\' from {kv} where id = 1 --'`,
+	)
+	f.check(t, plain)
+}
+
+// A function of the user's own, present on the coordinator and the workers, that turns
+// standard_conforming_strings off in the worker's session: the next statement of any
+// session of the role on that pooled worker connection must still be read as pgshard
+// read it.
+func TestAttack3LexingWorkerFunction(t *testing.T) {
+	f := newLexFixture(t)
+	ctx := context.Background()
+	fn := uniqueName("scsoff")
+	for _, s := range env.C.Servers() {
+		c, err := pgx.Connect(ctx, fmt.Sprintf("postgres://%s@%s/postgres?sslmode=disable", f.role, s.Addr()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustExec(t, c, fmt.Sprintf(`CREATE FUNCTION public.%s() RETURNS text LANGUAGE sql VOLATILE AS $f$ SELECT pg_catalog.set_config('TimeZone', 'Pacific/Kiritimati', false); SELECT pg_catalog.set_config('standard_conforming_strings', 'off', false) $f$`, fn))
+		c.Close(ctx)
+	}
+	proxy := f.connect(t)
+	mustExec(t, proxy, f.sub(`insert into {kv} values (1, 'one'), (2, 'two'), (3, 'three')`))
+	for i := 0; i < 8; i++ {
+		r := lexOutcome(proxy, f.sub(fmt.Sprintf(`select public.%s(), v from {kv} where id = %d`, fn, 1+i%3)))
+		if r == "" {
+			t.Fatal("no row")
+		}
+	}
+	plain := f.connectPlain(t)
+	mustExec(t, plain, f.sub(`insert into {kv} values (1, 'one'), (2, 'two'), (3, 'three')`))
+	for i := 0; i < 5; i++ {
+		p2 := f.connect(t)
+		f.same(t, p2, plain,
+			`select pg_catalog.current_setting('standard_conforming_strings'), v from {kv} where id = 1`,
+			`select '2020-01-01 00:00+00'::timestamptz::text, v from {kv} where id = 2`,
+			`select 'x\', v from {kv} where id = 1 --'`,
+			`select count(*) from {kv} where id = 1 and v <> 'x\' or true --'`,
+			`select v from {kv} where id = 2 and v <> 'x\' --'`,
+			`insert into {kv} values (`+fmt.Sprint(10+i)+`, 'a\'b')`)
+	}
+	f.check(t, plain)
+}
