@@ -69,3 +69,55 @@ func TestAttack3LexingWorkerFunction(t *testing.T) {
 	}
 	f.check(t, plain)
 }
+
+// attack3Corpus are literal, identifier and comment forms beyond the lexing tests' own:
+// Unicode-escaped identifiers and strings with UESCAPE, backslashes in quoted
+// identifiers, nested comments holding quotes, comment markers inside strings, string
+// continuation, bit and hex strings.
+func attack3Corpus(base int) []string {
+	id := func(i int) string { return fmt.Sprint(base + i) }
+	return []string{
+		`insert into {kv} values (` + id(1) + `, 'one')`,
+		`select v as U&"\0041" from {kv} where id = ` + id(1),
+		`select v as U&"!0041!005C" UESCAPE '!' from {kv} where id = ` + id(1),
+		`select v from {kv} as U&"t!0041" UESCAPE '!' where id = ` + id(1),
+		`select v from {kv} where v <> U&'!0041\' UESCAPE '!' and id = ` + id(1) + ` --'`,
+		`select v from {kv} where v <> U&'\005C' and id = ` + id(1) + ` --'`,
+		`select v as "a\" from {kv} where id = ` + id(1) + ` --"`,
+		`select v as "a\""b" from {kv} where id = ` + id(1) + ` --"`,
+		`select v from {kv} where id = ` + id(1) + ` /* nested /* ' */ still ' */`,
+		`select v from {kv} where id = ` + id(1) + ` /* a /* b */ ' */ and v <> 'x' --'`,
+		`select v from {kv} where v <> E'a\'b /* ' and id = ` + id(1) + ` --' */`,
+		`select v from {kv} where v <> e'--\\' and id = ` + id(1),
+		`select count(*) from {kv} where v <> 'a'` + "\n" + `'b\' and id = ` + id(1) + ` --'`,
+		`select count(*) from {kv} where v <> 'a' -- c` + "\n" + `'b\' and id = ` + id(1) + ` --'`,
+		`select count(*) from {kv} where v <> 'a' /* c */` + "\n" + `'b\' and id = ` + id(1) + ` --'`,
+		`select b'101'::text, x'1F'::text, n'n\' , v from {kv} where id = ` + id(1) + ` --'`,
+		`select N'a\\' , pg_catalog.pg_typeof(n'b\'), v from {kv} where id = ` + id(1) + ` --'`,
+		`select 1 from {kv} where id = ` + id(1) + ` and v <> N'\' --'`,
+		`select $a$x\$a$ || v from {kv} where id = ` + id(1),
+		`select $_$'$_$ || v, $$\$$ from {kv} where id = ` + id(1) + ` --'`,
+		`select v from {kv} where id = ` + id(1) + ` and v <>'x'--'`,
+		`select v from {kv} where id = ` + id(1) + `and v<>'x\'or true--'`,
+		`select v from {kv} where id = ` + id(1) + ` and v = E'\''`,
+		`select v from {kv} where id = ` + id(1) + ` and v = E''''`,
+		`select v from {kv} where id = ` + id(1) + ` and v = '\'''`,
+		`select v from {kv} where id = ` + id(1) + ` and v = '\\'''`,
+		`insert into {kv} values (` + id(2) + `, U&'\0041\005C')`,
+		`insert into {kv} values (` + id(3) + `, U&'!0041\' UESCAPE '!')`,
+		`insert into {kv} values (` + id(4) + ` /* ' /* */ ' */, 'x\'y') -- '`,
+		`select id, v from {kv} where id between ` + id(1) + ` and ` + id(9) + ` order by id`,
+	}
+}
+
+// The forms above, with standard_conforming_strings on and off.
+func TestAttack3LexingForms(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	f.same(t, proxy, plain, attack3Corpus(0)...)
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		mustExec(t, c, "SET standard_conforming_strings = off")
+	}
+	f.same(t, proxy, plain, attack3Corpus(100)...)
+	f.check(t, plain)
+}
