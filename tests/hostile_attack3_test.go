@@ -5,9 +5,11 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // standard_conforming_strings changed by other means than SET: set_config in a query
@@ -120,4 +122,105 @@ func TestAttack3LexingForms(t *testing.T) {
 	}
 	f.same(t, proxy, plain, attack3Corpus(100)...)
 	f.check(t, plain)
+}
+
+// pipelineOutcome sends the statements as one extended-protocol pipeline (Parse, Bind,
+// Describe, Execute each, one Sync at the end) and describes each one's rows or error.
+func pipelineOutcome(t *testing.T, c *pgx.Conn, stmts ...string) string {
+	t.Helper()
+	ctx := context.Background()
+	p := c.PgConn().StartPipeline(ctx)
+	for _, s := range stmts {
+		p.SendQueryParams(s, nil, nil, nil, nil)
+	}
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		r, err := p.GetResults()
+		if err != nil {
+			out = append(out, "error "+sqlstate(err))
+			continue
+		}
+		if r == nil {
+			break
+		}
+		switch rr := r.(type) {
+		case *pgconn.ResultReader:
+			res := rr.Read()
+			if res.Err != nil {
+				out = append(out, "error "+sqlstate(res.Err))
+				continue
+			}
+			var rows []string
+			for _, row := range res.Rows {
+				var vals []string
+				for _, v := range row {
+					vals = append(vals, string(v))
+				}
+				rows = append(rows, strings.Join(vals, " "))
+			}
+			out = append(out, strings.Join(rows, "; "))
+		case *pgconn.PipelineSync:
+			out = append(out, "sync")
+			goto done
+		}
+	}
+done:
+	if err := p.Close(); err != nil {
+		out = append(out, "close "+sqlstate(err))
+	}
+	return strings.Join(out, " | ")
+}
+
+// A SET in a pipeline changes how the statements parsed after it in the same pipeline
+// read, as in PostgreSQL (each Parse is read when it comes), and a set_config() call
+// likewise.
+func TestAttack3LexingPipeline(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		mustExec(t, c, f.sub(`insert into {kv} values (1, 'one'), (2, 'two')`))
+	}
+	cases := [][]string{
+		{`SET standard_conforming_strings = off`, `select 'x\', v from {kv} where id = 1 --'`, `select v from {kv} where id = 2 and v <> 'a\' or id = 1 --'`},
+		{`SET standard_conforming_strings = on`, `select 'x\', v from {kv} where id = 1 --'`},
+		{`select pg_catalog.set_config('standard_conforming_strings', 'off', false)`, `select 'x\', v from {kv} where id = 1 --'`, `insert into {kv} values (3, 'a\'b')`},
+		{`RESET standard_conforming_strings`, `select 'x\', v from {kv} where id = 1 --'`},
+		{`BEGIN`, `SET LOCAL standard_conforming_strings = off`, `select 'x\', v from {kv} where id = 1 --'`, `COMMIT`, `select 'x\', v from {kv} where id = 1 --'`},
+		{`SET standard_conforming_strings = off`, `select 1/0`, `select 'x\', v from {kv} where id = 1 --'`},
+		{`select 'x\', v from {kv} where id = 1 --'`},
+	}
+	for _, stmts := range cases {
+		for i := range stmts {
+			stmts[i] = f.sub(stmts[i])
+		}
+		got, want := pipelineOutcome(t, proxy, stmts...), pipelineOutcome(t, plain, stmts...)
+		if got != want {
+			t.Errorf("%q\n pgshard:    %s\n PostgreSQL: %s", stmts, got, want)
+		}
+	}
+	f.check(t, plain)
+}
+
+// A function of the client's on the coordinator that changes search_path (which
+// PostgreSQL 15 does not report): the names the next statements use must resolve as
+// PostgreSQL resolves them, and the workers get the setting.
+func TestAttack3SearchPathByFunction(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	mustExec(t, plain, f.sub(`insert into {kv} values (1, 'plain')`))
+	mustExec(t, proxy, f.sub(`insert into {kv} values (1, 'distributed')`))
+	fn := uniqueName("setsp")
+	mustExec(t, proxy, fmt.Sprintf(`CREATE FUNCTION public.%s(p text) RETURNS text LANGUAGE sql VOLATILE AS $f$ SELECT pg_catalog.set_config('search_path', p, false) $f$`, fn))
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		if _, err := c.Exec(context.Background(), fmt.Sprintf("SELECT public.%s('%s, public')", fn, f.schema)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.same(t, proxy, plain,
+		`show search_path`,
+		`select v from {kv} where id = 1`,
+		`select v from {kv}`)
 }
