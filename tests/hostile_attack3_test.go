@@ -224,3 +224,54 @@ func TestAttack3SearchPathByFunction(t *testing.T) {
 		`select v from {kv} where id = 1`,
 		`select v from {kv}`)
 }
+
+// The same through a multi-statement string, the extended protocol and a DO block, and
+// for settings that reach the workers (TimeZone).
+func TestAttack3SettingsByFunctionShapes(t *testing.T) {
+	f := newLexFixture(t)
+	ctx := context.Background()
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	mustExec(t, plain, f.sub(`insert into {kv} values (1, 'plain')`))
+	mustExec(t, proxy, f.sub(`insert into {kv} values (1, 'distributed')`))
+	fn := uniqueName("setsp")
+	mustExec(t, proxy, fmt.Sprintf(`CREATE FUNCTION public.%s(n text, v text) RETURNS text LANGUAGE sql VOLATILE AS $f$ SELECT pg_catalog.set_config(n, v, false) $f$`, fn))
+	path := f.schema + ", public"
+	// On plain PostgreSQL, public's table is the distributed table's empty prototype:
+	// what pgshard answers is written out.
+	for _, c := range []struct{ sql, want string }{
+		{fmt.Sprintf(`select public.%s('search_path', 'public'); select v from {kv} where id = 1; select public.%s('search_path', '%s'); select v from {kv} where id = 1`, fn, fn, path),
+			"public; distributed; " + path + "; plain"},
+		{`select v from {kv} where id = 1`, "plain"},
+		{fmt.Sprintf(`do $$begin perform public.%s('search_path', 'public'); end$$`, fn), ""},
+		{`select v from {kv} where id = 1`, "distributed"},
+		{fmt.Sprintf(`do $$begin perform public.%s('search_path', '%s'); end$$`, fn, path), ""},
+		{`select v from {kv} where id = 1`, "plain"},
+		{fmt.Sprintf(`select public.%s('TimeZone', 'Pacific/Kiritimati')`, fn), "Pacific/Kiritimati"},
+		{`select '2020-01-01 00:00+00'::timestamptz::text from public.{kv} where id = 1`, "2020-01-01 14:00:00+14"},
+	} {
+		if got := lexOutcome(proxy, f.sub(c.sql)); got != c.want {
+			t.Errorf("%s: got %q, want %q", f.sub(c.sql), got, c.want)
+		}
+	}
+	// Extended protocol: the function through a prepared statement.
+	ext := func(c *pgx.Conn) string {
+		var s string
+		if _, err := c.Exec(ctx, fmt.Sprintf(`select public.%s($1, $2)`, fn), pgx.QueryExecModeExec, "search_path", "public"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRow(ctx, f.sub(`select v from {kv} where id = 1`), pgx.QueryExecModeExec).Scan(&s); err != nil {
+			return "error " + sqlstate(err)
+		}
+		return s
+	}
+	p2 := f.connect(t)
+	if got := ext(p2); got != "distributed" {
+		t.Errorf("search_path public set by a prepared call: got %q, want distributed", got)
+	}
+	p3 := f.connect(t)
+	mustExec(t, p3, "SET search_path = "+path)
+	mustExec(t, p3, fmt.Sprintf(`select public.%s('TimeZone', 'Pacific/Kiritimati')`, fn))
+	if got := queryString(t, p3, f.sub(`select '2020-01-01 00:00+00'::timestamptz::text from public.{kv} where id = 1`)); got != "2020-01-01 14:00:00+14" {
+		t.Errorf("TimeZone set by a function: shard answered %q", got)
+	}
+}
