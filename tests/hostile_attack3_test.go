@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // standard_conforming_strings changed by other means than SET: set_config in a query
@@ -274,4 +275,46 @@ func TestAttack3SettingsByFunctionShapes(t *testing.T) {
 	if got := queryString(t, p3, f.sub(`select '2020-01-01 00:00+00'::timestamptz::text from public.{kv} where id = 1`)); got != "2020-01-01 14:00:00+14" {
 		t.Errorf("TimeZone set by a function: shard answered %q", got)
 	}
+}
+
+// Many suspended portals in one block, each set aside when the next statement runs:
+// work-mem bounds what the session keeps in memory (README: "bytes of a result the proxy
+// must set aside that a session keeps in memory"), not what each portal keeps, or one
+// client holds portals × work-mem.
+func TestAttack3ManyPortalsMemory(t *testing.T) {
+	role := unprivilegedRole(t, "a3portals")
+	const big = 1 << 20
+	const rows = 6     // 6 MiB per portal: 4 MiB (work-mem) would stay in memory
+	const portals = 32 // 128 MiB in memory if each portal had its own work-mem
+	w := dialWireAs(t, env.P.Addr, role)
+	w.send(&pgproto3.Query{String: "BEGIN"})
+	w.until(1)
+	w.send(&pgproto3.Parse{Name: "s", Query: fmt.Sprintf("SELECT i::text, repeat('x', %d) FROM generate_series(1, %d) i", big, rows)}, &pgproto3.Sync{})
+	w.until(1)
+	base := heapInuse()
+	for i := 0; i < portals; i++ {
+		p := fmt.Sprint("p", i)
+		w.send(&pgproto3.Bind{PreparedStatement: "s", DestinationPortal: p}, &pgproto3.Execute{Portal: p, MaxRows: 1}, &pgproto3.Sync{})
+		if keys, rest := rowsOf(t, w, big); len(keys) != 1 || strings.Join(rest, " ") != "2 s ZT" {
+			t.Fatalf("portal %d: %d rows, %s", i, len(keys), rest)
+		}
+	}
+	w.send(&pgproto3.Query{String: "SELECT 1"})
+	w.until(1)
+	held := heapInuse()
+	t.Logf("heap in use: %d MiB before, %d MiB with %d portals set aside", base>>20, held>>20, portals)
+	const margin = 48 << 20
+	if held > base+margin {
+		t.Errorf("heap in use rose from %d MiB to %d MiB with %d portals set aside (allowed: %d MiB)", base>>20, held>>20, portals, margin>>20)
+	}
+	// Every portal still returns all its rows.
+	for i := 0; i < portals; i++ {
+		p := fmt.Sprint("p", i)
+		w.send(&pgproto3.Execute{Portal: p}, &pgproto3.Sync{})
+		if keys, rest := rowsOf(t, w, big); len(keys) != rows-1 || strings.Join(rest, " ") != fmt.Sprintf("C[SELECT %d] ZT", rows-1) {
+			t.Fatalf("portal %d, rest: %d rows, %s", i, len(keys), rest)
+		}
+	}
+	w.send(&pgproto3.Query{String: "COMMIT"})
+	w.until(1)
 }
