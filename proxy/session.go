@@ -133,6 +133,8 @@ type session struct {
 	// preparedBytes the estimated memory of its prepared statements (bounds.go).
 	tempBytes     int64
 	preparedBytes int64
+	// spoolMem are the bytes the session's spools keep in memory (at most work-mem).
+	spoolMem int64
 
 	// activePortal is the portal an Execute is running.
 	activePortal *portal
