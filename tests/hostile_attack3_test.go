@@ -318,3 +318,51 @@ func TestAttack3ManyPortalsMemory(t *testing.T) {
 	w.send(&pgproto3.Query{String: "COMMIT"})
 	w.until(1)
 }
+
+// Each portal set aside beyond the session's memory gets a temporary file, which stays
+// open while the portal lives: one client with thousands of portals would take every
+// file descriptor of the proxy (20,000 here), and with them every other client's
+// connections. The open files of a session are bounded; past the bound, the statement
+// that needed them fails with 53400 and the session stays usable.
+func TestAttack3SpoolFilesBounded(t *testing.T) {
+	role := unprivilegedRole(t, "a3files")
+	before := spoolFiles(t)
+	w := dialWireAs(t, env.P.Addr, role)
+	w.send(&pgproto3.Query{String: "BEGIN"})
+	w.until(1)
+	// The first portal fills the session's memory for results set aside.
+	w.send(&pgproto3.Parse{Name: "big", Query: "SELECT i::text, repeat('x', 1 << 20) FROM generate_series(1, 6) i"},
+		&pgproto3.Parse{Name: "small", Query: "SELECT i::text, repeat('y', 20000) FROM generate_series(1, 3) i"}, &pgproto3.Sync{})
+	w.until(1)
+	w.send(&pgproto3.Bind{PreparedStatement: "big", DestinationPortal: "p"}, &pgproto3.Execute{Portal: "p", MaxRows: 1}, &pgproto3.Sync{})
+	w.until(1)
+	const portals = 300
+	var failed *pgproto3.ErrorResponse
+	for i := 0; i < portals && failed == nil; i++ {
+		p := fmt.Sprint("s", i)
+		w.send(&pgproto3.Bind{PreparedStatement: "small", DestinationPortal: p}, &pgproto3.Execute{Portal: p, MaxRows: 1}, &pgproto3.Sync{})
+		for {
+			m := w.receive()
+			if e, ok := m.(*pgproto3.ErrorResponse); ok {
+				failed = e
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+	}
+	open := spoolFiles(t) - before
+	t.Logf("%d temporary files open", open)
+	if open > 64 {
+		t.Errorf("%d temporary files open for one session's portals", open)
+	}
+	if failed != nil && failed.Code != "53400" {
+		t.Errorf("past the bound: %s %s, want 53400", failed.Code, failed.Message)
+	}
+	w.send(&pgproto3.Query{String: "ROLLBACK"})
+	w.until(1)
+	w.send(&pgproto3.Query{String: "SELECT 2"})
+	if got := strings.Join(w.until(1), " "); got != "T[?column?:23:0] D[2] C[SELECT 1] ZI" {
+		t.Fatalf("after ROLLBACK: %s", got)
+	}
+}
