@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -21,7 +23,21 @@ import (
 const (
 	defaultWorkMem       = 4 << 20 // PostgreSQL's work_mem
 	defaultTempFileLimit = 1 << 30
+	// maxSessionSpoolFiles bounds the temporary files one session holds open (a file per
+	// portal set aside beyond work-mem): file descriptors are the process's, shared by
+	// every session and backend connection.
+	maxSessionSpoolFiles = 32
 )
+
+// maxSpoolFiles bounds the temporary files open in all sessions together: a quarter of
+// the process's file descriptors (the rest are client and backend connections).
+var maxSpoolFiles = func() int64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur == 0 {
+		return 1024
+	}
+	return int64(max(r.Cur/4, 64))
+}()
 
 // A spool holds protocol frames the proxy must set aside and hand out later, in order:
 // the rest of a suspended portal's result when the session needs the portal's
@@ -42,6 +58,8 @@ type spool struct {
 	dir     string
 	limit   int64  // bytes the session's files may hold together; < 0: no limit
 	used    *int64 // bytes in the session's files
+	files   *int   // files the session's spools hold open
+	all     *atomic.Int64
 	f       *os.File
 	size    int64 // bytes written to f
 	n       int64 // bytes written in all
@@ -70,7 +88,7 @@ func (s *Server) workMem() int {
 func (ss *session) newSpool() *spool {
 	cfg := &ss.srv.cfg
 	sp := &spool{memMax: ss.srv.workMem(), memUsed: &ss.spoolMem, memAll: int64(ss.srv.workMem()),
-		dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
+		files: &ss.spoolFiles, all: &ss.srv.spoolFiles, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
 	if sp.limit == 0 {
 		sp.limit = defaultTempFileLimit
 	}
@@ -105,12 +123,25 @@ func (sp *spool) Write(p []byte) (int, error) {
 		return 0, sp.err
 	}
 	if sp.f == nil {
+		if sp.files != nil && (*sp.files >= maxSessionSpoolFiles || sp.all.Load() >= maxSpoolFiles) {
+			sp.err = pgerr.New(pgerr.ConfigurationLimitExceeded, "too many results set aside in temporary files").
+				WithDetail("A session holds at most %d such files open, and pgshard at most %d.", maxSessionSpoolFiles, maxSpoolFiles).
+				WithHint("Read portals to their end, or close them, before running other statements.")
+			if sp.onFail != nil {
+				sp.onFail()
+			}
+			return 0, sp.err
+		}
 		f, err := os.CreateTemp(sp.dir, "pgshard-result-*")
 		if err != nil {
 			return 0, sp.fileError("create", err)
 		}
 		os.Remove(f.Name()) // open until Close; gone from the directory already
 		sp.f = f
+		if sp.files != nil {
+			*sp.files++
+			sp.all.Add(1)
+		}
 	}
 	n, err := sp.f.Write(p)
 	sp.size += int64(n)
@@ -244,6 +275,10 @@ func (sp *spool) Close() {
 		sp.f.Close()
 		sp.f = nil
 		*sp.used -= sp.size
+		if sp.files != nil {
+			*sp.files--
+			sp.all.Add(-1)
+		}
 	}
 }
 
