@@ -24,9 +24,10 @@ const (
 	defaultWorkMem       = 4 << 20 // PostgreSQL's work_mem
 	defaultTempFileLimit = 1 << 30
 	// maxSessionSpoolFiles bounds the temporary files one session holds open (a file per
-	// portal set aside beyond work-mem): file descriptors are the process's, shared by
+	// portal set aside beyond work-mem, per shard of a sorted FOR UPDATE in a block, per
+	// placement of a write's answers): file descriptors are the process's, shared by
 	// every session and backend connection.
-	maxSessionSpoolFiles = 32
+	maxSessionSpoolFiles = 1024
 )
 
 // maxSpoolFiles bounds the temporary files open in all sessions together: a quarter of
