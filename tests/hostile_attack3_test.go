@@ -367,3 +367,39 @@ func TestAttack3SpoolFilesBounded(t *testing.T) {
 		t.Fatalf("after ROLLBACK: %s", got)
 	}
 }
+
+// A key column under a nondeterministic collation (which any user may create): PostgreSQL
+// hashes and compares such text by its collation ('A' = 'a'), pgshard by its bytes. Either
+// pgshard refuses to distribute on it, or it behaves as PostgreSQL does.
+func TestAttack3NondeterministicKey(t *testing.T) {
+	role := unprivilegedRole(t, "a3coll")
+	conn := connectAs(t, env.P, role)
+	coll, tbl := uniqueName("ci"), uniqueName("a3ci")
+	var ok bool
+	if err := connectServer(t, env.C.Coordinator).QueryRow(context.Background(), "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collprovider = 'i')").Scan(&ok); err != nil || !ok {
+		t.Skip("no ICU collations")
+	}
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(context.Background(), "postgres", fmt.Sprintf("SET ROLE %s; CREATE COLLATION public.%s (provider = icu, locale = 'und-u-ks-level2', deterministic = false)", role, coll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k text COLLATE public.%s PRIMARY KEY, n int)", tbl, coll))
+	_, err := conn.Exec(context.Background(), fmt.Sprintf("SELECT master_create_distributed_table('%s', 'k')", tbl))
+	if err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	mustExec(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 8, 1)", tbl))
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('abc', 1)", tbl)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('ABC', 2)", tbl))
+	if err == nil {
+		t.Errorf("a second row with key 'ABC' next to 'abc' under a case-insensitive collation: PostgreSQL says 23505")
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s WHERE k = 'ABC'", tbl)); got != "1" {
+		t.Errorf("WHERE k = 'ABC' finds %s rows, PostgreSQL 1", got)
+	}
+}
