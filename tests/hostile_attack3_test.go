@@ -391,6 +391,12 @@ func TestAttack3NondeterministicKey(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), fmt.Sprintf("SELECT master_create_distributed_table('%s', 'k')", tbl2)); sqlstate(err) != "0A000" {
 		t.Errorf("key of a domain under a nondeterministic collation: %v, want 0A000", err)
 	}
+	// Nor may the key take one on later.
+	tbl3 := uniqueName("a3cil")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k text PRIMARY KEY, n int)", tbl3), tbl3, "k", 4, 1)
+	if _, err := conn.Exec(context.Background(), fmt.Sprintf("ALTER TABLE %s ALTER COLUMN k TYPE text COLLATE public.%s", tbl3, coll)); err == nil {
+		t.Errorf("ALTER COLUMN of a distributed table's key to a nondeterministic collation succeeded")
+	}
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k text COLLATE public.%s PRIMARY KEY, n int)", tbl, coll))
 	_, err := conn.Exec(context.Background(), fmt.Sprintf("SELECT master_create_distributed_table('%s', 'k')", tbl))
 	if err != nil {
