@@ -418,3 +418,30 @@ func TestAttack3NondeterministicKey(t *testing.T) {
 		t.Errorf("WHERE k = 'ABC' finds %s rows, PostgreSQL 1", got)
 	}
 }
+
+// Temporary tables that shadow a distributed table's name (pg_temp comes first), and a
+// distributed table whose name holds quotes, dots, a backslash and a comment marker.
+func TestAttack3Names(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	mustExec(t, proxy, f.sub(`insert into {kv} values (1, 'distributed')`))
+	mustExec(t, plain, f.sub(`insert into {kv} values (1, 'distributed')`))
+	f.same(t, proxy, plain,
+		`create temp table {kv} (id int, v text)`,
+		`insert into {kv} values (1, 'temp')`,
+		`select v from {kv} where id = 1`,
+		`drop table pg_temp.{kv}`,
+		`select v from {kv} where id = 1`,
+	)
+	conn := connectAs(t, env.P, f.role)
+	weird := `we"ird.k\v--/*` + uniqueName("t")
+	q := `"` + strings.ReplaceAll(weird, `"`, `""`) + `"`
+	distribute(t, conn, "CREATE TABLE "+q+" (id int PRIMARY KEY, v text)", q, "id", 4, 1)
+	mustExec(t, conn, "INSERT INTO "+q+" VALUES (1, 'a'), (2, 'b')")
+	if got := queryString(t, conn, "SELECT string_agg(v, ',' ORDER BY v) FROM "+q); got != "a,b" {
+		t.Errorf("weird name: %q", got)
+	}
+	if got := queryString(t, conn, "SELECT v FROM "+q+" WHERE id = 2"); got != "b" {
+		t.Errorf("weird name, one shard: %q", got)
+	}
+}
