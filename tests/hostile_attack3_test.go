@@ -445,3 +445,77 @@ func TestAttack3Names(t *testing.T) {
 		t.Errorf("weird name, one shard: %q", got)
 	}
 }
+
+// Keys written in another client_encoding are hashed as the server stores them: a row
+// written under LATIN1 or WIN1252 is found under UTF8 by its key, also when the encoding
+// changes mid-session and mid-string; or the statement is refused (0A000) and runs
+// nowhere. (pgshard's parser reads UTF-8 only: today such statements with non-ASCII
+// bytes are refused.)
+func TestAttack3KeyEncoding(t *testing.T) {
+	f := newLexFixture(t)
+	ctx := context.Background()
+	latin := f.connect(t)
+	want := map[string]string{}
+	for _, c := range []struct {
+		sql  string
+		keys map[string]string
+	}{
+		{"SET client_encoding = 'LATIN1'", nil},
+		{f.sub("insert into {kt} values ('caf\xe9', 1)"), map[string]string{"café": "1"}},
+		{f.sub("insert into {kt} values ($$d\xe9j\xe0$$, 2), (E'\\xe9t\xe9', 3)"), map[string]string{"déjà": "2", "été": "3"}},
+		{f.sub("SET client_encoding = 'UTF8'; insert into {kt} values ('na\xc3\xafve', 4)"), map[string]string{"naïve": "4"}},
+		{"SET client_encoding = 'WIN1252'", nil},
+		{f.sub("insert into {kt} values ('\x80uro', 5)"), map[string]string{"€uro": "5"}},
+		{"SET client_encoding = 'LATIN1'", nil},
+		{f.sub("insert into {kt} values ('plain', 6)"), map[string]string{"plain": "6"}},
+	} {
+		_, err := latin.PgConn().Exec(ctx, c.sql).ReadAll()
+		switch {
+		case err == nil:
+			for k, n := range c.keys {
+				want[k] = n
+			}
+		case sqlstate(err) == "0A000":
+			t.Logf("refused: %q: %v", c.sql, err)
+		default:
+			t.Errorf("%q: %v", c.sql, err)
+		}
+	}
+	utf := f.connect(t)
+	for _, k := range []string{"café", "déjà", "été", "naïve", "€uro", "plain"} {
+		if got := lexOutcome(utf, f.sub(fmt.Sprintf("select n from {kt} where k = '%s'", k))); got != want[k] {
+			t.Errorf("key %q: %q, want %q", k, got, want[k])
+		}
+	}
+	if got := lexOutcome(utf, f.sub("select count(*) from {kt}")); got != fmt.Sprint(len(want)) {
+		t.Errorf("%s rows, want %d", got, len(want))
+	}
+}
+
+// A statement pgshard cannot parse (here: LATIN1 bytes, which its parser does not read)
+// was planned as its raw text and cached under its shape (its literals left out): every
+// later statement of the same shape, in any session, of any role, got the first one's
+// plan: refused, or the first statement's text parsed (its literals in the error) or,
+// before any table is distributed, run in its place.
+func TestAttack3UnparsedPlanShared(t *testing.T) {
+	f := newLexFixture(t)
+	ctx := context.Background()
+	proxy := f.connect(t)
+	mustExec(t, proxy, f.sub("insert into {kt} values ('plain', 6), ('x', 7)"))
+	a := f.connect(t)
+	mustExec(t, a, "SET client_encoding = 'LATIN1'")
+	for _, s := range []string{"select n from {kt} where k = 'caf\xe9'", "select n from {kt} where k = 'caf\xe9' and n = 'secret\xe9'"} {
+		if _, err := a.PgConn().Exec(ctx, f.sub(s)).ReadAll(); err == nil {
+			t.Logf("%q ran", s)
+		}
+	}
+	b := f.connect(t)
+	for _, c := range []struct{ sql, want string }{
+		{"select n from {kt} where k = 'plain'", "6"},
+		{"select n from {kt} where k = 'x' and n = '7'", "7"},
+	} {
+		if got := lexOutcome(b, f.sub(c.sql)); got != c.want {
+			t.Errorf("%s: %s, want %s", f.sub(c.sql), got, c.want)
+		}
+	}
+}
