@@ -264,7 +264,9 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 			b.AllCoordinator = false
 			b.Stmts[0].Unparsed = true
 		}
-		return b, false
+		// The batch holds the text as it is, literals and all: it serves that text
+		// only, never another of the same shape (whose literals it would replace).
+		return b, true
 	}
 	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
 	for i, ti := range in.Lits {
