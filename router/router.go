@@ -172,7 +172,7 @@ func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Bat
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
 			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
 	}
-	if sess.Lex&sqllex.ClientOnlyEncoding != 0 && snap.HasTables() && !ascii(text) {
+	if sess.Lex&(sqllex.ClientOnlyEncoding|sqllex.ConvertedEncoding) != 0 && snap.HasTables() && !ascii(text) {
 		// A backslash in the second byte of a character would be an escape to pgshard
 		// and not to PostgreSQL: the statement could mean something else here.
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.FeatureNotSupported,

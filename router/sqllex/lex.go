@@ -65,6 +65,12 @@ const (
 	// character as one, pgshard's scanner (which reads bytes) as two, the second of which
 	// may be a backslash. The router does not read non-ASCII statements in it.
 	ClientOnlyEncoding
+	// ConvertedEncoding is any other client_encoding but UTF8 and SQL_ASCII: PostgreSQL
+	// converts a statement's bytes to the server's encoding before it reads them, and
+	// pgshard, which reads UTF-8, would route and hash the bytes as they came (LATIN1
+	// "\xc3\xa9" is "Ã©" to PostgreSQL, "é" as UTF-8). The router does not read
+	// non-ASCII statements in it either.
+	ConvertedEncoding
 )
 
 // Literal reports whether the token is a constant (string, bit string or number).
