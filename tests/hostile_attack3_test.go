@@ -471,6 +471,8 @@ func TestAttack3KeyEncoding(t *testing.T) {
 		// Bytes that are UTF-8 too: LATIN1 reads "Ã©" where UTF-8 would read "é".
 		{f.sub("insert into {kt} values ('\xc3\xa9t\xc3\xa9', 7)"), map[string]string{"Ã©tÃ©": "7"}},
 		{f.sub("insert into {kt} select 'x\xc3\xa9', 8"), map[string]string{"xÃ©": "8"}},
+		// ASCII with escapes: read alike.
+		{f.sub("insert into {kt} values (E'\\u00e9t\\u00e9', 9), (U&'x\\00e9', 10)"), map[string]string{"été": "9", "xé": "10"}},
 	} {
 		_, err := latin.PgConn().Exec(ctx, c.sql).ReadAll()
 		switch {
