@@ -526,3 +526,29 @@ func TestAttack3UnparsedPlanShared(t *testing.T) {
 		}
 	}
 }
+
+// Other ways to turn standard_conforming_strings off and on again.
+func TestAttack3LexingSetForms(t *testing.T) {
+	f := newLexFixture(t)
+	proxy, plain := f.connect(t), f.connectPlain(t)
+	probe := `select 'x\', v from {kv} where id = 1 --'`
+	f.same(t, proxy, plain,
+		`insert into {kv} values (1, 'one')`,
+		`SET SESSION standard_conforming_strings = 'off'`, probe,
+		`SET standard_conforming_strings TO DEFAULT`, probe,
+		`SET standard_conforming_strings = false`, probe,
+		`SET standard_conforming_strings = off`)
+	// RESET ALL and DISCARD ALL reset the plain connection's search_path too: set again.
+	for _, reset := range []string{`RESET ALL`, `DISCARD ALL`} {
+		f.same(t, proxy, plain, `SET standard_conforming_strings = off`, reset)
+		mustExec(t, plain, "SET search_path = "+f.schema+", public")
+		f.same(t, proxy, plain, probe)
+	}
+	f.same(t, proxy, plain,
+		`BEGIN`, `select pg_catalog.set_config('standard_conforming_strings', 'off', true)`, probe, `COMMIT`, probe,
+		`BEGIN`, `SET standard_conforming_strings = off`, `SAVEPOINT s`, `SET standard_conforming_strings = on`, probe, `ROLLBACK TO s`, probe, `RELEASE s`, `COMMIT`, probe,
+		`BEGIN`, `SAVEPOINT s`, `SET standard_conforming_strings = on`, `select 1/0`, `ROLLBACK TO s`, probe, `ROLLBACK`, probe,
+		`SET standard_conforming_strings = 'of'`, probe,
+	)
+	f.check(t, plain)
+}
