@@ -269,7 +269,7 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 		return err
 	}
 	for done := false; !done; {
-		typ, body, err := ss.r.Next()
+		typ, body, err := ss.readCopyData(len(ids) > 0)
 		if err != nil {
 			return cp.abort(ctx, pgerr.Wrap(err, pgerr.ConnectionFailure, "client connection lost during COPY"))
 		}

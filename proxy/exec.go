@@ -45,6 +45,17 @@ func (p *params) format(i int) int16 {
 	return 0
 }
 
+// checkPrepareTx refuses PREPARE TRANSACTION in a block that has worker connections: it
+// would prepare the coordinator's part of the block alone, which then outlives the
+// session holding its locks, and leave the workers' part (and the shard locks) in a
+// block the client believes ended.
+func (ss *session) checkPrepareTx(st *router.Statement) error {
+	if st.PrepareTx && len(ss.txConns) > 0 {
+		return pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support PREPARE TRANSACTION in a transaction block that used distributed tables")
+	}
+	return nil
+}
+
 // exec runs one planned statement, writing its results (but not ReadyForQuery) to the
 // client. An error return has not been sent yet.
 func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
@@ -56,6 +67,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 	}
 	switch st.Kind {
 	case router.Coordinator:
+		if err := ss.checkPrepareTx(st); err != nil {
+			return err
+		}
 		if st.Unparsed {
 			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
 		}
@@ -566,7 +580,7 @@ func trimZero(b []byte) []byte {
 func (ss *session) pumpCopyIn(c *backend.Conn) error {
 	w := c.Writer()
 	for {
-		t, b, err := ss.r.Next()
+		t, b, err := ss.readCopyData(false)
 		if err != nil {
 			// The client went away mid-COPY: abort it on the backend.
 			w.Msg(&pgproto3.CopyFail{Message: "client connection lost during COPY"})

@@ -167,7 +167,12 @@ func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router
 			}
 			return err
 		}
-		e.add(2, "->  Shard %d on %s", shown[i].shard.ID, node)
+		if ss.params["is_superuser"] == "on" {
+			e.add(2, "->  Shard %d on %s", shown[i].shard.ID, node)
+		} else {
+			// The workers' addresses are for superusers (SHOW NODES, SHOW PLACEMENTS).
+			e.add(2, "->  Shard %d", shown[i].shard.ID)
+		}
 		e.add(8, "Query: %s", sqls[i])
 		for _, row := range rows {
 			if len(row) > 0 {

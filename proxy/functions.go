@@ -294,6 +294,8 @@ type relInfo struct {
 	schema, name string
 	owner        string // the owning role's name
 	owned        bool   // the current role is a superuser or has the owner's privileges
+	temp         bool   // a temporary table
+	partitionOf  string // the parent of a partition, else ""
 }
 
 // relationInfo resolves a table name as the session would (search_path) on the
@@ -306,7 +308,10 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	// pg_has_role(owner, 'USAGE') is PostgreSQL's ownership test (has_privs_of_role:
 	// the owner itself, a role that inherits its privileges, or a superuser).
 	rows, err := c.QueryParams(ctx, `SELECT c.oid, c.relkind, n.nspname, c.relname,
-			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE')
+			pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.pg_has_role(c.relowner, 'USAGE'),
+			c.relpersistence OPERATOR(pg_catalog.=) 't',
+			(SELECT i.inhparent::pg_catalog.regclass::pg_catalog.text FROM pg_catalog.pg_inherits i
+			 WHERE c.relispartition AND i.inhrelid OPERATOR(pg_catalog.=) c.oid)
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
 		WHERE c.oid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass`, [][]byte{[]byte(name)}, nil)
 	if err != nil {
@@ -317,7 +322,8 @@ func (ss *session) relationInfo(ctx context.Context, name string) (relInfo, erro
 	}
 	o, _ := strconv.ParseUint(string(rows[0][0]), 10, 32)
 	return relInfo{oid: uint32(o), kind: rows[0][1][0], schema: string(rows[0][2]), name: string(rows[0][3]),
-		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t"}, nil
+		owner: string(rows[0][4]), owned: string(rows[0][5]) == "t", temp: string(rows[0][6]) == "t",
+		partitionOf: string(rows[0][7])}, nil
 }
 
 // notOwner is PostgreSQL's refusal of a command on a table the current role does not own.
@@ -339,6 +345,14 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	}
 	if !r.owned {
 		return notOwner(rel)
+	}
+	// Neither can have shards (their definition is refused when the shards are created),
+	// and a temporary table's metadata would outlive it: no event trigger sees it go.
+	if r.temp {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute a temporary table")
+	}
+	if r.partitionOf != "" {
+		return pgerr.New(pgerr.FeatureNotSupported, "cannot distribute relation %q: it is a partition of %s", rel, r.partitionOf)
 	}
 	if len(column) >= 64 {
 		return pgerr.New(pgerr.NameTooLong, "column name too long")
@@ -449,6 +463,18 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			WithDetail("Each shard enforces uniqueness only among its own rows, so a PRIMARY KEY, UNIQUE or EXCLUDE constraint must include the partition column (compared with = in an EXCLUDE).").
 			WithHint("Add the partition column to the constraint, or drop the constraint, before distributing the table.")
 	}
+	// Row security is not carried to the shards (they are read and written as plain
+	// tables): rows PostgreSQL would hide from other roles would be theirs to read.
+	rows, err = c.QueryParams(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1",
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 1 && string(rows[0][0]) == "t" {
+		return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot distribute table %q with row-level security enabled", rel).
+			WithDetail("Its shards would not enforce it: every role with privileges on them would read and write all of their rows.").
+			WithHint("Disable row-level security before distributing the table.")
+	}
 	if err := ss.srv.store.AddPartition(ctx, oid, m, column); err != nil {
 		var users *store.UsersError
 		switch {
@@ -461,7 +487,8 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 			return pgerr.New(pgerr.DuplicateObject, "table %q is already distributed", rel)
 		case errors.Is(err, store.ErrNotEmpty):
 			return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q is not empty", rel).
-				WithHint("Distribute the table while it is empty, then load its rows through pgshard.")
+				WithDetail("Its files hold pages: rows, or rows deleted and not yet vacuumed.").
+				WithHint("Distribute the table while it is empty (TRUNCATE it first), then load its rows through pgshard.")
 		}
 		return err
 	}
@@ -493,6 +520,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 		return pgerr.New(pgerr.ObjectNotInPrereqState, "table %q has already had shards created for it", rel)
 	case shardCount <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "shard_count must be positive")
+	case shardCount > maxShardCount:
+		// The ranges are allocated at once, and each shard is a table on every replica.
+		return pgerr.New(pgerr.InvalidParameterValue, "shard_count (%d) exceeds the maximum of %d", shardCount, maxShardCount)
 	case rf <= 0:
 		return pgerr.New(pgerr.InvalidParameterValue, "replication_factor must be positive")
 	case rf > len(snap.Nodes):
@@ -527,6 +557,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	if err != nil || !ok {
 		ss.dropShardTables(ctx, def, r.owner, created)
 	}
+	if errors.Is(err, store.ErrCreatingShards) {
+		return pgerr.New(pgerr.LockNotAvailable, "the shards of table %q are being created by another session", rel)
+	}
 	if err != nil {
 		return err
 	}
@@ -536,6 +569,9 @@ func (ss *session) masterCreateWorkerShards(ctx context.Context, table string, s
 	_, err = ss.srv.store.Reload(ctx, ss.srv.cache)
 	return err
 }
+
+// maxShardCount bounds master_create_worker_shards's shard_count (Citus's limit).
+const maxShardCount = 64000
 
 // createdShard is a shard table created on a node.
 type createdShard struct {

@@ -73,16 +73,23 @@ func (ss *session) idleAfterBlock(ctx context.Context) {
 	}
 }
 
-// idleDeadline is when the session, waiting for its client after ReadyForQuery, is to be
-// ended, and with which error; zero when it may wait forever.
+// idleDeadline is when the session, waiting for its client's next message, is to be
+// ended, and with which error; zero when it may wait forever. The session's own settings
+// count only after ReadyForQuery, as in PostgreSQL (a client between a Flush, or a Parse,
+// and its Sync is not idle for them); pgshard's IdleTransactionTimeout counts whenever
+// the block holds shard locks, so that a Flush cannot keep them forever.
 func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
-	if !ss.waitingClient {
-		return time.Time{}, nil
+	var d time.Duration
+	e := errIdleSession
+	if ss.waitingClient {
+		d = ss.idleSession
 	}
-	d, e := ss.idleSession, errIdleSession
 	if ss.tx != 'I' {
-		d, e = ss.idleInTx, errIdleInTransaction
-		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && len(ss.txLocks) > 0 && (d <= 0 || limit < d) {
+		d, e = 0, errIdleInTransaction
+		if ss.waitingClient {
+			d = ss.idleInTx
+		}
+		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && ss.holdsShardLocks() && (d <= 0 || limit < d) {
 			d = limit
 		}
 	}
@@ -90,6 +97,13 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 		return time.Time{}, nil
 	}
 	return time.Now().Add(d), e
+}
+
+// holdsShardLocks reports whether the session's transaction block holds shard write
+// locks, or row locks of distributed tables that keep the shards' writers out as well
+// (txRowLocks).
+func (ss *session) holdsShardLocks() bool {
+	return len(ss.txLocks) > 0 || ss.txRowLocks && ss.tx != 'I'
 }
 
 // parseMillis reads a time setting whose base unit is milliseconds as SHOW prints it

@@ -31,6 +31,9 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 	if err != nil {
 		return err
 	}
+	if st.Locking && ss.tx != 'I' {
+		ss.txRowLocks = true
+	}
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	}

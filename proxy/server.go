@@ -63,7 +63,8 @@ type Config struct {
 	MaxPreparedMemory int64
 	// MaxClientConn bounds the client connections open at once, logged in or not
 	// (PgBouncer's max_client_conn; default 1000); one more is refused with PostgreSQL's
-	// "sorry, too many clients already" (53300).
+	// "sorry, too many clients already" (53300). A superuser still has
+	// superuserReservedConns more.
 	MaxClientConn int
 	// ClientLoginTimeout bounds the startup phase of a client connection, from accept to
 	// ReadyForQuery (PgBouncer's client_login_timeout, PostgreSQL's
@@ -81,6 +82,13 @@ type Config struct {
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.
 const DefaultMaxClientConn = 1000
+
+// superuserReservedConns are the client connections beyond MaxClientConn that only a
+// superuser may log in to (PostgreSQL's superuser_reserved_connections, default 3): an
+// ordinary role that takes every place of MaxClientConn does not lock the administrators
+// out. An ordinary role that gets one of them is refused once logged in, with the
+// same "sorry, too many clients already".
+const superuserReservedConns = 3
 
 // maxRefusing bounds the connections being refused at once (see refuse).
 const maxRefusing = 64
@@ -279,16 +287,18 @@ func (s *Server) serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if s.conns.Add(1) > int64(s.cfg.MaxClientConn) {
+		n := s.conns.Add(1)
+		if n > int64(s.cfg.MaxClientConn+superuserReservedConns) {
 			s.conns.Add(-1)
 			s.refuse(ctx, nc)
 			continue
 		}
+		reserved := n > int64(s.cfg.MaxClientConn)
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.conns.Add(-1)
-			s.serveConn(ctx, nc, false)
+			s.serveConn(ctx, nc, false, reserved)
 		}()
 	}
 }
@@ -314,7 +324,7 @@ func (s *Server) refuse(ctx context.Context, nc net.Conn) {
 	go func() {
 		defer s.wg.Done()
 		defer s.refusing.Add(-1)
-		s.serveConn(ctx, nc, true)
+		s.serveConn(ctx, nc, true, false)
 	}()
 }
 

@@ -81,6 +81,11 @@ type session struct {
 	// its locks exclusively, so it never waits for itself).
 	txLocks []txLock
 	txHeld  map[int64]bool
+	// txRowLocks is set once the block locked rows of distributed tables (SELECT ... FOR
+	// UPDATE): the first writer of such a row waits for the block on the worker while
+	// holding the shard's write lock, so the block keeps the shard's writers out as if it
+	// held that lock (holdsShardLocks).
+	txRowLocks bool
 	// stmtUnlock releases the shard locks held until the end of the statement.
 	stmtUnlock []func()
 	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
@@ -146,17 +151,19 @@ type session struct {
 	// refused is set for a connection beyond max_client_conn: its startup message is
 	// answered with "too many clients".
 	refused bool
+	// reserved is set for a connection in the places beyond max_client_conn kept for
+	// superusers (superuserReservedConns): an ordinary role is refused there.
+	reserved bool
 }
 
 // serveConn serves one client connection; refused connections only see the startup
 // phase end in "too many clients".
-func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
+func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved bool) {
 	defer nc.Close()
 	ss := &session{
 		srv:       s,
 		nc:        nc,
 		r:         pgwire.NewReader(nc, 16<<10),
-		w:         pgwire.NewWriter(nc),
 		log:       s.log,
 		tx:        'I',
 		running:   map[*backend.Conn]struct{}{},
@@ -164,7 +171,9 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused bool) {
 		portals:   map[string]*portal{},
 		descCache: map[string]description{},
 		refused:   refused,
+		reserved:  reserved,
 	}
+	ss.w = pgwire.NewWriter(clientWriter{ss})
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
 	}
@@ -321,6 +330,66 @@ func (ss *session) waitIdle(until time.Time) (ok, timedOut bool) {
 		c.SetDeadline(time.Time{})
 		ss.flush()
 	}
+}
+
+// readCopyData reads the client's next message during COPY FROM STDIN. A COPY that
+// waits for its client is not idle for PostgreSQL's settings, but it holds what the
+// statement took (into a distributed table, the write lock of every shard, which keeps
+// every other writer out): client_idle_timeout and, when shard locks are held (locked,
+// or the block's), pgshard's IdleTransactionTimeout bound the wait for each message as
+// they bound an idle client. When one runs out the client is told (FATAL) and its
+// connection closed, which ends the COPY and then the session.
+func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
+	var until time.Time
+	var idleErr *pgerr.Error
+	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
+		until, idleErr = time.Now().Add(t), ss.clientIdleError()
+	}
+	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || ss.holdsShardLocks()) {
+		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
+			until, idleErr = u, errIdleInTransaction
+		}
+	}
+	if until.IsZero() {
+		return ss.r.Next()
+	}
+	ss.nc.SetReadDeadline(until)
+	typ, body, err := ss.r.Next()
+	if ss.closing.Load() {
+		ss.nc.SetReadDeadline(time.Now())
+	} else {
+		ss.nc.SetReadDeadline(time.Time{})
+	}
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() && !ss.closing.Load() {
+		ss.sendFatal(idleErr)
+		ss.nc.Close()
+	}
+	return typ, body, err
+}
+
+// clientWriter writes to the client. While the session holds shard write locks (of its
+// transaction block or of the statement running), every write must go through within
+// pgshard's IdleTransactionTimeout: a client that stops reading keeps the session waiting
+// for it as surely as an idle one, and those locks keep every other writer of the shards
+// out. A write that times out closes the connection, which ends the session.
+type clientWriter struct{ ss *session }
+
+func (cw clientWriter) Write(b []byte) (int, error) {
+	ss := cw.ss
+	t := ss.srv.cfg.IdleTransactionTimeout
+	if t <= 0 || !ss.holdsShardLocks() && len(ss.stmtUnlock) == 0 {
+		return ss.nc.Write(b)
+	}
+	ss.nc.SetWriteDeadline(time.Now().Add(t))
+	n, err := ss.nc.Write(b)
+	ss.nc.SetWriteDeadline(time.Time{})
+	var ne net.Error
+	if err != nil && errors.As(err, &ne) && ne.Timeout() {
+		ss.log.Info("client not reading while holding shard locks: connection closed", "after", t)
+		ss.nc.Close()
+	}
+	return n, err
 }
 
 // clientIdleError is the error that ends a session whose client sent nothing for
@@ -703,6 +772,7 @@ func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	}
 	ss.txNames, ss.txNamesOwn = false, false
 	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
+	ss.txRowLocks = false
 	ss.txSavepointAt = nil
 	ss.coordInTx = false
 	ss.failedUndone = false

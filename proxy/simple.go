@@ -43,7 +43,16 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		// Statements that only concern the coordinator go there as one string, which
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
 		// transaction).
-		if err := ss.coordinatorStatement(ctx, q, nil); err != nil {
+		var err error
+		for _, st := range batch.Stmts {
+			if err == nil {
+				err = ss.checkPrepareTx(st)
+			}
+		}
+		if err == nil {
+			err = ss.coordinatorStatement(ctx, q, nil)
+		}
+		if err != nil {
 			ss.statementFailed(err)
 		}
 		if ddl {

@@ -188,6 +188,21 @@ func (sp *spool) WriteFrame(t byte, body []byte) error {
 // Rewind makes Next start again from the first frame.
 func (sp *spool) Rewind() { sp.r, sp.held = nil, false }
 
+// each rewinds the spool and calls fn with every frame in it, in order.
+func (sp *spool) each(fn func(t byte, body []byte)) error {
+	sp.Rewind()
+	for {
+		t, body, err := sp.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		fn(t, body)
+	}
+}
+
 // FrameAt reads the frame written at offset off (Len before it was written). The body
 // is valid until the next call.
 func (sp *spool) FrameAt(off int64) (byte, []byte, error) {

@@ -199,6 +199,11 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		return false
 	}
 	c := res.Value()
+	if ss.reserved && c.Params["is_superuser"] != "on" {
+		backend.Release(res)
+		ss.sendFatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
+		return false
+	}
 	if db != ss.srv.Database() {
 		// As PostgreSQL: once the user is known to be allowed in, and without naming
 		// the database this proxy serves.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -497,18 +496,12 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 	}
 	// The RowDescription and the notices first, then the rows.
 	for _, w := range chosen {
-		w.out.Rewind()
-		for {
-			t, body, err := w.out.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		if err := w.out.each(func(t byte, body []byte) {
 			if t != 'D' {
 				forwardFrame(ss, t, body, sentDesc)
 			}
+		}); err != nil {
+			return err
 		}
 	}
 	if inOrder && len(chosen) > 1 {
@@ -539,18 +532,12 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 		return nil
 	}
 	for _, w := range chosen {
-		w.out.Rewind()
-		for {
-			t, body, err := w.out.Next()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
+		if err := w.out.each(func(t byte, body []byte) {
 			if t == 'D' {
 				ss.w.Raw('D', body)
 			}
+		}); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -910,17 +897,22 @@ func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind r
 	if _, ok := ss.privOK[key]; ok {
 		return nil
 	}
-	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.%s(%d::pg_catalog.oid, '%s')", fn, table, priv))
+	// The schema first, as PostgreSQL looks the name up before it checks the table: a
+	// role that may not use the schema hears of the schema only.
+	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE'), pg_catalog.%s(c.oid, '%s') FROM pg_catalog.pg_class c WHERE c.oid = %d::pg_catalog.oid", fn, priv, table))
 	if err != nil {
 		if backend.Unavailable(err) {
 			return nil
 		}
 		return err
 	}
-	if len(rows) == 1 && len(rows[0]) == 1 && string(rows[0][0]) == "f" {
-		name := "?"
+	if len(rows) == 1 && len(rows[0]) == 2 && (string(rows[0][0]) == "f" || string(rows[0][1]) == "f") {
+		schema, name := "?", "?"
 		if t := ss.srv.cache.Load().TableByOID(table); t != nil {
-			name = t.Name
+			schema, name = t.Schema, t.Name
+		}
+		if string(rows[0][0]) == "f" {
+			return pgerr.New(insufficientPrivilege, "permission denied for schema %s", schema)
 		}
 		return pgerr.New(insufficientPrivilege, "permission denied for table %s", name)
 	}

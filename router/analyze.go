@@ -583,6 +583,7 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 		pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_PREPARED:
 		// Two-phase commit commands act on the coordinator's transaction only.
 		st.Kind = Coordinator
+		st.PrepareTx = s.Kind == pg_query.TransactionStmtKind_TRANS_STMT_PREPARE
 	}
 	return st
 }

@@ -215,46 +215,56 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 			return c, false
 		}
 	}
-	// FOR UPDATE/SHARE and FETCH FIRST ROW ONLY (no count) carry no location: they are
-	// found after the last located clause, where no expression can hold them.
+	if !p.locateUnanchored(s, &c) {
+		return c, false
+	}
+	return c, c.inOrder()
+}
+
+// locateUnanchored finds FOR UPDATE/SHARE and FETCH FIRST ROW ONLY (no count), which
+// carry no location, after the last located clause, where no expression can hold them.
+// It returns false when s has them and they are not found.
+func (p *planner) locateUnanchored(s *pg_query.SelectStmt, c *clauses) bool {
 	tail := max(c.selectKw, c.from, c.where, c.group, c.having, c.window, c.order)
-	if len(s.LockingClause) > 0 || s.LimitCount != nil && c.limit < 0 && c.fetch < 0 {
-		depth := 0
-		for i := tail + 1; i < c.end; i++ {
-			switch {
-			case p.is(i, "(") || p.is(i, "["):
-				depth++
-			case p.is(i, ")") || p.is(i, "]"):
-				depth--
-			case depth != 0:
-			case c.forKw < 0 && len(s.LockingClause) > 0 && p.kw(i, "for") &&
-				(p.kw(i+1, "update") || p.kw(i+1, "share") || p.kw(i+1, "no") || p.kw(i+1, "key")):
-				c.forKw = i
-			case c.fetch < 0 && c.limit < 0 && p.kw(i, "fetch") && (p.kw(i+1, "first") || p.kw(i+1, "next")):
-				c.fetch = i
-			}
-		}
-		if len(s.LockingClause) > 0 && c.forKw < 0 || s.LimitCount != nil && c.limit < 0 && c.fetch < 0 {
-			return c, false
+	if len(s.LockingClause) == 0 && (s.LimitCount == nil || c.limit >= 0 || c.fetch >= 0) {
+		return true
+	}
+	depth := 0
+	for i := tail + 1; i < c.end; i++ {
+		switch {
+		case p.is(i, "(") || p.is(i, "["):
+			depth++
+		case p.is(i, ")") || p.is(i, "]"):
+			depth--
+		case depth != 0:
+		case c.forKw < 0 && len(s.LockingClause) > 0 && p.kw(i, "for") &&
+			(p.kw(i+1, "update") || p.kw(i+1, "share") || p.kw(i+1, "no") || p.kw(i+1, "key")):
+			c.forKw = i
+		case c.fetch < 0 && c.limit < 0 && p.kw(i, "fetch") && (p.kw(i+1, "first") || p.kw(i+1, "next")):
+			c.fetch = i
 		}
 	}
-	// The clauses come in the grammar's order.
+	return !(len(s.LockingClause) > 0 && c.forKw < 0 || s.LimitCount != nil && c.limit < 0 && c.fetch < 0)
+}
+
+// inOrder reports whether the located clauses come in the grammar's order.
+func (c *clauses) inOrder() bool {
 	prev := c.selectKw
 	for _, x := range []int{c.from, c.where, c.group, c.having, c.window, c.order} {
 		if x < 0 {
 			continue
 		}
 		if x <= prev {
-			return c, false
+			return false
 		}
 		prev = x
 	}
 	for _, x := range []int{c.limit, c.offset, c.fetch, c.forKw} {
 		if x >= 0 && x <= prev {
-			return c, false
+			return false
 		}
 	}
-	return c, true
+	return true
 }
 
 // target is one select-list entry: its tokens [from, to), and those of its expression

@@ -47,47 +47,7 @@ func (p *planner) colocatedJoin(s *pg_query.SelectStmt, refs []tableRef) ([]tabl
 		}
 		return -1
 	}
-	// keyRef returns the reference whose partition key a column reference names.
-	keyRef := func(n *pg_query.Node) int {
-		cr, ok := unwrap(n).(*pg_query.ColumnRef)
-		if !ok {
-			return -1
-		}
-		if len(cr.Fields) == 1 {
-			// An unqualified column: the key of the only table that has it.
-			c, ok := unwrap(cr.Fields[0]).(*pg_query.String)
-			if !ok {
-				return -1
-			}
-			found := -1
-			for i, r := range sorted {
-				if r.table.ColumnIndex(c.Sval) >= 0 {
-					if found >= 0 {
-						return -1
-					}
-					found = i
-				}
-			}
-			if found >= 0 && sorted[found].table.Key == c.Sval {
-				return found
-			}
-			return -1
-		}
-		if len(cr.Fields) != 2 {
-			return -1
-		}
-		q, ok1 := unwrap(cr.Fields[0]).(*pg_query.String)
-		c, ok2 := unwrap(cr.Fields[1]).(*pg_query.String)
-		if !ok1 || !ok2 {
-			return -1
-		}
-		for i, r := range sorted {
-			if aliasOf(r.rv) == q.Sval && r.table.Key == c.Sval {
-				return i
-			}
-		}
-		return -1
-	}
+	keyRef := func(n *pg_query.Node) int { return keyRefIndex(sorted, n) }
 	var conjuncts func(n *pg_query.Node)
 	conjuncts = func(n *pg_query.Node) {
 		switch v := unwrap(n).(type) {
@@ -165,6 +125,49 @@ func (p *planner) colocatedJoin(s *pg_query.SelectStmt, refs []tableRef) ([]tabl
 	return sorted, true
 }
 
+// keyRefIndex returns the index in refs of the reference whose partition key the column
+// reference n names, or -1.
+func keyRefIndex(refs []tableRef, n *pg_query.Node) int {
+	cr, ok := unwrap(n).(*pg_query.ColumnRef)
+	if !ok {
+		return -1
+	}
+	if len(cr.Fields) == 1 {
+		// An unqualified column: the key of the only table that has it.
+		c, ok := unwrap(cr.Fields[0]).(*pg_query.String)
+		if !ok {
+			return -1
+		}
+		found := -1
+		for i, r := range refs {
+			if r.table.ColumnIndex(c.Sval) >= 0 {
+				if found >= 0 {
+					return -1
+				}
+				found = i
+			}
+		}
+		if found >= 0 && refs[found].table.Key == c.Sval {
+			return found
+		}
+		return -1
+	}
+	if len(cr.Fields) != 2 {
+		return -1
+	}
+	q, ok1 := unwrap(cr.Fields[0]).(*pg_query.String)
+	c, ok2 := unwrap(cr.Fields[1]).(*pg_query.String)
+	if !ok1 || !ok2 {
+		return -1
+	}
+	for i, r := range refs {
+		if aliasOf(r.rv) == q.Sval && r.table.Key == c.Sval {
+			return i
+		}
+	}
+	return -1
+}
+
 // sameShards reports whether two tables' shards cover the same hash ranges, index by
 // index, with keys of the same type (so that equal keys hash alike).
 func sameShards(a, b *metadata.Table) bool {
@@ -198,7 +201,7 @@ func aliasOf(rv *pg_query.RangeVar) string {
 func (p *planner) colocatedSelect(s *pg_query.SelectStmt, joined, refs []tableRef) *Statement {
 	t := joined[0].table
 	alias := aliasOf(joined[0].rv)
-	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate()}
+	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0}
 	st.Filter = p.cond(s.WhereClause, t, alias)
 	p.holes = joined
 	b := newBuilder(p.in, p.litIdx)

@@ -30,29 +30,82 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	if s.WithClause != nil {
 		return p.errorf(notSupported("Common table expressions are not supported in distributed queries yet."))
 	}
-	var sel *pg_query.SelectStmt
+	vi := &valuesInsert{s: s, t: t}
 	if s.SelectStmt != nil {
 		var ok bool
-		sel, ok = unwrap(s.SelectStmt).(*pg_query.SelectStmt)
+		vi.sel, ok = unwrap(s.SelectStmt).(*pg_query.SelectStmt)
 		if !ok {
 			return p.errorf(notSupported("Unrecognised INSERT source."))
 		}
+		sel := vi.sel
 		if len(sel.ValuesLists) == 0 || sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.SortClause) > 0 || sel.LimitCount != nil || len(dist) > 1 {
 			return p.insertSelect(s, t, refs)
 		}
 	}
+	for _, step := range []func(*valuesInsert) *pgerr.Error{
+		p.insertTargets, p.insertAdded, p.insertIdentity, p.locateValues,
+	} {
+		if err := step(vi); err != nil {
+			return p.errorf(err)
+		}
+	}
 
-	// Target columns.
+	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
+	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
+	var err *pgerr.Error
+	if st.InsertPrefix, err = p.insertPrefix(vi); err != nil {
+		return p.errorf(err)
+	}
+	for ri := range vi.rows {
+		row, err := p.insertRow(vi, ri)
+		if err != nil {
+			return p.errorf(err)
+		}
+		st.Rows = append(st.Rows, row)
+	}
+	if st.InsertSuffix, err = p.insertSuffix(vi, &st.Evals); err != nil {
+		return p.errorf(err)
+	}
+	return st
+}
+
+// valuesInsert is what planning an INSERT ... VALUES (or DEFAULT VALUES) learns, step by
+// step: its target columns, its rows, and where they are in the text.
+type valuesInsert struct {
+	s   *pg_query.InsertStmt
+	t   *metadata.Table
+	sel *pg_query.SelectStmt // the VALUES list; nil for DEFAULT VALUES
+
+	// cols are the table columns the rows give values for, in order; rows the rows'
+	// expressions (one empty row for DEFAULT VALUES).
+	cols []int
+	rows [][]*pg_query.Node
+	// added are the columns the statement leaves out whose defaults the coordinator
+	// evaluates (sequences, volatile expressions, and the partition key's).
+	added []int
+	// userValue marks the values OVERRIDING USER VALUE replaces by their defaults.
+	userValue []bool
+
+	// Tokens: the target table, VALUES (or DEFAULT VALUES), OVERRIDING (VALUES without
+	// it), the first after the rows; rowSpans are the token ranges of the rows' "( ... )".
+	relTok, valuesTok, overTok, suffixTok int
+	rowSpans                              [][2]int
+}
+
+// insertTargets finds the target columns and the rows, with PostgreSQL's checks of their
+// shapes.
+func (p *planner) insertTargets(vi *valuesInsert) *pgerr.Error {
+	s, t, sel := vi.s, vi.t, vi.sel
 	cols := []int{}
 	if len(s.Cols) > 0 {
 		for _, c := range s.Cols {
 			rt := unwrap(c).(*pg_query.ResTarget)
 			i := t.ColumnIndex(rt.Name)
 			if i < 0 {
-				return p.errorf(pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name))
+				return pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name)
 			}
 			if i == t.KeyIndex && len(rt.Indirection) > 0 {
-				return p.errorf(notSupported("Assigning to a part of the partition column is not supported."))
+				return notSupported("Assigning to a part of the partition column is not supported.")
 			}
 			cols = append(cols, i)
 		}
@@ -62,7 +115,7 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		for _, vl := range sel.ValuesLists {
 			l, _ := unwrap(vl).(*pg_query.List)
 			if l == nil {
-				return p.errorf(notSupported("Unrecognised VALUES list."))
+				return notSupported("Unrecognised VALUES list.")
 			}
 			rows = append(rows, l.Items)
 		}
@@ -72,33 +125,37 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	width := len(rows[0])
 	for _, r := range rows {
 		if len(r) != width {
-			return p.errorf(pgerr.New(pgerr.SyntaxError, "VALUES lists must all be the same length"))
+			return pgerr.New(pgerr.SyntaxError, "VALUES lists must all be the same length")
 		}
 	}
 	if len(s.Cols) == 0 {
 		if width > len(t.Columns) {
-			return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns"))
+			return pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns")
 		}
 		for i := 0; i < width; i++ {
 			cols = append(cols, i)
 		}
 	} else if width > len(cols) {
-		return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns"))
+		return pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns")
 	} else if width < len(cols) && sel != nil {
-		return p.errorf(pgerr.New(pgerr.SyntaxError, "INSERT has more target columns than expressions"))
+		return pgerr.New(pgerr.SyntaxError, "INSERT has more target columns than expressions")
 	}
 	if sel == nil {
 		cols = cols[:0]
 	}
+	vi.cols, vi.rows = cols, rows
+	return nil
+}
 
-	// Columns the statement leaves to their defaults but whose defaults must be evaluated
-	// on the coordinator (sequences, volatile expressions), and the partition key when the
-	// statement does not give it.
+// insertAdded finds the columns the statement leaves to their defaults but whose defaults
+// must be evaluated on the coordinator (sequences, volatile expressions), and the
+// partition key when the statement does not give it.
+func (p *planner) insertAdded(vi *valuesInsert) *pgerr.Error {
+	t := vi.t
 	given := map[int]bool{}
-	for _, c := range cols {
+	for _, c := range vi.cols {
 		given[c] = true
 	}
-	var added []int
 	for i := range t.Columns {
 		c := &t.Columns[i]
 		if given[i] || c.Generated != 0 {
@@ -106,40 +163,50 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 		if i == t.KeyIndex {
 			if c.Default == "" {
-				return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+				return pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 			}
-			added = append(added, i)
+			vi.added = append(vi.added, i)
 		} else if c.Default != "" && !c.DefaultOnShard {
-			added = append(added, i)
+			vi.added = append(vi.added, i)
 		}
 	}
+	return nil
+}
 
-	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by
-	// their defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
-	userValue := make([]bool, len(cols))
-	for vi, ci := range cols {
-		col := &t.Columns[ci]
+// insertIdentity applies the rules of identity columns: OVERRIDING USER VALUE replaces
+// the values given for them by their defaults; a value for a GENERATED ALWAYS one needs
+// OVERRIDING SYSTEM VALUE.
+func (p *planner) insertIdentity(vi *valuesInsert) *pgerr.Error {
+	s := vi.s
+	vi.userValue = make([]bool, len(vi.cols))
+	for i, ci := range vi.cols {
+		col := &vi.t.Columns[ci]
 		if col.Identity == 0 {
 			continue
 		}
 		if s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE {
-			userValue[vi] = true
+			vi.userValue[i] = true
 			continue
 		}
 		if col.Identity != 'a' || s.Override == pg_query.OverridingKind_OVERRIDING_SYSTEM_VALUE {
 			continue
 		}
-		for _, r := range rows {
-			if _, isDefault := unwrap(r[vi]).(*pg_query.SetToDefault); !isDefault {
-				return p.errorf(identityAlways(col.Name))
+		for _, r := range vi.rows {
+			if _, isDefault := unwrap(r[i]).(*pg_query.SetToDefault); !isDefault {
+				return identityAlways(col.Name)
 			}
 		}
 	}
+	return nil
+}
 
-	// Locate the VALUES rows in the text.
+// locateValues locates the target, VALUES (or DEFAULT VALUES), OVERRIDING and the rows in
+// the text.
+func (p *planner) locateValues(vi *valuesInsert) *pgerr.Error {
+	s, sel := vi.s, vi.sel
 	relTok := p.tok(s.Relation.Location)
 	if relTok < 0 {
-		return p.errorf(notSupported("The INSERT's target could not be located."))
+		return notSupported("The INSERT's target could not be located.")
 	}
 	// VALUES, located from the parse tree: right before the first row's first value (and
 	// its parentheses); DEFAULT VALUES, with no rows, ends the statement before any
@@ -169,14 +236,14 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 	}
 	if valuesTok < 0 {
-		return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+		return notSupported("The INSERT's VALUES list could not be located.")
 	}
 	// OVERRIDING ... VALUE, which the shard tables (without identity columns) do not
 	// need: the identity values are evaluated here. It comes right before VALUES.
 	overTok := valuesTok
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
 		if !p.kw(valuesTok-3, "overriding") || !p.kw(valuesTok-1, "value") {
-			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+			return notSupported("The INSERT's OVERRIDING clause could not be located.")
 		}
 		overTok = valuesTok - 3
 	}
@@ -184,32 +251,35 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	suffixTok := valuesTok + 2
 	if sel != nil {
 		i := valuesTok + 1
-		for len(rowSpans) < len(rows) {
+		for len(rowSpans) < len(vi.rows) {
 			if !p.is(i, "(") {
-				return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+				return notSupported("The INSERT's VALUES list could not be located.")
 			}
 			j := p.matchParen(i)
 			if j < 0 {
-				return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+				return notSupported("The INSERT's VALUES list could not be located.")
 			}
 			rowSpans = append(rowSpans, [2]int{i, j + 1})
 			i = j + 1
-			if len(rowSpans) < len(rows) {
+			if len(rowSpans) < len(vi.rows) {
 				if !p.is(i, ",") {
-					return p.errorf(notSupported("The INSERT's VALUES list could not be located."))
+					return notSupported("The INSERT's VALUES list could not be located.")
 				}
 				i++
 			}
 		}
 		suffixTok = i
 	}
+	vi.relTok, vi.valuesTok, vi.overTok, vi.suffixTok, vi.rowSpans = relTok, valuesTok, overTok, suffixTok, rowSpans
+	return nil
+}
 
-	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
-	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
-
-	// Prefix: INSERT INTO <shard> AS <name> (columns) VALUES
+// insertPrefix builds "INSERT INTO <shard> AS <name> (columns) VALUES ", with the added
+// columns after the given ones.
+func (p *planner) insertPrefix(vi *valuesInsert) (Template, *pgerr.Error) {
+	s, t, cols, added := vi.s, vi.t, vi.cols, vi.added
 	pre := newBuilder(p.in, p.litIdx)
-	pre.text(p.start, p.startOf(relTok))
+	pre.text(p.start, p.startOf(vi.relTok))
 	_, relEnd, _ := p.tableSegs(pre, s.Relation, 0, true)
 	colNames := func() string {
 		out := ""
@@ -223,21 +293,21 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 	}
 	if len(s.Cols) > 0 {
 		open := -1
-		for i := p.nameEnd(relTok); i < valuesTok; i++ {
+		for i := p.nameEnd(vi.relTok); i < vi.valuesTok; i++ {
 			if p.is(i, "(") {
 				open = i
 				break
 			}
 		}
 		if open < 0 {
-			return p.errorf(notSupported("The INSERT's column list could not be located."))
+			return nil, notSupported("The INSERT's column list could not be located.")
 		}
 		closeParen := p.matchParen(open)
 		pre.text(relEnd, p.startOf(closeParen))
 		pre.gen(colNames())
-		pre.text(p.startOf(closeParen), p.startOf(overTok))
+		pre.text(p.startOf(closeParen), p.startOf(vi.overTok))
 	} else {
-		pre.text(relEnd, p.startOf(overTok))
+		pre.text(relEnd, p.startOf(vi.overTok))
 		if len(cols) > 0 || len(added) > 0 {
 			names := ""
 			for _, c := range cols {
@@ -250,118 +320,117 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 	}
 	pre.gen("VALUES ")
-	st.InsertPrefix = pre.done()
+	return pre.done(), nil
+}
 
-	// Rows.
-	keyCol := &t.Columns[t.KeyIndex]
-	for ri, r := range rows {
-		row := Row{}
-		b := newBuilder(p.in, p.litIdx)
-		b.gen("(")
-		var spans [][2]int
-		if sel != nil {
-			spans = p.splitTop(rowSpans[ri][0]+1, rowSpans[ri][1]-1)
-			if len(spans) != len(r) {
-				return p.errorf(notSupported("A VALUES row could not be located."))
-			}
+// insertRow plans row ri: its text, with the values the coordinator evaluates as holes,
+// and its partition key.
+func (p *planner) insertRow(vi *valuesInsert, ri int) (Row, *pgerr.Error) {
+	t, r := vi.t, vi.rows[ri]
+	row := Row{}
+	b := newBuilder(p.in, p.litIdx)
+	b.gen("(")
+	var spans [][2]int
+	if vi.sel != nil {
+		spans = p.splitTop(vi.rowSpans[ri][0]+1, vi.rowSpans[ri][1]-1)
+		if len(spans) != len(r) {
+			return row, notSupported("A VALUES row could not be located.")
 		}
-		evalOf := func(e Eval) int {
-			row.Evals = append(row.Evals, e)
-			return len(row.Evals) - 1
+	}
+	evalOf := func(e Eval) int {
+		row.Evals = append(row.Evals, e)
+		return len(row.Evals) - 1
+	}
+	keyEval := func(e Eval, col *metadata.Column) {
+		e.Key, e.KeyType, e.Assign, e.Column, e.ColumnType, e.ColumnTypeName = true, col.HashType, col.Assign("$1"), col.Name, col.TypeOID, col.TypeName
+		i := evalOf(e)
+		row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
+		b.hole(SegEval, i)
+	}
+	for i, v := range r {
+		ci := vi.cols[i]
+		col := &t.Columns[ci]
+		if i > 0 {
+			b.gen(", ")
 		}
-		for vi, v := range r {
-			ci := cols[vi]
-			col := &t.Columns[ci]
-			if vi > 0 {
-				b.gen(", ")
+		span := spans[i]
+		exprText := func() Template {
+			eb := newBuilder(p.in, p.litIdx)
+			eb.text(p.startOf(span[0]), p.endOf(span[1]-1))
+			return eb.done()
+		}
+		_, isDefault := unwrap(v).(*pg_query.SetToDefault)
+		isDefault = isDefault || vi.userValue[i]
+		switch {
+		case isDefault && ci == t.KeyIndex:
+			if col.Default == "" {
+				return row, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 			}
-			span := spans[vi]
-			exprText := func() Template {
-				eb := newBuilder(p.in, p.litIdx)
-				eb.text(p.startOf(span[0]), p.endOf(span[1]-1))
-				return eb.done()
+			keyEval(Eval{Expr: genTemplate(col.Default)}, col)
+		case isDefault && col.Default != "" && !col.DefaultOnShard:
+			b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}))
+		case ci == t.KeyIndex:
+			kv, ok := p.insertKey(v, col)
+			if ok && kv.Kind == ValNull {
+				return row, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 			}
-			_, isDefault := unwrap(v).(*pg_query.SetToDefault)
-			isDefault = isDefault || userValue[vi]
-			switch {
-			case isDefault && ci == t.KeyIndex:
-				if col.Default == "" {
-					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
-				}
-				i := evalOf(Eval{Expr: genTemplate(col.Default), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName})
-				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
-				b.hole(SegEval, i)
-			case isDefault && col.Default != "" && !col.DefaultOnShard:
-				b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}))
-			case ci == t.KeyIndex:
-				kv, ok := p.insertKey(v, col)
-				if ok && kv.Kind == ValNull {
-					return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
-				}
-				if ok {
-					row.Key = kv
-					b.text(p.startOf(span[0]), p.endOf(span[1]-1))
-				} else {
-					c, isConst := unwrap(v).(*pg_query.A_Const)
-					unknown := isConst && c.GetSval() != nil
-					i := evalOf(Eval{Expr: exprText(), Key: true, KeyType: col.HashType, Assign: col.Assign("$1"), Column: col.Name, ColumnType: col.TypeOID, ColumnTypeName: col.TypeName, Pos: p.startOf(span[0]), Unknown: unknown})
-					row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
-					b.hole(SegEval, i)
-				}
-			case needsEval(v):
-				b.hole(SegEval, evalOf(Eval{Expr: exprText(), ColumnTypeName: col.TypeName}))
-			default:
+			if ok {
+				row.Key = kv
 				b.text(p.startOf(span[0]), p.endOf(span[1]-1))
-			}
-		}
-		for k, ci := range added {
-			col := &t.Columns[ci]
-			if k > 0 || len(r) > 0 {
-				b.gen(", ")
-			}
-			e := Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}
-			if ci == t.KeyIndex {
-				e.Key, e.KeyType, e.Assign, e.Column, e.ColumnType = true, col.HashType, col.Assign("$1"), col.Name, col.TypeOID
-				i := evalOf(e)
-				row.Key = Value{Kind: ValEval, Index: i, Type: col.HashType}
-				b.hole(SegEval, i)
 			} else {
-				b.hole(SegEval, evalOf(e))
+				c, isConst := unwrap(v).(*pg_query.A_Const)
+				unknown := isConst && c.GetSval() != nil
+				keyEval(Eval{Expr: exprText(), Pos: p.startOf(span[0]), Unknown: unknown}, col)
 			}
+		case needsEval(v):
+			b.hole(SegEval, evalOf(Eval{Expr: exprText(), ColumnTypeName: col.TypeName}))
+		default:
+			b.text(p.startOf(span[0]), p.endOf(span[1]-1))
 		}
-		b.gen(")")
-		row.Text = b.done()
-		st.Rows = append(st.Rows, row)
 	}
-	if keyCol == nil {
-		return p.errorf(notSupported("The partition column could not be found."))
+	for k, ci := range vi.added {
+		col := &t.Columns[ci]
+		if k > 0 || len(r) > 0 {
+			b.gen(", ")
+		}
+		if ci == t.KeyIndex {
+			keyEval(Eval{Expr: genTemplate(col.Default)}, col)
+		} else {
+			b.hole(SegEval, evalOf(Eval{Expr: genTemplate(col.Default), ColumnTypeName: col.TypeName}))
+		}
 	}
+	b.gen(")")
+	row.Text = b.done()
+	return row, nil
+}
 
-	// Suffix: ON CONFLICT ... RETURNING ..., with volatile values evaluated once.
+// insertSuffix builds what follows the rows (ON CONFLICT ..., RETURNING ...), with
+// volatile values evaluated once (into evals).
+func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pgerr.Error) {
+	s := vi.s
 	suf := newBuilder(p.in, p.litIdx)
-	if suffixTok <= last {
+	if vi.suffixTok <= p.lastTok() {
 		var roots []*pg_query.Node
 		if oc := s.OnConflictClause; oc != nil {
 			roots = append(roots, oc.TargetList...)
 			roots = append(roots, oc.WhereClause)
 		}
-		from := p.startOf(suffixTok)
-		if len(rowSpans) > 0 {
-			from = p.endOf(rowSpans[len(rowSpans)-1][1] - 1)
+		from := p.startOf(vi.suffixTok)
+		if len(vi.rowSpans) > 0 {
+			from = p.endOf(vi.rowSpans[len(vi.rowSpans)-1][1] - 1)
 		}
-		if !p.preEval(suf, from, p.end, roots, &st.Evals, p.conflictConstraint(s.OnConflictClause)...) {
-			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
+		if !p.preEval(suf, from, p.end, roots, evals, p.conflictConstraint(s.OnConflictClause)...) {
+			return nil, notSupported("The INSERT's ON CONFLICT clause could not be located.")
 		}
 		if oc := s.OnConflictClause; oc != nil {
 			for _, n := range oc.TargetList {
-				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == t.Key {
-					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
+				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == vi.t.Key {
+					return nil, pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed")
 				}
 			}
 		}
 	}
-	st.InsertSuffix = suf.done()
-	return st
+	return suf.done(), nil
 }
 
 // identityAlways is PostgreSQL's error for a value given to a GENERATED ALWAYS identity

@@ -13,16 +13,66 @@ import (
 // defaults that must be evaluated there, and each row's partition key in canonical form),
 // and the proxy splits the rows by shard.
 func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
+	si := &selectInsert{s: s, t: t}
+	for _, step := range []func(*selectInsert) *pgerr.Error{p.selectTargets, p.locateSelect} {
+		if err := step(si); err != nil {
+			return p.errorf(err)
+		}
+	}
+	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
+	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
+	if err := p.insertSource(si, refs, st); err != nil {
+		return p.errorf(err)
+	}
+	st.InsertPrefix = p.insertSelectPrefix(si, st.SourceCols)
+	var err *pgerr.Error
+	if st.InsertSuffix, err = p.insertSelectSuffix(si, &st.Evals); err != nil {
+		return p.errorf(err)
+	}
+	return st
+}
+
+// selectInsert is what planning an INSERT ... SELECT learns, step by step.
+type selectInsert struct {
+	s *pg_query.InsertStmt
+	t *metadata.Table
+
+	// cols are the target columns the SELECT gives values for; added the columns it
+	// leaves out whose defaults the coordinator evaluates (and the partition key's);
+	// keyGiven is set when the SELECT gives the partition key.
+	cols     []int
+	added    []int
+	keyGiven bool
+
+	// relTok is the target table's token; insStart the offset of the INSERT keyword
+	// (after any WITH clause); the SELECT is tokens [from, to).
+	relTok   int
+	insStart int
+	from, to int
+}
+
+// userValue reports whether the SELECT's value for column ci is replaced by the column's
+// default (an identity column with OVERRIDING USER VALUE).
+func (si *selectInsert) userValue(ci int) bool {
+	return si.t.Columns[ci].Identity != 0 && si.s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE
+}
+
+// selectTargets finds the target columns and the columns left to coordinator-evaluated
+// defaults, with the rules of identity columns: OVERRIDING USER VALUE replaces the
+// values given for them by their defaults; a value for a GENERATED ALWAYS one needs
+// OVERRIDING SYSTEM VALUE.
+func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
+	s, t := si.s, si.t
 	var cols []int
 	if len(s.Cols) > 0 {
 		for _, c := range s.Cols {
 			rt := unwrap(c).(*pg_query.ResTarget)
 			i := t.ColumnIndex(rt.Name)
 			if i < 0 {
-				return p.errorf(pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name))
+				return pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", rt.Name, t.Name)
 			}
 			if len(rt.Indirection) > 0 {
-				return p.errorf(notSupported("INSERT ... SELECT into parts of columns is not supported for distributed tables."))
+				return notSupported("INSERT ... SELECT into parts of columns is not supported for distributed tables.")
 			}
 			cols = append(cols, i)
 		}
@@ -33,23 +83,17 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			}
 		}
 	}
-	// Identity columns: OVERRIDING USER VALUE replaces the values given for them by their
-	// defaults; a value for a GENERATED ALWAYS one needs OVERRIDING SYSTEM VALUE.
 	for _, ci := range cols {
 		c := &t.Columns[ci]
 		if c.Identity == 'a' && s.Override == pg_query.OverridingKind_OVERRIDING_NOT_SET {
-			return p.errorf(identityAlways(c.Name))
+			return identityAlways(c.Name)
 		}
-	}
-	userValue := func(ci int) bool {
-		return t.Columns[ci].Identity != 0 && s.Override == pg_query.OverridingKind_OVERRIDING_USER_VALUE
 	}
 	given := map[int]bool{}
 	for _, c := range cols {
 		given[c] = true
 	}
-	keyGiven := given[t.KeyIndex] && !userValue(t.KeyIndex)
-	var added []int
+	si.keyGiven = given[t.KeyIndex] && !si.userValue(t.KeyIndex)
 	for i := range t.Columns {
 		c := &t.Columns[i]
 		if given[i] || c.Generated != 0 {
@@ -57,24 +101,29 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		}
 		if i == t.KeyIndex || c.Default != "" && !c.DefaultOnShard {
 			if i == t.KeyIndex && c.Default == "" {
-				return p.errorf(pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column"))
+				return pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
 			}
-			added = append(added, i)
+			si.added = append(si.added, i)
 		}
 	}
+	si.cols = cols
+	return nil
+}
 
-	// Locate the SELECT: after the column list (or the table), before ON CONFLICT or
-	// RETURNING.
+// locateSelect locates the SELECT: after the column list (or the table), before ON
+// CONFLICT or RETURNING.
+func (p *planner) locateSelect(si *selectInsert) *pgerr.Error {
+	s := si.s
 	relTok := p.tok(s.Relation.Location)
 	if relTok < 0 {
-		return p.errorf(notSupported("The INSERT's target could not be located."))
+		return notSupported("The INSERT's target could not be located.")
 	}
 	// The INSERT keyword: after the WITH clause, if any.
 	insStart := p.start
 	if s.WithClause != nil {
 		kw := relTok - 2
 		if kw <= p.firstTok() || !p.kw(kw, "insert") {
-			return p.errorf(notSupported("The INSERT's WITH clause could not be located."))
+			return notSupported("The INSERT's WITH clause could not be located.")
 		}
 		insStart = p.startOf(kw)
 	}
@@ -87,13 +136,13 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	}
 	if len(s.Cols) > 0 {
 		if !p.is(from, "(") {
-			return p.errorf(notSupported("The INSERT's column list could not be located."))
+			return notSupported("The INSERT's column list could not be located.")
 		}
 		from = p.matchParen(from) + 1
 	}
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
 		if !p.kw(from, "overriding") {
-			return p.errorf(notSupported("The INSERT's OVERRIDING clause could not be located."))
+			return notSupported("The INSERT's OVERRIDING clause could not be located.")
 		}
 		from += 3 // OVERRIDING { SYSTEM | USER } VALUE
 	}
@@ -104,30 +153,32 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	case s.OnConflictClause != nil:
 		to = p.tok(s.OnConflictClause.Location)
 		if !p.kw(to, "on") || !p.kw(to+1, "conflict") {
-			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
+			return notSupported("The INSERT's ON CONFLICT clause could not be located.")
 		}
 	case len(s.ReturningList) > 0:
 		rt, _ := unwrap(s.ReturningList[0]).(*pg_query.ResTarget)
 		if rt == nil {
-			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
+			return notSupported("The INSERT's RETURNING clause could not be located.")
 		}
 		to = p.tok(rt.Location) - 1
 		if !p.kw(to, "returning") {
-			return p.errorf(notSupported("The INSERT's RETURNING clause could not be located."))
+			return notSupported("The INSERT's RETURNING clause could not be located.")
 		}
 	}
 	if to <= from {
-		return p.errorf(notSupported("The INSERT's query could not be located."))
+		return notSupported("The INSERT's query could not be located.")
 	}
-	st := &Statement{Kind: Insert, Table: t.OID, Text: p.textTemplate(), Returning: len(s.ReturningList) > 0}
-	st.Commutes = !t.HasUnique && s.OnConflictClause == nil
+	si.relTok, si.insStart, si.from, si.to = relTok, insStart, from, to
+	return nil
+}
 
-	// The source query: every target column cast to its type, the added defaults, and the
-	// partition key's canonical form.
+// insertSource builds st's Source, SourceCols and Merge: the source query (every target
+// column cast to its type, the added defaults, and the partition key's canonical form),
+// over the distributed tables the WITH clause and the SELECT read, gathered on the
+// coordinator first (the target's own rows included, as they were before the statement).
+func (p *planner) insertSource(si *selectInsert, refs []tableRef, st *Statement) *pgerr.Error {
+	s, t := si.s, si.t
 	b := newBuilder(p.in, p.litIdx)
-	// Distributed tables the WITH clause and the SELECT read are gathered on the
-	// coordinator first (the target's own rows included, as they were before the
-	// statement).
 	var source []tableRef
 	for _, r := range refs {
 		if r.rv != s.Relation {
@@ -136,21 +187,21 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	}
 	g := p.newGatherer(source)
 	if s.WithClause != nil {
-		if !g.region(b, p.start, insStart) {
-			return p.errorf(notSupported("The INSERT's WITH clause could not be located."))
+		if !g.region(b, p.start, si.insStart) {
+			return notSupported("The INSERT's WITH clause could not be located.")
 		}
 		b.gen(" ")
 	}
 	b.gen("SELECT ")
 	var names []string
 	keyExpr := ""
-	for i, ci := range cols {
+	for i, ci := range si.cols {
 		c := &t.Columns[ci]
 		if i > 0 {
 			b.gen(", ")
 		}
 		src := "pgshard_src.s" + itoa(i+1)
-		if userValue(ci) {
+		if si.userValue(ci) {
 			// The source's value is ignored: the identity's next value goes in.
 			b.gen(c.Assign(c.Default))
 			names = append(names, "s"+itoa(i+1))
@@ -163,16 +214,16 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 			keyExpr = "(" + c.Assign(src) + ")::pg_catalog.text"
 		}
 	}
-	for k, ci := range added {
+	for k, ci := range si.added {
 		c := &t.Columns[ci]
-		if k > 0 || len(cols) > 0 {
+		if k > 0 || len(si.cols) > 0 {
 			b.gen(", ")
 		}
 		b.gen(c.Assign(c.Default))
 	}
 	keyCol := t.KeyColumn()
 	canon := pghash.CanonicalExpr(keyCol.HashType)
-	if keyGiven {
+	if si.keyGiven {
 		b.gen(", " + replaceParam(canon, keyExpr))
 	} else {
 		// The key is an added default: the coordinator evaluates the default once in the
@@ -180,8 +231,8 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 		b.gen(", NULL")
 	}
 	b.gen(" FROM (")
-	if !g.region(b, p.startOf(from), p.startOf(to-1)+len(p.tokText(to-1))) {
-		return p.errorf(notSupported("The INSERT's SELECT could not be located."))
+	if !g.region(b, p.startOf(si.from), p.startOf(si.to-1)+len(p.tokText(si.to-1))) {
+		return notSupported("The INSERT's SELECT could not be located.")
 	}
 	if len(g.pulls) > 0 {
 		st.Merge = &Merge{Kind: Gather, Pulls: g.pulls}
@@ -195,43 +246,49 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 	}
 	b.gen(")")
 	st.Source = b.done()
-	for _, ci := range cols {
-		st.SourceCols = append(st.SourceCols, ci)
-	}
-	st.SourceCols = append(st.SourceCols, added...)
+	st.SourceCols = append(st.SourceCols, si.cols...)
+	st.SourceCols = append(st.SourceCols, si.added...)
+	return nil
+}
 
-	// INSERT INTO <shard> AS <name> (columns) VALUES, and the suffix.
+// insertSelectPrefix builds "INSERT INTO <shard> AS <name> (columns) VALUES ".
+func (p *planner) insertSelectPrefix(si *selectInsert, cols []int) Template {
 	pre := newBuilder(p.in, p.litIdx)
-	pre.text(insStart, p.startOf(relTok))
+	pre.text(si.insStart, p.startOf(si.relTok))
 	pre.hole(SegTable, 0)
-	pre.gen(" AS " + QuoteIdent(s.Relation.Relname) + " (")
-	for i, ci := range st.SourceCols {
+	pre.gen(" AS " + QuoteIdent(si.s.Relation.Relname) + " (")
+	for i, ci := range cols {
 		if i > 0 {
 			pre.gen(", ")
 		}
-		pre.gen(QuoteIdent(t.Columns[ci].Name))
+		pre.gen(QuoteIdent(si.t.Columns[ci].Name))
 	}
 	pre.gen(") VALUES ")
-	st.InsertPrefix = pre.done()
+	return pre.done()
+}
+
+// insertSelectSuffix builds what follows the rows (ON CONFLICT ..., RETURNING ...), with
+// volatile values evaluated once (into evals).
+func (p *planner) insertSelectSuffix(si *selectInsert, evals *[]Eval) (Template, *pgerr.Error) {
+	s := si.s
 	suf := newBuilder(p.in, p.litIdx)
-	if to <= last {
+	if si.to <= p.lastTok() {
 		var roots []*pg_query.Node
 		if oc := s.OnConflictClause; oc != nil {
 			roots = append(roots, oc.TargetList...)
 			roots = append(roots, oc.WhereClause)
 			for _, n := range oc.TargetList {
-				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == t.Key {
-					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed"))
+				if rt, ok := unwrap(n).(*pg_query.ResTarget); ok && rt.Name == si.t.Key {
+					return nil, pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed")
 				}
 			}
 		}
 		suf.gen(" ")
-		if !p.preEval(suf, p.startOf(to), p.end, roots, &st.Evals, p.conflictConstraint(s.OnConflictClause)...) {
-			return p.errorf(notSupported("The INSERT's ON CONFLICT clause could not be located."))
+		if !p.preEval(suf, p.startOf(si.to), p.end, roots, evals, p.conflictConstraint(s.OnConflictClause)...) {
+			return nil, notSupported("The INSERT's ON CONFLICT clause could not be located.")
 		}
 	}
-	st.InsertSuffix = suf.done()
-	return st
+	return suf.done(), nil
 }
 
 // replaceParam substitutes expr for $1 in a canonical-form expression.

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/pgerr"
 	"github.com/pgshard/pgshard/router/pghash"
 )
 
@@ -27,10 +28,54 @@ type modifyParts struct {
 // The rows are found and changed in two steps, so a concurrent write to the same rows
 // between the steps is not seen by the first one.
 func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, parts modifyParts, refs []tableRef) *Statement {
-	returning := len(parts.returning) > 0
+	mc, err := p.locateModify(kind, rv, set, parts)
+	if err != nil {
+		return p.errorf(err)
+	}
+	alias := rv.Relname
+	if rv.Alias != nil {
+		alias = rv.Alias.Aliasname
+	}
+	qa := QuoteIdent(alias)
+	ident, byKey := rowIdentity(t)
+	g := p.newGatherer(refs)
+	src, cols, setCols, err := p.modifySource(kind, t, qa, ident, set, mc, g)
+	if err != nil {
+		return p.errorf(err)
+	}
+	return &Statement{
+		Kind: kind, Table: t.OID, Text: p.textTemplate(), Returning: len(parts.returning) > 0,
+		Source: src, SourceCols: cols, Shard: p.modifyShard(kind, t, qa, ident, byKey, cols, setCols, mc),
+		Merge: &Merge{Kind: Gather, Pulls: g.pulls},
+	}
+}
+
+// modifyClauses are the tokens of an UPDATE's or DELETE's parts: the statement keyword,
+// SET, FROM/USING, WHERE and RETURNING (-1 when absent), and the token after the
+// statement.
+type modifyClauses struct {
+	kwTok, setTok, fromTok, whereTok, retTok int
+	end                                      int
+}
+
+// next returns the first of cands after token i (the end of the statement when none is).
+func (mc *modifyClauses) next(i int, cands ...int) int {
+	best := mc.end
+	for _, c := range cands {
+		if c > i && c < best {
+			best = c
+		}
+	}
+	return best
+}
+
+// locateModify locates the statement keyword and the clauses after the target, from the
+// parse tree (a keyword scan would take the FROM of "SET x = a IS DISTINCT FROM b" for
+// the FROM clause).
+func (p *planner) locateModify(kind Kind, rv *pg_query.RangeVar, set []*pg_query.Node, parts modifyParts) (*modifyClauses, *pgerr.Error) {
 	ti := p.tok(rv.Location)
 	if ti < 0 {
-		return p.errorf(notSupported("The statement's table could not be located."))
+		return nil, notSupported("The statement's table could not be located.")
 	}
 	// The statement keyword, and the end of the target (with its alias).
 	kwTok := ti - 1
@@ -43,10 +88,7 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 	} else if rv.Alias != nil {
 		after++
 	}
-	// The clauses after the target, located from the parse tree (a keyword scan would
-	// take the FROM of "SET x = a IS DISTINCT FROM b" for the FROM clause).
-	last := p.lastTok()
-	setTok, fromTok, whereTok, retTok := -1, -1, -1, -1
+	mc := &modifyClauses{kwTok: kwTok, setTok: -1, fromTok: -1, whereTok: -1, retTok: -1, end: p.lastTok() + 1}
 	anchor := func(m protoreflect.Message, kws ...string) (int, bool) {
 		j := p.before(p.nodeStart(m))
 		for p.kw(j, "only") || p.kw(j, "lateral") {
@@ -61,42 +103,30 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 	}
 	ok := true
 	if kind == Update && len(set) > 0 {
-		setTok, ok = anchor(nodeMessage(set[0]), "set")
+		mc.setTok, ok = anchor(nodeMessage(set[0]), "set")
 	}
 	if ok && len(parts.from) > 0 {
-		fromTok, ok = anchor(nodeMessage(parts.from[0]), "from", "using")
+		mc.fromTok, ok = anchor(nodeMessage(parts.from[0]), "from", "using")
 	}
 	if ok && parts.where != nil {
-		whereTok, ok = anchor(nodeMessage(parts.where), "where")
+		mc.whereTok, ok = anchor(nodeMessage(parts.where), "where")
 	}
 	if ok && len(parts.returning) > 0 {
-		retTok, ok = anchor(nodeMessage(parts.returning[0]), "returning")
+		mc.retTok, ok = anchor(nodeMessage(parts.returning[0]), "returning")
 	}
 	if !ok {
-		return p.errorf(notSupported("The statement's clauses could not be located."))
+		return nil, notSupported("The statement's clauses could not be located.")
 	}
-	end := last + 1
-	next := func(i int, cands ...int) int {
-		best := end
-		for _, c := range cands {
-			if c > i && c < best {
-				best = c
-			}
-		}
-		return best
+	if kind == Update && mc.setTok < 0 {
+		return nil, notSupported("The UPDATE's SET clause could not be located.")
 	}
-	if kind == Update && setTok < 0 {
-		return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
-	}
-	alias := rv.Relname
-	if rv.Alias != nil {
-		alias = rv.Alias.Aliasname
-	}
-	qa := QuoteIdent(alias)
+	return mc, nil
+}
 
-	// Identity: the primary key (with the partition key), or every column.
-	var ident []int
-	byKey := len(t.PrimaryKey) > 0
+// rowIdentity returns the columns that identify a row of t: the primary key (with the
+// partition key; byKey), or every column.
+func rowIdentity(t *metadata.Table) (ident []int, byKey bool) {
+	byKey = len(t.PrimaryKey) > 0
 	if byKey {
 		ident = append(ident, t.PrimaryKey...)
 		found := false
@@ -111,15 +141,21 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 			ident = append(ident, i)
 		}
 	}
+	return ident, byKey
+}
 
-	g := p.newGatherer(refs)
-	src := newBuilder(p.in, p.litIdx)
-	if kwTok > p.firstTok() {
+// modifySource builds the coordinator query that finds the rows to change, over the
+// gathered tables: each row's identity (ident), for UPDATE its new values (setCols,
+// each cast to its column's type), and the partition key's canonical form. cols are the
+// table columns of its values (ident, then setCols).
+func (p *planner) modifySource(kind Kind, t *metadata.Table, qa string, ident []int, set []*pg_query.Node, mc *modifyClauses, g *gatherer) (src Template, cols, setCols []int, err *pgerr.Error) {
+	b := newBuilder(p.in, p.litIdx)
+	if mc.kwTok > p.firstTok() {
 		// WITH ...
-		if !g.region(src, p.start, p.startOf(kwTok)) {
-			return p.errorf(notSupported("The statement's WITH clause could not be located."))
+		if !g.region(b, p.start, p.startOf(mc.kwTok)) {
+			return nil, nil, nil, notSupported("The statement's WITH clause could not be located.")
 		}
-		src.gen(" ")
+		b.gen(" ")
 	}
 	// Each row once, however many rows of the other tables it joins (PostgreSQL changes
 	// it once): the rows go to the shards in batches, and a row met again in a later
@@ -128,59 +164,62 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 	for _, c := range ident {
 		identCols = append(identCols, qa+"."+QuoteIdent(t.Columns[c].Name))
 	}
-	src.gen("SELECT DISTINCT ON (" + strings.Join(identCols, ", ") + ") " + strings.Join(identCols, ", "))
-	cols := append([]int(nil), ident...)
+	b.gen("SELECT DISTINCT ON (" + strings.Join(identCols, ", ") + ") " + strings.Join(identCols, ", "))
+	cols = append([]int(nil), ident...)
 	// UPDATE: the new values, each cast to its column's type.
-	var setCols []int
 	if kind == Update {
-		entries := p.splitTop(setTok+1, next(setTok, fromTok, whereTok, retTok))
+		entries := p.splitTop(mc.setTok+1, mc.next(mc.setTok, mc.fromTok, mc.whereTok, mc.retTok))
 		if len(entries) != len(set) {
-			return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
+			return nil, nil, nil, notSupported("The UPDATE's SET clause could not be located.")
 		}
 		for i, e := range entries {
 			rt, ok := unwrap(set[i]).(*pg_query.ResTarget)
 			if !ok || len(rt.Indirection) > 0 || !p.is(e[0]+1, "=") {
-				return p.errorf(notSupported("Only SET column = expression is supported when an UPDATE reads other tables."))
+				return nil, nil, nil, notSupported("Only SET column = expression is supported when an UPDATE reads other tables.")
 			}
 			c := t.ColumnIndex(rt.Name)
 			if c < 0 {
-				return p.errorf(notSupported("The UPDATE's column %q could not be found.", rt.Name))
+				return nil, nil, nil, notSupported("The UPDATE's column %q could not be found.", rt.Name)
 			}
-			src.gen(", (")
+			b.gen(", (")
 			if _, def := unwrap(rt.Val).(*pg_query.SetToDefault); def {
 				if t.Columns[c].Default == "" {
-					src.gen("NULL")
+					b.gen("NULL")
 				} else {
-					src.gen(t.Columns[c].Default)
+					b.gen(t.Columns[c].Default)
 				}
-			} else if !g.region(src, p.startOf(e[0]+2), p.endOf(e[1]-1)) {
-				return p.errorf(notSupported("The UPDATE's SET clause could not be located."))
+			} else if !g.region(b, p.startOf(e[0]+2), p.endOf(e[1]-1)) {
+				return nil, nil, nil, notSupported("The UPDATE's SET clause could not be located.")
 			}
-			src.gen(")::" + t.Columns[c].TypeName)
+			b.gen(")::" + t.Columns[c].TypeName)
 			setCols = append(setCols, c)
 			cols = append(cols, c)
 		}
 	}
 	// The partition key's canonical form, for the proxy to hash.
 	key := t.KeyColumn()
-	src.gen(", " + replaceParam(pghash.CanonicalExpr(key.HashType), "("+qa+"."+QuoteIdent(key.Name)+"::"+key.TypeName+")::pg_catalog.text"))
-	src.gen(" FROM ")
-	src.hole(SegTable, g.pull(t))
-	src.gen(" " + qa)
-	if fromTok >= 0 {
-		src.gen(", ")
-		if !g.region(src, p.startOf(fromTok+1), p.endOf(next(fromTok, whereTok, retTok)-1)) {
-			return p.errorf(notSupported("The statement's FROM clause could not be located."))
+	b.gen(", " + replaceParam(pghash.CanonicalExpr(key.HashType), "("+qa+"."+QuoteIdent(key.Name)+"::"+key.TypeName+")::pg_catalog.text"))
+	b.gen(" FROM ")
+	b.hole(SegTable, g.pull(t))
+	b.gen(" " + qa)
+	if mc.fromTok >= 0 {
+		b.gen(", ")
+		if !g.region(b, p.startOf(mc.fromTok+1), p.endOf(mc.next(mc.fromTok, mc.whereTok, mc.retTok)-1)) {
+			return nil, nil, nil, notSupported("The statement's FROM clause could not be located.")
 		}
 	}
-	if whereTok >= 0 {
-		src.gen(" ")
-		if !g.region(src, p.startOf(whereTok), p.endOf(next(whereTok, retTok)-1)) {
-			return p.errorf(notSupported("The statement's WHERE clause could not be located."))
+	if mc.whereTok >= 0 {
+		b.gen(" ")
+		if !g.region(b, p.startOf(mc.whereTok), p.endOf(mc.next(mc.whereTok, mc.retTok)-1)) {
+			return nil, nil, nil, notSupported("The statement's WHERE clause could not be located.")
 		}
 	}
+	return b.done(), cols, setCols, nil
+}
 
-	// Each shard: the statement joined with the list of its rows (SegEval 0).
+// modifyShard builds the statement each shard runs: the UPDATE or DELETE joined with the
+// list of its rows to change (SegEval 0), whose columns are cols.
+func (p *planner) modifyShard(kind Kind, t *metadata.Table, qa string, ident []int, byKey bool, cols, setCols []int, mc *modifyClauses) Template {
 	sh := newBuilder(p.in, p.litIdx)
 	values := func() {
 		sh.gen("(VALUES ")
@@ -219,15 +258,11 @@ func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.T
 		}
 		sh.gen(identMatch(qa+"."+QuoteIdent(t.Columns[c].Name), "pgshard_v.pgshard_c"+itoa(i+1), t.Columns[c].TypeOID, !byKey))
 	}
-	if retTok >= 0 {
+	if mc.retTok >= 0 {
 		sh.gen(" ")
-		sh.text(p.startOf(retTok), p.endOf(last))
+		sh.text(p.startOf(mc.retTok), p.endOf(mc.end-1))
 	}
-	return &Statement{
-		Kind: kind, Table: t.OID, Text: p.textTemplate(), Returning: returning,
-		Source: src.done(), SourceCols: cols, Shard: sh.done(),
-		Merge: &Merge{Kind: Gather, Pulls: g.pulls},
-	}
+	return sh.done()
 }
 
 // identMatch is the condition that a shard row's column a holds the value b: equality

@@ -113,6 +113,11 @@ type Statement struct {
 	RunsCode bool
 	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
 	Chain bool
+	// PrepareTx marks PREPARE TRANSACTION (a Coordinator statement).
+	PrepareTx bool
+	// Locking marks a Select with FOR UPDATE, FOR SHARE and the like: it locks rows on
+	// the shards until the transaction ends.
+	Locking bool
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
 	// rows).
 	SetConfig bool

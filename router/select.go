@@ -37,7 +37,7 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 	if rv.Alias != nil {
 		alias = rv.Alias.Aliasname
 	}
-	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate()}
+	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0}
 	st.Filter = p.cond(s.WhereClause, t, alias)
 	p.holes = refs
 	b := newBuilder(p.in, p.litIdx)
@@ -462,24 +462,87 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 	if !ok || len(p.holes) != 1 || c.from < 0 || c.forKw >= 0 {
 		return nil
 	}
-	var cols []string
-	add := func(n *pg_query.Node) bool {
-		cr, ok := unwrap(n).(*pg_query.ColumnRef)
-		if !ok {
-			return false
-		}
-		name, ok := p.columnOf(cr, t, alias)
-		if !ok {
-			return false
-		}
-		for _, x := range cols {
-			if x == name {
-				return true
+	gc := &groupCols{p: p, t: t, alias: alias}
+	if !gc.fromStatement(s, aggs) {
+		return nil
+	}
+	distinctCol := func(a aggCall) bool {
+		for i, arg := range a.call.Args {
+			if _, ok := unwrap(arg).(*pg_query.A_Const); ok && i > 0 {
+				continue
+			}
+			if !gc.add(arg) {
+				return false
 			}
 		}
-		cols = append(cols, name)
-		return true
+		return a.filterFrom < 0
 	}
+	// Aggregates first: DISTINCT aggregates add grouping columns.
+	aggList := newBuilder(p.in, p.litIdx)
+	ncols := 0
+	finals, np := p.partials(aggList, aggs, t, func(n int) int { return ncols + n - 1 }, distinctCol)
+	if finals == nil || len(gc.names) == 0 && np == 0 {
+		return nil
+	}
+	ncols = len(gc.names)
+	shard := newBuilder(p.in, p.litIdx)
+	gc.partialList(shard, aggList, np)
+	if !p.fromWhere(shard, c, true) {
+		return nil
+	}
+	gc.groupBy(shard)
+	proto := newBuilder(p.in, p.litIdx)
+	gc.partialList(proto, aggList, np)
+	p.fromWhere(proto, c, false)
+	gc.groupBy(proto)
+
+	final := newBuilder(p.in, p.litIdx)
+	if !p.finalList(final, s, c, aggs, finals) {
+		return nil
+	}
+	final.gen(" FROM ")
+	final.hole(SegTable, 0)
+	final.gen(" " + QuoteIdent(alias) + " ")
+	p.copyReplacing(final, c.afterWhere(), c.end, aggs, finals)
+	return &Merge{
+		Kind:  Gather,
+		Pulls: []Pull{{Table: t.OID, Shard: shard.done(), Proto: proto.done()}},
+		Final: final.done(),
+	}
+}
+
+// groupCols are the columns of table t (referenced as alias) a grouped merge's shards
+// group by, each once, in order.
+type groupCols struct {
+	p     *planner
+	t     *metadata.Table
+	alias string
+	names []string
+}
+
+// add adds n, when it is a column of the table; ok is false when it is not.
+func (gc *groupCols) add(n *pg_query.Node) bool {
+	cr, ok := unwrap(n).(*pg_query.ColumnRef)
+	if !ok {
+		return false
+	}
+	name, ok := gc.p.columnOf(cr, gc.t, gc.alias)
+	if !ok {
+		return false
+	}
+	for _, x := range gc.names {
+		if x == name {
+			return true
+		}
+	}
+	gc.names = append(gc.names, name)
+	return true
+}
+
+// fromStatement adds the columns of s's GROUP BY (or of its SELECT DISTINCT list); it
+// returns false when s's shape has no grouped merge: a grouping item that is not a
+// column, DISTINCT ON, a "*" in the select list, an aggregate with parameters.
+func (gc *groupCols) fromStatement(s *pg_query.SelectStmt, aggs []aggCall) bool {
 	target := func(i int64) *pg_query.Node {
 		if i < 1 || int(i) > len(s.TargetList) {
 			return nil
@@ -493,10 +556,10 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 	group = func(n *pg_query.Node) bool {
 		switch g := unwrap(n).(type) {
 		case *pg_query.ColumnRef:
-			return add(n)
+			return gc.add(n)
 		case *pg_query.A_Const:
 			if iv, ok := g.Val.(*pg_query.A_Const_Ival); ok {
-				return add(target(int64(iv.Ival.Ival)))
+				return gc.add(target(int64(iv.Ival.Ival)))
 			}
 		case *pg_query.GroupingSet:
 			for _, x := range g.Content {
@@ -517,18 +580,18 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 	}
 	for _, g := range s.GroupClause {
 		if !group(g) {
-			return nil
+			return false
 		}
 	}
 	if len(s.DistinctClause) > 0 && len(aggs) == 0 && len(s.GroupClause) == 0 {
 		// SELECT DISTINCT of plain columns groups by them.
 		if len(s.DistinctClause) != 1 || unwrap(s.DistinctClause[0]) != nil {
-			return nil // DISTINCT ON
+			return false // DISTINCT ON
 		}
 		for _, n := range s.TargetList {
 			rt, ok := unwrap(n).(*pg_query.ResTarget)
-			if !ok || !add(rt.Val) {
-				return nil
+			if !ok || !gc.add(rt.Val) {
+				return false
 			}
 		}
 	}
@@ -536,86 +599,49 @@ func (p *planner) groupMerge(s *pg_query.SelectStmt, t *metadata.Table, rv *pg_q
 		if rt, ok := unwrap(n).(*pg_query.ResTarget); ok {
 			if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok {
 				if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
-					return nil
+					return false
 				}
 			}
 		}
 	}
 	for _, a := range aggs {
 		if hasParam(a.call.ProtoReflect()) {
-			return nil // the temporary table's definition cannot take parameters
+			return false // the temporary table's definition cannot take parameters
 		}
 	}
-	distinctCol := func(a aggCall) bool {
-		for i, arg := range a.call.Args {
-			if _, ok := unwrap(arg).(*pg_query.A_Const); ok && i > 0 {
-				continue
-			}
-			if !add(arg) {
-				return false
-			}
-		}
-		return a.filterFrom < 0
-	}
-	// Aggregates first: DISTINCT aggregates add grouping columns.
-	aggList := newBuilder(p.in, p.litIdx)
-	ncols := 0
-	finals, np := p.partials(aggList, aggs, t, func(n int) int { return ncols + n - 1 }, distinctCol)
-	if finals == nil || len(cols) == 0 && np == 0 {
-		return nil
-	}
-	ncols = len(cols)
-	partialList := func(b *builder) {
-		b.gen("SELECT ")
-		for i, col := range cols {
-			if i > 0 {
-				b.gen(", ")
-			}
-			b.gen(QuoteIdent(alias) + "." + QuoteIdent(col))
-		}
-		if np > 0 {
-			if len(cols) > 0 {
-				b.gen(", ")
-			}
-			b.segs = append(b.segs, aggList.segs...)
-		}
-		b.gen(" ")
-	}
-	groupBy := func(b *builder) {
-		if len(cols) == 0 {
-			return
-		}
-		b.gen(" GROUP BY ")
-		for i, col := range cols {
-			if i > 0 {
-				b.gen(", ")
-			}
-			b.gen(QuoteIdent(alias) + "." + QuoteIdent(col))
-		}
-	}
-	shard := newBuilder(p.in, p.litIdx)
-	partialList(shard)
-	if !p.fromWhere(shard, c, true) {
-		return nil
-	}
-	groupBy(shard)
-	proto := newBuilder(p.in, p.litIdx)
-	partialList(proto)
-	p.fromWhere(proto, c, false)
-	groupBy(proto)
+	return true
+}
 
-	final := newBuilder(p.in, p.litIdx)
-	if !p.finalList(final, s, c, aggs, finals) {
-		return nil
+// partialList writes the select list of the shards' partial query: the grouping columns,
+// then the np partial aggregates of aggList.
+func (gc *groupCols) partialList(b, aggList *builder, np int) {
+	b.gen("SELECT ")
+	for i, col := range gc.names {
+		if i > 0 {
+			b.gen(", ")
+		}
+		b.gen(QuoteIdent(gc.alias) + "." + QuoteIdent(col))
 	}
-	final.gen(" FROM ")
-	final.hole(SegTable, 0)
-	final.gen(" " + QuoteIdent(alias) + " ")
-	p.copyReplacing(final, c.afterWhere(), c.end, aggs, finals)
-	return &Merge{
-		Kind:  Gather,
-		Pulls: []Pull{{Table: t.OID, Shard: shard.done(), Proto: proto.done()}},
-		Final: final.done(),
+	if np > 0 {
+		if len(gc.names) > 0 {
+			b.gen(", ")
+		}
+		b.segs = append(b.segs, aggList.segs...)
+	}
+	b.gen(" ")
+}
+
+// groupBy writes the partial query's GROUP BY clause (none without grouping columns).
+func (gc *groupCols) groupBy(b *builder) {
+	if len(gc.names) == 0 {
+		return
+	}
+	b.gen(" GROUP BY ")
+	for i, col := range gc.names {
+		if i > 0 {
+			b.gen(", ")
+		}
+		b.gen(QuoteIdent(gc.alias) + "." + QuoteIdent(col))
 	}
 }
 

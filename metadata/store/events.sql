@@ -85,3 +85,38 @@ BEGIN
 	END IF;
 END
 $$;
+
+-- A shard table is named <table>_<shard id>; a distributed table renamed (in a function or
+-- straight on the coordinator: pgshard refuses ALTER TABLE ... RENAME itself) to a name
+-- that makes those names longer than PostgreSQL's 63 bytes would have them truncated on
+-- the workers, where they could name another table's shards (which the proxy would then
+-- write, truncate or drop for whoever uses the renamed table): refused.
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_long_shard_names() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	rel oid;
+BEGIN
+	SELECT r.oid INTO rel
+	FROM pg_event_trigger_ddl_commands() c
+	JOIN pg_class r ON r.oid = c.objid
+	JOIN pgs_distribution_metadata.shard s ON s.relation_id = r.oid
+	WHERE c.classid = 'pg_catalog.pg_class'::regclass
+	  AND octet_length(r.relname::text) + 1 + octet_length(s.id::text) > 63
+	LIMIT 1;
+	IF rel IS NOT NULL THEN
+		RAISE EXCEPTION 'the shard names of distributed table % would be longer than 63 bytes', rel::regclass
+			USING ERRCODE = 'name_too_long',
+			      DETAIL = 'Shard tables are named <table>_<shard id>; PostgreSQL would truncate longer names, which could then name other tables.';
+	END IF;
+END
+$$;
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'pgshard_refuse_long_shard_names') THEN
+		CREATE EVENT TRIGGER pgshard_refuse_long_shard_names ON ddl_command_end
+			WHEN TAG IN ('ALTER TABLE', 'ALTER INDEX') -- ALTER INDEX ... RENAME renames tables too
+			EXECUTE FUNCTION pgs_distribution_metadata.refuse_long_shard_names();
+	END IF;
+END
+$$;

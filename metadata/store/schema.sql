@@ -151,11 +151,21 @@ $$;
 
 -- guard_prototype adds the refusing triggers to a distributed table (if missing) and
 -- reports whether the table holds rows (which would be invisible through pgshard).
+-- It runs with pgshard's own rights, so it reads no rows (see below) and only of an
+-- ordinary table, locked first, so that nobody turns it into a view in between
+-- (PostgreSQL 15 does so for an empty table with CREATE RULE "_RETURN").
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.guard_prototype(rel oid) RETURNS boolean
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
 	found boolean;
 BEGIN
+	-- The lock CREATE TRIGGER takes, not waited for: the owner could hold it for as long
+	-- as it likes, and with it this connection of pgshard's.
+	EXECUTE pg_catalog.format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE NOWAIT', rel::pg_catalog.regclass);
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) rel AND c.relkind OPERATOR(pg_catalog.=) 'r') THEN
+		RAISE EXCEPTION 'cannot distribute relation: %', rel::pg_catalog.regclass
+			USING ERRCODE = 'wrong_object_type', DETAIL = 'Distributed relations must be regular tables.';
+	END IF;
 	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = rel AND tgname = 'pgshard_refuse_writes') THEN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_writes BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s
 			FOR EACH STATEMENT EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
@@ -164,7 +174,15 @@ BEGIN
 		EXECUTE pg_catalog.format('CREATE TRIGGER pgshard_refuse_rows BEFORE INSERT OR UPDATE OR DELETE ON %s
 			FOR EACH ROW EXECUTE FUNCTION pgs_distribution_metadata.refuse_prototype_write()', rel::pg_catalog.regclass);
 	END IF;
-	EXECUTE pg_catalog.format('SELECT EXISTS (SELECT 1 FROM %s)', rel::pg_catalog.regclass) INTO found;
+	-- Whether the table (or an inheritance child) may hold rows, from the size of its
+	-- files, not with a query over it: planning one evaluates the constant parts of its
+	-- index expressions and predicates (its owner's functions), with pgshard's rights. A
+	-- table whose rows were all deleted counts until VACUUM or TRUNCATE empties its files.
+	WITH RECURSIVE tree(rel) AS (
+		SELECT rel
+		UNION
+		SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent OPERATOR(pg_catalog.=) tree.rel)
+	SELECT pg_catalog.bool_or(pg_catalog.pg_relation_size(tree.rel) OPERATOR(pg_catalog.>) 0) INTO found FROM tree;
 	RETURN found;
 END
 $$;
@@ -232,7 +250,7 @@ BEGIN
 			IF pgs_distribution_metadata.guard_prototype(rel) THEN
 				RAISE WARNING 'the coordinator''s prototype of distributed table % holds rows, which pgshard does not see', rel::regclass;
 			END IF;
-		EXCEPTION WHEN insufficient_privilege THEN
+		EXCEPTION WHEN insufficient_privilege OR wrong_object_type OR lock_not_available THEN
 			RAISE WARNING 'pgshard could not guard the prototype of distributed table %: %', rel::regclass, SQLERRM;
 		END;
 	END LOOP;

@@ -88,7 +88,19 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // several proxies at once.
 func (s *Store) Migrate(ctx context.Context) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgshard.migrate'))"); err != nil {
+		// Migrations are serialized by a lock on a metadata table, which no role without
+		// access to the schema can take (any role may take an advisory lock, and keep
+		// proxies from starting); the first migration, before that table exists, by an
+		// advisory lock.
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT pg_catalog.to_regclass('pgs_distribution_metadata.generation') IS NOT NULL").Scan(&exists); err != nil {
+			return err
+		}
+		lock := "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgshard.migrate'))"
+		if exists {
+			lock = "LOCK TABLE pgs_distribution_metadata.generation IN SHARE ROW EXCLUSIVE MODE"
+		}
+		if _, err := tx.Exec(ctx, lock); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
@@ -550,9 +562,10 @@ func (s *Store) AddPartition(ctx context.Context, relid uint32, method byte, key
 	return err
 }
 
-// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key).
+// Advisory lock namespaces on the coordinator (the high byte of a bigint lock key; 1 was
+// shard creation's, which locks the partition row now: any role may take an advisory
+// lock).
 const (
-	lockCreateShards = 1
 	// LockShard is the namespace of shard write locks (see the proxy's lock manager).
 	LockShard = 2
 	// LockRepair is the namespace of shard repair locks.
@@ -565,6 +578,10 @@ func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(
 // ShardRange is the hash-token interval of a new shard.
 type ShardRange struct{ Min, Max int32 }
 
+// ErrCreatingShards is returned by CreateShards while another session creates the
+// table's shards.
+var ErrCreatingShards = errors.New("store: the table's shards are being created by another session")
+
 // CreateShards inserts shard rows for relid, lets place create the shard tables on the
 // workers, and records a finalized placement for every node place reports for each shard,
 // all in one coordinator transaction, so that a failure leaves no metadata behind. ok is
@@ -572,7 +589,16 @@ type ShardRange struct{ Min, Max int32 }
 func (s *Store) CreateShards(ctx context.Context, relid uint32, ranges []ShardRange,
 	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (ok bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", LockKey(lockCreateShards, int64(relid))); err != nil {
+		// The table's partition row, locked: no other role can (an advisory lock, anyone
+		// may take), and not waited for (a wait holds one of the few connections of this
+		// pool).
+		_, err := tx.Exec(ctx, `SELECT FROM pgs_distribution_metadata.partition
+			WHERE relation_id OPERATOR(pg_catalog.=) $1::pg_catalog.oid FOR UPDATE NOWAIT`, relid)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" {
+			return ErrCreatingShards
+		}
+		if err != nil {
 			return err
 		}
 		var n int

@@ -1,0 +1,17 @@
+-- Changing the partition key.
+UPDATE customers SET id = 2 WHERE id = 1
+
+-- ALTER of a distributed table.
+ALTER TABLE customers ADD COLUMN x int
+
+-- FOR UPDATE with LIMIT on several shards (without SKIP LOCKED).
+SELECT id FROM customers ORDER BY id LIMIT 1 FOR UPDATE
+
+-- NULL key in INSERT.
+INSERT INTO app.events VALUES (NULL, 1)
+
+-- pgshard's reserved word.
+SELECT 'pgshard-internal-statement'
+
+-- A syntax error, parsed only by the coordinator.
+SELEC * FROM customers

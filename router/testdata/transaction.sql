@@ -1,0 +1,23 @@
+BEGIN
+
+BEGIN ISOLATION LEVEL REPEATABLE READ
+
+START TRANSACTION READ ONLY
+
+COMMIT
+
+COMMIT AND CHAIN
+
+ROLLBACK
+
+SAVEPOINT s1
+
+RELEASE SAVEPOINT s1
+
+ROLLBACK TO SAVEPOINT s1
+
+-- A multi-statement string.
+BEGIN; UPDATE customers SET name = 'z' WHERE id = 3; COMMIT
+
+-- Statements on coordinator tables only are sent as one string.
+CREATE TABLE t (a int); INSERT INTO t VALUES (1)
