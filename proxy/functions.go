@@ -465,7 +465,7 @@ func (ss *session) masterCreateDistributedTable(ctx context.Context, table, colu
 	}
 	// Row security is not carried to the shards (they are read and written as plain
 	// tables): rows PostgreSQL would hide from other roles would be theirs to read.
-	rows, err = c.QueryParams(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1",
+	rows, err = c.QueryParams(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))}, nil)
 	if err != nil {
 		return err
