@@ -18,8 +18,8 @@
 //     partition in the metadata store.
 //   - master_create_worker_shards(table, shard_count, replication_factor): the table's
 //     owner. Reads the table's definition over a new coordinator connection as the
-//     client's user, places replica k of shard i on node (i+k) mod N (one more
-//     candidate when a node fails) and creates the
+//     client's user, places replica k of shard i on node (i+k) mod N
+//     (metadata.PlacementNodes, one more candidate when a node fails) and creates the
 //     shard tables on each worker as the client's user under SET LOCAL ROLE of the
 //     table's owner; the metadata is written in one store transaction.
 //   - master_copy_shard_placement(shard, source, port, target, port): superusers only.

@@ -443,16 +443,26 @@ type createdShard struct {
 	node  metadata.Node
 }
 
-// placeShards creates the shard tables: placement k of shard i goes to node (i+k) mod N;
+// placeShards creates the shard tables: placement k of shard i goes to node (i+k) mod N
+// over the nodes sorted by (name, port), metadata.PlacementNodes's rule;
 // when a node fails, the shard tries the next node, as pg_shard did (one extra attempt when
 // there are more nodes than replicas). Each node's tables are created in one transaction,
 // nodes in parallel, as role owner (the table's owner: the shards are the owner's, whoever
 // created them).
 func (e *Env) placeShards(ctx context.Context, def *ddl.Table, owner string, nodes []metadata.Node, ids []int64, rf int) ([][]metadata.Node, []createdShard, error) {
-	n := len(nodes)
 	attempts := rf
-	if n > rf {
+	if len(nodes) > rf {
 		attempts++
+	}
+	// The candidates of shard i, in order: metadata's placement rule, extended by the
+	// extra attempt.
+	cands := make([][]metadata.Node, len(ids))
+	for i := range ids {
+		c, err := metadata.PlacementNodes(nodes, i, attempts)
+		if err != nil {
+			return nil, nil, pgerr.Wrap(err, pgerr.InternalError, "could not place shard %d: %v", ids[i], err)
+		}
+		cands[i] = c
 	}
 	placed := make([][]metadata.Node, len(ids))
 	next := make([]int, len(ids)) // next candidate k per shard
@@ -462,7 +472,7 @@ func (e *Env) placeShards(ctx context.Context, def *ddl.Table, owner string, nod
 		work := map[metadata.Node][]int{}
 		for i := range ids {
 			for len(placed[i])+countPending(work, i) < rf && next[i] < attempts {
-				node := nodes[(i+next[i])%n]
+				node := cands[i][next[i]]
 				next[i]++
 				work[node] = append(work[node], i)
 			}
@@ -516,8 +526,8 @@ func (e *Env) placeShards(ctx context.Context, def *ddl.Table, owner string, nod
 	for i := range ids {
 		// Keep placements in candidate order (node (i+k) mod N).
 		order := map[metadata.Node]int{}
-		for k := 0; k < attempts; k++ {
-			order[nodes[(i+k)%n]] = k
+		for k, node := range cands[i] {
+			order[node] = k
 		}
 		ps := placed[i]
 		for a := 1; a < len(ps); a++ {
