@@ -76,6 +76,9 @@ func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router
 		if st.Listen {
 			ss.listening = true
 		}
+		if st.RunsCode {
+			defer ss.codeRan()
+		}
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	case router.SetVar:
 		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil))
@@ -226,6 +229,14 @@ func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) {
 	if res.err != nil && ss.tx == 'T' {
 		ss.tx = 'E'
 	}
+}
+
+// codeRan is called after a statement ran code of the client's on the coordinator: a
+// function may have called set_config(), which PostgreSQL does not report for every
+// setting (search_path), so the settings are read again before they reach a worker and
+// names resolved again.
+func (ss *session) codeRan() {
+	ss.settingsDirty, ss.namesDirty = true, true
 }
 
 // setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends

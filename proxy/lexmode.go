@@ -32,9 +32,13 @@ func (ss *session) lexMode() sqllex.Mode {
 	if scs == "off" {
 		m |= sqllex.NonStandard
 	}
-	clientOnly := clientOnlyEncoding(ss.clientEncoding())
-	if clientOnly {
+	enc := ss.clientEncoding()
+	clientOnly := clientOnlyEncoding(enc)
+	switch {
+	case clientOnly:
 		m |= sqllex.ClientOnlyEncoding
+	case enc != "" && enc != "UTF8" && enc != "SQL_ASCII":
+		m |= sqllex.ConvertedEncoding
 	}
 	bq := strings.ToLower(ss.settings.values["backslash_quote"])
 	switch {

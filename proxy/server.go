@@ -130,6 +130,9 @@ type Server struct {
 	conns      atomic.Int64
 	refusing   atomic.Int64
 	refusedLog atomic.Int64 // when a refusal was last logged (Unix ns)
+
+	// spoolFiles counts the temporary result files open in all sessions (spool.go).
+	spoolFiles atomic.Int64
 }
 
 // New connects to the coordinator, creates or upgrades the metadata schema and loads the

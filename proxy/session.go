@@ -138,6 +138,10 @@ type session struct {
 	// preparedBytes the estimated memory of its prepared statements (bounds.go).
 	tempBytes     int64
 	preparedBytes int64
+	// spoolMem are the bytes the session's spools keep in memory (at most work-mem);
+	// spoolFiles the temporary files they hold open (at most maxSessionSpoolFiles).
+	spoolMem   int64
+	spoolFiles int
 
 	// activePortal is the portal an Execute is running.
 	activePortal *portal

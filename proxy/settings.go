@@ -99,7 +99,12 @@ func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker
 	if ss.settingsErr != nil && (ss.coord == nil || c != ss.coord.Value()) {
 		return ss.settingsErr
 	}
-	if c.Settings == ss.settings.key {
+	// On a worker connection, a reported setting that changed since the settings were
+	// applied (a function of the client's turned standard_conforming_strings off, or set
+	// TimeZone, with set_config on a shard) was not pgshard's doing: the connection is
+	// back in the pool, so the next session would inherit it, and read statements as
+	// pgshard does not. Apply the session's settings afresh.
+	if c.Settings == ss.settings.key && (!worker || c.SettingsSeq == c.ParamsSeq) {
 		return nil
 	}
 	// RESET ALL leaves role and session_authorization alone; SET SESSION AUTHORIZATION
@@ -115,7 +120,7 @@ func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker
 	if err := c.Exec(ctx, sql); err != nil {
 		return err
 	}
-	c.Settings = ss.settings.key
+	c.Settings, c.SettingsSeq = ss.settings.key, c.ParamsSeq
 	return nil
 }
 

@@ -30,11 +30,12 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
 	case batch.AllCoordinator && ss.tx != 'E':
-		ddl, temp := false, true
+		ddl, temp, code := false, true, false
 		for _, st := range batch.Stmts {
 			if st.Listen {
 				ss.listening = true
 			}
+			code = code || st.RunsCode
 			if st.DDL {
 				ddl, temp = true, temp && st.TempDDL
 			}
@@ -56,6 +57,9 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		}
 		if ddl {
 			ss.namesChanged(temp)
+		}
+		if code {
+			ss.codeRan()
 		}
 	default:
 		ss.escapeWarnings(batch, in)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -21,30 +23,50 @@ import (
 const (
 	defaultWorkMem       = 4 << 20 // PostgreSQL's work_mem
 	defaultTempFileLimit = 1 << 30
+	// maxSessionSpoolFiles bounds the temporary files one session holds open (a file per
+	// portal set aside beyond work-mem, per shard of a sorted FOR UPDATE in a block, per
+	// placement of a write's answers): file descriptors are the process's, shared by
+	// every session and backend connection.
+	maxSessionSpoolFiles = 1024
 )
+
+// maxSpoolFiles bounds the temporary files open in all sessions together: a quarter of
+// the process's file descriptors (the rest are client and backend connections).
+var maxSpoolFiles = func() int64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur == 0 {
+		return 1024
+	}
+	return int64(max(r.Cur/4, 64))
+}()
 
 // A spool holds protocol frames the proxy must set aside and hand out later, in order:
 // the rest of a suspended portal's result when the session needs the portal's
 // connections for another statement, or the RETURNING rows of a write fetched in parts.
-// As PostgreSQL's tuplestore, it keeps up to workMem bytes in memory and writes the rest
-// to a temporary file. The file is removed from its directory as soon as it is created,
+// As PostgreSQL's tuplestore, it keeps up to memMax bytes in memory and writes the rest
+// to a temporary file; the session's spools together keep at most work-mem in memory
+// (memUsed), however many portals a session sets aside. The file is removed from its directory as soon as it is created,
 // so that it disappears with the spool (Close), with the session, or with the process,
 // whatever ends first; it is created with mode 0600. The session's files together are
 // bounded by its temp-file-limit; past it, Write fails with 53400 (tempFileLimitError).
 //
 // Frames are written with Write (a pgwire.Writer over the spool) and read back with Next.
 type spool struct {
-	mem    []byte
-	memMax int
-	dir    string
-	limit  int64  // bytes the session's files may hold together; < 0: no limit
-	used   *int64 // bytes in the session's files
-	f      *os.File
-	size   int64 // bytes written to f
-	n      int64 // bytes written in all
-	err    error
-	onFail func() // called once when the writes fail (the limit, the file)
-	log    *slog.Logger
+	mem     []byte
+	memMax  int
+	memUsed *int64 // bytes in memory in the session's spools
+	memAll  int64  // bound on *memUsed (work-mem)
+	dir     string
+	limit   int64  // bytes the session's files may hold together; < 0: no limit
+	used    *int64 // bytes in the session's files
+	files   *int   // files the session's spools hold open
+	all     *atomic.Int64
+	f       *os.File
+	size    int64 // bytes written to f
+	n       int64 // bytes written in all
+	err     error
+	onFail  func() // called once when the writes fail (the limit, the file)
+	log     *slog.Logger
 
 	r      *pgwire.Reader // reads the frames back (after the writes)
 	held   bool           // a frame read by Next was given back with Unread
@@ -66,10 +88,8 @@ func (s *Server) workMem() int {
 // newSpool returns an empty spool of the session.
 func (ss *session) newSpool() *spool {
 	cfg := &ss.srv.cfg
-	sp := &spool{memMax: cfg.WorkMem, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
-	if sp.memMax <= 0 {
-		sp.memMax = defaultWorkMem
-	}
+	sp := &spool{memMax: ss.srv.workMem(), memUsed: &ss.spoolMem, memAll: int64(ss.srv.workMem()),
+		files: &ss.spoolFiles, all: &ss.srv.spoolFiles, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
 	if sp.limit == 0 {
 		sp.limit = defaultTempFileLimit
 	}
@@ -88,9 +108,12 @@ func (sp *spool) Write(p []byte) (int, error) {
 	if sp.err != nil {
 		return 0, sp.err
 	}
-	if sp.f == nil && len(sp.mem)+len(p) <= sp.memMax {
+	if sp.f == nil && len(sp.mem)+len(p) <= sp.memMax && (sp.memUsed == nil || *sp.memUsed+int64(len(p)) <= sp.memAll) {
 		sp.mem = append(sp.mem, p...)
 		sp.n += int64(len(p))
+		if sp.memUsed != nil {
+			*sp.memUsed += int64(len(p))
+		}
 		return len(p), nil
 	}
 	if sp.limit >= 0 && *sp.used+int64(len(p)) > sp.limit {
@@ -101,12 +124,25 @@ func (sp *spool) Write(p []byte) (int, error) {
 		return 0, sp.err
 	}
 	if sp.f == nil {
+		if sp.files != nil && (*sp.files >= maxSessionSpoolFiles || sp.all.Load() >= maxSpoolFiles) {
+			sp.err = pgerr.New(pgerr.ConfigurationLimitExceeded, "too many results set aside in temporary files").
+				WithDetail("A session holds at most %d such files open, and pgshard at most %d.", maxSessionSpoolFiles, maxSpoolFiles).
+				WithHint("Read portals to their end, or close them, before running other statements.")
+			if sp.onFail != nil {
+				sp.onFail()
+			}
+			return 0, sp.err
+		}
 		f, err := os.CreateTemp(sp.dir, "pgshard-result-*")
 		if err != nil {
 			return 0, sp.fileError("create", err)
 		}
 		os.Remove(f.Name()) // open until Close; gone from the directory already
 		sp.f = f
+		if sp.files != nil {
+			*sp.files++
+			sp.all.Add(1)
+		}
 	}
 	n, err := sp.f.Write(p)
 	sp.size += int64(n)
@@ -247,11 +283,18 @@ func (sp *spool) Close() {
 		return
 	}
 	sp.closed = true
+	if sp.memUsed != nil {
+		*sp.memUsed -= int64(len(sp.mem))
+	}
 	sp.mem, sp.heldB, sp.r, sp.scratch = nil, nil, nil, nil
 	if sp.f != nil {
 		sp.f.Close()
 		sp.f = nil
 		*sp.used -= sp.size
+		if sp.files != nil {
+			*sp.files--
+			sp.all.Add(-1)
+		}
 	}
 }
 

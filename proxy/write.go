@@ -961,7 +961,7 @@ func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind r
 	}
 	// The schema first, as PostgreSQL looks the name up before it checks the table: a
 	// role that may not use the schema hears of the schema only.
-	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE'), pg_catalog.%s(c.oid, '%s') FROM pg_catalog.pg_class c WHERE c.oid = %d::pg_catalog.oid", fn, priv, table))
+	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE'), pg_catalog.%s(c.oid, '%s') FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) %d::pg_catalog.oid", fn, priv, table))
 	if err != nil {
 		if backend.Unavailable(err) {
 			return nil

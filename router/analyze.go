@@ -56,7 +56,31 @@ func (p *planner) statement(raw *pg_query.RawStmt) *Statement {
 	st := p.plan(root)
 	st.DDL = changesNames(root)
 	st.TempDDL = st.DDL && createsTemp(root)
+	st.RunsCode = st.Kind == Coordinator && runsCode(root)
 	return st
+}
+
+// runsCode reports whether a statement may run code of the client's on the coordinator
+// (a function, an operator, a cast to a domain with a CHECK, a view's or a trigger's
+// function, a DO block, a procedure), which may change session settings with
+// set_config() behind the proxy's back: anything but constants and utility statements
+// that run none.
+func runsCode(root protoreflect.Message) bool {
+	switch root.Interface().(type) {
+	case *pg_query.DoStmt, *pg_query.CallStmt, *pg_query.InsertStmt, *pg_query.UpdateStmt,
+		*pg_query.DeleteStmt, *pg_query.MergeStmt, *pg_query.CopyStmt:
+		return true
+	}
+	found := false
+	walk(root, func(m protoreflect.Message, _ []frame) bool {
+		switch m.Interface().(type) {
+		case *pg_query.FuncCall, *pg_query.A_Expr, *pg_query.TypeCast, *pg_query.RangeVar,
+			*pg_query.RangeFunction, *pg_query.SubLink, *pg_query.DoStmt, *pg_query.CallStmt:
+			found = true
+		}
+		return !found
+	})
+	return found
 }
 
 // createsTemp reports a statement that creates a temporary table (which changes where

@@ -107,6 +107,10 @@ type Statement struct {
 	DDL bool
 	// TempDDL marks DDL that creates a temporary table: only its session's names change.
 	TempDDL bool
+	// RunsCode marks a Coordinator statement that may run the client's code there (see
+	// runsCode): settings it changes with set_config() are not all reported (search_path
+	// is not), so the session reads them back before the next worker or name lookup.
+	RunsCode bool
 	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
 	Chain bool
 	// PrepareTx marks PREPARE TRANSACTION (a Coordinator statement).

@@ -172,7 +172,7 @@ func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Bat
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
 			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
 	}
-	if sess.Lex&sqllex.ClientOnlyEncoding != 0 && snap.HasTables() && !ascii(text) {
+	if sess.Lex&(sqllex.ClientOnlyEncoding|sqllex.ConvertedEncoding) != 0 && snap.HasTables() && !ascii(text) {
 		// A backslash in the second byte of a character would be an escape to pgshard
 		// and not to PostgreSQL: the statement could mean something else here.
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.FeatureNotSupported,
@@ -264,7 +264,9 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 			b.AllCoordinator = false
 			b.Stmts[0].Unparsed = true
 		}
-		return b, false
+		// The batch holds the text as it is, literals and all: it serves that text
+		// only, never another of the same shape (whose literals it would replace).
+		return b, true
 	}
 	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
 	for i, ti := range in.Lits {

@@ -46,6 +46,9 @@ type Conn struct {
 	TxStatus byte
 	// Settings identifies the session settings applied to this connection (see proxy).
 	Settings string
+	// SettingsSeq is ParamsSeq when Settings were applied: a ParameterStatus since then
+	// means something else (a function the client called, say) changed a setting.
+	SettingsSeq uint64
 	// MapError, if set, rewrites the errors this connection's server reports (a
 	// worker's errors name shard tables and constraints; the client knows the
 	// distributed table's names). It reports whether it changed anything.

@@ -297,6 +297,20 @@ func (e *Env) masterCreateDistributedTable(ctx context.Context, table, column st
 		return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot hash values of type %s", typName).
 			WithHint("Partition columns may be of type smallint, integer, bigint, numeric, real, double precision, text, varchar, char, name, bytea, boolean, \"char\", oid, uuid, date, time, timestamp or timestamptz (or a domain over one of them).")
 	}
+	// Under a nondeterministic collation PostgreSQL hashes and compares text by the
+	// collation ('abc' = 'ABC'), pgshard by its bytes: equal keys would land on
+	// different shards, past the shards' unique constraints and the router's pruning.
+	rows, err = e.Client.Query(ctx, `SELECT co.collname FROM pg_catalog.pg_attribute a
+		JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
+		WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.=) $2::pg_catalog.int2 AND NOT co.collisdeterministic`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))})
+	if err != nil {
+		return err
+	}
+	if len(rows) > 0 {
+		return pgerr.New(pgerr.FeatureNotSupported, "partition column %q may not use a nondeterministic collation", column).
+			WithDetail("Values equal under collation %q may differ in their bytes, which pgshard hashes.", string(rows[0][0]))
+	}
 	// The prototype must stay empty: rows in it would be invisible through pgshard.
 	rows, err = e.Client.Query(ctx, "SELECT EXISTS (SELECT 1 FROM "+router.QuoteIdent(schema)+"."+router.QuoteIdent(rel)+")", nil)
 	if err != nil {
@@ -328,7 +342,7 @@ func (e *Env) masterCreateDistributedTable(ctx context.Context, table, column st
 	}
 	// Row security is not carried to the shards (they are read and written as plain
 	// tables): rows PostgreSQL would hide from other roles would be theirs to read.
-	rows, err = e.Client.Query(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid = $1",
+	rows, err = e.Client.Query(ctx, "SELECT relrowsecurity OR relforcerowsecurity FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid",
 		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10))})
 	if err != nil {
 		return err

@@ -65,6 +65,12 @@ const (
 	// character as one, pgshard's scanner (which reads bytes) as two, the second of which
 	// may be a backslash. The router does not read non-ASCII statements in it.
 	ClientOnlyEncoding
+	// ConvertedEncoding is any other client_encoding but UTF8 and SQL_ASCII: PostgreSQL
+	// converts a statement's bytes to the server's encoding before it reads them, and
+	// pgshard, which reads UTF-8, would route and hash the bytes as they came (LATIN1
+	// "\xc3\xa9" is "Ã©" to PostgreSQL, "é" as UTF-8). The router does not read
+	// non-ASCII statements in it either.
+	ConvertedEncoding
 )
 
 // Literal reports whether the token is a constant (string, bit string or number).
@@ -507,14 +513,26 @@ func Portable(sql string, toks []Token, i int) string {
 		s = strings.ReplaceAll(s, `\`, `\\`)
 	}
 	if i == head {
-		if t.Start > 0 && isIdentCont(sql[t.Start-1]) {
-			// N'...' (nchar 'x') or select'x': the E must not join the word.
+		switch {
+		case nationalPrefix(sql, int(t.Start)):
+			// N'...' is the keyword NCHAR and a string (PostgreSQL's lexer splits it
+			// so): "N E'...'" would read as a string of type n. The N and "CHAR"
+			// spell the keyword out, which an E'...' string may follow.
+			s = "CHAR E" + s
+		case t.Start > 0 && isIdentCont(sql[t.Start-1]):
+			// select'x': the E must not join the word.
 			s = " E" + s
-		} else {
+		default:
 			s = "E" + s
 		}
 	}
 	return s
+}
+
+// nationalPrefix reports whether the quote at sql[q] opens an N'...' string: an N or n
+// right before it that no identifier character precedes.
+func nationalPrefix(sql string, q int) bool {
+	return q > 0 && (sql[q-1] == 'n' || sql[q-1] == 'N') && (q == 1 || !isIdentCont(sql[q-2]))
 }
 
 // continues reports whether string token t continues string token prev: PostgreSQL joins
