@@ -249,70 +249,12 @@ func (e *Env) masterCreateDistributedTable(ctx context.Context, table, column st
 	default:
 		return pgerr.New(pgerr.InvalidParameterValue, "unrecognized table partition type: %c", m)
 	}
-	// The partition column needs a default hash operator class for its type, found as
-	// PostgreSQL's GetDefaultOpClass (and so pg_shard) finds it: for the base type under
-	// any domains, one for the type itself, else exactly one whose input type the type
-	// is binary-coercible to (varchar uses text_ops), preferring the category's
-	// preferred type.
-	rows, err := e.Client.Query(ctx, `WITH RECURSIVE col AS (
-			SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
-			WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND NOT a.attisdropped),
-		chain(oid, depth) AS (
-			SELECT atttypid, 0 FROM col
-			UNION ALL
-			SELECT t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd'),
-		base AS (SELECT oid FROM chain ORDER BY depth DESC LIMIT 1),
-		cands AS (
-			SELECT o.opcintype OPERATOR(pg_catalog.=) base.oid AS exact, it.typispreferred AS preferred
-			FROM base, pg_catalog.pg_opclass o
-			JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) o.opcmethod
-			JOIN pg_catalog.pg_type it ON it.oid OPERATOR(pg_catalog.=) o.opcintype
-			WHERE am.amname OPERATOR(pg_catalog.=) 'hash' AND o.opcdefault
-			  AND (o.opcintype OPERATOR(pg_catalog.=) base.oid OR EXISTS (
-			        SELECT 1 FROM pg_catalog.pg_cast pc
-			        WHERE pc.castsource OPERATOR(pg_catalog.=) base.oid AND pc.casttarget OPERATOR(pg_catalog.=) o.opcintype AND pc.castmethod OPERATOR(pg_catalog.=) 'b')))
-		SELECT col.attnum, base.oid, pg_catalog.format_type(col.atttypid, NULL),
-			(SELECT pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 1
-			     OR (pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 0
-			         AND (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 1
-			              OR (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 0 AND pg_catalog.count(*) OPERATOR(pg_catalog.=) 1))) FROM cands)
-		FROM col, base`,
-		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(column)})
+	attnum, err := e.partitionColumn(ctx, oid, rel, column)
 	if err != nil {
 		return err
-	}
-	if len(rows) == 0 {
-		return pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", column, rel)
-	}
-	attnum, _ := strconv.Atoi(string(rows[0][0]))
-	typ, _ := strconv.ParseUint(string(rows[0][1]), 10, 32)
-	typName := string(rows[0][2])
-	if attnum < 0 {
-		return pgerr.New(pgerr.InvalidColumnReference, "column %q of relation %q is a system column", column, rel)
-	}
-	if string(rows[0][3]) != "t" {
-		return pgerr.New(pgerr.UndefinedObject, "data type %s has no default operator class for specified partition method", typName)
-	}
-	if !pghash.Supported(uint32(typ)) {
-		return pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot hash values of type %s", typName).
-			WithHint("Partition columns may be of type smallint, integer, bigint, numeric, real, double precision, text, varchar, char, name, bytea, boolean, \"char\", oid, uuid, date, time, timestamp or timestamptz (or a domain over one of them).")
-	}
-	// Under a nondeterministic collation PostgreSQL hashes and compares text by the
-	// collation ('abc' = 'ABC'), pgshard by its bytes: equal keys would land on
-	// different shards, past the shards' unique constraints and the router's pruning.
-	rows, err = e.Client.Query(ctx, `SELECT co.collname FROM pg_catalog.pg_attribute a
-		JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
-		WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.=) $2::pg_catalog.int2 AND NOT co.collisdeterministic`,
-		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))})
-	if err != nil {
-		return err
-	}
-	if len(rows) > 0 {
-		return pgerr.New(pgerr.FeatureNotSupported, "partition column %q may not use a nondeterministic collation", column).
-			WithDetail("Values equal under collation %q may differ in their bytes, which pgshard hashes.", string(rows[0][0]))
 	}
 	// The prototype must stay empty: rows in it would be invisible through pgshard.
-	rows, err = e.Client.Query(ctx, "SELECT EXISTS (SELECT 1 FROM "+router.QuoteIdent(schema)+"."+router.QuoteIdent(rel)+")", nil)
+	rows, err := e.Client.Query(ctx, "SELECT EXISTS (SELECT 1 FROM "+router.QuoteIdent(schema)+"."+router.QuoteIdent(rel)+")", nil)
 	if err != nil {
 		return err
 	}
@@ -370,6 +312,74 @@ func (e *Env) masterCreateDistributedTable(ctx context.Context, table, column st
 		return err
 	}
 	return e.Store.Reload(ctx)
+}
+
+// partitionColumn checks that column of table oid (rel) can be its partition column, as
+// pg_shard checks it, in the client's coordinator session, and returns its attnum.
+func (e *Env) partitionColumn(ctx context.Context, oid uint32, rel, column string) (int, error) {
+	// The partition column needs a default hash operator class for its type, found as
+	// PostgreSQL's GetDefaultOpClass (and so pg_shard) finds it: for the base type under
+	// any domains, one for the type itself, else exactly one whose input type the type
+	// is binary-coercible to (varchar uses text_ops), preferring the category's
+	// preferred type.
+	rows, err := e.Client.Query(ctx, `WITH RECURSIVE col AS (
+			SELECT a.attnum, a.atttypid FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name AND NOT a.attisdropped),
+		chain(oid, depth) AS (
+			SELECT atttypid, 0 FROM col
+			UNION ALL
+			SELECT t.typbasetype, ch.depth OPERATOR(pg_catalog.+) 1 FROM chain ch JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) ch.oid WHERE t.typtype OPERATOR(pg_catalog.=) 'd'),
+		base AS (SELECT oid FROM chain ORDER BY depth DESC LIMIT 1),
+		cands AS (
+			SELECT o.opcintype OPERATOR(pg_catalog.=) base.oid AS exact, it.typispreferred AS preferred
+			FROM base, pg_catalog.pg_opclass o
+			JOIN pg_catalog.pg_am am ON am.oid OPERATOR(pg_catalog.=) o.opcmethod
+			JOIN pg_catalog.pg_type it ON it.oid OPERATOR(pg_catalog.=) o.opcintype
+			WHERE am.amname OPERATOR(pg_catalog.=) 'hash' AND o.opcdefault
+			  AND (o.opcintype OPERATOR(pg_catalog.=) base.oid OR EXISTS (
+			        SELECT 1 FROM pg_catalog.pg_cast pc
+			        WHERE pc.castsource OPERATOR(pg_catalog.=) base.oid AND pc.casttarget OPERATOR(pg_catalog.=) o.opcintype AND pc.castmethod OPERATOR(pg_catalog.=) 'b')))
+		SELECT col.attnum, base.oid, pg_catalog.format_type(col.atttypid, NULL),
+			(SELECT pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 1
+			     OR (pg_catalog.count(*) FILTER (WHERE exact) OPERATOR(pg_catalog.=) 0
+			         AND (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 1
+			              OR (pg_catalog.count(*) FILTER (WHERE preferred) OPERATOR(pg_catalog.=) 0 AND pg_catalog.count(*) OPERATOR(pg_catalog.=) 1))) FROM cands)
+		FROM col, base`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(column)})
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) == 0 {
+		return 0, pgerr.New(pgerr.UndefinedColumn, "column %q of relation %q does not exist", column, rel)
+	}
+	attnum, _ := strconv.Atoi(string(rows[0][0]))
+	typ, _ := strconv.ParseUint(string(rows[0][1]), 10, 32)
+	typName := string(rows[0][2])
+	if attnum < 0 {
+		return 0, pgerr.New(pgerr.InvalidColumnReference, "column %q of relation %q is a system column", column, rel)
+	}
+	if string(rows[0][3]) != "t" {
+		return 0, pgerr.New(pgerr.UndefinedObject, "data type %s has no default operator class for specified partition method", typName)
+	}
+	if !pghash.Supported(uint32(typ)) {
+		return 0, pgerr.New(pgerr.FeatureNotSupported, "pgshard cannot hash values of type %s", typName).
+			WithHint("Partition columns may be of type smallint, integer, bigint, numeric, real, double precision, text, varchar, char, name, bytea, boolean, \"char\", oid, uuid, date, time, timestamp or timestamptz (or a domain over one of them).")
+	}
+	// Under a nondeterministic collation PostgreSQL hashes and compares text by the
+	// collation ('abc' = 'ABC'), pgshard by its bytes: equal keys would land on
+	// different shards, past the shards' unique constraints and the router's pruning.
+	rows, err = e.Client.Query(ctx, `SELECT co.collname FROM pg_catalog.pg_attribute a
+		JOIN pg_catalog.pg_collation co ON co.oid OPERATOR(pg_catalog.=) a.attcollation
+		WHERE a.attrelid OPERATOR(pg_catalog.=) $1::pg_catalog.oid AND a.attnum OPERATOR(pg_catalog.=) $2::pg_catalog.int2 AND NOT co.collisdeterministic`,
+		[][]byte{[]byte(strconv.FormatUint(uint64(oid), 10)), []byte(strconv.Itoa(attnum))})
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) > 0 {
+		return 0, pgerr.New(pgerr.FeatureNotSupported, "partition column %q may not use a nondeterministic collation", column).
+			WithDetail("Values equal under collation %q may differ in their bytes, which pgshard hashes.", string(rows[0][0]))
+	}
+	return attnum, nil
 }
 
 // masterCreateWorkerShards creates a table's shards: shard_count hash ranges, each placed
