@@ -21,8 +21,9 @@
 //     merged, and replicated writes with placement failure handling.
 //   - outcome.go: the write failure model as pure decisions: from what each placement
 //     answered, the client's answer and the placements to mark inactive.
-//   - functions.go and admin.go: pgshard's SQL functions (master_add_node, ...) and admin
-//     statements (SHOW NODES, REPAIR SHARD, ...).
+//   - functions.go and control.go: the session's side of pgshard's SQL functions
+//     (master_add_node, ...) and admin statements (SHOW NODES, REPAIR SHARD, ...): the
+//     argument query, and adapters to package control (proxy/control), which runs them.
 //
 // A session runs on one goroutine, which owns all of its state; fan-out to several
 // backends runs on goroutines that the statement waits for before it returns.

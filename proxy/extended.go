@@ -12,6 +12,7 @@ import (
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
 	"github.com/pgshard/pgshard/router"
 )
@@ -199,7 +200,7 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 // prepare plans a statement text for the session's namespace.
 func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32) (*prepared, error) {
 	ps := &prepared{name: name, sql: sql, oids: oids}
-	if isAdmin(sql) {
+	if control.IsAdmin(sql) {
 		ps.admin = sql
 		return ps, nil
 	}
@@ -352,7 +353,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	var err error
 	switch {
 	case ps.admin != "":
-		d.fields = adminFields(ps.admin)
+		d.fields = control.Fields(ps.admin)
 	case ps.st == nil:
 	default:
 		switch ps.st.Kind {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
 )
 
@@ -37,7 +38,7 @@ func FuzzFrontendParsing(f *testing.F) {
 			_ = unknown
 		}
 		parseOptions(string(data))
-		adminCommand(string(data))
+		control.Command(string(data))
 		cstring(data)
 		decodeBackendError(data)
 	})

@@ -20,11 +20,7 @@ const maxLines = 150
 // "package-relative-dir.Receiver.Name" (see funcName). Each entry is a debt:
 // split the function and delete the entry. Entries whose function is short
 // enough make the test fail, so the list can only shrink.
-var allowlist = map[string]bool{
-	// Grew past the limit with the nondeterministic-collation check; the control-plane
-	// package move splits it.
-	"proxy.session.masterCreateDistributedTable": true,
-}
+var allowlist = map[string]bool{}
 
 type funcLen struct {
 	name  string // dir.Recv.Name

@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"context"
@@ -26,10 +26,10 @@ type adminCol struct {
 	oid  uint32
 }
 
-// adminCommand recognises pgshard's admin statements (before any parsing): it returns
+// Command recognises pgshard's admin statements (before any parsing): it returns
 // the command ("SHOW NODES", "REPAIR SHARD", ...) and its argument. Comments and whitespace
 // may come anywhere, as in SQL, and semicolons at the end.
-func adminCommand(q string) (cmd, arg string, ok bool) {
+func Command(q string) (cmd, arg string, ok bool) {
 	if len(q) > 4096 || !adminStart(q) {
 		return "", "", false
 	}
@@ -103,9 +103,9 @@ func adminStart(q string) bool {
 	return false
 }
 
-// isAdmin reports whether q is an admin statement.
-func isAdmin(q string) bool {
-	_, _, ok := adminCommand(q)
+// IsAdmin reports whether q is an admin statement.
+func IsAdmin(q string) bool {
+	_, _, ok := Command(q)
 	return ok
 }
 
@@ -132,9 +132,9 @@ var adminColumns = map[string][]adminCol{
 		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}},
 }
 
-// adminFields describes an admin statement's result columns.
-func adminFields(q string) []pgproto3.FieldDescription {
-	cmd, _, _ := adminCommand(q)
+// Fields describes an admin statement's result columns (for Describe).
+func Fields(q string) []pgproto3.FieldDescription {
+	cmd, _, _ := Command(q)
 	return fieldsOf(adminColumns[cmd])
 }
 
@@ -153,42 +153,41 @@ func fieldsOf(cols []adminCol) []pgproto3.FieldDescription {
 	return out
 }
 
-// admin answers an admin statement. It reports false for anything else, which then runs
-// as SQL (so "SHOW work_mem" still reaches the coordinator).
-func (ss *session) admin(ctx context.Context, q string) bool {
-	cmd, arg, ok := adminCommand(q)
-	if !ok {
-		return false
-	}
+// Admin answers the admin statement cmd (as Command returns it) with argument arg.
+//
+// Who may run what: superuserAdmin's statements are for superusers only (checked first,
+// before anything is read); SHOW SHARDS and SHOW VERSION are for everyone; SHOW POOLS
+// shows an ordinary role only its own pools. The SHOW statements read the current
+// snapshot, the pools and the counters in the proxy; SHOW REPAIRS reads the metadata
+// store over pgshard's connection; REPAIR SHARD runs the repairer (pgshard's connections,
+// the client's user for the workers).
+func (e *Env) Admin(ctx context.Context, cmd, arg string) error {
+	// Security check: the superuser-only statements, before any argument is looked at.
 	if detail, ok := superuserAdmin[cmd]; ok {
-		if err := ss.requireSuperuser(ctx, "permission denied to run "+cmd, detail); err != nil {
-			ss.sendError(err)
-			return true
+		if err := e.requireSuperuser(ctx, "permission denied to run "+cmd, detail); err != nil {
+			return err
 		}
 	}
-	var err error
 	switch cmd {
 	case "SHOW NODES":
-		err = ss.showNodes()
+		return e.showNodes()
 	case "SHOW SHARDS":
-		err = ss.showShards(arg)
+		return e.showShards(arg)
 	case "SHOW PLACEMENTS":
-		err = ss.showPlacements(arg)
+		return e.showPlacements(arg)
 	case "SHOW REPAIRS":
-		err = ss.showRepairs(ctx)
+		return e.showRepairs(ctx)
 	case "SHOW POOLS":
-		err = ss.showPools(ctx)
+		return e.showPools(ctx)
 	case "SHOW STATS":
-		err = ss.showStats()
+		return e.showStats()
 	case "SHOW VERSION":
-		ss.adminRows("SHOW", adminColumns[cmd], [][]string{{"pgshard " + Version}})
+		e.adminRows("SHOW", adminColumns[cmd], [][]string{{"pgshard " + e.Version}})
+		return nil
 	case "REPAIR SHARD":
-		err = ss.repairShardStatement(ctx, arg)
+		return e.repairShard(ctx, arg)
 	}
-	if err != nil {
-		ss.sendError(err)
-	}
-	return true
+	return nil
 }
 
 // superuserAdmin are the admin statements for superusers only (PgBouncer keeps its whole
@@ -205,29 +204,18 @@ var superuserAdmin = map[string]string{
 
 // adminRows sends a result set of text values (with its RowDescription, unless it answers
 // an Execute: Describe gave that).
-func (ss *session) adminRows(tag string, cols []adminCol, rows [][]string) {
+func (e *Env) adminRows(tag string, cols []adminCol, rows [][]string) {
 	values := make([][][]byte, len(rows))
 	for i, r := range rows {
 		for _, v := range r {
 			values[i] = append(values[i], []byte(v))
 		}
 	}
-	ss.adminValues(tag, cols, values)
+	e.Client.Rows(tag, fieldsOf(cols), values)
 }
 
-// adminValues is adminRows with values that may be NULL (nil).
-func (ss *session) adminValues(tag string, cols []adminCol, rows [][][]byte) {
-	if !ss.call.extended {
-		ss.w.Msg(&pgproto3.RowDescription{Fields: fieldsOf(cols)})
-	}
-	for _, r := range rows {
-		ss.w.Msg(&pgproto3.DataRow{Values: r})
-	}
-	ss.commandComplete(tag)
-}
-
-func (ss *session) showNodes() error {
-	snap := ss.srv.cache.Load()
+func (e *Env) showNodes() error {
+	snap := e.Snapshots.Load()
 	type counts struct{ finalized, inactive int }
 	per := map[metadata.Node]*counts{}
 	for _, n := range snap.Nodes {
@@ -263,12 +251,12 @@ func (ss *session) showNodes() error {
 		}
 		rows = append(rows, []string{n.Name, strconv.Itoa(n.Port), registered, strconv.Itoa(c.finalized), strconv.Itoa(c.inactive)})
 	}
-	ss.adminRows("SHOW", adminColumns["SHOW NODES"], rows)
+	e.adminRows("SHOW", adminColumns["SHOW NODES"], rows)
 	return nil
 }
 
-func (ss *session) showShards(table string) error {
-	snap := ss.srv.cache.Load()
+func (e *Env) showShards(table string) error {
+	snap := e.Snapshots.Load()
 	var rows [][]string
 	found := table == ""
 	for _, t := range snap.Tables() {
@@ -285,7 +273,7 @@ func (ss *session) showShards(table string) error {
 	if !found {
 		return pgerr.New(pgerr.UndefinedTable, "distributed table %q does not exist", table)
 	}
-	ss.adminRows("SHOW", adminColumns["SHOW SHARDS"], rows)
+	e.adminRows("SHOW", adminColumns["SHOW SHARDS"], rows)
 	return nil
 }
 
@@ -323,8 +311,8 @@ func tableMatches(t *metadata.Table, name string) bool {
 	return false
 }
 
-func (ss *session) showPlacements(arg string) error {
-	snap := ss.srv.cache.Load()
+func (e *Env) showPlacements(arg string) error {
+	snap := e.Snapshots.Load()
 	var want int64 = -1
 	if arg != "" {
 		id, err := strconv.ParseInt(arg, 10, 64)
@@ -348,25 +336,25 @@ func (ss *session) showPlacements(arg string) error {
 			}
 		}
 	}
-	ss.adminRows("SHOW", adminColumns["SHOW PLACEMENTS"], rows)
+	e.adminRows("SHOW", adminColumns["SHOW PLACEMENTS"], rows)
 	return nil
 }
 
 // showPools lists the backend pools: all of them to a superuser; to anyone else, the
 // pools of the session's own user, with host and port NULL (the workers' addresses are
 // for superusers).
-func (ss *session) showPools(ctx context.Context) error {
-	su, err := ss.superuser(ctx)
+func (e *Env) showPools(ctx context.Context) error {
+	su, err := e.superuser(ctx)
 	if err != nil {
 		return err
 	}
 	var rows [][][]byte
-	stats := ss.srv.pools.Stats()
+	stats := e.Pools.Stats()
 	sort.Slice(stats, func(i, j int) bool { return stats[i].Key.String() < stats[j].Key.String() })
 	for _, p := range stats {
 		host, port := []byte(p.Key.Host), []byte(strconv.Itoa(p.Key.Port))
 		if !su {
-			if p.Key.User != ss.user {
+			if p.Key.User != e.Client.User() {
 				continue
 			}
 			host, port = nil, nil
@@ -378,29 +366,28 @@ func (ss *session) showPools(ctx context.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	ss.adminValues("SHOW", adminColumns["SHOW POOLS"], rows)
+	e.Client.Rows("SHOW", fieldsOf(adminColumns["SHOW POOLS"]), rows)
 	return nil
 }
 
-func (ss *session) showStats() error {
-	st := &ss.srv.stats
-	hits, misses := ss.srv.router.Stats()
-	q := st.queries.Load()
+func (e *Env) showStats() error {
+	st := e.Stats()
+	q := st.Queries
 	avg := int64(0)
 	if q > 0 {
-		avg = st.queryTimeUs.Load() / q
+		avg = st.QueryTimeUs / q
 	}
-	row := []string{ss.srv.Database(), strconv.FormatInt(st.clients.Load(), 10), strconv.FormatInt(st.xacts.Load(), 10),
-		strconv.FormatInt(q, 10), strconv.FormatInt(st.received.Load(), 10), strconv.FormatInt(st.sent.Load(), 10),
-		strconv.FormatInt(st.queryTimeUs.Load(), 10), strconv.FormatInt(avg, 10), strconv.FormatInt(st.errors.Load(), 10),
-		strconv.FormatUint(hits, 10), strconv.FormatUint(misses, 10)}
-	ss.adminRows("SHOW", adminColumns["SHOW STATS"], [][]string{row})
+	row := []string{st.Database, strconv.FormatInt(st.Clients, 10), strconv.FormatInt(st.Xacts, 10),
+		strconv.FormatInt(q, 10), strconv.FormatInt(st.Received, 10), strconv.FormatInt(st.Sent, 10),
+		strconv.FormatInt(st.QueryTimeUs, 10), strconv.FormatInt(avg, 10), strconv.FormatInt(st.Errors, 10),
+		strconv.FormatUint(st.PlanCacheHits, 10), strconv.FormatUint(st.PlanCacheMisses, 10)}
+	e.adminRows("SHOW", adminColumns["SHOW STATS"], [][]string{row})
 	return nil
 }
 
 // showRepairs lists running and recent repairs from the coordinator.
-func (ss *session) showRepairs(ctx context.Context) error {
-	rows, err := ss.srv.store.Repairs(ctx, 100)
+func (e *Env) showRepairs(ctx context.Context) error {
+	rows, err := e.Store.Repairs(ctx, 100)
 	if err != nil {
 		return err
 	}
@@ -414,6 +401,6 @@ func (ss *session) showRepairs(ctx context.Context) error {
 			r.Source.String(), r.Target.String(), r.State, strconv.FormatInt(r.RowsCopied, 10), strconv.FormatInt(r.BytesCopied, 10),
 			fmt.Sprintf("%d%%", r.Progress()), r.Trigger, r.StartedAt.UTC().Format("2006-01-02 15:04:05.000Z07"), finished, r.Error})
 	}
-	ss.adminRows("SHOW", adminColumns["SHOW REPAIRS"], out)
+	e.adminRows("SHOW", adminColumns["SHOW REPAIRS"], out)
 	return nil
 }

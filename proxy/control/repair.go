@@ -1,4 +1,4 @@
-package proxy
+package control
 
 import (
 	"context"
@@ -9,17 +9,18 @@ import (
 	"github.com/pgshard/pgshard/repair"
 )
 
-// repairShardStatement handles REPAIR SHARD <id>: it repairs every inactive placement of
-// the shard, sending progress notices, and answers one row per repaired placement.
-func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
-	if ss.tx != txIdle {
+// repairShard handles REPAIR SHARD <id> (superusers only, checked by Admin): it repairs
+// every inactive placement of the shard with the repairer, sending progress notices, and
+// answers one row per repaired placement.
+func (e *Env) repairShard(ctx context.Context, arg string) error {
+	if e.Client.InTransactionBlock() {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "REPAIR SHARD cannot run inside a transaction block")
 	}
 	id, err := strconv.ParseInt(arg, 10, 64)
 	if err != nil {
 		return pgerr.New(pgerr.InvalidTextRep, "invalid shard id %q", arg)
 	}
-	if sh := ss.srv.cache.Load().Shard(id); sh != nil {
+	if sh := e.Snapshots.Load().Shard(id); sh != nil {
 		inactive := 0
 		for _, p := range sh.Placements {
 			if p.State != 1 {
@@ -27,7 +28,7 @@ func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
 			}
 		}
 		if inactive == 0 {
-			ss.sendNotice(pgerr.New(pgerr.SuccessfulCompletion, "shard %d has no inactive placements", id).WithSeverity("NOTICE"))
+			e.Client.Notice(pgerr.New(pgerr.SuccessfulCompletion, "shard %d has no inactive placements", id).WithSeverity("NOTICE"))
 		}
 	}
 	// Progress is reported from the copy's goroutines while this session waits for the
@@ -40,10 +41,10 @@ func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
 		if p.Step == "done" {
 			msg += fmt.Sprintf(", %d rows", p.Rows)
 		}
-		ss.sendNotice(pgerr.New(pgerr.SuccessfulCompletion, "%s", msg).WithSeverity("NOTICE"))
-		ss.flush()
+		e.Client.Notice(pgerr.New(pgerr.SuccessfulCompletion, "%s", msg).WithSeverity("NOTICE"))
+		e.Client.Flush()
 	}
-	results, err := ss.srv.repair.RepairShard(ctx, id, "statement", ss.user, progress)
+	results, err := e.Repairer.RepairShard(ctx, id, "statement", e.Client.User(), progress)
 	var rows [][]string
 	for _, r := range results {
 		rows = append(rows, []string{strconv.FormatInt(r.ShardID, 10), strconv.FormatInt(r.PlacementID, 10), r.Source.String(), r.Target.String(),
@@ -52,6 +53,6 @@ func (ss *session) repairShardStatement(ctx context.Context, arg string) error {
 	if err != nil {
 		return err
 	}
-	ss.adminRows("REPAIR SHARD", adminColumns["REPAIR SHARD"], rows)
+	e.adminRows("REPAIR SHARD", adminColumns["REPAIR SHARD"], rows)
 	return nil
 }

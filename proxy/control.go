@@ -1,0 +1,129 @@
+package proxy
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/control"
+)
+
+// The session's adapters to package control, which runs pgshard's SQL functions and
+// admin statements.
+
+// control returns the environment of one control-plane statement of the session.
+func (ss *session) control() *control.Env {
+	return &control.Env{
+		Client:    controlClient{ss},
+		Nodes:     controlNodes{ss},
+		Store:     controlStore{ss.srv},
+		Snapshots: ss.srv.cache,
+		Pools:     ss.srv.pools,
+		Repairer:  ss.srv.repair,
+		Stats:     ss.srv.counters,
+		Version:   Version,
+		Log:       ss.log,
+	}
+}
+
+// admin answers an admin statement. It reports false for anything else, which then runs
+// as SQL (so "SHOW work_mem" still reaches the coordinator).
+func (ss *session) admin(ctx context.Context, q string) bool {
+	cmd, arg, ok := control.Command(q)
+	if !ok {
+		return false
+	}
+	if err := ss.control().Admin(ctx, cmd, arg); err != nil {
+		ss.sendError(err)
+	}
+	return true
+}
+
+// controlClient is the session as control.Client.
+type controlClient struct{ ss *session }
+
+func (c controlClient) User() string { return c.ss.user }
+
+func (c controlClient) Query(ctx context.Context, sql string, args [][]byte) ([][][]byte, error) {
+	conn, err := c.ss.coordConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return conn.QueryParams(ctx, sql, args, nil)
+}
+
+func (c controlClient) InTransactionBlock() bool { return c.ss.tx != 'I' }
+
+func (c controlClient) Notice(e *pgerr.Error) { c.ss.sendNotice(e) }
+
+func (c controlClient) Flush() { c.ss.flush() }
+
+func (c controlClient) Rows(tag string, fields []pgproto3.FieldDescription, rows [][][]byte) {
+	ss := c.ss
+	if !ss.call.extended {
+		ss.w.Msg(&pgproto3.RowDescription{Fields: fields})
+	}
+	for _, r := range rows {
+		ss.w.Msg(&pgproto3.DataRow{Values: r})
+	}
+	ss.commandComplete(tag)
+}
+
+// controlNodes opens the session's connections for control.
+type controlNodes struct{ ss *session }
+
+func (n controlNodes) DialWorker(ctx context.Context, node metadata.Node) (*pgconn.PgConn, error) {
+	return pgconn.ConnectConfig(ctx, n.ss.srv.pools.ConnConfig(n.ss.srv.workerKey(node, n.ss.user)))
+}
+
+func (n controlNodes) DialCoordinator(ctx context.Context) (*pgconn.PgConn, error) {
+	pc, err := pgconn.ConnectConfig(ctx, n.ss.srv.pools.ConnConfig(n.ss.srv.coordKey(n.ss.user)))
+	if err != nil {
+		return nil, coordUnavailable(err)
+	}
+	return pc, nil
+}
+
+func (n controlNodes) RunOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
+	return n.ss.runOnNode(ctx, node, role, cmds)
+}
+
+// controlStore is the metadata store, reloading into the server's cache.
+type controlStore struct{ srv *Server }
+
+func (s controlStore) AddNode(ctx context.Context, n metadata.Node) (bool, error) {
+	return s.srv.store.AddNode(ctx, n)
+}
+
+func (s controlStore) AddPartition(ctx context.Context, relid uint32, method byte, key string) error {
+	return s.srv.store.AddPartition(ctx, relid, method, key)
+}
+
+func (s controlStore) CreateShards(ctx context.Context, relid uint32, ranges []store.ShardRange,
+	place func(ctx context.Context, shardIDs []int64) ([][]metadata.Node, error)) (bool, error) {
+	return s.srv.store.CreateShards(ctx, relid, ranges, place)
+}
+
+func (s controlStore) Repairs(ctx context.Context, limit int) ([]store.Repair, error) {
+	return s.srv.store.Repairs(ctx, limit)
+}
+
+func (s controlStore) Reload(ctx context.Context) error {
+	_, err := s.srv.store.Reload(ctx, s.srv.cache)
+	return err
+}
+
+// counters reads the server's counters for SHOW STATS.
+func (s *Server) counters() control.Counters {
+	hits, misses := s.router.Stats()
+	return control.Counters{
+		Database: s.Database(), Clients: s.stats.clients.Load(), Xacts: s.stats.xacts.Load(),
+		Queries: s.stats.queries.Load(), Received: s.stats.received.Load(), Sent: s.stats.sent.Load(),
+		QueryTimeUs: s.stats.queryTimeUs.Load(), Errors: s.stats.errors.Load(),
+		PlanCacheHits: hits, PlanCacheMisses: misses,
+	}
+}
