@@ -56,7 +56,7 @@ func (c controlClient) Query(ctx context.Context, sql string, args [][]byte) ([]
 	return conn.QueryParams(ctx, sql, args, nil)
 }
 
-func (c controlClient) InTransactionBlock() bool { return c.ss.tx != 'I' }
+func (c controlClient) InTransactionBlock() bool { return c.ss.tx != txIdle }
 
 func (c controlClient) Notice(e *pgerr.Error) { c.ss.sendNotice(e) }
 

@@ -22,7 +22,7 @@ const voidOID = 2278
 // execFunction runs a statement calling pgshard's SQL functions: the coordinator evaluates
 // the rest of the query (FROM, WHERE, the arguments); each function runs once per row.
 func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *router.Input, prm *params) error {
-	if ss.tx != 'I' {
+	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
 	}
 	ctl := ss.control()
