@@ -83,6 +83,18 @@ func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
 			}
 		}
 	}
+	// As PostgreSQL: without a column list the SELECT's expressions fill the first
+	// columns in order; with one, their numbers must match. When the SELECT's width is
+	// not known from its text (a *), all the columns are named, as before.
+	if n := selectWidth(s.SelectStmt); n >= 0 {
+		switch {
+		case n > len(cols):
+			return pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns")
+		case n < len(cols) && len(s.Cols) > 0:
+			return pgerr.New(pgerr.SyntaxError, "INSERT has more target columns than expressions")
+		}
+		cols = cols[:n]
+	}
 	for _, ci := range cols {
 		c := &t.Columns[ci]
 		if c.Identity == 'a' && s.Override == pg_query.OverridingKind_OVERRIDING_NOT_SET {
@@ -108,6 +120,51 @@ func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
 	}
 	si.cols = cols
 	return nil
+}
+
+// selectWidth is the number of expressions the query n yields, or -1 when its text does
+// not tell (a * in its select list).
+func selectWidth(n *pg_query.Node) int {
+	sel, _ := unwrap(n).(*pg_query.SelectStmt)
+	if sel == nil {
+		return -1
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE {
+		return selectWidth(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel.Larg}})
+	}
+	if len(sel.ValuesLists) > 0 {
+		l, _ := unwrap(sel.ValuesLists[0]).(*pg_query.List)
+		if l == nil {
+			return -1
+		}
+		return len(l.Items)
+	}
+	width := 0
+	for _, t := range sel.TargetList {
+		rt, _ := unwrap(t).(*pg_query.ResTarget)
+		if rt == nil {
+			return -1
+		}
+		width++
+		if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok && len(cr.Fields) > 0 {
+			if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
+				// Only a bare * over one subquery (or VALUES) in FROM is counted.
+				if len(cr.Fields) != 1 || len(sel.FromClause) != 1 {
+					return -1
+				}
+				sub, _ := unwrap(sel.FromClause[0]).(*pg_query.RangeSubselect)
+				if sub == nil {
+					return -1
+				}
+				n := selectWidth(sub.Subquery)
+				if n < 0 {
+					return -1
+				}
+				width += n - 1
+			}
+		}
+	}
+	return width
 }
 
 // locateSelect locates the SELECT: after the column list (or the table), before ON
@@ -237,14 +294,18 @@ func (p *planner) insertSource(si *selectInsert, refs []tableRef, st *Statement)
 	if len(g.pulls) > 0 {
 		st.Merge = &Merge{Kind: Gather, Pulls: g.pulls}
 	}
-	b.gen(") pgshard_src(")
+	b.gen(") pgshard_src")
 	for i, n := range names {
-		if i > 0 {
+		if i == 0 {
+			b.gen("(")
+		} else {
 			b.gen(", ")
 		}
 		b.gen(n)
 	}
-	b.gen(")")
+	if len(names) > 0 {
+		b.gen(")")
+	}
 	st.Source = b.done()
 	st.SourceCols = append(st.SourceCols, si.cols...)
 	st.SourceCols = append(st.SourceCols, si.added...)

@@ -165,3 +165,57 @@ func TestMultiStatementStringIsOneTransaction(t *testing.T) {
 	}
 	checkPlacements(t, table, "hashint4(k)")
 }
+
+// TestInsertSelectFewerExpressionsThanColumns checks INSERT without a column list whose
+// SELECT (or VALUES) gives fewer expressions than the table has columns: PostgreSQL fills
+// the first N columns in order and gives the rest their defaults (or NULL). pgshard named
+// every column of the table in its source query and failed with an internal error
+// ("pgshard_src has 3 columns available but 12 columns specified"). With a column list,
+// too few or too many expressions are PostgreSQL's 42601 errors, and a partition key left
+// to its default (NULL here) is pgshard's NULL partition key error.
+func TestInsertSelectFewerExpressionsThanColumns(t *testing.T) {
+	tbl := uniqueName("ins_few")
+	src := uniqueName("ins_few_src")
+	proxy, plain := attackPair(t, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, a text DEFAULT 'da', b int, c timestamptz DEFAULT '2020-01-01', d text)", tbl), tbl, "k", 4, 1)
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		mustExec(t, c, fmt.Sprintf("CREATE TABLE %s (x int, y text, z int)", src),
+			fmt.Sprintf("INSERT INTO %s SELECT g, 'y' || g, g * 10 FROM generate_series(1, 6) g", src))
+	}
+	all := fmt.Sprintf("SELECT k, a, b, c, d FROM %s ORDER BY k", tbl)
+	sameAsPlain(t, proxy, plain,
+		fmt.Sprintf("INSERT INTO %s SELECT x, y, z FROM %s WHERE x <= 2", tbl, src),
+		fmt.Sprintf("INSERT INTO %s SELECT x + 10 FROM %s WHERE x <= 2", tbl, src),
+		fmt.Sprintf("INSERT INTO %s SELECT 20, 'lit'", tbl),
+		fmt.Sprintf("INSERT INTO %s SELECT x + 30, y FROM %s WHERE x = 1 UNION ALL SELECT 32, 'u'", tbl, src),
+		fmt.Sprintf("INSERT INTO %s SELECT x + 40, y FROM %s WHERE x <= 2 RETURNING *", tbl, src),
+		fmt.Sprintf("INSERT INTO %s VALUES (50), (51, 'v')", tbl),
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM (VALUES (60, 'w'), (61, 'w2')) v", tbl),
+		// From the distributed table itself (gathered).
+		fmt.Sprintf("INSERT INTO %[1]s SELECT k + 100, a FROM %[1]s WHERE k < 20", tbl),
+		all,
+		// With a column list: too few or too many expressions.
+		fmt.Sprintf("INSERT INTO %s (k, a, b) SELECT x, y FROM %s", tbl, src),
+		fmt.Sprintf("INSERT INTO %s (k, a) SELECT x + 200, y, z FROM %s", tbl, src),
+		fmt.Sprintf("INSERT INTO %s (k, a, b) VALUES (300, 'x')", tbl),
+		fmt.Sprintf("INSERT INTO %s (k) VALUES (301, 'x')", tbl),
+		// Without one: more expressions than columns.
+		fmt.Sprintf("INSERT INTO %s SELECT x + 400, y, z, now(), 'd', 'extra' FROM %s", tbl, src),
+		fmt.Sprintf("INSERT INTO %s VALUES (401, 'a', 1, now(), 'd', 'extra')", tbl),
+		all)
+
+	// The partition key left out: it is NULL, pgshard's error for a NULL partition key.
+	key := uniqueName("ins_fewkey")
+	kp := connect(t)
+	distribute(t, kp, fmt.Sprintf("CREATE TABLE %s (v text, k int)", key), key, "k", 4, 1)
+	wantError(t, kp, fmt.Sprintf("INSERT INTO %s SELECT 'x'", key), "22004", "")
+	wantError(t, kp, fmt.Sprintf("INSERT INTO %s VALUES ('x')", key), "22004", "")
+	wantError(t, kp, fmt.Sprintf("INSERT INTO %s SELECT FROM %s", tbl, src), "22004", "")
+	// With a default, the default goes in.
+	dk := uniqueName("ins_fewdef")
+	distribute(t, kp, fmt.Sprintf("CREATE TABLE %s (v text, k int DEFAULT 7)", dk), dk, "k", 4, 1)
+	mustExec(t, kp, fmt.Sprintf("INSERT INTO %s SELECT 'x'", dk), fmt.Sprintf("INSERT INTO %s VALUES ('y')", dk),
+		fmt.Sprintf("INSERT INTO %s SELECT FROM %s WHERE x = 1", dk, src))
+	if got := queryString(t, kp, fmt.Sprintf("SELECT string_agg(coalesce(v, '-') || k, ',' ORDER BY v) FROM %s", dk)); got != "x7,y7,-7" {
+		t.Errorf("rows %s, want x7,y7,-7", got)
+	}
+}
