@@ -13,7 +13,7 @@ import (
 // defaults that must be evaluated there, and each row's partition key in canonical form),
 // and the proxy splits the rows by shard.
 func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
-	si := &selectInsert{s: s, t: t}
+	si := &selectInsert{s: s, t: t, refs: refs}
 	for _, step := range []func(*selectInsert) *pgerr.Error{p.selectTargets, p.locateSelect} {
 		if err := step(si); err != nil {
 			return p.errorf(err)
@@ -34,8 +34,9 @@ func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs [
 
 // selectInsert is what planning an INSERT ... SELECT learns, step by step.
 type selectInsert struct {
-	s *pg_query.InsertStmt
-	t *metadata.Table
+	s    *pg_query.InsertStmt
+	t    *metadata.Table
+	refs []tableRef
 
 	// cols are the target columns the SELECT gives values for; added the columns it
 	// leaves out whose defaults the coordinator evaluates (and the partition key's);
@@ -86,7 +87,15 @@ func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
 	// As PostgreSQL: without a column list the SELECT's expressions fill the first
 	// columns in order; with one, their numbers must match. When the SELECT's width is
 	// not known from its text (a *), all the columns are named, as before.
-	if n := selectWidth(s.SelectStmt); n >= 0 {
+	// (PostgreSQL's implicit list has the generated columns too: a value for one is
+	// an error.)
+	if n := selectWidth(s.SelectStmt, si.refs); n >= 0 {
+		if len(s.Cols) == 0 {
+			cols = cols[:0]
+			for i := range t.Columns {
+				cols = append(cols, i)
+			}
+		}
 		switch {
 		case n > len(cols):
 			return pgerr.New(pgerr.SyntaxError, "INSERT has more expressions than target columns")
@@ -94,6 +103,12 @@ func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
 			return pgerr.New(pgerr.SyntaxError, "INSERT has more target columns than expressions")
 		}
 		cols = cols[:n]
+		for _, ci := range cols {
+			if c := &t.Columns[ci]; c.Generated != 0 {
+				return pgerr.New(pgerr.GeneratedAlways, "cannot insert a non-DEFAULT value into column %q", c.Name).
+					WithDetail("Column %q is a generated column.", c.Name)
+			}
+		}
 	}
 	for _, ci := range cols {
 		c := &t.Columns[ci]
@@ -123,14 +138,15 @@ func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
 }
 
 // selectWidth is the number of expressions the query n yields, or -1 when its text does
-// not tell (a * in its select list).
-func selectWidth(n *pg_query.Node) int {
+// not tell (a * in its select list over anything but one subquery or distributed table;
+// refs are the statement's table references).
+func selectWidth(n *pg_query.Node, refs []tableRef) int {
 	sel, _ := unwrap(n).(*pg_query.SelectStmt)
 	if sel == nil {
 		return -1
 	}
 	if sel.Op != pg_query.SetOperation_SETOP_NONE {
-		return selectWidth(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel.Larg}})
+		return selectWidth(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel.Larg}}, refs)
 	}
 	if len(sel.ValuesLists) > 0 {
 		l, _ := unwrap(sel.ValuesLists[0]).(*pg_query.List)
@@ -148,15 +164,22 @@ func selectWidth(n *pg_query.Node) int {
 		width++
 		if cr, ok := unwrap(rt.Val).(*pg_query.ColumnRef); ok && len(cr.Fields) > 0 {
 			if _, star := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.A_Star); star {
-				// Only a bare * over one subquery (or VALUES) in FROM is counted.
+				// Only a bare * over one subquery (or VALUES) or one distributed
+				// table in FROM is counted.
 				if len(cr.Fields) != 1 || len(sel.FromClause) != 1 {
 					return -1
 				}
-				sub, _ := unwrap(sel.FromClause[0]).(*pg_query.RangeSubselect)
-				if sub == nil {
-					return -1
+				n := -1
+				switch from := unwrap(sel.FromClause[0]).(type) {
+				case *pg_query.RangeSubselect:
+					n = selectWidth(from.Subquery, refs)
+				case *pg_query.RangeVar:
+					for _, r := range refs {
+						if r.rv == from && r.table != nil {
+							n = len(r.table.Columns)
+						}
+					}
 				}
-				n := selectWidth(sub.Subquery)
 				if n < 0 {
 					return -1
 				}

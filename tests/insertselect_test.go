@@ -203,6 +203,29 @@ func TestInsertSelectFewerExpressionsThanColumns(t *testing.T) {
 		fmt.Sprintf("INSERT INTO %s VALUES (401, 'a', 1, now(), 'd', 'extra')", tbl),
 		all)
 
+	// SELECT * from a distributed table, narrower or wider than the target; a generated
+	// column among the first N.
+	narrow, gen := uniqueName("ins_narrow"), uniqueName("ins_gen")
+	for _, c := range []*pgx.Conn{proxy, plain} {
+		ddl := []string{fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, a text)", narrow),
+			fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, g int GENERATED ALWAYS AS (k * 2) STORED, v text)", gen)}
+		if c == proxy {
+			distribute(t, c, ddl[0], narrow, "k", 2, 1)
+			distribute(t, c, ddl[1], gen, "k", 2, 1)
+		} else {
+			mustExec(t, c, ddl...)
+		}
+		mustExec(t, c, fmt.Sprintf("INSERT INTO %s VALUES (500, 'n1'), (501, 'n2')", narrow))
+	}
+	sameAsPlain(t, proxy, plain,
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s", tbl, narrow),
+		fmt.Sprintf("INSERT INTO %s SELECT * FROM %s", narrow, tbl),
+		fmt.Sprintf("INSERT INTO %s SELECT 1", gen),
+		fmt.Sprintf("INSERT INTO %s SELECT 1, 2", gen),
+		fmt.Sprintf("INSERT INTO %s (k, v) SELECT 3, 'x'", gen),
+		fmt.Sprintf("SELECT k, g, v FROM %s ORDER BY k", gen),
+		all)
+
 	// The partition key left out: it is NULL, pgshard's error for a NULL partition key.
 	key := uniqueName("ins_fewkey")
 	kp := connect(t)
