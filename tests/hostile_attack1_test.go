@@ -402,28 +402,8 @@ func TestHostileCreateShardsLockExhaustsMetadataPool(t *testing.T) {
 	callCtx, stopCalls := context.WithCancel(ctx)
 	defer stopCalls()
 	const calls = 12
-	errs := make(chan error, calls)
-	for i := 0; i < calls; i++ {
-		c := connectAs(t, env.P, app)
-		go func() {
-			_, err := c.Exec(callCtx, fmt.Sprintf("select master_create_worker_shards('%s', 2, 1)", mine))
-			errs <- err
-		}()
-	}
-	time.Sleep(2 * time.Second)
-	done := make(chan error, 1)
-	go func() {
-		_, err := ac.Exec(ctx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", victim))
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("alice distributes her table: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("alice's master_create_distributed_table waits for %s's calls, which wait for a lock %s holds", app, app)
-	}
+	errs := floodCalls(t, callCtx, app, calls, fmt.Sprintf("select master_create_worker_shards('%s', 2, 1)", mine))
+	victimDistributes(t, ctx, ac, victim, app)
 	for i := 0; i < calls; i++ {
 		select {
 		case err := <-errs:
@@ -468,28 +448,8 @@ func TestHostileTableLockHoldsMetadataPool(t *testing.T) {
 	callCtx, stopCalls := context.WithCancel(ctx)
 	defer stopCalls()
 	const calls = 12
-	errs := make(chan error, calls)
-	for i := 0; i < calls; i++ {
-		c := connectAs(t, env.P, app)
-		go func() {
-			_, err := c.Exec(callCtx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", mine))
-			errs <- err
-		}()
-	}
-	time.Sleep(2 * time.Second)
-	done := make(chan error, 1)
-	go func() {
-		_, err := ac.Exec(ctx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", victim))
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("alice distributes her table: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Errorf("alice's master_create_distributed_table waits for %s's calls, which wait for a lock %s holds", app, app)
-	}
+	errs := floodCalls(t, callCtx, app, calls, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", mine))
+	victimDistributes(t, ctx, ac, victim, app)
 	for i := 0; i < calls; i++ {
 		select {
 		case err := <-errs:
@@ -535,4 +495,39 @@ func TestHostileMigrationLockSquatted(t *testing.T) {
 		t.Fatalf("a proxy starts while an ordinary role holds the migration's advisory lock: %v", err)
 	}
 	p.Stop()
+}
+
+// floodCalls runs sql as role on n connections of its own at once, and gives 2 s for the
+// calls to reach whatever they wait for; their errors arrive on the channel.
+func floodCalls(t *testing.T, ctx context.Context, role string, n int, sql string) <-chan error {
+	t.Helper()
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		c := connectAs(t, env.P, role)
+		go func() {
+			_, err := c.Exec(ctx, sql)
+			errs <- err
+		}()
+	}
+	time.Sleep(2 * time.Second)
+	return errs
+}
+
+// victimDistributes checks that another role (on conn ac) can still distribute its own
+// table while attacker's calls are stuck.
+func victimDistributes(t *testing.T, ctx context.Context, ac *pgx.Conn, victim, attacker string) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ac.Exec(ctx, fmt.Sprintf("select master_create_distributed_table('%s', 'id')", victim))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("alice distributes her table: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("alice's master_create_distributed_table waits for %s's calls, which wait for a lock %s holds", attacker, attacker)
+	}
 }
