@@ -1,0 +1,30 @@
+package proxy
+
+import (
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
+)
+
+// An execution is one run of one planned statement: the plan, the values it runs with
+// and where its results go, passed as one explicit value instead of being read from the
+// session. The executor's methods (read.go, write.go, gather.go, ...) take their inputs
+// from it; what they need of the session beyond that — backend connections, the
+// transaction block, shard locks, settings — they reach through ss.
+type execution struct {
+	ss   *session
+	snap *metadata.Snapshot // the metadata the statement was planned with
+	st   *router.Statement
+	in   *router.Input // the statement's constants, as the router found them
+	// prm are the client's bind parameters (extended protocol), nil for a simple query.
+	prm *params
+	// extended is set when the statement arrived by the extended protocol (an Execute,
+	// or EXECUTE of a prepared statement): its results go out without RowDescription,
+	// which Describe sent, and backends are sent Parse/Bind/Execute.
+	extended bool
+	// results are the client's result format codes (Bind), nil for all text.
+	results []int16
+	// out receives the statement's result frames (RowDescription, DataRow,
+	// CommandComplete, notices): the client, or a spool that holds them back.
+	out *pgwire.Writer
+}
