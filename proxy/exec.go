@@ -58,7 +58,8 @@ func (ss *session) checkPrepareTx(st *router.Statement) error {
 
 // exec runs one planned statement, writing its results (but not ReadyForQuery) to the
 // client. An error return has not been sent yet.
-func (ss *session) exec(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+func (ss *session) exec(ctx context.Context, x *execution) error {
+	snap, st, in, prm := x.snap, x.st, x.in, x.prm
 	if ss.tx == txFailed && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}

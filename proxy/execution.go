@@ -28,3 +28,12 @@ type execution struct {
 	// CommandComplete, notices): the client, or a spool that holds them back.
 	out *pgwire.Writer
 }
+
+// newExecution is the execution of st for the statement the session is running now.
+//
+// Transitional: it still takes how the statement arrived from ss.call and where its
+// results go from ss.w; the protocol layer will pass both explicitly.
+func (ss *session) newExecution(snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) *execution {
+	return &execution{ss: ss, snap: snap, st: st, in: in, prm: prm,
+		extended: ss.call.extended, results: ss.call.results, out: ss.w}
+}

@@ -90,7 +90,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				err := ss.exec(ctx, snap, st, in, nil)
+				err := ss.exec(ctx, ss.newExecution(snap, st, in, nil))
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
