@@ -83,97 +83,9 @@ type description struct {
 	worker []uint32 // params as the workers know them
 }
 
-// extended handles an extended-protocol message. It reports false when the connection
-// must close.
-func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
-	if typ == 'S' {
-		ss.sync(ctx)
-		return true
-	}
-	if typ == 'H' {
-		ss.flush()
-		return true
-	}
-	if ss.extSkip {
-		return true // an error occurred: everything up to Sync is discarded
-	}
-	if err := ss.settleFor(typ, body); err != nil {
-		ss.extendedFailed(err)
-		return true
-	}
-	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
-	// Any other error is the statement's, answered with an ErrorResponse (a backend
-	// connection lost while the statement ran is not a protocol violation of the client).
-	var err, decodeErr error
-	switch typ {
-	case 'P':
-		var m pgproto3.Parse
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.parse(ctx, &m)
-		}
-	case 'B':
-		var m pgproto3.Bind
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.bind(ctx, &m)
-		}
-	case 'D':
-		var m pgproto3.Describe
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.describe(ctx, &m)
-		}
-	case 'E':
-		var m pgproto3.Execute
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.execute(ctx, m.Portal, m.MaxRows)
-		}
-	case 'C':
-		var m pgproto3.Close
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.closeObject(&m)
-		}
-	}
-	if decodeErr != nil {
-		ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-		return false
-	}
-	if err != nil {
-		ss.extendedFailed(err)
-	}
-	return true
-}
-
-// extendedFailed is where an extended-protocol message fails: the error reaches the
-// client at once (not at Sync, unless it did already), the transaction block fails, and
-// the rest of the pipeline up to Sync is discarded.
-func (ss *session) extendedFailed(err error) {
-	ss.statementFailed(err)
-	ss.flush()
-	ss.extSkip = true
-}
-
-// sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
-// reports the transaction state.
-func (ss *session) sync(ctx context.Context) {
-	ss.extSkip = false
-	if ss.pipelineTx {
-		ss.settle(false)
-		if err := ss.endPipelineBlock(ctx); err != nil {
-			ss.sendError(err)
-		}
-	}
-	if ss.tx == txIdle {
-		// The implicit transaction ends: so do its portals.
-		ss.settle(false)
-		for name := range ss.portals {
-			ss.dropPortal(name)
-		}
-	}
-	ss.undoFailed(ctx)
-	ss.readyForQuery()
-}
-
-// parse handles Parse: the statement is planned now (plans are cached by text).
-func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
+// Parse handles Parse: the statement is planned now (plans are cached by text).
+func (h handler) Parse(ctx context.Context, m *pgproto3.Parse) error {
+	ss := h.ss
 	if m.Name != "" {
 		if _, ok := ss.stmts[m.Name]; ok {
 			return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", m.Name)
@@ -233,8 +145,9 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	ps.snap, ps.sess, ps.batch, ps.in, ps.st = snap, sess, batch, in, batch.Stmts[0]
 }
 
-// bind handles Bind: it creates a portal with the parameter values.
-func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
+// Bind handles Bind: it creates a portal with the parameter values.
+func (h handler) Bind(ctx context.Context, m *pgproto3.Bind) error {
+	ss := h.ss
 	ps := ss.stmts[m.PreparedStatement]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", m.PreparedStatement)
@@ -281,8 +194,9 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	return nil
 }
 
-// describe handles Describe of a statement or a portal.
-func (ss *session) describe(ctx context.Context, m *pgproto3.Describe) error {
+// Describe handles Describe of a statement or a portal.
+func (h handler) Describe(ctx context.Context, m *pgproto3.Describe) error {
+	ss := h.ss
 	switch m.ObjectType {
 	case 'S':
 		ps := ss.stmts[m.Name]
@@ -510,9 +424,10 @@ func (ss *session) describeFunction(ctx context.Context, ps *prepared) (descript
 	return d, nil
 }
 
-// execute handles Execute: it runs the portal's statement, or continues a result fetched
+// Execute handles Execute: it runs the portal's statement, or continues a result fetched
 // in parts.
-func (ss *session) execute(ctx context.Context, name string, maxRows uint32) error {
+func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
+	ss, name, maxRows := h.ss, m.Portal, m.MaxRows
 	pt := ss.portals[name]
 	if pt == nil {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
@@ -635,8 +550,9 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	return err
 }
 
-// closeObject handles Close of a statement or a portal.
-func (ss *session) closeObject(m *pgproto3.Close) error {
+// Close handles Close of a statement or a portal.
+func (h handler) Close(_ context.Context, m *pgproto3.Close) error {
+	ss := h.ss
 	switch m.ObjectType {
 	case 'S':
 		ss.dropStmt(m.Name)

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"time"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -10,8 +9,9 @@ import (
 	"github.com/pgshard/pgshard/router"
 )
 
-// simpleQuery handles a Query message: one or more statements, then ReadyForQuery.
-func (ss *session) simpleQuery(ctx context.Context, q string) {
+// Query handles a Query message: one or more statements (ReadyForQuery follows).
+func (h handler) Query(ctx context.Context, q string) {
+	ss := h.ss
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {
@@ -19,7 +19,6 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		ss.srv.stats.queryTimeUs.Add(time.Since(start).Microseconds())
 	}()
 	if ss.admin(ctx, q) {
-		ss.readyForQuery()
 		return
 	}
 	snap := ss.srv.cache.Load()
@@ -110,7 +109,6 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		}
 	}
 	ss.undoFailed(ctx)
-	ss.readyForQuery()
 }
 
 // implicitBlock reports whether a multi-statement string runs as one transaction block:
@@ -163,7 +161,7 @@ func (ss *session) pipelineBlock(ctx context.Context, st *router.Statement) erro
 	if ss.pipelineTx && !eligible {
 		return ss.endPipelineBlock(ctx)
 	}
-	if ss.tx != txIdle || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !ss.moreBeforeSync() {
+	if ss.tx != txIdle || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !ss.conn.MoreBeforeSync() {
 		return nil
 	}
 	ss.beginBlock("BEGIN")
@@ -182,26 +180,6 @@ func (ss *session) endPipelineBlock(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-// moreBeforeSync reports whether the client may send another Execute before its next
-// Sync: true unless the messages already buffered show a Sync first.
-func (ss *session) moreBeforeSync() bool {
-	b := ss.r.Peek()
-	for len(b) >= 5 {
-		switch b[0] {
-		case 'S':
-			return false
-		case 'E', 'Q':
-			return true
-		}
-		n := int(binary.BigEndian.Uint32(b[1:5]))
-		if n < 4 || 1+n > len(b) {
-			return true
-		}
-		b = b[1+n:]
-	}
-	return true
 }
 
 // blockable reports whether a statement runs inside a transaction block as it would
