@@ -356,15 +356,10 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 		d.fields = control.Fields(ps.admin)
 	case ps.st == nil:
 	default:
-		switch ps.st.Kind {
-		case router.SetVar:
-			if ps.st.SetConfig {
-				d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
-			}
-		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
-			router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+		switch {
+		case ps.st.RowLess():
 			// No parameters, no rows.
-		case router.ExecuteSQL:
+		case ps.st.Kind == router.ExecuteSQL:
 			target := ss.stmts[ps.st.Name]
 			if target == nil {
 				return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", ps.st.Name)
@@ -373,7 +368,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 				return err
 			}
 			d.fields = target.fields
-		case router.Function:
+		case ps.st.Kind == router.Function:
 			d, err = ss.describeFunction(ctx, ps)
 		default:
 			d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
@@ -560,7 +555,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.endStatement()
 		return err
 	}
-	if streamable(ps.st) {
+	if ps.st.Streamable() {
 		return ss.startSuspendable(ctx, snap, pt, maxRows)
 	}
 	// A write with a row limit: run it to completion into a spool, and hand the rows
