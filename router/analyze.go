@@ -121,7 +121,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	case *pg_query.TransactionStmt:
 		return p.transaction(s)
 	case *pg_query.VariableSetStmt, *pg_query.DiscardStmt:
-		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+		return &Statement{Kind: SetVar, Text: p.textTemplate(), Set: setPlan(s)}
 	case *pg_query.PrepareStmt:
 		return p.prepareStmt(s)
 	case *pg_query.ExecuteStmt:

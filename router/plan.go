@@ -29,7 +29,8 @@ const (
 	Release
 	RollbackTo
 	// SetVar changes session state (SET, RESET, DISCARD) on the coordinator; the proxy
-	// then brings the session's worker connections to the same settings. Requires: Text.
+	// then brings the session's worker connections to the same settings. Requires: Text;
+	// Set, unless SetConfig (a query calling set_config).
 	SetVar
 	// Select reads a distributed table. Requires: Table, Shard, Filter; Merge when it
 	// may span shards.
@@ -118,6 +119,8 @@ type Statement struct {
 	// Locking marks a Select with FOR UPDATE, FOR SHARE and the like: it locks rows on
 	// the shards until the transaction ends.
 	Locking bool
+	// Set says what a SetVar statement that is SET, RESET or DISCARD changes.
+	Set *SetPlan
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
 	// rows).
 	SetConfig bool
