@@ -18,7 +18,9 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		ss.srv.stats.queries.Add(1)
 		ss.srv.stats.queryTimeUs.Add(time.Since(start).Microseconds())
 	}()
-	if ss.admin(ctx, q) {
+	if st := router.PlanAdmin(q); st != nil {
+		// Before any planning work: the proxy answers it, in any transaction state.
+		ss.admin(ctx, st)
 		ss.readyForQuery()
 		return
 	}

@@ -387,6 +387,9 @@ func (w *planWriter) stmt(d int, st *Statement) {
 	if st.Set != nil {
 		w.line(d, "set: %s", describeSet(st.Set))
 	}
+	if st.Command != nil {
+		w.line(d, "command: %s  argument: %q (answered by the proxy)", st.Command.Name, st.Command.Arg)
+	}
 	w.evals(d, "evaluated on the coordinator first", st.Evals)
 	if st.Err != nil && st.Kind != Error && st.Kind != Select && st.Kind != CopyOut {
 		w.line(d, "error: %s %s", st.Err.Code, st.Err.Message)

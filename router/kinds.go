@@ -60,10 +60,11 @@ func (st *Statement) RowLess() bool {
 }
 
 // RunsWhenFailed reports whether a statement runs in a transaction block that an error
-// aborted: only those that end the block or roll back to a savepoint, as in PostgreSQL.
+// aborted: those that end the block or roll back to a savepoint, as in PostgreSQL, and
+// the admin statements, which the proxy answers without the block's backends.
 func (st *Statement) RunsWhenFailed() bool {
 	switch st.Kind {
-	case Commit, Rollback, RollbackTo:
+	case Commit, Rollback, RollbackTo, Admin:
 		return true
 	}
 	return false

@@ -30,6 +30,7 @@ func TestKindProperties(t *testing.T) {
 		CopyOut:       {false, false, false, false, false},
 		Gathered:      {true, true, true, false, false},
 		Explain:       {true, false, false, false, false},
+		Admin:         {false, false, false, false, true},
 	}
 	for k := Kind(0); int(k) < len(kindNames); k++ {
 		w, ok := want[k]

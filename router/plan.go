@@ -74,11 +74,14 @@ const (
 	// written ("(ANALYZE, VERBOSE)" or "ANALYZE VERBOSE"), Analyze is set when the
 	// statement is to be executed.
 	Explain
+	// Admin is one of pgshard's admin statements (SHOW NODES, REPAIR SHARD, ...; see
+	// admin.go), which the proxy answers itself. Requires: Command.
+	Admin
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain", "Admin"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -187,6 +190,9 @@ type Statement struct {
 	Inner   *Statement
 	Options string
 	Analyze bool
+
+	// Command is the admin statement of an Admin plan.
+	Command *AdminCommand
 
 	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
 	Query      string
