@@ -30,6 +30,12 @@
 //	                                       ▼
 //	          *Batch, then executed by proxy with the Input's literals
 //
+// The planner (analyze.go and the per-family files) makes the decisions; where a clause,
+// a name or an expression sits in the statement's text, and the templates that copy it,
+// are stmtText's (text.go; its methods live beside the planning code that uses them,
+// clauses.go holding the general ones), which the planner embeds. Helpers that need
+// neither are plain functions.
+//
 // What the executor asks of every plan before running it (may it join a transaction
 // block, be suspended after a row limit, be described without the coordinator, run in
 // a failed block) is answered by the plan's methods (kinds.go), not by switches over

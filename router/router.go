@@ -271,7 +271,7 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 		// only, never another of the same shape (whose literals it would replace).
 		return b, true
 	}
-	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
+	p := &planner{stmtText: stmtText{in: in, litIdx: map[int32]int{}}, snap: snap, sess: sess, aconst: map[int32]bool{}}
 	for i, ti := range in.Lits {
 		p.litIdx[ti] = i
 	}
