@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
 )
 
 // FuzzFrontendParsing drives the proxy's own front-end parsing (framing, startup packets,
@@ -35,7 +35,7 @@ func FuzzFrontendParsing(f *testing.F) {
 		r2 := pgwire.NewReader(bytes.NewReader(data), 64)
 		r2.Startup()
 		parseOptions(string(data))
-		control.Command(string(data))
+		router.PlanAdmin(string(data))
 		cstring(data)
 		decodeBackendError(data)
 	})
