@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -24,6 +25,9 @@ type stmtCall struct {
 	extended bool
 	prm      *params
 	results  []int16
+	// portal is the portal an Execute runs (nil for a simple query): a COMMIT that it
+	// runs ends the block's other portals, not this one.
+	portal *portal
 }
 
 // prepared is a prepared statement of the session (protocol-level or SQL PREPARE; they
@@ -208,13 +212,13 @@ func (h handler) Describe(ctx context.Context, m *pgproto3.Describe) error {
 			return err
 		}
 		ss.w.Msg(&pgproto3.ParameterDescription{ParameterOIDs: ps.params})
-		ss.rowDescription(ps.fields, nil)
+		rowDescription(ss.w, ps.fields, nil)
 	case 'P':
 		pt := ss.portals[m.Name]
 		if pt == nil {
 			return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", m.Name)
 		}
-		ss.rowDescription(pt.stmt.fields, pt.results)
+		rowDescription(ss.w, pt.stmt.fields, pt.results)
 	default:
 		return pgerr.New(pgerr.ProtocolViolation, "invalid DESCRIBE message subtype %d", m.ObjectType)
 	}
@@ -222,9 +226,9 @@ func (h handler) Describe(ctx context.Context, m *pgproto3.Describe) error {
 }
 
 // rowDescription sends a RowDescription with the given result formats, or NoData.
-func (ss *session) rowDescription(fields []pgproto3.FieldDescription, formats []int16) {
+func rowDescription(w *pgwire.Writer, fields []pgproto3.FieldDescription, formats []int16) {
 	if fields == nil {
-		ss.w.Raw('n', nil)
+		w.Raw('n', nil)
 		return
 	}
 	rd := &pgproto3.RowDescription{Fields: make([]pgproto3.FieldDescription, len(fields))}
@@ -232,7 +236,7 @@ func (ss *session) rowDescription(fields []pgproto3.FieldDescription, formats []
 	for i := range rd.Fields {
 		rd.Fields[i].Format = formatOf(formats, i)
 	}
-	ss.w.Msg(rd)
+	w.Msg(rd)
 }
 
 func formatOf(formats []int16, i int) int16 {
@@ -438,14 +442,14 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	}()
 	if pt.started {
 		if s := ss.suspended; s != nil && s.pt == pt {
-			return ss.resume(s, maxRows)
+			return h.resume(s, maxRows)
 		}
 		if pt.pending == nil {
 			// A finished portal answers with an empty result.
 			ss.commandComplete("SELECT 0")
 			return nil
 		}
-		return ss.serveChunk(pt, maxRows)
+		return h.serveChunk(pt, maxRows)
 	}
 	pt.started = true
 	ps := pt.stmt
@@ -463,16 +467,18 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	if err := ss.pipelineBlock(ctx, ps.st); err != nil {
 		return err
 	}
-	ss.call = stmtCall{extended: true, prm: pt.prm, results: pt.results}
+	call := stmtCall{extended: true, prm: pt.prm, results: pt.results, portal: pt}
+	// Transitional, until the executor reads x.extended, x.results and x.prm only.
+	ss.call = call
 	defer func() { ss.call = stmtCall{} }()
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
-		err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, pt.prm))
+		err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()))
 		ss.endStatement()
 		return err
 	}
 	if ps.st.Streamable() {
-		return ss.startSuspendable(ctx, snap, pt, maxRows)
+		return h.startSuspendable(ctx, snap, pt, call, maxRows)
 	}
 	// A write with a row limit: run it to completion into a spool, and hand the rows
 	// out in parts (PortalSuspended between them).
@@ -480,11 +486,13 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	// What the write answers was set aside within the session's temp-file-limit while
 	// its placements answered (applyWrites); once it is done, its rows must be kept.
 	sp.limit = -1
+	out := protocol.NewResults(pgwire.NewWriter(sp))
+	// Transitional, until the executor writes to x.out only.
 	saved := ss.w
-	ss.w = pgwire.NewWriter(sp)
-	err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, pt.prm))
+	ss.w = out.Writer
+	err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, out))
 	ss.endStatement()
-	ss.w.Flush()
+	out.Flush()
 	ss.w = saved
 	if err == nil {
 		err = sp.Err()
@@ -496,12 +504,13 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	// The write's error, if it failed, is set aside with its results: the client
 	// hears it when the portal's results reach it.
 	pt.pending, pt.err = sp, err
-	return ss.serveChunk(pt, maxRows)
+	return h.serveChunk(pt, maxRows)
 }
 
 // serveChunk sends up to maxRows rows of a result set aside, then PortalSuspended, or the
 // rest and its CommandComplete (or the statement's error).
-func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
+func (h handler) serveChunk(pt *portal, maxRows uint32) error {
+	ss := h.ss
 	sp := pt.pending
 	var rows uint32
 	var relayed *pgerr.Error // a backend's ErrorResponse, set aside, that reached the client
@@ -648,12 +657,15 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	}
 	saved := ss.call
 	// The results carry no RowDescription: it is sent here (or was, by Describe).
-	ss.call = stmtCall{prm: prm, extended: true}
+	call := stmtCall{prm: prm, extended: true, portal: saved.portal}
+	ss.call = call
 	defer func() { ss.call = saved }()
 	if ps.fields != nil && !saved.extended {
-		ss.rowDescription(ps.fields, nil)
+		rowDescription(ss.w, ps.fields, nil)
 	}
-	return ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, prm))
+	// Transitional: the results go where the EXECUTE's go, ss.w until the executor
+	// passes its execution here.
+	return ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, protocol.NewResults(ss.w)))
 }
 
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -69,9 +70,6 @@ func (h handler) Busy() {
 	h.ss.busy.Store(true)
 }
 
-// Admit settles a suspended portal before a message that may need its connections.
-func (h handler) Admit(typ byte, body []byte) error { return h.ss.settleFor(typ, body) }
-
 // Fail reports a failed message: the transaction layer's one error channel.
 func (h handler) Fail(err error) { h.ss.statementFailed(err) }
 
@@ -103,4 +101,31 @@ func (h handler) Sync(ctx context.Context) {
 		}
 	}
 	ss.undoFailed(ctx)
+}
+
+// Admit settles the suspended portal before a message that may use the session's
+// connections: anything but a Flush, a Sync, a Close, or an Execute of that portal.
+func (h handler) Admit(typ byte, body []byte) error {
+	ss := h.ss
+	s := ss.suspended
+	if s == nil {
+		return nil
+	}
+	switch typ {
+	case 'H', 'S', 'C':
+		return nil // Close of the portal itself drops it (closeObject)
+	case 'E', 'B':
+		// The portal's name comes first in Execute, and the destination portal's first
+		// in Bind.
+		if i := bytes.IndexByte(body, 0); i >= 0 && string(body[:i]) == s.pt.name {
+			switch {
+			case typ == 'B' && s.pt.name == "":
+				return ss.settle(false) // binding the unnamed portal again replaces it
+			case typ == 'B':
+				return ss.settle(true) // the Bind fails: the portal exists
+			}
+			return nil
+		}
+	}
+	return ss.settle(true)
 }

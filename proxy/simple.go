@@ -91,7 +91,7 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				err := ss.exec(ctx, ss.newExecution(snap, st, in, nil))
+				err := ss.exec(ctx, ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()))
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.

@@ -397,3 +397,24 @@ func TestCounters(t *testing.T) {
 		t.Errorf("sent %d, want %d", got, len(bytes.Join(out.chunks, nil)))
 	}
 }
+
+// Results redirected mid-way send what follows elsewhere; what was written before stays.
+func TestResultsRedirect(t *testing.T) {
+	out := &writes{}
+	c := New(bytes.NewReader(nil), out, 0, Counters{})
+	r := c.Results()
+	r.Raw('D', nil)
+	if !r.ToClient() {
+		t.Fatal("Results of a Conn do not go to the client")
+	}
+	held := &writes{}
+	r.Redirect(pgwire.NewWriter(held))
+	r.CommandComplete("SELECT 1")
+	r.Flush()
+	c.Flush()
+	if r.ToClient() {
+		t.Fatal("redirected Results still go to the client")
+	}
+	eq(t, "client", out.frames(t), []string{"D"})
+	eq(t, "held", held.frames(t), []string{"C"})
+}

@@ -7,29 +7,32 @@
 //
 // The lifecycle of a connection:
 //
-//	           Startup
-//	  SSLRequest / GSSENCRequest ──► 'N' (declined), read again
-//	  CancelRequest ──────────────► Cancel(pid, secret), close
-//	  StartupMessage ─────────────► params (authentication is the caller's)
-//	       │
-//	       ▼                               Idle(): deadline, LISTEN relay
-//	  ┌─► idle ◄──────────────────────────────────────────────────────────┐
-//	  │    │  Query ─► Admit ─► Query(sql) ───────────► ReadyForQuery ────┤
-//	  │    │  (an error is the Handler's: Fail; ReadyForQuery follows)   │
-//	  │    │                                                             │
-//	  │    │  Parse/Bind/Describe/Execute/Close                          │
-//	  │    ▼                                                             │
-//	  │  pipeline ── Admit ─► Parse(...) ... ok ──► (next message)       │
-//	  │    │             └──── error ──► Fail, flush ──► skipping         │
-//	  │    │  Flush ─► flush what is buffered          │ (every message   │
-//	  │    │                                           │  but Sync and    │
-//	  │    │                                           │  Flush dropped)  │
-//	  │    ▼                                           ▼                  │
-//	  │  Sync ─► Sync() ─► ReadyForQuery(Ready()) ──────────────────────┘
-//	  │
-//	  └─ Terminate, end of input, a protocol violation (FATAL 08P01: unknown message type,
-//	     bad length, message over the size limit, undecodable message), Idle's deadline
-//	     (its FATAL error), Shutdown (57P01): the connection ends.
+//	Startup (Conn.Startup)
+//	  SSLRequest, GSSENCRequest --> 'N' (declined), read again
+//	  CancelRequest --------------> Cancel(pid, secret), close
+//	  StartupMessage -------------> params (authentication is the caller's)
+//	        |
+//	        v                          Handler.Idle: deadline, LISTEN relay
+//	+---> idle <-----------------------------------------------------------+
+//	|       |                                                              |
+//	|       +-- Query --> Admit --> Query(sql) --------> ReadyForQuery ----+
+//	|       |   (the Handler reports the statements' errors: Fail)         |
+//	|       |                                                              |
+//	|       +-- Parse, Bind, Describe, Execute, Close                      |
+//	|       v                                                              |
+//	|   pipeline --> Admit --> Parse(...) ... ok --> next message          |
+//	|       |                      | error                                 |
+//	|       |                      v                                       |
+//	|       |           Fail, flush --> skipping: every message but        |
+//	|       |                           Flush and Sync is dropped          |
+//	|       |   Flush: flush what is buffered      |                       |
+//	|       v                                      v                       |
+//	|     Sync --> Handler.Sync --> ReadyForQuery(Handler.Ready) ----------+
+//	|
+//	+-- the connection ends: Terminate, end of input, a protocol violation
+//	    (FATAL 08P01: unknown message type, bad length, message over the size
+//	    limit, undecodable message), Idle's deadline (its FATAL error),
+//	    Shutdown (57P01).
 //
 // ReadyForQuery carries the transaction status the Handler reports (Ready): the protocol
 // does not keep transaction state. The writer (Writer) buffers messages until Flush,
