@@ -116,10 +116,8 @@ type session struct {
 	call stmtCall
 	// listening is set after LISTEN: notifications may arrive while the session is idle.
 	listening bool
-	// stmts and portals are the session's prepared statements and portals;
-	// descCache caches statement descriptions by text and parameter types.
-	stmts   map[string]*prepared
-	portals map[string]*portal
+	// stmtStore holds the session's prepared statements and portals (bounds.go).
+	stmtStore
 	// cursorTables numbers the temporary tables that cursors over distributed tables
 	// read (they stay until the end of their transaction).
 	cursorTables int
@@ -129,15 +127,8 @@ type session struct {
 	// suspended is the portal whose statement waits, part way through its result, for
 	// the client's next Execute (see suspension).
 	suspended *suspension
-	descCache map[string]description
-	// tempBytes are the bytes in the session's temporary result files (spool);
-	// preparedBytes the estimated memory of its prepared statements (bounds.go).
-	tempBytes     int64
-	preparedBytes int64
-	// spoolMem are the bytes the session's spools keep in memory (at most work-mem);
-	// spoolFiles the temporary files they hold open (at most maxSessionSpoolFiles).
-	spoolMem   int64
-	spoolFiles int
+	// spoolBudget bounds what the session's spools set aside together (spool.go).
+	spoolBudget
 
 	// activePortal is the portal an Execute is running.
 	activePortal *portal
@@ -157,19 +148,17 @@ type session struct {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved bool) {
 	defer nc.Close()
 	ss := &session{
-		srv:       s,
-		nc:        nc,
-		r:         pgwire.NewReader(nc, 16<<10),
-		log:       s.log,
-		tx:        txIdle,
-		running:   map[*backend.Conn]struct{}{},
-		stmts:     map[string]*prepared{},
-		portals:   map[string]*portal{},
-		descCache: map[string]description{},
-		refused:   refused,
-		reserved:  reserved,
+		srv:      s,
+		nc:       nc,
+		r:        pgwire.NewReader(nc, 16<<10),
+		log:      s.log,
+		tx:       txIdle,
+		running:  map[*backend.Conn]struct{}{},
+		refused:  refused,
+		reserved: reserved,
 	}
 	ss.w = pgwire.NewWriter(clientWriter{ss})
+	initState(ss)
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
 	}
