@@ -29,10 +29,12 @@ func portalCost(values [][]byte) int64 {
 }
 
 // initState builds the session's state that is neither protocol nor transaction nor
-// executor, each part with the dependencies it declares (bounds.go, spool.go).
+// executor, each part with the dependencies it declares (bounds.go, spool.go,
+// settings.go).
 func initState(ss *session) {
 	ss.stmtStore = newStmtStore(ss.srv.cfg.MaxPreparedMemory)
 	ss.spoolBudget = newSpoolBudget(ss.srv, ss.log)
+	ss.setDeps = settingsDeps{coord: &ss.coord, tx: &ss.tx, user: &ss.user, log: ss.log}
 }
 
 // stmtStore holds a session's prepared statements and portals, and the descriptions it
@@ -176,7 +178,7 @@ func settingsTooLarge() error {
 // setBound checks that a SET statement may run: one that alone exceeds
 // maxSessionSettings is refused before it runs (a session's settings that grow past it
 // otherwise keep it off the workers: refreshSettings).
-func (ss *session) setBound(sql string) error {
+func (st *sessionSettings) setBound(sql string) error {
 	if len(sql) > maxSessionSettings {
 		return settingsTooLarge()
 	}

@@ -34,15 +34,8 @@ type session struct {
 	pid, secret uint32
 	user        string
 	appName     string
-	settings    settings
-	// startup are the settings from the startup packet: RESET returns to them.
-	startupValues map[string]string
-	// settingsDirty is set when a statement may have changed session settings; they are
-	// read back from the coordinator before the next worker connection is used.
-	settingsDirty bool
-	// settingsErr is set while the session's settings are too large to apply to worker
-	// connections (bounds.go).
-	settingsErr error
+	// sessionSettings are the session's settings and their replay (settings.go).
+	sessionSettings
 	// params are the ParameterStatus values the client has been told; reportedConn
 	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
 	params       map[string]string
