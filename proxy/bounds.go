@@ -30,11 +30,14 @@ func portalCost(values [][]byte) int64 {
 
 // initState builds the session's state that is neither protocol nor transaction nor
 // executor, each part with the dependencies it declares (bounds.go, spool.go,
-// settings.go).
+// settings.go, names.go).
 func initState(ss *session) {
 	ss.stmtStore = newStmtStore(ss.srv.cfg.MaxPreparedMemory)
 	ss.spoolBudget = newSpoolBudget(ss.srv, ss.log)
 	ss.setDeps = settingsDeps{coord: &ss.coord, tx: &ss.tx, user: &ss.user, log: ss.log}
+	ss.nameDeps = namesDeps{srv: ss.srv, log: ss.log, user: &ss.user, settings: &ss.sessionSettings,
+		tx: &ss.tx, coord: &ss.coord, coordInTx: &ss.coordInTx, coordConn: ss.coordConn,
+		startRunning: ss.startRunning, stopRunning: ss.stopRunning, lexMode: ss.lexMode}
 }
 
 // stmtStore holds a session's prepared statements and portals, and the descriptions it

@@ -41,14 +41,9 @@ type session struct {
 	params       map[string]string
 	reportedConn *backend.Conn
 	reportedSeq  uint64
-	// names is where the names of distributed tables resolve in this session (names.go);
-	// namesDirty is set when the session's settings may have changed that; txNames when
-	// the block ran a statement that may have created, dropped or renamed relations.
-	names      *namesState
-	namesDirty bool
-	txNames    bool
-	txNamesOwn bool
-	namesRetry time.Time // after a failed resolution, when to ask again
+	// sessionNames is where the names of distributed tables resolve in this session
+	// (names.go).
+	sessionNames
 
 	// tx is the transaction block's state (txn.go); only the transitions there set it.
 	tx txStatus
