@@ -14,7 +14,8 @@ import (
 func testSettings(values map[string]string) *sessionSettings {
 	var coord *puddle.Resource[*backend.Conn]
 	tx, user := txIdle, "alice"
-	return &sessionSettings{settings: newSettings(values), setDeps: settingsDeps{coord: &coord, tx: &tx, user: &user}}
+	var params map[string]string
+	return &sessionSettings{settings: newSettings(values), setDeps: settingsDeps{coord: &coord, tx: &tx, user: &user, params: &params}}
 }
 
 // A connection already at the session's settings is left alone; while the settings are
@@ -40,6 +41,18 @@ func TestSessionSettingsApply(t *testing.T) {
 	st.refreshSettings(context.Background())
 	if st.settingsDirty || st.settings.key != newSettings(map[string]string{"timezone": "UTC"}).key {
 		t.Fatalf("refresh without a coordinator connection: dirty %v, key %q", st.settingsDirty, st.settings.key)
+	}
+}
+
+// client_encoding is what the coordinator reported, UTF8 before any report.
+func TestSessionSettingsClientEncoding(t *testing.T) {
+	st := testSettings(nil)
+	if got := st.clientEncoding(); got != "UTF8" {
+		t.Fatalf("before any report: %q", got)
+	}
+	*st.setDeps.params = map[string]string{"client_encoding": "LATIN1"}
+	if got := st.clientEncoding(); got != "LATIN1" {
+		t.Fatalf("after a report: %q", got)
 	}
 }
 

@@ -107,12 +107,14 @@ type sessionSettings struct {
 // built (initState): the transaction layer's coordinator connection, where every SET
 // ran, and its state (inside a block the coordinator's values include SET LOCAL and SETs
 // the block may still roll back), both of which change over the session's life; the
-// session's user, set at startup; and the log.
+// session's user, set at startup; the parameters the client was told (ParameterStatus:
+// client_encoding is the coordinator's, as reported); and the log.
 type settingsDeps struct {
-	coord *(*puddle.Resource[*backend.Conn])
-	tx    *txStatus
-	user  *string
-	log   *slog.Logger
+	coord  *(*puddle.Resource[*backend.Conn])
+	tx     *txStatus
+	user   *string
+	params *map[string]string
+	log    *slog.Logger
 }
 
 // coordConn is the session's coordinator connection, nil while it has none.
@@ -213,8 +215,8 @@ func (st *sessionSettings) refreshSettings(ctx context.Context) {
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }
 
 // clientEncoding is the session's client_encoding, as the coordinator reported it.
-func (ss *session) clientEncoding() string {
-	if v := ss.params["client_encoding"]; v != "" {
+func (st *sessionSettings) clientEncoding() string {
+	if v := (*st.setDeps.params)["client_encoding"]; v != "" {
 		return v
 	}
 	return "UTF8"
