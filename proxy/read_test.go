@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
 )
 
 // The read path's failover rule (README, "Failures and repair"): a read goes to the
@@ -228,5 +229,69 @@ func TestReadUnreachableWhenEveryPlacementRefuses(t *testing.T) {
 	}
 	if len(fs) != 0 {
 		t.Errorf("client got %v", fs)
+	}
+}
+
+// concatFixture is readFixture with a second shard of "items", placed on the same nodes,
+// and a statement that concatenates the shards' rows.
+func concatFixture(t *testing.T) (*readFixture, []readTask) {
+	f := newReadFixture(t)
+	second := &metadata.Shard{ID: 102009, TableID: 16400, Storage: 't', Placements: []metadata.Placement{
+		{ID: 3, ShardID: 102009, State: metadata.StateFinalized, Node: nodeA},
+		{ID: 4, ShardID: 102009, State: metadata.StateFinalized, Node: nodeB},
+	}}
+	f.x.st = &router.Statement{Kind: router.Select, Merge: &router.Merge{Kind: router.Concat},
+		Shard: router.Template{{Kind: router.SegText, Text: "SELECT v FROM ", Anchor: -1}, {Kind: router.SegTable, Anchor: -1}}}
+	return f, []readTask{
+		{shard: f.shard, names: []string{"items_102008"}},
+		{shard: second, names: []string{"items_102009"}},
+	}
+}
+
+func TestConcatFailsOverPerShard(t *testing.T) {
+	f, tasks := concatFixture(t)
+	var gotB1, gotB2 []string
+	f.be.workers[nodeB] = []*backend.Conn{
+		scripted(t, nodeB.Addr(), &gotB1, rows("1", "2")),
+		scripted(t, nodeB.Addr(), &gotB2, rows("3")),
+	}
+	if err := f.x.concat(context.Background(), tasks); err != nil {
+		t.Fatalf("concat failed: %v", err)
+	}
+	f.x.ss.w.Flush()
+	fs := frames(t, f.out.Bytes())
+	if types, got := frameTypes(fs), rowsOf(fs); types != "TDDDC" || !sameStrings(got, []string{"1", "2", "3"}) {
+		t.Errorf("client got frames %q, rows %q", types, got)
+	}
+	if !sameStrings(append(gotB1, gotB2...), []string{"SELECT v FROM items_102008", "SELECT v FROM items_102009"}) {
+		t.Errorf("placements on %s ran %q and %q", nodeB, gotB1, gotB2)
+	}
+	if len(f.be.released) != 2 {
+		t.Errorf("%d connections given back, want 2", len(f.be.released))
+	}
+}
+
+func TestConcatShardErrorEndsTheStatement(t *testing.T) {
+	f, tasks := concatFixture(t)
+	f.x.ss.tx = txBlock
+	var gotA1, gotA2 []string
+	f.be.workers[nodeA] = []*backend.Conn{
+		scripted(t, nodeA.Addr(), &gotA1, rows("1")),
+		scripted(t, nodeA.Addr(), &gotA2, serverError("57014", "canceling statement due to user request")),
+	}
+	err := f.x.concat(context.Background(), tasks)
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) || pe.Code != "57014" || errorSent(err) {
+		t.Fatalf("concat returned %v, want the shard's error, not sent yet", err)
+	}
+	if f.x.ss.tx != txFailed {
+		t.Errorf("transaction block is %v after a shard's error, want failed", f.x.ss.tx)
+	}
+	if len(f.be.released) != 2 {
+		t.Errorf("%d connections given back, want both", len(f.be.released))
+	}
+	f.x.ss.w.Flush()
+	if types := frameTypes(frames(t, f.out.Bytes())); types != "TD" {
+		t.Errorf("client got frames %q, want the first shard's rows only (no CommandComplete)", types)
 	}
 }
