@@ -24,6 +24,7 @@ import (
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
 func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+	x := ss.newExecution(snap, st, in, prm)
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -33,12 +34,12 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 		return err
 	}
 	if len(shards) == 0 {
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	}
 	if len(shards) > 1 && st.Merge != nil {
 		// COPY (SELECT ...) that no concatenation of shards answers: the coordinator
 		// runs it over temporary copies of the tables.
-		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
+		return x.gather(ctx, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	}
 	if len(shards) > 1 && st.Err != nil {
 		return st.Err
@@ -48,8 +49,8 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
 		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: ss.call.results}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	var total int64
@@ -103,12 +104,12 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 				stop()
 				e := c.DecodeError(b)
 				e.Position = 0
-				ss.drainRead(ctx, c)
+				x.drainRead(ctx, c)
 				ss.release(r.wc)
 				r.wc = workerConn{}
 				return e
 			case 'N':
-				ss.forwardNotice(c, b)
+				forwardNotice(ss.w, ss.srv, c, b)
 			}
 		}
 		stop()

@@ -34,7 +34,7 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
+	if err := c.Exec(ctx, render(st.Text, in, nil, nil)); err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
@@ -117,7 +117,7 @@ func (ss *session) truncateIn(ctx context.Context, snap *metadata.Snapshot, st *
 	if err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ownStatement(ss.render(st.Text, in, nil, nil))); err != nil {
+	if err := c.Exec(ctx, ownStatement(render(st.Text, in, nil, nil))); err != nil {
 		return err
 	}
 	var tasks []writeTask

@@ -39,7 +39,7 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if err != nil {
 		return err
 	}
-	argSQL := ss.render(st.ArgQuery, in, nil, nil)
+	argSQL := render(st.ArgQuery, in, nil, nil)
 	var args [][]byte
 	var oids []uint32
 	var formats []int16

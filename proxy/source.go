@@ -94,7 +94,7 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 		if err == nil && !any {
 			// Nothing to change: the coordinator's empty prototypes answer with the
 			// right tag (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return ss.newExecution(nil, st, in, prm).coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		return err
 	})
@@ -118,12 +118,12 @@ func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *
 	var g *gathered
 	var names []string
 	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
-		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
+		if g, err = ss.newExecution(ss.srv.cache.Load(), st, in, prm).gatherTables(ctx, st.Merge, nil); err != nil {
 			return err
 		}
 		names = g.names
 	}
-	err = ss.readCursor(ctx, c, ss.render(st.Source, in, names, nil), prm, fn)
+	err = ss.readCursor(ctx, c, render(st.Source, in, names, nil), prm, fn)
 	if g != nil {
 		if endErr := g.end(ctx, ss, err == nil); err == nil {
 			err = endErr

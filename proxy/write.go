@@ -74,7 +74,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return nil, ss.newExecution(nil, st, in, prm).coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -376,6 +376,7 @@ type writeRun struct {
 // connection (release gives them back).
 func (wr *writeRun) send(ctx context.Context) {
 	ss, implicit := wr.ss, wr.implicit
+	x := ss.newExecution(nil, nil, nil, ss.call.prm)
 	for ti, task := range wr.tasks {
 		for _, p := range task.shard.Finalized() {
 			w := &placementWrite{task: ti, p: p}
@@ -400,10 +401,10 @@ func (wr *writeRun) send(ctx context.Context) {
 			case implicit:
 				// BEGIN before the statement, in the same pipeline and before its Sync.
 				c.Writer().Msg(&pgproto3.Query{String: "BEGIN"})
-				ss.sendSQL(c, task.sql, ss.call.results)
+				x.sendSQL(c, task.sql, x.prm)
 				w.extraReady = true
 			default:
-				ss.sendSQL(c, task.sql, ss.call.results)
+				x.sendSQL(c, task.sql, x.prm)
 			}
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
@@ -820,7 +821,7 @@ func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
 		}
 		*sentDesc = true
 	case 'N':
-		ss.forwardShardNotice(body)
+		forwardShardNotice(ss.w, ss.srv, body)
 		return
 	}
 	ss.w.Raw(t, body)
@@ -838,7 +839,7 @@ func forwardNotices(ss *session, sp *spool) {
 			return
 		}
 		if t == 'N' {
-			ss.forwardShardNotice(body)
+			forwardShardNotice(ss.w, ss.srv, body)
 		}
 	}
 }
