@@ -15,8 +15,8 @@ import (
 // The session's adapters to package control, which runs pgshard's SQL functions and
 // admin statements.
 
-// control returns the environment of one control-plane statement of the session.
-func (ss *session) control() *control.Env {
+// controlEnv returns the environment of one control-plane statement of the session.
+func controlEnv(ss *session) *control.Env {
 	return &control.Env{
 		Client:    controlClient{ss},
 		Nodes:     controlNodes{ss},
@@ -37,7 +37,7 @@ func (ss *session) admin(ctx context.Context, q string) bool {
 	if !ok {
 		return false
 	}
-	if err := ss.control().Admin(ctx, cmd, arg); err != nil {
+	if err := controlEnv(ss).Admin(ctx, cmd, arg); err != nil {
 		ss.sendError(err)
 	}
 	return true
@@ -89,7 +89,7 @@ func (n controlNodes) DialCoordinator(ctx context.Context) (*pgconn.PgConn, erro
 }
 
 func (n controlNodes) RunOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
-	return n.ss.runOnNode(ctx, node, role, cmds)
+	return n.ss.srv.runOnNode(ctx, n.ss.user, node, role, cmds)
 }
 
 // controlStore is the metadata store, reloading into the server's cache.

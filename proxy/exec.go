@@ -138,19 +138,19 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 	case router.Gathered:
 		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	case router.Insert, router.Update, router.Delete:
-		return ss.execWrite(ctx, snap, st, in, prm)
+		return x.execWrite(ctx)
 	case router.Function:
-		return ss.execFunction(ctx, st, in, prm)
+		return x.execFunction(ctx)
 	case router.DropTable:
-		return ss.dropTables(ctx, snap, st, in)
+		return x.dropTables(ctx)
 	case router.Truncate:
-		return ss.truncate(ctx, snap, st, in)
+		return x.truncate(ctx)
 	case router.Error:
 		return st.Err
 	case router.CopyIn:
-		return ss.copyIn(ctx, snap, st)
+		return x.copyIn(ctx)
 	case router.CopyOut:
-		return ss.copyOut(ctx, snap, st, in, prm)
+		return x.copyOut(ctx)
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:

@@ -266,7 +266,8 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 	}
 	var tasks []writeTask
 	if st.Kind == router.Insert {
-		tasks, err = ss.insertTasks(ctx, t, st, e.in, e.prm, make([][]evaluated, len(st.Rows)))
+		x := &execution{ss: ss, snap: snap, st: st, in: e.in, prm: e.prm}
+		tasks, err = x.insertTasks(ctx, t, make([][]evaluated, len(st.Rows)))
 	} else {
 		var shards []*metadata.Shard
 		if shards, err = ss.shards(ctx, t, st.Filter, e.in, e.prm, nil); err == nil {

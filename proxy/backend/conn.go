@@ -87,24 +87,9 @@ func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		return nil, err
 	}
 	h.Conn.SetDeadline(time.Time{})
-	c := &Conn{
-		Addr:     net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)),
-		nc:       h.Conn,
-		r:        pgwire.NewReader(h.Conn, 32<<10),
-		w:        pgwire.NewWriter(h.Conn),
-		pid:      h.PID,
-		secret:   h.SecretKey,
-		Params:   h.ParameterStatuses,
-		TxStatus: h.TxStatus,
-		Prepared: map[string]bool{},
-		used:     time.Now(),
-	}
-	c.w.AutoFlush = 0
-	c.w.Tap = func(typ byte, _ int) {
-		if typ == 'S' || typ == 'Q' {
-			c.inFlight++
-		}
-	}
+	c := Over(h.Conn, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	c.pid, c.secret = h.PID, h.SecretKey
+	c.Params, c.TxStatus = h.ParameterStatuses, h.TxStatus
 	return c, nil
 }
 
