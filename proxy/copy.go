@@ -34,12 +34,12 @@ func (x *execution) copyOut(ctx context.Context) error {
 		return err
 	}
 	if len(shards) == 0 {
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	}
 	if len(shards) > 1 && st.Merge != nil {
 		// COPY (SELECT ...) that no concatenation of shards answers: the coordinator
 		// runs it over temporary copies of the tables.
-		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
+		return x.gather(ctx, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	}
 	if len(shards) > 1 && st.Err != nil {
 		return st.Err
@@ -49,8 +49,8 @@ func (x *execution) copyOut(ctx context.Context) error {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
 		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: x.results}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	var total int64
@@ -104,12 +104,12 @@ func (x *execution) copyOut(ctx context.Context) error {
 				stop()
 				e := c.DecodeError(b)
 				e.Position = 0
-				ss.drainRead(ctx, c)
+				x.drainRead(ctx, c)
 				ss.release(r.wc)
 				r.wc = workerConn{}
 				return e
 			case 'N':
-				ss.forwardNotice(c, b)
+				forwardNotice(ss.w, ss.srv, c, b)
 			}
 		}
 		stop()

@@ -35,7 +35,7 @@ func (x *execution) dropTables(ctx context.Context) error {
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
+	if err := c.Exec(ctx, render(st.Text, in, nil, nil)); err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
@@ -123,7 +123,7 @@ func (x *execution) truncateIn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ownStatement(ss.render(st.Text, in, nil, nil))); err != nil {
+	if err := c.Exec(ctx, ownStatement(render(st.Text, in, nil, nil))); err != nil {
 		return err
 	}
 	var tasks []writeTask

@@ -40,7 +40,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	argSQL := ss.render(st.ArgQuery, in, nil, nil)
+	argSQL := render(st.ArgQuery, in, nil, nil)
 	var args [][]byte
 	var oids []uint32
 	var formats []int16

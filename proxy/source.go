@@ -72,7 +72,7 @@ func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
 // shard changes its rows of a batch, joined with the list of them. Like insertSelect, it
 // runs in one transaction block.
 func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error {
-	ss, st, in, prm := x.ss, x.st, x.in, x.prm
+	ss, st, in := x.ss, x.st, x.in
 	types, keyPos := sourceTypes(t, st)
 	var n int64
 	sentDesc, any := false, false
@@ -96,7 +96,7 @@ func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error
 		if err == nil && !any {
 			// Nothing to change: the coordinator's empty prototypes answer with the
 			// right tag (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return x.coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		return err
 	})
@@ -113,7 +113,7 @@ func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error
 // session's transaction block, where the cursor outlives the other statements fn sends
 // to the coordinator.
 func (x *execution) forSourceRows(ctx context.Context, fn func([][][]byte) error) error {
-	ss, st, in, prm := x.ss, x.st, x.in, x.prm
+	ss, st, in := x.ss, x.st, x.in
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
@@ -121,12 +121,14 @@ func (x *execution) forSourceRows(ctx context.Context, fn func([][][]byte) error
 	var g *gathered
 	var names []string
 	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
-		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
+		gx := *x
+		gx.snap = ss.srv.cache.Load()
+		if g, err = gx.gatherTables(ctx, st.Merge, nil); err != nil {
 			return err
 		}
 		names = g.names
 	}
-	err = x.readCursor(ctx, c, ss.render(st.Source, in, names, nil), fn)
+	err = x.readCursor(ctx, c, render(st.Source, in, names, nil), fn)
 	if g != nil {
 		if endErr := g.end(ctx, ss, err == nil); err == nil {
 			err = endErr

@@ -75,7 +75,7 @@ func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeT
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return nil, x.coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -289,7 +289,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 // newWriteRun is the run of tasks over the session's backend connections, marking
 // placements in the coordinator's metadata.
 func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
-	return &writeRun{x: x, conns: x.ss, marker: sessionMarker{x.ss}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
+	return &writeRun{x: x, marker: sessionMarker{x.ss}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
 }
 
 // apply is applyWrites once the shards are locked: it sends the tasks, collects and
@@ -379,23 +379,15 @@ func implicitWrite(tx txStatus, st *router.Statement, tasks []writeTask) bool {
 // tasks, whether it runs in a transaction of its own on each placement, and one
 // placementWrite per placement, in task order.
 type writeRun struct {
+	// x is the statement's execution, whose backends (x.conns()) the placements'
+	// connections come from.
 	x *execution
-	// conns gives the placements' connections and takes them back; marker marks the
-	// placements that missed the write. The session's (newWriteRun), or a scripted
-	// backend's and a recorder in the executor's unit tests.
-	conns    backendConns
+	// marker marks the placements that missed the write: the server's metadata
+	// (newWriteRun), or a recorder in the executor's unit tests.
 	marker   placementMarker
 	tasks    []writeTask
 	implicit bool
 	writes   []*placementWrite
-}
-
-// backendConns is how the write executor obtains worker connections and gives them
-// back: the session's (its transaction block's, or pooled ones with the session's
-// settings), or scripted servers' in tests.
-type backendConns interface {
-	workerConn(ctx context.Context, node metadata.Node) (workerConn, error)
-	release(w workerConn)
 }
 
 // placementMarker marks placements inactive: committed on the coordinator (and told to
@@ -421,7 +413,7 @@ func (wr *writeRun) send(ctx context.Context) {
 		for _, p := range task.shard.Finalized() {
 			w := &placementWrite{task: ti, p: p}
 			wr.writes = append(wr.writes, w)
-			wc, err := wr.conns.workerConn(ctx, p.Node)
+			wc, err := x.conns().workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
 					// The client's error (a session setting the worker refused, say):
@@ -441,10 +433,10 @@ func (wr *writeRun) send(ctx context.Context) {
 			case implicit:
 				// BEGIN before the statement, in the same pipeline and before its Sync.
 				c.Writer().Msg(&pgproto3.Query{String: "BEGIN"})
-				ss.sendSQL(c, task.sql, x.results)
+				x.sendSQL(c, task.sql, x.prm)
 				w.extraReady = true
 			default:
-				ss.sendSQL(c, task.sql, x.results)
+				x.sendSQL(c, task.sql, x.prm)
 			}
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
@@ -468,7 +460,7 @@ func (wr *writeRun) release() {
 				// connection is not at a statement boundary, also inside a block.
 				w.wc.conn().MarkBroken()
 			}
-			wr.conns.release(w.wc)
+			wr.x.conns().release(w.wc)
 		}
 	}
 }
@@ -862,7 +854,7 @@ func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
 		}
 		*sentDesc = true
 	case 'N':
-		ss.forwardShardNotice(body)
+		forwardShardNotice(ss.w, ss.srv, body)
 		return
 	}
 	ss.w.Raw(t, body)
@@ -880,7 +872,7 @@ func forwardNotices(ss *session, sp *spool) {
 			return
 		}
 		if t == 'N' {
-			ss.forwardShardNotice(body)
+			forwardShardNotice(ss.w, ss.srv, body)
 		}
 	}
 }

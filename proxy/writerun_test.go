@@ -25,7 +25,7 @@ import (
 
 // The write executor's unit tests: a replicated write to the two placements of one
 // shard, each placement a scripted PostgreSQL server at the other end of a net.Pipe,
-// reached through the executor's backendConns; marks go to a recorder. They check what
+// reached through the execution's backends (conns.go); marks go to a recorder. They check what
 // the client hears (the tag or the error, the warnings), which placements are marked,
 // and how each placement's part ends (COMMIT or ROLLBACK), outside and inside a
 // transaction block. outcome_test.go tests the decisions alone.
@@ -127,7 +127,7 @@ func (s *scriptedServer) received() []string {
 	return append([]string(nil), s.got...)
 }
 
-// scriptedConns are the executor's backendConns over scripted servers, one per node:
+// scriptedConns are the executor's backends (conns.go) over scripted servers, one per node:
 // connections from a puddle pool per node whose constructor starts a server goroutine on
 // a net.Pipe. Inside a block, as the session's, a node's connection is taken once and
 // kept (pinned). close ends every connection and waits for the servers' goroutines.
@@ -155,7 +155,7 @@ func newScriptedConns(t *testing.T, inBlock bool, servers map[metadata.Node]*scr
 					defer sc.wg.Done()
 					srv.serve(server, tx)
 				}()
-				c := backend.Over(client, node.Addr())
+				c := backend.NewConn(client, node.Addr())
 				c.TxStatus = tx
 				return c, nil
 			},
@@ -169,6 +169,10 @@ func newScriptedConns(t *testing.T, inBlock bool, servers map[metadata.Node]*scr
 	}
 	t.Cleanup(sc.close)
 	return sc
+}
+
+func (sc *scriptedConns) coordConn(context.Context) (*backend.Conn, error) {
+	return nil, &backend.UnavailableError{Addr: "coordinator", Err: errors.New("not scripted")}
 }
 
 func (sc *scriptedConns) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
@@ -340,9 +344,9 @@ func TestWriteRunReplicated(t *testing.T) {
 			conns := newScriptedConns(t, tc.inBlock, servers)
 			marks := &markRecorder{err: tc.markErr}
 			st := &router.Statement{Kind: router.Update, Tag: "UPDATE"}
-			x := &execution{ss: f.ss, snap: f.snap, st: st}
+			x := &execution{ss: f.ss, snap: f.snap, st: st, out: f.ss.w, be: conns}
 			tasks := []writeTask{{shard: f.snap.Shard(10), sql: []byte("UPDATE public.t_10 SET k = 1")}}
-			wr := &writeRun{x: x, conns: conns, marker: marks, tasks: tasks, implicit: implicitWrite(f.ss.tx, st, tasks)}
+			wr := &writeRun{x: x, marker: marks, tasks: tasks, implicit: implicitWrite(f.ss.tx, st, tasks)}
 			sentDesc := false
 			n, err := wr.apply(ctx, &sentDesc)
 			if err == nil {
