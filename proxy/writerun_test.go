@@ -40,6 +40,8 @@ const (
 	answerError                      // 22012, an error of the statement's values
 	answerSerial                     // 40001, an error one placement may give alone
 	answerZero                       // UPDATE 0: a different row count
+	answerShutdown                   // FATAL 57P01, then the connection closes
+	answerLostAtCommit               // UPDATE 1, then the connection breaks at COMMIT
 )
 
 // scriptedServer plays a worker at the other end of a net.Pipe: it answers BEGIN,
@@ -79,6 +81,9 @@ func (s *scriptedServer) serve(nc net.Conn, tx byte) {
 				be.Send(&pgproto3.CommandComplete{CommandTag: []byte("BEGIN")})
 				tx = 'T'
 			case "COMMIT":
+				if s.answer == answerLostAtCommit {
+					return
+				}
 				tag := "COMMIT"
 				if tx == 'E' {
 					tag = "ROLLBACK"
@@ -91,11 +96,15 @@ func (s *scriptedServer) serve(nc net.Conn, tx byte) {
 			default:
 				code := ""
 				switch s.answer {
-				case answerOK:
+				case answerOK, answerLostAtCommit:
 					be.Send(&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 1")})
 				case answerZero:
 					be.Send(&pgproto3.CommandComplete{CommandTag: []byte("UPDATE 0")})
 				case answerLost:
+					return
+				case answerShutdown:
+					be.Send(&pgproto3.ErrorResponse{Severity: "FATAL", Code: "57P01", Message: "terminating connection due to administrator command"})
+					be.Flush()
 					return
 				case answerUnique:
 					code = "23505"
@@ -301,6 +310,8 @@ func TestWriteRunReplicated(t *testing.T) {
 			want{tag: "UPDATE 1", ends: [2]string{commit, commit}, tx: txIdle}},
 		{"ok lost", [2]scriptAnswer{answerOK, answerLost}, false, nil,
 			want{tag: "UPDATE 1", marks: []int64{101}, warnings: []string{"Connection failed to w2:5002"}, ends: [2]string{commit, none}, tx: txIdle}},
+		{"ok shutting down", [2]scriptAnswer{answerOK, answerShutdown}, false, nil,
+			want{tag: "UPDATE 1", marks: []int64{101}, warnings: []string{"Connection failed to w2:5002"}, ends: [2]string{commit, none}, tx: txIdle}},
 		{"lost ok", [2]scriptAnswer{answerLost, answerOK}, false, nil,
 			want{tag: "UPDATE 1", marks: []int64{100}, warnings: []string{"Connection failed to w1:5001"}, ends: [2]string{none, commit}, tx: txIdle}},
 		{"ok unique violation", [2]scriptAnswer{answerOK, answerUnique}, false, nil,
@@ -313,6 +324,13 @@ func TestWriteRunReplicated(t *testing.T) {
 			want{code: "40001", ends: [2]string{rollback, rollback}, tx: txIdle}},
 		{"ok different row count", [2]scriptAnswer{answerOK, answerZero}, false, nil,
 			want{tag: "UPDATE 1", marks: []int64{101}, warnings: []string{"modified 0 tuples, but expected 1 tuple"}, ends: [2]string{commit, commit}, tx: txIdle}},
+		// The statement's own transaction: a placement lost at COMMIT while its sibling
+		// committed missed the write; when none is known to have committed, the first
+		// that may have is kept and the client hears the outcome is unknown.
+		{"ok, lost at commit", [2]scriptAnswer{answerOK, answerLostAtCommit}, false, nil,
+			want{tag: "UPDATE 1", marks: []int64{101}, warnings: []string{"Connection failed to w2:5002"}, ends: [2]string{commit, commit}, tx: txIdle}},
+		{"both lost at commit", [2]scriptAnswer{answerLostAtCommit, answerLostAtCommit}, false, nil,
+			want{code: "08006", marks: []int64{101}, warnings: []string{"Connection failed to w2:5002"}, ends: [2]string{commit, commit}, tx: txIdle}},
 		{"lost lost", [2]scriptAnswer{answerLost, answerLost}, false, nil,
 			want{code: "XX000", ends: [2]string{none, none}, tx: txIdle}},
 		// The coordinator refuses to mark the last finalized placement: the write is
