@@ -34,14 +34,14 @@ import (
 type scriptAnswer int
 
 const (
-	answerOK     scriptAnswer = iota // UPDATE 1
-	answerLost                       // the connection breaks once the statement arrived
-	answerUnique                     // 23505, a constraint violation: divergence of data
-	answerError                      // 22012, an error of the statement's values
-	answerSerial                     // 40001, an error one placement may give alone
-	answerZero                       // UPDATE 0: a different row count
-	answerShutdown                   // FATAL 57P01, then the connection closes
-	answerLostAtCommit               // UPDATE 1, then the connection breaks at COMMIT
+	answerOK           scriptAnswer = iota // UPDATE 1
+	answerLost                             // the connection breaks once the statement arrived
+	answerUnique                           // 23505, a constraint violation: divergence of data
+	answerError                            // 22012, an error of the statement's values
+	answerSerial                           // 40001, an error one placement may give alone
+	answerZero                             // UPDATE 0: a different row count
+	answerShutdown                         // FATAL 57P01, then the connection closes
+	answerLostAtCommit                     // UPDATE 1, then the connection breaks at COMMIT
 )
 
 // scriptedServer plays a worker at the other end of a net.Pipe: it answers BEGIN,
