@@ -176,16 +176,6 @@ func (ss *session) dropBlockPortals() {
 	}
 }
 
-// dropPortal removes a portal and what it set aside.
-func (ss *session) dropPortal(name string) {
-	if pt := ss.portals[name]; pt != nil {
-		pt.pending.Close()
-		pt.pending = nil
-		ss.preparedBytes -= pt.cost
-		delete(ss.portals, name)
-	}
-}
-
 // settleFor settles the suspended portal before a message that may use the session's
 // connections: anything but a Flush, a Sync, a Close, or an Execute of that portal.
 func (ss *session) settleFor(typ byte, body []byte) error {
