@@ -23,8 +23,8 @@ import (
 // copyOut runs COPY ... TO STDOUT over a distributed table: each shard's COPY in turn,
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
-func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	x := ss.newExecution(snap, st, in, prm)
+func (x *execution) copyOut(ctx context.Context) error {
+	ss, snap, st, in, prm := x.ss, x.snap, x.st, x.in, x.prm
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -47,7 +47,7 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	reads := make([]*shardRead, len(shards))
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
-		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: ss.call.results}
+		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: x.results}
 	}
 	defer x.finishReads(ctx, reads)
 	if err := x.startReads(ctx, reads); err != nil {
@@ -165,7 +165,8 @@ type copyTarget struct {
 // copyIn runs COPY distributed_table FROM STDIN: the client's rows are split by shard
 // (by the partition key of each row) and streamed to every finalized placement of their
 // shard, in a transaction on each placement, so that a bad row writes nothing anywhere.
-func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
+func (x *execution) copyIn(ctx context.Context) error {
+	ss, snap, st := x.ss, x.snap, x.st
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -211,7 +212,7 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
-	if err := ss.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
+	if err := x.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
 		return err
 	}
 	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {

@@ -60,7 +60,7 @@ func (ss *session) checkPrepareTx(st *router.Statement) error {
 // run executes the statement, writing its results (but not ReadyForQuery) to the client.
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
-	ss, snap, st, in, prm := x.ss, x.snap, x.st, x.in, x.prm
+	ss, st, in := x.ss, x.st, x.in
 	if ss.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
@@ -139,19 +139,19 @@ func (x *execution) run(ctx context.Context) error {
 	case router.Gathered:
 		return x.gather(ctx, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	case router.Insert, router.Update, router.Delete:
-		return ss.execWrite(ctx, snap, st, in, prm)
+		return x.execWrite(ctx)
 	case router.Function:
-		return ss.execFunction(ctx, st, in, prm)
+		return x.execFunction(ctx)
 	case router.DropTable:
-		return ss.dropTables(ctx, snap, st, in)
+		return x.dropTables(ctx)
 	case router.Truncate:
-		return ss.truncate(ctx, snap, st, in)
+		return x.truncate(ctx)
 	case router.Error:
 		return st.Err
 	case router.CopyIn:
-		return ss.copyIn(ctx, snap, st)
+		return x.copyIn(ctx)
 	case router.CopyOut:
-		return ss.copyOut(ctx, snap, st, in, prm)
+		return x.copyOut(ctx)
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:

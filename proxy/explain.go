@@ -265,7 +265,7 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 	}
 	var tasks []writeTask
 	if st.Kind == router.Insert {
-		tasks, err = ss.insertTasks(ctx, t, st, e.x.in, e.x.prm, make([][]evaluated, len(st.Rows)))
+		tasks, err = e.x.with(st).insertTasks(ctx, t, make([][]evaluated, len(st.Rows)))
 	} else {
 		var shards []*metadata.Shard
 		if shards, err = ss.shards(ctx, t, st.Filter, e.x.in, e.x.prm, nil); err == nil {
