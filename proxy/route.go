@@ -189,48 +189,15 @@ func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.C
 	return shards, nil
 }
 
-// evaluate asks the coordinator for the values of evals, in one round trip (the values of
-// each group in one SELECT, so that each expression is evaluated exactly once), with the
-// statement's parameters. A value goes to the placements as a literal of its
-// own type, so that each placement assigns it to its column exactly as PostgreSQL would;
-// a partition key is also coerced as that assignment does (type modifier, domain) for its
-// hash.
+// evaluate asks the coordinator for the values of evals, in one round trip (one query per
+// group, router.EvalQuery), with the statement's parameters: each value as a typed SQL
+// literal and, for a partition key, its hash.
 func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *router.Input, prm *params) ([][]evaluated, error) {
 	var queries []string
 	for _, g := range groups {
-		if len(g) == 0 {
-			continue
+		if q := router.EvalQuery(g, in); q != "" {
+			queries = append(queries, q)
 		}
-		var sel, from strings.Builder
-		for i, e := range g {
-			if i > 0 {
-				sel.WriteString(", ")
-				from.WriteString(", ")
-			}
-			v := "v" + strconv.Itoa(i)
-			// The value's type, schema-qualified whatever the search_path (the literal
-			// goes to the workers, whose search_path may find another type first).
-			typ := "(SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.typname)" +
-				" FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace" +
-				" WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
-			if e.ColumnTypeName != "" {
-				// An anonymous record has no input function: it goes as the column's type.
-				typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") OPERATOR(pg_catalog.=) 'pg_catalog.record'::pg_catalog.regtype THEN " +
-					router.QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
-			}
-			if e.Unknown {
-				sel.WriteString("pg_catalog.format('%L', " + v + ")")
-			} else {
-				sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
-			}
-			if e.Key {
-				sel.WriteString(", " + keyEvalExpr(e, v))
-			}
-			from.WriteString("(")
-			from.Write(e.Expr.Render(nil, &router.Holes{In: in}))
-			from.WriteString(") AS " + v)
-		}
-		queries = append(queries, "SELECT "+sel.String()+" FROM (SELECT "+from.String()+" OFFSET 0) pgshard_eval")
 	}
 	out := make([][]evaluated, len(groups))
 	if len(queries) == 0 {
@@ -252,20 +219,7 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	ss.stopRunning(c)
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
-			e.Position = 0
-			// A string constant the column's type cannot read: PostgreSQL points at it
-			// (but not for a type modifier's errors).
-			var unknown []router.Eval
-			for _, g := range groups {
-				for _, ev := range g {
-					if ev.Unknown && ev.Pos > 0 {
-						unknown = append(unknown, ev)
-					}
-				}
-			}
-			if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
-				e.Position = int32(charPos(in.Text, unknown[0].Pos))
-			}
+			evalErrorPosition(e, groups, in)
 			ss.failBlock()
 		}
 		return nil, err
@@ -278,60 +232,75 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 		if len(g) == 0 {
 			continue
 		}
-		row := rows[r]
-		r++
-		col := 0
-		out[gi] = make([]evaluated, len(g))
-		for i, e := range g {
-			out[gi][i].literal = string(row[col])
-			col++
-			if e.Key {
-				canon := row[col]
-				col++
-				if canon == nil {
-					return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
-				}
-				if len(canon) > 0 && canon[0] == '-' {
-					// Not assignable to the column: PostgreSQL's error.
-					types := strings.SplitN(string(canon[1:]), "|", 2)
-					if len(types) != 2 {
-						return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
-					}
-					err := pgerr.New(pgerr.DatatypeMismatch, "column %q is of type %s but expression is of type %s", e.Column, types[1], types[0]).
-						WithHint("You will need to rewrite or cast the expression.")
-					if e.Pos > 0 {
-						err.Position = int32(charPos(in.Text, e.Pos))
-					}
-					return nil, err
-				}
-				h, ok := pghash.HashCanonical(e.KeyType, canon)
-				if !ok {
-					return nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(e.KeyType))
-				}
-				out[gi][i].hash = h
-			}
+		if out[gi], err = evaluatedRow(g, rows[r], in); err != nil {
+			return nil, err
 		}
+		r++
 	}
 	return out, nil
 }
 
-// keyEvalExpr is the SQL for the canonical form of a partition-key value v assigned to
-// its column: NULL for NULL; "-" followed by the value's and the column's type names
-// (separated by "|") when PostgreSQL has no assignment coercion between them (a
-// text value into an integer column: 42804, where an explicit cast would succeed).
-func keyEvalExpr(e router.Eval, v string) string {
-	src := "(SELECT CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
-	dst := strconv.FormatUint(uint64(e.KeyType), 10) + "::pg_catalog.oid"
-	if e.Unknown {
-		src = "705::pg_catalog.oid" // unknown
+// evalErrorPosition points the coordinator's error e about evaluated values where
+// PostgreSQL would: at a string constant the column's type cannot read (but not for a
+// type modifier's errors), else nowhere (the position is in the evaluation's query).
+func evalErrorPosition(e *pgerr.Error, groups [][]router.Eval, in *router.Input) {
+	e.Position = 0
+	var unknown []router.Eval
+	for _, g := range groups {
+		for _, ev := range g {
+			if ev.Unknown && ev.Pos > 0 {
+				unknown = append(unknown, ev)
+			}
+		}
 	}
-	eq := " OPERATOR(pg_catalog.=) "
-	assignable := "(" + src + eq + dst + " OR " + src + eq + "705::pg_catalog.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource" + eq + src +
-		" AND c.casttarget" + eq + dst + " AND c.castcontext OPERATOR(pg_catalog.=) ANY ('{a,i}'::pg_catalog.\"char\"[])) OR (SELECT typcategory" + eq + "'S' FROM pg_catalog.pg_type WHERE oid" + eq + dst + "))"
-	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")
-	return "CASE WHEN " + v + " IS NULL THEN NULL WHEN " + assignable + " THEN " + canon +
-		" ELSE '-' OPERATOR(pg_catalog.||) pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), NULL) OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) pg_catalog.format_type(" +
-		strconv.FormatUint(uint64(e.ColumnType), 10) + "::pg_catalog.oid, NULL) END"
+	if code := string(e.Code); len(unknown) == 1 && strings.HasPrefix(code, "22") && code != "22001" && code != "22003" {
+		e.Position = int32(charPos(in.Text, unknown[0].Pos))
+	}
+}
+
+// evaluatedRow reads the coordinator's row for the group g (router.EvalQuery): each
+// value's literal, and for a partition key its hash, or PostgreSQL's error for a key
+// that is NULL or not assignable to its column.
+func evaluatedRow(g []router.Eval, row [][]byte, in *router.Input) ([]evaluated, error) {
+	out := make([]evaluated, len(g))
+	col := 0
+	for i, e := range g {
+		if col >= len(row) {
+			return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
+		}
+		out[i].literal = string(row[col])
+		col++
+		if !e.Key {
+			continue
+		}
+		if col >= len(row) {
+			return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
+		}
+		canon := row[col]
+		col++
+		if canon == nil {
+			return nil, pgerr.New(pgerr.NullValueNotAllowed, "cannot plan INSERT using row with NULL value in partition column")
+		}
+		if len(canon) > 0 && canon[0] == '-' {
+			// Not assignable to the column: PostgreSQL's error.
+			types := strings.SplitN(string(canon[1:]), "|", 2)
+			if len(types) != 2 {
+				return nil, pgerr.New(pgerr.InternalError, "unexpected answer evaluating values on the coordinator")
+			}
+			err := pgerr.New(pgerr.DatatypeMismatch, "column %q is of type %s but expression is of type %s", e.Column, types[1], types[0]).
+				WithHint("You will need to rewrite or cast the expression.")
+			if e.Pos > 0 {
+				err.Position = int32(charPos(in.Text, e.Pos))
+			}
+			return nil, err
+		}
+		h, ok := pghash.HashCanonical(e.KeyType, canon)
+		if !ok {
+			return nil, pgerr.New(pgerr.InternalError, "could not hash a value of type %s", typeNameOf(e.KeyType))
+		}
+		out[i].hash = h
+	}
+	return out, nil
 }
 
 // literals returns the evaluated values as SQL text for template holes.

@@ -354,3 +354,65 @@ func comparesAsKey(param, key uint32) bool {
 	}
 	return false
 }
+
+// EvalQuery is the query with which the coordinator evaluates one group of a plan's Evals
+// (an INSERT row's, or the statement's), each expression exactly once, with the
+// execution's parameters; "" for an empty group. Its one row holds, for each value, the
+// value as a typed SQL literal, and for a partition key after it, the key's canonical form
+// as keyEvalExpr gives it. A value goes to the placements as a literal of its own type, so
+// that each placement assigns it to its column exactly as PostgreSQL would.
+func EvalQuery(g []Eval, in *Input) string {
+	if len(g) == 0 {
+		return ""
+	}
+	var sel, from strings.Builder
+	for i, e := range g {
+		if i > 0 {
+			sel.WriteString(", ")
+			from.WriteString(", ")
+		}
+		v := "v" + strconv.Itoa(i)
+		// The value's type, schema-qualified whatever the search_path (the literal goes
+		// to the workers, whose search_path may find another type first).
+		typ := "(SELECT pg_catalog.quote_ident(n.nspname) OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) pg_catalog.quote_ident(t.typname)" +
+			" FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) t.typnamespace" +
+			" WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
+		if e.ColumnTypeName != "" {
+			// An anonymous record has no input function: it goes as the column's type.
+			typ = "CASE WHEN pg_catalog.pg_typeof(" + v + ") OPERATOR(pg_catalog.=) 'pg_catalog.record'::pg_catalog.regtype THEN " +
+				QuoteLiteral(e.ColumnTypeName) + " ELSE " + typ + " END"
+		}
+		if e.Unknown {
+			sel.WriteString("pg_catalog.format('%L', " + v + ")")
+		} else {
+			sel.WriteString("pg_catalog.format('%L::%s', " + v + ", " + typ + ")")
+		}
+		if e.Key {
+			sel.WriteString(", " + keyEvalExpr(e, v))
+		}
+		from.WriteString("(")
+		from.Write(e.Expr.Render(nil, &Holes{In: in}))
+		from.WriteString(") AS " + v)
+	}
+	return "SELECT " + sel.String() + " FROM (SELECT " + from.String() + " OFFSET 0) pgshard_eval"
+}
+
+// keyEvalExpr is the SQL for the canonical form of a partition-key value v assigned to
+// its column (coerced as that assignment does: type modifier, domain): NULL for NULL;
+// "-" followed by the value's and the column's type names (separated by "|") when
+// PostgreSQL has no assignment coercion between them (a text value into an integer
+// column: 42804, where an explicit cast would succeed).
+func keyEvalExpr(e Eval, v string) string {
+	src := "(SELECT CASE WHEN t.typtype OPERATOR(pg_catalog.=) 'd' THEN t.typbasetype ELSE t.oid END FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.pg_typeof(" + v + "))"
+	dst := strconv.FormatUint(uint64(e.KeyType), 10) + "::pg_catalog.oid"
+	if e.Unknown {
+		src = "705::pg_catalog.oid" // unknown
+	}
+	eq := " OPERATOR(pg_catalog.=) "
+	assignable := "(" + src + eq + dst + " OR " + src + eq + "705::pg_catalog.oid OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast c WHERE c.castsource" + eq + src +
+		" AND c.casttarget" + eq + dst + " AND c.castcontext OPERATOR(pg_catalog.=) ANY ('{a,i}'::pg_catalog.\"char\"[])) OR (SELECT typcategory" + eq + "'S' FROM pg_catalog.pg_type WHERE oid" + eq + dst + "))"
+	canon := strings.ReplaceAll(pghash.CanonicalExpr(e.KeyType), "$1", "("+strings.ReplaceAll(e.Assign, "$1", v)+")")
+	return "CASE WHEN " + v + " IS NULL THEN NULL WHEN " + assignable + " THEN " + canon +
+		" ELSE '-' OPERATOR(pg_catalog.||) pg_catalog.format_type(pg_catalog.pg_typeof(" + v + "), NULL) OPERATOR(pg_catalog.||) '|' OPERATOR(pg_catalog.||) pg_catalog.format_type(" +
+		strconv.FormatUint(uint64(e.ColumnType), 10) + "::pg_catalog.oid, NULL) END"
+}

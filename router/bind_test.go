@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -286,5 +287,32 @@ func TestBinderCharPos(t *testing.T) {
 	}
 	if b.posOff != len(text) {
 		t.Errorf("posOff %d after a pass, want %d", b.posOff, len(text))
+	}
+}
+
+// EvalQuery evaluates each expression once, in one SELECT, as a typed literal and, for a
+// partition key, its canonical form after the column's coercion; an empty group has no
+// query.
+func TestEvalQuery(t *testing.T) {
+	if q := EvalQuery(nil, nil); q != "" {
+		t.Errorf("empty group: %q", q)
+	}
+	b, in := New(Config{}).Plan("INSERT INTO accounts VALUES (12, 1)", goldenSnapshot(), goldenSession)
+	st := b.Stmts[0]
+	if len(st.Rows) != 1 || len(st.Rows[0].Evals) != 1 || !st.Rows[0].Evals[0].Key {
+		t.Fatalf("the plan evaluates no key: %+v", st.Rows)
+	}
+	q := EvalQuery(st.Rows[0].Evals, in)
+	for _, want := range []string{
+		"SELECT pg_catalog.format('%L::%s', v0, ",
+		" FROM (SELECT (12) AS v0 OFFSET 0) pgshard_eval",
+		"CASE WHEN v0 IS NULL THEN NULL WHEN ",
+		// char(4)'s coercion, then bpchar's canonical form.
+		"pg_catalog.convert_to((pg_catalog.bpchar((v0)::bpchar, 8, false))::pg_catalog.bpchar::pg_catalog.text, 'UTF8')",
+		"pg_catalog.format_type(1042::pg_catalog.oid, NULL) END",
+	} {
+		if !strings.Contains(q, want) {
+			t.Errorf("query lacks %q:\n%s", want, q)
+		}
 	}
 }
