@@ -473,7 +473,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	defer func() { ss.call = stmtCall{} }()
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
-		err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()))
+		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
 		ss.endStatement()
 		return err
 	}
@@ -490,7 +490,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	// Transitional, until the executor writes to x.out only.
 	saved := ss.w
 	ss.w = out.Writer
-	err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, out))
+	err := ss.newExecution(snap, ps.st, ps.in, call, out).run(ctx)
 	ss.endStatement()
 	out.Flush()
 	ss.w = saved
@@ -665,7 +665,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	}
 	// Transitional: the results go where the EXECUTE's go, ss.w until the executor
 	// passes its execution here.
-	return ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, call, protocol.NewResults(ss.w)))
+	return ss.newExecution(snap, ps.st, ps.in, call, protocol.NewResults(ss.w)).run(ctx)
 }
 
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form

@@ -56,7 +56,7 @@ func (h handler) startSuspendable(ctx context.Context, snap *metadata.Snapshot, 
 	s := &suspension{pt: pt, call: call, out: ss.conn.Results(), cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
-		s.err = ss.exec(sctx, ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out))
+		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out).run(sctx)
 		ss.endStatement()
 	})
 	ss.suspended = s
@@ -186,15 +186,5 @@ func (ss *session) dropBlockPortals() {
 		if pt != ss.activePortal {
 			ss.dropPortal(name)
 		}
-	}
-}
-
-// dropPortal removes a portal and what it set aside.
-func (ss *session) dropPortal(name string) {
-	if pt := ss.portals[name]; pt != nil {
-		pt.pending.Close()
-		pt.pending = nil
-		ss.preparedBytes -= pt.cost
-		delete(ss.portals, name)
 	}
 }

@@ -50,7 +50,7 @@ func (h handler) Query(ctx context.Context, q string) {
 			}
 		}
 		if err == nil {
-			err = ss.coordinatorStatement(ctx, q, nil)
+			err = ss.newExecution(nil, nil, nil, stmtCall{}, ss.conn.Results()).coordinatorStatement(ctx, q)
 		}
 		if err != nil {
 			ss.statementFailed(err)
@@ -91,7 +91,7 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				err := ss.exec(ctx, ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()))
+				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
