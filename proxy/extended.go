@@ -432,8 +432,6 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	if pt == nil {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
 	}
-	ss.activePortal = pt
-	defer func() { ss.activePortal = nil }()
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {
@@ -454,9 +452,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	pt.started = true
 	ps := pt.stmt
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.call = stmtCall{extended: true}
-		defer func() { ss.call = stmtCall{} }()
-		ss.admin(ctx, ps.st)
+		ss.admin(ctx, ps.st, true, ss.conn.Results())
 		return nil
 	}
 	ss.replan(ctx, ps)
@@ -468,9 +464,6 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 		return err
 	}
 	call := stmtCall{extended: true, prm: pt.prm, results: pt.results, portal: pt}
-	// Transitional, until the executor reads x.extended, x.results and x.prm only.
-	ss.call = call
-	defer func() { ss.call = stmtCall{} }()
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
 		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
@@ -487,13 +480,9 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	// its placements answered (applyWrites); once it is done, its rows must be kept.
 	sp.limit = -1
 	out := protocol.NewResults(pgwire.NewWriter(sp))
-	// Transitional, until the executor writes to x.out only.
-	saved := ss.w
-	ss.w = out.Writer
 	err := ss.newExecution(snap, ps.st, ps.in, call, out).run(ctx)
 	ss.endStatement()
 	out.Flush()
-	ss.w = saved
 	if err == nil {
 		err = sp.Err()
 	}
@@ -623,9 +612,11 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	return nil
 }
 
-// executeSQL handles SQL EXECUTE name(args): the coordinator evaluates the arguments as
-// the parameters' types, then the statement runs as an Execute would, with text results.
-func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *router.Input) error {
+// executeSQL handles SQL EXECUTE name(args) (the execution x): the coordinator evaluates
+// the arguments as the parameters' types, then the statement runs as an Execute would,
+// with text results, where x's go.
+func (ss *session) executeSQL(ctx context.Context, x *execution) error {
+	st, in := x.st, x.in
 	ps := ss.stmts[st.Name]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
@@ -648,24 +639,19 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st)
+		ss.admin(ctx, ps.st, x.extended, x.out)
 		return nil
 	}
 	if ps.st == nil {
-		ss.w.Raw('I', nil)
+		x.out.Raw('I', nil)
 		return nil
 	}
-	saved := ss.call
 	// The results carry no RowDescription: it is sent here (or was, by Describe).
-	call := stmtCall{prm: prm, extended: true, portal: saved.portal}
-	ss.call = call
-	defer func() { ss.call = saved }()
-	if ps.fields != nil && !saved.extended {
-		rowDescription(ss.w, ps.fields, nil)
+	call := stmtCall{prm: prm, extended: true, portal: x.portal}
+	if ps.fields != nil && !x.extended {
+		rowDescription(x.out.Writer, ps.fields, nil)
 	}
-	// Transitional: the results go where the EXECUTE's go, ss.w until the executor
-	// passes its execution here.
-	return ss.newExecution(snap, ps.st, ps.in, call, protocol.NewResults(ss.w)).run(ctx)
+	return ss.newExecution(snap, ps.st, ps.in, call, x.out).run(ctx)
 }
 
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form

@@ -26,8 +26,7 @@ import (
 // statement's connections (Flush, Sync, Close); anything else first settles the portal
 // (settle).
 type suspension struct {
-	pt   *portal
-	call stmtCall
+	pt *portal
 	// out is where the statement's results go: the client while it is served, a spool
 	// or nowhere once it is settled (Redirect), from its next write on.
 	out    *protocol.Results
@@ -53,7 +52,7 @@ type suspension struct {
 func (h handler) startSuspendable(ctx context.Context, snap *metadata.Snapshot, pt *portal, call stmtCall, maxRows uint32) error {
 	ss := h.ss
 	sctx, cancel := context.WithCancel(ctx)
-	s := &suspension{pt: pt, call: call, out: ss.conn.Results(), cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
+	s := &suspension{pt: pt, out: ss.conn.Results(), cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
 		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out).run(sctx)
@@ -85,16 +84,11 @@ func (s *suspension) tap(w *pgwire.Writer) func(byte, int) {
 
 // run resumes the statement with the client writer tapped, until it yields or ends.
 // done reports that it ended.
-func (h handler) run(s *suspension) (done bool) {
-	ss := h.ss
-	// Transitional, until the executor reads x.extended, x.results and x.prm only.
-	saved := ss.call
-	ss.call = s.call
+func (s *suspension) run() (done bool) {
 	w := s.out.Writer // the client's
 	w.Tap = s.tap(w)
 	_, more := s.next()
 	w.Tap = nil
-	ss.call = saved
 	return !more
 }
 
@@ -103,7 +97,7 @@ func (h handler) run(s *suspension) (done bool) {
 func (h handler) resume(s *suspension, maxRows uint32) error {
 	ss := h.ss
 	s.limit, s.rows = maxRows, 0
-	if !h.run(s) {
+	if !s.run() {
 		ss.w.Raw('s', nil)
 		// What the client has seen can no longer be taken back (a read that fails
 		// over to another placement restarts only while nothing has been flushed).
@@ -149,11 +143,8 @@ func (ss *session) settle(keep bool) error {
 	} else {
 		dst = pgwire.NewWriter(io.Discard)
 	}
+	// The statement's next writes go there.
 	s.out.Redirect(dst)
-	// Transitional, until the executor writes to x.out and reads x.extended, x.results
-	// and x.prm only.
-	saved, savedCall := ss.w, ss.call
-	ss.w, ss.call = dst, s.call
 	s.ending = true
 	if !keep && s.readOnly && ss.tx == txIdle {
 		s.cancel()
@@ -165,7 +156,6 @@ func (ss *session) settle(keep bool) error {
 		s.stop()
 	}
 	dst.Flush()
-	ss.w, ss.call = saved, savedCall
 	s.cancel()
 	if !keep {
 		return nil
@@ -179,11 +169,11 @@ func (ss *session) settle(keep bool) error {
 	return nil
 }
 
-// dropBlockPortals removes the portals at the end of a transaction block, but the one
-// being executed.
-func (ss *session) dropBlockPortals() {
+// dropBlockPortals removes the portals at the end of a transaction block, but running,
+// the one whose Execute ends it (nil for a simple query).
+func (ss *session) dropBlockPortals(running *portal) {
 	for name, pt := range ss.portals {
-		if pt != ss.activePortal {
+		if pt != running {
 			ss.dropPortal(name)
 		}
 	}

@@ -102,8 +102,6 @@ type session struct {
 	// idle session does nothing, as in PostgreSQL, even while a portal is suspended).
 	busy atomic.Bool
 
-	// call says how the statement being executed arrived.
-	call stmtCall
 	// listening is set after LISTEN: notifications may arrive while the session is idle.
 	listening bool
 	// stmtStore holds the session's prepared statements and portals (bounds.go).
@@ -119,9 +117,6 @@ type session struct {
 	suspended *suspension
 	// spoolBudget bounds what the session's spools set aside together (spool.go).
 	spoolBudget
-
-	// activePortal is the portal an Execute is running.
-	activePortal *portal
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
@@ -267,7 +262,11 @@ func (ss *session) commandComplete(tag string) {
 
 // sendError sends err as an ErrorResponse (or FATAL). Errors pgshard did not classify
 // are logged and sent as XX000.
-func (ss *session) sendError(err error) {
+func (ss *session) sendError(err error) { ss.w.Msg(ss.errorMessage(err)) }
+
+// errorMessage is err as the ErrorResponse the client hears: in the client's names,
+// counted, and logged when pgshard did not classify it or it names a connection's cause.
+func (ss *session) errorMessage(err error) *pgproto3.ErrorResponse {
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)
@@ -278,7 +277,7 @@ func (ss *session) sendError(err error) {
 	ss.srv.stats.errors.Add(1)
 	// In the client's names, without the context of pgshard's own statements.
 	ss.srv.unshardNames(e)
-	ss.w.Msg(errorResponse(e))
+	return errorResponse(e)
 }
 
 func (ss *session) sendNotice(e *pgerr.Error) {

@@ -20,7 +20,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	}()
 	if st := router.PlanAdmin(q); st != nil {
 		// Before any planning work: the proxy answers it, in any transaction state.
-		ss.admin(ctx, st)
+		ss.admin(ctx, st, false, ss.conn.Results())
 		return
 	}
 	snap := ss.srv.cache.Load()
@@ -176,7 +176,7 @@ func (ss *session) endPipelineBlock(ctx context.Context) error {
 	commit := ss.tx == txBlock
 	missed, err := ss.endTx(ctx, commit)
 	if commit && len(missed) > 0 {
-		if merr := ss.srv.markInactive(ctx, missed, ss); err == nil {
+		if merr := ss.srv.markInactive(ctx, missed, ss.conn.Results()); err == nil {
 			err = merr
 		}
 	}

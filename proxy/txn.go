@@ -94,7 +94,7 @@ func (ss *session) inBlock(ctx context.Context, fn func() error) error {
 		return err
 	}
 	if len(missed) > 0 {
-		if err := ss.srv.markInactive(ctx, missed, ss); err != nil {
+		if err := ss.srv.markInactive(ctx, missed, ss.conn.Results()); err != nil {
 			return err
 		}
 	}
