@@ -57,45 +57,9 @@ type session struct {
 	txNamesOwn bool
 	namesRetry time.Time // after a failed resolution, when to ask again
 
-	// tx is the transaction block's state (txn.go); only the transitions there set it.
-	tx txStatus
-	// txReplay are the statements that bring a backend joining the block mid-way to the
-	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
-	txReplay []string
-	// txSavepoints are the block's savepoints, innermost last; txSavepointAt their
-	// SAVEPOINT statements' places in txReplay.
-	txSavepoints  []string
-	txSavepointAt []int
-	// coord is the session's coordinator connection, taken on first use and kept.
-	coord *puddle.Resource[*backend.Conn]
-	// coordInTx is set when the coordinator connection has joined the block.
-	coordInTx bool
-	// txConns are the worker connections that joined the block, by node.
-	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
-	// txWrites are the placements written in the block, by node: if a node fails to
-	// commit while others succeed, these placements missed writes.
-	txWrites map[metadata.Node][]metadata.Placement
-	// txLocks are the shard locks held until the end of the block (or until the writes
-	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
-	// its locks exclusively, so it never waits for itself).
-	txLocks []txLock
-	txHeld  map[int64]bool
-	// txRowLocks is set once the block locked rows of distributed tables (SELECT ... FOR
-	// UPDATE): the first writer of such a row waits for the block on the worker while
-	// holding the shard's write lock, so the block keeps the shard's writers out as if it
-	// held that lock (holdsShardLocks).
-	txRowLocks bool
-	// stmtUnlock releases the shard locks held until the end of the statement.
-	stmtUnlock []func()
-	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
-	// and idle_session_timeout (idle.go); idleInBlock is set when the block changed
-	// them; waitingClient is set from ReadyForQuery until the client's next message.
-	idleInTx, idleSession time.Duration
-	idleInBlock           bool
-	waitingClient         bool
-	// failedUndone is set when the backends' part of the failed block was rolled back
-	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
-	failedUndone bool
+	// txnState is the transaction layer (txn.go): the block's state, its backend
+	// connections, savepoints, shard locks and idle timeouts, and the commit.
+	txnState
 	// privOK are the write privileges the coordinator found the client's role to have
 	// (checkWritePrivilege), until the session's role may have changed.
 	privOK map[privCheck]struct{}
@@ -123,9 +87,6 @@ type session struct {
 	// cursorTables numbers the temporary tables that cursors over distributed tables
 	// read (they stay until the end of their transaction).
 	cursorTables int
-	// pipelineTx is set while the statements of an extended-protocol pipeline run in
-	// the transaction block that stands for PostgreSQL's implicit one (pipelineBlock).
-	pipelineTx bool
 	// suspended is the portal whose statement waits, part way through its result, for
 	// the client's next Execute (see suspension).
 	suspended *suspension
@@ -161,7 +122,6 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		nc:        nc,
 		r:         pgwire.NewReader(nc, 16<<10),
 		log:       s.log,
-		tx:        txIdle,
 		running:   map[*backend.Conn]struct{}{},
 		stmts:     map[string]*prepared{},
 		portals:   map[string]*portal{},
@@ -169,6 +129,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		refused:   refused,
 		reserved:  reserved,
 	}
+	ss.txnState = newTxnState(ss, s.cfg.IdleTransactionTimeout, s.log)
 	ss.w = pgwire.NewWriter(clientWriter{ss})
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
