@@ -36,24 +36,42 @@ func (h *fakeHost) markMissed(_ context.Context, ps []metadata.Placement) error 
 	return nil
 }
 
-func newTestTxn() (*txnState, *fakeHost) {
-	h := &fakeHost{}
-	t := newTxnState(h, 0, nil)
-	return &t, h
+// fakeLocker is a shardLocker that grants every lock at once and counts, by shard, the
+// locks taken and released.
+type fakeLocker struct {
+	taken, released map[int64]int
+	exclusive       []bool
 }
 
-// holdLock records shard locks as the block's write path takes them (lockShardIDs): at
-// the block's current savepoint level. It returns a counter of their releases.
-func holdLock(t *txnState, ids ...int64) *int {
-	n := new(int)
-	t.txLocks = append(t.txLocks, txLock{ids: ids, level: len(t.txSavepoints), unlock: func() { *n++ }})
-	if t.txHeld == nil {
-		t.txHeld = map[int64]bool{}
-	}
+func (l *fakeLocker) lockShards(_ context.Context, ids []int64, exclusive bool) (func(), error) {
+	l.exclusive = append(l.exclusive, exclusive)
 	for _, id := range ids {
-		t.txHeld[id] = true
+		l.taken[id]++
 	}
-	return n
+	return func() {
+		for _, id := range ids {
+			l.released[id]++
+		}
+	}, nil
+}
+
+func newTestTxn() (*txnState, *fakeHost) {
+	b, h, _ := newTestTxnLocks()
+	return b, h
+}
+
+func newTestTxnLocks() (*txnState, *fakeHost, *fakeLocker) {
+	h := &fakeHost{}
+	l := &fakeLocker{taken: map[int64]int{}, released: map[int64]int{}}
+	t := newTxnState(h, l, 0, nil)
+	return &t, h, l
+}
+
+// holdLock takes shard locks as a write of the block does.
+func holdLock(t *txnState, ids ...int64) {
+	if err := t.lockShardIDs(context.Background(), ids, true); err != nil {
+		panic(err)
+	}
 }
 
 func sp(kind router.Kind, name, tag string) *router.Statement {
@@ -103,66 +121,92 @@ func TestBlockSavepointReplay(t *testing.T) {
 	}
 }
 
+func TestBlockLockShardIDs(t *testing.T) {
+	b, _, l := newTestTxnLocks()
+	// Outside a block, a statement's locks last until its end, shared when asked.
+	b.lockShardIDs(context.Background(), []int64{1, 2}, false)
+	if len(b.stmtUnlock) != 1 || len(b.txLocks) != 0 || l.exclusive[0] {
+		t.Fatalf("autocommit locks: %d for the statement, %d for a block", len(b.stmtUnlock), len(b.txLocks))
+	}
+	b.endStatement()
+	if l.released[1] != 1 || l.released[2] != 1 || len(b.stmtUnlock) != 0 {
+		t.Fatalf("endStatement released %v", l.released)
+	}
+	// Inside one, until its end, exclusively, and each shard once.
+	b.beginBlock("BEGIN")
+	b.lockShardIDs(context.Background(), []int64{3}, false)
+	b.lockShardIDs(context.Background(), []int64{3, 4}, false)
+	b.endStatement()
+	if l.taken[3] != 1 || l.taken[4] != 1 || !l.exclusive[1] || !l.exclusive[2] || l.released[3] != 0 || !b.holdsShardLocks() {
+		t.Fatalf("block locks: taken %v, exclusive %v, released %v", l.taken, l.exclusive, l.released)
+	}
+	b.endTx(context.Background(), true)
+	if l.released[3] != 1 || l.released[4] != 1 || b.holdsShardLocks() {
+		t.Fatalf("the block's end released %v", l.released)
+	}
+}
+
 func TestBlockSavepointLocks(t *testing.T) {
 	ctx := context.Background()
-	b, _ := newTestTxn()
+	b, _, l := newTestTxnLocks()
 	b.beginBlock("BEGIN")
-	outer := holdLock(b, 1)
+	holdLock(b, 1)
 	b.savepoint(ctx, sp(router.Savepoint, "a", "SAVEPOINT"), "SAVEPOINT a")
-	inA := holdLock(b, 2)
+	holdLock(b, 2)
 	b.savepoint(ctx, sp(router.Savepoint, "b", "SAVEPOINT"), "SAVEPOINT b")
-	inB := holdLock(b, 3)
+	holdLock(b, 3)
 	// RELEASE b merges b's writes into a: their lock now goes with a's.
 	b.savepoint(ctx, sp(router.Release, "b", "RELEASE"), "RELEASE b")
-	if *inB != 0 || b.txLocks[2].level != 1 {
-		t.Fatalf("RELEASE b: released %d, level %d", *inB, b.txLocks[2].level)
+	if l.released[3] != 0 || b.txLocks[2].level != 1 {
+		t.Fatalf("RELEASE b: released %v, level %d", l.released, b.txLocks[2].level)
 	}
 	// ROLLBACK TO a undoes the writes after a, and with them the need for their locks.
 	b.savepoint(ctx, sp(router.RollbackTo, "a", "ROLLBACK"), "ROLLBACK TO a")
-	if *outer != 0 || *inA != 1 || *inB != 1 || len(b.txLocks) != 1 || !b.txHeld[1] || b.txHeld[2] || b.txHeld[3] {
-		t.Fatalf("ROLLBACK TO a: released %d %d %d, held %v", *outer, *inA, *inB, b.txHeld)
+	if l.released[1] != 0 || l.released[2] != 1 || l.released[3] != 1 || len(b.txLocks) != 1 || !b.txHeld[1] || b.txHeld[2] || b.txHeld[3] {
+		t.Fatalf("ROLLBACK TO a: released %v, held %v", l.released, b.txHeld)
 	}
-	if !b.holdsShardLocks() {
-		t.Fatal("the block's lock on shard 1 is not counted")
+	// A shard whose lock went is locked again when the block writes to it again.
+	holdLock(b, 2)
+	if l.taken[2] != 2 {
+		t.Fatalf("shard 2 locked %d times", l.taken[2])
 	}
 	// A failed block lets go at once of the locks of what can only be undone: here,
 	// what followed the innermost savepoint.
-	late := holdLock(b, 4)
 	b.releaseFailedLocks()
-	if *late != 0 {
+	if l.released[2] != 1 {
 		t.Fatal("a block that goes on released its locks")
 	}
 	b.failBlock()
 	b.releaseFailedLocks()
-	if *late != 1 || *outer != 0 {
-		t.Fatalf("failed block: released %d (after a), %d (before a)", *late, *outer)
+	if l.released[2] != 2 || l.released[1] != 0 {
+		t.Fatalf("failed block: released %v", l.released)
 	}
 	// Without savepoints, all of them.
 	b.endTx(ctx, false)
 	b.beginBlock("BEGIN")
-	all := holdLock(b, 1, 2)
+	holdLock(b, 5, 6)
 	b.failBlock()
-	b.releaseFailedLocks()
-	if *all != 1 || b.holdsShardLocks() || len(b.txHeld) != 0 {
-		t.Fatalf("failed block without savepoints kept its locks: %d %v", *all, b.txHeld)
+	b.endStatement()
+	if l.released[5] != 1 || l.released[6] != 1 || b.holdsShardLocks() || len(b.txHeld) != 0 {
+		t.Fatalf("failed block without savepoints kept its locks: %v %v", l.released, b.txHeld)
 	}
 }
 
 func TestBlockEnd(t *testing.T) {
 	ctx := context.Background()
-	b, h := newTestTxn()
+	b, h, l := newTestTxnLocks()
 	if err := b.commit(ctx); err != nil || !slices.Equal(h.notices, []pgerr.Code{pgerr.NoActiveSQLTransaction}) || h.tags[0] != "COMMIT" {
 		t.Fatalf("COMMIT outside a block: %v %v %q", err, h.notices, h.tags)
 	}
 	b.beginBlock("BEGIN")
-	n := holdLock(b, 7)
+	holdLock(b, 7)
 	b.coordInTx = true // no connection: nothing to run, but forgotten at the end
 	b.txRowLocks = true
 	b.failBlock()
 	if err := b.commit(ctx); err != nil || h.tags[1] != "ROLLBACK" {
 		t.Fatalf("COMMIT of a failed block: %v %q", err, h.tags)
 	}
-	if b.tx != txIdle || *n != 1 || b.txLocks != nil || b.txHeld != nil || b.txReplay != nil || b.coordInTx || b.txRowLocks || b.holdsShardLocks() {
+	if b.tx != txIdle || l.released[7] != 1 || b.txLocks != nil || b.txHeld != nil || b.txReplay != nil || b.coordInTx || b.txRowLocks || b.holdsShardLocks() {
 		t.Fatalf("the ended block still holds something: %+v", b)
 	}
 	if !slices.Equal(h.undone, []bool{true}) {
@@ -216,7 +260,7 @@ func TestBlockPipeline(t *testing.T) {
 }
 
 func TestBlockIdleDeadline(t *testing.T) {
-	b, _ := newTestTxn()
+	b, _, _ := newTestTxnLocks()
 	b.idleInTx, b.idleSession, b.idleTxLimit = time.Hour, 2*time.Hour, time.Minute
 	if d, _ := b.idleDeadline(); !d.IsZero() {
 		t.Fatal("a session not waiting for its client has an idle deadline")

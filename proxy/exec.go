@@ -45,17 +45,6 @@ func (p *params) format(i int) int16 {
 	return 0
 }
 
-// checkPrepareTx refuses PREPARE TRANSACTION in a block that has worker connections: it
-// would prepare the coordinator's part of the block alone, which then outlives the
-// session holding its locks, and leave the workers' part (and the shard locks) in a
-// block the client believes ended.
-func (ss *session) checkPrepareTx(st *router.Statement) error {
-	if st.PrepareTx && len(ss.txConns) > 0 {
-		return pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support PREPARE TRANSACTION in a transaction block that used distributed tables")
-	}
-	return nil
-}
-
 // exec runs one planned statement, writing its results (but not ReadyForQuery) to the
 // client. An error return has not been sent yet.
 func (ss *session) exec(ctx context.Context, x *execution) error {

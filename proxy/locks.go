@@ -144,6 +144,53 @@ type txLock struct {
 	unlock func()
 }
 
+// lockShardIDs takes shard write locks until the end of the statement, or, inside a
+// transaction block, exclusively until the end of the block (a block takes each shard's
+// lock once, so later statements of the block never wait for it).
+func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if t.tx == txIdle {
+		unlock, err := t.locker.lockShards(ctx, ids, exclusive)
+		if err != nil {
+			return err
+		}
+		t.stmtUnlock = append(t.stmtUnlock, unlock)
+		return nil
+	}
+	var need []int64
+	for _, id := range ids {
+		if !t.txHeld[id] {
+			need = append(need, id)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	unlock, err := t.locker.lockShards(ctx, need, true)
+	if err != nil {
+		return err
+	}
+	t.txLocks = append(t.txLocks, txLock{ids: need, level: len(t.txSavepoints), unlock: unlock})
+	if t.txHeld == nil {
+		t.txHeld = map[int64]bool{}
+	}
+	for _, id := range need {
+		t.txHeld[id] = true
+	}
+	return nil
+}
+
+// endStatement releases what a statement held until its end.
+func (t *txnState) endStatement() {
+	for _, u := range t.stmtUnlock {
+		u()
+	}
+	t.stmtUnlock = t.stmtUnlock[:0]
+	t.releaseFailedLocks()
+}
+
 // releaseTxLocks lets go of the block's locks taken above the given savepoint level (all of
 // them for -1), which no write the block may still commit needs: the writes they ordered
 // are undone, or can only be undone. Those shards' locks are taken again if the block

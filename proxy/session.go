@@ -129,7 +129,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		refused:   refused,
 		reserved:  reserved,
 	}
-	ss.txnState = newTxnState(ss, s.cfg.IdleTransactionTimeout, s.log)
+	ss.txnState = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
 	ss.w = pgwire.NewWriter(clientWriter{ss})
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)

@@ -142,15 +142,6 @@ func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool
 	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
 }
 
-// endStatement releases what a statement held until its end.
-func (ss *session) endStatement() {
-	for _, u := range ss.stmtUnlock {
-		u()
-	}
-	ss.stmtUnlock = ss.stmtUnlock[:0]
-	ss.releaseFailedLocks()
-}
-
 // moreBeforeSync reports whether the client may send another Execute before its next
 // Sync: true unless the messages already buffered show a Sync first.
 func (ss *session) moreBeforeSync() bool {

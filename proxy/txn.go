@@ -119,6 +119,8 @@ type txnState struct {
 	idleInBlock           bool
 	waitingClient         bool
 
+	// locker takes shard write locks (the server's: Server.lockShards).
+	locker shardLocker
 	// idleTxLimit is pgshard's IdleTransactionTimeout (idleDeadline).
 	idleTxLimit time.Duration
 	// txLog is the server's logger.
@@ -148,9 +150,15 @@ type txnHost interface {
 	markMissed(ctx context.Context, ps []metadata.Placement) error
 }
 
+// shardLocker takes shard write locks across the proxies (Server.lockShards): the
+// returned function releases them.
+type shardLocker interface {
+	lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error)
+}
+
 // newTxnState is the transaction layer of a new session: idle, holding nothing.
-func newTxnState(host txnHost, idleTxLimit time.Duration, log *slog.Logger) txnState {
-	return txnState{tx: txIdle, host: host, idleTxLimit: idleTxLimit, txLog: log}
+func newTxnState(host txnHost, locker shardLocker, idleTxLimit time.Duration, log *slog.Logger) txnState {
+	return txnState{tx: txIdle, host: host, locker: locker, idleTxLimit: idleTxLimit, txLog: log}
 }
 
 // beginBlock opens a transaction block; replay are the statements that start it on each
@@ -346,6 +354,30 @@ func (t *txnState) releaseBlock(settingsStale bool) {
 	t.txSavepointAt = nil
 	t.coordInTx = false
 	t.endBlock()
+}
+
+// noteTxWrite records a placement written inside the transaction block.
+func (t *txnState) noteTxWrite(p metadata.Placement) {
+	if t.txWrites == nil {
+		t.txWrites = map[metadata.Node][]metadata.Placement{}
+	}
+	for _, q := range t.txWrites[p.Node] {
+		if q.ID == p.ID {
+			return
+		}
+	}
+	t.txWrites[p.Node] = append(t.txWrites[p.Node], p)
+}
+
+// checkPrepareTx refuses PREPARE TRANSACTION in a block that has worker connections: it
+// would prepare the coordinator's part of the block alone, which then outlives the
+// session holding its locks, and leave the workers' part (and the shard locks) in a
+// block the client believes ended.
+func (t *txnState) checkPrepareTx(st *router.Statement) error {
+	if st.PrepareTx && len(t.txConns) > 0 {
+		return pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support PREPARE TRANSACTION in a transaction block that used distributed tables")
+	}
+	return nil
 }
 
 // errPartAborted is why a node can no longer serve a transaction block that goes on: a
