@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/puddle/v2"
+
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -54,6 +57,16 @@ func (l *fakeLocker) lockShards(_ context.Context, ids []int64, exclusive bool) 
 		}
 	}, nil
 }
+
+var errNoBackend = errors.New("no backend in a unit test")
+
+func (h *fakeHost) acquireCoord(context.Context) (*puddle.Resource[*backend.Conn], error) {
+	return nil, errNoBackend
+}
+func (h *fakeHost) acquireWorker(context.Context, metadata.Node) (*puddle.Resource[*backend.Conn], error) {
+	return nil, errNoBackend
+}
+func (h *fakeHost) applySettingsFor(context.Context, *backend.Conn, bool) error { return nil }
 
 func newTestTxn() (*txnState, *fakeHost) {
 	b, h, _ := newTestTxnLocks()
@@ -281,4 +294,17 @@ func TestBlockIdleDeadline(t *testing.T) {
 	if d, e := b.idleDeadline(); e != errIdleInTransaction || time.Until(d) > time.Minute || d.IsZero() {
 		t.Fatal("IdleTransactionTimeout does not bound a block holding shard locks between messages")
 	}
+}
+
+func TestBlockConnsFromHost(t *testing.T) {
+	ctx := context.Background()
+	b, _ := newTestTxn()
+	b.beginBlock("BEGIN")
+	if _, err := b.coordConn(ctx); err != errNoBackend || b.coord != nil || b.coordInTx {
+		t.Fatalf("coordConn without a backend: %v", err)
+	}
+	if _, err := b.workerConn(ctx, metadata.Node{Name: "w1", Port: 5432}); err != errNoBackend || len(b.txConns) != 0 {
+		t.Fatalf("workerConn without a backend: %v", err)
+	}
+	b.release(workerConn{}) // nothing taken, nothing to give back
 }

@@ -12,13 +12,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/puddle/v2"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
-	"github.com/pgshard/pgshard/router"
 )
 
 var errShuttingDown = pgerr.New(pgerr.AdminShutdown, "terminating connection due to administrator command").WithSeverity("FATAL")
@@ -488,121 +486,6 @@ func (ss *session) cancelRunning() {
 			defer cancel()
 			c.Cancel(ctx)
 		}()
-	}
-}
-
-// --- backend connections ---
-
-// coordConn returns the session's coordinator connection, taking one from the pool on
-// first use, with the session's settings applied and, inside a transaction block, joined
-// to the block.
-func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
-	if ss.coord == nil {
-		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
-		if err != nil {
-			return nil, err
-		}
-		res, err := pool.Acquire(ctx)
-		if err != nil {
-			return nil, coordUnavailable(err)
-		}
-		res.Value().Unnamed = true
-		ss.coord = res
-		if ss.appName != "" {
-			c := res.Value()
-			if err := c.Exec(ctx, "SELECT pg_catalog.set_config('application_name', "+router.QuoteLiteral(ss.appName)+", false)"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	c := ss.coord.Value()
-	if c.Broken() {
-		backend.Release(ss.coord)
-		ss.coord = nil
-		ss.coordInTx = false
-		if ss.tx != txIdle {
-			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
-		}
-		return ss.coordConn(ctx)
-	}
-	if err := ss.applySettings(ctx, c); err != nil {
-		return nil, err
-	}
-	if ss.tx != txIdle && !ss.coordInTx {
-		if err := ss.joinTx(ctx, c); err != nil {
-			return nil, err
-		}
-		ss.coordInTx = true
-	}
-	return c, nil
-}
-
-func coordUnavailable(err error) error {
-	if backend.Unavailable(err) {
-		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
-		// it for errors.Is and logs), the client hears what happened.
-		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
-	}
-	return err
-}
-
-// workerConn is a worker connection used by one statement.
-type workerConn struct {
-	res    *puddle.Resource[*backend.Conn]
-	pinned bool // part of the transaction block: not released after the statement
-}
-
-func (w workerConn) conn() *backend.Conn { return w.res.Value() }
-
-// workerConn returns a connection to node for the current statement: the block's
-// connection inside a transaction block (joining the block on first use), else a pooled
-// connection that release gives back.
-func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
-	if ss.tx != txIdle {
-		if res := ss.txConns[node]; res != nil {
-			if res.Value().Broken() {
-				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
-			}
-			if partAborted(ss.tx, res.Value()) {
-				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errPartAborted}
-			}
-			return workerConn{res: res, pinned: true}, nil
-		}
-	}
-	pool, err := ss.srv.pools.Get(ss.srv.workerKey(node, ss.user))
-	if err != nil {
-		return workerConn{}, err
-	}
-	res, err := pool.Acquire(ctx)
-	if err != nil {
-		return workerConn{}, err
-	}
-	c := res.Value()
-	if c.MapError == nil {
-		c.MapError = ss.srv.unshardNames
-	}
-	if err := ss.applySettingsFor(ctx, c, true); err != nil {
-		backend.Release(res)
-		return workerConn{}, err
-	}
-	if ss.tx == txIdle {
-		return workerConn{res: res}, nil
-	}
-	if err := ss.joinTx(ctx, c); err != nil {
-		backend.Release(res)
-		return workerConn{}, err
-	}
-	if ss.txConns == nil {
-		ss.txConns = map[metadata.Node]*puddle.Resource[*backend.Conn]{}
-	}
-	ss.txConns[node] = res
-	return workerConn{res: res, pinned: true}, nil
-}
-
-// release returns a statement's worker connection unless it belongs to the block.
-func (ss *session) release(w workerConn) {
-	if w.res != nil && !w.pinned {
-		backend.Release(w.res)
 	}
 }
 

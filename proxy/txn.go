@@ -42,9 +42,9 @@ import (
 //	   │                      │  └── resumeBlock ◀────┘ (ROLLBACK TO)
 //	   └──────── endBlock (COMMIT, ROLLBACK, endTx) ───┘
 //
-// Still elsewhere: the block's connections are taken in session.go (coordConn,
-// workerConn) and its shard locks in write.go (lockShards); where a statement fails
-// (statementFailed, sentError) is at the end of this file.
+// The block's connections are taken in txnconns.go (coordConn, workerConn), its shard
+// locks in locks.go (lockShardIDs); where a statement fails (statementFailed, sentError)
+// is at the end of this file.
 
 // txStatus is the state of the session's transaction block, as ReadyForQuery reports it.
 type txStatus byte
@@ -148,6 +148,11 @@ type txnHost interface {
 	// markMissed marks placements that missed the block's writes inactive, durably,
 	// warning the client (Server.markInactive).
 	markMissed(ctx context.Context, ps []metadata.Placement) error
+	// acquireCoord and acquireWorker take a connection from the session's pools, for its
+	// role (txnconns.go); applySettingsFor brings a connection to the session's settings.
+	acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error)
+	acquireWorker(ctx context.Context, node metadata.Node) (*puddle.Resource[*backend.Conn], error)
+	applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error
 }
 
 // shardLocker takes shard write locks across the proxies (Server.lockShards): the
