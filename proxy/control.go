@@ -10,6 +10,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/control"
+	"github.com/pgshard/pgshard/router"
 )
 
 // The session's adapters to package control, which runs pgshard's SQL functions and
@@ -30,17 +31,11 @@ func (ss *session) control() *control.Env {
 	}
 }
 
-// admin answers an admin statement. It reports false for anything else, which then runs
-// as SQL (so "SHOW work_mem" still reaches the coordinator).
-func (ss *session) admin(ctx context.Context, q string) bool {
-	cmd, arg, ok := control.Command(q)
-	if !ok {
-		return false
-	}
-	if err := ss.control().Admin(ctx, cmd, arg); err != nil {
+// admin answers an admin statement (a plan of kind Admin).
+func (ss *session) admin(ctx context.Context, st *router.Statement) {
+	if err := ss.control().Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
 		ss.sendError(err)
 	}
-	return true
 }
 
 // controlClient is the session as control.Client.

@@ -49,7 +49,7 @@ func (p *params) format(i int) int16 {
 // client. An error return has not been sent yet.
 func (ss *session) exec(ctx context.Context, x *execution) error {
 	snap, st, in, prm := x.snap, x.st, x.in, x.prm
-	if ss.tx == txFailed && st.Kind != router.Commit && st.Kind != router.Rollback && st.Kind != router.RollbackTo {
+	if ss.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
@@ -71,7 +71,7 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 		}
 		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
 	case router.SetVar:
-		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil))
+		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
 		if ss.tx != txIdle {
 			ss.sendNotice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
@@ -228,9 +228,10 @@ func (ss *session) codeRan() {
 	ss.settingsDirty, ss.namesDirty = true, true
 }
 
-// setStatement runs SET/RESET/DISCARD on the coordinator; the session's other backends
-// get the new settings before their next use (inside a transaction block, at once).
-func (ss *session) setStatement(ctx context.Context, sql string) error {
+// setStatement runs SET/RESET/DISCARD (set, as the router read it), or a query calling
+// set_config (set nil), on the coordinator; the session's other backends get the new
+// settings before their next use (inside a transaction block, at once).
+func (ss *session) setStatement(ctx context.Context, sql string, set *router.SetPlan) error {
 	if err := ss.setBound(sql); err != nil {
 		return err
 	}
@@ -243,16 +244,16 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
 	ss.privOK = nil      // and the role
-	if err := ss.restoreStartup(ctx, sql); err != nil {
+	if err := ss.restoreStartup(ctx, set); err != nil {
 		return err
 	}
 	if ss.coord != nil {
 		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)
 	}
-	if u := strings.ToUpper(strings.TrimSpace(sql)); strings.HasPrefix(u, "DISCARD") {
+	if set != nil && set.Discards() {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
 		// coordinator connection.
-		if strings.Contains(u, "ALL") {
+		if set.Action == router.DiscardAll {
 			for name := range ss.portals {
 				ss.dropPortal(name)
 			}
@@ -262,7 +263,7 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 			ss.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == txBlock && !proxyOnlySet(sql) {
+	if ss.tx == txBlock && !proxyOnlySet(set) {
 		if err := ss.replayBound(sql); err != nil {
 			return err
 		}
@@ -282,24 +283,19 @@ func (ss *session) setStatement(ctx context.Context, sql string) error {
 // restoreStartup re-applies startup-packet settings after RESET and DISCARD ALL: in
 // PostgreSQL they reset to the startup values, but the proxy applied those with SET on a
 // pooled connection, where RESET would return to the server's defaults.
-func (ss *session) restoreStartup(ctx context.Context, sql string) error {
-	if len(ss.startupValues) == 0 || ss.coord == nil {
+func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) error {
+	if len(ss.startupValues) == 0 || ss.coord == nil || set == nil {
 		return nil
 	}
-	words := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; ")))
 	var names []string
-	switch {
-	case len(words) == 2 && (words[0] == "reset" || words[0] == "discard") && words[1] == "all":
+	switch name, all := set.ResetsToDefault(); {
+	case all:
 		for n := range ss.startupValues {
 			names = append(names, n)
 		}
-	case len(words) == 2 && words[0] == "reset":
-		if _, ok := ss.startupValues[strings.Trim(words[1], `"`)]; ok {
-			names = append(names, strings.Trim(words[1], `"`))
-		}
-	case len(words) == 4 && words[0] == "set" && (words[2] == "to" || words[2] == "=") && words[3] == "default":
-		if _, ok := ss.startupValues[words[1]]; ok {
-			names = append(names, words[1])
+	case name != "":
+		if _, ok := ss.startupValues[name]; ok {
+			names = append(names, name)
 		}
 	}
 	if len(names) == 0 {

@@ -27,6 +27,9 @@ type execution struct {
 	// out receives the statement's result frames (RowDescription, DataRow,
 	// CommandComplete, notices): the client, or a spool that holds them back.
 	out *pgwire.Writer
+	// be are the backend connections the execution uses (conns.go); nil means the
+	// session's own.
+	be backends
 }
 
 // newExecution is the execution of st for the statement the session is running now.

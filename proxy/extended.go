@@ -34,13 +34,12 @@ type prepared struct {
 	oids  []uint32 // declared parameter types (0: to be inferred)
 	batch *router.Batch
 	in    *router.Input
-	st    *router.Statement // nil for an empty query
+	st    *router.Statement // nil for an empty query; kind Admin for an admin statement
 	// snap and sess are what the statement was planned with: when the distributed
 	// tables change or names resolve differently, it is planned again before it runs
 	// (replan), as PostgreSQL analyses a prepared statement again.
-	snap  *metadata.Snapshot
-	sess  *router.Session
-	admin string // an admin statement's text, answered by the proxy
+	snap *metadata.Snapshot
+	sess *router.Session
 	// From Describe: every parameter's type, and the result columns (nil: no rows).
 	described bool
 	params    []uint32
@@ -200,8 +199,10 @@ func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
 // prepare plans a statement text for the session's namespace.
 func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32) (*prepared, error) {
 	ps := &prepared{name: name, sql: sql, oids: oids}
-	if control.IsAdmin(sql) {
-		ps.admin = sql
+	if st := router.PlanAdmin(sql); st != nil {
+		// Answered by the proxy: neither planned with the session's names nor ever
+		// planned again.
+		ps.st = st
 		return ps, nil
 	}
 	snap := ss.srv.cache.Load()
@@ -352,19 +353,14 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 	var d description
 	var err error
 	switch {
-	case ps.admin != "":
-		d.fields = control.Fields(ps.admin)
 	case ps.st == nil:
 	default:
-		switch ps.st.Kind {
-		case router.SetVar:
-			if ps.st.SetConfig {
-				d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
-			}
-		case router.Begin, router.Commit, router.Rollback, router.Savepoint, router.Release, router.RollbackTo,
-			router.DropTable, router.Truncate, router.PrepareSQL, router.DeallocateSQL, router.Error:
+		switch {
+		case ps.st.RowLess():
 			// No parameters, no rows.
-		case router.ExecuteSQL:
+		case ps.st.Kind == router.Admin:
+			d.fields = control.Fields(ps.st.Command.Name)
+		case ps.st.Kind == router.ExecuteSQL:
 			target := ss.stmts[ps.st.Name]
 			if target == nil {
 				return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", ps.st.Name)
@@ -373,7 +369,7 @@ func (ss *session) describeStatement(ctx context.Context, ps *prepared) error {
 				return err
 			}
 			d.fields = target.fields
-		case router.Function:
+		case ps.st.Kind == router.Function:
 			d, err = ss.describeFunction(ctx, ps)
 		default:
 			d, err = ss.describeOnCoordinator(ctx, ps.sql, ps.oids)
@@ -538,10 +534,10 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	}
 	pt.started = true
 	ps := pt.stmt
-	if ps.admin != "" {
+	if ps.st != nil && ps.st.Kind == router.Admin {
 		ss.call = stmtCall{extended: true}
 		defer func() { ss.call = stmtCall{} }()
-		ss.admin(ctx, ps.admin)
+		ss.admin(ctx, ps.st)
 		return nil
 	}
 	ss.replan(ctx, ps)
@@ -560,7 +556,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 		ss.endStatement()
 		return err
 	}
-	if streamable(ps.st) {
+	if ps.st.Streamable() {
 		return ss.startSuspendable(ctx, snap, pt, maxRows)
 	}
 	// A write with a row limit: run it to completion into a spool, and hand the rows
@@ -726,8 +722,8 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	}
 	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
-	if ps.admin != "" {
-		ss.admin(ctx, ps.admin)
+	if ps.st != nil && ps.st.Kind == router.Admin {
+		ss.admin(ctx, ps.st)
 		return nil
 	}
 	if ps.st == nil {

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/router"
 )
 
 // FuzzFrontendParsing drives the proxy's own front-end parsing (framing, startup packets,
@@ -38,7 +38,7 @@ func FuzzFrontendParsing(f *testing.F) {
 			_ = unknown
 		}
 		parseOptions(string(data))
-		control.Command(string(data))
+		router.PlanAdmin(string(data))
 		cstring(data)
 		decodeBackendError(data)
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
 )
 
 // Idle timeouts. PostgreSQL ends a session that waits for its client, after ReadyForQuery,
@@ -137,14 +138,6 @@ func parseMillis(v string) time.Duration {
 
 // proxyOnlySet reports a SET or RESET of one of the settings the proxy keeps for itself
 // (proxyOnly), which the workers of a transaction block do not run.
-func proxyOnlySet(sql string) bool {
-	w := strings.Fields(strings.ToLower(strings.TrimRight(strings.TrimSpace(sql), "; ")))
-	if len(w) > 1 && w[0] == "set" && (w[1] == "local" || w[1] == "session") {
-		w = append([]string{"set"}, w[2:]...)
-	}
-	if len(w) < 2 || w[0] != "set" && w[0] != "reset" {
-		return false
-	}
-	name, _, _ := strings.Cut(w[1], "=")
-	return proxyOnly[name]
+func proxyOnlySet(set *router.SetPlan) bool {
+	return set != nil && proxyOnly[set.Variable()]
 }

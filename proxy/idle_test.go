@@ -3,6 +3,9 @@ package proxy
 import (
 	"testing"
 	"time"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/router"
 )
 
 func TestParseMillis(t *testing.T) {
@@ -17,6 +20,7 @@ func TestParseMillis(t *testing.T) {
 }
 
 func TestProxyOnlySet(t *testing.T) {
+	r, snap := router.New(router.Config{}), metadata.NewSnapshot(nil, nil)
 	for in, want := range map[string]bool{
 		"SET idle_in_transaction_session_timeout = '1s'":        true,
 		"set local idle_in_transaction_session_timeout=1":       true,
@@ -26,7 +30,8 @@ func TestProxyOnlySet(t *testing.T) {
 		"RESET ALL":                                             false,
 		"SELECT set_config('idle_session_timeout', '1', false)": false,
 	} {
-		if got := proxyOnlySet(in); got != want {
+		b, _ := r.Plan(in, snap, &router.Session{})
+		if got := proxyOnlySet(b.Stmts[0].Set); got != want {
 			t.Errorf("proxyOnlySet(%q) = %v, want %v", in, got, want)
 		}
 	}

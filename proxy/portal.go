@@ -44,18 +44,6 @@ type suspension struct {
 	ending bool   // the portal is being dropped: run to the end without yielding
 }
 
-// streamable reports whether a statement may be suspended after a row limit: reads of
-// distributed tables (pushed down, merged or gathered) and statements passed to the
-// coordinator. Writes to distributed tables with RETURNING run to completion first, as
-// in PostgreSQL, and hand their rows out from the proxy.
-func streamable(st *router.Statement) bool {
-	switch st.Kind {
-	case router.Select, router.Gathered, router.Coordinator:
-		return true
-	}
-	return false
-}
-
 // startSuspendable runs a portal's statement under a row limit as a coroutine and serves
 // its first rows.
 func (ss *session) startSuspendable(ctx context.Context, snap *metadata.Snapshot, pt *portal, maxRows uint32) error {

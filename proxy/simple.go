@@ -18,7 +18,9 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		ss.srv.stats.queries.Add(1)
 		ss.srv.stats.queryTimeUs.Add(time.Since(start).Microseconds())
 	}()
-	if ss.admin(ctx, q) {
+	if st := router.PlanAdmin(q); st != nil {
+		// Before any planning work: the proxy answers it, in any transaction state.
+		ss.admin(ctx, st)
 		ss.readyForQuery()
 		return
 	}
@@ -121,7 +123,7 @@ func implicitBlock(batch *router.Batch) bool {
 		return false
 	}
 	for _, st := range batch.Stmts {
-		if !blockable(st) {
+		if !st.Blockable() {
 			return false
 		}
 	}
@@ -160,16 +162,4 @@ func (ss *session) moreBeforeSync() bool {
 		b = b[1+n:]
 	}
 	return true
-}
-
-// blockable reports whether a statement runs inside a transaction block as it would
-// outside one (pgshard's functions, COPY, TRUNCATE, DROP and transaction control do
-// not). SET, SET LOCAL and set_config do: a block's settings reach the backends that
-// join it, and last as long as PostgreSQL's implicit transaction would keep them.
-func blockable(st *router.Statement) bool {
-	switch st.Kind {
-	case router.Select, router.Gathered, router.Insert, router.Update, router.Delete, router.Coordinator, router.Explain, router.Error, router.SetVar:
-		return true
-	}
-	return false
 }

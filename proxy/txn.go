@@ -511,11 +511,10 @@ func (t *txnState) noteSavepoint(st *router.Statement, sql string) (cut int, err
 // (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
 // statement that cannot run in a block first ends the one open.
 func (t *txnState) pipelineBlock(ctx context.Context, st *router.Statement) error {
-	eligible := blockable(st)
-	if t.pipelineTx && !eligible {
+	if t.pipelineTx && !st.Blockable() {
 		return t.endPipelineBlock(ctx)
 	}
-	if t.tx != txIdle || !eligible || st.Kind == router.Select || st.Kind == router.Explain || st.Kind == router.Error || !t.host.moreBeforeSync() {
+	if t.tx != txIdle || !st.OpensPipelineBlock() || !t.host.moreBeforeSync() {
 		return nil
 	}
 	t.beginBlock("BEGIN")

@@ -16,7 +16,10 @@ import (
 // first use to the end of the session, and, inside a transaction block, one connection
 // per worker node, which joins the block on first use and is kept until it ends. These
 // are the block's participants (coordInTx, txConns), which endTx commits. The session
-// provides the connections from its pools, with its settings applied (txnHost).
+// provides the connections from its pools, with its settings applied (txnHost). They are
+// the executor's backends (conns.go).
+
+var _ backends = (*txnState)(nil)
 
 // coordConn returns the session's coordinator connection, taking one from the pool on
 // first use, with the session's settings applied and, inside a transaction block, joined

@@ -12,19 +12,19 @@ import (
 	"github.com/pgshard/pgshard/router/sqllex"
 )
 
-// planner holds the state of planning one query string.
+// planner holds the state of planning one query string: the decisions (what runs where,
+// how results combine). Finding things in the statement's text and turning text into
+// templates is stmtText's (text.go), which the planner embeds.
 type planner struct {
-	in         *Input
+	stmtText
 	snap       *metadata.Snapshot
 	sess       *Session
 	searchPath []string
-	litIdx     map[int32]int  // token index -> literal number
 	aconst     map[int32]bool // literal tokens the parser turned into constants
 	exact      bool           // the plan depends on literal values
 
 	// Per statement.
-	start, end int // byte range of the statement text
-	ctes       map[string]bool
+	ctes map[string]bool
 	// holes are the table references a SELECT's shard queries replace with SegTable
 	// holes, in text order (the hole number is the index).
 	holes []tableRef
@@ -121,7 +121,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	case *pg_query.TransactionStmt:
 		return p.transaction(s)
 	case *pg_query.VariableSetStmt, *pg_query.DiscardStmt:
-		return &Statement{Kind: SetVar, Text: p.textTemplate()}
+		return &Statement{Kind: SetVar, Text: p.textTemplate(), Set: setPlan(s)}
 	case *pg_query.PrepareStmt:
 		return p.prepareStmt(s)
 	case *pg_query.ExecuteStmt:
@@ -375,19 +375,19 @@ func (p *planner) survey(root protoreflect.Message) (refs []tableRef, funcs []fu
 
 // constToken returns the literal token of a parser constant at byte offset loc: the token
 // there, or the one after a unary minus the parser folded into the constant.
-func (p *planner) constToken(loc int32) int {
+func (q *stmtText) constToken(loc int32) int {
 	if loc < 0 {
 		return -1
 	}
-	ti := sqllex.Find(p.in.Toks, int(loc))
+	ti := sqllex.Find(q.in.Toks, int(loc))
 	if ti < 0 {
 		return -1
 	}
-	t := p.in.Toks[ti]
-	if t.Kind == sqllex.Op && p.in.Text[t.Start:t.End] == "-" && ti+1 < len(p.in.Toks) {
+	t := q.in.Toks[ti]
+	if t.Kind == sqllex.Op && q.in.Text[t.Start:t.End] == "-" && ti+1 < len(q.in.Toks) {
 		ti++
 	}
-	if !p.in.Toks[ti].Literal() {
+	if !q.in.Toks[ti].Literal() {
 		return -1
 	}
 	return ti
@@ -497,24 +497,24 @@ func (p *planner) prepareStmt(s *pg_query.PrepareStmt) *Statement {
 }
 
 // typeText returns the source text of a type name.
-func (p *planner) typeText(tn *pg_query.TypeName) string {
-	i := p.tok(tn.Location)
+func (q *stmtText) typeText(tn *pg_query.TypeName) string {
+	i := q.tok(tn.Location)
 	if i < 0 {
 		return ""
 	}
 	depth := 0
 	j := i
-	for ; j < len(p.in.Toks); j++ {
+	for ; j < len(q.in.Toks); j++ {
 		switch {
-		case p.is(j, "(") || p.is(j, "["):
+		case q.is(j, "(") || q.is(j, "["):
 			depth++
-		case p.is(j, ")") || p.is(j, "]"):
+		case q.is(j, ")") || q.is(j, "]"):
 			if depth == 0 {
-				return p.in.Text[p.startOf(i):p.endOf(j-1)]
+				return q.in.Text[q.startOf(i):q.endOf(j-1)]
 			}
 			depth--
-		case depth == 0 && p.is(j, ","):
-			return p.in.Text[p.startOf(i):p.endOf(j-1)]
+		case depth == 0 && q.is(j, ","):
+			return q.in.Text[q.startOf(i):q.endOf(j-1)]
 		}
 	}
 	return ""
@@ -555,9 +555,9 @@ func (p *planner) errorf(e *pgerr.Error) *Statement {
 }
 
 // textTemplate is the statement's own text as a template.
-func (p *planner) textTemplate() Template {
-	b := newBuilder(p.in, p.litIdx)
-	b.text(p.start, p.end)
+func (q *stmtText) textTemplate() Template {
+	b := newBuilder(q.in, q.litIdx)
+	b.text(q.start, q.end)
 	return b.done()
 }
 
@@ -591,40 +591,40 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 // --- token spans ---
 
 // tok returns the index of the token starting at byte offset off, or -1.
-func (p *planner) tok(off int32) int { return sqllex.Find(p.in.Toks, int(off)) }
+func (q *stmtText) tok(off int32) int { return sqllex.Find(q.in.Toks, int(off)) }
 
 // startOf and endOf are the byte offsets where token i starts and ends.
-func (p *planner) startOf(i int) int {
-	if i >= len(p.in.Toks) {
-		return len(p.in.Text)
+func (q *stmtText) startOf(i int) int {
+	if i >= len(q.in.Toks) {
+		return len(q.in.Text)
 	}
-	return int(p.in.Toks[i].Start)
+	return int(q.in.Toks[i].Start)
 }
 
-func (p *planner) endOf(i int) int { return int(p.in.Toks[i].End) }
+func (q *stmtText) endOf(i int) int { return int(q.in.Toks[i].End) }
 
 // is reports whether token i is the punctuation or operator s.
-func (p *planner) is(i int, s string) bool {
-	if i < 0 || i >= len(p.in.Toks) {
+func (q *stmtText) is(i int, s string) bool {
+	if i < 0 || i >= len(q.in.Toks) {
 		return false
 	}
-	t := p.in.Toks[i]
-	return (t.Kind == sqllex.Punct || t.Kind == sqllex.Op) && p.in.Text[t.Start:t.End] == s
+	t := q.in.Toks[i]
+	return (t.Kind == sqllex.Punct || t.Kind == sqllex.Op) && q.in.Text[t.Start:t.End] == s
 }
 
 // kw reports whether token i is the keyword k (lower case).
-func (p *planner) kw(i int, k string) bool {
-	return i >= 0 && i < len(p.in.Toks) && sqllex.Keyword(p.in.Text, p.in.Toks[i], k)
+func (q *stmtText) kw(i int, k string) bool {
+	return i >= 0 && i < len(q.in.Toks) && sqllex.Keyword(q.in.Text, q.in.Toks[i], k)
 }
 
 // matchParen returns the index of the ")" matching the "(" at token i, or -1.
-func (p *planner) matchParen(i int) int {
+func (q *stmtText) matchParen(i int) int {
 	depth := 0
-	for j := i; j < len(p.in.Toks); j++ {
+	for j := i; j < len(q.in.Toks); j++ {
 		switch {
-		case p.is(j, "(") || p.is(j, "["):
+		case q.is(j, "(") || q.is(j, "["):
 			depth++
-		case p.is(j, ")") || p.is(j, "]"):
+		case q.is(j, ")") || q.is(j, "]"):
 			depth--
 			if depth == 0 {
 				return j
@@ -635,43 +635,43 @@ func (p *planner) matchParen(i int) int {
 }
 
 // firstTok returns the index of the statement's first token.
-func (p *planner) firstTok() int {
+func (q *stmtText) firstTok() int {
 	i := 0
-	for i < len(p.in.Toks) && int(p.in.Toks[i].Start) < p.start {
+	for i < len(q.in.Toks) && int(q.in.Toks[i].Start) < q.start {
 		i++
 	}
 	return i
 }
 
 // lastTok returns the index of the statement's last token (before any ";").
-func (p *planner) lastTok() int {
-	i := sqllex.Find(p.in.Toks, p.start)
+func (q *stmtText) lastTok() int {
+	i := sqllex.Find(q.in.Toks, q.start)
 	if i < 0 {
 		// The statement starts in whitespace: find the first token after it.
 		i = 0
-		for i < len(p.in.Toks) && int(p.in.Toks[i].Start) < p.start {
+		for i < len(q.in.Toks) && int(q.in.Toks[i].Start) < q.start {
 			i++
 		}
 	}
 	last := -1
-	for ; i < len(p.in.Toks) && int(p.in.Toks[i].End) <= p.end; i++ {
+	for ; i < len(q.in.Toks) && int(q.in.Toks[i].End) <= q.end; i++ {
 		last = i
 	}
 	return last
 }
 
 // splitTop splits tokens [from, to) at top-level commas into [start, end) ranges.
-func (p *planner) splitTop(from, to int) [][2]int {
+func (q *stmtText) splitTop(from, to int) [][2]int {
 	var out [][2]int
 	depth := 0
 	s := from
 	for j := from; j < to; j++ {
 		switch {
-		case p.is(j, "(") || p.is(j, "["):
+		case q.is(j, "(") || q.is(j, "["):
 			depth++
-		case p.is(j, ")") || p.is(j, "]"):
+		case q.is(j, ")") || q.is(j, "]"):
 			depth--
-		case depth == 0 && p.is(j, ","):
+		case depth == 0 && q.is(j, ","):
 			out = append(out, [2]int{s, j})
 			s = j + 1
 		}
@@ -683,10 +683,10 @@ func (p *planner) splitTop(from, to int) [][2]int {
 }
 
 // nameEnd returns the token index after a possibly qualified name starting at token i.
-func (p *planner) nameEnd(i int) int {
+func (q *stmtText) nameEnd(i int) int {
 	j := i + 1
-	for j+1 < len(p.in.Toks) && p.is(j, ".") {
-		k := p.in.Toks[j+1].Kind
+	for j+1 < len(q.in.Toks) && q.is(j, ".") {
+		k := q.in.Toks[j+1].Kind
 		if k != sqllex.Ident && k != sqllex.QIdent {
 			break
 		}
@@ -697,32 +697,32 @@ func (p *planner) nameEnd(i int) int {
 
 // funcEnd returns the token index after a function call that starts at token i (the
 // name), including FILTER (...) and OVER ... clauses; -1 if the shape is not recognised.
-func (p *planner) funcEnd(i int) int {
-	j := p.nameEnd(i)
-	if !p.is(j, "(") {
+func (q *stmtText) funcEnd(i int) int {
+	j := q.nameEnd(i)
+	if !q.is(j, "(") {
 		// SQL-standard value functions without parentheses (CURRENT_DATE, ...).
 		return j
 	}
-	j = p.matchParen(j)
+	j = q.matchParen(j)
 	if j < 0 {
 		return -1
 	}
 	j++
-	if p.kw(j, "within") && p.kw(j+1, "group") && p.is(j+2, "(") {
-		if j = p.matchParen(j + 2); j < 0 {
+	if q.kw(j, "within") && q.kw(j+1, "group") && q.is(j+2, "(") {
+		if j = q.matchParen(j + 2); j < 0 {
 			return -1
 		}
 		j++
 	}
-	if p.kw(j, "filter") && p.is(j+1, "(") {
-		if j = p.matchParen(j + 1); j < 0 {
+	if q.kw(j, "filter") && q.is(j+1, "(") {
+		if j = q.matchParen(j + 1); j < 0 {
 			return -1
 		}
 		j++
 	}
-	if p.kw(j, "over") {
-		if p.is(j+1, "(") {
-			if j = p.matchParen(j + 1); j < 0 {
+	if q.kw(j, "over") {
+		if q.is(j+1, "(") {
+			if j = q.matchParen(j + 1); j < 0 {
 				return -1
 			}
 			return j + 1

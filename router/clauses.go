@@ -54,7 +54,7 @@ func (c clauses) orderEnd() int {
 
 // nodeStart returns the index of the first token of the expression below m (nil: -1):
 // the token at the least parse location in it. Parentheses around it are not included.
-func (p *planner) nodeStart(m protoreflect.Message) int {
+func (q *stmtText) nodeStart(m protoreflect.Message) int {
 	if m == nil {
 		return -1
 	}
@@ -70,20 +70,20 @@ func (p *planner) nodeStart(m protoreflect.Message) int {
 	if best < 0 {
 		return -1
 	}
-	return sqllex.Find(p.in.Toks, best)
+	return sqllex.Find(q.in.Toks, best)
 }
 
 // exprStart is nodeStart of a Node.
-func (p *planner) exprStart(n *pg_query.Node) int { return p.nodeStart(nodeMessage(n)) }
+func (q *stmtText) exprStart(n *pg_query.Node) int { return q.nodeStart(nodeMessage(n)) }
 
 // openParen returns the index of the "(" matching the ")" at token i, or -1.
-func (p *planner) openParen(i int) int {
+func (q *stmtText) openParen(i int) int {
 	depth := 0
 	for j := i; j >= 0; j-- {
 		switch {
-		case p.is(j, ")") || p.is(j, "]"):
+		case q.is(j, ")") || q.is(j, "]"):
 			depth++
-		case p.is(j, "(") || p.is(j, "["):
+		case q.is(j, "(") || q.is(j, "["):
 			depth--
 			if depth == 0 {
 				return j
@@ -95,9 +95,9 @@ func (p *planner) openParen(i int) int {
 
 // before returns the token before i, skipping opening parentheses (which belong to the
 // expression starting at i).
-func (p *planner) before(i int) int {
+func (q *stmtText) before(i int) int {
 	j := i - 1
-	for p.is(j, "(") {
+	for q.is(j, "(") {
 		j--
 	}
 	return j
@@ -105,11 +105,11 @@ func (p *planner) before(i int) int {
 
 // clausesOf locates the clauses of a SELECT without set operations from its parse tree.
 // It reports false when a clause cannot be located where the grammar puts it.
-func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
+func (q *stmtText) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 	c := clauses{selectKw: -1, from: -1, where: -1, group: -1, having: -1, window: -1, order: -1, limit: -1, offset: -1, fetch: -1, forKw: -1}
-	first, last := p.firstTok(), p.lastTok()
+	first, last := q.firstTok(), q.lastTok()
 	c.end = last + 1
-	if s.Op != pg_query.SetOperation_SETOP_NONE || last < first || p.is(first, "(") {
+	if s.Op != pg_query.SetOperation_SETOP_NONE || last < first || q.is(first, "(") {
 		// A set operation, or a SELECT in parentheses, whose pieces (and the ORDER BY or
 		// LIMIT written after the parentheses, which the parser folds into it) do not
 		// sit in one run of text.
@@ -122,43 +122,43 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 		if !isTarget {
 			return c, false
 		}
-		j := sqllex.Find(p.in.Toks, int(rt.Location)) - 1
+		j := sqllex.Find(q.in.Toks, int(rt.Location)) - 1
 		switch {
-		case p.kw(j, "all") || p.kw(j, "distinct"):
+		case q.kw(j, "all") || q.kw(j, "distinct"):
 			j--
-		case p.is(j, ")"):
-			k := p.openParen(j)
-			if !p.kw(k-1, "on") || !p.kw(k-2, "distinct") {
+		case q.is(j, ")"):
+			k := q.openParen(j)
+			if !q.kw(k-1, "on") || !q.kw(k-2, "distinct") {
 				return c, false
 			}
 			j = k - 3
 		}
 		c.selectKw = j
 	}
-	if c.selectKw < first || !p.kw(c.selectKw, "select") {
+	if c.selectKw < first || !q.kw(c.selectKw, "select") {
 		return c, false
 	}
 	ok := true
 	// anchor finds the keyword(s) kws right before the expression n (skipping its opening
 	// parentheses and the given optional words) and returns the first keyword's index.
 	anchor := func(n protoreflect.Message, optional []string, kws ...string) int {
-		i := p.nodeStart(n)
+		i := q.nodeStart(n)
 		if i < 0 {
 			ok = false
 			return -1
 		}
-		j := p.before(i)
+		j := q.before(i)
 		for skipped := true; skipped; {
 			skipped = false
 			for _, w := range optional {
-				if p.kw(j, w) {
-					j = p.before(j)
+				if q.kw(j, w) {
+					j = q.before(j)
 					skipped = true
 				}
 			}
 		}
 		for k := len(kws) - 1; k >= 0; k-- {
-			if !p.kw(j, kws[k]) {
+			if !q.kw(j, kws[k]) {
 				ok = false
 				return -1
 			}
@@ -182,8 +182,8 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 	}
 	if len(s.WindowClause) > 0 {
 		// WINDOW name AS (...): the definition's location is its "(".
-		i := p.nodeStart(nodeMessage(s.WindowClause[0]))
-		if i < 2 || !p.kw(i-1, "as") || !p.kw(i-3, "window") {
+		i := q.nodeStart(nodeMessage(s.WindowClause[0]))
+		if i < 2 || !q.kw(i-1, "as") || !q.kw(i-3, "window") {
 			return c, false
 		}
 		c.window = i - 3
@@ -199,11 +199,11 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 		return c, false
 	}
 	if s.LimitCount != nil {
-		if i := p.exprStart(s.LimitCount); i >= 0 {
-			switch j := p.before(i); {
-			case p.kw(j, "limit"):
+		if i := q.exprStart(s.LimitCount); i >= 0 {
+			switch j := q.before(i); {
+			case q.kw(j, "limit"):
 				c.limit = j
-			case (p.kw(j, "first") || p.kw(j, "next")) && p.kw(j-1, "fetch"):
+			case (q.kw(j, "first") || q.kw(j, "next")) && q.kw(j-1, "fetch"):
 				c.fetch = j - 1
 			default:
 				return c, false
@@ -215,7 +215,7 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 			return c, false
 		}
 	}
-	if !p.locateUnanchored(s, &c) {
+	if !q.locateUnanchored(s, &c) {
 		return c, false
 	}
 	return c, c.inOrder()
@@ -224,7 +224,7 @@ func (p *planner) clausesOf(s *pg_query.SelectStmt) (clauses, bool) {
 // locateUnanchored finds FOR UPDATE/SHARE and FETCH FIRST ROW ONLY (no count), which
 // carry no location, after the last located clause, where no expression can hold them.
 // It returns false when s has them and they are not found.
-func (p *planner) locateUnanchored(s *pg_query.SelectStmt, c *clauses) bool {
+func (q *stmtText) locateUnanchored(s *pg_query.SelectStmt, c *clauses) bool {
 	tail := max(c.selectKw, c.from, c.where, c.group, c.having, c.window, c.order)
 	if len(s.LockingClause) == 0 && (s.LimitCount == nil || c.limit >= 0 || c.fetch >= 0) {
 		return true
@@ -232,15 +232,15 @@ func (p *planner) locateUnanchored(s *pg_query.SelectStmt, c *clauses) bool {
 	depth := 0
 	for i := tail + 1; i < c.end; i++ {
 		switch {
-		case p.is(i, "(") || p.is(i, "["):
+		case q.is(i, "(") || q.is(i, "["):
 			depth++
-		case p.is(i, ")") || p.is(i, "]"):
+		case q.is(i, ")") || q.is(i, "]"):
 			depth--
 		case depth != 0:
-		case c.forKw < 0 && len(s.LockingClause) > 0 && p.kw(i, "for") &&
-			(p.kw(i+1, "update") || p.kw(i+1, "share") || p.kw(i+1, "no") || p.kw(i+1, "key")):
+		case c.forKw < 0 && len(s.LockingClause) > 0 && q.kw(i, "for") &&
+			(q.kw(i+1, "update") || q.kw(i+1, "share") || q.kw(i+1, "no") || q.kw(i+1, "key")):
 			c.forKw = i
-		case c.fetch < 0 && c.limit < 0 && p.kw(i, "fetch") && (p.kw(i+1, "first") || p.kw(i+1, "next")):
+		case c.fetch < 0 && c.limit < 0 && q.kw(i, "fetch") && (q.kw(i+1, "first") || q.kw(i+1, "next")):
 			c.fetch = i
 		}
 	}
@@ -275,7 +275,7 @@ type target struct {
 }
 
 // targets locates the select-list entries of a SELECT whose clauses are c.
-func (p *planner) targets(s *pg_query.SelectStmt, c clauses) ([]target, bool) {
+func (q *stmtText) targets(s *pg_query.SelectStmt, c clauses) ([]target, bool) {
 	if s.IntoClause != nil || c.selectKw < 0 {
 		return nil, false
 	}
@@ -286,8 +286,8 @@ func (p *planner) targets(s *pg_query.SelectStmt, c clauses) ([]target, bool) {
 		if !isTarget {
 			return nil, false
 		}
-		from := sqllex.Find(p.in.Toks, int(rt.Location))
-		if from <= c.selectKw || from >= end || i > 0 && (from <= out[i-1].from || !p.is(from-1, ",")) {
+		from := sqllex.Find(q.in.Toks, int(rt.Location))
+		if from <= c.selectKw || from >= end || i > 0 && (from <= out[i-1].from || !q.is(from-1, ",")) {
 			return nil, false
 		}
 		out[i].from = from
@@ -306,11 +306,11 @@ func (p *planner) targets(s *pg_query.SelectStmt, c clauses) ([]target, bool) {
 		if rt.Name != "" {
 			// "expr AS name" or "expr name": the alias is the entry's last token.
 			a := t.to - 1
-			if a <= t.from || sqllex.IdentName(p.in.Text, p.in.Toks[a]) != rt.Name {
+			if a <= t.from || sqllex.IdentName(q.in.Text, q.in.Toks[a]) != rt.Name {
 				return nil, false
 			}
 			t.exprTo = a
-			if p.kw(a-1, "as") && a-1 > t.from {
+			if q.kw(a-1, "as") && a-1 > t.from {
 				t.exprTo = a - 1
 			}
 		}
@@ -323,7 +323,7 @@ func (p *planner) targets(s *pg_query.SelectStmt, c clauses) ([]target, bool) {
 
 // sortItems locates the expressions of a SELECT's ORDER BY items (without ASC, DESC and
 // NULLS FIRST/LAST), as token ranges [from, to).
-func (p *planner) sortItems(s *pg_query.SelectStmt, c clauses) ([][2]int, bool) {
+func (q *stmtText) sortItems(s *pg_query.SelectStmt, c clauses) ([][2]int, bool) {
 	if c.order < 0 {
 		return nil, false
 	}
@@ -334,9 +334,9 @@ func (p *planner) sortItems(s *pg_query.SelectStmt, c clauses) ([][2]int, bool) 
 		if !isSort {
 			return nil, false
 		}
-		j := p.before(p.nodeStart(nodeMessage(sb.Node)))
+		j := q.before(q.nodeStart(nodeMessage(sb.Node)))
 		switch {
-		case i == 0 && j != c.order+1, i > 0 && (!p.is(j, ",") || j <= starts[i-1]):
+		case i == 0 && j != c.order+1, i > 0 && (!q.is(j, ",") || j <= starts[i-1]):
 			return nil, false
 		}
 		starts[i] = j + 1
@@ -349,14 +349,14 @@ func (p *planner) sortItems(s *pg_query.SelectStmt, c clauses) ([][2]int, bool) 
 			to = starts[i+1] - 1
 		}
 		if sb.SortbyNulls != pg_query.SortByNulls_SORTBY_NULLS_DEFAULT {
-			if !p.kw(to-2, "nulls") {
+			if !q.kw(to-2, "nulls") {
 				return nil, false
 			}
 			to -= 2
 		}
 		switch sb.SortbyDir {
 		case pg_query.SortByDir_SORTBY_ASC, pg_query.SortByDir_SORTBY_DESC:
-			if !p.kw(to-1, "asc") && !p.kw(to-1, "desc") {
+			if !q.kw(to-1, "asc") && !q.kw(to-1, "desc") {
 				return nil, false
 			}
 			to--
@@ -374,8 +374,8 @@ func (p *planner) sortItems(s *pg_query.SelectStmt, c clauses) ([][2]int, bool) 
 // conjunctSpans locates the conjuncts of a SELECT's WHERE clause (the arguments of its
 // top-level AND, which the parser flattens also across parentheses, or the whole clause)
 // as token ranges [from, to), each without parentheses that are not its own.
-func (p *planner) conjunctSpans(s *pg_query.SelectStmt, conjuncts []*pg_query.Node) [][2]int {
-	c, ok := p.clausesOf(s)
+func (q *stmtText) conjunctSpans(s *pg_query.SelectStmt, conjuncts []*pg_query.Node) [][2]int {
+	c, ok := q.clausesOf(s)
 	if !ok || c.where < 0 {
 		return nil
 	}
@@ -385,15 +385,15 @@ func (p *planner) conjunctSpans(s *pg_query.SelectStmt, conjuncts []*pg_query.No
 	seps := make([]int, n+1)
 	seps[0], seps[n] = c.where, c.whereEnd()
 	for i := 1; i < n; i++ {
-		j := p.before(p.exprStart(conjuncts[i]))
-		if !p.kw(j, "and") || j <= seps[i-1] {
+		j := q.before(q.exprStart(conjuncts[i]))
+		if !q.kw(j, "and") || j <= seps[i-1] {
 			return nil
 		}
 		seps[i] = j
 	}
 	out := make([][2]int, n)
 	for i := range out {
-		from, to, ok := p.trimParens(seps[i]+1, seps[i+1])
+		from, to, ok := q.trimParens(seps[i]+1, seps[i+1])
 		if !ok {
 			return nil
 		}
@@ -404,15 +404,15 @@ func (p *planner) conjunctSpans(s *pg_query.SelectStmt, conjuncts []*pg_query.No
 
 // trimParens drops the opening parentheses at the start of tokens [from, to) and the
 // closing ones at its end that have no partner inside the range.
-func (p *planner) trimParens(from, to int) (int, int, bool) {
+func (q *stmtText) trimParens(from, to int) (int, int, bool) {
 	var open []int
 	closers := 0
 	firstCloser := -1
 	for i := from; i < to; i++ {
 		switch {
-		case p.is(i, "(") || p.is(i, "["):
+		case q.is(i, "(") || q.is(i, "["):
 			open = append(open, i)
-		case p.is(i, ")") || p.is(i, "]"):
+		case q.is(i, ")") || q.is(i, "]"):
 			if len(open) > 0 {
 				open = open[:len(open)-1]
 			} else {

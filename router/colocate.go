@@ -14,7 +14,7 @@ import (
 // and equalities between partition keys (in ON, USING or WHERE) connect all of them. Rows
 // that join then always sit in shards of the same index. It returns the references in text
 // order.
-func (p *planner) colocatedJoin(s *pg_query.SelectStmt, refs []tableRef) ([]tableRef, bool) {
+func colocatedJoin(s *pg_query.SelectStmt, refs []tableRef) ([]tableRef, bool) {
 	if s.Op != pg_query.SetOperation_SETOP_NONE || s.WithClause != nil || s.IntoClause != nil ||
 		len(refs) < 2 || hasSubLink(s.ProtoReflect()) {
 		return nil, false

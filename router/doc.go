@@ -6,6 +6,8 @@
 //
 // # Pipeline
 //
+//	text ──an admin statement (SHOW NODES, REPAIR SHARD, ...)?──▶ kind Admin, unparsed (admin.go)
+//	  │
 //	text ──Tokenize (sqllex)──▶ Input ──plan cache──▶ hit: shared *Batch
 //	                                       │ miss
 //	                                       ▼
@@ -16,7 +18,8 @@
 //	          resolve names against the search path, refuse what pg_shard refuses
 //	                                       ▼
 //	          plan per kind → *Statement (plan.go):
-//	            transaction control, SET/RESET/DISCARD, PREPARE/EXECUTE  analyze.go
+//	            transaction control, PREPARE/EXECUTE                     analyze.go
+//	            SET/RESET/DISCARD: what they change (SetPlan)            set.go
 //	            SELECT on one table: shard template, Filter, Merge       select.go, sorted.go
 //	            co-located joins                                         colocate.go
 //	            anything else reading distributed tables: Gather         gather.go
@@ -26,6 +29,17 @@
 //	            COPY, EXPLAIN, pgshard's SQL functions                   copy.go, explain.go, functions.go
 //	                                       ▼
 //	          *Batch, then executed by proxy with the Input's literals
+//
+// The planner (analyze.go and the per-family files) makes the decisions; where a clause,
+// a name or an expression sits in the statement's text, and the templates that copy it,
+// are stmtText's (text.go; its methods live beside the planning code that uses them,
+// clauses.go holding the general ones), which the planner embeds. Helpers that need
+// neither are plain functions.
+//
+// What the executor asks of every plan before running it (may it join a transaction
+// block, be suspended after a row limit, be described without the coordinator, run in
+// a failed block) is answered by the plan's methods (kinds.go), not by switches over
+// its Kind in the proxy.
 //
 // A plan refers to the statement's text only through Templates (template.go): text
 // segments, holes for the input's literals (SegLit), shard or temporary table names

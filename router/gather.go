@@ -21,7 +21,7 @@ import (
 // can answer alone: every distributed table it references is copied whole into a
 // temporary table and the statement runs on the coordinator with its references renamed.
 func (p *planner) gatherStatement(root protoreflect.Message, refs []tableRef) *Statement {
-	if e := p.gatherable(root); e != nil {
+	if e := gatherable(root); e != nil {
 		return p.errorf(e)
 	}
 	m, ok := p.gatherAll(refs)
@@ -226,7 +226,7 @@ func readsOnly(n *pg_query.Node, t *metadata.Table, alias string) bool {
 }
 
 // gatherable reports why a statement cannot run over temporary copies of its tables.
-func (p *planner) gatherable(root protoreflect.Message) *pgerr.Error {
+func gatherable(root protoreflect.Message) *pgerr.Error {
 	var e *pgerr.Error
 	walk(root, func(m protoreflect.Message, _ []frame) bool {
 		if s, ok := m.Interface().(*pg_query.SelectStmt); ok && len(s.LockingClause) > 0 {

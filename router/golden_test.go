@@ -384,10 +384,37 @@ func (w *planWriter) stmt(d int, st *Statement) {
 			w.stmt(d+1, st.Inner)
 		}
 	}
+	if st.Set != nil {
+		w.line(d, "set: %s", describeSet(st.Set))
+	}
+	if st.Command != nil {
+		w.line(d, "command: %s  argument: %q (answered by the proxy)", st.Command.Name, st.Command.Arg)
+	}
 	w.evals(d, "evaluated on the coordinator first", st.Evals)
 	if st.Err != nil && st.Kind != Error && st.Kind != Select && st.Kind != CopyOut {
 		w.line(d, "error: %s %s", st.Err.Code, st.Err.Message)
 	}
+}
+
+// describeSet prints what a SET, RESET or DISCARD changes, as the proxy reads it.
+func describeSet(s *SetPlan) string {
+	out := s.Action.String()
+	if s.Name != "" {
+		out += " " + s.Name
+	}
+	if s.Local {
+		out += " (local)"
+	}
+	switch name, all := s.ResetsToDefault(); {
+	case all:
+		out += "; every setting back to the session's default"
+	case name != "":
+		out += "; back to the session's default: " + name
+	}
+	if s.Discards() {
+		out += "; the coordinator connection's prepared statements are forgotten"
+	}
+	return out
 }
 
 func (w *planWriter) evals(d int, what string, evals []Eval) {

@@ -43,7 +43,7 @@ func (p *planner) insertStmt(s *pg_query.InsertStmt, refs, dist []tableRef) *Sta
 		}
 	}
 	for _, step := range []func(*valuesInsert) *pgerr.Error{
-		p.insertTargets, p.insertAdded, p.insertIdentity, p.locateValues,
+		insertTargets, insertAdded, insertIdentity, p.locateValues,
 	} {
 		if err := step(vi); err != nil {
 			return p.errorf(err)
@@ -94,7 +94,7 @@ type valuesInsert struct {
 
 // insertTargets finds the target columns and the rows, with PostgreSQL's checks of their
 // shapes.
-func (p *planner) insertTargets(vi *valuesInsert) *pgerr.Error {
+func insertTargets(vi *valuesInsert) *pgerr.Error {
 	s, t, sel := vi.s, vi.t, vi.sel
 	cols := []int{}
 	if len(s.Cols) > 0 {
@@ -150,7 +150,7 @@ func (p *planner) insertTargets(vi *valuesInsert) *pgerr.Error {
 // insertAdded finds the columns the statement leaves to their defaults but whose defaults
 // must be evaluated on the coordinator (sequences, volatile expressions), and the
 // partition key when the statement does not give it.
-func (p *planner) insertAdded(vi *valuesInsert) *pgerr.Error {
+func insertAdded(vi *valuesInsert) *pgerr.Error {
 	t := vi.t
 	given := map[int]bool{}
 	for _, c := range vi.cols {
@@ -176,7 +176,7 @@ func (p *planner) insertAdded(vi *valuesInsert) *pgerr.Error {
 // insertIdentity applies the rules of identity columns: OVERRIDING USER VALUE replaces
 // the values given for them by their defaults; a value for a GENERATED ALWAYS one needs
 // OVERRIDING SYSTEM VALUE.
-func (p *planner) insertIdentity(vi *valuesInsert) *pgerr.Error {
+func insertIdentity(vi *valuesInsert) *pgerr.Error {
 	s := vi.s
 	vi.userValue = make([]bool, len(vi.cols))
 	for i, ci := range vi.cols {
@@ -202,36 +202,36 @@ func (p *planner) insertIdentity(vi *valuesInsert) *pgerr.Error {
 
 // locateValues locates the target, VALUES (or DEFAULT VALUES), OVERRIDING and the rows in
 // the text.
-func (p *planner) locateValues(vi *valuesInsert) *pgerr.Error {
+func (q *stmtText) locateValues(vi *valuesInsert) *pgerr.Error {
 	s, sel := vi.s, vi.sel
-	relTok := p.tok(s.Relation.Location)
+	relTok := q.tok(s.Relation.Location)
 	if relTok < 0 {
 		return notSupported("The INSERT's target could not be located.")
 	}
 	// VALUES, located from the parse tree: right before the first row's first value (and
 	// its parentheses); DEFAULT VALUES, with no rows, ends the statement before any
 	// ON CONFLICT or RETURNING. (A scan for the word would stop at an alias "values".)
-	last := p.lastTok()
+	last := q.lastTok()
 	valuesTok := -1
 	if sel != nil && len(sel.ValuesLists) > 0 {
 		first := nodeMessage(sel.ValuesLists[0])
 		if l, ok := unwrap(sel.ValuesLists[0]).(*pg_query.List); ok && len(l.Items) > 0 {
 			first = nodeMessage(l.Items[0])
 		}
-		if i := p.before(p.nodeStart(first)); p.kw(i, "values") && i > relTok {
+		if i := q.before(q.nodeStart(first)); q.kw(i, "values") && i > relTok {
 			valuesTok = i
 		}
 	} else if sel == nil {
 		end := last + 1
 		switch {
 		case s.OnConflictClause != nil:
-			end = p.tok(s.OnConflictClause.Location)
+			end = q.tok(s.OnConflictClause.Location)
 		case len(s.ReturningList) > 0:
 			if rt, ok := unwrap(s.ReturningList[0]).(*pg_query.ResTarget); ok {
-				end = p.tok(rt.Location) - 1
+				end = q.tok(rt.Location) - 1
 			}
 		}
-		if p.kw(end-2, "default") && p.kw(end-1, "values") && end-2 > relTok {
+		if q.kw(end-2, "default") && q.kw(end-1, "values") && end-2 > relTok {
 			valuesTok = end - 2
 		}
 	}
@@ -242,7 +242,7 @@ func (p *planner) locateValues(vi *valuesInsert) *pgerr.Error {
 	// need: the identity values are evaluated here. It comes right before VALUES.
 	overTok := valuesTok
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
-		if !p.kw(valuesTok-3, "overriding") || !p.kw(valuesTok-1, "value") {
+		if !q.kw(valuesTok-3, "overriding") || !q.kw(valuesTok-1, "value") {
 			return notSupported("The INSERT's OVERRIDING clause could not be located.")
 		}
 		overTok = valuesTok - 3
@@ -252,17 +252,17 @@ func (p *planner) locateValues(vi *valuesInsert) *pgerr.Error {
 	if sel != nil {
 		i := valuesTok + 1
 		for len(rowSpans) < len(vi.rows) {
-			if !p.is(i, "(") {
+			if !q.is(i, "(") {
 				return notSupported("The INSERT's VALUES list could not be located.")
 			}
-			j := p.matchParen(i)
+			j := q.matchParen(i)
 			if j < 0 {
 				return notSupported("The INSERT's VALUES list could not be located.")
 			}
 			rowSpans = append(rowSpans, [2]int{i, j + 1})
 			i = j + 1
 			if len(rowSpans) < len(vi.rows) {
-				if !p.is(i, ",") {
+				if !q.is(i, ",") {
 					return notSupported("The INSERT's VALUES list could not be located.")
 				}
 				i++
@@ -484,23 +484,23 @@ func (p *planner) insertKeyValue(n *pg_query.Node, col *metadata.Column) (Value,
 	return Value{}, false
 }
 
-func (p *planner) insertLiteral(c *pg_query.A_Const, keyType uint32) (Value, bool) {
-	ti := p.constToken(c.Location)
+func (q *stmtText) insertLiteral(c *pg_query.A_Const, keyType uint32) (Value, bool) {
+	ti := q.constToken(c.Location)
 	if ti < 0 {
 		return Value{}, false
 	}
-	neg := int(p.in.Toks[ti].Start) != int(c.Location)
-	v := Value{Kind: ValLit, Index: p.litIdx[int32(ti)], Neg: neg, Type: keyType}
-	tok := p.in.Toks[ti]
+	neg := int(q.in.Toks[ti].Start) != int(c.Location)
+	v := Value{Kind: ValLit, Index: q.litIdx[int32(ti)], Neg: neg, Type: keyType}
+	tok := q.in.Toks[ti]
 	switch tok.Kind {
 	case sqllex.String:
-		if _, ok := sqllex.StringValue(p.in.Text, tok); !ok || neg {
+		if _, ok := sqllex.StringValue(q.in.Text, tok); !ok || neg {
 			return Value{}, false
 		}
 		return v, true
 	case sqllex.Number:
 		integer := true
-		for _, ch := range p.in.Text[tok.Start:tok.End] {
+		for _, ch := range q.in.Text[tok.Start:tok.End] {
 			if ch < '0' || ch > '9' {
 				integer = false
 			}

@@ -14,7 +14,7 @@ import (
 // and the proxy splits the rows by shard.
 func (p *planner) insertSelect(s *pg_query.InsertStmt, t *metadata.Table, refs []tableRef) *Statement {
 	si := &selectInsert{s: s, t: t, refs: refs}
-	for _, step := range []func(*selectInsert) *pgerr.Error{p.selectTargets, p.locateSelect} {
+	for _, step := range []func(*selectInsert) *pgerr.Error{selectTargets, p.locateSelect} {
 		if err := step(si); err != nil {
 			return p.errorf(err)
 		}
@@ -62,7 +62,7 @@ func (si *selectInsert) userValue(ci int) bool {
 // defaults, with the rules of identity columns: OVERRIDING USER VALUE replaces the
 // values given for them by their defaults; a value for a GENERATED ALWAYS one needs
 // OVERRIDING SYSTEM VALUE.
-func (p *planner) selectTargets(si *selectInsert) *pgerr.Error {
+func selectTargets(si *selectInsert) *pgerr.Error {
 	s, t := si.s, si.t
 	var cols []int
 	if len(s.Cols) > 0 {
@@ -192,36 +192,36 @@ func selectWidth(n *pg_query.Node, refs []tableRef) int {
 
 // locateSelect locates the SELECT: after the column list (or the table), before ON
 // CONFLICT or RETURNING.
-func (p *planner) locateSelect(si *selectInsert) *pgerr.Error {
+func (q *stmtText) locateSelect(si *selectInsert) *pgerr.Error {
 	s := si.s
-	relTok := p.tok(s.Relation.Location)
+	relTok := q.tok(s.Relation.Location)
 	if relTok < 0 {
 		return notSupported("The INSERT's target could not be located.")
 	}
 	// The INSERT keyword: after the WITH clause, if any.
-	insStart := p.start
+	insStart := q.start
 	if s.WithClause != nil {
 		kw := relTok - 2
-		if kw <= p.firstTok() || !p.kw(kw, "insert") {
+		if kw <= q.firstTok() || !q.kw(kw, "insert") {
 			return notSupported("The INSERT's WITH clause could not be located.")
 		}
-		insStart = p.startOf(kw)
+		insStart = q.startOf(kw)
 	}
-	last := p.lastTok()
-	from := p.nameEnd(relTok)
-	if p.kw(from, "as") {
+	last := q.lastTok()
+	from := q.nameEnd(relTok)
+	if q.kw(from, "as") {
 		from += 2
 	} else if rv := s.Relation; rv.Alias != nil {
 		from++
 	}
 	if len(s.Cols) > 0 {
-		if !p.is(from, "(") {
+		if !q.is(from, "(") {
 			return notSupported("The INSERT's column list could not be located.")
 		}
-		from = p.matchParen(from) + 1
+		from = q.matchParen(from) + 1
 	}
 	if s.Override != pg_query.OverridingKind_OVERRIDING_NOT_SET {
-		if !p.kw(from, "overriding") {
+		if !q.kw(from, "overriding") {
 			return notSupported("The INSERT's OVERRIDING clause could not be located.")
 		}
 		from += 3 // OVERRIDING { SYSTEM | USER } VALUE
@@ -231,8 +231,8 @@ func (p *planner) locateSelect(si *selectInsert) *pgerr.Error {
 	to := last + 1
 	switch {
 	case s.OnConflictClause != nil:
-		to = p.tok(s.OnConflictClause.Location)
-		if !p.kw(to, "on") || !p.kw(to+1, "conflict") {
+		to = q.tok(s.OnConflictClause.Location)
+		if !q.kw(to, "on") || !q.kw(to+1, "conflict") {
 			return notSupported("The INSERT's ON CONFLICT clause could not be located.")
 		}
 	case len(s.ReturningList) > 0:
@@ -240,8 +240,8 @@ func (p *planner) locateSelect(si *selectInsert) *pgerr.Error {
 		if rt == nil {
 			return notSupported("The INSERT's RETURNING clause could not be located.")
 		}
-		to = p.tok(rt.Location) - 1
-		if !p.kw(to, "returning") {
+		to = q.tok(rt.Location) - 1
+		if !q.kw(to, "returning") {
 			return notSupported("The INSERT's RETURNING clause could not be located.")
 		}
 	}

@@ -72,30 +72,30 @@ func (mc *modifyClauses) next(i int, cands ...int) int {
 // locateModify locates the statement keyword and the clauses after the target, from the
 // parse tree (a keyword scan would take the FROM of "SET x = a IS DISTINCT FROM b" for
 // the FROM clause).
-func (p *planner) locateModify(kind Kind, rv *pg_query.RangeVar, set []*pg_query.Node, parts modifyParts) (*modifyClauses, *pgerr.Error) {
-	ti := p.tok(rv.Location)
+func (q *stmtText) locateModify(kind Kind, rv *pg_query.RangeVar, set []*pg_query.Node, parts modifyParts) (*modifyClauses, *pgerr.Error) {
+	ti := q.tok(rv.Location)
 	if ti < 0 {
 		return nil, notSupported("The statement's table could not be located.")
 	}
 	// The statement keyword, and the end of the target (with its alias).
 	kwTok := ti - 1
-	for kwTok > 0 && !p.kw(kwTok, "update") && !p.kw(kwTok, "delete") {
+	for kwTok > 0 && !q.kw(kwTok, "update") && !q.kw(kwTok, "delete") {
 		kwTok--
 	}
-	after := p.nameEnd(ti)
-	if p.kw(after, "as") {
+	after := q.nameEnd(ti)
+	if q.kw(after, "as") {
 		after += 2
 	} else if rv.Alias != nil {
 		after++
 	}
-	mc := &modifyClauses{kwTok: kwTok, setTok: -1, fromTok: -1, whereTok: -1, retTok: -1, end: p.lastTok() + 1}
+	mc := &modifyClauses{kwTok: kwTok, setTok: -1, fromTok: -1, whereTok: -1, retTok: -1, end: q.lastTok() + 1}
 	anchor := func(m protoreflect.Message, kws ...string) (int, bool) {
-		j := p.before(p.nodeStart(m))
-		for p.kw(j, "only") || p.kw(j, "lateral") {
-			j = p.before(j)
+		j := q.before(q.nodeStart(m))
+		for q.kw(j, "only") || q.kw(j, "lateral") {
+			j = q.before(j)
 		}
 		for _, kw := range kws {
-			if p.kw(j, kw) {
+			if q.kw(j, kw) {
 				return j, j >= after
 			}
 		}

@@ -29,7 +29,8 @@ const (
 	Release
 	RollbackTo
 	// SetVar changes session state (SET, RESET, DISCARD) on the coordinator; the proxy
-	// then brings the session's worker connections to the same settings. Requires: Text.
+	// then brings the session's worker connections to the same settings. Requires: Text;
+	// Set, unless SetConfig (a query calling set_config).
 	SetVar
 	// Select reads a distributed table. Requires: Table, Shard, Filter; Merge when it
 	// may span shards.
@@ -73,11 +74,14 @@ const (
 	// written ("(ANALYZE, VERBOSE)" or "ANALYZE VERBOSE"), Analyze is set when the
 	// statement is to be executed.
 	Explain
+	// Admin is one of pgshard's admin statements (SHOW NODES, REPAIR SHARD, ...; see
+	// admin.go), which the proxy answers itself. Requires: Command.
+	Admin
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain", "Admin"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -118,6 +122,8 @@ type Statement struct {
 	// Locking marks a Select with FOR UPDATE, FOR SHARE and the like: it locks rows on
 	// the shards until the transaction ends.
 	Locking bool
+	// Set says what a SetVar statement that is SET, RESET or DISCARD changes.
+	Set *SetPlan
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns
 	// rows).
 	SetConfig bool
@@ -184,6 +190,9 @@ type Statement struct {
 	Inner   *Statement
 	Options string
 	Analyze bool
+
+	// Command is the admin statement of an Admin plan.
+	Command *AdminCommand
 
 	// Query, ParamTypes and Args describe SQL PREPARE and EXECUTE.
 	Query      string

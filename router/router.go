@@ -168,6 +168,9 @@ const internalMarkWord = "pgshard-internal-statement"
 // Plan returns the plan of the query string text and the Input to execute it with.
 func (r *Router) Plan(text string, snap *metadata.Snapshot, sess *Session) (*Batch, *Input) {
 	in := Tokenize(text, sess.Lex)
+	if st := PlanAdmin(text); st != nil {
+		return &Batch{Stmts: []*Statement{st}}, in
+	}
 	if strings.Contains(text, internalMarkWord) {
 		return &Batch{Stmts: []*Statement{{Kind: Error, Err: pgerr.New(pgerr.Code("42501"),
 			"pgshard reserves %q for its own statements", internalMarkWord)}}}, in
@@ -268,7 +271,7 @@ func plan(in *Input, snap *metadata.Snapshot, sess *Session) (*Batch, bool) {
 		// only, never another of the same shape (whose literals it would replace).
 		return b, true
 	}
-	p := &planner{in: in, snap: snap, sess: sess, litIdx: map[int32]int{}, aconst: map[int32]bool{}}
+	p := &planner{stmtText: stmtText{in: in, litIdx: map[int32]int{}}, snap: snap, sess: sess, aconst: map[int32]bool{}}
 	for i, ti := range in.Lits {
 		p.litIdx[ti] = i
 	}

@@ -22,7 +22,7 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 		rv, _ = unwrap(s.FromClause[0]).(*pg_query.RangeVar)
 	}
 	if rv == nil {
-		if joined, ok := p.colocatedJoin(s, refs); ok {
+		if joined, ok := colocatedJoin(s, refs); ok {
 			if st := p.colocatedSelect(s, joined, refs); st != nil {
 				return st
 			}
@@ -396,19 +396,19 @@ func (p *planner) finalList(b *builder, s *pg_query.SelectStmt, c clauses, aggs 
 
 // copyReplacing writes tokens [from, to) with the aggregate calls among them replaced by
 // their final forms.
-func (p *planner) copyReplacing(b *builder, from, to int, aggs []aggCall, finals []func(*builder)) {
+func (q *stmtText) copyReplacing(b *builder, from, to int, aggs []aggCall, finals []func(*builder)) {
 	if from >= to {
 		return
 	}
-	pos := p.startOf(from)
+	pos := q.startOf(from)
 	for i, a := range aggs {
 		if a.from >= from && a.to <= to {
-			b.text(pos, p.startOf(a.from))
+			b.text(pos, q.startOf(a.from))
 			finals[i](b)
-			pos = p.endOf(a.to - 1)
+			pos = q.endOf(a.to - 1)
 		}
 	}
-	b.text(pos, p.endOf(to-1))
+	b.text(pos, q.endOf(to-1))
 }
 
 // aggregateMerge plans an aggregate query without GROUP BY over several shards: each shard
@@ -526,7 +526,7 @@ func (gc *groupCols) add(n *pg_query.Node) bool {
 	if !ok {
 		return false
 	}
-	name, ok := gc.p.columnOf(cr, gc.t, gc.alias)
+	name, ok := columnOf(cr, gc.t, gc.alias)
 	if !ok {
 		return false
 	}
@@ -647,7 +647,7 @@ func (gc *groupCols) groupBy(b *builder) {
 
 // columnOf returns the name of the column of t a column reference names (unqualified, or
 // qualified by the table's alias).
-func (p *planner) columnOf(cr *pg_query.ColumnRef, t *metadata.Table, alias string) (string, bool) {
+func columnOf(cr *pg_query.ColumnRef, t *metadata.Table, alias string) (string, bool) {
 	var names []string
 	for _, f := range cr.Fields {
 		s, ok := unwrap(f).(*pg_query.String)
@@ -682,18 +682,18 @@ func hasParam(m protoreflect.Message) bool {
 }
 
 // tokensKey identifies the text of tokens [from, to), whatever the spacing.
-func (p *planner) tokensKey(from, to int) string {
+func (q *stmtText) tokensKey(from, to int) string {
 	var b strings.Builder
 	for i := from; i < to; i++ {
-		b.WriteString(sqllex.IdentName(p.in.Text, p.in.Toks[i]))
+		b.WriteString(sqllex.IdentName(q.in.Text, q.in.Toks[i]))
 		b.WriteByte(0)
 	}
 	return b.String()
 }
 
-func (p *planner) tokText(i int) string {
-	t := p.in.Toks[i]
-	return p.in.Text[t.Start:t.End]
+func (q *stmtText) tokText(i int) string {
+	t := q.in.Toks[i]
+	return q.in.Text[t.Start:t.End]
 }
 
 // concatMerge plans a plain multi-shard SELECT: rows are streamed from every shard. A

@@ -87,15 +87,22 @@ func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 		return nil, err
 	}
 	h.Conn.SetDeadline(time.Time{})
+	c := NewConn(h.Conn, net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	c.pid, c.secret = h.PID, h.SecretKey
+	c.Params, c.TxStatus = h.ParameterStatuses, h.TxStatus
+	return c, nil
+}
+
+// NewConn takes over nc, a connection to addr whose startup is over (the server is idle
+// and waits for a query): Dial's connections, and a test's scripted server on one end of
+// a net.Pipe, which lets the proxy's executor be tested without a PostgreSQL server.
+func NewConn(nc net.Conn, addr string) *Conn {
 	c := &Conn{
-		Addr:     net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)),
-		nc:       h.Conn,
-		r:        pgwire.NewReader(h.Conn, 32<<10),
-		w:        pgwire.NewWriter(h.Conn),
-		pid:      h.PID,
-		secret:   h.SecretKey,
-		Params:   h.ParameterStatuses,
-		TxStatus: h.TxStatus,
+		Addr:     addr,
+		nc:       nc,
+		r:        pgwire.NewReader(nc, 32<<10),
+		w:        pgwire.NewWriter(nc),
+		TxStatus: 'I',
 		Prepared: map[string]bool{},
 		used:     time.Now(),
 	}
@@ -105,7 +112,7 @@ func Dial(ctx context.Context, cfg *pgconn.Config) (*Conn, error) {
 			c.inFlight++
 		}
 	}
-	return c, nil
+	return c
 }
 
 // DecodeError decodes an ErrorResponse body from this connection's server, rewritten by

@@ -11,7 +11,6 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
-	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // Type OIDs of admin result columns.
@@ -24,89 +23,6 @@ const (
 type adminCol struct {
 	name string
 	oid  uint32
-}
-
-// Command recognises pgshard's admin statements (before any parsing): it returns
-// the command ("SHOW NODES", "REPAIR SHARD", ...) and its argument. Comments and whitespace
-// may come anywhere, as in SQL, and semicolons at the end.
-func Command(q string) (cmd, arg string, ok bool) {
-	if len(q) > 4096 || !adminStart(q) {
-		return "", "", false
-	}
-	var buf [16]sqllex.Token
-	toks := sqllex.Scan(q, buf[:0])
-	for len(toks) > 0 && q[toks[len(toks)-1].Start] == ';' && toks[len(toks)-1].Kind == sqllex.Punct {
-		toks = toks[:len(toks)-1]
-	}
-	if len(toks) < 2 || toks[0].Kind != sqllex.Ident || toks[1].Kind != sqllex.Ident {
-		return "", "", false
-	}
-	cmd = strings.ToUpper(q[toks[0].Start:toks[0].End]) + " " + strings.ToUpper(q[toks[1].Start:toks[1].End])
-	if rest := toks[2:]; len(rest) > 0 {
-		// One argument: a number or a (qualified) name, written without spaces.
-		for i, t := range rest {
-			switch {
-			case t.Kind == sqllex.Ident || t.Kind == sqllex.QIdent || t.Kind == sqllex.Number:
-			case t.Kind == sqllex.Punct && q[t.Start] == '.':
-			default:
-				return "", "", false
-			}
-			if i > 0 && rest[i-1].End != t.Start {
-				return "", "", false
-			}
-		}
-		arg = q[rest[0].Start:rest[len(rest)-1].End]
-	}
-	switch cmd {
-	case "SHOW SHARDS", "SHOW PLACEMENTS":
-		return cmd, arg, true
-	case "SHOW NODES", "SHOW REPAIRS", "SHOW POOLS", "SHOW STATS", "SHOW VERSION":
-		return cmd, arg, arg == ""
-	case "REPAIR SHARD":
-		return cmd, arg, arg != ""
-	}
-	return "", "", false
-}
-
-// adminStart reports whether q's first word, after whitespace and comments, is SHOW or
-// REPAIR: a cheap test for every statement before the tokens of a few are looked at.
-func adminStart(q string) bool {
-	for i := 0; i < len(q); {
-		switch c := q[i]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
-			i++
-		case strings.HasPrefix(q[i:], "--"):
-			for i < len(q) && q[i] != '\n' && q[i] != '\r' {
-				i++
-			}
-		case strings.HasPrefix(q[i:], "/*"):
-			depth := 0
-			for i < len(q) {
-				if strings.HasPrefix(q[i:], "/*") {
-					depth++
-					i += 2
-				} else if strings.HasPrefix(q[i:], "*/") {
-					depth--
-					i += 2
-					if depth == 0 {
-						break
-					}
-				} else {
-					i++
-				}
-			}
-		default:
-			w := q[i:]
-			return len(w) >= 4 && strings.EqualFold(w[:4], "show") || len(w) >= 6 && strings.EqualFold(w[:6], "repair")
-		}
-	}
-	return false
-}
-
-// IsAdmin reports whether q is an admin statement.
-func IsAdmin(q string) bool {
-	_, _, ok := Command(q)
-	return ok
 }
 
 // Columns of the admin statements' results.
@@ -132,9 +48,9 @@ var adminColumns = map[string][]adminCol{
 		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}},
 }
 
-// Fields describes an admin statement's result columns (for Describe).
-func Fields(q string) []pgproto3.FieldDescription {
-	cmd, _, _ := Command(q)
+// Fields describes the result columns of admin command cmd (router.AdminCommand's Name),
+// for Describe.
+func Fields(cmd string) []pgproto3.FieldDescription {
 	return fieldsOf(adminColumns[cmd])
 }
 
@@ -153,7 +69,7 @@ func fieldsOf(cols []adminCol) []pgproto3.FieldDescription {
 	return out
 }
 
-// Admin answers the admin statement cmd (as Command returns it) with argument arg.
+// Admin answers the admin statement cmd (router.AdminCommand's Name) with argument arg.
 //
 // Who may run what: superuserAdmin's statements are for superusers only (checked first,
 // before anything is read); SHOW SHARDS and SHOW VERSION are for everyone; SHOW POOLS

@@ -26,7 +26,8 @@
 //     Runs the repairer (pgshard's connections to the coordinator, the client's user for
 //     the workers).
 //
-// The admin statements (admin.go, repair.go), recognised by Command before any parsing:
+// The admin statements (admin.go, repair.go), which the router recognises before any
+// parsing (router.PlanAdmin: a plan of kind Admin with the command and its argument):
 // SHOW NODES, SHOW PLACEMENTS, SHOW REPAIRS, SHOW STATS and REPAIR SHARD are for
 // superusers only; SHOW SHARDS and SHOW VERSION for everyone; SHOW POOLS shows an
 // ordinary role only its own pools, without addresses. The SHOW statements read the

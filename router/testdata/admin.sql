@@ -13,3 +13,17 @@ DROP TABLE regions
 CREATE TABLE x (a int)
 
 LISTEN ch
+
+SHOW NODES
+
+/* a comment */ show shards public.customers;
+
+REPAIR SHARD 10001
+
+SHOW PLACEMENTS 10002
+
+SHOW VERSION
+
+SHOW work_mem
+
+SHOW NODES; SELECT 1

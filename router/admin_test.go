@@ -1,4 +1,4 @@
-package control
+package router
 
 import "testing"
 
@@ -26,7 +26,7 @@ func TestAdminCommand(t *testing.T) {
 		{"'SHOW NODES'", "", ""},
 		{"/* unterminated SHOW NODES", "", ""},
 	} {
-		cmd, arg, ok := Command(c.q)
+		cmd, arg, ok := adminCommand(c.q)
 		if ok != (c.cmd != "") || ok && (cmd != c.cmd || arg != c.arg) {
 			t.Errorf("%q: %q %q %v, want %q %q", c.q, cmd, arg, ok, c.cmd, c.arg)
 		}
