@@ -144,47 +144,6 @@ func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool
 	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
 }
 
-// endStatement releases what a statement held until its end.
-func (ss *session) endStatement() {
-	for _, u := range ss.stmtUnlock {
-		u()
-	}
-	ss.stmtUnlock = ss.stmtUnlock[:0]
-	ss.releaseFailedLocks()
-}
-
-// pipelineBlock gives the statements an extended-protocol client sends before one Sync
-// the implicit transaction PostgreSQL gives them: all apply at Sync, or none. Outside a
-// block, a statement that may change something and is not known to be the pipeline's
-// last (the client's next buffered message is not Sync) opens a transaction block that
-// Sync commits (or rolls back after an error). The common case of one statement per Sync
-// (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
-// statement that cannot run in a block first ends the one open.
-func (ss *session) pipelineBlock(ctx context.Context, st *router.Statement) error {
-	if ss.pipelineTx && !st.Blockable() {
-		return ss.endPipelineBlock(ctx)
-	}
-	if ss.tx != txIdle || !st.OpensPipelineBlock() || !ss.moreBeforeSync() {
-		return nil
-	}
-	ss.beginBlock("BEGIN")
-	ss.pipelineTx = true
-	return nil
-}
-
-// endPipelineBlock commits the pipeline's block, or rolls it back after an error.
-func (ss *session) endPipelineBlock(ctx context.Context) error {
-	ss.pipelineTx = false
-	commit := ss.tx == txBlock
-	missed, err := ss.endTx(ctx, commit)
-	if commit && len(missed) > 0 {
-		if merr := ss.srv.markInactive(ctx, missed, ss); err == nil {
-			err = merr
-		}
-	}
-	return err
-}
-
 // moreBeforeSync reports whether the client may send another Execute before its next
 // Sync: true unless the messages already buffered show a Sync first.
 func (ss *session) moreBeforeSync() bool {
