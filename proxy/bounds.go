@@ -142,12 +142,12 @@ const maxReplay = 16 << 20
 const maxReplayEntries = 10000
 
 // replayBound checks that sql may join the block's replay.
-func (ss *session) replayBound(sql string) error {
+func (t *txnState) replayBound(sql string) error {
 	n := len(sql)
-	for _, s := range ss.txReplay {
+	for _, s := range t.txReplay {
 		n += len(s) + 2
 	}
-	if n > maxReplay || len(ss.txReplay) >= maxReplayEntries {
+	if n > maxReplay || len(t.txReplay) >= maxReplayEntries {
 		return pgerr.New(pgerr.ProgramLimitExceeded, "the settings and savepoints of this transaction block exceed %d statements or %d bytes", maxReplayEntries, maxReplay).
 			WithHint("pgshard replays them on every backend that joins the block: end the block, or set these parameters outside it.")
 	}

@@ -47,17 +47,6 @@ func (p *params) format(i int) int16 {
 	return 0
 }
 
-// checkPrepareTx refuses PREPARE TRANSACTION in a block that has worker connections: it
-// would prepare the coordinator's part of the block alone, which then outlives the
-// session holding its locks, and leave the workers' part (and the shard locks) in a
-// block the client believes ended.
-func (ss *session) checkPrepareTx(st *router.Statement) error {
-	if st.PrepareTx && len(ss.txConns) > 0 {
-		return pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support PREPARE TRANSACTION in a transaction block that used distributed tables")
-	}
-	return nil
-}
-
 // run executes the statement, writing its results (but not ReadyForQuery) to the client.
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
@@ -339,111 +328,6 @@ func (ss *session) sendTo(c *backend.Conn) error {
 		ss.stopRunning(c)
 		return err
 	}
-	return nil
-}
-
-// commit ends a transaction block with COMMIT on every backend that joined it.
-func (ss *session) commit(ctx context.Context) error {
-	switch ss.tx {
-	case 'I':
-		ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
-		ss.commandComplete("COMMIT")
-		return nil
-	case 'E':
-		ss.endTx(ctx, false)
-		ss.commandComplete("ROLLBACK")
-		return nil
-	}
-	missed, err := ss.endTx(ctx, true)
-	if len(missed) > 0 {
-		if merr := ss.srv.markInactive(ctx, missed, ss.conn.Results()); merr != nil {
-			return merr
-		}
-	}
-	if err != nil {
-		return err
-	}
-	ss.commandComplete("COMMIT")
-	return nil
-}
-
-// savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every backend of the block and
-// remembers it for backends that join later.
-func (ss *session) savepoint(ctx context.Context, st *router.Statement, sql string) error {
-	if ss.tx == txIdle {
-		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
-		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
-	}
-	// The savepoints are checked here, as PostgreSQL checks them: the block may not have
-	// reached any backend yet.
-	// The replay keeps only what a backend joining the block now needs: a savepoint
-	// released is dropped from it (what ran after it stays), and what ran after the
-	// savepoint a ROLLBACK TO returns to was undone, so it goes (txSavepointAt are the
-	// savepoints' places in txReplay). Repeated savepoints (psql's ON_ERROR_ROLLBACK,
-	// ORMs' nested transactions) then cost nothing however long the block.
-	cut := -1 // for ROLLBACK TO: the replay's length once it succeeded
-	switch st.Kind {
-	case router.Savepoint:
-		if err := ss.replayBound(sql); err != nil {
-			return err
-		}
-		ss.txSavepoints = append(ss.txSavepoints, st.Name)
-		ss.txSavepointAt = append(ss.txSavepointAt, len(ss.txReplay))
-		ss.txReplay = append(ss.txReplay, sql)
-	case router.Release, router.RollbackTo:
-		i := len(ss.txSavepoints) - 1
-		for i >= 0 && ss.txSavepoints[i] != st.Name {
-			i--
-		}
-		if i < 0 {
-			return pgerr.New(pgerr.Code("3B001"), "savepoint \"%s\" does not exist", st.Name)
-		}
-		if st.Kind == router.Release {
-			ss.txSavepoints = ss.txSavepoints[:i]
-			if i < len(ss.txSavepointAt) {
-				ss.txReplay = dropEntries(ss.txReplay, ss.txSavepointAt[i:])
-				ss.txSavepointAt = ss.txSavepointAt[:i]
-			}
-		} else {
-			ss.txSavepoints = ss.txSavepoints[:i+1]
-			if i < len(ss.txSavepointAt) {
-				cut = ss.txSavepointAt[i] + 1
-				ss.txSavepointAt = ss.txSavepointAt[:i+1]
-			}
-		}
-	}
-	var first error
-	for _, res := range ss.txConns {
-		if err := ss.blockExec(ctx, res.Value(), sql, st.Kind == router.RollbackTo); err != nil && first == nil {
-			first = err
-		}
-	}
-	if ss.coordInTx && ss.coord != nil {
-		if err := ss.coord.Value().Exec(ctx, sql); err != nil && first == nil {
-			first = err
-		}
-	}
-	if first != nil {
-		return first
-	}
-	if cut >= 0 && cut <= len(ss.txReplay) {
-		ss.txReplay = ss.txReplay[:cut]
-	}
-	switch st.Kind {
-	case router.Release:
-		ss.releaseSavepointLocks(len(ss.txSavepoints), false)
-	case router.RollbackTo:
-		ss.releaseSavepointLocks(len(ss.txSavepoints)-1, true)
-	}
-	if st.Kind == router.RollbackTo {
-		ss.privOK = nil // a SET ROLE may have been undone
-		ss.resumeBlock()
-		ss.idleAfterBlock(ctx)
-		if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
-			ss.namesDirty = true // a SET or DDL may have been undone
-		}
-	}
-	ss.commandComplete(st.Tag)
 	return nil
 }
 

@@ -31,46 +31,46 @@ const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_
 
 // readIdleTimeouts takes the session's idle timeouts from c, its coordinator connection.
 // A failure keeps the values known so far.
-func (ss *session) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
+func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	rows, err := c.ExecRows(ctx, idleTimeoutsSQL)
 	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
 		if err != nil && !backend.Unavailable(err) {
-			ss.log.Warn("could not read the session's idle timeouts", "err", err)
+			t.txLog.Warn("could not read the session's idle timeouts", "err", err)
 		}
 		return
 	}
-	ss.idleInTx = parseMillis(string(rows[0][0]))
-	ss.idleSession = parseMillis(string(rows[0][1]))
+	t.idleInTx = parseMillis(string(rows[0][0]))
+	t.idleSession = parseMillis(string(rows[0][1]))
 }
 
 // idleSettingChanged is called after SET, RESET or DISCARD ran on the coordinator
 // connection c: when it may have changed an idle timeout, the values are read again.
 // Inside a transaction block they are read once more when the block ends or rolls back
 // to a savepoint (idleInBlock), since the block may undo the change.
-func (ss *session) idleSettingChanged(ctx context.Context, c *backend.Conn, sql string) {
+func (t *txnState) idleSettingChanged(ctx context.Context, c *backend.Conn, sql string) {
 	l := strings.ToLower(sql)
 	if !strings.Contains(l, "idle") && !strings.Contains(l, "all") {
 		return
 	}
-	ss.readIdleTimeouts(ctx, c)
-	if ss.tx != txIdle {
-		ss.idleInBlock = true
+	t.readIdleTimeouts(ctx, c)
+	if t.tx != txIdle {
+		t.idleInBlock = true
 	}
 }
 
 // idleAfterBlock reads the idle timeouts again after the block (or part of it) that
 // changed them ended or was rolled back.
-func (ss *session) idleAfterBlock(ctx context.Context) {
-	if !ss.idleInBlock || ss.coord == nil {
+func (t *txnState) idleAfterBlock(ctx context.Context) {
+	if !t.idleInBlock || t.coord == nil {
 		return
 	}
-	if ss.tx == txIdle {
-		ss.idleInBlock = false
-	} else if !ss.coordInTx {
+	if t.tx == txIdle {
+		t.idleInBlock = false
+	} else if !t.coordInTx {
 		return
 	}
-	if c := ss.coord.Value(); !c.Broken() {
-		ss.readIdleTimeouts(ctx, c)
+	if c := t.coord.Value(); !c.Broken() {
+		t.readIdleTimeouts(ctx, c)
 	}
 }
 
@@ -79,18 +79,18 @@ func (ss *session) idleAfterBlock(ctx context.Context) {
 // count only after ReadyForQuery, as in PostgreSQL (a client between a Flush, or a Parse,
 // and its Sync is not idle for them); pgshard's IdleTransactionTimeout counts whenever
 // the block holds shard locks, so that a Flush cannot keep them forever.
-func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
+func (t *txnState) idleDeadline() (time.Time, *pgerr.Error) {
 	var d time.Duration
 	e := errIdleSession
-	if ss.waitingClient {
-		d = ss.idleSession
+	if t.waitingClient {
+		d = t.idleSession
 	}
-	if ss.tx != txIdle {
+	if t.tx != txIdle {
 		d, e = 0, errIdleInTransaction
-		if ss.waitingClient {
-			d = ss.idleInTx
+		if t.waitingClient {
+			d = t.idleInTx
 		}
-		if limit := ss.srv.cfg.IdleTransactionTimeout; limit > 0 && ss.holdsShardLocks() && (d <= 0 || limit < d) {
+		if limit := t.idleTxLimit; limit > 0 && t.holdsShardLocks() && (d <= 0 || limit < d) {
 			d = limit
 		}
 	}
@@ -103,8 +103,8 @@ func (ss *session) idleDeadline() (time.Time, *pgerr.Error) {
 // holdsShardLocks reports whether the session's transaction block holds shard write
 // locks, or row locks of distributed tables that keep the shards' writers out as well
 // (txRowLocks).
-func (ss *session) holdsShardLocks() bool {
-	return len(ss.txLocks) > 0 || ss.txRowLocks && ss.tx != txIdle
+func (t *txnState) holdsShardLocks() bool {
+	return len(t.txLocks) > 0 || t.txRowLocks && t.tx != txIdle
 }
 
 // parseMillis reads a time setting whose base unit is milliseconds as SHOW prints it

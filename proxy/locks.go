@@ -144,37 +144,84 @@ type txLock struct {
 	unlock func()
 }
 
+// lockShardIDs takes shard write locks until the end of the statement, or, inside a
+// transaction block, exclusively until the end of the block (a block takes each shard's
+// lock once, so later statements of the block never wait for it).
+func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	if t.tx == txIdle {
+		unlock, err := t.locker.lockShards(ctx, ids, exclusive)
+		if err != nil {
+			return err
+		}
+		t.stmtUnlock = append(t.stmtUnlock, unlock)
+		return nil
+	}
+	var need []int64
+	for _, id := range ids {
+		if !t.txHeld[id] {
+			need = append(need, id)
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	unlock, err := t.locker.lockShards(ctx, need, true)
+	if err != nil {
+		return err
+	}
+	t.txLocks = append(t.txLocks, txLock{ids: need, level: len(t.txSavepoints), unlock: unlock})
+	if t.txHeld == nil {
+		t.txHeld = map[int64]bool{}
+	}
+	for _, id := range need {
+		t.txHeld[id] = true
+	}
+	return nil
+}
+
+// endStatement releases what a statement held until its end.
+func (t *txnState) endStatement() {
+	for _, u := range t.stmtUnlock {
+		u()
+	}
+	t.stmtUnlock = t.stmtUnlock[:0]
+	t.releaseFailedLocks()
+}
+
 // releaseTxLocks lets go of the block's locks taken above the given savepoint level (all of
 // them for -1), which no write the block may still commit needs: the writes they ordered
 // are undone, or can only be undone. Those shards' locks are taken again if the block
 // writes to them again.
-func (ss *session) releaseTxLocks(above int) {
-	kept := ss.txLocks[:0]
-	for _, l := range ss.txLocks {
+func (t *txnState) releaseTxLocks(above int) {
+	kept := t.txLocks[:0]
+	for _, l := range t.txLocks {
 		if l.level <= above {
 			kept = append(kept, l)
 			continue
 		}
 		l.unlock()
 		for _, id := range l.ids {
-			delete(ss.txHeld, id)
+			delete(t.txHeld, id)
 		}
 	}
-	clear(ss.txLocks[len(kept):])
-	ss.txLocks = kept
+	clear(t.txLocks[len(kept):])
+	t.txLocks = kept
 }
 
 // releaseSavepointLocks brings the block's locks in line with RELEASE or ROLLBACK TO of
 // the savepoint at index i.
-func (ss *session) releaseSavepointLocks(i int, rollback bool) {
+func (t *txnState) releaseSavepointLocks(i int, rollback bool) {
 	if rollback {
-		ss.releaseTxLocks(i)
+		t.releaseTxLocks(i)
 		return
 	}
 	// RELEASE merges the writes after the savepoint into the enclosing level.
-	for k := range ss.txLocks {
-		if ss.txLocks[k].level > i {
-			ss.txLocks[k].level = i
+	for k := range t.txLocks {
+		if t.txLocks[k].level > i {
+			t.txLocks[k].level = i
 		}
 	}
 }
@@ -189,9 +236,9 @@ func (ss *session) releaseSavepointLocks(i int, rollback bool) {
 // they do not even hold row locks on the workers for long: undoFailed rolls them back
 // there before the client hears ReadyForQuery (until then, or if that fails, another
 // writer of those rows waits for them inside PostgreSQL, under its lock_timeout).
-func (ss *session) releaseFailedLocks() {
-	if ss.tx == txFailed && len(ss.txLocks) > 0 {
-		ss.releaseTxLocks(len(ss.txSavepoints) - 1)
+func (t *txnState) releaseFailedLocks() {
+	if t.tx == txFailed && len(t.txLocks) > 0 {
+		t.releaseTxLocks(len(t.txSavepoints) - 1)
 	}
 }
 
@@ -202,24 +249,24 @@ func (ss *session) releaseFailedLocks() {
 // free for other writers while the client has not rolled back yet. The client's ROLLBACK
 // or ROLLBACK TO then finds nothing more to undo there. A backend where the statement
 // failed, whose part is aborted already, is left to them.
-func (ss *session) undoFailed(ctx context.Context) {
-	if ss.tx != txFailed || ss.failedUndone {
+func (t *txnState) undoFailed(ctx context.Context) {
+	if t.tx != txFailed || t.failedUndone {
 		return
 	}
-	ss.failedUndone = true
+	t.failedUndone = true
 	sql := "ROLLBACK"
-	if n := len(ss.txSavepoints); n > 0 {
-		sql = "ROLLBACK TO SAVEPOINT " + router.QuoteIdent(ss.txSavepoints[n-1])
+	if n := len(t.txSavepoints); n > 0 {
+		sql = "ROLLBACK TO SAVEPOINT " + router.QuoteIdent(t.txSavepoints[n-1])
 	}
 	var conns []*backend.Conn
 	live := func(c *backend.Conn) bool { return !c.Broken() && !c.Busy() && c.TxStatus == 'T' }
-	for _, res := range ss.txConns {
+	for _, res := range t.txConns {
 		if c := res.Value(); live(c) {
 			conns = append(conns, c)
 		}
 	}
-	if ss.coordInTx && ss.coord != nil {
-		if c := ss.coord.Value(); live(c) {
+	if t.coordInTx && t.coord != nil {
+		if c := t.coord.Value(); live(c) {
 			conns = append(conns, c)
 		}
 	}

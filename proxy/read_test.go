@@ -48,7 +48,7 @@ func newReadFixture(t *testing.T) *readFixture {
 	srv := &Server{cache: &metadata.Cache{}}
 	srv.cache.Replace(metadata.NewSnapshot([]metadata.Node{nodeA, nodeB}, []*metadata.Table{table}))
 	out := &bytes.Buffer{}
-	ss := &session{srv: srv, w: pgwire.NewWriter(out), tx: txIdle,
+	ss := &session{srv: srv, w: pgwire.NewWriter(out), txnState: txnState{tx: txIdle},
 		params: map[string]string{}, running: map[*backend.Conn]struct{}{}}
 	be := &scriptedBackends{t: t, workers: map[metadata.Node][]*backend.Conn{}}
 	x := &execution{ss: ss, snap: srv.cache.Load(), out: protocol.NewResults(ss.w), be: be}

@@ -12,14 +12,12 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"github.com/jackc/puddle/v2"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
 	"github.com/pgshard/pgshard/proxy/protocol"
-	"github.com/pgshard/pgshard/router"
 )
 
 // errShuttingDown is what clients hear when the server stops.
@@ -50,45 +48,9 @@ type session struct {
 	// (names.go).
 	sessionNames
 
-	// tx is the transaction block's state (txn.go); only the transitions there set it.
-	tx txStatus
-	// txReplay are the statements that bring a backend joining the block mid-way to the
-	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
-	txReplay []string
-	// txSavepoints are the block's savepoints, innermost last; txSavepointAt their
-	// SAVEPOINT statements' places in txReplay.
-	txSavepoints  []string
-	txSavepointAt []int
-	// coord is the session's coordinator connection, taken on first use and kept.
-	coord *puddle.Resource[*backend.Conn]
-	// coordInTx is set when the coordinator connection has joined the block.
-	coordInTx bool
-	// txConns are the worker connections that joined the block, by node.
-	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
-	// txWrites are the placements written in the block, by node: if a node fails to
-	// commit while others succeed, these placements missed writes.
-	txWrites map[metadata.Node][]metadata.Placement
-	// txLocks are the shard locks held until the end of the block (or until the writes
-	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
-	// its locks exclusively, so it never waits for itself).
-	txLocks []txLock
-	txHeld  map[int64]bool
-	// txRowLocks is set once the block locked rows of distributed tables (SELECT ... FOR
-	// UPDATE): the first writer of such a row waits for the block on the worker while
-	// holding the shard's write lock, so the block keeps the shard's writers out as if it
-	// held that lock (holdsShardLocks).
-	txRowLocks bool
-	// stmtUnlock releases the shard locks held until the end of the statement.
-	stmtUnlock []func()
-	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
-	// and idle_session_timeout (idle.go); idleInBlock is set when the block changed
-	// them; waitingClient is set from ReadyForQuery until the client's next message.
-	idleInTx, idleSession time.Duration
-	idleInBlock           bool
-	waitingClient         bool
-	// failedUndone is set when the backends' part of the failed block was rolled back
-	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
-	failedUndone bool
+	// txnState is the transaction layer (txn.go): the block's state, its backend
+	// connections, savepoints, shard locks and idle timeouts, and the commit.
+	txnState
 	// privOK are the write privileges the coordinator found the client's role to have
 	// (checkWritePrivilege), until the session's role may have changed.
 	privOK map[privCheck]struct{}
@@ -109,9 +71,6 @@ type session struct {
 	// cursorTables numbers the temporary tables that cursors over distributed tables
 	// read (they stay until the end of their transaction).
 	cursorTables int
-	// pipelineTx is set while the statements of an extended-protocol pipeline run in
-	// the transaction block that stands for PostgreSQL's implicit one (pipelineBlock).
-	pipelineTx bool
 	// suspended is the portal whose statement waits, part way through its result, for
 	// the client's next Execute (see suspension).
 	suspended *suspension
@@ -136,11 +95,11 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		srv:      s,
 		nc:       nc,
 		log:      s.log,
-		tx:       txIdle,
 		running:  map[*backend.Conn]struct{}{},
 		refused:  refused,
 		reserved: reserved,
 	}
+	ss.txnState = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
 	ss.conn = protocol.New(nc, clientWriter{ss}, s.cfg.MaxMessage, protocol.Counters{Received: &s.stats.received, Sent: &s.stats.sent})
 	ss.w = ss.conn.Writer()
 	initState(ss)
@@ -256,6 +215,10 @@ func (ss *session) cleanup() {
 // flush sends what is buffered for the client.
 func (ss *session) flush() { ss.conn.Flush() }
 
+// moreBeforeSync reports whether the client may send another statement before Sync
+// (txnHost): the protocol layer reads what the client already sent.
+func (ss *session) moreBeforeSync() bool { return ss.conn.MoreBeforeSync() }
+
 func (ss *session) commandComplete(tag string) {
 	ss.w.Raw('C', append([]byte(tag), 0))
 }
@@ -317,121 +280,6 @@ func (ss *session) cancelRunning() {
 			defer cancel()
 			c.Cancel(ctx)
 		}()
-	}
-}
-
-// --- backend connections ---
-
-// coordConn returns the session's coordinator connection, taking one from the pool on
-// first use, with the session's settings applied and, inside a transaction block, joined
-// to the block.
-func (ss *session) coordConn(ctx context.Context) (*backend.Conn, error) {
-	if ss.coord == nil {
-		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
-		if err != nil {
-			return nil, err
-		}
-		res, err := pool.Acquire(ctx)
-		if err != nil {
-			return nil, coordUnavailable(err)
-		}
-		res.Value().Unnamed = true
-		ss.coord = res
-		if ss.appName != "" {
-			c := res.Value()
-			if err := c.Exec(ctx, "SELECT pg_catalog.set_config('application_name', "+router.QuoteLiteral(ss.appName)+", false)"); err != nil {
-				return nil, err
-			}
-		}
-	}
-	c := ss.coord.Value()
-	if c.Broken() {
-		backend.Release(ss.coord)
-		ss.coord = nil
-		ss.coordInTx = false
-		if ss.tx != txIdle {
-			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
-		}
-		return ss.coordConn(ctx)
-	}
-	if err := ss.applySettings(ctx, c); err != nil {
-		return nil, err
-	}
-	if ss.tx != txIdle && !ss.coordInTx {
-		if err := ss.joinTx(ctx, c); err != nil {
-			return nil, err
-		}
-		ss.coordInTx = true
-	}
-	return c, nil
-}
-
-func coordUnavailable(err error) error {
-	if backend.Unavailable(err) {
-		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
-		// it for errors.Is and logs), the client hears what happened.
-		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
-	}
-	return err
-}
-
-// workerConn is a worker connection used by one statement.
-type workerConn struct {
-	res    *puddle.Resource[*backend.Conn]
-	pinned bool // part of the transaction block: not released after the statement
-}
-
-func (w workerConn) conn() *backend.Conn { return w.res.Value() }
-
-// workerConn returns a connection to node for the current statement: the block's
-// connection inside a transaction block (joining the block on first use), else a pooled
-// connection that release gives back.
-func (ss *session) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
-	if ss.tx != txIdle {
-		if res := ss.txConns[node]; res != nil {
-			if res.Value().Broken() {
-				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
-			}
-			if partAborted(ss.tx, res.Value()) {
-				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errPartAborted}
-			}
-			return workerConn{res: res, pinned: true}, nil
-		}
-	}
-	pool, err := ss.srv.pools.Get(ss.srv.workerKey(node, ss.user))
-	if err != nil {
-		return workerConn{}, err
-	}
-	res, err := pool.Acquire(ctx)
-	if err != nil {
-		return workerConn{}, err
-	}
-	c := res.Value()
-	if c.MapError == nil {
-		c.MapError = ss.srv.unshardNames
-	}
-	if err := ss.applySettingsFor(ctx, c, true); err != nil {
-		backend.Release(res)
-		return workerConn{}, err
-	}
-	if ss.tx == txIdle {
-		return workerConn{res: res}, nil
-	}
-	if err := ss.joinTx(ctx, c); err != nil {
-		backend.Release(res)
-		return workerConn{}, err
-	}
-	if ss.txConns == nil {
-		ss.txConns = map[metadata.Node]*puddle.Resource[*backend.Conn]{}
-	}
-	ss.txConns[node] = res
-	return workerConn{res: res, pinned: true}, nil
-}
-
-// release returns a statement's worker connection unless it belongs to the block.
-func (ss *session) release(w workerConn) {
-	if w.res != nil && !w.pinned {
-		backend.Release(w.res)
 	}
 }
 

@@ -3,27 +3,48 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/jackc/puddle/v2"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
 )
 
-// The transaction layer: the state of the session's transaction block and its
-// transitions, the block's backends (joinTx, blockExec, endTx, inBlock), and where a
-// statement fails (statementFailed, sentError). Every change of the state goes through
-// beginBlock, failBlock, resumeBlock and endBlock (grep for them). Still elsewhere: the
-// block's connections are taken in session.go (coordConn, workerConn), savepoints and
-// COMMIT are run in exec.go, shard locks are in locks.go.
+// The transaction layer. txnState, embedded in the session, owns everything a
+// transaction block is made of: its state (txStatus) and the transitions that are the
+// only writers of it (beginBlock, failBlock, resumeBlock, endBlock), the statements that
+// bring a backend joining the block mid-way to its state (txReplay), its savepoints, the
+// backend connections that joined it (the coordinator's and one per worker node), the
+// placements it wrote, its shard locks (locks.go), the implicit block of an
+// extended-protocol pipeline, the idle timeouts that bound a client holding it (idle.go),
+// and the end of it all: endTx, where the block commits or rolls back on every backend
+// that joined it.
+//
+// endTx is the commit point, and the home of atomic commit: a block that wrote through
+// more than one backend connection commits today in one phase on each (finishOnNodes),
+// and decideBlockCommit (outcome.go) decides from the outcomes what to mark and what the
+// client hears. Two-phase commit replaces finishOnNodes' fan-out (PREPARE TRANSACTION on
+// every participant, the decision recorded on the coordinator connection, COMMIT
+// PREPARED), with the participants and the placements they wrote already here (txConns,
+// coordInTx, txWrites). Nothing in this layer reads the session: what it needs from it
+// is declared in txnHost.
 //
 //	          beginBlock                failBlock
 //	txIdle ───────────────▶ txBlock ─────────────▶ txFailed
 //	   ▲                      ▲  │                    │
 //	   │                      │  └── resumeBlock ◀────┘ (ROLLBACK TO)
 //	   └──────── endBlock (COMMIT, ROLLBACK, endTx) ───┘
+//
+// The block's connections are taken in txnconns.go (coordConn, workerConn), its shard
+// locks in locks.go (lockShardIDs); where a statement fails (statementFailed, sentError)
+// is at the end of this file.
 
 // txStatus is the state of the session's transaction block, as ReadyForQuery reports it.
 type txStatus byte
@@ -49,52 +70,148 @@ func (s txStatus) String() string {
 // wire is the status byte of ReadyForQuery.
 func (s txStatus) wire() byte { return byte(s) }
 
+// txnState is the session's transaction layer: the block, what it holds, and how it
+// ends. It is embedded in session, so that the executor reads ss.tx and takes
+// ss.txConns as before, but its methods touch only its own fields, their arguments and
+// host; a newcomer changing how blocks commit reads this type, not the session.
+type txnState struct {
+	// tx is the transaction block's state; only the transitions set it.
+	tx txStatus
+	// txReplay are the statements that bring a backend joining the block mid-way to the
+	// block's state: BEGIN with its options, SET LOCAL, SAVEPOINT ...
+	txReplay []string
+	// txSavepoints are the block's savepoints, innermost last; txSavepointAt their
+	// SAVEPOINT statements' places in txReplay.
+	txSavepoints  []string
+	txSavepointAt []int
+	// coord is the session's coordinator connection, taken on first use and kept
+	// (coordConn); it outlives blocks.
+	coord *puddle.Resource[*backend.Conn]
+	// coordInTx is set when the coordinator connection has joined the block.
+	coordInTx bool
+	// txConns are the worker connections that joined the block, by node.
+	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
+	// txWrites are the placements written in the block, by node: if a node fails to
+	// commit while others succeed, these placements missed writes.
+	txWrites map[metadata.Node][]metadata.Placement
+	// txLocks are the shard locks held until the end of the block (or until the writes
+	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
+	// its locks exclusively, so it never waits for itself).
+	txLocks []txLock
+	txHeld  map[int64]bool
+	// txRowLocks is set once the block locked rows of distributed tables (SELECT ... FOR
+	// UPDATE): the first writer of such a row waits for the block on the worker while
+	// holding the shard's write lock, so the block keeps the shard's writers out as if it
+	// held that lock (holdsShardLocks).
+	txRowLocks bool
+	// stmtUnlock releases the shard locks held until the end of the statement.
+	stmtUnlock []func()
+	// failedUndone is set when the backends' part of the failed block was rolled back
+	// (undoFailed), until the block ends or goes on after ROLLBACK TO.
+	failedUndone bool
+	// pipelineTx is set while the statements of an extended-protocol pipeline run in
+	// the transaction block that stands for PostgreSQL's implicit one (pipelineBlock).
+	pipelineTx bool
+	// idleInTx and idleSession are the session's idle_in_transaction_session_timeout
+	// and idle_session_timeout (idle.go); idleInBlock is set when the block changed
+	// them; waitingClient is set from ReadyForQuery until the client's next message.
+	idleInTx, idleSession time.Duration
+	idleInBlock           bool
+	waitingClient         bool
+
+	// locker takes shard write locks (the server's: Server.lockShards).
+	locker shardLocker
+	// idleTxLimit is pgshard's IdleTransactionTimeout (idleDeadline).
+	idleTxLimit time.Duration
+	// txLog is the server's logger.
+	txLog *slog.Logger
+	// host is the session holding the block.
+	host txnHost
+}
+
+// txnHost is what the transaction layer needs from the session that holds it: the
+// protocol's view (results, notices, whether the pipeline goes on) and the session's
+// state derived from what the block ran (settings, name resolution, privileges).
+type txnHost interface {
+	// commandComplete and sendNotice write to the client.
+	commandComplete(tag string)
+	sendNotice(e *pgerr.Error)
+	// moreBeforeSync reports whether the client may send another statement before Sync.
+	moreBeforeSync() bool
+	// settingsChanged reports whether the block may have changed session settings: a
+	// backend's settings are unknown once the block ends there.
+	settingsChanged() bool
+	// blockUndone is told that the block ended (ended) or that ROLLBACK TO undid part of
+	// it, which may have undone its SETs and DDL: what the session derived from them is
+	// to be found again.
+	blockUndone(ctx context.Context, ended bool)
+	// markMissed marks placements that missed the block's writes inactive, durably,
+	// warning the client (Server.markInactive).
+	markMissed(ctx context.Context, ps []metadata.Placement) error
+	// acquireCoord and acquireWorker take a connection from the session's pools, for its
+	// role (txnconns.go); applySettingsFor brings a connection to the session's settings.
+	acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error)
+	acquireWorker(ctx context.Context, node metadata.Node) (*puddle.Resource[*backend.Conn], error)
+	applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error
+}
+
+// shardLocker takes shard write locks across the proxies (Server.lockShards): the
+// returned function releases them.
+type shardLocker interface {
+	lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error)
+}
+
+// newTxnState is the transaction layer of a new session: idle, holding nothing.
+func newTxnState(host txnHost, locker shardLocker, idleTxLimit time.Duration, log *slog.Logger) txnState {
+	return txnState{tx: txIdle, host: host, locker: locker, idleTxLimit: idleTxLimit, txLog: log}
+}
+
 // beginBlock opens a transaction block; replay are the statements that start it on each
 // backend that joins it (BEGIN with its options, SET TRANSACTION ...).
-func (ss *session) beginBlock(replay ...string) {
-	ss.tx = txBlock
-	ss.txReplay = replay
+func (t *txnState) beginBlock(replay ...string) {
+	t.tx = txBlock
+	t.txReplay = replay
 }
 
 // failBlock fails the transaction block, if one is open and has not failed yet: until
 // ROLLBACK (or ROLLBACK TO a savepoint) every statement is refused.
-func (ss *session) failBlock() {
-	if ss.tx == txBlock {
-		ss.tx = txFailed
+func (t *txnState) failBlock() {
+	if t.tx == txBlock {
+		t.tx = txFailed
 	}
 }
 
 // resumeBlock brings the block back after ROLLBACK TO a savepoint.
-func (ss *session) resumeBlock() {
-	ss.tx = txBlock
-	ss.failedUndone = false
+func (t *txnState) resumeBlock() {
+	t.tx = txBlock
+	t.failedUndone = false
 }
 
 // endBlock returns to the idle state (endTx releases what the block held first).
-func (ss *session) endBlock() {
-	ss.tx = txIdle
-	ss.failedUndone = false
+func (t *txnState) endBlock() {
+	t.tx = txIdle
+	t.failedUndone = false
 }
 
 // inBlock runs fn inside a transaction block: the session's, or, outside one, a block
 // opened for fn and committed when it succeeds (rolled back when it fails). Placements
 // that could not commit are marked inactive, as at COMMIT.
-func (ss *session) inBlock(ctx context.Context, fn func() error) error {
-	if ss.tx != txIdle {
+func (t *txnState) inBlock(ctx context.Context, fn func() error) error {
+	if t.tx != txIdle {
 		err := fn()
 		if err != nil {
-			ss.failBlock()
+			t.failBlock()
 		}
 		return err
 	}
-	ss.beginBlock("BEGIN")
+	t.beginBlock("BEGIN")
 	err := fn()
-	missed, endErr := ss.endTx(ctx, err == nil)
+	missed, endErr := t.endTx(ctx, err == nil)
 	if err != nil {
 		return err
 	}
 	if len(missed) > 0 {
-		if err := ss.srv.markInactive(ctx, missed, ss.conn.Results()); err != nil {
+		if err := t.host.markMissed(ctx, missed); err != nil {
 			return err
 		}
 	}
@@ -102,8 +219,34 @@ func (ss *session) inBlock(ctx context.Context, fn func() error) error {
 }
 
 // joinTx starts the session's transaction block on a backend.
-func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
-	return c.Exec(ctx, strings.Join(ss.txReplay, "; "))
+func (t *txnState) joinTx(ctx context.Context, c *backend.Conn) error {
+	return c.Exec(ctx, strings.Join(t.txReplay, "; "))
+}
+
+// commit ends a transaction block with COMMIT on every backend that joined it (the
+// client's COMMIT; a failed block rolls back, as in PostgreSQL).
+func (t *txnState) commit(ctx context.Context) error {
+	switch t.tx {
+	case txIdle:
+		t.host.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
+		t.host.commandComplete("COMMIT")
+		return nil
+	case txFailed:
+		t.endTx(ctx, false)
+		t.host.commandComplete("ROLLBACK")
+		return nil
+	}
+	missed, err := t.endTx(ctx, true)
+	if len(missed) > 0 {
+		if merr := t.host.markMissed(ctx, missed); merr != nil {
+			return merr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	t.host.commandComplete("COMMIT")
+	return nil
 }
 
 // endTx commits or rolls back the block on every backend that joined it, releases the
@@ -111,98 +254,135 @@ func (ss *session) joinTx(ctx context.Context, c *backend.Conn) error {
 // returns the placements that missed the block's writes (the caller marks them) and an
 // error when some shard the block wrote to was committed on none of its placements
 // (decideBlockCommit); after a ROLLBACK, the first failure.
-func (ss *session) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
-	if ss.tx == txIdle {
+func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
+	if t.tx == txIdle {
 		return nil, nil
 	}
 	cmd := "ROLLBACK"
-	if commit && ss.tx == txBlock {
+	if commit && t.tx == txBlock {
 		cmd = "COMMIT"
 	}
-	type outcome struct {
-		node metadata.Node
-		err  error
-	}
-	nodes := make([]metadata.Node, 0, len(ss.txConns))
-	for n := range ss.txConns {
-		nodes = append(nodes, n)
-	}
-	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
-	outcomes := make([]outcome, len(nodes))
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := ss.txConns[n].Value()
-			if c.Broken() {
-				outcomes[i] = outcome{n, &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}}
-				return
-			}
-			if cmd == "COMMIT" && partAborted(ss.tx, c) {
-				// COMMIT would answer ROLLBACK there: the node's writes are lost, for
-				// certain (not an unknown outcome: its placements are never kept as the
-				// only copy that may hold them).
-				c.Exec(ctx, "ROLLBACK")
-				outcomes[i] = outcome{n, pgerr.Wrap(errPartAborted, pgerr.InFailedSQLTransaction, "the transaction block's part on %s was aborted by an earlier error", n.Addr())}
-				return
-			}
-			outcomes[i] = outcome{n, c.Exec(ctx, cmd)}
-		}()
-	}
-	var coordErr error
-	if ss.coordInTx && ss.coord != nil {
-		coordErr = ss.coord.Value().Exec(ctx, cmd)
-	}
-	wg.Wait()
-	results := make(map[metadata.Node]error, len(outcomes))
-	for _, o := range outcomes {
-		results[o.node] = o.err
-		if o.err != nil && err == nil {
-			err = o.err
+	results, coordErr := t.finishOnNodes(ctx, cmd)
+	for _, n := range sortedNodes(results) {
+		if results[n] != nil {
+			err = results[n]
+			break
 		}
 	}
-	if commit && ss.tx == txBlock {
+	if cmd == "COMMIT" {
 		// Nodes that committed are what counts: a failure elsewhere marks the placements
 		// that missed the writes, or, when a shard is left with none that has them, is
 		// the client's error (never success, and never a mark on its last placement).
-		d := decideBlockCommit(ss.txWrites, results, backend.Unavailable)
+		d := decideBlockCommit(t.txWrites, results, backend.Unavailable)
 		missed, err = d.marks, d.err
 	}
 	if coordErr != nil && err == nil {
 		err = coordErr
 	}
-	for _, res := range ss.txConns {
-		if ss.settingsDirty {
+	t.releaseBlock(t.host.settingsChanged())
+	t.host.blockUndone(ctx, true)
+	t.idleAfterBlock(ctx)
+	return missed, err
+}
+
+// finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block at once: the
+// worker connections in parallel, the coordinator's meanwhile. It returns each worker
+// node's outcome and the coordinator's. This is one-phase commit: a node that fails to
+// commit while others succeed leaves the block committed in part (decideBlockCommit
+// makes that safe for replicated shards by marking the placements that missed it).
+func (t *txnState) finishOnNodes(ctx context.Context, cmd string) (map[metadata.Node]error, error) {
+	nodes := make([]metadata.Node, 0, len(t.txConns))
+	for n := range t.txConns {
+		nodes = append(nodes, n)
+	}
+	outcomes := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := t.txConns[n].Value()
+			if c.Broken() {
+				outcomes[i] = &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}
+				return
+			}
+			if cmd == "COMMIT" && partAborted(t.tx, c) {
+				// COMMIT would answer ROLLBACK there: the node's writes are lost, for
+				// certain (not an unknown outcome: its placements are never kept as the
+				// only copy that may hold them).
+				c.Exec(ctx, "ROLLBACK")
+				outcomes[i] = pgerr.Wrap(errPartAborted, pgerr.InFailedSQLTransaction, "the transaction block's part on %s was aborted by an earlier error", n.Addr())
+				return
+			}
+			outcomes[i] = c.Exec(ctx, cmd)
+		}()
+	}
+	var coordErr error
+	if t.coordInTx && t.coord != nil {
+		coordErr = t.coord.Value().Exec(ctx, cmd)
+	}
+	wg.Wait()
+	results := make(map[metadata.Node]error, len(nodes))
+	for i, n := range nodes {
+		results[n] = outcomes[i]
+	}
+	return results, coordErr
+}
+
+// sortedNodes are the nodes of m in order.
+func sortedNodes(m map[metadata.Node]error) []metadata.Node {
+	nodes := make([]metadata.Node, 0, len(m))
+	for n := range m {
+		nodes = append(nodes, n)
+	}
+	sort.Slice(nodes, func(i, j int) bool { return nodes[i].Less(nodes[j]) })
+	return nodes
+}
+
+// releaseBlock gives back what the ended block held, its worker connections and shard
+// locks, and forgets it: the state is idle again. settingsStale says the block may have
+// changed settings, which its end then committed or undid on the connections.
+func (t *txnState) releaseBlock(settingsStale bool) {
+	for _, res := range t.txConns {
+		if settingsStale {
 			// The block's SETs committed or rolled back there: what the connection holds
 			// now is known only to the session's next refresh.
 			res.Value().Settings = staleSettings
 		}
 		backend.Release(res)
 	}
-	for _, l := range ss.txLocks {
+	for _, l := range t.txLocks {
 		l.unlock()
 	}
-	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
-		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
-		ss.namesDirty = true
+	t.txConns, t.txWrites, t.txLocks, t.txReplay, t.txHeld, t.txSavepoints = nil, nil, nil, nil, nil, nil
+	t.txRowLocks = false
+	t.txSavepointAt = nil
+	t.coordInTx = false
+	t.endBlock()
+}
+
+// noteTxWrite records a placement written inside the transaction block.
+func (t *txnState) noteTxWrite(p metadata.Placement) {
+	if t.txWrites == nil {
+		t.txWrites = map[metadata.Node][]metadata.Placement{}
 	}
-	if ss.txNames {
-		ss.srv.namesEpoch.Add(1)
+	for _, q := range t.txWrites[p.Node] {
+		if q.ID == p.ID {
+			return
+		}
 	}
-	ss.txNames, ss.txNamesOwn = false, false
-	ss.txConns, ss.txWrites, ss.txLocks, ss.txReplay, ss.txHeld, ss.txSavepoints = nil, nil, nil, nil, nil, nil
-	ss.txRowLocks = false
-	ss.txSavepointAt = nil
-	ss.coordInTx = false
-	ss.endBlock()
-	if ss.settingsDirty {
-		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
-		ss.privOK = nil
-		ss.refreshSettings(ctx)
+	t.txWrites[p.Node] = append(t.txWrites[p.Node], p)
+}
+
+// checkPrepareTx refuses PREPARE TRANSACTION in a block that has worker connections: it
+// would prepare the coordinator's part of the block alone, which then outlives the
+// session holding its locks, and leave the workers' part (and the shard locks) in a
+// block the client believes ended.
+func (t *txnState) checkPrepareTx(st *router.Statement) error {
+	if st.PrepareTx && len(t.txConns) > 0 {
+		return pgerr.New(pgerr.FeatureNotSupported, "pgshard does not support PREPARE TRANSACTION in a transaction block that used distributed tables")
 	}
-	ss.idleAfterBlock(ctx)
-	return missed, err
+	return nil
 }
 
 // errPartAborted is why a node can no longer serve a transaction block that goes on: a
@@ -221,11 +401,11 @@ func partAborted(tx txStatus, c *backend.Conn) bool {
 // part of the block aborted) is skipped and loses nothing more: its writes are marked at
 // COMMIT. rejoin lets an aborted part run the statement anyway: ROLLBACK TO a savepoint
 // taken before the abort brings it back in step with the others.
-func (ss *session) blockExec(ctx context.Context, c *backend.Conn, sql string, rejoin bool) error {
+func (t *txnState) blockExec(ctx context.Context, c *backend.Conn, sql string, rejoin bool) error {
 	if c.Broken() {
 		return nil
 	}
-	if partAborted(ss.tx, c) {
+	if partAborted(t.tx, c) {
 		if rejoin {
 			c.Exec(ctx, sql)
 		}
@@ -235,6 +415,157 @@ func (ss *session) blockExec(ctx context.Context, c *backend.Conn, sql string, r
 		return err
 	}
 	return nil
+}
+
+// savepoint runs SAVEPOINT, RELEASE or ROLLBACK TO on every backend of the block and
+// remembers it for backends that join later.
+func (t *txnState) savepoint(ctx context.Context, st *router.Statement, sql string) error {
+	if t.tx == txIdle {
+		name := map[router.Kind]string{router.Savepoint: "SAVEPOINT", router.Release: "RELEASE SAVEPOINT", router.RollbackTo: "ROLLBACK TO SAVEPOINT"}[st.Kind]
+		return pgerr.New(pgerr.NoActiveSQLTransaction, "%s can only be used in transaction blocks", name)
+	}
+	cut, err := t.noteSavepoint(st, sql)
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, res := range t.txConns {
+		if err := t.blockExec(ctx, res.Value(), sql, st.Kind == router.RollbackTo); err != nil && first == nil {
+			first = err
+		}
+	}
+	if t.coordInTx && t.coord != nil {
+		if err := t.coord.Value().Exec(ctx, sql); err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	if cut >= 0 && cut <= len(t.txReplay) {
+		t.txReplay = t.txReplay[:cut]
+	}
+	switch st.Kind {
+	case router.Release:
+		t.releaseSavepointLocks(len(t.txSavepoints), false)
+	case router.RollbackTo:
+		t.releaseSavepointLocks(len(t.txSavepoints)-1, true)
+		t.resumeBlock()
+		t.idleAfterBlock(ctx)
+		t.host.blockUndone(ctx, false) // a SET, SET ROLE or DDL may have been undone
+	}
+	t.host.commandComplete(st.Tag)
+	return nil
+}
+
+// noteSavepoint checks a SAVEPOINT, RELEASE or ROLLBACK TO against the block's
+// savepoints, as PostgreSQL checks them (the block may not have reached any backend
+// yet), and brings txSavepoints and txReplay in line with it. For ROLLBACK TO it returns
+// the replay's length once the statement succeeded (else -1).
+//
+// The replay keeps only what a backend joining the block now needs: a savepoint released
+// is dropped from it (what ran after it stays), and what ran after the savepoint a
+// ROLLBACK TO returns to was undone, so it goes (txSavepointAt are the savepoints' places
+// in txReplay). Repeated savepoints (psql's ON_ERROR_ROLLBACK, ORMs' nested transactions)
+// then cost nothing however long the block.
+func (t *txnState) noteSavepoint(st *router.Statement, sql string) (cut int, err error) {
+	cut = -1
+	switch st.Kind {
+	case router.Savepoint:
+		if err := t.replayBound(sql); err != nil {
+			return -1, err
+		}
+		t.txSavepoints = append(t.txSavepoints, st.Name)
+		t.txSavepointAt = append(t.txSavepointAt, len(t.txReplay))
+		t.txReplay = append(t.txReplay, sql)
+	case router.Release, router.RollbackTo:
+		i := len(t.txSavepoints) - 1
+		for i >= 0 && t.txSavepoints[i] != st.Name {
+			i--
+		}
+		if i < 0 {
+			return -1, pgerr.New(pgerr.Code("3B001"), "savepoint \"%s\" does not exist", st.Name)
+		}
+		if st.Kind == router.Release {
+			t.txSavepoints = t.txSavepoints[:i]
+			if i < len(t.txSavepointAt) {
+				t.txReplay = dropEntries(t.txReplay, t.txSavepointAt[i:])
+				t.txSavepointAt = t.txSavepointAt[:i]
+			}
+		} else {
+			t.txSavepoints = t.txSavepoints[:i+1]
+			if i < len(t.txSavepointAt) {
+				cut = t.txSavepointAt[i] + 1
+				t.txSavepointAt = t.txSavepointAt[:i+1]
+			}
+		}
+	}
+	return cut, nil
+}
+
+// pipelineBlock gives the statements an extended-protocol client sends before one Sync
+// the implicit transaction PostgreSQL gives them: all apply at Sync, or none. Outside a
+// block, a statement that may change something and is not known to be the pipeline's
+// last (the client's next buffered message is not Sync) opens a transaction block that
+// Sync commits (or rolls back after an error). The common case of one statement per Sync
+// (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
+// statement that cannot run in a block first ends the one open.
+func (t *txnState) pipelineBlock(ctx context.Context, st *router.Statement) error {
+	if t.pipelineTx && !st.Blockable() {
+		return t.endPipelineBlock(ctx)
+	}
+	if t.tx != txIdle || !st.OpensPipelineBlock() || !t.host.moreBeforeSync() {
+		return nil
+	}
+	t.beginBlock("BEGIN")
+	t.pipelineTx = true
+	return nil
+}
+
+// endPipelineBlock commits the pipeline's block, or rolls it back after an error.
+func (t *txnState) endPipelineBlock(ctx context.Context) error {
+	t.pipelineTx = false
+	commit := t.tx == txBlock
+	missed, err := t.endTx(ctx, commit)
+	if commit && len(missed) > 0 {
+		if merr := t.host.markMissed(ctx, missed); err == nil {
+			err = merr
+		}
+	}
+	return err
+}
+
+// The session's side of txnHost: what the block's end means for the session's state.
+
+// settingsChanged reports whether the session's settings may have changed (txnHost).
+func (ss *session) settingsChanged() bool { return ss.settingsDirty }
+
+// blockUndone brings the session's state in line with the end of its block (ended), or
+// with a ROLLBACK TO (txnHost): SET LOCAL ends with the block, and what it set or created
+// may have been undone, so name resolution, privileges and settings are found again.
+func (ss *session) blockUndone(ctx context.Context, ended bool) {
+	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
+		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
+		ss.namesDirty = true
+	}
+	if !ended {
+		ss.privOK = nil // a SET ROLE may have been undone
+		return
+	}
+	if ss.txNames {
+		ss.srv.namesEpoch.Add(1)
+	}
+	ss.txNames, ss.txNamesOwn = false, false
+	if ss.settingsDirty {
+		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
+		ss.privOK = nil
+		ss.refreshSettings(ctx)
+	}
+}
+
+// markMissed marks placements inactive, warning the client (txnHost).
+func (ss *session) markMissed(ctx context.Context, ps []metadata.Placement) error {
+	return ss.srv.markInactive(ctx, ps, ss.conn.Results())
 }
 
 // sentError is a statement's error whose ErrorResponse already reached the client (a

@@ -8,7 +8,7 @@ import (
 )
 
 func TestTxTransitions(t *testing.T) {
-	ss := &session{tx: txIdle}
+	ss := &txnState{tx: txIdle}
 	ss.failBlock()
 	if ss.tx != txIdle {
 		t.Fatalf("failBlock outside a block: %v", ss.tx)

@@ -834,19 +834,6 @@ func finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) 
 	return out
 }
 
-// noteTxWrite records a placement written inside the transaction block.
-func (ss *session) noteTxWrite(p metadata.Placement) {
-	if ss.txWrites == nil {
-		ss.txWrites = map[metadata.Node][]metadata.Placement{}
-	}
-	for _, q := range ss.txWrites[p.Node] {
-		if q.ID == p.ID {
-			return
-		}
-	}
-	ss.txWrites[p.Node] = append(ss.txWrites[p.Node], p)
-}
-
 // forwardFrame sends a frame set aside: only the first RowDescription, notices as the
 // shard's.
 func forwardFrame(x *execution, t byte, body []byte, sentDesc *bool) {
@@ -1019,43 +1006,5 @@ func (x *execution) checkWritePrivilege(ctx context.Context, table uint32, kind 
 		ss.privOK = map[privCheck]struct{}{}
 	}
 	ss.privOK[key] = struct{}{}
-	return nil
-}
-
-// lockShardIDs takes shard write locks until the end of the statement, or, inside a
-// transaction block, exclusively until the end of the block (a block takes each shard's
-// lock once, so later statements of the block never wait for it).
-func (ss *session) lockShardIDs(ctx context.Context, ids []int64, exclusive bool) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	if ss.tx == txIdle {
-		unlock, err := ss.srv.lockShards(ctx, ids, exclusive)
-		if err != nil {
-			return err
-		}
-		ss.stmtUnlock = append(ss.stmtUnlock, unlock)
-		return nil
-	}
-	var need []int64
-	for _, id := range ids {
-		if !ss.txHeld[id] {
-			need = append(need, id)
-		}
-	}
-	if len(need) == 0 {
-		return nil
-	}
-	unlock, err := ss.srv.lockShards(ctx, need, true)
-	if err != nil {
-		return err
-	}
-	ss.txLocks = append(ss.txLocks, txLock{ids: need, level: len(ss.txSavepoints), unlock: unlock})
-	if ss.txHeld == nil {
-		ss.txHeld = map[int64]bool{}
-	}
-	for _, id := range need {
-		ss.txHeld[id] = true
-	}
 	return nil
 }

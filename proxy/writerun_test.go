@@ -278,7 +278,7 @@ func newWriteFixture(inBlock bool) *writeFixture {
 	srv := &Server{cache: &metadata.Cache{}, log: log}
 	srv.cache.Replace(snap)
 	client := &bytes.Buffer{}
-	ss := &session{srv: srv, log: log, tx: txIdle, running: map[*backend.Conn]struct{}{}, params: map[string]string{}}
+	ss := &session{srv: srv, log: log, txnState: txnState{tx: txIdle}, running: map[*backend.Conn]struct{}{}, params: map[string]string{}}
 	ss.w = pgwire.NewWriter(client)
 	if inBlock {
 		ss.beginBlock("BEGIN")

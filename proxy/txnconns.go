@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/puddle/v2"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// The backend connections the session holds: its coordinator connection, kept from
+// first use to the end of the session, and, inside a transaction block, one connection
+// per worker node, which joins the block on first use and is kept until it ends. These
+// are the block's participants (coordInTx, txConns), which endTx commits. The session
+// provides the connections from its pools, with its settings applied (txnHost). They are
+// the executor's backends (conns.go).
+
+var _ backends = (*txnState)(nil)
+
+// coordConn returns the session's coordinator connection, taking one from the pool on
+// first use, with the session's settings applied and, inside a transaction block, joined
+// to the block.
+func (t *txnState) coordConn(ctx context.Context) (*backend.Conn, error) {
+	if t.coord == nil {
+		res, err := t.host.acquireCoord(ctx)
+		if res == nil {
+			return nil, err
+		}
+		t.coord = res
+		if err != nil {
+			return nil, err
+		}
+	}
+	c := t.coord.Value()
+	if c.Broken() {
+		backend.Release(t.coord)
+		t.coord = nil
+		t.coordInTx = false
+		if t.tx != txIdle {
+			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
+		}
+		return t.coordConn(ctx)
+	}
+	if err := t.host.applySettingsFor(ctx, c, false); err != nil {
+		return nil, err
+	}
+	if t.tx != txIdle && !t.coordInTx {
+		if err := t.joinTx(ctx, c); err != nil {
+			return nil, err
+		}
+		t.coordInTx = true
+	}
+	return c, nil
+}
+
+// acquireCoord takes a coordinator connection from the session's pool (txnHost): the
+// connection, once taken, is returned even when setting it up failed.
+func (ss *session) acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error) {
+	pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+	if err != nil {
+		return nil, err
+	}
+	res, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, coordUnavailable(err)
+	}
+	res.Value().Unnamed = true
+	if ss.appName != "" {
+		c := res.Value()
+		if err := c.Exec(ctx, "SELECT pg_catalog.set_config('application_name', "+router.QuoteLiteral(ss.appName)+", false)"); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func coordUnavailable(err error) error {
+	if backend.Unavailable(err) {
+		// The cause names the coordinator's address: the log has it (pgerr.Wrap keeps
+		// it for errors.Is and logs), the client hears what happened.
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not connect to the coordinator")
+	}
+	return err
+}
+
+// workerConn is a worker connection used by one statement.
+type workerConn struct {
+	res    *puddle.Resource[*backend.Conn]
+	pinned bool // part of the transaction block: not released after the statement
+}
+
+func (w workerConn) conn() *backend.Conn { return w.res.Value() }
+
+// workerConn returns a connection to node for the current statement: the block's
+// connection inside a transaction block (joining the block on first use), else a pooled
+// connection that release gives back.
+func (t *txnState) workerConn(ctx context.Context, node metadata.Node) (workerConn, error) {
+	if t.tx != txIdle {
+		if res := t.txConns[node]; res != nil {
+			if res.Value().Broken() {
+				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errors.New("connection lost earlier in the transaction")}
+			}
+			if partAborted(t.tx, res.Value()) {
+				return workerConn{}, &backend.UnavailableError{Addr: node.Addr(), Err: errPartAborted}
+			}
+			return workerConn{res: res, pinned: true}, nil
+		}
+	}
+	res, err := t.host.acquireWorker(ctx, node)
+	if err != nil {
+		return workerConn{}, err
+	}
+	c := res.Value()
+	if err := t.host.applySettingsFor(ctx, c, true); err != nil {
+		backend.Release(res)
+		return workerConn{}, err
+	}
+	if t.tx == txIdle {
+		return workerConn{res: res}, nil
+	}
+	if err := t.joinTx(ctx, c); err != nil {
+		backend.Release(res)
+		return workerConn{}, err
+	}
+	if t.txConns == nil {
+		t.txConns = map[metadata.Node]*puddle.Resource[*backend.Conn]{}
+	}
+	t.txConns[node] = res
+	return workerConn{res: res, pinned: true}, nil
+}
+
+// acquireWorker takes a connection to node from the session's pool (txnHost).
+func (ss *session) acquireWorker(ctx context.Context, node metadata.Node) (*puddle.Resource[*backend.Conn], error) {
+	pool, err := ss.srv.pools.Get(ss.srv.workerKey(node, ss.user))
+	if err != nil {
+		return nil, err
+	}
+	res, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c := res.Value(); c.MapError == nil {
+		c.MapError = ss.srv.unshardNames
+	}
+	return res, nil
+}
+
+// release returns a statement's worker connection unless it belongs to the block.
+func (t *txnState) release(w workerConn) {
+	if w.res != nil && !w.pinned {
+		backend.Release(w.res)
+	}
+}
