@@ -6,16 +6,21 @@
 //
 //   - server.go: Server accepts connections, tracks sessions (for cancel requests and
 //     shutdown), owns the backend pools and the metadata cache.
-//   - startup.go: the startup phase: SSLRequest/GSSENCRequest ('N'), CancelRequest,
-//     StartupMessage, authentication, ParameterStatus, BackendKeyData.
-//   - session.go: one client session: the message loop, the session's backend
+//   - package protocol (proxy/protocol): the client's side of the wire protocol: startup
+//     framing, the message loop, the simple and extended protocols' state (an error
+//     skips to Sync, ReadyForQuery), and Results, where a statement's results go.
+//   - handler.go, simple.go, extended.go, portal.go: the session as protocol.Handler:
+//     what Query, Parse, Bind, Describe, Execute, Close and Sync mean; portals fetched in
+//     parts (a suspension, settled into a spool by redirecting its Results).
+//   - startup.go: authentication after the protocol's startup framing, ParameterStatus,
+//     BackendKeyData.
+//   - session.go: one client session: its protocol.Conn, the session's backend
 //     connections (a pinned coordinator connection, worker connections taken from the
 //     pools per statement or per transaction block) and session settings.
 //   - txn.go: the transaction layer: the block's typed state (txIdle, txBlock, txFailed)
 //     and its only transitions (beginBlock, failBlock, resumeBlock, endBlock), joining
 //     backends to the block, ending it on all of them (endTx), and the one error channel:
 //     statementFailed, and sentError for an error the client already heard.
-//   - simple.go: the simple query protocol, including multi-statement strings.
 //   - exec.go, read.go, write.go: execution of router plans: pass-through to the
 //     coordinator, single-shard statements relayed frame by frame, multi-shard reads
 //     merged, and replicated writes with placement failure handling.

@@ -145,7 +145,7 @@ func (x *execution) run(ctx context.Context) error {
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:
-		return ss.executeSQL(ctx, x)
+		return x.executeSQL(ctx)
 	case router.DeallocateSQL:
 		if st.Name == "" {
 			ss.dropAllStmts()

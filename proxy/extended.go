@@ -612,11 +612,11 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	return nil
 }
 
-// executeSQL handles SQL EXECUTE name(args) (the execution x): the coordinator evaluates
-// the arguments as the parameters' types, then the statement runs as an Execute would,
-// with text results, where x's go.
-func (ss *session) executeSQL(ctx context.Context, x *execution) error {
-	st, in := x.st, x.in
+// executeSQL runs SQL EXECUTE name(args): the coordinator evaluates the arguments as
+// the parameters' types, then the prepared statement runs as an Execute would, with
+// text results, where the EXECUTE's go.
+func (x *execution) executeSQL(ctx context.Context) error {
+	ss, st, in := x.ss, x.st, x.in
 	ps := ss.stmts[st.Name]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)

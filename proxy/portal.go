@@ -101,7 +101,7 @@ func (h handler) resume(s *suspension, maxRows uint32) error {
 		ss.w.Raw('s', nil)
 		// What the client has seen can no longer be taken back (a read that fails
 		// over to another placement restarts only while nothing has been flushed).
-		ss.flush()
+		ss.conn.Flush()
 		return nil
 	}
 	ss.suspended = nil

@@ -212,9 +212,6 @@ func (ss *session) cleanup() {
 
 // --- responses ---
 
-// flush sends what is buffered for the client.
-func (ss *session) flush() { ss.conn.Flush() }
-
 // moreBeforeSync reports whether the client may send another statement before Sync
 // (txnHost): the protocol layer reads what the client already sent.
 func (ss *session) moreBeforeSync() bool { return ss.conn.MoreBeforeSync() }
