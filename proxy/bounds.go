@@ -28,16 +28,56 @@ func portalCost(values [][]byte) int64 {
 	return n
 }
 
+// initState builds the session's state that is neither protocol nor transaction nor
+// executor, each part with the dependencies it declares (bounds.go, spool.go,
+// settings.go, names.go).
+func initState(ss *session) {
+	ss.stmtStore = newStmtStore(ss.srv.cfg.MaxPreparedMemory)
+	ss.spoolBudget = newSpoolBudget(ss.srv, ss.log)
+	ss.setDeps = settingsDeps{coord: &ss.coord, tx: &ss.tx, user: &ss.user, params: &ss.params, log: ss.log}
+	ss.nameDeps = namesDeps{srv: ss.srv, log: ss.log, user: &ss.user, settings: &ss.sessionSettings,
+		tx: &ss.tx, coord: &ss.coord, coordInTx: &ss.coordInTx, coordConn: ss.coordConn,
+		startRunning: ss.startRunning, stopRunning: ss.stopRunning, lexMode: ss.lexMode}
+}
+
+// stmtStore holds a session's prepared statements and portals, and the descriptions it
+// caches, within the session's max-prepared-memory: the client decides how many it keeps,
+// so every one is counted (preparedCost, portalCost) and one past the bound is refused
+// with 54000 rather than let a client grow the proxy without limit. It is the session's
+// (embedded in it) and, as the rest of the session, used by its goroutine only.
+type stmtStore struct {
+	// stmts and portals are the session's prepared statements and portals by name ("" is
+	// the unnamed one).
+	stmts   map[string]*prepared
+	portals map[string]*portal
+	// descCache caches statement descriptions by text and parameter types.
+	descCache map[string]description
+	// preparedBytes is the estimated memory of stmts and portals.
+	preparedBytes int64
+	// maxPrepared is Config.MaxPreparedMemory: 0 for the default, < 0 for no bound.
+	maxPrepared int64
+}
+
+// newStmtStore returns an empty store bounded by maxPrepared (Config.MaxPreparedMemory).
+func newStmtStore(maxPrepared int64) stmtStore {
+	return stmtStore{
+		stmts:       map[string]*prepared{},
+		portals:     map[string]*portal{},
+		descCache:   map[string]description{},
+		maxPrepared: maxPrepared,
+	}
+}
+
 // preparedBound checks that the session's prepared statements and portals may grow by
 // cost bytes.
-func (ss *session) preparedBound(cost int64) error {
-	limit := ss.srv.cfg.MaxPreparedMemory
+func (s *stmtStore) preparedBound(cost int64) error {
+	limit := s.maxPrepared
 	if limit == 0 {
 		limit = defaultMaxPreparedMemory
 	}
-	if limit > 0 && ss.preparedBytes+cost > limit {
+	if limit > 0 && s.preparedBytes+cost > limit {
 		return pgerr.New(pgerr.ProgramLimitExceeded, "prepared statements and portals of this session exceed pgshard's max-prepared-memory (%d bytes)", limit).
-			WithDetail("The session holds %d prepared statements and %d portals.", len(ss.stmts), len(ss.portals)).
+			WithDetail("The session holds %d prepared statements and %d portals.", len(s.stmts), len(s.portals)).
 			WithHint("Close the prepared statements (DEALLOCATE) and portals no longer needed, or raise --max-prepared-memory (PGSHARD_MAX_PREPARED_MEMORY).")
 	}
 	return nil
@@ -45,43 +85,53 @@ func (ss *session) preparedBound(cost int64) error {
 
 // putStmt stores a prepared statement under name (replacing the unnamed statement), within
 // the session's max-prepared-memory.
-func (ss *session) putStmt(name string, ps *prepared) error {
+func (s *stmtStore) putStmt(name string, ps *prepared) error {
 	old := int64(0)
-	if prev := ss.stmts[name]; prev != nil {
+	if prev := s.stmts[name]; prev != nil {
 		old = preparedCost(prev)
 	}
 	cost := preparedCost(ps)
-	if err := ss.preparedBound(cost - old); err != nil {
+	if err := s.preparedBound(cost - old); err != nil {
 		return err
 	}
-	ss.preparedBytes += cost - old
-	ss.stmts[name] = ps
+	s.preparedBytes += cost - old
+	s.stmts[name] = ps
 	return nil
 }
 
 // dropStmt removes a prepared statement.
-func (ss *session) dropStmt(name string) {
-	if ps := ss.stmts[name]; ps != nil {
-		ss.preparedBytes -= preparedCost(ps)
-		delete(ss.stmts, name)
+func (s *stmtStore) dropStmt(name string) {
+	if ps := s.stmts[name]; ps != nil {
+		s.preparedBytes -= preparedCost(ps)
+		delete(s.stmts, name)
 	}
 }
 
 // dropAllStmts removes every prepared statement (DEALLOCATE ALL, DISCARD ALL).
-func (ss *session) dropAllStmts() {
-	for _, ps := range ss.stmts {
-		ss.preparedBytes -= preparedCost(ps)
+func (s *stmtStore) dropAllStmts() {
+	for _, ps := range s.stmts {
+		s.preparedBytes -= preparedCost(ps)
 	}
-	ss.stmts = map[string]*prepared{}
+	s.stmts = map[string]*prepared{}
+}
+
+// dropPortal removes a portal and what it set aside.
+func (s *stmtStore) dropPortal(name string) {
+	if pt := s.portals[name]; pt != nil {
+		pt.pending.Close()
+		pt.pending = nil
+		s.preparedBytes -= pt.cost
+		delete(s.portals, name)
+	}
 }
 
 // cacheDescription keeps a statement description for the session's later statements of
 // the same text.
-func (ss *session) cacheDescription(key string, d description) {
-	if len(ss.descCache) >= descCacheMax {
-		ss.descCache = map[string]description{}
+func (s *stmtStore) cacheDescription(key string, d description) {
+	if len(s.descCache) >= descCacheMax {
+		s.descCache = map[string]description{}
 	}
-	ss.descCache[key] = d
+	s.descCache[key] = d
 }
 
 // maxReplay bounds the text of the statements that bring a backend joining a transaction
@@ -131,7 +181,7 @@ func settingsTooLarge() error {
 // setBound checks that a SET statement may run: one that alone exceeds
 // maxSessionSettings is refused before it runs (a session's settings that grow past it
 // otherwise keep it off the workers: refreshSettings).
-func (ss *session) setBound(sql string) error {
+func (st *sessionSettings) setBound(sql string) error {
 	if len(sql) > maxSessionSettings {
 		return settingsTooLarge()
 	}

@@ -16,8 +16,8 @@ import (
 // The session's adapters to package control, which runs pgshard's SQL functions and
 // admin statements.
 
-// control returns the environment of one control-plane statement of the session.
-func (ss *session) control() *control.Env {
+// controlEnv returns the environment of one control-plane statement of the session.
+func controlEnv(ss *session) *control.Env {
 	return &control.Env{
 		Client:    controlClient{ss},
 		Nodes:     controlNodes{ss},
@@ -33,7 +33,7 @@ func (ss *session) control() *control.Env {
 
 // admin answers an admin statement (a plan of kind Admin).
 func (ss *session) admin(ctx context.Context, st *router.Statement) {
-	if err := ss.control().Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
+	if err := controlEnv(ss).Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
 		ss.sendError(err)
 	}
 }
@@ -84,7 +84,7 @@ func (n controlNodes) DialCoordinator(ctx context.Context) (*pgconn.PgConn, erro
 }
 
 func (n controlNodes) RunOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
-	return n.ss.runOnNode(ctx, node, role, cmds)
+	return n.ss.srv.runOnNode(ctx, n.ss.user, node, role, cmds)
 }
 
 // controlStore is the metadata store, reloading into the server's cache.

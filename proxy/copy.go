@@ -23,7 +23,8 @@ import (
 // copyOut runs COPY ... TO STDOUT over a distributed table: each shard's COPY in turn,
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
-func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) copyOut(ctx context.Context) error {
+	ss, snap, st, in, prm := x.ss, x.snap, x.st, x.in, x.prm
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -33,12 +34,12 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 		return err
 	}
 	if len(shards) == 0 {
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	}
 	if len(shards) > 1 && st.Merge != nil {
 		// COPY (SELECT ...) that no concatenation of shards answers: the coordinator
 		// runs it over temporary copies of the tables.
-		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
+		return x.gather(ctx, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	}
 	if len(shards) > 1 && st.Err != nil {
 		return st.Err
@@ -46,10 +47,10 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 	reads := make([]*shardRead, len(shards))
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
-		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: ss.call.results}
+		reads[i] = &shardRead{shard: sh, sql: st.Shard.Render(nil, holes), results: x.results}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	var total int64
@@ -103,12 +104,12 @@ func (ss *session) copyOut(ctx context.Context, snap *metadata.Snapshot, st *rou
 				stop()
 				e := c.DecodeError(b)
 				e.Position = 0
-				ss.drainRead(ctx, c)
+				x.drainRead(ctx, c)
 				ss.release(r.wc)
 				r.wc = workerConn{}
 				return e
 			case 'N':
-				ss.forwardNotice(c, b)
+				forwardNotice(ss.w, ss.srv, c, b)
 			}
 		}
 		stop()
@@ -164,7 +165,8 @@ type copyTarget struct {
 // copyIn runs COPY distributed_table FROM STDIN: the client's rows are split by shard
 // (by the partition key of each row) and streamed to every finalized placement of their
 // shard, in a transaction on each placement, so that a bad row writes nothing anywhere.
-func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
+func (x *execution) copyIn(ctx context.Context) error {
+	ss, snap, st := x.ss, x.snap, x.st
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -210,7 +212,7 @@ func (ss *session) copyIn(ctx context.Context, snap *metadata.Snapshot, st *rout
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
 	}
-	if err := ss.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
+	if err := x.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
 		return err
 	}
 	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {

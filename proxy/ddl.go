@@ -12,7 +12,8 @@ import (
 // dropTables runs DROP TABLE naming distributed tables: the coordinator drops the tables
 // and their metadata in one transaction; then the shard tables are dropped on the workers
 // (a worker that cannot be reached keeps an orphaned shard table, with a warning).
-func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+func (x *execution) dropTables(ctx context.Context) error {
+	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
 	}
@@ -34,7 +35,7 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ss.render(st.Text, in, nil, nil)); err != nil {
+	if err := c.Exec(ctx, render(st.Text, in, nil, nil)); err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
@@ -64,7 +65,7 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ss.runOnNode(ctx, node, "", cmds); err != nil {
+			if err := ss.srv.runOnNode(ctx, ss.user, node, "", cmds); err != nil {
 				mu.Lock()
 				failed = append(failed, fmtNode(node)+": "+err.Error())
 				mu.Unlock()
@@ -83,12 +84,13 @@ func (ss *session) dropTables(ctx context.Context, snap *metadata.Snapshot, st *
 // truncate empties distributed tables on every placement and runs the statement on the
 // coordinator (which truncates the prototypes and any coordinator tables it names), all in
 // one transaction block (the client's, or one of its own).
-func (ss *session) truncate(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+func (x *execution) truncate(ctx context.Context) error {
+	ss := x.ss
 	own := ss.tx == txIdle
 	if own {
 		ss.beginBlock("BEGIN")
 	}
-	err := ss.truncateIn(ctx, snap, st, in)
+	err := x.truncateIn(ctx)
 	if own {
 		if err != nil {
 			ss.endTx(ctx, false)
@@ -112,12 +114,16 @@ func (ss *session) truncate(ctx context.Context, snap *metadata.Snapshot, st *ro
 	return err
 }
 
-func (ss *session) truncateIn(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input) error {
+// truncateIn is truncate's work inside the block: the coordinator's statement, then
+// every shard of the tables on every placement (as a write: placement failures are
+// decided like a write's).
+func (x *execution) truncateIn(ctx context.Context) error {
+	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, ownStatement(ss.render(st.Text, in, nil, nil))); err != nil {
+	if err := c.Exec(ctx, ownStatement(render(st.Text, in, nil, nil))); err != nil {
 		return err
 	}
 	var tasks []writeTask
@@ -133,5 +139,5 @@ func (ss *session) truncateIn(ctx context.Context, snap *metadata.Snapshot, st *
 	if len(tasks) == 0 {
 		return nil
 	}
-	return ss.runWrites(ctx, st, tasks)
+	return x.runWrites(ctx, tasks)
 }

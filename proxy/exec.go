@@ -13,6 +13,7 @@ import (
 	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/pgwire"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -26,8 +27,8 @@ type params struct {
 
 // oidsFor returns the parameter types for a backend connection: the coordinator's own,
 // or the workers'.
-func (ss *session) oidsFor(c *backend.Conn, p *params) []uint32 {
-	if p.worker == nil || (ss.coord != nil && ss.coord.Value() == c) {
+func (x *execution) oidsFor(c *backend.Conn, p *params) []uint32 {
+	if p.worker == nil || (x.ss.coord != nil && x.ss.coord.Value() == c) {
 		return p.oids
 	}
 	return p.worker
@@ -45,10 +46,10 @@ func (p *params) format(i int) int16 {
 	return 0
 }
 
-// exec runs one planned statement, writing its results (but not ReadyForQuery) to the
-// client. An error return has not been sent yet.
-func (ss *session) exec(ctx context.Context, x *execution) error {
-	snap, st, in, prm := x.snap, x.st, x.in, x.prm
+// run executes the statement, writing its results (but not ReadyForQuery) to the client.
+// An error return has not been sent yet.
+func (x *execution) run(ctx context.Context) error {
+	ss, st, in := x.ss, x.st, x.in
 	if ss.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
@@ -61,7 +62,7 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 			return err
 		}
 		if st.Unparsed {
-			return ss.unparsedStatement(ctx, ss.render(st.Text, in, nil, nil))
+			return ss.unparsedStatement(ctx, render(st.Text, in, nil, nil))
 		}
 		if st.Listen {
 			ss.listening = true
@@ -69,14 +70,14 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 		if st.RunsCode {
 			defer ss.codeRan()
 		}
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	case router.SetVar:
-		return ss.setStatement(ctx, ss.render(st.Text, in, nil, nil), st.Set)
+		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
 		if ss.tx != txIdle {
 			ss.sendNotice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
-			ss.beginBlock(ss.render(st.Text, in, nil, nil))
+			ss.beginBlock(render(st.Text, in, nil, nil))
 			ss.srv.stats.xacts.Add(1)
 		}
 		ss.commandComplete(st.Tag)
@@ -119,27 +120,27 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 		ss.commandComplete("ROLLBACK")
 		return nil
 	case router.Savepoint, router.Release, router.RollbackTo:
-		return ss.savepoint(ctx, st, ss.render(st.Text, in, nil, nil))
+		return ss.savepoint(ctx, st, render(st.Text, in, nil, nil))
 	case router.Select:
-		return ss.execSelect(ctx, snap, st, in, prm)
+		return x.execSelect(ctx)
 	case router.Explain:
-		return ss.explain(ctx, snap, st, in, prm)
+		return x.explain(ctx)
 	case router.Gathered:
-		return ss.gather(ctx, snap, st, in, prm, make([][]*metadata.Shard, len(st.Merge.Pulls)))
+		return x.gather(ctx, make([][]*metadata.Shard, len(st.Merge.Pulls)))
 	case router.Insert, router.Update, router.Delete:
-		return ss.execWrite(ctx, snap, st, in, prm)
+		return x.execWrite(ctx)
 	case router.Function:
-		return ss.execFunction(ctx, st, in, prm)
+		return x.execFunction(ctx)
 	case router.DropTable:
-		return ss.dropTables(ctx, snap, st, in)
+		return x.dropTables(ctx)
 	case router.Truncate:
-		return ss.truncate(ctx, snap, st, in)
+		return x.truncate(ctx)
 	case router.Error:
 		return st.Err
 	case router.CopyIn:
-		return ss.copyIn(ctx, snap, st)
+		return x.copyIn(ctx)
 	case router.CopyOut:
-		return ss.copyOut(ctx, snap, st, in, prm)
+		return x.copyOut(ctx)
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:
@@ -158,8 +159,17 @@ func (ss *session) exec(ctx context.Context, x *execution) error {
 	return pgerr.New(pgerr.InternalError, "unknown statement kind %v", st.Kind)
 }
 
-// render renders a template for this execution.
-func (ss *session) render(t router.Template, in *router.Input, tables, evals []string) string {
+// with is the execution of st, a plan of the same statement (a merge's fallback, an
+// EXPLAIN's inner statement), with the same inputs.
+func (x *execution) with(st *router.Statement) *execution {
+	y := *x
+	y.st = st
+	return &y
+}
+
+// render renders a template with a statement's constants, the tables its holes name and
+// the values evaluated for it.
+func render(t router.Template, in *router.Input, tables, evals []string) string {
 	return string(t.Render(nil, &router.Holes{In: in, Tables: tables, Evals: evals}))
 }
 
@@ -168,54 +178,53 @@ func (ss *session) render(t router.Template, in *router.Input, tables, evals []s
 // TRUNCATE, and for writes no shard can match, which the empty prototype answers).
 func ownStatement(sql string) string { return sql + "\n" + router.InternalMark }
 
-// coordinatorStatement runs sql on the coordinator and relays the results.
-func (ss *session) coordinatorStatement(ctx context.Context, sql string, prm *params) error {
-	c, err := ss.coordConn(ctx)
+// coordinatorStatement runs sql, the statement's text as the coordinator runs it, there
+// with the execution's parameters and relays the results.
+func (x *execution) coordinatorStatement(ctx context.Context, sql string) error {
+	c, err := x.conns().coordConn(ctx)
 	if err != nil {
 		return err
 	}
-	ss.sendSQL(c, []byte(sql), ss.call.results)
-	if err := ss.sendTo(c); err != nil {
+	x.sendSQL(c, []byte(sql), x.prm)
+	if err := x.ss.sendTo(c); err != nil {
 		return err
 	}
-	res, err := ss.relay(ctx, c, relayOpts{coordinator: true})
+	res, err := x.relay(ctx, c, relayOpts{coordinator: true})
 	if err != nil {
 		return err
 	}
-	return ss.afterCoordinator(c, res)
+	return x.afterCoordinator(res)
 }
 
-// sendSQL queues a client statement's SQL (as rewritten for c) on a backend connection:
-// a simple Query, or, with parameters or for an Execute, Parse/Bind/Execute/Sync with the
-// client's parameters and result formats (results nil means text).
-func (ss *session) sendSQL(c *backend.Conn, sql []byte, results []int16) {
-	prm := ss.call.prm
-	if prm == nil && !ss.call.extended {
+// sendSQL queues the statement's SQL (as rewritten for c) on a backend connection with
+// the bind parameters prm: a simple Query, or, with parameters or for an Execute,
+// Parse/Bind/Execute/Sync with them and the client's result formats.
+func (x *execution) sendSQL(c *backend.Conn, sql []byte, prm *params) {
+	if prm == nil && !x.extended {
 		c.QueryBytes(sql)
 		return
 	}
 	if prm == nil {
 		prm = &params{}
 	}
-	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, results, false)
+	c.SendExtended(sql, x.oidsFor(c, prm), prm.formats, prm.values, x.results, false)
 }
 
 // sendInternal queues a query whose rows the proxy reads itself (partial aggregates):
-// text results with their RowDescription, and the client's parameters if any.
-func (ss *session) sendInternal(c *backend.Conn, sql []byte) {
-	prm := ss.call.prm
+// text results with their RowDescription, and the bind parameters prm if any.
+func (x *execution) sendInternal(c *backend.Conn, sql []byte, prm *params) {
 	if prm == nil {
 		c.QueryBytes(sql)
 		return
 	}
-	c.SendExtended(sql, ss.oidsFor(c, prm), prm.formats, prm.values, nil, true)
+	c.SendExtended(sql, x.oidsFor(c, prm), prm.formats, prm.values, nil, true)
 }
 
 // afterCoordinator brings the session's transaction state in line with the coordinator's
 // after a statement relayed from it, and returns the error the client heard, if any.
-func (ss *session) afterCoordinator(c *backend.Conn, res relayResult) error {
+func (x *execution) afterCoordinator(res relayResult) error {
 	if res.err != nil {
-		ss.failBlock()
+		x.ss.failBlock()
 	}
 	return res.failed()
 }
@@ -231,13 +240,13 @@ func (ss *session) codeRan() {
 // setStatement runs SET/RESET/DISCARD (set, as the router read it), or a query calling
 // set_config (set nil), on the coordinator; the session's other backends get the new
 // settings before their next use (inside a transaction block, at once).
-func (ss *session) setStatement(ctx context.Context, sql string, set *router.SetPlan) error {
+func (ss *session) setStatement(ctx context.Context, x *execution, sql string, set *router.SetPlan) error {
 	if err := ss.setBound(sql); err != nil {
 		return err
 	}
 	// A statement whose error the coordinator answered may have changed settings
 	// still (a multi-statement string): the settings are read back as after success.
-	ranErr := ss.coordinatorStatement(ctx, sql, nil)
+	ranErr := x.coordinatorStatement(ctx, sql)
 	if ranErr != nil && !errorSent(ranErr) {
 		return ranErr
 	}
@@ -352,7 +361,8 @@ func (r relayResult) failed() error {
 // relay forwards a backend's response to the client until ReadyForQuery, frame by frame.
 // It handles COPY in both directions. An error return means the backend connection
 // failed (it is then broken); an ErrorResponse from the backend is in the result.
-func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (relayResult, error) {
+func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (relayResult, error) {
+	ss := x.ss
 	defer ss.stopRunning(c)
 	stop := c.WatchContext(ctx)
 	defer stop()
@@ -414,7 +424,7 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 				return res, err
 			}
 		case 'N':
-			ss.forwardNotice(c, b)
+			forwardNotice(ss.w, ss.srv, c, b)
 		case 'W':
 			c.MarkBroken()
 			return res, pgerr.New(pgerr.FeatureNotSupported, "COPY BOTH is not supported by pgshard")
@@ -428,10 +438,11 @@ func (ss *session) relay(ctx context.Context, c *backend.Conn, o relayOpts) (rel
 	}
 }
 
-// forwardNotice relays a backend's NoticeResponse, a worker's in the client's names.
-func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
+// forwardNotice writes a backend's NoticeResponse to w, the client's, a worker's in the
+// client's names (srv knows them).
+func forwardNotice(w *pgwire.Writer, srv *Server, c *backend.Conn, b []byte) {
 	if c.MapError != nil {
-		ss.forwardShardNotice(b)
+		forwardShardNotice(w, srv, b)
 		return
 	}
 	if bytes.Contains(b, []byte("pgs_distribution_metadata")) {
@@ -439,21 +450,21 @@ func (ss *session) forwardNotice(c *backend.Conn, b []byte) {
 		// context lines.
 		if e := backend.DecodeError(b); scrubInternal(e, false) {
 			nr := pgproto3.NoticeResponse(*errorResponse(e))
-			ss.w.Msg(&nr)
+			w.Msg(&nr)
 			return
 		}
 	}
-	ss.w.Raw('N', b)
+	w.Raw('N', b)
 }
 
-// forwardShardNotice relays a worker's NoticeResponse in the client's names.
-func (ss *session) forwardShardNotice(b []byte) {
-	if e := backend.DecodeError(b); ss.srv.unshardNames(e) {
+// forwardShardNotice writes a worker's NoticeResponse to w in the client's names.
+func forwardShardNotice(w *pgwire.Writer, srv *Server, b []byte) {
+	if e := backend.DecodeError(b); srv.unshardNames(e) {
 		nr := pgproto3.NoticeResponse(*errorResponse(e))
-		ss.w.Msg(&nr)
+		w.Msg(&nr)
 		return
 	}
-	ss.w.Raw('N', b)
+	w.Raw('N', b)
 }
 
 func trimZero(b []byte) []byte {

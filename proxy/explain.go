@@ -16,10 +16,7 @@ import (
 
 // explainer collects the lines of an EXPLAIN of a distributed statement.
 type explainer struct {
-	ss    *session
-	st    *router.Statement // the EXPLAIN
-	in    *router.Input
-	prm   *params
+	x     *execution // the EXPLAIN's
 	lines []string
 }
 
@@ -30,8 +27,8 @@ func (e *explainer) add(indent int, format string, args ...any) {
 // explainSQL is the EXPLAIN statement to run for sql, with the client's options.
 func (e *explainer) explainSQL(sql []byte) []byte {
 	out := []byte("EXPLAIN ")
-	if e.st.Options != "" {
-		out = append(out, e.st.Options...)
+	if e.x.st.Options != "" {
+		out = append(out, e.x.st.Options...)
 		out = append(out, ' ')
 	}
 	return append(out, sql...)
@@ -40,8 +37,9 @@ func (e *explainer) explainSQL(sql []byte) []byte {
 // explain answers EXPLAIN of a statement on distributed tables with the distributed plan:
 // the shards it reads or writes, the SQL each receives, how the results merge, and the
 // shards' own plans (one shard's without ANALYZE; every shard's, executed, with it).
-func (ss *session) explain(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	e := &explainer{ss: ss, st: st, in: in, prm: prm}
+func (x *execution) explain(ctx context.Context) error {
+	ss, snap, st := x.ss, x.snap, x.st
+	e := &explainer{x: x}
 	var err error
 	switch inner := st.Inner; inner.Kind {
 	case router.Select:
@@ -57,7 +55,7 @@ func (ss *session) explain(ctx context.Context, snap *metadata.Snapshot, st *rou
 	if err != nil {
 		return err
 	}
-	if !ss.call.extended {
+	if !x.extended {
 		ss.w.Msg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
 			Name: []byte("QUERY PLAN"), DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1}}})
 	}
@@ -70,12 +68,12 @@ func (ss *session) explain(ctx context.Context, snap *metadata.Snapshot, st *rou
 
 // selectPlan explains a SELECT on a distributed table.
 func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
-	ss := e.ss
+	ss := e.x.ss
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, e.in, e.prm, nil)
+	shards, err := ss.shards(ctx, t, st.Filter, e.x.in, e.x.prm, nil)
 	if err != nil {
 		return err
 	}
@@ -95,7 +93,7 @@ func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		e.add(2, "No shard is read: the statement runs on the coordinator's empty table")
 		return nil
 	}
-	tasks, ok := ss.readTasks(snap, st, t, shards)
+	tasks, ok := e.x.with(st).readTasks(t, shards)
 	if !ok {
 		e.add(2, "The joined tables are not co-located now: they are gathered on the coordinator")
 		return e.gatherPlan(ctx, snap, st, st.Fallback, nil, 2)
@@ -107,7 +105,7 @@ func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		if m == nil {
 			return st.Err
 		}
-		limit, offset, err := mergeLimits(m, e.in, e.prm)
+		limit, offset, err := mergeLimits(m, e.x.in, e.x.prm)
 		if err != nil {
 			return err
 		}
@@ -122,7 +120,7 @@ func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st 
 			tpl, evals = m.Shard, shardLimit(limit, offset)
 		case router.Aggregate:
 			e.add(2, "Merge: each shard returns one row of %d partial aggregates; the coordinator combines them:", m.Partials)
-			e.add(4, "%s", m.Final.Render(nil, &router.Holes{In: e.in, Evals: []string{"<one row per shard>"}, Types: repeat("<partial type>", m.Partials)}))
+			e.add(4, "%s", m.Final.Render(nil, &router.Holes{In: e.x.in, Evals: []string{"<one row per shard>"}, Types: repeat("<partial type>", m.Partials)}))
 			tpl = m.Shard
 		case router.Gather:
 			return e.gatherPlan(ctx, snap, st, m, [][]*metadata.Shard{shards}, 2)
@@ -135,20 +133,21 @@ func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st 
 
 // shardPlans shows the SQL each task runs and its plan on a placement.
 func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router.Template, evals []string) error {
-	ss := e.ss
+	x := e.x
+	ss, conns := x.ss, x.conns()
 	shown := tasks
-	if !e.st.Analyze && len(tasks) > 1 {
+	if !e.x.st.Analyze && len(tasks) > 1 {
 		shown = tasks[:1]
 		e.add(2, "Tasks shown: one of %d (EXPLAIN ANALYZE shows every shard's)", len(tasks))
 	}
 	reads := make([]*shardRead, len(shown))
 	sqls := make([][]byte, len(shown))
 	for i, task := range shown {
-		sqls[i] = tpl.Render(nil, &router.Holes{In: e.in, Tables: task.names, Evals: evals})
+		sqls[i] = tpl.Render(nil, &router.Holes{In: e.x.in, Tables: task.names, Evals: evals})
 		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: e.explainSQL(sqls[i]), internal: true}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	for i, r := range reads {
@@ -156,7 +155,7 @@ func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router
 		node := r.wc.res.Value().Addr
 		rows, _, err := collectRows(ctx, c)
 		ss.stopRunning(c)
-		ss.release(r.wc)
+		conns.release(r.wc)
 		r.wc = workerConn{}
 		if err != nil {
 			if pe, ok := err.(*pgerr.Error); ok {
@@ -185,7 +184,7 @@ func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router
 // over the temporary tables (filled, and the query executed, with ANALYZE; empty
 // otherwise).
 func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, m *router.Merge, shards [][]*metadata.Shard, indent int) error {
-	ss := e.ss
+	ss := e.x.ss
 	e.add(indent, "Merge: rows are gathered into temporary tables on the coordinator, which runs the query over them")
 	for i, pl := range m.Pulls {
 		t := snap.TableByOID(pl.Table)
@@ -196,16 +195,16 @@ func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		if i < len(shards) && shards[i] != nil {
 			n = len(shards[i])
 		} else if pl.Filter != nil {
-			sh, err := ss.shards(ctx, t, pl.Filter, e.in, e.prm, nil)
+			sh, err := ss.shards(ctx, t, pl.Filter, e.x.in, e.x.prm, nil)
 			if err != nil {
 				return err
 			}
 			n = len(sh)
 		}
 		e.add(indent+2, "->  Pull into %s from %d shard(s) of %s", router.GatherTable(i), n, router.QuoteIdent(t.Name))
-		e.add(indent+8, "Query: %s", pl.Shard.Render(nil, &router.Holes{In: e.in, Tables: []string{"<shard of " + router.QuoteIdent(t.Name) + ">"}}))
+		e.add(indent+8, "Query: %s", pl.Shard.Render(nil, &router.Holes{In: e.x.in, Tables: []string{"<shard of " + router.QuoteIdent(t.Name) + ">"}}))
 	}
-	if !e.st.Analyze {
+	if !e.x.st.Analyze {
 		// Empty temporary tables: the plan's shape without moving data.
 		empty := make([][]*metadata.Shard, len(m.Pulls))
 		for i := range empty {
@@ -213,16 +212,16 @@ func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		}
 		shards = empty
 	}
-	g, err := ss.gatherTables(ctx, snap, m, e.in, e.prm, shards)
+	g, err := e.x.gatherTables(ctx, m, shards)
 	if err != nil {
 		return err
 	}
-	holes := &router.Holes{In: e.in, Tables: g.names, Types: g.types}
+	holes := &router.Holes{In: e.x.in, Tables: g.names, Types: g.types}
 	final := m.Final.Render(nil, holes)
 	e.add(indent+2, "->  Coordinator Query: %s", final)
 	var rows [][][]byte
-	if e.prm != nil {
-		rows, err = g.c.QueryParams(ctx, string(e.explainSQL(final)), e.prm.values, e.prm.oids)
+	if e.x.prm != nil {
+		rows, err = g.c.QueryParams(ctx, string(e.explainSQL(final)), e.x.prm.values, e.x.prm.oids)
 	} else {
 		rows, err = g.c.ExecRows(ctx, string(e.explainSQL(final)))
 	}
@@ -243,11 +242,11 @@ func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st 
 // writePlan explains an INSERT, UPDATE or DELETE: the shards it writes and, when the
 // statement needs no value evaluated for it, one placement's plan.
 func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
-	if e.st.Analyze {
+	if e.x.st.Analyze {
 		return pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN ANALYZE of a write to a distributed table is not supported").
 			WithHint("EXPLAIN without ANALYZE shows the shards it writes and their plans.")
 	}
-	ss := e.ss
+	ss := e.x.ss
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -260,18 +259,18 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 	if needsEval {
 		e.add(2, "Values evaluated once on the coordinator before the shards are written (not done by EXPLAIN)")
 		if st.Source != nil {
-			e.add(2, "Source: %s", st.Source.Render(nil, &router.Holes{In: e.in, Tables: gatherNames(st.Merge)}))
+			e.add(2, "Source: %s", st.Source.Render(nil, &router.Holes{In: e.x.in, Tables: gatherNames(st.Merge)}))
 		}
 		return nil
 	}
 	var tasks []writeTask
 	if st.Kind == router.Insert {
-		tasks, err = ss.insertTasks(ctx, t, st, e.in, e.prm, make([][]evaluated, len(st.Rows)))
+		tasks, err = e.x.with(st).insertTasks(ctx, t, make([][]evaluated, len(st.Rows)))
 	} else {
 		var shards []*metadata.Shard
-		if shards, err = ss.shards(ctx, t, st.Filter, e.in, e.prm, nil); err == nil {
+		if shards, err = ss.shards(ctx, t, st.Filter, e.x.in, e.x.prm, nil); err == nil {
 			for _, sh := range shards {
-				tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, &router.Holes{In: e.in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}})})
+				tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, &router.Holes{In: e.x.in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}})})
 			}
 		}
 	}

@@ -552,7 +552,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	defer func() { ss.call = stmtCall{} }()
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
-		err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, pt.prm))
+		err := ss.newExecution(snap, ps.st, ps.in, pt.prm).run(ctx)
 		ss.endStatement()
 		return err
 	}
@@ -567,7 +567,7 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	sp.limit = -1
 	saved := ss.w
 	ss.w = pgwire.NewWriter(sp)
-	err := ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, pt.prm))
+	err := ss.newExecution(snap, ps.st, ps.in, pt.prm).run(ctx)
 	ss.endStatement()
 	ss.w.Flush()
 	ss.w = saved
@@ -737,7 +737,7 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	if ps.fields != nil && !saved.extended {
 		ss.rowDescription(ps.fields, nil)
 	}
-	return ss.exec(ctx, ss.newExecution(snap, ps.st, ps.in, prm))
+	return ss.newExecution(snap, ps.st, ps.in, prm).run(ctx)
 }
 
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form

@@ -21,11 +21,12 @@ const voidOID = 2278
 
 // execFunction runs a statement calling pgshard's SQL functions: the coordinator evaluates
 // the rest of the query (FROM, WHERE, the arguments); each function runs once per row.
-func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) execFunction(ctx context.Context) error {
+	ss, st, in, prm := x.ss, x.st, x.in, x.prm
 	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
 	}
-	ctl := ss.control()
+	ctl := controlEnv(ss)
 	// As PostgreSQL checks EXECUTE, before any argument is evaluated and whether or not
 	// any row calls the function.
 	names := make([]string, len(st.Calls))
@@ -39,7 +40,7 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 	if err != nil {
 		return err
 	}
-	argSQL := ss.render(st.ArgQuery, in, nil, nil)
+	argSQL := render(st.ArgQuery, in, nil, nil)
 	var args [][]byte
 	var oids []uint32
 	var formats []int16
@@ -79,7 +80,7 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 			out.Fields = append(out.Fields, f)
 		}
 	}
-	if !ss.call.extended {
+	if !x.extended {
 		ss.w.Msg(out)
 	}
 	for {
@@ -119,10 +120,10 @@ func (ss *session) execFunction(ctx context.Context, st *router.Statement, in *r
 const insufficientPrivilege pgerr.Code = "42501"
 
 // runOnNode runs statements on a worker in one transaction, over a connection of its own
-// as the session's user; with role set, as that role (SET LOCAL ROLE: the session's user
-// must be a member of it on the worker, as on the coordinator).
-func (ss *session) runOnNode(ctx context.Context, node metadata.Node, role string, cmds []string) error {
-	cfg := ss.srv.pools.ConnConfig(ss.srv.workerKey(node, ss.user))
+// as user (the session's); with role set, as that role (SET LOCAL ROLE: the user must be
+// a member of it on the worker, as on the coordinator).
+func (s *Server) runOnNode(ctx context.Context, user string, node metadata.Node, role string, cmds []string) error {
+	cfg := s.pools.ConnConfig(s.workerKey(node, user))
 	// The statements are pgshard's, every name in them qualified: nothing on the role's
 	// search_path may stand in for pg_catalog's.
 	cfg.RuntimeParams["search_path"] = store.SearchPath

@@ -21,31 +21,32 @@ import (
 //
 // shards[i], when set, are the shards pull i reads (already pruned); otherwise every shard
 // of its table that the pull's filter keeps.
-func (ss *session) gather(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params, shards [][]*metadata.Shard) error {
-	m := st.Merge
+func (x *execution) gather(ctx context.Context, shards [][]*metadata.Shard) error {
+	ss := x.ss
+	m := x.st.Merge
 	if m.Keep && !m.Hold && ss.tx == txIdle {
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "DECLARE CURSOR can only be used in transaction blocks")
 	}
-	if !ss.call.extended {
+	if !x.extended {
 		// PostgreSQL's own analysis errors (unknown columns, ungrouped columns, ...), with
 		// positions in the client's text: the statement as written, over the prototypes.
 		// (Extended-protocol statements were described when they were parsed.)
-		if err := ss.validate(ctx, st, in); err != nil {
+		if err := x.validate(ctx); err != nil {
 			return err
 		}
 	}
-	g, err := ss.gatherTables(ctx, snap, m, in, prm, shards)
+	g, err := x.gatherTables(ctx, m, shards)
 	if err != nil {
 		return err
 	}
 	c := g.c
-	holes := &router.Holes{In: in, Tables: g.names, Types: g.types}
+	holes := &router.Holes{In: x.in, Tables: g.names, Types: g.types}
 	final := m.Final.Render(nil, holes)
-	ss.sendSQL(c, final, ss.call.results)
+	x.sendSQL(c, final, x.prm)
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
-	res, err := ss.relay(ctx, c, relayOpts{coordinator: true, mapPos: func(p int32) int32 { return m.Final.MapPosition(p, holes) }})
+	res, err := x.relay(ctx, c, relayOpts{coordinator: true, mapPos: func(p int32) int32 { return m.Final.MapPosition(p, holes) }})
 	if err != nil {
 		return err
 	}
@@ -95,17 +96,18 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 
 // gatherTables creates the temporary tables of m's pulls on the session's coordinator
 // connection and fills them from the shards.
-func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m *router.Merge, in *router.Input, prm *params, shards [][]*metadata.Shard) (*gathered, error) {
+func (x *execution) gatherTables(ctx context.Context, m *router.Merge, shards [][]*metadata.Shard) (*gathered, error) {
+	ss, in := x.ss, x.in
 	tables := make([]*metadata.Table, len(m.Pulls))
 	for i, pl := range m.Pulls {
-		if tables[i] = snap.TableByOID(pl.Table); tables[i] == nil {
+		if tables[i] = x.snap.TableByOID(pl.Table); tables[i] == nil {
 			return nil, errTableGone(pl.Table)
 		}
 		if len(tables[i].Shards) == 0 {
 			return nil, noShards(tables[i])
 		}
 	}
-	c, err := ss.coordConn(ctx)
+	c, err := x.conns().coordConn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -150,10 +152,10 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 	}
 	rows, err := c.ExecRows(ctx, setup.String())
 	if err != nil {
-		return nil, ss.gatherFailed(ctx, c, g.own, err)
+		return nil, x.gatherFailed(ctx, c, g.own, err)
 	}
 	if len(rows) == 0 {
-		return nil, ss.gatherFailed(ctx, c, g.own, pgerr.New(pgerr.InternalError, "the coordinator did not describe the gather's tables"))
+		return nil, x.gatherFailed(ctx, c, g.own, pgerr.New(pgerr.InternalError, "the coordinator did not describe the gather's tables"))
 	}
 	binary := strings.Split(strings.Trim(string(rows[0][0]), "{}"), ",")
 	if needTypes {
@@ -167,12 +169,12 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 			sh = shards[i]
 		}
 		if sh == nil {
-			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, prm, nil); err != nil {
-				return nil, ss.gatherFailed(ctx, c, g.own, err)
+			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, x.prm, nil); err != nil {
+				return nil, x.gatherFailed(ctx, c, g.own, err)
 			}
 		}
-		if err := ss.pull(ctx, c, g.names[i], tables[i], pl, sh, in, prm, i < len(binary) && binary[i] == "t"); err != nil {
-			return nil, ss.gatherFailed(ctx, c, g.own, err)
+		if err := x.pull(ctx, c, g.names[i], tables[i], pl, sh, i < len(binary) && binary[i] == "t"); err != nil {
+			return nil, x.gatherFailed(ctx, c, g.own, err)
 		}
 	}
 	return g, nil
@@ -181,7 +183,7 @@ func (ss *session) gatherTables(ctx context.Context, snap *metadata.Snapshot, m 
 // gatherFailed ends a gather that failed before its final query: the coordinator
 // transaction the gather opened is rolled back; inside the client's transaction block the
 // block is aborted (as a failed statement aborts it in PostgreSQL).
-func (ss *session) gatherFailed(ctx context.Context, c *backend.Conn, own bool, err error) error {
+func (x *execution) gatherFailed(ctx context.Context, c *backend.Conn, own bool, err error) error {
 	if c.Broken() {
 		return err
 	}
@@ -190,7 +192,7 @@ func (ss *session) gatherFailed(ctx context.Context, c *backend.Conn, own bool, 
 			return err
 		}
 	} else {
-		ss.failBlock()
+		x.ss.failBlock()
 	}
 	if e, ok := err.(*pgerr.Error); ok {
 		e.Position = 0
@@ -200,9 +202,10 @@ func (ss *session) gatherFailed(ctx context.Context, c *backend.Conn, own bool, 
 
 // validate has the coordinator analyse a statement as the client wrote it (against the
 // prototype tables) and returns PostgreSQL's error, if any.
-func (ss *session) validate(ctx context.Context, st *router.Statement, in *router.Input) error {
-	holes := &router.Holes{In: in}
-	_, err := ss.describeOnCoordinator(ctx, string(st.Text.Render(nil, holes)), nil)
+func (x *execution) validate(ctx context.Context) error {
+	st := x.st
+	holes := &router.Holes{In: x.in}
+	_, err := x.ss.describeOnCoordinator(ctx, string(st.Text.Render(nil, holes)), nil)
 	if e, ok := err.(*pgerr.Error); ok && e.Position > 0 {
 		e.Position = st.Text.MapPosition(e.Position, holes)
 	}
@@ -215,7 +218,8 @@ func (ss *session) validate(ctx context.Context, st *router.Statement, in *route
 // through as it is; with parameters they run the query, and its rows become COPY rows
 // here. In binary (when binary is set) values arrive exactly as they are, whatever the
 // session's DateStyle, time zone abbreviations or extra_float_digits.
-func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *metadata.Table, pl router.Pull, shards []*metadata.Shard, in *router.Input, prm *params, binary bool) error {
+func (x *execution) pull(ctx context.Context, c *backend.Conn, name string, t *metadata.Table, pl router.Pull, shards []*metadata.Shard, binary bool) error {
+	ss, in := x.ss, x.in
 	if len(shards) == 0 {
 		return nil
 	}
@@ -227,7 +231,7 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 	for i, sh := range shards {
 		holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}}
 		r := &shardRead{shard: sh, internal: true}
-		if prm == nil {
+		if x.prm == nil {
 			r.sql = append(r.sql, "COPY ("...)
 			r.sql = pl.Shard.Render(r.sql, holes)
 			r.sql = append(r.sql, ") TO STDOUT"+format...)
@@ -239,8 +243,8 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 		}
 		reads[i] = r
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	c.Query("COPY " + name + " FROM STDIN" + format)
@@ -323,7 +327,7 @@ func (ss *session) pull(ctx context.Context, c *backend.Conn, name string, t *me
 		}
 		stop()
 		ss.stopRunning(rc)
-		ss.release(r.wc)
+		x.conns().release(r.wc)
 		r.wc = workerConn{}
 		if err := cw.Err(); err != nil {
 			return err

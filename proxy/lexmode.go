@@ -141,7 +141,7 @@ func (ss *session) unparsedStatement(ctx context.Context, sql string) error {
 				first = c.DecodeError(b)
 			}
 		case 'N':
-			ss.forwardNotice(c, b)
+			forwardNotice(ss.w, ss.srv, c, b)
 		case 'Z':
 			if first == nil || first.Code == pgerr.SyntaxError && strings.HasPrefix(first.Message, "cannot insert multiple commands") {
 				return errUnreadable()

@@ -4,14 +4,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/puddle/v2"
+
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
+	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // Name resolution. Which relation an unqualified name reaches depends on the session:
@@ -67,14 +71,54 @@ func (nc *namesCache) put(key string, st *namesState) {
 	nc.m[key] = st
 }
 
+// sessionNames is where the names of distributed tables resolve in a session, and what
+// says the answer may be out of date. It is the session's (embedded in it), used by its
+// goroutine only.
+type sessionNames struct {
+	// names is the last answer; namesDirty is set when the session's settings may have
+	// changed it; txNames when the block ran a statement that may have created, dropped
+	// or renamed relations, txNamesOwn one that only this session can see (a temporary
+	// table).
+	names      *namesState
+	namesDirty bool
+	txNames    bool
+	txNamesOwn bool
+	namesRetry time.Time // after a failed resolution, when to ask again
+	nameDeps   namesDeps
+}
+
+// namesDeps are what name resolution needs of the rest of the session, wired when it is
+// built (initState). Where the question may be asked depends on the transaction layer:
+// its coordinator connection (none: a pooled one with the session's settings, and an
+// answer shared with sessions alike), whether the block has reached it, and the block's
+// state; the answer depends on the user and the settings; the query is registered for
+// cancel requests while it runs.
+type namesDeps struct {
+	srv       *Server // the names epoch, the shared answers, the pools
+	log       *slog.Logger
+	user      *string
+	settings  *sessionSettings
+	tx        *txStatus
+	coord     *(*puddle.Resource[*backend.Conn])
+	coordInTx *bool
+	// coordConn returns the session's coordinator connection, taken on first use and
+	// brought into the block.
+	coordConn func(context.Context) (*backend.Conn, error)
+	// startRunning and stopRunning register a connection running for the session.
+	startRunning, stopRunning func(*backend.Conn)
+	// lexMode is how the client's statements are read.
+	lexMode func() sqllex.Mode
+}
+
 // routerSession is what the router needs to know of the session to plan a statement
 // against snap.
-func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *router.Session {
-	rs := &router.Session{User: ss.user, SearchPath: ss.settings.searchPath(), Lex: ss.lexMode()}
+func (s *sessionNames) routerSession(ctx context.Context, snap *metadata.Snapshot) *router.Session {
+	d := &s.nameDeps
+	rs := &router.Session{User: *d.user, SearchPath: d.settings.settings.searchPath(), Lex: d.lexMode()}
 	if !snap.HasTables() {
 		return rs
 	}
-	if st := ss.resolveNames(ctx, snap); st != nil {
+	if st := s.resolveNames(ctx, snap); st != nil {
 		rs.Names, rs.NamesKey = st.names, st.key
 	}
 	return rs
@@ -82,50 +126,53 @@ func (ss *session) routerSession(ctx context.Context, snap *metadata.Snapshot) *
 
 // namesChanged records that a statement may have created, dropped or renamed relations;
 // own is set when only this session can tell (it created a temporary table).
-func (ss *session) namesChanged(own bool) {
-	ss.namesDirty = true
+func (s *sessionNames) namesChanged(own bool) {
+	d := &s.nameDeps
+	s.namesDirty = true
 	if own {
-		if ss.tx != txIdle {
-			ss.txNamesOwn = true
+		if *d.tx != txIdle {
+			s.txNamesOwn = true
 		}
 		return
 	}
-	ss.srv.namesEpoch.Add(1)
-	if ss.tx != txIdle {
-		ss.txNames = true
+	d.srv.namesEpoch.Add(1)
+	if *d.tx != txIdle {
+		s.txNames = true
 	}
 }
 
 // resolveNames returns where the names of snap's distributed tables resolve in this
 // session now, asking the coordinator when the last answer may be out of date. It
 // returns nil when the coordinator cannot answer (planning then follows search_path).
-func (ss *session) resolveNames(ctx context.Context, snap *metadata.Snapshot) *namesState {
-	epoch := ss.srv.namesEpoch.Load()
-	if st := ss.names; st != nil && !ss.namesDirty && st.snap == snap && st.epoch == epoch {
+func (s *sessionNames) resolveNames(ctx context.Context, snap *metadata.Snapshot) *namesState {
+	d := &s.nameDeps
+	epoch := d.srv.namesEpoch.Load()
+	if st := s.names; st != nil && !s.namesDirty && st.snap == snap && st.epoch == epoch {
 		return st
 	}
-	if ss.tx == txFailed || time.Now().Before(ss.namesRetry) {
-		return ss.names // nothing but the end of the block runs; or see below
+	if *d.tx == txFailed || time.Now().Before(s.namesRetry) {
+		return s.names // nothing but the end of the block runs; or see below
 	}
-	st := ss.askNames(ctx, snap, epoch)
+	st := s.askNames(ctx, snap, epoch)
 	if st == nil {
 		// The coordinator did not answer: plan with what was known last (or by
 		// search_path), and ask again in a second rather than before every statement.
-		ss.namesRetry = time.Now().Add(time.Second)
-		return ss.names
+		s.namesRetry = time.Now().Add(time.Second)
+		return s.names
 	}
 	return st
 }
 
 // askNames asks the coordinator where names resolve in this session (nil: no answer).
-func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch uint64) *namesState {
-	if ss.coord == nil {
-		shared := ss.user + "\x00" + ss.settings.key
-		if st := ss.srv.names.get(shared, snap, epoch); st != nil {
-			ss.names, ss.namesDirty = st, false
+func (s *sessionNames) askNames(ctx context.Context, snap *metadata.Snapshot, epoch uint64) *namesState {
+	d := &s.nameDeps
+	if *d.coord == nil {
+		shared := *d.user + "\x00" + d.settings.settings.key
+		if st := d.srv.names.get(shared, snap, epoch); st != nil {
+			s.names, s.namesDirty = st, false
 			return st
 		}
-		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
+		pool, err := d.srv.pools.Get(d.srv.coordKey(*d.user))
 		if err != nil {
 			return nil
 		}
@@ -135,33 +182,34 @@ func (ss *session) askNames(ctx context.Context, snap *metadata.Snapshot, epoch 
 		}
 		defer backend.Release(res)
 		c := res.Value()
-		if err := ss.applySettings(ctx, c); err != nil {
+		if err := d.settings.applySettings(ctx, c); err != nil {
 			return nil
 		}
-		st := ss.queryNames(ctx, c, snap, epoch)
+		st := s.queryNames(ctx, c, snap, epoch)
 		if st != nil {
-			ss.srv.names.put(shared, st)
+			d.srv.names.put(shared, st)
 		}
 		return st
 	}
 	var c *backend.Conn
-	if ss.tx == txIdle || ss.coordInTx {
+	if *d.tx == txIdle || *d.coordInTx {
 		var err error
-		if c, err = ss.coordConn(ctx); err != nil {
+		if c, err = d.coordConn(ctx); err != nil {
 			return nil
 		}
 	} else {
 		// The block has not reached the coordinator: its session state is the one
 		// before the block, which a query outside the block reads as well.
-		if c = ss.coord.Value(); c.Broken() {
+		if c = (*d.coord).Value(); c.Broken() {
 			return nil
 		}
 	}
-	return ss.queryNames(ctx, c, snap, epoch)
+	return s.queryNames(ctx, c, snap, epoch)
 }
 
 // queryNames asks c where each distributed table's name resolves.
-func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metadata.Snapshot, epoch uint64) *namesState {
+func (s *sessionNames) queryNames(ctx context.Context, c *backend.Conn, snap *metadata.Snapshot, epoch uint64) *namesState {
+	d := &s.nameDeps
 	seen := map[string]bool{}
 	var q strings.Builder
 	q.WriteString(`SELECT r.name, n.nspname FROM pg_catalog.unnest(ARRAY[`)
@@ -178,11 +226,11 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 	q.WriteString(`]::pg_catalog.text[]) r(name)
 		JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(pg_catalog.quote_ident(r.name))
 		JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace`)
-	ss.startRunning(c)
+	d.startRunning(c)
 	rows, err := c.ExecRows(ctx, q.String())
-	ss.stopRunning(c)
+	d.stopRunning(c)
 	if err != nil {
-		ss.log.Warn("could not resolve table names on the coordinator", "err", err)
+		d.log.Warn("could not resolve table names on the coordinator", "err", err)
 		return nil
 	}
 	st := &namesState{names: make(map[string]string, len(rows)), snap: snap, epoch: epoch}
@@ -194,6 +242,6 @@ func (ss *session) queryNames(ctx context.Context, c *backend.Conn, snap *metada
 	sort.Strings(pairs)
 	sum := sha256.Sum256([]byte(strings.Join(pairs, "\x01")))
 	st.key = hex.EncodeToString(sum[:16])
-	ss.names, ss.namesDirty = st, false
+	s.names, s.namesDirty = st, false
 	return st
 }

@@ -24,64 +24,89 @@ func TestDecideWrite(t *testing.T) {
 		marks   []int
 		reasons []markReason
 	}
+	// The cases go by the rows of the README's failure model ("Failures and repair"),
+	// each named after its row.
+	const (
+		rowMarked   = "marked inactive when unavailable while a sibling took the write"
+		rowClient   = "errors a placement answers with are the client's"
+		rowDiverge  = "divergence of data"
+		rowNone     = "no placement available"
+		rowLostWork = "transaction blocks lose a worker without failing"
+	)
 	for _, tc := range []struct {
+		row     string
 		name    string
 		outs    []writeOutcome
 		inBlock bool
 		atomic  bool
 		want    want
 	}{
-		{"all agree", []writeOutcome{ok("UPDATE 1"), ok("UPDATE 1")}, false, true, want{chosen: 0}},
-		{"one placement", []writeOutcome{ok("INSERT 0 1")}, false, false, want{chosen: 0}},
-		{"second unavailable", []writeOutcome{ok("UPDATE 1"), lost(true)}, false, true,
+		{"writes go to every finalized placement", "all agree", []writeOutcome{ok("UPDATE 1"), ok("UPDATE 1")}, false, true, want{chosen: 0}},
+		{"writes go to every finalized placement", "one placement", []writeOutcome{ok("INSERT 0 1")}, false, false, want{chosen: 0}},
+		{rowMarked, "second unavailable", []writeOutcome{ok("UPDATE 1"), lost(true)}, false, true,
 			want{chosen: 0, marks: []int{1}, reasons: []markReason{markUnavailable}}},
-		{"first unavailable", []writeOutcome{lost(false), ok("UPDATE 1")}, false, true,
+		{rowMarked, "first unavailable", []writeOutcome{lost(false), ok("UPDATE 1")}, false, true,
 			want{chosen: 1, marks: []int{0}, reasons: []markReason{markUnavailable}}},
-		{"unavailable in a block", []writeOutcome{ok("UPDATE 1"), lost(true)}, true, true,
+		{rowMarked, "two of three unavailable", []writeOutcome{lost(true), ok("UPDATE 1"), lost(false)}, false, true,
+			want{chosen: 1, marks: []int{0, 2}, reasons: []markReason{markUnavailable, markUnavailable}}},
+		{rowLostWork, "unavailable in a block", []writeOutcome{ok("UPDATE 1"), lost(true)}, true, true,
 			want{chosen: 0, marks: []int{1}, reasons: []markReason{markUnavailable}}},
-		// Defect 6: one placement's serialization failure is the client's error.
-		{"40001 on one placement", []writeOutcome{fail("40001"), ok("UPDATE 1")}, true, true, want{code: "40001", chosen: -1}},
-		{"40001 outside a block", []writeOutcome{ok("UPDATE 1"), fail("40001")}, false, true, want{code: "40001", chosen: -1}},
-		{"deadlock", []writeOutcome{ok("UPDATE 1"), fail("40P01")}, false, true, want{code: "40P01", chosen: -1}},
-		{"lock timeout", []writeOutcome{fail("55P03"), ok("UPDATE 1")}, false, true, want{code: "55P03", chosen: -1}},
-		{"statement timeout", []writeOutcome{ok("UPDATE 1"), fail("57014")}, false, true, want{code: "57014", chosen: -1}},
-		{"failed transaction", []writeOutcome{ok("UPDATE 1"), fail("25P02")}, true, true, want{code: "25P02", chosen: -1}},
-		{"disk full", []writeOutcome{ok("UPDATE 1"), fail("53100")}, false, true, want{code: "53100", chosen: -1}},
-		{"division by zero on one", []writeOutcome{ok("UPDATE 1"), fail("22012")}, false, true, want{code: "22012", chosen: -1}},
+		// Errors every placement gives.
+		{rowClient, "duplicate key everywhere", []writeOutcome{fail("23505"), fail("23505")}, false, true, want{code: "23505", chosen: -1}},
+		{rowClient, "check violation everywhere", []writeOutcome{fail("23514"), fail("23514")}, false, true, want{code: "23514", chosen: -1}},
+		{rowClient, "bad value everywhere", []writeOutcome{fail("22P02"), fail("22P02")}, false, true, want{code: "22P02", chosen: -1}},
+		{rowClient, "unknown column everywhere", []writeOutcome{fail("42703"), fail("42703")}, true, true, want{code: "42703", chosen: -1}},
+		// Errors only one placement may give. Defect 6: one placement's serialization
+		// failure is the client's error.
+		{rowClient, "40001 on one placement", []writeOutcome{fail("40001"), ok("UPDATE 1")}, true, true, want{code: "40001", chosen: -1}},
+		{rowClient, "40001 outside a block", []writeOutcome{ok("UPDATE 1"), fail("40001")}, false, true, want{code: "40001", chosen: -1}},
+		{rowClient, "deadlock", []writeOutcome{ok("UPDATE 1"), fail("40P01")}, false, true, want{code: "40P01", chosen: -1}},
+		{rowClient, "lock timeout", []writeOutcome{fail("55P03"), ok("UPDATE 1")}, false, true, want{code: "55P03", chosen: -1}},
+		{rowClient, "statement timeout or cancel", []writeOutcome{ok("UPDATE 1"), fail("57014")}, false, true, want{code: "57014", chosen: -1}},
+		{rowClient, "failed transaction", []writeOutcome{ok("UPDATE 1"), fail("25P02")}, true, true, want{code: "25P02", chosen: -1}},
+		{rowClient, "resource error: disk full", []writeOutcome{ok("UPDATE 1"), fail("53100")}, false, true, want{code: "53100", chosen: -1}},
+		{rowClient, "resource error: out of memory", []writeOutcome{fail("53200"), ok("UPDATE 1")}, true, true, want{code: "53200", chosen: -1}},
+		{rowClient, "division by zero on one", []writeOutcome{ok("UPDATE 1"), fail("22012")}, false, true, want{code: "22012", chosen: -1}},
 		// A transaction-level error wins over an unavailable sibling: nothing is marked.
-		{"40001 and unavailable", []writeOutcome{fail("40001"), ok("UPDATE 1"), lost(true)}, false, true, want{code: "40001", chosen: -1}},
+		{rowClient, "40001 and unavailable", []writeOutcome{fail("40001"), ok("UPDATE 1"), lost(true)}, false, true, want{code: "40001", chosen: -1}},
 		// Different errors: the transaction-level one is the client's; nothing marked.
-		{"duplicate key and 40001", []writeOutcome{fail("23505"), fail("40001")}, false, true, want{code: "40001", chosen: -1}},
-		{"duplicate key and 40001 reversed", []writeOutcome{fail("40001"), fail("23505")}, false, true, want{code: "40001", chosen: -1}},
-		// Every placement refuses: the client's error.
-		{"duplicate key everywhere", []writeOutcome{fail("23505"), fail("23505")}, false, true, want{code: "23505", chosen: -1}},
+		{rowClient, "duplicate key and 40001", []writeOutcome{fail("23505"), fail("40001")}, false, true, want{code: "40001", chosen: -1}},
+		{rowClient, "duplicate key and 40001 reversed", []writeOutcome{fail("40001"), fail("23505")}, false, true, want{code: "40001", chosen: -1}},
 		// Defect 12b: a duplicate key while the other placement is lost marks nothing.
-		{"duplicate key and lost", []writeOutcome{fail("23505"), lost(true)}, false, true, want{code: "23505", chosen: -1}},
-		{"lost and duplicate key", []writeOutcome{lost(true), fail("23505")}, false, true, want{code: "23505", chosen: -1}},
-		// Divergence of data outside a block: the odd placement is marked.
-		{"duplicate key on one", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, false, true,
+		{rowClient, "duplicate key and lost", []writeOutcome{fail("23505"), lost(true)}, false, true, want{code: "23505", chosen: -1}},
+		{rowClient, "lost and duplicate key", []writeOutcome{lost(true), fail("23505")}, false, true, want{code: "23505", chosen: -1}},
+		// A constraint violation on one placement while its siblings took the write: the
+		// odd placement is marked, the statement succeeds.
+		{rowDiverge, "duplicate key on one", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, false, true,
 			want{chosen: 0, marks: []int{1}, reasons: []markReason{markError}}},
-		{"exclusion violation on one", []writeOutcome{fail("23P01"), ok("INSERT 0 1")}, false, true,
+		{rowDiverge, "exclusion violation on one", []writeOutcome{fail("23P01"), ok("INSERT 0 1")}, false, true,
 			want{chosen: 1, marks: []int{0}, reasons: []markReason{markError}}},
-		{"row counts differ", []writeOutcome{ok("DELETE 1"), ok("DELETE 0")}, false, true,
-			want{chosen: 0, marks: []int{1}, reasons: []markReason{markRowCount}}},
-		{"majority row count", []writeOutcome{ok("DELETE 0"), ok("DELETE 1"), ok("DELETE 1")}, false, true,
-			want{chosen: 1, marks: []int{0}, reasons: []markReason{markRowCount}}},
-		// A constraint violation is decided by the rows there are, in a block too.
-		{"duplicate key on one in a block", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, true, true,
+		{rowDiverge, "check violation on one", []writeOutcome{ok("UPDATE 1"), fail("23514")}, false, true,
 			want{chosen: 0, marks: []int{1}, reasons: []markReason{markError}}},
-		// A row count in a block depends on each placement's snapshot.
-		{"row counts differ in a block", []writeOutcome{ok("DELETE 1"), ok("DELETE 0")}, true, true, want{code: "40001", chosen: -1}},
-		// Nobody answered.
-		{"all unavailable in a transaction", []writeOutcome{lost(true), lost(true)}, false, true, want{code: "XX000", chosen: -1}},
-		{"all unavailable, not sent", []writeOutcome{lost(false), lost(false)}, false, false, want{code: "XX000", chosen: -1}},
-		// A lone placement lost after the statement went out: unknown, never marked.
-		{"only placement lost", []writeOutcome{lost(true)}, false, false, want{code: "08006", chosen: -1}},
-		{"autocommit lost after sending", []writeOutcome{lost(false), lost(true), lost(true)}, false, false,
+		// In a block too: it is decided by the rows there are.
+		{rowDiverge, "duplicate key on one in a block", []writeOutcome{ok("INSERT 0 1"), fail("23505")}, true, true,
+			want{chosen: 0, marks: []int{1}, reasons: []markReason{markError}}},
+		// A different row count outside a block: the answer most placements gave wins,
+		// the first placement's on a tie.
+		{rowDiverge, "row counts differ, a tie", []writeOutcome{ok("DELETE 1"), ok("DELETE 0")}, false, true,
+			want{chosen: 0, marks: []int{1}, reasons: []markReason{markRowCount}}},
+		{rowDiverge, "majority row count", []writeOutcome{ok("DELETE 0"), ok("DELETE 1"), ok("DELETE 1")}, false, true,
+			want{chosen: 1, marks: []int{0}, reasons: []markReason{markRowCount}}},
+		// Inside a block a row count depends on each placement's snapshot: 40001.
+		{rowDiverge, "row counts differ in a block", []writeOutcome{ok("DELETE 1"), ok("DELETE 0")}, true, true, want{code: "40001", chosen: -1}},
+		// Nobody answered: could not modify any active placements, nothing marked.
+		{rowNone, "all unavailable in a transaction", []writeOutcome{lost(true), lost(true)}, false, true, want{code: "XX000", chosen: -1}},
+		{rowNone, "all unavailable, not sent", []writeOutcome{lost(false), lost(false)}, false, false, want{code: "XX000", chosen: -1}},
+		{rowNone, "all unavailable in a block", []writeOutcome{lost(true), lost(true)}, true, true, want{code: "XX000", chosen: -1}},
+		{rowNone, "no placement", nil, false, false, want{code: "XX000", chosen: -1}},
+		// A single placement lost after the statement went out: 08006, never marked.
+		{rowNone, "only placement lost", []writeOutcome{lost(true)}, false, false, want{code: "08006", chosen: -1}},
+		// Several lost outside a transaction: the first that may have applied it is
+		// kept, the others marked, the outcome unknown.
+		{rowNone, "autocommit lost after sending", []writeOutcome{lost(false), lost(true), lost(true)}, false, false,
 			want{code: "08006", chosen: -1, marks: []int{0, 2}, reasons: []markReason{markUnknown, markUnknown}}},
-		{"no placement", nil, false, false, want{code: "XX000", chosen: -1}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.row+"/"+tc.name, func(t *testing.T) {
 			d := decideWrite(tc.outs, tc.inBlock, tc.atomic)
 			got := want{chosen: d.chosen, marks: d.marks, reasons: d.reasons}
 			if d.err != nil {
@@ -103,25 +128,30 @@ func TestDecideWrite(t *testing.T) {
 	}
 }
 
+// TestDecideCommit: the COMMIT of a write's own transaction on its placements (a write
+// to several placements outside a block), by the README's rows: a placement that failed
+// to commit while a sibling committed missed the write and is marked; the last
+// placement that may hold the write is never marked.
 func TestDecideCommit(t *testing.T) {
 	for _, tc := range []struct {
+		name              string
 		outs              []commitOutcome
 		marks             []int
 		committed, unkown bool
 	}{
-		{[]commitOutcome{commitDone, commitDone}, nil, true, false},
-		{[]commitOutcome{commitDone, commitUnknown}, []int{1}, true, false},
-		{[]commitOutcome{commitFailed, commitDone}, []int{0}, true, false},
-		{[]commitOutcome{commitNone, commitDone}, nil, true, false},
-		{[]commitOutcome{commitUnknown, commitUnknown}, []int{1}, false, true},
-		{[]commitOutcome{commitFailed, commitUnknown}, []int{0}, false, true},
-		{[]commitOutcome{commitFailed, commitFailed}, nil, false, false},
-		{[]commitOutcome{commitUnknown}, nil, false, true},
-		{[]commitOutcome{commitNone, commitNone}, nil, false, false},
+		{"every placement committed", []commitOutcome{commitDone, commitDone}, nil, true, false},
+		{"marked: lost during COMMIT while a sibling committed", []commitOutcome{commitDone, commitUnknown}, []int{1}, true, false},
+		{"marked: COMMIT failed while a sibling committed", []commitOutcome{commitFailed, commitDone}, []int{0}, true, false},
+		{"a placement that took no part is not marked", []commitOutcome{commitNone, commitDone}, nil, true, false},
+		{"never the last that may hold it: both lost, the first kept", []commitOutcome{commitUnknown, commitUnknown}, []int{1}, false, true},
+		{"never the last that may hold it: failed and lost", []commitOutcome{commitFailed, commitUnknown}, []int{0}, false, true},
+		{"the client's error: COMMIT failed everywhere", []commitOutcome{commitFailed, commitFailed}, nil, false, false},
+		{"a single placement lost during COMMIT: unknown", []commitOutcome{commitUnknown}, nil, false, true},
+		{"no placement took part", []commitOutcome{commitNone, commitNone}, nil, false, false},
 	} {
 		marks, committed, unknown := decideCommit(tc.outs)
 		if !reflect.DeepEqual(marks, tc.marks) || committed != tc.committed || unknown != tc.unkown {
-			t.Errorf("%v: marks %v committed %v unknown %v, want %v %v %v", tc.outs, marks, committed, unknown, tc.marks, tc.committed, tc.unkown)
+			t.Errorf("%s: %v: marks %v committed %v unknown %v, want %v %v %v", tc.name, tc.outs, marks, committed, unknown, tc.marks, tc.committed, tc.unkown)
 		}
 	}
 }
@@ -167,7 +197,8 @@ func TestDecideBlockCommit(t *testing.T) {
 			map[metadata.Node][]metadata.Placement{n(0): {p(1, 10, 0)}},
 			map[metadata.Node]error{n(0): nil, n(1): lost}, nil, ""},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		// The README's row "COMMIT of a transaction block".
+		t.Run("COMMIT of a transaction block/"+tc.name, func(t *testing.T) {
 			d := decideBlockCommit(tc.writes, tc.results, unavailable)
 			var ids []int64
 			for _, m := range d.marks {

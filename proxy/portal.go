@@ -51,7 +51,7 @@ func (ss *session) startSuspendable(ctx context.Context, snap *metadata.Snapshot
 	s := &suspension{pt: pt, call: ss.call, cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
-		s.err = ss.exec(sctx, ss.newExecution(snap, pt.stmt.st, pt.stmt.in, pt.prm))
+		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, pt.prm).run(sctx)
 		ss.endStatement()
 	})
 	ss.suspended = s
@@ -173,16 +173,6 @@ func (ss *session) dropBlockPortals() {
 		if pt != ss.activePortal {
 			ss.dropPortal(name)
 		}
-	}
-}
-
-// dropPortal removes a portal and what it set aside.
-func (ss *session) dropPortal(name string) {
-	if pt := ss.portals[name]; pt != nil {
-		pt.pending.Close()
-		pt.pending = nil
-		ss.preparedBytes -= pt.cost
-		delete(ss.portals, name)
 	}
 }
 

@@ -22,12 +22,13 @@ func errTableGone(oid uint32) error {
 }
 
 // execSelect runs a SELECT on a distributed table.
-func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	t, err := shardedTable(snap, st.Table)
+func (x *execution) execSelect(ctx context.Context) error {
+	ss, st, in := x.ss, x.st, x.in
+	t, err := shardedTable(x.snap, st.Table)
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
+	shards, err := ss.shards(ctx, t, st.Filter, in, x.prm, nil)
 	if err != nil {
 		return err
 	}
@@ -35,39 +36,39 @@ func (ss *session) execSelect(ctx context.Context, snap *metadata.Snapshot, st *
 		ss.txRowLocks = true
 	}
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	}
 	if len(shards) == 0 {
 		// No shard can hold a matching row: the coordinator's empty prototype table
 		// gives the right (empty) answer with the right columns.
-		return ss.coordinatorStatement(ctx, ss.render(st.Text, in, nil, nil), prm)
+		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	}
-	tasks, ok := ss.readTasks(snap, st, t, shards)
+	tasks, ok := x.readTasks(t, shards)
 	if !ok {
 		// The joined tables are no longer co-located: gather them instead.
 		fst := *st
 		fst.Merge = st.Fallback
-		return ss.gather(ctx, snap, &fst, in, prm, make([][]*metadata.Shard, len(st.Fallback.Pulls)))
+		return x.with(&fst).gather(ctx, make([][]*metadata.Shard, len(st.Fallback.Pulls)))
 	}
 	if len(tasks) == 1 {
 		holes := &router.Holes{In: in, Tables: tasks[0].names}
 		sql := st.Shard.Render(ss.sqlBuf[:0], holes)
 		ss.sqlBuf = sql
 		mapPos := func(p int32) int32 { return st.Shard.MapPosition(p, holes) }
-		return ss.readShard(ctx, tasks[0], sql, mapPos)
+		return x.readShard(ctx, tasks[0], sql, mapPos)
 	}
 	if st.Merge == nil {
 		return st.Err
 	}
 	switch st.Merge.Kind {
 	case router.Concat:
-		return ss.concat(ctx, tasks, st, in, prm)
+		return x.concat(ctx, tasks)
 	case router.Aggregate:
-		return ss.aggregate(ctx, snap, tasks, shards, st, in, prm)
+		return x.aggregate(ctx, tasks, shards)
 	case router.Gather:
-		return ss.gather(ctx, snap, st, in, prm, [][]*metadata.Shard{shards})
+		return x.gather(ctx, [][]*metadata.Shard{shards})
 	case router.Sorted:
-		return ss.sorted(ctx, snap, tasks, shards, st, in, prm)
+		return x.sorted(ctx, tasks, shards)
 	}
 	return pgerr.New(pgerr.InternalError, "unknown merge kind %d", st.Merge.Kind)
 }
@@ -84,7 +85,8 @@ type readTask struct {
 // readTasks prepares the reads of shards (of t). For a co-located join each task names
 // the shards of the same index of every joined table; ok is false when the tables are no
 // longer co-located, or no node holds all the shards of an index.
-func (ss *session) readTasks(snap *metadata.Snapshot, st *router.Statement, t *metadata.Table, shards []*metadata.Shard) ([]readTask, bool) {
+func (x *execution) readTasks(t *metadata.Table, shards []*metadata.Shard) ([]readTask, bool) {
+	st := x.st
 	tasks := make([]readTask, len(shards))
 	if len(st.Colocated) == 0 {
 		for i, sh := range shards {
@@ -94,7 +96,7 @@ func (ss *session) readTasks(snap *metadata.Snapshot, st *router.Statement, t *m
 	}
 	tables := make([]*metadata.Table, len(st.Colocated))
 	for j, oid := range st.Colocated {
-		if tables[j] = snap.TableByOID(oid); tables[j] == nil || !router.SameShards(t, tables[j]) {
+		if tables[j] = x.snap.TableByOID(oid); tables[j] == nil || !router.SameShards(t, tables[j]) {
 			return nil, false
 		}
 	}
@@ -109,7 +111,7 @@ func (ss *session) readTasks(snap *metadata.Snapshot, st *router.Statement, t *m
 			task.names = append(task.names, router.ShardName(tj.Schema, tj.Name, tj.Shards[idx].ID))
 		}
 	placements:
-		for _, p := range ss.readPlacements(sh) {
+		for _, p := range x.readPlacements(sh) {
 			for _, tj := range tables {
 				found := false
 				for _, q := range tj.Shards[idx].Finalized() {
@@ -155,7 +157,8 @@ func noShards(t *metadata.Table) error {
 // a transaction block, a placement on a node the block already uses comes first, and a
 // shard the block wrote is read only where the block's writes went (a placement that
 // missed them is marked, but the read must not depend on how soon that shows).
-func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
+func (x *execution) readPlacements(sh *metadata.Shard) []metadata.Placement {
+	ss := x.ss
 	ps := sh.Finalized()
 	if ss.tx != txIdle && len(ss.txWrites) > 0 {
 		wrote := map[int64]bool{}
@@ -190,15 +193,16 @@ func (ss *session) readPlacements(sh *metadata.Shard) []metadata.Placement {
 // readShard runs a read on one finalized placement of sh and relays the result. It fails
 // over to the next placement when one is unreachable, as long as nothing of the result has
 // gone to the client.
-func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, mapPos func(int32) int32) error {
+func (x *execution) readShard(ctx context.Context, task readTask, sql []byte, mapPos func(int32) int32) error {
+	ss, conns := x.ss, x.conns()
 	sh := task.shard
 	ps := task.ps
 	if ps == nil {
-		ps = ss.readPlacements(sh)
+		ps = x.readPlacements(sh)
 	}
 	var lastErr error
 	for _, p := range ps {
-		wc, err := ss.workerConn(ctx, p.Node)
+		wc, err := conns.workerConn(ctx, p.Node)
 		if err != nil {
 			if backend.Unavailable(err) {
 				lastErr = err
@@ -209,17 +213,17 @@ func (ss *session) readShard(ctx context.Context, task readTask, sql []byte, map
 		c := wc.conn()
 		mark := ss.w.Len()
 		flushed := ss.w.Flushes()
-		ss.sendSQL(c, sql, ss.call.results)
+		x.sendSQL(c, sql, x.prm)
 		if err := ss.sendTo(c); err != nil {
 			// Inside a transaction block too: the connection is broken now, so the block
 			// goes on without the node (its writes there are marked at COMMIT), and every
 			// other finalized placement of the shard holds the block's writes to it.
-			ss.release(wc)
+			conns.release(wc)
 			lastErr = err
 			continue
 		}
-		res, err := ss.relay(ctx, c, relayOpts{mapPos: mapPos})
-		ss.release(wc)
+		res, err := x.relay(ctx, c, relayOpts{mapPos: mapPos})
+		conns.release(wc)
 		if err != nil {
 			if ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
 				ss.w.Truncate(mark)
@@ -249,9 +253,9 @@ type shardRead struct {
 
 // startReads sends each shard's query to a placement (all before reading any answer, so
 // the shards work in parallel).
-func (ss *session) startReads(ctx context.Context, reads []*shardRead) error {
+func (x *execution) startReads(ctx context.Context, reads []*shardRead) error {
 	for _, r := range reads {
-		if err := ss.startRead(ctx, r); err != nil {
+		if err := x.startRead(ctx, r); err != nil {
 			return err
 		}
 	}
@@ -259,15 +263,16 @@ func (ss *session) startReads(ctx context.Context, reads []*shardRead) error {
 }
 
 // startRead sends one shard's query, failing over across placements.
-func (ss *session) startRead(ctx context.Context, r *shardRead) error {
+func (x *execution) startRead(ctx context.Context, r *shardRead) error {
+	ss, conns := x.ss, x.conns()
 	if r.ps == nil {
-		r.ps = ss.readPlacements(r.shard)
+		r.ps = x.readPlacements(r.shard)
 	}
 	var lastErr error
 	for len(r.ps) > 0 {
 		p := r.ps[0]
 		r.ps = r.ps[1:]
-		wc, err := ss.workerConn(ctx, p.Node)
+		wc, err := conns.workerConn(ctx, p.Node)
 		if err != nil {
 			if backend.Unavailable(err) {
 				lastErr = err
@@ -277,18 +282,18 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 		}
 		c := wc.conn()
 		if r.describe {
-			prm := ss.call.prm
+			prm := x.prm
 			if prm == nil {
 				prm = &params{}
 			}
-			c.SendExtended(r.sql, ss.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
+			c.SendExtended(r.sql, x.oidsFor(c, prm), prm.formats, prm.values, r.results, true)
 		} else if r.internal {
-			ss.sendInternal(c, r.sql)
+			x.sendInternal(c, r.sql, x.prm)
 		} else {
-			ss.sendSQL(c, r.sql, r.results)
+			x.sendSQL(c, r.sql, x.prm)
 		}
 		if err := ss.sendTo(c); err != nil {
-			ss.release(wc)
+			conns.release(wc)
 			lastErr = err
 			continue
 		}
@@ -300,24 +305,25 @@ func (ss *session) startRead(ctx context.Context, r *shardRead) error {
 
 // finishReads drains and releases the connections of reads that are still open (after an
 // error or an early stop).
-func (ss *session) finishReads(ctx context.Context, reads []*shardRead) {
+func (x *execution) finishReads(ctx context.Context, reads []*shardRead) {
 	for _, r := range reads {
 		if r.wc.res == nil {
 			continue
 		}
 		c := r.wc.conn()
 		if !c.Broken() {
-			ss.relay(ctx, c, relayOpts{quiet: true})
+			x.relay(ctx, c, relayOpts{quiet: true})
 		}
-		ss.release(r.wc)
+		x.conns().release(r.wc)
 		r.wc = workerConn{}
 	}
 }
 
 // concat streams the rows of every shard to the client, applying LIMIT and OFFSET.
-func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) concat(ctx context.Context, tasks []readTask) error {
+	ss, conns, st, in := x.ss, x.conns(), x.st, x.in
 	m := st.Merge
-	limit, offset, err := mergeLimits(m, in, prm)
+	limit, offset, err := mergeLimits(m, in, x.prm)
 	if err != nil {
 		return err
 	}
@@ -330,10 +336,10 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 	reads := make([]*shardRead, len(tasks))
 	for i, task := range tasks {
 		holes := &router.Holes{In: in, Tables: task.names, Evals: evals}
-		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: tpl.Render(nil, holes), results: ss.call.results}
+		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: tpl.Render(nil, holes), results: x.results}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	sentDesc := false
@@ -370,18 +376,18 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 				e := c.DecodeError(b)
 				e.Position = 0
 				stop()
-				ss.drainRead(ctx, c)
-				ss.release(r.wc)
+				x.drainRead(ctx, c)
+				conns.release(r.wc)
 				r.wc = workerConn{}
 				ss.failBlock()
 				return e
 			case 'N':
-				ss.forwardNotice(c, b)
+				forwardNotice(ss.w, ss.srv, c, b)
 			}
 		}
 		stop()
 		ss.stopRunning(c)
-		ss.release(r.wc)
+		conns.release(r.wc)
 		r.wc = workerConn{}
 	}
 	ss.commandComplete("SELECT " + strconv.FormatInt(sent, 10))
@@ -389,8 +395,8 @@ func (ss *session) concat(ctx context.Context, tasks []readTask, st *router.Stat
 }
 
 // drainRead reads a backend's remaining messages up to ReadyForQuery.
-func (ss *session) drainRead(ctx context.Context, c *backend.Conn) {
-	ss.relay(ctx, c, relayOpts{quiet: true})
+func (x *execution) drainRead(ctx context.Context, c *backend.Conn) {
+	x.relay(ctx, c, relayOpts{quiet: true})
 }
 
 // mergeLimits evaluates a merge's LIMIT and OFFSET for this execution (-1 and 0 when
@@ -463,13 +469,14 @@ func intValue(v router.Value, in *router.Input, prm *params) (int64, error) {
 	return n, nil
 }
 
-// aggregate computes partial aggregates on every shard and combines them on the
-// coordinator.
 // float4OID is the OID of type real.
 const float4OID = 700
 
-func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
-	m := st.Merge
+// aggregate computes partial aggregates on every shard and combines them on the
+// coordinator.
+func (x *execution) aggregate(ctx context.Context, tasks []readTask, shards []*metadata.Shard) error {
+	ss, conns, in := x.ss, x.conns(), x.in
+	m := x.st.Merge
 	reads := make([]*shardRead, len(tasks))
 	for i, task := range tasks {
 		holes := &router.Holes{In: in, Tables: task.names}
@@ -477,8 +484,8 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 		// abbreviations or extra_float_digits.
 		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), results: []int16{1}, describe: true}
 	}
-	defer ss.finishReads(ctx, reads)
-	if err := ss.startReads(ctx, reads); err != nil {
+	defer x.finishReads(ctx, reads)
+	if err := x.startReads(ctx, reads); err != nil {
 		return err
 	}
 	var oids []uint32
@@ -487,7 +494,7 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 		c := r.wc.conn()
 		rows, desc, err := collectRows(ctx, c)
 		ss.stopRunning(c)
-		ss.release(r.wc)
+		conns.release(r.wc)
 		r.wc = workerConn{}
 		if err != nil {
 			if e, ok := err.(*pgerr.Error); ok {
@@ -502,8 +509,8 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 					// A type of the user's (an enum, say): its OID differs on each
 					// server, and its binary form may name other OIDs. Gather the
 					// rows instead; the coordinator aggregates them itself.
-					ss.finishReads(ctx, reads)
-					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+					x.finishReads(ctx, reads)
+					return x.mergeFallback(ctx, shards)
 				}
 				oids = append(oids, f.DataTypeOID)
 			}
@@ -511,8 +518,8 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 				if i < len(oids) && oids[i] == float4OID {
 					// avg() of a real: PostgreSQL sums in double precision, where
 					// the shards' sums were reals. Gather instead.
-					ss.finishReads(ctx, reads)
-					return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+					x.finishReads(ctx, reads)
+					return x.mergeFallback(ctx, shards)
 				}
 			}
 		}
@@ -528,7 +535,7 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 	var clientArgs [][]byte
 	var clientOIDs []uint32
 	var clientFormats []int16
-	if prm := ss.call.prm; prm != nil {
+	if prm := x.prm; prm != nil {
 		clientArgs, clientOIDs = prm.values, prm.oids
 		for i := range prm.values {
 			clientFormats = append(clientFormats, prm.format(i))
@@ -572,14 +579,14 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 		formats = append(formats, 1)
 	}
 	args = append(append([][]byte{}, clientArgs...), args...)
-	c, err := ss.coordConn(ctx)
+	c, err := conns.coordConn(ctx)
 	if err != nil {
 		return err
 	}
 	w := c.Writer()
 	w.Msg(&pgproto3.Parse{Query: string(final), ParameterOIDs: paramOIDs})
-	w.Msg(&pgproto3.Bind{ParameterFormatCodes: formats, Parameters: args, ResultFormatCodes: ss.call.results})
-	if !ss.call.extended {
+	w.Msg(&pgproto3.Bind{ParameterFormatCodes: formats, Parameters: args, ResultFormatCodes: x.results})
+	if !x.extended {
 		w.Msg(&pgproto3.Describe{ObjectType: 'P'})
 	}
 	w.Msg(&pgproto3.Execute{})
@@ -587,11 +594,11 @@ func (ss *session) aggregate(ctx context.Context, snap *metadata.Snapshot, tasks
 	if err := ss.sendTo(c); err != nil {
 		return err
 	}
-	res, err := ss.relay(ctx, c, relayOpts{coordinator: true})
+	res, err := x.relay(ctx, c, relayOpts{coordinator: true})
 	if err != nil {
 		return err
 	}
-	return ss.afterCoordinator(c, res)
+	return x.afterCoordinator(res)
 }
 
 // collectRows reads a result: its row description and its rows (text values, copied).

@@ -32,28 +32,16 @@ type session struct {
 	pid, secret uint32
 	user        string
 	appName     string
-	settings    settings
-	// startup are the settings from the startup packet: RESET returns to them.
-	startupValues map[string]string
-	// settingsDirty is set when a statement may have changed session settings; they are
-	// read back from the coordinator before the next worker connection is used.
-	settingsDirty bool
-	// settingsErr is set while the session's settings are too large to apply to worker
-	// connections (bounds.go).
-	settingsErr error
+	// sessionSettings are the session's settings and their replay (settings.go).
+	sessionSettings
 	// params are the ParameterStatus values the client has been told; reportedConn
 	// and reportedSeq say up to which of its coordinator connection's reports (reportParams).
 	params       map[string]string
 	reportedConn *backend.Conn
 	reportedSeq  uint64
-	// names is where the names of distributed tables resolve in this session (names.go);
-	// namesDirty is set when the session's settings may have changed that; txNames when
-	// the block ran a statement that may have created, dropped or renamed relations.
-	names      *namesState
-	namesDirty bool
-	txNames    bool
-	txNamesOwn bool
-	namesRetry time.Time // after a failed resolution, when to ask again
+	// sessionNames is where the names of distributed tables resolve in this session
+	// (names.go).
+	sessionNames
 
 	// txnState is the transaction layer (txn.go): the block's state, its backend
 	// connections, savepoints, shard locks and idle timeouts, and the commit.
@@ -78,25 +66,16 @@ type session struct {
 	call stmtCall
 	// listening is set after LISTEN: notifications may arrive while the session is idle.
 	listening bool
-	// stmts and portals are the session's prepared statements and portals;
-	// descCache caches statement descriptions by text and parameter types.
-	stmts   map[string]*prepared
-	portals map[string]*portal
+	// stmtStore holds the session's prepared statements and portals (bounds.go).
+	stmtStore
 	// cursorTables numbers the temporary tables that cursors over distributed tables
 	// read (they stay until the end of their transaction).
 	cursorTables int
 	// suspended is the portal whose statement waits, part way through its result, for
 	// the client's next Execute (see suspension).
 	suspended *suspension
-	descCache map[string]description
-	// tempBytes are the bytes in the session's temporary result files (spool);
-	// preparedBytes the estimated memory of its prepared statements (bounds.go).
-	tempBytes     int64
-	preparedBytes int64
-	// spoolMem are the bytes the session's spools keep in memory (at most work-mem);
-	// spoolFiles the temporary files they hold open (at most maxSessionSpoolFiles).
-	spoolMem   int64
-	spoolFiles int
+	// spoolBudget bounds what the session's spools set aside together (spool.go).
+	spoolBudget
 
 	// activePortal is the portal an Execute is running.
 	activePortal *portal
@@ -116,19 +95,17 @@ type session struct {
 func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved bool) {
 	defer nc.Close()
 	ss := &session{
-		srv:       s,
-		nc:        nc,
-		r:         pgwire.NewReader(nc, 16<<10),
-		log:       s.log,
-		running:   map[*backend.Conn]struct{}{},
-		stmts:     map[string]*prepared{},
-		portals:   map[string]*portal{},
-		descCache: map[string]description{},
-		refused:   refused,
-		reserved:  reserved,
+		srv:      s,
+		nc:       nc,
+		r:        pgwire.NewReader(nc, 16<<10),
+		log:      s.log,
+		running:  map[*backend.Conn]struct{}{},
+		refused:  refused,
+		reserved: reserved,
 	}
 	ss.txnState = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
 	ss.w = pgwire.NewWriter(clientWriter{ss})
+	initState(ss)
 	if s.cfg.MaxMessage > 0 {
 		ss.r.SetMaxMessage(s.cfg.MaxMessage)
 	}

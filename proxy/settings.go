@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"runtime"
 	"sort"
 	"strings"
+
+	"github.com/jackc/puddle/v2"
 
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
@@ -82,37 +85,78 @@ func (st *settings) searchPath() string {
 	return `"$user", public`
 }
 
+// sessionSettings are the session's settings and what keeps every backend connection it
+// uses at them: SET and RESET run on the session's coordinator connection, which then
+// holds the truth; they mark the settings dirty, and the next worker connection used
+// outside a transaction block has them read back from there first (refreshSettings). It
+// is the session's (embedded in it), used by its goroutine only.
+type sessionSettings struct {
+	settings settings
+	// startupValues are the settings from the startup packet: RESET returns to them.
+	startupValues map[string]string
+	// settingsDirty is set when a statement may have changed session settings; they are
+	// read back from the coordinator before the next worker connection is used.
+	settingsDirty bool
+	// settingsErr is set while the session's settings are too large to apply to worker
+	// connections (bounds.go).
+	settingsErr error
+	setDeps     settingsDeps
+}
+
+// settingsDeps are what the settings read of the rest of the session, wired when it is
+// built (initState): the transaction layer's coordinator connection, where every SET
+// ran, and its state (inside a block the coordinator's values include SET LOCAL and SETs
+// the block may still roll back), both of which change over the session's life; the
+// session's user, set at startup; the parameters the client was told (ParameterStatus:
+// client_encoding is the coordinator's, as reported); and the log.
+type settingsDeps struct {
+	coord  *(*puddle.Resource[*backend.Conn])
+	tx     *txStatus
+	user   *string
+	params *map[string]string
+	log    *slog.Logger
+}
+
+// coordConn is the session's coordinator connection, nil while it has none.
+func (d settingsDeps) coordConn() *backend.Conn {
+	if *d.coord == nil {
+		return nil
+	}
+	return (*d.coord).Value()
+}
+
 // applySettings brings a backend connection to the session's settings. Outside a
 // transaction block these are the session-level values; a connection that joins a block
 // then replays the block's SET, SET LOCAL and savepoint statements in order (txReplay),
 // so inside the block it holds what the coordinator holds, and after the block it
 // returns to the session-level values.
-func (ss *session) applySettings(ctx context.Context, c *backend.Conn) error {
-	return ss.applySettingsFor(ctx, c, false)
+func (st *sessionSettings) applySettings(ctx context.Context, c *backend.Conn) error {
+	return st.applySettingsFor(ctx, c, false)
 }
 
 // applySettingsFor is applySettings for a worker connection, or not.
-func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error {
-	if ss.settingsDirty && ss.tx == txIdle && ss.coord != nil && c != ss.coord.Value() {
-		ss.refreshSettings(ctx)
+func (st *sessionSettings) applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error {
+	coord := st.setDeps.coordConn()
+	if st.settingsDirty && *st.setDeps.tx == txIdle && coord != nil && c != coord {
+		st.refreshSettings(ctx)
 	}
-	if ss.settingsErr != nil && (ss.coord == nil || c != ss.coord.Value()) {
-		return ss.settingsErr
+	if st.settingsErr != nil && (coord == nil || c != coord) {
+		return st.settingsErr
 	}
 	// On a worker connection, a reported setting that changed since the settings were
 	// applied (a function of the client's turned standard_conforming_strings off, or set
 	// TimeZone, with set_config on a shard) was not pgshard's doing: the connection is
 	// back in the pool, so the next session would inherit it, and read statements as
 	// pgshard does not. Apply the session's settings afresh.
-	if c.Settings == ss.settings.key && (!worker || c.SettingsSeq == c.ParamsSeq) {
+	if c.Settings == st.settings.key && (!worker || c.SettingsSeq == c.ParamsSeq) {
 		return nil
 	}
 	// RESET ALL leaves role and session_authorization alone; SET SESSION AUTHORIZATION
 	// DEFAULT resets both (it is allowed to every user).
 	sql := "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
-	apply := ss.settings.apply
+	apply := st.settings.apply
 	if worker {
-		apply = ss.settings.workerApply
+		apply = st.settings.workerApply
 	}
 	if apply != "" {
 		sql += "; " + apply
@@ -120,28 +164,28 @@ func (ss *session) applySettingsFor(ctx context.Context, c *backend.Conn, worker
 	if err := c.Exec(ctx, sql); err != nil {
 		return err
 	}
-	c.Settings, c.SettingsSeq = ss.settings.key, c.ParamsSeq
+	c.Settings, c.SettingsSeq = st.settings.key, c.ParamsSeq
 	return nil
 }
 
 // refreshSettings reads the session-level settings back from its coordinator connection,
 // where every SET ran. It is called outside transaction blocks only: inside one, the
 // coordinator's values include SET LOCAL and SETs the block may still roll back.
-func (ss *session) refreshSettings(ctx context.Context) {
-	ss.settingsDirty = false
-	if ss.coord == nil {
+func (st *sessionSettings) refreshSettings(ctx context.Context) {
+	st.settingsDirty = false
+	c := st.setDeps.coordConn()
+	if c == nil {
 		return
 	}
-	c := ss.coord.Value()
 	// role and session_authorization are not listed in pg_settings.
 	rows, err := c.ExecRows(ctx, `SELECT name, setting FROM pg_catalog.pg_settings
 		WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.!~~) 'transaction\_%' AND name OPERATOR(pg_catalog.<>) 'application_name'
 		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'
 		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
-			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(ss.user))
+			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(*st.setDeps.user))
 	if err != nil {
-		ss.log.Warn("could not read session settings", "err", err)
-		ss.settingsDirty = true
+		st.setDeps.log.Warn("could not read session settings", "err", err)
+		st.settingsDirty = true
 		return
 	}
 	values := map[string]string{}
@@ -150,12 +194,12 @@ func (ss *session) refreshSettings(ctx context.Context) {
 		values[strings.ToLower(string(r[0]))] = string(r[1])
 		size += len(r[0]) + len(r[1])
 	}
-	ss.settingsErr = nil
+	st.settingsErr = nil
 	if size > maxSessionSettings {
 		// Every worker connection the session uses would get them: the session uses
 		// none until they are reset. The proxy keeps only what routing needs.
-		ss.settingsErr = settingsTooLarge()
-		ss.settingsDirty = true // read again after the next SET or RESET
+		st.settingsErr = settingsTooLarge()
+		st.settingsDirty = true // read again after the next SET or RESET
 		kept := map[string]string{}
 		for _, n := range []string{"search_path", "role", "session_authorization"} {
 			if v, ok := values[n]; ok {
@@ -164,15 +208,15 @@ func (ss *session) refreshSettings(ctx context.Context) {
 		}
 		values = kept
 	}
-	ss.settings = newSettings(values)
-	c.Settings = ss.settings.key
+	st.settings = newSettings(values)
+	c.Settings = st.settings.key
 }
 
 func runtimeStack(buf []byte) int { return runtime.Stack(buf, false) }
 
 // clientEncoding is the session's client_encoding, as the coordinator reported it.
-func (ss *session) clientEncoding() string {
-	if v := ss.params["client_encoding"]; v != "" {
+func (st *sessionSettings) clientEncoding() string {
+	if v := (*st.setDeps.params)["client_encoding"]; v != "" {
 		return v
 	}
 	return "UTF8"

@@ -51,7 +51,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			}
 		}
 		if err == nil {
-			err = ss.coordinatorStatement(ctx, q, nil)
+			err = ss.newExecution(nil, nil, nil, nil).coordinatorStatement(ctx, q)
 		}
 		if err != nil {
 			ss.statementFailed(err)
@@ -92,7 +92,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				err := ss.exec(ctx, ss.newExecution(snap, st, in, nil))
+				err := ss.newExecution(snap, st, in, nil).run(ctx)
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.

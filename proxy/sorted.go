@@ -21,14 +21,15 @@ import (
 // at a time, so that memory holds one row per shard whatever the result's size. When a
 // key's type has no comparison here (or strings that sort by a locale), or shards share a
 // connection inside a transaction block, the merge's gather fallback runs instead.
-func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []readTask, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
-	m := st.Merge
+func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*metadata.Shard) error {
+	ss, in := x.ss, x.in
+	m := x.st.Merge
 	fallback := func() error {
 		if m.Fallback == nil {
 			return pgerr.New(pgerr.FeatureNotSupported, "cannot perform distributed planning for the given query").
 				WithDetail("SELECT ... FOR UPDATE/SHARE ordered by a key the proxy cannot compare is not supported over several shards.")
 		}
-		return ss.mergeFallback(ctx, snap, shards, st, in, prm)
+		return x.mergeFallback(ctx, shards)
 	}
 	// buffered: shards share a connection of the transaction block and the merge has no
 	// gather to fall back to (rows locked FOR UPDATE/SHARE): each shard's rows are read
@@ -41,7 +42,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 		for i := range tasks {
 			ps := tasks[i].ps
 			if ps == nil {
-				ps = ss.readPlacements(tasks[i].shard)
+				ps = x.readPlacements(tasks[i].shard)
 				tasks[i].ps = ps
 			}
 			if len(ps) == 0 {
@@ -56,7 +57,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 			nodes[ps[0].Node] = true
 		}
 	}
-	limit, offset, err := mergeLimits(m, in, prm)
+	limit, offset, err := mergeLimits(m, in, x.prm)
 	if err != nil {
 		return err
 	}
@@ -70,10 +71,10 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 		switch {
 		case i >= nv:
 			formats[i] = 1
-		case len(ss.call.results) == 1:
-			formats[i] = ss.call.results[0]
-		case i < len(ss.call.results):
-			formats[i] = ss.call.results[i]
+		case len(x.results) == 1:
+			formats[i] = x.results[0]
+		case i < len(x.results):
+			formats[i] = x.results[i]
 		}
 	}
 	reads := make([]*shardRead, len(tasks))
@@ -81,9 +82,9 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 		holes := &router.Holes{In: in, Tables: task.names, Evals: evals}
 		reads[i] = &shardRead{shard: task.shard, ps: task.ps, sql: m.Shard.Render(nil, holes), results: formats, describe: true}
 	}
-	defer ss.finishReads(ctx, reads)
+	defer x.finishReads(ctx, reads)
 	if !buffered {
-		if err := ss.startReads(ctx, reads); err != nil {
+		if err := x.startReads(ctx, reads); err != nil {
 			return err
 		}
 	}
@@ -91,29 +92,29 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 	sentDesc := false
 	for _, r := range reads {
 		if buffered {
-			if err := ss.startRead(ctx, r); err != nil {
+			if err := x.startRead(ctx, r); err != nil {
 				return err
 			}
 		}
 		cur := &cursor{r: r, nv: nv, nk: nk}
-		desc, err := ss.advance(ctx, cur)
+		desc, err := x.advance(ctx, cur)
 		if err != nil {
 			return err
 		}
 		if desc != nil {
 			if h.types == nil {
 				if h.types = keyTypes(desc, nv, m.Keys); h.types == nil {
-					ss.finishReads(ctx, reads)
+					x.finishReads(ctx, reads)
 					return fallback()
 				}
 			}
-			if !sentDesc && !ss.call.extended {
+			if !sentDesc && !x.extended {
 				desc.Fields = desc.Fields[:nv]
 				ss.w.Msg(desc)
 			}
 			sentDesc = true
 			if cur.row == nil && !cur.done {
-				if _, err := ss.advance(ctx, cur); err != nil {
+				if _, err := x.advance(ctx, cur); err != nil {
 					return err
 				}
 			}
@@ -128,12 +129,12 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 					ss.failBlock()
 					return err
 				}
-				if _, err := ss.advance(ctx, cur); err != nil {
+				if _, err := x.advance(ctx, cur); err != nil {
 					return err
 				}
 			}
 			cur.buf, cur.buffered, cur.done = sp, true, false
-			if _, err := ss.advance(ctx, cur); err != nil {
+			if _, err := x.advance(ctx, cur); err != nil {
 				return err
 			}
 		}
@@ -154,7 +155,7 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 			ss.w.Raw('D', out)
 			sent++
 		}
-		if _, err := ss.advance(ctx, cur); err != nil {
+		if _, err := x.advance(ctx, cur); err != nil {
 			return err
 		}
 		if cur.done {
@@ -168,14 +169,15 @@ func (ss *session) sorted(ctx context.Context, snap *metadata.Snapshot, tasks []
 }
 
 // mergeFallback runs a merge's gather fallback over the shards the statement selected.
-func (ss *session) mergeFallback(ctx context.Context, snap *metadata.Snapshot, shards []*metadata.Shard, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) mergeFallback(ctx context.Context, shards []*metadata.Shard) error {
+	st := x.st
 	fst := *st
 	fst.Merge = st.Merge.Fallback
 	pulls := make([][]*metadata.Shard, len(fst.Merge.Pulls))
 	if len(st.Colocated) == 0 {
 		pulls[0] = shards
 	}
-	return ss.gather(ctx, snap, &fst, in, prm, pulls)
+	return x.with(&fst).gather(ctx, pulls)
 }
 
 // firstNormalOID is PostgreSQL's first OID for objects created after initdb: types
@@ -197,7 +199,8 @@ type cursor struct {
 
 // advance reads the stream's next row. It returns the RowDescription when that comes
 // first (cur.row is then nil). Errors end the statement.
-func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescription, error) {
+func (x *execution) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescription, error) {
+	ss := x.ss
 	cur.row = nil
 	if cur.buffered {
 		_, b, err := cur.buf.Next()
@@ -235,16 +238,16 @@ func (ss *session) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDescr
 		case 'E':
 			e := c.DecodeError(b)
 			e.Position = 0
-			ss.drainRead(ctx, c)
-			ss.release(cur.r.wc)
+			x.drainRead(ctx, c)
+			x.conns().release(cur.r.wc)
 			cur.r.wc = workerConn{}
 			ss.failBlock()
 			return nil, e
 		case 'N':
-			ss.forwardNotice(c, b)
+			forwardNotice(ss.w, ss.srv, c, b)
 		case 'Z':
 			ss.stopRunning(c)
-			ss.release(cur.r.wc)
+			x.conns().release(cur.r.wc)
 			cur.r.wc = workerConn{}
 			cur.done = true
 			return nil, nil

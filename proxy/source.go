@@ -30,7 +30,8 @@ const sourcePortal = "pgshard_source"
 // applies whole or not at all, the batches run in one transaction block on the
 // coordinator and on every placement they touch: the session's own block, or one opened
 // for the statement and committed at its end.
-func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
+	ss, st, in := x.ss, x.st, x.in
 	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in, nil)
 	if err != nil {
 		return err
@@ -40,8 +41,8 @@ func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *rout
 	var n int64
 	sentDesc := false
 	err = ss.inBlock(ctx, func() error {
-		return ss.forSourceRows(ctx, st, in, prm, func(rows [][][]byte) error {
-			order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+		return x.forSourceRows(ctx, func(rows [][][]byte) error {
+			order, byShard, err := x.rowsByShard(ctx, t, rows, keyPos)
 			if err != nil {
 				return err
 			}
@@ -54,7 +55,7 @@ func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *rout
 				sql = st.InsertSuffix.Render(sql, holes)
 				tasks = append(tasks, writeTask{shard: sh, sql: sql, rows: byShard[sh.ID]})
 			}
-			k, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+			k, err := x.applyWrites(ctx, tasks, &sentDesc)
 			n += k
 			return err
 		})
@@ -62,7 +63,7 @@ func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *rout
 	if err != nil {
 		return err
 	}
-	ss.writeComplete(st, n)
+	x.writeComplete(n)
 	return nil
 }
 
@@ -70,14 +71,15 @@ func (ss *session) insertSelect(ctx context.Context, t *metadata.Table, st *rout
 // changes (their identity and new values, from the Source query, in batches), and each
 // shard changes its rows of a batch, joined with the list of them. Like insertSelect, it
 // runs in one transaction block.
-func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) error {
+func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error {
+	ss, st, in := x.ss, x.st, x.in
 	types, keyPos := sourceTypes(t, st)
 	var n int64
 	sentDesc, any := false, false
 	err := ss.inBlock(ctx, func() error {
-		err := ss.forSourceRows(ctx, st, in, prm, func(rows [][][]byte) error {
+		err := x.forSourceRows(ctx, func(rows [][][]byte) error {
 			any = true
-			order, byShard, err := ss.rowsByShard(ctx, t, rows, keyPos)
+			order, byShard, err := x.rowsByShard(ctx, t, rows, keyPos)
 			if err != nil {
 				return err
 			}
@@ -87,21 +89,21 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 				holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: []string{values}}
 				tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
 			}
-			k, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+			k, err := x.applyWrites(ctx, tasks, &sentDesc)
 			n += k
 			return err
 		})
 		if err == nil && !any {
 			// Nothing to change: the coordinator's empty prototypes answer with the
 			// right tag (and RETURNING's columns).
-			return ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return x.coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		return err
 	})
 	if err != nil || !any {
 		return err
 	}
-	ss.writeComplete(st, n)
+	x.writeComplete(n)
 	return nil
 }
 
@@ -110,7 +112,8 @@ func (ss *session) modifySelected(ctx context.Context, t *metadata.Table, st *ro
 // st.SourceCols and, last, the partition key's canonical form. It runs inside the
 // session's transaction block, where the cursor outlives the other statements fn sends
 // to the coordinator.
-func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *router.Input, prm *params, fn func([][][]byte) error) error {
+func (x *execution) forSourceRows(ctx context.Context, fn func([][][]byte) error) error {
+	ss, st, in := x.ss, x.st, x.in
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
@@ -118,12 +121,14 @@ func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *
 	var g *gathered
 	var names []string
 	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
-		if g, err = ss.gatherTables(ctx, ss.srv.cache.Load(), st.Merge, in, prm, nil); err != nil {
+		gx := *x
+		gx.snap = ss.srv.cache.Load()
+		if g, err = gx.gatherTables(ctx, st.Merge, nil); err != nil {
 			return err
 		}
 		names = g.names
 	}
-	err = ss.readCursor(ctx, c, ss.render(st.Source, in, names, nil), prm, fn)
+	err = x.readCursor(ctx, c, render(st.Source, in, names, nil), fn)
 	if g != nil {
 		if endErr := g.end(ctx, ss, err == nil); err == nil {
 			err = endErr
@@ -135,9 +140,10 @@ func (ss *session) forSourceRows(ctx context.Context, st *router.Statement, in *
 	return err
 }
 
-// readCursor runs sql with the client's parameters as a cursor on the coordinator
+// readCursor runs sql with the client's parameters (x.prm) as a cursor on the coordinator
 // connection c, and hands its rows (text, copied) to fn a batch at a time.
-func (ss *session) readCursor(ctx context.Context, c *backend.Conn, sql string, prm *params, fn func([][][]byte) error) error {
+func (x *execution) readCursor(ctx context.Context, c *backend.Conn, sql string, fn func([][][]byte) error) error {
+	ss, prm := x.ss, x.prm
 	var args [][]byte
 	var oids []uint32
 	var formats []int16

@@ -85,11 +85,36 @@ func (s *Server) workMem() int {
 	return defaultWorkMem
 }
 
+// spoolBudget is what a session's spools take together, and the bounds they share: at
+// most work-mem in memory (spoolMem), at most temp-file-limit bytes in temporary files
+// (tempBytes), at most maxSessionSpoolFiles files open (spoolFiles), and with the other
+// sessions' at most maxSpoolFiles. Each spool counts itself in through pointers to these
+// fields, so that a session's spools are bounded together however many portals it sets
+// aside. It is the session's (embedded in it), used by its goroutine only.
+type spoolBudget struct {
+	tempBytes  int64 // bytes in the session's temporary result files
+	spoolMem   int64 // bytes the session's spools keep in memory
+	spoolFiles int   // temporary files the session's spools hold open
+
+	// The server's configuration and its count of files open in all sessions, set when
+	// the session is built.
+	workMem   int
+	tempDir   string
+	tempLimit int64 // Config.TempFileLimit: 0 for the default, < 0 for no limit
+	allFiles  *atomic.Int64
+	log       *slog.Logger
+}
+
+// newSpoolBudget returns the empty budget of a session of srv.
+func newSpoolBudget(srv *Server, log *slog.Logger) spoolBudget {
+	return spoolBudget{workMem: srv.workMem(), tempDir: srv.cfg.TempDir, tempLimit: srv.cfg.TempFileLimit,
+		allFiles: &srv.spoolFiles, log: log}
+}
+
 // newSpool returns an empty spool of the session.
-func (ss *session) newSpool() *spool {
-	cfg := &ss.srv.cfg
-	sp := &spool{memMax: ss.srv.workMem(), memUsed: &ss.spoolMem, memAll: int64(ss.srv.workMem()),
-		files: &ss.spoolFiles, all: &ss.srv.spoolFiles, dir: cfg.TempDir, limit: cfg.TempFileLimit, used: &ss.tempBytes, log: ss.log}
+func (b *spoolBudget) newSpool() *spool {
+	sp := &spool{memMax: b.workMem, memUsed: &b.spoolMem, memAll: int64(b.workMem),
+		files: &b.spoolFiles, all: b.allFiles, dir: b.tempDir, limit: b.tempLimit, used: &b.tempBytes, log: b.log}
 	if sp.limit == 0 {
 		sp.limit = defaultTempFileLimit
 	}

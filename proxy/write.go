@@ -28,28 +28,29 @@ type writeTask struct {
 }
 
 // execWrite runs an INSERT, UPDATE or DELETE on a distributed table.
-func (ss *session) execWrite(ctx context.Context, snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) error {
-	t, err := shardedTable(snap, st.Table)
+func (x *execution) execWrite(ctx context.Context) error {
+	t, err := shardedTable(x.snap, x.st.Table)
 	if err != nil {
 		return err
 	}
 	switch {
-	case st.Kind == router.Insert && st.Source != nil:
-		return ss.insertSelect(ctx, t, st, in, prm)
-	case st.Source != nil:
-		return ss.modifySelected(ctx, t, st, in, prm)
+	case x.st.Kind == router.Insert && x.st.Source != nil:
+		return x.insertSelect(ctx, t)
+	case x.st.Source != nil:
+		return x.modifySelected(ctx, t)
 	}
-	tasks, err := ss.writeTasks(ctx, t, st, in, prm)
+	tasks, err := x.writeTasks(ctx, t)
 	if err != nil || tasks == nil {
 		return err
 	}
-	return ss.runWrites(ctx, st, tasks)
+	return x.runWrites(ctx, tasks)
 }
 
 // writeTasks computes the statements each shard of a write receives. A nil result with no
 // error means the statement was answered already (no row to insert, or no shard can hold
 // a matching row).
-func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params) ([]writeTask, error) {
+func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeTask, error) {
+	ss, st, in, prm := x.ss, x.st, x.in, x.prm
 	// Values the coordinator evaluates once for every placement.
 	groups := make([][]router.Eval, 0, len(st.Rows)+1)
 	for _, r := range st.Rows {
@@ -65,7 +66,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 	var tasks []writeTask
 	switch {
 	case st.Kind == router.Insert:
-		tasks, err = ss.insertTasks(ctx, t, st, in, prm, ev)
+		tasks, err = x.insertTasks(ctx, t, ev)
 	default:
 		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
 		if serr != nil {
@@ -74,7 +75,7 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 		if len(shards) == 0 {
 			// No shard can hold a matching row: the coordinator's empty prototype
 			// answers UPDATE 0 / DELETE 0 (and RETURNING's columns).
-			return nil, ss.coordinatorStatement(ctx, ownStatement(ss.render(st.Text, in, nil, nil)), prm)
+			return nil, x.coordinatorStatement(ctx, ownStatement(render(st.Text, in, nil, nil)))
 		}
 		lits := literals(stEvals)
 		for _, sh := range shards {
@@ -86,7 +87,8 @@ func (ss *session) writeTasks(ctx context.Context, t *metadata.Table, st *router
 }
 
 // insertTasks splits an INSERT's rows by shard.
-func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *router.Statement, in *router.Input, prm *params, ev [][]evaluated) ([]writeTask, error) {
+func (x *execution) insertTasks(ctx context.Context, t *metadata.Table, ev [][]evaluated) ([]writeTask, error) {
+	ss, st, in, prm := x.ss, x.st, x.in, x.prm
 	hashes := make([]int32, len(st.Rows))
 	kh := keyHasher{ss: ss, col: t.KeyColumn()}
 	for i, r := range st.Rows {
@@ -141,10 +143,10 @@ func (ss *session) insertTasks(ctx context.Context, t *metadata.Table, st *route
 
 // rowsByShard groups source rows by the shard their partition key hashes to (the value
 // at keyPos, or its canonical form in the last column).
-func (ss *session) rowsByShard(ctx context.Context, t *metadata.Table, rows [][][]byte, keyPos int) ([]*metadata.Shard, map[int64][]int, error) {
+func (x *execution) rowsByShard(ctx context.Context, t *metadata.Table, rows [][][]byte, keyPos int) ([]*metadata.Shard, map[int64][]int, error) {
 	n := len(rows)
 	hashes := make([]int32, n)
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: x.ss}
 	keyType := t.KeyColumn().HashType
 	for i, r := range rows {
 		if r[keyPos] == nil {
@@ -242,19 +244,20 @@ type placementWrite struct {
 // client and marks nothing; a placement whose answer differs from its siblings' is marked
 // inactive with a warning. Writes that span several shards run in one transaction on
 // every placement, so they apply everywhere or nowhere.
-func (ss *session) runWrites(ctx context.Context, st *router.Statement, tasks []writeTask) error {
+func (x *execution) runWrites(ctx context.Context, tasks []writeTask) error {
 	sentDesc := false
-	n, err := ss.applyWrites(ctx, st, tasks, &sentDesc)
+	n, err := x.applyWrites(ctx, tasks, &sentDesc)
 	if err != nil {
 		return err
 	}
-	ss.writeComplete(st, n)
+	x.writeComplete(n)
 	return nil
 }
 
 // writeComplete sends a write's CommandComplete with its total row count.
-func (ss *session) writeComplete(st *router.Statement, n int64) {
-	switch st.Kind {
+func (x *execution) writeComplete(n int64) {
+	ss := x.ss
+	switch x.st.Kind {
 	case router.Truncate:
 		// The caller completes TRUNCATE.
 	case router.Insert:
@@ -273,14 +276,26 @@ func (ss *session) writeComplete(st *router.Statement, n int64) {
 // send the statement to every placement, collect the answers, decide each shard's outcome
 // (with outcome.go's rules), then either fail the statement everywhere or mark the
 // placements that missed it, commit, and forward the chosen answers.
-func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks []writeTask, sentDesc *bool) (int64, error) {
-	if err := ss.lockShards(ctx, st, tasks); err != nil {
+func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc *bool) (int64, error) {
+	if err := x.lockShards(ctx, tasks); err != nil {
 		return 0, err
 	}
 	// With the locks held, the placements are what they are now: a repair that held the
 	// lock may have finalized one since the statement was planned.
-	currentShards(ss.srv.cache.Load(), tasks)
-	wr := &writeRun{ss: ss, tasks: tasks, implicit: implicitWrite(ss.tx, st, tasks)}
+	currentShards(x.ss.srv.cache.Load(), tasks)
+	return x.newWriteRun(tasks).apply(ctx, sentDesc)
+}
+
+// newWriteRun is the run of tasks over the session's backend connections, marking
+// placements in the coordinator's metadata.
+func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
+	return &writeRun{x: x, marker: sessionMarker{x.ss}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
+}
+
+// apply is applyWrites once the shards are locked: it sends the tasks, collects and
+// decides the answers, marks, commits and forwards the chosen answers.
+func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
+	ss, tasks := wr.x.ss, wr.tasks
 	wr.send(ctx)
 	defer wr.release()
 	if len(wr.writes) == 0 {
@@ -312,13 +327,13 @@ func (ss *session) applyWrites(ctx context.Context, st *router.Statement, tasks 
 		ss.sendNotice(w)
 	}
 	if len(d.marks) > 0 {
-		if err := ss.srv.markInactive(ctx, d.marks, ss); err != nil {
+		if err := wr.marker.markInactive(ctx, d.marks); err != nil {
 			wr.undo(ctx)
 			return 0, err
 		}
 	}
 	if wr.implicit {
-		if err := ss.commitImplicit(ctx, tasks, d.byTask); err != nil {
+		if err := wr.commitImplicit(ctx, d.byTask); err != nil {
 			return 0, err
 		}
 	}
@@ -364,10 +379,28 @@ func implicitWrite(tx txStatus, st *router.Statement, tasks []writeTask) bool {
 // tasks, whether it runs in a transaction of its own on each placement, and one
 // placementWrite per placement, in task order.
 type writeRun struct {
-	ss       *session
+	// x is the statement's execution, whose backends (x.conns()) the placements'
+	// connections come from.
+	x *execution
+	// marker marks the placements that missed the write: the server's metadata
+	// (newWriteRun), or a recorder in the executor's unit tests.
+	marker   placementMarker
 	tasks    []writeTask
 	implicit bool
 	writes   []*placementWrite
+}
+
+// placementMarker marks placements inactive: committed on the coordinator (and told to
+// the client) before the write that they missed is.
+type placementMarker interface {
+	markInactive(ctx context.Context, ps []metadata.Placement) error
+}
+
+// sessionMarker marks placements in the server's metadata, warning the session's client.
+type sessionMarker struct{ ss *session }
+
+func (m sessionMarker) markInactive(ctx context.Context, ps []metadata.Placement) error {
+	return m.ss.srv.markInactive(ctx, ps, m.ss)
 }
 
 // send sends each task's statement to every finalized placement of its shard (after a
@@ -375,12 +408,12 @@ type writeRun struct {
 // be reached or refused the session has err or pgErr set; the others hold their
 // connection (release gives them back).
 func (wr *writeRun) send(ctx context.Context) {
-	ss, implicit := wr.ss, wr.implicit
+	x, ss, implicit := wr.x, wr.x.ss, wr.implicit
 	for ti, task := range wr.tasks {
 		for _, p := range task.shard.Finalized() {
 			w := &placementWrite{task: ti, p: p}
 			wr.writes = append(wr.writes, w)
-			wc, err := ss.workerConn(ctx, p.Node)
+			wc, err := x.conns().workerConn(ctx, p.Node)
 			if err != nil {
 				if !backend.Unavailable(err) {
 					// The client's error (a session setting the worker refused, say):
@@ -394,16 +427,16 @@ func (wr *writeRun) send(ctx context.Context) {
 			w.wc = wc
 			c := wc.conn()
 			switch {
-			case implicit && ss.call.prm == nil && !ss.call.extended:
+			case implicit && x.prm == nil && !x.extended:
 				// One Query message: the placement answers both with one ReadyForQuery.
 				c.QueryBytes(append([]byte("BEGIN;"), task.sql...))
 			case implicit:
 				// BEGIN before the statement, in the same pipeline and before its Sync.
 				c.Writer().Msg(&pgproto3.Query{String: "BEGIN"})
-				ss.sendSQL(c, task.sql, ss.call.results)
+				x.sendSQL(c, task.sql, x.prm)
 				w.extraReady = true
 			default:
-				ss.sendSQL(c, task.sql, ss.call.results)
+				x.sendSQL(c, task.sql, x.prm)
 			}
 			if err := ss.sendTo(c); err != nil {
 				w.err = err
@@ -417,7 +450,7 @@ func (wr *writeRun) send(ctx context.Context) {
 // release closes the writes' spools and gives their connections back; a connection given
 // up with its answer unread is marked broken.
 func (wr *writeRun) release() {
-	ss := wr.ss
+	ss := wr.x.ss
 	for _, w := range wr.writes {
 		w.out.Close()
 		if w.wc.res != nil {
@@ -427,7 +460,7 @@ func (wr *writeRun) release() {
 				// connection is not at a statement boundary, also inside a block.
 				w.wc.conn().MarkBroken()
 			}
-			ss.release(w.wc)
+			wr.x.conns().release(w.wc)
 		}
 	}
 }
@@ -437,7 +470,7 @@ func (wr *writeRun) release() {
 // write already committed on its one placement (those past the limit are then dropped
 // with a warning).
 func (wr *writeRun) collect(ctx context.Context) error {
-	ss, writes, implicit := wr.ss, wr.writes, wr.implicit
+	ss, writes, implicit := wr.x.ss, wr.writes, wr.implicit
 	// What the placements answer is set aside until every one has: each keeps a share
 	// of work-mem in memory.
 	memShare := max(64<<10, ss.srv.workMem()/len(writes))
@@ -446,7 +479,7 @@ func (wr *writeRun) collect(ctx context.Context) error {
 		w.out = ss.newSpool()
 		w.out.memMax = memShare
 		if w.err == nil && w.wc.res != nil {
-			ss.collectWrite(ctx, w, implicit)
+			wr.collectOne(ctx, w)
 		}
 		if err := w.out.Err(); err != nil && spoolErr == nil {
 			spoolErr = err
@@ -466,9 +499,9 @@ func (wr *writeRun) collect(ctx context.Context) error {
 // it.
 func (wr *writeRun) undo(ctx context.Context) {
 	if wr.implicit {
-		wr.ss.finishImplicit(ctx, wr.writes, false)
+		finishImplicit(ctx, wr.writes, false)
 	}
-	wr.ss.failBlock()
+	wr.x.ss.failBlock()
 }
 
 // tasksDecision is what writeRun.decide made of a write's answers.
@@ -487,7 +520,7 @@ type tasksDecision struct {
 // the canonical placement, the placements to mark inactive with their warnings, and the
 // error that fails the statement, if any.
 func (wr *writeRun) decide() tasksDecision {
-	ss, tasks, writes, implicit := wr.ss, wr.tasks, wr.writes, wr.implicit
+	ss, tasks, writes, implicit := wr.x.ss, wr.tasks, wr.writes, wr.implicit
 	inBlock := ss.tx != txIdle
 	d := tasksDecision{
 		chosen: make([]*placementWrite, len(tasks)),
@@ -530,13 +563,13 @@ func (wr *writeRun) decide() tasksDecision {
 // the warnings are sent and the placements to mark are marked, then the notices of the
 // failing placement and the error (returned) go to the client.
 func (wr *writeRun) fail(ctx context.Context, d tasksDecision) error {
-	ss := wr.ss
+	ss := wr.x.ss
 	wr.undo(ctx)
 	for _, w := range d.warnings {
 		ss.sendNotice(w)
 	}
 	if len(d.marks) > 0 {
-		if err := ss.srv.markInactive(ctx, d.marks, ss); err != nil {
+		if err := wr.marker.markInactive(ctx, d.marks); err != nil {
 			return err
 		}
 	}
@@ -664,12 +697,13 @@ func taskError(err error, table string, ws []*placementWrite) error {
 // is marked; a shard none of whose placements is known to have committed makes the
 // statement fail (the client must not hear of success), marking all but one placement
 // that may have committed.
-func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask [][]*placementWrite) error {
+func (wr *writeRun) commitImplicit(ctx context.Context, byTask [][]*placementWrite) error {
+	ss, tasks := wr.x.ss, wr.tasks
 	var all []*placementWrite
 	for _, ws := range byTask {
 		all = append(all, ws...)
 	}
-	outcomes := ss.finishImplicit(ctx, all, true)
+	outcomes := finishImplicit(ctx, all, true)
 	var marks []metadata.Placement
 	var failErr error
 	for ti, ws := range byTask {
@@ -703,17 +737,17 @@ func (ss *session) commitImplicit(ctx context.Context, tasks []writeTask, byTask
 		}
 	}
 	if len(marks) > 0 {
-		if err := ss.srv.markInactive(ctx, marks, ss); err != nil && failErr == nil {
+		if err := wr.marker.markInactive(ctx, marks); err != nil && failErr == nil {
 			failErr = err
 		}
 	}
 	return failErr
 }
 
-// collectWrite reads one placement's answer to a write.
-func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit bool) {
+// collectOne reads one placement's answer to a write.
+func (wr *writeRun) collectOne(ctx context.Context, w *placementWrite) {
 	c := w.wc.conn()
-	defer ss.stopRunning(c)
+	defer wr.x.ss.stopRunning(c)
 	stop := c.WatchContext(ctx)
 	defer stop()
 	for {
@@ -754,7 +788,7 @@ func (ss *session) collectWrite(ctx context.Context, w *placementWrite, implicit
 // finishImplicit ends the statement's own transaction on every placement that took part:
 // with commit, COMMIT where the statement succeeded (ROLLBACK elsewhere); without, ROLLBACK
 // everywhere. It reports how each placement's COMMIT ended.
-func (ss *session) finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) map[*placementWrite]commitOutcome {
+func finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) map[*placementWrite]commitOutcome {
 	out := make(map[*placementWrite]commitOutcome, len(writes))
 	var sent []*placementWrite
 	for _, w := range writes {
@@ -807,7 +841,7 @@ func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
 		}
 		*sentDesc = true
 	case 'N':
-		ss.forwardShardNotice(body)
+		forwardShardNotice(ss.w, ss.srv, body)
 		return
 	}
 	ss.w.Raw(t, body)
@@ -825,7 +859,7 @@ func forwardNotices(ss *session, sp *spool) {
 			return
 		}
 		if t == 'N' {
-			ss.forwardShardNotice(body)
+			forwardShardNotice(ss.w, ss.srv, body)
 		}
 	}
 }
@@ -852,7 +886,8 @@ func tagRows(tag string) string {
 // see the cycle: they take the locks of all their shards, in shard order. A write to one
 // shard with a single placement needs none (PostgreSQL orders its writes, and there is
 // nothing to repair). Inside a transaction block the locks are held until the block ends.
-func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks []writeTask) error {
+func (x *execution) lockShards(ctx context.Context, tasks []writeTask) error {
+	ss, st := x.ss, x.st
 	var ids []int64
 	for _, t := range tasks {
 		if len(t.shard.Placements) > 1 || len(tasks) > 1 {
@@ -861,7 +896,7 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 	}
 	if len(ids) > 0 && st.Kind != router.Truncate {
 		// (TRUNCATE ran on the coordinator's table first, which checked it.)
-		if err := ss.checkWritePrivilege(ctx, tasks[0].shard.TableID, st.Kind); err != nil {
+		if err := x.checkWritePrivilege(ctx, tasks[0].shard.TableID, st.Kind); err != nil {
 			return err
 		}
 	}
@@ -873,7 +908,7 @@ func (ss *session) lockShards(ctx context.Context, st *router.Statement, tasks [
 // reached it yet: such a block ran no SET there, so its state is the session's before the
 // block, which a query outside the block reads as well (on a pooled connection with the
 // session's settings when the session has no coordinator connection of its own).
-func (ss *session) sessionQuery(ctx context.Context, sql string) ([][][]byte, error) {
+func sessionQuery(ctx context.Context, ss *session, sql string) ([][][]byte, error) {
 	var c *backend.Conn
 	switch {
 	case ss.coord == nil:
@@ -928,7 +963,8 @@ type privCheck struct {
 // the end of a block that ran a SET; a stale answer only lets the shards refuse the
 // write, whose locks then go with it (releaseFailedLocks). The check is skipped when the
 // coordinator cannot answer.
-func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind router.Kind) error {
+func (x *execution) checkWritePrivilege(ctx context.Context, table uint32, kind router.Kind) error {
+	ss := x.ss
 	var fn, priv string
 	switch kind {
 	case router.Insert:
@@ -946,7 +982,7 @@ func (ss *session) checkWritePrivilege(ctx context.Context, table uint32, kind r
 	}
 	// The schema first, as PostgreSQL looks the name up before it checks the table: a
 	// role that may not use the schema hears of the schema only.
-	rows, err := ss.sessionQuery(ctx, fmt.Sprintf("SELECT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE'), pg_catalog.%s(c.oid, '%s') FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) %d::pg_catalog.oid", fn, priv, table))
+	rows, err := sessionQuery(ctx, ss, fmt.Sprintf("SELECT pg_catalog.has_schema_privilege(c.relnamespace, 'USAGE'), pg_catalog.%s(c.oid, '%s') FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) %d::pg_catalog.oid", fn, priv, table))
 	if err != nil {
 		if backend.Unavailable(err) {
 			return nil

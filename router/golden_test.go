@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/router/pghash"
-	"github.com/pgshard/pgshard/router/sqllex"
 )
 
 // Golden plan tests: every router/testdata/NAME.sql holds statements, one case per
@@ -33,7 +31,7 @@ var update = flag.Bool("update", false, "rewrite router/testdata/*.golden with t
 //	public.reviews    key customer_name text, 2 shards, 1 placement
 //	app.events        key k varchar, 8 shards, 3 placements, unique index
 //	public.sessions   key sid uuid, 3 shards, 1 placement
-//	public.accounts   key code char(4) (a type modifier: hashing needs the coordinator), 2 shards
+//	public.accounts   key code char(4) (a type modifier: applies before hashing), 2 shards
 //	public.items      key id bigint GENERATED ALWAYS AS IDENTITY, 2 shards, 2 placements
 //
 // Any other table (public.regions in the cases) is a coordinator table.
@@ -456,29 +454,30 @@ func (w *planWriter) value(v Value) string {
 	return "?"
 }
 
-// hash computes the hash of a constant key value as the executor does without the
-// coordinator's help; ok is false when the value is not known at plan time or needs the
-// coordinator (a type modifier, a type pghash cannot read from text).
-func (w *planWriter) hash(v Value, t *metadata.Table) (int32, bool) {
-	switch v.Kind {
-	case ValNull:
-		return 0, true
-	case ValLit:
-		if v.Assign {
-			if c := t.KeyColumn(); c != nil && c.HasTypmod() {
-				return 0, false
+// bind hashes key values as the executor does before it asks the coordinator (Bind,
+// with no parameters: they are not known at plan time). col is the partition column the
+// values are assigned to, nil for comparisons. unknown is the first value whose hash is
+// not known at plan time (a parameter, an evaluated value, a value needing the
+// coordinator's reading or a type modifier), nil when every hash is.
+func (w *planWriter) bind(vals []Value, col *metadata.Column) (hashes []int32, unknown *Value) {
+	bd, err := Bind(vals, w.in, nil, col)
+	first := len(vals)
+	if err != nil {
+		// Without parameters, Bind fails at the first parameter.
+		for i, v := range vals {
+			if v.Kind == ValParam {
+				first = i
+				break
 			}
 		}
-		tok := w.in.LitToken(v.Index)
-		text := w.in.Text[tok.Start:tok.End]
-		if tok.Kind == sqllex.String {
-			text, _ = sqllex.StringValue(w.in.Text, tok)
-		} else if v.Neg {
-			text = "-" + text
-		}
-		return pghash.HashText(v.Type, []byte(text))
 	}
-	return 0, false
+	if len(bd.Pending) > 0 && bd.Pending[0].Index < first {
+		first = bd.Pending[0].Index
+	}
+	if first < len(vals) {
+		return nil, &vals[first]
+	}
+	return bd.Hashes, nil
 }
 
 func (w *planWriter) cond(c *Cond) string {
@@ -516,17 +515,15 @@ func (w *planWriter) shards(d int, t *metadata.Table, c *Cond) (*metadata.Shard,
 	if c != nil {
 		vals = c.Values(nil)
 	}
-	hashes := make([]int32, len(vals))
+	hashes, unknown := w.bind(vals, nil)
+	if unknown != nil {
+		w.line(d, "shards: chosen at execution (the hash of %s is not known at plan time)", w.value(*unknown))
+		return nil, -1
+	}
 	var hs []string
 	for i, v := range vals {
-		h, ok := w.hash(v, t)
-		if !ok {
-			w.line(d, "shards: chosen at execution (the hash of %s is not known at plan time)", w.value(v))
-			return nil, -1
-		}
-		hashes[i] = h
 		if v.Kind == ValLit {
-			hs = append(hs, fmt.Sprintf("hash(%s) = %d", w.value(v), h))
+			hs = append(hs, fmt.Sprintf("hash(%s) = %d", w.value(v), hashes[i]))
 		}
 	}
 	if len(hs) > 0 {
@@ -630,10 +627,11 @@ func (w *planWriter) insert(d int, st *Statement) {
 		return
 	}
 	for i, r := range st.Rows {
-		h, ok := w.hash(r.Key, t)
+		hashes, unknown := w.bind([]Value{r.Key}, t.KeyColumn())
 		where := "shard chosen at execution"
 		var sh *metadata.Shard
-		if ok {
+		if unknown == nil {
+			h := hashes[0]
 			if shards := t.ShardsFor(h); len(shards) == 1 {
 				sh = shards[0]
 				where = fmt.Sprintf("hash %d -> shard %d", h, sh.ID)

@@ -13,8 +13,16 @@ INSERT INTO app.events VALUES ('k1', (random() * 10)::bigint, now())
 -- ON CONFLICT on a table with a unique index.
 INSERT INTO customers (id, name) VALUES (4, 'd') ON CONFLICT (id) DO UPDATE SET name = excluded.name
 
--- A char(4) key: the column's modifier applies before hashing (coordinator).
+-- A char(4) key: the column's modifier applies before hashing. A string that fits is
+-- hashed natively (char(4) pads it, and the hash ignores trailing spaces).
 INSERT INTO accounts VALUES ('ab', 1)
+
+-- Too long for char(4): the coordinator assigns it (trailing spaces are cut, anything
+-- else is an error), then hashes.
+INSERT INTO accounts VALUES ('abcdef', 1)
+
+-- A number into char(4): the coordinator evaluates it, assigned to the column, with its hash.
+INSERT INTO accounts VALUES (12, 1)
 
 -- uuid key.
 INSERT INTO sessions VALUES ('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1)
