@@ -38,7 +38,7 @@ func (e *explainer) explainSQL(sql []byte) []byte {
 // the shards it reads or writes, the SQL each receives, how the results merge, and the
 // shards' own plans (one shard's without ANALYZE; every shard's, executed, with it).
 func (x *execution) explain(ctx context.Context) error {
-	ss, snap, st := x.ss, x.snap, x.st
+	snap, st := x.snap, x.st
 	e := &explainer{x: x}
 	var err error
 	switch inner := st.Inner; inner.Kind {
@@ -56,13 +56,13 @@ func (x *execution) explain(ctx context.Context) error {
 		return err
 	}
 	if !x.extended {
-		ss.w.Msg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+		x.out.Msg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
 			Name: []byte("QUERY PLAN"), DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1}}})
 	}
 	for _, l := range e.lines {
-		ss.w.Msg(&pgproto3.DataRow{Values: [][]byte{[]byte(l)}})
+		x.out.Msg(&pgproto3.DataRow{Values: [][]byte{[]byte(l)}})
 	}
-	ss.commandComplete("EXPLAIN")
+	x.out.CommandComplete("EXPLAIN")
 	return nil
 }
 

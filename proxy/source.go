@@ -190,7 +190,7 @@ func (x *execution) readCursor(ctx context.Context, c *backend.Conn, sql string,
 				rows = append(rows, row)
 				size += len(b)
 			case 'N':
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			case 's':
 				break batch
 			case 'C':

@@ -566,7 +566,7 @@ func (ss *session) blockUndone(ctx context.Context, ended bool) {
 
 // markMissed marks placements inactive, warning the client (txnHost).
 func (ss *session) markMissed(ctx context.Context, ps []metadata.Placement) error {
-	return ss.srv.markInactive(ctx, ps, ss)
+	return ss.srv.markInactive(ctx, ps, ss.conn.Results())
 }
 
 // sentError is a statement's error whose ErrorResponse already reached the client (a
