@@ -24,12 +24,12 @@ import (
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
 func (x *execution) copyOut(ctx context.Context) error {
-	ss, snap, st, in, prm := x.ss, x.snap, x.st, x.in, x.prm
+	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
+	shards, err := x.shards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}

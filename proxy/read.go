@@ -28,7 +28,7 @@ func (x *execution) execSelect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, in, x.prm, nil)
+	shards, err := x.shards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,7 @@ const sourcePortal = "pgshard_source"
 // for the statement and committed at its end.
 func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
 	ss, st, in := x.ss, x.st, x.in
-	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in, nil)
+	ev, err := x.evaluate(ctx, [][]router.Eval{st.Evals}, nil)
 	if err != nil {
 		return err
 	}

@@ -51,14 +51,14 @@ func (x *execution) execWrite(ctx context.Context) error {
 // error means the statement was answered already (no row to insert, or no shard can hold
 // a matching row).
 func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeTask, error) {
-	ss, st, in, prm := x.ss, x.st, x.in, x.prm
+	st, in, prm := x.st, x.in, x.prm
 	// Values the coordinator evaluates once for every placement.
 	groups := make([][]router.Eval, 0, len(st.Rows)+1)
 	for _, r := range st.Rows {
 		groups = append(groups, r.Evals)
 	}
 	groups = append(groups, st.Evals)
-	ev, err := ss.evaluate(ctx, groups, in, prm)
+	ev, err := x.evaluate(ctx, groups, prm)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeT
 	case st.Kind == router.Insert:
 		tasks, err = x.insertTasks(ctx, t, ev)
 	default:
-		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
+		shards, serr := x.shards(ctx, t, st.Filter, stEvals)
 		if serr != nil {
 			return nil, serr
 		}
