@@ -10,16 +10,18 @@ import (
 	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/control"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
 // The session's adapters to package control, which runs pgshard's SQL functions and
 // admin statements.
 
-// controlEnv returns the environment of one control-plane statement of the session.
-func controlEnv(ss *session) *control.Env {
+// controlEnv returns the environment of one control-plane statement of the session,
+// which arrived by the extended protocol or not, its results going to out.
+func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env {
 	return &control.Env{
-		Client:    controlClient{ss},
+		Client:    controlClient{ss, extended, out},
 		Nodes:     controlNodes{ss},
 		Store:     controlStore{ss.srv},
 		Snapshots: ss.srv.cache,
@@ -32,14 +34,18 @@ func controlEnv(ss *session) *control.Env {
 }
 
 // admin answers an admin statement (a plan of kind Admin).
-func (ss *session) admin(ctx context.Context, st *router.Statement) {
-	if err := controlEnv(ss).Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
-		ss.sendError(err)
+func (ss *session) admin(ctx context.Context, st *router.Statement, extended bool, out *protocol.Results) {
+	if err := controlEnv(ss, extended, out).Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
+		out.Msg(ss.errorMessage(err))
 	}
 }
 
-// controlClient is the session as control.Client.
-type controlClient struct{ ss *session }
+// controlClient is the session as control.Client, for one statement.
+type controlClient struct {
+	ss       *session
+	extended bool
+	out      *protocol.Results
+}
 
 func (c controlClient) User() string { return c.ss.user }
 
@@ -53,19 +59,18 @@ func (c controlClient) Query(ctx context.Context, sql string, args [][]byte) ([]
 
 func (c controlClient) InTransactionBlock() bool { return c.ss.tx != txIdle }
 
-func (c controlClient) Notice(e *pgerr.Error) { c.ss.sendNotice(e) }
+func (c controlClient) Notice(e *pgerr.Error) { c.out.Notice(e) }
 
-func (c controlClient) Flush() { c.ss.flush() }
+func (c controlClient) Flush() { c.out.Flush() }
 
 func (c controlClient) Rows(tag string, fields []pgproto3.FieldDescription, rows [][][]byte) {
-	ss := c.ss
-	if !ss.call.extended {
-		ss.w.Msg(&pgproto3.RowDescription{Fields: fields})
+	if !c.extended {
+		c.out.Msg(&pgproto3.RowDescription{Fields: fields})
 	}
 	for _, r := range rows {
-		ss.w.Msg(&pgproto3.DataRow{Values: r})
+		c.out.Msg(&pgproto3.DataRow{Values: r})
 	}
-	ss.commandComplete(tag)
+	c.out.CommandComplete(tag)
 }
 
 // controlNodes opens the session's connections for control.

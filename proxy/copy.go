@@ -24,12 +24,12 @@ import (
 // presented to the client as one COPY (one CopyOutResponse, one header line at most, one
 // CopyDone, the total count).
 func (x *execution) copyOut(ctx context.Context) error {
-	ss, snap, st, in, prm := x.ss, x.snap, x.st, x.in, x.prm
+	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, in, prm, nil)
+	shards, err := x.shards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}
@@ -72,7 +72,7 @@ func (x *execution) copyOut(ctx context.Context) error {
 			switch typ {
 			case 'H':
 				if !sentHeader {
-					ss.w.Raw(typ, b)
+					x.out.Raw(typ, b)
 					sentHeader = true
 				}
 			case 'd':
@@ -86,16 +86,16 @@ func (x *execution) copyOut(ctx context.Context) error {
 							return pgerr.New(pgerr.InternalError, "a shard's binary COPY output has no header")
 						}
 						if i == 0 {
-							ss.w.Raw(typ, b[:binaryCopyHeaderLen])
+							x.out.Raw(typ, b[:binaryCopyHeaderLen])
 						}
 						b = b[binaryCopyHeaderLen:]
 					}
 					if len(b) > 0 && !(len(b) == 2 && b[0] == 0xff && b[1] == 0xff) {
-						ss.w.Raw(typ, b)
+						x.out.Raw(typ, b)
 					}
 				case !(first && st.CopyHeader && i > 0):
 					// Only the first shard's header line goes to the client.
-					ss.w.Raw(typ, b)
+					x.out.Raw(typ, b)
 				}
 				first = false
 			case 'C':
@@ -109,7 +109,7 @@ func (x *execution) copyOut(ctx context.Context) error {
 				r.wc = workerConn{}
 				return e
 			case 'N':
-				forwardNotice(ss.w, ss.srv, c, b)
+				forwardNotice(x.out.Writer, ss.srv, c, b)
 			}
 		}
 		stop()
@@ -118,10 +118,10 @@ func (x *execution) copyOut(ctx context.Context) error {
 		r.wc = workerConn{}
 	}
 	if bin {
-		ss.w.Raw('d', []byte{0xff, 0xff})
+		x.out.Raw('d', []byte{0xff, 0xff})
 	}
-	ss.w.Raw('c', nil)
-	ss.commandComplete("COPY " + strconv.FormatInt(total, 10))
+	x.out.Raw('c', nil)
+	x.out.CommandComplete("COPY " + strconv.FormatInt(total, 10))
 	return nil
 }
 
@@ -235,8 +235,8 @@ func (x *execution) copyIn(ctx context.Context) error {
 	if err := cp.open(ctx); err != nil {
 		return cp.abort(ctx, err)
 	}
-	ss.w.Msg(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: make([]uint16, len(st.CopyCols))})
-	ss.flush()
+	x.out.Msg(&pgproto3.CopyInResponse{OverallFormat: 0, ColumnFormatCodes: make([]uint16, len(st.CopyCols))})
+	x.out.Flush()
 
 	// Read the client's data, row by row, in batches.
 	maxRow := ss.srv.cfg.MaxMessage
@@ -762,7 +762,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 		}
 	}
 	if len(marks) > 0 {
-		if err := ss.srv.markInactive(ctx, marks, ss); err != nil {
+		if err := ss.srv.markInactive(ctx, marks, ss.conn.Results()); err != nil {
 			return err
 		}
 	}

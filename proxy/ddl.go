@@ -74,10 +74,10 @@ func (x *execution) dropTables(ctx context.Context) error {
 	}
 	wg.Wait()
 	for _, f := range failed {
-		ss.sendNotice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
+		x.out.Notice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
 			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
 	}
-	ss.commandComplete("DROP TABLE")
+	x.out.CommandComplete("DROP TABLE")
 	return nil
 }
 
@@ -98,18 +98,18 @@ func (x *execution) truncate(ctx context.Context) error {
 		}
 		missed, cerr := ss.endTx(ctx, true)
 		if len(missed) > 0 {
-			if merr := ss.srv.markInactive(ctx, missed, ss); merr != nil {
+			if merr := ss.srv.markInactive(ctx, missed, ss.conn.Results()); merr != nil {
 				return merr
 			}
 		}
 		if cerr != nil {
 			return cerr
 		}
-		ss.commandComplete("TRUNCATE TABLE")
+		x.out.CommandComplete("TRUNCATE TABLE")
 		return nil
 	}
 	if err == nil {
-		ss.commandComplete("TRUNCATE TABLE")
+		x.out.CommandComplete("TRUNCATE TABLE")
 	}
 	return err
 }

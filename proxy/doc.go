@@ -19,6 +19,9 @@
 //   - exec.go, read.go, write.go: execution of router plans: pass-through to the
 //     coordinator, single-shard statements relayed frame by frame, multi-shard reads
 //     merged, and replicated writes with placement failure handling.
+//   - route.go: partition keys at execution: router.Bind hashes what needs no I/O, the
+//     coordinator reads the rest and evaluates the plan's expressions in one round trip
+//     (keyHasher, evaluate), and shards picks the shards a condition selects.
 //   - outcome.go: the write failure model as pure decisions: from what each placement
 //     answered, the client's answer and the placements to mark inactive.
 //   - functions.go and control.go: the session's side of pgshard's SQL functions

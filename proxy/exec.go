@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -62,7 +63,7 @@ func (x *execution) run(ctx context.Context) error {
 			return err
 		}
 		if st.Unparsed {
-			return ss.unparsedStatement(ctx, render(st.Text, in, nil, nil))
+			return x.unparsedStatement(ctx, render(st.Text, in, nil, nil))
 		}
 		if st.Listen {
 			ss.listening = true
@@ -75,18 +76,18 @@ func (x *execution) run(ctx context.Context) error {
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
 		if ss.tx != txIdle {
-			ss.sendNotice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
+			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
 			ss.beginBlock(render(st.Text, in, nil, nil))
 			ss.srv.stats.xacts.Add(1)
 		}
-		ss.commandComplete(st.Tag)
+		x.out.CommandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
 		if ss.tx != txIdle && !ss.pipelineTx {
 			// The block's portals end with it, as in PostgreSQL (but the one running
 			// this statement), and with them what they set aside.
-			defer ss.dropBlockPortals()
+			defer ss.dropBlockPortals(x.portal)
 		}
 		if st.Chain {
 			if ss.tx == txIdle || ss.pipelineTx {
@@ -114,10 +115,10 @@ func (x *execution) run(ctx context.Context) error {
 			return ss.commit(ctx)
 		}
 		if ss.tx == txIdle {
-			ss.sendNotice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
+			x.out.Notice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
 		ss.endTx(ctx, false)
-		ss.commandComplete("ROLLBACK")
+		x.out.CommandComplete("ROLLBACK")
 		return nil
 	case router.Savepoint, router.Release, router.RollbackTo:
 		return ss.savepoint(ctx, st, render(st.Text, in, nil, nil))
@@ -144,7 +145,7 @@ func (x *execution) run(ctx context.Context) error {
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:
-		return ss.executeSQL(ctx, st, in)
+		return ss.executeSQL(ctx, x)
 	case router.DeallocateSQL:
 		if st.Name == "" {
 			ss.dropAllStmts()
@@ -153,7 +154,7 @@ func (x *execution) run(ctx context.Context) error {
 		} else {
 			ss.dropStmt(st.Name)
 		}
-		ss.commandComplete("DEALLOCATE")
+		x.out.CommandComplete("DEALLOCATE")
 		return nil
 	}
 	return pgerr.New(pgerr.InternalError, "unknown statement kind %v", st.Kind)
@@ -378,12 +379,12 @@ func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (re
 		case 'D':
 			res.rows++
 			if !o.quiet {
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			}
 		case 'C':
 			res.tag = string(trimZero(b))
 			if !o.quiet && !o.noComplete {
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			}
 		case 'E':
 			e := backend.DecodeError(b)
@@ -396,9 +397,9 @@ func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (re
 				changed = true
 			}
 			if changed && !o.quiet {
-				ss.w.Msg(errorResponse(e))
+				x.out.Msg(errorResponse(e))
 			} else if !o.quiet {
-				ss.w.Raw(t, b) // as the server sent it, with every field
+				x.out.Raw(t, b) // as the server sent it, with every field
 			}
 			if res.err == nil {
 				res.err = e
@@ -409,22 +410,22 @@ func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (re
 				if ps.Decode(b) == nil {
 					ss.params[ps.Name] = ps.Value
 				}
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			}
 		case 'A':
 			if o.coordinator {
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			}
 		case '1', '2', '3':
 			// The client hears of its own Parse, Bind and Close from the proxy.
 		case 'G':
-			ss.w.Raw(t, b)
-			ss.flush()
+			x.out.Raw(t, b)
+			x.out.Flush()
 			if err := ss.pumpCopyIn(c); err != nil {
 				return res, err
 			}
 		case 'N':
-			forwardNotice(ss.w, ss.srv, c, b)
+			forwardNotice(x.out.Writer, ss.srv, c, b)
 		case 'W':
 			c.MarkBroken()
 			return res, pgerr.New(pgerr.FeatureNotSupported, "COPY BOTH is not supported by pgshard")
@@ -432,7 +433,7 @@ func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (re
 			// RowDescription, NoData, EmptyQueryResponse, PortalSuspended, notices,
 			// CopyOutResponse, CopyData, CopyDone, ...
 			if !o.quiet || t == 'N' {
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			}
 		}
 	}
@@ -508,7 +509,7 @@ func (ss *session) pumpCopyIn(c *backend.Conn) error {
 // markInactive records that placements missed writes, on the coordinator and in this
 // proxy's snapshot, and warns the client about each. It returns only when the change is
 // committed.
-func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *session) error {
+func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, out *protocol.Results) error {
 	states := map[int64]metadata.ShardState{}
 	for _, p := range ps {
 		states[p.ID] = metadata.StateInactive
@@ -526,9 +527,9 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, ss *
 	}
 	for _, p := range ps {
 		s.log.Warn("placement marked inactive", "placement", p.ID, "shard", p.ShardID, "node", p.Node.String())
-		if ss != nil {
+		if out != nil {
 			// The table, not the shard and placement ids (the log above has them).
-			ss.sendNotice(pgerr.New(pgerr.Warning, "a placement of table %s on %s is now inactive", s.shardTableName(p.ShardID), fmtNode(p.Node)).
+			out.Notice(pgerr.New(pgerr.Warning, "a placement of table %s on %s is now inactive", s.shardTableName(p.ShardID), fmtNode(p.Node)).
 				WithSeverity("WARNING").WithHint("It missed a write; it will be repaired when %s is reachable again.", fmtNode(p.Node)))
 		}
 	}

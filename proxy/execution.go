@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -25,18 +25,18 @@ type execution struct {
 	// results are the client's result format codes (Bind), nil for all text.
 	results []int16
 	// out receives the statement's result frames (RowDescription, DataRow,
-	// CommandComplete, notices): the client, or a spool that holds them back.
-	out *pgwire.Writer
+	// CommandComplete, notices): the client, or a spool that holds them back. Whoever
+	// runs the statement may redirect it while it runs (settle).
+	out *protocol.Results
+	// portal is the portal an Execute runs (nil for a simple query).
+	portal *portal
 	// be are the backend connections the execution uses (conns.go); nil means the
 	// session's own.
 	be backends
 }
 
-// newExecution is the execution of st for the statement the session is running now.
-//
-// Transitional: it still takes how the statement arrived from ss.call and where its
-// results go from ss.w; the protocol layer will pass both explicitly.
-func (ss *session) newExecution(snap *metadata.Snapshot, st *router.Statement, in *router.Input, prm *params) *execution {
-	return &execution{ss: ss, snap: snap, st: st, in: in, prm: prm,
-		extended: ss.call.extended, results: ss.call.results, out: ss.w}
+// newExecution is the execution of st as call says it arrived, its results going to out.
+func (ss *session) newExecution(snap *metadata.Snapshot, st *router.Statement, in *router.Input, call stmtCall, out *protocol.Results) *execution {
+	return &execution{ss: ss, snap: snap, st: st, in: in, prm: call.prm,
+		extended: call.extended, results: call.results, portal: call.portal, out: out}
 }

@@ -38,7 +38,7 @@ func (e *explainer) explainSQL(sql []byte) []byte {
 // the shards it reads or writes, the SQL each receives, how the results merge, and the
 // shards' own plans (one shard's without ANALYZE; every shard's, executed, with it).
 func (x *execution) explain(ctx context.Context) error {
-	ss, snap, st := x.ss, x.snap, x.st
+	snap, st := x.snap, x.st
 	e := &explainer{x: x}
 	var err error
 	switch inner := st.Inner; inner.Kind {
@@ -56,24 +56,23 @@ func (x *execution) explain(ctx context.Context) error {
 		return err
 	}
 	if !x.extended {
-		ss.w.Msg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
+		x.out.Msg(&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{
 			Name: []byte("QUERY PLAN"), DataTypeOID: oidText, DataTypeSize: -1, TypeModifier: -1}}})
 	}
 	for _, l := range e.lines {
-		ss.w.Msg(&pgproto3.DataRow{Values: [][]byte{[]byte(l)}})
+		x.out.Msg(&pgproto3.DataRow{Values: [][]byte{[]byte(l)}})
 	}
-	ss.commandComplete("EXPLAIN")
+	x.out.CommandComplete("EXPLAIN")
 	return nil
 }
 
 // selectPlan explains a SELECT on a distributed table.
 func (e *explainer) selectPlan(ctx context.Context, snap *metadata.Snapshot, st *router.Statement) error {
-	ss := e.x.ss
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, e.x.in, e.x.prm, nil)
+	shards, err := e.x.shards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}
@@ -195,7 +194,7 @@ func (e *explainer) gatherPlan(ctx context.Context, snap *metadata.Snapshot, st 
 		if i < len(shards) && shards[i] != nil {
 			n = len(shards[i])
 		} else if pl.Filter != nil {
-			sh, err := ss.shards(ctx, t, pl.Filter, e.x.in, e.x.prm, nil)
+			sh, err := e.x.shards(ctx, t, pl.Filter, nil)
 			if err != nil {
 				return err
 			}
@@ -246,7 +245,6 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 		return pgerr.New(pgerr.FeatureNotSupported, "EXPLAIN ANALYZE of a write to a distributed table is not supported").
 			WithHint("EXPLAIN without ANALYZE shows the shards it writes and their plans.")
 	}
-	ss := e.x.ss
 	t, err := shardedTable(snap, st.Table)
 	if err != nil {
 		return err
@@ -268,7 +266,7 @@ func (e *explainer) writePlan(ctx context.Context, snap *metadata.Snapshot, st *
 		tasks, err = e.x.with(st).insertTasks(ctx, t, make([][]evaluated, len(st.Rows)))
 	} else {
 		var shards []*metadata.Shard
-		if shards, err = ss.shards(ctx, t, st.Filter, e.x.in, e.x.prm, nil); err == nil {
+		if shards, err = e.x.shards(ctx, t, st.Filter, nil); err == nil {
 			for _, sh := range shards {
 				tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, &router.Holes{In: e.x.in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}})})
 			}

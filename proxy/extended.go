@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -24,6 +25,9 @@ type stmtCall struct {
 	extended bool
 	prm      *params
 	results  []int16
+	// portal is the portal an Execute runs (nil for a simple query): a COMMIT that it
+	// runs ends the block's other portals, not this one.
+	portal *portal
 }
 
 // prepared is a prepared statement of the session (protocol-level or SQL PREPARE; they
@@ -82,97 +86,9 @@ type description struct {
 	worker []uint32 // params as the workers know them
 }
 
-// extended handles an extended-protocol message. It reports false when the connection
-// must close.
-func (ss *session) extended(ctx context.Context, typ byte, body []byte) bool {
-	if typ == 'S' {
-		ss.sync(ctx)
-		return true
-	}
-	if typ == 'H' {
-		ss.flush()
-		return true
-	}
-	if ss.extSkip {
-		return true // an error occurred: everything up to Sync is discarded
-	}
-	if err := ss.settleFor(typ, body); err != nil {
-		ss.extendedFailed(err)
-		return true
-	}
-	// decodeErr is a message pgproto3 could not decode: the stream cannot be trusted.
-	// Any other error is the statement's, answered with an ErrorResponse (a backend
-	// connection lost while the statement ran is not a protocol violation of the client).
-	var err, decodeErr error
-	switch typ {
-	case 'P':
-		var m pgproto3.Parse
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.parse(ctx, &m)
-		}
-	case 'B':
-		var m pgproto3.Bind
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.bind(ctx, &m)
-		}
-	case 'D':
-		var m pgproto3.Describe
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.describe(ctx, &m)
-		}
-	case 'E':
-		var m pgproto3.Execute
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.execute(ctx, m.Portal, m.MaxRows)
-		}
-	case 'C':
-		var m pgproto3.Close
-		if decodeErr = m.Decode(body); decodeErr == nil {
-			err = ss.closeObject(&m)
-		}
-	}
-	if decodeErr != nil {
-		ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-		return false
-	}
-	if err != nil {
-		ss.extendedFailed(err)
-	}
-	return true
-}
-
-// extendedFailed is where an extended-protocol message fails: the error reaches the
-// client at once (not at Sync, unless it did already), the transaction block fails, and
-// the rest of the pipeline up to Sync is discarded.
-func (ss *session) extendedFailed(err error) {
-	ss.statementFailed(err)
-	ss.flush()
-	ss.extSkip = true
-}
-
-// sync ends a protocol turn: portals of an implicit transaction go, and ReadyForQuery
-// reports the transaction state.
-func (ss *session) sync(ctx context.Context) {
-	ss.extSkip = false
-	if ss.pipelineTx {
-		ss.settle(false)
-		if err := ss.endPipelineBlock(ctx); err != nil {
-			ss.sendError(err)
-		}
-	}
-	if ss.tx == txIdle {
-		// The implicit transaction ends: so do its portals.
-		ss.settle(false)
-		for name := range ss.portals {
-			ss.dropPortal(name)
-		}
-	}
-	ss.undoFailed(ctx)
-	ss.readyForQuery()
-}
-
-// parse handles Parse: the statement is planned now (plans are cached by text).
-func (ss *session) parse(ctx context.Context, m *pgproto3.Parse) error {
+// Parse handles Parse: the statement is planned now (plans are cached by text).
+func (h handler) Parse(ctx context.Context, m *pgproto3.Parse) error {
+	ss := h.ss
 	if m.Name != "" {
 		if _, ok := ss.stmts[m.Name]; ok {
 			return pgerr.New(pgerr.DuplicatePStatement, "prepared statement %q already exists", m.Name)
@@ -234,8 +150,9 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	ps.snap, ps.sess, ps.batch, ps.in, ps.st = snap, sess, batch, in, batch.Stmts[0]
 }
 
-// bind handles Bind: it creates a portal with the parameter values.
-func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
+// Bind handles Bind: it creates a portal with the parameter values.
+func (h handler) Bind(ctx context.Context, m *pgproto3.Bind) error {
+	ss := h.ss
 	ps := ss.stmts[m.PreparedStatement]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", m.PreparedStatement)
@@ -282,8 +199,9 @@ func (ss *session) bind(ctx context.Context, m *pgproto3.Bind) error {
 	return nil
 }
 
-// describe handles Describe of a statement or a portal.
-func (ss *session) describe(ctx context.Context, m *pgproto3.Describe) error {
+// Describe handles Describe of a statement or a portal.
+func (h handler) Describe(ctx context.Context, m *pgproto3.Describe) error {
+	ss := h.ss
 	switch m.ObjectType {
 	case 'S':
 		ps := ss.stmts[m.Name]
@@ -294,13 +212,13 @@ func (ss *session) describe(ctx context.Context, m *pgproto3.Describe) error {
 			return err
 		}
 		ss.w.Msg(&pgproto3.ParameterDescription{ParameterOIDs: ps.params})
-		ss.rowDescription(ps.fields, nil)
+		rowDescription(ss.w, ps.fields, nil)
 	case 'P':
 		pt := ss.portals[m.Name]
 		if pt == nil {
 			return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", m.Name)
 		}
-		ss.rowDescription(pt.stmt.fields, pt.results)
+		rowDescription(ss.w, pt.stmt.fields, pt.results)
 	default:
 		return pgerr.New(pgerr.ProtocolViolation, "invalid DESCRIBE message subtype %d", m.ObjectType)
 	}
@@ -308,9 +226,9 @@ func (ss *session) describe(ctx context.Context, m *pgproto3.Describe) error {
 }
 
 // rowDescription sends a RowDescription with the given result formats, or NoData.
-func (ss *session) rowDescription(fields []pgproto3.FieldDescription, formats []int16) {
+func rowDescription(w *pgwire.Writer, fields []pgproto3.FieldDescription, formats []int16) {
 	if fields == nil {
-		ss.w.Raw('n', nil)
+		w.Raw('n', nil)
 		return
 	}
 	rd := &pgproto3.RowDescription{Fields: make([]pgproto3.FieldDescription, len(fields))}
@@ -318,7 +236,7 @@ func (ss *session) rowDescription(fields []pgproto3.FieldDescription, formats []
 	for i := range rd.Fields {
 		rd.Fields[i].Format = formatOf(formats, i)
 	}
-	ss.w.Msg(rd)
+	w.Msg(rd)
 }
 
 func formatOf(formats []int16, i int) int16 {
@@ -506,15 +424,14 @@ func (ss *session) describeFunction(ctx context.Context, ps *prepared) (descript
 	return d, nil
 }
 
-// execute handles Execute: it runs the portal's statement, or continues a result fetched
+// Execute handles Execute: it runs the portal's statement, or continues a result fetched
 // in parts.
-func (ss *session) execute(ctx context.Context, name string, maxRows uint32) error {
+func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
+	ss, name, maxRows := h.ss, m.Portal, m.MaxRows
 	pt := ss.portals[name]
 	if pt == nil {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
 	}
-	ss.activePortal = pt
-	defer func() { ss.activePortal = nil }()
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {
@@ -523,21 +440,19 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	}()
 	if pt.started {
 		if s := ss.suspended; s != nil && s.pt == pt {
-			return ss.resume(s, maxRows)
+			return h.resume(s, maxRows)
 		}
 		if pt.pending == nil {
 			// A finished portal answers with an empty result.
 			ss.commandComplete("SELECT 0")
 			return nil
 		}
-		return ss.serveChunk(pt, maxRows)
+		return h.serveChunk(pt, maxRows)
 	}
 	pt.started = true
 	ps := pt.stmt
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.call = stmtCall{extended: true}
-		defer func() { ss.call = stmtCall{} }()
-		ss.admin(ctx, ps.st)
+		ss.admin(ctx, ps.st, true, ss.conn.Results())
 		return nil
 	}
 	ss.replan(ctx, ps)
@@ -548,16 +463,15 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	if err := ss.pipelineBlock(ctx, ps.st); err != nil {
 		return err
 	}
-	ss.call = stmtCall{extended: true, prm: pt.prm, results: pt.results}
-	defer func() { ss.call = stmtCall{} }()
+	call := stmtCall{extended: true, prm: pt.prm, results: pt.results, portal: pt}
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
-		err := ss.newExecution(snap, ps.st, ps.in, pt.prm).run(ctx)
+		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
 		ss.endStatement()
 		return err
 	}
 	if ps.st.Streamable() {
-		return ss.startSuspendable(ctx, snap, pt, maxRows)
+		return h.startSuspendable(ctx, snap, pt, call, maxRows)
 	}
 	// A write with a row limit: run it to completion into a spool, and hand the rows
 	// out in parts (PortalSuspended between them).
@@ -565,12 +479,10 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	// What the write answers was set aside within the session's temp-file-limit while
 	// its placements answered (applyWrites); once it is done, its rows must be kept.
 	sp.limit = -1
-	saved := ss.w
-	ss.w = pgwire.NewWriter(sp)
-	err := ss.newExecution(snap, ps.st, ps.in, pt.prm).run(ctx)
+	out := protocol.NewResults(pgwire.NewWriter(sp))
+	err := ss.newExecution(snap, ps.st, ps.in, call, out).run(ctx)
 	ss.endStatement()
-	ss.w.Flush()
-	ss.w = saved
+	out.Flush()
 	if err == nil {
 		err = sp.Err()
 	}
@@ -581,12 +493,13 @@ func (ss *session) execute(ctx context.Context, name string, maxRows uint32) err
 	// The write's error, if it failed, is set aside with its results: the client
 	// hears it when the portal's results reach it.
 	pt.pending, pt.err = sp, err
-	return ss.serveChunk(pt, maxRows)
+	return h.serveChunk(pt, maxRows)
 }
 
 // serveChunk sends up to maxRows rows of a result set aside, then PortalSuspended, or the
 // rest and its CommandComplete (or the statement's error).
-func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
+func (h handler) serveChunk(pt *portal, maxRows uint32) error {
+	ss := h.ss
 	sp := pt.pending
 	var rows uint32
 	var relayed *pgerr.Error // a backend's ErrorResponse, set aside, that reached the client
@@ -631,8 +544,9 @@ func (ss *session) serveChunk(pt *portal, maxRows uint32) error {
 	return err
 }
 
-// closeObject handles Close of a statement or a portal.
-func (ss *session) closeObject(m *pgproto3.Close) error {
+// Close handles Close of a statement or a portal.
+func (h handler) Close(_ context.Context, m *pgproto3.Close) error {
+	ss := h.ss
 	switch m.ObjectType {
 	case 'S':
 		ss.dropStmt(m.Name)
@@ -698,9 +612,11 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	return nil
 }
 
-// executeSQL handles SQL EXECUTE name(args): the coordinator evaluates the arguments as
-// the parameters' types, then the statement runs as an Execute would, with text results.
-func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *router.Input) error {
+// executeSQL handles SQL EXECUTE name(args) (the execution x): the coordinator evaluates
+// the arguments as the parameters' types, then the statement runs as an Execute would,
+// with text results, where x's go.
+func (ss *session) executeSQL(ctx context.Context, x *execution) error {
+	st, in := x.st, x.in
 	ps := ss.stmts[st.Name]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
@@ -723,21 +639,19 @@ func (ss *session) executeSQL(ctx context.Context, st *router.Statement, in *rou
 	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st)
+		ss.admin(ctx, ps.st, x.extended, x.out)
 		return nil
 	}
 	if ps.st == nil {
-		ss.w.Raw('I', nil)
+		x.out.Raw('I', nil)
 		return nil
 	}
-	saved := ss.call
 	// The results carry no RowDescription: it is sent here (or was, by Describe).
-	ss.call = stmtCall{prm: prm, extended: true}
-	defer func() { ss.call = saved }()
-	if ps.fields != nil && !saved.extended {
-		ss.rowDescription(ps.fields, nil)
+	call := stmtCall{prm: prm, extended: true, portal: x.portal}
+	if ps.fields != nil && !x.extended {
+		rowDescription(x.out.Writer, ps.fields, nil)
 	}
-	return ss.newExecution(snap, ps.st, ps.in, prm).run(ctx)
+	return ss.newExecution(snap, ps.st, ps.in, call, x.out).run(ctx)
 }
 
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form

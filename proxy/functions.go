@@ -26,7 +26,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 	if ss.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
 	}
-	ctl := controlEnv(ss)
+	ctl := controlEnv(ss, x.extended, x.out)
 	// As PostgreSQL checks EXECUTE, before any argument is evaluated and whether or not
 	// any row calls the function.
 	names := make([]string, len(st.Calls))
@@ -81,7 +81,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 		}
 	}
 	if !x.extended {
-		ss.w.Msg(out)
+		x.out.Msg(out)
 	}
 	for {
 		_, b, err := rows.Next()
@@ -110,9 +110,9 @@ func (x *execution) execFunction(ctx context.Context) error {
 			}
 			dr.Values = append(dr.Values, []byte{})
 		}
-		ss.w.Msg(dr)
+		x.out.Msg(dr)
 	}
-	ss.commandComplete("SELECT " + strconv.Itoa(nrows))
+	x.out.CommandComplete("SELECT " + strconv.Itoa(nrows))
 	return nil
 }
 

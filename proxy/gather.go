@@ -169,7 +169,7 @@ func (x *execution) gatherTables(ctx context.Context, m *router.Merge, shards []
 			sh = shards[i]
 		}
 		if sh == nil {
-			if sh, err = ss.shards(ctx, tables[i], pl.Filter, in, x.prm, nil); err != nil {
+			if sh, err = x.shards(ctx, tables[i], pl.Filter, nil); err != nil {
 				return nil, x.gatherFailed(ctx, c, g.own, err)
 			}
 		}

@@ -115,7 +115,8 @@ func errUnreadable() error {
 // there as a Parse, which runs nothing: the coordinator's syntax error is the statement's
 // error, with PostgreSQL's own message, code and position; if the coordinator parses it,
 // pgshard refuses it.
-func (ss *session) unparsedStatement(ctx context.Context, sql string) error {
+func (x *execution) unparsedStatement(ctx context.Context, sql string) error {
+	ss := x.ss
 	c, err := ss.coordConn(ctx)
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func (ss *session) unparsedStatement(ctx context.Context, sql string) error {
 				first = c.DecodeError(b)
 			}
 		case 'N':
-			forwardNotice(ss.w, ss.srv, c, b)
+			forwardNotice(x.out.Writer, ss.srv, c, b)
 		case 'Z':
 			if first == nil || first.Code == pgerr.SyntaxError && strings.HasPrefix(first.Message, "cannot insert multiple commands") {
 				return errUnreadable()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -21,12 +22,14 @@ import (
 //
 // The statement runs as a coroutine (iter.Pull): it runs only while the session waits for
 // it, on the session's own state, and yields from inside the client writer's Tap when the
-// row limit is reached. Between Executes the session handles only what cannot touch the
+// row limit is reached. Its results go through out, which settle redirects. Between Executes the session handles only what cannot touch the
 // statement's connections (Flush, Sync, Close); anything else first settles the portal
 // (settle).
 type suspension struct {
-	pt     *portal
-	call   stmtCall
+	pt *portal
+	// out is where the statement's results go: the client while it is served, a spool
+	// or nowhere once it is settled (Redirect), from its next write on.
+	out    *protocol.Results
 	next   func() (struct{}, bool)
 	stop   func()
 	cancel context.CancelFunc // ends the statement's context (the reads of its connections)
@@ -46,16 +49,17 @@ type suspension struct {
 
 // startSuspendable runs a portal's statement under a row limit as a coroutine and serves
 // its first rows.
-func (ss *session) startSuspendable(ctx context.Context, snap *metadata.Snapshot, pt *portal, maxRows uint32) error {
+func (h handler) startSuspendable(ctx context.Context, snap *metadata.Snapshot, pt *portal, call stmtCall, maxRows uint32) error {
+	ss := h.ss
 	sctx, cancel := context.WithCancel(ctx)
-	s := &suspension{pt: pt, call: ss.call, cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
+	s := &suspension{pt: pt, out: ss.conn.Results(), cancel: cancel, readOnly: pt.stmt.st.Kind == router.Select}
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
-		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, pt.prm).run(sctx)
+		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out).run(sctx)
 		ss.endStatement()
 	})
 	ss.suspended = s
-	return ss.resume(s, maxRows)
+	return h.resume(s, maxRows)
 }
 
 // tap watches the frames the suspended statement writes: it counts rows, holds back the
@@ -80,21 +84,20 @@ func (s *suspension) tap(w *pgwire.Writer) func(byte, int) {
 
 // run resumes the statement with the client writer tapped, until it yields or ends.
 // done reports that it ended.
-func (ss *session) run(s *suspension) (done bool) {
-	saved := ss.call
-	ss.call = s.call
-	ss.w.Tap = s.tap(ss.w)
+func (s *suspension) run() (done bool) {
+	w := s.out.Writer // the client's
+	w.Tap = s.tap(w)
 	_, more := s.next()
-	ss.w.Tap = nil
-	ss.call = saved
+	w.Tap = nil
 	return !more
 }
 
 // resume serves the next part of a suspended portal's result: up to maxRows rows and
 // PortalSuspended, or the rest and its CommandComplete.
-func (ss *session) resume(s *suspension, maxRows uint32) error {
+func (h handler) resume(s *suspension, maxRows uint32) error {
+	ss := h.ss
 	s.limit, s.rows = maxRows, 0
-	if !ss.run(s) {
+	if !s.run() {
 		ss.w.Raw('s', nil)
 		// What the client has seen can no longer be taken back (a read that fails
 		// over to another placement restarts only while nothing has been flushed).
@@ -129,18 +132,19 @@ func (ss *session) settle(keep bool) error {
 		return nil
 	}
 	ss.suspended = nil
-	saved, savedCall := ss.w, ss.call
 	var sp *spool
+	var dst *pgwire.Writer
 	if keep {
 		sp = ss.newSpool()
 		// When the spool fails (past the limit), cut the statement off: its connections
 		// are read no further.
 		sp.onFail = s.cancel
-		ss.w = pgwire.NewWriter(sp)
+		dst = pgwire.NewWriter(sp)
 	} else {
-		ss.w = pgwire.NewWriter(io.Discard)
+		dst = pgwire.NewWriter(io.Discard)
 	}
-	ss.call = s.call
+	// The statement's next writes go there.
+	s.out.Redirect(dst)
 	s.ending = true
 	if !keep && s.readOnly && ss.tx == txIdle {
 		s.cancel()
@@ -151,8 +155,7 @@ func (ss *session) settle(keep bool) error {
 	} else {
 		s.stop()
 	}
-	ss.w.Flush()
-	ss.w, ss.call = saved, savedCall
+	dst.Flush()
 	s.cancel()
 	if !keep {
 		return nil
@@ -166,38 +169,12 @@ func (ss *session) settle(keep bool) error {
 	return nil
 }
 
-// dropBlockPortals removes the portals at the end of a transaction block, but the one
-// being executed.
-func (ss *session) dropBlockPortals() {
+// dropBlockPortals removes the portals at the end of a transaction block, but running,
+// the one whose Execute ends it (nil for a simple query).
+func (ss *session) dropBlockPortals(running *portal) {
 	for name, pt := range ss.portals {
-		if pt != ss.activePortal {
+		if pt != running {
 			ss.dropPortal(name)
 		}
 	}
-}
-
-// settleFor settles the suspended portal before a message that may use the session's
-// connections: anything but a Flush, a Sync, a Close, or an Execute of that portal.
-func (ss *session) settleFor(typ byte, body []byte) error {
-	s := ss.suspended
-	if s == nil {
-		return nil
-	}
-	switch typ {
-	case 'H', 'S', 'C':
-		return nil // Close of the portal itself drops it (closeObject)
-	case 'E', 'B':
-		// The portal's name comes first in Execute, and the destination portal's first
-		// in Bind.
-		if i := bytes.IndexByte(body, 0); i >= 0 && string(body[:i]) == s.pt.name {
-			switch {
-			case typ == 'B' && s.pt.name == "":
-				return ss.settle(false) // binding the unnamed portal again replaces it
-			case typ == 'B':
-				return ss.settle(true) // the Bind fails: the portal exists
-			}
-			return nil
-		}
-	}
-	return ss.settle(true)
 }

@@ -28,7 +28,7 @@ func (x *execution) execSelect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	shards, err := ss.shards(ctx, t, st.Filter, in, x.prm, nil)
+	shards, err := x.shards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}
@@ -211,8 +211,8 @@ func (x *execution) readShard(ctx context.Context, task readTask, sql []byte, ma
 			return err
 		}
 		c := wc.conn()
-		mark := ss.w.Len()
-		flushed := ss.w.Flushes()
+		mark := x.out.Len()
+		flushed := x.out.Flushes()
 		x.sendSQL(c, sql, x.prm)
 		if err := ss.sendTo(c); err != nil {
 			// Inside a transaction block too: the connection is broken now, so the block
@@ -225,8 +225,8 @@ func (x *execution) readShard(ctx context.Context, task readTask, sql []byte, ma
 		res, err := x.relay(ctx, c, relayOpts{mapPos: mapPos})
 		conns.release(wc)
 		if err != nil {
-			if ss.w.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
-				ss.w.Truncate(mark)
+			if x.out.Flushes() == flushed && backend.Unavailable(err) && ctx.Err() == nil {
+				x.out.Truncate(mark)
 				lastErr = err
 				continue
 			}
@@ -360,7 +360,7 @@ func (x *execution) concat(ctx context.Context, tasks []readTask) error {
 			switch typ {
 			case 'T':
 				if !sentDesc {
-					ss.w.Raw(typ, b)
+					x.out.Raw(typ, b)
 					sentDesc = true
 				}
 			case 'D':
@@ -368,7 +368,7 @@ func (x *execution) concat(ctx context.Context, tasks []readTask) error {
 				case skipped < offset:
 					skipped++
 				case limit < 0 || sent < limit:
-					ss.w.Raw(typ, b)
+					x.out.Raw(typ, b)
 					sent++
 				}
 			case 'E':
@@ -382,7 +382,7 @@ func (x *execution) concat(ctx context.Context, tasks []readTask) error {
 				ss.failBlock()
 				return e
 			case 'N':
-				forwardNotice(ss.w, ss.srv, c, b)
+				forwardNotice(x.out.Writer, ss.srv, c, b)
 			}
 		}
 		stop()
@@ -390,7 +390,7 @@ func (x *execution) concat(ctx context.Context, tasks []readTask) error {
 		conns.release(r.wc)
 		r.wc = workerConn{}
 	}
-	ss.commandComplete("SELECT " + strconv.FormatInt(sent, 10))
+	x.out.CommandComplete("SELECT " + strconv.FormatInt(sent, 10))
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -50,7 +51,7 @@ func newReadFixture(t *testing.T) *readFixture {
 	ss := &session{srv: srv, w: pgwire.NewWriter(out), txnState: txnState{tx: txIdle},
 		params: map[string]string{}, running: map[*backend.Conn]struct{}{}}
 	be := &scriptedBackends{t: t, workers: map[metadata.Node][]*backend.Conn{}}
-	x := &execution{ss: ss, snap: srv.cache.Load(), out: ss.w, be: be}
+	x := &execution{ss: ss, snap: srv.cache.Load(), out: protocol.NewResults(ss.w), be: be}
 	return &readFixture{x: x, be: be, out: out, shard: shard}
 }
 

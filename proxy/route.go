@@ -33,6 +33,9 @@ type pendingHash struct {
 // statement would, and takes the hashes of evaluated values from their evaluation.
 type keyHasher struct {
 	ss *session
+	// be are the connections the coordinator's round trip runs on: the execution's
+	// (x.conns()), or the session's when nil.
+	be backends
 	// col is the partition column values are assigned to (INSERT, COPY), whose type
 	// modifier applies to them before they are hashed; nil for comparisons.
 	col     *metadata.Column
@@ -119,7 +122,11 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 		q.WriteString(p.Expr("$" + strconv.Itoa(i+1)))
 		args[i], oids[i], formats[i] = p.Value, p.OID, p.Format
 	}
-	c, err := kh.ss.coordConn(ctx)
+	be := kh.be
+	if be == nil {
+		be = kh.ss
+	}
+	c, err := be.coordConn(ctx)
 	if err != nil {
 		return err
 	}
@@ -164,18 +171,18 @@ func charPos(s string, off int) int {
 	return n
 }
 
-// shards returns the shards of t a statement's condition selects: router.Bind hashes its
-// values, the coordinator reads those Bind cannot, evals are the statement's evaluated
-// values.
-func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.Cond, in *router.Input, prm *params, evals []evaluated) ([]*metadata.Shard, error) {
+// shards returns the shards of t a condition of the statement selects: router.Bind
+// hashes its values, the coordinator reads those Bind cannot, evals are the statement's
+// evaluated values.
+func (x *execution) shards(ctx context.Context, t *metadata.Table, cond *router.Cond, evals []evaluated) ([]*metadata.Shard, error) {
 	if cond == nil || cond.Kind == router.CondAll {
 		return t.Shards, nil
 	}
-	bd, err := router.Bind(cond.Values(nil), in, bindParams(prm), nil)
+	bd, err := router.Bind(cond.Values(nil), x.in, bindParams(x.prm), nil)
 	if err != nil {
 		return nil, bindError(err)
 	}
-	kh := keyHasher{ss: ss}
+	kh := keyHasher{ss: x.ss, be: x.conns()}
 	for _, p := range bd.Pending {
 		kh.take(p.Bound, evals, &bd.Hashes[p.Index])
 	}
@@ -190,9 +197,10 @@ func (ss *session) shards(ctx context.Context, t *metadata.Table, cond *router.C
 }
 
 // evaluate asks the coordinator for the values of evals, in one round trip (one query per
-// group, router.EvalQuery), with the statement's parameters: each value as a typed SQL
-// literal and, for a partition key, its hash.
-func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *router.Input, prm *params) ([][]evaluated, error) {
+// group, router.EvalQuery), with the parameters prm (nil: none): each value as a typed
+// SQL literal and, for a partition key, its hash.
+func (x *execution) evaluate(ctx context.Context, groups [][]router.Eval, prm *params) ([][]evaluated, error) {
+	ss, in := x.ss, x.in
 	var queries []string
 	for _, g := range groups {
 		if q := router.EvalQuery(g, in); q != "" {
@@ -203,7 +211,7 @@ func (ss *session) evaluate(ctx context.Context, groups [][]router.Eval, in *rou
 	if len(queries) == 0 {
 		return out, nil
 	}
-	c, err := ss.coordConn(ctx)
+	c, err := x.conns().coordConn(ctx)
 	if err != nil {
 		return nil, err
 	}

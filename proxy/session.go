@@ -17,17 +17,22 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 )
 
-var errShuttingDown = pgerr.New(pgerr.AdminShutdown, "terminating connection due to administrator command").WithSeverity("FATAL")
+// errShuttingDown is what clients hear when the server stops.
+var errShuttingDown = protocol.ErrShuttingDown
 
 // session is one client connection. Its goroutine owns every field not marked otherwise.
 type session struct {
 	srv *Server
 	nc  net.Conn
-	r   *pgwire.Reader
-	w   *pgwire.Writer
-	log *slog.Logger
+	// conn is the protocol side of the client connection (package protocol): it reads
+	// the client's messages and keeps the simple and extended protocols' state; w is its
+	// writer.
+	conn *protocol.Conn
+	w    *pgwire.Writer
+	log  *slog.Logger
 
 	pid, secret uint32
 	user        string
@@ -57,13 +62,8 @@ type session struct {
 	cancelled atomic.Bool
 	// busy is set while the session handles a client message (a cancel request for an
 	// idle session does nothing, as in PostgreSQL, even while a portal is suspended).
-	busy    atomic.Bool
-	closing atomic.Bool
+	busy atomic.Bool
 
-	// extSkip: an extended-protocol error occurred; messages are skipped until Sync.
-	extSkip bool
-	// call says how the statement being executed arrived.
-	call stmtCall
 	// listening is set after LISTEN: notifications may arrive while the session is idle.
 	listening bool
 	// stmtStore holds the session's prepared statements and portals (bounds.go).
@@ -76,9 +76,6 @@ type session struct {
 	suspended *suspension
 	// spoolBudget bounds what the session's spools set aside together (spool.go).
 	spoolBudget
-
-	// activePortal is the portal an Execute is running.
-	activePortal *portal
 
 	// scratch buffers reused across statements
 	sqlBuf []byte
@@ -97,171 +94,27 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 	ss := &session{
 		srv:      s,
 		nc:       nc,
-		r:        pgwire.NewReader(nc, 16<<10),
 		log:      s.log,
 		running:  map[*backend.Conn]struct{}{},
 		refused:  refused,
 		reserved: reserved,
 	}
 	ss.txnState = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
-	ss.w = pgwire.NewWriter(clientWriter{ss})
+	ss.conn = protocol.New(nc, clientWriter{ss}, s.cfg.MaxMessage, protocol.Counters{Received: &s.stats.received, Sent: &s.stats.sent})
+	ss.w = ss.conn.Writer()
 	initState(ss)
-	if s.cfg.MaxMessage > 0 {
-		ss.r.SetMaxMessage(s.cfg.MaxMessage)
-	}
 	defer func() {
 		// A bug must cost only this client its connection.
 		if r := recover(); r != nil {
 			ss.log.Error("session panic", "panic", r, "stack", string(stackTrace()))
-			ss.sendFatal(pgerr.New(pgerr.InternalError, "internal error in pgshard: %v", r))
+			ss.conn.Fatal(pgerr.New(pgerr.InternalError, "internal error in pgshard: %v", r))
 		}
 		ss.cleanup()
 	}()
 	if !ss.startup(ctx) {
 		return
 	}
-	ss.loop(ctx)
-}
-
-// loop reads and handles client messages until the client leaves or the server stops.
-func (ss *session) loop(ctx context.Context) {
-	for {
-		ss.busy.Store(false)
-		if ss.closing.Load() {
-			ss.sendFatal(errShuttingDown)
-			return
-		}
-		idleUntil, idleErr := ss.idleDeadline()
-		// client_idle_timeout: the client's next message must come in time, whatever
-		// the session is waiting for.
-		if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
-			if until := time.Now().Add(t); idleUntil.IsZero() || until.Before(idleUntil) {
-				idleUntil, idleErr = until, ss.clientIdleError()
-			}
-		}
-		if ss.listening && ss.coord != nil && ss.suspended == nil {
-			if ok, timedOut := ss.waitIdle(idleUntil); timedOut {
-				ss.sendFatal(idleErr)
-				return
-			} else if !ok {
-				return
-			}
-		}
-		if !idleUntil.IsZero() {
-			ss.nc.SetReadDeadline(idleUntil)
-			if ss.closing.Load() {
-				ss.nc.SetReadDeadline(time.Now())
-			}
-		}
-		typ, body, err := ss.r.Next()
-		if !idleUntil.IsZero() {
-			if ss.closing.Load() {
-				ss.nc.SetReadDeadline(time.Now())
-			} else {
-				ss.nc.SetReadDeadline(time.Time{})
-			}
-		}
-		ss.waitingClient = false
-		ss.busy.Store(true)
-		if err != nil {
-			var ne net.Error
-			if !idleUntil.IsZero() && errors.As(err, &ne) && ne.Timeout() && !ss.closing.Load() {
-				ss.sendFatal(idleErr)
-				return
-			}
-			if errors.Is(err, pgwire.ErrTooLarge) || errors.Is(err, pgwire.ErrBadLength) {
-				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid message length"))
-			}
-			return
-		}
-		ss.srv.stats.received.Add(int64(len(body) + 5))
-		switch typ {
-		case 'Q':
-			q, ok := cstring(body)
-			if !ok {
-				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid string in message"))
-				return
-			}
-			if err := ss.settle(true); err != nil {
-				ss.statementFailed(err)
-				ss.readyForQuery()
-			} else if strings.IndexByte(q, 0) >= 0 {
-				// PostgreSQL reads the query up to its first NUL and then finds the
-				// message longer than that: an error, and nothing of it runs. (The
-				// parser would stop at the NUL, the backends not: the text after it
-				// must never reach them.)
-				ss.statementFailed(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
-				ss.readyForQuery()
-			} else {
-				ss.simpleQuery(ctx, q)
-			}
-		case 'X':
-			return
-		case 'P', 'B', 'D', 'E', 'C', 'H', 'S':
-			if !ss.extended(ctx, typ, body) {
-				return
-			}
-		case 'd', 'c', 'f':
-			// CopyData/CopyDone/CopyFail outside COPY: ignored, as PostgreSQL does (a COPY
-			// failed and the client is still sending).
-		default:
-			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid frontend message type %d", typ))
-			return
-		}
-		if err := ss.w.Err(); err != nil {
-			return
-		}
-	}
-}
-
-// waitIdle waits for the client's next message while relaying the notifications that
-// arrive meanwhile on the session's coordinator connection (LISTEN). It reports false
-// when the connection must close, and timedOut when the client did not send anything
-// until the session's idle deadline (if not zero).
-func (ss *session) waitIdle(until time.Time) (ok, timedOut bool) {
-	defer ss.nc.SetReadDeadline(time.Time{})
-	for {
-		next := time.Now().Add(50 * time.Millisecond)
-		if !until.IsZero() && until.Before(next) {
-			next = until
-		}
-		ss.nc.SetReadDeadline(next)
-		err := ss.r.Wait()
-		if err == nil {
-			return true, false
-		}
-		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() || ss.closing.Load() {
-			return false, false
-		}
-		if !until.IsZero() && !time.Now().Before(until) {
-			return false, true
-		}
-		c := ss.coord.Value()
-		if c.Broken() {
-			ss.listening = false
-			return true, false
-		}
-		if !c.Pending() {
-			continue
-		}
-		c.SetDeadline(time.Now().Add(time.Second))
-		for c.Pending() {
-			t, b, err := c.Next()
-			if err != nil {
-				break
-			}
-			switch t {
-			case 'A', 'N', 'S':
-				ss.w.Raw(t, b)
-			case 'E':
-				ss.w.Raw('N', b)
-				c.MarkBroken()
-			}
-		}
-		c.SetDeadline(time.Time{})
-		ss.flush()
-	}
+	ss.conn.Serve(ctx, handler{ss})
 }
 
 // readCopyData reads the client's next message during COPY FROM STDIN. A COPY that
@@ -275,29 +128,14 @@ func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
 	var until time.Time
 	var idleErr *pgerr.Error
 	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
-		until, idleErr = time.Now().Add(t), ss.clientIdleError()
+		until, idleErr = time.Now().Add(t), ss.srv.clientIdleError()
 	}
 	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || ss.holdsShardLocks()) {
 		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
 			until, idleErr = u, errIdleInTransaction
 		}
 	}
-	if until.IsZero() {
-		return ss.r.Next()
-	}
-	ss.nc.SetReadDeadline(until)
-	typ, body, err := ss.r.Next()
-	if ss.closing.Load() {
-		ss.nc.SetReadDeadline(time.Now())
-	} else {
-		ss.nc.SetReadDeadline(time.Time{})
-	}
-	var ne net.Error
-	if err != nil && errors.As(err, &ne) && ne.Timeout() && !ss.closing.Load() {
-		ss.sendFatal(idleErr)
-		ss.nc.Close()
-	}
-	return typ, body, err
+	return ss.conn.ReadCopy(until, idleErr)
 }
 
 // clientWriter writes to the client. While the session holds shard write locks (of its
@@ -326,9 +164,9 @@ func (cw clientWriter) Write(b []byte) (int, error) {
 
 // clientIdleError is the error that ends a session whose client sent nothing for
 // client_idle_timeout: PostgreSQL's idle_session_timeout error.
-func (ss *session) clientIdleError() *pgerr.Error {
+func (s *Server) clientIdleError() *pgerr.Error {
 	return pgerr.New(pgerr.IdleSessionTimeout, "terminating connection due to idle-session timeout").WithSeverity("FATAL").
-		WithHint("pgshard closes client connections idle for longer than client_idle_timeout (%s).", ss.srv.cfg.ClientIdleTimeout)
+		WithHint("pgshard closes client connections idle for longer than client_idle_timeout (%s).", s.cfg.ClientIdleTimeout)
 }
 
 // cstring returns a message body holding one zero-terminated string.
@@ -341,10 +179,9 @@ func cstring(b []byte) (string, bool) {
 
 // shutdown asks the session to end (server shutdown). Safe from any goroutine.
 func (ss *session) shutdown() {
-	ss.closing.Store(true)
+	// An idle session is blocked reading the client: the protocol wakes it.
+	ss.conn.Shutdown()
 	ss.cancelRunning()
-	// An idle session is blocked reading the client; wake it.
-	ss.nc.SetReadDeadline(time.Now())
 }
 
 // cleanup rolls back and returns the session's backend connections.
@@ -375,20 +212,12 @@ func (ss *session) cleanup() {
 
 // --- responses ---
 
-func (ss *session) readyForQuery() {
-	ss.releaseFailedLocks()
-	ss.waitingClient = true
-	ss.reportParams()
-	ss.w.Raw('Z', []byte{ss.tx.wire()})
-	ss.flush()
-}
+// flush sends what is buffered for the client.
+func (ss *session) flush() { ss.conn.Flush() }
 
-func (ss *session) flush() {
-	n := ss.w.Len()
-	if ss.w.Flush() == nil {
-		ss.srv.stats.sent.Add(int64(n))
-	}
-}
+// moreBeforeSync reports whether the client may send another statement before Sync
+// (txnHost): the protocol layer reads what the client already sent.
+func (ss *session) moreBeforeSync() bool { return ss.conn.MoreBeforeSync() }
 
 func (ss *session) commandComplete(tag string) {
 	ss.w.Raw('C', append([]byte(tag), 0))
@@ -396,7 +225,11 @@ func (ss *session) commandComplete(tag string) {
 
 // sendError sends err as an ErrorResponse (or FATAL). Errors pgshard did not classify
 // are logged and sent as XX000.
-func (ss *session) sendError(err error) {
+func (ss *session) sendError(err error) { ss.w.Msg(ss.errorMessage(err)) }
+
+// errorMessage is err as the ErrorResponse the client hears: in the client's names,
+// counted, and logged when pgshard did not classify it or it names a connection's cause.
+func (ss *session) errorMessage(err error) *pgproto3.ErrorResponse {
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)
@@ -407,7 +240,7 @@ func (ss *session) sendError(err error) {
 	ss.srv.stats.errors.Add(1)
 	// In the client's names, without the context of pgshard's own statements.
 	ss.srv.unshardNames(e)
-	ss.w.Msg(errorResponse(e))
+	return errorResponse(e)
 }
 
 func (ss *session) sendNotice(e *pgerr.Error) {
@@ -415,23 +248,7 @@ func (ss *session) sendNotice(e *pgerr.Error) {
 	ss.w.Msg(&nr)
 }
 
-func (ss *session) sendFatal(e *pgerr.Error) {
-	if e.Severity == "" {
-		e = &pgerr.Error{Severity: "FATAL", Code: e.Code, Message: e.Message, Detail: e.Detail, Hint: e.Hint}
-	}
-	ss.w.Msg(errorResponse(e))
-	ss.flush()
-}
-
-func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse {
-	sev := e.SeverityText()
-	return &pgproto3.ErrorResponse{
-		Severity: sev, SeverityUnlocalized: sev, Code: string(e.Code), Message: e.Message, Detail: e.Detail,
-		Hint: e.Hint, Position: e.Position, Where: e.Where, SchemaName: e.SchemaName, TableName: e.TableName,
-		ColumnName: e.ColumnName, DataTypeName: e.DataTypeName, ConstraintName: e.ConstraintName,
-		InternalQuery: e.InternalQuery, InternalPosition: e.InternalPosition,
-	}
-}
+func errorResponse(e *pgerr.Error) *pgproto3.ErrorResponse { return protocol.ErrorResponse(e) }
 
 // --- cancellation ---
 

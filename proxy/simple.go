@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"time"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -10,8 +9,9 @@ import (
 	"github.com/pgshard/pgshard/router"
 )
 
-// simpleQuery handles a Query message: one or more statements, then ReadyForQuery.
-func (ss *session) simpleQuery(ctx context.Context, q string) {
+// Query handles a Query message: one or more statements (ReadyForQuery follows).
+func (h handler) Query(ctx context.Context, q string) {
+	ss := h.ss
 	ss.cancelled.Store(false)
 	start := time.Now()
 	defer func() {
@@ -20,8 +20,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 	}()
 	if st := router.PlanAdmin(q); st != nil {
 		// Before any planning work: the proxy answers it, in any transaction state.
-		ss.admin(ctx, st)
-		ss.readyForQuery()
+		ss.admin(ctx, st, false, ss.conn.Results())
 		return
 	}
 	snap := ss.srv.cache.Load()
@@ -51,7 +50,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 			}
 		}
 		if err == nil {
-			err = ss.newExecution(nil, nil, nil, nil).coordinatorStatement(ctx, q)
+			err = ss.newExecution(nil, nil, nil, stmtCall{}, ss.conn.Results()).coordinatorStatement(ctx, q)
 		}
 		if err != nil {
 			ss.statementFailed(err)
@@ -92,7 +91,7 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				err := ss.newExecution(snap, st, in, nil).run(ctx)
+				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
@@ -112,7 +111,6 @@ func (ss *session) simpleQuery(ctx context.Context, q string) {
 		}
 	}
 	ss.undoFailed(ctx)
-	ss.readyForQuery()
 }
 
 // implicitBlock reports whether a multi-statement string runs as one transaction block:
@@ -142,24 +140,4 @@ func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool
 	}
 	st := ss.names
 	return sess.Names == nil || st == nil || ss.namesDirty || st.snap != now || st.epoch != ss.srv.namesEpoch.Load() || st.key != sess.NamesKey
-}
-
-// moreBeforeSync reports whether the client may send another Execute before its next
-// Sync: true unless the messages already buffered show a Sync first.
-func (ss *session) moreBeforeSync() bool {
-	b := ss.r.Peek()
-	for len(b) >= 5 {
-		switch b[0] {
-		case 'S':
-			return false
-		case 'E', 'Q':
-			return true
-		}
-		n := int(binary.BigEndian.Uint32(b[1:5]))
-		if n < 4 || 1+n > len(b) {
-			return true
-		}
-		b = b[1+n:]
-	}
-	return true
 }

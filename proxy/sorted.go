@@ -110,7 +110,7 @@ func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*meta
 			}
 			if !sentDesc && !x.extended {
 				desc.Fields = desc.Fields[:nv]
-				ss.w.Msg(desc)
+				x.out.Msg(desc)
 			}
 			sentDesc = true
 			if cur.row == nil && !cur.done {
@@ -152,7 +152,7 @@ func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*meta
 		} else {
 			out = append(out[:0], byte(nv>>8), byte(nv))
 			out = append(out, cur.row[2:cur.visibleEnd]...)
-			ss.w.Raw('D', out)
+			x.out.Raw('D', out)
 			sent++
 		}
 		if _, err := x.advance(ctx, cur); err != nil {
@@ -164,7 +164,7 @@ func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*meta
 			heap.Fix(h, 0)
 		}
 	}
-	ss.commandComplete("SELECT " + strconv.FormatInt(sent, 10))
+	x.out.CommandComplete("SELECT " + strconv.FormatInt(sent, 10))
 	return nil
 }
 
@@ -244,7 +244,7 @@ func (x *execution) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDesc
 			ss.failBlock()
 			return nil, e
 		case 'N':
-			forwardNotice(ss.w, ss.srv, c, b)
+			forwardNotice(x.out.Writer, ss.srv, c, b)
 		case 'Z':
 			ss.stopRunning(c)
 			x.conns().release(cur.r.wc)

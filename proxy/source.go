@@ -32,7 +32,7 @@ const sourcePortal = "pgshard_source"
 // for the statement and committed at its end.
 func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
 	ss, st, in := x.ss, x.st, x.in
-	ev, err := ss.evaluate(ctx, [][]router.Eval{st.Evals}, in, nil)
+	ev, err := x.evaluate(ctx, [][]router.Eval{st.Evals}, nil)
 	if err != nil {
 		return err
 	}
@@ -190,7 +190,7 @@ func (x *execution) readCursor(ctx context.Context, c *backend.Conn, sql string,
 				rows = append(rows, row)
 				size += len(b)
 			case 'N':
-				ss.w.Raw(t, b)
+				x.out.Raw(t, b)
 			case 's':
 				break batch
 			case 'C':

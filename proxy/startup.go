@@ -13,15 +13,7 @@ import (
 
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
-	"github.com/pgshard/pgshard/proxy/pgwire"
-)
-
-// Protocol codes of untyped startup-phase messages.
-const (
-	codeSSLRequest    = 80877103
-	codeGSSENCRequest = 80877104
-	codeCancelRequest = 80877102
-	protocol30        = 3 << 16
+	"github.com/pgshard/pgshard/proxy/protocol"
 )
 
 // reportedParams are the settings PostgreSQL reports with ParameterStatus (GUC_REPORT).
@@ -49,96 +41,15 @@ func (ss *session) startup(ctx context.Context) bool {
 	// A server shutting down does not wait for clients still logging in.
 	stop := context.AfterFunc(ctx, func() { ss.nc.SetDeadline(time.Now()) })
 	defer stop()
-	var params map[string]string
-	for params == nil {
-		body, err := ss.r.Startup()
-		if err != nil {
-			if errors.Is(err, pgwire.ErrBadLength) || errors.Is(err, pgwire.ErrTooLarge) {
-				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid length of startup packet"))
-			}
-			return false
-		}
-		if len(body) < 4 {
-			ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid length of startup packet"))
-			return false
-		}
-		code := binary.BigEndian.Uint32(body)
-		switch {
-		case code == codeSSLRequest || code == codeGSSENCRequest:
-			if ss.r.Buffered() > 0 {
-				// Bytes after an encryption request before its answer could have been
-				// injected by a man in the middle (CVE-2021-23222).
-				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "received unencrypted data after SSL request"))
-				return false
-			}
-			if _, err := ss.nc.Write([]byte{'N'}); err != nil {
-				return false
-			}
-		case code == codeCancelRequest:
-			if len(body) >= 12 {
-				ss.srv.cancel(binary.BigEndian.Uint32(body[4:]), binary.BigEndian.Uint32(body[8:]))
-			}
-			return false
-		case code>>16 == 3 && ss.refused:
-			ss.sendFatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
-			return false
-		case code>>16 == 3:
-			var unknown []string
-			params, unknown = parseStartup(body[4:])
-			if params == nil {
-				ss.sendFatal(pgerr.New(pgerr.ProtocolViolation, "invalid startup packet layout: expected terminator as last byte"))
-				return false
-			}
-			if code&0xffff > 0 || len(unknown) > 0 {
-				// Newer minor versions and protocol extensions: offer 3.0.
-				ss.w.Msg(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown})
-			}
-		default:
-			ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", code>>16, code&0xffff))
-			return false
-		}
+	opt := protocol.StartupOptions{Cancel: ss.srv.cancel}
+	if ss.refused {
+		opt.Refuse = pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already")
+	}
+	params, ok := ss.conn.Startup(opt)
+	if !ok {
+		return false
 	}
 	return ss.authenticate(ctx, params)
-}
-
-// parseStartup reads a StartupMessage's name/value pairs. Options named _pq_.* are
-// protocol extensions the proxy does not support; they are returned separately.
-func parseStartup(b []byte) (map[string]string, []string) {
-	params := map[string]string{}
-	var unknown []string
-	for {
-		i := indexZero(b)
-		if i < 0 {
-			return nil, nil
-		}
-		name := string(b[:i])
-		b = b[i+1:]
-		if name == "" {
-			if len(b) != 0 {
-				return nil, nil
-			}
-			return params, unknown
-		}
-		j := indexZero(b)
-		if j < 0 {
-			return nil, nil
-		}
-		if strings.HasPrefix(name, "_pq_.") {
-			unknown = append(unknown, name)
-		} else {
-			params[name] = string(b[:j])
-		}
-		b = b[j+1:]
-	}
-}
-
-func indexZero(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return -1
 }
 
 // authenticate checks the user and database, authenticates the client (trust: the
@@ -146,7 +57,7 @@ func indexZero(b []byte) int {
 func (ss *session) authenticate(ctx context.Context, params map[string]string) bool {
 	ss.user = params["user"]
 	if ss.user == "" {
-		ss.sendFatal(pgerr.New(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet"))
+		ss.conn.Fatal(pgerr.New(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet"))
 		return false
 	}
 	db := params["database"]
@@ -154,7 +65,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		db = ss.user
 	}
 	if params["replication"] != "" && params["replication"] != "false" && params["replication"] != "off" && params["replication"] != "0" {
-		ss.sendFatal(pgerr.New(pgerr.FeatureNotSupported, "replication connections are not supported by pgshard"))
+		ss.conn.Fatal(pgerr.New(pgerr.FeatureNotSupported, "replication connections are not supported by pgshard"))
 		return false
 	}
 	values := map[string]string{}
@@ -172,7 +83,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		}
 	}
 	if err := ss.srv.register(ss); err != nil {
-		ss.sendFatal(pgerr.From(err))
+		ss.conn.Fatal(pgerr.From(err))
 		return false
 	}
 
@@ -180,7 +91,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 	// the settings become.
 	pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
 	if err != nil {
-		ss.sendFatal(pgerr.From(err))
+		ss.conn.Fatal(pgerr.From(err))
 		return false
 	}
 	res, err := pool.Acquire(ctx)
@@ -189,26 +100,26 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		if errors.As(err, &pe) {
 			e := pgerr.FromPg(pe)
 			e.Severity = "FATAL"
-			ss.sendFatal(e)
+			ss.conn.Fatal(e)
 		} else {
 			// The cause names the coordinator's address: for the log, not for a
 			// client that has not logged in.
 			ss.log.Warn("coordinator connection for a client failed", "user", ss.user, "err", err)
-			ss.sendFatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator"))
+			ss.conn.Fatal(pgerr.New(pgerr.CannotConnectNow, "pgshard could not connect to the coordinator"))
 		}
 		return false
 	}
 	c := res.Value()
 	if ss.reserved && c.Params["is_superuser"] != "on" {
 		backend.Release(res)
-		ss.sendFatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
+		ss.conn.Fatal(pgerr.New(pgerr.TooManyConnections, "sorry, too many clients already"))
 		return false
 	}
 	if db != ss.srv.Database() {
 		// As PostgreSQL: once the user is known to be allowed in, and without naming
 		// the database this proxy serves.
 		backend.Release(res)
-		ss.sendFatal(pgerr.New(pgerr.InvalidCatalogName, "database \"%s\" does not exist", db))
+		ss.conn.Fatal(pgerr.New(pgerr.InvalidCatalogName, "database \"%s\" does not exist", db))
 		return false
 	}
 	ss.settings = newSettings(values)
@@ -225,7 +136,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		backend.Release(res)
 		e := pgerr.From(err)
 		e.Severity = "FATAL"
-		ss.sendFatal(e)
+		ss.conn.Fatal(e)
 		return false
 	}
 	reported := map[string]string{}
@@ -273,7 +184,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 		ss.w.Msg(&pgproto3.ParameterStatus{Name: k, Value: reported[k]})
 	}
 	ss.w.Msg(&pgproto3.BackendKeyData{ProcessID: ss.pid, SecretKey: binary.BigEndian.AppendUint32(nil, ss.secret)})
-	ss.readyForQuery()
+	ss.conn.ReadyForQuery(handler{ss}.Ready())
 	return ss.w.Err() == nil
 }
 

@@ -73,7 +73,8 @@ func (s txStatus) wire() byte { return byte(s) }
 // txnState is the session's transaction layer: the block, what it holds, and how it
 // ends. It is embedded in session, so that the executor reads ss.tx and takes
 // ss.txConns as before, but its methods touch only its own fields, their arguments and
-// host; a newcomer changing how blocks commit reads this type, not the session.
+// the dependencies declared here (host, locker); a change to how blocks lock, commit or
+// recover (atomic commit, row-level locks) reads this type, not the session.
 type txnState struct {
 	// tx is the transaction block's state; only the transitions set it.
 	tx txStatus
@@ -565,7 +566,7 @@ func (ss *session) blockUndone(ctx context.Context, ended bool) {
 
 // markMissed marks placements inactive, warning the client (txnHost).
 func (ss *session) markMissed(ctx context.Context, ps []metadata.Placement) error {
-	return ss.srv.markInactive(ctx, ps, ss)
+	return ss.srv.markInactive(ctx, ps, ss.conn.Results())
 }
 
 // sentError is a statement's error whose ErrorResponse already reached the client (a

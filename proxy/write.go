@@ -13,6 +13,7 @@ import (
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 	"github.com/pgshard/pgshard/router/pghash"
 )
@@ -50,14 +51,14 @@ func (x *execution) execWrite(ctx context.Context) error {
 // error means the statement was answered already (no row to insert, or no shard can hold
 // a matching row).
 func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeTask, error) {
-	ss, st, in, prm := x.ss, x.st, x.in, x.prm
+	st, in, prm := x.st, x.in, x.prm
 	// Values the coordinator evaluates once for every placement.
 	groups := make([][]router.Eval, 0, len(st.Rows)+1)
 	for _, r := range st.Rows {
 		groups = append(groups, r.Evals)
 	}
 	groups = append(groups, st.Evals)
-	ev, err := ss.evaluate(ctx, groups, in, prm)
+	ev, err := x.evaluate(ctx, groups, prm)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeT
 	case st.Kind == router.Insert:
 		tasks, err = x.insertTasks(ctx, t, ev)
 	default:
-		shards, serr := ss.shards(ctx, t, st.Filter, in, prm, stEvals)
+		shards, serr := x.shards(ctx, t, st.Filter, stEvals)
 		if serr != nil {
 			return nil, serr
 		}
@@ -256,16 +257,15 @@ func (x *execution) runWrites(ctx context.Context, tasks []writeTask) error {
 
 // writeComplete sends a write's CommandComplete with its total row count.
 func (x *execution) writeComplete(n int64) {
-	ss := x.ss
 	switch x.st.Kind {
 	case router.Truncate:
 		// The caller completes TRUNCATE.
 	case router.Insert:
-		ss.commandComplete("INSERT 0 " + strconv.FormatInt(n, 10))
+		x.out.CommandComplete("INSERT 0 " + strconv.FormatInt(n, 10))
 	case router.Update:
-		ss.commandComplete("UPDATE " + strconv.FormatInt(n, 10))
+		x.out.CommandComplete("UPDATE " + strconv.FormatInt(n, 10))
 	case router.Delete:
-		ss.commandComplete("DELETE " + strconv.FormatInt(n, 10))
+		x.out.CommandComplete("DELETE " + strconv.FormatInt(n, 10))
 	}
 }
 
@@ -289,7 +289,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 // newWriteRun is the run of tasks over the session's backend connections, marking
 // placements in the coordinator's metadata.
 func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
-	return &writeRun{x: x, marker: sessionMarker{x.ss}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
+	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
 }
 
 // apply is applyWrites once the shards are locked: it sends the tasks, collects and
@@ -324,7 +324,7 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 	// between leaves a placement marked that is merely repaired, never one that silently
 	// misses a write.
 	for _, w := range d.warnings {
-		ss.sendNotice(w)
+		wr.x.out.Notice(w)
 	}
 	if len(d.marks) > 0 {
 		if err := wr.marker.markInactive(ctx, d.marks); err != nil {
@@ -342,7 +342,7 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 	for _, w := range d.chosen {
 		n += tagCount(w.tag)
 	}
-	if err := forwardReturning(ss, tasks, d.chosen, sentDesc); err != nil {
+	if err := forwardReturning(wr.x, tasks, d.chosen, sentDesc); err != nil {
 		return 0, err
 	}
 	return n, nil
@@ -396,11 +396,15 @@ type placementMarker interface {
 	markInactive(ctx context.Context, ps []metadata.Placement) error
 }
 
-// sessionMarker marks placements in the server's metadata, warning the session's client.
-type sessionMarker struct{ ss *session }
+// sessionMarker marks placements in the server's metadata, warning the client among the
+// statement's results.
+type sessionMarker struct {
+	srv *Server
+	out *protocol.Results
+}
 
 func (m sessionMarker) markInactive(ctx context.Context, ps []metadata.Placement) error {
-	return m.ss.srv.markInactive(ctx, ps, m.ss)
+	return m.srv.markInactive(ctx, ps, m.out)
 }
 
 // send sends each task's statement to every finalized placement of its shard (after a
@@ -488,7 +492,7 @@ func (wr *writeRun) collect(ctx context.Context) error {
 	if spoolErr != nil && !implicit && ss.tx == txIdle {
 		// Only notices (no RETURNING) of a write already committed on its one placement:
 		// the ones past the limit are dropped, not the write.
-		ss.sendNotice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
+		wr.x.out.Notice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
 		spoolErr = nil
 	}
 	return spoolErr
@@ -563,17 +567,16 @@ func (wr *writeRun) decide() tasksDecision {
 // the warnings are sent and the placements to mark are marked, then the notices of the
 // failing placement and the error (returned) go to the client.
 func (wr *writeRun) fail(ctx context.Context, d tasksDecision) error {
-	ss := wr.x.ss
 	wr.undo(ctx)
 	for _, w := range d.warnings {
-		ss.sendNotice(w)
+		wr.x.out.Notice(w)
 	}
 	if len(d.marks) > 0 {
 		if err := wr.marker.markInactive(ctx, d.marks); err != nil {
 			return err
 		}
 	}
-	forwardNotices(ss, d.failNotices)
+	forwardNotices(wr.x, d.failNotices)
 	return d.failErr
 }
 
@@ -581,7 +584,7 @@ func (wr *writeRun) fail(ctx context.Context, d tasksDecision) error {
 // notices, and the RETURNING rows. An INSERT's rows go back in the order of its VALUES
 // (or of its SELECT), as from one table, when every shard returned one row per row it
 // was sent; otherwise (ON CONFLICT DO NOTHING skipped some) shard by shard.
-func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, sentDesc *bool) error {
+func forwardReturning(x *execution, tasks []writeTask, chosen []*placementWrite, sentDesc *bool) error {
 	total, inOrder := 0, true
 	for ti, w := range chosen {
 		total += len(tasks[ti].rows)
@@ -591,7 +594,7 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 	for _, w := range chosen {
 		if err := w.out.each(func(t byte, body []byte) {
 			if t != 'D' {
-				forwardFrame(ss, t, body, sentDesc)
+				forwardFrame(x, t, body, sentDesc)
 			}
 		}); err != nil {
 			return err
@@ -620,14 +623,14 @@ func forwardReturning(ss *session, tasks []writeTask, chosen []*placementWrite, 
 			if err != nil {
 				return err
 			}
-			ss.w.Raw('D', body)
+			x.out.Raw('D', body)
 		}
 		return nil
 	}
 	for _, w := range chosen {
 		if err := w.out.each(func(t byte, body []byte) {
 			if t == 'D' {
-				ss.w.Raw('D', body)
+				x.out.Raw('D', body)
 			}
 		}); err != nil {
 			return err
@@ -715,7 +718,7 @@ func (wr *writeRun) commitImplicit(ctx context.Context, byTask [][]*placementWri
 		for _, i := range m {
 			w := ws[i]
 			marks = append(marks, w.p)
-			ss.sendNotice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).WithSeverity("WARNING").
+			wr.x.out.Notice(pgerr.New(pgerr.Warning, "Connection failed to %s", fmtNode(w.p.Node)).WithSeverity("WARNING").
 				WithDetail("COMMIT failed: %v", w.commitErr))
 		}
 		if !committed && failErr == nil {
@@ -833,7 +836,7 @@ func finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) 
 
 // forwardFrame sends a frame set aside: only the first RowDescription, notices as the
 // shard's.
-func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
+func forwardFrame(x *execution, t byte, body []byte, sentDesc *bool) {
 	switch t {
 	case 'T':
 		if *sentDesc {
@@ -841,14 +844,14 @@ func forwardFrame(ss *session, t byte, body []byte, sentDesc *bool) {
 		}
 		*sentDesc = true
 	case 'N':
-		forwardShardNotice(ss.w, ss.srv, body)
+		forwardShardNotice(x.out.Writer, x.ss.srv, body)
 		return
 	}
-	ss.w.Raw(t, body)
+	x.out.Raw(t, body)
 }
 
 // forwardNotices sends the notices set aside.
-func forwardNotices(ss *session, sp *spool) {
+func forwardNotices(x *execution, sp *spool) {
 	if sp == nil {
 		return
 	}
@@ -859,7 +862,7 @@ func forwardNotices(ss *session, sp *spool) {
 			return
 		}
 		if t == 'N' {
-			forwardShardNotice(ss.w, ss.srv, body)
+			forwardShardNotice(x.out.Writer, x.ss.srv, body)
 		}
 	}
 }

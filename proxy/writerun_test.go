@@ -20,6 +20,7 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/proxy/pgwire"
+	"github.com/pgshard/pgshard/proxy/protocol"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -362,7 +363,7 @@ func TestWriteRunReplicated(t *testing.T) {
 			conns := newScriptedConns(t, tc.inBlock, servers)
 			marks := &markRecorder{err: tc.markErr}
 			st := &router.Statement{Kind: router.Update, Tag: "UPDATE"}
-			x := &execution{ss: f.ss, snap: f.snap, st: st, out: f.ss.w, be: conns}
+			x := &execution{ss: f.ss, snap: f.snap, st: st, out: protocol.NewResults(f.ss.w), be: conns}
 			tasks := []writeTask{{shard: f.snap.Shard(10), sql: []byte("UPDATE public.t_10 SET k = 1")}}
 			wr := &writeRun{x: x, marker: marks, tasks: tasks, implicit: implicitWrite(f.ss.tx, st, tasks)}
 			sentDesc := false

@@ -45,10 +45,15 @@
 // segments, holes for the input's literals (SegLit), shard or temporary table names
 // (SegTable), values the coordinator evaluates once per execution (SegEval) and partial
 // result types (SegType). Partition-key values are Values (a literal, a parameter, NULL,
-// or an evaluated value) and a WHERE clause's pruning condition is a Cond (keys.go); the
-// executor hashes the values (package pghash, PostgreSQL's own hash functions) and
-// Cond.Select picks the shards whose hash range holds them. Which expressions count as
-// a partition-key value, and how AND/OR/IN/ANY combine them, is decided in keys.go.
+// or an evaluated value) and a WHERE clause's pruning condition is a Cond (keys.go).
+// Which expressions count as a partition-key value, and how AND/OR/IN/ANY combine them,
+// is decided in keys.go. At execution, Bind (bind.go) binds the values to the
+// statement's constants and the client's parameters, still without I/O: it hashes every
+// value pghash reads with certainty (PostgreSQL's own hash functions) and returns the
+// rest — evaluated expressions (EvalQuery), text whose reading depends on the session's
+// settings, values a type modifier or assignment coercion may change — for the proxy to
+// ask the coordinator in one round trip; Cond.Select then picks the shards whose hash
+// range holds them.
 //
 // # Plan cache
 //
