@@ -296,3 +296,21 @@ func TestConcatShardErrorEndsTheStatement(t *testing.T) {
 		t.Errorf("client got frames %q, want the first shard's rows only (no CommandComplete)", types)
 	}
 }
+
+func TestReadInBlockGoesWhereTheBlockWrote(t *testing.T) {
+	f := newReadFixture(t)
+	// The block wrote the shard on nodeB only (nodeA's placement missed the write and
+	// is marked at COMMIT): reading nodeA's would not see the block's own write.
+	f.x.ss.tx = txBlock
+	f.x.ss.txWrites = map[metadata.Node][]metadata.Placement{nodeB: {f.shard.Placements[1]}}
+	var gotA, gotB []string
+	f.be.workers[nodeA] = []*backend.Conn{scripted(t, nodeA.Addr(), &gotA, rows("stale"))}
+	f.be.workers[nodeB] = []*backend.Conn{scripted(t, nodeB.Addr(), &gotB, rows("written"))}
+	err, fs := f.read(t)
+	if err != nil {
+		t.Fatalf("read failed: %v", err)
+	}
+	if got := rowsOf(fs); !sameStrings(got, []string{"written"}) || len(gotA) != 0 {
+		t.Errorf("client got rows %q; placement on %s ran %q", got, nodeA, gotA)
+	}
+}
