@@ -35,17 +35,8 @@ func (x *execution) oidsFor(c *backend.Conn, p *params) []uint32 {
 	return p.worker
 }
 
-func (p *params) format(i int) int16 {
-	switch {
-	case p == nil || len(p.formats) == 0:
-		return 0
-	case len(p.formats) == 1:
-		return p.formats[0]
-	case i < len(p.formats):
-		return p.formats[i]
-	}
-	return 0
-}
+// format returns the format code of parameter i (0-based): 0 text, 1 binary.
+func (p *params) format(i int) int16 { return bindParams(p).Format(i) }
 
 // run executes the statement, writing its results (but not ReadyForQuery) to the client.
 // An error return has not been sent yet.
