@@ -433,6 +433,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 		return pgerr.New(pgerr.InvalidCursorName, "portal %q does not exist", name)
 	}
 	ss.cancelled.Store(false)
+	ss.txn.waits.startStatement()
 	start := time.Now()
 	defer func() {
 		ss.srv.stats.queries.Add(1)

@@ -26,14 +26,16 @@ var (
 	errIdleSession       = pgerr.New(pgerr.Code("57P05"), "terminating connection due to idle-session timeout").WithSeverity("FATAL")
 )
 
-// idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection.
-const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true)"
+// idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection, and
+// with them the timeouts that bound its shard lock waits (lockWait).
+const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true), " +
+	"pg_catalog.current_setting('lock_timeout', true), pg_catalog.current_setting('statement_timeout', true)"
 
-// readIdleTimeouts takes the session's idle timeouts from c, its coordinator connection.
-// A failure keeps the values known so far.
+// readIdleTimeouts takes the session's idle timeouts, lock_timeout and statement_timeout
+// from c, its coordinator connection. A failure keeps the values known so far.
 func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	rows, err := c.ExecRows(ctx, idleTimeoutsSQL)
-	if err != nil || len(rows) != 1 || len(rows[0]) != 2 {
+	if err != nil || len(rows) != 1 || len(rows[0]) != 4 {
 		if err != nil && !backend.Unavailable(err) {
 			t.txLog.Warn("could not read the session's idle timeouts", "err", err)
 		}
@@ -41,15 +43,17 @@ func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	}
 	t.idleInTx = parseMillis(string(rows[0][0]))
 	t.idleSession = parseMillis(string(rows[0][1]))
+	t.waits.lockTimeout = parseMillis(string(rows[0][2]))
+	t.waits.stmtTimeout = parseMillis(string(rows[0][3]))
 }
 
 // idleSettingChanged is called after SET, RESET or DISCARD ran on the coordinator
-// connection c: when it may have changed an idle timeout, the values are read again.
+// connection c: when it may have changed a timeout, the values are read again.
 // Inside a transaction block they are read once more when the block ends or rolls back
 // to a savepoint (idleInBlock), since the block may undo the change.
 func (t *txnState) idleSettingChanged(ctx context.Context, c *backend.Conn, sql string) {
 	l := strings.ToLower(sql)
-	if !strings.Contains(l, "idle") && !strings.Contains(l, "all") {
+	if !strings.Contains(l, "timeout") && !strings.Contains(l, "all") {
 		return
 	}
 	t.readIdleTimeouts(ctx, c)

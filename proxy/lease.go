@@ -91,7 +91,7 @@ func (l *leases) acquire(ctx context.Context, shard int64, mode int) (release fu
 	select {
 	case l.reqs <- r:
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return nil, false, context.Cause(ctx)
 	}
 	select {
 	case err := <-r.reply:
@@ -106,7 +106,7 @@ func (l *leases) acquire(ctx context.Context, shard int64, mode int) (release fu
 				l.releaser(shard)()
 			}
 		}()
-		return nil, false, ctx.Err()
+		return nil, false, context.Cause(ctx)
 	}
 }
 
@@ -354,7 +354,7 @@ func (lc *leaseConn) try(ctx context.Context, r *leaseReq) (bool, error) {
 // backoff. An error is the connection's: the request has had no answer.
 func (lc *leaseConn) attempt(ctx context.Context, r *leaseReq) error {
 	if r.ctx.Err() != nil {
-		r.reply <- r.ctx.Err()
+		r.reply <- context.Cause(r.ctx)
 		return nil
 	}
 	ok, err := lc.try(ctx, r)

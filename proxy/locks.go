@@ -4,7 +4,9 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"time"
 
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
@@ -83,7 +85,7 @@ func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool) erro
 		if w.granted {
 			l.mu.Unlock()
 			l.release(id, exclusive)
-			return ctx.Err()
+			return context.Cause(ctx)
 		}
 		for i, q := range s.queue {
 			if q == w {
@@ -93,7 +95,7 @@ func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool) erro
 		}
 		s.wake()
 		l.mu.Unlock()
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
 }
 
@@ -135,6 +137,93 @@ func (s *shardLock) wake() {
 	}
 }
 
+// lockWait bounds a statement's waits for shard write locks as PostgreSQL bounds its own
+// lock waits: by the session's lock_timeout (each wait anew), its statement_timeout (from
+// the start of the statement) and cancel requests, with PostgreSQL's SQLSTATEs and
+// messages, so that a client's retry logic and its own timeouts work through pgshard as
+// on one server. The proxy's --lock-timeout stays the outer bound (Server.lockShards).
+// The timeouts are the session's as its coordinator connection has them (with SET LOCAL
+// inside a block: idle.go reads them with the idle timeouts). A cancel request arrives on
+// another goroutine (Server.cancel), hence the mutex around cancelled and stop.
+type lockWait struct {
+	lockTimeout, stmtTimeout time.Duration
+	// stmtStart is when the client's statement (Query or Execute message) started.
+	stmtStart time.Time
+
+	mu sync.Mutex
+	// cancelled is set by a cancel request until the next statement starts: a cancel
+	// that arrives before the statement waits still ends it, as in PostgreSQL.
+	cancelled bool
+	// stop ends the wait under way, if any.
+	stop context.CancelCauseFunc
+}
+
+// startStatement is called when a client's Query or Execute starts.
+func (w *lockWait) startStatement() {
+	w.stmtStart = time.Now()
+	w.mu.Lock()
+	w.cancelled = false
+	w.mu.Unlock()
+}
+
+// cancel ends the statement's lock wait, now or when it starts. Safe from any goroutine.
+func (w *lockWait) cancel() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cancelled = true
+	if w.stop != nil {
+		w.stop(errUserCancel())
+	}
+}
+
+// bound is ctx ended as the session's settings end a lock wait, with the error the client
+// is to hear as its cause (context.Cause); stop releases it.
+func (w *lockWait) bound(ctx context.Context) (context.Context, func(), error) {
+	var deadline time.Time
+	var cause error
+	if w.lockTimeout > 0 {
+		deadline, cause = time.Now().Add(w.lockTimeout), errLockTimeout()
+	}
+	if w.stmtTimeout > 0 && !w.stmtStart.IsZero() {
+		if d := w.stmtStart.Add(w.stmtTimeout); deadline.IsZero() || d.Before(deadline) {
+			deadline, cause = d, errStatementTimeout()
+		}
+	}
+	ctx, stopCancel := context.WithCancelCause(ctx)
+	w.mu.Lock()
+	if w.cancelled {
+		w.mu.Unlock()
+		stopCancel(nil)
+		return nil, nil, errUserCancel()
+	}
+	w.stop = stopCancel
+	w.mu.Unlock()
+	stopTimer := context.CancelFunc(func() {})
+	if !deadline.IsZero() {
+		ctx, stopTimer = context.WithDeadlineCause(ctx, deadline, cause)
+	}
+	return ctx, func() {
+		stopTimer()
+		w.mu.Lock()
+		w.stop = nil
+		w.mu.Unlock()
+		stopCancel(nil)
+	}, nil
+}
+
+// PostgreSQL's errors for a statement whose lock wait ended (ProcessInterrupts).
+func errLockTimeout() error {
+	return pgerr.New(pgerr.LockNotAvailable, "canceling statement due to lock timeout")
+}
+
+func errStatementTimeout() error {
+	return pgerr.New(pgerr.QueryCanceled, "canceling statement due to statement timeout")
+}
+
+func errUserCancel() error {
+	return pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request")
+}
+
 // txLock is a set of shard locks a transaction block took in one statement. level is the
 // number of savepoints the block had then: ROLLBACK TO the savepoint at index i undoes
 // the writes of every level above i, and with them the need for their locks.
@@ -151,6 +240,11 @@ func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 	if len(ids) == 0 {
 		return nil
 	}
+	ctx, stop, err := t.waits.bound(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	if t.tx == txIdle {
 		unlock, err := t.locker.lockShards(ctx, ids, exclusive)
 		if err != nil {

@@ -265,6 +265,7 @@ func (ss *session) stopRunning(c *backend.Conn) {
 // session (all shards of a fan-out). Safe from any goroutine.
 func (ss *session) cancelRunning() {
 	ss.cancelled.Store(true)
+	ss.txn.waits.cancel() // a statement waiting for a shard lock
 	ss.mu.Lock()
 	conns := make([]*backend.Conn, 0, len(ss.running))
 	for c := range ss.running {

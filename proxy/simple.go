@@ -13,6 +13,7 @@ import (
 func (h handler) Query(ctx context.Context, q string) {
 	ss := h.ss
 	ss.cancelled.Store(false)
+	ss.txn.waits.startStatement()
 	start := time.Now()
 	defer func() {
 		ss.srv.stats.queries.Add(1)

@@ -119,6 +119,9 @@ type txnState struct {
 	idleInTx, idleSession time.Duration
 	idleInBlock           bool
 	waitingClient         bool
+	// waits bounds the statement's shard lock waits by the session's lock_timeout,
+	// statement_timeout and cancel requests (locks.go).
+	waits lockWait
 
 	// locker takes shard write locks (the server's: Server.lockShards).
 	locker shardLocker
