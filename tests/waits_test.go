@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // waitOutcome is how a statement that waited for another transaction's lock ended: its
@@ -26,17 +28,18 @@ type waitCase struct {
 	cancel bool     // a cancel request ends the wait
 	commit bool     // the holder commits while the waiter waits
 	mode   pgx.QueryExecMode
+	code   string // the SQLSTATE PostgreSQL answers with ("" for success)
 }
 
 var waitCases = []waitCase{
-	{name: "lock_timeout", setup: []string{"SET lock_timeout = '200ms'"}},
-	{name: "statement_timeout", setup: []string{"SET statement_timeout = '200ms'"}},
-	{name: "lock_timeout, extended", setup: []string{"SET lock_timeout = '200ms'"}, mode: pgx.QueryExecModeExec},
-	{name: "SET LOCAL lock_timeout in a block", setup: []string{"BEGIN", "SET LOCAL lock_timeout = '200ms'"}, block: true},
-	{name: "statement_timeout in a block", setup: []string{"BEGIN", "SET LOCAL statement_timeout = '200ms'"}, block: true},
-	{name: "cancel", cancel: true},
-	{name: "cancel, extended", cancel: true, mode: pgx.QueryExecModeExec},
-	{name: "cancel in a block", setup: []string{"BEGIN"}, block: true, cancel: true},
+	{name: "lock_timeout", setup: []string{"SET lock_timeout = '200ms'"}, code: "55P03"},
+	{name: "statement_timeout", setup: []string{"SET statement_timeout = '200ms'"}, code: "57014"},
+	{name: "lock_timeout, extended", setup: []string{"SET lock_timeout = '200ms'"}, mode: pgx.QueryExecModeExec, code: "55P03"},
+	{name: "SET LOCAL lock_timeout in a block", setup: []string{"BEGIN", "SET LOCAL lock_timeout = '200ms'"}, block: true, code: "55P03"},
+	{name: "statement_timeout in a block", setup: []string{"BEGIN", "SET LOCAL statement_timeout = '200ms'"}, block: true, code: "57014"},
+	{name: "cancel", cancel: true, code: "57014"},
+	{name: "cancel, extended", cancel: true, mode: pgx.QueryExecModeExec, code: "57014"},
+	{name: "cancel in a block", setup: []string{"BEGIN"}, block: true, cancel: true, code: "57014"},
 	{name: "wait for commit", commit: true},
 }
 
@@ -138,4 +141,42 @@ func TestWaitsLikePostgreSQL(t *testing.T) {
 			t.Errorf("%s: pgshard %s %q, PostgreSQL %s %q", c.name, got[i].code, got[i].msg, want[i].code, want[i].msg)
 		}
 	}
+}
+
+// TestWaitsAcrossProxies: the same waits where the lock is another proxy's (the shard's
+// lease on the coordinator), and a lock_timeout from the startup packet's options.
+func TestWaitsAcrossProxies(t *testing.T) {
+	ctx := context.Background()
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Stop()
+	table := uniqueName("waits_lease")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 2, 2)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+	b := connectTo(t, p2)
+	got := runWaitCases(t, a, b, table)
+	for i, c := range waitCases {
+		if got[i].code != c.code {
+			t.Errorf("%s: got %s %q, want %s", c.name, got[i].code, got[i].msg, c.code)
+		}
+	}
+
+	// lock_timeout from the startup packet (options=-c lock_timeout=200ms).
+	opt, err := pgx.Connect(ctx, simpleURL(p2)+"&options=-c%20lock_timeout%3D200ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Close(ctx)
+	mustExec(t, a, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", table))
+	start := time.Now()
+	_, err = opt.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v * 2 WHERE id = 1", table))
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "55P03" || time.Since(start) > 1500*time.Millisecond {
+		t.Errorf("startup lock_timeout: got %v after %s, want 55P03 after 200ms", err, time.Since(start))
+	}
+	mustExec(t, a, "ROLLBACK")
+	mustExec(t, opt, fmt.Sprintf("UPDATE %s SET v = 1 WHERE id = 1", table))
 }
