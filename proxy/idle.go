@@ -29,13 +29,13 @@ var (
 // idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection, and
 // with them the timeouts that bound its shard lock waits (lockWait).
 const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true), " +
-	"pg_catalog.current_setting('lock_timeout', true), pg_catalog.current_setting('statement_timeout', true)"
+	"pg_catalog.current_setting('lock_timeout', true), pg_catalog.current_setting('statement_timeout', true), pg_catalog.current_setting('deadlock_timeout', true)"
 
-// readIdleTimeouts takes the session's idle timeouts, lock_timeout and statement_timeout
-// from c, its coordinator connection. A failure keeps the values known so far.
+// readIdleTimeouts takes the session's idle timeouts, lock_timeout, statement_timeout and
+// deadlock_timeout from c, its coordinator connection. A failure keeps the values known so far.
 func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	rows, err := c.ExecRows(ctx, idleTimeoutsSQL)
-	if err != nil || len(rows) != 1 || len(rows[0]) != 4 {
+	if err != nil || len(rows) != 1 || len(rows[0]) != 5 {
 		if err != nil && !backend.Unavailable(err) {
 			t.txLog.Warn("could not read the session's idle timeouts", "err", err)
 		}
@@ -45,6 +45,7 @@ func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	t.idleSession = parseMillis(string(rows[0][1]))
 	t.waits.lockTimeout = parseMillis(string(rows[0][2]))
 	t.waits.stmtTimeout = parseMillis(string(rows[0][3]))
+	t.waits.deadlockTimeout = parseMillis(string(rows[0][4]))
 }
 
 // idleSettingChanged is called after SET, RESET or DISCARD ran on the coordinator

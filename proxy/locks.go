@@ -15,28 +15,55 @@ import (
 // into a table without unique indexes), exclusive for the others and for repair, so that
 // the placements of a replicated shard apply non-commuting writes in one order. Waiters
 // are served first come, first served.
+//
+// Transaction blocks hold their locks until they end and take them statement by
+// statement, so two blocks writing two shards in opposite orders wait for each other
+// forever. As PostgreSQL's lock manager does, a waiter that has waited deadlock_timeout
+// looks for a cycle in the wait-for graph (who holds, or queues ahead for, the shard it
+// waits for, and what they wait for in turn) and, finding one, gives up with 40P01, which
+// frees the others. The graph knows this proxy's locks only: a cycle through another
+// proxy's lease is not seen (it ends at the lock timeout).
 type shardLocks struct {
 	mu sync.Mutex
 	m  map[int64]*shardLock
+	// waiting is what each owner (a session's lockWait) waits for, while it waits.
+	waiting map[*lockWait]*lockWaiter
 }
 
 type shardLock struct {
 	readers int
 	writer  bool
 	queue   []*lockWaiter
+	// holders are the owners holding the lock, with how many times they took it (nil
+	// for those without an owner: repair).
+	holders map[*lockWait]int
 }
 
 type lockWaiter struct {
+	shard     int64
+	owner     *lockWait
 	exclusive bool
 	granted   bool
 	ready     chan struct{}
 }
 
-func newShardLocks() *shardLocks { return &shardLocks{m: map[int64]*shardLock{}} }
+func newShardLocks() *shardLocks {
+	return &shardLocks{m: map[int64]*shardLock{}, waiting: map[*lockWait]*lockWaiter{}}
+}
+
+// lockOwnerKey is the context key of the lockWait on whose behalf locks are taken.
+type lockOwnerKey struct{}
+
+// lockOwner is the owner of the locks taken with ctx, nil for none.
+func lockOwner(ctx context.Context) *lockWait {
+	w, _ := ctx.Value(lockOwnerKey{}).(*lockWait)
+	return w
+}
 
 // lock takes the locks of the given shards, in shard order (so that statements locking
 // several shards cannot deadlock each other), and returns the function that releases them.
 func (l *shardLocks) lock(ctx context.Context, ids []int64, exclusive bool) (func(), error) {
+	owner := lockOwner(ctx)
 	ids = append([]int64(nil), ids...)
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	held := make([]int64, 0, len(ids))
@@ -44,9 +71,9 @@ func (l *shardLocks) lock(ctx context.Context, ids []int64, exclusive bool) (fun
 		if i > 0 && id == ids[i-1] {
 			continue
 		}
-		if err := l.acquire(ctx, id, exclusive); err != nil {
+		if err := l.acquire(ctx, id, exclusive, owner); err != nil {
 			for _, h := range held {
-				l.release(h, exclusive)
+				l.release(h, exclusive, owner)
 			}
 			return nil, err
 		}
@@ -56,50 +83,126 @@ func (l *shardLocks) lock(ctx context.Context, ids []int64, exclusive bool) (fun
 	return func() {
 		once.Do(func() {
 			for _, h := range held {
-				l.release(h, exclusive)
+				l.release(h, exclusive, owner)
 			}
 		})
 	}, nil
 }
 
-func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool) error {
+func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool, owner *lockWait) error {
 	l.mu.Lock()
 	s := l.m[id]
 	if s == nil {
-		s = &shardLock{}
+		s = &shardLock{holders: map[*lockWait]int{}}
 		l.m[id] = s
 	}
 	if len(s.queue) == 0 && s.compatible(exclusive) {
-		s.grant(exclusive)
+		s.grant(exclusive, owner)
 		l.mu.Unlock()
 		return nil
 	}
-	w := &lockWaiter{exclusive: exclusive, ready: make(chan struct{})}
+	w := &lockWaiter{shard: id, owner: owner, exclusive: exclusive, ready: make(chan struct{})}
 	s.queue = append(s.queue, w)
+	if owner != nil {
+		l.waiting[owner] = w
+	}
 	l.mu.Unlock()
-	select {
-	case <-w.ready:
-		return nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		if w.granted {
+	var check <-chan time.Time
+	if owner != nil {
+		t := time.NewTimer(owner.deadlockWait())
+		defer t.Stop()
+		check = t.C
+	}
+	for {
+		select {
+		case <-w.ready:
+			return nil
+		case <-check:
+			check = nil
+			l.mu.Lock()
+			if w.granted || !l.deadlocked(owner) {
+				l.mu.Unlock()
+				continue
+			}
+			l.dequeue(s, w)
 			l.mu.Unlock()
-			l.release(id, exclusive)
+			return errDeadlock()
+		case <-ctx.Done():
+			l.mu.Lock()
+			if w.granted {
+				l.mu.Unlock()
+				l.release(id, exclusive, owner)
+				return context.Cause(ctx)
+			}
+			l.dequeue(s, w)
+			l.mu.Unlock()
 			return context.Cause(ctx)
 		}
-		for i, q := range s.queue {
-			if q == w {
-				s.queue = append(s.queue[:i], s.queue[i+1:]...)
-				break
-			}
-		}
-		s.wake()
-		l.mu.Unlock()
-		return context.Cause(ctx)
 	}
 }
 
-func (l *shardLocks) release(id int64, exclusive bool) {
+// dequeue takes a waiter that gives up out of its queue (l.mu held).
+func (l *shardLocks) dequeue(s *shardLock, w *lockWaiter) {
+	for i, q := range s.queue {
+		if q == w {
+			s.queue = append(s.queue[:i], s.queue[i+1:]...)
+			break
+		}
+	}
+	l.unwait(w)
+	s.wake(l)
+}
+
+// unwait forgets what w's owner waited for (l.mu held).
+func (l *shardLocks) unwait(w *lockWaiter) {
+	if w.owner != nil && l.waiting[w.owner] == w {
+		delete(l.waiting, w.owner)
+	}
+}
+
+// deadlocked reports whether me waits, through the locks of this proxy, for itself
+// (l.mu held): a waiter waits for the holders of its shard's lock and for the waiters
+// queued ahead of it that it cannot share with (first come, first served).
+func (l *shardLocks) deadlocked(me *lockWait) bool {
+	seen := map[*lockWait]bool{}
+	var waitsFor func(o *lockWait) bool
+	waitsFor = func(o *lockWait) bool {
+		w := l.waiting[o]
+		if w == nil {
+			return false
+		}
+		s := l.m[w.shard]
+		var blockers []*lockWait
+		for h := range s.holders {
+			if h != o && (w.exclusive || s.writer) {
+				blockers = append(blockers, h)
+			}
+		}
+		for _, q := range s.queue {
+			if q == w {
+				break
+			}
+			if q.owner != o && (q.exclusive || w.exclusive) {
+				blockers = append(blockers, q.owner)
+			}
+		}
+		for _, b := range blockers {
+			if b == me {
+				return true
+			}
+			if b != nil && !seen[b] {
+				seen[b] = true
+				if waitsFor(b) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return waitsFor(me)
+}
+
+func (l *shardLocks) release(id int64, exclusive bool, owner *lockWait) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s := l.m[id]
@@ -108,7 +211,10 @@ func (l *shardLocks) release(id int64, exclusive bool) {
 	} else {
 		s.readers--
 	}
-	s.wake()
+	if s.holders[owner]--; s.holders[owner] <= 0 {
+		delete(s.holders, owner)
+	}
+	s.wake(l)
 }
 
 func (s *shardLock) compatible(exclusive bool) bool {
@@ -118,20 +224,23 @@ func (s *shardLock) compatible(exclusive bool) bool {
 	return !s.writer
 }
 
-func (s *shardLock) grant(exclusive bool) {
+func (s *shardLock) grant(exclusive bool, owner *lockWait) {
 	if exclusive {
 		s.writer = true
 	} else {
 		s.readers++
 	}
+	s.holders[owner]++
 }
 
-// wake grants the lock to waiters at the head of the queue while they are compatible.
-func (s *shardLock) wake() {
+// wake grants the lock to waiters at the head of the queue while they are compatible
+// (l.mu held).
+func (s *shardLock) wake(l *shardLocks) {
 	for len(s.queue) > 0 && s.compatible(s.queue[0].exclusive) {
 		w := s.queue[0]
 		s.queue = s.queue[1:]
-		s.grant(w.exclusive)
+		s.grant(w.exclusive, w.owner)
+		l.unwait(w)
 		w.granted = true
 		close(w.ready)
 	}
@@ -147,6 +256,9 @@ func (s *shardLock) wake() {
 // another goroutine (Server.cancel), hence the mutex around cancelled and stop.
 type lockWait struct {
 	lockTimeout, stmtTimeout time.Duration
+	// deadlockTimeout is the session's deadlock_timeout: how long a wait goes before
+	// looking for a deadlock (shardLocks).
+	deadlockTimeout time.Duration
 	// stmtStart is when the client's statement (Query or Execute message) started.
 	stmtStart time.Time
 
@@ -189,7 +301,7 @@ func (w *lockWait) bound(ctx context.Context) (context.Context, func(), error) {
 			deadline, cause = d, errStatementTimeout()
 		}
 	}
-	ctx, stopCancel := context.WithCancelCause(ctx)
+	ctx, stopCancel := context.WithCancelCause(context.WithValue(ctx, lockOwnerKey{}, w))
 	w.mu.Lock()
 	if w.cancelled {
 		w.mu.Unlock()
@@ -209,6 +321,21 @@ func (w *lockWait) bound(ctx context.Context) (context.Context, func(), error) {
 		w.mu.Unlock()
 		stopCancel(nil)
 	}, nil
+}
+
+// deadlockWait is how long a wait goes before looking for a deadlock: deadlock_timeout,
+// PostgreSQL's default (1s) when unknown.
+func (w *lockWait) deadlockWait() time.Duration {
+	if w.deadlockTimeout > 0 {
+		return w.deadlockTimeout
+	}
+	return time.Second
+}
+
+// errDeadlock is PostgreSQL's error for the waiter that found a deadlock.
+func errDeadlock() error {
+	return pgerr.New(pgerr.DeadlockDetected, "deadlock detected").
+		WithDetail("Two or more pgshard transaction blocks wait for each other's shard write locks.")
 }
 
 // PostgreSQL's errors for a statement whose lock wait ended (ProcessInterrupts).

@@ -180,3 +180,78 @@ func TestWaitsAcrossProxies(t *testing.T) {
 	mustExec(t, a, "ROLLBACK")
 	mustExec(t, opt, fmt.Sprintf("UPDATE %s SET v = 1 WHERE id = 1", table))
 }
+
+// TestWaitsDeadlock: two blocks writing two shards in opposite order deadlock on the
+// proxy's shard locks; as in PostgreSQL (two rows updated in opposite order), one of them
+// hears 40P01 "deadlock detected" after about deadlock_timeout, its block fails, and the
+// other goes on and commits.
+func TestWaitsDeadlock(t *testing.T) {
+	plain := uniqueName("deadlock_plain")
+	pa, pb := connectServer(t, env.C.Coordinator), connectServer(t, env.C.Coordinator)
+	mustExec(t, pa, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", plain),
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", plain))
+	t.Cleanup(func() { pa.Exec(context.Background(), "DROP TABLE IF EXISTS "+plain) })
+	want := deadlock(t, pa, pb, plain, 1, 2)
+
+	table := uniqueName("deadlock")
+	a, b := connect(t), connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 2, 2)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	// Two ids on different shards.
+	var ids []int
+	seen := map[string]bool{}
+	for id := 1; len(ids) < 2 && id < 100; id++ {
+		mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (%d, %d)", table, id, id))
+		sh := queryString(t, a, fmt.Sprintf(`SELECT s.id::text FROM pgs_distribution_metadata.shard s
+			WHERE s.relation_id = '%s'::regclass AND hashint4(%d) BETWEEN s.min_value::int AND s.max_value::int`, table, id))
+		if !seen[sh] {
+			seen[sh] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) < 2 {
+		t.Fatal("no two ids on different shards")
+	}
+	got := deadlock(t, a, b, table, ids[0], ids[1])
+	if got != want {
+		t.Errorf("pgshard: %s, PostgreSQL: %s", got, want)
+	}
+}
+
+// deadlock has a and b update rows x and y of table in opposite orders in blocks, and
+// returns what they heard.
+func deadlock(t *testing.T, a, b *pgx.Conn, table string, x, y int) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	upd := func(id int) string { return fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = %d", table, id) }
+	mustExec(t, a, "BEGIN", upd(x))
+	mustExec(t, b, "BEGIN", upd(y))
+	start := time.Now()
+	errs := make(chan error, 2)
+	go func() { _, err := a.Exec(ctx, upd(y)); errs <- err }()
+	time.Sleep(100 * time.Millisecond)
+	go func() { _, err := b.Exec(ctx, upd(x)); errs <- err }()
+	var codes []string
+	for range 2 {
+		err := <-errs
+		if err == nil {
+			codes = append(codes, "ok")
+			continue
+		}
+		pe := pgErrorOf(err)
+		if pe == nil {
+			t.Fatalf("deadlock: %v", err)
+		}
+		codes = append(codes, pe.Code+" "+pe.Message)
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("deadlock answered after %s, want about deadlock_timeout", took)
+		}
+	}
+	mustExec(t, a, "ROLLBACK")
+	mustExec(t, b, "ROLLBACK")
+	if codes[0] > codes[1] {
+		codes[0], codes[1] = codes[1], codes[0]
+	}
+	return codes[0] + "; " + codes[1]
+}
