@@ -250,7 +250,7 @@ func (s *shardLock) wake(l *shardLocks) {
 // lock waits: by the session's lock_timeout (each wait anew), its statement_timeout (from
 // the start of the statement) and cancel requests, with PostgreSQL's SQLSTATEs and
 // messages, so that a client's retry logic and its own timeouts work through pgshard as
-// on one server. The proxy's --lock-timeout stays the outer bound (Server.lockShards).
+// on one server. The proxy's LockTimeout stays the outer bound (Server.lockShards).
 // The timeouts are the session's as its coordinator connection has them (with SET LOCAL
 // inside a block: idle.go reads them with the idle timeouts). A cancel request arrives on
 // another goroutine (Server.cancel), hence the mutex around cancelled and stop.

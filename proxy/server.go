@@ -40,8 +40,9 @@ type Config struct {
 	// RepairInterval is how often the background repairer looks for inactive placements
 	// on reachable nodes; 0 disables it.
 	RepairInterval time.Duration
-	// LockTimeout bounds the wait for a shard's write lock (default 30s); it also breaks
-	// deadlocks between transaction blocks.
+	// LockTimeout bounds the wait for a shard's write lock (default 30s), beyond the
+	// session's lock_timeout and statement_timeout (lockWait); it also breaks deadlocks
+	// the proxy cannot see (through other proxies' leases).
 	LockTimeout time.Duration
 	// BatchRows is how many rows of an INSERT ... SELECT (or of a gathered UPDATE or
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
