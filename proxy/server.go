@@ -454,6 +454,10 @@ func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (f
 		// notification.
 		if _, err := s.store.Reload(ctx, s.cache); err != nil {
 			releaseAll()
+			if ctx.Err() != nil {
+				// The hand-over is part of the wait: it ends as the wait would have.
+				return nil, timeout(context.Cause(ctx), sorted[0])
+			}
 			return nil, err
 		}
 	}
