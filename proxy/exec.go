@@ -190,7 +190,9 @@ func (x *execution) coordinatorStatement(ctx context.Context, sql string) error 
 	if err := x.ss.sendTo(c); err != nil {
 		return err
 	}
-	res, err := x.relay(ctx, c, relayOpts{coordinator: true})
+	// Sent as Parse/Bind/Execute/Sync, a COPY FROM STDIN has the server ignore that Sync
+	// (it came during the copy): after CopyDone it waits for another.
+	res, err := x.relay(ctx, c, relayOpts{coordinator: true, syncAfterCopy: x.prm != nil || x.extended})
 	if err != nil {
 		return err
 	}
@@ -342,6 +344,9 @@ type relayOpts struct {
 	mapPos func(int32) int32
 	// noComplete drops CommandComplete (the caller sends its own tag).
 	noComplete bool
+	// syncAfterCopy: the statement went with the extended protocol, whose Sync the
+	// server ignored during COPY FROM STDIN; another follows the copy.
+	syncAfterCopy bool
 }
 
 // relayResult is what relay saw.
@@ -423,6 +428,12 @@ func (x *execution) relay(ctx context.Context, c *backend.Conn, o relayOpts) (re
 			x.out.Flush()
 			if err := ss.pumpCopyIn(c); err != nil {
 				return res, err
+			}
+			if o.syncAfterCopy {
+				c.Writer().Msg(&pgproto3.Sync{})
+				if err := c.Flush(); err != nil {
+					return res, err
+				}
 			}
 		case 'N':
 			forwardNotice(x.out.Writer, ss.srv, c, b)

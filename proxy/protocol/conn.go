@@ -159,11 +159,22 @@ func (c *Conn) next(ctx context.Context, h Handler) bool {
 	}
 	switch typ {
 	case 'Q':
+		if c.skip {
+			// PostgreSQL drops a Query too while it skips to Sync: running it would
+			// commit what the failed pipeline began, and answer a ReadyForQuery the
+			// client does not count on.
+			return true
+		}
 		return c.query(ctx, h, body)
 	case 'X':
 		return false
 	case 'S':
 		c.skip = false
+		if len(body) != 0 {
+			// PostgreSQL reads a Sync to its end before it ends the transaction: the
+			// error fails it, and ReadyForQuery follows.
+			h.Fail(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		}
 		h.Sync(ctx)
 		c.ReadyForQuery(h.Ready())
 	case 'H':
