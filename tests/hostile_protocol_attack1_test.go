@@ -168,6 +168,60 @@ func TestAttack1ProtocolScripts(t *testing.T) {
 			w.send(&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{}, &pgproto3.Query{String: "COMMIT"})
 			return append(append(out, w.until(2)...), w.probe()...)
 		}},
+		{"query between extended messages", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: f("SELECT k FROM %s ORDER BY k", tb)}, &pgproto3.Bind{DestinationPortal: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Parse{Query: f("INSERT INTO %s VALUES (390, 'x')", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Query{String: "SELECT 1"}, &pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{})
+			out := w.until(2)
+			w.send(&pgproto3.Query{String: f("SELECT count(*) FROM %s WHERE k = 390", tb)})
+			return append(out, w.until(1)...)
+		}},
+		{"returning with a row limit, then Sync", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: f("INSERT INTO %s VALUES (391, 'x'), (392, 'y'), (393, 'z') RETURNING k", tb)}, &pgproto3.Bind{},
+				&pgproto3.Execute{MaxRows: 1}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Sync{},
+				&pgproto3.Execute{MaxRows: 1}, &pgproto3.Sync{})
+			out := w.until(2)
+			w.send(&pgproto3.Query{String: f("SELECT count(*) FROM %s WHERE k IN (391, 392, 393)", tb)})
+			return append(out, w.until(1)...)
+		}},
+		{"close a statement under a suspended portal", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Name: "s", Query: f("SELECT k FROM %s ORDER BY k", tb)}, &pgproto3.Bind{PreparedStatement: "s", DestinationPortal: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Close{ObjectType: 'S', Name: "s"}, &pgproto3.Describe{ObjectType: 'P', Name: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Bind{PreparedStatement: "s"}, &pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{},
+				&pgproto3.Execute{Portal: "p"}, &pgproto3.Sync{})
+			return append(w.until(2), w.probe()...)
+		}},
+		{"pipeline error in a block with a savepoint", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: "BEGIN"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: f("INSERT INTO %s VALUES (394, 'x')", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "SAVEPOINT s"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: f("INSERT INTO %s VALUES (1, 'dup')", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{},
+				&pgproto3.Parse{Query: "ROLLBACK TO s"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: f("INSERT INTO %s VALUES (395, 'x')", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "COMMIT"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			out := w.until(2)
+			w.send(&pgproto3.Query{String: f("SELECT count(*) FROM %s WHERE k IN (394, 395)", tb)})
+			return append(out, w.until(1)...)
+		}},
+		{"parse with more types than parameters, bind to a failed parse", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Name: "x", Query: f("SELECT v FROM %s WHERE k = $1", tb), ParameterOIDs: []uint32{23, 25}}, &pgproto3.Describe{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{},
+				&pgproto3.Parse{Name: "bad", Query: f("SELECT nope FROM %s", tb)}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "bad"}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "x", Parameters: [][]byte{[]byte("1"), []byte("z")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return append(w.until(4), w.probe()...)
+		}},
+		{"failing query between extended messages", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: f("INSERT INTO %s VALUES (396, 'x')", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Query{String: f("INSERT INTO %s VALUES (397, 'x'); SELECT 1/0", tb)}, &pgproto3.Sync{})
+			out := w.until(2)
+			w.send(&pgproto3.Query{String: f("SELECT count(*) FROM %s WHERE k IN (396, 397)", tb)})
+			out = append(out, w.until(1)...)
+			w.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Query: f("SELECT k FROM %s ORDER BY k", tb)}, &pgproto3.Bind{DestinationPortal: "p"},
+				&pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Execute{Portal: "p", MaxRows: 2}, &pgproto3.Sync{},
+				&pgproto3.Query{String: "COMMIT"})
+			return append(out, w.until(4)...)
+		}},
 		{"query while skipping", func(w *wireConn, tb string) []string {
 			w.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Query{String: f("INSERT INTO %s VALUES (310, 'q')", tb)}, &pgproto3.Flush{}, &pgproto3.Sync{})
 			out := w.until(1)
