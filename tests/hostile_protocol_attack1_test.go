@@ -222,6 +222,22 @@ func TestAttack1ProtocolScripts(t *testing.T) {
 				&pgproto3.Query{String: "COMMIT"})
 			return append(out, w.until(4)...)
 		}},
+		{"odd codes and subtypes", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Name: "one", Query: f("SELECT k, v FROM %s WHERE k = $1", tb), ParameterOIDs: []uint32{23}}, &pgproto3.Sync{},
+				&pgproto3.Parse{Query: "SELECT $1", ParameterOIDs: []uint32{999999}}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "one", ParameterFormatCodes: []int16{2}, Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "one", Parameters: [][]byte{[]byte("1")}, ResultFormatCodes: []int16{2}}, &pgproto3.Execute{}, &pgproto3.Sync{},
+				&pgproto3.Describe{ObjectType: 'X', Name: "one"}, &pgproto3.Sync{},
+				&pgproto3.Close{ObjectType: 'X', Name: "one"}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "one", Parameters: [][]byte{[]byte("2")}}, &pgproto3.Execute{MaxRows: 0xFFFFFFFF}, &pgproto3.Sync{})
+			return append(w.until(7), w.probe()...)
+		}},
+		{"flush with a body", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: "SELECT 1"})
+			w.raw([]byte{'H', 0, 0, 0, 5, 'x'})
+			w.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			return append(w.until(1), w.probe()...)
+		}},
 		{"query while skipping", func(w *wireConn, tb string) []string {
 			w.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Query{String: f("INSERT INTO %s VALUES (310, 'q')", tb)}, &pgproto3.Flush{}, &pgproto3.Sync{})
 			out := w.until(1)
@@ -334,7 +350,7 @@ func TestAttack1CopyInPipelineRollback(t *testing.T) {
 	}}
 	t.Run("coordinator table", func(t *testing.T) { attack1Compare(t, targets, []string{local}, []attack1Script{script}) })
 	t.Run("distributed table", func(t *testing.T) {
-		t.Skip("known defect: a distributed COPY FROM STDIN in a pipeline commits at once (with the pipeline's earlier writes): a later error in the pipeline undoes neither")
+		t.Skip("documented limitation (README, \"Multi-statement query strings and extended-protocol pipelines\"): COPY runs in no block here, so in a pipeline it commits what came before it and itself; a later error undoes neither")
 		attack1Compare(t, targets, []string{dist}, []attack1Script{script})
 	})
 }

@@ -181,6 +181,10 @@ func (c *Conn) next(ctx context.Context, h Handler) bool {
 		h.Sync(ctx)
 		c.ReadyForQuery(h.Ready())
 	case 'H':
+		if len(body) != 0 && !c.skip {
+			// PostgreSQL reads a Flush to its end: the error fails the pipeline.
+			c.fail(h, pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		}
 		c.Flush()
 	case 'P', 'B', 'D', 'E', 'C':
 		return c.extended(ctx, h, typ, body)
