@@ -13,6 +13,9 @@ import (
 func (h handler) Query(ctx context.Context, q string) {
 	ss := h.ss
 	ss.cancelled.Store(false)
+	// PostgreSQL runs a simple query in the unnamed portal: the client's goes (an
+	// Execute of it after the Query fails, also in a transaction block).
+	ss.dropPortal("")
 	start := time.Now()
 	defer func() {
 		ss.srv.stats.queries.Add(1)

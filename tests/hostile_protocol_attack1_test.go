@@ -238,6 +238,19 @@ func TestAttack1ProtocolScripts(t *testing.T) {
 			w.send(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
 			return append(w.until(1), w.probe()...)
 		}},
+		{"unnamed portal after a simple query in a block", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Query{String: "BEGIN"}, &pgproto3.Parse{Query: f("SELECT k FROM %s ORDER BY k", tb)}, &pgproto3.Bind{},
+				&pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{}, &pgproto3.Query{String: "SELECT 1"},
+				&pgproto3.Execute{MaxRows: 2}, &pgproto3.Sync{}, &pgproto3.Query{String: "ROLLBACK"})
+			return append(w.until(5), w.probe()...)
+		}},
+		{"cancel a running statement in a pipeline", func(w *wireConn, tb string) []string {
+			w.send(&pgproto3.Parse{Query: f("SELECT pg_sleep(10) FROM %s WHERE k = 1", tb)}, &pgproto3.Bind{}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			time.Sleep(500 * time.Millisecond)
+			w.cancel()
+			return append(w.until(1), w.probe()...)
+		}},
 		{"query while skipping", func(w *wireConn, tb string) []string {
 			w.send(&pgproto3.Parse{Query: "SELEC 1"}, &pgproto3.Query{String: f("INSERT INTO %s VALUES (310, 'q')", tb)}, &pgproto3.Flush{}, &pgproto3.Sync{})
 			out := w.until(1)
