@@ -150,18 +150,6 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	ps.snap, ps.sess, ps.batch, ps.in, ps.st = snap, sess, batch, in, batch.Stmts[0]
 }
 
-// paramFormat is the format of parameter i under a Bind's format codes: one code for
-// each, one for all, or none (text).
-func paramFormat(codes []int16, i int) int16 {
-	switch len(codes) {
-	case 0:
-		return 0
-	case 1:
-		return codes[0]
-	}
-	return codes[i]
-}
-
 // Bind handles Bind: it creates a portal with the parameter values.
 func (h handler) Bind(ctx context.Context, m *pgproto3.Bind) error {
 	ss := h.ss
@@ -190,7 +178,7 @@ func (h handler) Bind(ctx context.Context, m *pgproto3.Bind) error {
 	for i := range m.Parameters {
 		// PostgreSQL reads each parameter in its format at Bind: a format it does not
 		// know fails the Bind, not the Execute on a backend after a BindComplete.
-		if f := paramFormat(m.ParameterFormatCodes, i); f != 0 && f != 1 {
+		if f := (&router.Params{Formats: m.ParameterFormatCodes}).Format(i); f != 0 && f != 1 {
 			return pgerr.New(pgerr.InvalidParameterValue, "unsupported format code: %d", f)
 		}
 	}
