@@ -552,3 +552,113 @@ func TestAttack3LexingSetForms(t *testing.T) {
 	)
 	f.check(t, plain)
 }
+
+// Second wave (issue 11): SET, RESET and DISCARD planned from the parse tree, startup
+// settings restored by RESET, and the settings the workers of a distributed read or write
+// must share with the client's session.
+
+// newSettingsFixture adds to a lexFixture a distributed table whose values print
+// according to DateStyle, TimeZone, extra_float_digits, bytea_output and IntervalStyle,
+// and its plain twin; it returns the statement that reads it back from one shard and from
+// all of them.
+func newSettingsFixture(t *testing.T) (*lexFixture, string) {
+	f := newLexFixture(t)
+	tbl := uniqueName("a3set")
+	ddl := "CREATE TABLE %s (id int PRIMARY KEY, ts timestamptz, d date, f float8, b bytea, iv interval, t timestamp)"
+	conn := f.connect(t)
+	distribute(t, conn, fmt.Sprintf(ddl, tbl), tbl, "id", 4, 1)
+	mustExec(t, f.connectPlain(t), fmt.Sprintf(ddl, tbl))
+	ins := fmt.Sprintf(`INSERT INTO %s VALUES (1, '2003-02-01 04:05:06.789+00', '2003-02-01', 0.1, '\x00ff41', '1 day 02:03:04.5', '2003-02-01 04:05:06'), (2, '1999-12-31 23:59:59+05', '1999-12-31', 1e100/3, 'ab', '-1 year 2 mons', '1999-12-31 23:00')`, tbl)
+	mustExec(t, conn, ins)
+	mustExec(t, f.connectPlain(t), ins)
+	probe := fmt.Sprintf(`select id, ts, d, f, b, iv, t, ts::text, now() - now() from %[1]s where id = 1; select id, ts, d, f, b, iv, t from %[1]s order by id`, tbl)
+	return f, probe
+}
+
+// settingsPlain connects to plain PostgreSQL as the fixture's role with its twins' schema
+// first in search_path from the startup packet (so that RESET ALL keeps it), and the
+// options given.
+func settingsPlain(t *testing.T, f *lexFixture, options string) *pgx.Conn {
+	return f.open(t, env.C.Coordinator.Addr(), startupOptions("-c search_path="+f.schema+",public "+options))
+}
+
+// startupOptions is the URL parameter that sends options in the startup packet.
+func startupOptions(o string) string {
+	return "options=" + strings.NewReplacer(" ", "%20", "=", "%3D", ",", "%2C").Replace(strings.TrimSpace(o))
+}
+
+// Every form of SET of the settings that change how a worker's answer reads: the rows of
+// a distributed table print as the same rows of a plain table do.
+func TestAttack3SetFormsReachWorkers(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	proxy, plain := f.connect(t), settingsPlain(t, f, "")
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	f.same(t, proxy, plain, probe,
+		`SET DateStyle = 'SQL, DMY'`, probe,
+		`SET SESSION DateStyle TO German`, probe,
+		`set datestyle to default`, probe,
+		`/* c */ SET /* inside */ "DateStyle" = 'Postgres, MDY' -- trailing`, probe,
+		`SET TIME ZONE 'Asia/Kolkata'`, probe,
+		`SET TIME ZONE INTERVAL '-08:00' HOUR TO MINUTE`, probe,
+		`SET TIME ZONE LOCAL`, probe,
+		`SET "TimeZone" TO 'America/St_Johns'`, probe,
+		`SET TimeZone FROM CURRENT`, probe,
+		`SET TIME ZONE DEFAULT`, probe,
+		`SET extra_float_digits = 0`, probe,
+		`SET extra_float_digits TO -3`, probe,
+		`SET bytea_output = escape`, probe,
+		`SET IntervalStyle = 'postgres_verbose'`, probe,
+		`SET intervalstyle = iso_8601`, probe, show,
+		`RESET extra_float_digits`, probe,
+		`RESET "IntervalStyle"`, probe,
+		`set DateStyle = 'SQL, DMY'; set TimeZone = 'Pacific/Chatham'`, probe,
+		`RESET ALL`, probe, show,
+		`SET DateStyle = 'SQL, DMY'`, `DISCARD ALL`, probe, show,
+		`SET DateStyle = 'SQL, DMY'`, `DISCARD PLANS`, `DISCARD SEQUENCES`, `DISCARD TEMP`, probe, show,
+	)
+}
+
+// Inside and around transaction blocks: SET LOCAL, set_config(..., true), RESET ALL rolled
+// back, a failed block, DISCARD ALL (25001), and settings changed in a multi-statement
+// string that fails.
+func TestAttack3SetInBlocks(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	proxy, plain := f.connect(t), settingsPlain(t, f, "")
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	f.same(t, proxy, plain,
+		`BEGIN`, `SET LOCAL DateStyle = 'SQL, DMY'`, probe, `COMMIT`, probe,
+		`BEGIN`, `SET TimeZone = 'Asia/Tokyo'`, probe, `ROLLBACK`, probe,
+		`BEGIN`, `select pg_catalog.set_config('TimeZone', 'Asia/Tokyo', true)`, probe, `COMMIT`, probe,
+		`select pg_catalog.set_config('TimeZone', 'Asia/Tokyo', true)`, probe,
+		`select pg_catalog.set_config('extra_float_digits', '-2', true), pg_catalog.set_config('bytea_output', 'escape', false)`, probe,
+		`SET DateStyle = German`, `BEGIN`, `RESET ALL`, probe, `ROLLBACK`, probe, show,
+		`BEGIN`, `DISCARD ALL`, `ROLLBACK`, probe, show,
+		`BEGIN`, `select 1/0`, `RESET ALL`, `SET TimeZone = 'UTC'`, `ROLLBACK`, probe, show,
+		`BEGIN`, `SAVEPOINT a`, `RESET ALL`, probe, `ROLLBACK TO a`, probe, `COMMIT`, probe, show,
+		`BEGIN`, `SET LOCAL DateStyle TO DEFAULT`, probe, `COMMIT`, probe,
+		`SET IntervalStyle = sql_standard; RESET ALL; select 1/0`, probe, show,
+		`SET IntervalStyle = sql_standard; select 1/0`, probe, show,
+		`RESET ALL; SET DateStyle = 'SQL, DMY'`, probe, show,
+	)
+}
+
+// Settings from the startup packet (options=-c): RESET name, RESET ALL, DISCARD ALL and
+// SET name TO DEFAULT (also SET LOCAL) return to them, not to the server's defaults.
+func TestAttack3StartupSettingsRestored(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	opts := "-c DateStyle=SQL,DMY -c TimeZone=Asia/Kathmandu -c extra_float_digits=1 -c bytea_output=escape -c intervalstyle=postgres_verbose"
+	proxy := f.connect(t, startupOptions(opts))
+	plain := settingsPlain(t, f, opts)
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	reset := `SET DateStyle = ISO; SET TimeZone = UTC; SET extra_float_digits = 3; SET bytea_output = hex; SET IntervalStyle = postgres`
+	f.same(t, proxy, plain, probe, show,
+		reset, `RESET DateStyle`, `reset timezone`, probe, show,
+		reset, `RESET ALL`, probe, show,
+		reset, `DISCARD ALL`, probe, show,
+		reset, `SET DateStyle TO DEFAULT`, `SET TIME ZONE DEFAULT`, `SET bytea_output = DEFAULT`, probe, show,
+		reset, `BEGIN`, `SET LOCAL DateStyle TO DEFAULT`, `SET LOCAL TimeZone TO DEFAULT`, probe, show, `COMMIT`, probe, show,
+		`BEGIN`, `RESET ALL`, probe, show, `ROLLBACK`, probe, show,
+		reset, `RESET ALL; select 1/0`, probe, show,
+		`BEGIN`, `select 1/0`, `RESET ALL`, `ROLLBACK`, probe, show,
+	)
+}
