@@ -662,3 +662,32 @@ func TestAttack3StartupSettingsRestored(t *testing.T) {
 		`BEGIN`, `select 1/0`, `RESET ALL`, `ROLLBACK`, probe, show,
 	)
 }
+
+// Partition keys through router.Bind at the edges of their types: the smallest and
+// largest integers, zero and negative zero, NaN and infinities, special date and
+// timestamp words, the empty string, the nil and max UUIDs; written every way
+// keys_test.go writes a key, compared with a plain table, found again by key, and each row
+// in the shard of PostgreSQL's own hash.
+func TestAttack3KeyEdges(t *testing.T) {
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	ways := keyWays(plain)
+	// DateADT is days from 2000-01-01, infinity the int4 extremes.
+	dateHash := "hashint4(CASE WHEN k = 'infinity' THEN 2147483647 WHEN k = '-infinity' THEN -2147483648 ELSE k - date '2000-01-01' END)"
+	for _, kt := range []keyType{
+		{name: "e_int2", decl: "smallint", base: "int2", hash: "hashint2(k)", values: []string{"-32768", "32767", "0", "-0", "+5", "32768"}},
+		{name: "e_int4", decl: "integer", base: "int4", hash: "hashint4(k)", values: []string{"-2147483648", "2147483647", "0", "-0", "2147483648", "1_000"}},
+		{name: "e_int8", decl: "bigint", base: "int8", hash: "hashint8(k)", values: []string{"-9223372036854775808", "9223372036854775807", "0", "-1", "4294967296"}},
+		{name: "e_numeric", decl: "numeric", base: "numeric", hash: "hash_numeric(k)", values: []string{"NaN", "Infinity", "-Infinity", "0", "-0.000", "1e100", "123456789012345678901234567890.5", "-1e-20"}},
+		{name: "e_numeric3", decl: "numeric(3)", base: "numeric", hash: "hash_numeric(k)", values: []string{"999.4", "-999.5", "NaN", "Infinity"}},
+		{name: "e_text", decl: "text", base: "text", hash: "hashtext(k)", values: []string{"", "a'b", " ", "NULL"}},
+		{name: "e_varchar3", decl: "varchar(3)", base: "varchar", hash: "hashtext(k)", values: []string{"", "ab   ", "abcd"}},
+		{name: "e_char3", decl: "char(3)", base: "bpchar", hash: "hashbpchar(k)", values: []string{"", "a", "   "}},
+		{name: "e_uuid", decl: "uuid", base: "uuid", hash: "uuid_hash(k)", values: []string{"00000000-0000-0000-0000-000000000000", "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "a0eebc999c0b4ef8bb6d6bb9bd380a11"}},
+		{name: "e_date", decl: "date", base: "date", hash: dateHash, values: []string{"infinity", "-infinity", "epoch", "today", "4713-01-01 BC", "5874897-12-31", "2000-01-01"}},
+		{name: "e_timestamp", decl: "timestamp", base: "timestamp", hash: "timestamp_hash(k)", values: []string{"infinity", "-infinity", "epoch", "today", "294276-12-31 23:59:59.999999", "4713-01-01 00:00 BC", "2000-01-01"}},
+		{name: "e_bool", decl: "boolean", base: "bool", hash: `hashchar(k::int::"char")`, values: []string{"yes", "off", "1", "0", " t ", "maybe"}},
+	} {
+		t.Run(kt.name, func(t *testing.T) { checkKeyType(t, conn, plain, ways, kt) })
+	}
+}
