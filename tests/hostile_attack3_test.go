@@ -691,3 +691,51 @@ func TestAttack3KeyEdges(t *testing.T) {
 		t.Run(kt.name, func(t *testing.T) { checkKeyType(t, conn, plain, ways, kt) })
 	}
 }
+
+// Admin statements by the extended protocol with binary results, as pgx asks for an
+// integer column it has described: the DataRows must be in the format the Bind asked for
+// and RowDescription announced (a text "36001" read as a binary int4 is garbage).
+func TestAttack3AdminBinaryResults(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"SHOW NODES", "show nodes ;", "/* c */ SHOW NODES"} {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		n := 0
+		for rows.Next() {
+			var name, registered string
+			var port, fin, inact int32
+			if err := rows.Scan(&name, &port, &registered, &fin, &inact); err != nil {
+				t.Fatalf("%s: scan: %v", q, err)
+			}
+			if port <= 0 || port > 65535 {
+				t.Errorf("%s: port %d", q, port)
+			}
+			n++
+		}
+		if rows.Err() != nil || n != len(env.C.Workers) {
+			t.Errorf("%s: %d rows, %v", q, n, rows.Err())
+		}
+	}
+	var shards int64
+	var minv, maxv int32
+	tbl := uniqueName("a3adm")
+	distribute(t, connect(t), fmt.Sprintf("CREATE TABLE %s (id int)", tbl), tbl, "id", 2, 1)
+	if err := conn.QueryRow(ctx, "SHOW SHARDS "+tbl).Scan(new(string), &shards, &minv, &maxv, new(int32), new(int32), new(int32)); err != nil {
+		t.Fatalf("SHOW SHARDS: %v", err)
+	}
+	if shards <= 0 || minv != -2147483648 {
+		t.Errorf("SHOW SHARDS: shard %d, min %d", shards, minv)
+	}
+	// Per-column formats: text for the first column, binary for the rest.
+	rr := conn.PgConn().ExecParams(ctx, "SHOW NODES", nil, nil, nil, []int16{0, 1, 0, 1, 1}).Read()
+	if rr.Err != nil || len(rr.Rows) == 0 || len(rr.Rows[0][1]) != 4 || string(rr.Rows[0][0]) == "" {
+		t.Errorf("per-column formats: %v %q", rr.Err, rr.Rows)
+	}
+}
