@@ -254,9 +254,14 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
 	ss.privOK = nil      // and the role
-	restore, err := ss.restoreStartup(ctx, set)
-	if err != nil {
-		return err
+	// A SET, RESET or DISCARD that failed changed nothing to restore (and its
+	// coordinator transaction may be aborted, refusing any query).
+	var restore string
+	if ranErr == nil {
+		var err error
+		if restore, err = ss.restoreStartup(ctx, set); err != nil {
+			return err
+		}
 	}
 	if ss.coord != nil {
 		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)

@@ -739,3 +739,31 @@ func TestAttack3AdminBinaryResults(t *testing.T) {
 		t.Errorf("per-column formats: %v %q", rr.Err, rr.Rows)
 	}
 }
+
+// SET, RESET and DISCARD in extended-protocol pipelines, with startup settings, in and out
+// of blocks and savepoints: the reads parsed after them see what PostgreSQL's would. A
+// DISCARD ALL refused in a block (25001) skips the pipeline up to Sync; the proxy's
+// restoring of the startup settings after it failed answered a second error (25P02).
+func TestAttack3SetInPipelines(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	opts := "-c DateStyle=SQL,DMY -c TimeZone=Asia/Kathmandu -c intervalstyle=postgres_verbose"
+	proxy := f.connect(t, startupOptions(opts))
+	plain := settingsPlain(t, f, opts)
+	one := probe[:strings.Index(probe, ";")]
+	all := strings.TrimSpace(probe[strings.Index(probe, ";")+1:])
+	for _, stmts := range [][]string{
+		{"SET TimeZone = 'UTC'", one, all, "RESET TimeZone", one, all},
+		{"BEGIN", "SET LOCAL DateStyle = ISO", one, "SET LOCAL TimeZone TO DEFAULT", all, "DISCARD TEMP", "DISCARD SEQUENCES", "DISCARD PLANS", one, "RESET ALL", all, "COMMIT", one},
+		{"BEGIN", "SET IntervalStyle = iso_8601", all, "DISCARD ALL", one, "ROLLBACK"},
+		{"ROLLBACK", one},
+		{"BEGIN", "select 1/0", "RESET ALL", one},
+		{"ROLLBACK", all},
+		{"SET bytea_output = escape", "select pg_catalog.set_config('extra_float_digits', '-1', false)", one, all, "RESET ALL", one},
+		{"BEGIN", "SAVEPOINT a", "SET TimeZone = 'UTC'", one, "ROLLBACK TO a", all, "SET TimeZone TO DEFAULT", one, "RELEASE a", "COMMIT", all},
+	} {
+		got, want := pipelineOutcome(t, proxy, stmts...), pipelineOutcome(t, plain, stmts...)
+		if got != want {
+			t.Errorf("%q\n pgshard:    %s\n PostgreSQL: %s", stmts, got, want)
+		}
+	}
+}
