@@ -29,29 +29,20 @@ type params struct {
 // oidsFor returns the parameter types for a backend connection: the coordinator's own,
 // or the workers'.
 func (x *execution) oidsFor(c *backend.Conn, p *params) []uint32 {
-	if p.worker == nil || (x.ss.coord != nil && x.ss.coord.Value() == c) {
+	if p.worker == nil || (x.ss.txn.coord != nil && x.ss.txn.coord.Value() == c) {
 		return p.oids
 	}
 	return p.worker
 }
 
-func (p *params) format(i int) int16 {
-	switch {
-	case p == nil || len(p.formats) == 0:
-		return 0
-	case len(p.formats) == 1:
-		return p.formats[0]
-	case i < len(p.formats):
-		return p.formats[i]
-	}
-	return 0
-}
+// format returns the format code of parameter i (0-based): 0 text, 1 binary.
+func (p *params) format(i int) int16 { return bindParams(p).Format(i) }
 
 // run executes the statement, writing its results (but not ReadyForQuery) to the client.
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
 	ss, st, in := x.ss, x.st, x.in
-	if ss.tx == txFailed && !st.RunsWhenFailed() {
+	if ss.txn.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
@@ -59,7 +50,7 @@ func (x *execution) run(ctx context.Context) error {
 	}
 	switch st.Kind {
 	case router.Coordinator:
-		if err := ss.checkPrepareTx(st); err != nil {
+		if err := ss.txn.checkPrepareTx(st); err != nil {
 			return err
 		}
 		if st.Unparsed {
@@ -75,53 +66,53 @@ func (x *execution) run(ctx context.Context) error {
 	case router.SetVar:
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
-		if ss.tx != txIdle {
+		if ss.txn.tx != txIdle {
 			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
-			ss.beginBlock(render(st.Text, in, nil, nil))
+			ss.txn.beginBlock(render(st.Text, in, nil, nil))
 			ss.srv.stats.xacts.Add(1)
 		}
 		x.out.CommandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
-		if ss.tx != txIdle && !ss.pipelineTx {
+		if ss.txn.tx != txIdle && !ss.txn.pipelineTx {
 			// The block's portals end with it, as in PostgreSQL (but the one running
 			// this statement), and with them what they set aside.
 			defer ss.dropBlockPortals(x.portal)
 		}
 		if st.Chain {
-			if ss.tx == txIdle || ss.pipelineTx {
+			if ss.txn.tx == txIdle || ss.txn.pipelineTx {
 				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
 			}
 			// The next block starts as this one did (BEGIN with its options, SET
 			// TRANSACTION), right after this one ends.
-			chain := []string{ss.txReplay[0]}
-			for _, s := range ss.txReplay[1:] {
+			chain := []string{ss.txn.txReplay[0]}
+			for _, s := range ss.txn.txReplay[1:] {
 				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" {
 					chain = append(chain, s)
 				}
 			}
-			if ss.tx == txFailed {
+			if ss.txn.tx == txFailed {
 				// The failed block's characteristics were undone with it: as in
 				// PostgreSQL, the new block has the session's defaults.
 				chain = []string{"BEGIN"}
 			}
 			defer func() {
-				ss.beginBlock(chain...)
+				ss.txn.beginBlock(chain...)
 				ss.srv.stats.xacts.Add(1)
 			}()
 		}
 		if st.Kind == router.Commit {
-			return ss.commit(ctx)
+			return ss.txn.commit(ctx)
 		}
-		if ss.tx == txIdle {
+		if ss.txn.tx == txIdle {
 			x.out.Notice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
-		ss.endTx(ctx, false)
+		ss.txn.endTx(ctx, false)
 		x.out.CommandComplete("ROLLBACK")
 		return nil
 	case router.Savepoint, router.Release, router.RollbackTo:
-		return ss.savepoint(ctx, st, render(st.Text, in, nil, nil))
+		return ss.txn.savepoint(ctx, st, render(st.Text, in, nil, nil))
 	case router.Select:
 		return x.execSelect(ctx)
 	case router.Explain:
@@ -145,7 +136,7 @@ func (x *execution) run(ctx context.Context) error {
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:
-		return ss.executeSQL(ctx, x)
+		return x.executeSQL(ctx)
 	case router.DeallocateSQL:
 		if st.Name == "" {
 			ss.dropAllStmts()
@@ -225,7 +216,7 @@ func (x *execution) sendInternal(c *backend.Conn, sql []byte, prm *params) {
 // after a statement relayed from it, and returns the error the client heard, if any.
 func (x *execution) afterCoordinator(res relayResult) error {
 	if res.err != nil {
-		x.ss.failBlock()
+		x.ss.txn.failBlock()
 	}
 	return res.failed()
 }
@@ -263,8 +254,8 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 			return err
 		}
 	}
-	if ss.coord != nil {
-		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)
+	if ss.txn.coord != nil {
+		ss.txn.idleSettingChanged(ctx, ss.txn.coord.Value(), sql)
 	}
 	if set != nil && set.Discards() {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
@@ -275,28 +266,28 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 			}
 			ss.dropAllStmts()
 		}
-		if ss.coord != nil {
-			ss.coord.Value().ForgetStatements()
+		if ss.txn.coord != nil {
+			ss.txn.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == txBlock && !proxyOnlySet(set) {
+	if ss.txn.tx == txBlock && !proxyOnlySet(set) {
 		// The workers' RESET returns to the server's defaults too: they take the
 		// startup values the coordinator got back.
 		replay := sql
 		if restore != "" {
 			replay += "; " + restore
 		}
-		if err := ss.replayBound(replay); err != nil {
+		if err := ss.txn.replayBound(replay); err != nil {
 			return err
 		}
-		ss.txReplay = append(ss.txReplay, replay)
-		for _, res := range ss.txConns {
-			if err := ss.blockExec(ctx, res.Value(), replay, false); err != nil {
+		ss.txn.txReplay = append(ss.txn.txReplay, replay)
+		for _, res := range ss.txn.txConns {
+			if err := ss.txn.blockExec(ctx, res.Value(), replay, false); err != nil {
 				return err
 			}
 		}
 	}
-	if ss.tx == txIdle {
+	if ss.txn.tx == txIdle {
 		ss.refreshSettings(ctx)
 	}
 	return ranErr
@@ -307,7 +298,7 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 // pooled connection, where RESET would return to the server's defaults. It returns the
 // query it ran ("" if none), for the workers of a transaction block.
 func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) (string, error) {
-	if len(ss.startupValues) == 0 || ss.coord == nil || set == nil {
+	if len(ss.startupValues) == 0 || ss.txn.coord == nil || set == nil {
 		return "", nil
 	}
 	var names []string
@@ -336,7 +327,7 @@ func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) (str
 		}
 		q += "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(ss.startupValues[n]) + ", " + local + ")"
 	}
-	return q, ss.coord.Value().Exec(ctx, q)
+	return q, ss.txn.coord.Value().Exec(ctx, q)
 }
 
 // sendTo flushes a backend connection, registering it as running for cancel requests.

@@ -29,7 +29,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	switch {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
-	case batch.AllCoordinator && ss.tx != txFailed:
+	case batch.AllCoordinator && ss.txn.tx != txFailed:
 		ddl, temp, code := false, true, false
 		for _, st := range batch.Stmts {
 			if st.Listen {
@@ -46,7 +46,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		var err error
 		for _, st := range batch.Stmts {
 			if err == nil {
-				err = ss.checkPrepareTx(st)
+				err = ss.txn.checkPrepareTx(st)
 			}
 		}
 		if err == nil {
@@ -92,7 +92,7 @@ func (h handler) Query(ctx context.Context, q string) {
 					st = stmts[i]
 				}
 				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
-				ss.endStatement()
+				ss.txn.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
 					return ss.statementFailed(err)
@@ -100,17 +100,17 @@ func (h handler) Query(ctx context.Context, q string) {
 			}
 			return nil
 		}
-		if ss.tx == txIdle && implicitBlock(batch) {
+		if ss.txn.tx == txIdle && implicitBlock(batch) {
 			// Several statements outside a block are one transaction, as in
 			// PostgreSQL: all of them apply, or none.
-			if err := ss.inBlock(ctx, run); err != nil && !errorSent(err) {
+			if err := ss.txn.inBlock(ctx, run); err != nil && !errorSent(err) {
 				ss.sendError(err)
 			}
 		} else {
 			run()
 		}
 	}
-	ss.undoFailed(ctx)
+	ss.txn.undoFailed(ctx)
 }
 
 // implicitBlock reports whether a multi-statement string runs as one transaction block:
