@@ -175,6 +175,13 @@ func (h handler) Bind(ctx context.Context, m *pgproto3.Bind) error {
 	if n := len(m.ResultFormatCodes); n > 1 && n != len(ps.fields) {
 		return pgerr.New(pgerr.ProtocolViolation, "bind message has %d result formats but query has %d columns", n, len(ps.fields))
 	}
+	for i := range m.Parameters {
+		// PostgreSQL reads each parameter in its format at Bind: a format it does not
+		// know fails the Bind, not the Execute on a backend after a BindComplete.
+		if f := (&router.Params{Formats: m.ParameterFormatCodes}).Format(i); f != 0 && f != 1 {
+			return pgerr.New(pgerr.InvalidParameterValue, "unsupported format code: %d", f)
+		}
+	}
 	if m.DestinationPortal == "" {
 		ss.dropPortal("") // replaced
 	}
@@ -453,7 +460,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	pt.started = true
 	ps := pt.stmt
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st, true, ss.conn.Results())
+		ss.admin(ctx, ps.st, true, pt.results, ss.conn.Results())
 		return nil
 	}
 	ss.replan(ctx, ps)
@@ -640,7 +647,7 @@ func (x *execution) executeSQL(ctx context.Context) error {
 	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st, x.extended, x.out)
+		ss.admin(ctx, ps.st, x.extended, x.results, x.out)
 		return nil
 	}
 	if ps.st == nil {

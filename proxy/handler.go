@@ -114,6 +114,10 @@ func (h handler) Admit(typ byte, body []byte) error {
 	switch typ {
 	case 'H', 'S', 'C':
 		return nil // Close of the portal itself drops it (closeObject)
+	case 'Q':
+		if s.pt.name == "" {
+			return ss.settle(false) // the Query replaces the unnamed portal (Query)
+		}
 	case 'E', 'B':
 		// The portal's name comes first in Execute, and the destination portal's first
 		// in Bind.

@@ -14,6 +14,9 @@ func (h handler) Query(ctx context.Context, q string) {
 	ss := h.ss
 	ss.cancelled.Store(false)
 	ss.txn.waits.startStatement()
+	// PostgreSQL runs a simple query in the unnamed portal: the client's goes (an
+	// Execute of it after the Query fails, also in a transaction block).
+	ss.dropPortal("")
 	start := time.Now()
 	defer func() {
 		ss.srv.stats.queries.Add(1)
@@ -21,7 +24,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	}()
 	if st := router.PlanAdmin(q); st != nil {
 		// Before any planning work: the proxy answers it, in any transaction state.
-		ss.admin(ctx, st, false, ss.conn.Results())
+		ss.admin(ctx, st, false, nil, ss.conn.Results())
 		return
 	}
 	snap := ss.srv.cache.Load()

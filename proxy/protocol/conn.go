@@ -49,7 +49,8 @@ type Handler interface {
 	Execute(ctx context.Context, m *pgproto3.Execute) error
 	Close(ctx context.Context, m *pgproto3.Close) error
 	// Sync ends the pipeline (an implicit transaction ends, its portals go);
-	// ReadyForQuery follows.
+	// ReadyForQuery follows. A Query that follows extended-protocol messages without a
+	// Sync ends their pipeline too: Sync is called after it.
 	Sync(ctx context.Context)
 	// Fail reports a failed message's error to the client (unless it heard it already)
 	// and fails the transaction block.
@@ -75,8 +76,10 @@ type Conn struct {
 	w   *pgwire.Writer
 	cnt Counters
 	// skip: an extended-protocol message failed; messages are skipped until Sync.
-	skip    bool
-	closing atomic.Bool
+	skip bool
+	// pipeline: extended-protocol messages came since the last Sync (or Query).
+	pipeline bool
+	closing  atomic.Bool
 }
 
 // New returns a Conn that reads messages of at most maxMessage bytes (0: pgwire's
@@ -159,14 +162,29 @@ func (c *Conn) next(ctx context.Context, h Handler) bool {
 	}
 	switch typ {
 	case 'Q':
+		if c.skip {
+			// PostgreSQL drops a Query too while it skips to Sync: running it would
+			// commit what the failed pipeline began, and answer a ReadyForQuery the
+			// client does not count on.
+			return true
+		}
 		return c.query(ctx, h, body)
 	case 'X':
 		return false
 	case 'S':
-		c.skip = false
+		c.skip, c.pipeline = false, false
+		if len(body) != 0 {
+			// PostgreSQL reads a Sync to its end before it ends the transaction: the
+			// error fails it, and ReadyForQuery follows.
+			h.Fail(pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		}
 		h.Sync(ctx)
 		c.ReadyForQuery(h.Ready())
 	case 'H':
+		if len(body) != 0 && !c.skip {
+			// PostgreSQL reads a Flush to its end: the error fails the pipeline.
+			c.fail(h, pgerr.New(pgerr.ProtocolViolation, "invalid message format"))
+		}
 		c.Flush()
 	case 'P', 'B', 'D', 'E', 'C':
 		return c.extended(ctx, h, typ, body)
@@ -271,6 +289,13 @@ func (c *Conn) query(ctx context.Context, h Handler, body []byte) bool {
 	} else {
 		h.Query(ctx, q)
 	}
+	if c.pipeline {
+		// Extended-protocol messages came before the Query without a Sync: PostgreSQL
+		// ends their implicit transaction, which the Query joined, when the Query ends,
+		// as Sync would (its writes commit, its portals go, ReadyForQuery says idle).
+		c.pipeline = false
+		h.Sync(ctx)
+	}
 	c.ReadyForQuery(h.Ready())
 	return true
 }
@@ -281,6 +306,7 @@ func (c *Conn) extended(ctx context.Context, h Handler, typ byte, body []byte) b
 	if c.skip {
 		return true // an error occurred: everything up to Sync is discarded
 	}
+	c.pipeline = true
 	if err := h.Admit(typ, body); err != nil {
 		c.fail(h, err)
 		return true

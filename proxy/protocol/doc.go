@@ -16,7 +16,8 @@
 //	+---> idle <-----------------------------------------------------------+
 //	|       |                                                              |
 //	|       +-- Query --> Admit --> Query(sql) --------> ReadyForQuery ----+
-//	|       |   (the Handler reports the statements' errors: Fail)         |
+//	|       |   (the Handler reports the statements' errors: Fail; after   |
+//	|       |   a pipeline not ended by Sync, Sync is called before RFQ)   |
 //	|       |                                                              |
 //	|       +-- Parse, Bind, Describe, Execute, Close                      |
 //	|       v                                                              |
