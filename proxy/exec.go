@@ -51,6 +51,13 @@ func (p *params) format(i int) int16 {
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
 	ss, st, in := x.ss, x.st, x.in
+	if ss.tx == txFailed && st.PrepareTx && !ss.pipelineTx {
+		// PostgreSQL ends a failed block at PREPARE TRANSACTION as at ROLLBACK.
+		ss.dropBlockPortals(x.portal)
+		ss.endTx(ctx, false)
+		x.out.CommandComplete("ROLLBACK")
+		return nil
+	}
 	if ss.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
@@ -71,10 +78,19 @@ func (x *execution) run(ctx context.Context) error {
 		if st.RunsCode {
 			defer ss.codeRan()
 		}
+		if st.PrepareTx {
+			defer ss.prepared(ctx)
+		}
 		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	case router.SetVar:
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
+		if sql := render(st.Text, in, nil, nil); ss.tx == txBlock && !ss.pipelineTx && beginHasOptions(sql) {
+			// In a block, PostgreSQL warns and then applies BEGIN's options as SET
+			// TRANSACTION would (25001 once the block ran a query): the coordinator and
+			// the block's workers run it, and it is replayed on those that join later.
+			return ss.setStatement(ctx, x, sql, nil)
+		}
 		if ss.tx != txIdle {
 			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
@@ -97,15 +113,13 @@ func (x *execution) run(ctx context.Context) error {
 			// TRANSACTION), right after this one ends.
 			chain := []string{ss.txReplay[0]}
 			for _, s := range ss.txReplay[1:] {
-				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" {
+				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" || beginHasOptions(s) {
 					chain = append(chain, s)
 				}
 			}
-			if ss.tx == txFailed {
-				// The failed block's characteristics were undone with it: as in
-				// PostgreSQL, the new block has the session's defaults.
-				chain = []string{"BEGIN"}
-			}
+			// A failed block's characteristics carry over too: PostgreSQL saves them
+			// before the abort is cleaned up (a chained block after a failed READ ONLY
+			// one is read only).
 			defer func() {
 				ss.beginBlock(chain...)
 				ss.srv.stats.xacts.Add(1)
@@ -534,4 +548,22 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, out 
 		}
 	}
 	return nil
+}
+
+// beginHasOptions reports whether a BEGIN or START TRANSACTION statement sets
+// transaction characteristics (isolation level, read only, deferrable). A comment taken
+// for an option costs only a trip to the coordinator, which then merely warns.
+func beginHasOptions(sql string) bool {
+	w := strings.Fields(strings.ToUpper(strings.TrimRight(strings.TrimSpace(sql), "; \t\n")))
+	switch {
+	case len(w) == 0:
+		return false
+	case w[0] == "BEGIN":
+		w = w[1:]
+	case w[0] == "START" && len(w) >= 2 && w[1] == "TRANSACTION":
+		return len(w) > 2
+	default:
+		return false
+	}
+	return len(w) > 1 || len(w) == 1 && w[0] != "WORK" && w[0] != "TRANSACTION"
 }

@@ -44,13 +44,18 @@ func (h handler) Query(ctx context.Context, q string) {
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
 		// transaction).
 		var err error
+		prepares := false
 		for _, st := range batch.Stmts {
 			if err == nil {
 				err = ss.checkPrepareTx(st)
 			}
+			prepares = prepares || st.PrepareTx
 		}
 		if err == nil {
 			err = ss.newExecution(nil, nil, nil, stmtCall{}, ss.conn.Results()).coordinatorStatement(ctx, q)
+		}
+		if prepares {
+			ss.prepared(ctx)
 		}
 		if err != nil {
 			ss.statementFailed(err)

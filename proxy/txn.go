@@ -386,6 +386,19 @@ func (t *txnState) checkPrepareTx(st *router.Statement) error {
 	return nil
 }
 
+// prepared ends the session's block after PREPARE TRANSACTION ended the coordinator's
+// part of it (prepared, or rolled back when it failed): checkPrepareTx lets it run only
+// in a block without worker connections, so PostgreSQL's block is over, and so is the
+// session's (the client is told idle, as by PostgreSQL).
+func (t *txnState) prepared(ctx context.Context) {
+	if t.tx == txIdle || t.pipelineTx || !t.coordInTx || len(t.txConns) > 0 || t.coord == nil || t.coord.Value().TxStatus != 'I' {
+		return
+	}
+	t.releaseBlock(t.host.settingsChanged())
+	t.host.blockUndone(ctx, true)
+	t.idleAfterBlock(ctx)
+}
+
 // errPartAborted is why a node can no longer serve a transaction block that goes on: a
 // statement failed on a placement there while a sibling placement took it, which aborted
 // the node's part of the block, and with it every write the block made on that node.

@@ -1,0 +1,312 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Attacks on the transaction layer (txnState: blocks, savepoints, SET LOCAL, chains, shard
+// locks) and on the write executor, after their restructure: the same statement sequences
+// run through pgshard on a table distributed over several shards with two placements each,
+// and on plain PostgreSQL on a plain table; every step's answer (rows or SQLSTATE), its
+// notices and the transaction status after it must agree, and so must the table and the
+// two placements of every shard at the end.
+
+// txnPair is a distributed table (4 shards, 2 placements) and the same table on plain
+// PostgreSQL, reached through connections that collect their notices.
+type txnPair struct {
+	table, schema string
+	proxy, plain  *pgx.Conn
+	notices       [2][]string
+}
+
+func newTxnPair(t *testing.T) *txnPair {
+	t.Helper()
+	p := &txnPair{table: uniqueName("atk2_txn")}
+	ddl := fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v text)", p.table)
+	setup := fmt.Sprintf("INSERT INTO %s SELECT g, 'v' || g FROM generate_series(1, 8) g", p.table)
+	distribute(t, connect(t), ddl, p.table, "id", 4, 2)
+	mustExec(t, connect(t), setup)
+	p.schema = uniqueName("atk2_plain")
+	admin := connectServer(t, env.C.Coordinator)
+	mustExec(t, admin, "CREATE SCHEMA "+p.schema, "SET search_path = "+p.schema, ddl, setup)
+	for i, url := range []string{simpleURL(env.P), env.C.Coordinator.URL("postgres")} {
+		cfg, err := pgx.ParseConfig(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+		if i == 1 {
+			cfg.RuntimeParams["search_path"] = p.schema
+		}
+		i := i
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			p.notices[i] = append(p.notices[i], n.Severity+" "+n.Code+" "+n.Message)
+		}
+		c, err := pgx.ConnectConfig(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		if i == 0 {
+			p.proxy = c
+		} else {
+			p.plain = c
+		}
+	}
+	return p
+}
+
+// step runs one statement on both sides ({T} is the table, {S} the schema that holds it)
+// and compares answer, notices and transaction status.
+func (p *txnPair) step(t *testing.T, sql string) {
+	t.Helper()
+	var got [2]string
+	for i, c := range []*pgx.Conn{p.proxy, p.plain} {
+		schema := "public"
+		if i == 1 {
+			schema = p.schema
+		}
+		q := strings.NewReplacer("{T}", p.table, "{S}", schema).Replace(sql)
+		p.notices[i] = nil
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		out := outcomeCtx(ctx, c, q)
+		cancel()
+		got[i] = fmt.Sprintf("%s | notices %q | status %c", out, p.notices[i], c.PgConn().TxStatus())
+	}
+	if got[0] != got[1] {
+		t.Errorf("%s\n pgshard:    %s\n PostgreSQL: %s", sql, got[0], got[1])
+	}
+}
+
+// run runs the steps, then checks the table's rows and its placements.
+func (p *txnPair) run(t *testing.T, steps ...string) {
+	t.Helper()
+	for _, s := range steps {
+		p.step(t, s)
+	}
+	p.step(t, "SELECT id, v FROM {T} ORDER BY id")
+	check := connect(t)
+	if s := check.PgConn().TxStatus(); s != 'I' {
+		t.Fatalf("status %c", s)
+	}
+	checkPlacements(t, p.table, "hashint4(id)")
+}
+
+func outcomeCtx(ctx context.Context, c *pgx.Conn, sql string) string {
+	rows, err := c.Query(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		return "error " + sqlstate(err)
+	}
+	var out []string
+	for rows.Next() {
+		v, _ := rows.Values()
+		out = append(out, fmt.Sprint(v...))
+	}
+	if err := rows.Err(); err != nil {
+		return "error " + sqlstate(err)
+	}
+	return strings.Join(out, "; ") + " [" + rows.CommandTag().String() + "]"
+}
+
+// TestAttack2TxnSequences: savepoints, errors, chains, SET LOCAL and failed blocks, each
+// sequence against plain PostgreSQL.
+func TestAttack2TxnSequences(t *testing.T) {
+	cases := map[string][]string{
+		"nested-savepoints": {
+			"BEGIN",
+			"INSERT INTO {T} VALUES (100, 'a')",
+			"SAVEPOINT s1",
+			"UPDATE {T} SET v = 'x' WHERE id IN (1, 2, 3, 4)",
+			"SAVEPOINT s2",
+			"DELETE FROM {T} WHERE id = 5",
+			"INSERT INTO {T} VALUES (101, 'b')",
+			"ROLLBACK TO SAVEPOINT s1",
+			"SELECT id, v FROM {T} ORDER BY id",
+			"INSERT INTO {T} VALUES (102, 'c')",
+			"UPDATE {T} SET v = 'y' WHERE id = 6",
+			"RELEASE SAVEPOINT s1",
+			"SAVEPOINT s3",
+			"DELETE FROM {T} WHERE id = 7",
+			"ROLLBACK TO s3",
+			"RELEASE s3",
+			"ROLLBACK TO s1",
+			"COMMIT",
+		},
+		"error-in-savepoint": {
+			"BEGIN",
+			"UPDATE {T} SET v = 'p' WHERE id = 1",
+			"SAVEPOINT a",
+			"INSERT INTO {T} VALUES (2, 'dup')",
+			"SELECT 1",
+			"RELEASE a",
+			"ROLLBACK TO a",
+			"INSERT INTO {T} VALUES (200, 'after')",
+			"SAVEPOINT b",
+			"SELECT 1/0",
+			"ROLLBACK TO b",
+			"UPDATE {T} SET v = 'q' WHERE id = 2",
+			"RELEASE b",
+			"COMMIT",
+		},
+		"error-then-commit": {
+			"BEGIN",
+			"INSERT INTO {T} VALUES (300, 'gone')",
+			"UPDATE {T} SET v = 'gone' WHERE id > 0",
+			"INSERT INTO {T} VALUES (1, 'dup')",
+			"UPDATE {T} SET v = 'z'",
+			"SAVEPOINT x",
+			"COMMIT",
+			"SELECT count(*) FROM {T} WHERE v = 'gone'",
+		},
+		"begin-in-block": {
+			"BEGIN",
+			"INSERT INTO {T} VALUES (400, 'a')",
+			"BEGIN",
+			"START TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+			"SHOW transaction_isolation",
+			"COMMIT",
+			"COMMIT",
+			"ROLLBACK",
+			"SAVEPOINT nope",
+			"RELEASE nope",
+			"ROLLBACK TO nope",
+		},
+		"chain": {
+			"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+			"SELECT count(*) FROM {T}",
+			"COMMIT AND CHAIN",
+			"SHOW transaction_isolation",
+			"SHOW transaction_read_only",
+			"INSERT INTO {T} VALUES (500, 'ro')",
+			"ROLLBACK AND CHAIN",
+			"SHOW transaction_read_only",
+			"UPDATE {T} SET v = 'ro' WHERE id = 1",
+			"ROLLBACK",
+			"BEGIN ISOLATION LEVEL SERIALIZABLE",
+			"INSERT INTO {T} VALUES (501, 'c1')",
+			"COMMIT AND CHAIN",
+			"SHOW transaction_isolation",
+			"INSERT INTO {T} VALUES (502, 'c2')",
+			"SELECT 1/0",
+			"COMMIT AND CHAIN",
+			"SHOW transaction_isolation",
+			"INSERT INTO {T} VALUES (503, 'c3')",
+			"ROLLBACK AND CHAIN",
+			"SHOW transaction_isolation",
+			"SET TRANSACTION READ ONLY",
+			"DELETE FROM {T} WHERE id = 501",
+			"ROLLBACK",
+			"COMMIT AND CHAIN",
+			"ROLLBACK AND CHAIN",
+			"SHOW transaction_isolation",
+		},
+		"set-local": {
+			"BEGIN",
+			"SET LOCAL search_path = pg_catalog",
+			"SELECT count(*) FROM {T}",
+			"SELECT count(*) FROM {S}.{T}",
+			"INSERT INTO {S}.{T} VALUES (600, 'sp')",
+			"SAVEPOINT a",
+			"SET LOCAL statement_timeout = '150ms'",
+			"SELECT count(*) FROM {S}.{T} WHERE pg_sleep(0.1) IS NOT NULL",
+			"ROLLBACK TO a",
+			"SHOW statement_timeout",
+			"SELECT count(*) FROM {S}.{T} WHERE pg_sleep(0.05) IS NOT NULL",
+			"COMMIT",
+			"SELECT count(*) FROM {T}",
+			"BEGIN",
+			"SAVEPOINT b",
+			"SET LOCAL lock_timeout = '1s'",
+			"RELEASE b",
+			"SHOW lock_timeout",
+			"SET LOCAL work_mem = '1234kB'",
+			"SELECT current_setting('work_mem') FROM {T} WHERE id = 1",
+			"ROLLBACK",
+			"SHOW work_mem",
+		},
+		"set-in-savepoint-rolled-back": {
+			"BEGIN",
+			"SAVEPOINT a",
+			"SET application_name = 'inner'",
+			"SET search_path = pg_catalog",
+			"ROLLBACK TO a",
+			"SHOW application_name",
+			"SELECT count(*) FROM {T}",
+			"SAVEPOINT b",
+			"SET application_name = 'kept'",
+			"RELEASE b",
+			"COMMIT",
+			"SHOW application_name",
+		},
+		// A block that used no distributed table prepares as in PostgreSQL (one that
+		// did is refused: TestHostileAttackPrepareTransaction).
+		"prepare-transaction": {
+			"BEGIN",
+			"SELECT 1",
+			"PREPARE TRANSACTION 'atk2_{S}'",
+			"SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'atk2_{S}'",
+			"COMMIT PREPARED 'atk2_{S}'",
+			"BEGIN",
+			"PREPARE TRANSACTION 'atk2b_{S}'",
+			"ROLLBACK PREPARED 'atk2b_{S}'",
+			"BEGIN",
+			"SELECT 1/0",
+			"PREPARE TRANSACTION 'atk2c_{S}'",
+			"SELECT count(*) FROM pg_prepared_xacts WHERE gid = 'atk2c_{S}'",
+			"BEGIN",
+			"SELECT 1",
+			"PREPARE TRANSACTION 'atk2_{S}'; SELECT 2",
+			"COMMIT PREPARED 'atk2_{S}'",
+			"COMMIT",
+		},
+		"begin-options-in-block": {
+			"BEGIN",
+			"BEGIN ISOLATION LEVEL SERIALIZABLE",
+			"SHOW transaction_isolation",
+			"START TRANSACTION READ ONLY",
+			"SELECT count(*) FROM {T}",
+			"INSERT INTO {T} VALUES (800, 'ro')",
+			"ROLLBACK",
+			"BEGIN",
+			"INSERT INTO {T} VALUES (801, 'a')",
+			"BEGIN READ ONLY",
+			"SHOW transaction_read_only",
+			"UPDATE {T} SET v = 'ro'",
+			"ROLLBACK",
+			"BEGIN",
+			"SELECT count(*) FROM {T}",
+			"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+			"ROLLBACK",
+			"BEGIN",
+			"INSERT INTO {T} VALUES (802, 'b')",
+			"BEGIN WORK",
+			"begin transaction;",
+			"START TRANSACTION",
+			"COMMIT AND CHAIN",
+			"BEGIN READ ONLY",
+			"COMMIT AND CHAIN",
+			"SHOW transaction_read_only",
+			"COMMIT",
+		},
+		"savepoint-outside-block": {
+			"SAVEPOINT a",
+			"RELEASE a",
+			"ROLLBACK TO a",
+			"COMMIT",
+			"ROLLBACK",
+			"COMMIT AND CHAIN",
+		},
+	}
+	for name, steps := range cases {
+		t.Run(name, func(t *testing.T) {
+			newTxnPair(t).run(t, steps...)
+		})
+	}
+}
