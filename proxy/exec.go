@@ -85,11 +85,19 @@ func (x *execution) run(ctx context.Context) error {
 	case router.SetVar:
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
-		if sql := render(st.Text, in, nil, nil); ss.tx == txBlock && !ss.pipelineTx && beginHasOptions(sql) {
+		if ss.pipelineTx {
+			// The pipeline's implicit block becomes the client's, silently as in
+			// PostgreSQL (pipelineBlock).
+			ss.pipelineTx = false
+			ss.srv.stats.xacts.Add(1)
+			x.out.CommandComplete(st.Tag)
+			return nil
+		}
+		if ss.tx == txBlock && st.HasOptions {
 			// In a block, PostgreSQL warns and then applies BEGIN's options as SET
 			// TRANSACTION would (25001 once the block ran a query): the coordinator and
 			// the block's workers run it, and it is replayed on those that join later.
-			return ss.setStatement(ctx, x, sql, nil)
+			return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), nil)
 		}
 		if ss.tx != txIdle {
 			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))

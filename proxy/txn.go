@@ -525,6 +525,17 @@ func (t *txnState) noteSavepoint(st *router.Statement, sql string) (cut int, err
 // (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
 // statement that cannot run in a block first ends the one open.
 func (t *txnState) pipelineBlock(ctx context.Context, st *router.Statement) error {
+	if t.pipelineTx && st.Kind == router.Begin && !st.HasOptions {
+		// BEGIN turns PostgreSQL's implicit block into the client's block, with what
+		// the pipeline wrote so far (the Begin statement takes it over). With options
+		// (which PostgreSQL applies, or refuses with 25001 after a query) the pipeline's
+		// block still ends first.
+		return nil
+	}
+	if t.pipelineTx && (st.Kind == router.Rollback || st.Kind == router.Commit && st.Chain) {
+		// ROLLBACK undoes the implicit block (and AND CHAIN, an error there, aborts it).
+		t.failBlock()
+	}
 	if t.pipelineTx && !st.Blockable() {
 		return t.endPipelineBlock(ctx)
 	}

@@ -310,3 +310,69 @@ func TestAttack2TxnSequences(t *testing.T) {
 		})
 	}
 }
+
+// pipeline sends the statements as one extended-protocol pipeline on both sides and
+// compares what each answered and the transaction status after Sync.
+func (p *txnPair) pipeline(t *testing.T, stmts ...string) {
+	t.Helper()
+	var got [2]string
+	for i, c := range []*pgx.Conn{p.proxy, p.plain} {
+		schema := "public"
+		if i == 1 {
+			schema = p.schema
+		}
+		r := strings.NewReplacer("{T}", p.table, "{S}", schema)
+		var qs []string
+		for _, s := range stmts {
+			qs = append(qs, r.Replace(s))
+		}
+		p.notices[i] = nil
+		out := pipelineOutcome(t, c, qs...)
+		got[i] = fmt.Sprintf("%s | notices %q | status %c", out, p.notices[i], c.PgConn().TxStatus())
+	}
+	if got[0] != got[1] {
+		t.Errorf("%q\n pgshard:    %s\n PostgreSQL: %s", stmts, got[0], got[1])
+	}
+}
+
+// TestAttack2TxnPipelines: several statements before one Sync are one implicit
+// transaction (one failing undoes the others, on every shard), and transaction control
+// inside the pipeline behaves as in PostgreSQL.
+func TestAttack2TxnPipelines(t *testing.T) {
+	cases := map[string][][]string{
+		"one-fails": {
+			{"INSERT INTO {T} VALUES (100, 'a')", "UPDATE {T} SET v = 'p' WHERE id IN (1, 2, 3, 4, 5)", "DELETE FROM {T} WHERE id = 6", "INSERT INTO {T} VALUES (7, 'dup')", "INSERT INTO {T} VALUES (101, 'b')"},
+			{"INSERT INTO {T} VALUES (102, 'a')", "UPDATE {T} SET v = 'q' WHERE id > 4", "SELECT count(*) FROM {T}"},
+			{"SELECT count(*) FROM {T}", "UPDATE {T} SET v = 'r' WHERE id = 1", "SELECT 1/0"},
+		},
+		"begin-inside": {
+			{"INSERT INTO {T} VALUES (200, 'a')", "BEGIN", "INSERT INTO {T} VALUES (201, 'b')"},
+			{"INSERT INTO {T} VALUES (202, 'c')", "COMMIT"},
+			{"INSERT INTO {T} VALUES (203, 'a')", "BEGIN", "INSERT INTO {T} VALUES (204, 'b')", "SELECT 1/0"},
+			{"ROLLBACK"},
+		},
+		"commit-inside": {
+			{"INSERT INTO {T} VALUES (300, 'a')", "COMMIT", "INSERT INTO {T} VALUES (301, 'b')", "INSERT INTO {T} VALUES (1, 'dup')"},
+			{"UPDATE {T} SET v = 'x' WHERE id = 2", "ROLLBACK", "UPDATE {T} SET v = 'y' WHERE id = 3"},
+			{"UPDATE {T} SET v = 'x' WHERE id = 4", "COMMIT AND CHAIN", "UPDATE {T} SET v = 'y' WHERE id = 5"},
+			{"UPDATE {T} SET v = 'x' WHERE id = 6", "ROLLBACK AND CHAIN"},
+			{"UPDATE {T} SET v = 'x' WHERE id = 7", "BEGIN", "SHOW transaction_isolation", "UPDATE {T} SET v = 'w' WHERE id = 8"},
+			{"SHOW transaction_isolation", "ROLLBACK"},
+			{"BEGIN ISOLATION LEVEL REPEATABLE READ", "SHOW transaction_isolation", "UPDATE {T} SET v = 'w' WHERE id = 8"},
+			{"SHOW transaction_isolation", "COMMIT"},
+		},
+		"savepoints-in-block": {
+			{"BEGIN", "INSERT INTO {T} VALUES (400, 'a')", "SAVEPOINT s", "UPDATE {T} SET v = 'z'", "INSERT INTO {T} VALUES (8, 'dup')"},
+			{"ROLLBACK TO s", "INSERT INTO {T} VALUES (401, 'b')", "RELEASE s", "COMMIT"},
+		},
+	}
+	for name, pipes := range cases {
+		t.Run(name, func(t *testing.T) {
+			p := newTxnPair(t)
+			for _, stmts := range pipes {
+				p.pipeline(t, stmts...)
+			}
+			p.run(t)
+		})
+	}
+}
