@@ -376,3 +376,91 @@ func TestAttack2TxnPipelines(t *testing.T) {
 		})
 	}
 }
+
+// TestAttack2TxnMultiStatement: a multi-statement query string is one implicit
+// transaction, which BEGIN, COMMIT and ROLLBACK inside it change as in PostgreSQL.
+func TestAttack2TxnMultiStatement(t *testing.T) {
+	t.Skip("known defect: a query string holding BEGIN, COMMIT or ROLLBACK runs each statement on its own " +
+		"(implicitBlock): 'INSERT; BEGIN; INSERT' then ROLLBACK keeps the first INSERT, 'INSERT; COMMIT; " +
+		"INSERT; SELECT 1/0' keeps the second, 'UPDATE; ROLLBACK; UPDATE' keeps the first; PostgreSQL undoes " +
+		"them. The fix is the pipeline's (pipelineBlock) applied per statement of the string, with a new " +
+		"implicit block after COMMIT: more than this attack's scope")
+	p := newTxnPair(t)
+	p.run(t,
+		"INSERT INTO {T} VALUES (100, 'a'); UPDATE {T} SET v = 'm' WHERE id < 5; INSERT INTO {T} VALUES (1, 'dup')",
+		"INSERT INTO {T} VALUES (101, 'a'); BEGIN; INSERT INTO {T} VALUES (102, 'b')",
+		"ROLLBACK",
+		"INSERT INTO {T} VALUES (103, 'a'); COMMIT; INSERT INTO {T} VALUES (104, 'b'); SELECT 1/0",
+		"UPDATE {T} SET v = 'r' WHERE id = 6; ROLLBACK; UPDATE {T} SET v = 's' WHERE id = 7",
+		"BEGIN; INSERT INTO {T} VALUES (105, 'a'); SAVEPOINT s; INSERT INTO {T} VALUES (2, 'dup')",
+		"ROLLBACK TO s; UPDATE {T} SET v = 't' WHERE id = 8; COMMIT",
+	)
+}
+
+// TestAttack2TxnLocksAfterDisconnect: a client that vanishes (its socket closed, no
+// Terminate) in a block holding shard write locks gives them back: another session's
+// write to those shards proceeds at once, and the block's writes are gone.
+func TestAttack2TxnLocksAfterDisconnect(t *testing.T) {
+	owner := connect(t)
+	table := lockTable(t, owner, "atk2_gone", 2, "")
+	mustExec(t, owner, fmt.Sprintf("INSERT INTO %s SELECT g, 'o' FROM generate_series(1, 10) g", table))
+	for _, how := range []string{"socket", "terminate", "failed"} {
+		t.Run(how, func(t *testing.T) {
+			c, err := pgx.Connect(context.Background(), simpleURL(env.P))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, c, "BEGIN", fmt.Sprintf("UPDATE %s SET v = 'gone' WHERE id > 0", table), fmt.Sprintf("INSERT INTO %s VALUES (100, 'gone')", table))
+			if how == "failed" {
+				c.Exec(context.Background(), "SELECT 1/0")
+			}
+			if how == "terminate" {
+				c.Close(context.Background())
+			} else {
+				c.PgConn().Conn().Close()
+			}
+			quickWrite(t, owner, fmt.Sprintf("UPDATE %s SET v = 'o2' WHERE id > 0", table))
+			if got := queryString(t, owner, fmt.Sprintf("SELECT count(*)::text FROM %s WHERE v = 'gone' OR id = 100", table)); got != "0" {
+				t.Errorf("%s rows of the vanished block", got)
+			}
+			checkPlacements(t, table, "hashint4(id)")
+		})
+	}
+}
+
+// TestAttack2TxnSameShardTwoBlocks: two blocks writing the same rows of a replicated
+// shard: the second waits for the first as in PostgreSQL, then applies on top of its
+// commit, and both placements agree.
+func TestAttack2TxnSameShardTwoBlocks(t *testing.T) {
+	p := newTxnPair(t)
+	for i, pair := range [][2]*pgx.Conn{{p.proxy, connect(t)}, {p.plain, nil}} {
+		a, b := pair[0], pair[1]
+		if b == nil {
+			b = connectServer(t, env.C.Coordinator)
+			mustExec(t, b, "SET search_path = "+p.schema)
+		}
+		mustExec(t, a, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v || 'a' WHERE id IN (1, 2, 3)", p.table))
+		mustExec(t, b, "BEGIN")
+		done := make(chan error, 1)
+		go func() {
+			_, err := b.Exec(context.Background(), fmt.Sprintf("UPDATE %s SET v = v || 'b' WHERE id IN (1, 2, 3, 4)", p.table))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			t.Fatalf("side %d: the second block's write did not wait: %v", i, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+		mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (50, 'a')", p.table), "COMMIT")
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("side %d: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("side %d: the second block's write still waits", i)
+		}
+		mustExec(t, b, "COMMIT")
+	}
+	p.run(t)
+}
