@@ -68,6 +68,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		}
 	default:
 		ss.escapeWarnings(batch, in)
+		implicit := ss.tx == txIdle && implicitBlock(batch)
 		run := func() error {
 			stmts := batch.Stmts
 			for i := 0; i < len(stmts); i++ {
@@ -96,20 +97,39 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
+				if implicit && ss.pipelineTx {
+					// Transaction control changes the implicit block as in a pipeline.
+					if err := ss.pipelineBlock(ctx, st); err != nil {
+						return ss.statementFailed(err)
+					}
+				}
 				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
 				ss.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
 					return ss.statementFailed(err)
 				}
+				if implicit && ss.tx == txIdle && i < len(stmts)-1 {
+					// After COMMIT or ROLLBACK the rest of the string is a new implicit
+					// transaction, as in PostgreSQL.
+					ss.beginBlock("BEGIN")
+					ss.pipelineTx = true
+				}
 			}
 			return nil
 		}
-		if ss.tx == txIdle && implicitBlock(batch) {
+		if implicit {
 			// Several statements outside a block are one transaction, as in
-			// PostgreSQL: all of them apply, or none.
-			if err := ss.inBlock(ctx, run); err != nil && !errorSent(err) {
-				ss.sendError(err)
+			// PostgreSQL: all of them apply, or none. It stands for PostgreSQL's
+			// implicit block as a pipeline's does (pipelineTx): BEGIN in the string
+			// makes it the client's block, COMMIT and ROLLBACK end it.
+			ss.beginBlock("BEGIN")
+			ss.pipelineTx = true
+			run()
+			if ss.pipelineTx {
+				if err := ss.endPipelineBlock(ctx); err != nil && !errorSent(err) {
+					ss.sendError(err)
+				}
 			}
 		} else {
 			run()
@@ -126,7 +146,8 @@ func implicitBlock(batch *router.Batch) bool {
 		return false
 	}
 	for _, st := range batch.Stmts {
-		if !st.Blockable() {
+		control := st.Kind == router.Begin && !st.HasOptions || st.Kind == router.Commit || st.Kind == router.Rollback
+		if !st.Blockable() && !control {
 			return false
 		}
 	}
