@@ -34,9 +34,9 @@ func portalCost(values [][]byte) int64 {
 func initState(ss *session) {
 	ss.stmtStore = newStmtStore(ss.srv.cfg.MaxPreparedMemory)
 	ss.spoolBudget = newSpoolBudget(ss.srv, ss.log)
-	ss.setDeps = settingsDeps{coord: &ss.coord, tx: &ss.tx, user: &ss.user, params: &ss.params, log: ss.log}
+	ss.setDeps = settingsDeps{coord: &ss.txn.coord, tx: &ss.txn.tx, user: &ss.user, params: &ss.params, log: ss.log}
 	ss.nameDeps = namesDeps{srv: ss.srv, log: ss.log, user: &ss.user, settings: &ss.sessionSettings,
-		tx: &ss.tx, coord: &ss.coord, coordInTx: &ss.coordInTx, coordConn: ss.coordConn,
+		tx: &ss.txn.tx, coord: &ss.txn.coord, coordInTx: &ss.txn.coordInTx, coordConn: ss.txn.coordConn,
 		startRunning: ss.startRunning, stopRunning: ss.stopRunning, lexMode: ss.lexMode}
 }
 

@@ -9,11 +9,11 @@ import (
 
 // backends is what the executor needs of backend connections: the coordinator
 // connection, a worker connection to a node for one statement, and giving that back. The
-// session implements it (session.go): inside a transaction block its connections join the
-// block on first use and stay pinned to it, outside one they come from the pools. The
-// executor decides nothing about where a connection comes from, so its decisions
-// (failover, which error reaches the client, what to mark) can be tested against a
-// scripted backend that implements this instead.
+// session's transaction layer implements it (txnState, txnconns.go): inside a
+// transaction block its connections join the block on first use and stay pinned to it,
+// outside one they come from the pools. The executor decides nothing about where a
+// connection comes from, so its decisions (failover, which error reaches the client,
+// what to mark) can be tested against a scripted backend that implements this instead.
 type backends interface {
 	// coordConn returns the session's coordinator connection, with the session's
 	// settings applied and, inside a transaction block, joined to the block.
@@ -26,7 +26,7 @@ type backends interface {
 	release(w workerConn)
 }
 
-var _ backends = (*session)(nil)
+var _ backends = (*txnState)(nil)
 
 // conns are the backend connections this execution runs on: the session's, unless a test
 // gave it others.
@@ -34,5 +34,5 @@ func (x *execution) conns() backends {
 	if x.be != nil {
 		return x.be
 	}
-	return x.ss
+	return &x.ss.txn
 }

@@ -50,14 +50,14 @@ type controlClient struct {
 func (c controlClient) User() string { return c.ss.user }
 
 func (c controlClient) Query(ctx context.Context, sql string, args [][]byte) ([][][]byte, error) {
-	conn, err := c.ss.coordConn(ctx)
+	conn, err := c.ss.txn.coordConn(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return conn.QueryParams(ctx, sql, args, nil)
 }
 
-func (c controlClient) InTransactionBlock() bool { return c.ss.tx != txIdle }
+func (c controlClient) InTransactionBlock() bool { return c.ss.txn.tx != txIdle }
 
 func (c controlClient) Notice(e *pgerr.Error) { c.out.Notice(e) }
 

@@ -105,7 +105,7 @@ func (x *execution) copyOut(ctx context.Context) error {
 				e := c.DecodeError(b)
 				e.Position = 0
 				x.drainRead(ctx, c)
-				ss.release(r.wc)
+				ss.txn.release(r.wc)
 				r.wc = workerConn{}
 				return e
 			case 'N':
@@ -114,7 +114,7 @@ func (x *execution) copyOut(ctx context.Context) error {
 		}
 		stop()
 		ss.stopRunning(c)
-		ss.release(r.wc)
+		ss.txn.release(r.wc)
 		r.wc = workerConn{}
 	}
 	if bin {
@@ -215,7 +215,7 @@ func (x *execution) copyIn(ctx context.Context) error {
 	if err := x.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
 		return err
 	}
-	if err := ss.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
+	if err := ss.txn.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
 		return err
 	}
 	snap = ss.srv.cache.Load()
@@ -230,7 +230,7 @@ func (x *execution) copyIn(ctx context.Context) error {
 		}
 		colList.WriteString(router.QuoteIdent(t.Columns[ci].Name))
 	}
-	cp := &copyRun{ss: ss, t: t, opts: opts, own: ss.tx == txIdle, cols: colList.String(), targets: map[int64][]*copyTarget{}}
+	cp := &copyRun{ss: ss, t: t, opts: opts, own: ss.txn.tx == txIdle, cols: colList.String(), targets: map[int64][]*copyTarget{}}
 	defer cp.releaseAll()
 	if err := cp.open(ctx); err != nil {
 		return cp.abort(ctx, err)
@@ -369,7 +369,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 		}
 	}
 	for _, s := range cp.streams {
-		wc, err := ss.workerConn(ctx, s.node)
+		wc, err := ss.txn.workerConn(ctx, s.node)
 		if err != nil {
 			if !backend.Unavailable(err) {
 				return err
@@ -502,7 +502,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 			q.WriteString("(" + c.Assign(c.Default) + ")::pg_catalog.text")
 		}
 		q.WriteString(" FROM pg_catalog.generate_series(1, " + strconv.Itoa(len(b.rows)) + ")")
-		c, err := ss.coordConn(ctx)
+		c, err := ss.txn.coordConn(ctx)
 		if err != nil {
 			return err
 		}
@@ -545,7 +545,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 	if err := kh.flush(ctx); err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			e.Where = "COPY " + cp.t.Name
-			if kh.ss.tx != txFailed {
+			if kh.ss.txn.tx != txFailed {
 				// Find the row, for PostgreSQL's context (line, column, value).
 				return cp.keyErr(ctx, b, keyPos, keyType, e)
 			}
@@ -743,7 +743,7 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			case tg.s.err == nil:
 				outs[i] = commitDone
 				if !cp.own {
-					ss.noteTxWrite(tg.p)
+					ss.txn.noteTxWrite(tg.p)
 				}
 			case unknown[tg.s]:
 				outs[i] = commitUnknown
@@ -801,7 +801,7 @@ func (cp *copyRun) abort(ctx context.Context, err error) error {
 		}
 		ss.stopRunning(c)
 	}
-	ss.failBlock()
+	ss.txn.failBlock()
 	return err
 }
 
@@ -810,7 +810,7 @@ func (cp *copyRun) releaseAll() {
 	for _, s := range cp.streams {
 		if s.wc.res != nil {
 			cp.ss.stopRunning(s.wc.conn())
-			cp.ss.release(s.wc)
+			cp.ss.txn.release(s.wc)
 			s.wc = workerConn{}
 		}
 	}

@@ -14,10 +14,10 @@ import (
 // (a worker that cannot be reached keeps an orphaned shard table, with a warning).
 func (x *execution) dropTables(ctx context.Context) error {
 	ss, snap, st, in := x.ss, x.snap, x.st, x.in
-	if ss.tx != txIdle {
+	if ss.txn.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
 	}
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
 	}
@@ -86,17 +86,17 @@ func (x *execution) dropTables(ctx context.Context) error {
 // one transaction block (the client's, or one of its own).
 func (x *execution) truncate(ctx context.Context) error {
 	ss := x.ss
-	own := ss.tx == txIdle
+	own := ss.txn.tx == txIdle
 	if own {
-		ss.beginBlock("BEGIN")
+		ss.txn.beginBlock("BEGIN")
 	}
 	err := x.truncateIn(ctx)
 	if own {
 		if err != nil {
-			ss.endTx(ctx, false)
+			ss.txn.endTx(ctx, false)
 			return err
 		}
-		missed, cerr := ss.endTx(ctx, true)
+		missed, cerr := ss.txn.endTx(ctx, true)
 		if len(missed) > 0 {
 			if merr := ss.srv.markInactive(ctx, missed, ss.conn.Results()); merr != nil {
 				return merr
@@ -119,7 +119,7 @@ func (x *execution) truncate(ctx context.Context) error {
 // decided like a write's).
 func (x *execution) truncateIn(ctx context.Context) error {
 	ss, snap, st, in := x.ss, x.snap, x.st, x.in
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
 	}

@@ -29,36 +29,27 @@ type params struct {
 // oidsFor returns the parameter types for a backend connection: the coordinator's own,
 // or the workers'.
 func (x *execution) oidsFor(c *backend.Conn, p *params) []uint32 {
-	if p.worker == nil || (x.ss.coord != nil && x.ss.coord.Value() == c) {
+	if p.worker == nil || (x.ss.txn.coord != nil && x.ss.txn.coord.Value() == c) {
 		return p.oids
 	}
 	return p.worker
 }
 
-func (p *params) format(i int) int16 {
-	switch {
-	case p == nil || len(p.formats) == 0:
-		return 0
-	case len(p.formats) == 1:
-		return p.formats[0]
-	case i < len(p.formats):
-		return p.formats[i]
-	}
-	return 0
-}
+// format returns the format code of parameter i (0-based): 0 text, 1 binary.
+func (p *params) format(i int) int16 { return bindParams(p).Format(i) }
 
 // run executes the statement, writing its results (but not ReadyForQuery) to the client.
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
 	ss, st, in := x.ss, x.st, x.in
-	if ss.tx == txFailed && st.PrepareTx && !ss.pipelineTx {
+	if ss.txn.tx == txFailed && st.PrepareTx && !ss.txn.pipelineTx {
 		// PostgreSQL ends a failed block at PREPARE TRANSACTION as at ROLLBACK.
 		ss.dropBlockPortals(x.portal)
-		ss.endTx(ctx, false)
+		ss.txn.endTx(ctx, false)
 		x.out.CommandComplete("ROLLBACK")
 		return nil
 	}
-	if ss.tx == txFailed && !st.RunsWhenFailed() {
+	if ss.txn.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
 	if st.DDL {
@@ -66,7 +57,7 @@ func (x *execution) run(ctx context.Context) error {
 	}
 	switch st.Kind {
 	case router.Coordinator:
-		if err := ss.checkPrepareTx(st); err != nil {
+		if err := ss.txn.checkPrepareTx(st); err != nil {
 			return err
 		}
 		if st.Unparsed {
@@ -79,48 +70,48 @@ func (x *execution) run(ctx context.Context) error {
 			defer ss.codeRan()
 		}
 		if st.PrepareTx {
-			defer ss.prepared(ctx)
+			defer ss.txn.prepared(ctx)
 		}
 		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	case router.SetVar:
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
-		if ss.pipelineTx {
+		if ss.txn.pipelineTx {
 			// The pipeline's implicit block becomes the client's, silently as in
 			// PostgreSQL (pipelineBlock).
-			ss.pipelineTx = false
+			ss.txn.pipelineTx = false
 			ss.srv.stats.xacts.Add(1)
 			x.out.CommandComplete(st.Tag)
 			return nil
 		}
-		if ss.tx == txBlock && st.HasOptions {
+		if ss.txn.tx == txBlock && st.HasOptions {
 			// In a block, PostgreSQL warns and then applies BEGIN's options as SET
 			// TRANSACTION would (25001 once the block ran a query): the coordinator and
 			// the block's workers run it, and it is replayed on those that join later.
 			return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), nil)
 		}
-		if ss.tx != txIdle {
+		if ss.txn.tx != txIdle {
 			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
-			ss.beginBlock(render(st.Text, in, nil, nil))
+			ss.txn.beginBlock(render(st.Text, in, nil, nil))
 			ss.srv.stats.xacts.Add(1)
 		}
 		x.out.CommandComplete(st.Tag)
 		return nil
 	case router.Commit, router.Rollback:
-		if ss.tx != txIdle && !ss.pipelineTx {
+		if ss.txn.tx != txIdle && !ss.txn.pipelineTx {
 			// The block's portals end with it, as in PostgreSQL (but the one running
 			// this statement), and with them what they set aside.
 			defer ss.dropBlockPortals(x.portal)
 		}
 		if st.Chain {
-			if ss.tx == txIdle || ss.pipelineTx {
+			if ss.txn.tx == txIdle || ss.txn.pipelineTx {
 				return pgerr.New(pgerr.NoActiveSQLTransaction, "%s AND CHAIN can only be used in transaction blocks", st.Tag)
 			}
 			// The next block starts as this one did (BEGIN with its options, SET
 			// TRANSACTION), right after this one ends.
-			chain := []string{ss.txReplay[0]}
-			for _, s := range ss.txReplay[1:] {
+			chain := []string{ss.txn.txReplay[0]}
+			for _, s := range ss.txn.txReplay[1:] {
 				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" || beginHasOptions(s) {
 					chain = append(chain, s)
 				}
@@ -129,21 +120,21 @@ func (x *execution) run(ctx context.Context) error {
 			// before the abort is cleaned up (a chained block after a failed READ ONLY
 			// one is read only).
 			defer func() {
-				ss.beginBlock(chain...)
+				ss.txn.beginBlock(chain...)
 				ss.srv.stats.xacts.Add(1)
 			}()
 		}
 		if st.Kind == router.Commit {
-			return ss.commit(ctx)
+			return ss.txn.commit(ctx)
 		}
-		if ss.tx == txIdle {
+		if ss.txn.tx == txIdle {
 			x.out.Notice(pgerr.New(pgerr.NoActiveSQLTransaction, "there is no transaction in progress").WithSeverity("WARNING"))
 		}
-		ss.endTx(ctx, false)
+		ss.txn.endTx(ctx, false)
 		x.out.CommandComplete("ROLLBACK")
 		return nil
 	case router.Savepoint, router.Release, router.RollbackTo:
-		return ss.savepoint(ctx, st, render(st.Text, in, nil, nil))
+		return ss.txn.savepoint(ctx, st, render(st.Text, in, nil, nil))
 	case router.Select:
 		return x.execSelect(ctx)
 	case router.Explain:
@@ -167,7 +158,7 @@ func (x *execution) run(ctx context.Context) error {
 	case router.PrepareSQL:
 		return ss.prepareSQL(ctx, st)
 	case router.ExecuteSQL:
-		return ss.executeSQL(ctx, x)
+		return x.executeSQL(ctx)
 	case router.DeallocateSQL:
 		if st.Name == "" {
 			ss.dropAllStmts()
@@ -247,7 +238,7 @@ func (x *execution) sendInternal(c *backend.Conn, sql []byte, prm *params) {
 // after a statement relayed from it, and returns the error the client heard, if any.
 func (x *execution) afterCoordinator(res relayResult) error {
 	if res.err != nil {
-		x.ss.failBlock()
+		x.ss.txn.failBlock()
 	}
 	return res.failed()
 }
@@ -279,8 +270,8 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 	if err := ss.restoreStartup(ctx, set); err != nil {
 		return err
 	}
-	if ss.coord != nil {
-		ss.idleSettingChanged(ctx, ss.coord.Value(), sql)
+	if ss.txn.coord != nil {
+		ss.txn.idleSettingChanged(ctx, ss.txn.coord.Value(), sql)
 	}
 	if set != nil && set.Discards() {
 		// DISCARD ALL and DISCARD PLANS drop prepared statements, here and on the
@@ -291,22 +282,22 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 			}
 			ss.dropAllStmts()
 		}
-		if ss.coord != nil {
-			ss.coord.Value().ForgetStatements()
+		if ss.txn.coord != nil {
+			ss.txn.coord.Value().ForgetStatements()
 		}
 	}
-	if ss.tx == txBlock && !proxyOnlySet(set) {
-		if err := ss.replayBound(sql); err != nil {
+	if ss.txn.tx == txBlock && !proxyOnlySet(set) {
+		if err := ss.txn.replayBound(sql); err != nil {
 			return err
 		}
-		ss.txReplay = append(ss.txReplay, sql)
-		for _, res := range ss.txConns {
-			if err := ss.blockExec(ctx, res.Value(), sql, false); err != nil {
+		ss.txn.txReplay = append(ss.txn.txReplay, sql)
+		for _, res := range ss.txn.txConns {
+			if err := ss.txn.blockExec(ctx, res.Value(), sql, false); err != nil {
 				return err
 			}
 		}
 	}
-	if ss.tx == txIdle {
+	if ss.txn.tx == txIdle {
 		ss.refreshSettings(ctx)
 	}
 	return ranErr
@@ -316,7 +307,7 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 // PostgreSQL they reset to the startup values, but the proxy applied those with SET on a
 // pooled connection, where RESET would return to the server's defaults.
 func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) error {
-	if len(ss.startupValues) == 0 || ss.coord == nil || set == nil {
+	if len(ss.startupValues) == 0 || ss.txn.coord == nil || set == nil {
 		return nil
 	}
 	var names []string
@@ -340,7 +331,7 @@ func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) erro
 		}
 		q += "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(ss.startupValues[n]) + ", false)"
 	}
-	return ss.coord.Value().Exec(ctx, q)
+	return ss.txn.coord.Value().Exec(ctx, q)
 }
 
 // sendTo flushes a backend connection, registering it as running for cancel requests.

@@ -159,7 +159,7 @@ func (e *explainer) shardPlans(ctx context.Context, tasks []readTask, tpl router
 		if err != nil {
 			if pe, ok := err.(*pgerr.Error); ok {
 				pe.Position = 0
-				ss.failBlock()
+				ss.txn.failBlock()
 			}
 			return err
 		}

@@ -321,7 +321,7 @@ func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, err
 	if len(user) == 0 {
 		return oids, nil
 	}
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +354,7 @@ func (ss *session) workerOIDs(ctx context.Context, oids []uint32) ([]uint32, err
 // describeOnCoordinator asks the coordinator to describe sql.
 func (ss *session) describeOnCoordinator(ctx context.Context, sql string, oids []uint32) (description, error) {
 	var d description
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return d, err
 	}
@@ -397,7 +397,7 @@ func (ss *session) describeOnCoordinator(ctx context.Context, sql string, oids [
 			}
 		case 'Z':
 			if first != nil {
-				ss.failBlock()
+				ss.txn.failBlock()
 			}
 			return d, first
 		}
@@ -460,14 +460,14 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 		ss.w.Raw('I', nil)
 		return nil
 	}
-	if err := ss.pipelineBlock(ctx, ps.st); err != nil {
+	if err := ss.txn.pipelineBlock(ctx, ps.st); err != nil {
 		return err
 	}
 	call := stmtCall{extended: true, prm: pt.prm, results: pt.results, portal: pt}
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
 		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
-		ss.endStatement()
+		ss.txn.endStatement()
 		return err
 	}
 	if ps.st.Streamable() {
@@ -481,7 +481,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	sp.limit = -1
 	out := protocol.NewResults(pgwire.NewWriter(sp))
 	err := ss.newExecution(snap, ps.st, ps.in, call, out).run(ctx)
-	ss.endStatement()
+	ss.txn.endStatement()
 	out.Flush()
 	if err == nil {
 		err = sp.Err()
@@ -578,7 +578,7 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	}
 	var oids []uint32
 	if len(st.ParamTypes) > 0 {
-		c, err := ss.coordConn(ctx)
+		c, err := ss.txn.coordConn(ctx)
 		if err != nil {
 			return err
 		}
@@ -612,11 +612,11 @@ func (ss *session) prepareSQL(ctx context.Context, st *router.Statement) error {
 	return nil
 }
 
-// executeSQL handles SQL EXECUTE name(args) (the execution x): the coordinator evaluates
-// the arguments as the parameters' types, then the statement runs as an Execute would,
-// with text results, where x's go.
-func (ss *session) executeSQL(ctx context.Context, x *execution) error {
-	st, in := x.st, x.in
+// executeSQL runs SQL EXECUTE name(args): the coordinator evaluates the arguments as
+// the parameters' types, then the prepared statement runs as an Execute would, with
+// text results, where the EXECUTE's go.
+func (x *execution) executeSQL(ctx context.Context) error {
+	ss, st, in := x.ss, x.st, x.in
 	ps := ss.stmts[st.Name]
 	if ps == nil {
 		return pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement %q does not exist", st.Name)
@@ -657,7 +657,7 @@ func (ss *session) executeSQL(ctx context.Context, x *execution) error {
 // evalArgs evaluates EXECUTE's argument expressions on the coordinator, in text form
 // (which the parameters' types then read back, in the same session settings).
 func (ss *session) evalArgs(ctx context.Context, args []router.Template, in *router.Input) ([][]byte, error) {
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return nil, err
 	}

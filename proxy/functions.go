@@ -23,7 +23,7 @@ const voidOID = 2278
 // the rest of the query (FROM, WHERE, the arguments); each function runs once per row.
 func (x *execution) execFunction(ctx context.Context) error {
 	ss, st, in, prm := x.ss, x.st, x.in, x.prm
-	if ss.tx != txIdle {
+	if ss.txn.tx != txIdle {
 		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
 	}
 	ctl := controlEnv(ss, x.extended, x.out)
@@ -36,7 +36,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 	if err := ctl.AuthorizeFunctions(ctx, names); err != nil {
 		return err
 	}
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ import (
 func (x *execution) gather(ctx context.Context, shards [][]*metadata.Shard) error {
 	ss := x.ss
 	m := x.st.Merge
-	if m.Keep && !m.Hold && ss.tx == txIdle {
+	if m.Keep && !m.Hold && ss.txn.tx == txIdle {
 		return pgerr.New(pgerr.NoActiveSQLTransaction, "DECLARE CURSOR can only be used in transaction blocks")
 	}
 	if !x.extended {
@@ -75,7 +75,7 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 		g.c.Exec(ctx, "ROLLBACK")
 		return nil
 	case !ok:
-		ss.failBlock()
+		ss.txn.failBlock()
 		return nil
 	}
 	sql := "COMMIT"
@@ -87,7 +87,7 @@ func (g *gathered) end(ctx context.Context, ss *session, ok bool) error {
 	}
 	if err := g.c.Exec(ctx, sql); err != nil {
 		if !g.own {
-			ss.failBlock()
+			ss.txn.failBlock()
 		}
 		return err
 	}
@@ -111,7 +111,7 @@ func (x *execution) gatherTables(ctx context.Context, m *router.Merge, shards []
 	if err != nil {
 		return nil, err
 	}
-	g := &gathered{c: c, own: ss.tx == txIdle, keep: m.Keep, names: make([]string, len(m.Pulls))}
+	g := &gathered{c: c, own: ss.txn.tx == txIdle, keep: m.Keep, names: make([]string, len(m.Pulls))}
 	if g.keep {
 		// Names of their own: the block may gather again while the cursor is open.
 		ss.cursorTables++
@@ -192,7 +192,7 @@ func (x *execution) gatherFailed(ctx context.Context, c *backend.Conn, own bool,
 			return err
 		}
 	} else {
-		x.ss.failBlock()
+		x.ss.txn.failBlock()
 	}
 	if e, ok := err.(*pgerr.Error); ok {
 		e.Position = 0

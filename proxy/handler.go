@@ -24,20 +24,20 @@ var _ protocol.Handler = handler{}
 func (h handler) Idle() (time.Time, *pgerr.Error, bool) {
 	ss := h.ss
 	ss.busy.Store(false)
-	until, idleErr := ss.idleDeadline()
+	until, idleErr := ss.txn.idleDeadline()
 	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
 		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
 			until, idleErr = u, ss.srv.clientIdleError()
 		}
 	}
-	return until, idleErr, ss.listening && ss.coord != nil && ss.suspended == nil
+	return until, idleErr, ss.listening && ss.txn.coord != nil && ss.suspended == nil
 }
 
 // Relay relays the notifications that arrived on the session's coordinator connection
 // (LISTEN) while the client is idle.
 func (h handler) Relay(w *pgwire.Writer) bool {
 	ss := h.ss
-	c := ss.coord.Value()
+	c := ss.txn.coord.Value()
 	if c.Broken() {
 		ss.listening = false
 		return false
@@ -66,7 +66,7 @@ func (h handler) Relay(w *pgwire.Writer) bool {
 // Busy marks the session busy with a client message: from now a cancel request cuts
 // its statements off.
 func (h handler) Busy() {
-	h.ss.waitingClient = false
+	h.ss.txn.waitingClient = false
 	h.ss.busy.Store(true)
 }
 
@@ -77,30 +77,30 @@ func (h handler) Fail(err error) { h.ss.statementFailed(err) }
 // the protocol the block's state for ReadyForQuery.
 func (h handler) Ready() byte {
 	ss := h.ss
-	ss.releaseFailedLocks()
-	ss.waitingClient = true
+	ss.txn.releaseFailedLocks()
+	ss.txn.waitingClient = true
 	ss.reportParams()
-	return ss.tx.wire()
+	return ss.txn.tx.wire()
 }
 
 // Sync ends a protocol turn: the pipeline's implicit block commits (or rolls back), and
 // portals of an implicit transaction go.
 func (h handler) Sync(ctx context.Context) {
 	ss := h.ss
-	if ss.pipelineTx {
+	if ss.txn.pipelineTx {
 		ss.settle(false)
-		if err := ss.endPipelineBlock(ctx); err != nil {
+		if err := ss.txn.endPipelineBlock(ctx); err != nil {
 			ss.sendError(err)
 		}
 	}
-	if ss.tx == txIdle {
+	if ss.txn.tx == txIdle {
 		// The implicit transaction ends: so do its portals.
 		ss.settle(false)
 		for name := range ss.portals {
 			ss.dropPortal(name)
 		}
 	}
-	ss.undoFailed(ctx)
+	ss.txn.undoFailed(ctx)
 }
 
 // Admit settles the suspended portal before a message that may use the session's

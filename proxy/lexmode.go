@@ -23,8 +23,8 @@ import (
 // lexMode is how the session's coordinator reads a statement now.
 func (ss *session) lexMode() sqllex.Mode {
 	scs := ss.params["standard_conforming_strings"]
-	if ss.coord != nil {
-		if v, ok := ss.coord.Value().Params["standard_conforming_strings"]; ok {
+	if ss.txn.coord != nil {
+		if v, ok := ss.txn.coord.Value().Params["standard_conforming_strings"]; ok {
 			scs = v
 		}
 	}
@@ -68,10 +68,10 @@ func clientOnlyEncoding(enc string) bool {
 // itself talked to it (ending a transaction block, applying the session's settings): the
 // client's driver escapes strings by standard_conforming_strings as it was last told.
 func (ss *session) reportParams() {
-	if ss.coord == nil || ss.params == nil {
+	if ss.txn.coord == nil || ss.params == nil {
 		return
 	}
-	c := ss.coord.Value()
+	c := ss.txn.coord.Value()
 	if c.Broken() || c == ss.reportedConn && c.ParamsSeq == ss.reportedSeq {
 		return
 	}
@@ -117,7 +117,7 @@ func errUnreadable() error {
 // pgshard refuses it.
 func (x *execution) unparsedStatement(ctx context.Context, sql string) error {
 	ss := x.ss
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
 	}

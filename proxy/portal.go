@@ -56,7 +56,7 @@ func (h handler) startSuspendable(ctx context.Context, snap *metadata.Snapshot, 
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
 		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out).run(sctx)
-		ss.endStatement()
+		ss.txn.endStatement()
 	})
 	ss.suspended = s
 	return h.resume(s, maxRows)
@@ -101,7 +101,7 @@ func (h handler) resume(s *suspension, maxRows uint32) error {
 		ss.w.Raw('s', nil)
 		// What the client has seen can no longer be taken back (a read that fails
 		// over to another placement restarts only while nothing has been flushed).
-		ss.flush()
+		ss.conn.Flush()
 		return nil
 	}
 	ss.suspended = nil
@@ -146,7 +146,7 @@ func (ss *session) settle(keep bool) error {
 	// The statement's next writes go there.
 	s.out.Redirect(dst)
 	s.ending = true
-	if !keep && s.readOnly && ss.tx == txIdle {
+	if !keep && s.readOnly && ss.txn.tx == txIdle {
 		s.cancel()
 	}
 	if keep {

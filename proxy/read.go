@@ -32,8 +32,8 @@ func (x *execution) execSelect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if st.Locking && ss.tx != txIdle {
-		ss.txRowLocks = true
+	if st.Locking && ss.txn.tx != txIdle {
+		ss.txn.txRowLocks = true
 	}
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
 		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
@@ -160,9 +160,9 @@ func noShards(t *metadata.Table) error {
 func (x *execution) readPlacements(sh *metadata.Shard) []metadata.Placement {
 	ss := x.ss
 	ps := sh.Finalized()
-	if ss.tx != txIdle && len(ss.txWrites) > 0 {
+	if ss.txn.tx != txIdle && len(ss.txn.txWrites) > 0 {
 		wrote := map[int64]bool{}
-		for _, ws := range ss.txWrites {
+		for _, ws := range ss.txn.txWrites {
 			for _, p := range ws {
 				if p.ShardID == sh.ID {
 					wrote[p.ID] = true
@@ -179,9 +179,9 @@ func (x *execution) readPlacements(sh *metadata.Shard) []metadata.Placement {
 			ps = kept
 		}
 	}
-	if ss.tx != txIdle && len(ps) > 1 {
+	if ss.txn.tx != txIdle && len(ps) > 1 {
 		for i, p := range ps {
-			if ss.txConns[p.Node] != nil {
+			if ss.txn.txConns[p.Node] != nil {
 				ps[0], ps[i] = ps[i], ps[0]
 				break
 			}
@@ -233,7 +233,7 @@ func (x *execution) readShard(ctx context.Context, task readTask, sql []byte, ma
 			return err
 		}
 		if res.err != nil {
-			ss.failBlock()
+			ss.txn.failBlock()
 		}
 		return res.failed()
 	}
@@ -379,7 +379,7 @@ func (x *execution) concat(ctx context.Context, tasks []readTask) error {
 				x.drainRead(ctx, c)
 				conns.release(r.wc)
 				r.wc = workerConn{}
-				ss.failBlock()
+				ss.txn.failBlock()
 				return e
 			case 'N':
 				forwardNotice(x.out.Writer, ss.srv, c, b)
@@ -499,7 +499,7 @@ func (x *execution) aggregate(ctx context.Context, tasks []readTask, shards []*m
 		if err != nil {
 			if e, ok := err.(*pgerr.Error); ok {
 				e.Position = 0
-				ss.failBlock()
+				ss.txn.failBlock()
 			}
 			return err
 		}

@@ -48,7 +48,7 @@ func newReadFixture(t *testing.T) *readFixture {
 	srv := &Server{cache: &metadata.Cache{}}
 	srv.cache.Replace(metadata.NewSnapshot([]metadata.Node{nodeA, nodeB}, []*metadata.Table{table}))
 	out := &bytes.Buffer{}
-	ss := &session{srv: srv, w: pgwire.NewWriter(out), txnState: txnState{tx: txIdle},
+	ss := &session{srv: srv, w: pgwire.NewWriter(out), txn: txnState{tx: txIdle},
 		params: map[string]string{}, running: map[*backend.Conn]struct{}{}}
 	be := &scriptedBackends{t: t, workers: map[metadata.Node][]*backend.Conn{}}
 	x := &execution{ss: ss, snap: srv.cache.Load(), out: protocol.NewResults(ss.w), be: be}
@@ -199,7 +199,7 @@ func TestReadDoesNotFailOverOnceRowsReachedTheClient(t *testing.T) {
 
 func TestReadDoesNotFailOverOnServerError(t *testing.T) {
 	f := newReadFixture(t)
-	f.x.ss.tx = txBlock
+	f.x.ss.txn.tx = txBlock
 	var gotA, gotB []string
 	f.be.workers[nodeA] = []*backend.Conn{scripted(t, nodeA.Addr(), &gotA, serverError("22012", "division by zero"))}
 	f.be.workers[nodeB] = []*backend.Conn{scripted(t, nodeB.Addr(), &gotB, rows("b1"))}
@@ -214,8 +214,8 @@ func TestReadDoesNotFailOverOnServerError(t *testing.T) {
 	if len(gotB) != 0 {
 		t.Errorf("sibling placement ran %q after the first answered an error", gotB)
 	}
-	if f.x.ss.tx != txFailed {
-		t.Errorf("transaction block is %v after the read failed, want failed", f.x.ss.tx)
+	if f.x.ss.txn.tx != txFailed {
+		t.Errorf("transaction block is %v after the read failed, want failed", f.x.ss.txn.tx)
 	}
 }
 
@@ -274,7 +274,7 @@ func TestConcatFailsOverPerShard(t *testing.T) {
 
 func TestConcatShardErrorEndsTheStatement(t *testing.T) {
 	f, tasks := concatFixture(t)
-	f.x.ss.tx = txBlock
+	f.x.ss.txn.tx = txBlock
 	var gotA1, gotA2 []string
 	f.be.workers[nodeA] = []*backend.Conn{
 		scripted(t, nodeA.Addr(), &gotA1, rows("1")),
@@ -285,8 +285,8 @@ func TestConcatShardErrorEndsTheStatement(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != "57014" || errorSent(err) {
 		t.Fatalf("concat returned %v, want the shard's error, not sent yet", err)
 	}
-	if f.x.ss.tx != txFailed {
-		t.Errorf("transaction block is %v after a shard's error, want failed", f.x.ss.tx)
+	if f.x.ss.txn.tx != txFailed {
+		t.Errorf("transaction block is %v after a shard's error, want failed", f.x.ss.txn.tx)
 	}
 	if len(f.be.released) != 2 {
 		t.Errorf("%d connections given back, want both", len(f.be.released))
@@ -301,8 +301,8 @@ func TestReadInBlockGoesWhereTheBlockWrote(t *testing.T) {
 	f := newReadFixture(t)
 	// The block wrote the shard on nodeB only (nodeA's placement missed the write and
 	// is marked at COMMIT): reading nodeA's would not see the block's own write.
-	f.x.ss.tx = txBlock
-	f.x.ss.txWrites = map[metadata.Node][]metadata.Placement{nodeB: {f.shard.Placements[1]}}
+	f.x.ss.txn.tx = txBlock
+	f.x.ss.txn.txWrites = map[metadata.Node][]metadata.Placement{nodeB: {f.shard.Placements[1]}}
 	var gotA, gotB []string
 	f.be.workers[nodeA] = []*backend.Conn{scripted(t, nodeA.Addr(), &gotA, rows("stale"))}
 	f.be.workers[nodeB] = []*backend.Conn{scripted(t, nodeB.Addr(), &gotB, rows("written"))}

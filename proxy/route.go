@@ -124,7 +124,7 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 	}
 	be := kh.be
 	if be == nil {
-		be = kh.ss
+		be = &kh.ss.txn
 	}
 	c, err := be.coordConn(ctx)
 	if err != nil {
@@ -142,7 +142,7 @@ func (kh *keyHasher) flush(ctx context.Context) error {
 				// (A type modifier's errors, raised by the assignment, point nowhere.)
 				e.Position = kh.pending[0].Pos
 			}
-			kh.ss.failBlock()
+			kh.ss.txn.failBlock()
 		}
 		return err
 	}
@@ -228,7 +228,7 @@ func (x *execution) evaluate(ctx context.Context, groups [][]router.Eval, prm *p
 	if err != nil {
 		if e, ok := err.(*pgerr.Error); ok {
 			evalErrorPosition(e, groups, in)
-			ss.failBlock()
+			ss.txn.failBlock()
 		}
 		return nil, err
 	}

@@ -48,9 +48,9 @@ type session struct {
 	// (names.go).
 	sessionNames
 
-	// txnState is the transaction layer (txn.go): the block's state, its backend
+	// txn is the transaction layer (txn.go): the block's state, its backend
 	// connections, savepoints, shard locks and idle timeouts, and the commit.
-	txnState
+	txn txnState
 	// privOK are the write privileges the coordinator found the client's role to have
 	// (checkWritePrivilege), until the session's role may have changed.
 	privOK map[privCheck]struct{}
@@ -99,7 +99,7 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 		refused:  refused,
 		reserved: reserved,
 	}
-	ss.txnState = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
+	ss.txn = newTxnState(ss, s, s.cfg.IdleTransactionTimeout, s.log)
 	ss.conn = protocol.New(nc, clientWriter{ss}, s.cfg.MaxMessage, protocol.Counters{Received: &s.stats.received, Sent: &s.stats.sent})
 	ss.w = ss.conn.Writer()
 	initState(ss)
@@ -130,7 +130,7 @@ func (ss *session) readCopyData(locked bool) (byte, []byte, error) {
 	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
 		until, idleErr = time.Now().Add(t), ss.srv.clientIdleError()
 	}
-	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || ss.holdsShardLocks()) {
+	if t := ss.srv.cfg.IdleTransactionTimeout; t > 0 && (locked || ss.txn.holdsShardLocks()) {
 		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {
 			until, idleErr = u, errIdleInTransaction
 		}
@@ -148,7 +148,7 @@ type clientWriter struct{ ss *session }
 func (cw clientWriter) Write(b []byte) (int, error) {
 	ss := cw.ss
 	t := ss.srv.cfg.IdleTransactionTimeout
-	if t <= 0 || !ss.holdsShardLocks() && len(ss.stmtUnlock) == 0 {
+	if t <= 0 || !ss.txn.holdsShardLocks() && len(ss.txn.stmtUnlock) == 0 {
 		return ss.nc.Write(b)
 	}
 	ss.nc.SetWriteDeadline(time.Now().Add(t))
@@ -196,24 +196,21 @@ func (ss *session) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ss.endTx(ctx, false)
-	if ss.coord != nil {
-		c := ss.coord.Value()
+	ss.txn.endTx(ctx, false)
+	if ss.txn.coord != nil {
+		c := ss.txn.coord.Value()
 		// Reset the session state the client left (settings, prepared statements, temp
 		// tables, LISTENs, advisory locks) before another session uses the connection.
 		if !c.Broken() && c.Exec(ctx, "DISCARD ALL") == nil {
 			c.Settings = ""
 			c.Prepared = map[string]bool{}
 		}
-		backend.Release(ss.coord)
-		ss.coord = nil
+		backend.Release(ss.txn.coord)
+		ss.txn.coord = nil
 	}
 }
 
 // --- responses ---
-
-// flush sends what is buffered for the client.
-func (ss *session) flush() { ss.conn.Flush() }
 
 // moreBeforeSync reports whether the client may send another statement before Sync
 // (txnHost): the protocol layer reads what the client already sent.

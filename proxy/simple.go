@@ -29,7 +29,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	switch {
 	case len(batch.Stmts) == 0:
 		ss.w.Raw('I', nil)
-	case batch.AllCoordinator && ss.tx != txFailed:
+	case batch.AllCoordinator && ss.txn.tx != txFailed:
 		ddl, temp, code := false, true, false
 		for _, st := range batch.Stmts {
 			if st.Listen {
@@ -47,7 +47,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		prepares := false
 		for _, st := range batch.Stmts {
 			if err == nil {
-				err = ss.checkPrepareTx(st)
+				err = ss.txn.checkPrepareTx(st)
 			}
 			prepares = prepares || st.PrepareTx
 		}
@@ -55,7 +55,7 @@ func (h handler) Query(ctx context.Context, q string) {
 			err = ss.newExecution(nil, nil, nil, stmtCall{}, ss.conn.Results()).coordinatorStatement(ctx, q)
 		}
 		if prepares {
-			ss.prepared(ctx)
+			ss.txn.prepared(ctx)
 		}
 		if err != nil {
 			ss.statementFailed(err)
@@ -68,7 +68,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		}
 	default:
 		ss.escapeWarnings(batch, in)
-		implicit := ss.tx == txIdle && implicitBlock(batch)
+		implicit := ss.txn.tx == txIdle && implicitBlock(batch)
 		run := func() error {
 			stmts := batch.Stmts
 			for i := 0; i < len(stmts); i++ {
@@ -97,23 +97,23 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
-				if implicit && ss.pipelineTx {
+				if implicit && ss.txn.pipelineTx {
 					// Transaction control changes the implicit block as in a pipeline.
-					if err := ss.pipelineBlock(ctx, st); err != nil {
+					if err := ss.txn.pipelineBlock(ctx, st); err != nil {
 						return ss.statementFailed(err)
 					}
 				}
 				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
-				ss.endStatement()
+				ss.txn.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
 					return ss.statementFailed(err)
 				}
-				if implicit && ss.tx == txIdle && i < len(stmts)-1 {
+				if implicit && ss.txn.tx == txIdle && i < len(stmts)-1 {
 					// After COMMIT or ROLLBACK the rest of the string is a new implicit
 					// transaction, as in PostgreSQL.
-					ss.beginBlock("BEGIN")
-					ss.pipelineTx = true
+					ss.txn.beginBlock("BEGIN")
+					ss.txn.pipelineTx = true
 				}
 			}
 			return nil
@@ -123,11 +123,11 @@ func (h handler) Query(ctx context.Context, q string) {
 			// PostgreSQL: all of them apply, or none. It stands for PostgreSQL's
 			// implicit block as a pipeline's does (pipelineTx): BEGIN in the string
 			// makes it the client's block, COMMIT and ROLLBACK end it.
-			ss.beginBlock("BEGIN")
-			ss.pipelineTx = true
+			ss.txn.beginBlock("BEGIN")
+			ss.txn.pipelineTx = true
 			run()
-			if ss.pipelineTx {
-				if err := ss.endPipelineBlock(ctx); err != nil && !errorSent(err) {
+			if ss.txn.pipelineTx {
+				if err := ss.txn.endPipelineBlock(ctx); err != nil && !errorSent(err) {
 					ss.sendError(err)
 				}
 			}
@@ -135,7 +135,7 @@ func (h handler) Query(ctx context.Context, q string) {
 			run()
 		}
 	}
-	ss.undoFailed(ctx)
+	ss.txn.undoFailed(ctx)
 }
 
 // implicitBlock reports whether a multi-statement string runs as one transaction block:

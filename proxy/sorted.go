@@ -35,7 +35,7 @@ func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*meta
 	// gather to fall back to (rows locked FOR UPDATE/SHARE): each shard's rows are read
 	// in turn and set aside (spool: memory, then a temporary file), then merged.
 	buffered := false
-	if ss.tx != txIdle {
+	if ss.txn.tx != txIdle {
 		// Fix each shard's placement now: which one a shard reads from depends on the
 		// block's connections, which the reads themselves open.
 		nodes := map[metadata.Node]bool{}
@@ -126,7 +126,7 @@ func (x *execution) sorted(ctx context.Context, tasks []readTask, shards []*meta
 			defer sp.Close()
 			for !cur.done {
 				if err := sp.WriteFrame('D', cur.row); err != nil {
-					ss.failBlock()
+					ss.txn.failBlock()
 					return err
 				}
 				if _, err := x.advance(ctx, cur); err != nil {
@@ -241,7 +241,7 @@ func (x *execution) advance(ctx context.Context, cur *cursor) (*pgproto3.RowDesc
 			x.drainRead(ctx, c)
 			x.conns().release(cur.r.wc)
 			cur.r.wc = workerConn{}
-			ss.failBlock()
+			ss.txn.failBlock()
 			return nil, e
 		case 'N':
 			forwardNotice(x.out.Writer, ss.srv, c, b)

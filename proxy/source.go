@@ -40,7 +40,7 @@ func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
 	types, keyPos := sourceTypes(t, st)
 	var n int64
 	sentDesc := false
-	err = ss.inBlock(ctx, func() error {
+	err = ss.txn.inBlock(ctx, func() error {
 		return x.forSourceRows(ctx, func(rows [][][]byte) error {
 			order, byShard, err := x.rowsByShard(ctx, t, rows, keyPos)
 			if err != nil {
@@ -76,7 +76,7 @@ func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error
 	types, keyPos := sourceTypes(t, st)
 	var n int64
 	sentDesc, any := false, false
-	err := ss.inBlock(ctx, func() error {
+	err := ss.txn.inBlock(ctx, func() error {
 		err := x.forSourceRows(ctx, func(rows [][][]byte) error {
 			any = true
 			order, byShard, err := x.rowsByShard(ctx, t, rows, keyPos)
@@ -114,7 +114,7 @@ func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error
 // to the coordinator.
 func (x *execution) forSourceRows(ctx context.Context, fn func([][][]byte) error) error {
 	ss, st, in := x.ss, x.st, x.in
-	c, err := ss.coordConn(ctx)
+	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
 	}

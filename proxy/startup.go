@@ -167,7 +167,7 @@ func (ss *session) authenticate(ctx context.Context, params map[string]string) b
 			}
 		}
 	}
-	ss.readIdleTimeouts(ctx, c)
+	ss.txn.readIdleTimeouts(ctx, c)
 	backend.Release(res)
 	if ss.appName != "" {
 		reported["application_name"] = ss.appName

@@ -622,6 +622,6 @@ func (ss *session) statementFailed(err error) error {
 	if !errorSent(err) {
 		ss.sendError(err)
 	}
-	ss.failBlock()
+	ss.txn.failBlock()
 	return markSent(err)
 }

@@ -289,7 +289,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 // newWriteRun is the run of tasks over the session's backend connections, marking
 // placements in the coordinator's metadata.
 func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
-	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.tx, x.st, tasks)}
+	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.txn.tx, x.st, tasks)}
 }
 
 // apply is applyWrites once the shards are locked: it sends the tasks, collects and
@@ -308,10 +308,10 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 		wr.undo(ctx)
 		return 0, err
 	}
-	if ss.tx == txBlock {
+	if ss.txn.tx == txBlock {
 		for _, w := range wr.writes {
 			if w.err == nil && w.pgErr == nil {
-				ss.noteTxWrite(w.p)
+				ss.txn.noteTxWrite(w.p)
 			}
 		}
 	}
@@ -489,7 +489,7 @@ func (wr *writeRun) collect(ctx context.Context) error {
 			spoolErr = err
 		}
 	}
-	if spoolErr != nil && !implicit && ss.tx == txIdle {
+	if spoolErr != nil && !implicit && ss.txn.tx == txIdle {
 		// Only notices (no RETURNING) of a write already committed on its one placement:
 		// the ones past the limit are dropped, not the write.
 		wr.x.out.Notice(pgerr.New(pgerr.Warning, "notices of the statement were dropped: %v", spoolErr).WithSeverity("WARNING"))
@@ -505,7 +505,7 @@ func (wr *writeRun) undo(ctx context.Context) {
 	if wr.implicit {
 		finishImplicit(ctx, wr.writes, false)
 	}
-	wr.x.ss.failBlock()
+	wr.x.ss.txn.failBlock()
 }
 
 // tasksDecision is what writeRun.decide made of a write's answers.
@@ -525,7 +525,7 @@ type tasksDecision struct {
 // error that fails the statement, if any.
 func (wr *writeRun) decide() tasksDecision {
 	ss, tasks, writes, implicit := wr.x.ss, wr.tasks, wr.writes, wr.implicit
-	inBlock := ss.tx != txIdle
+	inBlock := ss.txn.tx != txIdle
 	d := tasksDecision{
 		chosen: make([]*placementWrite, len(tasks)),
 		byTask: make([][]*placementWrite, len(tasks)),
@@ -903,7 +903,7 @@ func (x *execution) lockShards(ctx context.Context, tasks []writeTask) error {
 			return err
 		}
 	}
-	return ss.lockShardIDs(ctx, ids, !st.Commutes)
+	return ss.txn.lockShardIDs(ctx, ids, !st.Commutes)
 }
 
 // sessionQuery runs a query that reads the session's state (its role, its settings) on
@@ -914,7 +914,7 @@ func (x *execution) lockShards(ctx context.Context, tasks []writeTask) error {
 func sessionQuery(ctx context.Context, ss *session, sql string) ([][][]byte, error) {
 	var c *backend.Conn
 	switch {
-	case ss.coord == nil:
+	case ss.txn.coord == nil:
 		pool, err := ss.srv.pools.Get(ss.srv.coordKey(ss.user))
 		if err != nil {
 			return nil, err
@@ -928,21 +928,21 @@ func sessionQuery(ctx context.Context, ss *session, sql string) ([][][]byte, err
 		if err := ss.applySettings(ctx, c); err != nil {
 			return nil, err
 		}
-	case ss.tx == txIdle || ss.coordInTx:
+	case ss.txn.tx == txIdle || ss.txn.coordInTx:
 		var err error
-		if c, err = ss.coordConn(ctx); err != nil {
+		if c, err = ss.txn.coordConn(ctx); err != nil {
 			return nil, err
 		}
 	default:
-		if c = ss.coord.Value(); c.Broken() {
+		if c = ss.txn.coord.Value(); c.Broken() {
 			return nil, &backend.UnavailableError{Addr: c.Addr, Err: errors.New("connection lost")}
 		}
 	}
 	ss.startRunning(c)
 	rows, err := c.ExecRows(ctx, sql)
 	ss.stopRunning(c)
-	if err != nil && ss.coordInTx && c == ss.coord.Value() && !backend.Unavailable(err) {
-		ss.failBlock() // the coordinator's part of the block failed with it
+	if err != nil && ss.txn.coordInTx && c == ss.txn.coord.Value() && !backend.Unavailable(err) {
+		ss.txn.failBlock() // the coordinator's part of the block failed with it
 	}
 	return rows, err
 }

@@ -278,10 +278,10 @@ func newWriteFixture(inBlock bool) *writeFixture {
 	srv := &Server{cache: &metadata.Cache{}, log: log}
 	srv.cache.Replace(snap)
 	client := &bytes.Buffer{}
-	ss := &session{srv: srv, log: log, txnState: txnState{tx: txIdle}, running: map[*backend.Conn]struct{}{}, params: map[string]string{}}
+	ss := &session{srv: srv, log: log, txn: txnState{tx: txIdle}, running: map[*backend.Conn]struct{}{}, params: map[string]string{}}
 	ss.w = pgwire.NewWriter(client)
 	if inBlock {
-		ss.beginBlock("BEGIN")
+		ss.txn.beginBlock("BEGIN")
 	}
 	return &writeFixture{snap: snap, nodes: nodes, ss: ss, client: client}
 }
@@ -365,7 +365,7 @@ func TestWriteRunReplicated(t *testing.T) {
 			st := &router.Statement{Kind: router.Update, Tag: "UPDATE"}
 			x := &execution{ss: f.ss, snap: f.snap, st: st, out: protocol.NewResults(f.ss.w), be: conns}
 			tasks := []writeTask{{shard: f.snap.Shard(10), sql: []byte("UPDATE public.t_10 SET k = 1")}}
-			wr := &writeRun{x: x, marker: marks, tasks: tasks, implicit: implicitWrite(f.ss.tx, st, tasks)}
+			wr := &writeRun{x: x, marker: marks, tasks: tasks, implicit: implicitWrite(f.ss.txn.tx, st, tasks)}
 			sentDesc := false
 			n, err := wr.apply(ctx, &sentDesc)
 			if err == nil {
@@ -404,7 +404,7 @@ func TestWriteRunReplicated(t *testing.T) {
 					t.Errorf("placement %d: a write in a block sent its own BEGIN: %q", i, stmts)
 				}
 			}
-			got.tx = f.ss.tx
+			got.tx = f.ss.txn.tx
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got  %+v (err %v)\nwant %+v", got, err, tc.want)
 			}
@@ -413,7 +413,7 @@ func TestWriteRunReplicated(t *testing.T) {
 			if tc.inBlock {
 				var wrote []int64
 				for _, n := range f.nodes {
-					for _, p := range f.ss.txWrites[n] {
+					for _, p := range f.ss.txn.txWrites[n] {
 						wrote = append(wrote, p.ID)
 					}
 				}
