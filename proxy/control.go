@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
+	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/store"
@@ -21,7 +24,7 @@ import (
 // which arrived by the extended protocol or not, its results going to out.
 func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env {
 	return &control.Env{
-		Client:    controlClient{ss, extended, out},
+		Client:    controlClient{ss: ss, extended: extended, out: out},
 		Nodes:     controlNodes{ss},
 		Store:     controlStore{ss.srv},
 		Snapshots: ss.srv.cache,
@@ -33,9 +36,12 @@ func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env 
 	}
 }
 
-// admin answers an admin statement (a plan of kind Admin).
-func (ss *session) admin(ctx context.Context, st *router.Statement, extended bool, out *protocol.Results) {
-	if err := controlEnv(ss, extended, out).Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
+// admin answers an admin statement (a plan of kind Admin), its rows in the result
+// formats the client's Bind asked for (extended protocol).
+func (ss *session) admin(ctx context.Context, st *router.Statement, extended bool, formats []int16, out *protocol.Results) {
+	env := controlEnv(ss, extended, out)
+	env.Client = controlClient{ss: ss, extended: extended, out: out, formats: formats}
+	if err := env.Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
 		out.Msg(ss.errorMessage(err))
 	}
 }
@@ -45,6 +51,9 @@ type controlClient struct {
 	ss       *session
 	extended bool
 	out      *protocol.Results
+	// formats are the Bind's result formats (extended protocol): the RowDescription
+	// that Describe sent announced them, so the rows come in them.
+	formats []int16
 }
 
 func (c controlClient) User() string { return c.ss.user }
@@ -68,9 +77,40 @@ func (c controlClient) Rows(tag string, fields []pgproto3.FieldDescription, rows
 		c.out.Msg(&pgproto3.RowDescription{Fields: fields})
 	}
 	for _, r := range rows {
+		if c.extended {
+			r = binaryColumns(fields, r, c.formats)
+		}
 		c.out.Msg(&pgproto3.DataRow{Values: r})
 	}
 	c.out.CommandComplete(tag)
+}
+
+// binaryColumns converts the text values of an admin row to binary where formats ask
+// for it: admin columns are text, int4 and int8, whose binary forms are the text's bytes
+// and big-endian integers.
+func binaryColumns(fields []pgproto3.FieldDescription, row [][]byte, formats []int16) [][]byte {
+	out, copied := row, false
+	for i, v := range row {
+		if v == nil || i >= len(fields) || formatOf(formats, i) != 1 {
+			continue
+		}
+		var b []byte
+		switch fields[i].DataTypeOID {
+		case pgtype.Int4OID:
+			n, _ := strconv.ParseInt(string(v), 10, 32)
+			b = binary.BigEndian.AppendUint32(nil, uint32(n))
+		case pgtype.Int8OID:
+			n, _ := strconv.ParseInt(string(v), 10, 64)
+			b = binary.BigEndian.AppendUint64(nil, uint64(n))
+		default:
+			continue
+		}
+		if !copied {
+			out, copied = append([][]byte(nil), row...), true
+		}
+		out[i] = b
+	}
+	return out
 }
 
 // controlNodes opens the session's connections for control.

@@ -267,8 +267,14 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 	ss.settingsDirty = true
 	ss.namesDirty = true // search_path may have changed
 	ss.privOK = nil      // and the role
-	if err := ss.restoreStartup(ctx, set); err != nil {
-		return err
+	// A SET, RESET or DISCARD that failed changed nothing to restore (and its
+	// coordinator transaction may be aborted, refusing any query).
+	var restore string
+	if ranErr == nil {
+		var err error
+		if restore, err = ss.restoreStartup(ctx, set); err != nil {
+			return err
+		}
 	}
 	if ss.txn.coord != nil {
 		ss.txn.idleSettingChanged(ctx, ss.txn.coord.Value(), sql)
@@ -287,12 +293,18 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 		}
 	}
 	if ss.txn.tx == txBlock && !proxyOnlySet(set) {
-		if err := ss.txn.replayBound(sql); err != nil {
+		// The workers' RESET returns to the server's defaults too: they take the
+		// startup values the coordinator got back.
+		replay := sql
+		if restore != "" {
+			replay += "; " + restore
+		}
+		if err := ss.txn.replayBound(replay); err != nil {
 			return err
 		}
-		ss.txn.txReplay = append(ss.txn.txReplay, sql)
+		ss.txn.txReplay = append(ss.txn.txReplay, replay)
 		for _, res := range ss.txn.txConns {
-			if err := ss.txn.blockExec(ctx, res.Value(), sql, false); err != nil {
+			if err := ss.txn.blockExec(ctx, res.Value(), replay, false); err != nil {
 				return err
 			}
 		}
@@ -305,10 +317,11 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 
 // restoreStartup re-applies startup-packet settings after RESET and DISCARD ALL: in
 // PostgreSQL they reset to the startup values, but the proxy applied those with SET on a
-// pooled connection, where RESET would return to the server's defaults.
-func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) error {
+// pooled connection, where RESET would return to the server's defaults. It returns the
+// query it ran ("" if none), for the workers of a transaction block.
+func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) (string, error) {
 	if len(ss.startupValues) == 0 || ss.txn.coord == nil || set == nil {
-		return nil
+		return "", nil
 	}
 	var names []string
 	switch name, all := set.ResetsToDefault(); {
@@ -322,16 +335,21 @@ func (ss *session) restoreStartup(ctx context.Context, set *router.SetPlan) erro
 		}
 	}
 	if len(names) == 0 {
-		return nil
+		return "", nil
+	}
+	// SET LOCAL name TO DEFAULT: the startup value until the transaction ends.
+	local := "false"
+	if set.Local {
+		local = "true"
 	}
 	q := "SELECT "
 	for i, n := range names {
 		if i > 0 {
 			q += ", "
 		}
-		q += "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(ss.startupValues[n]) + ", false)"
+		q += "pg_catalog.set_config(" + router.QuoteLiteral(n) + ", " + router.QuoteLiteral(ss.startupValues[n]) + ", " + local + ")"
 	}
-	return ss.txn.coord.Value().Exec(ctx, q)
+	return q, ss.txn.coord.Value().Exec(ctx, q)
 }
 
 // sendTo flushes a backend connection, registering it as running for cancel requests.

@@ -452,7 +452,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	pt.started = true
 	ps := pt.stmt
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st, true, ss.conn.Results())
+		ss.admin(ctx, ps.st, true, pt.results, ss.conn.Results())
 		return nil
 	}
 	ss.replan(ctx, ps)
@@ -639,7 +639,7 @@ func (x *execution) executeSQL(ctx context.Context) error {
 	ss.replan(ctx, ps)
 	snap := ss.srv.cache.Load()
 	if ps.st != nil && ps.st.Kind == router.Admin {
-		ss.admin(ctx, ps.st, x.extended, x.out)
+		ss.admin(ctx, ps.st, x.extended, x.results, x.out)
 		return nil
 	}
 	if ps.st == nil {

@@ -20,7 +20,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	}()
 	if st := router.PlanAdmin(q); st != nil {
 		// Before any planning work: the proxy answers it, in any transaction state.
-		ss.admin(ctx, st, false, ss.conn.Results())
+		ss.admin(ctx, st, false, nil, ss.conn.Results())
 		return
 	}
 	snap := ss.srv.cache.Load()

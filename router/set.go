@@ -58,18 +58,15 @@ type SetPlan struct {
 func (s *SetPlan) Discards() bool { return s.Action >= DiscardAll }
 
 // ResetsToDefault says which settings the statement returns to their session defaults:
-// every one (all: RESET ALL, DISCARD ALL) or the one named (RESET name, and SET name TO
-// DEFAULT outside SET LOCAL); "", false for none.
+// every one (all: RESET ALL, DISCARD ALL) or the one named (RESET name, SET name TO
+// DEFAULT, and SET LOCAL name TO DEFAULT, which does so until the transaction ends: see
+// Local); "", false for none.
 func (s *SetPlan) ResetsToDefault() (name string, all bool) {
 	switch s.Action {
 	case ResetAll, DiscardAll:
 		return "", true
-	case Reset:
+	case Reset, SetDefault:
 		return s.Name, false
-	case SetDefault:
-		if !s.Local {
-			return s.Name, false
-		}
 	}
 	return "", false
 }

@@ -552,3 +552,218 @@ func TestAttack3LexingSetForms(t *testing.T) {
 	)
 	f.check(t, plain)
 }
+
+// Second wave (issue 11): SET, RESET and DISCARD planned from the parse tree, startup
+// settings restored by RESET, and the settings the workers of a distributed read or write
+// must share with the client's session.
+
+// newSettingsFixture adds to a lexFixture a distributed table whose values print
+// according to DateStyle, TimeZone, extra_float_digits, bytea_output and IntervalStyle,
+// and its plain twin; it returns the statement that reads it back from one shard and from
+// all of them.
+func newSettingsFixture(t *testing.T) (*lexFixture, string) {
+	f := newLexFixture(t)
+	tbl := uniqueName("a3set")
+	ddl := "CREATE TABLE %s (id int PRIMARY KEY, ts timestamptz, d date, f float8, b bytea, iv interval, t timestamp)"
+	conn := f.connect(t)
+	distribute(t, conn, fmt.Sprintf(ddl, tbl), tbl, "id", 4, 1)
+	mustExec(t, f.connectPlain(t), fmt.Sprintf(ddl, tbl))
+	ins := fmt.Sprintf(`INSERT INTO %s VALUES (1, '2003-02-01 04:05:06.789+00', '2003-02-01', 0.1, '\x00ff41', '1 day 02:03:04.5', '2003-02-01 04:05:06'), (2, '1999-12-31 23:59:59+05', '1999-12-31', 1e100/3, 'ab', '-1 year 2 mons', '1999-12-31 23:00')`, tbl)
+	mustExec(t, conn, ins)
+	mustExec(t, f.connectPlain(t), ins)
+	probe := fmt.Sprintf(`select id, ts, d, f, b, iv, t, ts::text, now() - now() from %[1]s where id = 1; select id, ts, d, f, b, iv, t from %[1]s order by id`, tbl)
+	return f, probe
+}
+
+// settingsPlain connects to plain PostgreSQL as the fixture's role with its twins' schema
+// first in search_path from the startup packet (so that RESET ALL keeps it), and the
+// options given.
+func settingsPlain(t *testing.T, f *lexFixture, options string) *pgx.Conn {
+	return f.open(t, env.C.Coordinator.Addr(), startupOptions("-c search_path="+f.schema+",public "+options))
+}
+
+// startupOptions is the URL parameter that sends options in the startup packet.
+func startupOptions(o string) string {
+	return "options=" + strings.NewReplacer(" ", "%20", "=", "%3D", ",", "%2C").Replace(strings.TrimSpace(o))
+}
+
+// Every form of SET of the settings that change how a worker's answer reads: the rows of
+// a distributed table print as the same rows of a plain table do.
+func TestAttack3SetFormsReachWorkers(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	proxy, plain := f.connect(t), settingsPlain(t, f, "")
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	f.same(t, proxy, plain, probe,
+		`SET DateStyle = 'SQL, DMY'`, probe,
+		`SET SESSION DateStyle TO German`, probe,
+		`set datestyle to default`, probe,
+		`/* c */ SET /* inside */ "DateStyle" = 'Postgres, MDY' -- trailing`, probe,
+		`SET TIME ZONE 'Asia/Kolkata'`, probe,
+		`SET TIME ZONE INTERVAL '-08:00' HOUR TO MINUTE`, probe,
+		`SET TIME ZONE LOCAL`, probe,
+		`SET "TimeZone" TO 'America/St_Johns'`, probe,
+		`SET TimeZone FROM CURRENT`, probe,
+		`SET TIME ZONE DEFAULT`, probe,
+		`SET extra_float_digits = 0`, probe,
+		`SET extra_float_digits TO -3`, probe,
+		`SET bytea_output = escape`, probe,
+		`SET IntervalStyle = 'postgres_verbose'`, probe,
+		`SET intervalstyle = iso_8601`, probe, show,
+		`RESET extra_float_digits`, probe,
+		`RESET "IntervalStyle"`, probe,
+		`set DateStyle = 'SQL, DMY'; set TimeZone = 'Pacific/Chatham'`, probe,
+		`RESET ALL`, probe, show,
+		`SET DateStyle = 'SQL, DMY'`, `DISCARD ALL`, probe, show,
+		`SET DateStyle = 'SQL, DMY'`, `DISCARD PLANS`, `DISCARD SEQUENCES`, `DISCARD TEMP`, probe, show,
+	)
+}
+
+// Inside and around transaction blocks: SET LOCAL, set_config(..., true), RESET ALL rolled
+// back, a failed block, DISCARD ALL (25001), and settings changed in a multi-statement
+// string that fails.
+func TestAttack3SetInBlocks(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	proxy, plain := f.connect(t), settingsPlain(t, f, "")
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	f.same(t, proxy, plain,
+		`BEGIN`, `SET LOCAL DateStyle = 'SQL, DMY'`, probe, `COMMIT`, probe,
+		`BEGIN`, `SET TimeZone = 'Asia/Tokyo'`, probe, `ROLLBACK`, probe,
+		`BEGIN`, `select pg_catalog.set_config('TimeZone', 'Asia/Tokyo', true)`, probe, `COMMIT`, probe,
+		`select pg_catalog.set_config('TimeZone', 'Asia/Tokyo', true)`, probe,
+		`select pg_catalog.set_config('extra_float_digits', '-2', true), pg_catalog.set_config('bytea_output', 'escape', false)`, probe,
+		`SET DateStyle = German`, `BEGIN`, `RESET ALL`, probe, `ROLLBACK`, probe, show,
+		`BEGIN`, `DISCARD ALL`, `ROLLBACK`, probe, show,
+		`BEGIN`, `select 1/0`, `RESET ALL`, `SET TimeZone = 'UTC'`, `ROLLBACK`, probe, show,
+		`BEGIN`, `SAVEPOINT a`, `RESET ALL`, probe, `ROLLBACK TO a`, probe, `COMMIT`, probe, show,
+		`BEGIN`, `SET LOCAL DateStyle TO DEFAULT`, probe, `COMMIT`, probe,
+		`SET IntervalStyle = sql_standard; RESET ALL; select 1/0`, probe, show,
+		`SET IntervalStyle = sql_standard; select 1/0`, probe, show,
+		`RESET ALL; SET DateStyle = 'SQL, DMY'`, probe, show,
+	)
+}
+
+// Settings from the startup packet (options=-c): RESET name, RESET ALL, DISCARD ALL and
+// SET name TO DEFAULT (also SET LOCAL) return to them, not to the server's defaults.
+func TestAttack3StartupSettingsRestored(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	opts := "-c DateStyle=SQL,DMY -c TimeZone=Asia/Kathmandu -c extra_float_digits=1 -c bytea_output=escape -c intervalstyle=postgres_verbose"
+	proxy := f.connect(t, startupOptions(opts))
+	plain := settingsPlain(t, f, opts)
+	show := `show DateStyle; show TimeZone; show extra_float_digits; show bytea_output; show IntervalStyle`
+	reset := `SET DateStyle = ISO; SET TimeZone = UTC; SET extra_float_digits = 3; SET bytea_output = hex; SET IntervalStyle = postgres`
+	f.same(t, proxy, plain, probe, show,
+		reset, `RESET DateStyle`, `reset timezone`, probe, show,
+		reset, `RESET ALL`, probe, show,
+		reset, `DISCARD ALL`, probe, show,
+		reset, `SET DateStyle TO DEFAULT`, `SET TIME ZONE DEFAULT`, `SET bytea_output = DEFAULT`, probe, show,
+		reset, `BEGIN`, `SET LOCAL DateStyle TO DEFAULT`, `SET LOCAL TimeZone TO DEFAULT`, probe, show, `COMMIT`, probe, show,
+		`BEGIN`, `RESET ALL`, probe, show, `ROLLBACK`, probe, show,
+		reset, `RESET ALL; select 1/0`, probe, show,
+		`BEGIN`, `select 1/0`, `RESET ALL`, `ROLLBACK`, probe, show,
+	)
+}
+
+// Partition keys through router.Bind at the edges of their types: the smallest and
+// largest integers, zero and negative zero, NaN and infinities, special date and
+// timestamp words, the empty string, the nil and max UUIDs; written every way
+// keys_test.go writes a key, compared with a plain table, found again by key, and each row
+// in the shard of PostgreSQL's own hash.
+func TestAttack3KeyEdges(t *testing.T) {
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	ways := keyWays(plain)
+	// DateADT is days from 2000-01-01, infinity the int4 extremes.
+	dateHash := "hashint4(CASE WHEN k = 'infinity' THEN 2147483647 WHEN k = '-infinity' THEN -2147483648 ELSE k - date '2000-01-01' END)"
+	for _, kt := range []keyType{
+		{name: "e_int2", decl: "smallint", base: "int2", hash: "hashint2(k)", values: []string{"-32768", "32767", "0", "-0", "+5", "32768"}},
+		{name: "e_int4", decl: "integer", base: "int4", hash: "hashint4(k)", values: []string{"-2147483648", "2147483647", "0", "-0", "2147483648", "1_000"}},
+		{name: "e_int8", decl: "bigint", base: "int8", hash: "hashint8(k)", values: []string{"-9223372036854775808", "9223372036854775807", "0", "-1", "4294967296"}},
+		{name: "e_numeric", decl: "numeric", base: "numeric", hash: "hash_numeric(k)", values: []string{"NaN", "Infinity", "-Infinity", "0", "-0.000", "1e100", "123456789012345678901234567890.5", "-1e-20"}},
+		{name: "e_numeric3", decl: "numeric(3)", base: "numeric", hash: "hash_numeric(k)", values: []string{"999.4", "-999.5", "NaN", "Infinity"}},
+		{name: "e_text", decl: "text", base: "text", hash: "hashtext(k)", values: []string{"", "a'b", " ", "NULL"}},
+		{name: "e_varchar3", decl: "varchar(3)", base: "varchar", hash: "hashtext(k)", values: []string{"", "ab   ", "abcd"}},
+		{name: "e_char3", decl: "char(3)", base: "bpchar", hash: "hashbpchar(k)", values: []string{"", "a", "   "}},
+		{name: "e_uuid", decl: "uuid", base: "uuid", hash: "uuid_hash(k)", values: []string{"00000000-0000-0000-0000-000000000000", "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", "a0eebc999c0b4ef8bb6d6bb9bd380a11"}},
+		{name: "e_date", decl: "date", base: "date", hash: dateHash, values: []string{"infinity", "-infinity", "epoch", "today", "4713-01-01 BC", "5874897-12-31", "2000-01-01"}},
+		{name: "e_timestamp", decl: "timestamp", base: "timestamp", hash: "timestamp_hash(k)", values: []string{"infinity", "-infinity", "epoch", "today", "294276-12-31 23:59:59.999999", "4713-01-01 00:00 BC", "2000-01-01"}},
+		{name: "e_bool", decl: "boolean", base: "bool", hash: `hashchar(k::int::"char")`, values: []string{"yes", "off", "1", "0", " t ", "maybe"}},
+	} {
+		t.Run(kt.name, func(t *testing.T) { checkKeyType(t, conn, plain, ways, kt) })
+	}
+}
+
+// Admin statements by the extended protocol with binary results, as pgx asks for an
+// integer column it has described: the DataRows must be in the format the Bind asked for
+// and RowDescription announced (a text "36001" read as a binary int4 is garbage).
+func TestAttack3AdminBinaryResults(t *testing.T) {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"SHOW NODES", "show nodes ;", "/* c */ SHOW NODES"} {
+		rows, err := conn.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		n := 0
+		for rows.Next() {
+			var name, registered string
+			var port, fin, inact int32
+			if err := rows.Scan(&name, &port, &registered, &fin, &inact); err != nil {
+				t.Fatalf("%s: scan: %v", q, err)
+			}
+			if port <= 0 || port > 65535 {
+				t.Errorf("%s: port %d", q, port)
+			}
+			n++
+		}
+		if rows.Err() != nil || n != len(env.C.Workers) {
+			t.Errorf("%s: %d rows, %v", q, n, rows.Err())
+		}
+	}
+	var shards int64
+	var minv, maxv int32
+	tbl := uniqueName("a3adm")
+	distribute(t, connect(t), fmt.Sprintf("CREATE TABLE %s (id int)", tbl), tbl, "id", 2, 1)
+	if err := conn.QueryRow(ctx, "SHOW SHARDS "+tbl).Scan(new(string), &shards, &minv, &maxv, new(int32), new(int32), new(int32)); err != nil {
+		t.Fatalf("SHOW SHARDS: %v", err)
+	}
+	if shards <= 0 || minv != -2147483648 {
+		t.Errorf("SHOW SHARDS: shard %d, min %d", shards, minv)
+	}
+	// Per-column formats: text for the first column, binary for the rest.
+	rr := conn.PgConn().ExecParams(ctx, "SHOW NODES", nil, nil, nil, []int16{0, 1, 0, 1, 1}).Read()
+	if rr.Err != nil || len(rr.Rows) == 0 || len(rr.Rows[0][1]) != 4 || string(rr.Rows[0][0]) == "" {
+		t.Errorf("per-column formats: %v %q", rr.Err, rr.Rows)
+	}
+}
+
+// SET, RESET and DISCARD in extended-protocol pipelines, with startup settings, in and out
+// of blocks and savepoints: the reads parsed after them see what PostgreSQL's would. A
+// DISCARD ALL refused in a block (25001) skips the pipeline up to Sync; the proxy's
+// restoring of the startup settings after it failed answered a second error (25P02).
+func TestAttack3SetInPipelines(t *testing.T) {
+	f, probe := newSettingsFixture(t)
+	opts := "-c DateStyle=SQL,DMY -c TimeZone=Asia/Kathmandu -c intervalstyle=postgres_verbose"
+	proxy := f.connect(t, startupOptions(opts))
+	plain := settingsPlain(t, f, opts)
+	one := probe[:strings.Index(probe, ";")]
+	all := strings.TrimSpace(probe[strings.Index(probe, ";")+1:])
+	for _, stmts := range [][]string{
+		{"SET TimeZone = 'UTC'", one, all, "RESET TimeZone", one, all},
+		{"BEGIN", "SET LOCAL DateStyle = ISO", one, "SET LOCAL TimeZone TO DEFAULT", all, "DISCARD TEMP", "DISCARD SEQUENCES", "DISCARD PLANS", one, "RESET ALL", all, "COMMIT", one},
+		{"BEGIN", "SET IntervalStyle = iso_8601", all, "DISCARD ALL", one, "ROLLBACK"},
+		{"ROLLBACK", one},
+		{"BEGIN", "select 1/0", "RESET ALL", one},
+		{"ROLLBACK", all},
+		{"SET bytea_output = escape", "select pg_catalog.set_config('extra_float_digits', '-1', false)", one, all, "RESET ALL", one},
+		{"BEGIN", "SAVEPOINT a", "SET TimeZone = 'UTC'", one, "ROLLBACK TO a", all, "SET TimeZone TO DEFAULT", one, "RELEASE a", "COMMIT", all},
+	} {
+		got, want := pipelineOutcome(t, proxy, stmts...), pipelineOutcome(t, plain, stmts...)
+		if got != want {
+			t.Errorf("%q\n pgshard:    %s\n PostgreSQL: %s", stmts, got, want)
+		}
+	}
+}

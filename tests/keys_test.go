@@ -213,94 +213,98 @@ func storedKeys(ctx context.Context, t *testing.T, c *pgx.Conn, tbl string) map[
 // and the row sits on the shard whose range holds PostgreSQL's own hash of the stored
 // value (computed on the worker).
 func TestEveryWayAValueReachesTheKey(t *testing.T) {
-	ctx := context.Background()
 	conn := connect(t)
 	plain := connectServer(t, env.C.Coordinator)
 	ways := keyWays(plain)
 	for _, kt := range keyTypes {
-		t.Run(kt.name, func(t *testing.T) {
-			suffix := uniqueName("k")
-			decl := kt.decl
-			if kt.setup != "" {
-				decl = fmt.Sprintf(kt.decl, suffix)
-				mustExec(t, conn, fmt.Sprintf(kt.setup, suffix))
-				for _, w := range env.C.Workers {
-					if _, err := w.Exec(ctx, "postgres", fmt.Sprintf(kt.setup, suffix)); err != nil {
-						t.Fatal(err)
-					}
+		t.Run(kt.name, func(t *testing.T) { checkKeyType(t, conn, plain, ways, kt) })
+	}
+}
+
+// checkKeyType writes kt's values in every way into a distributed table and a plain one
+// and compares what each stores, what reads by key find, and where the rows sit.
+func checkKeyType(t *testing.T, conn, plain *pgx.Conn, ways []keyWay, kt keyType) {
+	ctx := context.Background()
+	suffix := uniqueName("k")
+	decl := kt.decl
+	if kt.setup != "" {
+		decl = fmt.Sprintf(kt.decl, suffix)
+		mustExec(t, conn, fmt.Sprintf(kt.setup, suffix))
+		for _, w := range env.C.Workers {
+			if _, err := w.Exec(ctx, "postgres", fmt.Sprintf(kt.setup, suffix)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dist, ref := "kd_"+kt.name+"_"+suffix, "kp_"+kt.name+"_"+suffix
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k %s NOT NULL, m int)", dist, decl), dist, "k", 4, 2)
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k %s NOT NULL, m int)", ref, decl))
+	m := 0
+	for _, v := range kt.values {
+		for _, w := range ways {
+			if w.only != nil && !w.only(v) {
+				continue
+			}
+			m += 10
+			_, perr := w.run(ctx, plain, ref, decl, kt.base, v, m)
+			_, derr := w.run(ctx, conn, dist, decl, kt.base, v, m)
+			if ps, ds := sqlstate(perr), sqlstate(derr); ps != ds {
+				t.Errorf("%s %q, %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, w.name, ds, derr, ps, perr)
+			}
+		}
+	}
+	want, got := storedKeys(ctx, t, plain, ref), storedKeys(ctx, t, conn, dist)
+	var ms []int
+	for m := range want {
+		ms = append(ms, m)
+	}
+	for m := range got {
+		if _, ok := want[m]; !ok {
+			ms = append(ms, m)
+		}
+	}
+	sort.Ints(ms)
+	for _, m := range ms {
+		w, wok := want[m]
+		g, gok := got[m]
+		if w != g || wok != gok {
+			v, way := caseOf(kt, ways, m)
+			t.Errorf("%s %q, %s: pgshard stored %q (%v), PostgreSQL %q (%v)", decl, v, way, g, gok, w, wok)
+		}
+	}
+	// Reads and deletes by key find the rows: the WHERE value is hashed as the
+	// comparison reads it.
+	for _, v := range kt.values {
+		for _, q := range []struct {
+			name, sql string
+			args      []any
+		}{
+			{"literal", "SELECT count(*)::text FROM %s WHERE k = " + lit(v), nil},
+			{"IN list", "SELECT count(*)::text FROM %s WHERE k IN (" + lit(v) + ", " + lit(v) + ")", nil},
+			{"cast", "SELECT count(*)::text FROM %s WHERE k = " + lit(v) + "::" + kt.base, nil},
+			{"parameter", "SELECT count(*)::text FROM %s WHERE k = $1", []any{v}},
+		} {
+			read := func(c *pgx.Conn, tbl string) (string, error) {
+				var args [][]byte
+				for _, a := range q.args {
+					args = append(args, []byte(a.(string)))
 				}
-			}
-			dist, ref := "kd_"+kt.name+"_"+suffix, "kp_"+kt.name+"_"+suffix
-			distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k %s NOT NULL, m int)", dist, decl), dist, "k", 4, 2)
-			mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k %s NOT NULL, m int)", ref, decl))
-			m := 0
-			for _, v := range kt.values {
-				for _, w := range ways {
-					if w.only != nil && !w.only(v) {
-						continue
-					}
-					m += 10
-					_, perr := w.run(ctx, plain, ref, decl, kt.base, v, m)
-					_, derr := w.run(ctx, conn, dist, decl, kt.base, v, m)
-					if ps, ds := sqlstate(perr), sqlstate(derr); ps != ds {
-						t.Errorf("%s %q, %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, w.name, ds, derr, ps, perr)
-					}
+				// The extended protocol, with text parameters.
+				rr := c.PgConn().ExecParams(ctx, fmt.Sprintf(q.sql, tbl), args, nil, nil, nil).Read()
+				if rr.Err != nil || len(rr.Rows) != 1 {
+					return "", rr.Err
 				}
+				return string(rr.Rows[0][0]), nil
 			}
-			want, got := storedKeys(ctx, t, plain, ref), storedKeys(ctx, t, conn, dist)
-			var ms []int
-			for m := range want {
-				ms = append(ms, m)
+			want, perr := read(plain, ref)
+			got, derr := read(conn, dist)
+			if sqlstate(perr) != sqlstate(derr) || want != got {
+				t.Errorf("%s %q, read by %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, q.name, got, derr, want, perr)
 			}
-			for m := range got {
-				if _, ok := want[m]; !ok {
-					ms = append(ms, m)
-				}
-			}
-			sort.Ints(ms)
-			for _, m := range ms {
-				w, wok := want[m]
-				g, gok := got[m]
-				if w != g || wok != gok {
-					v, way := caseOf(kt, ways, m)
-					t.Errorf("%s %q, %s: pgshard stored %q (%v), PostgreSQL %q (%v)", decl, v, way, g, gok, w, wok)
-				}
-			}
-			// Reads and deletes by key find the rows: the WHERE value is hashed as the
-			// comparison reads it.
-			for _, v := range kt.values {
-				for _, q := range []struct {
-					name, sql string
-					args      []any
-				}{
-					{"literal", "SELECT count(*)::text FROM %s WHERE k = " + lit(v), nil},
-					{"IN list", "SELECT count(*)::text FROM %s WHERE k IN (" + lit(v) + ", " + lit(v) + ")", nil},
-					{"cast", "SELECT count(*)::text FROM %s WHERE k = " + lit(v) + "::" + kt.base, nil},
-					{"parameter", "SELECT count(*)::text FROM %s WHERE k = $1", []any{v}},
-				} {
-					read := func(c *pgx.Conn, tbl string) (string, error) {
-						var args [][]byte
-						for _, a := range q.args {
-							args = append(args, []byte(a.(string)))
-						}
-						// The extended protocol, with text parameters.
-						rr := c.PgConn().ExecParams(ctx, fmt.Sprintf(q.sql, tbl), args, nil, nil, nil).Read()
-						if rr.Err != nil || len(rr.Rows) != 1 {
-							return "", rr.Err
-						}
-						return string(rr.Rows[0][0]), nil
-					}
-					want, perr := read(plain, ref)
-					got, derr := read(conn, dist)
-					if sqlstate(perr) != sqlstate(derr) || want != got {
-						t.Errorf("%s %q, read by %s: pgshard %s (%v), PostgreSQL %s (%v)", decl, v, q.name, got, derr, want, perr)
-					}
-				}
-			}
-			if n := checkPlacements(t, dist, kt.hash); n != int64(len(got)) {
-				t.Errorf("%d rows on the workers, %d through pgshard", n, len(got))
-			}
-		})
+		}
+	}
+	if n := checkPlacements(t, dist, kt.hash); n != int64(len(got)) {
+		t.Errorf("%d rows on the workers, %d through pgshard", n, len(got))
 	}
 }
 
