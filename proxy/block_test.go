@@ -265,10 +265,15 @@ func TestBlockPipeline(t *testing.T) {
 	if b.tx != txBlock || !b.pipelineTx {
 		t.Fatalf("pipeline block: %v %v", b.tx, b.pipelineTx)
 	}
-	// A statement that cannot run in a block ends the pipeline's first.
+	// BEGIN takes the pipeline's block over (the Begin statement ends pipelineTx).
 	b.pipelineBlock(ctx, &router.Statement{Kind: router.Begin})
-	if b.tx != txIdle || b.pipelineTx {
+	if b.tx != txBlock || !b.pipelineTx {
 		t.Fatalf("after BEGIN in a pipeline: %v %v", b.tx, b.pipelineTx)
+	}
+	// A statement that cannot run in a block ends the pipeline's first.
+	b.pipelineBlock(ctx, &router.Statement{Kind: router.Truncate})
+	if b.tx != txIdle || b.pipelineTx {
+		t.Fatalf("after TRUNCATE in a pipeline: %v %v", b.tx, b.pipelineTx)
 	}
 }
 

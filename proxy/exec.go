@@ -42,6 +42,13 @@ func (p *params) format(i int) int16 { return bindParams(p).Format(i) }
 // An error return has not been sent yet.
 func (x *execution) run(ctx context.Context) error {
 	ss, st, in := x.ss, x.st, x.in
+	if ss.txn.tx == txFailed && st.PrepareTx && !ss.txn.pipelineTx {
+		// PostgreSQL ends a failed block at PREPARE TRANSACTION as at ROLLBACK.
+		ss.dropBlockPortals(x.portal)
+		ss.txn.endTx(ctx, false)
+		x.out.CommandComplete("ROLLBACK")
+		return nil
+	}
 	if ss.txn.tx == txFailed && !st.RunsWhenFailed() {
 		return pgerr.New(pgerr.InFailedSQLTransaction, "current transaction is aborted, commands ignored until end of transaction block")
 	}
@@ -62,10 +69,27 @@ func (x *execution) run(ctx context.Context) error {
 		if st.RunsCode {
 			defer ss.codeRan()
 		}
+		if st.PrepareTx {
+			defer ss.txn.prepared(ctx)
+		}
 		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
 	case router.SetVar:
 		return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), st.Set)
 	case router.Begin:
+		if ss.txn.pipelineTx {
+			// The pipeline's implicit block becomes the client's, silently as in
+			// PostgreSQL (pipelineBlock).
+			ss.txn.pipelineTx = false
+			ss.srv.stats.xacts.Add(1)
+			x.out.CommandComplete(st.Tag)
+			return nil
+		}
+		if ss.txn.tx == txBlock && st.HasOptions {
+			// In a block, PostgreSQL warns and then applies BEGIN's options as SET
+			// TRANSACTION would (25001 once the block ran a query): the coordinator and
+			// the block's workers run it, and it is replayed on those that join later.
+			return ss.setStatement(ctx, x, render(st.Text, in, nil, nil), nil)
+		}
 		if ss.txn.tx != txIdle {
 			x.out.Notice(pgerr.New(pgerr.ActiveSQLTransaction, "there is already a transaction in progress").WithSeverity("WARNING"))
 		} else {
@@ -88,15 +112,13 @@ func (x *execution) run(ctx context.Context) error {
 			// TRANSACTION), right after this one ends.
 			chain := []string{ss.txn.txReplay[0]}
 			for _, s := range ss.txn.txReplay[1:] {
-				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" {
+				if w := strings.Fields(strings.ToUpper(s)); len(w) >= 2 && w[0] == "SET" && w[1] == "TRANSACTION" || beginHasOptions(s) {
 					chain = append(chain, s)
 				}
 			}
-			if ss.txn.tx == txFailed {
-				// The failed block's characteristics were undone with it: as in
-				// PostgreSQL, the new block has the session's defaults.
-				chain = []string{"BEGIN"}
-			}
+			// A failed block's characteristics carry over too: PostgreSQL saves them
+			// before the abort is cleaned up (a chained block after a failed READ ONLY
+			// one is read only).
 			defer func() {
 				ss.txn.beginBlock(chain...)
 				ss.srv.stats.xacts.Add(1)
@@ -554,4 +576,22 @@ func (s *Server) markInactive(ctx context.Context, ps []metadata.Placement, out 
 		}
 	}
 	return nil
+}
+
+// beginHasOptions reports whether a BEGIN or START TRANSACTION statement sets
+// transaction characteristics (isolation level, read only, deferrable). A comment taken
+// for an option costs only a trip to the coordinator, which then merely warns.
+func beginHasOptions(sql string) bool {
+	w := strings.Fields(strings.ToUpper(strings.TrimRight(strings.TrimSpace(sql), "; \t\n")))
+	switch {
+	case len(w) == 0:
+		return false
+	case w[0] == "BEGIN":
+		w = w[1:]
+	case w[0] == "START" && len(w) >= 2 && w[1] == "TRANSACTION":
+		return len(w) > 2
+	default:
+		return false
+	}
+	return len(w) > 1 || len(w) == 1 && w[0] != "WORK" && w[0] != "TRANSACTION"
 }

@@ -48,13 +48,18 @@ func (h handler) Query(ctx context.Context, q string) {
 		// keeps PostgreSQL's semantics for multi-statement strings (one implicit
 		// transaction).
 		var err error
+		prepares := false
 		for _, st := range batch.Stmts {
 			if err == nil {
 				err = ss.txn.checkPrepareTx(st)
 			}
+			prepares = prepares || st.PrepareTx
 		}
 		if err == nil {
 			err = ss.newExecution(nil, nil, nil, stmtCall{}, ss.conn.Results()).coordinatorStatement(ctx, q)
+		}
+		if prepares {
+			ss.txn.prepared(ctx)
 		}
 		if err != nil {
 			ss.statementFailed(err)
@@ -67,6 +72,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		}
 	default:
 		ss.escapeWarnings(batch, in)
+		implicit := ss.txn.tx == txIdle && implicitBlock(batch)
 		run := func() error {
 			stmts := batch.Stmts
 			for i := 0; i < len(stmts); i++ {
@@ -95,20 +101,39 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
+				if implicit && ss.txn.pipelineTx {
+					// Transaction control changes the implicit block as in a pipeline.
+					if err := ss.txn.pipelineBlock(ctx, st); err != nil {
+						return ss.statementFailed(err)
+					}
+				}
 				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
 				ss.txn.endStatement()
 				if err != nil {
 					// The rest of the string does not run.
 					return ss.statementFailed(err)
 				}
+				if implicit && ss.txn.tx == txIdle && i < len(stmts)-1 {
+					// After COMMIT or ROLLBACK the rest of the string is a new implicit
+					// transaction, as in PostgreSQL.
+					ss.txn.beginBlock("BEGIN")
+					ss.txn.pipelineTx = true
+				}
 			}
 			return nil
 		}
-		if ss.txn.tx == txIdle && implicitBlock(batch) {
+		if implicit {
 			// Several statements outside a block are one transaction, as in
-			// PostgreSQL: all of them apply, or none.
-			if err := ss.txn.inBlock(ctx, run); err != nil && !errorSent(err) {
-				ss.sendError(err)
+			// PostgreSQL: all of them apply, or none. It stands for PostgreSQL's
+			// implicit block as a pipeline's does (pipelineTx): BEGIN in the string
+			// makes it the client's block, COMMIT and ROLLBACK end it.
+			ss.txn.beginBlock("BEGIN")
+			ss.txn.pipelineTx = true
+			run()
+			if ss.txn.pipelineTx {
+				if err := ss.txn.endPipelineBlock(ctx); err != nil && !errorSent(err) {
+					ss.sendError(err)
+				}
 			}
 		} else {
 			run()
@@ -125,7 +150,8 @@ func implicitBlock(batch *router.Batch) bool {
 		return false
 	}
 	for _, st := range batch.Stmts {
-		if !st.Blockable() {
+		control := st.Kind == router.Begin && !st.HasOptions || st.Kind == router.Commit || st.Kind == router.Rollback
+		if !st.Blockable() && !control {
 			return false
 		}
 	}

@@ -389,6 +389,19 @@ func (t *txnState) checkPrepareTx(st *router.Statement) error {
 	return nil
 }
 
+// prepared ends the session's block after PREPARE TRANSACTION ended the coordinator's
+// part of it (prepared, or rolled back when it failed): checkPrepareTx lets it run only
+// in a block without worker connections, so PostgreSQL's block is over, and so is the
+// session's (the client is told idle, as by PostgreSQL).
+func (t *txnState) prepared(ctx context.Context) {
+	if t.tx == txIdle || t.pipelineTx || !t.coordInTx || len(t.txConns) > 0 || t.coord == nil || t.coord.Value().TxStatus != 'I' {
+		return
+	}
+	t.releaseBlock(t.host.settingsChanged())
+	t.host.blockUndone(ctx, true)
+	t.idleAfterBlock(ctx)
+}
+
 // errPartAborted is why a node can no longer serve a transaction block that goes on: a
 // statement failed on a placement there while a sibling placement took it, which aborted
 // the node's part of the block, and with it every write the block made on that node.
@@ -515,6 +528,17 @@ func (t *txnState) noteSavepoint(st *router.Statement, sql string) (cut int, err
 // (Parse, Bind, Execute and Sync in one write) runs as before, without a block. A
 // statement that cannot run in a block first ends the one open.
 func (t *txnState) pipelineBlock(ctx context.Context, st *router.Statement) error {
+	if t.pipelineTx && st.Kind == router.Begin && !st.HasOptions {
+		// BEGIN turns PostgreSQL's implicit block into the client's block, with what
+		// the pipeline wrote so far (the Begin statement takes it over). With options
+		// (which PostgreSQL applies, or refuses with 25001 after a query) the pipeline's
+		// block still ends first.
+		return nil
+	}
+	if t.pipelineTx && (st.Kind == router.Rollback || st.Kind == router.Commit && st.Chain) {
+		// ROLLBACK undoes the implicit block (and AND CHAIN, an error there, aborts it).
+		t.failBlock()
+	}
 	if t.pipelineTx && !st.Blockable() {
 		return t.endPipelineBlock(ctx)
 	}

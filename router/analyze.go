@@ -565,7 +565,7 @@ func (p *planner) transaction(s *pg_query.TransactionStmt) *Statement {
 	st := &Statement{Text: p.textTemplate(), Name: s.SavepointName}
 	switch s.Kind {
 	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
-		st.Kind, st.Tag = Begin, "BEGIN"
+		st.Kind, st.Tag, st.HasOptions = Begin, "BEGIN", len(s.Options) > 0
 		if s.Kind == pg_query.TransactionStmtKind_TRANS_STMT_START {
 			st.Tag = "START TRANSACTION"
 		}

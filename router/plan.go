@@ -117,6 +117,8 @@ type Statement struct {
 	RunsCode bool
 	// Chain marks COMMIT AND CHAIN and ROLLBACK AND CHAIN.
 	Chain bool
+	// HasOptions marks BEGIN and START TRANSACTION with transaction characteristics.
+	HasOptions bool
 	// PrepareTx marks PREPARE TRANSACTION (a Coordinator statement).
 	PrepareTx bool
 	// Locking marks a Select with FOR UPDATE, FOR SHARE and the like: it locks rows on

@@ -10,6 +10,7 @@ package qualify
 import (
 	"fmt"
 	"strings"
+	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -18,9 +19,44 @@ import (
 // maxLen bounds the text parsed here (the parser's stack grows with nesting).
 const maxLen = 16 << 10
 
+// maxCached bounds the results Expr keeps: past it the cache starts over.
+const maxCached = 4096
+
+// cache holds Expr's results by text. Every metadata load qualifies every column of every
+// distributed table (its type names and default), mostly the same few texts, and a parse
+// and deparse costs far more than the lookup: without it a cluster with many tables spent
+// most of each reload here.
+var cache struct {
+	sync.Mutex
+	m map[string]result
+}
+
+type result struct {
+	text string
+	err  error
+}
+
 // Expr returns the expression text with every unqualified function, operator and type
 // name qualified with pg_catalog. Text that does not parse as one expression is an error.
 func Expr(text string) (string, error) {
+	cache.Lock()
+	r, ok := cache.m[text]
+	cache.Unlock()
+	if ok {
+		return r.text, r.err
+	}
+	q, err := expr(text)
+	cache.Lock()
+	if cache.m == nil || len(cache.m) >= maxCached {
+		cache.m = make(map[string]result)
+	}
+	cache.m[text] = result{q, err}
+	cache.Unlock()
+	return q, err
+}
+
+// expr is Expr without the cache.
+func expr(text string) (string, error) {
 	if strings.TrimSpace(text) == "" {
 		return text, nil
 	}

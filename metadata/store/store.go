@@ -334,10 +334,11 @@ func portableColumn(c *metadata.Column, ident, gen string) {
 		if *s == "" {
 			continue
 		}
-		q, err := qualify.Expr(*s)
-		if s != &c.Default {
-			q, err = qualify.TypeName(*s)
+		qualified := qualify.TypeName
+		if s == &c.Default {
+			qualified = qualify.Expr
 		}
+		q, err := qualified(*s)
 		if err == nil {
 			*s = q
 		}
