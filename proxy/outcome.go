@@ -24,7 +24,7 @@ import (
 // succeeded shows that their rows differ. The odd placements are marked and the
 // statement succeeds. Inside a transaction block the marked placement's worker has its
 // part of the block aborted with it: the session treats that worker as lost for the
-// rest of the block (session.go: partAborted), so its other placements written in the
+// rest of the block (txn.go: partAborted), so its other placements written in the
 // block are marked at COMMIT. A different row count is divergence too outside blocks
 // (the majority's answer wins, the first placement's on a tie), but not inside one: a
 // REPEATABLE READ block took its snapshot on one placement at an earlier statement and
