@@ -141,7 +141,7 @@ func TestBlockLockShardIDs(t *testing.T) {
 	if len(b.stmtUnlock) != 1 || len(b.txLocks) != 0 || l.exclusive[0] {
 		t.Fatalf("autocommit locks: %d for the statement, %d for a block", len(b.stmtUnlock), len(b.txLocks))
 	}
-	b.endStatement()
+	b.endStatement(context.Background())
 	if l.released[1] != 1 || l.released[2] != 1 || len(b.stmtUnlock) != 0 {
 		t.Fatalf("endStatement released %v", l.released)
 	}
@@ -149,7 +149,7 @@ func TestBlockLockShardIDs(t *testing.T) {
 	b.beginBlock("BEGIN")
 	b.lockShardIDs(context.Background(), []int64{3}, false)
 	b.lockShardIDs(context.Background(), []int64{3, 4}, false)
-	b.endStatement()
+	b.endStatement(context.Background())
 	if l.taken[3] != 1 || l.taken[4] != 1 || !l.exclusive[1] || !l.exclusive[2] || l.released[3] != 0 || !b.holdsShardLocks() {
 		t.Fatalf("block locks: taken %v, exclusive %v, released %v", l.taken, l.exclusive, l.released)
 	}
@@ -199,7 +199,7 @@ func TestBlockSavepointLocks(t *testing.T) {
 	b.beginBlock("BEGIN")
 	holdLock(b, 5, 6)
 	b.failBlock()
-	b.endStatement()
+	b.endStatement(context.Background())
 	if l.released[5] != 1 || l.released[6] != 1 || b.holdsShardLocks() || len(b.txHeld) != 0 {
 		t.Fatalf("failed block without savepoints kept its locks: %v %v", l.released, b.txHeld)
 	}

@@ -475,7 +475,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	snap := ss.srv.cache.Load()
 	if maxRows == 0 || ps.fields == nil {
 		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
-		ss.txn.endStatement()
+		ss.txn.endStatement(ctx)
 		return err
 	}
 	if ps.st.Streamable() {
@@ -489,7 +489,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 	sp.limit = -1
 	out := protocol.NewResults(pgwire.NewWriter(sp))
 	err := ss.newExecution(snap, ps.st, ps.in, call, out).run(ctx)
-	ss.txn.endStatement()
+	ss.txn.endStatement(ctx)
 	out.Flush()
 	if err == nil {
 		err = sp.Err()

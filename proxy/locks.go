@@ -403,12 +403,16 @@ func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 	return nil
 }
 
-// endStatement releases what a statement held until its end.
-func (t *txnState) endStatement() {
+// endStatement releases what a statement held until its end: its shard locks, and,
+// outside a transaction block, the coordinator transaction the statement opened
+// (coordTx), which is committed if the statement left it open (it held only locks: a
+// statement that records a commit decision in it commits it itself).
+func (t *txnState) endStatement(ctx context.Context) {
 	for _, u := range t.stmtUnlock {
 		u()
 	}
 	t.stmtUnlock = t.stmtUnlock[:0]
+	t.endStmtCoordTx(ctx)
 	t.releaseFailedLocks()
 }
 

@@ -56,7 +56,7 @@ func (h handler) startSuspendable(ctx context.Context, snap *metadata.Snapshot, 
 	s.next, s.stop = iter.Pull(func(yield func(struct{}) bool) {
 		s.yield = yield
 		s.err = ss.newExecution(snap, pt.stmt.st, pt.stmt.in, call, s.out).run(sctx)
-		ss.txn.endStatement()
+		ss.txn.endStatement(ctx)
 	})
 	ss.suspended = s
 	return h.resume(s, maxRows)

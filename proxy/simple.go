@@ -108,7 +108,7 @@ func (h handler) Query(ctx context.Context, q string) {
 					}
 				}
 				err := ss.newExecution(snap, st, in, stmtCall{}, ss.conn.Results()).run(ctx)
-				ss.txn.endStatement()
+				ss.txn.endStatement(ctx)
 				if err != nil {
 					// The rest of the string does not run.
 					return ss.statementFailed(err)

@@ -90,6 +90,10 @@ type txnState struct {
 	coord *puddle.Resource[*backend.Conn]
 	// coordInTx is set when the coordinator connection has joined the block.
 	coordInTx bool
+	// stmtCoordTx is set, outside a transaction block, while the coordinator connection
+	// is in a transaction of the current statement's own (coordTx): the one that holds
+	// the statement's locks and records its commit decision. endStatement ends it.
+	stmtCoordTx bool
 	// txConns are the worker connections that joined the block, by node.
 	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
 	// txWrites are the placements written in the block, by node: if a node fails to

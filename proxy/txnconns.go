@@ -57,6 +57,38 @@ func (t *txnState) coordConn(ctx context.Context) (*backend.Conn, error) {
 	return c, nil
 }
 
+// coordTx returns the session's coordinator connection inside a transaction: the
+// block's, which it joins, or, outside a block, a transaction of the statement's own
+// (stmtCoordTx), opened on first use and ended by endStatement unless the statement ends
+// it first. This is where a write takes its locks and where the commit decision of a
+// write through several connections is recorded.
+func (t *txnState) coordTx(ctx context.Context) (*backend.Conn, error) {
+	c, err := t.coordConn(ctx)
+	if err != nil || t.tx != txIdle || t.stmtCoordTx {
+		return c, err
+	}
+	if err := c.Exec(ctx, "BEGIN"); err != nil {
+		return nil, err
+	}
+	t.stmtCoordTx = true
+	return c, nil
+}
+
+// endStmtCoordTx ends the coordinator transaction a statement outside a block opened
+// (coordTx) and left open: COMMIT (a failed one answers ROLLBACK).
+func (t *txnState) endStmtCoordTx(ctx context.Context) {
+	if !t.stmtCoordTx {
+		return
+	}
+	t.stmtCoordTx = false
+	if t.coord == nil {
+		return
+	}
+	if c := t.coord.Value(); !c.Broken() && c.TxStatus != 'I' {
+		c.Exec(ctx, "COMMIT") // a failure breaks the connection, which ends it too
+	}
+}
+
 // acquireCoord takes a coordinator connection from the session's pool (txnHost): the
 // connection, once taken, is returned even when setting it up failed.
 func (ss *session) acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error) {
