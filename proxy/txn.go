@@ -94,6 +94,10 @@ type txnState struct {
 	// is in a transaction of the current statement's own (coordTx): the one that holds
 	// the statement's locks and records its commit decision. endStatement ends it.
 	stmtCoordTx bool
+	// coordWork is set once the coordinator's part of the block (or of the statement's
+	// own coordinator transaction) was used for anything but taking locks (lockConn): it
+	// may have written, so it is a participant of the commit like the workers that wrote.
+	coordWork bool
 	// txConns are the worker connections that joined the block, by node.
 	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
 	// txWrites are the placements written in the block, by node: if a node fails to
@@ -366,6 +370,7 @@ func (t *txnState) releaseBlock(settingsStale bool) {
 	t.txRowLocks = false
 	t.txSavepointAt = nil
 	t.coordInTx = false
+	t.coordWork = false
 	t.endBlock()
 }
 

@@ -25,6 +25,16 @@ var _ backends = (*txnState)(nil)
 // first use, with the session's settings applied and, inside a transaction block, joined
 // to the block.
 func (t *txnState) coordConn(ctx context.Context) (*backend.Conn, error) {
+	return t.coordConnFor(ctx, true)
+}
+
+// coordConnFor is coordConn; work says the use may change something on the coordinator
+// (anything but taking locks), which makes the coordinator's part of the block (or of
+// the statement's own coordinator transaction) one that may have written: coordWork.
+func (t *txnState) coordConnFor(ctx context.Context, work bool) (*backend.Conn, error) {
+	if work && (t.tx != txIdle || t.stmtCoordTx) {
+		t.coordWork = true
+	}
 	if t.coord == nil {
 		res, err := t.host.acquireCoord(ctx)
 		if res == nil {
@@ -43,7 +53,7 @@ func (t *txnState) coordConn(ctx context.Context) (*backend.Conn, error) {
 		if t.tx != txIdle {
 			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
 		}
-		return t.coordConn(ctx)
+		return t.coordConnFor(ctx, work)
 	}
 	if err := t.host.applySettingsFor(ctx, c, false); err != nil {
 		return nil, err
@@ -60,10 +70,22 @@ func (t *txnState) coordConn(ctx context.Context) (*backend.Conn, error) {
 // coordTx returns the session's coordinator connection inside a transaction: the
 // block's, which it joins, or, outside a block, a transaction of the statement's own
 // (stmtCoordTx), opened on first use and ended by endStatement unless the statement ends
-// it first. This is where a write takes its locks and where the commit decision of a
-// write through several connections is recorded.
+// it first. This is where a write takes its locks (lockConn) and where the commit
+// decision of a write through several connections is recorded.
 func (t *txnState) coordTx(ctx context.Context) (*backend.Conn, error) {
-	c, err := t.coordConn(ctx)
+	return t.coordTxFor(ctx, true)
+}
+
+// lockConn is coordTx for taking locks only: unlike every other use of the coordinator
+// connection, it does not make the coordinator's part of the block one that may have
+// written (coordWork), so a block whose only other participant is one worker still
+// commits in one phase.
+func (t *txnState) lockConn(ctx context.Context) (*backend.Conn, error) {
+	return t.coordTxFor(ctx, false)
+}
+
+func (t *txnState) coordTxFor(ctx context.Context, work bool) (*backend.Conn, error) {
+	c, err := t.coordConnFor(ctx, work)
 	if err != nil || t.tx != txIdle || t.stmtCoordTx {
 		return c, err
 	}
@@ -71,6 +93,7 @@ func (t *txnState) coordTx(ctx context.Context) (*backend.Conn, error) {
 		return nil, err
 	}
 	t.stmtCoordTx = true
+	t.coordWork = work
 	return c, nil
 }
 
@@ -81,6 +104,7 @@ func (t *txnState) endStmtCoordTx(ctx context.Context) {
 		return
 	}
 	t.stmtCoordTx = false
+	t.coordWork = false
 	if t.coord == nil {
 		return
 	}
