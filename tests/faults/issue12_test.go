@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"strings"
@@ -166,6 +167,25 @@ func waitQuery(t testing.TB, idx int, table string) {
 	t.Fatalf("the write never reached worker %d: the reproduction needs it there", idx)
 }
 
+// lockWaits describes the backends waiting for a lock on the coordinator and the workers.
+func lockWaits() string {
+	var b strings.Builder
+	for _, w := range env.c.Servers() {
+		res, err := w.Exec(context.Background(), "postgres", `SELECT pid || ' (' || application_name || ') waits for ' || array_to_string(pg_blocking_pids(pid), ',') || ': ' || left(query, 100)
+			FROM pg_stat_activity WHERE wait_event_type = 'Lock'`)
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", w.Name, err)
+			continue
+		}
+		for _, r := range res {
+			for _, row := range r.Rows {
+				fmt.Fprintf(&b, "%s: %s\n", w.Name, row[0])
+			}
+		}
+	}
+	return b.String()
+}
+
 // waitLockWait waits until a backend on worker idx waits for a lock.
 func waitLockWait(t testing.TB, idx int) {
 	t.Helper()
@@ -195,6 +215,8 @@ func TestIssue12LeaseConnectionsTerminated(t *testing.T) {
 	defer stop()
 	var wg sync.WaitGroup
 	var ackedN, doubtN [2]atomic.Int64
+	var failedN [2]atomic.Int64
+	var hung atomic.Int64
 	for i, url := range []string{simpleURL(env.p), simpleURL(p2)} {
 		letter := string(rune('a' + i))
 		wg.Add(1)
@@ -207,12 +229,21 @@ func TestIssue12LeaseConnectionsTerminated(t *testing.T) {
 					continue
 				}
 				for ctx.Err() == nil && !cc.IsClosed() {
-					_, err := cc.Exec(context.Background(), fmt.Sprintf("UPDATE %s SET s = s || '%s' WHERE k = 1", tbl, letter))
+					// A deadline past pgshard's own 30 s bound on lock waits ends a wait that
+					// never ends otherwise.
+					wctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+					_, err := cc.Exec(wctx, fmt.Sprintf("UPDATE %s SET s = s || '%s' WHERE k = 1", tbl, letter))
+					if errors.Is(wctx.Err(), context.DeadlineExceeded) && hung.Add(1) == 1 {
+						t.Logf("lock waits on the servers when an UPDATE through %s hung:\n%s", letter, lockWaits())
+					}
+					cancel()
 					switch classify(err, true) {
 					case acked:
 						ackedN[i].Add(1)
 					case unknown:
 						doubtN[i].Add(1)
+					default:
+						failedN[i].Add(1)
 					}
 				}
 				cc.Close(context.Background())
@@ -229,10 +260,13 @@ func TestIssue12LeaseConnectionsTerminated(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	t.Logf("%d rounds of terminations; acknowledged a %d (in doubt %d), b %d (in doubt %d)",
-		terminated, ackedN[0].Load(), doubtN[0].Load(), ackedN[1].Load(), doubtN[1].Load())
+	t.Logf("%d rounds of terminations; a: %d acknowledged, %d in doubt, %d failed; b: %d acknowledged, %d in doubt, %d failed",
+		terminated, ackedN[0].Load(), doubtN[0].Load(), failedN[0].Load(), ackedN[1].Load(), doubtN[1].Load(), failedN[1].Load())
 	if terminated == 0 {
 		t.Fatal("no pgshard coordinator connection was terminated: the fault never happened")
+	}
+	if n := hung.Load(); n > 0 {
+		t.Errorf("%d UPDATEs still waited after 45 s, past pgshard's 30 s bound on lock waits", n)
 	}
 	consistent(t, tbl)
 	var s string
