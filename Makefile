@@ -3,12 +3,13 @@
 #   make demo    start a local coordinator, 4 workers and the proxy on 127.0.0.1:6432
 #   make test    the whole test suite (real PostgreSQL servers, started by the tests)
 #   make bench   the benchmarks (pgbench through the proxy, PgBouncer and direct)
+#   make soak    the fault campaign for SOAK (default 30m) instead of 60 s
 
 GO     ?= go
 GOTEST ?= $(GO) test -race -count=1 -timeout 80m
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 
-.PHONY: all build demo test unit vet deps deps-pg compose-check bench clean
+.PHONY: all build demo test unit vet deps deps-pg compose-check bench soak clean
 
 all: build
 
@@ -60,6 +61,11 @@ compose-check:
 bench: deps-pg
 	@command -v pgbouncer >/dev/null || [ "$$(id -u)" != 0 ] || $(APT) install -y -qq pgbouncer >/dev/null || { $(APT) update -qq && $(APT) install -y -qq pgbouncer >/dev/null; }
 	$(GO) run ./tests/bench $(BENCHFLAGS)
+
+# The randomized fault campaign of tests/faults, run for $(SOAK).
+SOAK ?= 30m
+soak: deps-pg
+	PGSHARD_SOAK=$(SOAK) $(GO) test -race -count=1 -timeout 0 -run TestFaultCampaign -v ./tests/faults/
 
 clean:
 	rm -rf bin
