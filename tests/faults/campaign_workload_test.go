@@ -72,6 +72,8 @@ type ledger struct {
 	groups [][]rowRef                     // rows inserted together in a block whose COMMIT was in doubt
 	ops    map[string][3]int              // op kind -> count per outcome
 	errs   map[string]int                 // error texts of failed and unknown ops (first line, counted)
+	// failures counts the ops that were not acknowledged (the clients back off after one).
+	failures int
 }
 
 type rowRef struct {
@@ -101,6 +103,9 @@ func (l *ledger) record(kind string, o outcome, err error, changes []change) {
 	n := l.ops[kind]
 	n[o]++
 	l.ops[kind] = n
+	if o != acked {
+		l.failures++
+	}
 	if err != nil {
 		msg := err.Error()
 		if i := strings.IndexByte(msg, '\n'); i >= 0 {
@@ -195,15 +200,34 @@ func (c *client) run(ctx context.Context) {
 			}
 			c.conn = conn
 		}
-		c.step()
+		if !c.step() {
+			// Back off after a failure: a coordinator that is down fails every
+			// statement at once, and spinning clients would only measure that.
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(20+c.rng.Intn(80)) * time.Millisecond):
+			}
+		}
 	}
 }
 
-// step runs one random operation. Its statements get a deadline of their own, not the
-// run's context, so that the end of the run does not turn a write into one in doubt.
-func (c *client) step() {
+// step runs one random operation and tells whether it succeeded. Its statements get a
+// deadline of their own, not the run's context, so that the end of the run does not turn a
+// write into one in doubt.
+func (c *client) step() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	c.l.mu.Lock()
+	before := c.l.failures
+	c.l.mu.Unlock()
+	c.op(ctx)
+	c.l.mu.Lock()
+	defer c.l.mu.Unlock()
+	return c.l.failures == before
+}
+
+// op runs one random operation.
+func (c *client) op(ctx context.Context) {
 	switch r := c.rng.Intn(100); {
 	case r < 15:
 		c.insert(ctx, campItems, 1)
