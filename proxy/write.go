@@ -919,7 +919,7 @@ func sessionQuery(ctx context.Context, ss *session, sql string) ([][][]byte, err
 		if err != nil {
 			return nil, err
 		}
-		res, err := pool.Acquire(ctx)
+		res, err := acquirePooled(ctx, pool)
 		if err != nil {
 			return nil, coordUnavailable(err)
 		}

@@ -1,0 +1,150 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/proxy"
+	"github.com/pgshard/pgshard/tests/testproxy"
+)
+
+// poolWaitOutcome is how a statement ended: its SQLSTATE and message ("" for success).
+type poolWaitOutcome struct{ code, msg string }
+
+func poolOutcomeOf(err error) poolWaitOutcome {
+	if pe := pgErrorOf(err); pe != nil {
+		return poolWaitOutcome{pe.Code, pe.Message}
+	}
+	if err != nil {
+		return poolWaitOutcome{"client", err.Error()}
+	}
+	return poolWaitOutcome{}
+}
+
+// endWait runs sql on waiter in the background and, when cancel is set, sends a cancel
+// request once it has had time to start waiting; it returns how the statement ended. A
+// statement still waiting after 20s fails the test (the wait was not ended).
+func endWait(t *testing.T, waiter *pgx.Conn, sql string, mode pgx.QueryExecMode, cancel bool) poolWaitOutcome {
+	t.Helper()
+	ctx, stop := context.WithTimeout(context.Background(), time.Minute)
+	defer stop()
+	done := make(chan poolWaitOutcome, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, sql, mode)
+		done <- poolOutcomeOf(err)
+	}()
+	if cancel {
+		time.Sleep(500 * time.Millisecond)
+		if err := waiter.PgConn().CancelRequest(ctx); err != nil {
+			t.Fatalf("cancel request: %v", err)
+		}
+	}
+	select {
+	case o := <-done:
+		return o
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: still waiting after 20s", sql)
+		return poolWaitOutcome{}
+	}
+}
+
+// plainWaitOutcomes are PostgreSQL's answers to a statement that waits (pg_sleep) and is
+// ended by statement_timeout or by a cancel request: what a statement waiting in pgshard
+// for a backend connection is to hear.
+func plainWaitOutcomes(t *testing.T) (timeout, cancel poolWaitOutcome) {
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, env.C.Coordinator.URL("postgres")+"&options=-c%20statement_timeout%3D300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	timeout = endWait(t, c, "SELECT pg_sleep(30)", pgx.QueryExecModeSimpleProtocol, false)
+	mustExec(t, c, "SET statement_timeout = 0")
+	cancel = endWait(t, c, "SELECT pg_sleep(30)", pgx.QueryExecModeSimpleProtocol, true)
+	if timeout.code != "57014" || cancel.code != "57014" {
+		t.Fatalf("plain PostgreSQL: timeout %v, cancel %v", timeout, cancel)
+	}
+	return timeout, cancel
+}
+
+// TestPoolWait: with --pool-size 1, session A holds the only connection to a server (a
+// worker, or the coordinator) in an open block, and session B's statement waits for a
+// connection. B's statement_timeout and a cancel request end the wait with 57014 and
+// PostgreSQL's messages, as they end any wait in PostgreSQL; both sessions, and the
+// proxy, go on working afterwards.
+func TestPoolWait(t *testing.T) {
+	ctx := context.Background()
+	wantTimeout, wantCancel := plainWaitOutcomes(t)
+
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{
+		Config: func(c *proxy.Config) { c.PoolSize = 1 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+
+	// The table is made through the shared proxy, so that p's pools start empty.
+	table := uniqueName("poolwait")
+	admin := connect(t)
+	distribute(t, admin, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 1)
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, admin, fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", table))
+
+	connectOpts := func(opts string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, simpleURL(p)+opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	a := connectOpts("")
+	bTimeout := connectOpts("&options=-c%20statement_timeout%3D300ms")
+	b := connectOpts("")
+
+	cases := []struct {
+		name   string
+		hold   string // what A runs in its block to hold the connection
+		sql    string // what B runs
+		waiter *pgx.Conn
+		mode   pgx.QueryExecMode
+		cancel bool
+		want   poolWaitOutcome
+	}{
+		{name: "worker, statement_timeout", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
+			waiter: bTimeout, want: wantTimeout},
+		{name: "worker, cancel", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
+			waiter: b, cancel: true, want: wantCancel},
+		{name: "worker, cancel, extended", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
+			waiter: b, mode: pgx.QueryExecModeExec, cancel: true, want: wantCancel},
+		{name: "worker, write, statement_timeout", hold: "UPDATE " + table + " SET v = v + 1 WHERE id = 1", sql: "UPDATE " + table + " SET v = v + 1 WHERE id = 2",
+			waiter: bTimeout, want: wantTimeout},
+		{name: "coordinator, statement_timeout", hold: "SELECT pg_catalog.now()", sql: "SELECT pg_catalog.now()",
+			waiter: bTimeout, want: wantTimeout},
+		{name: "coordinator, cancel", hold: "SELECT pg_catalog.now()", sql: "SELECT pg_catalog.now()",
+			waiter: b, cancel: true, want: wantCancel},
+	}
+	for _, c := range cases {
+		mode := c.mode
+		if mode == 0 {
+			mode = pgx.QueryExecModeSimpleProtocol
+		}
+		mustExec(t, a, "BEGIN", c.hold)
+		got := endWait(t, c.waiter, c.sql, mode, c.cancel)
+		if got != c.want {
+			t.Errorf("%s: got %s %q, want %s %q (as PostgreSQL)", c.name, got.code, got.msg, c.want.code, c.want.msg)
+		}
+		mustExec(t, a, "ROLLBACK")
+		// Every session is served again once the connection is free.
+		for _, s := range []*pgx.Conn{c.waiter, a} {
+			if v := queryString(t, s, "SELECT v::text FROM "+table+" WHERE id = 2"); v != "2" {
+				t.Errorf("%s: afterwards v = %s, want 2", c.name, v)
+			}
+		}
+	}
+}
