@@ -148,3 +148,90 @@ func TestPoolWait(t *testing.T) {
 		}
 	}
 }
+
+// stringTimeoutOutcome runs, on waiter (whose statement_timeout is 3s), a query string
+// whose first statement sleeps 2s and whose second waits for what holder holds in an
+// open block (run before); holder's block ends 3.5s after the string was sent. With the
+// timeout counted for each statement of the string, as PostgreSQL counts it
+// (exec_simple_query disables the statement timeout after each statement and starts a
+// fresh one for the next), the second statement has waited 1.5s of its 3s when the
+// holder lets go, and succeeds; counted from the start of the string, it would have
+// ended at 3s with 57014.
+func stringTimeoutOutcome(t *testing.T, holder, waiter *pgx.Conn, hold, second string) poolWaitOutcome {
+	t.Helper()
+	mustExec(t, holder, "BEGIN", hold)
+	done := make(chan poolWaitOutcome, 1)
+	go func() {
+		_, err := waiter.Exec(context.Background(), "SELECT pg_catalog.pg_sleep(2); "+second, pgx.QueryExecModeSimpleProtocol)
+		done <- poolOutcomeOf(err)
+	}()
+	time.Sleep(3500 * time.Millisecond)
+	mustExec(t, holder, "ROLLBACK")
+	select {
+	case o := <-done:
+		return o
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: still waiting 20s after the holder's block ended", second)
+		return poolWaitOutcome{}
+	}
+}
+
+// TestStatementTimeoutPerStatement: statement_timeout applies to each statement of a
+// multi-statement query string separately, as in PostgreSQL, also to pgshard's own waits
+// (for a shard write lock, for a pooled backend connection).
+func TestStatementTimeoutPerStatement(t *testing.T) {
+	ctx := context.Background()
+	const opts = "&options=-c%20statement_timeout%3D3s"
+	// Plain PostgreSQL: the second statement waits for a row lock.
+	plain := uniqueName("stringtimeout_plain")
+	pa := connectServer(t, env.C.Coordinator)
+	mustExec(t, pa, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", plain), fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", plain))
+	t.Cleanup(func() { pa.Exec(context.Background(), "DROP TABLE IF EXISTS "+plain) })
+	pb, err := pgx.Connect(ctx, env.C.Coordinator.URL("postgres")+opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close(ctx)
+	want := stringTimeoutOutcome(t, pa, pb, "UPDATE "+plain+" SET v = v + 1 WHERE id = 1", "UPDATE "+plain+" SET v = v * 2 WHERE id = 1")
+	if want != (poolWaitOutcome{}) {
+		t.Fatalf("plain PostgreSQL: %v, want success", want)
+	}
+
+	// pgshard: a shard write lock (replication 2).
+	table := uniqueName("stringtimeout")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 2)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", table))
+	b, err := pgx.Connect(ctx, simpleURL(env.P)+opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	if got := stringTimeoutOutcome(t, a, b, "UPDATE "+table+" SET v = v + 1 WHERE id = 1", "UPDATE "+table+" SET v = v * 2 WHERE id = 1"); got != want {
+		t.Errorf("write lock: pgshard %v, PostgreSQL %v", got, want)
+	}
+
+	// pgshard: a backend connection (--pool-size 1, the holder's block keeps the
+	// worker's only connection).
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{
+		Config: func(c *proxy.Config) { c.PoolSize = 1 },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	pa2, err := pgx.Connect(ctx, simpleURL(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pa2.Close(ctx)
+	pb2, err := pgx.Connect(ctx, simpleURL(p)+opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb2.Close(ctx)
+	if got := stringTimeoutOutcome(t, pa2, pb2, "SELECT v FROM "+table+" WHERE id = 1", "SELECT v FROM "+table+" WHERE id = 2"); got != want {
+		t.Errorf("pool: pgshard %v, PostgreSQL %v", got, want)
+	}
+}
