@@ -486,7 +486,17 @@ func (ss *session) shardRef(id int64) string {
 	return name
 }
 
-// LockShard blocks writes to a shard through every proxy (for repair).
+// LockShard blocks writes to a shard through every proxy (for repair). A client's repair
+// (REPAIR SHARD, master_copy_shard_placement) waits for the lock as its writes would:
+// until the session's lock_timeout, statement_timeout or a cancel request (lockWait).
 func (s *Server) LockShard(ctx context.Context, shardID int64) (func(), error) {
+	if w, _ := ctx.Value(statementWaitsKey{}).(*lockWait); w != nil {
+		bounded, stop, err := w.bound(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+		ctx = bounded
+	}
 	return s.lockShards(ctx, []int64{shardID}, true)
 }

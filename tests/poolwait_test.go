@@ -235,3 +235,70 @@ func TestStatementTimeoutPerStatement(t *testing.T) {
 		t.Errorf("pool: pgshard %v, PostgreSQL %v", got, want)
 	}
 }
+
+// TestRepairWaitsLikeALockWait: REPAIR SHARD from a client waits for the shard's write
+// lock, which a transaction block that wrote the shard holds, as the client's writes
+// wait for it (and as PostgreSQL's lock waits end): at the session's lock_timeout (55P03),
+// statement_timeout or a cancel request (57014), with PostgreSQL's messages.
+func TestRepairWaitsLikeALockWait(t *testing.T) {
+	ctx := context.Background()
+	wantTimeout, wantCancel := plainWaitOutcomes(t)
+	// PostgreSQL's answer to a lock wait ended by lock_timeout.
+	plain := uniqueName("repairwait_plain")
+	pa := connectServer(t, env.C.Coordinator)
+	mustExec(t, pa, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", plain), fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", plain))
+	t.Cleanup(func() { pa.Exec(context.Background(), "DROP TABLE IF EXISTS "+plain) })
+	pb, err := pgx.Connect(ctx, env.C.Coordinator.URL("postgres")+"&options=-c%20lock_timeout%3D300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close(ctx)
+	mustExec(t, pa, "BEGIN", "UPDATE "+plain+" SET v = 2 WHERE id = 1")
+	wantLock := endWait(t, pb, "UPDATE "+plain+" SET v = 3 WHERE id = 1", pgx.QueryExecModeSimpleProtocol, false)
+	mustExec(t, pa, "ROLLBACK")
+	if wantLock.code != "55P03" {
+		t.Fatalf("plain PostgreSQL lock_timeout: %v", wantLock)
+	}
+
+	table := uniqueName("repairwait")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 2)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", table))
+	var shard int64
+	if err := connectServer(t, env.C.Coordinator).QueryRow(ctx, fmt.Sprintf(`UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3
+		WHERE id = (SELECT min(p.id) FROM pgs_distribution_metadata.shard_placement p JOIN pgs_distribution_metadata.shard s ON s.id = p.shard_id
+		            WHERE s.relation_id = '%s'::regclass)
+		RETURNING shard_id`, table)).Scan(&shard); err != nil {
+		t.Fatalf("mark a placement inactive: %v", err)
+	}
+	time.Sleep(time.Second) // the proxy reloads on the notification
+	connectOpts := func(opts string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, simpleURL(env.P)+opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	repair := fmt.Sprintf("REPAIR SHARD %d", shard)
+	for _, c := range []struct {
+		name   string
+		waiter *pgx.Conn
+		cancel bool
+		want   poolWaitOutcome
+	}{
+		{"statement_timeout", connectOpts("&options=-c%20statement_timeout%3D300ms"), false, wantTimeout},
+		{"lock_timeout", connectOpts("&options=-c%20lock_timeout%3D300ms"), false, wantLock},
+		{"cancel", connectOpts(""), true, wantCancel},
+	} {
+		mustExec(t, a, "BEGIN", "UPDATE "+table+" SET v = v + 1 WHERE id = 1")
+		got := endWait(t, c.waiter, repair, pgx.QueryExecModeSimpleProtocol, c.cancel)
+		if got != c.want {
+			t.Errorf("%s: REPAIR SHARD waiting for the write lock got %s %q, want %s %q (as PostgreSQL)", c.name, got.code, got.msg, c.want.code, c.want.msg)
+		}
+		mustExec(t, a, "ROLLBACK")
+	}
+	// Once the block is gone, the repair goes through.
+	mustExec(t, connectOpts(""), repair)
+}
