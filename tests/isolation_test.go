@@ -27,6 +27,7 @@ type isoPair struct {
 	pa, pb       *pgx.Conn // plain PostgreSQL
 	shards, rf   int
 	rowsByWorker map[int][]int // pgshard's keys (of the rows inserted) by worker port (rf 1)
+	shardOf      map[int]int64 // pgshard's shard of each key (rf 1)
 }
 
 // newIsoPair creates the tables and inserts rows 1..n with v = 100 * id.
@@ -45,16 +46,18 @@ func newIsoPair(t *testing.T, shards, rf, n int) *isoPair {
 	t.Cleanup(func() { p.pa.Exec(context.Background(), "DROP SCHEMA IF EXISTS "+schema+" CASCADE") })
 	mustExec(t, p.pb, "SET search_path = "+schema)
 	if rf == 1 {
-		p.rowsByWorker = map[int][]int{}
+		p.rowsByWorker, p.shardOf = map[int][]int{}, map[int]int64{}
 		coord := connectServer(t, env.C.Coordinator)
 		for id := 1; id <= n; id++ {
-			port := queryString(t, coord, fmt.Sprintf(`
-				SELECT p.node_port::text FROM pgs_distribution_metadata.shard s
+			where := queryString(t, coord, fmt.Sprintf(`
+				SELECT p.node_port || ' ' || s.id FROM pgs_distribution_metadata.shard s
 				JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
 				WHERE s.relation_id = '%s'::regclass AND hashint4(%d) BETWEEN s.min_value::int AND s.max_value::int`, p.table, id))
-			var pn int
-			fmt.Sscan(port, &pn)
-			p.rowsByWorker[pn] = append(p.rowsByWorker[pn], id)
+			var port int
+			var shard int64
+			fmt.Sscan(where, &port, &shard)
+			p.rowsByWorker[port] = append(p.rowsByWorker[port], id)
+			p.shardOf[id] = shard
 		}
 	}
 	return p
@@ -72,6 +75,31 @@ func (p *isoPair) twoWorkers(t *testing.T) (x, y int) {
 	}
 	t.Fatalf("the rows of %s are on fewer than two workers: %v", p.table, p.rowsByWorker)
 	return 0, 0
+}
+
+// twoShardsOneWorker returns two keys of different shards on the same worker (rf 1).
+func (p *isoPair) twoShardsOneWorker(t *testing.T) (x, y int) {
+	t.Helper()
+	for _, ks := range p.rowsByWorker {
+		for _, k := range ks[1:] {
+			if p.shardOf[k] != p.shardOf[ks[0]] {
+				return ks[0], k
+			}
+		}
+	}
+	t.Fatalf("no worker holds two shards of %s", p.table)
+	return 0, 0
+}
+
+// transfer is a REPEATABLE READ block that reads row x, then rows x and y after another
+// transaction moved 10 from x to y.
+func transfer(x, y int) scenario {
+	return func(t *testing.T, a, b *pgx.Conn, table string) []string {
+		out := []string{see(a, "BEGIN ISOLATION LEVEL REPEATABLE READ"), see(a, fmt.Sprintf("SELECT v FROM %s WHERE id = %d", table, x))}
+		out = append(out, see(b, "BEGIN"), see(b, fmt.Sprintf("UPDATE %s SET v = v - 10 WHERE id = %d", table, x)),
+			see(b, fmt.Sprintf("UPDATE %s SET v = v + 10 WHERE id = %d", table, y)), see(b, "COMMIT"))
+		return append(out, see(a, fmt.Sprintf("SELECT id, v FROM %s WHERE id IN (%d, %d) ORDER BY id = %d", table, x, y, y)), see(a, "COMMIT"))
+	}
 }
 
 // scenario is what two sessions do; it returns what they saw, one line per observation.
@@ -201,6 +229,16 @@ func TestIsolationRepeatableReadOneWorker(t *testing.T) {
 	}
 }
 
+// TestIsolationShardsOfOneWorker: the shards of one worker share the block's snapshot
+// there: a REPEATABLE READ block that read one of them does not see a transfer to a row of
+// another that committed afterwards, as in PostgreSQL.
+func TestIsolationShardsOfOneWorker(t *testing.T) {
+	p := newIsoPair(t, 8, 1, 16)
+	x, y := p.twoShardsOneWorker(t)
+	got, want := p.run(t, transfer(x, y))
+	sameAccount(t, "transfer between two shards of one worker", got, want)
+}
+
 // TestIsolationSerializableOneWorker: a write skew between two SERIALIZABLE blocks over
 // rows of one worker fails one of them with 40001, as in PostgreSQL.
 func TestIsolationSerializableOneWorker(t *testing.T) {
@@ -234,13 +272,7 @@ func TestIsolationAcrossWorkers(t *testing.T) {
 	p := newIsoPair(t, 4, 1, 16)
 	x, y := p.twoWorkers(t)
 	// A transfer of 10 from x to y, committed between the block's reads of x and y.
-	transfer := func(t *testing.T, a, b *pgx.Conn, table string) []string {
-		out := []string{see(a, "BEGIN ISOLATION LEVEL REPEATABLE READ"), see(a, fmt.Sprintf("SELECT v FROM %s WHERE id = %d", table, x))}
-		out = append(out, see(b, "BEGIN"), see(b, fmt.Sprintf("UPDATE %s SET v = v - 10 WHERE id = %d", table, x)),
-			see(b, fmt.Sprintf("UPDATE %s SET v = v + 10 WHERE id = %d", table, y)), see(b, "COMMIT"))
-		return append(out, see(a, fmt.Sprintf("SELECT id, v FROM %s WHERE id IN (%d, %d) ORDER BY id = %d", table, x, y, y)), see(a, "COMMIT"))
-	}
-	got, want := p.run(t, transfer)
+	got, want := p.run(t, transfer(x, y))
 	t.Logf("transfer:\n pgshard:\n  %s\n PostgreSQL:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
 	before := fmt.Sprintf("%d %d; %d %d", x, 100*x, y, 100*y)
 	skewed := fmt.Sprintf("%d %d; %d %d", x, 100*x, y, 100*y+10)

@@ -114,6 +114,7 @@ func TestPoolWait(t *testing.T) {
 		waiter *pgx.Conn
 		mode   pgx.QueryExecMode
 		cancel bool
+		block  bool // B waits inside a transaction block, which fails as in PostgreSQL
 		want   poolWaitOutcome
 	}{
 		{name: "worker, statement_timeout", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
@@ -122,6 +123,8 @@ func TestPoolWait(t *testing.T) {
 			waiter: b, cancel: true, want: wantCancel},
 		{name: "worker, cancel, extended", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
 			waiter: b, mode: pgx.QueryExecModeExec, cancel: true, want: wantCancel},
+		{name: "worker, cancel, in a block", hold: "SELECT v FROM " + table + " WHERE id = 1", sql: "SELECT v FROM " + table + " WHERE id = 2",
+			waiter: b, cancel: true, block: true, want: wantCancel},
 		{name: "worker, write, statement_timeout", hold: "UPDATE " + table + " SET v = v + 1 WHERE id = 1", sql: "UPDATE " + table + " SET v = v + 1 WHERE id = 2",
 			waiter: bTimeout, want: wantTimeout},
 		{name: "coordinator, statement_timeout", hold: "SELECT pg_catalog.now()", sql: "SELECT pg_catalog.now()",
@@ -135,9 +138,19 @@ func TestPoolWait(t *testing.T) {
 			mode = pgx.QueryExecModeSimpleProtocol
 		}
 		mustExec(t, a, "BEGIN", c.hold)
+		if c.block {
+			mustExec(t, c.waiter, "BEGIN")
+		}
 		got := endWait(t, c.waiter, c.sql, mode, c.cancel)
 		if got != c.want {
 			t.Errorf("%s: got %s %q, want %s %q (as PostgreSQL)", c.name, got.code, got.msg, c.want.code, c.want.msg)
+		}
+		if c.block {
+			_, err := c.waiter.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+			if pe := pgErrorOf(err); pe == nil || pe.Code != "25P02" {
+				t.Errorf("%s: after the failed wait in a block got %v, want 25P02", c.name, err)
+			}
+			mustExec(t, c.waiter, "ROLLBACK")
 		}
 		mustExec(t, a, "ROLLBACK")
 		// Every session is served again once the connection is free.
