@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/puddle/v2"
 
@@ -250,6 +251,19 @@ func acquirePooled(ctx context.Context, pool *backend.Pool) (*puddle.Resource[*b
 		return nil, context.Cause(bounded)
 	}
 	return res, err
+}
+
+// statementOver is called when the session waits for its client's next message: its
+// statement, if any, is over. Until a Query or Execute starts the next (startStatement),
+// a wait for a connection (a Parse's, say) is bounded by cancel requests only, not by a
+// statement_timeout counted from a statement that ended long ago; and a cancel request
+// that came too late to stop the statement is dropped, as PostgreSQL drops one that
+// arrives while it reads the next command.
+func statementOver(w *lockWait) {
+	w.stmtStart = time.Time{}
+	w.mu.Lock()
+	w.cancelled = false
+	w.mu.Unlock()
 }
 
 // boundStatement is ctx ended at the statement's statement_timeout (counted from the

@@ -315,3 +315,36 @@ func TestRepairWaitsLikeALockWait(t *testing.T) {
 	// Once the block is gone, the repair goes through.
 	mustExec(t, connectOpts(""), repair)
 }
+
+// TestPoolWaitBetweenStatements: a session's statement_timeout bounds its waits for a
+// connection from the start of each statement; a message that needs a connection after
+// the session was idle for longer (a Parse, the first use of the coordinator) is not
+// refused for a statement that ended long ago, whether or not a connection is free.
+func TestPoolWaitBetweenStatements(t *testing.T) {
+	ctx := context.Background()
+	table := uniqueName("poolidle")
+	admin := connect(t)
+	distribute(t, admin, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 1)
+	t.Cleanup(func() { admin.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, admin, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	b, err := pgx.Connect(ctx, p.URL()+"&options=-c%20statement_timeout%3D300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	// A statement on a worker only: the session takes no coordinator connection yet.
+	if _, err := b.Exec(ctx, "SELECT v FROM "+table+" WHERE id = 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	// Parse, Describe, Bind, Execute of a coordinator statement.
+	var one int
+	if err := b.QueryRow(ctx, "SELECT $1::int", 1).Scan(&one); err != nil || one != 1 {
+		t.Errorf("after an idle second, a statement got %v, %d", err, one)
+	}
+}
