@@ -197,11 +197,12 @@ func (e *shardEnv) targets(table string) []benchTarget {
 
 // benchRun is what one pgbench run reported.
 type benchRun struct {
-	tps, lat                 float64 // transactions per second; mean latency in ms
-	txs, failed, retried     int64   // processed, failed (after retries), retried transactions
-	deadlocks, serialization int64   // failures by kind
-	aborted                  int     // clients pgbench aborted on another error
-	firstErr                 string  // the first such error
+	tps, lat                 float64        // transactions per second; mean latency in ms
+	txs, failed, retried     int64          // processed, failed (after retries), retried transactions
+	deadlocks, serialization int64          // failures by kind
+	aborted                  int            // clients pgbench aborted on another error
+	firstErr                 string         // the first such error
+	retryErrs                map[string]int // with --verbose-errors: the errors retried, counted
 }
 
 var (
@@ -210,6 +211,7 @@ var (
 	deadlockRe = regexp.MustCompile(`number of deadlock failures: ([0-9]+)`)
 	serialRe   = regexp.MustCompile(`number of serialization failures: ([0-9]+)`)
 	abortedRe  = regexp.MustCompile(`(?m)^.*client [0-9]+ (?:script [0-9]+ )?aborted.*$`)
+	retryErrRe = regexp.MustCompile(`(?m)got an error in command [0-9]+ \(SQL\) of script [0-9]+; *(.*)$`)
 )
 
 // runPgbench runs script (%s is the target's table) against t with clients clients for d.
@@ -252,6 +254,12 @@ func (e *shardEnv) runPgbench(t benchTarget, name, script, mode string, clients 
 	if len(aborts) > 0 {
 		r.firstErr = strings.TrimSpace(string(aborts[0]))
 	}
+	for _, m := range retryErrRe.FindAllSubmatch(out, -1) {
+		if r.retryErrs == nil {
+			r.retryErrs = map[string]int{}
+		}
+		r.retryErrs[strings.Join(strings.Fields(string(m[1])), " ")]++
+	}
 	return r, nil
 }
 
@@ -288,13 +296,16 @@ func runTransfer(accounts, clients int, d time.Duration, rounds int, modes []str
 		results := map[string][]benchRun{}
 		for r := 0; r < rounds; r++ {
 			for _, t := range targets {
-				res, err := e.runPgbench(t, "transfer", script, mode, clients, d, "--max-tries=10", "--failures-detailed")
+				res, err := e.runPgbench(t, "transfer", script, mode, clients, d, "--max-tries=10", "--failures-detailed", "--verbose-errors")
 				if err != nil {
 					return err
 				}
 				results[t.name] = append(results[t.name], res)
 				fmt.Printf("  round %d %-17s %-8s %9.0f transfers/s %8.3f ms  failed %d  retried %d  aborted clients %d %s\n",
 					r+1, t.name, mode, res.tps, res.lat, res.failed, res.retried, res.aborted, res.firstErr)
+				for msg, n := range res.retryErrs {
+					fmt.Printf("      retried %d x after: %s\n", n, msg)
+				}
 			}
 		}
 		reportTransfer(mode, targets, results, clients, d)
