@@ -348,3 +348,28 @@ func TestPoolWaitBetweenStatements(t *testing.T) {
 		t.Errorf("after an idle second, a statement got %v, %d", err, one)
 	}
 }
+
+// TestDropTableWaitsLikePostgreSQL: DROP TABLE of a distributed table that a transaction
+// block has read waits for the block's lock on the shard tables, on the workers. In
+// PostgreSQL that wait ends at the session's lock_timeout, statement_timeout or a cancel
+// request; pgshard drops the shard tables after the coordinator committed the drop, on
+// connections of its own, where none of them reaches.
+func TestDropTableWaitsLikePostgreSQL(t *testing.T) {
+	t.Skip("known defect: DROP TABLE's drop of the shard tables (ddl.go, runOnNode) waits for a block's locks on the workers regardless of statement_timeout, lock_timeout and cancel; it runs after the coordinator committed, so ending it needs the drop redesigned (lock the shard tables before the coordinator commits)")
+	ctx := context.Background()
+	wantTimeout, _ := plainWaitOutcomes(t)
+	table := uniqueName("dropwait")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 1)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, a, "BEGIN", "SELECT v FROM "+table+" WHERE id = 1")
+	b, err := pgx.Connect(ctx, simpleURL(env.P)+"&options=-c%20statement_timeout%3D300ms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	if got := endWait(t, b, "DROP TABLE "+table, pgx.QueryExecModeSimpleProtocol, false); got != wantTimeout {
+		t.Errorf("DROP TABLE waiting for a block's lock: %v, want %v (as PostgreSQL)", got, wantTimeout)
+	}
+	mustExec(t, a, "ROLLBACK")
+}
