@@ -246,9 +246,13 @@ func acquirePooled(ctx context.Context, pool *backend.Pool) (*puddle.Resource[*b
 	}
 	defer stop()
 	res, err := pool.Acquire(bounded)
-	if err != nil && ctx.Err() == nil && bounded.Err() != nil {
-		// The statement's bound ended the wait: the client hears why, as in PostgreSQL.
-		return nil, context.Cause(bounded)
+	if err != nil && bounded.Err() != nil {
+		// The statement's bound (this one, or that of the wait this one is part of)
+		// ended the wait: the client hears why, as in PostgreSQL.
+		var pe *pgerr.Error
+		if cause := context.Cause(bounded); errors.As(cause, &pe) {
+			return nil, cause
+		}
 	}
 	return res, err
 }
