@@ -373,3 +373,35 @@ func TestDropTableWaitsLikePostgreSQL(t *testing.T) {
 	}
 	mustExec(t, a, "ROLLBACK")
 }
+
+// TestStatementTimeoutSetInString: a SET statement_timeout in a query string counts for
+// the string's later statements, also for pgshard's own waits, as in PostgreSQL; the
+// failed string's implicit transaction takes the SET back with it.
+func TestStatementTimeoutSetInString(t *testing.T) {
+	run := func(holder, waiter *pgx.Conn, table string) []poolWaitOutcome {
+		mustExec(t, holder, "BEGIN", "UPDATE "+table+" SET v = v + 1 WHERE id = 1")
+		got := endWait(t, waiter, "SET statement_timeout = '300ms'; UPDATE "+table+" SET v = v * 2 WHERE id = 1", pgx.QueryExecModeSimpleProtocol, false)
+		mustExec(t, holder, "ROLLBACK")
+		var setting string
+		if err := waiter.QueryRow(context.Background(), "SHOW statement_timeout", pgx.QueryExecModeSimpleProtocol).Scan(&setting); err != nil {
+			t.Fatal(err)
+		}
+		return []poolWaitOutcome{got, {msg: setting}}
+	}
+	plain := uniqueName("settimeout_plain")
+	pa, pb := connectServer(t, env.C.Coordinator), connectServer(t, env.C.Coordinator)
+	mustExec(t, pa, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", plain), fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", plain))
+	t.Cleanup(func() { pa.Exec(context.Background(), "DROP TABLE IF EXISTS "+plain) })
+	want := run(pa, pb, plain)
+	if want[0].code != "57014" {
+		t.Fatalf("plain PostgreSQL: %v", want)
+	}
+	table := uniqueName("settimeout")
+	a, b := connect(t), connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table), table, "id", 1, 2)
+	t.Cleanup(func() { a.Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+	if got := run(a, b, table); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("pgshard %v, PostgreSQL %v", got, want)
+	}
+}
