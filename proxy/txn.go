@@ -131,7 +131,7 @@ type txnState struct {
 	// statement_timeout and cancel requests (locks.go).
 	waits lockWait
 
-	// locker takes shard write locks (the server's: Server.lockShards).
+	// locker is the server's side of taking write locks (locks.go).
 	locker shardLocker
 	// idleTxLimit is pgshard's IdleTransactionTimeout (idleDeadline).
 	idleTxLimit time.Duration
@@ -167,10 +167,12 @@ type txnHost interface {
 	applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error
 }
 
-// shardLocker takes shard write locks across the proxies (Server.lockShards): the
-// returned function releases them.
+// shardLocker is what taking write locks needs from the server (locks.go): the OID of
+// the placements' epoch sequence, and bringing the placements up to date when the epoch
+// read with the locks moved.
 type shardLocker interface {
-	lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error)
+	epochOID() uint32
+	placementsCurrent(ctx context.Context, epoch int64) error
 }
 
 // newTxnState is the transaction layer of a new session: idle, holding nothing.
