@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
@@ -182,10 +184,23 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 	rows, err := c.ExecRows(ctx, lockSQL(reqs, t.locker.epochOID()))
 	t.waits.waitOn(nil)
 	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) && pe.Code == pgerr.DeadlockDetected {
+			// PostgreSQL's detail names the coordinator's processes and the advisory
+			// lock keys, which hold shard ids: the client hears what waited for what.
+			e := *pe
+			e.Detail = "Two or more transactions wait for each other's write locks on distributed tables."
+			e.Hint = ""
+			return &e
+		}
 		return err
 	}
 	if t.tx != txIdle {
 		t.noteTxLocks(reqs)
+	} else {
+		// The statement holds locks until its end (the session's client writes are then
+		// bounded: clientWriter).
+		t.stmtUnlock = append(t.stmtUnlock, func() {})
 	}
 	if len(rows) == 1 && len(rows[0]) > 0 && rows[0][len(rows[0])-1] != nil {
 		epoch, _ := strconv.ParseInt(string(rows[0][len(rows[0])-1]), 10, 64)
@@ -212,6 +227,7 @@ func (t *txnState) noteTxLocks(reqs []lockReq) {
 // statement's locks, which is committed if the statement left it open (a statement that
 // records a commit decision in it commits it itself).
 func (t *txnState) endStatement(ctx context.Context) {
+	t.stmtUnlock = t.stmtUnlock[:0]
 	t.endStmtCoordTx(ctx)
 	t.releaseFailedLocks()
 }

@@ -33,7 +33,7 @@ func (x *execution) execSelect(ctx context.Context) error {
 		return err
 	}
 	if st.Locking && ss.txn.tx != txIdle {
-		if err := x.lockRowsRead(ctx, shards, pinned); err != nil {
+		if err := x.lockRowsRead(ctx, shards, pinned, st.LockNoWait); err != nil {
 			return err
 		}
 	}
@@ -703,9 +703,14 @@ func roundNumeric(s string) (int64, error) {
 // the locks a write of the same rows would take (locks.go): the rows it locks on the
 // workers are its own until the block ends, and a writer of them that waited for them
 // there, holding its own locks, would wait in a cycle the coordinator does not see. The
-// block holds the rows as it would hold written ones (holdsShardLocks).
-func (x *execution) lockRowsRead(ctx context.Context, shards []*metadata.Shard, pinned []int32) error {
+// block holds the rows as it would hold written ones (holdsShardLocks). A SELECT that
+// never waits for a row lock (SKIP LOCKED, NOWAIT) takes none: the job-queue pattern
+// (ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED) must not wait for the other takers.
+func (x *execution) lockRowsRead(ctx context.Context, shards []*metadata.Shard, pinned []int32, noWait bool) error {
 	x.ss.txn.txRowLocks = true
+	if noWait {
+		return nil
+	}
 	var reqs []lockReq
 	for _, sh := range shards {
 		var keys []int32

@@ -299,8 +299,8 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	return missed, err
 }
 
-// finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block at once: the
-// worker connections in parallel, the coordinator's meanwhile. It returns each worker
+// finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block: the worker
+// connections in parallel, then the coordinator's. It returns each worker
 // node's outcome and the coordinator's. This is one-phase commit: a node that fails to
 // commit while others succeed leaves the block committed in part (decideBlockCommit
 // makes that safe for replicated shards by marking the placements that missed it).
@@ -331,11 +331,15 @@ func (t *txnState) finishOnNodes(ctx context.Context, cmd string) (map[metadata.
 			outcomes[i] = c.Exec(ctx, cmd)
 		}()
 	}
+	// The coordinator's part ends after the workers': it holds the block's write locks
+	// (locks.go), which must outlast the writes' commits on every placement, else a
+	// writer that takes them next sees the block's rows on one placement and not yet on
+	// its sibling.
+	wg.Wait()
 	var coordErr error
 	if t.coordInTx && t.coord != nil {
 		coordErr = t.coord.Value().Exec(ctx, cmd)
 	}
-	wg.Wait()
 	results := make(map[metadata.Node]error, len(nodes))
 	for i, n := range nodes {
 		results[n] = outcomes[i]

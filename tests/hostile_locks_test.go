@@ -19,7 +19,7 @@ import (
 // writes: a statement that fails gives back what it took, a statement the user may not
 // run takes nothing, and a session idle in a transaction block is ended by
 // idle_in_transaction_session_timeout as PostgreSQL ends it. The other writer's wait is
-// bounded by quickWrite's 10 s, against the 30 s shard-lock timeout.
+// bounded by quickWrite's 10 s (no proxy-wide lock timeout bounds it any more).
 
 // lockTable creates a table of postgres's with the given number of shards, two
 // placements each, and gives role (if any) every privilege on it and on its shards (GRANT

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
@@ -198,7 +199,7 @@ func TestRowLocksRacePlacementsAgree(t *testing.T) {
 		"DELETE FROM %[1]s WHERE id = %[3]d AND v %% 3 = 0",
 		"DELETE FROM %[1]s WHERE v > 90000 AND n %% 2 = 1",
 		"INSERT INTO %[1]s VALUES (%[3]d, %[2]d, 0), (%[3]d, %[2]d + 1, 1)",
-		"INSERT INTO %[1]s SELECT id, v + %[2]d, n FROM %[1]s WHERE id = %[3]d LIMIT 1",
+		"INSERT INTO %[1]s SELECT id, v + %[2]d, n FROM %[1]s WHERE id = %[3]d ORDER BY v, n LIMIT 1",
 		"UPDATE %[1]s SET v = v - 1 WHERE id IN (%[3]d, %[3]d + 1)",
 	}
 	var wg sync.WaitGroup
@@ -208,7 +209,16 @@ func TestRowLocksRacePlacementsAgree(t *testing.T) {
 		if w%2 == 1 {
 			p = p2
 		}
-		c := connectTo(t, p)
+		cfg, err := pgx.ParseConfig(simpleURL(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { t.Logf("session %d notice: %s %s %s", w, n.Code, n.Message, n.Detail) }
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
