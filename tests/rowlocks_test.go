@@ -213,7 +213,9 @@ func TestRowLocksRacePlacementsAgree(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { t.Logf("session %d notice: %s %s %s", w, n.Code, n.Message, n.Detail) }
+		cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+			t.Logf("session %d notice: %s %s %s", w, n.Code, n.Message, n.Detail)
+		}
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
