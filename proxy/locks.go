@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,10 +105,12 @@ func lockSQL(reqs []lockReq, epochOID uint32) string {
 }
 
 // lockWait lets a client's cancel request reach the coordinator backend on which the
-// session's statement waits for its locks (Server.cancel, from another goroutine).
+// session's statement waits for its locks (Server.cancel, from another goroutine). It
+// also keeps the locks a statement outside a block holds (stmt: key -> exclusive).
 type lockWait struct {
 	mu   sync.Mutex
 	conn *backend.Conn
+	stmt map[int64]bool
 }
 
 // startStatement is called when a client's Query or Execute starts.
@@ -201,6 +204,12 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 		// The statement holds locks until its end (the session's client writes are then
 		// bounded: clientWriter).
 		t.stmtUnlock = append(t.stmtUnlock, func() {})
+		if t.waits.stmt == nil {
+			t.waits.stmt = map[int64]bool{}
+		}
+		for _, r := range reqs {
+			t.waits.stmt[r.key] = t.waits.stmt[r.key] || r.exclusive
+		}
 	}
 	if len(rows) == 1 && len(rows[0]) > 0 && rows[0][len(rows[0])-1] != nil {
 		epoch, _ := strconv.ParseInt(string(rows[0][len(rows[0])-1]), 10, 64)
@@ -228,6 +237,7 @@ func (t *txnState) noteTxLocks(reqs []lockReq) {
 // records a commit decision in it commits it itself).
 func (t *txnState) endStatement(ctx context.Context) {
 	t.stmtUnlock = t.stmtUnlock[:0]
+	clear(t.waits.stmt)
 	t.endStmtCoordTx(ctx)
 	t.releaseFailedLocks()
 }
@@ -315,3 +325,54 @@ func (t *txnState) undoFailed(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// Locks past the coordinator's COMMIT. The write locks must outlast the commit of the
+// writes on every placement: a writer that takes them next and finds a placement that has
+// committed and a sibling that has not yet sees the rows differently on each (a predicate
+// DELETE deletes the committed INSERT's rows on one only). A commit that ends the
+// coordinator's transaction first (two-phase commit records its decision there, then
+// sends COMMIT PREPARED) runs holdLocksSQL in that transaction just before its COMMIT:
+// session-level copies of the locks, granted at once since the transaction holds them;
+// and releaseHeldLocksSQL once every placement has committed. A lost connection releases
+// them too. (One-phase commit ends the coordinator's part after the workers' instead:
+// finishOnNodes, commitImplicit before endStatement.)
+
+// heldLocks are the write locks the session holds: its block's, else its statement's
+// (key -> exclusive).
+func (t *txnState) heldLocks() map[int64]bool {
+	if t.tx != txIdle {
+		return t.txHeld
+	}
+	return t.waits.stmt
+}
+
+// holdLocksSQL is the statement that takes session-level copies of the locks held (""
+// for none), in key order.
+func holdLocksSQL(held map[int64]bool) string {
+	if len(held) == 0 {
+		return ""
+	}
+	keys := make([]int64, 0, len(held))
+	for k := range held {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if held[k] {
+			b.WriteString("pg_catalog.pg_advisory_lock(")
+		} else {
+			b.WriteString("pg_catalog.pg_advisory_lock_shared(")
+		}
+		b.WriteString(strconv.FormatInt(k, 10))
+		b.WriteString("::pg_catalog.int8)")
+	}
+	return b.String()
+}
+
+// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL took.
+const releaseHeldLocksSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"

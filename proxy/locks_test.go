@@ -45,3 +45,12 @@ func TestLockSQL(t *testing.T) {
 		t.Error("lockSQL without an epoch sequence")
 	}
 }
+
+func TestHoldLocksSQL(t *testing.T) {
+	if got := holdLocksSQL(map[int64]bool{9: true, 3: false}); got != "SELECT pg_catalog.pg_advisory_lock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_lock(9::pg_catalog.int8)" {
+		t.Errorf("holdLocksSQL: %s", got)
+	}
+	if holdLocksSQL(nil) != "" || releaseHeldLocksSQL == "" {
+		t.Error("holdLocksSQL without locks")
+	}
+}
