@@ -326,6 +326,27 @@ func (t *txnState) undoFailed(ctx context.Context) {
 	wg.Wait()
 }
 
+// checkLocksHeld makes sure, before a block that holds write locks commits its workers
+// (commit set), that the coordinator transaction holding them is still there: its
+// connection answers, in the transaction. The locks last until it commits after the
+// workers (finishOnNodes). A lost connection took the locks with it, and the block is
+// rolled back instead, with the error returned.
+func (t *txnState) checkLocksHeld(ctx context.Context, commit bool) error {
+	if !commit || len(t.txLocks) == 0 {
+		return nil
+	}
+	lost := pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the transaction's write locks was lost").
+		WithDetail("The transaction was rolled back.")
+	if !t.coordInTx || t.coord == nil {
+		return lost
+	}
+	c := t.coord.Value()
+	if c.Broken() || c.Exec(ctx, "SELECT 1") != nil || c.TxStatus != 'T' {
+		return lost
+	}
+	return nil
+}
+
 // Locks past the coordinator's COMMIT. The write locks must outlast the commit of the
 // writes on every placement: a writer that takes them next and finds a placement that has
 // committed and a sibling that has not yet sees the rows differently on each (a predicate

@@ -276,6 +276,12 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	if commit && t.tx == txBlock {
 		cmd = "COMMIT"
 	}
+	// A block whose write locks are gone (their coordinator connection was lost) must
+	// not commit: another writer may have taken them meanwhile (locks.go).
+	lockErr := t.checkLocksHeld(ctx, cmd == "COMMIT")
+	if lockErr != nil {
+		cmd = "ROLLBACK"
+	}
 	results, coordErr := t.finishOnNodes(ctx, cmd)
 	for _, n := range sortedNodes(results) {
 		if results[n] != nil {
@@ -292,6 +298,9 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	}
 	if coordErr != nil && err == nil {
 		err = coordErr
+	}
+	if lockErr != nil {
+		err = lockErr
 	}
 	t.releaseBlock(t.host.settingsChanged())
 	t.host.blockUndone(ctx, true)

@@ -311,3 +311,31 @@ func TestRowLocksNoStarvation(t *testing.T) {
 	}
 	checkPlacements(t, table, "hashint4(id)")
 }
+
+// TestRowLocksLostCoordinatorConnection: a block whose coordinator connection (which holds
+// its write locks) is lost cannot commit: another writer may have taken the locks
+// meanwhile. COMMIT fails and no placement has the block's write.
+func TestRowLocksLostCoordinatorConnection(t *testing.T) {
+	ctx := context.Background()
+	table, _ := rowLockPair(t, "rowlocks_lost", 2)
+	app := uniqueName("lostcoord")
+	c, err := pgx.Connect(ctx, simpleURL(env.P)+"&application_name="+app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	mustExec(t, c, "BEGIN", fmt.Sprintf("UPDATE %s SET v = 1000 WHERE id = 1", table))
+	su := connectServer(t, env.C.Coordinator)
+	if n := queryString(t, su, "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity WHERE application_name = $1", app); n != "1" {
+		t.Fatalf("terminated %s coordinator backends of the session, want 1", n)
+	}
+	_, err = c.Exec(ctx, "COMMIT")
+	if err == nil {
+		t.Errorf("COMMIT succeeded after the coordinator connection holding the locks was lost")
+	}
+	other := connect(t)
+	if v := queryString(t, other, fmt.Sprintf("SELECT v::text FROM %s WHERE id = 1", table)); v != "10" {
+		t.Errorf("the block's write is there (v = %s) though its locks were lost", v)
+	}
+	checkPlacements(t, table, "hashint4(id)")
+}
