@@ -179,12 +179,12 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 			return nil
 		}
 	}
-	c, err := t.lockConn(ctx)
+	c, sql, err := t.lockConnSQL(ctx, lockSQL(reqs, t.locker.epochOID()))
 	if err != nil {
 		return err
 	}
 	t.waits.waitOn(c)
-	rows, err := c.ExecRows(ctx, lockSQL(reqs, t.locker.epochOID()))
+	rows, err := c.ExecRows(ctx, sql)
 	t.waits.waitOn(nil)
 	if err != nil {
 		var pe *pgerr.Error
@@ -216,6 +216,23 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 		return t.locker.placementsCurrent(ctx, epoch)
 	}
 	return nil
+}
+
+// lockConnSQL is lockConn, with the query that takes the locks: outside a block, when the
+// statement has no coordinator transaction yet, the BEGIN that opens it goes in the same
+// round trip (a failed lock leaves it aborted: endStatement's COMMIT then rolls it back).
+func (t *txnState) lockConnSQL(ctx context.Context, sql string) (*backend.Conn, string, error) {
+	if t.tx != txIdle || t.stmtCoordTx {
+		c, err := t.lockConn(ctx)
+		return c, sql, err
+	}
+	c, err := t.coordConnFor(ctx, false)
+	if err != nil {
+		return nil, "", err
+	}
+	t.stmtCoordTx = true
+	t.coordWork = false
+	return c, "BEGIN; " + sql, nil
 }
 
 // noteTxLocks records the locks the block now holds, at its current savepoint level.
