@@ -27,6 +27,7 @@ const (
 	fCoordRestart   = "coordinator restart"
 	fCoordCrash     = "coordinator immediate shutdown + restart"
 	fTerminate      = "pg_terminate_backend of pgshard's coordinator connections"
+	fTerminateAll   = "pg_terminate_backend of every proxy connection to the coordinator"
 	fCutAll         = "fault proxy: cut every connection to a worker"
 	fCutCommit      = "fault proxy: cut a connection at a commit statement"
 	fRefuse         = "fault proxy: worker unreachable for a while"
@@ -54,7 +55,7 @@ var faultKinds = []struct {
 	weight int
 }{
 	{fWorkerKill, 3}, {fWorkerCrash, 2}, {fWorkerRestart, 2}, {fProxyKill, 3}, {fProxyTerm, 2},
-	{fCoordRestart, 1}, {fCoordCrash, 1}, {fTerminate, 3}, {fCutAll, 3}, {fCutCommit, 3}, {fRefuse, 2},
+	{fCoordRestart, 1}, {fCoordCrash, 1}, {fTerminate, 2}, {fTerminateAll, 2}, {fCutAll, 3}, {fCutCommit, 3}, {fRefuse, 2},
 }
 
 // note records an injected fault.
@@ -167,9 +168,13 @@ func (in *injector) inject(ctx context.Context, kind string) {
 		}
 		in.sleep(ctx, d)
 		fail(startServer(bg, e.c.Coordinator))
-	case fTerminate:
+	case fTerminate, fTerminateAll:
+		which := "application_name LIKE 'pgshard%'" // the proxies' own connections
+		if kind == fTerminateAll {
+			which = "backend_type = 'client backend'" // the sessions' too (their write locks)
+		}
 		res, err := e.c.Coordinator.Exec(bg, "postgres", `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE application_name LIKE 'pgshard%' AND pid <> pg_backend_pid()`)
+			WHERE `+which+` AND pid <> pg_backend_pid()`)
 		n := "?"
 		if err == nil && len(res) > 0 && len(res[0].Rows) > 0 {
 			n = string(res[0].Rows[0][0])

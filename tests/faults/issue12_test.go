@@ -202,8 +202,8 @@ func waitLockWait(t testing.TB, idx int) {
 
 // TestIssue12LeaseConnectionsTerminated: two proxies append letters to one row of a
 // replicated shard (UPDATE ... SET s = s || 'a' through one, 'b' through the other) while
-// pgshard's own coordinator connections (the lease connections among them) are terminated
-// again and again. The placements must not diverge (same letters in another order), and
+// the proxies' coordinator connections (the lease connections of issue 12's time, the
+// sessions' connections holding the write locks now) are terminated again and again. The placements must not diverge (same letters in another order), and
 // the row holds every acknowledged letter.
 func TestIssue12LeaseConnectionsTerminated(t *testing.T) {
 	defer resetFaults(t)
@@ -253,8 +253,10 @@ func TestIssue12LeaseConnectionsTerminated(t *testing.T) {
 	terminated := 0
 	for ctx.Err() == nil {
 		time.Sleep(time.Duration(100+rand.Intn(200)) * time.Millisecond)
+		// pgshard's own connections ("pgshard ..."), and the sessions' coordinator
+		// connections, which hold the write locks since leases gave way to them.
 		res, err := env.c.Coordinator.Exec(context.Background(), "postgres", `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE application_name LIKE 'pgshard%' AND pid <> pg_backend_pid()`)
+			WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()`)
 		if err == nil && len(res) > 0 && len(res[0].Rows) > 0 && string(res[0].Rows[0][0]) != "0" {
 			terminated++
 		}
