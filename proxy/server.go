@@ -113,6 +113,7 @@ type Server struct {
 	locks  *shardLocks
 	leases *leases
 	repair *repair.Repairer
+	idents nodeIdents // workers' identities (nodeident.go)
 
 	mu       sync.Mutex
 	sessions map[uint32]*session // by proxy-issued process id
@@ -174,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.LockTimeout <= 0 {
 		s.cfg.LockTimeout = 30 * time.Second
 	}
-	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
+	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize), OnConnect: s.checkNewConn})
 	leaseCfg := pcfg.Copy()
 	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
 	leaseCfg.RuntimeParams["search_path"] = store.SearchPath
@@ -184,6 +185,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Connect: func(n metadata.Node, user string) *pgconn.Config {
 			return s.pools.ConnConfig(s.workerKey(n, user))
 		},
+		CheckSource: s.checkNode,
 	}
 	if _, err := st.Reload(ctx, s.cache); err != nil {
 		s.Close()
@@ -225,10 +227,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(4)
 	go func() {
 		defer bg.Done()
 		s.store.Watch(ctx, s.cache, nil, s.leases.onRequest)
+	}()
+	go func() {
+		defer bg.Done()
+		s.checkNodes(ctx)
 	}()
 	go func() {
 		defer bg.Done()

@@ -1,0 +1,273 @@
+package faults
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/cluster"
+	"github.com/pgshard/pgshard/tests/testproxy"
+)
+
+// identCluster is a coordinator with two workers of its own and a proxy: the tests below
+// stop workers and replace their data directories, which the shared cluster's other tests
+// must not see.
+type identCluster struct {
+	c *cluster.Cluster
+	p *testproxy.Proxy
+}
+
+func startIdentCluster(t *testing.T) *identCluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := cluster.Start(ctx, cluster.Options{Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop() })
+	ic := &identCluster{c: c, p: p}
+	cl := ic.connect(t)
+	for _, w := range c.Workers {
+		cl.exec(t, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port))
+	}
+	return ic
+}
+
+func (ic *identCluster) connect(t *testing.T) conn { return connectTo(t, simpleURL(ic.p)) }
+
+// states returns the placement states of table on each worker port: port -> state -> count.
+func (ic *identCluster) states(t *testing.T, table string) map[int]map[int]int {
+	t.Helper()
+	out := map[int]map[int]int{}
+	for _, r := range ic.coordRows(t, `SELECT p.node_port, p.shard_state FROM pgs_distribution_metadata.shard s
+		JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id WHERE s.relation_id = $1::regclass`, table) {
+		port, state := int(r[0].(int32)), int(r[1].(int32))
+		if out[port] == nil {
+			out[port] = map[int]int{}
+		}
+		out[port][state]++
+	}
+	return out
+}
+
+func (ic *identCluster) coordRows(t *testing.T, sql string, args ...any) [][]any {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, ic.c.Coordinator.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	rows, err := c.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]any
+	for rows.Next() {
+		v, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// workerCounts returns, per shard id, the rows of the shard's table on worker w.
+func (ic *identCluster) workerCounts(t *testing.T, w *cluster.Server, table string) map[int64]int64 {
+	t.Helper()
+	ctx := context.Background()
+	out := map[int64]int64{}
+	c, err := pgx.Connect(ctx, w.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, r := range ic.coordRows(t, `SELECT s.id FROM pgs_distribution_metadata.shard s
+		JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id
+		WHERE s.relation_id = $1::regclass AND p.node_port = $2`, table, w.Port) {
+		id := r[0].(int64)
+		var n int64
+		if err := c.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s_%d", table, id)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out[id] = n
+	}
+	return out
+}
+
+// walPosition is worker w's current WAL position and the one the coordinator recorded.
+func (ic *identCluster) walPositions(t *testing.T, w *cluster.Server) (current, recorded string, ahead bool) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, w.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := c.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&current); err != nil {
+		t.Fatal(err)
+	}
+	rows := ic.coordRows(t, `SELECT wal_lsn::text, wal_lsn >= $3::pg_lsn FROM pgs_distribution_metadata.node_identity
+		WHERE node_name = $1 AND node_port = $2`, w.Host, w.Port, current)
+	if len(rows) == 0 {
+		return current, "", false
+	}
+	return current, rows[0][0].(string), rows[0][1].(bool)
+}
+
+// shell runs a command, failing the test on error.
+func shell(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// TestWorkerRestoredFromOlderCopy: a worker stopped, its data directory replaced by a
+// copy taken before 30 acknowledged inserts, and started again (issue 12). Its placements
+// become inactive before any read uses them, an UPDATE of a row only the good copy has
+// updates it without marking the good placement, REPAIR copies the good placement over
+// the stale one, and every acknowledged row is there afterwards.
+func TestWorkerRestoredFromOlderCopy(t *testing.T) {
+	ic := startIdentCluster(t)
+	ctx := context.Background()
+	cl := ic.connect(t)
+	cl.exec(t, "CREATE TABLE restored (k int PRIMARY KEY, v bigint NOT NULL)",
+		"select master_create_distributed_table('restored', 'k')",
+		"select master_create_worker_shards('restored', 4, 2)",
+		"INSERT INTO restored SELECT g, g FROM generate_series(1, 170) g")
+	w := ic.c.Workers[1]
+
+	// The older copy, taken with the server stopped (cp -a keeps the owner).
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	old := w.Dir + ".old"
+	shell(t, "cp", "-a", w.Dir, old)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A worker restarted with its own data is trusted: nothing is marked.
+	cl.exec(t, "INSERT INTO restored SELECT g, g FROM generate_series(171, 200) g")
+	for port, st := range ic.states(t, "restored") {
+		if st[1] != 2*2 || len(st) != 1 {
+			t.Fatalf("after a plain restart, placements on port %d: %v, want all finalized", port, st)
+		}
+	}
+	// The proxy records the worker's WAL position periodically: wait until it has seen
+	// the inserts (the restore must go back past what was recorded to be caught).
+	for {
+		cur, rec, ahead := ic.walPositions(t, w)
+		if ahead {
+			break
+		}
+		t.Logf("worker at %s, recorded %q: waiting", cur, rec)
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	shell(t, "rm", "-rf", w.Dir)
+	shell(t, "mv", old, w.Dir)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := ic.workerCounts(t, w, "restored"); sum(got) != 170 {
+		t.Fatalf("the restored copy holds %d rows, want 170 (the test's premise)", sum(got))
+	}
+
+	if n := cl.int(t, "SELECT count(*) FROM restored"); n != 200 {
+		t.Errorf("count after the restore: %d, want 200", n)
+	}
+	states := ic.states(t, "restored")
+	if st := states[w.Port]; st[3] != 4 {
+		t.Errorf("placements on the restored worker: %v, want 4 inactive (state 3)", st)
+	}
+	good := ic.c.Workers[0].Port
+	if st := states[good]; st[1] != 4 {
+		t.Errorf("placements on the good worker: %v, want 4 finalized", st)
+	}
+	tag, err := cl.Exec(ctx, "UPDATE restored SET v = -v WHERE k = 185")
+	if err != nil || tag.String() != "UPDATE 1" {
+		t.Errorf("UPDATE of a row only the good copy has: %v, %v; want UPDATE 1", tag, err)
+	}
+	if st := ic.states(t, "restored")[good]; st[1] != 4 {
+		t.Errorf("after the UPDATE, placements on the good worker: %v, want 4 finalized", st)
+	}
+
+	// REPAIR copies the good placements over the stale ones.
+	for _, r := range ic.coordRows(t, `SELECT DISTINCT p.shard_id FROM pgs_distribution_metadata.shard_placement p
+		JOIN pgs_distribution_metadata.shard s ON s.id = p.shard_id
+		WHERE s.relation_id = 'restored'::regclass AND p.shard_state = 3`) {
+		cl.exec(t, fmt.Sprintf("REPAIR SHARD %d", r[0].(int64)))
+	}
+	for port, st := range ic.states(t, "restored") {
+		if st[1] != 4 || len(st) != 1 {
+			t.Errorf("after REPAIR, placements on port %d: %v, want all finalized", port, st)
+		}
+	}
+	a, b := ic.workerCounts(t, ic.c.Workers[0], "restored"), ic.workerCounts(t, w, "restored")
+	if sum(a) != 200 || sum(b) != 200 {
+		t.Errorf("rows after REPAIR: %d on the good worker, %d on the restored one; want 200 each", sum(a), sum(b))
+	}
+	if n := cl.int(t, "SELECT count(*) FROM restored WHERE v = -185"); n != 1 {
+		t.Errorf("the updated row: %d, want 1", n)
+	}
+	if n := cl.int(t, "SELECT count(*) FROM restored"); n != 200 {
+		t.Errorf("count after REPAIR: %d, want 200", n)
+	}
+}
+
+// TestWorkerRestartedKeepsPlacements: a worker stopped and started with its own data
+// is the same node: none of its placements is marked, and repeated restarts stay quiet.
+func TestWorkerRestartedKeepsPlacements(t *testing.T) {
+	ic := startIdentCluster(t)
+	ctx := context.Background()
+	cl := ic.connect(t)
+	cl.exec(t, "CREATE TABLE restarted (k int PRIMARY KEY, v bigint NOT NULL)",
+		"select master_create_distributed_table('restarted', 'k')",
+		"select master_create_worker_shards('restarted', 4, 2)",
+		"INSERT INTO restarted SELECT g, g FROM generate_series(1, 100) g")
+	for i := 0; i < 2; i++ {
+		for _, w := range ic.c.Workers {
+			if err := w.Restart(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := cl.int(t, "SELECT count(*) FROM restarted"); n != 100+int64(i)*10 {
+			t.Errorf("count: %d", n)
+		}
+		cl.exec(t, fmt.Sprintf("INSERT INTO restarted SELECT g, g FROM generate_series(%d, %d) g", 101+i*10, 110+i*10))
+		for port, st := range ic.states(t, "restarted") {
+			if st[1] != 4 || len(st) != 1 {
+				t.Errorf("after restart %d, placements on port %d: %v, want all finalized", i+1, port, st)
+			}
+		}
+	}
+	if rows := ic.coordRows(t, `SELECT node_port FROM pgs_distribution_metadata.node_identity WHERE went_back IS NOT NULL`); len(rows) != 0 {
+		t.Errorf("nodes recorded as gone back: %v", rows)
+	}
+}
+
+func sum(m map[int64]int64) int64 {
+	var s int64
+	for _, v := range m {
+		s += v
+	}
+	return s
+}
