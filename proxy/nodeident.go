@@ -27,7 +27,7 @@ import (
 //     its first statement afterwards comes through here. When the worker's postmaster is
 //     the one this proxy already verified and its WAL position did not go back, nothing
 //     but the one identity query runs; otherwise the coordinator is asked.
-//   - periodically (nodeCheckInterval), on a pool connection, which advances the recorded
+//   - periodically (Config.NodeCheckInterval), on a pool connection, which advances the recorded
 //     WAL position so that a restore to a copy older than that position is caught.
 //   - before a repair copies from a placement (the repair's source must be trusted).
 //
@@ -41,11 +41,12 @@ import (
 // row, which accepts its data as it is.
 //
 // What is not caught: writes acknowledged after the last recorded WAL position (at most
-// about nodeCheckInterval before the worker stopped) when the restored copy reaches
+// about Config.NodeCheckInterval before the worker stopped) when the restored copy reaches
 // exactly that position.
 
-// nodeCheckInterval is how often the proxy reads each worker's WAL position and records it.
-const nodeCheckInterval = time.Second
+// defaultNodeCheckInterval is how often the proxy reads each worker's WAL position and
+// records it, unless Config.NodeCheckInterval says otherwise.
+const defaultNodeCheckInterval = time.Second
 
 // identityQuery reads a worker's identity: system identifier, timeline, WAL position
 // and the postmaster's start time. Every function it uses may be run by any role, and
@@ -308,24 +309,42 @@ func (ni *nodeIdents) closeConns() {
 	}
 }
 
-// checkNodes runs checkNode on every worker every nodeCheckInterval until ctx is done.
+// CheckNodes checks every worker's identity once and records its WAL position, as the
+// periodic check does; it returns the errors other than unavailability.
+func (s *Server) CheckNodes(ctx context.Context) error {
+	var errs []error
+	for _, n := range s.cache.Load().Nodes {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.checkNode(cctx, n)
+		cancel()
+		if err != nil && !backend.Unavailable(err) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkNodes runs CheckNodes every Config.NodeCheckInterval until ctx is done.
 func (s *Server) checkNodes(ctx context.Context) {
-	t := time.NewTicker(nodeCheckInterval)
-	defer t.Stop()
 	defer s.idents.closeConns()
+	every := s.cfg.NodeCheckInterval
+	if every < 0 {
+		<-ctx.Done()
+		return
+	}
+	if every == 0 {
+		every = defaultNodeCheckInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for _, n := range s.cache.Load().Nodes {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err := s.checkNode(cctx, n)
-			cancel()
-			if err != nil && ctx.Err() == nil && !backend.Unavailable(err) {
-				s.log.Debug("worker identity check", "node", n.String(), "err", err)
-			}
+		if err := s.CheckNodes(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("worker identity check failed", "err", err)
 		}
 	}
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// locks and waits for its client longer than this, whatever the session's
 	// idle_in_transaction_session_timeout (0, the default: only that setting does).
 	IdleTransactionTimeout time.Duration
+	// NodeCheckInterval is how often the proxy reads each worker's identity and WAL
+	// position and records them on the coordinator (nodeident.go; default 1s, negative
+	// disables the periodic check: identities are then checked on new connections only).
+	NodeCheckInterval time.Duration
 }
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.

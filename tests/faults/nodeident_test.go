@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgshard/pgshard/proxy"
 	"github.com/pgshard/pgshard/tests/cluster"
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
@@ -30,7 +31,10 @@ func startIdentCluster(t *testing.T) *identCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second})
+	// No periodic identity check: the tests record WAL positions with CheckNodes, so
+	// that what catches a restore is the check on a new connection, before its first use.
+	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second,
+		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = -1 }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,15 +172,13 @@ func TestWorkerRestoredFromOlderCopy(t *testing.T) {
 			t.Fatalf("after a plain restart, placements on port %d: %v, want all finalized", port, st)
 		}
 	}
-	// The proxy records the worker's WAL position periodically: wait until it has seen
-	// the inserts (the restore must go back past what was recorded to be caught).
-	for {
-		cur, rec, ahead := ic.walPositions(t, w)
-		if ahead {
-			break
-		}
-		t.Logf("worker at %s, recorded %q: waiting", cur, rec)
-		time.Sleep(200 * time.Millisecond)
+	// The proxy records the worker's WAL position periodically; here, once, now: the
+	// restore must go back past what was recorded to be caught.
+	if err := ic.p.Server().CheckNodes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if cur, rec, ahead := ic.walPositions(t, w); !ahead {
+		t.Fatalf("worker at %s, recorded %q after CheckNodes", cur, rec)
 	}
 
 	if err := w.Stop(); err != nil {
