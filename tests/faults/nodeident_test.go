@@ -2,12 +2,15 @@ package faults
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/proxy"
 	"github.com/pgshard/pgshard/tests/cluster"
@@ -264,6 +267,69 @@ func TestWorkerRestartedKeepsPlacements(t *testing.T) {
 	if rows := ic.coordRows(t, `SELECT node_port FROM pgs_distribution_metadata.node_identity WHERE went_back IS NOT NULL`); len(rows) != 0 {
 		t.Errorf("nodes recorded as gone back: %v", rows)
 	}
+}
+
+// TestRestoredWorkerLastPlacementHeld: a worker restored from an older copy holds the
+// only placements of a table (replication 1). They cannot be marked inactive; the worker
+// is held: reads and writes that need it fail with an error saying why, rather than
+// returning stale rows, until an operator deletes its node_identity row, which accepts
+// its data as it is.
+func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
+	ic := startIdentCluster(t)
+	ctx := context.Background()
+	cl := ic.connect(t)
+	cl.exec(t, "CREATE TABLE lone (k int PRIMARY KEY, v bigint NOT NULL)",
+		"select master_create_distributed_table('lone', 'k')",
+		"select master_create_worker_shards('lone', 2, 1)",
+		"INSERT INTO lone SELECT g, g FROM generate_series(1, 100) g")
+	w := ic.c.Workers[1]
+	before := sum(ic.workerCounts(t, w, "lone"))
+	if before == 0 || before == 100 {
+		t.Fatalf("worker 2 holds %d of 100 rows; the test needs a shard on each worker", before)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	old := w.Dir + ".old"
+	shell(t, "cp", "-a", w.Dir, old)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl.exec(t, "INSERT INTO lone SELECT g, g FROM generate_series(101, 200) g")
+	if err := ic.p.Server().CheckNodes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	shell(t, "rm", "-rf", w.Dir)
+	shell(t, "mv", old, w.Dir)
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, sql := range []string{"SELECT count(*) FROM lone", "INSERT INTO lone SELECT g, g FROM generate_series(201, 300) g", "UPDATE lone SET v = v + 1"} {
+		_, err := cl.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "55000" || !strings.Contains(pe.Message, "went back in time") {
+			t.Errorf("%s on a held worker: %v; want 55000, went back in time", sql, err)
+		}
+	}
+	if st := ic.states(t, "lone")[w.Port]; st[1] != 1 || len(st) != 1 {
+		t.Errorf("placements on the held worker: %v, want its one placement finalized (the last)", st)
+	}
+	if rows := ic.coordRows(t, `SELECT held FROM pgs_distribution_metadata.node_identity WHERE node_port = $1`, w.Port); len(rows) != 1 || rows[0][0] != true {
+		t.Errorf("node_identity of the held worker: %v, want held", rows)
+	}
+
+	// The operator accepts the worker's data as it is: the worker is used again, with
+	// the rows its copy has.
+	ic.coordRows(t, `DELETE FROM pgs_distribution_metadata.node_identity WHERE node_port = $1`, w.Port)
+	want := sum(ic.workerCounts(t, ic.c.Workers[0], "lone")) + sum(ic.workerCounts(t, w, "lone"))
+	if got := cl.int(t, "SELECT count(*) FROM lone"); got != want {
+		t.Errorf("count after the operator accepted the worker: %d, want %d", got, want)
+	}
+	cl.exec(t, "UPDATE lone SET v = v + 1")
 }
 
 func sum(m map[int64]int64) int64 {
