@@ -40,9 +40,10 @@ import (
 // why, and repair refuses it as a source — until an operator deletes its node_identity
 // row, which accepts its data as it is.
 //
-// What is not caught: writes acknowledged after the last recorded WAL position (at most
-// about Config.NodeCheckInterval before the worker stopped) when the restored copy reaches
-// exactly that position.
+// What is not caught: a copy taken after the last recorded WAL position (recorded at
+// most about Config.NodeCheckInterval before the worker stopped), which lacks only the
+// writes acknowledged since. A worker restarted with its own data shows the same
+// identity and a WAL position that only grew: nothing is marked.
 
 // defaultNodeCheckInterval is how often the proxy reads each worker's WAL position and
 // records it, unless Config.NodeCheckInterval says otherwise.
