@@ -137,11 +137,22 @@ func (s *Server) checkNewConn(ctx context.Context, k backend.Key, c *backend.Con
 	if !ok {
 		return nil // the coordinator, or a node no longer registered
 	}
+	// The pool may make the connection in the background, without the statement's
+	// deadline: bound the check.
+	ctx, cancel := context.WithTimeout(ctx, identityTimeout)
+	defer cancel()
 	id, start, err := readIdentity(ctx, c)
-	if err != nil {
+	var pe *pgerr.Error
+	switch {
+	case err == nil:
+		return s.verifyNode(ctx, n, id, start, false)
+	case errors.As(err, &pe) && !backend.Unavailable(err):
+		// The worker answered the identity query with an error: say so, rather than
+		// take the worker for unreachable.
+		return pgerr.Wrap(err, pgerr.InternalError, "could not check the identity of worker %s: %s", fmtNode(n), pe.Message)
+	default:
 		return fmt.Errorf("proxy: read the identity of %s: %w", n, err)
 	}
-	return s.verifyNode(ctx, n, id, start, false)
 }
 
 // verifyNode checks what node n says about itself (on a connection to the postmaster that
@@ -162,6 +173,10 @@ func (s *Server) verifyNode(ctx context.Context, n metadata.Node, id store.NodeI
 	}
 	return nil
 }
+
+// identityTimeout bounds the identity check of a new connection (the worker's query and
+// the coordinator's).
+const identityTimeout = 15 * time.Second
 
 // resetQuarantine is how long after a node's placements were marked inactive because its
 // data went back new session connections to it are refused while none of its placements

@@ -270,9 +270,10 @@ func TestWorkerRestartedKeepsPlacements(t *testing.T) {
 }
 
 // TestRestoredWorkerLastPlacementHeld: a worker restored from an older copy holds the
-// only placements of a table (replication 1). They cannot be marked inactive; the worker
-// is held: reads and writes that need it fail with an error saying why, rather than
-// returning stale rows, until an operator deletes its node_identity row, which accepts
+// only placements of a table (replication 1) and the last finalized placements of
+// another. They cannot be marked inactive; the worker is held: reads and writes that
+// need it fail with an error saying why, rather than returning stale rows, repair
+// refuses it as a source, until an operator deletes its node_identity row, which accepts
 // its data as it is.
 func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 	ic := startIdentCluster(t)
@@ -281,7 +282,11 @@ func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 	cl.exec(t, "CREATE TABLE lone (k int PRIMARY KEY, v bigint NOT NULL)",
 		"select master_create_distributed_table('lone', 'k')",
 		"select master_create_worker_shards('lone', 2, 1)",
-		"INSERT INTO lone SELECT g, g FROM generate_series(1, 100) g")
+		"INSERT INTO lone SELECT g, g FROM generate_series(1, 100) g",
+		"CREATE TABLE pair (k int PRIMARY KEY, v bigint NOT NULL)",
+		"select master_create_distributed_table('pair', 'k')",
+		"select master_create_worker_shards('pair', 2, 2)",
+		"INSERT INTO pair SELECT g, g FROM generate_series(1, 100) g")
 	w := ic.c.Workers[1]
 	before := sum(ic.workerCounts(t, w, "lone"))
 	if before == 0 || before == 100 {
@@ -296,6 +301,19 @@ func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.exec(t, "INSERT INTO lone SELECT g, g FROM generate_series(101, 200) g")
+	// pair's placements on the other worker miss an UPDATE (that worker is down for it)
+	// and are marked inactive: the restored worker's are then the last finalized ones.
+	good := ic.c.Workers[0]
+	if err := good.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cl.exec(t, "UPDATE pair SET v = v + 1")
+	if err := good.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := ic.states(t, "pair")[good.Port]; st[3] != 2 {
+		t.Fatalf("pair's placements on the stopped worker: %v, want 2 inactive", st)
+	}
 	if err := ic.p.Server().CheckNodes(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -308,7 +326,7 @@ func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for _, sql := range []string{"SELECT count(*) FROM lone", "INSERT INTO lone SELECT g, g FROM generate_series(201, 300) g", "UPDATE lone SET v = v + 1"} {
+	for _, sql := range []string{"SELECT count(*) FROM lone", "SELECT count(*) FROM pair", "UPDATE pair SET v = v + 1", "INSERT INTO lone SELECT g, g FROM generate_series(201, 300) g", "UPDATE lone SET v = v + 1"} {
 		_, err := cl.Exec(ctx, sql)
 		var pe *pgconn.PgError
 		if !errors.As(err, &pe) || pe.Code != "55000" || !strings.Contains(pe.Message, "went back in time") {
@@ -320,6 +338,18 @@ func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 	}
 	if rows := ic.coordRows(t, `SELECT held FROM pgs_distribution_metadata.node_identity WHERE node_port = $1`, w.Port); len(rows) != 1 || rows[0][0] != true {
 		t.Errorf("node_identity of the held worker: %v, want held", rows)
+	}
+
+	// Repair refuses the held worker's placements as sources: the other worker's
+	// placements stay inactive.
+	for _, r := range ic.coordRows(t, `SELECT id FROM pgs_distribution_metadata.shard WHERE relation_id = 'pair'::regclass`) {
+		_, err := cl.Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", r[0].(int64)))
+		if err == nil || !strings.Contains(err.Error(), "went back in time") {
+			t.Errorf("REPAIR SHARD %d from the held worker: %v; want refused", r[0], err)
+		}
+	}
+	if st := ic.states(t, "pair"); st[good.Port][3] != 2 || st[w.Port][1] != 2 {
+		t.Errorf("pair's placements after the refused repairs: %v", st)
 	}
 
 	// The operator accepts the worker's data as it is: the worker is used again, with
