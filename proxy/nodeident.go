@@ -78,6 +78,8 @@ type nodeIdent struct {
 	// resetAt is when this proxy last learned that the node's placements were marked
 	// inactive because its data went back (zero: never).
 	resetAt time.Time
+	// resetGen is the node's highest ResetGeneration this proxy knows of.
+	resetGen int64
 	// conn is the proxy's own connection for checkNode.
 	conn *backend.Conn
 }
@@ -212,10 +214,18 @@ func (s *Server) verifyLocked(ctx context.Context, st *nodeIdent, n metadata.Nod
 		return fmt.Errorf("proxy: could not check the identity of %s: %w", n, err)
 	}
 	if back == "" && !rec.Held {
+		known := st.known
 		st.known, st.id, st.start, st.recorded, st.held = true, id, start, max(id.LSN, rec.LSN), ""
+		if rec.ResetGeneration > st.resetGen {
+			// Another proxy marked the node's placements: statements this proxy planned
+			// before must not reach them (see resetQuarantine).
+			st.resetGen = rec.ResetGeneration
+			if known {
+				st.resetAt = time.Now()
+			}
+		}
 		if rec.ResetGeneration > s.cache.Load().Generation {
-			// Another proxy marked the node's placements: this proxy's statements must
-			// not use them any more.
+			// ... nor its statements to come.
 			if _, err := s.store.Reload(ctx, s.cache); err != nil {
 				return fmt.Errorf("proxy: reload metadata after %s went back: %w", n, err)
 			}
@@ -278,7 +288,7 @@ func (s *Server) nodeWentBack(ctx context.Context, st *nodeIdent, n metadata.Nod
 			WithHint("To accept its data as it is, delete its row of pgs_distribution_metadata.node_identity on the coordinator.")
 	}
 	st.known, st.id, st.start, st.recorded, st.held = true, id, start, id.LSN, ""
-	st.resetAt = time.Now()
+	st.resetAt, st.resetGen = time.Now(), max(st.resetGen, gen)
 	return &backend.UnavailableError{Addr: n.Addr(), Err: fmt.Errorf("the node's data went back in time (%s); its placements were marked inactive", why)}
 }
 

@@ -21,8 +21,9 @@ import (
 // stop workers and replace their data directories, which the shared cluster's other tests
 // must not see.
 type identCluster struct {
-	c *cluster.Cluster
-	p *testproxy.Proxy
+	c  *cluster.Cluster
+	p  *testproxy.Proxy
+	p2 *testproxy.Proxy // a second proxy, which did not notice the restore itself
 }
 
 func startIdentCluster(t *testing.T) *identCluster {
@@ -42,7 +43,13 @@ func startIdentCluster(t *testing.T) *identCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop() })
-	ic := &identCluster{c: c, p: p}
+	p2, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second,
+		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = -1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p2.Stop() })
+	ic := &identCluster{c: c, p: p, p2: p2}
 	cl := ic.connect(t)
 	for _, w := range c.Workers {
 		cl.exec(t, fmt.Sprintf("select master_add_node('%s', %d)", w.Host, w.Port))
@@ -157,6 +164,10 @@ func TestWorkerRestoredFromOlderCopy(t *testing.T) {
 		"select master_create_distributed_table('restored', 'k')",
 		"select master_create_worker_shards('restored', 4, 2)",
 		"INSERT INTO restored SELECT g, g FROM generate_series(1, 170) g")
+	cl2 := connectTo(t, simpleURL(ic.p2))
+	if n := cl2.int(t, "SELECT count(*) FROM restored"); n != 170 {
+		t.Fatalf("count through the second proxy: %d", n)
+	}
 	w := ic.c.Workers[1]
 
 	// The older copy, taken with the server stopped (cp -a keeps the owner).
@@ -206,6 +217,14 @@ func TestWorkerRestoredFromOlderCopy(t *testing.T) {
 	good := ic.c.Workers[0].Port
 	if st := states[good]; st[1] != 4 {
 		t.Errorf("placements on the good worker: %v, want 4 finalized", st)
+	}
+	// The second proxy, whose connections to the worker were cut by the restart too,
+	// learns of the marks rather than read the stale copy.
+	if n := cl2.int(t, "SELECT count(*) FROM restored"); n != 200 {
+		t.Errorf("count through the second proxy after the restore: %d, want 200", n)
+	}
+	if n := cl2.int(t, "SELECT sum(v) FROM restored WHERE k > 170"); n != 30*(171+200)/2 {
+		t.Errorf("rows 171..200 through the second proxy: sum %d", n)
 	}
 	tag, err := cl.Exec(ctx, "UPDATE restored SET v = -v WHERE k = 185")
 	if err != nil || tag.String() != "UPDATE 1" {
