@@ -147,7 +147,7 @@ func (s *Server) checkNewConn(ctx context.Context, k backend.Key, c *backend.Con
 	var pe *pgerr.Error
 	switch {
 	case err == nil:
-		return s.verifyNode(ctx, n, id, start, false)
+		return s.verifyNode(ctx, n, id, start, identityOn(c), false)
 	case errors.As(err, &pe) && !backend.Unavailable(err):
 		// The worker answered the identity query with an error: say so, rather than
 		// take the worker for unreachable.
@@ -163,11 +163,11 @@ func (s *Server) checkNewConn(ctx context.Context, k backend.Key, c *backend.Con
 // *backend.UnavailableError when its data went back and its placements were just marked
 // inactive (the caller's statement was routed before that, and must fail over); a
 // *pgerr.Error when the node is held.
-func (s *Server) verifyNode(ctx context.Context, n metadata.Node, id store.NodeIdentity, start string, record bool) error {
+func (s *Server) verifyNode(ctx context.Context, n metadata.Node, id store.NodeIdentity, start string, read identityReader, record bool) error {
 	st := s.idents.of(n)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if err := s.verifyLocked(ctx, st, n, id, start, record); err != nil {
+	if err := s.verifyLocked(ctx, st, n, id, start, read, record); err != nil {
 		return err
 	}
 	if !record && !st.resetAt.IsZero() && time.Since(st.resetAt) < resetQuarantine && !hasFinalized(s.cache.Load(), n) {
@@ -201,15 +201,29 @@ func hasFinalized(snap *metadata.Snapshot, n metadata.Node) bool {
 	return false
 }
 
-// verifyLocked is verifyNode with st.mu held.
-func (s *Server) verifyLocked(ctx context.Context, st *nodeIdent, n metadata.Node, id store.NodeIdentity, start string, record bool) error {
+// identityReader reads a node's identity again, as readIdentity does.
+type identityReader func(context.Context) (store.NodeIdentity, string, error)
+
+// identityOn reads the identity on connection c.
+func identityOn(c *backend.Conn) identityReader {
+	return func(ctx context.Context) (store.NodeIdentity, string, error) { return readIdentity(ctx, c) }
+}
+
+// verifyLocked is verifyNode with st.mu held. id and start were read before; when the
+// coordinator is asked, read reads them again under the record's lock
+// (store.CheckNodeIdentity).
+func (s *Server) verifyLocked(ctx context.Context, st *nodeIdent, n metadata.Node, id store.NodeIdentity, start string, read identityReader, record bool) error {
 	if st.known && st.held == "" && start == st.start && store.WentBack(st.id, id) == "" {
 		st.id.Timeline, st.id.LSN = max(st.id.Timeline, id.Timeline), max(st.id.LSN, id.LSN)
 		if !record || st.id.LSN <= st.recorded {
 			return nil
 		}
 	}
-	rec, back, err := s.store.CheckNodeIdentity(ctx, n, id)
+	rec, id, back, err := s.store.CheckNodeIdentity(ctx, n, func(ctx context.Context) (store.NodeIdentity, error) {
+		var err error
+		id, start, err = read(ctx)
+		return id, err
+	})
 	if err != nil {
 		return fmt.Errorf("proxy: could not check the identity of %s: %w", n, err)
 	}
@@ -318,7 +332,7 @@ func (s *Server) checkNode(ctx context.Context, n metadata.Node) error {
 		st.conn = nil
 		return fmt.Errorf("proxy: read the identity of %s: %w", n, err)
 	}
-	return s.verifyLocked(ctx, st, n, id, start, true)
+	return s.verifyLocked(ctx, st, n, id, start, identityOn(st.conn), true)
 }
 
 // closeConns closes the proxy's own identity connections.

@@ -75,45 +75,76 @@ func WentBack(rec, id NodeIdentity) string {
 	return ""
 }
 
-// CheckNodeIdentity compares what node n says about itself with its record, under the
-// record's row lock. A node seen for the first time is recorded as it is; one whose
-// identity does not go back has its timeline and WAL position advanced. It returns the
-// record as it was and how id goes back from it ("" if it does not); a node that went
-// back is left to ResolveNodeIdentity, and so is a held one.
-func (s *Store) CheckNodeIdentity(ctx context.Context, n metadata.Node, id NodeIdentity) (rec NodeRecord, back string, err error) {
+// CheckNodeIdentity compares what node n says about itself with its record. read asks
+// the node, and runs while the record's row is locked: two proxies that read the node at
+// different times record in the order they read (one that read before another recorded
+// would otherwise take the node for gone back). A node seen for the first time is
+// recorded as it is; one whose identity does not go back has its timeline and WAL
+// position advanced. It returns the record as it was, what read returned, and how that
+// goes back from the record ("" if it does not); a node that went back is left to
+// ResolveNodeIdentity, and so is a held one.
+func (s *Store) CheckNodeIdentity(ctx context.Context, n metadata.Node, read func(context.Context) (NodeIdentity, error)) (rec NodeRecord, id NodeIdentity, back string, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.node_identity
-			(node_name, node_port, system_identifier, timeline, wal_lsn) VALUES ($1, $2, $3, $4, $5::text::pg_lsn)
-			ON CONFLICT DO NOTHING`, n.Name, n.Port, id.SystemID, id.Timeline, FormatLSN(id.LSN)); err != nil {
-			return fmt.Errorf("store: record node identity: %w", err)
-		}
-		var lsn string
-		var wentBack *string
-		if err := tx.QueryRow(ctx, `SELECT system_identifier, timeline, wal_lsn::text, held, went_back, reset_generation
-			FROM pgs_distribution_metadata.node_identity WHERE node_name = $1 AND node_port = $2 FOR UPDATE`, n.Name, n.Port).
-			Scan(&rec.SystemID, &rec.Timeline, &lsn, &rec.Held, &wentBack, &rec.ResetGeneration); err != nil {
-			return fmt.Errorf("store: read node identity: %w", err)
-		}
-		if wentBack != nil {
-			rec.WentBack = *wentBack
-		}
-		if rec.LSN, err = ParseLSN(lsn); err != nil {
+		found, err := lockNodeRecord(ctx, tx, n, &rec)
+		if err != nil {
 			return err
 		}
-		back = WentBack(rec.NodeIdentity, id)
-		if back != "" || rec.Held {
-			return nil
+		if id, err = read(ctx); err != nil {
+			return err
 		}
-		if id.Timeline > rec.Timeline || id.LSN > rec.LSN {
-			if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.node_identity
-				SET timeline = $3, wal_lsn = $4::text::pg_lsn, checked_at = pg_catalog.now()
-				WHERE node_name = $1 AND node_port = $2`, n.Name, n.Port, id.Timeline, FormatLSN(max(id.LSN, rec.LSN))); err != nil {
+		if !found {
+			tag, err := tx.Exec(ctx, `INSERT INTO pgs_distribution_metadata.node_identity
+				(node_name, node_port, system_identifier, timeline, wal_lsn) VALUES ($1, $2, $3, $4, $5::text::pg_lsn)
+				ON CONFLICT DO NOTHING`, n.Name, n.Port, id.SystemID, id.Timeline, FormatLSN(id.LSN))
+			if err != nil {
 				return fmt.Errorf("store: record node identity: %w", err)
 			}
+			if tag.RowsAffected() == 1 {
+				rec.NodeIdentity = id
+				return nil
+			}
+			// Another proxy recorded the node first: compare with its record, reading
+			// the node again under the lock.
+			if found, err = lockNodeRecord(ctx, tx, n, &rec); err != nil || !found {
+				return errors.Join(err, errors.New("store: node identity row vanished"))
+			}
+			if id, err = read(ctx); err != nil {
+				return err
+			}
+		}
+		back = WentBack(rec.NodeIdentity, id)
+		if back != "" || rec.Held || (id.Timeline <= rec.Timeline && id.LSN <= rec.LSN) {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE pgs_distribution_metadata.node_identity
+			SET timeline = $3, wal_lsn = $4::text::pg_lsn, checked_at = pg_catalog.now()
+			WHERE node_name = $1 AND node_port = $2`, n.Name, n.Port, max(id.Timeline, rec.Timeline), FormatLSN(max(id.LSN, rec.LSN))); err != nil {
+			return fmt.Errorf("store: record node identity: %w", err)
 		}
 		return nil
 	})
-	return rec, back, err
+	return rec, id, back, err
+}
+
+// lockNodeRecord reads and locks node n's row of node_identity into rec; found is false
+// when there is none.
+func lockNodeRecord(ctx context.Context, tx pgx.Tx, n metadata.Node, rec *NodeRecord) (found bool, err error) {
+	var lsn string
+	var wentBack *string
+	err = tx.QueryRow(ctx, `SELECT system_identifier, timeline, wal_lsn::text, held, went_back, reset_generation
+		FROM pgs_distribution_metadata.node_identity WHERE node_name = $1 AND node_port = $2 FOR UPDATE`, n.Name, n.Port).
+		Scan(&rec.SystemID, &rec.Timeline, &lsn, &rec.Held, &wentBack, &rec.ResetGeneration)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: read node identity: %w", err)
+	}
+	if wentBack != nil {
+		rec.WentBack = *wentBack
+	}
+	rec.LSN, err = ParseLSN(lsn)
+	return err == nil, err
 }
 
 // ResolveNodeIdentity records the outcome for a node whose data went back: held (some of
