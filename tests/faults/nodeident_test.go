@@ -26,7 +26,11 @@ type identCluster struct {
 	p2 *testproxy.Proxy // a second proxy, which did not notice the restore itself
 }
 
-func startIdentCluster(t *testing.T) *identCluster {
+func startIdentCluster(t *testing.T) *identCluster { return startIdentClusterEvery(t, -1) }
+
+// startIdentClusterEvery starts an identCluster whose proxies check identities every
+// interval (negative: never on their own).
+func startIdentClusterEvery(t *testing.T, every time.Duration) *identCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -35,16 +39,17 @@ func startIdentCluster(t *testing.T) *identCluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	// No periodic identity check: the tests record WAL positions with CheckNodes, so
-	// that what catches a restore is the check on a new connection, before its first use.
+	// By default no periodic identity check: the tests record WAL positions with
+	// CheckNodes, so that what catches a restore is the check on a new connection, before
+	// its first use.
 	p, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second,
-		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = -1 }})
+		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = every }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Stop() })
 	p2, err := testproxy.Start(ctx, c.Coordinator.URL("postgres"), testproxy.Options{LockTimeout: 20 * time.Second,
-		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = -1 }})
+		Config: func(cfg *proxy.Config) { cfg.NodeCheckInterval = every }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,6 +403,34 @@ func TestRestoredWorkerLastPlacementHeld(t *testing.T) {
 		t.Errorf("count after the operator accepted the worker: %d, want %d", got, want)
 	}
 	cl.exec(t, "UPDATE lone SET v = v + 1")
+}
+
+// TestIdentityChecksUnderWritesMarkNothing: two proxies checking and recording the
+// workers' WAL positions as often as they can while both write: the positions each reads
+// only grow, whichever proxy records first, and no healthy worker is taken for one whose
+// data went back.
+func TestIdentityChecksUnderWritesMarkNothing(t *testing.T) {
+	ic := startIdentClusterEvery(t, time.Millisecond)
+	cl, cl2 := ic.connect(t), connectTo(t, simpleURL(ic.p2))
+	cl.exec(t, "CREATE TABLE busy (k int PRIMARY KEY, v bigint NOT NULL)",
+		"select master_create_distributed_table('busy', 'k')",
+		"select master_create_worker_shards('busy', 4, 2)",
+		"INSERT INTO busy SELECT g, 0 FROM generate_series(1, 100) g")
+	for i := 0; i < 150; i++ {
+		cl.exec(t, fmt.Sprintf("UPDATE busy SET v = v + 1 WHERE k = %d", i%100+1))
+		cl2.exec(t, fmt.Sprintf("UPDATE busy SET v = v + 1 WHERE k = %d", (i+50)%100+1))
+	}
+	if n := cl.int(t, "SELECT sum(v) FROM busy"); n != 300 {
+		t.Errorf("sum after 300 increments: %d", n)
+	}
+	for port, st := range ic.states(t, "busy") {
+		if st[1] != 4 || len(st) != 1 {
+			t.Errorf("placements on port %d: %v, want all finalized", port, st)
+		}
+	}
+	if rows := ic.coordRows(t, `SELECT node_port, went_back FROM pgs_distribution_metadata.node_identity WHERE went_back IS NOT NULL`); len(rows) != 0 {
+		t.Errorf("healthy workers recorded as gone back: %v", rows)
+	}
 }
 
 func sum(m map[int64]int64) int64 {
