@@ -177,9 +177,7 @@ func restoredFromOlderCopy(t *testing.T, updateFirst bool) {
 		"select master_create_worker_shards('restored', 4, 2)",
 		"INSERT INTO restored SELECT g, g FROM generate_series(1, 170) g")
 	cl2 := connectTo(t, simpleURL(ic.p2))
-	if n := cl2.int(t, "SELECT count(*) FROM restored"); n != 170 {
-		t.Fatalf("count through the second proxy: %d", n)
-	}
+	waitSees(t, cl2, "restored", 170)
 	w := ic.c.Workers[1]
 
 	// The older copy, taken with the server stopped (cp -a keeps the owner).
@@ -416,6 +414,7 @@ func TestIdentityChecksUnderWritesMarkNothing(t *testing.T) {
 		"select master_create_distributed_table('busy', 'k')",
 		"select master_create_worker_shards('busy', 4, 2)",
 		"INSERT INTO busy SELECT g, 0 FROM generate_series(1, 100) g")
+	waitSees(t, cl2, "busy", 100)
 	for i := 0; i < 150; i++ {
 		cl.exec(t, fmt.Sprintf("UPDATE busy SET v = v + 1 WHERE k = %d", i%100+1))
 		cl2.exec(t, fmt.Sprintf("UPDATE busy SET v = v + 1 WHERE k = %d", (i+50)%100+1))
@@ -431,6 +430,21 @@ func TestIdentityChecksUnderWritesMarkNothing(t *testing.T) {
 	if rows := ic.coordRows(t, `SELECT node_port, went_back FROM pgs_distribution_metadata.node_identity WHERE went_back IS NOT NULL`); len(rows) != 0 {
 		t.Errorf("healthy workers recorded as gone back: %v", rows)
 	}
+}
+
+// waitSees waits until a proxy's session reads n rows of table: a proxy learns of a
+// table another proxy created through a notification, a moment later.
+func waitSees(t *testing.T, c conn, table string, n int64) {
+	t.Helper()
+	var got int64
+	var err error
+	for i := 0; i < 300; i++ {
+		if err = c.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&got); err == nil && got == n {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the second proxy reads %d rows of %s (%v), want %d", got, table, err, n)
 }
 
 func sum(m map[int64]int64) int64 {
