@@ -131,7 +131,7 @@ type txnState struct {
 	// statement_timeout and cancel requests (locks.go).
 	waits lockWait
 
-	// locker takes shard write locks (the server's: Server.lockShards).
+	// locker is the server's side of taking write locks (locks.go).
 	locker shardLocker
 	// idleTxLimit is pgshard's IdleTransactionTimeout (idleDeadline).
 	idleTxLimit time.Duration
@@ -167,10 +167,12 @@ type txnHost interface {
 	applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error
 }
 
-// shardLocker takes shard write locks across the proxies (Server.lockShards): the
-// returned function releases them.
+// shardLocker is what taking write locks needs from the server (locks.go): the OID of
+// the placements' epoch sequence, and bringing the placements up to date when the epoch
+// read with the locks moved.
 type shardLocker interface {
-	lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error)
+	epochOID() uint32
+	placementsCurrent(ctx context.Context, epoch int64) error
 }
 
 // newTxnState is the transaction layer of a new session: idle, holding nothing.
@@ -274,6 +276,12 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	if commit && t.tx == txBlock {
 		cmd = "COMMIT"
 	}
+	// A block whose write locks are gone (their coordinator connection was lost) must
+	// not commit: another writer may have taken them meanwhile (locks.go).
+	lockErr := t.checkLocksHeld(ctx, cmd == "COMMIT")
+	if lockErr != nil {
+		cmd = "ROLLBACK"
+	}
 	results, coordErr := t.finishOnNodes(ctx, cmd)
 	for _, n := range sortedNodes(results) {
 		if results[n] != nil {
@@ -291,14 +299,17 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	if coordErr != nil && err == nil {
 		err = coordErr
 	}
+	if lockErr != nil {
+		err = lockErr
+	}
 	t.releaseBlock(t.host.settingsChanged())
 	t.host.blockUndone(ctx, true)
 	t.idleAfterBlock(ctx)
 	return missed, err
 }
 
-// finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block at once: the
-// worker connections in parallel, the coordinator's meanwhile. It returns each worker
+// finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block: the worker
+// connections in parallel, then the coordinator's. It returns each worker
 // node's outcome and the coordinator's. This is one-phase commit: a node that fails to
 // commit while others succeed leaves the block committed in part (decideBlockCommit
 // makes that safe for replicated shards by marking the placements that missed it).
@@ -329,11 +340,15 @@ func (t *txnState) finishOnNodes(ctx context.Context, cmd string) (map[metadata.
 			outcomes[i] = c.Exec(ctx, cmd)
 		}()
 	}
+	// The coordinator's part ends after the workers': it holds the block's write locks
+	// (locks.go), which must outlast the writes' commits on every placement, else a
+	// writer that takes them next sees the block's rows on one placement and not yet on
+	// its sibling.
+	wg.Wait()
 	var coordErr error
 	if t.coordInTx && t.coord != nil {
 		coordErr = t.coord.Value().Exec(ctx, cmd)
 	}
-	wg.Wait()
 	results := make(map[metadata.Node]error, len(nodes))
 	for i, n := range nodes {
 		results[n] = outcomes[i]
