@@ -77,6 +77,10 @@ type Config struct {
 	// locks and waits for its client longer than this, whatever the session's
 	// idle_in_transaction_session_timeout (0, the default: only that setting does).
 	IdleTransactionTimeout time.Duration
+	// NodeCheckInterval is how often the proxy reads each worker's identity and WAL
+	// position and records them on the coordinator (nodeident.go; default 1s, negative
+	// disables the periodic check: identities are then checked on new connections only).
+	NodeCheckInterval time.Duration
 }
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.
@@ -109,6 +113,7 @@ type Server struct {
 
 	stats  stats
 	repair *repair.Repairer
+	idents nodeIdents // workers' identities (nodeident.go)
 	// epochSeq is the OID of the placements' epoch sequence (0: unknown); epoch is its
 	// value when the metadata was last read for it (placementsCurrent; -1: never).
 	epochSeq uint32
@@ -174,12 +179,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.cfg.LockTimeout <= 0 {
 		s.cfg.LockTimeout = 30 * time.Second
 	}
-	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
+	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize), OnConnect: s.checkNewConn})
 	s.repair = &repair.Repairer{
 		Store: st, Cache: s.cache, User: pcfg.User, Log: cfg.Logger, LockTimeout: s.cfg.LockTimeout,
 		Connect: func(n metadata.Node, user string) *pgconn.Config {
 			return s.pools.ConnConfig(s.workerKey(n, user))
 		},
+		CheckSource: s.checkNode,
 	}
 	if err := st.Pool().QueryRow(ctx, "SELECT 'pgs_distribution_metadata.placement_epoch'::pg_catalog.regclass::pg_catalog.oid").Scan(&s.epochSeq); err != nil {
 		s.Close()
@@ -225,10 +231,14 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() {
 		defer bg.Done()
 		s.store.Watch(ctx, s.cache, nil, nil)
+	}()
+	go func() {
+		defer bg.Done()
+		s.checkNodes(ctx)
 	}()
 	go func() {
 		defer bg.Done()

@@ -71,6 +71,9 @@ type Repairer struct {
 	// Connect returns the configuration for a connection to a worker, as the given user
 	// (connections are made for each repair).
 	Connect func(node metadata.Node, user string) *pgconn.Config
+	// CheckSource, when set, verifies that a source placement's node may be trusted (its
+	// data did not go back in time; see proxy/nodeident.go); an error refuses the source.
+	CheckSource func(ctx context.Context, node metadata.Node) error
 	// User is the proxy's own role (the coordinator URL's user). Repairs run as the table's
 	// owner; User only probes whether a worker answers and drops a target table that the
 	// table's owner does not own.
@@ -152,6 +155,9 @@ func (r *Repairer) Copy(ctx context.Context, req Request) (Result, error) {
 	if src.State != metadata.StateFinalized {
 		return Result{}, pgerr.New(pgerr.InvalidParameterValue, "source placement must be in finalized state")
 	}
+	if err := r.checkSource(ctx, src.Node); err != nil {
+		return Result{}, err
+	}
 	tgt, err := find(req.Target)
 	if err != nil {
 		return Result{}, err
@@ -160,6 +166,23 @@ func (r *Repairer) Copy(ctx context.Context, req Request) (Result, error) {
 		return Result{}, pgerr.New(pgerr.InvalidParameterValue, "target placement must be in inactive state")
 	}
 	return r.copy(ctx, req, t, sh, src, tgt)
+}
+
+// checkSource refuses a source whose node is held, or whose data went back in time (its
+// placements were just marked inactive; the caller's snapshot predates that).
+func (r *Repairer) checkSource(ctx context.Context, n metadata.Node) error {
+	if r.CheckSource == nil {
+		return nil
+	}
+	err := r.CheckSource(ctx, n)
+	if err == nil {
+		return nil
+	}
+	var pe *pgerr.Error
+	if !errors.As(err, &pe) {
+		pe = pgerr.Wrap(err, pgerr.ObjectNotInPrereqState, "source placement on %s is not usable: %v", n, err)
+	}
+	return fmt.Errorf("%w: %w", errSourceUnavailable, pe)
 }
 
 // RepairShard repairs every inactive placement of a shard from its first reachable

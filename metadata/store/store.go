@@ -103,7 +103,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, lock); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, schemaSQL); err != nil {
+		if _, err := tx.Exec(ctx, schemaSQL+"\n"+nodeIdentSQL); err != nil {
 			return err
 		}
 		// Event triggers need superuser; run them in a savepoint and go on without them.

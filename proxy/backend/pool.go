@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/puddle/v2"
+
+	"github.com/pgshard/pgshard/pgerr"
 )
 
 // Key identifies a pool: one server, user and database.
@@ -35,6 +37,10 @@ type Config struct {
 	IdleTimeout time.Duration
 	// RuntimeParams are startup parameters for every backend connection.
 	RuntimeParams map[string]string
+	// OnConnect, when set, runs on every new connection of a pool before its first use
+	// (the proxy checks there that a worker's data did not go back in time); an error
+	// closes the connection and fails the Acquire. It is off the per-statement path.
+	OnConnect func(ctx context.Context, k Key, c *Conn) error
 }
 
 // Pools holds one pool per Key, created on first use.
@@ -78,7 +84,7 @@ func (ps *Pools) Get(k Key) (*Pool, error) {
 	}
 	cfg := ps.connConfig(k)
 	pp, err := puddle.NewPool(&puddle.Config[*Conn]{
-		Constructor: func(ctx context.Context) (*Conn, error) { return Dial(ctx, cfg) },
+		Constructor: func(ctx context.Context) (*Conn, error) { return ps.dial(ctx, k, cfg) },
 		Destructor:  func(c *Conn) { c.Terminate() },
 		MaxSize:     ps.cfg.MaxConns,
 	})
@@ -88,6 +94,19 @@ func (ps *Pools) Get(k Key) (*Pool, error) {
 	p := &Pool{Key: k, p: pp}
 	ps.pools[k] = p
 	return p, nil
+}
+
+// dial makes a pool's new connection and runs Config.OnConnect on it.
+func (ps *Pools) dial(ctx context.Context, k Key, cfg *pgconn.Config) (*Conn, error) {
+	c, err := Dial(ctx, cfg)
+	if err != nil || ps.cfg.OnConnect == nil {
+		return c, err
+	}
+	if err := ps.cfg.OnConnect(ctx, k, c); err != nil {
+		c.Terminate()
+		return nil, err
+	}
+	return c, nil
 }
 
 // ConnConfig returns the connection configuration for k (for connections outside pools).
@@ -119,7 +138,10 @@ func (p *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
 	for {
 		res, err := p.p.Acquire(ctx)
 		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			var pe *pgerr.Error
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &pe) {
+				// A server error from OnConnect is the answer itself (the server is
+				// reachable; its use is refused), not unavailability.
 				return nil, err
 			}
 			return nil, &UnavailableError{Addr: p.Key.Host + ":" + strconv.Itoa(p.Key.Port), Err: err}
