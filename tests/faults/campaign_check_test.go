@@ -100,9 +100,9 @@ func (p *problems) String() string {
 	return b.String()
 }
 
-// checkRows compares the rows a proxy returns with what the clients know.
-func (l *ledger) checkRows(ctx context.Context, url string, p *problems) error {
-	for _, table := range []string{campItems, campSolo} {
+// checkRows compares the rows of the tables a proxy returns with what the clients know.
+func (l *ledger) checkRows(ctx context.Context, url string, p *problems, tables ...string) error {
+	for _, table := range tables {
 		got, dup, err := readTable(ctx, url, table)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", table, err)

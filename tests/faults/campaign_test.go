@@ -95,6 +95,14 @@ func TestFaultCampaign(t *testing.T) {
 	}
 
 	tables := []string{campItems, campCtr, campSolo}
+	rowTables := []string{campItems, campSolo}
+	if in.staleDir != "" {
+		// The restored worker's shards of camp_solo had no other copy: their lost writes
+		// cannot come back, and pgshard rightly refuses to serve them. Only the
+		// replicated tables are checked.
+		t.Logf("stale restore: %s not checked (its only copy on %s went back in time)", campSolo, e.c.Workers[in.staleWorker].Name)
+		tables, rowTables = []string{campItems, campCtr}, []string{campItems}
+	}
 	prepared, inactive, err := e.settle(ctx, 90*time.Second, tables...)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +121,7 @@ func TestFaultCampaign(t *testing.T) {
 	for _, d := range diverged {
 		p.add("finalized placements differ", "%s", d)
 	}
-	if err := l.checkRows(ctx, e.proxies[0].url(), &p); err != nil {
+	if err := l.checkRows(ctx, e.proxies[0].url(), &p, rowTables...); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.checkCounters(ctx, e.proxies[0].url(), &p); err != nil {
