@@ -79,6 +79,10 @@ type Config struct {
 	// locks and waits for its client longer than this, whatever the session's
 	// idle_in_transaction_session_timeout (0, the default: only that setting does).
 	IdleTransactionTimeout time.Duration
+	// RecoveryInterval is how often transaction recovery finishes the prepared
+	// transactions two-phase commits left behind (recovery.go; default 5s, negative:
+	// only at start and on RECOVER TRANSACTIONS).
+	RecoveryInterval time.Duration
 }
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.
@@ -113,6 +117,8 @@ type Server struct {
 	locks  *shardLocks
 	leases *leases
 	repair *repair.Repairer
+	// recovery finishes prepared transactions left behind (recovery.go).
+	recovery *recoverer
 
 	mu       sync.Mutex
 	sessions map[uint32]*session // by proxy-issued process id
@@ -185,6 +191,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return s.pools.ConnConfig(s.workerKey(n, user))
 		},
 	}
+	s.recovery = newRecoverer(s, pcfg.User)
 	if _, err := st.Reload(ctx, s.cache); err != nil {
 		s.Close()
 		return nil, err
@@ -246,6 +253,18 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 				s.pools.CloseIdle()
 			}
 		}
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		interval := s.cfg.RecoveryInterval
+		if interval == 0 {
+			interval = DefaultRecoveryInterval
+		}
+		if interval < 0 {
+			interval = 1<<63 - 1
+		}
+		s.recovery.run(ctx, interval)
 	}()
 	if s.cfg.RepairInterval > 0 {
 		bg.Add(1)

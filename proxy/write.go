@@ -289,7 +289,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 // newWriteRun is the run of tasks over the session's backend connections, marking
 // placements in the coordinator's metadata.
 func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
-	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.txn.tx, x.st, tasks)}
+	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.txn.tx, x.st, tasks), decider: &x.ss.txn}
 }
 
 // apply is applyWrites once the shards are locked: it sends the tasks, collects and
@@ -388,6 +388,16 @@ type writeRun struct {
 	tasks    []writeTask
 	implicit bool
 	writes   []*placementWrite
+	// decider gives the coordinator connection that records the decision of an
+	// implicit write committed on several placements (two-phase commit); nil (the
+	// executor's unit tests) commits each placement in one phase.
+	decider decisionConner
+}
+
+// decisionConner gives the coordinator connection in which a statement outside a
+// transaction block records its two-phase commit decision (txnState.stmtDecisionConn).
+type decisionConner interface {
+	stmtDecisionConn(ctx context.Context) (c *backend.Conn, open bool, err error)
 }
 
 // placementMarker marks placements inactive: committed on the coordinator (and told to
@@ -404,6 +414,10 @@ type sessionMarker struct {
 }
 
 func (m sessionMarker) markInactive(ctx context.Context, ps []metadata.Placement) error {
+	// A mark is finished even when the session is cancelled meanwhile (a client's
+	// cancel, the proxy's shutdown): the write it guards may be committed already.
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
 	return m.srv.markInactive(ctx, ps, m.out)
 }
 
@@ -700,11 +714,25 @@ func taskError(err error, table string, ws []*placementWrite) error {
 // is marked; a shard none of whose placements is known to have committed makes the
 // statement fail (the client must not hear of success), marking all but one placement
 // that may have committed.
+//
+// When more than one placement took the write (and a decider is set), the commit is
+// atomic: two-phase commit (commitTwoPhase). The commit runs under commitContext: it is
+// finished even when the session is cancelled meanwhile.
 func (wr *writeRun) commitImplicit(ctx context.Context, byTask [][]*placementWrite) error {
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
 	ss, tasks := wr.x.ss, wr.tasks
-	var all []*placementWrite
+	var all, live []*placementWrite
 	for _, ws := range byTask {
 		all = append(all, ws...)
+		for _, w := range ws {
+			if w.wc.res != nil && w.err == nil && w.pgErr == nil {
+				live = append(live, w)
+			}
+		}
+	}
+	if wr.decider != nil && len(live) > 1 {
+		return wr.commitTwoPhase(ctx, all, live)
 	}
 	outcomes := finishImplicit(ctx, all, true)
 	var marks []metadata.Placement
