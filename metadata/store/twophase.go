@@ -81,7 +81,8 @@ func (s *Store) TxStatuses(ctx context.Context, xids []int64) (map[int64]string,
 
 // Statuses returns txid_status of each coordinator transaction id: "in progress",
 // "committed", "aborted", "" when the coordinator no longer knows it, or "future" for
-// an id it has not assigned yet (a gid that is not this coordinator's).
+// an id it has not assigned yet (a gid that is not this coordinator's: txid_status
+// would fail; the query's own txid_current() is above every id assigned before it).
 func (p *RecoveryPass) Statuses(ctx context.Context, xids []int64) (map[int64]string, error) {
 	return statuses(ctx, p.tx, xids)
 }
@@ -89,7 +90,7 @@ func (p *RecoveryPass) Statuses(ctx context.Context, xids []int64) (map[int64]st
 func statuses(ctx context.Context, q interface {
 	Query(context.Context, string, ...any) (pgx.Rows, error)
 }, xids []int64) (map[int64]string, error) {
-	rows, err := q.Query(ctx, `SELECT x, CASE WHEN x >= pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) THEN 'future'
+	rows, err := q.Query(ctx, `SELECT x, CASE WHEN x >= pg_catalog.txid_current() THEN 'future'
 		ELSE coalesce(pg_catalog.txid_status(x), '') END FROM pg_catalog.unnest($1::pg_catalog.int8[]) x`, xids)
 	if err != nil {
 		return nil, fmt.Errorf("store: transaction statuses: %w", err)

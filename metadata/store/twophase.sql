@@ -38,7 +38,7 @@ BEGIN
 		END IF;
 	END LOOP;
 	INSERT INTO pgs_distribution_metadata.transaction (gid, node_name, node_port)
-		SELECT * FROM pg_catalog.unnest(gids, node_names, node_ports);
+		SELECT * FROM unnest(gids, node_names, node_ports); -- ROWS FROM syntax: not schema-qualified (search_path is pg_catalog, pg_temp)
 END $$;
 REVOKE ALL ON FUNCTION pgs_commit.record(text[], text[], integer[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pgs_commit.record(text[], text[], integer[]) TO PUBLIC;
