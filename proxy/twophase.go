@@ -97,7 +97,9 @@ func errCommitUnknown(err error) error {
 func (tp *twoPhase) beginXid() error {
 	sql := "SELECT pg_catalog.txid_current()"
 	if !tp.coordOpen {
-		sql = "BEGIN; " + sql
+		// READ WRITE: the session's default_transaction_read_only must not keep the
+		// decision from being recorded (the workers wrote in blocks that said so).
+		sql = "BEGIN READ WRITE; " + sql
 	}
 	tp.coord.Query(sql)
 	return tp.coord.Flush()
