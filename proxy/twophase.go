@@ -76,6 +76,8 @@ type twoPhase struct {
 	coord     *backend.Conn
 	coordOpen bool
 	xid       int64
+	// xidPending says beginXid's answer is still to be read (readXid).
+	xidPending bool
 	// mark marks placements inactive durably (the server's markInactive).
 	mark func(ctx context.Context, ps []metadata.Placement) error
 	log  *slog.Logger
@@ -102,11 +104,16 @@ func (tp *twoPhase) beginXid() error {
 		sql = "BEGIN READ WRITE; " + sql
 	}
 	tp.coord.Query(sql)
-	return tp.coord.Flush()
+	if err := tp.coord.Flush(); err != nil {
+		return err
+	}
+	tp.xidPending = true
+	return nil
 }
 
 // readXid reads the answer to beginXid.
 func (tp *twoPhase) readXid(ctx context.Context) error {
+	tp.xidPending = false
 	stop := tp.coord.WatchContext(ctx)
 	defer stop()
 	var first error
@@ -396,6 +403,12 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 		parts[i] = &commitPart{node: w.p.Node, conn: w.wc.conn(), placements: []metadata.Placement{w.p}}
 	}
 	sortParts(parts)
+	if tp := wr.tp; tp != nil && tp.xidPending {
+		// Step 1 went out with the write (startDecision).
+		wr.tp = nil
+		tp.parts = parts
+		return tp.run(ctx)
+	}
 	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log}
 	c, open, err := wr.decider.stmtDecisionConn(ctx)
 	if err != nil {
@@ -439,4 +452,33 @@ func (t *txnState) stmtDecisionConn(ctx context.Context) (c *backend.Conn, open 
 	open = t.stmtCoordTx && c.TxStatus != 'I'
 	t.stmtCoordTx = true
 	return c, open, nil
+}
+
+// startDecision sends step 1 of two-phase commit (the coordinator's txid_current()) while
+// the placements run a write that will need it (an implicit write to several
+// placements), so that the round trips overlap. Whatever happens to the write, the
+// answer is read: by the commit (commitTwoPhase), else when the write's connections are
+// released (endDecision). A failure here only leaves step 1 to the commit.
+func (wr *writeRun) startDecision(ctx context.Context) {
+	c, open, err := wr.decider.stmtDecisionConn(ctx)
+	if err != nil {
+		return
+	}
+	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log}
+	if tp.beginXid() == nil {
+		wr.tp = tp
+	}
+}
+
+// endDecision reads step 1's answer when the commit did not: the coordinator
+// connection is back in step, in the statement's coordinator transaction (which
+// endStatement ends).
+func (wr *writeRun) endDecision(ctx context.Context) {
+	if wr.tp == nil || !wr.tp.xidPending {
+		return
+	}
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
+	wr.tp.readXid(ctx)
+	wr.tp = nil
 }

@@ -298,6 +298,11 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 	ss, tasks := wr.x.ss, wr.tasks
 	wr.send(ctx)
 	defer wr.release()
+	if wr.implicit && wr.decider != nil && wr.sentCount() > 1 {
+		// Two-phase commit's first step on the coordinator meanwhile.
+		wr.startDecision(ctx)
+		defer wr.endDecision(ctx)
+	}
 	if len(wr.writes) == 0 {
 		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
@@ -392,6 +397,9 @@ type writeRun struct {
 	// implicit write committed on several placements (two-phase commit); nil (the
 	// executor's unit tests) commits each placement in one phase.
 	decider decisionConner
+	// tp is the two-phase commit whose first step went out with the write
+	// (startDecision).
+	tp *twoPhase
 }
 
 // decisionConner gives the coordinator connection in which a statement outside a
@@ -463,6 +471,17 @@ func (wr *writeRun) send(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sentCount is the number of placements the write went out to.
+func (wr *writeRun) sentCount() int {
+	n := 0
+	for _, w := range wr.writes {
+		if w.sent && w.err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // release closes the writes' spools and gives their connections back; a connection given

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -301,4 +303,56 @@ func TestShowRecoverTransactions(t *testing.T) {
 			t.Errorf("%s as %s: %v, want 42501", sql, role, err)
 		}
 	}
+}
+
+// TestTwoPhaseCost prints what atomic commit costs (PGSHARD_BENCH=1 runs it; no
+// assertion): mean latency of single-row autocommit UPDATEs on a table with one placement
+// per shard and on one with two, and of a two-row transfer block touching two shards,
+// through the proxy, against the same on the coordinator directly.
+func TestTwoPhaseCost(t *testing.T) {
+	if os.Getenv("PGSHARD_BENCH") == "" {
+		t.Skip("PGSHARD_BENCH not set")
+	}
+	ctx := context.Background()
+	conn := connect(t)
+	plain := connectServer(t, env.C.Coordinator)
+	mk := func(repl int) string {
+		name := uniqueName("tpcost")
+		mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v int NOT NULL)", name),
+			fmt.Sprintf("SELECT master_create_distributed_table('%s', 'k')", name),
+			fmt.Sprintf("SELECT master_create_worker_shards('%s', 8, %d)", name, repl),
+			fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 1000) g", name))
+		return name
+	}
+	ptbl := uniqueName("tpcostplain")
+	mustExec(t, plain, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v int NOT NULL)", ptbl),
+		fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 1000) g", ptbl))
+	const n = 400
+	measure := func(c *pgx.Conn, sqls func(i int) []string) time.Duration {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			for _, q := range sqls(i) {
+				if _, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		return time.Since(start) / n
+	}
+	update := func(tbl string) func(int) []string {
+		return func(i int) []string { return []string{fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d", tbl, i%1000+1)} }
+	}
+	transfer := func(tbl string) func(int) []string {
+		return func(i int) []string {
+			a, b := i%1000+1, (i*7+500)%1000+1
+			return []string{"BEGIN", fmt.Sprintf("UPDATE %s SET v = v - 1 WHERE k = %d", tbl, a), fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d", tbl, b), "COMMIT"}
+		}
+	}
+	r1, r2 := mk(1), mk(2)
+	pu := measure(plain, update(ptbl))
+	u1, u2 := measure(conn, update(r1)), measure(conn, update(r2))
+	pt := measure(plain, transfer(ptbl))
+	t1, t2 := measure(conn, transfer(r1)), measure(conn, transfer(r2))
+	t.Logf("single-row UPDATE: plain %v, replication 1 %v, replication 2 %v (2 vs 1: %.2fx)", pu, u1, u2, float64(u2)/float64(u1))
+	t.Logf("transfer block:    plain %v, replication 1 %v, replication 2 %v (2 vs 1: %.2fx)", pt, t1, t2, float64(t2)/float64(t1))
 }

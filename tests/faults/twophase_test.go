@@ -348,8 +348,9 @@ func TestTwoPhaseWorkerDownUntilRecovery(t *testing.T) {
 	checkAfter(t, c, tbl, 1, true)
 }
 
-// TestProxyStoppedMidWrite is the reproduction: with one backend connection per
-// worker, session A holds the only connection to a worker in an open block; B's
+// TestProxyStoppedMidWrite is the reproduction: with two backend connections per
+// server (a session keeps one coordinator connection), sessions A and C hold both
+// connections to a worker in open blocks; B's
 // autocommit UPDATE x = x + 1 reaches the shard's first placement and waits for a
 // connection to the second; the proxy is stopped (SIGTERM, then SIGKILL). The placements
 // must not differ unless one is marked inactive.
@@ -358,7 +359,7 @@ func TestProxyStoppedMidWrite(t *testing.T) {
 		t.Run(sig.String(), func(t *testing.T) {
 			defer resetFaults(t)
 			bin := buildBinary(t)
-			cmd, url := startProcess(t, bin, "--pool-size", "1")
+			cmd, url := startProcess(t, bin, "--pool-size", "2")
 			a := connectTo(t, url)
 			tbl := table(t, a, 100)
 			k, shard := keyOn(t, a, tbl, 0)
@@ -369,9 +370,20 @@ func TestProxyStoppedMidWrite(t *testing.T) {
 					second = p.workerIdx
 				}
 			}
-			// A holds the only connection to that worker.
-			k2, _ := keyOn(t, a, tbl, second)
+			// A and C hold the two connections to that worker (each session holds one
+			// coordinator connection of its own too).
+			k2, s2 := keyOn(t, a, tbl, second)
 			a.exec(t, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v WHERE k = %d", tbl, k2))
+			var k3 int
+			for from := k2 + 1; ; {
+				var s3 int64
+				if k3, s3 = keyOnFrom(t, tbl, second, from); s3 != s2 {
+					break
+				}
+				from = k3 + 1
+			}
+			cc := connectTo(t, url)
+			cc.exec(t, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v WHERE k = %d", tbl, k3))
 			b := connectTo(t, url)
 			done := make(chan error, 1)
 			go func() {
