@@ -340,7 +340,9 @@ func TestTwoPhaseCost(t *testing.T) {
 		return time.Since(start) / n
 	}
 	update := func(tbl string) func(int) []string {
-		return func(i int) []string { return []string{fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d", tbl, i%1000+1)} }
+		return func(i int) []string {
+			return []string{fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = %d", tbl, i%1000+1)}
+		}
 	}
 	transfer := func(tbl string) func(int) []string {
 		return func(i int) []string {
