@@ -343,6 +343,14 @@ func (tp *twoPhase) finish(ctx context.Context) []metadata.Placement {
 // run runs the protocol once step 1 was sent (beginXid): it returns the client's error,
 // or nil when the transaction committed.
 func (tp *twoPhase) run(ctx context.Context) error {
+	start := time.Now()
+	var xidAt, prepAt, decideAt time.Time
+	defer func() {
+		if !decideAt.IsZero() && tp.log.Enabled(ctx, slog.LevelDebug) {
+			tp.log.Debug("two-phase commit", "parts", len(tp.parts), "xid", xidAt.Sub(start), "prepare", prepAt.Sub(xidAt),
+				"decide", decideAt.Sub(prepAt), "commit_prepared", time.Since(decideAt))
+		}
+	}()
 	if err := tp.readXid(ctx); err != nil {
 		tp.abort(ctx)
 		if backend.Unavailable(err) {
@@ -350,8 +358,10 @@ func (tp *twoPhase) run(ctx context.Context) error {
 		}
 		return err
 	}
+	xidAt = time.Now()
 	tp.gids()
 	tp.prepare(ctx)
+	prepAt = time.Now()
 	marks, err := tp.decideParts()
 	if err != nil {
 		tp.abort(ctx)
@@ -372,6 +382,7 @@ func (tp *twoPhase) run(ctx context.Context) error {
 		tp.abort(ctx)
 		return err
 	}
+	decideAt = time.Now()
 	if behind := tp.finish(ctx); len(behind) > 0 {
 		if err := tp.mark(ctx, behind); err != nil {
 			tp.log.Warn("two-phase commit: could not mark placements whose part recovery will commit", "err", err)
