@@ -92,9 +92,11 @@ func (r *recoverer) run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := r.runPass(ctx, false); err != nil && ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, recoveryPassTimeout)
+		if _, err := r.runPass(pctx, false); err != nil && ctx.Err() == nil {
 			r.log.Warn("transaction recovery pass failed", "err", err)
 		}
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -301,21 +303,32 @@ func (r *recoverer) listInDoubt(ctx context.Context) []inDoubt {
 	return out
 }
 
-// newRecoverer is the server's recoverer: it reaches workers through the server's pools
-// as pgshard's own role.
+// recoveryConnTimeout bounds connecting to a worker for recovery, recoveryPassTimeout a
+// background pass.
+const (
+	recoveryConnTimeout = 10 * time.Second
+	recoveryPassTimeout = 2 * time.Minute
+)
+
+// newRecoverer is the server's recoverer: it reaches workers as pgshard's own role, over
+// connections of its own (not the pools', which sessions may hold every one of), one per
+// worker and pass.
 func newRecoverer(s *Server, user string) *recoverer {
 	return &recoverer{
 		st: s.store, cache: s.cache, log: s.log,
 		conn: func(ctx context.Context, n metadata.Node) (*backend.Conn, func(), error) {
-			pool, err := s.pools.Get(s.workerKey(n, user))
+			cfg := s.pools.ConnConfig(s.workerKey(n, user))
+			cfg.ConnectTimeout = recoveryConnTimeout
+			if cfg.RuntimeParams == nil {
+				cfg.RuntimeParams = map[string]string{}
+			}
+			cfg.RuntimeParams["application_name"] = "pgshard recovery"
+			cfg.RuntimeParams["search_path"] = store.SearchPath
+			c, err := backend.Dial(ctx, cfg)
 			if err != nil {
 				return nil, nil, err
 			}
-			res, err := pool.Acquire(ctx)
-			if err != nil {
-				return nil, nil, err
-			}
-			return res.Value(), func() { backend.Release(res) }, nil
+			return c, c.Terminate, nil
 		},
 	}
 }
