@@ -39,6 +39,10 @@ func (h *fakeHost) markMissed(_ context.Context, ps []metadata.Placement) error 
 	return nil
 }
 
+func (h *fakeHost) finishPrepared(context.Context, metadata.Node, string) error {
+	return errors.New("fakeHost: no prepared transactions")
+}
+
 // fakeLocker is a shardLocker that grants every lock at once and counts, by shard, the
 // locks taken and released.
 type fakeLocker struct {

@@ -397,3 +397,13 @@ func (a recoveryAdmin) Recover(ctx context.Context) (committed, rolledBack, dele
 	}
 	return res.committed, res.rolledBack, res.deleted, res.pending, err
 }
+
+// exec runs sql on node as pgshard's own role, on a connection of its own.
+func (r *recoverer) exec(ctx context.Context, n metadata.Node, sql string) error {
+	c, release, err := r.conn(ctx, n)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return c.Exec(ctx, sql)
+}

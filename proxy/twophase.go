@@ -84,6 +84,26 @@ type twoPhase struct {
 	// readers are worker connections that took part only by reading: committed (or
 	// rolled back) in one phase once the decision is made.
 	readers []*backend.Conn
+	// finishAs runs COMMIT PREPARED or ROLLBACK PREPARED on a node as pgshard's own
+	// role, for a part the session's role may not finish (it prepared under SET LOCAL
+	// ROLE: PostgreSQL lets only the role that prepared a transaction, or a superuser,
+	// finish it). Nil: such a part is left to recovery.
+	finishAs func(ctx context.Context, n metadata.Node, sql string) error
+}
+
+// finishPart runs COMMIT PREPARED or ROLLBACK PREPARED (cmd) for a prepared part: on its
+// connection, or, when the session's current role may not (42501), as pgshard's role. A
+// part already finished (by recovery) counts as done.
+func (tp *twoPhase) finishPart(ctx context.Context, p *commitPart, cmd string) error {
+	sql := cmd + " " + router.QuoteLiteral(p.gid)
+	err := p.conn.Exec(ctx, sql)
+	if pgerr.CodeOf(err) == insufficientPrivilege && tp.finishAs != nil {
+		err = tp.finishAs(ctx, p.node, sql)
+	}
+	if notPrepared(err) {
+		return nil
+	}
+	return err
 }
 
 // errCommitUnknown is the client's answer when the coordinator connection was lost while
@@ -246,8 +266,8 @@ func (tp *twoPhase) abort(ctx context.Context) {
 	tp.each(func(p *commitPart) {
 		switch {
 		case p.prepared:
-			p.finErr = p.conn.Exec(ctx, "ROLLBACK PREPARED "+router.QuoteLiteral(p.gid))
-			if p.finErr != nil && !notPrepared(p.finErr) {
+			p.finErr = tp.finishPart(ctx, p, "ROLLBACK PREPARED")
+			if p.finErr != nil {
 				tp.log.Warn("two-phase commit: ROLLBACK PREPARED failed; recovery rolls it back", "gid", p.gid, "node", p.node.String(), "err", p.finErr)
 			}
 		case p.conn != nil && !p.conn.Broken() && p.conn.TxStatus != 'I':
@@ -310,10 +330,8 @@ func (tp *twoPhase) finish(ctx context.Context) []metadata.Placement {
 		if !p.prepared {
 			return
 		}
-		p.finErr = p.conn.Exec(ctx, "COMMIT PREPARED "+router.QuoteLiteral(p.gid))
-		if notPrepared(p.finErr) {
-			p.finErr = nil // recovery committed it first (a record exists)
-		}
+		// A part already gone was committed by recovery (a record exists).
+		p.finErr = tp.finishPart(ctx, p, "COMMIT PREPARED")
 		if p.finErr != nil {
 			tp.log.Warn("two-phase commit: COMMIT PREPARED failed; recovery commits it", "gid", p.gid, "node", p.node.String(), "err", p.finErr)
 		}
@@ -420,7 +438,7 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 		tp.parts = parts
 		return tp.run(ctx)
 	}
-	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log}
+	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec}
 	c, open, err := wr.decider.stmtDecisionConn(ctx)
 	if err != nil {
 		tp.abort(ctx)
@@ -475,7 +493,7 @@ func (wr *writeRun) startDecision(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log}
+	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec}
 	if tp.beginXid() == nil {
 		wr.tp = tp
 	}

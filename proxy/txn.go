@@ -163,6 +163,9 @@ type txnHost interface {
 	// markMissed marks placements that missed the block's writes inactive, durably,
 	// warning the client (Server.markInactive).
 	markMissed(ctx context.Context, ps []metadata.Placement) error
+	// finishPrepared runs COMMIT PREPARED or ROLLBACK PREPARED on a node as pgshard's
+	// own role (recoverer.exec).
+	finishPrepared(ctx context.Context, n metadata.Node, sql string) error
 	// acquireCoord and acquireWorker take a connection from the session's pools, for its
 	// role (txnconns.go); applySettingsFor brings a connection to the session's settings.
 	acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error)
@@ -338,7 +341,7 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 		tp.abort(ctx)
 		return nil, err
 	}
-	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog}
+	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared}
 	if err := tp.beginXid(); err != nil {
 		tp.abort(ctx)
 		return nil, coordUnavailable(err)
@@ -691,6 +694,11 @@ func (ss *session) blockUndone(ctx context.Context, ended bool) {
 		ss.privOK = nil
 		ss.refreshSettings(ctx)
 	}
+}
+
+// finishPrepared finishes a prepared part as pgshard's own role (txnHost).
+func (ss *session) finishPrepared(ctx context.Context, n metadata.Node, sql string) error {
+	return ss.srv.recovery.exec(ctx, n, sql)
 }
 
 // markMissed marks placements inactive, warning the client (txnHost).
