@@ -43,24 +43,11 @@ func (h *fakeHost) finishPrepared(context.Context, metadata.Node, string) error 
 	return errors.New("fakeHost: no prepared transactions")
 }
 
-// fakeLocker is a shardLocker that grants every lock at once and counts, by shard, the
-// locks taken and released.
-type fakeLocker struct {
-	taken, released map[int64]int
-	exclusive       []bool
-}
+// fakeLocker is a shardLocker with no epoch and no metadata to reload.
+type fakeLocker struct{}
 
-func (l *fakeLocker) lockShards(_ context.Context, ids []int64, exclusive bool) (func(), error) {
-	l.exclusive = append(l.exclusive, exclusive)
-	for _, id := range ids {
-		l.taken[id]++
-	}
-	return func() {
-		for _, id := range ids {
-			l.released[id]++
-		}
-	}, nil
-}
+func (l *fakeLocker) epochOID() uint32                               { return 0 }
+func (l *fakeLocker) placementsCurrent(context.Context, int64) error { return nil }
 
 var errNoBackend = errors.New("no backend in a unit test")
 
@@ -79,16 +66,18 @@ func newTestTxn() (*txnState, *fakeHost) {
 
 func newTestTxnLocks() (*txnState, *fakeHost, *fakeLocker) {
 	h := &fakeHost{}
-	l := &fakeLocker{taken: map[int64]int{}, released: map[int64]int{}}
+	l := &fakeLocker{}
 	t := newTxnState(h, l, 0, nil)
 	return &t, h, l
 }
 
-// holdLock takes shard locks as a write of the block does.
+// holdLock records locks as a write of the block does once the coordinator granted them.
 func holdLock(t *txnState, ids ...int64) {
-	if err := t.lockShardIDs(context.Background(), ids, true); err != nil {
-		panic(err)
+	reqs := make([]lockReq, len(ids))
+	for i, id := range ids {
+		reqs[i] = lockReq{key: id, exclusive: true}
 	}
+	t.noteTxLocks(reqs)
 }
 
 func sp(kind router.Kind, name, tag string) *router.Statement {
@@ -138,65 +127,52 @@ func TestBlockSavepointReplay(t *testing.T) {
 	}
 }
 
-func TestBlockLockShardIDs(t *testing.T) {
-	b, _, l := newTestTxnLocks()
-	// Outside a block, a statement's locks last until its end, shared when asked.
-	b.lockShardIDs(context.Background(), []int64{1, 2}, false)
-	if len(b.stmtUnlock) != 1 || len(b.txLocks) != 0 || l.exclusive[0] {
-		t.Fatalf("autocommit locks: %d for the statement, %d for a block", len(b.stmtUnlock), len(b.txLocks))
+func TestNormalizeLocks(t *testing.T) {
+	got := normalizeLocks([]lockReq{{5, false}, {3, true}, {5, true}, {1, false}, {3, false}})
+	want := []lockReq{{1, false}, {3, true}, {5, true}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("normalizeLocks: %v, want %v", got, want)
 	}
-	b.endStatement(context.Background())
-	if l.released[1] != 1 || l.released[2] != 1 || len(b.stmtUnlock) != 0 {
-		t.Fatalf("endStatement released %v", l.released)
+	// Beyond maxKeyLocks keys, the shard lock exclusively instead.
+	many := make([]int32, maxKeyLocks+1)
+	if r := shardLockReqs(nil, 7, many, true); len(r) != 1 || !r[0].exclusive {
+		t.Fatalf("too many keys: %v", r)
 	}
-	// Inside one, until its end, exclusively, and each shard once.
-	b.beginBlock("BEGIN")
-	b.lockShardIDs(context.Background(), []int64{3}, false)
-	b.lockShardIDs(context.Background(), []int64{3, 4}, false)
-	b.endStatement(context.Background())
-	if l.taken[3] != 1 || l.taken[4] != 1 || !l.exclusive[1] || !l.exclusive[2] || l.released[3] != 0 || !b.holdsShardLocks() {
-		t.Fatalf("block locks: taken %v, exclusive %v, released %v", l.taken, l.exclusive, l.released)
-	}
-	b.endTx(context.Background(), true)
-	if l.released[3] != 1 || l.released[4] != 1 || b.holdsShardLocks() {
-		t.Fatalf("the block's end released %v", l.released)
+	if r := shardLockReqs(nil, 7, []int32{1, 2}, true); len(r) != 3 || r[0].exclusive || !r[1].exclusive {
+		t.Fatalf("pinned keys: %v", r)
 	}
 }
 
 func TestBlockSavepointLocks(t *testing.T) {
 	ctx := context.Background()
-	b, _, l := newTestTxnLocks()
+	b, _, _ := newTestTxnLocks()
 	b.beginBlock("BEGIN")
 	holdLock(b, 1)
 	b.savepoint(ctx, sp(router.Savepoint, "a", "SAVEPOINT"), "SAVEPOINT a")
 	holdLock(b, 2)
 	b.savepoint(ctx, sp(router.Savepoint, "b", "SAVEPOINT"), "SAVEPOINT b")
 	holdLock(b, 3)
-	// RELEASE b merges b's writes into a: their lock now goes with a's.
+	// RELEASE b merges b's locks into a's level.
 	b.savepoint(ctx, sp(router.Release, "b", "RELEASE"), "RELEASE b")
-	if l.released[3] != 0 || b.txLocks[2].level != 1 {
-		t.Fatalf("RELEASE b: released %v, level %d", l.released, b.txLocks[2].level)
+	if !b.txHeld[3] || b.txLocks[2].level != 1 {
+		t.Fatalf("RELEASE b: held %v, level %d", b.txHeld, b.txLocks[2].level)
 	}
-	// ROLLBACK TO a undoes the writes after a, and with them the need for their locks.
+	// ROLLBACK TO a releases (in PostgreSQL) the locks taken after a.
 	b.savepoint(ctx, sp(router.RollbackTo, "a", "ROLLBACK"), "ROLLBACK TO a")
-	if l.released[1] != 0 || l.released[2] != 1 || l.released[3] != 1 || len(b.txLocks) != 1 || !b.txHeld[1] || b.txHeld[2] || b.txHeld[3] {
-		t.Fatalf("ROLLBACK TO a: released %v, held %v", l.released, b.txHeld)
+	if len(b.txLocks) != 1 || !b.txHeld[1] || b.txHeld[2] || b.txHeld[3] {
+		t.Fatalf("ROLLBACK TO a: held %v", b.txHeld)
 	}
-	// A shard whose lock went is locked again when the block writes to it again.
 	holdLock(b, 2)
-	if l.taken[2] != 2 {
-		t.Fatalf("shard 2 locked %d times", l.taken[2])
-	}
-	// A failed block lets go at once of the locks of what can only be undone: here,
-	// what followed the innermost savepoint.
+	// A failed block forgets at once the locks of what can only be undone: here, what
+	// followed the innermost savepoint.
 	b.releaseFailedLocks()
-	if l.released[2] != 1 {
-		t.Fatal("a block that goes on released its locks")
+	if !b.txHeld[2] {
+		t.Fatal("a block that goes on forgot its locks")
 	}
 	b.failBlock()
 	b.releaseFailedLocks()
-	if l.released[2] != 2 || l.released[1] != 0 {
-		t.Fatalf("failed block: released %v", l.released)
+	if b.txHeld[2] || !b.txHeld[1] {
+		t.Fatalf("failed block: held %v", b.txHeld)
 	}
 	// Without savepoints, all of them.
 	b.endTx(ctx, false)
@@ -204,14 +180,14 @@ func TestBlockSavepointLocks(t *testing.T) {
 	holdLock(b, 5, 6)
 	b.failBlock()
 	b.endStatement(context.Background())
-	if l.released[5] != 1 || l.released[6] != 1 || b.holdsShardLocks() || len(b.txHeld) != 0 {
-		t.Fatalf("failed block without savepoints kept its locks: %v %v", l.released, b.txHeld)
+	if b.holdsShardLocks() || len(b.txHeld) != 0 {
+		t.Fatalf("failed block without savepoints kept its locks: %v", b.txHeld)
 	}
 }
 
 func TestBlockEnd(t *testing.T) {
 	ctx := context.Background()
-	b, h, l := newTestTxnLocks()
+	b, h, _ := newTestTxnLocks()
 	if err := b.commit(ctx); err != nil || !slices.Equal(h.notices, []pgerr.Code{pgerr.NoActiveSQLTransaction}) || h.tags[0] != "COMMIT" {
 		t.Fatalf("COMMIT outside a block: %v %v %q", err, h.notices, h.tags)
 	}
@@ -223,7 +199,7 @@ func TestBlockEnd(t *testing.T) {
 	if err := b.commit(ctx); err != nil || h.tags[1] != "ROLLBACK" {
 		t.Fatalf("COMMIT of a failed block: %v %q", err, h.tags)
 	}
-	if b.tx != txIdle || l.released[7] != 1 || b.txLocks != nil || b.txHeld != nil || b.txReplay != nil || b.coordInTx || b.txRowLocks || b.holdsShardLocks() {
+	if b.tx != txIdle || b.txLocks != nil || b.txHeld != nil || b.txReplay != nil || b.coordInTx || b.txRowLocks || b.holdsShardLocks() {
 		t.Fatalf("the ended block still holds something: %+v", b)
 	}
 	if !slices.Equal(h.undone, []bool{true}) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,6 +15,7 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/proxy/protocol"
+	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -43,7 +45,20 @@ func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env 
 func (ss *session) admin(ctx context.Context, st *router.Statement, extended bool, formats []int16, out *protocol.Results) {
 	env := controlEnv(ss, extended, out)
 	env.Client = controlClient{ss: ss, extended: extended, out: out, formats: formats}
-	if err := env.Admin(ctx, st.Command.Name, st.Command.Arg); err != nil {
+	// The statement's waits (a repair's for the shard's write lock) end as the client's
+	// lock waits do: at its statement_timeout, lock_timeout or a cancel request.
+	bounded, stop, err := boundStatement(ctx, &ss.txn.waits)
+	if err != nil {
+		out.Msg(ss.errorMessage(err))
+		return
+	}
+	defer stop()
+	bounded = repair.WithLockTimeout(bounded, ss.txn.waits.lockTimeout)
+	if err := env.Admin(bounded, st.Command.Name, st.Command.Arg); err != nil {
+		var pe *pgerr.Error
+		if cause := context.Cause(bounded); bounded.Err() != nil && errors.As(cause, &pe) {
+			err = cause
+		}
 		out.Msg(ss.errorMessage(err))
 	}
 }

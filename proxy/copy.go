@@ -207,7 +207,8 @@ func (x *execution) copyIn(ctx context.Context) error {
 	}
 	cols := append(append([]int(nil), st.CopyCols...), added...)
 
-	// Every shard may receive rows: lock them all, in order.
+	// Every shard may receive rows: lock them all exclusively (COPY does not say which
+	// keys it writes before it has read them).
 	ids := make([]int64, len(t.Shards))
 	for i, sh := range t.Shards {
 		ids[i] = sh.ID
@@ -215,7 +216,7 @@ func (x *execution) copyIn(ctx context.Context) error {
 	if err := x.checkWritePrivilege(ctx, t.OID, router.Insert); err != nil {
 		return err
 	}
-	if err := ss.txn.lockShardIDs(ctx, ids, t.HasUnique); err != nil {
+	if err := ss.txn.lockShardIDs(ctx, ids, true); err != nil {
 		return err
 	}
 	snap = ss.srv.cache.Load()

@@ -24,6 +24,7 @@ var _ protocol.Handler = handler{}
 func (h handler) Idle() (time.Time, *pgerr.Error, bool) {
 	ss := h.ss
 	ss.busy.Store(false)
+	statementOver(&ss.txn.waits)
 	until, idleErr := ss.txn.idleDeadline()
 	if t := ss.srv.cfg.ClientIdleTimeout; t > 0 {
 		if u := time.Now().Add(t); until.IsZero() || u.Before(until) {

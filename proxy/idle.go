@@ -27,15 +27,15 @@ var (
 )
 
 // idleTimeoutsSQL reads the session's idle timeouts from its coordinator connection, and
-// with them the timeouts that bound its shard lock waits (lockWait).
+// its statement_timeout, which bounds its waits for pooled connections (acquirePooled).
 const idleTimeoutsSQL = "SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout', true), pg_catalog.current_setting('idle_session_timeout', true), " +
-	"pg_catalog.current_setting('lock_timeout', true), pg_catalog.current_setting('statement_timeout', true), pg_catalog.current_setting('deadlock_timeout', true)"
+	"pg_catalog.current_setting('statement_timeout', true), pg_catalog.current_setting('lock_timeout', true)"
 
-// readIdleTimeouts takes the session's idle timeouts, lock_timeout, statement_timeout and
-// deadlock_timeout from c, its coordinator connection. A failure keeps the values known so far.
+// readIdleTimeouts takes the session's idle timeouts and statement_timeout from c, its
+// coordinator connection. A failure keeps the values known so far.
 func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	rows, err := c.ExecRows(ctx, idleTimeoutsSQL)
-	if err != nil || len(rows) != 1 || len(rows[0]) != 5 {
+	if err != nil || len(rows) != 1 || len(rows[0]) != 4 {
 		if err != nil && !backend.Unavailable(err) {
 			t.txLog.Warn("could not read the session's idle timeouts", "err", err)
 		}
@@ -43,9 +43,8 @@ func (t *txnState) readIdleTimeouts(ctx context.Context, c *backend.Conn) {
 	}
 	t.idleInTx = parseMillis(string(rows[0][0]))
 	t.idleSession = parseMillis(string(rows[0][1]))
-	t.waits.lockTimeout = parseMillis(string(rows[0][2]))
-	t.waits.stmtTimeout = parseMillis(string(rows[0][3]))
-	t.waits.deadlockTimeout = parseMillis(string(rows[0][4]))
+	t.waits.stmtTimeout = parseMillis(string(rows[0][2]))
+	t.waits.lockTimeout = parseMillis(string(rows[0][3]))
 }
 
 // idleSettingChanged is called after SET, RESET or DISCARD ran on the coordinator
@@ -105,9 +104,9 @@ func (t *txnState) idleDeadline() (time.Time, *pgerr.Error) {
 	return time.Now().Add(d), e
 }
 
-// holdsShardLocks reports whether the session's transaction block holds shard write
-// locks, or row locks of distributed tables that keep the shards' writers out as well
-// (txRowLocks).
+// holdsShardLocks reports whether the session's transaction block holds write locks on
+// the coordinator (locks.go), taken by its writes and its SELECT ... FOR UPDATE / SHARE
+// (txRowLocks), which keep other writers of those rows or shards waiting.
 func (t *txnState) holdsShardLocks() bool {
 	return len(t.txLocks) > 0 || t.txRowLocks && t.tx != txIdle
 }

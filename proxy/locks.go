@@ -2,271 +2,133 @@ package proxy
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
 
-// shardLocks are the proxy's shard write locks: shared for writes that commute (INSERTs
-// into a table without unique indexes), exclusive for the others and for repair, so that
-// the placements of a replicated shard apply non-commuting writes in one order. Waiters
-// are served first come, first served.
+// Write locks. A write that needs ordering against other writes (lockShards in write.go
+// says which) takes PostgreSQL advisory transaction locks on the coordinator, through
+// the session's coordinator connection, inside a transaction (lockConn): the block's
+// coordinator transaction inside a block, else one of the statement's own that
+// endStatement commits. The locks live exactly as long as the statement or block, and
+// PostgreSQL's lock manager does all the rest: it releases them at COMMIT, ROLLBACK and
+// ROLLBACK TO a savepoint taken before them, and when the transaction aborts; its
+// deadlock detector sees every cycle among pgshard transactions of every proxy (40P01);
+// the session's lock_timeout (55P03) and statement_timeout (57014), which its
+// coordinator connection has, bound the waits; a client's cancel request reaches the
+// waiting coordinator backend (lockWait). A lost coordinator connection loses the locks,
+// and with them the statement or block (its commit goes through that transaction).
 //
-// Transaction blocks hold their locks until they end and take them statement by
-// statement, so two blocks writing two shards in opposite orders wait for each other
-// forever. As PostgreSQL's lock manager does, a waiter that has waited deadlock_timeout
-// looks for a cycle in the wait-for graph (who holds, or queues ahead for, the shard it
-// waits for, and what they wait for in turn) and, finding one, gives up with 40P01, which
-// frees the others. The graph knows this proxy's locks only: a cycle through another
-// proxy's lease is not seen (it ends at the lock timeout).
-type shardLocks struct {
-	mu sync.Mutex
-	m  map[int64]*shardLock
-	// waiting is what each owner (a session's lockWait) waits for, while it waits.
-	waiting map[*lockWait]*lockWaiter
-}
+// The locks form a hierarchy per shard: a shard lock (store.LockShard), shared by writes
+// that pin their rows to partition-key values, which also take an exclusive key lock
+// per value (store.KeyLock, by the value's hash), and exclusive for every other write
+// (a predicate without partition-key equality, INSERT ... SELECT, COPY, TRUNCATE, more
+// than maxKeyLocks values) and for repair. Writes of different rows of one shard run at
+// once; writes of the same rows, or writes that cannot say which rows they touch, run one
+// after the other, in the same order on every placement. A statement takes all its locks
+// in one round trip, in key order, and reads the placements' epoch there (see schema.sql)
+// after they are granted: when it moved, a placement may have changed (a repair, holding
+// the shard's lock, finalized one), and the metadata is read again before writing.
 
-type shardLock struct {
-	readers int
-	writer  bool
-	queue   []*lockWaiter
-	// holders are the owners holding the lock, with how many times they took it (nil
-	// for those without an owner: repair).
-	holders map[*lockWait]int
-}
-
-type lockWaiter struct {
-	shard     int64
-	owner     *lockWait
+// lockReq is one advisory lock a statement asks for.
+type lockReq struct {
+	key       int64
 	exclusive bool
-	granted   bool
-	ready     chan struct{}
 }
 
-func newShardLocks() *shardLocks {
-	return &shardLocks{m: map[int64]*shardLock{}, waiting: map[*lockWait]*lockWaiter{}}
+// maxKeyLocks is the most key locks a statement takes in one shard: beyond, it takes the
+// shard lock exclusively instead.
+const maxKeyLocks = 32
+
+// shardLockReqs appends the locks a write to one shard takes: with pinned set, the shard
+// lock shared and the key lock of each hash (at most maxKeyLocks, else the shard lock
+// exclusively); without, the shard lock exclusively.
+func shardLockReqs(dst []lockReq, shardID int64, hashes []int32, pinned bool) []lockReq {
+	shardKey := store.LockKey(store.LockShard, shardID)
+	if !pinned || len(hashes) > maxKeyLocks {
+		return append(dst, lockReq{key: shardKey, exclusive: true})
+	}
+	dst = append(dst, lockReq{key: shardKey})
+	for _, h := range hashes {
+		dst = append(dst, lockReq{key: store.KeyLock(shardID, h), exclusive: true})
+	}
+	return dst
 }
 
-// lockOwnerKey is the context key of the lockWait on whose behalf locks are taken.
-type lockOwnerKey struct{}
-
-// lockOwner is the owner of the locks taken with ctx, nil for none.
-func lockOwner(ctx context.Context) *lockWait {
-	w, _ := ctx.Value(lockOwnerKey{}).(*lockWait)
-	return w
-}
-
-// lock takes the locks of the given shards, in shard order (so that statements locking
-// several shards cannot deadlock each other), and returns the function that releases them.
-func (l *shardLocks) lock(ctx context.Context, ids []int64, exclusive bool) (func(), error) {
-	owner := lockOwner(ctx)
-	ids = append([]int64(nil), ids...)
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-	held := make([]int64, 0, len(ids))
-	for i, id := range ids {
-		if i > 0 && id == ids[i-1] {
+// normalizeLocks sorts lock requests by key (the global order every statement takes them
+// in) and merges duplicates (exclusive wins).
+func normalizeLocks(reqs []lockReq) []lockReq {
+	sort.Slice(reqs, func(i, j int) bool { return reqs[i].key < reqs[j].key })
+	out := reqs[:0]
+	for _, r := range reqs {
+		if n := len(out); n > 0 && out[n-1].key == r.key {
+			out[n-1].exclusive = out[n-1].exclusive || r.exclusive
 			continue
 		}
-		if err := l.acquire(ctx, id, exclusive, owner); err != nil {
-			for _, h := range held {
-				l.release(h, exclusive, owner)
-			}
-			return nil, err
-		}
-		held = append(held, id)
+		out = append(out, r)
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			for _, h := range held {
-				l.release(h, exclusive, owner)
-			}
-		})
-	}, nil
+	return out
 }
 
-func (l *shardLocks) acquire(ctx context.Context, id int64, exclusive bool, owner *lockWait) error {
-	l.mu.Lock()
-	s := l.m[id]
-	if s == nil {
-		s = &shardLock{holders: map[*lockWait]int{}}
-		l.m[id] = s
-	}
-	if len(s.queue) == 0 && s.compatible(exclusive) {
-		s.grant(exclusive, owner)
-		l.mu.Unlock()
-		return nil
-	}
-	w := &lockWaiter{shard: id, owner: owner, exclusive: exclusive, ready: make(chan struct{})}
-	s.queue = append(s.queue, w)
-	if owner != nil {
-		l.waiting[owner] = w
-	}
-	l.mu.Unlock()
-	var check <-chan time.Time
-	if owner != nil {
-		t := time.NewTimer(owner.deadlockWait())
-		defer t.Stop()
-		check = t.C
-	}
-	for {
-		select {
-		case <-w.ready:
-			return nil
-		case <-check:
-			check = nil
-			l.mu.Lock()
-			if w.granted || !l.deadlocked(owner) {
-				l.mu.Unlock()
-				continue
-			}
-			l.dequeue(s, w)
-			l.mu.Unlock()
-			return errDeadlock()
-		case <-ctx.Done():
-			l.mu.Lock()
-			if w.granted {
-				l.mu.Unlock()
-				l.release(id, exclusive, owner)
-				return context.Cause(ctx)
-			}
-			l.dequeue(s, w)
-			l.mu.Unlock()
-			return context.Cause(ctx)
+// lockSQL is the one query that takes reqs (in their order) and then reads the
+// placements' epoch (the sequence with OID epochOID; 0: none known).
+func lockSQL(reqs []lockReq, epochOID uint32) string {
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for _, r := range reqs {
+		if r.exclusive {
+			b.WriteString("pg_catalog.pg_advisory_xact_lock(")
+		} else {
+			b.WriteString("pg_catalog.pg_advisory_xact_lock_shared(")
 		}
+		b.WriteString(strconv.FormatInt(r.key, 10))
+		b.WriteString("::pg_catalog.int8), ")
 	}
-}
-
-// dequeue takes a waiter that gives up out of its queue (l.mu held).
-func (l *shardLocks) dequeue(s *shardLock, w *lockWaiter) {
-	for i, q := range s.queue {
-		if q == w {
-			s.queue = append(s.queue[:i], s.queue[i+1:]...)
-			break
-		}
-	}
-	l.unwait(w)
-	s.wake(l)
-}
-
-// unwait forgets what w's owner waited for (l.mu held).
-func (l *shardLocks) unwait(w *lockWaiter) {
-	if w.owner != nil && l.waiting[w.owner] == w {
-		delete(l.waiting, w.owner)
-	}
-}
-
-// deadlocked reports whether me waits, through the locks of this proxy, for itself
-// (l.mu held): a waiter waits for the holders of its shard's lock and for the waiters
-// queued ahead of it that it cannot share with (first come, first served).
-func (l *shardLocks) deadlocked(me *lockWait) bool {
-	seen := map[*lockWait]bool{}
-	var waitsFor func(o *lockWait) bool
-	waitsFor = func(o *lockWait) bool {
-		w := l.waiting[o]
-		if w == nil {
-			return false
-		}
-		s := l.m[w.shard]
-		var blockers []*lockWait
-		for h := range s.holders {
-			if h != o && (w.exclusive || s.writer) {
-				blockers = append(blockers, h)
-			}
-		}
-		for _, q := range s.queue {
-			if q == w {
-				break
-			}
-			if q.owner != o && (q.exclusive || w.exclusive) {
-				blockers = append(blockers, q.owner)
-			}
-		}
-		for _, b := range blockers {
-			if b == me {
-				return true
-			}
-			if b != nil && !seen[b] {
-				seen[b] = true
-				if waitsFor(b) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-	return waitsFor(me)
-}
-
-func (l *shardLocks) release(id int64, exclusive bool, owner *lockWait) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := l.m[id]
-	if exclusive {
-		s.writer = false
+	if epochOID == 0 {
+		b.WriteString("NULL::pg_catalog.int8")
 	} else {
-		s.readers--
+		b.WriteString("pg_catalog.pg_sequence_last_value(")
+		b.WriteString(strconv.FormatUint(uint64(epochOID), 10))
+		b.WriteString("::pg_catalog.oid::pg_catalog.regclass)")
 	}
-	if s.holders[owner]--; s.holders[owner] <= 0 {
-		delete(s.holders, owner)
-	}
-	s.wake(l)
+	return b.String()
 }
 
-func (s *shardLock) compatible(exclusive bool) bool {
-	if exclusive {
-		return !s.writer && s.readers == 0
-	}
-	return !s.writer
-}
-
-func (s *shardLock) grant(exclusive bool, owner *lockWait) {
-	if exclusive {
-		s.writer = true
-	} else {
-		s.readers++
-	}
-	s.holders[owner]++
-}
-
-// wake grants the lock to waiters at the head of the queue while they are compatible
-// (l.mu held).
-func (s *shardLock) wake(l *shardLocks) {
-	for len(s.queue) > 0 && s.compatible(s.queue[0].exclusive) {
-		w := s.queue[0]
-		s.queue = s.queue[1:]
-		s.grant(w.exclusive, w.owner)
-		l.unwait(w)
-		w.granted = true
-		close(w.ready)
-	}
-}
-
-// lockWait bounds a statement's waits for shard write locks as PostgreSQL bounds its own
-// lock waits: by the session's lock_timeout (each wait anew), its statement_timeout (from
-// the start of the statement) and cancel requests, with PostgreSQL's SQLSTATEs and
-// messages, so that a client's retry logic and its own timeouts work through pgshard as
-// on one server. The proxy's LockTimeout stays the outer bound (Server.lockShards).
-// The timeouts are the session's as its coordinator connection has them (with SET LOCAL
-// inside a block: idle.go reads them with the idle timeouts). A cancel request arrives on
-// another goroutine (Server.cancel), hence the mutex around cancelled and stop.
+// lockWait is what bounds the session's waits as PostgreSQL bounds its own. Waits for
+// locks happen in PostgreSQL, on the session's coordinator connection, which has the
+// session's lock_timeout and statement_timeout: a client's cancel request must reach the
+// coordinator backend waiting there (conn, from Server.cancel on another goroutine).
+// Waits in the proxy itself (for a pooled connection: acquirePooled) are bounded by the
+// statement's statement_timeout (from stmtStart) and by cancel requests (cancelled, stop).
+// It also keeps the locks a statement outside a block holds (stmt: key -> exclusive).
 type lockWait struct {
-	lockTimeout, stmtTimeout time.Duration
-	// deadlockTimeout is the session's deadlock_timeout: how long a wait goes before
-	// looking for a deadlock (shardLocks).
-	deadlockTimeout time.Duration
-	// stmtStart is when the client's statement (Query or Execute message) started.
-	stmtStart time.Time
+	// stmtTimeout is the session's statement_timeout (readIdleTimeouts); stmtStart is
+	// when the client's statement (Query or Execute message, or a statement of a query
+	// string) started.
+	stmtTimeout time.Duration
+	stmtStart   time.Time
+	// lockTimeout is the session's lock_timeout, for the waits PostgreSQL does not make
+	// for it (a client's repair: control.go).
+	lockTimeout time.Duration
+	stmt        map[int64]bool
 
 	mu sync.Mutex
+	// conn is the coordinator connection waiting for locks, if any.
+	conn *backend.Conn
 	// cancelled is set by a cancel request until the next statement starts: a cancel
 	// that arrives before the statement waits still ends it, as in PostgreSQL.
 	cancelled bool
-	// stop ends the wait under way, if any.
+	// stop ends the proxy's own wait under way, if any.
 	stop context.CancelCauseFunc
 }
 
@@ -278,71 +140,37 @@ func (w *lockWait) startStatement() {
 	w.mu.Unlock()
 }
 
-// cancel ends the statement's lock wait, now or when it starts. Safe from any goroutine.
-func (w *lockWait) cancel() {
+// waitOn registers c as the connection waiting for locks (nil: none). It reports false
+// when a cancel request came before the wait: the statement is to end at once.
+func (w *lockWait) waitOn(c *backend.Conn) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.conn = c
+	return c == nil || !w.cancelled
+}
+
+// cancel ends the statement's wait, now or when it starts: it sends a cancel request to
+// the coordinator backend waiting for locks, if any, and ends the proxy's own wait. Safe
+// from any goroutine.
+func (w *lockWait) cancel() {
+	w.mu.Lock()
+	c := w.conn
 	w.cancelled = true
 	if w.stop != nil {
 		w.stop(errUserCancel())
 	}
-}
-
-// bound is ctx ended as the session's settings end a lock wait, with the error the client
-// is to hear as its cause (context.Cause); stop releases it.
-func (w *lockWait) bound(ctx context.Context) (context.Context, func(), error) {
-	var deadline time.Time
-	var cause error
-	if w.lockTimeout > 0 {
-		deadline, cause = time.Now().Add(w.lockTimeout), errLockTimeout()
-	}
-	if w.stmtTimeout > 0 && !w.stmtStart.IsZero() {
-		if d := w.stmtStart.Add(w.stmtTimeout); deadline.IsZero() || d.Before(deadline) {
-			deadline, cause = d, errStatementTimeout()
-		}
-	}
-	ctx, stopCancel := context.WithCancelCause(context.WithValue(ctx, lockOwnerKey{}, w))
-	w.mu.Lock()
-	if w.cancelled {
-		w.mu.Unlock()
-		stopCancel(nil)
-		return nil, nil, errUserCancel()
-	}
-	w.stop = stopCancel
 	w.mu.Unlock()
-	stopTimer := context.CancelFunc(func() {})
-	if !deadline.IsZero() {
-		ctx, stopTimer = context.WithDeadlineCause(ctx, deadline, cause)
+	if c == nil {
+		return
 	}
-	return ctx, func() {
-		stopTimer()
-		w.mu.Lock()
-		w.stop = nil
-		w.mu.Unlock()
-		stopCancel(nil)
-	}, nil
+	go func() {
+		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+		defer stop()
+		c.Cancel(ctx)
+	}()
 }
 
-// deadlockWait is how long a wait goes before looking for a deadlock: deadlock_timeout,
-// PostgreSQL's default (1s) when unknown.
-func (w *lockWait) deadlockWait() time.Duration {
-	if w.deadlockTimeout > 0 {
-		return w.deadlockTimeout
-	}
-	return time.Second
-}
-
-// errDeadlock is PostgreSQL's error for the waiter that found a deadlock.
-func errDeadlock() error {
-	return pgerr.New(pgerr.DeadlockDetected, "deadlock detected").
-		WithDetail("Two or more pgshard transaction blocks wait for each other's shard write locks.")
-}
-
-// PostgreSQL's errors for a statement whose lock wait ended (ProcessInterrupts).
-func errLockTimeout() error {
-	return pgerr.New(pgerr.LockNotAvailable, "canceling statement due to lock timeout")
-}
-
+// PostgreSQL's errors for a statement whose wait ended (ProcessInterrupts).
 func errStatementTimeout() error {
 	return pgerr.New(pgerr.QueryCanceled, "canceling statement due to statement timeout")
 }
@@ -351,75 +179,133 @@ func errUserCancel() error {
 	return pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request")
 }
 
-// txLock is a set of shard locks a transaction block took in one statement. level is the
-// number of savepoints the block had then: ROLLBACK TO the savepoint at index i undoes
-// the writes of every level above i, and with them the need for their locks.
+// txLock are the locks a transaction block took in one statement. level is the number of
+// savepoints the block had then: ROLLBACK TO the savepoint at index i releases, in
+// PostgreSQL, the locks taken above level i. unlock does nothing (PostgreSQL releases
+// them); it is kept for the block's end (releaseBlock).
 type txLock struct {
 	ids    []int64
 	level  int
 	unlock func()
 }
 
-// lockShardIDs takes shard write locks until the end of the statement, or, inside a
-// transaction block, exclusively until the end of the block (a block takes each shard's
-// lock once, so later statements of the block never wait for it).
+// lockShardIDs takes the shard locks of ids, exclusively or shared, until the end of the
+// statement or block.
 func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool) error {
-	if len(ids) == 0 {
-		return nil
-	}
-	ctx, stop, err := t.waits.bound(ctx)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	if t.tx == txIdle {
-		unlock, err := t.locker.lockShards(ctx, ids, exclusive)
-		if err != nil {
-			return err
-		}
-		t.stmtUnlock = append(t.stmtUnlock, unlock)
-		return nil
-	}
-	var need []int64
+	reqs := make([]lockReq, 0, len(ids))
 	for _, id := range ids {
-		if !t.txHeld[id] {
-			need = append(need, id)
-		}
+		reqs = append(reqs, lockReq{key: store.LockKey(store.LockShard, id), exclusive: exclusive})
 	}
-	if len(need) == 0 {
+	return t.takeLocks(ctx, reqs)
+}
+
+// takeLocks takes the advisory locks reqs on the session's coordinator connection, in one
+// round trip and in key order, until the end of the statement or block (a block asks only
+// for the locks it does not hold yet), and brings the placements up to date when they
+// changed (shardLocker.placementsCurrent).
+func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
+	if len(reqs) == 0 {
 		return nil
 	}
-	unlock, err := t.locker.lockShards(ctx, need, true)
+	reqs = normalizeLocks(reqs)
+	if t.tx != txIdle {
+		need := reqs[:0]
+		for _, r := range reqs {
+			if excl, held := t.txHeld[r.key]; !held || r.exclusive && !excl {
+				need = append(need, r)
+			}
+		}
+		if reqs = need; len(reqs) == 0 {
+			return nil
+		}
+	}
+	c, sql, err := t.lockConnSQL(ctx, lockSQL(reqs, t.locker.epochOID()))
 	if err != nil {
 		return err
 	}
-	t.txLocks = append(t.txLocks, txLock{ids: need, level: len(t.txSavepoints), unlock: unlock})
-	if t.txHeld == nil {
-		t.txHeld = map[int64]bool{}
+	if !t.waits.waitOn(c) {
+		t.waits.waitOn(nil)
+		return errUserCancel()
 	}
-	for _, id := range need {
-		t.txHeld[id] = true
+	rows, err := c.ExecRows(ctx, sql)
+	t.waits.waitOn(nil)
+	if err != nil {
+		var pe *pgerr.Error
+		if errors.As(err, &pe) && pe.Code == pgerr.DeadlockDetected {
+			// PostgreSQL's detail names the coordinator's processes and the advisory
+			// lock keys, which hold shard ids: the client hears what waited for what.
+			e := *pe
+			e.Detail = "Two or more transactions wait for each other's write locks on distributed tables."
+			e.Hint = ""
+			return &e
+		}
+		return err
+	}
+	if t.tx != txIdle {
+		t.noteTxLocks(reqs)
+	} else {
+		// The statement holds locks until its end (the session's client writes are then
+		// bounded: clientWriter).
+		t.stmtUnlock = append(t.stmtUnlock, func() {})
+		if t.waits.stmt == nil {
+			t.waits.stmt = map[int64]bool{}
+		}
+		for _, r := range reqs {
+			t.waits.stmt[r.key] = t.waits.stmt[r.key] || r.exclusive
+		}
+	}
+	if len(rows) == 1 && len(rows[0]) > 0 && rows[0][len(rows[0])-1] != nil {
+		epoch, _ := strconv.ParseInt(string(rows[0][len(rows[0])-1]), 10, 64)
+		return t.locker.placementsCurrent(ctx, epoch)
 	}
 	return nil
 }
 
-// endStatement releases what a statement held until its end: its shard locks, and,
-// outside a transaction block, the coordinator transaction the statement opened
-// (coordTx), which is committed if the statement left it open (it held only locks: a
-// statement that records a commit decision in it commits it itself).
-func (t *txnState) endStatement(ctx context.Context) {
-	for _, u := range t.stmtUnlock {
-		u()
+// lockConnSQL is lockConn, with the query that takes the locks: outside a block, when the
+// statement has no coordinator transaction yet, the BEGIN that opens it goes in the same
+// round trip (a failed lock leaves it aborted: endStatement's COMMIT then rolls it back).
+func (t *txnState) lockConnSQL(ctx context.Context, sql string) (*backend.Conn, string, error) {
+	if t.tx != txIdle || t.stmtCoordTx {
+		c, err := t.lockConn(ctx)
+		return c, sql, err
 	}
+	c, err := t.coordConnFor(ctx, false)
+	if err != nil {
+		return nil, "", err
+	}
+	t.stmtCoordTx = true
+	t.coordWork = false
+	return c, "BEGIN; " + sql, nil
+}
+
+// noteTxLocks records the locks the block now holds, at its current savepoint level.
+func (t *txnState) noteTxLocks(reqs []lockReq) {
+	if t.txHeld == nil {
+		t.txHeld = map[int64]bool{}
+	}
+	ids := make([]int64, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.key
+		t.txHeld[r.key] = t.txHeld[r.key] || r.exclusive
+	}
+	t.txLocks = append(t.txLocks, txLock{ids: ids, level: len(t.txSavepoints), unlock: func() {}})
+}
+
+// endStatement releases what a statement held until its end: outside a transaction
+// block, the coordinator transaction the statement opened (coordTx) and with it the
+// statement's locks, which is committed if the statement left it open (a statement that
+// records a commit decision in it commits it itself).
+func (t *txnState) endStatement(ctx context.Context) {
 	t.stmtUnlock = t.stmtUnlock[:0]
+	clear(t.waits.stmt)
 	t.endStmtCoordTx(ctx)
 	t.releaseFailedLocks()
 }
 
-// releaseTxLocks lets go of the block's locks taken above the given savepoint level (all of
-// them for -1), which no write the block may still commit needs: the writes they ordered
-// are undone, or can only be undone. Those shards' locks are taken again if the block
-// writes to them again.
+// releaseTxLocks forgets the block's locks taken above the given savepoint level (all of
+// them for -1): PostgreSQL released them (ROLLBACK TO, an aborted subtransaction), or
+// may have; a later statement that needs them asks again, which costs nothing when the
+// coordinator transaction still holds them.
 func (t *txnState) releaseTxLocks(above int) {
 	kept := t.txLocks[:0]
 	for _, l := range t.txLocks {
@@ -427,7 +313,6 @@ func (t *txnState) releaseTxLocks(above int) {
 			kept = append(kept, l)
 			continue
 		}
-		l.unlock()
 		for _, id := range l.ids {
 			delete(t.txHeld, id)
 		}
@@ -436,14 +321,14 @@ func (t *txnState) releaseTxLocks(above int) {
 	t.txLocks = kept
 }
 
-// releaseSavepointLocks brings the block's locks in line with RELEASE or ROLLBACK TO of
-// the savepoint at index i.
+// releaseSavepointLocks brings the block's record of its locks in line with RELEASE or
+// ROLLBACK TO of the savepoint at index i.
 func (t *txnState) releaseSavepointLocks(i int, rollback bool) {
 	if rollback {
 		t.releaseTxLocks(i)
 		return
 	}
-	// RELEASE merges the writes after the savepoint into the enclosing level.
+	// RELEASE merges the subtransaction into the enclosing level, locks and all.
 	for k := range t.txLocks {
 		if t.txLocks[k].level > i {
 			t.txLocks[k].level = i
@@ -451,16 +336,10 @@ func (t *txnState) releaseSavepointLocks(i int, rollback bool) {
 	}
 }
 
-// releaseFailedLocks lets go of the locks a failed transaction block no longer needs. A
-// block in the failed state ('E') can only end with ROLLBACK or ROLLBACK TO a savepoint it
-// holds, so whatever it wrote after its innermost savepoint (all of it, without
-// savepoints) will be undone and can never commit: the locks taken for those writes go at
-// once, as PostgreSQL releases an aborted (sub)transaction's locks when it fails, not when
-// the client ends it. Those writes never commit, so they cannot make the placements of a
-// shard apply other writes in different orders, which is all the shard lock is for; and
-// they do not even hold row locks on the workers for long: undoFailed rolls them back
-// there before the client hears ReadyForQuery (until then, or if that fails, another
-// writer of those rows waits for them inside PostgreSQL, under its lock_timeout).
+// releaseFailedLocks forgets the locks of the part of a failed block that can only be
+// undone (after its innermost savepoint, all of it without): undoFailed rolls that part
+// back on the coordinator too, which releases them, as PostgreSQL releases an aborted
+// (sub)transaction's locks when it fails, not when the client ends it.
 func (t *txnState) releaseFailedLocks() {
 	if t.tx == txFailed && len(t.txLocks) > 0 {
 		t.releaseTxLocks(len(t.txSavepoints) - 1)
@@ -470,10 +349,11 @@ func (t *txnState) releaseFailedLocks() {
 // undoFailed rolls back at once, on the backends of a failed transaction block, the part
 // of the block that can now only be undone (all of it without savepoints, else what
 // followed the innermost savepoint), as PostgreSQL aborts a transaction when a statement
-// fails rather than when the client says ROLLBACK: the rows it wrote or locked there are
-// free for other writers while the client has not rolled back yet. The client's ROLLBACK
-// or ROLLBACK TO then finds nothing more to undo there. A backend where the statement
-// failed, whose part is aborted already, is left to them.
+// fails rather than when the client says ROLLBACK: the rows it wrote or locked there, and
+// the coordinator's locks it took, are free for other writers while the client has not
+// rolled back yet. The client's ROLLBACK or ROLLBACK TO then finds nothing more to undo
+// there. A backend where the statement failed, whose part is aborted already, is left to
+// them.
 func (t *txnState) undoFailed(ctx context.Context) {
 	if t.tx != txFailed || t.failedUndone {
 		return
@@ -505,3 +385,75 @@ func (t *txnState) undoFailed(ctx context.Context) {
 	}
 	wg.Wait()
 }
+
+// checkLocksHeld makes sure, before a block that holds write locks commits its workers
+// (commit set), that the coordinator transaction holding them is still there: its
+// connection answers, in the transaction. The locks last until it commits after the
+// workers (finishOnNodes). A lost connection took the locks with it, and the block is
+// rolled back instead, with the error returned.
+func (t *txnState) checkLocksHeld(ctx context.Context, commit bool) error {
+	if !commit || len(t.txLocks) == 0 {
+		return nil
+	}
+	lost := pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the transaction's write locks was lost").
+		WithDetail("The transaction was rolled back.")
+	if !t.coordInTx || t.coord == nil {
+		return lost
+	}
+	c := t.coord.Value()
+	if c.Broken() || c.Exec(ctx, "SELECT 1") != nil || c.TxStatus != 'T' {
+		return lost
+	}
+	return nil
+}
+
+// Locks past the coordinator's COMMIT. The write locks must outlast the commit of the
+// writes on every placement: a writer that takes them next and finds a placement that has
+// committed and a sibling that has not yet sees the rows differently on each (a predicate
+// DELETE deletes the committed INSERT's rows on one only). A commit that ends the
+// coordinator's transaction first (two-phase commit records its decision there, then
+// sends COMMIT PREPARED) runs holdLocksSQL in that transaction just before its COMMIT:
+// session-level copies of the locks, granted at once since the transaction holds them;
+// and releaseHeldLocksSQL once every placement has committed. A lost connection releases
+// them too. (One-phase commit ends the coordinator's part after the workers' instead:
+// finishOnNodes, commitImplicit before endStatement.)
+
+// heldLocks are the write locks the session holds: its block's, else its statement's
+// (key -> exclusive).
+func (t *txnState) heldLocks() map[int64]bool {
+	if t.tx != txIdle {
+		return t.txHeld
+	}
+	return t.waits.stmt
+}
+
+// holdLocksSQL is the statement that takes session-level copies of the locks held (""
+// for none), in key order.
+func holdLocksSQL(held map[int64]bool) string {
+	if len(held) == 0 {
+		return ""
+	}
+	keys := make([]int64, 0, len(held))
+	for k := range held {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString("SELECT ")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if held[k] {
+			b.WriteString("pg_catalog.pg_advisory_lock(")
+		} else {
+			b.WriteString("pg_catalog.pg_advisory_lock_shared(")
+		}
+		b.WriteString(strconv.FormatInt(k, 10))
+		b.WriteString("::pg_catalog.int8)")
+	}
+	return b.String()
+}
+
+// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL took.
+const releaseHeldLocksSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"

@@ -176,7 +176,7 @@ func (s *sessionNames) askNames(ctx context.Context, snap *metadata.Snapshot, ep
 		if err != nil {
 			return nil
 		}
-		res, err := pool.Acquire(ctx)
+		res, err := acquirePooled(ctx, pool)
 		if err != nil {
 			return nil
 		}

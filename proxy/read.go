@@ -28,12 +28,14 @@ func (x *execution) execSelect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	shards, err := x.shards(ctx, t, st.Filter, nil)
+	shards, pinned, err := x.pinnedShards(ctx, t, st.Filter, nil)
 	if err != nil {
 		return err
 	}
 	if st.Locking && ss.txn.tx != txIdle {
-		ss.txn.txRowLocks = true
+		if err := x.lockRowsRead(ctx, shards, pinned, st.LockNoWait); err != nil {
+			return err
+		}
 	}
 	if st.Merge != nil && st.Merge.Kind == router.Prototype {
 		return x.coordinatorStatement(ctx, render(st.Text, in, nil, nil))
@@ -695,4 +697,27 @@ func roundNumeric(s string) (int64, error) {
 		return 0, pgerr.New(pgerr.NumericValueOutOfRange, "bigint out of range")
 	}
 	return q.Int64(), nil
+}
+
+// lockRowsRead takes, for a SELECT ... FOR UPDATE or FOR SHARE in a transaction block,
+// the locks a write of the same rows would take (locks.go): the rows it locks on the
+// workers are its own until the block ends, and a writer of them that waited for them
+// there, holding its own locks, would wait in a cycle the coordinator does not see. The
+// block holds the rows as it would hold written ones (holdsShardLocks). A SELECT that
+// never waits for a row lock (SKIP LOCKED, NOWAIT) takes none: the job-queue pattern
+// (ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED) must not wait for the other takers.
+func (x *execution) lockRowsRead(ctx context.Context, shards []*metadata.Shard, pinned []int32, noWait bool) error {
+	x.ss.txn.txRowLocks = true
+	if noWait {
+		return nil
+	}
+	var reqs []lockReq
+	for _, sh := range shards {
+		var keys []int32
+		if pinned != nil {
+			keys = hashesIn(sh, pinned)
+		}
+		reqs = shardLockReqs(reqs, sh.ID, keys, pinned != nil)
+	}
+	return x.ss.txn.takeLocks(ctx, reqs)
 }

@@ -175,25 +175,81 @@ func charPos(s string, off int) int {
 // hashes its values, the coordinator reads those Bind cannot, evals are the statement's
 // evaluated values.
 func (x *execution) shards(ctx context.Context, t *metadata.Table, cond *router.Cond, evals []evaluated) ([]*metadata.Shard, error) {
+	shards, _, err := x.pinnedShards(ctx, t, cond, evals)
+	return shards, err
+}
+
+// pinnedShards is shards, with the hashes of the partition-key values the condition pins
+// the rows to (locks.go), or nil when it pins none.
+func (x *execution) pinnedShards(ctx context.Context, t *metadata.Table, cond *router.Cond, evals []evaluated) ([]*metadata.Shard, []int32, error) {
 	if cond == nil || cond.Kind == router.CondAll {
-		return t.Shards, nil
+		return t.Shards, nil, nil
 	}
 	bd, err := router.Bind(cond.Values(nil), x.in, bindParams(x.prm), nil)
 	if err != nil {
-		return nil, bindError(err)
+		return nil, nil, bindError(err)
 	}
 	kh := keyHasher{ss: x.ss, be: x.conns()}
 	for _, p := range bd.Pending {
 		kh.take(p.Bound, evals, &bd.Hashes[p.Index])
 	}
 	if err := kh.flush(ctx); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if bd.AnyShard {
-		return t.Shards, nil
+		return t.Shards, nil, nil
 	}
 	shards, _ := cond.Select(t, bd.Hashes)
-	return shards, nil
+	i := 0
+	pinned, ok := pinnedHashes(cond, bd.Hashes, &i)
+	if !ok {
+		pinned = nil
+	} else if pinned == nil {
+		pinned = []int32{}
+	}
+	return shards, pinned, nil
+}
+
+// pinnedHashes returns the hashes of the partition-key values every row the condition
+// keeps has one of (ok false: the condition does not say), given the hashes of its Values
+// from *i on (as Cond.Select takes them).
+func pinnedHashes(c *router.Cond, hashes []int32, i *int) (pinned []int32, ok bool) {
+	switch c.Kind {
+	case router.CondEq:
+		h := hashes[*i]
+		*i++
+		return []int32{h}, true
+	case router.CondNone:
+		return nil, true
+	case router.CondAnd:
+		// Any pinned argument pins the conjunction: the narrowest is kept.
+		for _, a := range c.Args {
+			if p, aok := pinnedHashes(a, hashes, i); aok && (!ok || len(p) < len(pinned)) {
+				pinned, ok = p, true
+			}
+		}
+		return pinned, ok
+	case router.CondOr:
+		ok = true
+		for _, a := range c.Args {
+			p, aok := pinnedHashes(a, hashes, i)
+			ok = ok && aok
+			pinned = append(pinned, p...)
+		}
+		return pinned, ok
+	}
+	return nil, false
+}
+
+// hashesIn are the hashes of pinned that shard sh holds.
+func hashesIn(sh *metadata.Shard, pinned []int32) []int32 {
+	out := []int32{}
+	for _, h := range pinned {
+		if sh.Min <= h && h <= sh.Max {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // evaluate asks the coordinator for the values of evals, in one round trip (one query per

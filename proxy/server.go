@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,6 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/store"
-	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/repair"
 	"github.com/pgshard/pgshard/router"
@@ -40,9 +38,9 @@ type Config struct {
 	// RepairInterval is how often the background repairer looks for inactive placements
 	// on reachable nodes; 0 disables it.
 	RepairInterval time.Duration
-	// LockTimeout bounds the wait for a shard's write lock (default 30s), beyond the
-	// session's lock_timeout and statement_timeout (lockWait); it also breaks deadlocks
-	// the proxy cannot see (through other proxies' leases).
+	// LockTimeout bounds a repair's wait for the shard lock it copies under (default
+	// 30s). Writes wait as PostgreSQL's lock manager on the coordinator has them wait,
+	// bounded by the session's own lock_timeout and statement_timeout (locks.go).
 	LockTimeout time.Duration
 	// BatchRows is how many rows of an INSERT ... SELECT (or of a gathered UPDATE or
 	// DELETE) the proxy holds and writes to the shards at a time (default 50,000; a batch
@@ -114,11 +112,13 @@ type Server struct {
 	params map[string]string
 
 	stats  stats
-	locks  *shardLocks
-	leases *leases
 	repair *repair.Repairer
 	// recovery finishes prepared transactions left behind (recovery.go).
 	recovery *recoverer
+	// epochSeq is the OID of the placements' epoch sequence (0: unknown); epoch is its
+	// value when the metadata was last read for it (placementsCurrent; -1: never).
+	epochSeq uint32
+	epoch    atomic.Int64
 
 	mu       sync.Mutex
 	sessions map[uint32]*session // by proxy-issued process id
@@ -169,8 +169,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		coord:    backend.Key{Host: pcfg.Host, Port: int(pcfg.Port), Database: pcfg.Database},
 		sessions: map[uint32]*session{},
 		ready:    make(chan struct{}),
-		locks:    newShardLocks(),
 	}
+	s.epoch.Store(-1)
 	if s.cfg.MaxClientConn <= 0 {
 		s.cfg.MaxClientConn = DefaultMaxClientConn
 	}
@@ -181,17 +181,17 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.cfg.LockTimeout = 30 * time.Second
 	}
 	s.pools = backend.NewPools(backend.Config{Base: pcfg, MaxConns: int32(cfg.PoolSize)})
-	leaseCfg := pcfg.Copy()
-	leaseCfg.RuntimeParams["application_name"] = "pgshard leases"
-	leaseCfg.RuntimeParams["search_path"] = store.SearchPath
-	s.leases = newLeases(leaseCfg, cfg.Logger)
 	s.repair = &repair.Repairer{
-		Store: st, Cache: s.cache, Locks: s, User: pcfg.User, Log: cfg.Logger,
+		Store: st, Cache: s.cache, User: pcfg.User, Log: cfg.Logger, LockTimeout: s.cfg.LockTimeout,
 		Connect: func(n metadata.Node, user string) *pgconn.Config {
 			return s.pools.ConnConfig(s.workerKey(n, user))
 		},
 	}
 	s.recovery = newRecoverer(s, pcfg.User)
+	if err := st.Pool().QueryRow(ctx, "SELECT 'pgs_distribution_metadata.placement_epoch'::pg_catalog.regclass::pg_catalog.oid").Scan(&s.epochSeq); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("proxy: placement epoch: %w", err)
+	}
 	if _, err := st.Reload(ctx, s.cache); err != nil {
 		s.Close()
 		return nil, err
@@ -232,14 +232,10 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var bg sync.WaitGroup
-	bg.Add(3)
+	bg.Add(2)
 	go func() {
 		defer bg.Done()
-		s.store.Watch(ctx, s.cache, nil, s.leases.onRequest)
-	}()
-	go func() {
-		defer bg.Done()
-		s.leases.run(ctx)
+		s.store.Watch(ctx, s.cache, nil, nil)
 	}()
 	go func() {
 		defer bg.Done()
@@ -421,66 +417,21 @@ type stats struct {
 	errors      atomic.Int64
 }
 
-// lockShards takes the write locks of shards: this proxy's own locks, then the shards'
-// leases, which extend the locks to every proxy. Shared locks are for writes that commute;
-// exclusive ones for the others and for repair.
-func (s *Server) lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.LockTimeout)
-	defer cancel()
-	timeout := func(err error, id int64) error {
-		if errors.Is(err, context.DeadlineExceeded) {
-			// In the client's terms: the table it wrote to, not the shard (the log
-			// has the shard).
-			s.log.Info("write lock timeout", "shard", id, "after", s.cfg.LockTimeout)
-			return pgerr.New(pgerr.LockNotAvailable, "could not obtain write lock on table %s", s.shardTableName(id)).
-				WithHint("Another transaction, proxy or repair held rows of the table for longer than %s (transaction blocks that wait for each other's writes deadlock); try again.", s.cfg.LockTimeout)
-		}
+// epochOID is the OID of the placements' epoch sequence (shardLocker).
+func (s *Server) epochOID() uint32 { return s.epochSeq }
+
+// placementsCurrent reads the metadata again when the placements' epoch, read with a
+// write's locks, moved since it was last read (shardLocker): a placement changed, maybe
+// by a repair that held the lock the write now holds.
+func (s *Server) placementsCurrent(ctx context.Context, epoch int64) error {
+	if s.epoch.Load() == epoch {
+		return nil
+	}
+	if _, err := s.store.Reload(ctx, s.cache); err != nil {
 		return err
 	}
-	unlockLocal, err := s.locks.lock(ctx, ids, exclusive)
-	if err != nil {
-		return nil, timeout(err, ids[0])
-	}
-	mode := leaseShared
-	if exclusive {
-		mode = leaseExclusive
-	}
-	sorted := append([]int64(nil), ids...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
-	var releases []func()
-	releaseAll := func() {
-		for i := len(releases) - 1; i >= 0; i-- {
-			releases[i]()
-		}
-		unlockLocal()
-	}
-	fresh := false
-	for i, id := range sorted {
-		if i > 0 && id == sorted[i-1] {
-			continue
-		}
-		rel, taken, err := s.leases.acquire(ctx, id, mode)
-		if err != nil {
-			releaseAll()
-			return nil, timeout(err, id)
-		}
-		releases = append(releases, rel)
-		fresh = fresh || taken
-	}
-	if fresh {
-		// The lease may come from a proxy that just changed the shard's placements (a
-		// repair, a mark): read them before writing, rather than wait for the
-		// notification.
-		if _, err := s.store.Reload(ctx, s.cache); err != nil {
-			releaseAll()
-			if ctx.Err() != nil {
-				// The hand-over is part of the wait: it ends as the wait would have.
-				return nil, timeout(context.Cause(ctx), sorted[0])
-			}
-			return nil, err
-		}
-	}
-	return releaseAll, nil
+	s.epoch.Store(epoch)
+	return nil
 }
 
 // shardTableName is the quoted name of the table a shard belongs to, as messages to the
@@ -503,9 +454,4 @@ func (ss *session) shardRef(id int64) string {
 		return name + " (shard " + strconv.FormatInt(id, 10) + ")"
 	}
 	return name
-}
-
-// LockShard blocks writes to a shard through every proxy (for repair).
-func (s *Server) LockShard(ctx context.Context, shardID int64) (func(), error) {
-	return s.lockShards(ctx, []int64{shardID}, true)
 }

@@ -114,7 +114,8 @@ func (s *Server) serveConn(ctx context.Context, nc net.Conn, refused, reserved b
 	if !ss.startup(ctx) {
 		return
 	}
-	ss.conn.Serve(ctx, handler{ss})
+	// The session's waits for backend connections end as its statements do (acquirePooled).
+	ss.conn.Serve(withStatementWaits(ctx, &ss.txn.waits), handler{ss})
 }
 
 // readCopyData reads the client's next message during COPY FROM STDIN. A COPY that

@@ -101,6 +101,14 @@ func (h handler) Query(ctx context.Context, q string) {
 					stmts = b.Stmts
 					st = stmts[i]
 				}
+				if i > 0 {
+					// statement_timeout counts for each statement of the string anew, as
+					// in PostgreSQL (exec_simple_query stops the statement timeout after
+					// each statement and starts a fresh one for the next): for the
+					// proxy's own waits (shard locks, pooled connections) too. A cancel
+					// request stays: it ends the rest of the string.
+					ss.txn.waits.stmtStart = time.Now()
+				}
 				if implicit && ss.txn.pipelineTx {
 					// Transaction control changes the implicit block as in a pipeline.
 					if err := ss.txn.pipelineBlock(ctx, st); err != nil {

@@ -78,6 +78,10 @@ type twoPhase struct {
 	xid       int64
 	// xidPending says beginXid's answer is still to be read (readXid).
 	xidPending bool
+	// holdSQL takes session-level copies of the write locks the coordinator transaction
+	// holds, run just before its COMMIT (holdLocksSQL): the locks then outlast the
+	// decision until COMMIT PREPARED reached every placement (releaseHeldLocksSQL).
+	holdSQL string
 	// mark marks placements inactive durably (the server's markInactive).
 	mark func(ctx context.Context, ps []metadata.Placement) error
 	log  *slog.Logger
@@ -298,7 +302,11 @@ func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
 		}
 	}
 	sql := "SELECT " + store.RecordFunction + "(ARRAY[" + strings.Join(gids, ", ") + "]::pg_catalog.text[], ARRAY[" +
-		strings.Join(names, ", ") + "]::pg_catalog.text[], ARRAY[" + strings.Join(ports, ", ") + "]::pg_catalog.int4[]); COMMIT"
+		strings.Join(names, ", ") + "]::pg_catalog.text[], ARRAY[" + strings.Join(ports, ", ") + "]::pg_catalog.int4[]); "
+	if tp.holdSQL != "" {
+		sql += tp.holdSQL + "; "
+	}
+	sql += "COMMIT"
 	err = tp.coord.Exec(ctx, sql)
 	switch {
 	case backend.Unavailable(err):
@@ -406,6 +414,10 @@ func (tp *twoPhase) run(ctx context.Context) error {
 			tp.log.Warn("two-phase commit: could not mark placements whose part recovery will commit", "err", err)
 		}
 	}
+	if tp.holdSQL != "" && !tp.coord.Broken() {
+		// A failure breaks the connection, which releases them too.
+		tp.coord.Exec(ctx, releaseHeldLocksSQL)
+	}
 	return nil
 }
 
@@ -438,7 +450,8 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 		tp.parts = parts
 		return tp.run(ctx)
 	}
-	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec}
+	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
 	c, open, err := wr.decider.stmtDecisionConn(ctx)
 	if err != nil {
 		tp.abort(ctx)
@@ -479,6 +492,11 @@ func (t *txnState) stmtDecisionConn(ctx context.Context) (c *backend.Conn, open 
 	}
 	c = t.coord.Value()
 	open = t.stmtCoordTx && c.TxStatus != 'I'
+	if len(t.waits.stmt) > 0 && (!open || c.TxStatus != 'T') {
+		// The transaction holding the statement's write locks is gone (locks.go).
+		return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the statement's write locks was lost").
+			WithDetail("The statement was rolled back.")
+	}
 	t.stmtCoordTx = true
 	return c, open, nil
 }
@@ -493,7 +511,8 @@ func (wr *writeRun) startDecision(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec}
+	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
 	if tp.beginXid() == nil {
 		wr.tp = tp
 	}

@@ -134,7 +134,7 @@ type txnState struct {
 	// statement_timeout and cancel requests (locks.go).
 	waits lockWait
 
-	// locker takes shard write locks (the server's: Server.lockShards).
+	// locker is the server's side of taking write locks (locks.go).
 	locker shardLocker
 	// idleTxLimit is pgshard's IdleTransactionTimeout (idleDeadline).
 	idleTxLimit time.Duration
@@ -173,10 +173,12 @@ type txnHost interface {
 	applySettingsFor(ctx context.Context, c *backend.Conn, worker bool) error
 }
 
-// shardLocker takes shard write locks across the proxies (Server.lockShards): the
-// returned function releases them.
+// shardLocker is what taking write locks needs from the server (locks.go): the OID of
+// the placements' epoch sequence, and bringing the placements up to date when the epoch
+// read with the locks moved.
 type shardLocker interface {
-	lockShards(ctx context.Context, ids []int64, exclusive bool) (func(), error)
+	epochOID() uint32
+	placementsCurrent(ctx context.Context, epoch int64) error
 }
 
 // newTxnState is the transaction layer of a new session: idle, holding nothing.
@@ -285,7 +287,7 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 		missed, err = t.commitBlock(cctx)
 		cancel()
 	} else {
-		results, coordErr := t.finishOnNodes(ctx, "ROLLBACK", false)
+		results, coordErr := t.finishOnNodes(ctx, "ROLLBACK")
 		for _, n := range sortedNodes(results) {
 			if results[n] != nil {
 				err = results[n]
@@ -341,7 +343,8 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 		tp.abort(ctx)
 		return nil, err
 	}
-	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared}
+	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared,
+		holdSQL: holdLocksSQL(t.heldLocks())}
 	if err := tp.beginXid(); err != nil {
 		tp.abort(ctx)
 		return nil, coordUnavailable(err)
@@ -375,6 +378,11 @@ func (t *txnState) decisionConn(ctx context.Context) (c *backend.Conn, open bool
 		}
 	}
 	c = t.coord.Value()
+	if len(t.txLocks) > 0 && (!t.coordInTx || c.TxStatus != 'T') {
+		// The transaction holding the block's write locks is gone (locks.go).
+		return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the transaction's write locks was lost").
+			WithDetail("The transaction was rolled back.")
+	}
 	return c, t.coordInTx && c.TxStatus != 'I', nil
 }
 
@@ -382,7 +390,13 @@ func (t *txnState) decisionConn(ctx context.Context) (c *backend.Conn, open bool
 // first, then the coordinator (whose part holds the block's locks, or is the one that
 // wrote). decideBlockCommit decides from the workers' outcomes what the client hears.
 func (t *txnState) commitOnePhase(ctx context.Context) ([]metadata.Placement, error) {
-	results, coordErr := t.finishOnNodes(ctx, "COMMIT", true)
+	// A block whose write locks are gone (their coordinator connection was lost) must
+	// not commit: another writer may have taken them meanwhile (locks.go).
+	if lockErr := t.checkLocksHeld(ctx, true); lockErr != nil {
+		t.finishOnNodes(ctx, "ROLLBACK")
+		return nil, lockErr
+	}
+	results, coordErr := t.finishOnNodes(ctx, "COMMIT")
 	d := decideBlockCommit(t.txWrites, results, backend.Unavailable)
 	if coordErr != nil && d.err == nil {
 		d.err = coordErr
@@ -391,10 +405,10 @@ func (t *txnState) commitOnePhase(ctx context.Context) ([]metadata.Placement, er
 }
 
 // finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block: the worker
-// connections in parallel, the coordinator's meanwhile, or once they answered
-// (coordAfter). It returns each worker node's outcome and the coordinator's. It is
-// one-phase: commitBlock uses it only when one connection wrote.
-func (t *txnState) finishOnNodes(ctx context.Context, cmd string, coordAfter bool) (map[metadata.Node]error, error) {
+// connections in parallel, then the coordinator's. It returns each worker node's outcome
+// and the coordinator's. It is one-phase: commitBlock uses it only when one connection
+// wrote.
+func (t *txnState) finishOnNodes(ctx context.Context, cmd string) (map[metadata.Node]error, error) {
 	nodes := make([]metadata.Node, 0, len(t.txConns))
 	for n := range t.txConns {
 		nodes = append(nodes, n)
@@ -421,14 +435,15 @@ func (t *txnState) finishOnNodes(ctx context.Context, cmd string, coordAfter boo
 			outcomes[i] = c.Exec(ctx, cmd)
 		}()
 	}
-	if coordAfter {
-		wg.Wait()
-	}
+	// The coordinator's part ends after the workers': it holds the block's write locks
+	// (locks.go), which must outlast the writes' commits on every placement, else a
+	// writer that takes them next sees the block's rows on one placement and not yet on
+	// its sibling.
+	wg.Wait()
 	var coordErr error
 	if t.coordInTx && t.coord != nil {
 		coordErr = t.coord.Value().Exec(ctx, cmd)
 	}
-	wg.Wait()
 	results := make(map[metadata.Node]error, len(nodes))
 	for i, n := range nodes {
 		results[n] = outcomes[i]

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/jackc/puddle/v2"
 
@@ -120,7 +121,7 @@ func (ss *session) acquireCoord(ctx context.Context) (*puddle.Resource[*backend.
 	if err != nil {
 		return nil, err
 	}
-	res, err := pool.Acquire(ctx)
+	res, err := acquirePooled(ctx, pool)
 	if err != nil {
 		return nil, coordUnavailable(err)
 	}
@@ -195,7 +196,7 @@ func (ss *session) acquireWorker(ctx context.Context, node metadata.Node) (*pudd
 	if err != nil {
 		return nil, err
 	}
-	res, err := pool.Acquire(ctx)
+	res, err := acquirePooled(ctx, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -210,4 +211,93 @@ func (t *txnState) release(w workerConn) {
 	if w.res != nil && !w.pinned {
 		backend.Release(w.res)
 	}
+}
+
+// Waiting for a backend connection. A pool holds at most --pool-size connections per
+// server and user; a statement that needs one while all are taken (by transaction blocks
+// that keep theirs, or by other statements) waits for one to come back. PostgreSQL has no
+// such wait, but a statement waiting for anything there ends at the session's
+// statement_timeout (from the start of the statement) and on a cancel request, with 57014
+// and the message of the one that ended it: so does this wait. It is not a lock wait, so
+// lock_timeout does not end it. The bound is the session's (statementWaits), which the
+// session puts in the context its messages are handled with (serveConn).
+
+// statementWaitsKey is the context key of the session's statementWaits.
+type statementWaitsKey struct{}
+
+// withStatementWaits returns ctx carrying w: the session's statement_timeout, the start
+// of its current statement and its cancel requests, which bound its waits for a backend
+// connection (acquirePooled).
+func withStatementWaits(ctx context.Context, w *lockWait) context.Context {
+	return context.WithValue(ctx, statementWaitsKey{}, w)
+}
+
+// acquirePooled takes a connection from pool, waiting for one, if all are taken, until
+// the statement's statement_timeout or a cancel request ends the wait (boundStatement); a
+// context without a session's statementWaits waits as long as ctx lets it.
+func acquirePooled(ctx context.Context, pool *backend.Pool) (*puddle.Resource[*backend.Conn], error) {
+	w, _ := ctx.Value(statementWaitsKey{}).(*lockWait)
+	if w == nil {
+		return pool.Acquire(ctx)
+	}
+	bounded, stop, err := boundStatement(ctx, w)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	res, err := pool.Acquire(bounded)
+	if err != nil && bounded.Err() != nil {
+		// The statement's bound (this one, or that of the wait this one is part of)
+		// ended the wait: the client hears why, as in PostgreSQL.
+		var pe *pgerr.Error
+		if cause := context.Cause(bounded); errors.As(cause, &pe) {
+			return nil, cause
+		}
+	}
+	return res, err
+}
+
+// statementOver is called when the session waits for its client's next message: its
+// statement, if any, is over. Until a Query or Execute starts the next (startStatement),
+// a wait for a connection (a Parse's, say) is bounded by cancel requests only, not by a
+// statement_timeout counted from a statement that ended long ago; and a cancel request
+// that came too late to stop the statement is dropped, as PostgreSQL drops one that
+// arrives while it reads the next command.
+func statementOver(w *lockWait) {
+	w.stmtStart = time.Time{}
+	w.mu.Lock()
+	w.cancelled = false
+	w.mu.Unlock()
+}
+
+// boundStatement is ctx ended at the statement's statement_timeout (counted from the
+// start of the statement: of each statement of a query string, Query) or by a cancel
+// request, with PostgreSQL's error as its cause; stop releases it. A cancel request that
+// came before the wait ends it at once, as PostgreSQL acts on a pending cancel at its next
+// wait. Inside a wait that w already bounds (a lock wait that needs a connection), ctx is
+// bounded already and is returned as it is.
+func boundStatement(ctx context.Context, w *lockWait) (context.Context, func(), error) {
+	w.mu.Lock()
+	if w.cancelled {
+		w.mu.Unlock()
+		return nil, nil, errUserCancel()
+	}
+	if w.stop != nil {
+		w.mu.Unlock()
+		return ctx, func() {}, nil
+	}
+	bounded, stopCancel := context.WithCancelCause(ctx)
+	w.stop = stopCancel
+	w.mu.Unlock()
+	stopTimer := context.CancelFunc(func() {})
+	if w.stmtTimeout > 0 && !w.stmtStart.IsZero() {
+		bounded, stopTimer = context.WithDeadlineCause(bounded, w.stmtStart.Add(w.stmtTimeout), errStatementTimeout())
+	}
+	return bounded, func() {
+		stopTimer()
+		w.mu.Lock()
+		w.stop = nil
+		w.mu.Unlock()
+		stopCancel(nil)
+	}, nil
 }

@@ -26,6 +26,10 @@ type writeTask struct {
 	// this shard (nil for other writes): RETURNING answers in that order, as PostgreSQL
 	// does for one table.
 	rows []int
+	// keys are the hashes of the partition-key values of the rows the write touches, when
+	// the statement pins them (INSERT ... VALUES, a filter on the partition key); nil when
+	// it does not (locks.go: such a write locks the whole shard).
+	keys []int32
 }
 
 // execWrite runs an INSERT, UPDATE or DELETE on a distributed table.
@@ -69,7 +73,7 @@ func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeT
 	case st.Kind == router.Insert:
 		tasks, err = x.insertTasks(ctx, t, ev)
 	default:
-		shards, serr := x.shards(ctx, t, st.Filter, stEvals)
+		shards, pinned, serr := x.pinnedShards(ctx, t, st.Filter, stEvals)
 		if serr != nil {
 			return nil, serr
 		}
@@ -81,7 +85,11 @@ func (x *execution) writeTasks(ctx context.Context, t *metadata.Table) ([]writeT
 		lits := literals(stEvals)
 		for _, sh := range shards {
 			holes := &router.Holes{In: in, Tables: []string{router.ShardName(t.Schema, t.Name, sh.ID)}, Evals: lits}
-			tasks = append(tasks, writeTask{shard: sh, sql: st.Shard.Render(nil, holes)})
+			task := writeTask{shard: sh, sql: st.Shard.Render(nil, holes)}
+			if pinned != nil {
+				task.keys = hashesIn(sh, pinned)
+			}
+			tasks = append(tasks, task)
 		}
 	}
 	return tasks, err
@@ -137,7 +145,11 @@ func (x *execution) insertTasks(ctx context.Context, t *metadata.Table, ev [][]e
 		}
 		holes.Evals = suffix
 		sql = st.InsertSuffix.Render(sql, holes)
-		tasks = append(tasks, writeTask{shard: sh, sql: sql, rows: byShard[sh.ID]})
+		keys := make([]int32, 0, len(byShard[sh.ID]))
+		for _, ri := range byShard[sh.ID] {
+			keys = append(keys, hashes[ri])
+		}
+		tasks = append(tasks, writeTask{shard: sh, sql: sql, rows: byShard[sh.ID], keys: keys})
 	}
 	return tasks, nil
 }
@@ -929,28 +941,36 @@ func tagRows(tag string) string {
 	return strconv.FormatInt(n, 10) + " tuples"
 }
 
-// lockShards takes the shard write locks a write needs: placements of a replicated shard
-// must apply non-commuting writes in the same order, and a repair must not miss a write.
-// A write to several shards holds row locks on one placement while it waits for another,
-// so concurrent multi-shard writes could deadlock across workers, where PostgreSQL cannot
-// see the cycle: they take the locks of all their shards, in shard order. A write to one
-// shard with a single placement needs none (PostgreSQL orders its writes, and there is
-// nothing to repair). Inside a transaction block the locks are held until the block ends.
+// lockShards takes the write locks a write needs (locks.go): placements of a replicated
+// shard must apply writes of the same rows in the same order, and a repair must not miss
+// a write. A write to several shards holds row locks on one placement while it waits for
+// another, and a transaction block holds its row locks until it ends: such waits cross
+// workers, where PostgreSQL cannot see a cycle, so multi-shard writes and every write in a
+// block lock too, on the coordinator, whose deadlock detector sees them all. Only an
+// autocommit write to one shard with a single placement needs none (PostgreSQL orders its
+// writes, and there is nothing to repair). A write that pins its rows to partition-key
+// values (task.keys) takes the shard lock shared and a key lock per value; any other
+// takes the shard lock exclusively.
 func (x *execution) lockShards(ctx context.Context, tasks []writeTask) error {
 	ss, st := x.ss, x.st
-	var ids []int64
+	need := ss.txn.tx != txIdle || len(tasks) > 1
 	for _, t := range tasks {
-		if len(t.shard.Placements) > 1 || len(tasks) > 1 {
-			ids = append(ids, t.shard.ID)
-		}
+		need = need || len(t.shard.Placements) > 1
 	}
-	if len(ids) > 0 && st.Kind != router.Truncate {
+	if !need {
+		return nil
+	}
+	if st.Kind != router.Truncate {
 		// (TRUNCATE ran on the coordinator's table first, which checked it.)
 		if err := x.checkWritePrivilege(ctx, tasks[0].shard.TableID, st.Kind); err != nil {
 			return err
 		}
 	}
-	return ss.txn.lockShardIDs(ctx, ids, !st.Commutes)
+	var reqs []lockReq
+	for _, t := range tasks {
+		reqs = shardLockReqs(reqs, t.shard.ID, t.keys, t.keys != nil)
+	}
+	return ss.txn.takeLocks(ctx, reqs)
 }
 
 // sessionQuery runs a query that reads the session's state (its role, its settings) on
@@ -966,7 +986,7 @@ func sessionQuery(ctx context.Context, ss *session, sql string) ([][][]byte, err
 		if err != nil {
 			return nil, err
 		}
-		res, err := pool.Acquire(ctx)
+		res, err := acquirePooled(ctx, pool)
 		if err != nil {
 			return nil, coordUnavailable(err)
 		}

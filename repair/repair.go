@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/ddl"
@@ -60,17 +61,13 @@ import (
 	"github.com/pgshard/pgshard/pgerr"
 )
 
-// Locker blocks writes to a shard, in this proxy and in every other one, until the
-// returned function is called. Reads are not blocked.
-type Locker interface {
-	LockShard(ctx context.Context, shardID int64) (unlock func(), err error)
-}
-
 // Repairer repairs placements.
 type Repairer struct {
 	Store *store.Store
 	Cache *metadata.Cache
-	Locks Locker
+	// LockTimeout bounds the wait for the shard's write lock (default 30s): writers
+	// queue behind a waiting repair, which must not wait for long.
+	LockTimeout time.Duration
 	// Connect returns the configuration for a connection to a worker, as the given user
 	// (connections are made for each repair).
 	Connect func(node metadata.Node, user string) *pgconn.Config
@@ -255,11 +252,11 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	}
 
 	// Writes to the shard wait from here until the placement is finalized.
-	unlock, err := r.Locks.LockShard(ctx, sh.ID)
+	lock, err := r.lockShard(ctx, sh.ID)
 	if err != nil {
 		return res, err
 	}
-	defer unlock()
+	defer lock.unlock()
 
 	// Both sessions are the owner's (see the package comment): nothing of the owner's runs
 	// with the proxy's rights, and the recreated table is the owner's.
@@ -301,6 +298,14 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	if err := r.Store.ChangePlacementStates(ctx, r.Cache, map[int64]metadata.ShardState{tgt.ID: metadata.StateFinalized}); err != nil {
 		return res, err
 	}
+	// The lock must have been held throughout, up to the finalization: if its connection
+	// is gone, writers may have written the shard without the target meanwhile.
+	if err := lock.check(ctx); err != nil {
+		if rerr := r.Store.ChangePlacementStates(context.Background(), r.Cache, map[int64]metadata.ShardState{tgt.ID: metadata.StateInactive}); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return res, err
+	}
 	res.Duration = time.Since(start)
 	report("done")
 	if r.Log != nil {
@@ -308,6 +313,72 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 			"rows", res.Rows, "bytes", res.Bytes, "duration", res.Duration)
 	}
 	return res, nil
+}
+
+// shardLock is the shard's write lock a repair holds: an exclusive advisory transaction
+// lock (store.LockShard, the key writers take shared or exclusively) on a coordinator
+// connection of its own, in a transaction that unlock ends.
+type shardLock struct {
+	conn *pgxpool.Conn
+}
+
+// lockTimeoutKey is the context key of a client's lock_timeout (WithLockTimeout).
+type lockTimeoutKey struct{}
+
+// WithLockTimeout returns ctx carrying the lock_timeout of the client that asked for a
+// repair: its wait for the shard's write lock ends there, as the client's own lock waits
+// end, with PostgreSQL's error (55P03 canceling statement due to lock timeout), when that
+// comes before LockTimeout. Zero is none.
+func WithLockTimeout(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, lockTimeoutKey{}, d)
+}
+
+// lockShard takes the shard's write lock exclusively: writes to the shard, through every
+// proxy, wait from here until unlock (reads do not). The wait is bounded by LockTimeout,
+// by the client's lock_timeout (WithLockTimeout) and by ctx.
+func (r *Repairer) lockShard(ctx context.Context, shardID int64) (*shardLock, error) {
+	conn, err := r.Store.Pool().Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	timeout := r.LockTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	clientTimeout := false
+	if d, _ := ctx.Value(lockTimeoutKey{}).(time.Duration); d > 0 && d < timeout {
+		timeout, clientTimeout = d, true
+	}
+	sql := fmt.Sprintf("BEGIN; SET LOCAL lock_timeout = %d; SELECT pg_catalog.pg_advisory_xact_lock(%d::pg_catalog.int8)",
+		timeout.Milliseconds(), store.LockKey(store.LockShard, shardID))
+	if err := conn.Conn().PgConn().Exec(ctx, sql).Close(); err != nil {
+		conn.Conn().PgConn().Exec(context.Background(), "ROLLBACK").Close()
+		conn.Release()
+		if pe, ok := err.(*pgconn.PgError); ok && pe.Code == string(pgerr.LockNotAvailable) {
+			if clientTimeout {
+				return nil, pgerr.New(pgerr.LockNotAvailable, "canceling statement due to lock timeout")
+			}
+			return nil, pgerr.New(pgerr.LockNotAvailable, "could not obtain the write lock of shard %d within %s", shardID, timeout).
+				WithHint("Transactions writing to the shard held it; try again.")
+		}
+		return nil, fmt.Errorf("repair: lock shard %d: %w", shardID, err)
+	}
+	return &shardLock{conn: conn}, nil
+}
+
+// check reports whether the lock is still held: its connection answers, in its
+// transaction.
+func (l *shardLock) check(ctx context.Context) error {
+	if err := l.conn.Conn().PgConn().Exec(ctx, "SELECT 1").Close(); err != nil || l.conn.Conn().PgConn().TxStatus() != 'T' {
+		return pgerr.New(pgerr.ConnectionFailure, "the repair lost its shard lock (its coordinator connection) before the placement was finalized; the placement stays inactive")
+	}
+	return nil
+}
+
+// unlock ends the lock's transaction, which releases it.
+func (l *shardLock) unlock() {
+	l.conn.Conn().PgConn().Exec(context.Background(), "COMMIT").Close()
+	l.conn.Release()
 }
 
 // lockRepair takes the shard's repair lock, so that one repair of a shard runs at a time

@@ -201,7 +201,7 @@ func aliasOf(rv *pg_query.RangeVar) string {
 func (p *planner) colocatedSelect(s *pg_query.SelectStmt, joined, refs []tableRef) *Statement {
 	t := joined[0].table
 	alias := aliasOf(joined[0].rv)
-	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0}
+	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0, LockNoWait: lockNoWait(s)}
 	st.Filter = p.cond(s.WhereClause, t, alias)
 	p.holes = joined
 	b := newBuilder(p.in, p.litIdx)

@@ -124,6 +124,9 @@ type Statement struct {
 	// Locking marks a Select with FOR UPDATE, FOR SHARE and the like: it locks rows on
 	// the shards until the transaction ends.
 	Locking bool
+	// LockNoWait marks a Locking Select whose every locking clause is SKIP LOCKED or
+	// NOWAIT: it never waits for a row lock.
+	LockNoWait bool
 	// Set says what a SetVar statement that is SET, RESET or DISCARD changes.
 	Set *SetPlan
 	// SetConfig marks a SetVar statement that is a query calling set_config (it returns

@@ -37,7 +37,7 @@ func (p *planner) selectStmt(s *pg_query.SelectStmt, refs, dist []tableRef) *Sta
 	if rv.Alias != nil {
 		alias = rv.Alias.Aliasname
 	}
-	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0}
+	st := &Statement{Kind: Select, Table: t.OID, Text: p.textTemplate(), Locking: len(s.LockingClause) > 0, LockNoWait: lockNoWait(s)}
 	st.Filter = p.cond(s.WhereClause, t, alias)
 	p.holes = refs
 	b := newBuilder(p.in, p.litIdx)
@@ -135,6 +135,18 @@ func skipLocked(s *pg_query.SelectStmt) bool {
 	for _, n := range s.LockingClause {
 		lc, ok := unwrap(n).(*pg_query.LockingClause)
 		if !ok || lc.WaitPolicy != pg_query.LockWaitPolicy_LockWaitSkip {
+			return false
+		}
+	}
+	return len(s.LockingClause) > 0
+}
+
+// lockNoWait reports whether every locking clause of a SELECT skips locked rows or
+// fails on them (SKIP LOCKED, NOWAIT).
+func lockNoWait(s *pg_query.SelectStmt) bool {
+	for _, n := range s.LockingClause {
+		lc, ok := unwrap(n).(*pg_query.LockingClause)
+		if !ok || lc.WaitPolicy != pg_query.LockWaitPolicy_LockWaitSkip && lc.WaitPolicy != pg_query.LockWaitPolicy_LockWaitError {
 			return false
 		}
 	}

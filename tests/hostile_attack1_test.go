@@ -127,7 +127,7 @@ func tableShardIDs(t *testing.T, table string) []int64 {
 // The shard write locks (and the repair locks) are advisory locks on the coordinator, whose keys anyone can compute and take: an ordinary role with no
 // privilege on a table stops every write to it (and its repair) with one SELECT.
 func TestHostileAdvisoryLockSquatting(t *testing.T) {
-	t.Skip("known defect: pgshard's shard write leases and repair locks are coordinator advisory locks (namespace<<56 | shard id), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait for the proxy's lock timeout and fail, and its repairs fail ('being repaired by another session')")
+	t.Skip("known defect: pgshard's shard write locks and repair locks are coordinator advisory locks (namespace<<56 | shard id), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait until their lock_timeout, and its repairs fail ('being repaired by another session')")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	alice := unprivilegedRole(t, "alice")

@@ -117,8 +117,8 @@ func runWaitCases(t *testing.T, holder, waiter *pgx.Conn, table string) []waitOu
 
 // TestWaitsLikePostgreSQL: a write that waits for a shard write lock another block holds
 // ends as a write waiting for a row lock in plain PostgreSQL does: with 55P03 at the
-// session's lock_timeout, 57014 at its statement_timeout or on a cancel request, at once
-// rather than at the proxy's --lock-timeout; with none of them it waits for the holder.
+// session's lock_timeout, 57014 at its statement_timeout or on a cancel request, at once;
+// with none of them it waits for the holder.
 func TestWaitsLikePostgreSQL(t *testing.T) {
 	table := uniqueName("waits")
 	ddl := fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int)", table)
@@ -143,8 +143,9 @@ func TestWaitsLikePostgreSQL(t *testing.T) {
 	}
 }
 
-// TestWaitsAcrossProxies: the same waits where the lock is another proxy's (the shard's
-// lease on the coordinator), and a lock_timeout from the startup packet's options.
+// TestWaitsAcrossProxies: the same waits where the lock is held through another proxy
+// (both wait in the coordinator's lock manager), and a lock_timeout from the startup
+// packet's options.
 func TestWaitsAcrossProxies(t *testing.T) {
 	ctx := context.Background()
 	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
@@ -178,13 +179,12 @@ func TestWaitsAcrossProxies(t *testing.T) {
 		t.Errorf("startup lock_timeout: got %v after %s, want 55P03 after 200ms", err, time.Since(start))
 	}
 	mustExec(t, a, "ROLLBACK")
-	// Taking the lease back from the other proxy, idle now, is a wait too (a short one):
-	// without the 200ms bound.
+	// With the holder gone, the write goes through at once.
 	mustExec(t, opt, "SET lock_timeout = 0", fmt.Sprintf("UPDATE %s SET v = 1 WHERE id = 1", table))
 }
 
 // TestWaitsDeadlock: two blocks writing two shards in opposite order deadlock on the
-// proxy's shard locks; as in PostgreSQL (two rows updated in opposite order), one of them
+// coordinator's write locks; as in PostgreSQL (two rows updated in opposite order), one of them
 // hears 40P01 "deadlock detected" after about deadlock_timeout, its block fails, and the
 // other goes on and commits.
 func TestWaitsDeadlock(t *testing.T) {

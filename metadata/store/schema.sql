@@ -256,3 +256,31 @@ BEGIN
 	END LOOP;
 END
 $$;
+
+-- The placements' epoch: a sequence every transaction that changes placements advances
+-- as it commits. Being a sequence, it is read outside any snapshot: a proxy reads it in
+-- the round trip that takes a write's shard locks (after they are granted) and reloads
+-- its metadata when it moved, so that a write never misses a placement a repair, which
+-- held the shard's lock exclusively, finalized just before. Any role reads it (the locks
+-- are taken on the client's session), by OID (no schema privilege needed).
+CREATE SEQUENCE IF NOT EXISTS pgs_distribution_metadata.placement_epoch;
+GRANT SELECT ON SEQUENCE pgs_distribution_metadata.placement_epoch TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION pgs_distribution_metadata.bump_placement_epoch() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	PERFORM pg_catalog.nextval('pgs_distribution_metadata.placement_epoch'::pg_catalog.regclass);
+	RETURN NULL;
+END
+$$;
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'pgshard_placement_epoch'
+	               AND tgrelid = 'pgs_distribution_metadata.shard_placement'::regclass) THEN
+		CREATE CONSTRAINT TRIGGER pgshard_placement_epoch AFTER INSERT OR UPDATE OR DELETE
+		ON pgs_distribution_metadata.shard_placement DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+		EXECUTE FUNCTION pgs_distribution_metadata.bump_placement_epoch();
+	END IF;
+END
+$$;

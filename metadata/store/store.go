@@ -640,7 +640,17 @@ const (
 	LockShard = 2
 	// LockRepair is the namespace of shard repair locks.
 	LockRepair = 3
+	// LockKeyValue is the namespace of the proxy's key locks: one per shard and hash of a
+	// partition-key value (KeyLock).
+	LockKeyValue = 4
 )
+
+// KeyLock returns the advisory lock key of the rows of a shard whose partition-key value
+// hashes to hash: the shard id's low 24 bits and the hash (two shards or values that share
+// a key only lock more than they need).
+func KeyLock(shardID int64, hash int32) int64 {
+	return LockKey(LockKeyValue, (shardID&0xFFFFFF)<<32|int64(uint32(hash)))
+}
 
 // LockKey returns the bigint advisory lock key for id in a namespace.
 func LockKey(namespace int, id int64) int64 { return int64(namespace)<<56 | id&(1<<56-1) }

@@ -14,9 +14,16 @@
 //   - query: multi-shard count(*), GROUP BY, count(DISTINCT) and ORDER BY ... LIMIT over
 //     a distributed table (16 shards on 4 workers) against the same queries on one plain
 //     PostgreSQL holding every row, and the proxy's peak memory for an ordered LIMIT query
-//     and for full scans of growing size.
+//     and for full scans of growing size;
 //
-//     go run ./tests/bench [-run select,writes,repair,query] [-query-rows 1000000] [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
+//   - transfer: a zero-sum transfer between two random accounts in a transaction block
+//     (4 workers, 16 shards, -accounts accounts) on one plain PostgreSQL and through
+//     pgshard with replication 1 and 2, then the bank invariant (transfer.go);
+//
+//   - autocommit: single-row autocommit INSERT and UPDATE latency through pgshard with
+//     replication 2 against 1, and on plain PostgreSQL (autocommit.go).
+//
+//     go run ./tests/bench [-run select,writes,repair,query,transfer,autocommit] [-accounts 400000] [-phase 5s] [-query-rows 1000000] [-scale 10] [-clients 8] [-duration 10s] [-rounds 3] [-modes simple]
 package main
 
 import (
@@ -47,7 +54,9 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "length of each pgbench run")
 	rounds := flag.Int("rounds", 3, "rounds of direct / pgbouncer / pgshard")
 	modes := flag.String("modes", "simple", "pgbench protocol modes, comma-separated (simple, extended, prepared)")
-	suites := flag.String("run", "select,writes,repair,query", "benchmarks to run")
+	suites := flag.String("run", "select,writes,repair,query,transfer,autocommit", "benchmarks to run")
+	accounts := flag.Int("accounts", 400000, "accounts of the transfer benchmark")
+	phase := flag.Duration("phase", 5*time.Second, "length of each pgbench run of the transfer and autocommit benchmarks")
 	repairRows := flag.Int("repair-rows", 1000000, "rows in the shard the repair benchmark copies")
 	queryRows := flag.Int("query-rows", 1000000, "rows of the query benchmark's table")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the pgshard runs to this file")
@@ -64,6 +73,10 @@ func main() {
 			err = runRepair(*repairRows, *rounds)
 		case "query":
 			err = runQuery(*queryRows, *rounds)
+		case "transfer":
+			err = runTransfer(*accounts, *clients, *phase, *rounds, strings.Split(*modes, ","))
+		case "autocommit":
+			err = runAutocommit([]int{1, *clients}, *phase, *rounds, strings.Split(*modes, ","))
 		default:
 			err = fmt.Errorf("unknown benchmark %q", suite)
 		}

@@ -31,7 +31,7 @@ type Options struct {
 	Listen string
 	// RepairInterval enables the background repairer.
 	RepairInterval time.Duration
-	// LockTimeout bounds waits for shard write locks (default: the proxy's).
+	// LockTimeout bounds a repair's wait for the shard lock (default: the proxy's).
 	LockTimeout time.Duration
 	// Log receives the proxy's log; nil discards it unless PGSHARD_TEST_LOG is set.
 	Log *slog.Logger
