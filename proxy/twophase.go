@@ -96,12 +96,14 @@ type twoPhase struct {
 }
 
 // finishPart runs COMMIT PREPARED or ROLLBACK PREPARED (cmd) for a prepared part: on its
-// connection, or, when the session's current role may not (42501), as pgshard's role. A
-// part already finished (by recovery) counts as done.
+// connection, or, when the session's current role may not (42501) or the connection was
+// lost (the worker may well be up: a prepared transaction outlives its connection), as
+// pgshard's role on a new connection, so that the client's next statement sees the
+// outcome. A part already finished (by recovery) counts as done.
 func (tp *twoPhase) finishPart(ctx context.Context, p *commitPart, cmd string) error {
 	sql := cmd + " " + router.QuoteLiteral(p.gid)
 	err := p.conn.Exec(ctx, sql)
-	if pgerr.CodeOf(err) == insufficientPrivilege && tp.finishAs != nil {
+	if (pgerr.CodeOf(err) == insufficientPrivilege || backend.Unavailable(err)) && tp.finishAs != nil {
 		err = tp.finishAs(ctx, p.node, sql)
 	}
 	if notPrepared(err) {
