@@ -154,24 +154,36 @@ func TestTwoPhaseCutAtPrepare(t *testing.T) {
 
 // TestTwoPhaseCutAtCommitPrepared: the decision is committed, then the connection to one
 // worker (or every worker) is lost when COMMIT PREPARED reaches it. The client hears
-// COMMIT; recovery commits what is left; every row is there.
+// COMMIT; the parts are finished over new connections (or by recovery, when a worker
+// refuses them); every row is there, on every placement.
 func TestTwoPhaseCutAtCommitPrepared(t *testing.T) {
 	for _, all := range []bool{false, true} {
-		t.Run(fmt.Sprintf("all=%v", all), func(t *testing.T) {
-			defer resetFaults(t)
-			c := connect(t)
-			tbl := table(t, c, 0)
-			for i, fp := range env.fps {
-				if all || i == 1 {
-					fp.CutOnQuery(`^COMMIT PREPARED`, 0, faultproxy.CutBefore)
+		for _, refuse := range []bool{false, true} {
+			t.Run(fmt.Sprintf("all=%v,refuse=%v", all, refuse), func(t *testing.T) {
+				defer resetFaults(t)
+				c := connect(t)
+				tbl := table(t, c, 0)
+				var rules []*faultproxy.Rule
+				for i, fp := range env.fps {
+					if all || i == 1 {
+						rules = append(rules, fp.CutOnQuery(`^COMMIT PREPARED`, 0, faultproxy.CutBefore))
+						if refuse {
+							// New connections are refused once the cut happened.
+							go func() {
+								<-rules[len(rules)-1].Fired()
+								fp.SetRefuse(true)
+							}()
+						}
+					}
 				}
-			}
-			c.exec(t, blockInsert(tbl, 1))
-			if all && prepared(t) == 0 {
-				t.Fatal("no part left prepared: the fault did not hit")
-			}
-			checkAfter(t, c, tbl, 1, true)
-		})
+				c.exec(t, blockInsert(tbl, 1))
+				<-rules[0].Fired()
+				for _, fp := range env.fps {
+					fp.SetRefuse(false)
+				}
+				checkAfter(t, c, tbl, 1, true)
+			})
+		}
 	}
 }
 
