@@ -39,6 +39,10 @@ func (h *fakeHost) markMissed(_ context.Context, ps []metadata.Placement) error 
 	return nil
 }
 
+func (h *fakeHost) finishPrepared(context.Context, metadata.Node, string) error {
+	return errors.New("fakeHost: no prepared transactions")
+}
+
 // fakeLocker is a shardLocker with no epoch and no metadata to reload.
 type fakeLocker struct{}
 

@@ -32,9 +32,11 @@ func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env 
 		Snapshots: ss.srv.cache,
 		Pools:     ss.srv.pools,
 		Repairer:  ss.srv.repair,
-		Stats:     ss.srv.counters,
-		Version:   Version,
-		Log:       ss.log,
+		// SHOW TRANSACTIONS, RECOVER TRANSACTIONS (recovery.go).
+		Transactions: recoveryAdmin{ss.srv.recovery},
+		Stats:        ss.srv.counters,
+		Version:      Version,
+		Log:          ss.log,
 	}
 }
 

@@ -383,6 +383,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 		if cp.own {
 			sql = "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
 		} else {
+			ss.txn.txTemp = true // PREPARE TRANSACTION refuses temporary tables: one-phase commit
 			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::pg_catalog.int8 AS pgshard_shard FROM " +
 				router.ShardName(t.Schema, t.Name, s.shards[0]) + " WITH NO DATA; COPY " + s.stage + " (" + cp.cols +
 				", pgshard_shard) FROM STDIN WITH " + cp.opts.ShardOptions()

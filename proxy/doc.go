@@ -56,8 +56,13 @@
 //     (keyHasher, evaluate), and shards picks the shards a condition selects.
 //   - txn.go, txnconns.go, locks.go, idle.go: the transaction layer. txnState reaches the
 //     session only through txnHost and the server's shardLocker; endTx is the commit
-//     point (finishOnNodes runs the one-phase COMMIT that two-phase commit will replace),
+//     point (commitBlock: one phase for one writing connection, else two-phase commit),
 //     and statementFailed with sentError is the one error channel.
+//   - twophase.go, recovery.go: atomic commit. twoPhase runs PREPARE TRANSACTION on the
+//     worker participants, records the decision in the coordinator transaction
+//     (pgs_commit.record) and runs COMMIT PREPARED, for blocks and for implicit writes
+//     to several placements; the server's recoverer finishes prepared transactions left
+//     behind from the records (SHOW TRANSACTIONS, RECOVER TRANSACTIONS).
 //   - functions.go and control.go: the session's side of pgshard's SQL functions
 //     (master_add_node, ...) and admin statements (SHOW NODES, REPAIR SHARD, ...), which
 //     the router plans (kind Admin) and package control (proxy/control) runs.

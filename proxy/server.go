@@ -81,6 +81,10 @@ type Config struct {
 	// position and records them on the coordinator (nodeident.go; default 1s, negative
 	// disables the periodic check: identities are then checked on new connections only).
 	NodeCheckInterval time.Duration
+	// RecoveryInterval is how often transaction recovery finishes the prepared
+	// transactions two-phase commits left behind (recovery.go; default 5s, negative:
+	// only at start and on RECOVER TRANSACTIONS).
+	RecoveryInterval time.Duration
 }
 
 // DefaultMaxClientConn is the default of Config.MaxClientConn.
@@ -114,6 +118,8 @@ type Server struct {
 	stats  stats
 	repair *repair.Repairer
 	idents nodeIdents // workers' identities (nodeident.go)
+	// recovery finishes prepared transactions left behind (recovery.go).
+	recovery *recoverer
 	// epochSeq is the OID of the placements' epoch sequence (0: unknown); epoch is its
 	// value when the metadata was last read for it (placementsCurrent; -1: never).
 	epochSeq uint32
@@ -187,6 +193,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		},
 		CheckSource: s.checkNode,
 	}
+	s.recovery = newRecoverer(s, pcfg.User)
 	if err := st.Pool().QueryRow(ctx, "SELECT 'pgs_distribution_metadata.placement_epoch'::pg_catalog.regclass::pg_catalog.oid").Scan(&s.epochSeq); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("proxy: placement epoch: %w", err)
@@ -252,6 +259,18 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 				s.pools.CloseIdle()
 			}
 		}
+	}()
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		interval := s.cfg.RecoveryInterval
+		if interval == 0 {
+			interval = DefaultRecoveryInterval
+		}
+		if interval < 0 {
+			interval = 1<<63 - 1
+		}
+		s.recovery.run(ctx, interval)
 	}()
 	if s.cfg.RepairInterval > 0 {
 		bg.Add(1)

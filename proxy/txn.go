@@ -28,13 +28,12 @@ import (
 // that joined it.
 //
 // endTx is the commit point, and the home of atomic commit: a block that wrote through
-// more than one backend connection commits today in one phase on each (finishOnNodes),
-// and decideBlockCommit (outcome.go) decides from the outcomes what to mark and what the
-// client hears. Two-phase commit replaces finishOnNodes' fan-out (PREPARE TRANSACTION on
-// every participant, the decision recorded on the coordinator connection, COMMIT
-// PREPARED), with the participants and the placements they wrote already here (txConns,
-// coordInTx, txWrites). Nothing in this layer reads the session: what it needs from it
-// is declared in txnHost.
+// more than one backend connection commits with two-phase commit (commitBlock,
+// twophase.go: PREPARE TRANSACTION on every worker that wrote, the decision recorded in
+// the coordinator's transaction, COMMIT PREPARED), one that wrote through one connection
+// in one phase (finishOnNodes; decideBlockCommit, outcome.go, decides from the outcomes
+// what the client hears). Nothing in this layer reads the session: what it needs from
+// it is declared in txnHost.
 //
 //	          beginBlock                failBlock
 //	txIdle ───────────────▶ txBlock ─────────────▶ txFailed
@@ -101,8 +100,12 @@ type txnState struct {
 	// txConns are the worker connections that joined the block, by node.
 	txConns map[metadata.Node]*puddle.Resource[*backend.Conn]
 	// txWrites are the placements written in the block, by node: if a node fails to
-	// commit while others succeed, these placements missed writes.
+	// commit while others succeed, these placements missed writes. Its nodes are the
+	// block's worker participants in two-phase commit (commitBlock).
 	txWrites map[metadata.Node][]metadata.Placement
+	// txTemp is set once the block used temporary tables on a worker (COPY's staging
+	// tables), which PREPARE TRANSACTION refuses: such a block commits in one phase.
+	txTemp bool
 	// txLocks are the shard locks held until the end of the block (or until the writes
 	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
 	// its locks exclusively, so it never waits for itself).
@@ -160,6 +163,9 @@ type txnHost interface {
 	// markMissed marks placements that missed the block's writes inactive, durably,
 	// warning the client (Server.markInactive).
 	markMissed(ctx context.Context, ps []metadata.Placement) error
+	// finishPrepared runs COMMIT PREPARED or ROLLBACK PREPARED on a node as pgshard's
+	// own role (recoverer.exec).
+	finishPrepared(ctx context.Context, n metadata.Node, sql string) error
 	// acquireCoord and acquireWorker take a connection from the session's pools, for its
 	// role (txnconns.go); applySettingsFor brings a connection to the session's settings.
 	acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error)
@@ -264,43 +270,33 @@ func (t *txnState) commit(ctx context.Context) error {
 }
 
 // endTx commits or rolls back the block on every backend that joined it, releases the
-// block's connections and locks, and returns to the idle state. After a COMMIT it
-// returns the placements that missed the block's writes (the caller marks them) and an
-// error when some shard the block wrote to was committed on none of its placements
-// (decideBlockCommit); after a ROLLBACK, the first failure.
+// block's connections and locks, and returns to the idle state. A COMMIT of a block that
+// wrote through more than one connection is atomic (commitBlock: two-phase commit,
+// twophase.go); one through a single connection commits in one phase. After a COMMIT it
+// returns the placements that missed the block's writes (the caller marks them: only
+// the one-phase commit leaves any, the two-phase one marks them itself before its
+// decision) and the client's error; after a ROLLBACK, the first failure.
 func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Placement, err error) {
 	if t.tx == txIdle {
 		return nil, nil
 	}
-	cmd := "ROLLBACK"
 	if commit && t.tx == txBlock {
-		cmd = "COMMIT"
-	}
-	// A block whose write locks are gone (their coordinator connection was lost) must
-	// not commit: another writer may have taken them meanwhile (locks.go).
-	lockErr := t.checkLocksHeld(ctx, cmd == "COMMIT")
-	if lockErr != nil {
-		cmd = "ROLLBACK"
-	}
-	results, coordErr := t.finishOnNodes(ctx, cmd)
-	for _, n := range sortedNodes(results) {
-		if results[n] != nil {
-			err = results[n]
-			break
+		// The commit is finished even when the session is cancelled meanwhile (a
+		// cancel request, the proxy's shutdown): only a bound on each step stops it.
+		cctx, cancel := commitContext(ctx)
+		missed, err = t.commitBlock(cctx)
+		cancel()
+	} else {
+		results, coordErr := t.finishOnNodes(ctx, "ROLLBACK")
+		for _, n := range sortedNodes(results) {
+			if results[n] != nil {
+				err = results[n]
+				break
+			}
 		}
-	}
-	if cmd == "COMMIT" {
-		// Nodes that committed are what counts: a failure elsewhere marks the placements
-		// that missed the writes, or, when a shard is left with none that has them, is
-		// the client's error (never success, and never a mark on its last placement).
-		d := decideBlockCommit(t.txWrites, results, backend.Unavailable)
-		missed, err = d.marks, d.err
-	}
-	if coordErr != nil && err == nil {
-		err = coordErr
-	}
-	if lockErr != nil {
-		err = lockErr
+		if coordErr != nil && err == nil {
+			err = coordErr
+		}
 	}
 	t.releaseBlock(t.host.settingsChanged())
 	t.host.blockUndone(ctx, true)
@@ -308,11 +304,110 @@ func (t *txnState) endTx(ctx context.Context, commit bool) (missed []metadata.Pl
 	return missed, err
 }
 
+// commitBlock commits the block: in one phase when one connection wrote (a worker's,
+// whose placements are then the only ones the block wrote, or the coordinator's), else
+// with two-phase commit over the worker connections that wrote and the coordinator's
+// transaction, which records the decision. Worker connections that only read commit in
+// one phase after the decision.
+func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error) {
+	var parts []*commitPart
+	var readers []*backend.Conn
+	for n, ps := range t.txWrites {
+		p := &commitPart{node: n, placements: ps}
+		res := t.txConns[n]
+		switch {
+		case res == nil || res.Value().Broken():
+			p.lost = &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("connection lost")}
+		case partAborted(t.tx, res.Value()):
+			// Its writes are lost, for certain: the part is rolled back and its
+			// placements are treated as unavailable (marked if a sibling prepared).
+			res.Value().Exec(ctx, "ROLLBACK")
+			p.lost = &backend.UnavailableError{Addr: n.Addr(), Err: errPartAborted}
+		default:
+			p.conn = res.Value()
+		}
+		parts = append(parts, p)
+	}
+	for n, res := range t.txConns {
+		if _, wrote := t.txWrites[n]; !wrote {
+			readers = append(readers, res.Value())
+		}
+	}
+	if len(parts) == 0 || len(parts) == 1 && !t.coordWork || t.txTemp {
+		return t.commitOnePhase(ctx)
+	}
+	sortParts(parts)
+	c, open, err := t.decisionConn(ctx)
+	if err != nil {
+		tp := &twoPhase{parts: parts, readers: readers, log: t.txLog}
+		tp.abort(ctx)
+		return nil, err
+	}
+	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared,
+		holdSQL: holdLocksSQL(t.heldLocks())}
+	if err := tp.beginXid(); err != nil {
+		tp.abort(ctx)
+		return nil, coordUnavailable(err)
+	}
+	t.coordInTx = true
+	return nil, tp.run(ctx)
+}
+
+// decisionConn is the coordinator connection that records a two-phase commit's
+// decision: the block's (open says it is in the block's transaction) or, when the block
+// did not reach the coordinator, the session's connection outside any transaction. A
+// block that lost its coordinator connection cannot commit: its locks (and any change
+// of its own there) went with it.
+func (t *txnState) decisionConn(ctx context.Context) (c *backend.Conn, open bool, err error) {
+	if t.coord != nil && t.coord.Value().Broken() {
+		if t.coordInTx {
+			return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction").
+				WithDetail("The transaction was rolled back.")
+		}
+		backend.Release(t.coord)
+		t.coord = nil
+	}
+	if t.coord == nil {
+		res, err := t.host.acquireCoord(ctx)
+		if res == nil {
+			return nil, false, err
+		}
+		t.coord = res
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	c = t.coord.Value()
+	if len(t.txLocks) > 0 && (!t.coordInTx || c.TxStatus != 'T') {
+		// The transaction holding the block's write locks is gone (locks.go).
+		return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the transaction's write locks was lost").
+			WithDetail("The transaction was rolled back.")
+	}
+	return c, t.coordInTx && c.TxStatus != 'I', nil
+}
+
+// commitOnePhase commits a block that wrote through one connection at most: the workers
+// first, then the coordinator (whose part holds the block's locks, or is the one that
+// wrote). decideBlockCommit decides from the workers' outcomes what the client hears.
+func (t *txnState) commitOnePhase(ctx context.Context) ([]metadata.Placement, error) {
+	// A block whose write locks are gone (their coordinator connection was lost) must
+	// not commit: another writer may have taken them meanwhile (locks.go).
+	if lockErr := t.checkLocksHeld(ctx, true); lockErr != nil {
+		t.finishOnNodes(ctx, "ROLLBACK")
+		return nil, lockErr
+	}
+	results, coordErr := t.finishOnNodes(ctx, "COMMIT")
+	d := decideBlockCommit(t.txWrites, results, backend.Unavailable)
+	if coordErr != nil && d.err == nil {
+		d.err = coordErr
+	}
+	return d.marks, d.err
+}
+
 // finishOnNodes runs cmd (COMMIT or ROLLBACK) on every backend of the block: the worker
-// connections in parallel, then the coordinator's. It returns each worker
-// node's outcome and the coordinator's. This is one-phase commit: a node that fails to
-// commit while others succeed leaves the block committed in part (decideBlockCommit
-// makes that safe for replicated shards by marking the placements that missed it).
+// connections in parallel, then the coordinator's. It returns each worker node's outcome
+// and the coordinator's. It is one-phase: commitBlock uses it only when one connection
+// wrote.
 func (t *txnState) finishOnNodes(ctx context.Context, cmd string) (map[metadata.Node]error, error) {
 	nodes := make([]metadata.Node, 0, len(t.txConns))
 	for n := range t.txConns {
@@ -383,6 +478,7 @@ func (t *txnState) releaseBlock(settingsStale bool) {
 	}
 	t.txConns, t.txWrites, t.txLocks, t.txReplay, t.txHeld, t.txSavepoints = nil, nil, nil, nil, nil, nil
 	t.txRowLocks = false
+	t.txTemp = false
 	t.txSavepointAt = nil
 	t.coordInTx = false
 	t.coordWork = false
@@ -615,8 +711,16 @@ func (ss *session) blockUndone(ctx context.Context, ended bool) {
 	}
 }
 
+// finishPrepared finishes a prepared part as pgshard's own role (txnHost).
+func (ss *session) finishPrepared(ctx context.Context, n metadata.Node, sql string) error {
+	return ss.srv.recovery.exec(ctx, n, sql)
+}
+
 // markMissed marks placements inactive, warning the client (txnHost).
 func (ss *session) markMissed(ctx context.Context, ps []metadata.Placement) error {
+	// A mark is finished even when the session is cancelled meanwhile (commitContext).
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
 	return ss.srv.markInactive(ctx, ps, ss.conn.Results())
 }
 

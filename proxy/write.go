@@ -301,7 +301,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 // newWriteRun is the run of tasks over the session's backend connections, marking
 // placements in the coordinator's metadata.
 func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
-	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.txn.tx, x.st, tasks)}
+	return &writeRun{x: x, marker: sessionMarker{x.ss.srv, x.out}, tasks: tasks, implicit: implicitWrite(x.ss.txn.tx, x.st, tasks), decider: &x.ss.txn}
 }
 
 // apply is applyWrites once the shards are locked: it sends the tasks, collects and
@@ -310,6 +310,11 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 	ss, tasks := wr.x.ss, wr.tasks
 	wr.send(ctx)
 	defer wr.release()
+	if wr.implicit && wr.decider != nil && wr.sentCount() > 1 {
+		// Two-phase commit's first step on the coordinator meanwhile.
+		wr.startDecision(ctx)
+		defer wr.endDecision(ctx)
+	}
 	if len(wr.writes) == 0 {
 		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
@@ -400,6 +405,19 @@ type writeRun struct {
 	tasks    []writeTask
 	implicit bool
 	writes   []*placementWrite
+	// decider gives the coordinator connection that records the decision of an
+	// implicit write committed on several placements (two-phase commit); nil (the
+	// executor's unit tests) commits each placement in one phase.
+	decider decisionConner
+	// tp is the two-phase commit whose first step went out with the write
+	// (startDecision).
+	tp *twoPhase
+}
+
+// decisionConner gives the coordinator connection in which a statement outside a
+// transaction block records its two-phase commit decision (txnState.stmtDecisionConn).
+type decisionConner interface {
+	stmtDecisionConn(ctx context.Context) (c *backend.Conn, open bool, err error)
 }
 
 // placementMarker marks placements inactive: committed on the coordinator (and told to
@@ -416,6 +434,10 @@ type sessionMarker struct {
 }
 
 func (m sessionMarker) markInactive(ctx context.Context, ps []metadata.Placement) error {
+	// A mark is finished even when the session is cancelled meanwhile (a client's
+	// cancel, the proxy's shutdown): the write it guards may be committed already.
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
 	return m.srv.markInactive(ctx, ps, m.out)
 }
 
@@ -461,6 +483,17 @@ func (wr *writeRun) send(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// sentCount is the number of placements the write went out to.
+func (wr *writeRun) sentCount() int {
+	n := 0
+	for _, w := range wr.writes {
+		if w.sent && w.err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // release closes the writes' spools and gives their connections back; a connection given
@@ -712,11 +745,25 @@ func taskError(err error, table string, ws []*placementWrite) error {
 // is marked; a shard none of whose placements is known to have committed makes the
 // statement fail (the client must not hear of success), marking all but one placement
 // that may have committed.
+//
+// When more than one placement took the write (and a decider is set), the commit is
+// atomic: two-phase commit (commitTwoPhase). The commit runs under commitContext: it is
+// finished even when the session is cancelled meanwhile.
 func (wr *writeRun) commitImplicit(ctx context.Context, byTask [][]*placementWrite) error {
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
 	ss, tasks := wr.x.ss, wr.tasks
-	var all []*placementWrite
+	var all, live []*placementWrite
 	for _, ws := range byTask {
 		all = append(all, ws...)
+		for _, w := range ws {
+			if w.wc.res != nil && w.err == nil && w.pgErr == nil {
+				live = append(live, w)
+			}
+		}
+	}
+	if wr.decider != nil && len(live) > 1 {
+		return wr.commitTwoPhase(ctx, all, live)
 	}
 	outcomes := finishImplicit(ctx, all, true)
 	var marks []metadata.Placement

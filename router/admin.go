@@ -7,7 +7,8 @@ import (
 )
 
 // Admin statements are pgshard's own (SHOW NODES, SHOW SHARDS [table], SHOW PLACEMENTS
-// [shard], SHOW REPAIRS, SHOW POOLS, SHOW STATS, SHOW VERSION, REPAIR SHARD id): the
+// [shard], SHOW REPAIRS, SHOW POOLS, SHOW STATS, SHOW VERSION, SHOW TRANSACTIONS,
+// REPAIR SHARD id, RECOVER TRANSACTIONS): the
 // proxy answers them itself (package proxy/control). They are recognised from their
 // tokens before PostgreSQL's parser sees the text (REPAIR SHARD is not SQL, and SHOW
 // NODES would read as a setting), and only as the whole query string: anything else,
@@ -66,7 +67,7 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 	switch cmd {
 	case "SHOW SHARDS", "SHOW PLACEMENTS":
 		return cmd, arg, true
-	case "SHOW NODES", "SHOW REPAIRS", "SHOW POOLS", "SHOW STATS", "SHOW VERSION":
+	case "SHOW NODES", "SHOW REPAIRS", "SHOW POOLS", "SHOW STATS", "SHOW VERSION", "SHOW TRANSACTIONS", "RECOVER TRANSACTIONS":
 		return cmd, arg, arg == ""
 	case "REPAIR SHARD":
 		return cmd, arg, arg != ""
@@ -74,8 +75,8 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 	return "", "", false
 }
 
-// adminStart reports whether q's first word, after whitespace and comments, is SHOW or
-// REPAIR: a cheap test for every statement before the tokens of a few are looked at.
+// adminStart reports whether q's first word, after whitespace and comments, is SHOW,
+// REPAIR or RECOVER: a cheap test for every statement before the tokens of a few are looked at.
 func adminStart(q string) bool {
 	for i := 0; i < len(q); {
 		switch c := q[i]; {
@@ -103,7 +104,8 @@ func adminStart(q string) bool {
 			}
 		default:
 			w := q[i:]
-			return len(w) >= 4 && strings.EqualFold(w[:4], "show") || len(w) >= 6 && strings.EqualFold(w[:6], "repair")
+			return len(w) >= 4 && strings.EqualFold(w[:4], "show") || len(w) >= 6 && strings.EqualFold(w[:6], "repair") ||
+				len(w) >= 7 && strings.EqualFold(w[:7], "recover")
 		}
 	}
 	return false

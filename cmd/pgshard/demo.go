@@ -38,6 +38,8 @@ func demo(args []string) error {
 	log, _ := newLogger("warn")
 
 	fmt.Printf("Starting a coordinator and %d workers (PostgreSQL, in a temporary directory)...\n", *workers)
+	// localpg's servers run with max_prepared_transactions = 100: two-phase commit
+	// (README "Atomic commit") prepares transactions on the workers.
 	c, err := localpg.Start(ctx, localpg.Options{Workers: *workers})
 	if err != nil {
 		return err

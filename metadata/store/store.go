@@ -31,6 +31,9 @@ var schemaSQL string
 //go:embed events.sql
 var eventsSQL string
 
+//go:embed twophase.sql
+var twophaseSQL string
+
 // Channel is the LISTEN/NOTIFY channel that announces metadata changes.
 const Channel = "pgshard_metadata"
 
@@ -105,6 +108,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 		if _, err := tx.Exec(ctx, schemaSQL+"\n"+nodeIdentSQL); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, twophaseSQL); err != nil {
+			return fmt.Errorf("two-phase commit records: %w", err)
 		}
 		// Event triggers need superuser; run them in a savepoint and go on without them.
 		if _, err := tx.Exec(ctx, "SAVEPOINT events"); err != nil {

@@ -44,6 +44,10 @@ var adminColumns = map[string][]adminCol{
 		{"total_query_time", int8OID}, {"avg_query_time", int8OID}, {"total_errors", int8OID},
 		{"plan_cache_hits", int8OID}, {"plan_cache_misses", int8OID}},
 	"SHOW VERSION": {{"version", textOID}},
+	"SHOW TRANSACTIONS": {{"node_name", textOID}, {"node_port", int4OID}, {"gid", textOID}, {"state", textOID},
+		{"age", textOID}, {"detail", textOID}},
+	"RECOVER TRANSACTIONS": {{"committed", int4OID}, {"rolled_back", int4OID}, {"records_deleted", int4OID},
+		{"in_progress", int4OID}},
 	"REPAIR SHARD": {{"shard_id", int8OID}, {"placement_id", int8OID}, {"source", textOID}, {"target", textOID},
 		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}},
 }
@@ -102,6 +106,8 @@ func (e *Env) Admin(ctx context.Context, cmd, arg string) error {
 		return nil
 	case "REPAIR SHARD":
 		return e.repairShard(ctx, arg)
+	case "SHOW TRANSACTIONS", "RECOVER TRANSACTIONS":
+		return e.transactions(ctx, cmd)
 	}
 	return nil
 }
@@ -111,11 +117,13 @@ func (e *Env) Admin(ctx context.Context, cmd, arg string) error {
 // and SHOW VERSION are for everyone (they tell what pg_class and version() tell); SHOW
 // POOLS shows an ordinary role its own pools, without server addresses.
 var superuserAdmin = map[string]string{
-	"SHOW NODES":      "Only superusers may see the workers' addresses.",
-	"SHOW PLACEMENTS": "Only superusers may see the workers' addresses.",
-	"SHOW REPAIRS":    "Only superusers may see the repairs and the workers' addresses.",
-	"SHOW STATS":      "Only superusers may see the activity of every session.",
-	"REPAIR SHARD":    "Only superusers may change placements.",
+	"SHOW NODES":           "Only superusers may see the workers' addresses.",
+	"SHOW PLACEMENTS":      "Only superusers may see the workers' addresses.",
+	"SHOW REPAIRS":         "Only superusers may see the repairs and the workers' addresses.",
+	"SHOW STATS":           "Only superusers may see the activity of every session.",
+	"REPAIR SHARD":         "Only superusers may change placements.",
+	"SHOW TRANSACTIONS":    "Only superusers may see the prepared transactions and the workers' addresses.",
+	"RECOVER TRANSACTIONS": "Only superusers may finish prepared transactions.",
 }
 
 // adminRows sends a result set of text values (with its RowDescription, unless it answers

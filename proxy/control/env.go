@@ -88,6 +88,9 @@ type Env struct {
 	Snapshots Snapshots
 	Pools     Pools
 	Repairer  Repairer
+	// Transactions shows and recovers prepared transactions (SHOW TRANSACTIONS,
+	// RECOVER TRANSACTIONS).
+	Transactions Transactions
 	// Stats reads the counters for SHOW STATS.
 	Stats func() Counters
 	// Version is pgshard's version, for SHOW VERSION.

@@ -42,15 +42,16 @@ func buildBinary(t testing.TB) string {
 	return bin
 }
 
-// startProcess runs `pgshard serve` as a separate process on a free port.
-func startProcess(t testing.TB, bin string) (*exec.Cmd, string) {
+// startProcess runs `pgshard serve` as a separate process on a free port, with extra
+// arguments.
+func startProcess(t testing.TB, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	port, err := cluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--listen", addr, "--coordinator", env.c.Coordinator.URL("postgres"), "--repair-interval", "0", "--log-level", "error")
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr, "--coordinator", env.c.Coordinator.URL("postgres"), "--repair-interval", "0", "--log-level", "error"}, args...)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,534 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// Atomic commit. A transaction that wrote through more than one backend connection (two
+// worker connections, or a worker connection and the coordinator's own changes) commits
+// with two-phase commit, the decision recorded on the coordinator:
+//
+//  1. the coordinator transaction (the block's, or the statement's own, holding its
+//     locks; opened now if there is none) is asked for its txid_current(): each worker
+//     participant's part gets the gid pgshard_<xid>_<n>;
+//  2. PREPARE TRANSACTION on every worker participant, in parallel;
+//  3. the commit records (one per prepared part) are written in the coordinator
+//     transaction, with pgs_commit.record, and it commits: that commit is the decision;
+//  4. COMMIT PREPARED on every prepared part, in parallel.
+//
+// A participant that refuses PREPARE with an error aborts the transaction (ROLLBACK
+// PREPARED of the parts prepared, ROLLBACK of the coordinator's) and the client gets the
+// error; nothing is marked. A participant that is unavailable (connection lost, server
+// shutting down) while every shard it wrote has a placement whose part prepared has its
+// placements marked inactive, durably, before step 3; a shard without such a placement
+// aborts the transaction. The client hears COMMIT only once step 3 succeeded; a lost
+// coordinator connection during it leaves the outcome unknown (08006): the recovery
+// loop (recovery.go) decides from txid_status and the records. Failures in step 4 are
+// not the client's: the decision is durable, recovery finishes those parts.
+//
+// The protocol's steps run under a context detached from the session's cancellation
+// (commitContext): a client's cancel request or the proxy's shutdown must not stop a
+// commit half-way, only a bound on each step does.
+
+// commitStepTimeout bounds each step of the commit protocol and each mark of a placement
+// that missed a write, once they no longer follow the session's cancellation.
+const commitStepTimeout = 30 * time.Second
+
+// commitContext is ctx without its cancellation (a commit or a mark, once started, is
+// finished even when the session is cancelled or the proxy shuts down), bounded by
+// commitStepTimeout.
+func commitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), commitStepTimeout)
+}
+
+// commitPart is one worker participant of a two-phase commit: a connection in a
+// transaction that wrote the placements listed.
+type commitPart struct {
+	node       metadata.Node
+	conn       *backend.Conn // nil: lost before the commit
+	placements []metadata.Placement
+	lost       error // why the part was lost before PREPARE (unavailable)
+	gid        string
+	prepErr    error // PREPARE's outcome
+	prepared   bool
+	finErr     error // COMMIT PREPARED's or ROLLBACK PREPARED's outcome
+}
+
+// twoPhase is one run of the protocol.
+type twoPhase struct {
+	parts []*commitPart
+	// coord is the coordinator connection; coordOpen says it is in a transaction already
+	// (the block's, or the statement's own) rather than idle.
+	coord     *backend.Conn
+	coordOpen bool
+	xid       int64
+	// xidPending says beginXid's answer is still to be read (readXid).
+	xidPending bool
+	// holdSQL takes session-level copies of the write locks the coordinator transaction
+	// holds, run just before its COMMIT (holdLocksSQL): the locks then outlast the
+	// decision until COMMIT PREPARED reached every placement (releaseHeldLocksSQL).
+	holdSQL string
+	// mark marks placements inactive durably (the server's markInactive).
+	mark func(ctx context.Context, ps []metadata.Placement) error
+	log  *slog.Logger
+	// readers are worker connections that took part only by reading: committed (or
+	// rolled back) in one phase once the decision is made.
+	readers []*backend.Conn
+	// finishAs runs COMMIT PREPARED or ROLLBACK PREPARED on a node as pgshard's own
+	// role, for a part the session's role may not finish (it prepared under SET LOCAL
+	// ROLE: PostgreSQL lets only the role that prepared a transaction, or a superuser,
+	// finish it). Nil: such a part is left to recovery.
+	finishAs func(ctx context.Context, n metadata.Node, sql string) error
+}
+
+// finishPart runs COMMIT PREPARED or ROLLBACK PREPARED (cmd) for a prepared part: on its
+// connection, or, when the session's current role may not (42501) or the connection was
+// lost (the worker may well be up: a prepared transaction outlives its connection), as
+// pgshard's role on a new connection, so that the client's next statement sees the
+// outcome. A part already finished (by recovery) counts as done.
+func (tp *twoPhase) finishPart(ctx context.Context, p *commitPart, cmd string) error {
+	sql := cmd + " " + router.QuoteLiteral(p.gid)
+	err := p.conn.Exec(ctx, sql)
+	if (pgerr.CodeOf(err) == insufficientPrivilege || backend.Unavailable(err)) && tp.finishAs != nil {
+		err = tp.finishAs(ctx, p.node, sql)
+	}
+	if notPrepared(err) {
+		return nil
+	}
+	return err
+}
+
+// errCommitUnknown is the client's answer when the coordinator connection was lost while
+// the decision committed.
+func errCommitUnknown(err error) error {
+	return pgerr.Wrap(err, pgerr.ConnectionFailure, "the connection to the coordinator was lost while the transaction committed").
+		WithDetail("The transaction may or may not have been committed: pgshard's transaction recovery finishes it either way on every node.")
+}
+
+// beginXid starts step 1 on the coordinator: BEGIN (when it is not in a transaction) and
+// txid_current(), sent now; readXid reads the answer. Between the two, the workers'
+// answers may be read (the round trips overlap).
+func (tp *twoPhase) beginXid() error {
+	sql := "SELECT pg_catalog.txid_current()"
+	if !tp.coordOpen {
+		// READ WRITE: the session's default_transaction_read_only must not keep the
+		// decision from being recorded (the workers wrote in blocks that said so).
+		sql = "BEGIN READ WRITE; " + sql
+	}
+	tp.coord.Query(sql)
+	if err := tp.coord.Flush(); err != nil {
+		return err
+	}
+	tp.xidPending = true
+	return nil
+}
+
+// readXid reads the answer to beginXid.
+func (tp *twoPhase) readXid(ctx context.Context) error {
+	tp.xidPending = false
+	stop := tp.coord.WatchContext(ctx)
+	defer stop()
+	var first error
+	for {
+		t, b, err := tp.coord.Next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case 'D':
+			row, err := backend.RowValues(b)
+			if err != nil || len(row) != 1 {
+				return fmt.Errorf("txid_current: unexpected row: %v", err)
+			}
+			if tp.xid, err = strconv.ParseInt(string(row[0]), 10, 64); err != nil {
+				return fmt.Errorf("txid_current: %w", err)
+			}
+		case 'E':
+			if first == nil {
+				first = backend.DecodeError(b)
+			}
+		case 'Z':
+			if first == nil && tp.xid == 0 {
+				first = errors.New("txid_current: no answer")
+			}
+			return first
+		}
+	}
+}
+
+// gids names each part's prepared transaction after the coordinator's xid.
+func (tp *twoPhase) gids() {
+	for i, p := range tp.parts {
+		p.gid = "pgshard_" + strconv.FormatInt(tp.xid, 10) + "_" + strconv.Itoa(i+1)
+	}
+}
+
+// prepare runs PREPARE TRANSACTION on every part that is still there, in parallel.
+func (tp *twoPhase) prepare(ctx context.Context) {
+	tp.each(func(p *commitPart) {
+		if p.conn == nil || p.lost != nil {
+			p.prepErr = p.lost
+			return
+		}
+		if p.conn.Broken() {
+			p.prepErr = &backend.UnavailableError{Addr: p.node.Addr(), Err: errors.New("connection lost")}
+			return
+		}
+		p.prepErr = p.conn.Exec(ctx, "PREPARE TRANSACTION "+router.QuoteLiteral(p.gid))
+		if p.prepErr == nil && p.conn.TxStatus == 'I' {
+			p.prepared = true
+		} else if p.prepErr == nil {
+			// PREPARE answered ROLLBACK: the part had been aborted.
+			p.prepErr = pgerr.New(pgerr.InFailedSQLTransaction, "the transaction's part on %s was aborted by an earlier error", fmtNode(p.node))
+		}
+	})
+}
+
+// each runs fn for every part in parallel and waits.
+func (tp *twoPhase) each(fn func(p *commitPart)) {
+	var wg sync.WaitGroup
+	for _, p := range tp.parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fn(p)
+		}()
+	}
+	wg.Wait()
+}
+
+// prepareError is the client's error when a part refused PREPARE with an error: its own,
+// with a hint when prepared transactions are disabled or exhausted on the worker.
+func prepareError(p *commitPart) error {
+	e := pgerr.From(p.prepErr)
+	msg := e.Message
+	switch {
+	case strings.Contains(msg, "prepared transactions are disabled"), strings.Contains(msg, "maximum number of prepared transactions reached"):
+		return pgerr.Wrap(p.prepErr, e.Code, "could not prepare the transaction on %s: %s", fmtNode(p.node), msg).
+			WithDetail("pgshard commits a transaction that wrote through several connections with two-phase commit.").
+			WithHint("Raise max_prepared_transactions on %s (at least max_connections) and restart it.", fmtNode(p.node))
+	case strings.Contains(msg, "temporary objects"):
+		return pgerr.Wrap(p.prepErr, e.Code, "could not prepare the transaction on %s: %s", fmtNode(p.node), msg)
+	}
+	return p.prepErr
+}
+
+// decideParts decides after step 2: an error to abort with, or the placements to mark
+// inactive (those of unavailable parts, when every shard they wrote has a prepared
+// placement).
+func (tp *twoPhase) decideParts() (marks []metadata.Placement, err error) {
+	prepared := map[int64]bool{}
+	for _, p := range tp.parts {
+		if p.prepErr != nil && !backend.Unavailable(p.prepErr) {
+			return nil, prepareError(p)
+		}
+		if p.prepared {
+			for _, pl := range p.placements {
+				prepared[pl.ShardID] = true
+			}
+		}
+	}
+	for _, p := range tp.parts {
+		if p.prepared {
+			continue
+		}
+		for _, pl := range p.placements {
+			if !prepared[pl.ShardID] {
+				return nil, pgerr.Wrap(p.prepErr, pgerr.ConnectionFailure, "could not prepare the transaction on any placement of a shard: the connection to %s was lost", fmtNode(p.node)).
+					WithDetail("The transaction was rolled back on every node.")
+			}
+			marks = append(marks, pl)
+		}
+	}
+	return marks, nil
+}
+
+// abort rolls back every part (ROLLBACK PREPARED where prepared) and the coordinator's
+// transaction. A part that cannot be rolled back now has no commit record: recovery
+// rolls it back.
+func (tp *twoPhase) abort(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if c := tp.coord; c != nil && !c.Broken() && c.TxStatus != 'I' {
+			c.Exec(ctx, "ROLLBACK")
+		}
+	}()
+	tp.each(func(p *commitPart) {
+		switch {
+		case p.prepared:
+			p.finErr = tp.finishPart(ctx, p, "ROLLBACK PREPARED")
+			if p.finErr != nil {
+				tp.log.Warn("two-phase commit: ROLLBACK PREPARED failed; recovery rolls it back", "gid", p.gid, "node", p.node.String(), "err", p.finErr)
+			}
+		case p.conn != nil && !p.conn.Broken() && p.conn.TxStatus != 'I':
+			p.conn.Exec(ctx, "ROLLBACK")
+		}
+	})
+	for _, c := range tp.readers {
+		if !c.Broken() && c.TxStatus != 'I' {
+			c.Exec(ctx, "ROLLBACK")
+		}
+	}
+	wg.Wait()
+}
+
+// notPrepared reports whether err says the prepared transaction is gone (recovery, or
+// another proxy's, finished it first).
+func notPrepared(err error) bool { return pgerr.CodeOf(err) == pgerr.UndefinedObject }
+
+// decide runs step 3: the records and the coordinator's COMMIT, in one round trip.
+// unknown says the coordinator connection was lost while it ran.
+func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
+	var gids, names, ports []string
+	for _, p := range tp.parts {
+		if p.prepared {
+			gids = append(gids, router.QuoteLiteral(p.gid))
+			names = append(names, router.QuoteLiteral(p.node.Name))
+			ports = append(ports, strconv.Itoa(p.node.Port))
+		}
+	}
+	sql := "SELECT " + store.RecordFunction + "(ARRAY[" + strings.Join(gids, ", ") + "]::pg_catalog.text[], ARRAY[" +
+		strings.Join(names, ", ") + "]::pg_catalog.text[], ARRAY[" + strings.Join(ports, ", ") + "]::pg_catalog.int4[]); "
+	if tp.holdSQL != "" {
+		sql += tp.holdSQL + "; "
+	}
+	sql += "COMMIT"
+	err = tp.coord.Exec(ctx, sql)
+	switch {
+	case backend.Unavailable(err):
+		return true, err
+	case err != nil:
+		return false, err
+	case tp.coord.TxStatus != 'I':
+		return false, pgerr.New(pgerr.InternalError, "the coordinator did not commit the transaction's decision")
+	}
+	return false, nil
+}
+
+// finish runs step 4: COMMIT PREPARED on every prepared part, and COMMIT on the readers.
+// It returns the placements whose part could not be committed now while a sibling's
+// was: they are to be marked (recovery commits them later, but writes in between would
+// find them behind their siblings).
+func (tp *twoPhase) finish(ctx context.Context) []metadata.Placement {
+	var wg sync.WaitGroup
+	for _, c := range tp.readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if !c.Broken() && c.TxStatus != 'I' {
+				c.Exec(ctx, "COMMIT")
+			}
+		}()
+	}
+	tp.each(func(p *commitPart) {
+		if !p.prepared {
+			return
+		}
+		// A part already gone was committed by recovery (a record exists).
+		p.finErr = tp.finishPart(ctx, p, "COMMIT PREPARED")
+		if p.finErr != nil {
+			tp.log.Warn("two-phase commit: COMMIT PREPARED failed; recovery commits it", "gid", p.gid, "node", p.node.String(), "err", p.finErr)
+		}
+	})
+	wg.Wait()
+	committed := map[int64]bool{}
+	for _, p := range tp.parts {
+		if p.prepared && p.finErr == nil {
+			for _, pl := range p.placements {
+				committed[pl.ShardID] = true
+			}
+		}
+	}
+	var behind []metadata.Placement
+	for _, p := range tp.parts {
+		if p.prepared && p.finErr != nil {
+			for _, pl := range p.placements {
+				if committed[pl.ShardID] {
+					behind = append(behind, pl)
+				}
+			}
+		}
+	}
+	return behind
+}
+
+// run runs the protocol once step 1 was sent (beginXid): it returns the client's error,
+// or nil when the transaction committed.
+func (tp *twoPhase) run(ctx context.Context) error {
+	start := time.Now()
+	var xidAt, prepAt, decideAt time.Time
+	defer func() {
+		if !decideAt.IsZero() && tp.log.Enabled(ctx, slog.LevelDebug) {
+			tp.log.Debug("two-phase commit", "parts", len(tp.parts), "xid", xidAt.Sub(start), "prepare", prepAt.Sub(xidAt),
+				"decide", decideAt.Sub(prepAt), "commit_prepared", time.Since(decideAt))
+		}
+	}()
+	if err := tp.readXid(ctx); err != nil {
+		tp.abort(ctx)
+		if backend.Unavailable(err) {
+			return coordUnavailable(err)
+		}
+		return err
+	}
+	xidAt = time.Now()
+	tp.gids()
+	tp.prepare(ctx)
+	prepAt = time.Now()
+	marks, err := tp.decideParts()
+	if err != nil {
+		tp.abort(ctx)
+		return err
+	}
+	if len(marks) > 0 {
+		if err := tp.mark(ctx, marks); err != nil {
+			tp.abort(ctx)
+			return err
+		}
+	}
+	unknown, err := tp.decide(ctx)
+	if unknown {
+		// Recovery decides: the parts stay prepared until it does.
+		return errCommitUnknown(err)
+	}
+	if err != nil {
+		tp.abort(ctx)
+		return err
+	}
+	decideAt = time.Now()
+	if behind := tp.finish(ctx); len(behind) > 0 {
+		if err := tp.mark(ctx, behind); err != nil {
+			tp.log.Warn("two-phase commit: could not mark placements whose part recovery will commit", "err", err)
+		}
+	}
+	if tp.holdSQL != "" && !tp.coord.Broken() {
+		// A failure breaks the connection, which releases them too.
+		tp.coord.Exec(ctx, releaseHeldLocksSQL)
+	}
+	return nil
+}
+
+// sortParts orders parts by node (gids then follow the node order).
+func sortParts(parts []*commitPart) {
+	sort.SliceStable(parts, func(i, j int) bool { return parts[i].node.Less(parts[j].node) })
+}
+
+// commitTwoPhase commits an implicit write that more than one placement took, with
+// two-phase commit: each placement's connection is a participant, the decision is
+// recorded in the statement's coordinator transaction (the one holding its locks, or
+// one opened for it). Placements that refused the write while a sibling took it were
+// marked already (apply): their part is rolled back.
+func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWrite) error {
+	var refused []*placementWrite
+	for _, w := range all {
+		if w.wc.res != nil && w.err == nil && w.pgErr != nil {
+			refused = append(refused, w)
+		}
+	}
+	finishImplicit(ctx, refused, false)
+	parts := make([]*commitPart, len(live))
+	for i, w := range live {
+		parts[i] = &commitPart{node: w.p.Node, conn: w.wc.conn(), placements: []metadata.Placement{w.p}}
+	}
+	sortParts(parts)
+	if tp := wr.tp; tp != nil && tp.xidPending {
+		// Step 1 went out with the write (startDecision).
+		wr.tp = nil
+		tp.parts = parts
+		return tp.run(ctx)
+	}
+	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+	c, open, err := wr.decider.stmtDecisionConn(ctx)
+	if err != nil {
+		tp.abort(ctx)
+		return err
+	}
+	tp.coord, tp.coordOpen = c, open
+	if err := tp.beginXid(); err != nil {
+		tp.abort(ctx)
+		return coordUnavailable(err)
+	}
+	return tp.run(ctx)
+}
+
+// stmtDecisionConn is the coordinator connection in which a statement outside a block
+// records its decision: in the statement's own coordinator transaction (open says it is
+// one already, holding the statement's locks); else the session's connection, whose
+// transaction the protocol opens (and which then is the statement's: endStatement ends
+// what the protocol left open). A statement that lost the coordinator connection
+// holding its locks cannot commit.
+func (t *txnState) stmtDecisionConn(ctx context.Context) (c *backend.Conn, open bool, err error) {
+	if t.coord != nil && t.coord.Value().Broken() {
+		if t.stmtCoordTx {
+			return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the statement").
+				WithDetail("The statement was rolled back.")
+		}
+		backend.Release(t.coord)
+		t.coord = nil
+	}
+	if t.coord == nil {
+		res, err := t.host.acquireCoord(ctx)
+		if res == nil {
+			return nil, false, err
+		}
+		t.coord = res
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	c = t.coord.Value()
+	open = t.stmtCoordTx && c.TxStatus != 'I'
+	if len(t.waits.stmt) > 0 && (!open || c.TxStatus != 'T') {
+		// The transaction holding the statement's write locks is gone (locks.go).
+		return nil, false, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator holding the statement's write locks was lost").
+			WithDetail("The statement was rolled back.")
+	}
+	t.stmtCoordTx = true
+	return c, open, nil
+}
+
+// startDecision sends step 1 of two-phase commit (the coordinator's txid_current()) while
+// the placements run a write that will need it (an implicit write to several
+// placements), so that the round trips overlap. Whatever happens to the write, the
+// answer is read: by the commit (commitTwoPhase), else when the write's connections are
+// released (endDecision). A failure here only leaves step 1 to the commit.
+func (wr *writeRun) startDecision(ctx context.Context) {
+	c, open, err := wr.decider.stmtDecisionConn(ctx)
+	if err != nil {
+		return
+	}
+	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+	if tp.beginXid() == nil {
+		wr.tp = tp
+	}
+}
+
+// endDecision reads step 1's answer when the commit did not: the coordinator
+// connection is back in step, in the statement's coordinator transaction (which
+// endStatement ends).
+func (wr *writeRun) endDecision(ctx context.Context) {
+	if wr.tp == nil || !wr.tp.xidPending {
+		return
+	}
+	ctx, cancel := commitContext(ctx)
+	defer cancel()
+	wr.tp.readXid(ctx)
+	wr.tp = nil
+}
