@@ -305,6 +305,17 @@ func lostFinalized(before, after *metadata.Snapshot, n metadata.Node) bool {
 	return false
 }
 
+// hasInactiveSibling reports whether shard sh has an inactive placement on a node other
+// than n: one that deleting a held n's record finalizes instead of n's stale copy.
+func hasInactiveSibling(sh *metadata.Shard, n metadata.Node) bool {
+	for _, p := range sh.Placements {
+		if p.Node != n && p.State == metadata.StateInactive {
+			return true
+		}
+	}
+	return false
+}
+
 // nodeWentBack handles a node whose data went back: it marks every finalized placement
 // on it inactive (one by one, so that the last finalized placement of a shard, which is
 // never marked, does not keep the others), then accepts the node's new identity, or holds
@@ -329,7 +340,7 @@ func (s *Server) nodeWentBack(ctx context.Context, st *nodeIdent, n metadata.Nod
 				switch {
 				case errors.As(err, &lp):
 					last = append(last, sh.ID)
-					if len(sh.Placements) > 1 {
+					if hasInactiveSibling(sh, n) {
 						copied = append(copied, sh.ID)
 					}
 				case err != nil:

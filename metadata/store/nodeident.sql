@@ -48,7 +48,8 @@ BEGIN
 		ORDER BY 1
 	LOOP
 		SELECT o.id INTO other FROM pgs_distribution_metadata.shard_placement o
-			WHERE o.shard_id = s AND (o.node_name, o.node_port) IS DISTINCT FROM (OLD.node_name, OLD.node_port)
+			WHERE o.shard_id = s AND o.shard_state = 3
+			  AND (o.node_name, o.node_port) IS DISTINCT FROM (OLD.node_name, OLD.node_port)
 			ORDER BY EXISTS (SELECT 1 FROM pgs_distribution_metadata.node_identity i
 			                 WHERE i.node_name = o.node_name AND i.node_port = o.node_port AND i.held), o.id
 			LIMIT 1;

@@ -90,8 +90,11 @@ func TestAcceptHeldWorkerKeepsReplicatedRows(t *testing.T) {
 	// The operator accepts the restored worker's data (README, "Failures and repair").
 	ic.coordRows(t, `DELETE FROM pgs_distribution_metadata.node_identity WHERE node_name = $1 AND node_port = $2`, w.Host, w.Port)
 	logStates("accepted")
-	if st := ic.states(t, "pairlast"); st[w.Port][1] != 0 {
-		t.Errorf("pairlast's placements after the acceptance: %v; the restored worker's stale placements are still finalized", st)
+	if st := ic.states(t, "pairlast"); st[w.Port][1] != 0 || st[good.Port][1] != 2 {
+		t.Errorf("pairlast's placements after the acceptance: %v; want the restored worker's stale placements inactive, the other worker's finalized", st)
+	}
+	if st := ic.states(t, "lone"); st[w.Port][1] != 1 {
+		t.Errorf("lone's placements after the acceptance: %v; want the restored worker's only copy finalized (accepted as it is)", st)
 	}
 	// Both proxies use the worker again, and repair brings every inactive placement back.
 	if _, err := cl.Exec(ctx, "SELECT count(*) FROM lone"); err != nil {
