@@ -38,7 +38,11 @@ import (
 // accepted then. A placement that is the last finalized one of its shard cannot be
 // marked: the node is then held — every connection to it is refused with an error saying
 // why, and repair refuses it as a source — until an operator deletes its node_identity
-// row, which accepts its data as it is.
+// row, which accepts its data as it is where it is the shard's only copy. Where the shard
+// has other placements (all inactive: they missed writes), the stale copy must not become
+// the one the shard is served and repaired from: the DELETE itself (a trigger,
+// nodeident.sql) finalizes another placement and marks the node's inactive, and a proxy
+// that records the node anew with an older snapshot reloads it (reloadAccepted).
 //
 // What is not caught: a copy taken after the last recorded WAL position (recorded at
 // most about Config.NodeCheckInterval before the worker stopped), which lacks only the
@@ -246,12 +250,70 @@ func (s *Server) verifyLocked(ctx context.Context, st *nodeIdent, n metadata.Nod
 			st.resetAt = time.Now()
 			return &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("the node's data went back in time; its placements were marked inactive")}
 		}
+		if rec.New && rec.Generation > s.cache.Load().Generation {
+			return s.reloadAccepted(ctx, st, n)
+		}
 		return nil
 	}
 	if back == "" {
 		back = rec.WentBack
 	}
 	return s.nodeWentBack(ctx, st, n, id, start, back)
+}
+
+// reloadAccepted reloads the metadata when a node is recorded anew while this proxy's
+// snapshot is older than the record: an operator who deleted a held node's row may have
+// had its stale placements of replicated shards marked inactive in the same transaction
+// (nodeident.sql, accept_held_node). When one of the node's placements that this proxy
+// took for finalized no longer is, the statement that made the connection was routed
+// with the old snapshot: it must fail over. Called with st.mu held.
+func (s *Server) reloadAccepted(ctx context.Context, st *nodeIdent, n metadata.Node) error {
+	before := s.cache.Load()
+	snap, err := s.store.Reload(ctx, s.cache)
+	if err != nil {
+		return fmt.Errorf("proxy: reload metadata after %s was recorded anew: %w", n, err)
+	}
+	if !lostFinalized(before, snap, n) {
+		return nil
+	}
+	st.resetAt = time.Now()
+	return &backend.UnavailableError{Addr: n.Addr(), Err: errors.New("the node's data was accepted and its stale placements marked inactive")}
+}
+
+// lostFinalized reports whether a placement on node n that is finalized in before is not
+// in after.
+func lostFinalized(before, after *metadata.Snapshot, n metadata.Node) bool {
+	now := map[int64]bool{}
+	for _, t := range after.Tables() {
+		for _, sh := range t.Shards {
+			for _, p := range sh.Placements {
+				if p.Node == n && p.State == metadata.StateFinalized {
+					now[p.ID] = true
+				}
+			}
+		}
+	}
+	for _, t := range before.Tables() {
+		for _, sh := range t.Shards {
+			for _, p := range sh.Placements {
+				if p.Node == n && p.State == metadata.StateFinalized && !now[p.ID] {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// hasInactiveSibling reports whether shard sh has an inactive placement on a node other
+// than n: one that deleting a held n's record finalizes instead of n's stale copy.
+func hasInactiveSibling(sh *metadata.Shard, n metadata.Node) bool {
+	for _, p := range sh.Placements {
+		if p.Node != n && p.State == metadata.StateInactive {
+			return true
+		}
+	}
+	return false
 }
 
 // nodeWentBack handles a node whose data went back: it marks every finalized placement
@@ -266,7 +328,7 @@ func (s *Server) nodeWentBack(ctx context.Context, st *nodeIdent, n metadata.Nod
 	if err != nil {
 		return fmt.Errorf("proxy: reload metadata to mark the placements of %s: %w", n, err)
 	}
-	var last []int64
+	var last, copied []int64 // shards whose last finalized placement is n's; those with other placements
 	for _, t := range snap.Tables() {
 		for _, sh := range t.Shards {
 			for _, p := range sh.Placements {
@@ -278,6 +340,9 @@ func (s *Server) nodeWentBack(ctx context.Context, st *nodeIdent, n metadata.Nod
 				switch {
 				case errors.As(err, &lp):
 					last = append(last, sh.ID)
+					if hasInactiveSibling(sh, n) {
+						copied = append(copied, sh.ID)
+					}
 				case err != nil:
 					return fmt.Errorf("proxy: mark the placements of %s inactive: %w", n, err)
 				default:
@@ -297,8 +362,12 @@ func (s *Server) nodeWentBack(ctx context.Context, st *nodeIdent, n metadata.Nod
 				"node", n.String(), "why", why, "shards", last)
 		}
 		st.known, st.held = false, why
+		detail := fmt.Sprintf("It holds the last finalized placement of shards %v, which may lack acknowledged writes.", last)
+		if len(copied) > 0 {
+			detail += fmt.Sprintf(" Shards %v have other placements, inactive: accepting the worker's data finalizes one of those instead of its stale copy.", copied)
+		}
 		return pgerr.New(pgerr.ObjectNotInPrereqState, "worker %s is not used: its data went back in time (%s)", fmtNode(n), why).
-			WithDetail("It holds the last finalized placement of shards %v, which may lack acknowledged writes.", last).
+			WithDetail("%s", detail).
 			WithHint("To accept its data as it is, delete its row of pgs_distribution_metadata.node_identity on the coordinator.")
 	}
 	st.known, st.id, st.start, st.recorded, st.held = true, id, start, id.LSN, ""

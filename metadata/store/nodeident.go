@@ -36,6 +36,12 @@ type NodeRecord struct {
 	// ResetGeneration is the metadata generation after the node's placements were last
 	// marked inactive because its data went back.
 	ResetGeneration int64
+	// New is set when the node had no record: it is seen for the first time, or an
+	// operator deleted its row (accepting a held node's data). Generation is then the
+	// metadata generation read under the new record's lock: deleting a held node's row may
+	// have changed placement states (nodeident.sql, accept_held_node).
+	New        bool
+	Generation int64
 }
 
 // ParseLSN parses a WAL position written as PostgreSQL writes pg_lsn ("16/B374D848").
@@ -100,7 +106,10 @@ func (s *Store) CheckNodeIdentity(ctx context.Context, n metadata.Node, read fun
 				return fmt.Errorf("store: record node identity: %w", err)
 			}
 			if tag.RowsAffected() == 1 {
-				rec.NodeIdentity = id
+				rec.NodeIdentity, rec.New = id, true
+				if err := tx.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&rec.Generation); err != nil {
+					return fmt.Errorf("store: read the metadata generation: %w", err)
+				}
 				return nil
 			}
 			// Another proxy recorded the node first: compare with its record, reading

@@ -204,6 +204,7 @@ func (in *injector) inject(ctx context.Context, kind string) {
 // place of the current one before starting it again: a node whose data went back in time.
 func (in *injector) staleRestore(ctx context.Context) {
 	w := in.e.c.Workers[in.staleWorker]
+	in.waitReplicated(ctx)
 	in.note(fStaleRestore, w.Name)
 	if err := w.Stop(); err != nil {
 		in.t.Errorf("stale restore: %v", err)
@@ -218,6 +219,22 @@ func (in *injector) staleRestore(ctx context.Context) {
 	if err := startServer(context.Background(), w); err != nil {
 		in.t.Errorf("stale restore: %v", err)
 	}
+}
+
+// waitReplicated waits (at most 30 s) until every placement of the replicated tables is
+// finalized, as repair makes them after the faults before: writes acknowledged while the
+// restored worker held a replicated shard's only finalized placement exist nowhere else,
+// and no check could ask for them back.
+func (in *injector) waitReplicated(ctx context.Context) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; in.sleep(ctx, 200*time.Millisecond) {
+		res, err := in.e.c.Coordinator.Exec(ctx, "postgres", `SELECT count(*) FROM pgs_distribution_metadata.shard_placement p
+			JOIN pgs_distribution_metadata.shard s ON s.id = p.shard_id
+			WHERE s.relation_id IN ('`+campItems+`'::regclass, '`+campCtr+`'::regclass) AND p.shard_state <> 1`)
+		if err == nil && len(res) > 0 && len(res[0].Rows) > 0 && string(res[0].Rows[0][0]) == "0" {
+			return
+		}
+	}
+	in.t.Logf("stale restore: replicated placements still inactive after 30 s; restoring anyway")
 }
 
 // heal undoes every fault left: every server and proxy runs, no fault proxy interferes.
