@@ -1,0 +1,172 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/metadata/store"
+)
+
+// Hostile attacks on the write locks (proxy/locks.go): a block's record of the
+// coordinator's advisory locks it holds (txHeld) must agree with PostgreSQL's, or a later
+// statement skips a lock it no longer holds and writes unordered; a block whose
+// coordinator transaction (with its locks) is gone must never commit; and the placements
+// of a shard must stay identical.
+
+// keyLocksHeld is how many exclusive key locks (store.KeyLock) of the shard the
+// coordinator has granted, in any session.
+func keyLocksHeld(t *testing.T, shardID int64) int {
+	t.Helper()
+	classid := uint32(uint64(store.KeyLock(shardID, 0)) >> 32)
+	var n int
+	err := connectServer(t, env.C.Coordinator).QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND mode = 'ExclusiveLock'
+		 AND objsubid = 1 AND classid = $1::int8::oid`, int64(classid)).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// lockHolderPID is the coordinator backend holding a key lock of the shard (0: none).
+func lockHolderPID(t *testing.T, shardID int64) int {
+	t.Helper()
+	classid := uint32(uint64(store.KeyLock(shardID, 0)) >> 32)
+	var pid int
+	err := connectServer(t, env.C.Coordinator).QueryRow(context.Background(),
+		`SELECT coalesce(min(pid), 0) FROM pg_locks WHERE locktype = 'advisory' AND granted
+		 AND objsubid = 1 AND classid = $1::int8::oid`, int64(classid)).Scan(&pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// placementsAgree fails the test when two placements of a shard of the table differ.
+func placementsAgree(t *testing.T, table string) {
+	t.Helper()
+	for id, places := range placementContents(t, table, "1") {
+		for _, p := range places[1:] {
+			a, b := places[0][strings.Index(places[0], ":"):], p[strings.Index(p, ":"):]
+			if a != b {
+				t.Errorf("shard %d: placements differ:\n %s\n %s", id, places[0], p)
+			}
+		}
+	}
+}
+
+// TestHostileRowLocksSavepointBookkeeping: after every sequence of savepoints, ROLLBACK
+// TO, RELEASE and failed statements, a write of key 1 in the block leaves the block holding
+// key 1's lock on the coordinator, as PostgreSQL releases and keeps them; a block that
+// believed it held a lock PostgreSQL had released would write unordered.
+func TestHostileRowLocksSavepointBookkeeping(t *testing.T) {
+	tbl, _ := rowLockPair(t, "hrl_sp", 2)
+	shard := tableShardIDs(t, tbl)[0]
+	upd := fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", tbl)
+	upd2 := fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 2", tbl)
+	all := fmt.Sprintf("UPDATE %s SET v = v + 1", tbl)
+	ctx := context.Background()
+	for _, sc := range []struct {
+		name  string
+		stmts []string
+	}{
+		{"rollback to", []string{"SAVEPOINT s", upd, "ROLLBACK TO s", upd}},
+		{"taken before savepoint", []string{upd, "SAVEPOINT s", upd, "ROLLBACK TO s", upd}},
+		{"release then rollback to outer", []string{"SAVEPOINT a", "SAVEPOINT b", upd, "RELEASE b", "ROLLBACK TO a", upd}},
+		{"release then new savepoint", []string{"SAVEPOINT a", upd, "RELEASE a", "SAVEPOINT b", "ROLLBACK TO b", upd}},
+		{"duplicate names", []string{"SAVEPOINT a", upd, "SAVEPOINT a", upd, "ROLLBACK TO a", "RELEASE a", "ROLLBACK TO a", upd}},
+		{"failed statement", []string{"SAVEPOINT s", upd, "SELECT 1/0", "ROLLBACK TO s", upd}},
+		{"failed write", []string{"SAVEPOINT s", upd, fmt.Sprintf("INSERT INTO %s VALUES (2, 0)", tbl), "ROLLBACK TO s", upd}},
+		{"failed write same key", []string{"SAVEPOINT s", fmt.Sprintf("INSERT INTO %s VALUES (1, 0)", tbl), "ROLLBACK TO s", upd}},
+		{"shard lock upgrade", []string{upd2, "SAVEPOINT s", all, "ROLLBACK TO s", upd}},
+		{"one query string", []string{fmt.Sprintf("SAVEPOINT s; %s; ROLLBACK TO s; %s", upd, upd)}},
+		{"nested rollback", []string{"SAVEPOINT a", upd, "SAVEPOINT b", upd2, "ROLLBACK TO a", upd2, upd}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+				a := connect(t)
+				mustExec(t, a, "BEGIN")
+				for _, s := range sc.stmts {
+					a.Exec(ctx, s, mode) // failures are part of the scenario
+				}
+				if n := keyLocksHeld(t, shard); n < 1 {
+					t.Errorf("%v: after %q the block wrote key 1 holding no key lock on the coordinator", mode, sc.stmts)
+				}
+				mustExec(t, a, "ROLLBACK")
+				a.Close(ctx)
+			}
+		})
+	}
+}
+
+// TestHostileRowLocksLostCoordinatorThenRollbackTo: the coordinator backend of a block that
+// wrote is terminated (its locks go with it); whatever the client sends next (a write, a
+// read, a statement to prepare, a failing statement), ROLLBACK TO a savepoint taken before
+// the loss must not let the block go on and commit on a new coordinator transaction: its
+// earlier write was not ordered by any lock since the loss. PostgreSQL ends the session.
+func TestHostileRowLocksLostCoordinatorThenRollbackTo(t *testing.T) {
+	ctx := context.Background()
+	for _, sc := range []struct {
+		name  string
+		after func(a *pgx.Conn, tbl string) error
+	}{
+		{"write", func(a *pgx.Conn, tbl string) error {
+			_, err := a.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = 200 WHERE id = 2", tbl))
+			return err
+		}},
+		{"prepare", func(a *pgx.Conn, tbl string) error {
+			_, err := a.Prepare(ctx, "", fmt.Sprintf("SELECT v FROM %s WHERE id = $1", tbl))
+			return err
+		}},
+		{"coordinator read", func(a *pgx.Conn, tbl string) error {
+			_, err := a.Exec(ctx, "SELECT now()", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+		{"failed write", func(a *pgx.Conn, tbl string) error {
+			_, err := a.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES (2, 0)", tbl))
+			return err
+		}},
+		{"held key", func(a *pgx.Conn, tbl string) error {
+			_, err := a.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = 101 WHERE id = 1", tbl))
+			return err
+		}},
+		{"nothing", func(a *pgx.Conn, tbl string) error { return nil }},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			tbl, _ := rowLockPair(t, "hrl_lost", 2)
+			shard := tableShardIDs(t, tbl)[0]
+			a := connect(t)
+			mustExec(t, a, "BEGIN", fmt.Sprintf("UPDATE %s SET v = 100 WHERE id = 1", tbl), "SAVEPOINT s")
+			pid := lockHolderPID(t, shard)
+			if pid == 0 {
+				t.Fatal("the block holds no lock")
+			}
+			mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf("SELECT pg_terminate_backend(%d)", pid))
+			err := sc.after(a, tbl)
+			var errs []string
+			for i := 0; i < 3; i++ { // a persistent client retries
+				_, rerr := a.Exec(ctx, "ROLLBACK TO s")
+				_, werr := a.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = 300 WHERE id = 3", tbl))
+				errs = append(errs, fmt.Sprintf("ROLLBACK TO: %v; write: %v", rerr, werr))
+			}
+			_, cerr := a.Exec(ctx, "COMMIT")
+			got := queryString(t, connect(t), fmt.Sprintf("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM %s", tbl))
+			t.Logf("after the loss: %v; %s; COMMIT: %v; rows %s", err, strings.Join(errs, "; "), cerr, got)
+			if !strings.HasPrefix(got, "1:10,") {
+				t.Errorf("a block that lost its coordinator transaction and its locks committed: rows %s", got)
+			}
+			placementsAgree(t, tbl)
+			if !a.IsClosed() {
+				// The session goes on after the block.
+				if got := queryString(t, a, fmt.Sprintf("SELECT v::text FROM %s WHERE id = 4", tbl)); got != "40" {
+					t.Errorf("after the block: %s", got)
+				}
+				mustExec(t, a, fmt.Sprintf("UPDATE %s SET v = 41 WHERE id = 4", tbl))
+			}
+		})
+	}
+}
