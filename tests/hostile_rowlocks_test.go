@@ -152,6 +152,13 @@ func TestHostileRowLocksLostCoordinatorThenRollbackTo(t *testing.T) {
 				_, rerr := a.Exec(ctx, "ROLLBACK TO s")
 				_, werr := a.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = 300 WHERE id = 3", tbl))
 				errs = append(errs, fmt.Sprintf("ROLLBACK TO: %v; write: %v", rerr, werr))
+				for _, e := range []error{err, rerr} {
+					// A lost connection is 08006 (or PostgreSQL's own error), never an
+					// internal error naming the proxy's sockets.
+					if sqlstate(e) == "XX000" {
+						t.Errorf("the lost coordinator connection is reported as an internal error: %v", e)
+					}
+				}
 			}
 			_, cerr := a.Exec(ctx, "COMMIT")
 			got := queryString(t, connect(t), fmt.Sprintf("SELECT string_agg(id || ':' || v, ',' ORDER BY id) FROM %s", tbl))
