@@ -177,3 +177,125 @@ func TestHostileRowLocksLostCoordinatorThenRollbackTo(t *testing.T) {
 		})
 	}
 }
+
+// keyFree reports whether another writer could write the rows of key k (an int4 partition
+// key) of the shard now: it could take the shard lock shared and k's key lock (tried on
+// the coordinator, then let go).
+func keyFree(t *testing.T, shardID int64, k int) bool {
+	t.Helper()
+	ctx := context.Background()
+	c := connectServer(t, env.C.Coordinator)
+	defer c.Close(ctx)
+	var h int32
+	if err := c.QueryRow(ctx, "SELECT hashint4($1)", k).Scan(&h); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	var free bool
+	if err := tx.QueryRow(ctx, "SELECT pg_try_advisory_xact_lock_shared($1) AND pg_try_advisory_xact_lock($2)",
+		store.LockKey(store.LockShard, shardID), store.KeyLock(shardID, h)).Scan(&free); err != nil {
+		t.Fatal(err)
+	}
+	return free
+}
+
+// TestHostileRowLocksEveryWriteFormLocksItsKeys: in a block, after each form of write of
+// keys 1 and 2 (parameters, prepared statements re-executed with another key, IN, ANY,
+// OR, AND, BETWEEN, ON CONFLICT, RETURNING, CTEs, many keys, FOR UPDATE), no other writer
+// could write those keys until the block ends.
+func TestHostileRowLocksEveryWriteFormLocksItsKeys(t *testing.T) {
+	tbl, _ := rowLockPair(t, "hrl_forms", 2)
+	shard := tableShardIDs(t, tbl)[0]
+	ctx := context.Background()
+	many := []string{}
+	for i := 100; i < 140; i++ {
+		many = append(many, fmt.Sprintf("(%d, 0)", i))
+	}
+	type stmt struct {
+		sql  string
+		args []any
+	}
+	for _, sc := range []struct {
+		name  string
+		stmts []stmt
+	}{
+		{"param", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = $1", []any{1}}, {"UPDATE %s SET v = v + 1 WHERE id = $1", []any{2}}}},
+		{"param text", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = $1::text::int", []any{"1"}}, {"DELETE FROM %s WHERE id = $1", []any{int64(2)}}}},
+		{"any param", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = ANY($1)", []any{[]int32{1, 2}}}}},
+		{"any array", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = ANY(ARRAY[1, 2])", nil}}},
+		{"in", []stmt{{"UPDATE %s SET v = v + 1 WHERE id IN (1, 2)", nil}}},
+		{"in params", []stmt{{"UPDATE %s SET v = v + 1 WHERE id IN ($1, $2)", []any{1, 2}}}},
+		{"or", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = 1 OR id = 2", nil}}},
+		{"or other", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = 1 OR v = 20", nil}}},
+		{"and", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = 1 AND v > 0", nil}, {"UPDATE %s SET v = v + 1 WHERE v > 0 AND id = 2", nil}}},
+		{"and contradiction", []stmt{{"UPDATE %s SET v = v + 1 WHERE (id = 1 OR id = 2) AND (id = 2 OR id = 1)", nil}}},
+		{"between", []stmt{{"UPDATE %s SET v = v + 1 WHERE id BETWEEN 1 AND 2", nil}}},
+		{"cast", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = 1::bigint OR id = '2'", nil}}},
+		{"on conflict", []stmt{{"INSERT INTO %s VALUES (1, 0), (2, 0) ON CONFLICT (id) DO UPDATE SET v = excluded.v", nil}}},
+		{"returning", []stmt{{"DELETE FROM %s WHERE id IN (1, 2) RETURNING *", nil}}},
+		{"cte", []stmt{{"WITH x AS (UPDATE %s SET v = v + 1 WHERE id = 1 RETURNING *) SELECT * FROM x", nil},
+			{"WITH x AS (DELETE FROM %s WHERE id = 2 RETURNING *) SELECT count(*) FROM x", nil}}},
+		{"many keys", []stmt{{"INSERT INTO %s VALUES (1, 1), (2, 2), " + strings.Join(many, ", ") + " ON CONFLICT DO NOTHING", nil}}},
+		{"insert select", []stmt{{"INSERT INTO %[1]s SELECT id + 1000, v FROM %[1]s WHERE id IN (1, 2)", nil},
+			{"UPDATE %s SET v = 0 WHERE id IN (1, 2)", nil}}},
+		{"for update", []stmt{{"SELECT * FROM %s WHERE id = $1 FOR UPDATE", []any{1}}, {"SELECT * FROM %s WHERE id = 2 FOR SHARE", nil}}},
+		{"for update all", []stmt{{"SELECT * FROM %s FOR UPDATE", nil}}},
+		{"subquery key", []stmt{{"UPDATE %s SET v = v + 1 WHERE id = (SELECT 1) OR id = (SELECT 2)", nil}}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+				a := connect(t)
+				mustExec(t, a, "BEGIN")
+				ok := true
+				for _, s := range sc.stmts {
+					rows, err := a.Query(ctx, fmt.Sprintf(s.sql, tbl), append([]any{mode}, s.args...)...)
+					if err == nil {
+						for rows.Next() {
+						}
+						rows.Close()
+						err = rows.Err()
+					}
+					if err != nil {
+						t.Logf("%v %s: %v", mode, s.sql, err)
+						ok = false
+						break
+					}
+				}
+				if ok {
+					for _, k := range []int{1, 2} {
+						if keyFree(t, shard, k) {
+							t.Errorf("%v: after %v in a block, another writer could write key %d", mode, sc.stmts, k)
+						}
+					}
+				}
+				mustExec(t, a, "ROLLBACK")
+				a.Close(ctx)
+			}
+		})
+	}
+}
+
+// TestHostileRowLocksOnConflictSubqueryOverDistributedTable: a subquery over a distributed
+// table in INSERT ... ON CONFLICT DO UPDATE SET (or its WHERE) went to the workers as
+// written, where the table's name means nothing (42P01 naming the table) or another table
+// of the same name: PostgreSQL's answer, or 0A000, never that.
+func TestHostileRowLocksOnConflictSubqueryOverDistributedTable(t *testing.T) {
+	tbl, plain := rowLockPair(t, "hrl_oc", 2)
+	p, pc := connect(t), connectServer(t, env.C.Coordinator)
+	for _, q := range []string{
+		"INSERT INTO %[1]s VALUES (6, 1) ON CONFLICT (id) DO UPDATE SET v = (SELECT v FROM %[1]s WHERE id = 2) RETURNING *",
+		"INSERT INTO %[1]s VALUES (3, 1) ON CONFLICT (id) DO UPDATE SET v = %[1]s.v + (SELECT count(*) FROM %[1]s)::int RETURNING *",
+		"INSERT INTO %[1]s VALUES (4, 1) ON CONFLICT (id) DO UPDATE SET v = 0 WHERE EXISTS (SELECT 1 FROM %[1]s WHERE id = 2) RETURNING *",
+		"INSERT INTO %[1]s SELECT 2, 5 ON CONFLICT (id) DO UPDATE SET v = (SELECT max(v) FROM %[1]s) RETURNING *",
+	} {
+		got, want := outcomeOf(p, fmt.Sprintf(q, tbl)), outcomeOf(pc, fmt.Sprintf(q, plain))
+		if got != want && got != "error 0A000" {
+			t.Errorf("%s:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
+		}
+	}
+	placementsAgree(t, tbl)
+}
