@@ -367,6 +367,9 @@ func (p *planner) insertSelectSuffix(si *selectInsert, evals *[]Eval) (Template,
 				}
 			}
 		}
+		if err := p.conflictReads(roots); err != nil {
+			return nil, err
+		}
 		suf.gen(" ")
 		if !p.preEval(suf, p.startOf(si.to), p.end, roots, evals, p.conflictConstraint(s.OnConflictClause)...) {
 			return nil, notSupported("The INSERT's ON CONFLICT clause could not be located.")
