@@ -3,12 +3,16 @@ package tests
 import (
 	"context"
 	"fmt"
+	"math/rand"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgshard/pgshard/metadata/store"
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // Hostile attacks on the write locks (proxy/locks.go): a block's record of the
@@ -297,5 +301,176 @@ func TestHostileRowLocksOnConflictSubqueryOverDistributedTable(t *testing.T) {
 			t.Errorf("%s:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
 		}
 	}
+	placementsAgree(t, tbl)
+}
+
+// waitForAdvisoryWaiter waits until some coordinator backend waits for the session-level
+// advisory lock gate.
+func waitForAdvisoryWaiter(t *testing.T, gate int64) {
+	t.Helper()
+	c := connectServer(t, env.C.Coordinator)
+	defer c.Close(context.Background())
+	for i := 0; i < 600; i++ {
+		if queryString(t, c, fmt.Sprintf("SELECT count(*)::text FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND objid = %d AND classid = 0", gate)) != "0" {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the statement never reached the gate")
+}
+
+// TestHostileRowLocksPipelineKeepsLocksToTheEnd: a write in a pipeline (several Executes
+// before one Sync) or a multi-statement query string, which are one implicit transaction,
+// keeps its keys locked until that transaction ends: its rows on the workers are not
+// committed before, and a writer ordered between them could apply before it on one
+// placement and after it on another.
+func TestHostileRowLocksPipelineKeepsLocksToTheEnd(t *testing.T) {
+	tbl, _ := rowLockPair(t, "hrl_pipe", 2)
+	shard := tableShardIDs(t, tbl)[0]
+	ctx := context.Background()
+	const gate = 7340001
+	for _, sc := range []struct {
+		name string
+		run  func(a *pgx.Conn) error
+	}{
+		{"pipeline", func(a *pgx.Conn) error {
+			b := &pgx.Batch{}
+			b.Queue(fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", tbl))
+			b.Queue(fmt.Sprintf("SELECT pg_advisory_lock(%d), pg_advisory_unlock(%d)", gate, gate))
+			b.Queue(fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 2", tbl))
+			return a.SendBatch(ctx, b).Close()
+		}},
+		{"query string", func(a *pgx.Conn) error {
+			_, err := a.Exec(ctx, fmt.Sprintf("UPDATE %[1]s SET v = v + 1 WHERE id = 1; SELECT pg_advisory_lock(%[2]d), pg_advisory_unlock(%[2]d); UPDATE %[1]s SET v = v + 1 WHERE id = 2", tbl, gate), pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+	} {
+		t.Run(sc.name, func(t *testing.T) {
+			g := connectServer(t, env.C.Coordinator)
+			mustExec(t, g, fmt.Sprintf("SELECT pg_advisory_lock(%d)", gate))
+			a := connect(t)
+			done := make(chan error, 1)
+			go func() { done <- sc.run(a) }()
+			waitForAdvisoryWaiter(t, gate)
+			free := keyFree(t, shard, 1)
+			mustExec(t, g, fmt.Sprintf("SELECT pg_advisory_unlock(%d)", gate))
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if free {
+				t.Errorf("%s: key 1 was free for other writers while its write was not committed", sc.name)
+			}
+		})
+	}
+}
+
+// TestHostileRowLocksConcurrentLoadKeepsPlacementsIdentical: sessions on two proxies run
+// order-sensitive writes of a replicated table at once — keyed UPDATEs (simple and
+// extended protocol), blocks with savepoints rolled back, predicate UPDATEs and DELETEs,
+// INSERT ... ON CONFLICT DO UPDATE of many keys, INSERT ... SELECT, COPY — and every
+// pair of finalized placements of each shard ends identical, with nothing marked.
+func TestHostileRowLocksConcurrentLoadKeepsPlacementsIdentical(t *testing.T) {
+	ctx := context.Background()
+	tbl := uniqueName("hrl_load")
+	a := connect(t)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v bigint)", tbl), tbl, "id", 2, 2)
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s SELECT g, g FROM generate_series(1, 30) g", tbl))
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Stop()
+	ops := []func(c *pgx.Conn, r *rand.Rand) error{
+		func(c *pgx.Conn, r *rand.Rand) error {
+			_, err := c.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = (v * 3 + 1) %% 1000003 WHERE id = $1", tbl), r.Intn(30)+1)
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			_, err := c.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = (v * 5 + 2) %% 1000003 WHERE id IN (%d, %d) OR id = %d", tbl, r.Intn(30)+1, r.Intn(30)+1, r.Intn(30)+1), pgx.QueryExecModeSimpleProtocol)
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			_, err := c.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v * 2 %% 1000003 WHERE v %% 5 = %d", tbl, r.Intn(5)))
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			_, err := c.Exec(ctx, fmt.Sprintf("DELETE FROM %s WHERE v %% 13 = %d", tbl, r.Intn(13)))
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			var vals []string
+			for i := 0; i < 40; i++ {
+				vals = append(vals, fmt.Sprintf("(%d, %d)", r.Intn(60)+1, r.Intn(100)))
+			}
+			// Duplicate keys in one INSERT fail (21000) as in PostgreSQL.
+			_, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s VALUES %[2]s ON CONFLICT (id) DO UPDATE SET v = (%[1]s.v * 7 + excluded.v) %% 1000003", tbl, strings.Join(vals[:1+r.Intn(40)], ", ")))
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			_, err := c.Exec(ctx, fmt.Sprintf("INSERT INTO %[1]s SELECT id + 30, v + 1 FROM %[1]s WHERE id <= 30 ON CONFLICT (id) DO UPDATE SET v = (%[1]s.v * 11 + excluded.v) %% 1000003", tbl))
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			k := r.Intn(30) + 61
+			_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(fmt.Sprintf("%d\t%d\n%d\t1\n", k, k, k+30)), fmt.Sprintf("COPY %s FROM STDIN", tbl))
+			return err
+		},
+		func(c *pgx.Conn, r *rand.Rand) error {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			for _, s := range []string{
+				fmt.Sprintf("UPDATE %s SET v = (v * 3 + 1) %% 1000003 WHERE id = %d", tbl, r.Intn(30)+1),
+				"SAVEPOINT s",
+				fmt.Sprintf("UPDATE %s SET v = (v * 13 + 1) %% 1000003 WHERE id = %d", tbl, r.Intn(30)+1),
+				"ROLLBACK TO s",
+				fmt.Sprintf("UPDATE %s SET v = (v * 17 + 1) %% 1000003 WHERE id = %d", tbl, r.Intn(30)+1),
+				fmt.Sprintf("DELETE FROM %s WHERE id = %d AND v %% 2 = 0", tbl, r.Intn(90)+1),
+			} {
+				if _, err := tx.Exec(ctx, s); err != nil {
+					return err
+				}
+			}
+			return tx.Commit(ctx)
+		},
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	errCodes := map[string]int{}
+	for w := 0; w < 6; w++ {
+		var c *pgx.Conn
+		if w%2 == 0 {
+			c = connect(t)
+		} else {
+			c = connectTo(t, p2)
+		}
+		mustExec(t, c, "SET lock_timeout = '20s'")
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			r := rand.New(rand.NewSource(seed))
+			for i := 0; i < 40; i++ {
+				if err := ops[r.Intn(len(ops))](c, r); err != nil {
+					mu.Lock()
+					if errCodes[sqlstate(err)]++; errCodes[sqlstate(err)] == 1 {
+						t.Logf("first %s: %v", sqlstate(err), err)
+					}
+					mu.Unlock()
+				}
+			}
+		}(int64(w))
+	}
+	wg.Wait()
+	t.Logf("errors by SQLSTATE: %v", errCodes)
+	for code := range errCodes {
+		switch code {
+		case "40P01", "21000", "23505": // deadlocks, duplicate keys in one INSERT or COPY
+		default:
+			t.Errorf("unexpected errors %s (%d)", code, errCodes[code])
+		}
+	}
+	noInactivePlacements(t, tbl)
 	placementsAgree(t, tbl)
 }
