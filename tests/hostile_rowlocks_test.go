@@ -474,3 +474,36 @@ func TestHostileRowLocksConcurrentLoadKeepsPlacementsIdentical(t *testing.T) {
 	noInactivePlacements(t, tbl)
 	placementsAgree(t, tbl)
 }
+
+// TestHostileRowLocksForUpdateNeedsUpdatePrivilege: PostgreSQL refuses SELECT ... FOR
+// UPDATE/SHARE (42501) to a role without UPDATE privilege on the table, at once. pgshard
+// took the table's write locks first, as the role: a role that may only read the table
+// waited for (then held) its writers' locks, and heard 55P03 after its lock_timeout.
+func TestHostileRowLocksForUpdateNeedsUpdatePrivilege(t *testing.T) {
+	tbl, plain := rowLockPair(t, "hrl_fup", 2)
+	ctx := context.Background()
+	app := unprivilegedRole(t, "app")
+	mustExec(t, connect(t), fmt.Sprintf("GRANT SELECT ON %s TO %s", tbl, app))
+	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf("GRANT SELECT ON %s TO %s", plain, app))
+	holder := connect(t)
+	mustExec(t, holder, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", tbl))
+	defer holder.Exec(ctx, "ROLLBACK")
+	pw := connectServer(t, env.C.Coordinator)
+	mustExec(t, pw, "SET ROLE "+app)
+	for _, q := range []string{
+		"SELECT * FROM %s WHERE id = 1 FOR UPDATE",
+		"SELECT * FROM %s WHERE id = 1 FOR SHARE",
+		"SELECT * FROM %s FOR KEY SHARE",
+	} {
+		w := connectAs(t, env.P, app)
+		mustExec(t, w, "SET lock_timeout = '2s'", "BEGIN")
+		got := outcomeOf(w, fmt.Sprintf(q, tbl))
+		mustExec(t, pw, "BEGIN")
+		want := outcomeOf(pw, fmt.Sprintf(q, plain))
+		mustExec(t, pw, "ROLLBACK")
+		if got != want {
+			t.Errorf("%s by a role that may only read:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
+		}
+		w.Close(ctx)
+	}
+}
