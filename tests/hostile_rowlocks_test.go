@@ -507,3 +507,65 @@ func TestHostileRowLocksForUpdateNeedsUpdatePrivilege(t *testing.T) {
 		w.Close(ctx)
 	}
 }
+
+// TestHostileRowLocksWriteReadingAnotherTableKeepsPlacementsIdentical: a keyed write of
+// one table whose value or predicate reads another distributed table, while that table's
+// row is updated: each placement of the first must apply the same value.
+func TestHostileRowLocksWriteReadingAnotherTableKeepsPlacementsIdentical(t *testing.T) {
+	tbl, _ := rowLockPair(t, "hrl_xr1", 2)
+	src, _ := rowLockPair(t, "hrl_xr2", 2)
+	ctx := context.Background()
+	for _, q := range []string{
+		"UPDATE %[1]s SET v = (SELECT v FROM %[2]s WHERE id = 1) WHERE id = 1",
+		"UPDATE %[1]s t SET v = o.v FROM %[2]s o WHERE t.id = 2 AND o.id = 1",
+		"UPDATE %[1]s SET v = v + 1 WHERE id = 3 AND EXISTS (SELECT 1 FROM %[2]s WHERE id = 1 AND v %% 2 = 0)",
+	} {
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := connect(t)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE id = 1", src))
+			}
+		}()
+		c := connect(t)
+		for i := 0; i < 200; i++ {
+			if _, err := c.Exec(ctx, fmt.Sprintf(q, tbl, src)); err != nil {
+				t.Logf("%s: %v", q, err)
+				break
+			}
+		}
+		close(stop)
+		wg.Wait()
+	}
+	noInactivePlacements(t, tbl)
+	placementsAgree(t, tbl)
+}
+
+// TestHostileRowLocksReturningSubqueryOverDistributedTable: a subquery over a distributed
+// table in RETURNING went to the workers as written (42P01 naming the table there):
+// PostgreSQL's answer, or 0A000, never that.
+func TestHostileRowLocksReturningSubqueryOverDistributedTable(t *testing.T) {
+	tbl, plain := rowLockPair(t, "hrl_ret", 2)
+	src, srcPlain := rowLockPair(t, "hrl_ret_src", 2)
+	p, pc := connect(t), connectServer(t, env.C.Coordinator)
+	for _, q := range []string{
+		"UPDATE %[1]s SET v = v + 1 WHERE id = 1 RETURNING (SELECT v FROM %[2]s WHERE id = 1)",
+		"DELETE FROM %[1]s WHERE id = 2 RETURNING v + (SELECT count(*) FROM %[2]s)",
+		"INSERT INTO %[1]s VALUES (7, 1) RETURNING (SELECT v FROM %[2]s WHERE id = 3)",
+		"INSERT INTO %[1]s SELECT 8, 1 RETURNING (SELECT v FROM %[1]s WHERE id = 3)",
+	} {
+		got, want := outcomeOf(p, fmt.Sprintf(q, tbl, src)), outcomeOf(pc, fmt.Sprintf(q, plain, srcPlain))
+		if got != want && got != "error 0A000" {
+			t.Errorf("%s:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
+		}
+	}
+	placementsAgree(t, tbl)
+}
