@@ -408,6 +408,9 @@ func (p *planner) insertRow(vi *valuesInsert, ri int) (Row, *pgerr.Error) {
 // volatile values evaluated once (into evals).
 func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pgerr.Error) {
 	s := vi.s
+	if err := p.conflictReads(s.ReturningList); err != nil {
+		return nil, err
+	}
 	suf := newBuilder(p.in, p.litIdx)
 	if vi.suffixTok <= p.lastTok() {
 		var roots []*pg_query.Node
@@ -436,8 +439,8 @@ func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pger
 	return suf.done(), nil
 }
 
-// conflictReads refuses an ON CONFLICT clause (roots) that reads a distributed table: it
-// runs on each placement, where the table's name is not the shard's.
+// conflictReads refuses an ON CONFLICT or RETURNING clause (roots) that reads a distributed
+// table: it runs on each placement, where the table's name is not the shard's.
 func (p *planner) conflictReads(roots []*pg_query.Node) *pgerr.Error {
 	var found *metadata.Table
 	for _, r := range roots {
@@ -452,7 +455,7 @@ func (p *planner) conflictReads(roots []*pg_query.Node) *pgerr.Error {
 		})
 	}
 	if found != nil {
-		return notSupported("Subqueries over distributed table %s in ON CONFLICT are not supported.", QuoteIdent(found.Name))
+		return notSupported("Subqueries over distributed table %s in ON CONFLICT or RETURNING are not supported.", QuoteIdent(found.Name))
 	}
 	return nil
 }

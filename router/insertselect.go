@@ -355,6 +355,9 @@ func (p *planner) insertSelectPrefix(si *selectInsert, cols []int) Template {
 // volatile values evaluated once (into evals).
 func (p *planner) insertSelectSuffix(si *selectInsert, evals *[]Eval) (Template, *pgerr.Error) {
 	s := si.s
+	if err := p.conflictReads(s.ReturningList); err != nil {
+		return nil, err
+	}
 	suf := newBuilder(p.in, p.litIdx)
 	if si.to <= p.lastTok() {
 		var roots []*pg_query.Node
