@@ -239,7 +239,7 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 			e.Hint = ""
 			return &e
 		}
-		return err
+		return coordLost(err)
 	}
 	if t.tx != txIdle {
 		t.noteTxLocks(reqs)
@@ -259,6 +259,18 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 		return t.locker.placementsCurrent(ctx, epoch)
 	}
 	return nil
+}
+
+// coordLost words a failure of the session's coordinator connection that PostgreSQL did
+// not report itself (the connection broke: its backend was terminated, the network
+// failed) as a lost connection, 08006, rather than as the proxy's internal error naming
+// its sockets.
+func coordLost(err error) error {
+	var pe *pgerr.Error
+	if err == nil || errors.As(err, &pe) {
+		return err
+	}
+	return pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
 }
 
 // lockConnSQL is lockConn, with the query that takes the locks: outside a block, when the

@@ -706,7 +706,20 @@ func roundNumeric(s string) (int64, error) {
 // block holds the rows as it would hold written ones (holdsShardLocks). A SELECT that
 // never waits for a row lock (SKIP LOCKED, NOWAIT) takes none: the job-queue pattern
 // (ORDER BY ... LIMIT 1 FOR UPDATE SKIP LOCKED) must not wait for the other takers.
+//
+// PostgreSQL allows row locks only to a role with UPDATE privilege on some column of the
+// table (checkWritePrivilege), and checks it before it waits: so does this, before it
+// takes any lock.
 func (x *execution) lockRowsRead(ctx context.Context, shards []*metadata.Shard, pinned []int32, noWait bool) error {
+	checked := map[uint32]bool{}
+	for _, sh := range shards {
+		if !checked[sh.TableID] {
+			checked[sh.TableID] = true
+			if err := x.checkWritePrivilege(ctx, sh.TableID, router.Update); err != nil {
+				return err
+			}
+		}
+	}
 	x.ss.txn.txRowLocks = true
 	if noWait {
 		return nil

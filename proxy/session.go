@@ -228,6 +228,12 @@ func (ss *session) sendError(err error) { ss.w.Msg(ss.errorMessage(err)) }
 // errorMessage is err as the ErrorResponse the client hears: in the client's names,
 // counted, and logged when pgshard did not classify it or it names a connection's cause.
 func (ss *session) errorMessage(err error) *pgproto3.ErrorResponse {
+	var ue *backend.UnavailableError
+	if errors.As(err, &ue) && !errors.As(err, new(*pgerr.Error)) {
+		// A server connection that broke is a connection failure, not an internal error;
+		// which connection, and why, is for the log.
+		err = pgerr.Wrap(err, pgerr.ConnectionFailure, "the connection to a server of the cluster was lost")
+	}
 	e := pgerr.From(err)
 	if e.Code == pgerr.InternalError && !errors.As(err, new(*pgerr.Error)) {
 		ss.log.Error("internal error", "err", err)

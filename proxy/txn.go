@@ -573,7 +573,7 @@ func (t *txnState) savepoint(ctx context.Context, st *router.Statement, sql stri
 	}
 	if t.coordInTx && t.coord != nil {
 		if err := t.coord.Value().Exec(ctx, sql); err != nil && first == nil {
-			first = err
+			first = coordLost(err)
 		}
 	}
 	if first != nil {

@@ -48,6 +48,13 @@ func (t *txnState) coordConnFor(ctx context.Context, work bool) (*backend.Conn, 
 	}
 	c := t.coord.Value()
 	if c.Broken() {
+		if t.tx != txIdle && t.coordInTx {
+			// The block's coordinator transaction is gone, and with it the write locks
+			// it held: the block can only fail. The broken connection stays the block's
+			// until it ends, so that no ROLLBACK TO brings the block back on a new
+			// coordinator transaction that holds none of its earlier locks.
+			return nil, pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
+		}
 		backend.Release(t.coord)
 		t.coord = nil
 		t.coordInTx = false

@@ -408,6 +408,9 @@ func (p *planner) insertRow(vi *valuesInsert, ri int) (Row, *pgerr.Error) {
 // volatile values evaluated once (into evals).
 func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pgerr.Error) {
 	s := vi.s
+	if err := p.conflictReads(s.ReturningList); err != nil {
+		return nil, err
+	}
 	suf := newBuilder(p.in, p.litIdx)
 	if vi.suffixTok <= p.lastTok() {
 		var roots []*pg_query.Node
@@ -418,6 +421,9 @@ func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pger
 		from := p.startOf(vi.suffixTok)
 		if len(vi.rowSpans) > 0 {
 			from = p.endOf(vi.rowSpans[len(vi.rowSpans)-1][1] - 1)
+		}
+		if err := p.conflictReads(roots); err != nil {
+			return nil, err
 		}
 		if !p.preEval(suf, from, p.end, roots, evals, p.conflictConstraint(s.OnConflictClause)...) {
 			return nil, notSupported("The INSERT's ON CONFLICT clause could not be located.")
@@ -431,6 +437,27 @@ func (p *planner) insertSuffix(vi *valuesInsert, evals *[]Eval) (Template, *pger
 		}
 	}
 	return suf.done(), nil
+}
+
+// conflictReads refuses an ON CONFLICT or RETURNING clause (roots) that reads a distributed
+// table: it runs on each placement, where the table's name is not the shard's.
+func (p *planner) conflictReads(roots []*pg_query.Node) *pgerr.Error {
+	var found *metadata.Table
+	for _, r := range roots {
+		if r == nil || found != nil {
+			continue
+		}
+		walk(r.ProtoReflect(), func(m protoreflect.Message, _ []frame) bool {
+			if rv, ok := m.Interface().(*pg_query.RangeVar); ok && found == nil {
+				found = p.resolve(rv)
+			}
+			return found == nil
+		})
+	}
+	if found != nil {
+		return notSupported("Subqueries over distributed table %s in ON CONFLICT or RETURNING are not supported.", QuoteIdent(found.Name))
+	}
+	return nil
 }
 
 // identityAlways is PostgreSQL's error for a value given to a GENERATED ALWAYS identity

@@ -355,6 +355,9 @@ func (p *planner) insertSelectPrefix(si *selectInsert, cols []int) Template {
 // volatile values evaluated once (into evals).
 func (p *planner) insertSelectSuffix(si *selectInsert, evals *[]Eval) (Template, *pgerr.Error) {
 	s := si.s
+	if err := p.conflictReads(s.ReturningList); err != nil {
+		return nil, err
+	}
 	suf := newBuilder(p.in, p.litIdx)
 	if si.to <= p.lastTok() {
 		var roots []*pg_query.Node
@@ -366,6 +369,9 @@ func (p *planner) insertSelectSuffix(si *selectInsert, evals *[]Eval) (Template,
 					return nil, pgerr.New(pgerr.FeatureNotSupported, "modifying the partition value of rows is not allowed")
 				}
 			}
+		}
+		if err := p.conflictReads(roots); err != nil {
+			return nil, err
 		}
 		suf.gen(" ")
 		if !p.preEval(suf, p.startOf(si.to), p.end, roots, evals, p.conflictConstraint(s.OnConflictClause)...) {

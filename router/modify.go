@@ -28,6 +28,9 @@ type modifyParts struct {
 // The rows are found and changed in two steps, so a concurrent write to the same rows
 // between the steps is not seen by the first one.
 func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, parts modifyParts, refs []tableRef) *Statement {
+	if err := p.conflictReads(parts.returning); err != nil {
+		return p.errorf(err)
+	}
 	mc, err := p.locateModify(kind, rv, set, parts)
 	if err != nil {
 		return p.errorf(err)
