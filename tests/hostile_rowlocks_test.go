@@ -50,8 +50,8 @@ func lockHolderPID(t *testing.T, shardID int64) int {
 	return pid
 }
 
-// placementsAgree fails the test when two placements of a shard of the table differ.
-func placementsAgree(t *testing.T, table string) {
+// placementsIdentical fails the test when two placements of a shard of the table differ.
+func placementsIdentical(t *testing.T, table string) {
 	t.Helper()
 	for id, places := range placementContents(t, table, "1") {
 		for _, p := range places[1:] {
@@ -170,7 +170,7 @@ func TestHostileRowLocksLostCoordinatorThenRollbackTo(t *testing.T) {
 			if !strings.HasPrefix(got, "1:10,") {
 				t.Errorf("a block that lost its coordinator transaction and its locks committed: rows %s", got)
 			}
-			placementsAgree(t, tbl)
+			placementsIdentical(t, tbl)
 			if !a.IsClosed() {
 				// The session goes on after the block.
 				if got := queryString(t, a, fmt.Sprintf("SELECT v::text FROM %s WHERE id = 4", tbl)); got != "40" {
@@ -301,7 +301,7 @@ func TestHostileRowLocksOnConflictSubqueryOverDistributedTable(t *testing.T) {
 			t.Errorf("%s:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
 		}
 	}
-	placementsAgree(t, tbl)
+	placementsIdentical(t, tbl)
 }
 
 // waitForAdvisoryWaiter waits until some coordinator backend waits for the session-level
@@ -472,7 +472,7 @@ func TestHostileRowLocksConcurrentLoadKeepsPlacementsIdentical(t *testing.T) {
 		}
 	}
 	noInactivePlacements(t, tbl)
-	placementsAgree(t, tbl)
+	placementsIdentical(t, tbl)
 }
 
 // TestHostileRowLocksForUpdateNeedsUpdatePrivilege: PostgreSQL refuses SELECT ... FOR
@@ -546,7 +546,7 @@ func TestHostileRowLocksWriteReadingAnotherTableKeepsPlacementsIdentical(t *test
 		wg.Wait()
 	}
 	noInactivePlacements(t, tbl)
-	placementsAgree(t, tbl)
+	placementsIdentical(t, tbl)
 }
 
 // TestHostileRowLocksReturningSubqueryOverDistributedTable: a subquery over a distributed
@@ -567,7 +567,7 @@ func TestHostileRowLocksReturningSubqueryOverDistributedTable(t *testing.T) {
 			t.Errorf("%s:\n pgshard:    %s\n PostgreSQL: %s", q, got, want)
 		}
 	}
-	placementsAgree(t, tbl)
+	placementsIdentical(t, tbl)
 }
 
 // TestHostileRowLocksGatheredUpdateLosesConcurrentUpdate: an UPDATE whose rows depend on
@@ -609,5 +609,5 @@ func TestHostileRowLocksGatheredUpdateLosesConcurrentUpdate(t *testing.T) {
 	if got != want {
 		t.Skipf("known defect: a gathered UPDATE (subquery in WHERE) that waited for another block's update of its row wrote the value it computed before the wait: v = %s, PostgreSQL %s", got, want)
 	}
-	placementsAgree(t, tbl)
+	placementsIdentical(t, tbl)
 }
