@@ -841,6 +841,10 @@ func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 // PostgreSQL reports them; err when no single row fails.
 func (cp *copyRun) keyErr(ctx context.Context, b *copyBatch, keyPos int, keyType uint32, err *pgerr.Error) error {
 	col := cp.t.KeyColumn()
+	// The batch's hashing failed in the statement's coordinator transaction (its write
+	// locks), which is aborted now: the COPY fails, so that transaction is ended, and the
+	// rows are hashed one by one outside it to find the one to blame.
+	cp.ss.txn.abortStmtCoordTx(ctx)
 	for i, row := range b.rows {
 		v, null, ferr := cp.opts.Field(row, keyPos)
 		if ferr != nil || null {

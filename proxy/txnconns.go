@@ -121,6 +121,19 @@ func (t *txnState) endStmtCoordTx(ctx context.Context) {
 	}
 }
 
+// abortStmtCoordTx rolls back the coordinator transaction a failing statement outside a
+// block opened (coordTx) when an error aborted it: what the statement still asks of the
+// coordinator (to word its error) then runs outside it. The statement commits nothing.
+func (t *txnState) abortStmtCoordTx(ctx context.Context) {
+	if !t.stmtCoordTx || t.coord == nil {
+		return
+	}
+	if c := t.coord.Value(); !c.Broken() && c.TxStatus == 'E' {
+		t.stmtCoordTx, t.coordWork = false, false
+		c.Exec(ctx, "ROLLBACK") // a failure breaks the connection, which ends it too
+	}
+}
+
 // acquireCoord takes a coordinator connection from the session's pool (txnHost): the
 // connection, once taken, is returned even when setting it up failed.
 func (ss *session) acquireCoord(ctx context.Context) (*puddle.Resource[*backend.Conn], error) {
