@@ -122,8 +122,11 @@ func TestCopyInBlockBadRow(t *testing.T) {
 	conn := connect(t)
 	tbl := tpTable(t, conn, "")
 	plain := connectServer(t, env.C.Coordinator)
-	mustExec(t, plain, fmt.Sprintf("CREATE TABLE public.%s (k int NOT NULL, v int NOT NULL)", tbl))
-	defer mustExec(t, plain, fmt.Sprintf("DROP TABLE public.%s", tbl))
+	// The same table on a plain server (the coordinator, in a schema of its own).
+	schema := uniqueName("copy2pc_plain")
+	mustExec(t, plain, "CREATE SCHEMA "+schema, fmt.Sprintf("CREATE TABLE %s.%s (k int NOT NULL, v int NOT NULL)", schema, tbl),
+		"SET search_path = "+schema)
+	defer mustExec(t, plain, "DROP SCHEMA "+schema+" CASCADE")
 	data := copy2pcRows(1, 40) + "41\tnot a number\n" + copy2pcRows(42, 80)
 	run := func(c *pgx.Conn) *pgconn.PgError {
 		mustExec(t, c, "BEGIN")
