@@ -2,12 +2,12 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -142,15 +142,15 @@ func copyBinary(opts []router.CopyOption) bool {
 }
 
 // copyStream is a COPY running on one backend connection: one shard's placement, or,
-// inside a transaction block (one connection per worker), a staging table on that worker
-// that receives the rows of all its shards.
+// inside a transaction block, the block's connection to a worker, which receives the
+// rows of each of its shards in turn (replay) once the client's data is read.
 type copyStream struct {
 	node   metadata.Node
 	wc     workerConn
-	err    error  // the connection became unavailable
-	inCopy bool   // in COPY mode (CopyDone or CopyFail not yet sent)
-	stage  string // the staging table, in a transaction block
+	err    error // the connection became unavailable
+	inCopy bool  // in COPY mode (CopyDone or CopyFail not yet sent)
 	shards []int64
+	cur    int64   // in a transaction block, the shard whose rows are being replayed
 	buf    []byte  // rows not yet sent
 	lines  lineLog // the client's line number of each row sent (the last ones)
 }
@@ -342,15 +342,23 @@ type copyRun struct {
 	targets map[int64][]*copyTarget
 	streams []*copyStream
 	rows    int64
+	// In a transaction block the rows are set aside in spool (each a frame: the client's
+	// line as 8 bytes, then the row), offs[shard] the offsets of each shard's rows, and
+	// replayed shard by shard at the end (replay).
+	spool *spool
+	offs  map[int64][]int64
 }
 
-var stageSeq atomic.Int64
-
 // open starts the COPY on every finalized placement of every shard: outside a
-// transaction block one stream per placement (BEGIN; COPY shard ...); inside one, one
-// stream per worker into a staging table.
+// transaction block one stream per placement (BEGIN; COPY shard ...); inside one, it
+// takes the block's connection to each worker (the rows are replayed at the end: a
+// temporary staging table would keep the block from PREPARE TRANSACTION).
 func (cp *copyRun) open(ctx context.Context) error {
 	ss, t := cp.ss, cp.t
+	if !cp.own {
+		cp.spool = ss.newSpool()
+		cp.offs = map[int64][]int64{}
+	}
 	byNode := map[metadata.Node]*copyStream{}
 	for _, sh := range t.Shards {
 		for _, p := range sh.Finalized() {
@@ -359,7 +367,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 				s = &copyStream{node: p.Node, shards: []int64{sh.ID}}
 				cp.streams = append(cp.streams, s)
 			} else if s = byNode[p.Node]; s == nil {
-				s = &copyStream{node: p.Node, stage: "pg_temp.pgshard_copy_" + strconv.FormatInt(stageSeq.Add(1), 10)}
+				s = &copyStream{node: p.Node}
 				byNode[p.Node] = s
 				cp.streams = append(cp.streams, s)
 			}
@@ -379,15 +387,10 @@ func (cp *copyRun) open(ctx context.Context) error {
 			continue
 		}
 		s.wc = wc
-		var sql string
-		if cp.own {
-			sql = "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
-		} else {
-			ss.txn.txTemp = true // PREPARE TRANSACTION refuses temporary tables: one-phase commit
-			sql = "CREATE TEMP TABLE " + s.stage + " ON COMMIT DROP AS SELECT " + cp.cols + ", 0::pg_catalog.int8 AS pgshard_shard FROM " +
-				router.ShardName(t.Schema, t.Name, s.shards[0]) + " WITH NO DATA; COPY " + s.stage + " (" + cp.cols +
-				", pgshard_shard) FROM STDIN WITH " + cp.opts.ShardOptions()
+		if !cp.own {
+			continue
 		}
+		sql := "BEGIN; COPY " + router.ShardName(t.Schema, t.Name, s.shards[0]) + " (" + cp.cols + ") FROM STDIN WITH " + cp.opts.ShardOptions()
 		c := wc.conn()
 		c.Query(sql)
 		if err := ss.sendTo(c); err != nil {
@@ -396,7 +399,7 @@ func (cp *copyRun) open(ctx context.Context) error {
 	}
 	// Wait for every stream to enter COPY mode.
 	for _, s := range cp.streams {
-		if s.err == nil {
+		if s.err == nil && cp.own {
 			if err := cp.awaitCopyIn(ctx, s); err != nil {
 				return err
 			}
@@ -554,7 +557,7 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 		}
 		return err
 	}
-	var id []byte
+	var frame []byte
 	for i, row := range b.rows {
 		shards := cp.t.ShardsFor(hashes[i])
 		if len(shards) != 1 {
@@ -562,21 +565,22 @@ func (cp *copyRun) route(ctx context.Context, b *copyBatch, keyPos int, keyType 
 				WithDetail("Target relation does not contain any shards capable of storing the new row."), b.lines[i])
 		}
 		shard := shards[0].ID
+		if cp.spool != nil {
+			// Set aside, once for all the shard's placements.
+			frame = binary.BigEndian.AppendUint64(frame[:0], uint64(b.lines[i]))
+			frame = append(frame, row...)
+			off := cp.spool.Len()
+			if err := cp.spool.WriteFrame('d', frame); err != nil {
+				return err
+			}
+			cp.offs[shard] = append(cp.offs[shard], off)
+		}
 		for _, tg := range cp.targets[shard] {
 			s := tg.s
-			if s.err != nil {
+			if s.err != nil || cp.spool != nil {
 				continue
 			}
-			if s.stage != "" {
-				// Staged rows carry their shard.
-				id = strconv.AppendInt(id[:0], shard, 10)
-				var err error
-				if s.buf, err = cp.opts.AppendField(s.buf, row, id, false); err != nil {
-					return cp.lineErr(copyErr(err), b.lines[i])
-				}
-			} else {
-				s.buf = append(s.buf, row...)
-			}
+			s.buf = append(s.buf, row...)
 			s.lines.add(b.lines[i])
 			if len(s.buf) >= 64<<10 {
 				cp.send(s)
@@ -638,60 +642,16 @@ func (cp *copyRun) readError(ctx context.Context, s *copyStream) error {
 	return nil
 }
 
-// finish ends the COPY on every placement, moves staged rows into their shards, marks
-// placements that became unavailable, and commits.
+// finish ends the COPY on every placement (in a transaction block, replays the rows set
+// aside), marks placements that became unavailable, and commits: in two phases when
+// more than one placement took rows in the COPY's own transactions.
 func (cp *copyRun) finish(ctx context.Context) error {
 	ss := cp.ss
-	for _, s := range cp.streams {
-		if s.err != nil {
-			continue
-		}
-		cp.send(s)
-		if s.err != nil {
-			continue
-		}
-		c := s.wc.conn()
-		c.Writer().Raw('c', nil)
-		s.inCopy = false
-		if s.stage != "" {
-			// Then, on the same connection, into the shard tables.
-			var q strings.Builder
-			for _, id := range s.shards {
-				fmt.Fprintf(&q, "INSERT INTO %s (%s) SELECT %s FROM %s WHERE pgshard_shard OPERATOR(pg_catalog.=) %d::pg_catalog.int8; ",
-					router.ShardName(cp.t.Schema, cp.t.Name, id), cp.cols, cp.cols, s.stage, id)
-			}
-			q.WriteString("DROP TABLE " + s.stage)
-			c.Query(q.String())
-		}
-		if err := c.Flush(); err != nil {
-			s.err = err
-		}
-	}
 	var firstErr error
-	for _, s := range cp.streams {
-		if s.err != nil {
-			continue
-		}
-		c := s.wc.conn()
-		stop := c.WatchContext(ctx)
-		for readies := 0; ; {
-			typ, b, err := c.Next()
-			if err != nil {
-				s.err = err
-				break
-			}
-			if typ == 'E' && firstErr == nil {
-				firstErr = cp.mapError(c.DecodeError(b), s)
-			}
-			if typ == 'Z' {
-				readies++
-				if s.stage == "" || readies == 2 {
-					break
-				}
-			}
-		}
-		stop()
-		ss.stopRunning(c)
+	if cp.own {
+		firstErr = cp.endStreams(ctx)
+	} else {
+		firstErr = cp.replay(ctx)
 	}
 	if firstErr != nil {
 		return cp.abort(ctx, firstErr)
@@ -701,23 +661,21 @@ func (cp *copyRun) finish(ctx context.Context) error {
 			return cp.abort(ctx, err)
 		}
 	}
-	// Commit on every placement (in the client's block, its COMMIT does that).
+	if cp.own && len(cp.streams) > 1 {
+		if err := cp.commitTwoPhase(ctx); err != nil {
+			return err
+		}
+		ss.commandComplete("COPY " + strconv.FormatInt(cp.rows, 10))
+		return nil
+	}
+	// Commit on the placement (in the client's block, its COMMIT does that).
 	unknown := map[*copyStream]bool{} // connection lost during COMMIT: it may have committed
 	if cp.own {
-		var sent []*copyStream
 		for _, s := range cp.streams {
-			if s.err == nil {
-				c := s.wc.conn()
-				c.Query("COMMIT")
-				if err := c.Flush(); err != nil {
-					s.err = err
-					continue
-				}
-				sent = append(sent, s)
+			if s.err != nil {
+				continue
 			}
-		}
-		for _, s := range sent {
-			if err := s.wc.conn().ExecPending(ctx); err != nil {
+			if err := s.wc.conn().Exec(ctx, "COMMIT"); err != nil {
 				if backend.Unavailable(err) {
 					unknown[s] = true
 				} else if firstErr == nil {
@@ -807,8 +765,13 @@ func (cp *copyRun) abort(ctx context.Context, err error) error {
 	return err
 }
 
-// releaseAll returns the COPY's connections (those of a transaction block stay).
+// releaseAll returns the COPY's connections (those of a transaction block stay) and
+// drops the rows set aside.
 func (cp *copyRun) releaseAll() {
+	if cp.spool != nil {
+		cp.spool.Close()
+		cp.spool = nil
+	}
 	for _, s := range cp.streams {
 		if s.wc.res != nil {
 			cp.ss.stopRunning(s.wc.conn())
@@ -826,7 +789,7 @@ func (cp *copyRun) mapError(e *pgerr.Error, s *copyStream) *pgerr.Error {
 	e.Position = 0
 	if m := copyContext.FindStringSubmatchIndex(e.Where); m != nil {
 		n, _ := strconv.ParseInt(e.Where[m[2]:m[3]], 10, 64)
-		if line, ok := s.lines.line(n); ok {
+		if line, ok := cp.lineOf(s, n); ok {
 			e.Where = fmt.Sprintf("COPY %s, line %d%s", cp.t.Name, line, e.Where[m[1]:])
 		} else {
 			e.Where = fmt.Sprintf("COPY %s%s", cp.t.Name, e.Where[m[1]:])

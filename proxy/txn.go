@@ -103,9 +103,6 @@ type txnState struct {
 	// commit while others succeed, these placements missed writes. Its nodes are the
 	// block's worker participants in two-phase commit (commitBlock).
 	txWrites map[metadata.Node][]metadata.Placement
-	// txTemp is set once the block used temporary tables on a worker (COPY's staging
-	// tables), which PREPARE TRANSACTION refuses: such a block commits in one phase.
-	txTemp bool
 	// txLocks are the shard locks held until the end of the block (or until the writes
 	// that took them are rolled back: locks.go); txHeld are those shards (a block holds
 	// its locks exclusively, so it never waits for itself).
@@ -333,7 +330,7 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 			readers = append(readers, res.Value())
 		}
 	}
-	if len(parts) == 0 || len(parts) == 1 && !t.coordWork || t.txTemp {
+	if len(parts) == 0 || len(parts) == 1 && !t.coordWork {
 		return t.commitOnePhase(ctx)
 	}
 	sortParts(parts)
@@ -478,7 +475,6 @@ func (t *txnState) releaseBlock(settingsStale bool) {
 	}
 	t.txConns, t.txWrites, t.txLocks, t.txReplay, t.txHeld, t.txSavepoints = nil, nil, nil, nil, nil, nil
 	t.txRowLocks = false
-	t.txTemp = false
 	t.txSavepointAt = nil
 	t.coordInTx = false
 	t.coordWork = false
