@@ -455,5 +455,10 @@ func holdLocksSQL(held map[int64]bool) string {
 	return b.String()
 }
 
-// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL took.
-const releaseHeldLocksSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"
+// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL(held) took ("" for
+// none), one level of each: not pg_advisory_unlock_all, which would release the
+// client's own session-level advisory locks on the coordinator too.
+func releaseHeldLocksSQL(held map[int64]bool) string {
+	return strings.NewReplacer("pg_advisory_lock(", "pg_advisory_unlock(", "pg_advisory_lock_shared(", "pg_advisory_unlock_shared(").
+		Replace(holdLocksSQL(held))
+}

@@ -50,7 +50,10 @@ func TestHoldLocksSQL(t *testing.T) {
 	if got := holdLocksSQL(map[int64]bool{9: true, 3: false}); got != "SELECT pg_catalog.pg_advisory_lock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_lock(9::pg_catalog.int8)" {
 		t.Errorf("holdLocksSQL: %s", got)
 	}
-	if holdLocksSQL(nil) != "" || releaseHeldLocksSQL == "" {
+	if got := releaseHeldLocksSQL(map[int64]bool{9: true, 3: false}); got != "SELECT pg_catalog.pg_advisory_unlock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_unlock(9::pg_catalog.int8)" {
+		t.Errorf("releaseHeldLocksSQL: %s", got)
+	}
+	if holdLocksSQL(nil) != "" || releaseHeldLocksSQL(nil) != "" {
 		t.Error("holdLocksSQL without locks")
 	}
 }

@@ -82,6 +82,10 @@ type twoPhase struct {
 	// holds, run just before its COMMIT (holdLocksSQL): the locks then outlast the
 	// decision until COMMIT PREPARED reached every placement (releaseHeldLocksSQL).
 	holdSQL string
+	// releaseSQL releases those copies (releaseHeldLocksSQL); sent once COMMIT PREPARED
+	// is done, without waiting for its answer (backend.Conn.SendDiscard): the
+	// connection's next use reads it.
+	releaseSQL string
 	// mark marks placements inactive durably (the server's markInactive).
 	mark func(ctx context.Context, ps []metadata.Placement) error
 	log  *slog.Logger
@@ -416,9 +420,9 @@ func (tp *twoPhase) run(ctx context.Context) error {
 			tp.log.Warn("two-phase commit: could not mark placements whose part recovery will commit", "err", err)
 		}
 	}
-	if tp.holdSQL != "" && !tp.coord.Broken() {
+	if tp.releaseSQL != "" && !tp.coord.Broken() {
 		// A failure breaks the connection, which releases them too.
-		tp.coord.Exec(ctx, releaseHeldLocksSQL)
+		tp.coord.SendDiscard(ctx, tp.releaseSQL)
 	}
 	return nil
 }
@@ -453,7 +457,7 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 		return tp.run(ctx)
 	}
 	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
-		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks()), releaseSQL: releaseHeldLocksSQL(wr.x.ss.txn.heldLocks())}
 	c, open, err := wr.decider.stmtDecisionConn(ctx)
 	if err != nil {
 		tp.abort(ctx)
@@ -514,7 +518,7 @@ func (wr *writeRun) startDecision(ctx context.Context) {
 		return
 	}
 	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
-		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks()), releaseSQL: releaseHeldLocksSQL(wr.x.ss.txn.heldLocks())}
 	if tp.beginXid() == nil {
 		wr.tp = tp
 	}

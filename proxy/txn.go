@@ -344,7 +344,7 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 		return nil, err
 	}
 	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared,
-		holdSQL: holdLocksSQL(t.heldLocks())}
+		holdSQL: holdLocksSQL(t.heldLocks()), releaseSQL: releaseHeldLocksSQL(t.heldLocks())}
 	if err := tp.beginXid(); err != nil {
 		tp.abort(ctx)
 		return nil, coordUnavailable(err)
