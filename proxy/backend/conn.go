@@ -44,6 +44,9 @@ type Conn struct {
 	ParamsSeq uint64
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
+	// Idles counts the ReadyForQuery messages that said 'I' (idle, outside a
+	// transaction): while it stays the same, the connection is in the same transaction.
+	Idles uint64
 	// Settings identifies the session settings applied to this connection (see proxy).
 	Settings string
 	// SettingsSeq is ParamsSeq when Settings were applied: a ParameterStatus since then
@@ -252,6 +255,9 @@ func (c *Conn) next() (byte, []byte, error) {
 	case 'Z':
 		if len(b) == 1 {
 			c.TxStatus = b[0]
+			if b[0] == 'I' {
+				c.Idles++
+			}
 		}
 		if c.inFlight > 0 && c.discard == 0 {
 			c.inFlight--
