@@ -43,6 +43,17 @@ func (h handler) Relay(w *pgwire.Writer) bool {
 		ss.listening = false
 		return false
 	}
+	if c.Discarding() {
+		// What arrived may be the answer to a release sent without waiting
+		// (SendDiscard), not a notification: read it first.
+		c.SetDeadline(time.Now().Add(time.Second))
+		c.Drain(context.Background())
+		c.SetDeadline(time.Time{})
+		if c.Broken() {
+			ss.listening = false
+			return false
+		}
+	}
 	if !c.Pending() {
 		return true
 	}

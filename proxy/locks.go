@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
@@ -81,8 +82,9 @@ func normalizeLocks(reqs []lockReq) []lockReq {
 }
 
 // lockSQL is the one query that takes reqs (in their order) and then reads the
-// placements' epoch (the sequence with OID epochOID; 0: none known).
-func lockSQL(reqs []lockReq, epochOID uint32) string {
+// placements' epoch (the sequence with OID epochOID; 0: none known) and, with xid set,
+// the transaction's txid_current() (coordXid).
+func lockSQL(reqs []lockReq, epochOID uint32, xid bool) string {
 	var b strings.Builder
 	b.WriteString("SELECT ")
 	for _, r := range reqs {
@@ -100,6 +102,9 @@ func lockSQL(reqs []lockReq, epochOID uint32) string {
 		b.WriteString("pg_catalog.pg_sequence_last_value(")
 		b.WriteString(strconv.FormatUint(uint64(epochOID), 10))
 		b.WriteString("::pg_catalog.oid::pg_catalog.regclass)")
+	}
+	if xid {
+		b.WriteString(", pg_catalog.txid_current()")
 	}
 	return b.String()
 }
@@ -204,6 +209,8 @@ func (t *txnState) lockShardIDs(ctx context.Context, ids []int64, exclusive bool
 // for the locks it does not hold yet), and brings the placements up to date when they
 // changed (shardLocker.placementsCurrent).
 func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
+	wantXid := t.wantXid
+	t.wantXid = false
 	if len(reqs) == 0 {
 		return nil
 	}
@@ -219,7 +226,7 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 			return nil
 		}
 	}
-	c, sql, err := t.lockConnSQL(ctx, lockSQL(reqs, t.locker.epochOID()))
+	c, sql, err := t.lockConnSQL(ctx, lockSQL(reqs, t.locker.epochOID(), wantXid))
 	if err != nil {
 		return err
 	}
@@ -254,6 +261,13 @@ func (t *txnState) takeLocks(ctx context.Context, reqs []lockReq) error {
 			t.waits.stmt[r.key] = t.waits.stmt[r.key] || r.exclusive
 		}
 	}
+	if wantXid && len(rows) == 1 && len(rows[0]) > 1 {
+		row := rows[0]
+		if xid, err := strconv.ParseInt(string(row[len(row)-1]), 10, 64); err == nil {
+			t.coordXid = txXid{xid: xid, conn: c, idles: c.Idles}
+		}
+		rows[0] = row[:len(row)-1]
+	}
 	if len(rows) == 1 && len(rows[0]) > 0 && rows[0][len(rows[0])-1] != nil {
 		epoch, _ := strconv.ParseInt(string(rows[0][len(rows[0])-1]), 10, 64)
 		return t.locker.placementsCurrent(ctx, epoch)
@@ -271,6 +285,67 @@ func coordLost(err error) error {
 		return err
 	}
 	return pgerr.New(pgerr.ConnectionFailure, "the connection to the coordinator was lost during the transaction")
+}
+
+// txXid is the txid_current() of the coordinator transaction that took a statement's
+// locks (takeLocks, when asked: wantXid), kept for the two-phase commit that will record
+// its decision in that transaction, which then needs no round trip of its own for it.
+type txXid struct {
+	xid   int64
+	conn  *backend.Conn
+	idles uint64 // conn.Idles then: the transaction is the same while it is
+}
+
+// knownXid is the txid_current() of c's transaction, when takeLocks fetched it in that
+// very transaction (0: not known).
+func (t *txnState) knownXid(c *backend.Conn) int64 {
+	x := t.coordXid
+	if x.xid == 0 || x.conn != c || c.Idles != x.idles || c.TxStatus != 'T' {
+		return 0
+	}
+	return x.xid
+}
+
+// needXid asks the next takeLocks for the coordinator transaction's txid_current() (the
+// caller knows the statement or block will commit with two-phase commit), unless the
+// transaction's is known already.
+func (t *txnState) needXid() {
+	t.wantXid = t.coord == nil || t.knownXid(t.coord.Value()) == 0
+}
+
+// twoPhaseAhead reports whether a write of tasks makes the statement (outside a block)
+// or the block commit with two-phase commit: outside a block, it writes more than one
+// placement (each through a connection of its own: implicitWrite); in a block, its
+// placements, with the block's earlier writes, are on more than one node.
+func (t *txnState) twoPhaseAhead(tasks []writeTask) bool {
+	if t.tx == txIdle {
+		n := 0
+		for _, task := range tasks {
+			n += len(task.shard.Finalized())
+		}
+		return n > 1
+	}
+	var first metadata.Node
+	seen := false
+	same := func(n metadata.Node) bool {
+		if !seen {
+			first, seen = n, true
+		}
+		return n == first
+	}
+	for n := range t.txWrites {
+		if !same(n) {
+			return true
+		}
+	}
+	for _, task := range tasks {
+		for _, p := range task.shard.Finalized() {
+			if !same(p.Node) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // lockConnSQL is lockConn, with the query that takes the locks: outside a block, when the
@@ -467,5 +542,10 @@ func holdLocksSQL(held map[int64]bool) string {
 	return b.String()
 }
 
-// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL took.
-const releaseHeldLocksSQL = "SELECT pg_catalog.pg_advisory_unlock_all()"
+// releaseHeldLocksSQL lets go of the session-level locks holdLocksSQL(held) took ("" for
+// none), one level of each: not pg_advisory_unlock_all, which would release the
+// client's own session-level advisory locks on the coordinator too.
+func releaseHeldLocksSQL(held map[int64]bool) string {
+	return strings.NewReplacer("pg_advisory_lock(", "pg_advisory_unlock(", "pg_advisory_lock_shared(", "pg_advisory_unlock_shared(").
+		Replace(holdLocksSQL(held))
+}

@@ -36,12 +36,15 @@ func TestPinnedHashes(t *testing.T) {
 }
 
 func TestLockSQL(t *testing.T) {
-	sql := lockSQL(normalizeLocks([]lockReq{{9, true}, {3, false}}), 1234)
+	sql := lockSQL(normalizeLocks([]lockReq{{9, true}, {3, false}}), 1234, false)
 	want := "SELECT pg_catalog.pg_advisory_xact_lock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_xact_lock(9::pg_catalog.int8), pg_catalog.pg_sequence_last_value(1234::pg_catalog.oid::pg_catalog.regclass)"
 	if sql != want {
 		t.Errorf("lockSQL:\n%s\nwant\n%s", sql, want)
 	}
-	if !strings.HasSuffix(lockSQL(nil, 0), "NULL::pg_catalog.int8") {
+	if !strings.HasSuffix(lockSQL(nil, 0, true), ", pg_catalog.txid_current()") {
+		t.Error("lockSQL with the xid")
+	}
+	if !strings.HasSuffix(lockSQL(nil, 0, false), "NULL::pg_catalog.int8") {
 		t.Error("lockSQL without an epoch sequence")
 	}
 }
@@ -50,7 +53,10 @@ func TestHoldLocksSQL(t *testing.T) {
 	if got := holdLocksSQL(map[int64]bool{9: true, 3: false}); got != "SELECT pg_catalog.pg_advisory_lock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_lock(9::pg_catalog.int8)" {
 		t.Errorf("holdLocksSQL: %s", got)
 	}
-	if holdLocksSQL(nil) != "" || releaseHeldLocksSQL == "" {
+	if got := releaseHeldLocksSQL(map[int64]bool{9: true, 3: false}); got != "SELECT pg_catalog.pg_advisory_unlock_shared(3::pg_catalog.int8), pg_catalog.pg_advisory_unlock(9::pg_catalog.int8)" {
+		t.Errorf("releaseHeldLocksSQL: %s", got)
+	}
+	if holdLocksSQL(nil) != "" || releaseHeldLocksSQL(nil) != "" {
 		t.Error("holdLocksSQL without locks")
 	}
 }

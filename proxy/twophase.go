@@ -82,6 +82,10 @@ type twoPhase struct {
 	// holds, run just before its COMMIT (holdLocksSQL): the locks then outlast the
 	// decision until COMMIT PREPARED reached every placement (releaseHeldLocksSQL).
 	holdSQL string
+	// releaseSQL releases those copies (releaseHeldLocksSQL); sent once COMMIT PREPARED
+	// is done, without waiting for its answer (backend.Conn.SendDiscard): the
+	// connection's next use reads it.
+	releaseSQL string
 	// mark marks placements inactive durably (the server's markInactive).
 	mark func(ctx context.Context, ps []metadata.Placement) error
 	log  *slog.Logger
@@ -121,7 +125,8 @@ func errCommitUnknown(err error) error {
 
 // beginXid starts step 1 on the coordinator: BEGIN (when it is not in a transaction) and
 // txid_current(), sent now; readXid reads the answer. Between the two, the workers'
-// answers may be read (the round trips overlap).
+// answers may be read (the round trips overlap). It is skipped when the xid is known
+// already: takeLocks fetched it with the locks, in the same transaction (knownXid).
 func (tp *twoPhase) beginXid() error {
 	sql := "SELECT pg_catalog.txid_current()"
 	if !tp.coordOpen {
@@ -137,8 +142,11 @@ func (tp *twoPhase) beginXid() error {
 	return nil
 }
 
-// readXid reads the answer to beginXid.
+// readXid reads the answer to beginXid (nothing when the xid was known already).
 func (tp *twoPhase) readXid(ctx context.Context) error {
+	if !tp.xidPending && tp.xid != 0 {
+		return nil
+	}
 	tp.xidPending = false
 	stop := tp.coord.WatchContext(ctx)
 	defer stop()
@@ -416,9 +424,9 @@ func (tp *twoPhase) run(ctx context.Context) error {
 			tp.log.Warn("two-phase commit: could not mark placements whose part recovery will commit", "err", err)
 		}
 	}
-	if tp.holdSQL != "" && !tp.coord.Broken() {
+	if tp.releaseSQL != "" && !tp.coord.Broken() {
 		// A failure breaks the connection, which releases them too.
-		tp.coord.Exec(ctx, releaseHeldLocksSQL)
+		tp.coord.SendDiscard(ctx, tp.releaseSQL)
 	}
 	return nil
 }
@@ -446,23 +454,25 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 		parts[i] = &commitPart{node: w.p.Node, conn: w.wc.conn(), placements: []metadata.Placement{w.p}}
 	}
 	sortParts(parts)
-	if tp := wr.tp; tp != nil && tp.xidPending {
+	if tp := wr.tp; tp != nil && (tp.xidPending || tp.xid != 0) {
 		// Step 1 went out with the write (startDecision).
 		wr.tp = nil
 		tp.parts = parts
 		return tp.run(ctx)
 	}
 	tp := &twoPhase{parts: parts, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
-		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks()), releaseSQL: releaseHeldLocksSQL(wr.x.ss.txn.heldLocks())}
 	c, open, err := wr.decider.stmtDecisionConn(ctx)
 	if err != nil {
 		tp.abort(ctx)
 		return err
 	}
 	tp.coord, tp.coordOpen = c, open
-	if err := tp.beginXid(); err != nil {
-		tp.abort(ctx)
-		return coordUnavailable(err)
+	if tp.xid = wr.x.ss.txn.knownXid(c); !open || tp.xid == 0 {
+		if err := tp.beginXid(); err != nil {
+			tp.abort(ctx)
+			return coordUnavailable(err)
+		}
 	}
 	return tp.run(ctx)
 }
@@ -514,7 +524,14 @@ func (wr *writeRun) startDecision(ctx context.Context) {
 		return
 	}
 	tp := &twoPhase{coord: c, coordOpen: open, mark: wr.marker.markInactive, log: wr.x.ss.srv.log, finishAs: wr.x.ss.srv.recovery.exec,
-		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks())}
+		holdSQL: holdLocksSQL(wr.x.ss.txn.heldLocks()), releaseSQL: releaseHeldLocksSQL(wr.x.ss.txn.heldLocks())}
+	if open {
+		// Fetched with the statement's locks, in this transaction: no step 1.
+		if tp.xid = wr.x.ss.txn.knownXid(c); tp.xid != 0 {
+			wr.tp = tp
+			return
+		}
+	}
 	if tp.beginXid() == nil {
 		wr.tp = tp
 	}

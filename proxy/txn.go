@@ -113,6 +113,10 @@ type txnState struct {
 	// holding the shard's write lock, so the block keeps the shard's writers out as if it
 	// held that lock (holdsShardLocks).
 	txRowLocks bool
+	// coordXid is the coordinator transaction's txid_current(), when takeLocks fetched
+	// it (asked by wantXid: needXid) for the two-phase commit to come.
+	coordXid txXid
+	wantXid  bool
 	// stmtUnlock releases the shard locks held until the end of the statement.
 	stmtUnlock []func()
 	// failedUndone is set when the backends' part of the failed block was rolled back
@@ -341,10 +345,12 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 		return nil, err
 	}
 	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared,
-		holdSQL: holdLocksSQL(t.heldLocks())}
-	if err := tp.beginXid(); err != nil {
-		tp.abort(ctx)
-		return nil, coordUnavailable(err)
+		holdSQL: holdLocksSQL(t.heldLocks()), releaseSQL: releaseHeldLocksSQL(t.heldLocks())}
+	if tp.xid = t.knownXid(c); !open || tp.xid == 0 {
+		if err := tp.beginXid(); err != nil {
+			tp.abort(ctx)
+			return nil, coordUnavailable(err)
+		}
 	}
 	t.coordInTx = true
 	return nil, tp.run(ctx)

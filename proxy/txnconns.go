@@ -47,6 +47,12 @@ func (t *txnState) coordConnFor(ctx context.Context, work bool) (*backend.Conn, 
 		}
 	}
 	c := t.coord.Value()
+	// The answer to the release of a commit's session-level lock copies (twoPhase's
+	// releaseSQL) may still be on its way: read it before the connection runs anything
+	// else, so that a cancel request meant for what comes next (a lock wait, the
+	// client's statement) cannot cancel the release instead. A lost connection released
+	// them.
+	c.Drain(ctx)
 	if c.Broken() {
 		if t.tx != txIdle && t.coordInTx {
 			// The block's coordinator transaction is gone, and with it the write locks

@@ -970,6 +970,9 @@ func (x *execution) lockShards(ctx context.Context, tasks []writeTask) error {
 	for _, t := range tasks {
 		reqs = shardLockReqs(reqs, t.shard.ID, t.keys, t.keys != nil)
 	}
+	if ss.txn.twoPhaseAhead(tasks) {
+		ss.txn.needXid()
+	}
 	return ss.txn.takeLocks(ctx, reqs)
 }
 

@@ -44,6 +44,9 @@ type Conn struct {
 	ParamsSeq uint64
 	// TxStatus is the status of the last ReadyForQuery: 'I', 'T' or 'E'.
 	TxStatus byte
+	// Idles counts the ReadyForQuery messages that said 'I' (idle, outside a
+	// transaction): while it stays the same, the connection is in the same transaction.
+	Idles uint64
 	// Settings identifies the session settings applied to this connection (see proxy).
 	Settings string
 	// SettingsSeq is ParamsSeq when Settings were applied: a ParameterStatus since then
@@ -61,6 +64,9 @@ type Conn struct {
 	// sent. A named Parse goes only to a connection with nothing in flight, so that the
 	// next ParseComplete is surely its own (pendingParse has room for one name).
 	inFlight int
+	// discard counts the queries sent with SendDiscard whose answers are still to be
+	// read: Next reads and drops them first, so the connection stays in step.
+	discard int
 	// Unnamed makes SendExtended parse every statement anew as the unnamed statement
 	// instead of keeping named ones: for the coordinator, whose tables (temporary ones
 	// above all) may change definition between executions of the same text.
@@ -176,9 +182,70 @@ func (c *Conn) QueryBytes(b []byte) {
 	w.Raw('Q', append(b, 0))
 }
 
-// Next reads the next message from the server. The body is valid until the next call. An
-// I/O failure marks the connection broken and comes back as an *UnavailableError.
+// SendDiscard sends sql (a Query) without waiting for its answer, which nobody needs:
+// the next reader of the connection (Next, Drain) reads and drops it first. It is for a
+// statement whose outcome does not matter to the caller and whose round trip should not
+// delay it (releasing locks). The connection must have no other answer to read (Busy):
+// else sql is run and waited for at once. An I/O failure marks the connection broken.
+func (c *Conn) SendDiscard(ctx context.Context, sql string) error {
+	if c.inFlight > 0 {
+		return c.Exec(ctx, sql)
+	}
+	c.Query(sql)
+	c.inFlight--
+	c.discard++
+	return c.Flush()
+}
+
+// Discarding reports whether answers sent with SendDiscard are still to be read.
+func (c *Conn) Discarding() bool { return c.discard > 0 }
+
+// Drain reads and drops the answers to the queries sent with SendDiscard: the connection
+// is then at a statement boundary with nothing left to read. It returns the first error
+// those answers held, or an *UnavailableError.
+func (c *Conn) Drain(ctx context.Context) error {
+	if c.discard == 0 {
+		return nil
+	}
+	stop := c.WatchContext(ctx)
+	defer stop()
+	return c.drain()
+}
+
+// drain is Drain without a context.
+func (c *Conn) drain() error {
+	var first error
+	for c.discard > 0 {
+		t, b, err := c.next()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case 'E':
+			if first == nil {
+				first = DecodeError(b)
+			}
+		case 'Z':
+			c.discard--
+		}
+	}
+	return first
+}
+
+// Next reads the next message from the server, after the answers to the queries sent
+// with SendDiscard, which it drops. The body is valid until the next call. An I/O
+// failure marks the connection broken and comes back as an *UnavailableError.
 func (c *Conn) Next() (byte, []byte, error) {
+	if c.discard > 0 {
+		if err := c.drain(); err != nil && c.Broken() {
+			return 0, nil, err
+		}
+	}
+	return c.next()
+}
+
+// next is Next without the dropped answers.
+func (c *Conn) next() (byte, []byte, error) {
 	t, b, err := c.r.Next()
 	if err != nil {
 		c.broken.Store(true)
@@ -188,8 +255,11 @@ func (c *Conn) Next() (byte, []byte, error) {
 	case 'Z':
 		if len(b) == 1 {
 			c.TxStatus = b[0]
+			if b[0] == 'I' {
+				c.Idles++
+			}
 		}
-		if c.inFlight > 0 {
+		if c.inFlight > 0 && c.discard == 0 {
 			c.inFlight--
 		}
 		c.pendingParse = ""

@@ -161,6 +161,13 @@ func (p *Pool) Acquire(ctx context.Context) (*puddle.Resource[*Conn], error) {
 // (in a transaction, or with an answer still to read).
 func Release(res *puddle.Resource[*Conn]) {
 	c := res.Value()
+	if c.Discarding() && !c.Broken() {
+		// Answers sent for with SendDiscard: read now, briefly, so that the next user
+		// of the connection finds it in step (and the pool's check finds it idle).
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		c.drain()
+		c.SetDeadline(time.Time{})
+	}
 	if c.Broken() || c.TxStatus != 'I' || c.Busy() {
 		res.Destroy()
 		return

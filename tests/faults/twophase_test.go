@@ -166,11 +166,12 @@ func TestTwoPhaseCutAtCommitPrepared(t *testing.T) {
 				var rules []*faultproxy.Rule
 				for i, fp := range env.fps {
 					if all || i == 1 {
-						rules = append(rules, fp.CutOnQuery(`^COMMIT PREPARED`, 0, faultproxy.CutBefore))
+						rule := fp.CutOnQuery(`^COMMIT PREPARED`, 0, faultproxy.CutBefore)
+						rules = append(rules, rule)
 						if refuse {
 							// New connections are refused once the cut happened.
 							go func() {
-								<-rules[len(rules)-1].Fired()
+								<-rule.Fired()
 								fp.SetRefuse(true)
 							}()
 						}
