@@ -176,7 +176,7 @@ func (cp *copyRun) commitTwoPhase(ctx context.Context) error {
 	}
 	sortParts(parts)
 	tp := &twoPhase{parts: parts, mark: sessionMarker{ss.srv, ss.conn.Results()}.markInactive, log: ss.srv.log,
-		finishAs: ss.srv.recovery.exec, holdSQL: holdLocksSQL(ss.txn.heldLocks())}
+		finishAs: ss.srv.recovery.exec, holdSQL: holdLocksSQL(ss.txn.heldLocks()), releaseSQL: releaseHeldLocksSQL(ss.txn.heldLocks())}
 	c, open, err := ss.txn.stmtDecisionConn(ctx)
 	if err != nil {
 		tp.abort(ctx)
