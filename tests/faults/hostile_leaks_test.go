@@ -8,9 +8,10 @@ import (
 	"github.com/pgshard/pgshard/tests/faultproxy"
 )
 
-// TestWarningsNameTheTable: when a placement misses a write and is marked inactive, the
-// writer's warning names the table it wrote, not shard or placement ids (which it did
-// not ask about; SHOW PLACEMENTS and the log have them).
+// TestWarningsNameTheTable: when a placement misses a write and is marked inactive (its
+// connection is lost at PREPARE TRANSACTION while its sibling prepared), the writer's
+// warning names the table it wrote, not shard or placement ids (which it did not ask
+// about; SHOW PLACEMENTS and the log have them).
 func TestWarningsNameTheTable(t *testing.T) {
 	defer resetFaults(t)
 	c := connect(t)
@@ -18,7 +19,7 @@ func TestWarningsNameTheTable(t *testing.T) {
 	k, shard := keyOn(t, c, tbl, 1)
 	w := connect(t)
 	w.exec(t, "BEGIN", fmt.Sprintf("UPDATE %s SET v = -5 WHERE k = %d", tbl, k))
-	rule := env.fps[1].CutOnQuery(`^COMMIT`, 0, faultproxy.CutBefore)
+	rule := env.fps[1].CutOnQuery(`^PREPARE TRANSACTION`, 0, faultproxy.CutBefore)
 	w.exec(t, "COMMIT")
 	select {
 	case <-rule.Fired():

@@ -343,9 +343,12 @@ func TestNoFinalizedPlacementError(t *testing.T) {
 }
 
 // TestCopyCommitLost: COPY into a table with two placements per shard while the
-// connection to one worker is lost at COMMIT: the COPY succeeds (every shard committed on
-// a placement), the placements on that worker that took rows are marked, and repair makes
-// them whole. With one placement per shard, the same COPY fails and marks nothing.
+// connection to one worker is lost at PREPARE TRANSACTION (two-phase commit's first
+// step): the COPY succeeds (every shard prepared on a placement), the placements on that
+// worker that took rows are marked, and repair makes them whole. With one placement per
+// shard, the same COPY fails and marks nothing. Lost at COMMIT PREPARED instead (after the
+// decision), the COPY succeeds with either replication factor and marks nothing: the
+// part is committed (on a new connection, or by recovery), every row is there.
 func TestCopyCommitLost(t *testing.T) {
 	for _, rf := range []int{2, 1} {
 		t.Run(fmt.Sprintf("replication %d", rf), func(t *testing.T) {
@@ -353,12 +356,8 @@ func TestCopyCommitLost(t *testing.T) {
 			ctx := context.Background()
 			c := connect(t)
 			tbl := tableRF(t, c, 0, 6, rf)
-			var b strings.Builder
-			for k := 1; k <= 200; k++ {
-				fmt.Fprintf(&b, "%d\t%d\tcopied\n", k, k)
-			}
-			rule := env.fps[1].CutOnQuery(`^COMMIT`, 0, faultproxy.CutBefore)
-			_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(b.String()), "COPY "+tbl+" FROM STDIN")
+			rule := env.fps[1].CutOnQuery(`^PREPARE TRANSACTION`, 0, faultproxy.CutBefore)
+			_, err := c.PgConn().CopyFrom(ctx, strings.NewReader(copyRows(1, 200)), "COPY "+tbl+" FROM STDIN")
 			select {
 			case <-rule.Fired():
 			default:
@@ -367,10 +366,15 @@ func TestCopyCommitLost(t *testing.T) {
 			in := inactive(placements(t, tbl))
 			if rf == 1 {
 				if err == nil {
-					t.Error("COPY succeeded although shards on worker 1 never committed")
+					t.Error("COPY succeeded although shards on worker 1 never prepared")
 				}
 				if len(in) != 0 {
 					t.Errorf("marked the only placements: %+v", in)
+				}
+				resetFaults(t)
+				recoverAll(t, c)
+				if n := c.int(t, "SELECT count(*) FROM "+tbl); n != 0 {
+					t.Errorf("failed COPY left %d rows", n)
 				}
 				return
 			}
@@ -392,7 +396,40 @@ func TestCopyCommitLost(t *testing.T) {
 			repairAll(t, c, tbl)
 			consistent(t, tbl)
 		})
+		t.Run(fmt.Sprintf("replication %d at COMMIT PREPARED", rf), func(t *testing.T) {
+			defer resetFaults(t)
+			ctx := context.Background()
+			c := connect(t)
+			tbl := tableRF(t, c, 0, 6, rf)
+			rule := env.fps[1].CutOnQuery(`^COMMIT PREPARED`, 0, faultproxy.CutBefore)
+			if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader(copyRows(1, 200)), "COPY "+tbl+" FROM STDIN"); err != nil {
+				t.Fatalf("COPY after its decision: %v", err)
+			}
+			select {
+			case <-rule.Fired():
+			default:
+				t.Fatal("the fault never fired")
+			}
+			if in := inactive(placements(t, tbl)); len(in) != 0 {
+				t.Errorf("marked placements although every part prepared: %+v", in)
+			}
+			resetFaults(t)
+			recoverAll(t, c)
+			if n := c.int(t, "SELECT count(*) FROM "+tbl); n != 200 {
+				t.Errorf("count = %d", n)
+			}
+			consistent(t, tbl)
+		})
 	}
+}
+
+// copyRows is COPY text for rows k = lo..hi (k, v = k, s = 'copied').
+func copyRows(lo, hi int) string {
+	var b strings.Builder
+	for k := lo; k <= hi; k++ {
+		fmt.Fprintf(&b, "%d\t%d\tcopied\n", k, k)
+	}
+	return b.String()
 }
 
 // TestRepairCyclesWithReloads is issue 9's defect 12c through the proxy: while metadata
