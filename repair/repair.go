@@ -294,6 +294,14 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	}
 	defer target.Close(context.Background())
 
+	// A transaction's part prepared on the source whose COMMIT PREPARED has not reached it
+	// yet (recovery finishes it) is not in what the copy reads, yet commits there later:
+	// the copy waits until no prepared transaction holds a write lock on the source table.
+	// Writers that still decide hold the shard's lock, so those left are finished ones.
+	if err := r.awaitPrepared(ctx, source, def.name, sh.ID, src.Node); err != nil {
+		return res, err
+	}
+
 	report("recreating")
 	if err := r.recreate(ctx, target, tgt.Node, sh.ID, def); err != nil {
 		return res, err
@@ -387,6 +395,43 @@ func (r *Repairer) lockShard(ctx context.Context, shardID int64) (*shardLock, er
 		return nil, fmt.Errorf("repair: lock shard %d: %w", shardID, err)
 	}
 	return &shardLock{conn: conn}, nil
+}
+
+// awaitPrepared waits until no prepared transaction on the source holds a write lock on
+// its shard table (name): transaction recovery commits or rolls back such parts. The wait
+// is bounded as the wait for the shard's write lock.
+func (r *Repairer) awaitPrepared(ctx context.Context, source *pgconn.PgConn, name string, shardID int64, n metadata.Node) error {
+	timeout := r.LockTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	if d, _ := ctx.Value(lockTimeoutKey{}).(time.Duration); d > 0 && d < timeout {
+		timeout = d
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		// A prepared transaction's locks are the ones without a process.
+		rr := source.ExecParams(ctx, `SELECT pg_catalog.count(*) FROM pg_catalog.pg_locks
+			WHERE pid IS NULL AND locktype OPERATOR(pg_catalog.=) 'relation' AND mode OPERATOR(pg_catalog.<>) 'AccessShareLock'
+			AND relation OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1::pg_catalog.text)`,
+			[][]byte{[]byte(name)}, nil, nil, nil).Read()
+		if rr.Err != nil {
+			return fmt.Errorf("repair: prepared transactions on the source of shard %d: %w", shardID, rr.Err)
+		}
+		if len(rr.Rows) == 1 && string(rr.Rows[0][0]) == "0" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return pgerr.New(pgerr.ObjectNotInPrereqState, "the source placement of shard %d on %s has a prepared transaction that is not finished", shardID, n).
+				WithDetail("Its writes would be missing from the copy.").
+				WithHint("Transaction recovery finishes it (RECOVER TRANSACTIONS); then repair again.")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // check reports whether the lock is still held: its connection answers, in its
