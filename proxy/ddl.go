@@ -2,16 +2,26 @@ package proxy
 
 import (
 	"context"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
 
-// dropTables runs DROP TABLE naming distributed tables: the coordinator drops the tables
-// and their metadata in one transaction; then the shard tables are dropped on the workers
-// (a worker that cannot be reached keeps an orphaned shard table, with a warning).
+// dropTables runs DROP TABLE naming distributed tables. The coordinator drops the tables
+// in a transaction; each worker holding their shard tables drops them in a transaction of
+// its own, on a connection with the session's settings; once every worker has, the
+// coordinator commits the drop and the tables' metadata, and then the workers commit.
+// The waits for other transactions' locks, on the coordinator and on the workers, are
+// PostgreSQL's own: the session's lock_timeout and statement_timeout end them, as does a
+// cancel request (the connections are the session's running ones), and a wait that ends
+// so, or any other error of a worker's drop, rolls the whole statement back. A worker
+// that cannot be reached keeps an orphaned shard table, with a warning, as does one whose
+// COMMIT fails after the coordinator's.
 func (x *execution) dropTables(ctx context.Context) error {
 	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	if ss.txn.tx != txIdle {
@@ -35,21 +45,10 @@ func (x *execution) dropTables(ctx context.Context) error {
 	if err := c.Exec(ctx, "BEGIN"); err != nil {
 		return err
 	}
-	if err := c.Exec(ctx, render(st.Text, in, nil, nil)); err != nil {
+	if err := x.running(c, func() error { return c.Exec(ctx, render(st.Text, in, nil, nil)) }); err != nil {
 		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
-	err = ss.srv.store.DropTables(ctx, oids, func() error { return c.Exec(ctx, "COMMIT") })
-	if err != nil {
-		if c.TxStatus != 'I' {
-			c.Exec(ctx, "ROLLBACK")
-		}
-		return err
-	}
-	if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
-		ss.log.Warn("metadata reload after DROP TABLE failed", "err", err)
-	}
-	// Drop the shard tables, node by node in parallel.
 	byNode := map[metadata.Node][]string{}
 	for _, t := range tables {
 		for _, sh := range t.Shards {
@@ -58,14 +57,114 @@ func (x *execution) dropTables(ctx context.Context) error {
 			}
 		}
 	}
+	drops, failed, err := x.dropShardTables(ctx, byNode)
+	if err == nil {
+		err = ss.srv.store.DropTables(ctx, oids, func() error { return c.Exec(ctx, "COMMIT") })
+	}
+	if err != nil {
+		if c.TxStatus != 'I' {
+			c.Exec(ctx, "ROLLBACK")
+		}
+		drops.end(ctx, "ROLLBACK")
+		return err
+	}
+	if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
+		ss.log.Warn("metadata reload after DROP TABLE failed", "err", err)
+	}
+	failed = append(failed, drops.end(ctx, "COMMIT")...)
+	sort.Strings(failed)
+	for _, f := range failed {
+		x.out.Notice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
+			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
+	}
+	x.out.CommandComplete("DROP TABLE")
+	return nil
+}
+
+// running runs fn, which waits for c, with c among the session's running connections: a
+// cancel request reaches it. A cancel request that came first ends the statement at once.
+func (x *execution) running(c *backend.Conn, fn func() error) error {
+	x.ss.startRunning(c)
+	defer x.ss.stopRunning(c)
+	if x.ss.cancelled.Load() {
+		return errUserCancel()
+	}
+	return fn()
+}
+
+// shardDrops are the workers' open transactions that dropped shard tables.
+type shardDrops struct {
+	ss    *session
+	conns map[metadata.Node]workerConn
+}
+
+// dropShardTables runs each node's drops (cmds) in a transaction it leaves open, on the
+// nodes in parallel. A node that cannot be reached is reported in failed (its shard
+// tables stay, orphaned); any other error of a node's drop is returned, the first, and
+// the caller rolls back the others (end).
+func (x *execution) dropShardTables(ctx context.Context, byNode map[metadata.Node][]string) (drops *shardDrops, failed []string, err error) {
+	ss := x.ss
+	drops = &shardDrops{ss: ss, conns: map[metadata.Node]workerConn{}}
 	var mu sync.Mutex
-	var failed []string
 	var wg sync.WaitGroup
 	for node, cmds := range byNode {
+		w, werr := ss.txn.workerConn(ctx, node)
+		if werr != nil {
+			mu.Lock()
+			stop := !backend.Unavailable(werr)
+			if !stop {
+				failed = append(failed, fmtNode(node)+": "+werr.Error())
+			} else if err == nil {
+				err = werr
+			}
+			mu.Unlock()
+			if stop {
+				break
+			}
+			continue
+		}
+		drops.conns[node] = w
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := ss.srv.runOnNode(ctx, ss.user, node, "", cmds); err != nil {
+			c := w.conn()
+			derr := x.running(c, func() error {
+				return c.Exec(ctx, "BEGIN; "+strings.Join(cmds, "; "))
+			})
+			if derr == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if backend.Unavailable(derr) {
+				failed = append(failed, fmtNode(node)+": "+derr.Error())
+				return
+			}
+			if err == nil {
+				err = derr
+			}
+		}()
+	}
+	wg.Wait()
+	return drops, failed, err
+}
+
+// end ends the workers' transactions with sql (COMMIT or ROLLBACK), in parallel, and gives
+// their connections back; it returns the nodes where a COMMIT failed.
+func (d *shardDrops) end(ctx context.Context, sql string) []string {
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	for node, w := range d.conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer d.ss.txn.release(w)
+			c := w.conn()
+			if c.Broken() || c.TxStatus == 'I' {
+				return
+			}
+			if err := c.Exec(ctx, sql); err != nil && sql == "COMMIT" {
 				mu.Lock()
 				failed = append(failed, fmtNode(node)+": "+err.Error())
 				mu.Unlock()
@@ -73,12 +172,8 @@ func (x *execution) dropTables(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	for _, f := range failed {
-		x.out.Notice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
-			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
-	}
-	x.out.CommandComplete("DROP TABLE")
-	return nil
+	clear(d.conns)
+	return failed
 }
 
 // truncate empties distributed tables on every placement and runs the statement on the

@@ -71,12 +71,22 @@ func (x *execution) insertSelect(ctx context.Context, t *metadata.Table) error {
 // changes (their identity and new values, from the Source query, in batches), and each
 // shard changes its rows of a batch, joined with the list of them. Like insertSelect, it
 // runs in one transaction block.
+//
+// It takes its write locks first, every shard of the table exclusively (it cannot say
+// which rows it changes before it has found them): a write of the same rows by another
+// statement or block that holds them has then committed or rolled back before the rows
+// are found and their new values computed, as PostgreSQL re-reads a row whose update it
+// waited for. Found first and locked after, the values computed before the wait were
+// written over the other writer's committed update.
 func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error {
 	ss, st, in := x.ss, x.st, x.in
 	types, keyPos := sourceTypes(t, st)
 	var n int64
 	sentDesc, any := false, false
 	err := ss.txn.inBlock(ctx, func() error {
+		if err := x.lockTable(ctx, t); err != nil {
+			return err
+		}
 		err := x.forSourceRows(ctx, func(rows [][][]byte) error {
 			any = true
 			order, byShard, err := x.rowsByShard(ctx, t, rows, keyPos)
@@ -105,6 +115,19 @@ func (x *execution) modifySelected(ctx context.Context, t *metadata.Table) error
 	}
 	x.writeComplete(n)
 	return nil
+}
+
+// lockTable takes the write locks of a write that may change any row of t: every shard's
+// lock, exclusively (lockShards; applyWrites then finds them held).
+func (x *execution) lockTable(ctx context.Context, t *metadata.Table) error {
+	if len(t.Shards) == 0 {
+		return nil
+	}
+	tasks := make([]writeTask, len(t.Shards))
+	for i, sh := range t.Shards {
+		tasks[i] = writeTask{shard: sh}
+	}
+	return x.lockShards(ctx, tasks)
 }
 
 // forSourceRows runs a statement's Source query on the coordinator (after gathering the

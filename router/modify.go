@@ -25,8 +25,10 @@ type modifyParts struct {
 // UPDATE, their new values; each shard then changes exactly those rows, joined with the
 // list of them.
 //
-// The rows are found and changed in two steps, so a concurrent write to the same rows
-// between the steps is not seen by the first one.
+// The rows are found and changed in two steps. The proxy takes the table's write locks
+// before the first (modifySelected), so no write that takes locks comes between them; an
+// autocommit write to a shard with a single placement takes none (lockShards), and a
+// write of the same rows by one between the steps is not seen by the first.
 func (p *planner) modifyGathered(kind Kind, rv *pg_query.RangeVar, t *metadata.Table, set []*pg_query.Node, parts modifyParts, refs []tableRef) *Statement {
 	if err := p.conflictReads(parts.returning); err != nil {
 		return p.errorf(err)

@@ -127,7 +127,7 @@ func tableShardIDs(t *testing.T, table string) []int64 {
 // The shard write locks (and the repair locks) are advisory locks on the coordinator, whose keys anyone can compute and take: an ordinary role with no
 // privilege on a table stops every write to it (and its repair) with one SELECT.
 func TestHostileAdvisoryLockSquatting(t *testing.T) {
-	t.Skip("known defect: pgshard's shard write locks and repair locks are coordinator advisory locks (namespace<<56 | shard id), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait until their lock_timeout, and its repairs fail ('being repaired by another session')")
+	t.Skip("known defect: pgshard's shard write locks and repair locks are coordinator advisory locks (namespace<<56 | shard id), which every role may take with pg_advisory_lock: another role's writes to a replicated shard wait for them (until their lock_timeout), and its repairs fail ('being repaired by another session')")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	alice := unprivilegedRole(t, "alice")
@@ -142,8 +142,10 @@ func TestHostileAdvisoryLockSquatting(t *testing.T) {
 		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl),
 		fmt.Sprintf("select master_create_worker_shards('%s', 2, 2)", tbl))
 	for _, id := range tableShardIDs(t, tbl) {
-		// store.LockKey(store.LockShard, id)
-		mustExec(t, pc, fmt.Sprintf("SELECT pg_advisory_lock_shared((2::bigint << 56) | %d)", id))
+		// store.LockKey(store.LockShard, id), exclusively: a write that pins its keys takes
+		// it shared (with a key lock), which a shared squatter does not block; every write
+		// waits for an exclusive one.
+		mustExec(t, pc, fmt.Sprintf("SELECT pg_advisory_lock((2::bigint << 56) | %d)", id))
 	}
 	done := make(chan error, 1)
 	go func() {

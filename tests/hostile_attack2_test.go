@@ -352,12 +352,12 @@ func TestHostileAttackIdleLimitRowLocks(t *testing.T) {
 }
 
 // TestHostileAttackActiveBlockHoldsShard: a block that inserted one row into a table with
-// a primary key holds the shard's exclusive write lock until it ends; a client that keeps
-// it open by sending a statement now and then (never idle) keeps every other writer of
-// the shard waiting, and failing after the 30 s lock timeout, for as long as it likes. In
-// PostgreSQL only an INSERT of the same key would wait.
+// a primary key held the shard's exclusive write lock until it ended; a client that kept
+// it open by sending a statement now and then (never idle) kept every other writer of the
+// shard waiting, and failing after the 30 s lock timeout, for as long as it liked. In
+// PostgreSQL only an INSERT of the same key waits, and so through pgshard now: an INSERT
+// takes the shard lock shared and a lock per key (README, Locks).
 func TestHostileAttackActiveBlockHoldsShard(t *testing.T) {
-	t.Skip("known defect: shard write locks are per shard and last until the block ends; no limit bounds a block that stays active (a transaction_timeout for blocks holding shard locks would)")
 	p := startLimitedProxy(t, testproxy.Options{IdleTransactionTimeout: time.Second})
 	owner := connect(t)
 	app := unprivilegedRole(t, "app")

@@ -49,13 +49,6 @@ func TestFaultCampaign(t *testing.T) {
 
 	e := startCampaignEnv(t, 4, 2, "--repair-interval", "2s", "--pool-size", "20")
 	ctx := context.Background()
-	if !hasAtomicCommit(t, e) && os.Getenv("PGSHARD_SOAK") == "" {
-		t.Skip("known defect: no atomic commit yet (two-phase commit, issue 12, not merged): a block whose COMMIT loses " +
-			"a worker connection is partly committed (e.g. seed 1796620806793876169: camp_items ids 5000000176 present, " +
-			"5000000175 absent, inserted by one block), and an acknowledged write can be missing from a finalized placement " +
-			"(seed 1796621184732322865: camp_ctr shard 10010, k 17 = 9 on one placement, 10 on the other, 10 acknowledged); " +
-			"runs again once pgs_distribution_metadata.transaction exists; PGSHARD_SOAK runs it anyway")
-	}
 	setupCampaignTables(t, e)
 
 	in := &injector{e: e, rng: rand.New(rand.NewSource(rng.Int63())), t: t, count: map[string]int{}}
@@ -164,15 +157,4 @@ func setupCampaignTables(t *testing.T, e *campaignEnv) {
 			t.Fatalf("%s: %v", s, err)
 		}
 	}
-}
-
-// hasAtomicCommit tells whether the proxies commit with two-phase commit (they keep its
-// records in pgs_distribution_metadata.transaction on the coordinator).
-func hasAtomicCommit(t *testing.T, e *campaignEnv) bool {
-	t.Helper()
-	res, err := e.c.Coordinator.Exec(context.Background(), "postgres", "SELECT to_regclass('pgs_distribution_metadata.transaction') IS NOT NULL")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(res) > 0 && len(res[0].Rows) > 0 && string(res[0].Rows[0][0]) == "t"
 }
