@@ -463,6 +463,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 		ss.admin(ctx, ps.st, true, pt.results, ss.conn.Results())
 		return nil
 	}
+	ss.srv.currentMetadata(ctx)
 	ss.replan(ctx, ps)
 	if ps.st == nil {
 		ss.w.Raw('I', nil)

@@ -28,7 +28,10 @@ import (
 //     left alone: its session is deciding;
 //   - else, a part with a commit record is committed (COMMIT PREPARED), one without is
 //     rolled back (ROLLBACK PREPARED): the record was written in the coordinator
-//     transaction, so it exists exactly when that transaction committed;
+//     transaction, so it exists exactly when that transaction committed. Both are read
+//     in one snapshot (store.RecoveryPass.Decide): "in progress" is what that snapshot
+//     says, not txid_status, which says committed a moment before a new snapshot sees
+//     the record;
 //   - then the records of the worker's parts that are no longer prepared there are
 //     deleted. A worker that cannot be reached keeps its records, for its return.
 //
@@ -192,29 +195,31 @@ func (r *recoverer) recoverNode(ctx context.Context, pass *store.RecoveryPass, n
 	}
 	if len(prepared) > 0 {
 		gids := make([]string, 0, len(prepared))
-		xids := make([]int64, 0, len(prepared))
 		for g := range prepared {
 			gids = append(gids, g)
-			xids = append(xids, gidXid(g))
 		}
 		sort.Strings(gids)
-		// The statuses first, then the records: a transaction found finished has its
-		// records (or none) for good, and the records are read after.
-		statuses, err := pass.Statuses(ctx, xids)
+		xids := make([]int64, len(gids))
+		for i, g := range gids {
+			xids[i] = gidXid(g)
+		}
+		// In one snapshot: whether the coordinator transaction is over, and whether it
+		// left the part's commit record (store.RecoveryPass.Decide).
+		decisions, err := pass.Decide(ctx, gids, xids)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errPassBroken, err)
 		}
 		var finished []string
+		recorded := map[string]bool{}
 		for _, g := range gids {
-			if st := statuses[gidXid(g)]; st == "in progress" || st == "future" {
+			switch decisions[g] {
+			case store.DecisionPending:
 				res.pending++
 				continue
+			case store.DecisionCommit:
+				recorded[g] = true
 			}
 			finished = append(finished, g)
-		}
-		recorded, err := pass.Recorded(ctx, finished)
-		if err != nil {
-			return fmt.Errorf("%w: %w", errPassBroken, err)
 		}
 		for _, g := range finished {
 			cmd, action := "ROLLBACK PREPARED ", "rolled back"

@@ -27,6 +27,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		ss.admin(ctx, st, false, nil, ss.conn.Results())
 		return
 	}
+	ss.srv.currentMetadata(ctx)
 	snap := ss.srv.cache.Load()
 	sess := ss.routerSession(ctx, snap)
 	batch, in := ss.srv.router.Plan(q, snap, sess)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,9 @@ type Store struct {
 	reload sync.Mutex
 	// afterLoad, when set (by tests), runs in Reload between the load and the store.
 	afterLoad func()
+	// listening says Watch's listener is connected, listening, and has loaded the
+	// metadata since: the cache then hears of every change (a NOTIFY) within moments.
+	listening atomic.Bool
 }
 
 // Open connects to the coordinator database at url (a libpq URL or DSN).
@@ -454,11 +458,19 @@ func loadAggregates(ctx context.Context, tx pgx.Tx) ([]string, error) {
 // on LeaseChannel go to onLease (if not nil). It returns when ctx is done. ready, if not
 // nil, is closed after the first successful load.
 func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- struct{}, onLease func(payload string)) error {
-	backoff := 100 * time.Millisecond
+	const firstBackoff = 100 * time.Millisecond
+	backoff := firstBackoff
 	for {
-		err := s.watchOnce(ctx, cache, &ready, onLease)
+		listened, err := s.watchOnce(ctx, cache, &ready, onLease)
+		s.listening.Store(false)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if listened {
+			// The listener worked until now: a new loss starts the backoff afresh (it
+			// grew only over consecutive failures; left grown, every later loss would
+			// leave the proxy deaf to other proxies' marks for seconds: Current).
+			backoff = firstBackoff
 		}
 		s.log.Warn("metadata listener lost; reconnecting", "err", err, "in", backoff)
 		select {
@@ -472,10 +484,12 @@ func (s *Store) Watch(ctx context.Context, cache *metadata.Cache, ready chan<- s
 	}
 }
 
-func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *chan<- struct{}, onLease func(string)) error {
+// watchOnce listens on one connection until it fails; listened says it got as far as
+// listening and loading the metadata.
+func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *chan<- struct{}, onLease func(string)) (listened bool, err error) {
 	cfg, err := pgconn.ParseConfig(s.url)
 	if err != nil {
-		return err
+		return false, err
 	}
 	cfg.RuntimeParams["search_path"] = SearchPath
 	changed := false
@@ -491,26 +505,29 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 	}
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "LISTEN "+Channel+"; LISTEN "+LeaseChannel).ReadAll(); err != nil {
-		return err
+		return false, err
 	}
 	changed = true
 	for {
 		if changed {
 			changed = false
 			if _, err := s.Reload(ctx, cache); err != nil {
-				return err
+				return listened, err
 			}
+			// Loaded after LISTEN: every later change comes as a notification.
+			listened = true
+			s.listening.Store(true)
 			if *ready != nil {
 				close(*ready)
 				*ready = nil
 			}
 		}
 		if err := conn.WaitForNotification(ctx); err != nil {
-			return err
+			return listened, err
 		}
 		// Coalesce a burst of notifications into one reload.
 		drain, cancel := context.WithTimeout(ctx, 2*time.Millisecond)
@@ -518,6 +535,37 @@ func (s *Store) watchOnce(ctx context.Context, cache *metadata.Cache, ready *cha
 		}
 		cancel()
 	}
+}
+
+// Current brings cache up to date with the coordinator when Watch's listener is not
+// listening (lost, reconnecting): a change another proxy committed meanwhile (a placement
+// marked inactive) sends no notification here, and a statement planned from the cache
+// would read from the placement marked. It asks for the metadata's generation (one
+// query) and reloads when it moved past the cache's. While the listener listens it does
+// nothing (a change arrives as a NOTIFY). An error (this proxy cannot reach the
+// coordinator) leaves the cache as it is: a coordinator that is down commits no marks,
+// but one that only this proxy cannot reach may (a known limit, in the README).
+func (s *Store) Current(ctx context.Context, cache *metadata.Cache) error {
+	var err error
+	// Up to three attempts, each on a new connection if need be: what lost the listener
+	// (a coordinator restart, terminated backends) broke the pool's idle connections too.
+	for attempt := 0; attempt < 3 && ctx.Err() == nil; attempt++ {
+		if s.listening.Load() {
+			return nil
+		}
+		var gen int64
+		if err = s.pool.QueryRow(ctx, `SELECT value FROM pgs_distribution_metadata.generation`).Scan(&gen); err != nil {
+			err = fmt.Errorf("store: metadata generation: %w", err)
+			continue
+		}
+		if gen <= cache.Load().Generation {
+			return nil
+		}
+		if _, err = s.Reload(ctx, cache); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // Reload loads a snapshot and stores it in cache at once (a proxy does this after its own

@@ -74,17 +74,13 @@ func (s *Store) BeginRecovery(ctx context.Context) (p *RecoveryPass, ok bool, er
 	return &RecoveryPass{tx: tx}, true, nil
 }
 
-// TxStatuses is RecoveryPass.Statuses outside a pass (for SHOW TRANSACTIONS).
+// TxStatuses returns txid_status of each coordinator transaction id (for SHOW
+// TRANSACTIONS): "in progress", "committed", "aborted", "" when the coordinator no longer
+// knows it, or "future" for an id it has not assigned yet (a gid that is not this
+// coordinator's: txid_status would fail; the query's own txid_current() is above every id
+// assigned before it). Recovery does not decide from it (RecoveryPass.Decide).
 func (s *Store) TxStatuses(ctx context.Context, xids []int64) (map[int64]string, error) {
 	return statuses(ctx, s.pool, xids)
-}
-
-// Statuses returns txid_status of each coordinator transaction id: "in progress",
-// "committed", "aborted", "" when the coordinator no longer knows it, or "future" for
-// an id it has not assigned yet (a gid that is not this coordinator's: txid_status
-// would fail; the query's own txid_current() is above every id assigned before it).
-func (p *RecoveryPass) Statuses(ctx context.Context, xids []int64) (map[int64]string, error) {
-	return statuses(ctx, p.tx, xids)
 }
 
 func statuses(ctx context.Context, q interface {
@@ -108,20 +104,50 @@ func statuses(ctx context.Context, q interface {
 	return out, nil
 }
 
-// Recorded returns which of gids have a commit record now.
-func (p *RecoveryPass) Recorded(ctx context.Context, gids []string) (map[string]bool, error) {
-	rows, err := p.tx.Query(ctx, `SELECT gid FROM pgs_distribution_metadata.transaction WHERE gid = ANY($1)`, gids)
+// Decision is what recovery does with a prepared part (RecoveryPass.Decide).
+type Decision uint8
+
+const (
+	// DecisionPending: the part's coordinator transaction is in progress (or its xid is
+	// not this coordinator's yet): its session is deciding.
+	DecisionPending Decision = iota
+	// DecisionCommit: the coordinator transaction ended with the part's commit record.
+	DecisionCommit
+	// DecisionRollback: it ended without one.
+	DecisionRollback
+)
+
+// Decide decides each prepared part (gids[i], named after the coordinator transaction
+// xids[i]) in one statement, so under one snapshot: a transaction that snapshot still
+// sees in progress is pending; for one it sees finished, the commit record is there in
+// that same snapshot exactly when it committed. (Asking txid_status first and reading
+// the records after does not hold: PostgreSQL reports a transaction committed once its
+// commit is in the commit log, a moment before new snapshots see its changes, and a
+// record read in that moment is missing: the part of an acknowledged commit would be
+// rolled back.)
+func (p *RecoveryPass) Decide(ctx context.Context, gids []string, xids []int64) (map[string]Decision, error) {
+	rows, err := p.tx.Query(ctx, `SELECT u.g, pg_catalog.txid_visible_in_snapshot(u.x, pg_catalog.txid_current_snapshot()),
+		EXISTS (SELECT FROM pgs_distribution_metadata.transaction t WHERE t.gid OPERATOR(pg_catalog.=) u.g)
+		FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[])) AS u(g, x)`, gids, xids)
 	if err != nil {
-		return nil, fmt.Errorf("store: read commit records: %w", err)
+		return nil, fmt.Errorf("store: decide prepared transactions: %w", err)
 	}
-	out := map[string]bool{}
+	out := make(map[string]Decision, len(gids))
 	var g string
-	_, err = pgx.ForEachRow(rows, []any{&g}, func() error {
-		out[g] = true
+	var finished, recorded bool
+	_, err = pgx.ForEachRow(rows, []any{&g, &finished, &recorded}, func() error {
+		switch {
+		case !finished:
+			out[g] = DecisionPending
+		case recorded:
+			out[g] = DecisionCommit
+		default:
+			out[g] = DecisionRollback
+		}
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: read commit records: %w", err)
+		return nil, fmt.Errorf("store: decide prepared transactions: %w", err)
 	}
 	return out, nil
 }
