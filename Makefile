@@ -6,7 +6,7 @@
 #   make soak    the fault campaign for SOAK (default 30m) instead of 60 s
 
 GO     ?= go
-GOTEST ?= $(GO) test -race -count=1 -timeout 80m
+GOTEST ?= $(GO) test -race -count=1 -timeout 45m
 APT    := DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: all build demo test unit vet deps deps-pg compose-check bench soak clean

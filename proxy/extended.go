@@ -122,7 +122,7 @@ func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32)
 		return ps, nil
 	}
 	snap := ss.srv.cache.Load()
-	ps.sess = ss.routerSession(ctx, snap)
+	ps.sess = ss.routerSession(ctx, snap, sql)
 	ps.snap = snap
 	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ps.sess)
 	switch len(ps.batch.Stmts) {
@@ -141,7 +141,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 		return
 	}
 	snap := ss.srv.cache.Load()
-	sess := ss.routerSession(ctx, snap)
+	sess := ss.routerSession(ctx, snap, ps.sql)
 	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
 	if len(batch.Stmts) != 1 {

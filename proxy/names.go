@@ -110,12 +110,15 @@ type namesDeps struct {
 	lexMode func() sqllex.Mode
 }
 
-// routerSession is what the router needs to know of the session to plan a statement
-// against snap.
-func (s *sessionNames) routerSession(ctx context.Context, snap *metadata.Snapshot) *router.Session {
+// routerSession is what the router needs to know of the session to plan the statement
+// text sql against snap. A text of transaction control statements only (BEGIN, COMMIT,
+// ROLLBACK, SAVEPOINT, ...) names no relation, so where names resolve is not asked. Above all, ending a block must never wait for a
+// coordinator connection (which another session may hold for as long as it lives) just
+// to learn names it does not use.
+func (s *sessionNames) routerSession(ctx context.Context, snap *metadata.Snapshot, sql string) *router.Session {
 	d := &s.nameDeps
 	rs := &router.Session{User: *d.user, SearchPath: d.settings.settings.searchPath(), Lex: d.lexMode()}
-	if !snap.HasTables() {
+	if !snap.HasTables() || sql != "" && txControlOnly(sql, rs.Lex) {
 		return rs
 	}
 	if st := s.resolveNames(ctx, snap); st != nil {
@@ -245,3 +248,35 @@ func (s *sessionNames) queryNames(ctx context.Context, c *backend.Conn, snap *me
 	s.names, s.namesDirty = st, false
 	return st
 }
+
+// txControlOnly reports whether every statement of sql is a transaction control
+// statement (BEGIN, START, COMMIT, END, ROLLBACK, ABORT, SAVEPOINT, RELEASE), which names
+// no relation.
+func txControlOnly(sql string, m sqllex.Mode) bool {
+	toks := sqllex.ScanMode(sql, nil, m)
+	first, any := true, false
+	for _, t := range toks {
+		if t.Kind == sqllex.Punct && sql[t.Start:t.End] == ";" {
+			first = true
+			continue
+		}
+		if !first {
+			continue
+		}
+		first, any = false, true
+		ok := false
+		for _, kw := range txControlWords {
+			if sqllex.Keyword(sql, t, kw) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return any
+}
+
+// txControlWords start transaction control statements.
+var txControlWords = []string{"begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"}

@@ -82,7 +82,7 @@ func TestSessionNamesResolve(t *testing.T) {
 	if got := n.resolveNames(context.Background(), snap); got != shared || n.names != shared || n.namesDirty {
 		t.Fatalf("with a shared answer: %v (kept %v, dirty %v), want the shared one", got, n.names, n.namesDirty)
 	}
-	if rs := n.routerSession(context.Background(), snap); rs.User != "alice" || rs.SearchPath != "app" || rs.Names != nil {
+	if rs := n.routerSession(context.Background(), snap, "SELECT 1"); rs.User != "alice" || rs.SearchPath != "app" || rs.Names != nil {
 		t.Fatalf("router session of a snapshot without tables: %+v", rs)
 	}
 }

@@ -29,7 +29,7 @@ func (h handler) Query(ctx context.Context, q string) {
 	}
 	ss.srv.currentMetadata(ctx)
 	snap := ss.srv.cache.Load()
-	sess := ss.routerSession(ctx, snap)
+	sess := ss.routerSession(ctx, snap, q)
 	batch, in := ss.srv.router.Plan(q, snap, sess)
 	switch {
 	case len(batch.Stmts) == 0:
@@ -92,7 +92,7 @@ func (h handler) Query(ctx context.Context, q string) {
 					// whole query string before running any of it (a SET of
 					// standard_conforming_strings in it changes nothing of it).
 					lex := sess.Lex
-					sess = ss.routerSession(ctx, snap)
+					sess = ss.routerSession(ctx, snap, q)
 					sess.Lex = lex
 					var b *router.Batch
 					b, in = ss.srv.router.Plan(q, snap, sess)

@@ -103,17 +103,43 @@ type twoPhase struct {
 // connection, or, when the session's current role may not (42501) or the connection was
 // lost (the worker may well be up: a prepared transaction outlives its connection), as
 // pgshard's role on a new connection, so that the client's next statement sees the
-// outcome. A part already finished (by recovery) counts as done.
+// outcome. A part already finished (by recovery) counts as done; one that recovery is
+// finishing at this very moment ("is busy") is waited for.
 func (tp *twoPhase) finishPart(ctx context.Context, p *commitPart, cmd string) error {
 	sql := cmd + " " + router.QuoteLiteral(p.gid)
-	err := p.conn.Exec(ctx, sql)
-	if (pgerr.CodeOf(err) == insufficientPrivilege || backend.Unavailable(err)) && tp.finishAs != nil {
-		err = tp.finishAs(ctx, p.node, sql)
+	run := func() error {
+		err := p.conn.Exec(ctx, sql)
+		if (pgerr.CodeOf(err) == insufficientPrivilege || backend.Unavailable(err)) && tp.finishAs != nil {
+			err = tp.finishAs(ctx, p.node, sql)
+		}
+		return err
+	}
+	err := run()
+	for i := 0; preparedBusy(err) && i < busyRetries; i++ {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(busyPause):
+		}
+		err = run()
 	}
 	if notPrepared(err) {
 		return nil
 	}
 	return err
+}
+
+// busyRetries and busyPause bound the wait for a prepared transaction that another
+// backend (a recovery pass) is finishing.
+const (
+	busyRetries = 100
+	busyPause   = 20 * time.Millisecond
+)
+
+// preparedBusy reports PostgreSQL's answer to COMMIT/ROLLBACK PREPARED of a prepared
+// transaction another backend is finishing (55000, "... is busy").
+func preparedBusy(err error) bool {
+	return pgerr.CodeOf(err) == pgerr.ObjectNotInPrereqState && strings.Contains(err.Error(), "is busy")
 }
 
 // errCommitUnknown is the client's answer when the coordinator connection was lost while
