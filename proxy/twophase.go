@@ -339,6 +339,11 @@ func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
 	}
 	sql := "SELECT " + store.RecordFunction + "(ARRAY[" + strings.Join(gids, ", ") + "]::pg_catalog.text[], ARRAY[" +
 		strings.Join(names, ", ") + "]::pg_catalog.text[], ARRAY[" + strings.Join(ports, ", ") + "]::pg_catalog.int4[]); "
+	// The decision must be durable before COMMIT PREPARED makes the parts durable: a
+	// client's synchronous_commit = off (its own, for its one-server transactions) would
+	// let a coordinator crash lose the decision, and the xid naming the parts, after the
+	// workers committed.
+	sql += durableDecisionSQL + "; "
 	if tp.holdSQL != "" {
 		sql += tp.holdSQL + "; "
 	}
@@ -354,6 +359,11 @@ func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
 	}
 	return false, nil
 }
+
+// durableDecisionSQL raises the coordinator transaction's synchronous_commit to on when
+// the session set it off, for the decision's COMMIT alone (SET LOCAL); any other value
+// (local, remote_write, remote_apply) flushes the commit locally and is kept.
+const durableDecisionSQL = "SELECT pg_catalog.set_config('synchronous_commit', 'on', true) WHERE pg_catalog.current_setting('synchronous_commit') OPERATOR(pg_catalog.=) 'off'"
 
 // finish runs step 4: COMMIT PREPARED on every prepared part, and COMMIT on the readers.
 // It returns the placements whose part could not be committed now while a sibling's

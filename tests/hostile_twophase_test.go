@@ -1,0 +1,121 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// Hostile clients against atomic commit (proxy/twophase.go): session state and settings
+// a client can put in the way of the commit protocol.
+
+// syncCommitLog makes a coordinator table (plain, not distributed) whose every row,
+// at its transaction's COMMIT (a deferred constraint trigger), logs the
+// synchronous_commit that COMMIT runs with. It returns the table and the log.
+func syncCommitLog(t *testing.T) (table, log string) {
+	t.Helper()
+	coord := connectServer(t, env.C.Coordinator)
+	table, log = uniqueName("tpsync"), uniqueName("tpsynclog")
+	mustExec(t, coord,
+		fmt.Sprintf("CREATE TABLE %s (x int)", table),
+		fmt.Sprintf("CREATE TABLE %s (x int, s text)", log),
+		fmt.Sprintf("GRANT ALL ON %s, %s TO PUBLIC", table, log),
+		fmt.Sprintf(`CREATE FUNCTION %s_f() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	INSERT INTO %s VALUES (NEW.x, pg_catalog.current_setting('synchronous_commit'));
+	RETURN NULL;
+END $$`, log, log),
+		fmt.Sprintf("CREATE CONSTRAINT TRIGGER %s_t AFTER INSERT ON %s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION %s_f()", log, table, log))
+	return table, log
+}
+
+// TestHostile2PCDecisionSyncCommitOff: a client may run with synchronous_commit = off
+// (a USERSET setting; for one server it only risks losing the last transactions in a
+// crash, atomically). In a two-phase commit the coordinator's COMMIT is the decision:
+// committed asynchronously, a coordinator crash right after it loses the decision (and
+// the block's coordinator changes, and may hand its xid, which names the parts, to a
+// later transaction) while COMMIT PREPARED already made the workers' parts durable.
+// The decision's COMMIT must be durable whatever the client set; its own one-server
+// transactions keep the client's setting (compared with plain PostgreSQL).
+func TestHostile2PCDecisionSyncCommitOff(t *testing.T) {
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	local, log := syncCommitLog(t)
+	setting := func(x int) string {
+		t.Helper()
+		return queryString(t, conn, fmt.Sprintf("SELECT s FROM %s WHERE x = %d", log, x))
+	}
+	// Plain PostgreSQL (the coordinator alone) commits with the client's setting.
+	plain := connectServer(t, env.C.Coordinator)
+	mustExec(t, plain, "BEGIN", "SET LOCAL synchronous_commit = off", fmt.Sprintf("INSERT INTO %s VALUES (0)", local), "COMMIT")
+	if s := setting(0); s != "off" {
+		t.Fatalf("plain PostgreSQL: synchronous_commit %q at COMMIT, want off", s)
+	}
+	for i, c := range []struct {
+		name  string
+		setup []string
+		after []string
+	}{
+		{"SET LOCAL in the block", []string{"BEGIN", "SET LOCAL synchronous_commit = off"}, nil},
+		{"session SET", []string{"SET synchronous_commit = off", "BEGIN"}, []string{"RESET synchronous_commit"}},
+	} {
+		x := i + 1
+		mustExec(t, conn, c.setup...)
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (%d)", local, x))
+		for k := 1; k <= 8; k++ { // 8 keys: every shard of 4, so both workers
+			mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (%d, %d)", tbl, 100*x+k, x))
+		}
+		mustExec(t, conn, "COMMIT")
+		mustExec(t, conn, c.after...)
+		if s := setting(x); s == "off" {
+			t.Errorf("%s: the two-phase commit's decision committed with synchronous_commit = off", c.name)
+		}
+		if n := placementsAgree(t, tbl); n != int64(8*x) {
+			t.Fatalf("%s: %d rows", c.name, n)
+		}
+	}
+	// A one-participant block keeps the client's setting, as PostgreSQL does.
+	mustExec(t, conn, "BEGIN", "SET LOCAL synchronous_commit = off", fmt.Sprintf("INSERT INTO %s VALUES (9)", local), "COMMIT")
+	if s := setting(9); s != "off" {
+		t.Errorf("a block on the coordinator alone: synchronous_commit %q at COMMIT, want the client's off", s)
+	}
+	if n := preparedOnWorkers(t); n != 0 {
+		t.Fatalf("%d prepared transactions left", n)
+	}
+}
+
+// TestHostile2PCCoordinatorSessionState: PostgreSQL refuses PREPARE TRANSACTION for a
+// transaction that used temporary tables, LISTEN/NOTIFY, a WITH HOLD cursor, or held a
+// session-level and a transaction-level lock on one object. A block that does all of
+// this on the coordinator and writes two workers commits through pgshard as it would on
+// one server: the coordinator's part is never prepared.
+func TestHostile2PCCoordinatorSessionState(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	tmp := uniqueName("tptmp")
+	mustExec(t, conn, "BEGIN",
+		fmt.Sprintf("CREATE TEMP TABLE %s (x int)", tmp),
+		fmt.Sprintf("INSERT INTO %s VALUES (1)", tmp),
+		"LISTEN tp_hostile",
+		"NOTIFY tp_hostile, 'x'",
+		fmt.Sprintf("DECLARE h CURSOR WITH HOLD FOR SELECT x FROM %s", tmp),
+		"SELECT pg_advisory_lock(424242)",
+		"SELECT pg_advisory_xact_lock(424242)")
+	for k := 1; k <= 8; k++ {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, k))
+	}
+	if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		t.Fatalf("COMMIT: %v", err)
+	}
+	if n := placementsAgree(t, tbl); n != 8 {
+		t.Fatalf("%d rows after COMMIT, want 8", n)
+	}
+	if got := queryString(t, conn, "FETCH ALL FROM h"); got != "1" {
+		t.Errorf("WITH HOLD cursor after COMMIT: %s", got)
+	}
+	mustExec(t, conn, "CLOSE h", "SELECT pg_advisory_unlock(424242)", "UNLISTEN *")
+	if n := preparedOnWorkers(t); n != 0 {
+		t.Fatalf("%d prepared transactions left", n)
+	}
+}
