@@ -86,6 +86,8 @@ type twoPhase struct {
 	// is done, without waiting for its answer (backend.Conn.SendDiscard): the
 	// connection's next use reads it.
 	releaseSQL string
+	// copies says how many of the copies a failed decision took (dropCopies).
+	copies int
 	// mark marks placements inactive durably (the server's markInactive).
 	mark func(ctx context.Context, ps []metadata.Placement) error
 	log  *slog.Logger
@@ -327,7 +329,11 @@ func (tp *twoPhase) abort(ctx context.Context) {
 func notPrepared(err error) bool { return pgerr.CodeOf(err) == pgerr.UndefinedObject }
 
 // decide runs step 3: the records and the coordinator's COMMIT, in one round trip.
-// unknown says the coordinator connection was lost while it ran.
+// unknown says the coordinator connection was lost while it ran. A failure that leaves
+// the connection usable may leave the session-level copies of the write locks taken
+// (PostgreSQL keeps session-level advisory locks through the abort of the transaction
+// that took them): decide gives them back (dropCopies) before it returns, once abort is
+// done with the parts.
 func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
 	var gids, names, ports []string
 	for _, p := range tp.parts {
@@ -345,19 +351,71 @@ func (tp *twoPhase) decide(ctx context.Context) (unknown bool, err error) {
 	// workers committed.
 	sql += durableDecisionSQL + "; "
 	if tp.holdSQL != "" {
-		sql += tp.holdSQL + "; "
+		// The markers around the copies say, after a failure, whether none, some or all
+		// of them were taken.
+		sql += "SELECT " + copiesTaking + "; " + tp.holdSQL + "; SELECT " + copiesTaken + "; "
 	}
 	sql += "COMMIT"
-	err = tp.coord.Exec(ctx, sql)
+	rows, err := tp.coord.ExecRows(ctx, sql)
 	switch {
 	case backend.Unavailable(err):
 		return true, err
 	case err != nil:
+		tp.copies = copiesState(rows)
 		return false, err
 	case tp.coord.TxStatus != 'I':
 		return false, pgerr.New(pgerr.InternalError, "the coordinator did not commit the transaction's decision")
 	}
 	return false, nil
+}
+
+// copiesTaking and copiesTaken are the markers decide's query returns before and after
+// it takes the session-level copies of the write locks.
+const (
+	copiesTaking = "'pgshard: taking lock copies'"
+	copiesTaken  = "'pgshard: lock copies taken'"
+)
+
+// Whether a failed decision took the session-level copies of the write locks.
+const (
+	copiesNone = iota
+	copiesSome // the statement taking them failed: some may be held
+	copiesAll
+)
+
+// copiesState reads decide's markers from the rows its query returned.
+func copiesState(rows [][][]byte) int {
+	st := copiesNone
+	for _, r := range rows {
+		if len(r) != 1 {
+			continue
+		}
+		switch "'" + string(r[0]) + "'" {
+		case copiesTaking:
+			st = copiesSome
+		case copiesTaken:
+			st = copiesAll
+		}
+	}
+	return st
+}
+
+// dropCopies gives back the session-level copies of the write locks a failed decision
+// took (once abort is done with the parts, which they protect until then): all of
+// them, with releaseSQL; some, unknown which, by closing the connection.
+func (tp *twoPhase) dropCopies(ctx context.Context) {
+	c := tp.coord
+	switch {
+	case c == nil || c.Broken() || tp.copies == copiesNone:
+	case tp.copies == copiesAll && tp.releaseSQL != "":
+		if err := c.Exec(ctx, tp.releaseSQL); err != nil {
+			tp.log.Warn("two-phase commit: could not release the write locks' copies; closing the connection", "err", err)
+			c.Close()
+		}
+	default:
+		c.Close()
+	}
+	tp.copies = copiesNone
 }
 
 // durableDecisionSQL raises the coordinator transaction's synchronous_commit to on when
@@ -452,6 +510,7 @@ func (tp *twoPhase) run(ctx context.Context) error {
 	}
 	if err != nil {
 		tp.abort(ctx)
+		tp.dropCopies(ctx)
 		return err
 	}
 	decideAt = time.Now()

@@ -2,8 +2,12 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Hostile clients against atomic commit (proxy/twophase.go): session state and settings
@@ -115,6 +119,61 @@ func TestHostile2PCCoordinatorSessionState(t *testing.T) {
 		t.Errorf("WITH HOLD cursor after COMMIT: %s", got)
 	}
 	mustExec(t, conn, "CLOSE h", "SELECT pg_advisory_unlock(424242)", "UNLISTEN *")
+	if n := preparedOnWorkers(t); n != 0 {
+		t.Fatalf("%d prepared transactions left", n)
+	}
+}
+
+// TestHostile2PCCoordinatorCommitFailsLocksKept: the coordinator refuses the decision's
+// COMMIT (a deferred constraint of a coordinator table the block wrote) after the
+// session-level copies of the block's write locks were taken for COMMIT PREPARED
+// (twophase.go's holdSQL). PostgreSQL keeps session-level advisory locks taken in a
+// transaction that then aborts: the copies must be released, else every other
+// session's write to the block's shards waits for as long as this session lives.
+func TestHostile2PCCoordinatorCommitFailsLocksKept(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	coord := connectServer(t, env.C.Coordinator)
+	local := uniqueName("tpdefer")
+	mustExec(t, coord, fmt.Sprintf("CREATE TABLE %s (x int UNIQUE DEFERRABLE INITIALLY DEFERRED)", local),
+		fmt.Sprintf("GRANT ALL ON %s TO PUBLIC", local))
+	var codes []string
+	for _, c := range []*pgx.Conn{conn, coord} {
+		mustExec(t, c, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES (1), (1)", local))
+		if c == conn {
+			for k := 1; k <= 8; k++ {
+				mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, k))
+			}
+		}
+		_, err := c.Exec(ctx, "COMMIT")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) {
+			t.Fatalf("COMMIT: %v, want an error", err)
+		}
+		codes = append(codes, pe.Code)
+	}
+	if codes[0] != codes[1] || codes[0] != "23505" {
+		t.Fatalf("COMMIT's errors: pgshard %s, PostgreSQL %s", codes[0], codes[1])
+	}
+	if n := placementsAgree(t, tbl); n != 0 {
+		t.Fatalf("%d rows committed by a failed COMMIT", n)
+	}
+	// Another session writes every shard (exclusive shard locks) while this one lives.
+	other := connect(t)
+	mustExec(t, other, "SET lock_timeout = '5s'")
+	if _, err := other.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1", tbl)); err != nil {
+		t.Errorf("another session's write after the failed COMMIT: %v", err)
+	}
+	// The failed session goes on, and its own advisory locks are its own.
+	mustExec(t, conn, "SELECT pg_advisory_lock(434343)")
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", tbl))
+	if got := queryString(t, conn, "SELECT pg_advisory_unlock(434343)::text"); got != "true" {
+		t.Errorf("the client's own session lock: unlock gave %s", got)
+	}
+	if n := placementsAgree(t, tbl); n != 2 {
+		t.Fatalf("%d rows", n)
+	}
 	if n := preparedOnWorkers(t); n != 0 {
 		t.Fatalf("%d prepared transactions left", n)
 	}
