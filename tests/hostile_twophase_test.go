@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -205,5 +206,85 @@ func TestHostileStaleStatementTimeoutHitsNextUse(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestHostile2PCPreparedSlotsExhausted: one worker's max_prepared_transactions slots are
+// all taken (by prepared transactions that are not pgshard's): a block and an autocommit
+// write through two workers fail at COMMIT with PostgreSQL's error and a hint naming the
+// worker, nothing of them is committed on any placement, nothing is marked, and writes
+// work again once the slots are free.
+func TestHostile2PCPreparedSlotsExhausted(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	w := env.C.Workers[0]
+	wc := connectServer(t, w)
+	var max int
+	if err := wc.QueryRow(ctx, "SELECT current_setting('max_prepared_transactions')::int - (SELECT count(*) FROM pg_prepared_xacts)").Scan(&max); err != nil {
+		t.Fatal(err)
+	}
+	if max > 500 {
+		t.Skipf("%d free prepared transaction slots: too many to fill", max)
+	}
+	prefix := uniqueName("hog")
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), w.URL("postgres"))
+		if err != nil {
+			return
+		}
+		defer c.Close(context.Background())
+		rows, _ := c.Query(context.Background(), "SELECT gid FROM pg_prepared_xacts WHERE gid LIKE $1", prefix+"%")
+		gids, _ := pgx.CollectRows(rows, pgx.RowTo[string])
+		for _, g := range gids {
+			c.Exec(context.Background(), fmt.Sprintf("ROLLBACK PREPARED '%s'", g))
+		}
+	})
+	for i := 0; i < max; i++ {
+		mustExec(t, wc, "BEGIN", fmt.Sprintf("PREPARE TRANSACTION '%s_%d'", prefix, i))
+	}
+	for _, c := range []struct {
+		name string
+		run  func() error
+	}{
+		{"block", func() error {
+			mustExec(t, conn, "BEGIN")
+			for k := 1; k <= 8; k++ {
+				mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, k))
+			}
+			_, err := conn.Exec(ctx, "COMMIT")
+			return err
+		}},
+		{"autocommit", func() error {
+			_, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 8) g", tbl))
+			return err
+		}},
+	} {
+		err := c.run()
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "53200" || !strings.Contains(pe.Hint, "max_prepared_transactions") {
+			t.Errorf("%s: %v, want 53200 (PostgreSQL's) with a hint naming max_prepared_transactions", c.name, err)
+		}
+		if st := conn.PgConn().TxStatus(); st != 'I' {
+			t.Errorf("%s: transaction status %c after the failed COMMIT", c.name, st)
+		}
+		if n := placementsAgree(t, tbl); n != 0 {
+			t.Errorf("%s: %d rows committed by a failed COMMIT", c.name, n)
+		}
+		if n := preparedOnWorkers(t); n != 0 {
+			t.Errorf("%s: %d prepared transactions of pgshard left", c.name, n)
+		}
+	}
+	for _, s := range shardsOf(t, tbl) {
+		for _, p := range s.places {
+			if p.state != 1 {
+				t.Errorf("shard %d: placement %d marked (state %d)", s.id, p.id, p.state)
+			}
+		}
+	}
+	mustExec(t, wc, fmt.Sprintf("ROLLBACK PREPARED '%s_0'", prefix))
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 8) g", tbl))
+	if n := placementsAgree(t, tbl); n != 8 {
+		t.Fatalf("%d rows once a slot is free", n)
 	}
 }
