@@ -205,7 +205,7 @@ func (r *recoverer) recoverNode(ctx context.Context, pass *store.RecoveryPass, n
 		}
 		// In one snapshot: whether the coordinator transaction is over, and whether it
 		// left the part's commit record (store.RecoveryPass.Decide).
-		decisions, err := pass.Decide(ctx, gids, xids)
+		decisions, err := pass.Decide(ctx, n, gids, xids)
 		if err != nil {
 			return fmt.Errorf("%w: %w", errPassBroken, err)
 		}
@@ -350,9 +350,14 @@ func (a recoveryAdmin) Show(ctx context.Context) ([][]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	recorded := map[string]bool{}
+	// A record is its node's part's (store.RecoveryPass.Decide).
+	type part struct {
+		node metadata.Node
+		gid  string
+	}
+	recorded := map[part]bool{}
 	for _, rec := range recs {
-		recorded[rec.GID] = true
+		recorded[part{rec.Node, rec.GID}] = true
 	}
 	var xids []int64
 	for _, d := range found {
@@ -376,7 +381,7 @@ func (a recoveryAdmin) Show(ctx context.Context) ([][]string, error) {
 		switch st := statuses[gidXid(d.gid)]; {
 		case st == "in progress":
 			detail = "its coordinator transaction is in progress: its session is deciding"
-		case recorded[d.gid]:
+		case recorded[part{d.node, d.gid}]:
 			detail = "commit record: recovery commits it"
 		}
 		rows = append(rows, []string{d.node.Name, port, d.gid, "prepared", ageText(now.Sub(d.prepared)), detail})

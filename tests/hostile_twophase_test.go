@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/tests/cluster"
 )
 
 // Hostile clients against atomic commit (proxy/twophase.go): session state and settings
@@ -286,5 +288,50 @@ func TestHostile2PCPreparedSlotsExhausted(t *testing.T) {
 	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g, 0 FROM generate_series(1, 8) g", tbl))
 	if n := placementsAgree(t, tbl); n != 8 {
 		t.Fatalf("%d rows once a slot is free", n)
+	}
+}
+
+// TestHostile2PCRecordOfAnotherNode: a gid names its coordinator transaction and its
+// part's number, not its node, so the same gid can be prepared on two workers: a
+// coordinator that crashed after txid_current() but before any WAL named the xid hands
+// the xid out again, and its new transaction's parts take the same gids, in another
+// node order. A commit record says which node's part is to be committed: recovery must
+// not commit the other node's part, of a transaction that never committed, for it.
+// (The state is made directly: a part on one worker, a record for the same gid on
+// another.)
+func TestHostile2PCRecordOfAnotherNode(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	s := shardsOf(t, tbl)[0]
+	p := s.places[0]
+	var other *cluster.Server
+	for _, w := range env.C.Workers {
+		if w.Port != p.port {
+			other = w
+			break
+		}
+	}
+	w := connectServer(t, serverFor(p.port))
+	coord := connectServer(t, env.C.Coordinator)
+	mustExec(t, coord, "BEGIN")
+	var xid int64
+	if err := coord.QueryRow(ctx, "SELECT txid_current()").Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	gid := fmt.Sprintf("pgshard_%d_1", xid)
+	mustExec(t, w, "BEGIN", fmt.Sprintf("INSERT INTO %s_%d VALUES (2001, 0)", tbl, s.id), fmt.Sprintf("PREPARE TRANSACTION '%s'", gid))
+	// The record is the other worker's part's (node names are as the metadata has them).
+	mustExec(t, coord, fmt.Sprintf("SELECT pgs_commit.record(ARRAY['%s'], ARRAY['%s'], ARRAY[%d])", gid, p.host, other.Port), "COMMIT")
+	mustExec(t, conn, "RECOVER TRANSACTIONS")
+	var n int
+	if err := w.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s_%d WHERE k = 2001", tbl, s.id)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("recovery committed a part on %d for the commit record of a part on %d", p.port, other.Port)
+	}
+	if k := preparedOnWorkers(t); k != 0 {
+		t.Errorf("%d prepared transactions left", k)
 	}
 }

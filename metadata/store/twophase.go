@@ -125,10 +125,16 @@ const (
 // commit is in the commit log, a moment before new snapshots see its changes, and a
 // record read in that moment is missing: the part of an acknowledged commit would be
 // rolled back.)
-func (p *RecoveryPass) Decide(ctx context.Context, gids []string, xids []int64) (map[string]Decision, error) {
+//
+// The record must be the part's node's: a gid does not name its node, and a
+// coordinator that crashed before any WAL named a transaction's xid hands the xid out
+// again, so a later transaction's part on another node may carry the gid of a part
+// left prepared here, whose transaction never committed.
+func (p *RecoveryPass) Decide(ctx context.Context, n metadata.Node, gids []string, xids []int64) (map[string]Decision, error) {
 	rows, err := p.tx.Query(ctx, `SELECT u.g, pg_catalog.txid_visible_in_snapshot(u.x, pg_catalog.txid_current_snapshot()),
-		EXISTS (SELECT FROM pgs_distribution_metadata.transaction t WHERE t.gid OPERATOR(pg_catalog.=) u.g)
-		FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[])) AS u(g, x)`, gids, xids)
+		EXISTS (SELECT FROM pgs_distribution_metadata.transaction t WHERE t.gid OPERATOR(pg_catalog.=) u.g
+			AND t.node_name OPERATOR(pg_catalog.=) $3 AND t.node_port OPERATOR(pg_catalog.=) $4)
+		FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), pg_catalog.unnest($2::pg_catalog.int8[])) AS u(g, x)`, gids, xids, n.Name, int32(n.Port))
 	if err != nil {
 		return nil, fmt.Errorf("store: decide prepared transactions: %w", err)
 	}
