@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -333,5 +334,50 @@ func TestHostile2PCRecordOfAnotherNode(t *testing.T) {
 	}
 	if k := preparedOnWorkers(t); k != 0 {
 		t.Errorf("%d prepared transactions left", k)
+	}
+}
+
+// TestHostile2PCLockCopiesReleaseCancelled: after COMMIT PREPARED, the session-level
+// copies of the write locks are released by a query sent without waiting for its answer
+// (twophase.go's releaseSQL, backend.Conn.SendDiscard), which runs under the session's
+// statement_timeout on its coordinator connection: a client with a tiny
+// statement_timeout gets it cancelled now and then, its failure is dropped when the
+// connection's next use reads it (txnconns.go's Drain), and the copies stay held for
+// as long as the session lives: every other session's write to those shards waits.
+// Seen about once in 600 autocommit two-placement INSERTs with statement_timeout = 1 on
+// a loaded machine; the check is made once the connection is idle after the release.
+func TestHostile2PCLockCopiesReleaseCancelled(t *testing.T) {
+	t.Skip("known defect: the release of a two-phase commit's session-level lock copies (sent without waiting, its error dropped by the next Drain) can be cancelled by the session's statement_timeout, leaving the copies held for the session's life")
+	ctx := context.Background()
+	conn := connect(t)
+	tbl := tpTable(t, conn, "")
+	coord := connectServer(t, env.C.Coordinator)
+	app := uniqueName("relcancel")
+	mustExec(t, conn, fmt.Sprintf("SET application_name = '%s'", app), "SET statement_timeout = 1")
+	for i := 0; i < 2000; i++ {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, i)); err != nil {
+			continue // the write itself timed out: nothing to release
+		}
+		// Wait until the coordinator connection ran the release (the decision query
+		// itself leaves the copies held while COMMIT PREPARED runs).
+		for j := 0; j < 1000; j++ {
+			var st, q string
+			var locks int
+			err := coord.QueryRow(ctx, `SELECT a.state, a.query, (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')
+				FROM pg_stat_activity a WHERE a.application_name = $1`, app).Scan(&st, &q, &locks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st == "idle" && strings.Contains(q, "pg_advisory_unlock") {
+				if locks > 0 {
+					t.Fatalf("round %d: the session's coordinator connection is idle holding %d advisory locks after the release %q", i, locks, q)
+				}
+				break
+			}
+			if st == "idle" && !strings.Contains(q, "pgs_commit.record") {
+				break // a one-phase write, or the release is not the last query
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 }
