@@ -159,20 +159,16 @@ func (w *lockWait) waitOn(c *backend.Conn) bool {
 // from any goroutine.
 func (w *lockWait) cancel() {
 	w.mu.Lock()
-	c := w.conn
+	defer w.mu.Unlock()
 	w.cancelled = true
+	if w.conn != nil {
+		// In flight before the wait ends, so that the connection sends nothing more
+		// until the backend got it (backend.Conn.Cancel).
+		w.conn.CancelAsync()
+	}
 	if w.stop != nil {
 		w.stop(errUserCancel())
 	}
-	w.mu.Unlock()
-	if c == nil {
-		return
-	}
-	go func() {
-		ctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-		defer stop()
-		c.Cancel(ctx)
-	}()
 }
 
 // PostgreSQL's errors for a statement whose wait ended (ProcessInterrupts).

@@ -280,11 +280,7 @@ func (ss *session) cancelRunning() {
 	}
 	ss.mu.Unlock()
 	for _, c := range conns {
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			c.Cancel(ctx)
-		}()
+		c.CancelAsync()
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -74,6 +75,12 @@ type Conn struct {
 
 	broken atomic.Bool
 	used   time.Time
+
+	// cancelMu guards cancelling (the cancel requests in flight for this connection)
+	// and cancelIdle (closed when the last of them was processed by the server).
+	cancelMu   sync.Mutex
+	cancelling int
+	cancelIdle chan struct{}
 }
 
 // Dial connects and authenticates with cfg (from pgconn.ParseConfig, possibly modified),
@@ -162,14 +169,37 @@ func (c *Conn) Terminate() {
 // Writer exposes the buffered writer for composing messages; Flush sends them.
 func (c *Conn) Writer() *pgwire.Writer { return c.w }
 
-// Flush sends buffered messages.
+// Flush sends buffered messages, once the cancel requests in flight for the connection,
+// if any, were processed (Cancel).
 func (c *Conn) Flush() error {
+	c.awaitCancels()
 	if err := c.w.Flush(); err != nil {
 		c.broken.Store(true)
 		return &UnavailableError{Addr: c.Addr, Err: err}
 	}
 	return nil
 }
+
+// awaitCancels waits until the cancel requests in flight for the connection were
+// processed by the server, for as long as Cancel may take at most.
+func (c *Conn) awaitCancels() {
+	c.cancelMu.Lock()
+	idle := c.cancelIdle
+	c.cancelMu.Unlock()
+	if idle == nil {
+		return
+	}
+	t := time.NewTimer(cancelTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	}
+}
+
+// cancelTimeout bounds a cancel request (dialing, and waiting for the server to process
+// it).
+const cancelTimeout = 5 * time.Second
 
 // Query buffers a simple-protocol Query message.
 func (c *Conn) Query(sql string) {
@@ -383,9 +413,49 @@ func (c *Conn) WatchContext(ctx context.Context) (stop func() bool) {
 }
 
 // Cancel asks the server to cancel the statement this connection is running, over a new
-// connection, as the protocol requires.
+// connection, as the protocol requires. Until the server has processed the request (it
+// closes that connection once it signalled the backend), Flush holds back what the
+// connection sends next: a request that reaches the backend late would otherwise cancel
+// the next statement, not the one it was meant for. A backend signalled while it waits
+// for its next command ignores the request.
 func (c *Conn) Cancel(ctx context.Context) error {
-	d := net.Dialer{Timeout: 5 * time.Second}
+	c.cancelStarted()
+	defer c.cancelDone()
+	return c.cancel(ctx)
+}
+
+// CancelAsync is Cancel in a goroutine of its own (which ends within cancelTimeout); the
+// request counts as in flight for Flush from the call on.
+func (c *Conn) CancelAsync() {
+	c.cancelStarted()
+	go func() {
+		defer c.cancelDone()
+		ctx, stop := context.WithTimeout(context.Background(), cancelTimeout)
+		defer stop()
+		c.cancel(ctx)
+	}()
+}
+
+func (c *Conn) cancelStarted() {
+	c.cancelMu.Lock()
+	if c.cancelling == 0 {
+		c.cancelIdle = make(chan struct{})
+	}
+	c.cancelling++
+	c.cancelMu.Unlock()
+}
+
+func (c *Conn) cancelDone() {
+	c.cancelMu.Lock()
+	if c.cancelling--; c.cancelling == 0 {
+		close(c.cancelIdle)
+		c.cancelIdle = nil
+	}
+	c.cancelMu.Unlock()
+}
+
+func (c *Conn) cancel(ctx context.Context) error {
+	d := net.Dialer{Timeout: cancelTimeout}
 	nc, err := d.DialContext(ctx, "tcp", c.Addr)
 	if err != nil {
 		return fmt.Errorf("backend: cancel: %w", err)
@@ -396,7 +466,7 @@ func (c *Conn) Cancel(ctx context.Context) error {
 	binary.BigEndian.PutUint32(buf[4:], 80877102)
 	binary.BigEndian.PutUint32(buf[8:], c.pid)
 	buf = append(buf, c.secret...)
-	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	nc.SetDeadline(time.Now().Add(cancelTimeout))
 	if _, err := nc.Write(buf); err != nil {
 		return fmt.Errorf("backend: cancel: %w", err)
 	}
