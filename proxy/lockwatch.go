@@ -51,6 +51,9 @@ func (wr *writeRun) watchLocks() (stop func() (lost bool)) {
 	var conns []*backend.Conn
 	for _, w := range wr.writes {
 		if w.sent && w.err == nil && w.wc.res != nil {
+			if w.wc.conn() == c {
+				return nothing // read by the write itself
+			}
 			conns = append(conns, w.wc.conn())
 		}
 	}
