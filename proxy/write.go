@@ -320,8 +320,9 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
 	}
 	if err := wr.collect(ctx); err != nil {
-		// The answers did not fit in the session's temporary files: the statement
-		// fails, and is undone (the implicit transaction rolls back, a block is failed).
+		// The answers did not fit in the session's temporary files, or the coordinator
+		// connection holding the write locks was lost meanwhile: the statement fails,
+		// and is undone (the implicit transaction rolls back, a block is failed).
 		wr.undo(ctx)
 		return 0, err
 	}
@@ -514,7 +515,8 @@ func (wr *writeRun) release() {
 	}
 }
 
-// collect reads every placement's answer into its spool. It fails when the answers
+// collect reads every placement's answer into its spool. It fails when the coordinator
+// connection holding the write locks is lost meanwhile (watchLocks), and when the answers
 // do not fit in the session's temporary files, unless they are only the notices of a
 // write already committed on its one placement (those past the limit are then dropped
 // with a warning).
@@ -524,6 +526,8 @@ func (wr *writeRun) collect(ctx context.Context) error {
 	// of work-mem in memory.
 	memShare := max(64<<10, ss.srv.workMem()/len(writes))
 	var spoolErr error
+	// A lost coordinator connection lost the write locks: the write must not wait on.
+	stopWatch := wr.watchLocks()
 	for _, w := range writes {
 		w.out = ss.newSpool()
 		w.out.memMax = memShare
@@ -533,6 +537,9 @@ func (wr *writeRun) collect(ctx context.Context) error {
 		if err := w.out.Err(); err != nil && spoolErr == nil {
 			spoolErr = err
 		}
+	}
+	if stopWatch() {
+		return errLocksLost()
 	}
 	if spoolErr != nil && !implicit && ss.txn.tx == txIdle {
 		// Only notices (no RETURNING) of a write already committed on its one placement:
