@@ -283,16 +283,24 @@ func idleEnd(t *testing.T, conn *pgx.Conn) *pgconn.PgError {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	msg, err := conn.PgConn().ReceiveMessage(ctx)
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe
+	for {
+		msg, err := conn.PgConn().ReceiveMessage(ctx)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			return pe
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			return &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message}
+		}
+		if n, ok := msg.(*pgproto3.NoticeResponse); ok && err == nil {
+			// Seen once under load in a LISTENing session (not understood yet: see the
+			// issue's note); the session's end is what this checks.
+			t.Logf("notice before the end of an idle session: %s %s %q", n.Severity, n.Code, n.Message)
+			continue
+		}
+		t.Fatalf("got %T %v from an idle session, want an ErrorResponse", msg, err)
+		return nil
 	}
-	if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-		return &pgconn.PgError{Severity: e.Severity, Code: e.Code, Message: e.Message}
-	}
-	t.Fatalf("got %T %v from an idle session, want an ErrorResponse", msg, err)
-	return nil
 }
 
 func sameEnd(t *testing.T, got, want *pgconn.PgError) {
@@ -329,6 +337,8 @@ func TestHostileLockIdleInTransaction(t *testing.T) {
 		{"failed-block", []string{"SET idle_in_transaction_session_timeout = '1s'", "BEGIN"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			// Whatever happens, the next case starts from an empty table.
+			defer owner.Exec(context.Background(), fmt.Sprintf("DELETE FROM %s", table))
 			ac := connectAs(t, env.P, app)
 			mustExec(t, ac, c.setup...)
 			mustExec(t, ac, fmt.Sprintf("INSERT INTO %s VALUES (1, 'app')", table))
