@@ -18,6 +18,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -245,6 +246,18 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if file := os.Getenv("PGSHARD_CPUPROFILE"); file != "" {
+		// A CPU profile of the whole run, for the benchmarks (tests/bench -cpuprofile).
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("PGSHARD_CPUPROFILE: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("PGSHARD_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	return runServer(ctx, o, log, nil)
 }
 

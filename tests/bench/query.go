@@ -288,6 +288,10 @@ func startProxyProcess(ctx context.Context, coordinator string) (*proxyProcess, 
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--coordinator", coordinator, "--log-level", "warn")
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if profileFile != "" {
+		// The proxy process writes its own CPU profile when it stops.
+		cmd.Env = append(os.Environ(), "PGSHARD_CPUPROFILE="+profileFile)
+	}
 	if err := cmd.Start(); err != nil {
 		dir.Remove()
 		return nil, err
