@@ -239,9 +239,12 @@ func (t *txnState) inBlock(ctx context.Context, fn func() error) error {
 	return endErr
 }
 
-// joinTx starts the session's transaction block on a backend.
-func (t *txnState) joinTx(ctx context.Context, c *backend.Conn) error {
-	return c.Exec(ctx, strings.Join(t.txReplay, "; "))
+// joinTx starts the session's transaction block on a backend: the statements that open
+// it go out with the backend's next statement, in the same write (backend.Conn.QueueJoin),
+// not in a round trip of their own.
+func (t *txnState) joinTx(_ context.Context, c *backend.Conn) error {
+	c.QueueJoin(strings.Join(t.txReplay, "; "))
+	return nil
 }
 
 // commit ends a transaction block with COMMIT on every backend that joined it (the

@@ -475,6 +475,14 @@ func (wr *writeRun) send(ctx context.Context) {
 				x.sendSQL(c, task.sql, x.prm)
 				w.extraReady = true
 			default:
+				if x.prm == nil && !x.extended {
+					if join, ok := c.TakeJoin(); ok {
+						// The placement joins the block with this write: one Query
+						// message, the block's opening at its head.
+						c.QueryBytes(append([]byte(join+"; "), task.sql...))
+						break
+					}
+				}
 				x.sendSQL(c, task.sql, x.prm)
 			}
 			if err := ss.sendTo(c); err != nil {

@@ -65,9 +65,16 @@ type Conn struct {
 	// sent. A named Parse goes only to a connection with nothing in flight, so that the
 	// next ParseComplete is surely its own (pendingParse has room for one name).
 	inFlight int
-	// discard counts the queries sent with SendDiscard whose answers are still to be
-	// read: Next reads and drops them first, so the connection stays in step.
+	// discard counts the queries sent with SendDiscard or queued with QueueJoin whose
+	// answers are still to be read: Next reads and drops them first, so the connection
+	// stays in step. joins says, in order, which of them are QueueJoin's.
 	discard int
+	joins   []bool
+	// joinAt and joinEnd delimit, in the write buffer, the last QueueJoin's message
+	// (joinEnd -1: none to take back); joinSQL is its text (TakeJoin).
+	joinAt, joinEnd int
+	joinSQL         string
+	joinFlushes     int
 	// Unnamed makes SendExtended parse every statement anew as the unnamed statement
 	// instead of keeping named ones: for the coordinator, whose tables (temporary ones
 	// above all) may change definition between executions of the same text.
@@ -116,6 +123,7 @@ func NewConn(nc net.Conn, addr string) *Conn {
 		r:        pgwire.NewReader(nc, 32<<10),
 		w:        pgwire.NewWriter(nc),
 		TxStatus: 'I',
+		joinEnd:  -1,
 		Prepared: map[string]bool{},
 		used:     time.Now(),
 	}
@@ -224,7 +232,41 @@ func (c *Conn) SendDiscard(ctx context.Context, sql string) error {
 	c.Query(sql)
 	c.inFlight--
 	c.discard++
+	c.joins = append(c.joins, false)
 	return c.Flush()
+}
+
+// QueueJoin buffers sql, statements that open a transaction block (BEGIN and what
+// brings the block to its state), to be sent with whatever is sent next, in the same
+// write, instead of waiting for its answer first: the next reader drops the answer
+// (Next, Drain). TxStatus says 'T' at once. A block whose opening failed on the server
+// leaves the connection outside a transaction, where what was sent after it ran on its
+// own: the connection is then broken (its next read fails), as if lost, so that nothing
+// takes that answer for one inside the block. One that failed later (a SET) leaves the
+// block aborted: the next statement's own error (25P02) says so.
+func (c *Conn) QueueJoin(sql string) {
+	c.joinAt, c.joinEnd, c.joinSQL, c.joinFlushes = c.w.Len(), -1, sql, c.w.Flushes()
+	c.Query(sql)
+	c.joinEnd = c.w.Len()
+	c.inFlight--
+	c.discard++
+	c.joins = append(c.joins, true)
+	c.TxStatus = 'T'
+}
+
+// TakeJoin takes back the statements QueueJoin buffered last, when nothing was buffered
+// after them and they are not sent yet: the caller sends them at the head of its own
+// simple-protocol query text (one message, one answer to read, and a statement that
+// cannot run outside the block: an error opening it ends the query text).
+func (c *Conn) TakeJoin() (string, bool) {
+	if c.joinEnd < 0 || c.w.Len() != c.joinEnd || c.w.Flushes() != c.joinFlushes || c.discard == 0 || !c.joins[len(c.joins)-1] {
+		return "", false
+	}
+	c.w.Truncate(c.joinAt)
+	c.discard--
+	c.joins = c.joins[:len(c.joins)-1]
+	c.joinEnd = -1
+	return c.joinSQL, true
 }
 
 // Discarding reports whether answers sent with SendDiscard are still to be read.
@@ -244,6 +286,13 @@ func (c *Conn) Drain(ctx context.Context) error {
 
 // drain is Drain without a context.
 func (c *Conn) drain() error {
+	if c.w.Len() > 0 {
+		// A QueueJoin not sent yet (nothing followed it): it goes now, or its answer
+		// would never come.
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
 	var first error
 	for c.discard > 0 {
 		t, b, err := c.next()
@@ -257,6 +306,15 @@ func (c *Conn) drain() error {
 			}
 		case 'Z':
 			c.discard--
+			join := c.joins[0]
+			c.joins = c.joins[1:]
+			if join && c.TxStatus == 'I' {
+				c.broken.Store(true)
+				if first == nil {
+					first = errors.New("the transaction block could not be opened")
+				}
+				return &UnavailableError{Addr: c.Addr, Err: first}
+			}
 		}
 	}
 	return first
@@ -289,17 +347,22 @@ func (c *Conn) next() (byte, []byte, error) {
 				c.Idles++
 			}
 		}
-		if c.inFlight > 0 && c.discard == 0 {
-			c.inFlight--
+		if c.discard == 0 {
+			if c.inFlight > 0 {
+				c.inFlight--
+			}
+			// The end of a dropped answer says nothing of a Parse sent after it.
+			c.pendingParse = ""
 		}
-		c.pendingParse = ""
 	case '1':
 		if c.pendingParse != "" {
 			c.Prepared[c.pendingParse] = true
 			c.pendingParse = ""
 		}
 	case 'E':
-		c.pendingParse = ""
+		if c.discard == 0 {
+			c.pendingParse = ""
+		}
 	case 'S':
 		var ps pgproto3.ParameterStatus
 		if ps.Decode(b) == nil {
