@@ -285,7 +285,13 @@ func (sp *spool) Next() (byte, []byte, error) {
 		if sp.f != nil {
 			src = io.MultiReader(src, io.NewSectionReader(sp.f, 0, sp.size))
 		}
-		sp.r = pgwire.NewReader(src, 32<<10)
+		size := 32 << 10
+		if sp.f == nil && len(sp.mem) < size {
+			// Every frame is in memory: a buffer of their size holds any of them
+			// (most write answers are a few dozen bytes).
+			size = max(len(sp.mem), 16)
+		}
+		sp.r = pgwire.NewReader(src, size)
 	}
 	t, b, err := sp.r.Next()
 	if err != nil {
