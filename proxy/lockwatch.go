@@ -60,37 +60,40 @@ func (wr *writeRun) watchLocks() (stop func() (lost bool)) {
 	if len(conns) == 0 {
 		return nothing
 	}
-	done := make(chan struct{})
-	var lost bool
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(lockWatchInterval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			// In its transaction, with nothing asked of it, the connection has nothing
-			// to say: anything it sends is the FATAL before it closes, or the close.
-			if !c.Pending() {
-				continue
-			}
-			lost = true
-			cancelConns(conns)
+	// A timer, not a goroutine: most writes are answered before it first fires, and
+	// then the watch costs no more than the timer.
+	var mu sync.Mutex
+	var tm *time.Timer
+	stopped, lost := false, false
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
 			return
 		}
-	}()
+		// In its transaction, with nothing asked of it, the connection has nothing to
+		// say: anything it sends is the FATAL before it closes, or the close.
+		if !c.Pending() {
+			tm.Reset(lockWatchInterval)
+			return
+		}
+		lost = true
+		cancelConns(conns)
+	}
+	mu.Lock()
+	tm = time.AfterFunc(lockWatchInterval, check)
+	mu.Unlock()
 	return func() bool {
-		close(done)
-		wg.Wait()
-		if lost {
+		tm.Stop()
+		// A check under way finishes first (its cancel requests delivered).
+		mu.Lock()
+		stopped = true
+		l := lost
+		mu.Unlock()
+		if l {
 			c.MarkBroken()
 		}
-		return lost
+		return l
 	}
 }
 
