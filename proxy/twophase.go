@@ -209,6 +209,10 @@ func (tp *twoPhase) readXid(ctx context.Context) error {
 // gids names each part's prepared transaction after the coordinator's xid.
 func (tp *twoPhase) gids() {
 	for i, p := range tp.parts {
+		if p.gid != "" {
+			// Named when it prepared with its write: so are all the others (send).
+			continue
+		}
 		p.gid = "pgshard_" + strconv.FormatInt(tp.xid, 10) + "_" + strconv.Itoa(i+1)
 	}
 }
@@ -216,6 +220,9 @@ func (tp *twoPhase) gids() {
 // prepare runs PREPARE TRANSACTION on every part that is still there, in parallel.
 func (tp *twoPhase) prepare(ctx context.Context) {
 	tp.each(func(p *commitPart) {
+		if p.prepared || p.prepErr != nil {
+			return // prepared (or refused to) with its write
+		}
 		if p.conn == nil || p.lost != nil {
 			p.prepErr = p.lost
 			return
@@ -546,7 +553,10 @@ func (wr *writeRun) commitTwoPhase(ctx context.Context, all, live []*placementWr
 	finishImplicit(ctx, refused, false)
 	parts := make([]*commitPart, len(live))
 	for i, w := range live {
-		parts[i] = &commitPart{node: w.p.Node, conn: w.wc.conn(), placements: []metadata.Placement{w.p}}
+		// A part that prepared with the write (send) has its name, and its PREPARE's
+		// outcome, already.
+		parts[i] = &commitPart{node: w.p.Node, conn: w.wc.conn(), placements: []metadata.Placement{w.p},
+			gid: w.gid, prepared: w.prepared, prepErr: w.prepErr}
 	}
 	sortParts(parts)
 	if tp := wr.tp; tp != nil && (tp.xidPending || tp.xid != 0) {

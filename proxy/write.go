@@ -244,6 +244,14 @@ type placementWrite struct {
 	pgErr      *pgerr.Error // the placement answered with an error
 	commitErr  error        // the COMMIT of the statement's own transaction failed
 	tag        string
+	// gid names the prepared transaction when PREPARE TRANSACTION went out with the
+	// write, in the same query text (an implicit write through several connections whose
+	// decision's xid was known: send); prepared says the placement prepared it, prepErr
+	// that it refused to (the statement itself succeeded).
+	gid      string
+	prepared bool
+	prepErr  error
+	cmds     int // CommandCompletes read so far
 	// out holds the RowDescription, DataRow and NoticeResponse frames to forward (in
 	// memory up to a share of work-mem, beyond in a temporary file); rows are the
 	// offsets of its DataRows.
@@ -308,13 +316,15 @@ func (x *execution) newWriteRun(tasks []writeTask) *writeRun {
 // decides the answers, marks, commits and forwards the chosen answers.
 func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 	ss, tasks := wr.x.ss, wr.tasks
-	wr.send(ctx)
-	defer wr.release()
-	if wr.implicit && wr.decider != nil && wr.sentCount() > 1 {
-		// Two-phase commit's first step on the coordinator meanwhile.
+	if wr.implicit && wr.decider != nil && finalizedCount(tasks) > 1 {
+		// Two-phase commit's first step on the coordinator, before the write goes out:
+		// when the xid is known already, each placement prepares right after the write,
+		// in the same query text (send); else step 1's round trip overlaps the write's.
 		wr.startDecision(ctx)
 		defer wr.endDecision(ctx)
 	}
+	wr.send(ctx)
+	defer wr.release()
 	if len(wr.writes) == 0 {
 		return 0, pgerr.New(pgerr.InternalError, "could not modify any active placements").
 			WithDetail("Shard %d has no finalized placement.", tasks[0].shard.ID)
@@ -364,6 +374,15 @@ func (wr *writeRun) apply(ctx context.Context, sentDesc *bool) (int64, error) {
 		return 0, err
 	}
 	return n, nil
+}
+
+// finalizedCount is the number of placements the tasks go to.
+func finalizedCount(tasks []writeTask) int {
+	n := 0
+	for _, task := range tasks {
+		n += len(task.shard.Finalized())
+	}
+	return n
 }
 
 // currentShards replaces the tasks' shards by their state in snap (if still there).
@@ -448,6 +467,7 @@ func (m sessionMarker) markInactive(ctx context.Context, ps []metadata.Placement
 // connection (release gives them back).
 func (wr *writeRun) send(ctx context.Context) {
 	x, ss, implicit := wr.x, wr.x.ss, wr.implicit
+	prepared := 0
 	for ti, task := range wr.tasks {
 		for _, p := range task.shard.Finalized() {
 			w := &placementWrite{task: ti, p: p}
@@ -466,6 +486,13 @@ func (wr *writeRun) send(ctx context.Context) {
 			w.wc = wc
 			c := wc.conn()
 			switch {
+			case implicit && x.prm == nil && !x.extended && wr.tp != nil && wr.tp.xid != 0 && !wr.tp.xidPending:
+				// Two-phase commit's name is known: the placement prepares at once, and
+				// its answer says whether it did (collectOne). One round trip less.
+				prepared++
+				w.gid = "pgshard_" + strconv.FormatInt(wr.tp.xid, 10) + "_" + strconv.Itoa(prepared)
+				q := append([]byte("BEGIN;"), task.sql...)
+				c.QueryBytes(append(q, "; PREPARE TRANSACTION "+router.QuoteLiteral(w.gid)...))
 			case implicit && x.prm == nil && !x.extended:
 				// One Query message: the placement answers both with one ReadyForQuery.
 				c.QueryBytes(append([]byte("BEGIN;"), task.sql...))
@@ -839,6 +866,9 @@ func (wr *writeRun) collectOne(ctx context.Context, w *placementWrite) {
 				w.extraReady = false
 				continue
 			}
+			if w.gid != "" && w.prepErr == nil && w.cmds == 3 && c.TxStatus == 'I' {
+				w.prepared = true
+			}
 			return
 		case 'T', 'D', 'N':
 			// Past the session's temp-file-limit the rest is read and dropped (the
@@ -848,8 +878,21 @@ func (wr *writeRun) collectOne(ctx context.Context, w *placementWrite) {
 			}
 			w.out.WriteFrame(t, b)
 		case 'C':
+			w.cmds++
+			if w.gid != "" && w.cmds == 3 {
+				continue // PREPARE TRANSACTION's, after BEGIN's and the statement's
+			}
 			w.tag = string(trimZero(b))
 		case 'E':
+			if w.gid != "" && w.cmds == 2 && w.pgErr == nil {
+				// The statement succeeded; PREPARE TRANSACTION refused (prepared
+				// transactions disabled or exhausted), which rolled the part back.
+				w.prepErr = c.DecodeError(b)
+				if backend.Unavailable(w.prepErr) {
+					w.err, w.prepErr = w.prepErr, nil
+				}
+				continue
+			}
 			if w.pgErr == nil {
 				w.pgErr = c.DecodeError(b)
 				w.pgErr.Position = 0
@@ -877,6 +920,20 @@ func finishImplicit(ctx context.Context, writes []*placementWrite, commit bool) 
 		if commit && w.pgErr == nil {
 			cmd = "COMMIT"
 			out[w] = commitUnknown
+		}
+		switch {
+		case w.prepared && cmd == "COMMIT":
+			// The one placement left of a write that prepared with it (send): its
+			// part alone commits, in one phase as far as the decision goes.
+			cmd = "COMMIT PREPARED " + router.QuoteLiteral(w.gid)
+		case w.prepared:
+			cmd = "ROLLBACK PREPARED " + router.QuoteLiteral(w.gid)
+		case w.prepErr != nil:
+			// PREPARE refused: the part is rolled back already.
+			if out[w] == commitUnknown {
+				out[w], w.commitErr = commitFailed, w.prepErr
+			}
+			continue
 		}
 		c := w.wc.conn()
 		c.Query(cmd)

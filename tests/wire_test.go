@@ -78,7 +78,7 @@ func (w *wireConn) flush() {
 }
 
 func (w *wireConn) receive() pgproto3.BackendMessage {
-	w.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	w.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
 	m, err := w.fe.Receive()
 	if err != nil {
 		w.t.Fatalf("receive: %v", err)
