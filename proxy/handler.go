@@ -31,7 +31,9 @@ func (h handler) Idle() (time.Time, *pgerr.Error, bool) {
 			until, idleErr = u, ss.srv.clientIdleError()
 		}
 	}
-	return until, idleErr, ss.listening && ss.txn.coord != nil && ss.suspended == nil
+	// A release sent without waiting (twophase.go's sendRelease) is settled meanwhile
+	// too: one that failed is run again at once, not at the session's next statement.
+	return until, idleErr, ss.txn.coord != nil && ss.suspended == nil && (ss.listening || ss.txn.coord.Value().Discarding())
 }
 
 // Relay relays the notifications that arrived on the session's coordinator connection
@@ -47,12 +49,15 @@ func (h handler) Relay(w *pgwire.Writer) bool {
 		// What arrived may be the answer to a release sent without waiting
 		// (SendDiscard), not a notification: read it first.
 		c.SetDeadline(time.Now().Add(time.Second))
-		c.Drain(context.Background())
+		settleRelease(context.Background(), c, ss.txn.txLog)
 		c.SetDeadline(time.Time{})
 		if c.Broken() {
 			ss.listening = false
 			return false
 		}
+	}
+	if !ss.listening {
+		return false
 	}
 	if !c.Pending() {
 		return true

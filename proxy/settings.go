@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/puddle/v2"
 
+	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
@@ -161,11 +162,48 @@ func (st *sessionSettings) applySettingsFor(ctx context.Context, c *backend.Conn
 	if apply != "" {
 		sql += "; " + apply
 	}
-	if err := c.Exec(ctx, sql); err != nil {
+	if err := resetSettings(ctx, c, sql); err != nil {
 		return err
 	}
 	c.Settings, c.SettingsSeq = st.settings.key, c.ParamsSeq
 	return nil
+}
+
+// noStatementTimeout goes before a reset of a connection's settings, in a Query of its
+// own (resetSettings).
+const noStatementTimeout = "SET statement_timeout = 0"
+
+// resetAttempts bounds the runs of a reset cancelled by the statement_timeout it found.
+const resetAttempts = 5
+
+// resetSettings runs sql, which resets a connection's settings, under no statement
+// timeout. The connection may have any statement_timeout: one a block SET and committed
+// (its connections then go back to the pool stale), or another session's. PostgreSQL
+// times each statement from its start, under the value it finds then: a short timeout
+// would cancel the reset (and the statement the reset was for would fail with 57014,
+// though the session's own timeout may be 0). So noStatementTimeout goes first, in a
+// Query of its own, sent in the same round trip: once it is done, the reset's
+// statements find no timeout (and RESET ALL and the session's settings then set the
+// session's). A tiny timeout may cancel noStatementTimeout itself, and the reset after
+// it (or, PostgreSQL's cancel being a signal, a timeout that ran out at its very end
+// may cancel the reset): both are then sent again, a few times. A reset that fails
+// otherwise fails.
+func resetSettings(ctx context.Context, c *backend.Conn, sql string) error {
+	var err error
+	for range resetAttempts {
+		c.Query(noStatementTimeout)
+		c.Query(sql)
+		if err = c.Flush(); err != nil {
+			return err
+		}
+		if pre := c.ExecPending(ctx); c.Broken() {
+			return pre
+		}
+		if err = c.ExecPending(ctx); err == nil || c.Broken() || pgerr.CodeOf(err) != pgerr.QueryCanceled || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
 
 // refreshSettings reads the session-level settings back from its coordinator connection,

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -415,9 +416,9 @@ func (tp *twoPhase) dropCopies(ctx context.Context) {
 	switch {
 	case c == nil || c.Broken() || tp.copies == copiesNone:
 	case tp.copies == copiesAll && tp.releaseSQL != "":
-		if err := c.Exec(ctx, tp.releaseSQL); err != nil {
-			tp.log.Warn("two-phase commit: could not release the write locks' copies; closing the connection", "err", err)
-			c.Close()
+		sql := releaseUntimedSQL(tp.releaseSQL)
+		if err := c.Exec(ctx, sql); err != nil {
+			releaseAgain(ctx, c, sql, err, tp.log)
 		}
 	default:
 		c.Close()
@@ -527,10 +528,99 @@ func (tp *twoPhase) run(ctx context.Context) error {
 		}
 	}
 	if tp.releaseSQL != "" && !tp.coord.Broken() {
-		// A failure breaks the connection, which releases them too.
-		tp.coord.SendDiscard(ctx, tp.releaseSQL)
+		sendRelease(ctx, tp.coord, tp.releaseSQL, tp.log)
 	}
 	return nil
+}
+
+// The release of the write locks' session-level copies (releaseSQL) is sent once COMMIT
+// PREPARED is done without waiting for its answer (sendRelease). Its answer is read
+// (settleRelease) while the client is idle (handler.go's Relay), or at the coordinator
+// connection's next use (coordConnFor) if that comes first. It must not be lost: the
+// copies would be held for as long as the connection lives, and every other session's
+// write to those shards would wait. It runs on the session's coordinator connection,
+// under the session's statement_timeout, which a client may set as short as it likes:
+// the release sets it to 0 for itself (releaseUntimedSQL); what cancels it still (its
+// first statement is timed from the Query's arrival) is seen in its answer, and it is
+// then run again, waiting (releaseAgain), or else the connection is closed.
+
+// releaseUntimedSQL is sql, a release of the copies, run under no statement_timeout.
+// PostgreSQL times each statement of a Query apart, with the value it finds at the
+// statement's start; set_config's local value lasts until the end of the Query's
+// implicit transaction (and the session's statement_timeout is back after it).
+func releaseUntimedSQL(sql string) string {
+	return "SELECT pg_catalog.set_config('statement_timeout', '0', true); " + sql
+}
+
+// pendingReleases are the releases sent without waiting for their answer, by
+// coordinator connection (*backend.Conn -> the release's SQL), until the connection's
+// next use reads it; releasesSent counts them, for sweeping out the entries of
+// connections closed meanwhile.
+var (
+	pendingReleases sync.Map
+	releasesSent    atomic.Uint64
+)
+
+// sendRelease sends the release sql on c, the coordinator connection, without waiting
+// for its answer, and records it: settleRelease reads the answer at c's next use.
+func sendRelease(ctx context.Context, c *backend.Conn, sql string, log *slog.Logger) {
+	if c.Discarding() {
+		// An earlier release's answer is still to come (Drain reports the first
+		// error of all): settle it first.
+		settleRelease(ctx, c, log)
+		if c.Broken() {
+			return
+		}
+	}
+	sql = releaseUntimedSQL(sql)
+	if err := c.SendDiscard(ctx, sql); err != nil || !c.Discarding() {
+		// Run at once, waiting (c had an answer still to come); a lost connection
+		// released them.
+		if err != nil && !c.Broken() {
+			releaseAgain(ctx, c, sql, err, log)
+		}
+		return
+	}
+	pendingReleases.Store(c, sql)
+	if releasesSent.Add(1)%64 == 0 {
+		pendingReleases.Range(func(k, _ any) bool {
+			if k.(*backend.Conn).Broken() {
+				pendingReleases.Delete(k)
+			}
+			return true
+		})
+	}
+}
+
+// settleRelease reads the answer to a release sent without waiting (sendRelease) on
+// c, if one is still to come, and runs again a release that failed.
+func settleRelease(ctx context.Context, c *backend.Conn, log *slog.Logger) {
+	err := c.Drain(ctx)
+	sql, pending := pendingReleases.LoadAndDelete(c)
+	if err == nil || !pending {
+		return
+	}
+	releaseAgain(ctx, c, sql.(string), err, log)
+}
+
+// releaseAttempts bounds the runs of a release that keeps failing.
+const releaseAttempts = 5
+
+// releaseAgain runs a release that failed with err (cancelled, say) again, waiting for
+// it, a few times; if it still fails, it closes c, which releases the copies too.
+func releaseAgain(ctx context.Context, c *backend.Conn, sql string, err error, log *slog.Logger) {
+	for range releaseAttempts {
+		if c.Broken() {
+			break
+		}
+		if err = c.Exec(ctx, sql); err == nil {
+			return
+		}
+	}
+	if log != nil && !c.Broken() {
+		log.Warn("two-phase commit: could not release the write locks' copies; closing the connection", "err", err)
+	}
+	c.Close()
 }
 
 // sortParts orders parts by node (gids then follow the node order).

@@ -345,6 +345,11 @@ func (t *txnState) commitBlock(ctx context.Context) ([]metadata.Placement, error
 	if err != nil {
 		tp := &twoPhase{parts: parts, readers: readers, log: t.txLog}
 		tp.abort(ctx)
+		if t.coord != nil && !t.coord.Value().Broken() && t.coord.Value().TxStatus != 'I' {
+			// The block's coordinator transaction failed (a statement of the proxy's
+			// cancelled there): it ends with the block.
+			t.coord.Value().Exec(ctx, "ROLLBACK")
+		}
 		return nil, err
 	}
 	tp := &twoPhase{parts: parts, readers: readers, coord: c, coordOpen: open, mark: t.host.markMissed, log: t.txLog, finishAs: t.host.finishPrepared,

@@ -50,9 +50,9 @@ func (t *txnState) coordConnFor(ctx context.Context, work bool) (*backend.Conn, 
 	// The answer to the release of a commit's session-level lock copies (twoPhase's
 	// releaseSQL) may still be on its way: read it before the connection runs anything
 	// else, so that a cancel request meant for what comes next (a lock wait, the
-	// client's statement) cannot cancel the release instead. A lost connection released
-	// them.
-	c.Drain(ctx)
+	// client's statement) cannot cancel the release instead; a release that failed is
+	// run again (settleRelease). A lost connection released them.
+	settleRelease(ctx, c, t.txLog)
 	if c.Broken() {
 		if t.tx != txIdle && t.coordInTx {
 			// The block's coordinator transaction is gone, and with it the write locks

@@ -192,16 +192,25 @@ func TestHostile2PCCoordinatorCommitFailsLocksKept(t *testing.T) {
 // statement_timeout is 0, as PostgreSQL would never do. Seen at the first blocks of a
 // loop through a two-phase commit (4 worker connections a block).
 func TestHostileStaleStatementTimeoutHitsNextUse(t *testing.T) {
-	t.Skip("known defect: a worker connection left with a block's statement_timeout (SET in the block, committed there) is reset under that timeout on its next use (settings.go applySettingsFor): with a 1 ms timeout the reset is cancelled and a later statement (of this session after RESET, or of another) fails with 57014")
 	ctx := context.Background()
 	a, b := connect(t), connect(t)
 	tbl := tpTable(t, a, "")
 	mustExec(t, a, fmt.Sprintf("INSERT INTO %s SELECT g, g FROM generate_series(1, 8) g", tbl))
 	for i := 0; i < 40; i++ {
 		mustExec(t, a, "BEGIN", fmt.Sprintf("UPDATE %s SET v = v + 1", tbl), "SET statement_timeout = 1")
-		a.Exec(ctx, "COMMIT") // may time out at PREPARE: either way the connections are stale
-		a.Exec(ctx, "ROLLBACK")
-		mustExec(t, a, "RESET statement_timeout")
+		_, commitErr := a.Exec(ctx, "COMMIT") // may time out at PREPARE: either way the connections are stale
+		_, rollbackErr := a.Exec(ctx, "ROLLBACK")
+		// RESET itself runs under the 1 ms timeout (as in PostgreSQL, which may cancel
+		// it on a loaded machine): try again until it is done.
+		for j := 0; ; j++ {
+			_, err := a.Exec(ctx, "RESET statement_timeout")
+			var pe *pgconn.PgError
+			if err == nil {
+				break
+			} else if !errors.As(err, &pe) || pe.Code != "57014" || j == 20 {
+				t.Fatalf("round %d: RESET statement_timeout: %v (after COMMIT: %v, ROLLBACK: %v)", i, err, commitErr, rollbackErr)
+			}
+		}
 		for k := 1; k <= 8; k++ {
 			for _, c := range []*pgx.Conn{a, b} {
 				if _, err := c.Exec(ctx, fmt.Sprintf("SELECT v FROM %s WHERE k = %d", tbl, k)); err != nil {
@@ -347,32 +356,50 @@ func TestHostile2PCRecordOfAnotherNode(t *testing.T) {
 // Seen about once in 600 autocommit two-placement INSERTs with statement_timeout = 1 on
 // a loaded machine; the check is made once the connection is idle after the release.
 func TestHostile2PCLockCopiesReleaseCancelled(t *testing.T) {
-	t.Skip("known defect: the release of a two-phase commit's session-level lock copies (sent without waiting, its error dropped by the next Drain) can be cancelled by the session's statement_timeout, leaving the copies held for the session's life")
 	ctx := context.Background()
-	conn := connect(t)
+	// The application name comes with the startup packet: a commit that fails part way
+	// may close the session's coordinator connection, and a new one gets the startup's
+	// application_name, not one SET since.
+	app := uniqueName("relcancel")
+	conn, err := pgx.Connect(ctx, simpleURL(env.P)+"&application_name="+app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
 	tbl := tpTable(t, conn, "")
 	coord := connectServer(t, env.C.Coordinator)
-	app := uniqueName("relcancel")
-	mustExec(t, conn, fmt.Sprintf("SET application_name = '%s'", app), "SET statement_timeout = 1")
+	mustExec(t, conn, "SET statement_timeout = 1")
 	for i := 0; i < 2000; i++ {
 		if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES (%d, 0)", tbl, i)); err != nil {
 			continue // the write itself timed out: nothing to release
 		}
 		// Wait until the coordinator connection ran the release (the decision query
 		// itself leaves the copies held while COMMIT PREPARED runs).
-		for j := 0; j < 1000; j++ {
+		var heldSince time.Time
+		for j := 0; j < 5000; j++ {
 			var st, q string
 			var locks int
 			err := coord.QueryRow(ctx, `SELECT a.state, a.query, (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')
 				FROM pg_stat_activity a WHERE a.application_name = $1`, app).Scan(&st, &q, &locks)
+			if errors.Is(err, pgx.ErrNoRows) {
+				break // no coordinator connection (a failed commit closed it): nothing held
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if st == "idle" && strings.Contains(q, "pg_advisory_unlock") {
-				if locks > 0 {
-					t.Fatalf("round %d: the session's coordinator connection is idle holding %d advisory locks after the release %q", i, locks, q)
+				if locks == 0 {
+					break
 				}
-				break
+				// A release cancelled all the same is run again at once (while the
+				// client is idle): the copies must go within a moment.
+				if heldSince.IsZero() {
+					heldSince = time.Now()
+				} else if time.Since(heldSince) > 2*time.Second {
+					t.Fatalf("round %d: the session's coordinator connection is idle holding %d advisory locks for %v after the release %q", i, locks, time.Since(heldSince).Round(time.Millisecond), q)
+				}
+				time.Sleep(time.Millisecond)
+				continue
 			}
 			if st == "idle" && !strings.Contains(q, "pgs_commit.record") {
 				break // a one-phase write, or the release is not the last query
