@@ -640,6 +640,7 @@ func TestPlainAndKeywordTables(t *testing.T) {
 	want := []string{
 		`CREATE UNLOGGED TABLE public.plain_10042 (k integer NOT NULL, v character varying(20) COLLATE pg_catalog."C", n numeric(10,2) NOT NULL, s text DEFAULT 'abc'::text)`,
 		`ALTER TABLE ONLY public.plain_10042 REPLICA IDENTITY FULL`,
+		`ALTER TABLE public.plain_10042 OWNER TO postgres`,
 	}
 	if !reflect.DeepEqual(cmds, want) {
 		t.Errorf("plain commands\n got %q\nwant %q", cmds, want)
@@ -661,6 +662,7 @@ func TestPlainAndKeywordTables(t *testing.T) {
 		`CREATE UNIQUE INDEX order_k_10042 ON public.order_10042 USING btree (k)`,
 		`ALTER TABLE public.order_10042 CLUSTER ON order_k_10042`,
 		`ALTER TABLE ONLY public.order_10042 REPLICA IDENTITY USING INDEX order_k_10042`,
+		`ALTER TABLE public.order_10042 OWNER TO postgres`,
 	}
 	if !reflect.DeepEqual(cmds, want) {
 		t.Errorf("order commands\n got %q\nwant %q", cmds, want)

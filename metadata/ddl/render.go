@@ -160,12 +160,102 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 			cmds = append(cmds, alter+"REPLICA IDENTITY USING INDEX "+replident)
 		}
 	}
+	more, err := t.ownershipCommands(shard, shardID)
+	if err != nil {
+		return nil, err
+	}
+	cmds = append(cmds, more...)
 	// Load deparsed the definitions with standard_conforming_strings on; the commands
 	// run in sessions that may have it off.
 	for i, c := range cmds {
 		cmds[i] = sqllex.PortableText(c)
 	}
 	return cmds, nil
+}
+
+// ownershipCommands are the commands that give the shard its table's owner, privileges and
+// comments: ALTER TABLE ... OWNER TO (a no-op when the session creating the shard is the
+// owner's), the table's ACL (when it is not the default: REVOKE ALL from PUBLIC and the
+// owner, then a GRANT per grantee), the columns' ACLs, and COMMENT ON the table, its
+// columns, constraints and indexes.
+func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error) {
+	var cmds []string
+	if t.Owner != "" {
+		cmds = append(cmds, "ALTER TABLE "+shard+" OWNER TO "+t.Owner)
+	}
+	on := " ON TABLE " + shard + " "
+	if t.ACL != nil {
+		cmds = append(cmds, "REVOKE ALL"+on+"FROM PUBLIC")
+		if t.Owner != "" {
+			cmds = append(cmds, "REVOKE ALL"+on+"FROM "+t.Owner)
+		}
+		for _, g := range t.ACL {
+			cmds = append(cmds, g.command("", on))
+		}
+	}
+	for _, c := range t.Columns {
+		for _, g := range c.ACL {
+			cmds = append(cmds, g.command(c.QuotedName, on))
+		}
+	}
+	if t.Comment != "" {
+		cmds = append(cmds, "COMMENT ON TABLE "+shard+" IS "+t.Comment)
+	}
+	for _, c := range t.Columns {
+		if c.Comment != "" {
+			cmds = append(cmds, "COMMENT ON COLUMN "+shard+"."+c.QuotedName+" IS "+c.Comment)
+		}
+	}
+	for _, ck := range t.Checks {
+		if ck.Comment != "" {
+			cmds = append(cmds, "COMMENT ON CONSTRAINT "+ck.QuotedName+" ON "+shard+" IS "+ck.Comment)
+		}
+	}
+	for _, c := range t.Constraints {
+		if c.Comment == "" && c.IndexComment == "" {
+			continue
+		}
+		name, err := quotedShardName(c.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		if c.Comment != "" {
+			cmds = append(cmds, "COMMENT ON CONSTRAINT "+name+" ON "+shard+" IS "+c.Comment)
+		}
+		if c.IndexComment != "" {
+			cmds = append(cmds, "COMMENT ON INDEX "+t.QuotedSchema+"."+name+" IS "+c.IndexComment)
+		}
+	}
+	for _, ix := range t.Indexes {
+		if ix.Comment == "" {
+			continue
+		}
+		name, err := quotedShardName(ix.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, "COMMENT ON INDEX "+t.QuotedSchema+"."+name+" IS "+ix.Comment)
+	}
+	return cmds, nil
+}
+
+// command is the GRANT of g on the table (on is " ON TABLE <shard> "), or on its column
+// quotedColumn when that is not "".
+func (g Grant) command(quotedColumn, on string) string {
+	privs := g.Privileges
+	if quotedColumn != "" {
+		// Column privileges name the column after each privilege.
+		parts := strings.Split(privs, ", ")
+		for i, p := range parts {
+			parts[i] = p + " (" + quotedColumn + ")"
+		}
+		privs = strings.Join(parts, ", ")
+	}
+	cmd := "GRANT " + privs + on + "TO " + g.Grantee
+	if g.Grantable {
+		cmd += " WITH GRANT OPTION"
+	}
+	return cmd
 }
 
 func (t *Table) createTable(shard string) (string, error) {
