@@ -138,3 +138,94 @@ func TestShardOwnerGrantsComments(t *testing.T) {
 		t.Fatalf("after refused statements: %d finalized, %d inactive placements", fin, inact)
 	}
 }
+
+// TestShardTypes: a table whose columns are of a user-defined enum (in a schema of its own
+// that the workers lack), a domain with a check, a composite type and an array of the enum
+// is distributed without creating anything on the workers first: the types are created
+// there with the shards. Values of those types go in and come out through pgshard as in
+// PostgreSQL; a repair onto a worker whose copies of the types were dropped creates them
+// again.
+func TestShardTypes(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	schema := uniqueName("sobj_types")
+	dom := uniqueName("sobj_posint")
+	comp := uniqueName("sobj_pair")
+	table := uniqueName("sobj_typed")
+	mustExec(t, conn,
+		"CREATE SCHEMA "+schema,
+		fmt.Sprintf("CREATE TYPE %s.mood AS ENUM ('sad', 'ok', 'happy')", schema),
+		fmt.Sprintf("CREATE DOMAIN %s AS int NOT NULL CHECK (VALUE > 0)", dom),
+		fmt.Sprintf("CREATE TYPE %s AS (a int, m %s.mood)", comp, schema))
+	t.Cleanup(func() {
+		for _, s := range env.C.Servers() {
+			s.Exec(context.Background(), "postgres", fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP SCHEMA IF EXISTS %s CASCADE; DROP TYPE IF EXISTS %s; DROP DOMAIN IF EXISTS %s", table, schema, comp, dom))
+		}
+	})
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, m %s.mood DEFAULT 'ok', p %s, c %s, ms %s.mood[])",
+		table, schema, dom, comp, schema), table, "id", 1, 2)
+	mustExec(t, conn,
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 'happy', 5, ROW(1, 'sad'), '{sad,happy}')", table),
+		fmt.Sprintf("INSERT INTO %s (id, p, c) VALUES (2, 7, ROW(2, 'ok')::%s)", table, comp),
+		fmt.Sprintf("INSERT INTO %s (id, m, p) VALUES (3, 'sad', 1)", table))
+	const q = "SELECT string_agg(concat_ws('/', id, m, p, c, ms, (c).m > 'sad'), ' ' ORDER BY m, id) FROM %s WHERE m >= 'sad'"
+	want := "3/sad/1 2/ok/7/(2,ok)/t 1/happy/5/(1,sad)/{sad,happy}/f" // enum order: sad < ok < happy
+	if got := queryString(t, conn, fmt.Sprintf(q, table)); got != want {
+		t.Errorf("%s: %q, want %q", fmt.Sprintf(q, table), got, want)
+	}
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s (id, p) VALUES (4, 0)", table), "23514", "")
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s (id, m, p) VALUES (5, 'angry', 1)", table), "22P02", "")
+
+	// The victim worker loses the shard and its types; the repair creates them again.
+	sh := shardsOf(t, table)[0]
+	victim := serverFor(sh.places[0].port)
+	mustExec(t, connectServer(t, victim), fmt.Sprintf("DROP TABLE %s_%d; DROP SCHEMA %s CASCADE; DROP TYPE %s; DROP DOMAIN %s", table, sh.id, schema, comp, dom))
+	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
+		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", sh.places[0].id))
+	time.Sleep(500 * time.Millisecond) // the proxy reloads on the notification
+	if _, err := conn.Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", sh.id)); err != nil {
+		t.Fatalf("REPAIR SHARD %d: %v", sh.id, err)
+	}
+	mustExec(t, conn, fmt.Sprintf("UPDATE %s SET m = 'ok', c = ROW(9, 'happy') WHERE id = 3", table))
+	if fin, inact, _ := placementStates(t, table); fin != 2 || inact != 0 {
+		t.Fatalf("after the repair and a write: %d finalized, %d inactive placements", fin, inact)
+	}
+	if n := checkPlacements(t, table, "hashint4(id)"); n != 3 {
+		t.Errorf("%d rows, want 3", n)
+	}
+	want = "2/ok/7/(2,ok)/t 3/ok/1/(9,happy)/t 1/happy/5/(1,sad)/{sad,happy}/f"
+	if got := queryString(t, conn, fmt.Sprintf(q, table)); got != want {
+		t.Errorf("after the repair: %q, want %q", got, want)
+	}
+}
+
+// TestShardNeedsMissingFunction: a table whose CHECK constraint calls a function that the
+// workers lack is refused by master_create_worker_shards with 0A000 naming the function,
+// and no shard is left behind; with the function on the workers it is distributed.
+func TestShardNeedsMissingFunction(t *testing.T) {
+	conn := connect(t)
+	fn := uniqueName("sobj_fn")
+	table := uniqueName("sobj_fnt")
+	mustExec(t, conn, fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn),
+		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int CHECK (public.%s(v)))", table, fn),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", table))
+	t.Cleanup(func() {
+		for _, s := range env.C.Servers() {
+			s.Exec(context.Background(), "postgres", fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP FUNCTION IF EXISTS public.%s(int)", table, fn))
+		}
+	})
+	wantError(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table), "0A000",
+		fmt.Sprintf("function public.%s(integer), which table public.%s needs, does not exist on this worker", fn, table))
+	if n := len(shardsOf(t, table)); n != 0 {
+		t.Errorf("%d shards recorded after a refused creation", n)
+	}
+	for _, w := range env.C.Workers {
+		if n := queryString(t, connectServer(t, w), "SELECT count(*)::text FROM pg_class WHERE relname LIKE $1", table+"\\_%"); n != "0" {
+			t.Errorf("%s shard tables left on %s", n, w.Name)
+		}
+		mustExec(t, connectServer(t, w), fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn))
+	}
+	mustExec(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table),
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (2, 0)", table), "23514", "")
+}

@@ -51,6 +51,12 @@ type Table struct {
 	// Comment is the table's comment as a quoted literal, "" for none.
 	Comment string
 
+	// Types are the user-defined types the columns need, a type after those it is made
+	// of; Functions the user-defined functions the shard's constraints, generated columns,
+	// indexes and types call. CreateCommands makes sure they exist on the worker.
+	Types     []Type
+	Functions []Function
+
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
 	HasUnique bool
@@ -401,7 +407,13 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 	if err := json.Unmarshal(r.Rows[0][0], &jt); err != nil {
 		return nil, fmt.Errorf("ddl: decode relation %d: %w", relid, err)
 	}
-	return fromJSON(relid, &jt)
+	if t, err = fromJSON(relid, &jt); err != nil {
+		return nil, err
+	}
+	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // serverMajor is the coordinator's major version, from the server_version parameter.

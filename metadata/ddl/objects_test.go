@@ -2,10 +2,16 @@ package ddl_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgshard/pgshard/metadata/ddl"
 )
 
 // privilegesSQL describes what a table carries besides its definition, independent of its
@@ -98,5 +104,196 @@ func TestOwnerGrantsComments(t *testing.T) {
 	shard := fmt.Sprintf("public.acl_default_%d", shardID)
 	if got, want := queryString(t, worker, privilegesSQL, shard, ""), queryString(t, coord, privilegesSQL, "public.acl_default", ""); got != want {
 		t.Errorf("shard %s:\n%s\nwant:\n%s", shard, got, want)
+	}
+}
+
+// typesFixture makes types in a schema of their own (and one in public) on the coordinator:
+// an enum, a domain over int with a default, NOT NULL and checks (one NOT VALID), a
+// composite made of the enum and a collated text, and a domain over the enum.
+const typesFixture = `
+CREATE SCHEMA "Typ Schema";
+CREATE TYPE "Typ Schema".mood AS ENUM ('sad', 'ok', 'it''s', 'back\slash');
+CREATE DOMAIN public.posint AS int DEFAULT 1 NOT NULL CONSTRAINT positive CHECK (VALUE > 0);
+ALTER DOMAIN public.posint ADD CONSTRAINT small CHECK (VALUE < 1000000) NOT VALID;
+CREATE TYPE "Typ Schema"."Pair" AS (a int, m "Typ Schema".mood, t text COLLATE "C");
+CREATE DOMAIN "Typ Schema".good_mood AS "Typ Schema".mood CHECK (VALUE <> 'sad');
+CREATE TABLE public.types_t (
+	k int NOT NULL,
+	m "Typ Schema".mood DEFAULT 'ok',
+	p public.posint,
+	c "Typ Schema"."Pair",
+	ms "Typ Schema".mood[],
+	g "Typ Schema".good_mood
+);
+`
+
+// TestTypesCreated: the types a table's columns need are created on a worker that lacks
+// them, before the shard, in dependency order and in their schemas; a second shard finds
+// them there; a worker whose enum of that name has other labels refuses the shard.
+func TestTypesCreated(t *testing.T) {
+	needCluster(t)
+	coord := connect(t, testCluster.Coordinator)
+	worker := connect(t, testCluster.Workers[0])
+	mustExec(t, coord, typesFixture)
+	tbl := mustLoad(t, coord, "public.types_t")
+	var names []string
+	for _, ty := range tbl.Types {
+		names = append(names, ty.Qualified)
+	}
+	// mood before the types made of it.
+	pos := map[string]int{}
+	for i, n := range names {
+		pos[n] = i
+	}
+	if len(names) != 4 || pos[`"Typ Schema".mood`] > pos[`"Typ Schema"."Pair"`] || pos[`"Typ Schema".mood`] > pos[`"Typ Schema".good_mood`] {
+		t.Fatalf("types in the wrong order or missing: %v", names)
+	}
+	mustExec(t, worker, "SET standard_conforming_strings = off")
+	defer mustExec(t, worker, "RESET standard_conforming_strings")
+	createShard(t, worker, tbl, shardID)
+	// The shard's columns are the prototype's, of types of the same names (other OIDs).
+	noOIDs := func(d description) description {
+		cols := append([]descCol(nil), d.Columns...)
+		for i := range cols {
+			cols[i].TypeOID = 0
+		}
+		d.Columns = cols
+		return d
+	}
+	want := noOIDs(sortByName(expectShard(t, describe(t, coord, "public.types_t"), tbl, shardID)))
+	got := noOIDs(sortByName(normalizeShard(t, describe(t, worker, fmt.Sprintf("public.types_t_%d", shardID)))))
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("shard differs from the prototype\n got: %+v\nwant: %+v", got, want)
+	}
+	createShard(t, worker, tbl, shardID+1) // the types exist now
+	typesSQL := `SELECT string_agg(format_type(t.oid, NULL) || ' ' || t.typtype::text || ' ' || coalesce(
+		(SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = t.oid),
+		(SELECT string_agg(pg_get_constraintdef(c.oid) || ' ' || c.convalidated, ',' ORDER BY conname) FROM pg_constraint c WHERE c.contypid = t.oid), '') ||
+		' ' || coalesce(t.typdefault, '') || ' ' || t.typnotnull || ' ' || coalesce(format_type(t.typbasetype, t.typtypmod), '') ||
+		' ' || coalesce((SELECT string_agg(attname || ':' || format_type(atttypid, atttypmod) || ':' || attcollation::regcollation, ',' ORDER BY attnum)
+		                 FROM pg_attribute WHERE attrelid = t.typrelid AND attnum > 0), ''),
+		E'\n' ORDER BY format_type(t.oid, NULL))
+		FROM pg_type t WHERE t.typnamespace IN ('"Typ Schema"'::regnamespace) OR t.oid = 'public.posint'::regtype`
+	if got, want := queryString(t, worker, typesSQL), queryString(t, coord, typesSQL); got != want {
+		t.Errorf("types on the worker:\n%s\nwant (the coordinator's):\n%s", got, want)
+	}
+	mustExec(t, worker, fmt.Sprintf(`INSERT INTO public.types_t_%d VALUES (1, 'it''s', 5, ROW(1, 'back\\slash', 'x'), '{sad,ok}', 'ok')`, shardID))
+	if err := exec(context.Background(), worker, fmt.Sprintf(`INSERT INTO public.types_t_%d (k, p) VALUES (2, -1)`, shardID)); sqlState(err) != "23514" {
+		t.Errorf("a value the domain's check refuses: %v", err)
+	}
+	dropShard(t, worker, tbl, shardID)
+	dropShard(t, worker, tbl, shardID+1)
+
+	// An enum of the same name with other labels on the worker.
+	mustExec(t, worker, `DROP TYPE "Typ Schema"."Pair", "Typ Schema".good_mood; DROP TYPE "Typ Schema".mood; CREATE TYPE "Typ Schema".mood AS ENUM ('sad', 'ok')`)
+	cmds, err := tbl.CreateCommands(shardID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, worker, "BEGIN")
+	var failed error
+	for _, c := range cmds {
+		if failed = exec(context.Background(), worker, c); failed != nil {
+			break
+		}
+	}
+	mustExec(t, worker, "ROLLBACK")
+	if sqlState(failed) != "42804" || !strings.Contains(failed.Error(), `"Typ Schema".mood exists on this worker with other labels`) {
+		t.Errorf("an enum with other labels on the worker: %v", failed)
+	}
+	mustExec(t, worker, `DROP SCHEMA "Typ Schema" CASCADE; DROP DOMAIN public.posint`)
+}
+
+// TestTypesRace: two sessions create shards needing the same missing types at once; the
+// one that loses the race to create them goes on with the winner's.
+func TestTypesRace(t *testing.T) {
+	needCluster(t)
+	coord := connect(t, testCluster.Coordinator)
+	mustExec(t, coord, `CREATE TYPE public.race_e AS ENUM ('a', 'b'); CREATE TABLE public.race_t (k int, e public.race_e)`)
+	tbl := mustLoad(t, coord, "public.race_t")
+	a := connect(t, testCluster.Workers[0])
+	b := connect(t, testCluster.Workers[0])
+	run := func(conn *pgconn.PgConn, id int64) error {
+		cmds, err := tbl.CreateCommands(id)
+		if err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			if err := exec(context.Background(), conn, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	mustExec(t, a, "BEGIN")
+	if err := run(a, shardID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		if err := exec(context.Background(), b, "BEGIN"); err != nil {
+			done <- err
+			return
+		}
+		err := run(b, shardID+1)
+		if err == nil {
+			err = exec(context.Background(), b, "COMMIT")
+		} else {
+			exec(context.Background(), b, "ROLLBACK")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the second session did not wait for the first's type: %v", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	mustExec(t, a, "COMMIT")
+	if err := <-done; err != nil {
+		t.Fatalf("the session that lost the race: %v", err)
+	}
+	if n := queryString(t, a, `SELECT count(*) FROM pg_class WHERE relname IN ('race_t_10042', 'race_t_10043')`); n != "2" {
+		t.Errorf("%s shards, want 2", n)
+	}
+	mustExec(t, a, `DROP TABLE public.race_t_10042, public.race_t_10043; DROP TYPE public.race_e`)
+}
+
+// TestObjectsRefused: a function a shard's CHECK constraint calls must exist on the worker
+// (the shard is refused with 0A000 naming it); a range type column is refused by Load.
+func TestObjectsRefused(t *testing.T) {
+	needCluster(t)
+	coord := connect(t, testCluster.Coordinator)
+	worker := connect(t, testCluster.Workers[0])
+	mustExec(t, coord, `CREATE FUNCTION public.ddl_ok(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0';
+		CREATE TABLE public.fn_t (k int CHECK (public.ddl_ok(k)));
+		CREATE TYPE public.ddl_range AS RANGE (subtype = int8);
+		CREATE TABLE public.range_t (k int, r public.ddl_range)`)
+	tbl := mustLoad(t, coord, "public.fn_t")
+	if len(tbl.Functions) != 1 || tbl.Functions[0].Signature != "public.ddl_ok(integer)" {
+		t.Fatalf("functions: %+v", tbl.Functions)
+	}
+	cmds, err := tbl.CreateCommands(shardID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, worker, "BEGIN")
+	var failed error
+	for _, c := range cmds {
+		if failed = exec(context.Background(), worker, c); failed != nil {
+			break
+		}
+	}
+	mustExec(t, worker, "ROLLBACK")
+	if sqlState(failed) != "0A000" || !strings.Contains(failed.Error(), "function public.ddl_ok(integer), which table public.fn_t needs, does not exist on this worker") {
+		t.Errorf("a missing function: %v", failed)
+	}
+	// With the function there, the shard is created.
+	mustExec(t, worker, `CREATE FUNCTION public.ddl_ok(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'`)
+	createShard(t, worker, tbl, shardID)
+	dropShard(t, worker, tbl, shardID)
+	mustExec(t, worker, `DROP FUNCTION public.ddl_ok(int)`)
+
+	if _, err := load(t, coord, "public.range_t"); !errors.Is(err, ddl.ErrUnsupported) {
+		t.Errorf("a range type column: %v", err)
 	}
 }

@@ -80,9 +80,10 @@ var compressionNames = map[byte]string{'p': "pglz", 'l': "lz4"}
 
 // CreateCommands returns the statements that create shard shardID on a worker, in order,
 // each a separate SQL string: CREATE SCHEMA IF NOT EXISTS (only for schemas other than
-// public), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
+// public), the types and checks of objectCommands (only for tables that need them), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
 // column options, PRIMARY KEY / UNIQUE / EXCLUDE constraints, the other indexes, CLUSTER ON
-// and REPLICA IDENTITY. Run them in one transaction.
+// and REPLICA IDENTITY, then the owner, privileges and comments (ownershipCommands). Run
+// them in one transaction, as the table's owner.
 func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 	shard, err := t.QualifiedShardName(shardID)
 	if err != nil {
@@ -92,6 +93,7 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 	if t.Schema != "public" {
 		cmds = append(cmds, "CREATE SCHEMA IF NOT EXISTS "+t.QuotedSchema)
 	}
+	cmds = append(cmds, t.objectCommands()...)
 	create, err := t.createTable(shard)
 	if err != nil {
 		return nil, err
