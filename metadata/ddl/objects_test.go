@@ -297,3 +297,28 @@ func TestObjectsRefused(t *testing.T) {
 		t.Errorf("a range type column: %v", err)
 	}
 }
+
+// TestExtensionType: a column of an extension's type makes the shard create the extension
+// on a worker that lacks it (when the worker has it available).
+func TestExtensionType(t *testing.T) {
+	needCluster(t)
+	coord := connect(t, testCluster.Coordinator)
+	worker := connect(t, testCluster.Workers[0])
+	if queryString(t, worker, "SELECT count(*) FROM pg_available_extensions WHERE name = 'citext'") != "1" {
+		t.Skip("citext is not available")
+	}
+	mustExec(t, coord, `CREATE EXTENSION citext; CREATE TABLE public.ext_t (k int, c public.citext, cs public.citext[])`)
+	tbl := mustLoad(t, coord, "public.ext_t")
+	if len(tbl.Types) != 1 || tbl.Types[0].Kind != 'x' || tbl.Types[0].Extension != "citext" || tbl.Types[0].ExtensionSchema != "public" {
+		t.Fatalf("types: %+v", tbl.Types)
+	}
+	createShard(t, worker, tbl, shardID)
+	defer mustExec(t, worker, "DROP EXTENSION citext CASCADE")
+	mustExec(t, worker, fmt.Sprintf(`INSERT INTO public.ext_t_%d VALUES (1, 'Abc', '{X}')`, shardID))
+	if n := queryString(t, worker, fmt.Sprintf(`SELECT count(*) FROM public.ext_t_%d WHERE c = 'aBC'`, shardID)); n != "1" {
+		t.Errorf("citext comparison on the shard: %s rows", n)
+	}
+	createShard(t, worker, tbl, shardID+1) // the extension exists now
+	dropShard(t, worker, tbl, shardID+1)
+	dropShard(t, worker, tbl, shardID)
+}
