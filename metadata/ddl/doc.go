@@ -14,33 +14,26 @@
 //     types (format_type), non-default collations and NOT NULL. UNLOGGED tables stay
 //     unlogged; storage parameters (reloptions, including toast.*) and a non-heap table
 //     access method are kept.
-//
 //   - Column defaults only when they are plain constants (the stored expression tree is a
 //     Const node). Every other default (nextval, now(), gen_random_uuid(), any expression)
 //     is left off the shard: the proxy evaluates it on the coordinator and sends explicit
 //     values. Column.DefaultOnShard tells which is which.
-//
 //   - Identity columns become plain columns (Column.Identity reports them, so the proxy
 //     supplies their values); stored generated columns keep GENERATED ALWAYS AS (...) STORED.
-//
 //   - CHECK constraints under their own names (pg_shard did not suffix them); NOT VALID ones
 //     stay NOT VALID.
-//
 //   - PRIMARY KEY, UNIQUE and EXCLUDE constraints, added by ALTER TABLE with the constraint
 //     name suffixed by _<shardid>, keeping DEFERRABLE / INITIALLY DEFERRED, NULLS NOT
 //     DISTINCT, INCLUDE, index storage parameters and EXCLUDE predicates.
-//
 //   - Every other valid index, from pg_get_indexdef with the index renamed to
 //     <index>_<shardid> and pointed at the shard (partial, expression and INCLUDE indexes
 //     included), the clustered index (ALTER TABLE ... CLUSTER ON), the replica identity and
 //     the per-column SET STORAGE / SET STATISTICS / SET COMPRESSION options.
-//
 //   - The owner (ALTER TABLE ... OWNER TO, a no-op in the owner's own session, where
 //     pgshard runs the commands), the table's privileges when its ACL is not the default
 //     (REVOKE ALL from PUBLIC and the owner, then a GRANT per grantee and grant option,
-//     the grantor being whoever runs them) and its columns' privileges, and the comments
+//     the grantor being the owner) and its columns' privileges, and the comments
 //     on the table, its columns, constraints and indexes.
-//
 //   - The user-defined types the columns need (enums, domains, composite types, arrays
 //     of them, the types they are made of; extension types through CREATE EXTENSION),
 //     created before the table where a type of that name is missing, in DO blocks that
