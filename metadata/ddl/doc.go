@@ -9,7 +9,7 @@
 //
 // What a shard carries, following pg_shard with a few deliberate improvements:
 //
-//   - The schema (CREATE SCHEMA IF NOT EXISTS, for schemas other than public) and the table,
+//   - The schema (created where missing, for schemas other than public) and the table,
 //     schema-qualified, with its columns in attnum order (dropped columns skipped), their
 //     types (format_type), non-default collations and NOT NULL. UNLOGGED tables stay
 //     unlogged; storage parameters (reloptions, including toast.*) and a non-heap table

@@ -322,3 +322,21 @@ func TestExtensionType(t *testing.T) {
 	dropShard(t, worker, tbl, shardID+1)
 	dropShard(t, worker, tbl, shardID)
 }
+
+// TestSchemaOfOrdinaryOwner: an owner without CREATE on the worker's database creates a
+// shard of its table in a schema that exists there (CREATE SCHEMA IF NOT EXISTS would
+// need that privilege).
+func TestSchemaOfOrdinaryOwner(t *testing.T) {
+	needCluster(t)
+	coord := connect(t, testCluster.Coordinator)
+	worker := connect(t, testCluster.Workers[0])
+	for _, c := range []*pgconn.PgConn{coord, worker} {
+		mustExec(t, c, `CREATE ROLE ddl_plain; CREATE SCHEMA "Own Schema"; GRANT USAGE, CREATE ON SCHEMA "Own Schema" TO ddl_plain`)
+	}
+	mustExec(t, coord, `CREATE TABLE "Own Schema".t (k int); ALTER TABLE "Own Schema".t OWNER TO ddl_plain`)
+	tbl := mustLoad(t, coord, `"Own Schema".t`)
+	mustExec(t, worker, "SET ROLE ddl_plain")
+	createShard(t, worker, tbl, shardID)
+	dropShard(t, worker, tbl, shardID)
+	mustExec(t, worker, "RESET ROLE")
+}

@@ -79,8 +79,8 @@ var storageNames = map[byte]string{'p': "PLAIN", 'e': "EXTERNAL", 'm': "MAIN", '
 var compressionNames = map[byte]string{'p': "pglz", 'l': "lz4"}
 
 // CreateCommands returns the statements that create shard shardID on a worker, in order,
-// each a separate SQL string: CREATE SCHEMA IF NOT EXISTS (only for schemas other than
-// public), the types and checks of objectCommands (only for tables that need them), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
+// each a separate SQL string: the schema where it is missing (only for schemas other than
+// public, ensureSchema), the types and checks of objectCommands (only for tables that need them), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
 // column options, PRIMARY KEY / UNIQUE / EXCLUDE constraints, the other indexes, CLUSTER ON
 // and REPLICA IDENTITY, then the owner, privileges and comments (ownershipCommands). Run
 // them in one transaction, as the table's owner.
@@ -91,7 +91,10 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 	}
 	var cmds []string
 	if t.Schema != "public" {
-		cmds = append(cmds, "CREATE SCHEMA IF NOT EXISTS "+t.QuotedSchema)
+		// Not CREATE SCHEMA IF NOT EXISTS, which needs CREATE on the database even
+		// when the schema exists (the owner, who runs these, often lacks it) and fails
+		// with a unique violation when it loses a race.
+		cmds = append(cmds, ensureSchema(t.Schema, t.QuotedSchema))
 	}
 	cmds = append(cmds, t.objectCommands()...)
 	create, err := t.createTable(shard)
