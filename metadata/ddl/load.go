@@ -104,8 +104,10 @@ type Column struct {
 // Grant is one grantee's privileges on a table or a column, as GRANT renders them: the
 // grantor is not kept (the shard's grants are all made by its owner).
 type Grant struct {
-	// Grantee is the quoted role name, or PUBLIC.
+	// Grantee is the quoted role name, or PUBLIC; Role the role's name (not quoted), ""
+	// for PUBLIC.
 	Grantee string
+	Role    string
 	// Privileges is the comma-separated privilege list ("INSERT, SELECT").
 	Privileges string
 	// Grantable is WITH GRANT OPTION.
@@ -269,12 +271,13 @@ WHERE c.oid = $1`
 // default privileges).
 func aclSQL(acl string) string {
 	return `CASE WHEN ` + acl + ` IS NOT NULL THEN
-                 (SELECT coalesce(json_agg(json_build_object('grantee', g.grantee, 'privs', g.privs, 'grantable', g.grantable)
+                 (SELECT coalesce(json_agg(json_build_object('grantee', g.grantee, 'role', g.role, 'privs', g.privs, 'grantable', g.grantable)
                                            ORDER BY g.grantee, g.grantable), '[]')
                   FROM (SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END AS grantee,
+                               CASE WHEN x.grantee <> 0 THEN pg_get_userbyid(x.grantee) END AS role,
                                x.is_grantable AS grantable,
                                string_agg(DISTINCT x.privilege_type, ', ' ORDER BY x.privilege_type) AS privs
-                        FROM aclexplode(` + acl + `) x GROUP BY 1, 2) g) END`
+                        FROM aclexplode(` + acl + `) x GROUP BY 1, 2, 3) g) END`
 }
 
 // Shapes of loadSQL's JSON.
@@ -320,6 +323,7 @@ type (
 	}
 	jsonGrant struct {
 		Grantee   string `json:"grantee"`
+		Role      string `json:"role"`
 		Privs     string `json:"privs"`
 		Grantable bool   `json:"grantable"`
 	}
@@ -448,7 +452,7 @@ func grants(acl *[]jsonGrant) []Grant {
 	}
 	out := make([]Grant, 0, len(*acl))
 	for _, g := range *acl {
-		out = append(out, Grant{Grantee: g.Grantee, Privileges: g.Privs, Grantable: g.Grantable})
+		out = append(out, Grant{Grantee: g.Grantee, Role: g.Role, Privileges: g.Privs, Grantable: g.Grantable})
 	}
 	return out
 }

@@ -181,8 +181,9 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 // ownershipCommands are the commands that give the shard its table's owner, privileges and
 // comments: ALTER TABLE ... OWNER TO (a no-op when the session creating the shard is the
 // owner's), the table's ACL (when it is not the default: REVOKE ALL from PUBLIC and the
-// owner, then a GRANT per grantee), the columns' ACLs, and COMMENT ON the table, its
-// columns, constraints and indexes.
+// owner, then a GRANT per grantee; grants to roles other than PUBLIC and the owner in one
+// DO block that skips the roles missing on the worker), the columns' ACLs, and COMMENT ON
+// the table, its columns, constraints and indexes.
 func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error) {
 	var cmds []string
 	if t.Owner != "" {
@@ -194,14 +195,30 @@ func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error)
 		if t.Owner != "" {
 			cmds = append(cmds, "REVOKE ALL"+on+"FROM "+t.Owner)
 		}
-		for _, g := range t.ACL {
-			cmds = append(cmds, g.command("", on))
+	}
+	// A grantee role missing on the worker is left out there: it could not use the shard
+	// anyway (pgshard connects to the workers as the client's role), and its absence must
+	// not keep the shard from being created or repaired.
+	var guarded []string
+	grant := func(g Grant, quotedColumn string) {
+		cmd := g.command(quotedColumn, on)
+		if g.Role == "" || g.Grantee == t.Owner {
+			cmds = append(cmds, cmd)
+			return
 		}
+		guarded = append(guarded, "IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) "+
+			literal(g.Role)+") THEN\n"+cmd+";\nEND IF;\n")
+	}
+	for _, g := range t.ACL {
+		grant(g, "")
 	}
 	for _, c := range t.Columns {
 		for _, g := range c.ACL {
-			cmds = append(cmds, g.command(c.QuotedName, on))
+			grant(g, c.QuotedName)
 		}
+	}
+	if len(guarded) > 0 {
+		cmds = append(cmds, doBlock("BEGIN\n"+strings.Join(guarded, "")+"END"))
 	}
 	if t.Comment != "" {
 		cmds = append(cmds, "COMMENT ON TABLE "+shard+" IS "+t.Comment)
