@@ -228,4 +228,28 @@ func TestShardNeedsMissingFunction(t *testing.T) {
 	mustExec(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table),
 		fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
 	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (2, 0)", table), "23514", "")
+
+	// A repair onto a worker that lost the function fails with the same error and leaves
+	// the placement inactive; with the function back, it succeeds.
+	sh := shardsOf(t, table)[0]
+	victim := sh.places[0]
+	vc := connectServer(t, serverFor(victim.port))
+	mustExec(t, vc, fmt.Sprintf("DROP TABLE %s_%d", table, sh.id))
+	// (Other shards of the table on that worker keep their CHECK: drop it with them.)
+	mustExec(t, vc, fmt.Sprintf("DROP FUNCTION public.%s(int) CASCADE", fn))
+	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
+		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", victim.id))
+	time.Sleep(500 * time.Millisecond) // the proxy reloads on the notification
+	_, err := conn.Exec(context.Background(), fmt.Sprintf("REPAIR SHARD %d", sh.id))
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "0A000" || !strings.Contains(pe.Message, fmt.Sprintf("function public.%s(integer), which table public.%s needs, does not exist on this worker", fn, table)) {
+		t.Errorf("REPAIR SHARD onto a worker without the function: %v", err)
+	}
+	if _, inact, _ := placementStates(t, table); inact != 1 {
+		t.Errorf("after the refused repair: %d inactive placements, want 1", inact)
+	}
+	mustExec(t, vc, fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn))
+	mustExec(t, conn, fmt.Sprintf("REPAIR SHARD %d", sh.id))
+	if fin, inact, _ := placementStates(t, table); fin != 4 || inact != 0 {
+		t.Errorf("after the repair: %d finalized, %d inactive placements", fin, inact)
+	}
 }
