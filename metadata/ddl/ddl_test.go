@@ -642,7 +642,7 @@ func TestPlainAndKeywordTables(t *testing.T) {
 		`ALTER TABLE ONLY public.plain_10042 REPLICA IDENTITY FULL`,
 		`ALTER TABLE public.plain_10042 OWNER TO postgres`,
 	}
-	if !reflect.DeepEqual(cmds, want) {
+	if !reflect.DeepEqual(withoutDo(t, cmds), want) {
 		t.Errorf("plain commands\n got %q\nwant %q", cmds, want)
 	}
 	if d, _ := plain.DropCommand(shardID); d != "DROP TABLE IF EXISTS public.plain_10042" {
@@ -664,7 +664,7 @@ func TestPlainAndKeywordTables(t *testing.T) {
 		`ALTER TABLE ONLY public.order_10042 REPLICA IDENTITY USING INDEX order_k_10042`,
 		`ALTER TABLE public.order_10042 OWNER TO postgres`,
 	}
-	if !reflect.DeepEqual(cmds, want) {
+	if !reflect.DeepEqual(withoutDo(t, cmds), want) {
 		t.Errorf("order commands\n got %q\nwant %q", cmds, want)
 	}
 	createShard(t, worker, order, shardID)

@@ -31,7 +31,8 @@
 //     the per-column SET STORAGE / SET STATISTICS / SET COMPRESSION options.
 //   - The owner (ALTER TABLE ... OWNER TO, a no-op in the owner's own session, where
 //     pgshard runs the commands), the table's privileges when its ACL is not the default
-//     (REVOKE ALL from PUBLIC and the owner, then a GRANT per grantee and grant option,
+//     (privileges the worker's default privileges gave the new shard revoked first;
+//     REVOKE ALL from PUBLIC and the owner, then a GRANT per grantee and grant option,
 //     the grantor being the owner) and its columns' privileges, and the comments
 //     on the table, its columns, constraints and indexes.
 //   - The user-defined types the columns need (enums, domains, composite types, arrays

@@ -190,6 +190,20 @@ func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error)
 		cmds = append(cmds, "ALTER TABLE "+shard+" OWNER TO "+t.Owner)
 	}
 	on := " ON TABLE " + shard + " "
+	// Privileges the worker gave the new shard (its ALTER DEFAULT PRIVILEGES) go first:
+	// every grantee's are revoked where the shard's ACL is not the default. A table with
+	// the default ACL then gets its owner's privileges back, which is what the default
+	// gives.
+	if t.Owner != "" {
+		reset := "BEGIN\nIF (SELECT c.relacl FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) " + literal(shard) + "::pg_catalog.regclass) IS NOT NULL THEN\n" +
+			"FOR r IN SELECT DISTINCT CASE WHEN x.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END AS grantee\n" +
+			"FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x WHERE c.oid OPERATOR(pg_catalog.=) " + literal(shard) + "::pg_catalog.regclass LOOP\n" +
+			"EXECUTE " + literal("REVOKE ALL"+on+"FROM ") + " OPERATOR(pg_catalog.||) r.grantee;\nEND LOOP;\n"
+		if t.ACL == nil {
+			reset += "GRANT ALL" + on + "TO " + t.Owner + ";\n"
+		}
+		cmds = append(cmds, doBlock("DECLARE r record;\n"+reset+"END IF;\nEND"))
+	}
 	if t.ACL != nil {
 		cmds = append(cmds, "REVOKE ALL"+on+"FROM PUBLIC")
 		if t.Owner != "" {
