@@ -253,3 +253,20 @@ func TestShardNeedsMissingFunction(t *testing.T) {
 		t.Errorf("after the repair: %d finalized, %d inactive placements", fin, inact)
 	}
 }
+
+// TestShardRangeTypeRefused: a column of a range type, which pgshard does not create on
+// the workers, makes master_create_worker_shards fail with 0A000 naming the type.
+func TestShardRangeTypeRefused(t *testing.T) {
+	conn := connect(t)
+	typ := uniqueName("sobj_range")
+	table := uniqueName("sobj_rt")
+	mustExec(t, conn, fmt.Sprintf("CREATE TYPE public.%s AS RANGE (subtype = int8)", typ),
+		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, r public.%s)", table, typ),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", table))
+	t.Cleanup(func() { connect(t).Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP TYPE IF EXISTS public.%s", table, typ)) })
+	wantError(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table), "0A000",
+		fmt.Sprintf(`cannot create the shards of %q: unsupported object: column type public.%s of public.%s is a range type, which pgshard does not create on the workers`, table, typ, table))
+	if n := len(shardsOf(t, table)); n != 0 {
+		t.Errorf("%d shards recorded after a refused creation", n)
+	}
+}
