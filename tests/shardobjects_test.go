@@ -263,7 +263,9 @@ func TestShardRangeTypeRefused(t *testing.T) {
 	mustExec(t, conn, fmt.Sprintf("CREATE TYPE public.%s AS RANGE (subtype = int8)", typ),
 		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, r public.%s)", table, typ),
 		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", table))
-	t.Cleanup(func() { connect(t).Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP TYPE IF EXISTS public.%s", table, typ)) })
+	t.Cleanup(func() {
+		connect(t).Exec(context.Background(), fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP TYPE IF EXISTS public.%s", table, typ))
+	})
 	wantError(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table), "0A000",
 		fmt.Sprintf(`cannot create the shards of %q: unsupported object: column type public.%s of public.%s is a range type, which pgshard does not create on the workers`, table, typ, table))
 	if n := len(shardsOf(t, table)); n != 0 {
