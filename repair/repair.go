@@ -496,6 +496,9 @@ func (r *Repairer) shardDefinition(ctx context.Context, t *metadata.Table, shard
 		def, err = ddl.Load(ctx, coordConn.Conn().PgConn(), t.OID)
 	}
 	coordConn.Release()
+	if errors.Is(err, ddl.ErrUnsupported) {
+		return shardDef{}, pgerr.Wrap(err, pgerr.FeatureNotSupported, "cannot repair shard %d: %s", shardID, strings.TrimPrefix(err.Error(), "ddl: "))
+	}
 	if err != nil {
 		return shardDef{}, pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %s: %v", t.QualifiedName(), err)
 	}
@@ -512,8 +515,8 @@ func (r *Repairer) shardDefinition(ctx context.Context, t *metadata.Table, shard
 	return shardDef{owner: owner, name: name, drop: drop, create: create}, nil
 }
 
-// recreate recreates the target table, empty, with its constraints and indexes, as the
-// owner. A table the owner does not own in its place goes first, with the proxy's rights.
+// recreate recreates the target table, empty, with its constraints and indexes, owner,
+// privileges and comments, and the types it needs where they are missing, as the owner. A table the owner does not own in its place goes first, with the proxy's rights.
 func (r *Repairer) recreate(ctx context.Context, target *pgconn.PgConn, n metadata.Node, shardID int64, def shardDef) error {
 	if err := r.dropForeign(ctx, target, n, def.name, def.owner); err != nil {
 		return pgerr.Wrap(err, pgerr.InternalError, "could not drop the table in the place of shard %d on %s", shardID, n).WithDetail("%v", err)
@@ -522,6 +525,12 @@ func (r *Repairer) recreate(ctx context.Context, target *pgconn.PgConn, n metada
 	// it runs with internalPath, where its unqualified names mean pg_catalog's again
 	// (the owner's search_path could put another schema's "text" first).
 	if _, err := target.Exec(ctx, "BEGIN;\n"+def.drop+";\n"+strings.Join(def.create, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
+		// An object the shard needs is missing on the worker, or differs there (the checks
+		// of ddl.Table.CreateCommands): the worker's error says which.
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && (pe.Code == string(pgerr.FeatureNotSupported) || pe.Code == string(pgerr.DatatypeMismatch)) {
+			return pgerr.Wrap(err, pgerr.Code(pe.Code), "could not recreate shard table of shard %d on %s: %s", shardID, n, pe.Message).WithHint("%s", pe.Hint)
+		}
 		return pgerr.Wrap(err, pgerr.InternalError, "could not recreate shard table").
 			WithHint("Consult recent messages in the server logs for details.").WithDetail("%v", err)
 	}

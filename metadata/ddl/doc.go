@@ -9,7 +9,7 @@
 //
 // What a shard carries, following pg_shard with a few deliberate improvements:
 //
-//   - The schema (CREATE SCHEMA IF NOT EXISTS, for schemas other than public) and the table,
+//   - The schema (created where missing, for schemas other than public) and the table,
 //     schema-qualified, with its columns in attnum order (dropped columns skipped), their
 //     types (format_type), non-default collations and NOT NULL. UNLOGGED tables stay
 //     unlogged; storage parameters (reloptions, including toast.*) and a non-heap table
@@ -29,11 +29,26 @@
 //     <index>_<shardid> and pointed at the shard (partial, expression and INCLUDE indexes
 //     included), the clustered index (ALTER TABLE ... CLUSTER ON), the replica identity and
 //     the per-column SET STORAGE / SET STATISTICS / SET COMPRESSION options.
+//   - The owner (ALTER TABLE ... OWNER TO, a no-op in the owner's own session, where
+//     pgshard runs the commands), the table's privileges when its ACL is not the default
+//     (privileges the worker's default privileges gave the new shard revoked first;
+//     REVOKE ALL from PUBLIC and the owner, then a GRANT per grantee and grant option,
+//     the grantor being the owner) and its columns' privileges, and the comments
+//     on the table, its columns, constraints and indexes.
+//   - The user-defined types the columns need (enums, domains, composite types, arrays
+//     of them, the types they are made of; extension types through CREATE EXTENSION),
+//     created before the table where a type of that name is missing, in DO blocks that
+//     survive losing a race to create the same type (objects.go); an enum that exists
+//     with other labels is refused (42804). The user-defined functions that the shard's
+//     checks, generated columns, indexes and types call are not created: a DO block
+//     refuses the shard (0A000) where one is missing.
 //
 // Not replicated: foreign keys (a shard cannot reference another table's shards), triggers,
-// rules, row-level security policies, grants, comments, ownership, tablespaces (of the
+// rules, row-level security policies, grantors, tablespaces (of the
 // table and of its indexes: workers need not have them), extended statistics, index
-// per-column statistics targets and inheritance or partitioning relationships.
+// per-column statistics targets and inheritance or partitioning relationships. Range
+// types, base types of no extension and tables' row types as column types are refused by
+// Load (ErrUnsupported).
 //
 // Only ordinary, permanent tables outside the system schemas that are not partitions can be
 // loaded; anything else (views, materialized views, partitioned tables, partitions, foreign

@@ -42,6 +42,21 @@ type Table struct {
 	// Indexes are the valid indexes that back no constraint, by name.
 	Indexes []Index
 
+	// Owner is the quoted name of the table's owner. The shard is made the owner's (ALTER
+	// TABLE ... OWNER TO, a no-op when the shard's creator is the owner, as pgshard's are).
+	Owner string
+	// ACL is the table's privileges as grants, nil when the table has the default
+	// privileges (a NULL relacl): then the shard keeps its own defaults.
+	ACL []Grant
+	// Comment is the table's comment as a quoted literal, "" for none.
+	Comment string
+
+	// Types are the user-defined types the columns need, a type after those it is made
+	// of; Functions the user-defined functions the shard's constraints, generated columns,
+	// indexes and types call. CreateCommands makes sure they exist on the worker.
+	Types     []Type
+	Functions []Function
+
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
 	HasUnique bool
@@ -79,6 +94,24 @@ type Column struct {
 	Storage     byte
 	Statistics  *int
 	Compression byte
+
+	// ACL is the column's own privileges (attacl), nil for none. Comment is its comment as
+	// a quoted literal, "" for none.
+	ACL     []Grant
+	Comment string
+}
+
+// Grant is one grantee's privileges on a table or a column, as GRANT renders them: the
+// grantor is not kept (the shard's grants are all made by its owner).
+type Grant struct {
+	// Grantee is the quoted role name, or PUBLIC; Role the role's name (not quoted), ""
+	// for PUBLIC.
+	Grantee string
+	Role    string
+	// Privileges is the comma-separated privilege list ("INSERT, SELECT").
+	Privileges string
+	// Grantable is WITH GRANT OPTION.
+	Grantable bool
 }
 
 // Check is a CHECK constraint. Its name is not suffixed on shards.
@@ -88,6 +121,8 @@ type Check struct {
 	// Def is pg_get_constraintdef: "CHECK (...)" [NO INHERIT] [NOT VALID].
 	Def       string
 	Validated bool
+	// Comment is the constraint's comment as a quoted literal, "" for none.
+	Comment string
 }
 
 // Constraint is a PRIMARY KEY ('p'), UNIQUE ('u') or EXCLUDE ('x') constraint. On a shard
@@ -102,6 +137,10 @@ type Constraint struct {
 	// Clustered and ReplicaIdentity describe the constraint's index.
 	Clustered       bool
 	ReplicaIdentity bool
+	// Comment is the constraint's comment and IndexComment its index's, as quoted
+	// literals, "" for none.
+	Comment      string
+	IndexComment string
 }
 
 // Index is an index that backs no constraint. On a shard it is named <Name>_<shardid>.
@@ -117,10 +156,13 @@ type Index struct {
 	// Clustered and ReplicaIdentity describe the index.
 	Clustered       bool
 	ReplicaIdentity bool
+	// Comment is the index's comment as a quoted literal, "" for none.
+	Comment string
 }
 
 // loadSQL reads everything in one statement, so under one snapshot. %s is the expression for
-// attcompression, which PostgreSQL 13 and older lack.
+// attcompression, which PostgreSQL 13 and older lack; %[2]s and %[3]s the expressions that
+// explode the table's and a column's ACL into grants (aclSQL).
 const loadSQL = `
 SELECT json_build_object(
   'relkind', c.relkind,
@@ -131,6 +173,10 @@ SELECT json_build_object(
   'name', c.relname,
   'qschema', quote_ident(n.nspname),
   'qname', quote_ident(c.relname),
+  'owner', quote_ident(pg_get_userbyid(c.relowner)),
+  'acl', %[2]s,
+  'comment', (SELECT quote_literal(d.description) FROM pg_description d
+              WHERE d.classoid = 'pg_class'::regclass AND d.objoid = c.oid AND d.objsubid = 0),
   'am', (SELECT CASE WHEN am.amname = 'heap' THEN '' ELSE quote_ident(am.amname) END
          FROM pg_am am WHERE am.oid = c.relam),
   'options', (SELECT coalesce(json_agg(quote_ident(o.option_name) || '=' || quote_literal(coalesce(o.option_value, ''))
@@ -157,7 +203,10 @@ SELECT json_build_object(
                   'const', coalesce(d.adbin::text LIKE '{CONST %%', false),
                   'storage', CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage END,
                   'statistics', CASE WHEN a.attstattarget >= 0 THEN a.attstattarget END,
-                  'compression', %s
+                  'compression', %[1]s,
+                  'acl', %[3]s,
+                  'comment', (SELECT quote_literal(ds.description) FROM pg_description ds
+                              WHERE ds.classoid = 'pg_class'::regclass AND ds.objoid = c.oid AND ds.objsubid = a.attnum)
                 ) ORDER BY a.attnum), '[]')
               FROM pg_attribute a
               JOIN pg_type t ON t.oid = a.atttypid
@@ -167,7 +216,9 @@ SELECT json_build_object(
                  'name', co.conname,
                  'qname', quote_ident(co.conname),
                  'def', pg_get_constraintdef(co.oid),
-                 'validated', co.convalidated
+                 'validated', co.convalidated,
+                 'comment', (SELECT quote_literal(ds.description) FROM pg_description ds
+                             WHERE ds.classoid = 'pg_constraint'::regclass AND ds.objoid = co.oid AND ds.objsubid = 0)
                ) ORDER BY co.conname), '[]')
              FROM pg_constraint co
              WHERE co.conrelid = c.oid AND co.contype = 'c'),
@@ -183,7 +234,11 @@ SELECT json_build_object(
                                         FROM pg_class ic, pg_options_to_table(ic.reloptions) WITH ORDINALITY o(option_name, option_value, n)
                                         WHERE ic.oid = co.conindid),
                       'clustered', coalesce(i.indisclustered, false),
-                      'replident', coalesce(i.indisreplident, false)
+                      'replident', coalesce(i.indisreplident, false),
+                      'comment', (SELECT quote_literal(ds.description) FROM pg_description ds
+                                  WHERE ds.classoid = 'pg_constraint'::regclass AND ds.objoid = co.oid AND ds.objsubid = 0),
+                      'index_comment', (SELECT quote_literal(ds.description) FROM pg_description ds
+                                        WHERE ds.classoid = 'pg_class'::regclass AND ds.objoid = co.conindid AND ds.objsubid = 0)
                     ) ORDER BY co.contype <> 'p', co.conname), '[]')
                   FROM pg_constraint co
                   LEFT JOIN pg_index i ON i.indexrelid = co.conindid
@@ -194,7 +249,9 @@ SELECT json_build_object(
                   'def', pg_get_indexdef(i.indexrelid),
                   'unique', i.indisunique,
                   'clustered', i.indisclustered,
-                  'replident', i.indisreplident
+                  'replident', i.indisreplident,
+                  'comment', (SELECT quote_literal(ds.description) FROM pg_description ds
+                              WHERE ds.classoid = 'pg_class'::regclass AND ds.objoid = ic.oid AND ds.objsubid = 0)
                 ) ORDER BY ic.relname), '[]')
               FROM pg_index i
               JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -208,6 +265,21 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = $1`
 
+// aclSQL is the expression that explodes an ACL (acl, an aclitem[] expression) into a JSON
+// array of grants: one per grantee (quoted, or PUBLIC) and grant option, with its privileges
+// (DISTINCT: several grantors may have granted one privilege); NULL for a NULL ACL (the
+// default privileges).
+func aclSQL(acl string) string {
+	return `CASE WHEN ` + acl + ` IS NOT NULL THEN
+                 (SELECT coalesce(json_agg(json_build_object('grantee', g.grantee, 'role', g.role, 'privs', g.privs, 'grantable', g.grantable)
+                                           ORDER BY g.grantee, g.grantable), '[]')
+                  FROM (SELECT CASE WHEN x.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(x.grantee)) END AS grantee,
+                               CASE WHEN x.grantee <> 0 THEN pg_get_userbyid(x.grantee) END AS role,
+                               x.is_grantable AS grantable,
+                               string_agg(DISTINCT x.privilege_type, ', ' ORDER BY x.privilege_type) AS privs
+                        FROM aclexplode(` + acl + `) x GROUP BY 1, 2, 3) g) END`
+}
+
 // Shapes of loadSQL's JSON.
 type (
 	jsonTable struct {
@@ -219,6 +291,9 @@ type (
 		Name         string       `json:"name"`
 		QSchema      string       `json:"qschema"`
 		QName        string       `json:"qname"`
+		Owner        string       `json:"owner"`
+		ACL          *[]jsonGrant `json:"acl"`
+		Comment      *string      `json:"comment"`
 		AM           *string      `json:"am"`
 		Options      []string     `json:"options"`
 		ToastOptions []string     `json:"toast_options"`
@@ -229,26 +304,35 @@ type (
 		HasUnique    bool         `json:"has_unique"`
 	}
 	jsonColumn struct {
-		Num         int16   `json:"num"`
-		Name        string  `json:"name"`
-		QName       string  `json:"qname"`
-		TypeOID     uint32  `json:"type_oid"`
-		Type        string  `json:"type"`
-		Collation   *string `json:"collation"`
-		NotNull     bool    `json:"not_null"`
-		Identity    string  `json:"identity"`
-		Generated   string  `json:"generated"`
-		Expr        *string `json:"expr"`
-		Const       bool    `json:"const"`
-		Storage     *string `json:"storage"`
-		Statistics  *int    `json:"statistics"`
-		Compression string  `json:"compression"`
+		Num         int16        `json:"num"`
+		Name        string       `json:"name"`
+		QName       string       `json:"qname"`
+		TypeOID     uint32       `json:"type_oid"`
+		Type        string       `json:"type"`
+		Collation   *string      `json:"collation"`
+		NotNull     bool         `json:"not_null"`
+		Identity    string       `json:"identity"`
+		Generated   string       `json:"generated"`
+		Expr        *string      `json:"expr"`
+		Const       bool         `json:"const"`
+		Storage     *string      `json:"storage"`
+		Statistics  *int         `json:"statistics"`
+		Compression string       `json:"compression"`
+		ACL         *[]jsonGrant `json:"acl"`
+		Comment     *string      `json:"comment"`
+	}
+	jsonGrant struct {
+		Grantee   string `json:"grantee"`
+		Role      string `json:"role"`
+		Privs     string `json:"privs"`
+		Grantable bool   `json:"grantable"`
 	}
 	jsonCheck struct {
-		Name      string `json:"name"`
-		QName     string `json:"qname"`
-		Def       string `json:"def"`
-		Validated bool   `json:"validated"`
+		Name      string  `json:"name"`
+		QName     string  `json:"qname"`
+		Def       string  `json:"def"`
+		Validated bool    `json:"validated"`
+		Comment   *string `json:"comment"`
 	}
 	jsonCons struct {
 		Type         string  `json:"type"`
@@ -260,14 +344,17 @@ type (
 		IndexOptions *string `json:"index_options"`
 		Clustered    bool    `json:"clustered"`
 		Replident    bool    `json:"replident"`
+		Comment      *string `json:"comment"`
+		IndexComment *string `json:"index_comment"`
 	}
 	jsonIndex struct {
-		Name      string `json:"name"`
-		QName     string `json:"qname"`
-		Def       string `json:"def"`
-		Unique    bool   `json:"unique"`
-		Clustered bool   `json:"clustered"`
-		Replident bool   `json:"replident"`
+		Name      string  `json:"name"`
+		QName     string  `json:"qname"`
+		Def       string  `json:"def"`
+		Unique    bool    `json:"unique"`
+		Clustered bool    `json:"clustered"`
+		Replident bool    `json:"replident"`
+		Comment   *string `json:"comment"`
 	}
 )
 
@@ -312,7 +399,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		}
 	}()
 
-	r := conn.ExecParams(ctx, fmt.Sprintf(loadSQL, compression),
+	r := conn.ExecParams(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl")),
 		[][]byte{[]byte(strconv.FormatUint(uint64(relid), 10))}, nil, nil, nil).Read()
 	if r.Err != nil {
 		return nil, fmt.Errorf("ddl: load relation %d: %w", relid, r.Err)
@@ -324,7 +411,13 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 	if err := json.Unmarshal(r.Rows[0][0], &jt); err != nil {
 		return nil, fmt.Errorf("ddl: decode relation %d: %w", relid, err)
 	}
-	return fromJSON(relid, &jt)
+	if t, err = fromJSON(relid, &jt); err != nil {
+		return nil, err
+	}
+	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // serverMajor is the coordinator's major version, from the server_version parameter.
@@ -342,6 +435,26 @@ func serverMajor(conn *pgconn.PgConn) (int, error) {
 		return 0, fmt.Errorf("ddl: PostgreSQL %s is not supported (12 or later is required)", v)
 	}
 	return major, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// grants converts a loaded ACL; nil stays nil (the default privileges), an empty ACL (all
+// privileges revoked, the owner's too) becomes an empty, non-nil slice.
+func grants(acl *[]jsonGrant) []Grant {
+	if acl == nil {
+		return nil
+	}
+	out := make([]Grant, 0, len(*acl))
+	for _, g := range *acl {
+		out = append(out, Grant{Grantee: g.Grantee, Role: g.Role, Privileges: g.Privs, Grantable: g.Grantable})
+	}
+	return out
 }
 
 func firstByte(s string) byte {
@@ -390,6 +503,9 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 		Unlogged:        jt.Persistence == "u",
 		ReplicaIdentity: firstByte(jt.Replident),
 		HasUnique:       jt.HasUnique,
+		Owner:           jt.Owner,
+		ACL:             grants(jt.ACL),
+		Comment:         deref(jt.Comment),
 	}
 	if jt.AM != nil {
 		t.AccessMethod = *jt.AM
@@ -407,6 +523,8 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 			Generated:   firstByte(jc.Generated),
 			Statistics:  jc.Statistics,
 			Compression: firstByte(jc.Compression),
+			ACL:         grants(jc.ACL),
+			Comment:     deref(jc.Comment),
 		}
 		if jc.Collation != nil {
 			c.Collation = *jc.Collation
@@ -429,7 +547,7 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 		t.Columns = append(t.Columns, c)
 	}
 	for _, jc := range jt.Checks {
-		t.Checks = append(t.Checks, Check{Name: jc.Name, QuotedName: jc.QName, Def: jc.Def, Validated: jc.Validated})
+		t.Checks = append(t.Checks, Check{Name: jc.Name, QuotedName: jc.QName, Def: jc.Def, Validated: jc.Validated, Comment: deref(jc.Comment)})
 	}
 	for _, jc := range jt.Constraints {
 		def := jc.Def
@@ -447,6 +565,8 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 			Def:             def,
 			Clustered:       jc.Clustered,
 			ReplicaIdentity: jc.Replident,
+			Comment:         deref(jc.Comment),
+			IndexComment:    deref(jc.IndexComment),
 		})
 	}
 	qualified := jt.QSchema + "." + jt.QName
@@ -467,6 +587,7 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 			Body:            body,
 			Clustered:       ji.Clustered,
 			ReplicaIdentity: ji.Replident,
+			Comment:         deref(ji.Comment),
 		})
 	}
 	return t, nil

@@ -79,10 +79,11 @@ var storageNames = map[byte]string{'p': "PLAIN", 'e': "EXTERNAL", 'm': "MAIN", '
 var compressionNames = map[byte]string{'p': "pglz", 'l': "lz4"}
 
 // CreateCommands returns the statements that create shard shardID on a worker, in order,
-// each a separate SQL string: CREATE SCHEMA IF NOT EXISTS (only for schemas other than
-// public), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
+// each a separate SQL string: the schema where it is missing (only for schemas other than
+// public, ensureSchema), the types and checks of objectCommands (only for tables that need them), CREATE TABLE with the columns and CHECK constraints, NOT VALID CHECK constraints,
 // column options, PRIMARY KEY / UNIQUE / EXCLUDE constraints, the other indexes, CLUSTER ON
-// and REPLICA IDENTITY. Run them in one transaction.
+// and REPLICA IDENTITY, then the owner, privileges and comments (ownershipCommands). Run
+// them in one transaction, as the table's owner.
 func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 	shard, err := t.QualifiedShardName(shardID)
 	if err != nil {
@@ -90,8 +91,12 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 	}
 	var cmds []string
 	if t.Schema != "public" {
-		cmds = append(cmds, "CREATE SCHEMA IF NOT EXISTS "+t.QuotedSchema)
+		// Not CREATE SCHEMA IF NOT EXISTS, which needs CREATE on the database even
+		// when the schema exists (the owner, who runs these, often lacks it) and fails
+		// with a unique violation when it loses a race.
+		cmds = append(cmds, ensureSchema(t.Schema, t.QuotedSchema))
 	}
+	cmds = append(cmds, t.objectCommands()...)
 	create, err := t.createTable(shard)
 	if err != nil {
 		return nil, err
@@ -160,12 +165,133 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 			cmds = append(cmds, alter+"REPLICA IDENTITY USING INDEX "+replident)
 		}
 	}
+	more, err := t.ownershipCommands(shard, shardID)
+	if err != nil {
+		return nil, err
+	}
+	cmds = append(cmds, more...)
 	// Load deparsed the definitions with standard_conforming_strings on; the commands
 	// run in sessions that may have it off.
 	for i, c := range cmds {
 		cmds[i] = sqllex.PortableText(c)
 	}
 	return cmds, nil
+}
+
+// ownershipCommands are the commands that give the shard its table's owner, privileges and
+// comments: ALTER TABLE ... OWNER TO (a no-op when the session creating the shard is the
+// owner's), the table's ACL (when it is not the default: REVOKE ALL from PUBLIC and the
+// owner, then a GRANT per grantee; grants to roles other than PUBLIC and the owner in one
+// DO block that skips the roles missing on the worker), the columns' ACLs, and COMMENT ON
+// the table, its columns, constraints and indexes.
+func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error) {
+	var cmds []string
+	if t.Owner != "" {
+		cmds = append(cmds, "ALTER TABLE "+shard+" OWNER TO "+t.Owner)
+	}
+	on := " ON TABLE " + shard + " "
+	// Privileges the worker gave the new shard (its ALTER DEFAULT PRIVILEGES) go first:
+	// every grantee's are revoked where the shard's ACL is not the default. A table with
+	// the default ACL then gets its owner's privileges back, which is what the default
+	// gives.
+	if t.Owner != "" {
+		reset := "BEGIN\nIF (SELECT c.relacl FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) " + literal(shard) + "::pg_catalog.regclass) IS NOT NULL THEN\n" +
+			"FOR r IN SELECT DISTINCT CASE WHEN x.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(x.grantee)) END AS grantee\n" +
+			"FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) x WHERE c.oid OPERATOR(pg_catalog.=) " + literal(shard) + "::pg_catalog.regclass LOOP\n" +
+			"EXECUTE " + literal("REVOKE ALL"+on+"FROM ") + " OPERATOR(pg_catalog.||) r.grantee;\nEND LOOP;\n"
+		if t.ACL == nil {
+			reset += "GRANT ALL" + on + "TO " + t.Owner + ";\n"
+		}
+		cmds = append(cmds, doBlock("DECLARE r record;\n"+reset+"END IF;\nEND"))
+	}
+	if t.ACL != nil {
+		cmds = append(cmds, "REVOKE ALL"+on+"FROM PUBLIC")
+		if t.Owner != "" {
+			cmds = append(cmds, "REVOKE ALL"+on+"FROM "+t.Owner)
+		}
+	}
+	// A grantee role missing on the worker is left out there: it could not use the shard
+	// anyway (pgshard connects to the workers as the client's role), and its absence must
+	// not keep the shard from being created or repaired.
+	var guarded []string
+	grant := func(g Grant, quotedColumn string) {
+		cmd := g.command(quotedColumn, on)
+		if g.Role == "" || g.Grantee == t.Owner {
+			cmds = append(cmds, cmd)
+			return
+		}
+		guarded = append(guarded, "IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) "+
+			literal(g.Role)+") THEN\n"+cmd+";\nEND IF;\n")
+	}
+	for _, g := range t.ACL {
+		grant(g, "")
+	}
+	for _, c := range t.Columns {
+		for _, g := range c.ACL {
+			grant(g, c.QuotedName)
+		}
+	}
+	if len(guarded) > 0 {
+		cmds = append(cmds, doBlock("BEGIN\n"+strings.Join(guarded, "")+"END"))
+	}
+	if t.Comment != "" {
+		cmds = append(cmds, "COMMENT ON TABLE "+shard+" IS "+t.Comment)
+	}
+	for _, c := range t.Columns {
+		if c.Comment != "" {
+			cmds = append(cmds, "COMMENT ON COLUMN "+shard+"."+c.QuotedName+" IS "+c.Comment)
+		}
+	}
+	for _, ck := range t.Checks {
+		if ck.Comment != "" {
+			cmds = append(cmds, "COMMENT ON CONSTRAINT "+ck.QuotedName+" ON "+shard+" IS "+ck.Comment)
+		}
+	}
+	for _, c := range t.Constraints {
+		if c.Comment == "" && c.IndexComment == "" {
+			continue
+		}
+		name, err := quotedShardName(c.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		if c.Comment != "" {
+			cmds = append(cmds, "COMMENT ON CONSTRAINT "+name+" ON "+shard+" IS "+c.Comment)
+		}
+		if c.IndexComment != "" {
+			cmds = append(cmds, "COMMENT ON INDEX "+t.QuotedSchema+"."+name+" IS "+c.IndexComment)
+		}
+	}
+	for _, ix := range t.Indexes {
+		if ix.Comment == "" {
+			continue
+		}
+		name, err := quotedShardName(ix.Name, shardID)
+		if err != nil {
+			return nil, err
+		}
+		cmds = append(cmds, "COMMENT ON INDEX "+t.QuotedSchema+"."+name+" IS "+ix.Comment)
+	}
+	return cmds, nil
+}
+
+// command is the GRANT of g on the table (on is " ON TABLE <shard> "), or on its column
+// quotedColumn when that is not "".
+func (g Grant) command(quotedColumn, on string) string {
+	privs := g.Privileges
+	if quotedColumn != "" {
+		// Column privileges name the column after each privilege.
+		parts := strings.Split(privs, ", ")
+		for i, p := range parts {
+			parts[i] = p + " (" + quotedColumn + ")"
+		}
+		privs = strings.Join(parts, ", ")
+	}
+	cmd := "GRANT " + privs + on + "TO " + g.Grantee
+	if g.Grantable {
+		cmd += " WITH GRANT OPTION"
+	}
+	return cmd
 }
 
 func (t *Table) createTable(shard string) (string, error) {

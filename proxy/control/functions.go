@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/metadata/ddl"
 	"github.com/pgshard/pgshard/metadata/store"
@@ -430,6 +432,9 @@ func (e *Env) masterCreateWorkerShards(ctx context.Context, table string, shardC
 		if errors.As(err, &tooLong) {
 			return pgerr.New(pgerr.NameTooLong, "%s", err.Error())
 		}
+		if errors.Is(err, ddl.ErrUnsupported) {
+			return pgerr.New(pgerr.FeatureNotSupported, "cannot create the shards of %q: %s", rel, strings.TrimPrefix(err.Error(), "ddl: "))
+		}
 		return pgerr.Wrap(err, pgerr.InternalError, "could not read the definition of %q: %v", rel, err)
 	}
 	nodes := snap.Nodes
@@ -535,6 +540,9 @@ func (e *Env) placeShards(ctx context.Context, def *ddl.Table, owner string, nod
 				if errors.As(r.err, &tooLong) {
 					return nil, created, pgerr.New(pgerr.NameTooLong, "%s", r.err.Error())
 				}
+				if err := objectRefused(r.err, r.node); err != nil {
+					return nil, created, err
+				}
 				for _, i := range shards {
 					e.Client.Notice(pgerr.New(pgerr.Warning, "could not create shard on \"%s:%d\"", r.node.Name, r.node.Port).
 						WithSeverity("WARNING").WithDetail("shard %d: %v", ids[i], r.err))
@@ -565,6 +573,18 @@ func (e *Env) placeShards(ctx context.Context, def *ddl.Table, owner string, nod
 		}
 	}
 	return placed, created, nil
+}
+
+// objectRefused is the client's error for a worker's refusal to create a shard because an
+// object the shard needs is missing there or differs (raised by the checks of
+// ddl.Table.CreateCommands: a function, an extension, an enum's labels), else nil. Another
+// worker would refuse it the same way, so it is not a node failure to try elsewhere.
+func objectRefused(err error, node metadata.Node) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || (pe.Code != string(pgerr.FeatureNotSupported) && pe.Code != string(pgerr.DatatypeMismatch)) {
+		return nil
+	}
+	return pgerr.New(pgerr.Code(pe.Code), "%s", pe.Message).WithHint("%s", pe.Hint).WithDetail("On worker %s.", fmtNode(node))
 }
 
 func countPending(work map[metadata.Node][]int, i int) int {
