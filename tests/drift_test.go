@@ -258,3 +258,154 @@ func TestDriftGuardNotForgeable(t *testing.T) {
 		t.Errorf("index %s after the forgery attempts: %s", ix, got)
 	}
 }
+
+// driftRow is a row of SHOW DRIFT.
+type driftRow struct {
+	table, node, item string
+	shard             int64
+	port              int32
+	coord, placement  *string
+}
+
+func (r driftRow) String() string {
+	s := func(p *string) string {
+		if p == nil {
+			return "NULL"
+		}
+		return *p
+	}
+	return fmt.Sprintf("%s %d %s:%d %s [%s] [%s]", r.table, r.shard, r.node, r.port, r.item, s(r.coord), s(r.placement))
+}
+
+// showDrift runs SHOW DRIFT over conn (extended protocol unless conn is a simple one).
+func showDrift(t *testing.T, conn *pgx.Conn, arg string) []driftRow {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), "SHOW DRIFT "+arg)
+	if err != nil {
+		t.Fatalf("SHOW DRIFT %s: %v", arg, err)
+	}
+	var out []driftRow
+	for rows.Next() {
+		var r driftRow
+		if err := rows.Scan(&r.table, &r.shard, &r.node, &r.port, &r.item, &r.coord, &r.placement); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("SHOW DRIFT %s: %v", arg, err)
+	}
+	return out
+}
+
+func TestShowDrift(t *testing.T) {
+	ctx := context.Background()
+	proxy := connect(t)
+	ext, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(ctx)
+	coord := connectServer(t, env.C.Coordinator)
+	tbl := uniqueName("drshow")
+	mustExec(t, proxy, fmt.Sprintf(`CREATE TABLE %[1]s (id int PRIMARY KEY, v text NOT NULL DEFAULT 'x', n numeric(10,2),
+			at timestamptz DEFAULT now(), CONSTRAINT %[1]s_n CHECK (n >= 0))`, tbl),
+		fmt.Sprintf("CREATE INDEX %[1]s_v ON %[1]s (v)", tbl),
+		fmt.Sprintf("CREATE UNIQUE INDEX %[1]s_idv ON %[1]s (id, v) WHERE n > 1", tbl),
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", tbl),
+		fmt.Sprintf("select master_create_worker_shards('%s', 4, 2)", tbl),
+		fmt.Sprintf("INSERT INTO %s (id, v, n) SELECT g, 'v' || g, g FROM generate_series(1, 40) g", tbl))
+
+	// A clean table: nothing, by either protocol, with or without checksums.
+	for _, c := range []*pgx.Conn{proxy, ext} {
+		for _, arg := range []string{tbl, "public." + tbl, tbl + " WITH CHECKSUM"} {
+			if got := showDrift(t, c, arg); len(got) != 0 {
+				t.Errorf("SHOW DRIFT %s of a clean table: %v", arg, got)
+			}
+		}
+	}
+	// Every table at once runs too (other tests' tables may well differ).
+	showDrift(t, proxy, "")
+
+	// Differences made on the workers, behind pgshard's back.
+	type placement struct {
+		shard int64
+		port  int
+	}
+	var places []placement
+	rows, err := coord.Query(ctx, `SELECT p.shard_id, p.node_port FROM pgs_distribution_metadata.shard_placement p
+		JOIN pgs_distribution_metadata.shard s ON s.id = p.shard_id WHERE s.relation_id = $1::regclass ORDER BY p.shard_id, p.id`, tbl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p placement
+		if err := rows.Scan(&p.shard, &p.port); err != nil {
+			t.Fatal(err)
+		}
+		places = append(places, p)
+	}
+	if rows.Err() != nil || len(places) != 8 {
+		t.Fatalf("placements: %v %v", places, rows.Err())
+	}
+	on := func(p placement) *pgx.Conn { return connectServer(t, serverFor(p.port)) }
+	shard := func(p placement) string { return fmt.Sprintf("%s_%d", tbl, p.shard) }
+	a, b := places[0], places[3] // two shards, one placement each
+	mustExec(t, on(a), fmt.Sprintf("ALTER TABLE %s ADD COLUMN extra int", shard(a)),
+		fmt.Sprintf("ALTER TABLE %s ALTER COLUMN v DROP NOT NULL", shard(a)))
+	mustExec(t, on(b), fmt.Sprintf("DROP INDEX %s_v_%d", tbl, b.shard),
+		fmt.Sprintf("ALTER TABLE %s ALTER COLUMN n TYPE numeric(12,2)", shard(b)))
+	app := unprivilegedRole(t, "drgrant")
+	mustExec(t, proxy, fmt.Sprintf("GRANT SELECT ON %s TO %s", tbl, app))
+
+	got := showDrift(t, ext, tbl)
+	var lines []string
+	for _, r := range got {
+		lines = append(lines, r.String())
+	}
+	has := func(p placement, item, coordVal, placeVal string) {
+		t.Helper()
+		for _, r := range got {
+			if r.shard == p.shard && int(r.port) == p.port && r.item == item && r.table == "public."+tbl &&
+				(coordVal == "*" || (r.coord == nil && coordVal == "NULL") || (r.coord != nil && *r.coord == coordVal)) &&
+				(placeVal == "*" || (r.placement == nil && placeVal == "NULL") || (r.placement != nil && *r.placement == placeVal)) {
+				return
+			}
+		}
+		t.Errorf("SHOW DRIFT: no row for shard %d on port %d: %s [%s] [%s]; got:\n%s", p.shard, p.port, item, coordVal, placeVal, strings.Join(lines, "\n"))
+	}
+	has(a, "column extra", "NULL", "5: integer")
+	has(a, "column v", "2: text NOT NULL DEFAULT 'x'::text", "2: text DEFAULT 'x'::text")
+	has(b, "index "+tbl+"_v", "USING btree (v)", "NULL")
+	has(b, "column n", "3: numeric(10,2)", "3: numeric(12,2)")
+	// The GRANT reached the coordinator only: every placement differs.
+	for _, p := range places {
+		has(p, "privileges", "*", "*")
+	}
+	if want := 4 + len(places); len(got) != want {
+		t.Errorf("SHOW DRIFT: %d rows, want %d:\n%s", len(got), want, strings.Join(lines, "\n"))
+	}
+
+	// Contents: a row changed on one placement only (and the rows of the placement with an
+	// extra column print differently).
+	c := places[5]
+	mustExec(t, on(c), fmt.Sprintf("UPDATE %s SET v = 'changed' WHERE id = (SELECT min(id) FROM %s)", shard(c), shard(c)))
+	var sums []int64
+	for _, r := range showDrift(t, proxy, tbl+" WITH CHECKSUM") {
+		if strings.HasPrefix(r.item, "contents") {
+			sums = append(sums, r.shard)
+			if r.coord == nil || r.placement == nil || *r.coord == *r.placement {
+				t.Errorf("contents row: %v", r)
+			}
+		}
+	}
+	if fmt.Sprint(sums) != fmt.Sprint([]int64{a.shard, c.shard}) {
+		t.Errorf("SHOW DRIFT WITH CHECKSUM: contents rows of shards %v, want %v", sums, []int64{a.shard, c.shard})
+	}
+
+	// Superusers only; unknown tables are errors.
+	_, err = connectAs(t, env.P, app).Exec(ctx, "SHOW DRIFT "+tbl)
+	wantSQLState(t, "SHOW DRIFT as an ordinary role", err, "42501", "SHOW DRIFT")
+	_, err = proxy.Exec(ctx, "SHOW DRIFT no_such_table_here")
+	wantSQLState(t, "SHOW DRIFT of an unknown table", err, "42P01", "")
+}
