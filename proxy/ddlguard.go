@@ -31,8 +31,13 @@ import (
 // transaction's txid on coord and records it with each OID over the proxy's own metadata
 // connection, committed before it returns. Call it just before sending the client's DDL on
 // coord, in the transaction that runs the DDL, with the OIDs of every distributed table the
-// DDL changes (for an index, its table; for a schema, every distributed table in it; for
-// DROP TABLE, every table dropped). The DDL's own privilege checks are PostgreSQL's, on
+// DDL changes (for an index, its table; for ALTER/DROP SCHEMA, every distributed table in
+// the schema; for DROP TABLE, every table dropped; for a foreign key between distributed
+// tables, both tables: to be safe, every distributed table the statement names). The
+// guard checks by OID, so a RENAME or SET SCHEMA in the same transaction keeps the
+// authorization; the triggers it does not let through without one are listed in
+// metadata/store/events.sql (ALTER TABLE, CREATE/ALTER/DROP INDEX, CREATE TRIGGER,
+// CREATE/ALTER POLICY, ALTER SCHEMA, and any drop of a distributed table or its index). The DDL's own privilege checks are PostgreSQL's, on
 // coord, as the client's role: the authorization only lets pgshard's propagated DDL past
 // the guard.
 //

@@ -27,7 +27,9 @@ import (
 // shard, placement's node, the item, the coordinator's value, the placement's; NULL where
 // one side lacks the item) and no rows when everything agrees. WITH CHECKSUM also compares
 // each placement's rows (their count and an order-independent digest, as repair checks a
-// copy) with the shard's first finalized placement, reported as item "contents".
+// copy) with the shard's first finalized placement, reported as item "contents". A
+// placement whose node cannot be reached, or whose shard table is missing, is reported
+// as item "table".
 //
 // Superusers only (it shows the workers' addresses, as SHOW PLACEMENTS). It reads the
 // workers over connections of its own, as the client's user, with pgshard's search_path
@@ -162,7 +164,15 @@ func (ss *session) showDrift(ctx context.Context, env *control.Env, cmd *router.
 	for _, n := range nodes {
 		wc, err := ss.driftConn(ctx, &n)
 		if err != nil {
-			return err
+			if ctx.Err() != nil {
+				return err
+			}
+			// A node that cannot be reached: its placements are reported, the rest checked.
+			for _, p := range byNode[n] {
+				diffs = append(diffs, driftDiff{p.t.QualifiedName(), p.sh.ID, n, "table",
+					ptr(router.ShardName(p.t.Schema, p.t.Name, p.sh.ID)), ptr("(unreachable: " + err.Error() + ")")})
+			}
+			continue
 		}
 		for _, p := range byNode[n] {
 			name := router.ShardName(p.t.Schema, p.t.Name, p.sh.ID)

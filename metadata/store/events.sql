@@ -191,7 +191,7 @@ BEGIN
 	IF rel IS NOT NULL THEN
 		RAISE EXCEPTION '% of distributed table % must run through pgshard', tag, rel::pg_catalog.regclass
 			USING ERRCODE = 'feature_not_supported',
-			      DETAIL = pg_catalog.format('The command (on a %s) would change the coordinator''s table alone: its shards on the workers would no longer match it. It ran in a function or DO block, or on a direct connection to the coordinator.', what),
+			      DETAIL = pg_catalog.format('The command (on a %s) would change the coordinator''s table alone: its shards on the workers would no longer match it. pgshard did not apply it to the shards: it ran in a function or DO block or on a direct connection to the coordinator, or pgshard does not propagate it.', what),
 			      HINT = 'Send the command to pgshard as a statement of its own, which applies it to every shard or refuses it.';
 	END IF;
 END
@@ -248,7 +248,7 @@ BEGIN
 		END IF;
 		RAISE EXCEPTION 'DROP of % % of distributed table % must run through pgshard', kind, obj, rel::pg_catalog.regclass
 			USING ERRCODE = 'feature_not_supported',
-			      DETAIL = 'Dropping it on the coordinator alone (in a function or DO block, or on a direct connection to the coordinator) would leave it on the shards.',
+			      DETAIL = 'Dropping it on the coordinator alone would leave it on the shards. pgshard did not apply the command to the shards: it ran in a function or DO block or on a direct connection to the coordinator, or pgshard does not propagate it.',
 			      HINT = 'Send the command to pgshard as a statement of its own, which applies it to every shard or refuses it.';
 	END IF;
 END
