@@ -408,6 +408,19 @@ func TestShowDrift(t *testing.T) {
 		t.Errorf("SHOW DRIFT WITH CHECKSUM: contents rows of shards %v, want %v", sums, []int64{a.shard, c.shard})
 	}
 
+	// A shard table gone from its worker.
+	d := places[7]
+	mustExec(t, on(d), "DROP TABLE "+shard(d))
+	missing := false
+	for _, r := range showDrift(t, proxy, tbl) {
+		if r.shard == d.shard && int(r.port) == d.port && r.item == "table" && r.placement != nil && *r.placement == "(missing)" {
+			missing = true
+		}
+	}
+	if !missing {
+		t.Errorf("SHOW DRIFT: no row for the dropped shard table %s", shard(d))
+	}
+
 	// Superusers only; unknown tables are errors.
 	_, err = connectAs(t, env.P, app).Exec(ctx, "SHOW DRIFT "+tbl)
 	wantSQLState(t, "SHOW DRIFT as an ordinary role", err, "42501", "SHOW DRIFT")
