@@ -256,6 +256,8 @@ func TestDriftGuardNotForgeable(t *testing.T) {
 	_, err = tx.Exec(ctx, doBlock(fmt.Sprintf("ALTER TABLE %s ADD COLUMN x int", tbl)))
 	wantSQLState(t, "DO block in a REPEATABLE READ block", err, "0A000", "")
 	tx.Rollback(ctx)
+	// A superuser's DROP OWNED of the owner drops its distributed tables: refused too.
+	wantRefused(t, connectServer(t, env.C.Coordinator), "DROP OWNED", "DROP OWNED BY "+app, "must run through pgshard")
 	if got := coordColumns(t, tbl); got != "id,v" {
 		t.Errorf("columns after the forgery attempts: %s", got)
 	}
