@@ -48,6 +48,11 @@ import (
 // such a block gets a clear 0A000 here rather than the guard's refusal later. A caller that
 // opens the block itself should open it with BEGIN ISOLATION LEVEL READ COMMITTED.
 //
+// CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY run in several transactions, so no
+// txid authorizes them: the guard refuses them on a distributed table before they start.
+// Propagation runs them CONCURRENTLY on the workers only, and a plain CREATE/DROP INDEX
+// (authorized) on the coordinator's prototype, which is empty and so quick to index.
+//
 // The authorization lasts until the transaction ends (txids never repeat, so a row left
 // behind authorizes nothing); rows of transactions that ended are deleted by the next
 // authorization. Several calls in one transaction add up. A coordinator without the guard

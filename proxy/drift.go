@@ -72,7 +72,8 @@ UNION ALL
 SELECT 'index ' || pg_catalog.quote_ident(CASE WHEN s.n > 0 AND pg_catalog.right(ic.relname::pg_catalog.text, s.n) = s.suffix
                                                THEN pg_catalog.left(ic.relname::pg_catalog.text, -s.n) ELSE ic.relname::pg_catalog.text END),
        pg_catalog.ltrim(CASE WHEN i.indisunique THEN 'UNIQUE' ELSE '' END ||
-         pg_catalog.substr(pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.strpos(pg_catalog.pg_get_indexdef(i.indexrelid), ' USING ')))
+         pg_catalog.substr(pg_catalog.pg_get_indexdef(i.indexrelid), pg_catalog.strpos(pg_catalog.pg_get_indexdef(i.indexrelid), ' USING ')) ||
+         CASE WHEN NOT i.indisvalid THEN ' (INVALID)' ELSE '' END)
 FROM strip s JOIN pg_catalog.pg_index i ON i.indrelid = s.oid
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint co WHERE co.conindid = i.indexrelid AND co.conrelid = s.oid)

@@ -119,6 +119,13 @@ func TestDriftGuardRefusesBypass(t *testing.T) {
 		wantSQLState(t, "on the coordinator in a block: "+b.sql, err, "0A000", b.msg)
 		tx.Rollback(context.Background())
 	}
+	// CONCURRENTLY, which runs in transactions of its own (so only on a direct connection):
+	// refused before it starts, so that no invalid index is left behind.
+	wantRefused(t, coord, "on the coordinator", fmt.Sprintf("CREATE INDEX CONCURRENTLY %s_c ON %s (id)", tbl, qtbl), msg)
+	wantRefused(t, coord, "on the coordinator", fmt.Sprintf("DROP INDEX CONCURRENTLY %s.%s", schema, ix), msg)
+	if n := queryString(t, coord, "SELECT count(*)::text FROM pg_index WHERE indrelid = $1::regclass AND indisvalid AND indisready", qtbl); n != "2" {
+		t.Errorf("valid indexes after CONCURRENTLY: %s, want 2", n)
+	}
 	// The route of the issue: a column added in a DO block broke every read.
 	if got := coordColumns(t, qtbl); got != "id,v" {
 		t.Errorf("coordinator's columns after the refused DDL: %s, want id,v", got)

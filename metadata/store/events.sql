@@ -198,18 +198,50 @@ END
 $$;
 
 -- remember_distributed_indexes (ddl_command_start): the indexes of distributed tables, as
--- index:table OIDs, in a setting of the transaction, for refuse_unpropagated_drop: once an
+-- index:table OIDs, in a setting of the session, for refuse_unpropagated_drop: once an
 -- index is dropped its catalog rows, and so its table, are gone. Set before every command
--- that may drop (a client's value is overwritten; a forged one could only stand for
--- indexes that are not there).
+-- (a client's value is overwritten; a forged one could only stand for indexes that are not
+-- there), for the session rather than the transaction: DROP INDEX CONCURRENTLY commits
+-- before its sql_drop.
+--
+-- It also refuses CREATE INDEX CONCURRENTLY and DROP INDEX CONCURRENTLY whose text names a
+-- distributed table or one of its indexes (as a word: names_relation), before they start:
+-- refused at their end, they would leave an invalid index behind, built or half dropped in
+-- transactions of their own that already committed. (They cannot be authorized either: they
+-- run in several transactions. pgshard runs plain CREATE/DROP INDEX on the coordinator's
+-- empty prototype.)
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.remember_distributed_indexes() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	q text;
+	rel oid;
 BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pgs_distribution_metadata.partition) THEN
+		PERFORM pg_catalog.set_config('pgshard.distributed_indexes', '', false);
+		RETURN;
+	END IF;
 	PERFORM pg_catalog.set_config('pgshard.distributed_indexes',
 		coalesce((SELECT pg_catalog.string_agg(i.indexrelid::text || ':' || i.indrelid::text, ',')
 		          FROM pg_catalog.pg_index i
 		          WHERE i.indrelid IN (SELECT p.relation_id FROM pgs_distribution_metadata.partition p)), ''),
-		true);
+		false);
+	IF TG_TAG IN ('CREATE INDEX', 'DROP INDEX') THEN
+		q := pg_catalog.current_query();
+		IF q ~* '(^|[^[:alnum:]_$])concurrently($|[^[:alnum:]_$])' THEN
+			SELECT c.oid INTO rel
+			FROM pgs_distribution_metadata.partition p JOIN pg_catalog.pg_class c ON c.oid = p.relation_id
+			WHERE pgs_distribution_metadata.names_relation(q, c.relname)
+			   OR EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+			              WHERE i.indrelid = c.oid AND pgs_distribution_metadata.names_relation(q, ic.relname))
+			LIMIT 1;
+			IF rel IS NOT NULL THEN
+				RAISE EXCEPTION '% CONCURRENTLY of distributed table % must run through pgshard', TG_TAG, rel::pg_catalog.regclass
+					USING ERRCODE = 'feature_not_supported',
+					      DETAIL = 'The command would change the coordinator''s table alone: its shards on the workers would no longer match it. pgshard did not apply it to the shards: it ran on a direct connection to the coordinator, or pgshard does not propagate it.',
+					      HINT = 'Send the command to pgshard as a statement of its own, which applies it to every shard or refuses it.';
+			END IF;
+		END IF;
+	END IF;
 END
 $$;
 
