@@ -54,7 +54,11 @@ func (ss *session) admin(ctx context.Context, st *router.Statement, extended boo
 	}
 	defer stop()
 	bounded = repair.WithLockTimeout(bounded, ss.txn.waits.lockTimeout)
-	if err := env.Admin(bounded, st.Command.Name, st.Command.Arg); err != nil {
+	run := func() error { return env.Admin(bounded, st.Command.Name, st.Command.Arg) }
+	if st.Command.Name == "SHOW DRIFT" {
+		run = func() error { return ss.showDrift(bounded, env, st.Command) } // drift.go
+	}
+	if err := run(); err != nil {
 		var pe *pgerr.Error
 		if cause := context.Cause(bounded); bounded.Err() != nil && errors.As(cause, &pe) {
 			err = cause

@@ -42,7 +42,13 @@ func (x *execution) dropTables(ctx context.Context) error {
 	// The client's role drops the tables on the coordinator (PostgreSQL checks that it
 	// owns them); the proxy's own connection removes their metadata, which ordinary roles
 	// may not write, and commits that only once the drop has committed.
-	if err := c.Exec(ctx, "BEGIN"); err != nil {
+	// READ COMMITTED whatever the session's default: the coordinator's DDL guard must see
+	// the authorization (authorizeDDL) committed after the block's first statement.
+	if err := c.Exec(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED"); err != nil {
+		return err
+	}
+	if err := ss.authorizeDDL(ctx, c, oids); err != nil {
+		c.Exec(ctx, "ROLLBACK")
 		return err
 	}
 	if err := x.running(c, func() error { return c.Exec(ctx, render(st.Text, in, nil, nil)) }); err != nil {

@@ -8,7 +8,7 @@ import (
 
 // Admin statements are pgshard's own (SHOW NODES, SHOW SHARDS [table], SHOW PLACEMENTS
 // [shard], SHOW REPAIRS, SHOW POOLS, SHOW STATS, SHOW VERSION, SHOW TRANSACTIONS,
-// REPAIR SHARD id, RECOVER TRANSACTIONS): the
+// SHOW DRIFT [table] [WITH CHECKSUM], REPAIR SHARD id, RECOVER TRANSACTIONS): the
 // proxy answers them itself (package proxy/control). They are recognised from their
 // tokens before PostgreSQL's parser sees the text (REPAIR SHARD is not SQL, and SHOW
 // NODES would read as a setting), and only as the whole query string: anything else,
@@ -20,6 +20,8 @@ type AdminCommand struct {
 	Name string
 	// Arg is its argument as written ("" for none): a number or a (qualified) name.
 	Arg string
+	// Checksum is SHOW DRIFT's WITH CHECKSUM: compare the placements' contents too.
+	Checksum bool
 }
 
 // PlanAdmin returns the plan of text when it is an admin statement (kind Admin), nil
@@ -30,7 +32,12 @@ func PlanAdmin(text string) *Statement {
 	if !ok {
 		return nil
 	}
-	return &Statement{Kind: Admin, Command: &AdminCommand{Name: cmd, Arg: arg}}
+	c := &AdminCommand{Name: cmd, Arg: arg}
+	if cmd == "SHOW DRIFT" {
+		c.Arg, c.Checksum = strings.CutSuffix(arg, withChecksum)
+		c.Arg = strings.TrimSpace(c.Arg)
+	}
+	return &Statement{Kind: Admin, Command: c}
 }
 
 // adminCommand recognises pgshard's admin statements (before any parsing): it returns
@@ -49,7 +56,13 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 		return "", "", false
 	}
 	cmd = strings.ToUpper(q[toks[0].Start:toks[0].End]) + " " + strings.ToUpper(q[toks[1].Start:toks[1].End])
-	if rest := toks[2:]; len(rest) > 0 {
+	rest, suffix := toks[2:], ""
+	if n := len(rest); cmd == "SHOW DRIFT" && n >= 2 && rest[n-2].Kind == sqllex.Ident && rest[n-1].Kind == sqllex.Ident &&
+		strings.EqualFold(q[rest[n-2].Start:rest[n-2].End], "with") && strings.EqualFold(q[rest[n-1].Start:rest[n-1].End], "checksum") {
+		// SHOW DRIFT [table] WITH CHECKSUM: the options come back at the argument's end.
+		rest, suffix = rest[:n-2], withChecksum
+	}
+	if len(rest) > 0 {
 		// One argument: a number or a (qualified) name, written without spaces.
 		for i, t := range rest {
 			switch {
@@ -67,6 +80,8 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 	switch cmd {
 	case "SHOW SHARDS", "SHOW PLACEMENTS":
 		return cmd, arg, true
+	case "SHOW DRIFT":
+		return cmd, arg + suffix, true
 	case "SHOW NODES", "SHOW REPAIRS", "SHOW POOLS", "SHOW STATS", "SHOW VERSION", "SHOW TRANSACTIONS", "RECOVER TRANSACTIONS":
 		return cmd, arg, arg == ""
 	case "REPAIR SHARD":
@@ -74,6 +89,9 @@ func adminCommand(q string) (cmd, arg string, ok bool) {
 	}
 	return "", "", false
 }
+
+// withChecksum is how adminCommand gives SHOW DRIFT's option back, after the argument.
+const withChecksum = " WITH CHECKSUM"
 
 // adminStart reports whether q's first word, after whitespace and comments, is SHOW,
 // REPAIR or RECOVER: a cheap test for every statement before the tokens of a few are looked at.

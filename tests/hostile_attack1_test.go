@@ -319,8 +319,10 @@ func TestHostileIndexPredicateRunsAsProxy(t *testing.T) {
 	// starts.
 	mustExec(t, ac,
 		fmt.Sprintf("CREATE TABLE %s (id int, v text)", second),
-		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", second),
-		fmt.Sprintf("select %s_idx('%s')", alice, second))
+		fmt.Sprintf("select master_create_distributed_table('%s', 'id')", second))
+	// (The coordinator's DDL guard refuses an index made behind the proxy's back now: issue 13.)
+	_, err := ac.Exec(ctx, fmt.Sprintf("select %s_idx('%s')", alice, second))
+	wantSQLState(t, "CREATE INDEX on a distributed table in a function", err, "0A000", "must run through pgshard")
 	p, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
 	if err != nil {
 		t.Fatal(err)

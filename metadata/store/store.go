@@ -3,7 +3,9 @@
 // and listens for the notifications with which proxies tell each other that the metadata
 // changed. It also guards the prototypes of distributed tables on the coordinator: triggers
 // that refuse writes reaching them, an event trigger that refuses views, rules, policies and
-// functions over them (schema.sql, events.sql).
+// functions over them, and event triggers that refuse DDL on them that pgshard did not
+// authorize (ddl_authorization: no drift between a table and its shards) (schema.sql,
+// events.sql).
 package store
 
 import (
@@ -121,7 +123,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 			return err
 		}
 		if _, err := tx.Exec(ctx, eventsSQL); err != nil {
-			s.log.Warn("schema-change notifications not installed (needs superuser); proxies learn of DDL they relay themselves", "err", err)
+			s.log.Warn("coordinator event triggers not installed (needs superuser): proxies learn only of DDL they relay themselves, and DDL on distributed tables made elsewhere (in functions, straight on the coordinator) is not refused (SHOW DRIFT reports its effects)", "err", err)
 			_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT events")
 			return err
 		}

@@ -48,6 +48,9 @@ var adminColumns = map[string][]adminCol{
 		{"age", textOID}, {"detail", textOID}},
 	"RECOVER TRANSACTIONS": {{"committed", int4OID}, {"rolled_back", int4OID}, {"records_deleted", int4OID},
 		{"in_progress", int4OID}},
+	// SHOW DRIFT is answered by the proxy itself (proxy/drift.go).
+	"SHOW DRIFT": {{"table_name", textOID}, {"shard_id", int8OID}, {"node_name", textOID}, {"node_port", int4OID},
+		{"item", textOID}, {"coordinator", textOID}, {"placement", textOID}},
 	"REPAIR SHARD": {{"shard_id", int8OID}, {"placement_id", int8OID}, {"source", textOID}, {"target", textOID},
 		{"rows_copied", int8OID}, {"bytes_copied", int8OID}, {"seconds", textOID}},
 }
