@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +12,7 @@ import (
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/proxy/pgwire"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -211,10 +214,39 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 	if len(run) == 0 {
 		return tag, nil
 	}
-	if err := x.runWrites(ctx, run); err != nil {
+	if err := x.shardWrites(ctx, run); err != nil {
 		return "", err
 	}
 	return tag, nil
+}
+
+// shardWrites runs the shards' statements as writes. The shards' notices repeat the
+// coordinator's (a DROP ... IF EXISTS that skips, once per shard) and are dropped; the
+// warnings of placements marked inactive reach the client.
+func (x *execution) shardWrites(ctx context.Context, tasks []writeTask) error {
+	orig := x.out.Writer
+	var buf bytes.Buffer
+	side := pgwire.NewWriter(&buf)
+	x.out.Redirect(side)
+	err := x.runWrites(ctx, tasks)
+	x.out.Redirect(orig)
+	side.Flush()
+	b := buf.Bytes()
+	for len(b) >= 5 {
+		n := int(binary.BigEndian.Uint32(b[1:5]))
+		if n < 4 || len(b) < 1+n {
+			break
+		}
+		typ, body := b[0], b[5:1+n]
+		b = b[1+n:]
+		if typ == 'N' {
+			if e := backend.DecodeError(body); e.Severity == "NOTICE" || e.Severity == "INFO" || e.Severity == "DEBUG" || e.Severity == "LOG" {
+				continue
+			}
+		}
+		orig.Raw(typ, body)
+	}
+	return err
 }
 
 // catalogObject is a constraint (kind: its contype) or an index backing none (kind 'i')

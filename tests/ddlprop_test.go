@@ -294,3 +294,47 @@ func TestDDLPropWorkerDown(t *testing.T) {
 		t.Fatalf("rows after repair: %d", total)
 	}
 }
+
+// TestDDLPropPsql: through psql, a skipped DROP CONSTRAINT IF EXISTS gives the client one
+// notice (the coordinator's, not one per shard), DROP INDEX of a coordinator table's
+// index and of no index stays on the coordinator, GRANT ... ON ALL TABLES IN SCHEMA
+// reaches the shards, and the extended protocol runs DDL too.
+func TestDDLPropPsql(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("ddlpsql")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k text NOT NULL, v int)", table), table, "k", 4, 2)
+	role := unprivilegedRole(t, "ddlpsql_app")
+	out, err := psql(t, env.P, fmt.Sprintf(`ALTER TABLE %[1]s DROP CONSTRAINT IF EXISTS nope;
+CREATE TABLE plain_%[1]s (a int); CREATE INDEX pix_%[1]s ON plain_%[1]s (a); DROP INDEX pix_%[1]s; DROP INDEX IF EXISTS nothing_%[1]s;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO %[2]s;
+`, table, role))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := strings.Count(out, `constraint "nope"`); n != 1 {
+		t.Fatalf("%d notices for the skipped constraint, want 1:\n%s", n, out)
+	}
+	checkDefinitions(t, table, false)
+	app := connectAs(t, env.P, role)
+	if s := queryString(t, app, fmt.Sprintf("SELECT count(*)::text FROM %s", table)); s != "0" {
+		t.Fatalf("count as %s: %s", role, s)
+	}
+
+	ext, err := pgx.Connect(ctx, env.P.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(ctx)
+	if _, err := ext.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN e int DEFAULT 3", table)); err != nil {
+		t.Fatalf("extended protocol: %v", err)
+	}
+	if _, err := ext.Exec(ctx, fmt.Sprintf("INSERT INTO %s (k, v) VALUES ($1, $2)", table), "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	var e int
+	if err := ext.QueryRow(ctx, fmt.Sprintf("SELECT e FROM %s WHERE k = $1", table), "a").Scan(&e); err != nil || e != 3 {
+		t.Fatalf("e = %d, %v", e, err)
+	}
+	checkDefinitions(t, table, false)
+}
