@@ -31,11 +31,14 @@ func tableDef(t testing.TB, conn *pgx.Conn, rel, suffix string) string {
 			t.Fatalf("%s: %v", label, err)
 		}
 	}
-	q("column", `SELECT attname, format_type(atttypid, atttypmod), atttypmod, attnotnull FROM pg_attribute
+	q("column", `SELECT attname, format_type(atttypid, atttypmod), atttypmod, attnotnull, attstattarget, attstorage, attgenerated FROM pg_attribute
 		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`)
 	q("default", `SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
 		JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
 		WHERE d.adrelid = $1::regclass AND d.adbin LIKE '{CONST %' ORDER BY 1`)
+	q("generated", `SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+		JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+		WHERE d.adrelid = $1::regclass AND a.attgenerated = 's' ORDER BY 1`)
 	q("index", `SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = $1::regclass ORDER BY 1`)
 	q("constraint", `SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint
 		WHERE conrelid = $1::regclass AND contype <> 'f' ORDER BY 1`)
@@ -113,6 +116,11 @@ func TestDDLPropagation(t *testing.T) {
 		"ALTER TABLE %[1]s DROP CONSTRAINT %[1]s_uq2",
 		"ALTER TABLE %[1]s RENAME COLUMN note TO remark",
 		"ALTER TABLE %[1]s DROP COLUMN amount",
+		"ALTER TABLE %[1]s ADD COLUMN g bigint GENERATED ALWAYS AS (v * 2) STORED",
+		"ALTER TABLE %[1]s ALTER COLUMN v SET STATISTICS 200, ALTER COLUMN remark SET STORAGE EXTERNAL",
+		"ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_nv CHECK (v < 1000) NOT VALID",
+		"ALTER TABLE %[1]s VALIDATE CONSTRAINT %[1]s_nv",
+		"ALTER TABLE %[1]s DROP COLUMN g",
 		"COMMENT ON TABLE %[1]s IS 'the table'",
 		"COMMENT ON COLUMN %[1]s.remark IS 'a remark'",
 	}
