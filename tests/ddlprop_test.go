@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // tableDef is a relation's definition as the catalog has it, with shard suffixes taken
@@ -345,4 +348,80 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO %[2]s;
 		t.Fatalf("e = %d, %v", e, err)
 	}
 	checkDefinitions(t, table, false)
+}
+
+// TestDDLPropRacingWrites: schema changes through one proxy while another proxy writes
+// the table: the writes wait for the changes' locks and none fails, the placements stay
+// identical, and the second proxy learns the new definition.
+func TestDDLPropRacingWrites(t *testing.T) {
+	ctx := context.Background()
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Stop()
+	a, b := connect(t), connectTo(t, p2)
+	table := uniqueName("ddlprace")
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (k text NOT NULL, v int)", table), table, "k", 4, 2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := b.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('first', 0)", table)); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("proxy 2 never learned of the table: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	written := 1
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := b.Exec(ctx, fmt.Sprintf("INSERT INTO %s (k, v) VALUES ('a%d', %d), ('b%d', %d)", table, i, i, i, i)); err != nil {
+				done <- err
+				return
+			}
+			if _, err := b.Exec(ctx, fmt.Sprintf("UPDATE %s SET v = v + 1 WHERE k = 'a%d'", table, i)); err != nil {
+				done <- err
+				return
+			}
+			written += 2
+		}
+	}()
+	for _, s := range []string{
+		"ALTER TABLE %[1]s ADD COLUMN w int DEFAULT 1",
+		"CREATE INDEX %[1]s_v ON %[1]s (v)",
+		"ALTER TABLE %[1]s ALTER COLUMN v TYPE bigint",
+		"ALTER TABLE %[1]s ADD CHECK (v >= 0)",
+		"ALTER TABLE %[1]s ADD PRIMARY KEY (k)",
+	} {
+		mustExec(t, a, fmt.Sprintf(s, table))
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("a write through the second proxy failed: %v", err)
+	}
+	checkDefinitions(t, table, false)
+	if total := checkPlacements(t, table, "hashtext(k)"); total != int64(written) {
+		t.Fatalf("rows on the workers: %d, want %d", total, written)
+	}
+	// The second proxy learns the new definition (the coordinator's notification).
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		_, err := b.Exec(ctx, fmt.Sprintf("INSERT INTO %s (k, v, w) VALUES ('last', 1, 5)", table))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy 2 never learned of the new column: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
