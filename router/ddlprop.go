@@ -546,14 +546,53 @@ func class(kind byte) byte {
 }
 
 // chosen returns the name PostgreSQL chose for the statement's next unnamed object of
-// class c.
-func (r *rewriter) chosen(c byte) (string, error) {
-	if len(r.added[c]) == 0 {
+// class c: the first one left whose name is base (the name PostgreSQL derives from the
+// table and columns, ChooseConstraintName) or base followed by digits (its way around a
+// name taken), else the first one left. (PostgreSQL does not create them in the
+// statement's order: a new column's CHECK comes after the table's.)
+func (r *rewriter) chosen(c byte, base string) (string, error) {
+	left := r.added[c]
+	if len(left) == 0 {
 		return "", pgerr.New(pgerr.InternalError, "could not find the name the coordinator chose for an unnamed constraint or index")
 	}
-	name := r.added[c][0]
-	r.added[c] = r.added[c][1:]
+	pick := 0
+	for i, name := range left {
+		if rest, ok := strings.CutPrefix(name, base); ok && strings.Trim(rest, "0123456789") == "" {
+			pick = i
+			break
+		}
+	}
+	name := left[pick]
+	r.added[c] = append(left[:pick:pick], left[pick+1:]...)
 	return name, nil
+}
+
+// checkBase is the name PostgreSQL gives an unnamed CHECK constraint: <table>_<column>_check
+// when its expression reads exactly one column (col, for a column's constraint), else
+// <table>_check.
+func (r *rewriter) checkBase(c *pg_query.Constraint, col string) string {
+	if col == "" {
+		cols := map[string]bool{}
+		if m := nodeMessage(c.RawExpr); m != nil {
+			walk(m, func(x protoreflect.Message, _ []frame) bool {
+				if cr, ok := x.Interface().(*pg_query.ColumnRef); ok && len(cr.Fields) > 0 {
+					if s, ok := unwrap(cr.Fields[len(cr.Fields)-1]).(*pg_query.String); ok {
+						cols[s.Sval] = true
+					}
+				}
+				return true
+			})
+		}
+		if len(cols) == 1 {
+			for k := range cols {
+				col = k
+			}
+		}
+	}
+	if col == "" {
+		return r.t.Name + "_check"
+	}
+	return r.t.Name + "_" + col + "_check"
 }
 
 // collectChosen fills added with the objects the statement created but did not name.
@@ -611,7 +650,7 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		name := s.Idxname
 		if name == "" {
 			r.collectChosen(nil)
-			if name, err = r.chosen('i'); err != nil {
+			if name, err = r.chosen('i', r.t.Name+"_"); err != nil {
 				return false, err
 			}
 		}
@@ -666,13 +705,13 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 		cd := unwrap(cmd.Def).(*pg_query.ColumnDef)
 		for _, n := range cd.Constraints {
 			if c, ok := unwrap(n).(*pg_query.Constraint); ok {
-				if err := r.constraint(c); err != nil {
+				if err := r.constraint(c, cd.Colname); err != nil {
 					return false, err
 				}
 			}
 		}
 	case pg_query.AlterTableType_AT_AddConstraint:
-		return true, r.constraint(unwrap(cmd.Def).(*pg_query.Constraint))
+		return true, r.constraint(unwrap(cmd.Def).(*pg_query.Constraint), "")
 	case pg_query.AlterTableType_AT_DropConstraint, pg_query.AlterTableType_AT_ValidateConstraint:
 		kind, known := r.cat.Kinds[cmd.Name]
 		switch {
@@ -697,18 +736,23 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 	return true, nil
 }
 
-// constraint names a constraint a statement adds as the shard's copy is named.
-func (r *rewriter) constraint(c *pg_query.Constraint) error {
+// constraint names a constraint a statement adds (col: the new column it is declared
+// on, if any) as the shard's copy is named.
+func (r *rewriter) constraint(c *pg_query.Constraint, col string) error {
 	var err error
 	switch c.Contype {
 	case pg_query.ConstrType_CONSTR_CHECK:
 		if c.Conname == "" {
-			c.Conname, err = r.chosen('c')
+			c.Conname, err = r.chosen('c', r.checkBase(c, col))
 		}
 	case pg_query.ConstrType_CONSTR_PRIMARY, pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_EXCLUSION:
 		name := c.Conname
 		if name == "" {
-			if name, err = r.chosen('k'); err != nil {
+			base := r.t.Name + "_pkey"
+			if c.Contype != pg_query.ConstrType_CONSTR_PRIMARY {
+				base = r.t.Name + "_"
+			}
+			if name, err = r.chosen('k', base); err != nil {
 				return err
 			}
 		}

@@ -107,6 +107,8 @@ func TestDDLPropagation(t *testing.T) {
 		"ALTER TABLE %[1]s ALTER COLUMN v DROP NOT NULL",
 		"ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_vpos CHECK (v >= 0)",
 		"ALTER TABLE %[1]s ADD CHECK (id >= 0)",
+		// PostgreSQL names these in another order than the statement's.
+		"ALTER TABLE %[1]s ADD CHECK (v > -5), ADD COLUMN x int CHECK (x > 0), ADD CHECK (id > -1), ADD CHECK (v > -6)",
 		"ALTER TABLE %[1]s ADD PRIMARY KEY (k, id)",
 		"ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_uq UNIQUE (id, k)",
 		"CREATE INDEX ON %[1]s (v)",
