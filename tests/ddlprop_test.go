@@ -74,7 +74,11 @@ func checkDefinitions(t testing.TB, table string, all bool) string {
 				conns[p.port] = c
 			}
 			suffix := fmt.Sprintf("_%d", s.id)
-			got := tableDef(t, c, fmt.Sprintf("%s%s", table, suffix), suffix)
+			rel := table + suffix
+			if strings.HasSuffix(table, `"`) {
+				rel = strings.TrimSuffix(table, `"`) + suffix + `"`
+			}
+			got := tableDef(t, c, rel, suffix)
 			if got != want {
 				t.Fatalf("shard %d on port %d differs from the coordinator's table:\n%s\ncoordinator:\n%s", s.id, p.port, got, want)
 			}
@@ -425,5 +429,33 @@ func TestDDLPropRacingWrites(t *testing.T) {
 			t.Fatalf("proxy 2 never learned of the new column: %v", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestDDLPropQuotedNames: a distributed table in another schema, with names that need
+// quoting, takes schema changes on every placement.
+func TestDDLPropQuotedNames(t *testing.T) {
+	conn := connect(t)
+	schema := uniqueName("DdlSch")
+	table := uniqueName("Mixed Case")
+	q := fmt.Sprintf(`"%s"."%s"`, schema, table)
+	mustExec(t, conn, fmt.Sprintf(`CREATE SCHEMA "%s"`, schema))
+	distribute(t, conn, fmt.Sprintf(`CREATE TABLE %s ("Key" text NOT NULL, "Val" int)`, q), q, "Key", 2, 2)
+	for _, s := range []string{
+		`ALTER TABLE %s ADD COLUMN "New Col" text DEFAULT 'it''s' CHECK ("New Col" <> '')`,
+		`CREATE INDEX ON %s ("Val")`,
+		`CREATE INDEX "Odd Index" ON %s ("New Col")`,
+		`ALTER TABLE %s ADD PRIMARY KEY ("Key")`,
+		`ALTER TABLE %s RENAME COLUMN "Val" TO "Value"`,
+		`COMMENT ON COLUMN %s."Value" IS 'v'`,
+	} {
+		mustExec(t, conn, fmt.Sprintf(s, q))
+		checkDefinitions(t, q, false)
+	}
+	mustExec(t, conn, fmt.Sprintf(`ALTER INDEX "%s"."Odd Index" RENAME TO "Odder Index"`, schema),
+		fmt.Sprintf(`INSERT INTO %s ("Key", "Value") VALUES ('a', 1)`, q))
+	checkDefinitions(t, q, false)
+	if s := queryString(t, conn, fmt.Sprintf(`SELECT "New Col" FROM %s WHERE "Key" = 'a'`, q)); s != "it's" {
+		t.Fatalf("default: %s", s)
 	}
 }
