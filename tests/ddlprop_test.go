@@ -333,6 +333,14 @@ GRANT SELECT ON ALL TABLES IN SCHEMA public TO %[2]s;
 		t.Fatalf("%d notices for the skipped constraint, want 1:\n%s", n, out)
 	}
 	checkDefinitions(t, table, false)
+	// Multi-statement query strings (one Query message), with and without a block.
+	mustExec(t, conn, fmt.Sprintf("BEGIN; ALTER TABLE %[1]s ADD COLUMN m1 int; INSERT INTO %[1]s (k, v) VALUES ('m', 1); UPDATE %[1]s SET m1 = 7; COMMIT", table),
+		fmt.Sprintf("ALTER TABLE %[1]s ADD COLUMN m2 int DEFAULT 2; CREATE INDEX ON %[1]s (m2); UPDATE %[1]s SET m2 = m1", table))
+	checkDefinitions(t, table, false)
+	if s := queryString(t, conn, fmt.Sprintf("SELECT m1 || '/' || m2 FROM %s WHERE k = 'm'", table)); s != "7/7" {
+		t.Fatalf("multi-statement strings: %s", s)
+	}
+	mustExec(t, conn, fmt.Sprintf("DELETE FROM %s", table))
 	app := connectAs(t, env.P, role)
 	if s := queryString(t, app, fmt.Sprintf("SELECT count(*)::text FROM %s", table)); s != "0" {
 		t.Fatalf("count as %s: %s", role, s)
