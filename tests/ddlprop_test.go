@@ -173,6 +173,15 @@ func TestDDLPropagation(t *testing.T) {
 		t.Fatalf("a failed block changed the definition:\n%s\nwas:\n%s", after, def)
 	}
 
+	// ROLLBACK TO a savepoint undoes the changes after it everywhere.
+	mustExec(t, conn, "BEGIN", "SAVEPOINT a",
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN sp int", table),
+		"ROLLBACK TO a",
+		fmt.Sprintf("COMMENT ON TABLE %s IS 'after the savepoint'", table),
+		"COMMIT")
+	if after := checkDefinitions(t, table, false); strings.Contains(after, "sp ") || !strings.Contains(after, "after the savepoint") {
+		t.Fatalf("ROLLBACK TO a savepoint:\n%s", after)
+	}
 	// Queries and writes through pgshard see the new definition.
 	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s (k, id, v, remark, flag) VALUES ('new', 1000, 5, 'r', true)", table))
 	if s := queryString(t, conn, fmt.Sprintf("SELECT remark || ':' || v FROM %s WHERE k = 'new'", table)); s != "r:5" {
