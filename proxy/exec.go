@@ -124,6 +124,10 @@ func (x *execution) run(ctx context.Context) error {
 				ss.srv.stats.xacts.Add(1)
 			}()
 		}
+		if ss.ddlReload {
+			// The block changed distributed tables' definitions (ddlprop.go).
+			defer ss.reloadAfterDDL(ctx)
+		}
 		if st.Kind == router.Commit {
 			return ss.txn.commit(ctx)
 		}
@@ -149,6 +153,8 @@ func (x *execution) run(ctx context.Context) error {
 		return x.dropTables(ctx)
 	case router.Truncate:
 		return x.truncate(ctx)
+	case router.DDL:
+		return x.ddl(ctx)
 	case router.Error:
 		return st.Err
 	case router.CopyIn:

@@ -37,6 +37,9 @@ type session struct {
 	pid, secret uint32
 	user        string
 	appName     string
+	// ddlReload is set when the session's transaction block changed the definition of
+	// distributed tables (ddlprop.go): the metadata is loaded again when it ends.
+	ddlReload bool
 	// sessionSettings are the session's settings and their replay (settings.go).
 	sessionSettings
 	// params are the ParameterStatus values the client has been told; reportedConn

@@ -162,6 +162,9 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	if st := p.queryTextCall(root); st != nil {
 		return st
 	}
+	if st := p.ddlStmt(root, dist); st != nil {
+		return st
+	}
 	dropped := p.droppedTables(root)
 	if len(dist) == 0 && len(dropped) == 0 {
 		return p.coordinator()

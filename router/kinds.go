@@ -51,7 +51,7 @@ func (st *Statement) Streamable() bool {
 func (st *Statement) RowLess() bool {
 	switch st.Kind {
 	case Begin, Commit, Rollback, Savepoint, Release, RollbackTo,
-		DropTable, Truncate, PrepareSQL, DeallocateSQL, Error:
+		DropTable, Truncate, PrepareSQL, DeallocateSQL, Error, DDL:
 		return true
 	case SetVar:
 		return !st.SetConfig

@@ -31,6 +31,7 @@ func TestKindProperties(t *testing.T) {
 		Gathered:      {true, true, true, false, false},
 		Explain:       {true, false, false, false, false},
 		Admin:         {false, false, false, false, true},
+		DDL:           {false, false, false, true, false},
 	}
 	for k := Kind(0); int(k) < len(kindNames); k++ {
 		w, ok := want[k]

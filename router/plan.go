@@ -77,11 +77,16 @@ const (
 	// Admin is one of pgshard's admin statements (SHOW NODES, REPAIR SHARD, ...; see
 	// admin.go), which the proxy answers itself. Requires: Command.
 	Admin
+	// DDL is a schema change of distributed tables (ALTER TABLE, CREATE/DROP INDEX,
+	// ALTER INDEX ... RENAME, GRANT/REVOKE, COMMENT): the coordinator runs Text, every
+	// placement of every shard of Tables the statement rewritten for it (ddlprop.go).
+	// Requires: Text, Tag, Tables unless IndexLookup.
+	DDL
 )
 
 var kindNames = [...]string{"Coordinator", "Begin", "Commit", "Rollback", "Savepoint", "Release",
 	"RollbackTo", "SetVar", "Select", "Insert", "Update", "Delete", "Function", "DropTable", "Truncate", "Error",
-	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain", "Admin"}
+	"PrepareSQL", "ExecuteSQL", "DeallocateSQL", "CopyIn", "CopyOut", "Gathered", "Explain", "Admin", "DDL"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -179,8 +184,13 @@ type Statement struct {
 	ArgQuery Template
 	Columns  []OutColumn
 
-	// Tables are the OIDs of the distributed tables a DropTable/Truncate affects.
+	// Tables are the OIDs of the distributed tables a DropTable/Truncate/DDL affects.
 	Tables []uint32
+	// DDLCatalog marks a DDL statement whose shard statements depend on the
+	// coordinator's catalog (router.DDLCatalog); IndexLookup one that names indexes,
+	// whose tables the proxy finds (DDLIndexNames); RenamesTable one that renames a
+	// distributed table.
+	DDLCatalog, IndexLookup, RenamesTable bool
 	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
 	Listen bool
 

@@ -72,7 +72,8 @@ func TestPlanKinds(t *testing.T) {
 		{"select master_add_node('h', 5432)", []Kind{Function}, false},
 		{"truncate reviews, other", []Kind{Truncate}, false},
 		{"drop table reviews", []Kind{DropTable}, false},
-		{"alter table reviews add column x int", []Kind{Error}, false},
+		{"alter table reviews add column x int", []Kind{DDL}, false},
+		{"alter table reviews enable row level security", []Kind{Error}, false},
 		{"savepoint a; release a; rollback to a", []Kind{Savepoint, Release, RollbackTo}, false},
 		{"", nil, true},
 	}

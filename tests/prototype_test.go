@@ -208,8 +208,8 @@ func TestPrototypeRefusedNonSuperuser(t *testing.T) {
 	ctx := context.Background()
 	conn := connect(t)
 	coord := connectServer(t, env.C.Coordinator)
-	role := uniqueName("pgshard_alice")
-	mustExec(t, coord, "CREATE ROLE "+role+" LOGIN", "GRANT CREATE ON SCHEMA public TO "+role)
+	// On every server: a GRANT through pgshard reaches the shards.
+	role := unprivilegedRole(t, "pgshard_alice")
 	o := uniqueName("po")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, amt bigint)", o), o, "id", 4, 1)
 	mustExec(t, conn, fmt.Sprintf("GRANT ALL ON %s TO %s", o, role))

@@ -1,8 +1,8 @@
 -- Changing the partition key.
 UPDATE customers SET id = 2 WHERE id = 1
 
--- ALTER of a distributed table.
-ALTER TABLE customers ADD COLUMN x int
+-- ALTER of a distributed table in a form pgshard does not propagate.
+ALTER TABLE customers ENABLE ROW LEVEL SECURITY
 
 -- FOR UPDATE with LIMIT on several shards (without SKIP LOCKED).
 SELECT id FROM customers ORDER BY id LIMIT 1 FOR UPDATE
