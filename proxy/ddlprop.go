@@ -51,7 +51,9 @@ func (x *execution) ddl(ctx context.Context) error {
 	}
 	own := ss.txn.tx == txIdle
 	if own {
-		ss.txn.beginBlock("BEGIN")
+		// READ COMMITTED whatever the session's default: the authorization the guard
+		// looks for is committed after the block's first statement (ddlguard.go).
+		ss.txn.beginBlock("BEGIN ISOLATION LEVEL READ COMMITTED")
 	}
 	tag, err := x.ddlIn(ctx, sql, work)
 	if !own {
@@ -172,6 +174,15 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 				return "", err
 			}
 		}
+	}
+	// The coordinator's event triggers refuse schema changes of distributed tables that
+	// pgshard did not authorize for this transaction (ddlguard.go).
+	oids := make([]uint32, len(work))
+	for i, w := range work {
+		oids[i] = w.t.OID
+	}
+	if err := ss.authorizeDDL(ctx, c, oids); err != nil {
+		return "", err
 	}
 	tag, err := x.coordinatorDDL(ctx, c, sql)
 	if err != nil {
