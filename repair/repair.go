@@ -269,17 +269,20 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 		}
 	}
 
-	def, err := r.shardDefinition(ctx, t, sh.ID)
-	if err != nil {
-		return res, err
-	}
-
-	// Writes to the shard wait from here until the placement is finalized.
+	// Writes to the shard wait from here until the placement is finalized; so do schema
+	// changes of its table, which take the shard's write locks exclusively.
 	lock, err := r.lockShard(ctx, sh.ID)
 	if err != nil {
 		return res, err
 	}
 	defer lock.unlock()
+
+	// Read under the lock: a schema change that committed while the repair waited for it
+	// is in the definition the placement is recreated with.
+	def, err := r.shardDefinition(ctx, t, sh.ID)
+	if err != nil {
+		return res, err
+	}
 
 	// Both sessions are the owner's (see the package comment): nothing of the owner's runs
 	// with the proxy's rights, and the recreated table is the owner's.
