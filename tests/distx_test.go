@@ -360,3 +360,56 @@ func TestDistxDriverTransaction(t *testing.T) {
 }
 
 var errRollback = fmt.Errorf("roll back")
+
+// TestDistxOrdinaryRole: an ordinary role (no access to the metadata schema) distributes
+// its table in a block, commits, and uses it; another ordinary role can neither
+// distribute that table through pgshard nor write its metadata through the functions
+// pgshard uses inside blocks.
+func TestDistxOrdinaryRole(t *testing.T) {
+	ctx := context.Background()
+	owner := unprivilegedRole(t, "distx_owner")
+	intruder := unprivilegedRole(t, "distx_intruder")
+	name := uniqueName("distx_role")
+	conn := connectAs(t, env.P, owner)
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, distxScript(name)...)
+	mustExec(t, conn, "ROLLBACK")
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("ROLLBACK left %v", left)
+	}
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, distxScript(name)...)
+	mustExec(t, conn, "COMMIT")
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", name)); got != "21" {
+		t.Fatalf("count = %s, want 21", got)
+	}
+	// The shard tables are the owner's.
+	for _, w := range env.C.Workers {
+		if got := queryString(t, connectServer(t, w), "SELECT coalesce(string_agg(DISTINCT pg_get_userbyid(relowner)::text, ','), '') FROM pg_class WHERE relname LIKE $1 AND relkind = 'r'", name+`\_%`); got != owner {
+			t.Errorf("worker %s: shard tables owned by %q, want %q", w.Name, got, owner)
+		}
+	}
+
+	other := connectAs(t, env.P, intruder)
+	mustExec(t, other, fmt.Sprintf("CREATE TABLE %s_x (id int)", name))
+	for _, sql := range []string{
+		fmt.Sprintf("SELECT pgs_distribute.add_partition('%s'::regclass, 'h', 'id')", name),
+		fmt.Sprintf("SELECT pgs_distribute.add_shards('%s'::regclass, '{1}', '{2}')", name),
+		fmt.Sprintf("SELECT pgs_distribute.add_placements('%s'::regclass, '{1}', '{a}', '{1}')", name),
+	} {
+		if _, err := other.Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "42501") {
+			t.Errorf("%s as another role: %v", sql, err)
+		}
+	}
+	mustExec(t, other, "BEGIN")
+	if _, err := other.Exec(ctx, fmt.Sprintf("SELECT master_create_worker_shards('%s', 4, 2)", name)); err == nil || !strings.Contains(err.Error(), "42501") {
+		t.Errorf("master_create_worker_shards of another role's table in a block: %v", err)
+	}
+	mustExec(t, other, "ROLLBACK")
+	// Shards for a table that has them already: refused, even to its owner.
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT pgs_distribute.add_placements('%s'::regclass, (SELECT array_agg(id) FROM (SELECT 10000::bigint AS id) s), '{a}', '{1}')", name)); err == nil {
+		t.Errorf("add_placements for old shards succeeded")
+	}
+	mustExec(t, other, fmt.Sprintf("DROP TABLE %s_x", name))
+	mustExec(t, conn, "DROP TABLE "+name)
+}
