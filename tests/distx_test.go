@@ -301,6 +301,44 @@ func TestDistxConcurrentSession(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	mustExec(t, conn, "DROP TABLE "+name)
+
+	// A table created before (committed) and distributed in a block: until COMMIT the
+	// other session reads it as the plain coordinator table it still is for everyone.
+	name2 := uniqueName("distx_concurrent")
+	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY, v text NOT NULL DEFAULT 'x')", name2))
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, distxScript(name2)[1:]...)
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", name2)); got != "21" {
+		t.Fatalf("count inside the block = %s, want 21", got)
+	}
+	if got := queryString(t, other, fmt.Sprintf("SELECT count(*)::text FROM %s", name2)); got != "0" {
+		t.Fatalf("count in the other session before COMMIT = %s, want 0", got)
+	}
+	rows, err = other.Query(ctx, "SHOW SHARDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		vals, _ := rows.Values()
+		if strings.Contains(fmt.Sprint(vals), name2) {
+			t.Errorf("SHOW SHARDS in another session shows %v before COMMIT", vals)
+		}
+	}
+	rows.Close()
+	mustExec(t, conn, "COMMIT")
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		var n int64
+		err := other.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s", name2)).Scan(&n)
+		if err == nil && n == 21 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("other session after COMMIT: %d rows, %v", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mustExec(t, conn, "DROP TABLE "+name2)
 }
 
 // TestDistxDriverTransaction: a driver's transaction (pgx's Begin, extended protocol),
@@ -411,5 +449,42 @@ func TestDistxOrdinaryRole(t *testing.T) {
 		t.Errorf("add_placements for old shards succeeded")
 	}
 	mustExec(t, other, fmt.Sprintf("DROP TABLE %s_x", name))
+	mustExec(t, conn, "DROP TABLE "+name)
+}
+
+// TestDistxPsqlScript: the migration as one query string with its own BEGIN and COMMIT,
+// and as a psql script run with --single-transaction (psql wraps it in BEGIN/COMMIT).
+func TestDistxPsqlScript(t *testing.T) {
+	name := uniqueName("distx_psql")
+	script := "BEGIN; " + strings.Join(distxScript(name), "; ") + "; SELECT count(*) AS n FROM " + name + "; COMMIT;"
+	out, err := psql(t, env.P, script+"\n")
+	if err != nil {
+		t.Fatalf("psql: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "21") {
+		t.Fatalf("psql output lacks the count 21:\n%s", out)
+	}
+	conn := connect(t)
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", name)); got != "21" {
+		t.Fatalf("count = %s, want 21", got)
+	}
+	mustExec(t, conn, "DROP TABLE "+name)
+
+	// A script that fails part way leaves nothing.
+	bad := strings.Join(distxScript(name), ";\n") + ";\nINSERT INTO " + name + " (id) VALUES (1);\n"
+	out, err = psql(t, env.P, bad, "--single-transaction")
+	if err == nil || !strings.Contains(out, "duplicate key") {
+		t.Fatalf("the failing script: %v\n%s", err, out)
+	}
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("the failed script left %v", left)
+	}
+	out, err = psql(t, env.P, strings.Join(distxScript(name), ";\n")+";\n", "--single-transaction")
+	if err != nil {
+		t.Fatalf("psql --single-transaction: %v\n%s", err, out)
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", name)); got != "21" {
+		t.Fatalf("count = %s, want 21", got)
+	}
 	mustExec(t, conn, "DROP TABLE "+name)
 }
