@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
@@ -57,6 +59,7 @@ func (ss *session) snapshot() *metadata.Snapshot {
 // addBlockTable makes t the session's current version of a table distributed in its block.
 func (ss *session) addBlockTable(t *metadata.Table) {
 	ss.blockTables.tables = append(ss.blockTables.tables, t)
+	ss.srv.blockNames.add(ss, t)
 	ss.blockTables.view = nil
 	ss.namesDirty = true
 }
@@ -71,6 +74,7 @@ func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
 	}
 	if ended {
 		*bt = blockTables{}
+		ss.srv.blockNames.drop(ss)
 		// A COMMIT made them everyone's: the session's next statement sees them without
 		// waiting for the notification.
 		if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
@@ -102,6 +106,70 @@ func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
 		}
 	}
 	bt.tables = keep
+	ss.srv.blockNames.drop(ss)
+	for _, t := range keep {
+		ss.srv.blockNames.add(ss, t)
+	}
+}
+
+// blockNames are the tables that sessions' transaction blocks distributed and have not
+// committed yet, for the errors of their shards (unshardNames): a shard's error names
+// "orders_pkey_102008", which the server's snapshot cannot map while only the block
+// knows the shard. Shard ids are never used twice, so mapping them for every session is
+// harmless: no other session can meet those shards.
+type blockNames struct {
+	n  atomic.Int32 // sessions with tables in tables; none: nothing to look at
+	mu sync.Mutex
+	// tables are each session's tables, by OID (the last version added).
+	tables map[*session]map[uint32]*metadata.Table
+	// base and view are the last view built (with), for reuse.
+	base, view *metadata.Snapshot
+}
+
+func (b *blockNames) add(ss *session, t *metadata.Table) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tables == nil {
+		b.tables = map[*session]map[uint32]*metadata.Table{}
+	}
+	if b.tables[ss] == nil {
+		b.tables[ss] = map[uint32]*metadata.Table{}
+		b.n.Add(1)
+	}
+	b.tables[ss][t.OID] = t
+	b.view = nil
+}
+
+func (b *blockNames) drop(ss *session) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tables[ss] != nil {
+		delete(b.tables, ss)
+		b.n.Add(-1)
+		b.view = nil
+	}
+}
+
+// with returns snap with the blocks' tables added (snap itself when there are none).
+func (b *blockNames) with(snap *metadata.Snapshot) *metadata.Snapshot {
+	if b.n.Load() == 0 {
+		return snap
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.view != nil && b.base == snap {
+		return b.view
+	}
+	var add []*metadata.Table
+	for _, ts := range b.tables {
+		for _, t := range ts {
+			if snap.TableByOID(t.OID) == nil {
+				add = append(add, t)
+			}
+		}
+	}
+	b.base, b.view = snap, snap.WithTables(add)
+	return b.view
 }
 
 // controlBlock is the session's transaction block as control.Block.

@@ -109,6 +109,9 @@ type Server struct {
 	log    *slog.Logger
 	store  *store.Store
 	cache  *metadata.Cache
+	// blockNames are the tables transaction blocks distributed, not committed yet, whose
+	// shard names errors are to lose too (blockdist.go).
+	blockNames blockNames
 	router *router.Router
 	pools  *backend.Pools
 	coord  backend.Key // coordinator host, port and database; User is per session

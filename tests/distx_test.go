@@ -2,12 +2,14 @@ package tests
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
@@ -202,8 +204,14 @@ func TestDistxErrorInBlock(t *testing.T) {
 	mustExec(t, conn, "BEGIN")
 	mustExec(t, conn, distxScript(name)...)
 	// A duplicate key: the block fails.
-	if _, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (id) VALUES (1)", name)); err == nil || !strings.Contains(err.Error(), "23505") {
+	_, err := conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (id) VALUES (1)", name))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
 		t.Fatalf("duplicate key: %v", err)
+	}
+	// In the client's names, as for a committed table.
+	if pe.ConstraintName != name+"_pkey" || pe.TableName != name || !strings.Contains(pe.Message, `"`+name+`_pkey"`) {
+		t.Errorf("duplicate key error names constraint %q of table %q: %s", pe.ConstraintName, pe.TableName, pe.Message)
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT count(*) FROM %s", name)); err == nil || !strings.Contains(err.Error(), "25P02") {
 		t.Fatalf("statement in the failed block: %v", err)
