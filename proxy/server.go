@@ -105,18 +105,18 @@ var ErrServerClosed = errors.New("proxy: server closed")
 
 // Server is a pgshard proxy.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	store *store.Store
-	cache *metadata.Cache
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	cache  *metadata.Cache
+	router *router.Router
+	pools  *backend.Pools
+	coord  backend.Key // coordinator host, port and database; User is per session
+	// params are the coordinator's ParameterStatus values, reported to clients.
+	params map[string]string
 	// blockNames are the tables transaction blocks distributed, not committed yet, whose
 	// shard names errors are to lose too (blockdist.go).
 	blockNames blockNames
-	router     *router.Router
-	pools      *backend.Pools
-	coord      backend.Key // coordinator host, port and database; User is per session
-	// params are the coordinator's ParameterStatus values, reported to clients.
-	params map[string]string
 
 	stats  stats
 	repair *repair.Repairer
