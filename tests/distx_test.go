@@ -496,3 +496,31 @@ func TestDistxPsqlScript(t *testing.T) {
 	}
 	mustExec(t, conn, "DROP TABLE "+name)
 }
+
+// TestDistxRefusedInBlock: what still cannot run in a block says so clearly (25001):
+// master_add_node and master_copy_shard_placement, and DROP TABLE of the table the block
+// just distributed; the block then fails and rolls back cleanly.
+func TestDistxRefusedInBlock(t *testing.T) {
+	ctx := context.Background()
+	name := uniqueName("distx_refused")
+	conn := connect(t)
+	for _, sql := range []string{
+		"SELECT master_add_node('localhost', 1)",
+		"SELECT master_copy_shard_placement(1, 'a', 1, 'b', 2)",
+	} {
+		mustExec(t, conn, "BEGIN")
+		if _, err := conn.Exec(ctx, sql); err == nil || !strings.Contains(err.Error(), "25001") {
+			t.Errorf("%s in a block: %v", sql, err)
+		}
+		mustExec(t, conn, "ROLLBACK")
+	}
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, distxScript(name)...)
+	if _, err := conn.Exec(ctx, "DROP TABLE "+name); err == nil || !strings.Contains(err.Error(), "25001") {
+		t.Errorf("DROP TABLE in the block that distributed it: %v", err)
+	}
+	mustExec(t, conn, "ROLLBACK")
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("ROLLBACK left %v", left)
+	}
+}
