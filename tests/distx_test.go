@@ -86,6 +86,22 @@ func TestDistxCommit(t *testing.T) {
 	if got := queryString(t, conn, fmt.Sprintf("SELECT v FROM %s WHERE id = 3", name)); got != "updated" {
 		t.Fatalf("v inside the block = %s", got)
 	}
+	// SHOW SHARDS in the block's session lists its shards.
+	rows, err := conn.Query(ctx, "SHOW SHARDS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := 0
+	for rows.Next() {
+		vals, _ := rows.Values()
+		if strings.Contains(fmt.Sprint(vals), name) {
+			shown++
+		}
+	}
+	rows.Close()
+	if shown != 8 {
+		t.Errorf("SHOW SHARDS in the block lists %d shards of %s, want 8", shown, name)
+	}
 	mustExec(t, conn, "COMMIT")
 
 	// The same session, at once.
@@ -111,7 +127,7 @@ func TestDistxCommit(t *testing.T) {
 		t.Fatalf("%s finalized placements, want 16", got)
 	}
 	// Every shard holds the same rows on both placements.
-	rows, err := coord.Query(ctx, fmt.Sprintf(`SELECT s.id, p.node_port FROM pgs_distribution_metadata.shard s
+	rows, err = coord.Query(ctx, fmt.Sprintf(`SELECT s.id, p.node_port FROM pgs_distribution_metadata.shard s
 		JOIN pgs_distribution_metadata.shard_placement p ON p.shard_id = s.id WHERE s.relation_id = '%s'::regclass ORDER BY s.id, p.id`, name))
 	if err != nil {
 		t.Fatal(err)
