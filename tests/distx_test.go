@@ -540,3 +540,50 @@ func TestDistxRefusedInBlock(t *testing.T) {
 		t.Fatalf("ROLLBACK left %v", left)
 	}
 }
+
+// TestDistxTypeInBlock: a migration that creates an enum type and a table using it, and
+// distributes the table, in one block: the workers get the type with the shards, and a
+// ROLLBACK takes the type back on every server too.
+func TestDistxTypeInBlock(t *testing.T) {
+	ctx := context.Background()
+	name := uniqueName("distx_type")
+	typ := name + "_mood"
+	conn := connect(t)
+	script := []string{
+		fmt.Sprintf("CREATE TYPE %s AS ENUM ('sad', 'ok', 'happy')", typ),
+		fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY, m %s NOT NULL)", name, typ),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", name),
+		fmt.Sprintf("SELECT master_create_worker_shards('%s', 4, 2)", name),
+		fmt.Sprintf("INSERT INTO %s VALUES (1, 'happy'), (2, 'sad')", name),
+	}
+	typeCount := func() int {
+		n := 0
+		for _, s := range env.C.Servers() {
+			var k int
+			if err := connectServer(t, s).QueryRow(ctx, "SELECT count(*) FROM pg_type WHERE typname = $1", typ).Scan(&k); err != nil {
+				t.Fatal(err)
+			}
+			n += k
+		}
+		return n
+	}
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, script...)
+	mustExec(t, conn, "ROLLBACK")
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("ROLLBACK left %v", left)
+	}
+	if n := typeCount(); n != 0 {
+		t.Fatalf("ROLLBACK left the type on %d servers", n)
+	}
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, script...)
+	mustExec(t, conn, "COMMIT")
+	if got := queryString(t, conn, fmt.Sprintf("SELECT string_agg(m::text, ',' ORDER BY id) FROM %s", name)); got != "happy,sad" {
+		t.Fatalf("rows = %s", got)
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s WHERE m > 'ok'", name)); got != "1" {
+		t.Fatalf("enum comparison on the shards: %s", got)
+	}
+	mustExec(t, conn, "DROP TABLE "+name)
+}

@@ -12,7 +12,7 @@ import (
 // values in text form.
 type QueryFunc func(ctx context.Context, sql string, args [][]byte) ([][][]byte, error)
 
-// LoadVia is Load through q, a session that may see the table when no other can (the
+// LoadVia is Load (the table with the types and functions it needs) through q, a session that may see the table when no other can (the
 // transaction block that created it); major is the coordinator's major version. The
 // session's search_path and standard_conforming_strings are set for the reading, locally
 // to its transaction, and restored.
@@ -43,7 +43,8 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 			t, err = nil, fmt.Errorf("ddl: restore search_path: %w", rerr)
 		}
 	}()
-	rows, err = q(ctx, fmt.Sprintf(loadSQL, compression), [][]byte{[]byte(strconv.FormatUint(uint64(relid), 10))})
+	oid := []byte(strconv.FormatUint(uint64(relid), 10))
+	rows, err = q(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl")), [][]byte{oid})
 	if err != nil {
 		return nil, fmt.Errorf("ddl: load relation %d: %w", relid, err)
 	}
@@ -54,5 +55,15 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 	if err := json.Unmarshal(rows[0][0], &jt); err != nil {
 		return nil, fmt.Errorf("ddl: decode relation %d: %w", relid, err)
 	}
-	return fromJSON(relid, &jt)
+	if t, err = fromJSON(relid, &jt); err != nil {
+		return nil, err
+	}
+	rows, err = q(ctx, objectsSQL, [][]byte{oid})
+	if err != nil {
+		return nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, err)
+	}
+	if t.Types, t.Functions, err = objectsFrom(relid, t.QuotedSchema+"."+t.QuotedName, rows); err != nil {
+		return nil, err
+	}
+	return t, nil
 }

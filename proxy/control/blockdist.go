@@ -90,6 +90,9 @@ func (e *Env) createShardsInBlock(ctx context.Context, t *metadata.Table, rel, o
 		if errors.As(err, &tooLong) {
 			return pgerr.New(pgerr.NameTooLong, "%s", err.Error())
 		}
+		if errors.Is(err, ddl.ErrUnsupported) {
+			return pgerr.New(pgerr.FeatureNotSupported, "cannot create the shards of %q: %s", rel, strings.TrimPrefix(err.Error(), "ddl: "))
+		}
 		return describeErr(err, rel)
 	}
 	mins := make([]string, shardCount)
@@ -145,6 +148,9 @@ func (e *Env) createShardsInBlock(ctx context.Context, t *metadata.Table, rel, o
 				ne := pgerr.New(pe.Code, "could not create shards on \"%s:%d\": %s", n.Name, n.Port, pe.Message)
 				if pe.Detail != "" {
 					ne = ne.WithDetail("%s", pe.Detail)
+				}
+				if pe.Hint != "" {
+					ne = ne.WithHint("%s", pe.Hint)
 				}
 				return ne
 			}
