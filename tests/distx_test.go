@@ -539,6 +539,19 @@ func TestDistxRefusedInBlock(t *testing.T) {
 	if left := distxLeftovers(t, name); len(left) > 0 {
 		t.Fatalf("ROLLBACK left %v", left)
 	}
+
+	// A column type pgshard cannot create on the workers: 0A000, as outside a block.
+	mustExec(t, conn, "BEGIN",
+		fmt.Sprintf("CREATE TYPE public.%s_r AS RANGE (subtype = int8)", name),
+		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, r public.%s_r)", name, name),
+		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", name))
+	if _, err := conn.Exec(ctx, fmt.Sprintf("SELECT master_create_worker_shards('%s', 4, 2)", name)); err == nil || !strings.Contains(err.Error(), "0A000") || !strings.Contains(err.Error(), "range type") {
+		t.Errorf("a range type column in a block: %v", err)
+	}
+	mustExec(t, conn, "ROLLBACK")
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("ROLLBACK left %v", left)
+	}
 }
 
 // TestDistxTypeInBlock: a migration that creates an enum type and a table using it, and
