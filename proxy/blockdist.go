@@ -91,8 +91,12 @@ func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
 		if !ok {
 			rows, err := controlClient{ss: ss}.Query(ctx, "SELECT pgs_distribute.state($1::pg_catalog.oid)", [][]byte{[]byte(strconv.FormatUint(uint64(t.OID), 10))})
 			if err != nil || len(rows) != 1 || len(rows[0]) != 1 {
+				// The session then sees them as the others do (their prototypes refuse
+				// writes if still distributed): nothing reaches shards the block may
+				// have undone.
 				ss.log.Warn("could not read which tables the transaction block still distributes", "err", err)
 				bt.tables = nil
+				ss.srv.blockNames.drop(ss)
 				return
 			}
 			st = string(rows[0][0])
