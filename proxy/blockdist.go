@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/metadata/store"
 	"github.com/pgshard/pgshard/pgerr"
 	"github.com/pgshard/pgshard/proxy/control"
 	"github.com/pgshard/pgshard/router"
@@ -62,6 +63,35 @@ func (ss *session) addBlockTable(t *metadata.Table) {
 	ss.srv.blockNames.add(ss, t)
 	ss.blockTables.view = nil
 	ss.namesDirty = true
+}
+
+// refreshBlockTables reads the definitions of the tables the block distributed again,
+// after a schema change in the block (ALTER TABLE, CREATE INDEX) may have changed them:
+// the session's view then plans with their new columns.
+func (ss *session) refreshBlockTables(ctx context.Context) {
+	bt := &ss.blockTables
+	if len(bt.tables) == 0 {
+		return
+	}
+	latest := map[uint32]*metadata.Table{}
+	var order []uint32
+	for _, t := range bt.tables {
+		if latest[t.OID] == nil {
+			order = append(order, t.OID)
+		}
+		latest[t.OID] = t
+	}
+	q := controlClient{ss: ss}.Query
+	for _, oid := range order {
+		old := latest[oid]
+		nt, err := store.LoadTableVia(ctx, q, oid, old.Method, old.Key)
+		if err != nil {
+			ss.log.Warn("could not read again a table the transaction block distributed", "table", old.QualifiedName(), "err", err)
+			continue
+		}
+		nt.Shards = old.Shards
+		ss.addBlockTable(nt)
+	}
 }
 
 // blockTablesUndone brings the session's view in line with the end of its block (ended),
