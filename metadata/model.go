@@ -366,6 +366,35 @@ func (s *Snapshot) WithPlacementStates(states map[int64]ShardState) *Snapshot {
 	return ns
 }
 
+// WithTables returns a copy of s with tables added (replacing any of the same OID): a
+// session's own view of the metadata while its transaction block has distributed tables
+// that no other session sees yet. The tables must not be modified afterwards.
+func (s *Snapshot) WithTables(tables []*Table) *Snapshot {
+	all := make([]*Table, 0, len(s.tables)+len(tables))
+	added := make(map[uint32]bool, len(tables))
+	for _, t := range tables {
+		added[t.OID] = true
+	}
+	for _, t := range s.tables {
+		if added[t.OID] {
+			continue
+		}
+		nt := *t
+		nt.Shards = append([]*Shard(nil), t.Shards...)
+		all = append(all, &nt)
+	}
+	for _, t := range tables {
+		nt := *t
+		nt.Shards = append([]*Shard(nil), t.Shards...)
+		all = append(all, &nt)
+	}
+	ns := NewSnapshot(append([]Node(nil), s.Nodes...), all)
+	ns.aggregates = s.aggregates
+	ns.DefaultByteOrder = s.DefaultByteOrder
+	ns.Generation, ns.patched, ns.patches = s.Generation, s.patched, s.patches
+	return ns
+}
+
 // placementPatch is a placement state change this proxy applied (Cache.Apply), with the
 // generation it committed at.
 type placementPatch struct {

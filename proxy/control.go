@@ -29,7 +29,7 @@ func controlEnv(ss *session, extended bool, out *protocol.Results) *control.Env 
 		Client:    controlClient{ss: ss, extended: extended, out: out},
 		Nodes:     controlNodes{ss},
 		Store:     controlStore{ss.srv},
-		Snapshots: ss.srv.cache,
+		Snapshots: sessionSnapshots{ss}, // with the tables its block distributed (blockdist.go)
 		Pools:     ss.srv.pools,
 		Repairer:  ss.srv.repair,
 		// SHOW TRANSACTIONS, RECOVER TRANSACTIONS (recovery.go).

@@ -219,7 +219,7 @@ func (x *execution) copyIn(ctx context.Context) error {
 	if err := ss.txn.lockShardIDs(ctx, ids, true); err != nil {
 		return err
 	}
-	snap = ss.srv.cache.Load()
+	snap = ss.snapshot()
 	if t = snap.TableByOID(t.OID); t == nil {
 		return errTableGone(st.Table)
 	}

@@ -59,6 +59,7 @@ func (x *execution) ddl(ctx context.Context) error {
 	if !own {
 		if err == nil {
 			ss.ddlReload = true
+			ss.refreshBlockTables(ctx) // tables the block distributed (blockdist.go)
 			x.out.CommandComplete(tag)
 		}
 		return err

@@ -67,7 +67,10 @@
 //     behind from the records (SHOW TRANSACTIONS, RECOVER TRANSACTIONS).
 //   - functions.go and control.go: the session's side of pgshard's SQL functions
 //     (master_add_node, ...) and admin statements (SHOW NODES, REPAIR SHARD, ...), which
-//     the router plans (kind Admin) and package control (proxy/control) runs.
+//     the router plans (kind Admin) and package control (proxy/control) runs;
+//     blockdist.go is the session's side of distributing a table inside a transaction
+//     block (the block's connections, and the session's own view of the metadata, which
+//     it plans with, snapshot, until the block ends).
 //
 // A session runs on one goroutine, which owns all of its state; fan-out to several
 // backends runs on goroutines that the statement waits for before it returns.

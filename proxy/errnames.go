@@ -26,7 +26,7 @@ import (
 // which unique key was violated) finds its own. Context lines from pgshard's own
 // statements go too (scrubInternal). It reports whether anything changed.
 func (s *Server) unshardNames(e *pgerr.Error) bool {
-	snap := s.cache.Load()
+	snap := s.blockNames.with(s.cache.Load())
 	changed := scrubInternal(e, true)
 	if name, ok := unshardTable(snap, e.TableName); ok {
 		e.TableName, changed = name, true

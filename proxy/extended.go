@@ -121,7 +121,7 @@ func (ss *session) prepare(ctx context.Context, name, sql string, oids []uint32)
 		ps.st = st
 		return ps, nil
 	}
-	snap := ss.srv.cache.Load()
+	snap := ss.snapshot()
 	ps.sess = ss.routerSession(ctx, snap, sql)
 	ps.snap = snap
 	ps.batch, ps.in = ss.srv.router.Plan(sql, snap, ps.sess)
@@ -140,7 +140,7 @@ func (ss *session) replan(ctx context.Context, ps *prepared) {
 	if ps.st == nil || ps.snap == nil || !ss.planStale(ps.snap, ps.sess) {
 		return
 	}
-	snap := ss.srv.cache.Load()
+	snap := ss.snapshot()
 	sess := ss.routerSession(ctx, snap, ps.sql)
 	sess.Lex = ps.sess.Lex // read as at Parse, as PostgreSQL keeps the parse tree
 	batch, in := ss.srv.router.Plan(ps.sql, snap, sess)
@@ -473,7 +473,7 @@ func (h handler) Execute(ctx context.Context, m *pgproto3.Execute) error {
 		return err
 	}
 	call := stmtCall{extended: true, prm: pt.prm, results: pt.results, portal: pt}
-	snap := ss.srv.cache.Load()
+	snap := ss.snapshot()
 	if maxRows == 0 || ps.fields == nil {
 		err := ss.newExecution(snap, ps.st, ps.in, call, ss.conn.Results()).run(ctx)
 		ss.txn.endStatement(ctx)
@@ -646,7 +646,7 @@ func (x *execution) executeSQL(ctx context.Context) error {
 		prm.values = values
 	}
 	ss.replan(ctx, ps)
-	snap := ss.srv.cache.Load()
+	snap := ss.snapshot()
 	if ps.st != nil && ps.st.Kind == router.Admin {
 		ss.admin(ctx, ps.st, x.extended, x.results, x.out)
 		return nil

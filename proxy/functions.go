@@ -16,6 +16,9 @@ import (
 	"github.com/pgshard/pgshard/router"
 )
 
+// blockFunctions are the SQL functions that run inside a transaction block.
+var blockFunctions = map[string]bool{"master_create_distributed_table": true, "master_create_worker_shards": true}
+
 // voidOID is the type of the functions' results (they return void, like pg_shard's).
 const voidOID = 2278
 
@@ -23,10 +26,18 @@ const voidOID = 2278
 // the rest of the query (FROM, WHERE, the arguments); each function runs once per row.
 func (x *execution) execFunction(ctx context.Context) error {
 	ss, st, in, prm := x.ss, x.st, x.in, x.prm
-	if ss.txn.tx != txIdle {
-		return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", st.Calls[0].Func)
-	}
 	ctl := controlEnv(ss, x.extended, x.out)
+	if ss.txn.tx != txIdle {
+		// Tables are distributed inside a block in the block's own transactions
+		// (blockdist.go); the other functions change the cluster for everyone, outside.
+		for _, call := range st.Calls {
+			if !blockFunctions[call.Func] {
+				return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", call.Func)
+			}
+		}
+		ctl.Block = controlBlock{ss}
+		ctl.Snapshots = sessionSnapshots{ss}
+	}
 	// As PostgreSQL checks EXECUTE, before any argument is evaluated and whether or not
 	// any row calls the function.
 	names := make([]string, len(st.Calls))

@@ -114,6 +114,9 @@ type Server struct {
 	coord  backend.Key // coordinator host, port and database; User is per session
 	// params are the coordinator's ParameterStatus values, reported to clients.
 	params map[string]string
+	// blockNames are the tables transaction blocks distributed, not committed yet, whose
+	// shard names errors are to lose too (blockdist.go).
+	blockNames blockNames
 
 	stats  stats
 	repair *repair.Repairer

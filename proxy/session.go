@@ -54,6 +54,8 @@ type session struct {
 	// txn is the transaction layer (txn.go): the block's state, its backend
 	// connections, savepoints, shard locks and idle timeouts, and the commit.
 	txn txnState
+	// blockTables are the tables its transaction block distributed (blockdist.go).
+	blockTables blockTables
 	// privOK are the write privileges the coordinator found the client's role to have
 	// (checkWritePrivilege), until the session's role may have changed.
 	privOK map[privCheck]struct{}

@@ -28,7 +28,7 @@ func (h handler) Query(ctx context.Context, q string) {
 		return
 	}
 	ss.srv.currentMetadata(ctx)
-	snap := ss.srv.cache.Load()
+	snap := ss.snapshot()
 	sess := ss.routerSession(ctx, snap, q)
 	batch, in := ss.srv.router.Plan(q, snap, sess)
 	switch {
@@ -82,12 +82,12 @@ func (h handler) Query(ctx context.Context, q string) {
 				case i == 0:
 				case !ss.planStale(snap, sess):
 					// The plans hold; the placements are read from the newest snapshot.
-					snap = ss.srv.cache.Load()
+					snap = ss.snapshot()
 				default:
 					// An earlier statement changed the distributed tables or where names
 					// resolve: the rest is planned again, as PostgreSQL analyses each
 					// statement of a string when it comes to run.
-					snap = ss.srv.cache.Load()
+					snap = ss.snapshot()
 					// The string is read as it was at first, as PostgreSQL reads a
 					// whole query string before running any of it (a SET of
 					// standard_conforming_strings in it changes nothing of it).
@@ -170,7 +170,7 @@ func implicitBlock(batch *router.Batch) bool {
 // planStale reports whether a plan made with snap and sess may be out of date: the
 // distributed tables changed, or names may resolve differently.
 func (ss *session) planStale(snap *metadata.Snapshot, sess *router.Session) bool {
-	now := ss.srv.cache.Load()
+	now := ss.snapshot()
 	if now.SchemaVersion != snap.SchemaVersion || now.HasTables() != snap.HasTables() {
 		return true
 	}

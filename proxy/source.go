@@ -145,7 +145,7 @@ func (x *execution) forSourceRows(ctx context.Context, fn func([][][]byte) error
 	var names []string
 	if st.Merge != nil && len(st.Merge.Pulls) > 0 {
 		gx := *x
-		gx.snap = ss.srv.cache.Load()
+		gx.snap = ss.snapshot()
 		if g, err = gx.gatherTables(ctx, st.Merge, nil); err != nil {
 			return err
 		}

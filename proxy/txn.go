@@ -702,6 +702,7 @@ func (ss *session) settingsChanged() bool { return ss.settingsDirty }
 // with a ROLLBACK TO (txnHost): SET LOCAL ends with the block, and what it set or created
 // may have been undone, so name resolution, privileges and settings are found again.
 func (ss *session) blockUndone(ctx context.Context, ended bool) {
+	ss.blockTablesUndone(ctx, ended)
 	if ss.settingsDirty || ss.txNames || ss.txNamesOwn {
 		// SET LOCAL ended, SETs or DDL of the block committed or were undone.
 		ss.namesDirty = true

@@ -302,7 +302,7 @@ func (x *execution) applyWrites(ctx context.Context, tasks []writeTask, sentDesc
 	}
 	// With the locks held, the placements are what they are now: a repair that held the
 	// lock may have finalized one since the statement was planned.
-	currentShards(x.ss.srv.cache.Load(), tasks)
+	currentShards(x.ss.snapshot(), tasks)
 	return x.newWriteRun(tasks).apply(ctx, sentDesc)
 }
 
@@ -1136,7 +1136,7 @@ func (x *execution) checkWritePrivilege(ctx context.Context, table uint32, kind 
 	}
 	if len(rows) == 1 && len(rows[0]) == 2 && (string(rows[0][0]) == "f" || string(rows[0][1]) == "f") {
 		schema, name := "?", "?"
-		if t := ss.srv.cache.Load().TableByOID(table); t != nil {
+		if t := ss.snapshot().TableByOID(table); t != nil {
 			schema, name = t.Schema, t.Name
 		}
 		if string(rows[0][0]) == "f" {

@@ -165,11 +165,16 @@ func loadObjects(ctx context.Context, conn *pgconn.PgConn, relid uint32, display
 	if r.Err != nil {
 		return nil, nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, r.Err)
 	}
-	if len(r.Rows) != 1 {
-		return nil, nil, fmt.Errorf("ddl: load the types of relation %d: %d rows", relid, len(r.Rows))
+	return objectsFrom(relid, display, r.Rows)
+}
+
+// objectsFrom reads loadObjects's answer (objectsSQL's rows).
+func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Function, error) {
+	if len(rows) != 1 {
+		return nil, nil, fmt.Errorf("ddl: load the types of relation %d: %d rows", relid, len(rows))
 	}
 	var jo jsonObjects
-	if err := json.Unmarshal(r.Rows[0][0], &jo); err != nil {
+	if err := json.Unmarshal(rows[0][0], &jo); err != nil {
 		return nil, nil, fmt.Errorf("ddl: decode the types of relation %d: %w", relid, err)
 	}
 	var types []Type

@@ -112,7 +112,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, lock); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, schemaSQL+"\n"+nodeIdentSQL); err != nil {
+		if _, err := tx.Exec(ctx, schemaSQL+"\n"+nodeIdentSQL+"\n"+blockDistSQL); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, twophaseSQL); err != nil {

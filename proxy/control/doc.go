@@ -4,8 +4,11 @@
 // Env carries them for one statement.
 //
 // The SQL functions (functions.go), called in a query that the client's coordinator
-// session evaluates (FROM, WHERE, arguments), once per row; none inside a transaction
-// block (the session refuses that before calling here):
+// session evaluates (FROM, WHERE, arguments), once per row; inside a transaction block
+// only master_create_distributed_table and master_create_worker_shards (the session
+// refuses the others before calling here), which then write the metadata in the block's
+// coordinator transaction and create the shard tables over its worker connections
+// (blockdist.go, Env.Block):
 //
 //   - master_add_node(name, port): superusers only. Validates the name (a host name or an
 //     IP address, nothing libpq reads as a socket directory, host list or options) and

@@ -72,6 +72,21 @@ type Repairer interface {
 	RepairShard(ctx context.Context, shardID int64, trigger, user string, progress func(repair.Progress)) ([]repair.Result, error)
 }
 
+// Block is the client's transaction block, for the SQL functions called inside one
+// (distributing a table there, blockdist.go): the block's worker connections and the
+// session's own view of the metadata until the block ends.
+type Block interface {
+	// RunOnWorker runs cmds on node over the block's connection to it (which joins the
+	// block on first use), as role with pgshard's search_path; the session's role and
+	// search_path are back as they were afterwards.
+	RunOnWorker(ctx context.Context, node metadata.Node, role string, cmds []string) error
+	// Wrote records placements the block wrote: their nodes take part in its commit.
+	Wrote(ps []metadata.Placement)
+	// AddTable makes t part of the session's view of the metadata (Env.Snapshots) until
+	// the block ends, or a ROLLBACK TO a savepoint taken before undoes it.
+	AddTable(t *metadata.Table)
+}
+
 // Counters are the proxy's activity counters for SHOW STATS.
 type Counters struct {
 	Database                                                     string
@@ -88,6 +103,9 @@ type Env struct {
 	Snapshots Snapshots
 	Pools     Pools
 	Repairer  Repairer
+	// Block is the client's transaction block, nil outside one. Inside one, Snapshots is
+	// the session's own view of the metadata.
+	Block Block
 	// Transactions shows and recovers prepared transactions (SHOW TRANSACTIONS,
 	// RECOVER TRANSACTIONS).
 	Transactions Transactions

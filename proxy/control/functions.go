@@ -296,6 +296,10 @@ func (e *Env) masterCreateDistributedTable(ctx context.Context, table, column st
 			WithDetail("Its shards would not enforce it: every role with privileges on them would read and write all of their rows.").
 			WithHint("Disable row-level security before distributing the table.")
 	}
+	if e.Block != nil {
+		// Inside a transaction block: recorded in the block's coordinator transaction.
+		return e.addPartitionInBlock(ctx, oid, rel, m, column)
+	}
 	if err := e.Store.AddPartition(ctx, oid, m, column); err != nil {
 		var users *store.UsersError
 		switch {
@@ -419,6 +423,10 @@ func (e *Env) masterCreateWorkerShards(ctx context.Context, table string, shardC
 	case rf > len(snap.Nodes):
 		return pgerr.New(pgerr.InvalidParameterValue, "replication_factor (%d) exceeds number of worker nodes (%d)", rf, len(snap.Nodes)).
 			WithHint("Add more worker nodes or try again with a lower replication factor.")
+	}
+	if e.Block != nil {
+		// Inside a transaction block: over the block's connections.
+		return e.createShardsInBlock(ctx, t, rel, r.owner, snap.Nodes, shardCount, rf)
 	}
 	// The shard tables' definition, read from the coordinator.
 	pc, err := e.Nodes.DialCoordinator(ctx)
