@@ -71,6 +71,12 @@
 //     blockdist.go is the session's side of distributing a table inside a transaction
 //     block (the block's connections, and the session's own view of the metadata, which
 //     it plans with, snapshot, until the block ends).
+//   - ddlguard.go, drift.go: no drift between a distributed table and its shards.
+//     authorizeDDL records, for the coordinator's event triggers (metadata/store
+//     events.sql), that the current coordinator transaction may change a distributed
+//     table (pgshard's own DDL: DROP TABLE, propagated schema changes); SHOW DRIFT
+//     compares every placement's definition (and, WITH CHECKSUM, contents) with the
+//     coordinator's table.
 //
 // A session runs on one goroutine, which owns all of its state; fan-out to several
 // backends runs on goroutines that the statement waits for before it returns.
