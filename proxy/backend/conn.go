@@ -254,12 +254,18 @@ func (c *Conn) QueueJoin(sql string) {
 	c.TxStatus = 'T'
 }
 
-// TakeJoin takes back the statements QueueJoin buffered last, when nothing was buffered
-// after them and they are not sent yet: the caller sends them at the head of its own
+// TakeJoin takes back the statement QueueJoin buffered last (a BEGIN alone), when nothing
+// was buffered after it and it is not sent yet: the caller sends it at the head of its own
 // simple-protocol query text (one message, one answer to read, and a statement that
 // cannot run outside the block: an error opening it ends the query text).
 func (c *Conn) TakeJoin() (string, bool) {
 	if c.joinEnd < 0 || c.w.Len() != c.joinEnd || c.w.Flushes() != c.joinFlushes || c.discard == 0 || !c.joins[len(c.joins)-1] {
+		return "", false
+	}
+	if strings.Contains(c.joinSQL, ";") {
+		// More than the BEGIN: a block's SETs and savepoints replayed, whose answers may
+		// hold rows (set_config) that the caller would take for its statement's. They
+		// stay a message of their own, whose answer is dropped.
 		return "", false
 	}
 	c.w.Truncate(c.joinAt)
