@@ -57,7 +57,7 @@ func breakAndRepair(t *testing.T, table string) {
 	mustExec(t, connectServer(t, serverFor(victim.port)), fmt.Sprintf("DROP TABLE %s_%d", table, sh.id))
 	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
 		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", victim.id))
-	time.Sleep(500 * time.Millisecond) // the proxy reloads on the notification
+	awaitProxySeesInactive(t, victim.id)
 	if _, err := connect(t).Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", sh.id)); err != nil {
 		t.Fatalf("REPAIR SHARD %d: %v", sh.id, err)
 	}
@@ -182,7 +182,7 @@ func TestShardTypes(t *testing.T) {
 	mustExec(t, connectServer(t, victim), fmt.Sprintf("DROP TABLE %s_%d; DROP SCHEMA %s CASCADE; DROP TYPE %s; DROP DOMAIN %s", table, sh.id, schema, comp, dom))
 	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
 		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", sh.places[0].id))
-	time.Sleep(500 * time.Millisecond) // the proxy reloads on the notification
+	awaitProxySeesInactive(t, sh.places[0].id)
 	if _, err := conn.Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", sh.id)); err != nil {
 		t.Fatalf("REPAIR SHARD %d: %v", sh.id, err)
 	}
@@ -239,7 +239,7 @@ func TestShardNeedsMissingFunction(t *testing.T) {
 	mustExec(t, vc, fmt.Sprintf("DROP FUNCTION public.%s(int) CASCADE", fn))
 	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
 		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", victim.id))
-	time.Sleep(500 * time.Millisecond) // the proxy reloads on the notification
+	awaitProxySeesInactive(t, victim.id)
 	_, err := conn.Exec(context.Background(), fmt.Sprintf("REPAIR SHARD %d", sh.id))
 	if pe := pgErrorOf(err); pe == nil || pe.Code != "0A000" || !strings.Contains(pe.Message, fmt.Sprintf("function public.%s(integer), which table public.%s needs, does not exist on this worker", fn, table)) {
 		t.Errorf("REPAIR SHARD onto a worker without the function: %v", err)
@@ -270,5 +270,38 @@ func TestShardRangeTypeRefused(t *testing.T) {
 		fmt.Sprintf(`cannot create the shards of %q: unsupported object: column type public.%s of public.%s is a range type, which pgshard does not create on the workers`, table, typ, table))
 	if n := len(shardsOf(t, table)); n != 0 {
 		t.Errorf("%d shards recorded after a refused creation", n)
+	}
+}
+
+// awaitProxySeesInactive waits until the proxy's own metadata (SHOW PLACEMENTS, which
+// REPAIR SHARD goes by) has placement id inactive after a test marked it on the
+// coordinator directly: the proxy reloads on the coordinator's notification.
+func awaitProxySeesInactive(t *testing.T, id int64) {
+	t.Helper()
+	conn := connect(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var state int
+		rows, err := conn.Query(context.Background(), "SHOW PLACEMENTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(vals[0]) == fmt.Sprint(id) {
+				state = int(vals[5].(int32))
+			}
+		}
+		rows.Close()
+		if state == 3 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy still has placement %d in state %d 20 s after it was marked inactive on the coordinator", id, state)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
