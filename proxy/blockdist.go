@@ -28,6 +28,9 @@ type blockTables struct {
 	// tables are the versions added, in order (a table distributed, then with its
 	// shards): the last one of a table is its current one.
 	tables []*metadata.Table
+	// altered are tables distributed before the block whose definitions a schema change
+	// in the block changed, by OID, as the block sees them (ddlblock.go).
+	altered map[uint32]*metadata.Table
 	// base is the server snapshot the view was built on; view is the view.
 	base, view *metadata.Snapshot
 }
@@ -37,7 +40,7 @@ type blockTables struct {
 func (ss *session) snapshot() *metadata.Snapshot {
 	base := ss.srv.cache.Load()
 	bt := &ss.blockTables
-	if len(bt.tables) == 0 {
+	if len(bt.tables) == 0 && len(bt.altered) == 0 {
 		return base
 	}
 	if bt.view != nil && bt.base == base {
@@ -47,7 +50,7 @@ func (ss *session) snapshot() *metadata.Snapshot {
 	for i, t := range bt.tables {
 		latest[t.OID] = i
 	}
-	var add []*metadata.Table
+	add := bt.alteredTables(base)
 	for i, t := range bt.tables {
 		if latest[t.OID] == i {
 			add = append(add, t)
@@ -98,6 +101,7 @@ func (ss *session) refreshBlockTables(ctx context.Context) {
 // or with a ROLLBACK TO: the coordinator's block transaction says which of the tables'
 // versions remain (the partition row, the shards).
 func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
+	ss.alteredUndone(ctx, ended) // tables the block changed (ddlblock.go)
 	bt := &ss.blockTables
 	if len(bt.tables) == 0 {
 		return

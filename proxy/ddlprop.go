@@ -59,7 +59,7 @@ func (x *execution) ddl(ctx context.Context) error {
 	if !own {
 		if err == nil {
 			ss.ddlReload = true
-			ss.refreshBlockTables(ctx) // tables the block distributed (blockdist.go)
+			ss.afterBlockDDL(ctx, work) // the rest of the block plans with the new definitions (ddlblock.go)
 			x.out.CommandComplete(tag)
 		}
 		return err
