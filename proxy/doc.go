@@ -70,7 +70,9 @@
 //     the router plans (kind Admin) and package control (proxy/control) runs;
 //     blockdist.go is the session's side of distributing a table inside a transaction
 //     block (the block's connections, and the session's own view of the metadata, which
-//     it plans with, snapshot, until the block ends).
+//     it plans with, snapshot, until the block ends); ddlblock.go adds to that view the
+//     tables a schema change in the block changed; sizes.go the size functions
+//     (pgshard_table_size, ...: PostgreSQL's, summed over one placement of each shard).
 //   - ddlguard.go, drift.go: no drift between a distributed table and its shards.
 //     authorizeDDL records, for the coordinator's event triggers (metadata/store
 //     events.sql), that the current coordinator transaction may change a distributed

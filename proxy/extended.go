@@ -421,7 +421,7 @@ func (ss *session) describeFunction(ctx context.Context, ps *prepared) (descript
 	d.fields = nil
 	for _, col := range ps.st.Columns {
 		if col.Call >= 0 {
-			d.fields = append(d.fields, pgproto3.FieldDescription{Name: []byte(col.Name), DataTypeOID: voidOID, DataTypeSize: 4, TypeModifier: -1})
+			d.fields = append(d.fields, callField(col.Name, ps.st.Calls[col.Call].Func))
 		} else if col.ArgIndex < len(args) {
 			f := args[col.ArgIndex]
 			f.Name = []byte(col.Name)

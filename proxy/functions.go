@@ -19,8 +19,17 @@ import (
 // blockFunctions are the SQL functions that run inside a transaction block.
 var blockFunctions = map[string]bool{"master_create_distributed_table": true, "master_create_worker_shards": true}
 
-// voidOID is the type of the functions' results (they return void, like pg_shard's).
+// voidOID is the type of the functions' results (they return void, like pg_shard's),
+// but for those whose signature names another (the sizes: bigint).
 const voidOID = 2278
+
+// callField describes the result column of a call of function fn.
+func callField(name, fn string) pgproto3.FieldDescription {
+	if oid := router.Functions[fn].Result; oid != 0 {
+		return pgproto3.FieldDescription{Name: []byte(name), DataTypeOID: oid, DataTypeSize: 8, TypeModifier: -1}
+	}
+	return pgproto3.FieldDescription{Name: []byte(name), DataTypeOID: voidOID, DataTypeSize: 4, TypeModifier: -1}
+}
 
 // execFunction runs a statement calling pgshard's SQL functions: the coordinator evaluates
 // the rest of the query (FROM, WHERE, the arguments); each function runs once per row.
@@ -31,7 +40,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 		// Tables are distributed inside a block in the block's own transactions
 		// (blockdist.go); the other functions change the cluster for everyone, outside.
 		for _, call := range st.Calls {
-			if !blockFunctions[call.Func] {
+			if !blockFunctions[call.Func] && !sizeFunction(call.Func) {
 				return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", call.Func)
 			}
 		}
@@ -84,7 +93,7 @@ func (x *execution) execFunction(ctx context.Context) error {
 	out := &pgproto3.RowDescription{}
 	for _, col := range st.Columns {
 		if col.Call >= 0 {
-			out.Fields = append(out.Fields, pgproto3.FieldDescription{Name: []byte(col.Name), DataTypeOID: voidOID, DataTypeSize: 4, TypeModifier: -1})
+			out.Fields = append(out.Fields, callField(col.Name, st.Calls[col.Call].Func))
 		} else {
 			f := desc.Fields[col.ArgIndex]
 			f.Name = []byte(col.Name)
@@ -116,10 +125,21 @@ func (x *execution) execFunction(ctx context.Context) error {
 				continue
 			}
 			call := st.Calls[col.Call]
+			if sizeFunction(call.Func) {
+				v, err := x.sizeCall(ctx, call.Func, row[call.Arg0])
+				if err != nil {
+					return err
+				}
+				dr.Values = append(dr.Values, v)
+				continue
+			}
 			if err := ctl.CallFunction(ctx, call.Func, row[call.Arg0:call.Arg0+call.NArgs]); err != nil {
 				return err
 			}
 			dr.Values = append(dr.Values, []byte{})
+		}
+		if x.extended {
+			dr.Values = binaryColumns(out.Fields, dr.Values, x.results)
 		}
 		x.out.Msg(dr)
 	}

@@ -12,7 +12,13 @@ import (
 type FunctionSignature struct {
 	Params   []string // parameter type names, for casting the arguments
 	Defaults []string // SQL text of the defaults of the last len(Defaults) parameters
+	// Result is the OID of the result type, 0 for void. A regclass parameter reaches
+	// the function as the relation's OID (the coordinator resolves the name).
+	Result uint32
 }
+
+// int8OID is bigint's type OID.
+const int8OID = 20
 
 // Functions are the SQL functions the proxy implements, by name. They are called like
 // ordinary functions in a SELECT list, once per row.
@@ -21,6 +27,15 @@ var Functions = map[string]FunctionSignature{
 	"master_create_distributed_table": {Params: []string{"text", "text", `"char"`}, Defaults: []string{`'h'`}},
 	"master_create_worker_shards":     {Params: []string{"text", "integer", "integer"}, Defaults: []string{"2"}},
 	"master_copy_shard_placement":     {Params: []string{"bigint", "text", "integer", "text", "integer"}},
+	// Sizes and row estimates of distributed tables, summed over their shards
+	// (proxy/sizes.go), with Citus's names for the sizes.
+	"pgshard_table_size":          {Params: []string{"regclass"}, Result: int8OID},
+	"pgshard_relation_size":       {Params: []string{"regclass"}, Result: int8OID},
+	"pgshard_total_relation_size": {Params: []string{"regclass"}, Result: int8OID},
+	"pgshard_estimated_rows":      {Params: []string{"regclass"}, Result: int8OID},
+	"citus_table_size":            {Params: []string{"regclass"}, Result: int8OID},
+	"citus_relation_size":         {Params: []string{"regclass"}, Result: int8OID},
+	"citus_total_relation_size":   {Params: []string{"regclass"}, Result: int8OID},
 }
 
 type funcRef struct {
@@ -158,8 +173,11 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 			}
 			// text and "char" are names, looked up on the search_path: pg_catalog's
 			// (integer and bigint are keywords, always pg_catalog's).
-			if typ == "text" || typ == `"char"` {
+			switch typ {
+			case "text", `"char"`:
 				typ = "pg_catalog." + typ
+			case "regclass":
+				typ = "pg_catalog.regclass::pg_catalog.oid"
 			}
 			b.gen(")::" + typ)
 		}

@@ -1,0 +1,137 @@
+package proxy
+
+import (
+	"context"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/router"
+)
+
+// Sizes and row estimates of distributed tables. The coordinator's table of a
+// distributed table is an empty prototype: PostgreSQL's pg_table_size, reltuples and
+// n_live_tup describe it, not the rows. pgshard's SQL functions pgshard_table_size,
+// pgshard_relation_size and pgshard_total_relation_size (and Citus's names
+// citus_table_size, citus_relation_size, citus_total_relation_size) sum PostgreSQL's
+// function over the shards, one placement of each: its first finalized placement in
+// placement-id order (replicas are not counted twice). pgshard_estimated_rows sums the
+// chosen placements' pg_class.reltuples, rounded, and is -1 when any of them was never
+// vacuumed or analyzed (PostgreSQL's reltuples -1: unknown; a partial sum would look
+// like an estimate). For anything that is not a distributed table the coordinator
+// answers with PostgreSQL's own function (the estimate: its reltuples).
+//
+// The argument is resolved on the coordinator, as the caller (42P01 for an unknown
+// table, the coordinator's privilege errors for a schema the caller may not use); like
+// PostgreSQL's size functions, no privilege on the table itself is needed. The shards
+// are asked as the caller too, over the session's worker connections (the block's
+// inside a transaction block, where the tables it distributed have shards only it sees).
+
+// sizeFunctions maps the size functions to the PostgreSQL function they apply to each
+// shard table ("" for the row estimate).
+var sizeFunctions = map[string]string{
+	"pgshard_table_size":          "pg_table_size",
+	"pgshard_relation_size":       "pg_relation_size",
+	"pgshard_total_relation_size": "pg_total_relation_size",
+	"pgshard_estimated_rows":      "",
+	"citus_table_size":            "pg_table_size",
+	"citus_relation_size":         "pg_relation_size",
+	"citus_total_relation_size":   "pg_total_relation_size",
+}
+
+// sizeFunction reports whether name is one of the size functions.
+func sizeFunction(name string) bool {
+	_, ok := sizeFunctions[name]
+	return ok
+}
+
+// sizeCall runs one call of a size function; oid is the relation's OID in text (nil for
+// NULL: the functions are strict). It returns the result in text, nil for NULL.
+func (x *execution) sizeCall(ctx context.Context, name string, oid []byte) ([]byte, error) {
+	if oid == nil {
+		return nil, nil
+	}
+	ss, pgFunc := x.ss, sizeFunctions[name]
+	n, err := strconv.ParseUint(string(oid), 10, 32)
+	if err != nil {
+		return nil, pgerr.New(pgerr.InternalError, "unexpected relation OID %q", oid)
+	}
+	t := ss.snapshot().TableByOID(uint32(n))
+	if t == nil {
+		sql := "SELECT pg_catalog." + pgFunc + "($1::pg_catalog.oid::pg_catalog.regclass)"
+		if pgFunc == "" {
+			sql = "SELECT pg_catalog.round(reltuples)::pg_catalog.int8 FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1::pg_catalog.oid"
+		}
+		rows, err := controlClient{ss: ss}.Query(ctx, sql, [][]byte{oid})
+		if err != nil || len(rows) == 0 || len(rows[0]) == 0 {
+			return nil, err
+		}
+		return rows[0][0], nil
+	}
+	// The shard tables of each node, one placement per shard.
+	var nodes []metadata.Node
+	names := map[metadata.Node][]string{}
+	for _, sh := range t.Shards {
+		fin := sh.Finalized()
+		if len(fin) == 0 {
+			return nil, unreachable(router.QuoteIdent(t.Name), sh, nil)
+		}
+		node := fin[0].Node
+		if names[node] == nil {
+			nodes = append(nodes, node)
+		}
+		names[node] = append(names[node], router.QuoteLiteral(router.ShardName(t.Schema, t.Name, sh.ID)))
+	}
+	var size int64
+	var tuples float64
+	for _, node := range nodes {
+		list := "(VALUES (" + strings.Join(names[node], "), (") + ")) s(n)"
+		sql := "SELECT pg_catalog.sum(pg_catalog." + pgFunc + "(s.n::pg_catalog.regclass))::pg_catalog.int8 FROM " + list
+		if pgFunc == "" {
+			sql = "SELECT pg_catalog.sum(c.reltuples::pg_catalog.float8), pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) FROM " + list +
+				" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.n::pg_catalog.regclass"
+		}
+		row, err := x.sizeOnNode(ctx, node, sql)
+		if err != nil {
+			return nil, err
+		}
+		if pgFunc != "" {
+			v, _ := strconv.ParseInt(string(row[0]), 10, 64)
+			size += v
+			continue
+		}
+		if string(row[1]) == "t" {
+			return []byte("-1"), nil
+		}
+		v, _ := strconv.ParseFloat(string(row[0]), 64)
+		tuples += v
+	}
+	if pgFunc == "" {
+		return strconv.AppendInt(nil, int64(math.Round(tuples)), 10), nil
+	}
+	return strconv.AppendInt(nil, size, 10), nil
+}
+
+// sizeOnNode runs a size query on node over the session's connection and returns its
+// one row.
+func (x *execution) sizeOnNode(ctx context.Context, node metadata.Node, sql string) ([][]byte, error) {
+	ss := x.ss
+	w, err := ss.txn.workerConn(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	defer ss.txn.release(w)
+	c := w.conn()
+	ss.startRunning(c)
+	rows, err := c.ExecRows(ctx, sql)
+	ss.stopRunning(c)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != 1 || len(rows[0]) < 1 {
+		return nil, pgerr.New(pgerr.InternalError, "unexpected answer to a size query from node %s", node)
+	}
+	return rows[0], nil
+}
