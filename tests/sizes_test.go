@@ -135,9 +135,23 @@ func TestSizes(t *testing.T) {
 	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT relname::text, pgshard_table_size(oid) AS sz FROM pg_class WHERE oid = '%s'::regclass", table)).Scan(&name, &size); err != nil || name != table || size != ts {
 		t.Fatalf("over pg_class: %s %d %v", name, size, err)
 	}
-	if s := queryString(t, conn, "SELECT pgshard_table_size(NULL)::text"); s != "<NULL>" {
-		t.Fatalf("NULL argument: %s", s)
+	var null *int64
+	if err := conn.QueryRow(ctx, "SELECT pgshard_table_size(NULL)").Scan(&null); err != nil || null != nil {
+		t.Fatalf("NULL argument: %v, %v", null, err)
 	}
+	// A table distributed in the same block: its shards are seen over the block's
+	// connections.
+	inBlock := uniqueName("sizes_blk")
+	mustExec(t, conn, "BEGIN")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int)", inBlock), inBlock, "k", 2, 1)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g FROM generate_series(1, 50) g", inBlock))
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT pgshard_relation_size('%s')", inBlock)).Scan(&size); err != nil || size != 2*8192 {
+		t.Fatalf("size of a table distributed in the block: %d, %v", size, err)
+	}
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT pgshard_estimated_rows('%s')", inBlock)).Scan(&size); err != nil || size != -1 {
+		t.Fatalf("estimate of a table distributed in the block: %d, %v", size, err)
+	}
+	mustExec(t, conn, "ROLLBACK")
 	// The coordinator's own functions still describe its empty prototype.
 	coord := connectServer(t, env.C.Coordinator)
 	if s := queryString(t, coord, fmt.Sprintf("SELECT pg_relation_size('%s')::text", table)); s != "0" {
@@ -193,7 +207,7 @@ func TestSizesRegularAndUnknown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hidden := schema + ".t"
+	hidden := schema + ".sized"
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int)", hidden), hidden, "k", 2, 1)
 	open := uniqueName("sizes_open")
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int)", open), open, "k", 2, 1)
