@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
 	"github.com/pgshard/pgshard/router"
 )
 
@@ -17,7 +18,8 @@ import (
 // pgshard_relation_size and pgshard_total_relation_size (and Citus's names
 // citus_table_size, citus_relation_size, citus_total_relation_size) sum PostgreSQL's
 // function over the shards, one placement of each: its first finalized placement in
-// placement-id order (replicas are not counted twice). pgshard_estimated_rows sums the
+// placement-id order (replicas are not counted twice) on a node that answers (a node
+// found unavailable, its shards are asked on their next placements). pgshard_estimated_rows sums the
 // chosen placements' pg_class.reltuples, rounded, and is -1 when any of them was never
 // vacuumed or analyzed (PostgreSQL's reltuples -1: unknown; a partial sum would look
 // like an estimate). For anything that is not a distributed table the coordinator
@@ -70,48 +72,85 @@ func (x *execution) sizeCall(ctx context.Context, name string, oid []byte) ([]by
 		}
 		return rows[0][0], nil
 	}
-	// The shard tables of each node, one placement per shard.
-	var nodes []metadata.Node
-	names := map[metadata.Node][]string{}
-	for _, sh := range t.Shards {
-		fin := sh.Finalized()
-		if len(fin) == 0 {
-			return nil, unreachable(router.QuoteIdent(t.Name), sh, nil)
-		}
-		node := fin[0].Node
-		if names[node] == nil {
-			nodes = append(nodes, node)
-		}
-		names[node] = append(names[node], router.QuoteLiteral(router.ShardName(t.Schema, t.Name, sh.ID)))
-	}
+	// One placement per shard: the first finalized one on a node not found down.
 	var size int64
 	var tuples float64
-	for _, node := range nodes {
-		list := "(VALUES (" + strings.Join(names[node], "), (") + ")) s(n)"
-		sql := "SELECT pg_catalog.sum(pg_catalog." + pgFunc + "(s.n::pg_catalog.regclass))::pg_catalog.int8 FROM " + list
-		if pgFunc == "" {
-			sql = "SELECT pg_catalog.sum(c.reltuples::pg_catalog.float8), pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) FROM " + list +
-				" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.n::pg_catalog.regclass"
-		}
-		row, err := x.sizeOnNode(ctx, node, sql)
+	pending, down := t.Shards, map[metadata.Node]error{}
+	for len(pending) > 0 {
+		nodes, shards, err := sizePlacements(t, pending, down)
 		if err != nil {
 			return nil, err
 		}
-		if pgFunc != "" {
-			v, _ := strconv.ParseInt(string(row[0]), 10, 64)
-			size += v
-			continue
+		pending = nil
+		for _, node := range nodes {
+			row, err := x.sizeOnNode(ctx, node, sizeSQL(t, pgFunc, shards[node]))
+			if err != nil {
+				if !backend.Unavailable(err) {
+					return nil, err
+				}
+				// Its shards are asked on their next placements.
+				down[node] = err
+				pending = append(pending, shards[node]...)
+				continue
+			}
+			if pgFunc != "" {
+				v, _ := strconv.ParseInt(string(row[0]), 10, 64)
+				size += v
+				continue
+			}
+			if string(row[1]) == "t" {
+				return []byte("-1"), nil
+			}
+			v, _ := strconv.ParseFloat(string(row[0]), 64)
+			tuples += v
 		}
-		if string(row[1]) == "t" {
-			return []byte("-1"), nil
-		}
-		v, _ := strconv.ParseFloat(string(row[0]), 64)
-		tuples += v
 	}
 	if pgFunc == "" {
 		return strconv.AppendInt(nil, int64(math.Round(tuples)), 10), nil
 	}
 	return strconv.AppendInt(nil, size, 10), nil
+}
+
+// sizePlacements assigns each of shards to the node of its first finalized placement
+// that is not down, and returns the nodes in order with their shards.
+func sizePlacements(t *metadata.Table, shards []*metadata.Shard, down map[metadata.Node]error) ([]metadata.Node, map[metadata.Node][]*metadata.Shard, error) {
+	var nodes []metadata.Node
+	byNode := map[metadata.Node][]*metadata.Shard{}
+	for _, sh := range shards {
+		var lastErr error
+		found := false
+		for _, p := range sh.Finalized() {
+			if err, isDown := down[p.Node]; isDown {
+				lastErr = err
+				continue
+			}
+			if byNode[p.Node] == nil {
+				nodes = append(nodes, p.Node)
+			}
+			byNode[p.Node] = append(byNode[p.Node], sh)
+			found = true
+			break
+		}
+		if !found {
+			return nil, nil, unreachable(router.QuoteIdent(t.Name), sh, lastErr)
+		}
+	}
+	return nodes, byNode, nil
+}
+
+// sizeSQL is the query that sums pgFunc ("" : reltuples, and whether any is unknown)
+// over the tables of shards on one node.
+func sizeSQL(t *metadata.Table, pgFunc string, shards []*metadata.Shard) string {
+	names := make([]string, len(shards))
+	for i, sh := range shards {
+		names[i] = router.QuoteLiteral(router.ShardName(t.Schema, t.Name, sh.ID))
+	}
+	list := "(VALUES (" + strings.Join(names, "), (") + ")) s(n)"
+	if pgFunc == "" {
+		return "SELECT pg_catalog.sum(c.reltuples::pg_catalog.float8), pg_catalog.bool_or(c.reltuples OPERATOR(pg_catalog.<) 0) FROM " + list +
+			" JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) s.n::pg_catalog.regclass"
+	}
+	return "SELECT pg_catalog.sum(pg_catalog." + pgFunc + "(s.n::pg_catalog.regclass))::pg_catalog.int8 FROM " + list
 }
 
 // sizeOnNode runs a size query on node over the session's connection and returns its

@@ -14,8 +14,8 @@ import (
 // shardSums computes on the workers what the size functions should answer for a
 // distributed table: PostgreSQL's size functions and reltuples of the first finalized
 // placement (placement-id order) of each shard, summed; the estimate is -1 if any of
-// them was never analyzed.
-func shardSums(t *testing.T, table string) (tableSize, relSize, totalSize, rows int64) {
+// them was never analyzed. Placements on the worker on port skip are passed over.
+func shardSums(t *testing.T, table string, skip int) (tableSize, relSize, totalSize, rows int64) {
 	t.Helper()
 	ctx := context.Background()
 	var tuples float64
@@ -23,7 +23,7 @@ func shardSums(t *testing.T, table string) (tableSize, relSize, totalSize, rows 
 	for _, s := range shardsOf(t, table) {
 		var p *placementInfo
 		for i := range s.places {
-			if s.places[i].state == 1 {
+			if s.places[i].state == 1 && s.places[i].port != skip {
 				p = &s.places[i]
 				break
 			}
@@ -102,7 +102,7 @@ func TestSizes(t *testing.T) {
 		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES %s", table, strings.Join(vals, ", ")))
 	}
 	analyzeShards(t, table)
-	ts, rs, tot, rows := shardSums(t, table)
+	ts, rs, tot, rows := shardSums(t, table, 0)
 	if rows != n || rs == 0 || ts < rs || tot <= ts {
 		t.Fatalf("worker sums: table %d relation %d total %d rows %d", ts, rs, tot, rows)
 	}
@@ -221,7 +221,7 @@ func TestSizesRegularAndUnknown(t *testing.T) {
 		t.Fatalf("schema without USAGE: %s %q, PostgreSQL: %s %q", code, msg, wcode, wmsg)
 	}
 	mustExec(t, coord, "RESET ROLE")
-	ts, _, _, _ := shardSums(t, open)
+	ts, _, _, _ := shardSums(t, open, 0)
 	var size int64
 	if err := app.QueryRow(ctx, fmt.Sprintf("SELECT pgshard_table_size('%s')", open)).Scan(&size); err != nil || size != ts {
 		t.Fatalf("as a role without privileges on the table: %d, %v; want %d", size, err, ts)
@@ -246,5 +246,33 @@ func TestSizesPsqlDescribe(t *testing.T) {
 	}
 	if strings.Contains(out, "ERROR") {
 		t.Fatalf("psql: %s", out)
+	}
+}
+
+// TestSizesWorkerDown: with a worker down, the size of a replicated table is summed over
+// the shards' other placements.
+func TestSizesWorkerDown(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("sizes_down")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int, v text)", table), table, "k", 8, 2)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g, repeat('z', g %% 300) FROM generate_series(1, 2000) g", table))
+	analyzeShards(t, table)
+	victim := sortedWorkers()[0]
+	ts, _, tot, rows := shardSums(t, table, victim.Port)
+	if err := victim.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := victim.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	var a, b, c int64
+	if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT pgshard_table_size('%[1]s'), pgshard_total_relation_size('%[1]s'), pgshard_estimated_rows('%[1]s')", table)).Scan(&a, &b, &c); err != nil {
+		t.Fatalf("with %s down: %v", victim.Name, err)
+	}
+	if a != ts || b != tot || c != rows || rows != 2000 {
+		t.Fatalf("with %s down: %d %d %d, on the other placements %d %d %d", victim.Name, a, b, c, ts, tot, rows)
 	}
 }
