@@ -413,6 +413,9 @@ func (ss *session) describeOnCoordinator(ctx context.Context, sql string, oids [
 
 // describeFunction describes a statement calling pgshard's SQL functions.
 func (ss *session) describeFunction(ctx context.Context, ps *prepared) (description, error) {
+	if ps.st.Outer != nil {
+		return ss.describeOnCoordinator(ctx, inlineNulls(ps.st, ps.in), ps.oids) // sizes.go
+	}
 	d, err := ss.describeOnCoordinator(ctx, string(ps.st.ArgQuery.Render(nil, &router.Holes{In: ps.in})), ps.oids)
 	if err != nil {
 		return d, err

@@ -56,6 +56,9 @@ func (x *execution) execFunction(ctx context.Context) error {
 	if err := ctl.AuthorizeFunctions(ctx, names); err != nil {
 		return err
 	}
+	if st.Outer != nil {
+		return x.inlineSizes(ctx)
+	}
 	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
 		return err

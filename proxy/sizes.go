@@ -174,3 +174,47 @@ func (x *execution) sizeOnNode(ctx context.Context, node metadata.Node, sql stri
 	}
 	return rows[0], nil
 }
+
+// inlineSizes runs a statement whose size-function calls stand inside expressions
+// (router: inlineCalls): their arguments are evaluated on the coordinator, the functions
+// run, and the statement runs there with each call replaced by its result.
+func (x *execution) inlineSizes(ctx context.Context) error {
+	st := x.st
+	rows, err := controlClient{ss: x.ss}.Query(ctx, render(st.ArgQuery, x.in, nil, nil), nil)
+	if err != nil {
+		if e, ok := err.(*pgerr.Error); ok {
+			e.Position = 0
+		}
+		return err
+	}
+	if len(rows) != 1 || len(rows[0]) != len(st.Calls) {
+		return pgerr.New(pgerr.InternalError, "unexpected answer evaluating the arguments of %s", st.Calls[0].Func)
+	}
+	evals := make([]string, len(st.Calls))
+	for k, call := range st.Calls {
+		v, err := x.sizeCall(ctx, call.Func, rows[0][k])
+		if err != nil {
+			return err
+		}
+		evals[k] = int8Literal(v)
+	}
+	return x.coordinatorStatement(ctx, render(st.Outer, x.in, nil, evals))
+}
+
+// inlineNulls is the statement of an inline plan with NULL for every call: what
+// Describe asks the coordinator about.
+func inlineNulls(st *router.Statement, in *router.Input) string {
+	evals := make([]string, len(st.Calls))
+	for k := range evals {
+		evals[k] = int8Literal(nil)
+	}
+	return render(st.Outer, in, nil, evals)
+}
+
+// int8Literal is a size function's result (text, nil for NULL) as an SQL literal.
+func int8Literal(v []byte) string {
+	if v == nil {
+		return "(NULL::pg_catalog.int8)"
+	}
+	return "('" + string(v) + "'::pg_catalog.int8)"
+}

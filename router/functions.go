@@ -1,6 +1,8 @@
 package router
 
 import (
+	"sort"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -81,6 +83,11 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 	for _, r := range refs {
 		if r.table != nil {
 			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "%s cannot be called in a query that reads distributed tables", funcs[0].name))
+		}
+	}
+	if !wholeEntries(sel, funcs) {
+		if st := p.inlineCalls(funcs); st != nil {
+			return st
 		}
 	}
 	if sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.ValuesLists) > 0 {
@@ -193,5 +200,79 @@ func (p *planner) functionCall(root protoreflect.Message, funcs []funcRef, refs 
 		b.text(p.startOf(listEnd), p.end)
 	}
 	st.ArgQuery = b.done()
+	return st
+}
+
+// wholeEntries reports whether every call is a whole select-list entry of sel.
+func wholeEntries(sel *pg_query.SelectStmt, funcs []funcRef) bool {
+	for _, f := range funcs {
+		if len(f.path) < 2 || f.path[len(f.path)-2].msg.Interface() != sel {
+			return false
+		}
+		if _, ok := f.path[len(f.path)-1].msg.Interface().(*pg_query.ResTarget); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// inlineCalls plans a SELECT whose calls of functions with a result (the size functions)
+// stand inside expressions, anywhere in it (pg_size_pretty(pgshard_table_size('t'))):
+// when every call has one constant argument (no column, parameter or subquery), the
+// proxy evaluates the arguments (ArgQuery, one row), runs the functions, and then the
+// statement on the coordinator with each call replaced by its result (Outer). It
+// returns nil when the calls do not qualify.
+func (p *planner) inlineCalls(funcs []funcRef) *Statement {
+	calls := append([]funcRef(nil), funcs...)
+	sort.Slice(calls, func(i, j int) bool { return calls[i].call.Location < calls[j].call.Location })
+	for _, f := range calls {
+		c := f.call
+		if Functions[f.name].Result == 0 || len(c.Args) != 1 || c.AggStar || c.AggDistinct || len(c.AggOrder) > 0 || c.Over != nil || c.FuncVariadic || c.AggFilter != nil {
+			return nil
+		}
+		constant := true
+		walk(c.Args[0].ProtoReflect(), func(m protoreflect.Message, _ []frame) bool {
+			switch n := m.Interface().(type) {
+			case *pg_query.ColumnRef, *pg_query.ParamRef, *pg_query.SubLink, *pg_query.NamedArgExpr:
+				constant = false
+			case *pg_query.FuncCall:
+				if pgshardFunction(n) != "" {
+					constant = false
+				}
+			}
+			return constant
+		})
+		if !constant {
+			return nil
+		}
+	}
+	st := &Statement{Kind: Function, Text: p.textTemplate()}
+	args, outer := newBuilder(p.in, p.litIdx), newBuilder(p.in, p.litIdx)
+	args.gen("SELECT ")
+	pos := p.start
+	for k, f := range calls {
+		ci := p.tok(f.call.Location)
+		open := p.nameEnd(ci)
+		closeParen := p.matchParen(open)
+		if ci < 0 || !p.is(open, "(") || closeParen < 0 || p.startOf(ci) < pos {
+			return nil
+		}
+		a := p.splitTop(open+1, closeParen)
+		if len(a) != 1 {
+			return nil
+		}
+		if k > 0 {
+			args.gen(", ")
+		}
+		args.gen("(")
+		args.text(p.startOf(a[0][0]), p.endOf(a[0][1]-1))
+		args.gen(")::pg_catalog.regclass::pg_catalog.oid")
+		outer.text(pos, p.startOf(ci))
+		outer.hole(SegEval, k)
+		pos = p.endOf(closeParen)
+		st.Calls = append(st.Calls, Call{Func: f.name, Column: -1, Arg0: k, NArgs: 1})
+	}
+	outer.text(pos, p.end)
+	st.ArgQuery, st.Outer = args.done(), outer.done()
 	return st
 }

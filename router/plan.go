@@ -183,6 +183,11 @@ type Statement struct {
 	Calls    []Call
 	ArgQuery Template
 	Columns  []OutColumn
+	// Outer is set for a Function statement whose calls (size functions of constant
+	// arguments) stand anywhere in it: ArgQuery is one row of their arguments, and
+	// Outer the statement, run on the coordinator, with call k replaced by Evals[k],
+	// its result as a literal (inlineCalls).
+	Outer Template
 
 	// Tables are the OIDs of the distributed tables a DropTable/Truncate/DDL affects.
 	Tables []uint32

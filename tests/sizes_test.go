@@ -139,6 +139,24 @@ func TestSizes(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT pgshard_table_size(NULL)").Scan(&null); err != nil || null != nil {
 		t.Fatalf("NULL argument: %v, %v", null, err)
 	}
+	// Calls inside expressions, anywhere in the statement, with constant arguments.
+	for _, c := range []*pgx.Conn{conn, ext} {
+		var pretty, viaCoord, rel string
+		var kb int64
+		q := fmt.Sprintf("SELECT pg_size_pretty(pgshard_total_relation_size('%[1]s')), pgshard_table_size('%[1]s') / 1024 AS kb, -pgshard_estimated_rows('%[1]s') AS neg", table)
+		var neg int64
+		if err := c.QueryRow(ctx, q).Scan(&pretty, &kb, &neg); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if err := coordQueryRow(t, fmt.Sprintf("SELECT pg_size_pretty(%d::bigint)", tot), &viaCoord); err != nil || pretty != viaCoord || kb != ts/1024 || neg != -rows {
+			t.Fatalf("%s: %s %d %d, want %s %d %d", q, pretty, kb, neg, viaCoord, ts/1024, -rows)
+		}
+		q = fmt.Sprintf("SELECT relname::text FROM pg_class WHERE oid = '%[1]s'::regclass AND pgshard_table_size('%[1]s') = %[2]d", table, ts)
+		if err := c.QueryRow(ctx, q).Scan(&rel); err != nil || rel != table {
+			t.Fatalf("%s: %s %v", q, rel, err)
+		}
+	}
+	wantError(t, conn, "SELECT pg_size_pretty(pgshard_table_size(oid)) FROM pg_class", "0A000", "")
 	// A table distributed in the same block: its shards are seen over the block's
 	// connections.
 	inBlock := uniqueName("sizes_blk")
@@ -275,4 +293,12 @@ func TestSizesWorkerDown(t *testing.T) {
 	if a != ts || b != tot || c != rows || rows != 2000 {
 		t.Fatalf("with %s down: %d %d %d, on the other placements %d %d %d", victim.Name, a, b, c, ts, tot, rows)
 	}
+}
+
+// coordQueryRow scans one row of sql run on the coordinator directly.
+func coordQueryRow(t *testing.T, sql string, dest ...any) error {
+	t.Helper()
+	conn := connectServer(t, env.C.Coordinator)
+	defer conn.Close(context.Background())
+	return conn.QueryRow(context.Background(), sql).Scan(dest...)
 }
