@@ -207,6 +207,9 @@ func (p *planner) renameStmt(s *pg_query.RenameStmt, dist []tableRef) *Statement
 }
 
 func (p *planner) grantStmt(s *pg_query.GrantStmt) *Statement {
+	if s.Objtype == pg_query.ObjectType_OBJECT_SCHEMA {
+		return p.schemaGrantStmt(s)
+	}
 	if s.Objtype != pg_query.ObjectType_OBJECT_TABLE {
 		return nil
 	}
@@ -674,6 +677,12 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		s.Objects = objs
 		return len(objs) > 0, nil
 	case *pg_query.GrantStmt:
+		if s.Objtype == pg_query.ObjectType_OBJECT_SCHEMA {
+			// The table's schema on the worker, once per shard (GRANT and REVOKE
+			// repeat harmlessly): the statement's other schemas hold no shard there.
+			s.Objects = []*pg_query.Node{pg_query.MakeStrNode(t.Schema)}
+			return true, nil
+		}
 		rv, err := shardRangeVar(t, r.shard, true)
 		if err != nil {
 			return false, err
