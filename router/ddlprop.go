@@ -132,6 +132,8 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "DROP INDEX", IndexLookup: true}
 	case *pg_query.GrantStmt:
 		return p.grantStmt(s)
+	case *pg_query.AlterEnumStmt:
+		return p.alterEnumStmt()
 	case *pg_query.CommentStmt:
 		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE && s.Objtype != pg_query.ObjectType_OBJECT_COLUMN {
 			return nil
@@ -689,6 +691,9 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		}
 		s.Targtype = pg_query.GrantTargetType_ACL_TARGET_OBJECT
 		s.Objects = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}}
+		return true, nil
+	case *pg_query.AlterEnumStmt:
+		rewriteAlterEnum(s)
 		return true, nil
 	case *pg_query.CommentStmt:
 		name, err := r.suffix(t.Name)

@@ -59,6 +59,8 @@ type Table struct {
 	// indexes and types call. CreateCommands makes sure they exist on the worker.
 	Types     []Type
 	Functions []Function
+	// Collations are the user-defined collations the columns use.
+	Collations []Collation
 
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
@@ -420,6 +422,9 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		return nil, err
 	}
 	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+		return nil, err
+	}
+	if t.Collations, err = loadCollations(ctx, pgconnQuery(conn), relid); err != nil {
 		return nil, err
 	}
 	return t, nil

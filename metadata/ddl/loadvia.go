@@ -65,5 +65,8 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 	if t.Types, t.Functions, err = objectsFrom(relid, t.QuotedSchema+"."+t.QuotedName, rows); err != nil {
 		return nil, err
 	}
+	if t.Collations, err = loadCollations(ctx, q, relid); err != nil {
+		return nil, err
+	}
 	return t, nil
 }

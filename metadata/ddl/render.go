@@ -96,6 +96,7 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 		// with a unique violation when it loses a race.
 		cmds = append(cmds, ensureSchema(t.Schema, t.QuotedSchema, t.schemaGrants()...))
 	}
+	cmds = append(cmds, t.collationCommands()...)
 	cmds = append(cmds, t.objectCommands()...)
 	create, err := t.createTable(shard)
 	if err != nil {

@@ -1,0 +1,95 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// enumLabels returns an enum's labels in order on every server, keyed by server name.
+func enumLabels(t testing.TB, typ string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, s := range env.C.Servers() {
+		var labels *string
+		err := connectServer(t, s).QueryRow(context.Background(), `SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+			FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = $1`, typ).Scan(&labels)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if labels != nil {
+			out[s.Name] = *labels
+		}
+	}
+	return out
+}
+
+// TestDDLDependentTypes: a migration adds a column of a type (an enum, a domain) or with a
+// collation created after the table was distributed: the workers get the type with the
+// column. Changes of an enum a distributed table uses (ADD VALUE, RENAME VALUE) reach the
+// workers that hold its shards, so values the coordinator accepts are accepted and ordered
+// the same on the shards.
+func TestDDLDependentTypes(t *testing.T) {
+	conn := connect(t)
+	table := uniqueName("deps")
+	mood, posint, coll := table+"_mood", table+"_posint", table+"_ci"
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v text)", table), table, "k", 4, 2)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g, 'v' || g FROM generate_series(1, 8) g", table))
+
+	// In a block that rolls back, nothing stays behind.
+	mustExec(t, conn, "BEGIN",
+		fmt.Sprintf("CREATE TYPE %s AS ENUM ('sad', 'ok', 'happy')", mood),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN m %s", table, mood),
+		"ROLLBACK")
+	if got := enumLabels(t, mood); len(got) != 0 {
+		t.Fatalf("a rolled-back migration left the enum on %v", got)
+	}
+
+	mustExec(t, conn, "BEGIN",
+		fmt.Sprintf("CREATE TYPE %s AS ENUM ('sad', 'ok', 'happy')", mood),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN m %s", table, mood),
+		fmt.Sprintf("CREATE DOMAIN %s AS int CHECK (VALUE > 0)", posint),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN p %s", table, posint),
+		"COMMIT")
+	checkDefinitions(t, table, false)
+	mustExec(t, conn, fmt.Sprintf("UPDATE %s SET m = 'happy', p = k WHERE k <= 4", table))
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*) FROM %s WHERE m > 'ok'", table)); got != "4" {
+		t.Fatalf("enum comparison on the shards: %s", got)
+	}
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s (k, p) VALUES (100, -1)", table), "23514", "")
+
+	mustExec(t, conn, fmt.Sprintf("CREATE COLLATION %s (provider = icu, locale = 'und-u-ks-level2', deterministic = false)", coll),
+		fmt.Sprintf("ALTER TABLE %s ADD COLUMN name text COLLATE %s", table, coll),
+		fmt.Sprintf("UPDATE %s SET name = 'Name' || k", table))
+	checkDefinitions(t, table, false)
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*) FROM %s WHERE name = 'NAME3'", table)); got != "1" {
+		t.Fatalf("case-insensitive collation on the shards: %s rows", got)
+	}
+
+	// The enum changes; every worker with shards follows.
+	mustExec(t, conn, fmt.Sprintf("ALTER TYPE %s ADD VALUE 'ecstatic' AFTER 'happy'", mood))
+	mustExec(t, conn, fmt.Sprintf("ALTER TYPE %s ADD VALUE IF NOT EXISTS 'meh' BEFORE 'ok'", mood))
+	mustExec(t, conn, fmt.Sprintf("ALTER TYPE %s RENAME VALUE 'sad' TO 'blue'", mood))
+	want := "blue,meh,ok,happy,ecstatic"
+	for server, got := range enumLabels(t, mood) {
+		if got != want {
+			t.Errorf("%s: labels %s, want %s", server, got, want)
+		}
+	}
+	mustExec(t, conn, fmt.Sprintf("UPDATE %s SET m = 'ecstatic' WHERE k = 5", table),
+		fmt.Sprintf("UPDATE %s SET m = 'blue' WHERE k = 6", table))
+	if got := queryString(t, conn, fmt.Sprintf("SELECT string_agg(k::text, ',' ORDER BY m, k) FROM %s WHERE m IS NOT NULL", table)); got != "6,1,2,3,4,5" {
+		t.Fatalf("enum order through pgshard: %s", got)
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT count(*) FROM %s WHERE m > 'happy'", table)); got != "1" {
+		t.Fatalf("comparison with a new label on the shards: %s", got)
+	}
+	// In a block, and rolled back: the labels stay.
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("ALTER TYPE %s RENAME VALUE 'blue' TO 'sad'", mood), "ROLLBACK")
+	for server, got := range enumLabels(t, mood) {
+		if got != want {
+			t.Errorf("after ROLLBACK, %s: labels %s, want %s", server, got, want)
+		}
+	}
+	checkDefinitions(t, table, false)
+}
