@@ -30,6 +30,9 @@ type blockTables struct {
 	tables []*metadata.Table
 	// base is the server snapshot the view was built on; view is the view.
 	base, view *metadata.Snapshot
+	// dropped are the distributed tables the block dropped (blockdrop.go), left out of
+	// the view.
+	dropped []uint32
 }
 
 // snapshot is the metadata the session plans with: the server's current snapshot, with
@@ -37,7 +40,7 @@ type blockTables struct {
 func (ss *session) snapshot() *metadata.Snapshot {
 	base := ss.srv.cache.Load()
 	bt := &ss.blockTables
-	if len(bt.tables) == 0 {
+	if len(bt.tables) == 0 && len(bt.dropped) == 0 {
 		return base
 	}
 	if bt.view != nil && bt.base == base {
@@ -53,7 +56,7 @@ func (ss *session) snapshot() *metadata.Snapshot {
 			add = append(add, t)
 		}
 	}
-	bt.base, bt.view = base, base.WithTables(add)
+	bt.base, bt.view = base, base.WithTables(add).WithoutTables(bt.dropped)
 	return bt.view
 }
 
@@ -99,6 +102,15 @@ func (ss *session) refreshBlockTables(ctx context.Context) {
 // versions remain (the partition row, the shards).
 func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
 	bt := &ss.blockTables
+	if !ended {
+		ss.blockDropsUndone(ctx)
+	} else if len(bt.dropped) > 0 && len(bt.tables) == 0 {
+		*bt = blockTables{}
+		if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
+			ss.log.Warn("could not reload the metadata after a transaction block that dropped tables", "err", err)
+		}
+		return
+	}
 	if len(bt.tables) == 0 {
 		return
 	}
