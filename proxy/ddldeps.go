@@ -112,3 +112,47 @@ func shardObjectCommands(ctx context.Context, c *backend.Conn, oid uint32) (stri
 	}
 	return strings.Join(cmds, ";\n") + ";\n", nil
 }
+
+// functionTables returns the distributed tables whose shards call a function of that name
+// (in schema, or the first of that name on the session's search_path when schema is ""):
+// through their CHECK constraints, index expressions, generated columns or triggers, or
+// the domain constraints of their columns' types. Column defaults other than constants
+// are evaluated on the coordinator and do not count.
+func (x *execution) functionTables(ctx context.Context, schema, name string) ([]*ddlWork, error) {
+	ns := "(SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) " + router.QuoteLiteral(schema) + ")"
+	if schema == "" {
+		ns = `(SELECT n.oid FROM pg_catalog.unnest(pg_catalog.current_schemas(true)) WITH ORDINALITY s(name, pos)
+			JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) s.name
+			WHERE EXISTS (SELECT FROM pg_catalog.pg_proc p WHERE p.pronamespace OPERATOR(pg_catalog.=) n.oid AND p.proname OPERATOR(pg_catalog.=) ` + router.QuoteLiteral(name) + `)
+			ORDER BY s.pos LIMIT 1)`
+	}
+	rows, err := sessionQuery(ctx, x.ss, `WITH f AS (SELECT p.oid FROM pg_catalog.pg_proc p
+			WHERE p.proname OPERATOR(pg_catalog.=) `+router.QuoteLiteral(name)+` AND p.pronamespace OPERATOR(pg_catalog.=) `+ns+`),
+		dep AS (SELECT d.classid, d.objid FROM pg_catalog.pg_depend d, f
+			WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid OPERATOR(pg_catalog.=) f.oid)
+		SELECT co.conrelid::pg_catalog.int8 FROM dep JOIN pg_catalog.pg_constraint co
+			ON dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass AND co.oid OPERATOR(pg_catalog.=) dep.objid
+		UNION SELECT a.attrelid::pg_catalog.int8 FROM dep JOIN pg_catalog.pg_constraint co
+			ON dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass AND co.oid OPERATOR(pg_catalog.=) dep.objid
+			JOIN pg_catalog.pg_attribute a ON a.atttypid OPERATOR(pg_catalog.=) co.contypid AND co.contypid OPERATOR(pg_catalog.<>) 0
+		UNION SELECT i.indrelid::pg_catalog.int8 FROM dep JOIN pg_catalog.pg_index i
+			ON dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid OPERATOR(pg_catalog.=) dep.objid
+		UNION SELECT tg.tgrelid::pg_catalog.int8 FROM dep JOIN pg_catalog.pg_trigger tg
+			ON dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_trigger'::pg_catalog.regclass AND tg.oid OPERATOR(pg_catalog.=) dep.objid
+		UNION SELECT ad.adrelid::pg_catalog.int8 FROM dep JOIN pg_catalog.pg_attrdef ad
+			ON dep.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND ad.oid OPERATOR(pg_catalog.=) dep.objid
+			JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+			WHERE a.attgenerated OPERATOR(pg_catalog.<>) ''
+		ORDER BY 1`)
+	if err != nil {
+		return nil, err
+	}
+	var work []*ddlWork
+	for _, r := range rows {
+		oid, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		if t := x.snap.TableByOID(uint32(oid)); t != nil {
+			work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{}})
+		}
+	}
+	return work, nil
+}

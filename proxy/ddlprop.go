@@ -104,6 +104,9 @@ func (x *execution) ddlTables(ctx context.Context, sql string) ([]*ddlWork, erro
 	if name, _ := router.DDLEnumName(sql); name != "" {
 		return x.enumTables(ctx, name) // ddldeps.go
 	}
+	if schema, name := router.DDLFunctionName(sql); name != "" {
+		return x.functionTables(ctx, schema, name) // ddldeps.go
+	}
 	var work []*ddlWork
 	if !st.IndexLookup {
 		for _, oid := range st.Tables {

@@ -134,6 +134,8 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		return p.grantStmt(s)
 	case *pg_query.AlterEnumStmt:
 		return p.alterEnumStmt()
+	case *pg_query.CreateFunctionStmt:
+		return p.createFunctionStmt(s)
 	case *pg_query.CommentStmt:
 		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE && s.Objtype != pg_query.ObjectType_OBJECT_COLUMN {
 			return nil
@@ -694,6 +696,10 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		return true, nil
 	case *pg_query.AlterEnumStmt:
 		rewriteAlterEnum(s)
+		return true, nil
+	case *pg_query.CreateFunctionStmt:
+		// The same function on the worker: CREATE OR REPLACE repeats harmlessly, once
+		// per shard the worker holds.
 		return true, nil
 	case *pg_query.CommentStmt:
 		name, err := r.suffix(t.Name)

@@ -82,3 +82,43 @@ func DDLEnumOldLabel(sql string) string {
 	}
 	return ""
 }
+
+// createFunctionStmt plans CREATE OR REPLACE FUNCTION: a function that distributed tables'
+// shards call (in CHECK constraints, index expressions, generated columns, triggers) exists
+// on the workers too, and must change there with the coordinator's. Which tables call
+// it the proxy finds in the catalog (DDLFunctionName); when none do, the statement is the
+// coordinator's alone.
+func (p *planner) createFunctionStmt(s *pg_query.CreateFunctionStmt) *Statement {
+	if !s.Replace || s.IsProcedure || !p.snap.HasTables() {
+		return nil
+	}
+	return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "CREATE FUNCTION"}
+}
+
+// DDLFunctionName returns the schema (or "" when not qualified) and name of the function
+// a CREATE OR REPLACE FUNCTION replaces; "" for other statements.
+func DDLFunctionName(sql string) (schema, name string) {
+	root, _, err := parseOne(sql)
+	if err != nil {
+		return "", ""
+	}
+	s, ok := root.Interface().(*pg_query.CreateFunctionStmt)
+	if !ok || !s.Replace || s.IsProcedure {
+		return "", ""
+	}
+	var parts []string
+	for _, n := range s.Funcname {
+		if str, ok := unwrap(n).(*pg_query.String); ok {
+			parts = append(parts, str.Sval)
+		}
+	}
+	switch len(parts) {
+	case 1:
+		return "", parts[0]
+	case 2:
+		return parts[0], parts[1]
+	case 3:
+		return parts[1], parts[2]
+	}
+	return "", ""
+}

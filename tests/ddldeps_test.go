@@ -93,3 +93,65 @@ func TestDDLDependentTypes(t *testing.T) {
 	}
 	checkDefinitions(t, table, false)
 }
+
+// TestDDLFunctionKeptInStep: CREATE OR REPLACE FUNCTION of a function that a distributed
+// table's CHECK constraint and index call reaches every worker holding its shards (in
+// the same transaction as the coordinator's), so the shards enforce the new definition;
+// a function no distributed table calls stays the coordinator's business.
+func TestDDLFunctionKeptInStep(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("fnstep")
+	fn := table + "_ok"
+	lonely := table + "_lonely"
+	create := func(body string) string {
+		return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(v int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT %s $$", fn, body)
+	}
+	// The function must exist on the workers before the table is distributed.
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(ctx, "postgres", create("v >= 0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, v int CHECK (%s(v)))", table, fn), table, "k", 4, 2)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (1, 5)", table))
+
+	source := func() map[string]string {
+		out := map[string]string{}
+		for _, s := range env.C.Servers() {
+			var src string
+			if err := connectServer(t, s).QueryRow(ctx, "SELECT prosrc FROM pg_proc WHERE proname = $1", fn).Scan(&src); err != nil {
+				t.Fatalf("%s: %v", s.Name, err)
+			}
+			out[s.Name] = src
+		}
+		return out
+	}
+	// Rolled back: nothing changes anywhere.
+	mustExec(t, conn, "BEGIN", create("v >= 10"), "ROLLBACK")
+	for server, src := range source() {
+		if src != " SELECT v >= 0 " {
+			t.Fatalf("after ROLLBACK, %s has %q", server, src)
+		}
+	}
+	mustExec(t, conn, create("v >= 10"))
+	for server, src := range source() {
+		if src != " SELECT v >= 10 " {
+			t.Fatalf("%s has %q after CREATE OR REPLACE through pgshard", server, src)
+		}
+	}
+	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (2, 7)", table), "23514", "")
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (3, 17)", table))
+
+	// A function no distributed table calls: the coordinator's alone.
+	mustExec(t, conn, fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$", lonely))
+	for _, w := range env.C.Workers {
+		var n int
+		if err := connectServer(t, w).QueryRow(ctx, "SELECT count(*) FROM pg_proc WHERE proname = $1", lonely).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s: the coordinator's own function reached the worker (%d, %v)", w.Name, n, err)
+		}
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT %s()", lonely)); got != "1" {
+		t.Fatalf("the coordinator's own function: %s", got)
+	}
+}
