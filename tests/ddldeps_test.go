@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -153,5 +154,51 @@ func TestDDLFunctionKeptInStep(t *testing.T) {
 	}
 	if got := queryString(t, conn, fmt.Sprintf("SELECT %s()", lonely)); got != "1" {
 		t.Fatalf("the coordinator's own function: %s", got)
+	}
+}
+
+// TestDDLDependencyGuard: a change of a type or function that distributed tables' shards
+// depend on, made where pgshard does not see it (straight on the coordinator, in a DO
+// block sent through pgshard), is refused by the coordinator's event trigger with 0A000;
+// the same change sent through pgshard runs everywhere.
+func TestDDLDependencyGuard(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("depguard")
+	mood, fn := table+"_mood", table+"_pos"
+	for _, s := range env.C.Servers() {
+		if _, err := s.Exec(ctx, "postgres", fmt.Sprintf("CREATE FUNCTION %s(v int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT v > 0 $$", fn)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustExec(t, conn, fmt.Sprintf("CREATE TYPE %s AS ENUM ('a', 'b')", mood))
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k int PRIMARY KEY, m %s, v int CHECK (%s(v)))", table, mood, fn), table, "k", 2, 2)
+
+	coord := connectServer(t, env.C.Coordinator)
+	for _, sql := range []string{
+		fmt.Sprintf("ALTER TYPE %s ADD VALUE 'c'", mood),
+		fmt.Sprintf("ALTER TYPE %s RENAME TO %s_x", mood, mood),
+		fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(v int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT v > 1 $$", fn),
+		fmt.Sprintf("ALTER FUNCTION %s(int) RENAME TO %s_x", fn, fn),
+	} {
+		_, err := coord.Exec(ctx, sql)
+		if err == nil || !strings.Contains(err.Error(), "0A000") || !strings.Contains(err.Error(), "must run through pgshard") {
+			t.Errorf("straight on the coordinator, %s: %v", sql, err)
+		}
+	}
+	_, err := conn.Exec(ctx, fmt.Sprintf("DO $$ BEGIN EXECUTE 'ALTER TYPE %s ADD VALUE ''c'''; END $$", mood))
+	if err == nil || !strings.Contains(err.Error(), "0A000") {
+		t.Errorf("in a DO block through pgshard: %v", err)
+	}
+	mustExec(t, conn, fmt.Sprintf("ALTER TYPE %s ADD VALUE 'c'", mood))
+	for server, got := range enumLabels(t, mood) {
+		if got != "a,b,c" {
+			t.Errorf("%s: labels %s", server, got)
+		}
+	}
+	// A type and a function no distributed table uses are the coordinator's business.
+	other := table + "_free"
+	if _, err := coord.Exec(ctx, fmt.Sprintf("CREATE TYPE %s AS ENUM ('x'); ALTER TYPE %s ADD VALUE 'y'", other, other)); err != nil {
+		t.Errorf("a free type: %v", err)
 	}
 }
