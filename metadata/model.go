@@ -395,6 +395,31 @@ func (s *Snapshot) WithTables(tables []*Table) *Snapshot {
 	return ns
 }
 
+// WithoutTables returns a copy of s without the tables of the given OIDs: a session's own
+// view while its transaction block has dropped them.
+func (s *Snapshot) WithoutTables(oids []uint32) *Snapshot {
+	if len(oids) == 0 {
+		return s
+	}
+	gone := make(map[uint32]bool, len(oids))
+	for _, oid := range oids {
+		gone[oid] = true
+	}
+	all := make([]*Table, 0, len(s.tables))
+	for _, t := range s.tables {
+		if !gone[t.OID] {
+			nt := *t
+			nt.Shards = append([]*Shard(nil), t.Shards...)
+			all = append(all, &nt)
+		}
+	}
+	ns := NewSnapshot(append([]Node(nil), s.Nodes...), all)
+	ns.aggregates = s.aggregates
+	ns.DefaultByteOrder = s.DefaultByteOrder
+	ns.Generation, ns.patched, ns.patches = s.Generation, s.patched, s.patches
+	return ns
+}
+
 // placementPatch is a placement state change this proxy applied (Cache.Apply), with the
 // generation it committed at.
 type placementPatch struct {

@@ -33,6 +33,9 @@ type blockTables struct {
 	altered map[uint32]*metadata.Table
 	// base is the server snapshot the view was built on; view is the view.
 	base, view *metadata.Snapshot
+	// dropped are the distributed tables the block dropped (blockdrop.go), left out of
+	// the view.
+	dropped []uint32
 }
 
 // snapshot is the metadata the session plans with: the server's current snapshot, with
@@ -40,7 +43,7 @@ type blockTables struct {
 func (ss *session) snapshot() *metadata.Snapshot {
 	base := ss.srv.cache.Load()
 	bt := &ss.blockTables
-	if len(bt.tables) == 0 && len(bt.altered) == 0 {
+	if len(bt.tables) == 0 && len(bt.altered) == 0 && len(bt.dropped) == 0 {
 		return base
 	}
 	if bt.view != nil && bt.base == base {
@@ -56,7 +59,7 @@ func (ss *session) snapshot() *metadata.Snapshot {
 			add = append(add, t)
 		}
 	}
-	bt.base, bt.view = base, base.WithTables(add)
+	bt.base, bt.view = base, base.WithTables(add).WithoutTables(bt.dropped)
 	return bt.view
 }
 
@@ -103,6 +106,15 @@ func (ss *session) refreshBlockTables(ctx context.Context) {
 func (ss *session) blockTablesUndone(ctx context.Context, ended bool) {
 	ss.alteredUndone(ctx, ended) // tables the block changed (ddlblock.go)
 	bt := &ss.blockTables
+	if !ended {
+		ss.blockDropsUndone(ctx)
+	} else if len(bt.dropped) > 0 && len(bt.tables) == 0 {
+		*bt = blockTables{}
+		if _, err := ss.srv.store.Reload(ctx, ss.srv.cache); err != nil {
+			ss.log.Warn("could not reload the metadata after a transaction block that dropped tables", "err", err)
+		}
+		return
+	}
 	if len(bt.tables) == 0 {
 		return
 	}

@@ -25,7 +25,7 @@ import (
 func (x *execution) dropTables(ctx context.Context) error {
 	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	if ss.txn.tx != txIdle {
-		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
+		return x.dropTablesInBlock(ctx) // blockdrop.go
 	}
 	c, err := ss.txn.coordConn(ctx)
 	if err != nil {

@@ -101,6 +101,12 @@ type ddlWork struct {
 // ddlTables returns the distributed tables the statement changes, in a stable order.
 func (x *execution) ddlTables(ctx context.Context, sql string) ([]*ddlWork, error) {
 	snap, st := x.snap, x.st
+	if name, _ := router.DDLEnumName(sql); name != "" {
+		return x.enumTables(ctx, name) // ddldeps.go
+	}
+	if schema, name := router.DDLFunctionName(sql); name != "" {
+		return x.functionTables(ctx, schema, name) // ddldeps.go
+	}
 	var work []*ddlWork
 	if !st.IndexLookup {
 		for _, oid := range st.Tables {
@@ -210,6 +216,10 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 			}
 		}
 	}
+	adapt, err := x.newShardStatements(ctx, c, sql, work) // ddldeps.go
+	if err != nil {
+		return "", err
+	}
 	var run []writeTask
 	for i, task := range tasks {
 		w := owners[i]
@@ -220,7 +230,7 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 		if shardSQL == "" {
 			continue
 		}
-		task.sql = []byte(shardSQL)
+		task.sql = []byte(adapt.adapt(w, shardSQL))
 		run = append(run, task)
 	}
 	if len(run) == 0 {

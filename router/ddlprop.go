@@ -132,6 +132,10 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "DROP INDEX", IndexLookup: true}
 	case *pg_query.GrantStmt:
 		return p.grantStmt(s)
+	case *pg_query.AlterEnumStmt:
+		return p.alterEnumStmt()
+	case *pg_query.CreateFunctionStmt:
+		return p.createFunctionStmt(s)
 	case *pg_query.CommentStmt:
 		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE && s.Objtype != pg_query.ObjectType_OBJECT_COLUMN {
 			return nil
@@ -207,6 +211,9 @@ func (p *planner) renameStmt(s *pg_query.RenameStmt, dist []tableRef) *Statement
 }
 
 func (p *planner) grantStmt(s *pg_query.GrantStmt) *Statement {
+	if s.Objtype == pg_query.ObjectType_OBJECT_SCHEMA {
+		return p.schemaGrantStmt(s)
+	}
 	if s.Objtype != pg_query.ObjectType_OBJECT_TABLE {
 		return nil
 	}
@@ -674,12 +681,25 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		s.Objects = objs
 		return len(objs) > 0, nil
 	case *pg_query.GrantStmt:
+		if s.Objtype == pg_query.ObjectType_OBJECT_SCHEMA {
+			// The table's schema on the worker, once per shard (GRANT and REVOKE
+			// repeat harmlessly): the statement's other schemas hold no shard there.
+			s.Objects = []*pg_query.Node{pg_query.MakeStrNode(t.Schema)}
+			return true, nil
+		}
 		rv, err := shardRangeVar(t, r.shard, true)
 		if err != nil {
 			return false, err
 		}
 		s.Targtype = pg_query.GrantTargetType_ACL_TARGET_OBJECT
 		s.Objects = []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}}
+		return true, nil
+	case *pg_query.AlterEnumStmt:
+		rewriteAlterEnum(s)
+		return true, nil
+	case *pg_query.CreateFunctionStmt:
+		// The same function on the worker: CREATE OR REPLACE repeats harmlessly, once
+		// per shard the worker holds.
 		return true, nil
 	case *pg_query.CommentStmt:
 		name, err := r.suffix(t.Name)

@@ -514,8 +514,8 @@ func TestDistxPsqlScript(t *testing.T) {
 }
 
 // TestDistxRefusedInBlock: what still cannot run in a block says so clearly (25001):
-// master_add_node and master_copy_shard_placement (and, today, DROP TABLE of the table the
-// block just distributed); the block then fails and rolls back cleanly.
+// master_add_node and master_copy_shard_placement; the block then fails and rolls back
+// cleanly. DROP TABLE of the table the block just distributed runs and leaves nothing.
 func TestDistxRefusedInBlock(t *testing.T) {
 	ctx := context.Background()
 	name := uniqueName("distx_refused")
@@ -532,14 +532,18 @@ func TestDistxRefusedInBlock(t *testing.T) {
 	}
 	mustExec(t, conn, "BEGIN")
 	mustExec(t, conn, distxScript(name)...)
-	// Refused (25001) as DROP TABLE of any distributed table in a block is today; should
-	// it run, the ROLLBACK below must still leave nothing.
-	if _, err := conn.Exec(ctx, "DROP TABLE "+name); err != nil && !strings.Contains(err.Error(), "25001") {
-		t.Errorf("DROP TABLE in the block that distributed it: %v", err)
-	}
+	// DROP TABLE of the table the block distributed, then ROLLBACK: nothing left.
+	mustExec(t, conn, "DROP TABLE "+name)
 	mustExec(t, conn, "ROLLBACK")
 	if left := distxLeftovers(t, name); len(left) > 0 {
 		t.Fatalf("ROLLBACK left %v", left)
+	}
+	// And with COMMIT: nothing left either.
+	mustExec(t, conn, "BEGIN")
+	mustExec(t, conn, distxScript(name)...)
+	mustExec(t, conn, "DROP TABLE "+name, "COMMIT")
+	if left := distxLeftovers(t, name); len(left) > 0 {
+		t.Fatalf("distributed and dropped in one block, COMMIT left %v", left)
 	}
 
 	// A column type pgshard cannot create on the workers: 0A000, as outside a block.

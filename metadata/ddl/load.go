@@ -48,6 +48,9 @@ type Table struct {
 	// ACL is the table's privileges as grants, nil when the table has the default
 	// privileges (a NULL relacl): then the shard keeps its own defaults.
 	ACL []Grant
+	// SchemaACL is the privileges on the table's schema, given to the schema when a
+	// shard's creation creates it on a worker (nil: the default privileges).
+	SchemaACL []Grant
 	// Comment is the table's comment as a quoted literal, "" for none.
 	Comment string
 
@@ -56,6 +59,8 @@ type Table struct {
 	// indexes and types call. CreateCommands makes sure they exist on the worker.
 	Types     []Type
 	Functions []Function
+	// Collations are the user-defined collations the columns use.
+	Collations []Collation
 
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
@@ -175,6 +180,7 @@ SELECT json_build_object(
   'qname', quote_ident(c.relname),
   'owner', quote_ident(pg_get_userbyid(c.relowner)),
   'acl', %[2]s,
+  'schema_acl', %[4]s,
   'comment', (SELECT quote_literal(d.description) FROM pg_description d
               WHERE d.classoid = 'pg_class'::regclass AND d.objoid = c.oid AND d.objsubid = 0),
   'am', (SELECT CASE WHEN am.amname = 'heap' THEN '' ELSE quote_ident(am.amname) END
@@ -293,6 +299,7 @@ type (
 		QName        string       `json:"qname"`
 		Owner        string       `json:"owner"`
 		ACL          *[]jsonGrant `json:"acl"`
+		SchemaACL    *[]jsonGrant `json:"schema_acl"`
 		Comment      *string      `json:"comment"`
 		AM           *string      `json:"am"`
 		Options      []string     `json:"options"`
@@ -399,7 +406,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		}
 	}()
 
-	r := conn.ExecParams(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl")),
+	r := conn.ExecParams(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl"), aclSQL("n.nspacl")),
 		[][]byte{[]byte(strconv.FormatUint(uint64(relid), 10))}, nil, nil, nil).Read()
 	if r.Err != nil {
 		return nil, fmt.Errorf("ddl: load relation %d: %w", relid, r.Err)
@@ -415,6 +422,9 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 		return nil, err
 	}
 	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+		return nil, err
+	}
+	if t.Collations, err = loadCollations(ctx, pgconnQuery(conn), relid); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -505,6 +515,7 @@ func fromJSON(relid uint32, jt *jsonTable) (*Table, error) {
 		HasUnique:       jt.HasUnique,
 		Owner:           jt.Owner,
 		ACL:             grants(jt.ACL),
+		SchemaACL:       grants(jt.SchemaACL),
 		Comment:         deref(jt.Comment),
 	}
 	if jt.AM != nil {

@@ -44,7 +44,7 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 		}
 	}()
 	oid := []byte(strconv.FormatUint(uint64(relid), 10))
-	rows, err = q(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl")), [][]byte{oid})
+	rows, err = q(ctx, fmt.Sprintf(loadSQL, compression, aclSQL("c.relacl"), aclSQL("a.attacl"), aclSQL("n.nspacl")), [][]byte{oid})
 	if err != nil {
 		return nil, fmt.Errorf("ddl: load relation %d: %w", relid, err)
 	}
@@ -63,6 +63,9 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 		return nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, err)
 	}
 	if t.Types, t.Functions, err = objectsFrom(relid, t.QuotedSchema+"."+t.QuotedName, rows); err != nil {
+		return nil, err
+	}
+	if t.Collations, err = loadCollations(ctx, q, relid); err != nil {
 		return nil, err
 	}
 	return t, nil

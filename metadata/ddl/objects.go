@@ -251,11 +251,12 @@ func doBlock(body string) string {
 
 // ensureSchema creates a schema unless it exists: unlike CREATE SCHEMA IF NOT EXISTS, it
 // needs no CREATE privilege on the database when the schema is there, and a session that
-// loses a race to create it goes on.
-func ensureSchema(schema, quoted string) string {
+// loses a race to create it goes on. The statements in then (each ending in ";\n") run
+// after the schema is created.
+func ensureSchema(schema, quoted string, then ...string) string {
 	return doBlock("BEGIN\n" +
 		"IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) " + literal(schema) + ") THEN\n" +
-		"CREATE SCHEMA " + quoted + ";\nEND IF;\n" +
+		"CREATE SCHEMA " + quoted + ";\n" + strings.Join(then, "") + "END IF;\n" +
 		"EXCEPTION WHEN unique_violation OR duplicate_schema THEN NULL;\nEND")
 }
 

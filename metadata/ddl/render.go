@@ -94,8 +94,9 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 		// Not CREATE SCHEMA IF NOT EXISTS, which needs CREATE on the database even
 		// when the schema exists (the owner, who runs these, often lacks it) and fails
 		// with a unique violation when it loses a race.
-		cmds = append(cmds, ensureSchema(t.Schema, t.QuotedSchema))
+		cmds = append(cmds, ensureSchema(t.Schema, t.QuotedSchema, t.schemaGrants()...))
 	}
+	cmds = append(cmds, t.collationCommands()...)
 	cmds = append(cmds, t.objectCommands()...)
 	create, err := t.createTable(shard)
 	if err != nil {
@@ -277,6 +278,20 @@ func (t *Table) ownershipCommands(shard string, shardID int64) ([]string, error)
 
 // command is the GRANT of g on the table (on is " ON TABLE <shard> "), or on its column
 // quotedColumn when that is not "".
+// schemaGrants are the GRANTs that give a schema the worker creates for a shard the
+// privileges of the coordinator's, each skipped where its role is missing.
+func (t *Table) schemaGrants() []string {
+	var out []string
+	for _, g := range t.SchemaACL {
+		cmd := g.command("", " ON SCHEMA "+t.QuotedSchema+" ") + ";\n"
+		if g.Role != "" {
+			cmd = "IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) " + literal(g.Role) + ") THEN\n" + cmd + "END IF;\n"
+		}
+		out = append(out, cmd)
+	}
+	return out
+}
+
 func (g Grant) command(quotedColumn, on string) string {
 	privs := g.Privileges
 	if quotedColumn != "" {

@@ -152,3 +152,22 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 		WHEN EXISTS (SELECT 1 FROM pgs_distribution_metadata.partition p WHERE p.relation_id OPERATOR(pg_catalog.=) rel) THEN 'partition'
 		ELSE '' END
 $$;
+
+-- drop_partitions removes the metadata of distributed tables that the calling transaction
+-- dropped (DROP TABLE inside a client's transaction block): only of relations that no
+-- longer exist as the transaction sees the catalog, so it removes nothing but what a drop
+-- left behind, and commits or rolls back with the drop.
+CREATE OR REPLACE FUNCTION pgs_distribute.drop_partitions(rels oid[]) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) ANY (rels)) THEN
+		RAISE EXCEPTION 'pgs_distribute.drop_partitions: the relations must be dropped first' USING ERRCODE = 'object_in_use';
+	END IF;
+	DELETE FROM pgs_distribution_metadata.shard_placement
+		WHERE shard_id OPERATOR(pg_catalog.=) ANY (SELECT s.id FROM pgs_distribution_metadata.shard s WHERE s.relation_id OPERATOR(pg_catalog.=) ANY (rels));
+	DELETE FROM pgs_distribution_metadata.shard WHERE relation_id OPERATOR(pg_catalog.=) ANY (rels);
+	DELETE FROM pgs_distribution_metadata.partition WHERE relation_id OPERATOR(pg_catalog.=) ANY (rels);
+END
+$$;
+REVOKE ALL ON FUNCTION pgs_distribute.drop_partitions(oid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgs_distribute.drop_partitions(oid[]) TO PUBLIC;

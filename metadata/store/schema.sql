@@ -187,6 +187,8 @@ BEGIN
 END
 $$;
 
+-- Functions of pgshard's own schemas are never a table's users (a table named like one
+-- of their aliases, "t" say, would otherwise be taken for one).
 -- names_relation reports whether a function body names a relation: the name as a word,
 -- in any case, quoted or not (in code, comments or strings alike: dynamic SQL included).
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.names_relation(body text, relname name) RETURNS boolean
@@ -212,7 +214,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	  JOIN pg_catalog.pg_class c ON c.oid = p.relation_id
 	WHERE cls = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.oid = obj AND f.prosqlbody IS NULL
 	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
-	  AND f.pronamespace <> 'pgs_distribution_metadata'::pg_catalog.regnamespace
+	  AND f.pronamespace NOT IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname IN ('pgs_distribution_metadata', 'pgs_distribute', 'pgs_commit'))
 	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
 	LIMIT 1
 $$;
@@ -234,7 +236,7 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	FROM pg_catalog.pg_proc f, pg_catalog.pg_class c
 	WHERE c.oid = rel AND f.oid >= 16384 AND f.prosqlbody IS NULL
 	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
-	  AND f.pronamespace <> 'pgs_distribution_metadata'::pg_catalog.regnamespace
+	  AND f.pronamespace NOT IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname IN ('pgs_distribution_metadata', 'pgs_distribute', 'pgs_commit'))
 	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
 	ORDER BY 1
 $$;

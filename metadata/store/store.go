@@ -34,6 +34,9 @@ var schemaSQL string
 //go:embed events.sql
 var eventsSQL string
 
+//go:embed depguard.sql
+var depGuardSQL string
+
 //go:embed twophase.sql
 var twophaseSQL string
 
@@ -122,7 +125,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if _, err := tx.Exec(ctx, "SAVEPOINT events"); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, eventsSQL); err != nil {
+		if _, err := tx.Exec(ctx, eventsSQL+"\n"+depGuardSQL); err != nil {
 			s.log.Warn("coordinator event triggers not installed (needs superuser): proxies learn only of DDL they relay themselves, and DDL on distributed tables made elsewhere (in functions, straight on the coordinator) is not refused (SHOW DRIFT reports its effects)", "err", err)
 			_, err = tx.Exec(ctx, "ROLLBACK TO SAVEPOINT events")
 			return err
