@@ -133,6 +133,30 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 			return p.errorf(err)
 		}
 		return st
+	case *pg_query.CreateStmt:
+		// A new table's foreign key to a distributed table: the new table is not
+		// distributed (nor co-located) yet.
+		for _, e := range s.TableElts {
+			var cons []*pg_query.Node
+			switch d := unwrap(e).(type) {
+			case *pg_query.Constraint:
+				cons = []*pg_query.Node{e}
+			case *pg_query.ColumnDef:
+				cons = d.Constraints
+			}
+			for _, n := range cons {
+				c, ok := unwrap(n).(*pg_query.Constraint)
+				if !ok || c.Contype != pg_query.ConstrType_CONSTR_FOREIGN {
+					continue
+				}
+				if ref := p.resolve(c.Pktable); ref != nil {
+					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "CREATE TABLE with a foreign key to distributed table %s is not supported", QuoteIdent(ref.Name)).
+						WithDetail("Only a distributed table co-located with %s can refer to it, and the new table is not distributed yet.", QuoteIdent(ref.Name)).
+						WithHint("Create the table without the foreign key, distribute it on the referencing column with the same shard count and replication factor (master_create_distributed_table, master_create_worker_shards), then add the constraint with ALTER TABLE ... ADD FOREIGN KEY."))
+				}
+			}
+		}
+		return nil
 	case *pg_query.AlterObjectSchemaStmt:
 		if s.ObjectType != pg_query.ObjectType_OBJECT_TABLE || s.Relation == nil {
 			return nil
@@ -219,13 +243,7 @@ func foreignKeys(cmd *pg_query.AlterTableCmd) []fkSpec {
 	switch cmd.Subtype {
 	case pg_query.AlterTableType_AT_AddConstraint:
 		if c, ok := unwrap(cmd.Def).(*pg_query.Constraint); ok && c.Contype == pg_query.ConstrType_CONSTR_FOREIGN {
-			var cols []string
-			for _, n := range c.FkAttrs {
-				if s, ok := unwrap(n).(*pg_query.String); ok {
-					cols = append(cols, s.Sval)
-				}
-			}
-			out = append(out, fkSpec{con: c, cols: cols})
+			out = append(out, fkSpec{con: c, cols: stringsOf(c.FkAttrs)})
 		}
 	case pg_query.AlterTableType_AT_AddColumn:
 		if cd, ok := unwrap(cmd.Def).(*pg_query.ColumnDef); ok {
@@ -259,12 +277,7 @@ func (p *planner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pg
 			WithDetail("Each shard checks its rows against the matching shard of the referenced table only, so both tables need the same shard count and hash ranges and partition columns of the same type.").
 			WithHint("Create both tables' shards with the same shard count (master_create_worker_shards).")
 	}
-	pk := make([]string, 0, len(fk.con.PkAttrs))
-	for _, n := range fk.con.PkAttrs {
-		if s, ok := unwrap(n).(*pg_query.String); ok {
-			pk = append(pk, s.Sval)
-		}
-	}
+	pk := stringsOf(fk.con.PkAttrs)
 	if len(pk) == 0 {
 		for _, i := range ref.PrimaryKey {
 			pk = append(pk, ref.Columns[i].Name)
@@ -1035,6 +1048,7 @@ func (r *rewriter) foreignKey(c *pg_query.Constraint, col string) error {
 	return err
 }
 
+// stringsOf returns the strings among nodes (a column list).
 func stringsOf(ns []*pg_query.Node) []string {
 	var out []string
 	for _, n := range ns {

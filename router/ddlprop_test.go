@@ -70,6 +70,9 @@ func TestDDLPlans(t *testing.T) {
 		{"COMMENT ON TABLE plain IS 'p'", Coordinator, "", ""},
 		{"ALTER TABLE plain ADD COLUMN x int", Coordinator, "", ""},
 		{"ALTER TABLE plain ADD FOREIGN KEY (a) REFERENCES reviews (id)", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint REFERENCES reviews (id))", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint, FOREIGN KEY (k, r) REFERENCES reviews (customer_id, id))", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint REFERENCES plain (a))", Coordinator, "", ""},
 	}
 	for _, c := range cases {
 		b, _ := r.Plan(c.sql, snap, sess)
