@@ -181,6 +181,11 @@ func TestDDLAlterForeignKey(t *testing.T) {
 		q("ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_self FOREIGN KEY (k, rid) REFERENCES %[1]s (k, id)"))
 	checkAlter(t, proxy, ch, ch)
 
+	// Changes of the referenced or referencing columns rebuild the constraints on every
+	// shard as on the coordinator.
+	mustExec(t, proxy, q("ALTER TABLE %[2]s ALTER COLUMN id TYPE bigint"), q("ALTER TABLE %[1]s ALTER COLUMN rid TYPE bigint"))
+	checkAlter(t, proxy, ch, ref, ch)
+
 	// Refused: what no shard can enforce alone.
 	other := uniqueName("fkother")
 	distribute(t, proxy, fmt.Sprintf("CREATE TABLE %s (k text, id int, PRIMARY KEY (k, id))", other), other, "k", 2, 2)
