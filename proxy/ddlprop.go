@@ -165,21 +165,38 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 			owners = append(owners, w)
 		}
 	}
-	// A foreign key's referenced shards are locked exclusively too: the statement locks
-	// their shard tables on the workers and checks their rows. All in the one request
-	// that takes a statement's locks in key order (takeLocks), so that the coordinator's
-	// deadlock detector sees any cycle among them.
+	// The shards of the other distributed tables a foreign key ties the statement's
+	// tables to are locked exclusively too: those the statement's foreign keys refer to
+	// (it locks their shard tables on the workers and checks their rows), and, for ALTER
+	// TABLE, those whose foreign keys refer to the altered table (a column's new type,
+	// a dropped key rebuild or drop their constraints on the workers as on the
+	// coordinator). All in the one request that takes a statement's locks in key order
+	// (takeLocks): the coordinator's deadlock detector sees any cycle with the writes
+	// that take those tables' locks, which no worker's detector would see.
 	locks := tasks
-	var refOIDs []uint32
+	var tied []uint32
+	lockTable := func(w *ddlWork, t *metadata.Table) {
+		tied = append(tied, t.OID)
+		if t.OID == w.t.OID {
+			return
+		}
+		for _, sh := range t.Shards {
+			locks = append(locks[:len(locks):len(locks)], writeTask{shard: sh})
+		}
+	}
 	for _, w := range work {
 		for _, ref := range w.cat.Refs {
-			refOIDs = append(refOIDs, ref.OID)
-			if ref.OID == w.t.OID {
-				continue
-			}
-			for _, sh := range ref.Shards {
-				locks = append(locks[:len(locks):len(locks)], writeTask{shard: sh})
-			}
+			lockTable(w, ref)
+		}
+		if st.Tag != "ALTER TABLE" || st.IndexLookup {
+			continue
+		}
+		referencing, err := x.referencingTables(ctx, w.t.OID)
+		if err != nil {
+			return "", err
+		}
+		for _, t := range referencing {
+			lockTable(w, t)
 		}
 	}
 	if len(locks) > 0 {
@@ -204,11 +221,11 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 	// The coordinator's event triggers refuse schema changes of distributed tables that
 	// pgshard did not authorize for this transaction (ddlguard.go).
 	// (A foreign key adds triggers to the referenced table as well.)
-	oids := make([]uint32, 0, len(work)+len(refOIDs))
+	oids := make([]uint32, 0, len(work)+len(tied))
 	for _, w := range work {
 		oids = append(oids, w.t.OID)
 	}
-	oids = append(oids, refOIDs...)
+	oids = append(oids, tied...)
 	if err := ss.authorizeDDL(ctx, c, oids); err != nil {
 		return "", err
 	}
@@ -261,6 +278,23 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 		return "", err
 	}
 	return tag, nil
+}
+
+// referencingTables returns the distributed tables other than oid with foreign keys that
+// refer to table oid.
+func (x *execution) referencingTables(ctx context.Context, oid uint32) ([]*metadata.Table, error) {
+	rows, err := sessionQuery(ctx, x.ss, fmt.Sprintf("SELECT DISTINCT conrelid::int8 FROM pg_catalog.pg_constraint WHERE confrelid OPERATOR(pg_catalog.=) %d AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY 1", oid))
+	if err != nil {
+		return nil, err
+	}
+	var out []*metadata.Table
+	for _, r := range rows {
+		rel, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		if t := x.snap.TableByOID(uint32(rel)); t != nil && t.OID != oid {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // shardWrites runs the shards' statements as writes. The shards' notices repeat the

@@ -6,8 +6,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
 // relProps is what checkDefinitions leaves out of a relation and the ALTER TABLE forms of
@@ -312,4 +315,66 @@ func TestDDLAlterSetSchema(t *testing.T) {
 	if s := queryString(t, conn, fmt.Sprintf("SELECT v::text FROM %s WHERE k = 'k3'", table)); s != "2" {
 		t.Fatalf("v after moving back: %s", s)
 	}
+}
+
+// TestDDLAlterForeignKeyRacingWrites: schema changes of a referenced table (which rebuild
+// the referencing shards' constraints on the workers) through one proxy while another
+// proxy writes the referencing table across shards: the writes wait for the changes'
+// locks and none fails, and every placement keeps the constraint.
+func TestDDLAlterForeignKeyRacingWrites(t *testing.T) {
+	ctx := context.Background()
+	p2, err := testproxy.Start(ctx, env.C.Coordinator.URL("postgres"), testproxy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Stop()
+	a, b := connect(t), connectTo(t, p2)
+	ref, ch := uniqueName("fkrace_ref"), uniqueName("fkrace_ch")
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (k text, id int, PRIMARY KEY (k, id))", ref), ref, "k", 4, 2)
+	distribute(t, a, fmt.Sprintf("CREATE TABLE %s (k text, n int, rid int)", ch), ch, "k", 4, 2)
+	mustExec(t, a, fmt.Sprintf("INSERT INTO %s SELECT 'k' || i, 1 FROM generate_series(1, 50) i", ref),
+		fmt.Sprintf("ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_f FOREIGN KEY (k, rid) REFERENCES %[2]s (k, id)", ch, ref))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := b.Exec(ctx, fmt.Sprintf("INSERT INTO %s VALUES ('k1', 0, 1)", ch)); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("proxy 2 never learned of the table: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			_, err := b.Exec(wctx, fmt.Sprintf("INSERT INTO %s SELECT 'k' || j, %d, 1 FROM generate_series(1, 50, 7) j", ch, i))
+			cancel()
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for _, s := range []string{
+		"ALTER TABLE %[2]s ALTER COLUMN id TYPE bigint",
+		"ALTER TABLE %[2]s ADD COLUMN w int DEFAULT 1",
+		"ALTER TABLE %[1]s ALTER COLUMN rid TYPE bigint",
+		"ALTER TABLE %[2]s ALTER COLUMN id TYPE int",
+	} {
+		mustExec(t, a, fmt.Sprintf(s, ch, ref))
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatalf("a write through the second proxy failed: %v", err)
+	}
+	checkAlter(t, a, ch, ref)
+	checkAlter(t, a, ref)
 }
