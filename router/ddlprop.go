@@ -292,6 +292,9 @@ func (p *planner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pg
 			WithDetail("Each shard checks its rows against the matching shard of the referenced table only, which holds the referenced rows only when the partition columns are equal.").
 			WithHint("Include the partition columns at the same position: FOREIGN KEY (%s, ...) REFERENCES %s (%s, ...); a column added with REFERENCES cannot do that: add the column, then the constraint.", QuoteIdent(t.Key), refName, QuoteIdent(ref.Key))
 	}
+	if err := fkActionAllowed(t, fk); err != nil {
+		return nil, err
+	}
 	for i := range t.Shards {
 		if !sameNodes(t.Shards[i], ref.Shards[i]) {
 			return nil, pgerr.New(pgerr.FeatureNotSupported, "a foreign key from distributed table %s to %s is not supported: shard %d and shard %d are placed on different workers", name, refName, t.Shards[i].ID, ref.Shards[i].ID).
@@ -300,6 +303,40 @@ func (p *planner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pg
 		}
 	}
 	return ref, nil
+}
+
+// fkActionAllowed refuses ON DELETE/UPDATE SET NULL and SET DEFAULT actions that the
+// shards cannot run as the coordinator's table would: those that set the partition
+// column (the row would stay in a shard its new key does not hash to; ON UPDATE's set
+// every column of the key), and SET DEFAULT of a column whose default is not a constant
+// (the shards carry constant defaults only; pgshard evaluates the others).
+func fkActionAllowed(t *metadata.Table, fk fkSpec) *pgerr.Error {
+	check := func(action, when string, cols []string) *pgerr.Error {
+		if action != "n" && action != "d" {
+			return nil
+		}
+		form := map[string]string{"n": "SET NULL", "d": "SET DEFAULT"}[action]
+		for _, c := range cols {
+			if c == t.Key {
+				return pgerr.New(pgerr.FeatureNotSupported, "ON %s %s of the partition column %q of distributed table %s is not supported", when, form, c, QuoteIdent(t.Name)).
+					WithDetail("The row would stay in the shard its old partition key hashes to.").
+					WithHint("Use CASCADE, RESTRICT or NO ACTION, or name the other columns: ON DELETE %s (column, ...).", form)
+			}
+			if i := t.ColumnIndex(c); action == "d" && i >= 0 && (t.Columns[i].Default != "" || t.Columns[i].Identity != 0) && !t.Columns[i].DefaultOnShard {
+				return pgerr.New(pgerr.FeatureNotSupported, "ON %s SET DEFAULT of column %q of distributed table %s, whose default is not a constant, is not supported", when, c, QuoteIdent(t.Name)).
+					WithDetail("The shards run the foreign key's action, and carry only constant defaults (pgshard evaluates the others on the coordinator).")
+			}
+		}
+		return nil
+	}
+	delCols := stringsOf(fk.con.FkDelSetCols)
+	if len(delCols) == 0 {
+		delCols = fk.cols
+	}
+	if err := check(fk.con.FkDelAction, "DELETE", delCols); err != nil {
+		return err
+	}
+	return check(fk.con.FkUpdAction, "UPDATE", fk.cols)
 }
 
 // sameNodes reports whether two shards have placements on the same workers.

@@ -179,6 +179,10 @@ func TestDDLAlterForeignKey(t *testing.T) {
 	mustExec(t, proxy, "BEGIN", q("ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_blk FOREIGN KEY (k, rid) REFERENCES %[2]s (k, id)"),
 		q("INSERT INTO %[1]s VALUES ('k2', 400, 2, 0)"), "COMMIT")
 	checkAlter(t, proxy, ch, ref)
+	// SET NULL of the other columns only (the partition column must not change).
+	mustExec(t, proxy, q("ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_sn FOREIGN KEY (k, rid) REFERENCES %[2]s (k, id) ON DELETE SET NULL (rid)"))
+	checkAlter(t, proxy, ch, ref, ref)
+	mustExec(t, proxy, q("ALTER TABLE %[1]s DROP CONSTRAINT %[1]s_sn"))
 	// A self-reference is co-located with itself.
 	mustExec(t, proxy, q("ALTER TABLE %[1]s ADD PRIMARY KEY (k, id)"),
 		q("ALTER TABLE %[1]s ADD CONSTRAINT %[1]s_self FOREIGN KEY (k, rid) REFERENCES %[1]s (k, id)"))
@@ -207,6 +211,7 @@ func TestDDLAlterForeignKey(t *testing.T) {
 		"ALTER TABLE %[1]s ADD FOREIGN KEY (v) REFERENCES %[5]s (n)",                    // key types differ
 		"ALTER TABLE %[1]s ADD COLUMN r3 int, ADD FOREIGN KEY (k, id) REFERENCES %[3]s", // one bad subcommand
 		"ALTER TABLE %[1]s ADD FOREIGN KEY (k, id) REFERENCES %[6]s (k, id)",            // placed on other workers
+		"ALTER TABLE %[1]s ADD FOREIGN KEY (k, id) REFERENCES %[2]s ON DELETE SET NULL", // would set the partition column
 	} {
 		wantError(t, proxy, fmt.Sprintf(s, ch, ref, other, local, ints, single), "0A000", "")
 	}
