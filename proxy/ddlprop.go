@@ -46,7 +46,7 @@ func (x *execution) ddl(ctx context.Context) error {
 		return x.coordinatorStatement(ctx, sql)
 	}
 	if st.RenamesTable && ss.txn.tx != txIdle {
-		return pgerr.New(pgerr.ActiveSQLTransaction, "ALTER TABLE ... RENAME TO of a distributed table cannot run inside a transaction block").
+		return pgerr.New(pgerr.ActiveSQLTransaction, "ALTER TABLE ... RENAME TO or SET SCHEMA of a distributed table cannot run inside a transaction block").
 			WithDetail("pgshard plans statements by the table names it has loaded, which change when the rename commits.")
 	}
 	own := ss.txn.tx == txIdle
@@ -109,9 +109,17 @@ func (x *execution) ddlTables(ctx context.Context, sql string) ([]*ddlWork, erro
 	}
 	var work []*ddlWork
 	if !st.IndexLookup {
+		var refs []*metadata.Table
+		for _, oid := range st.References {
+			ref := snap.TableByOID(oid)
+			if ref == nil {
+				return nil, pgerr.New(pgerr.ObjectNotInPrereqState, "a table the foreign key refers to is no longer distributed")
+			}
+			refs = append(refs, ref)
+		}
 		for _, oid := range st.Tables {
 			if t := snap.TableByOID(oid); t != nil {
-				work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{}})
+				work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{Refs: refs}})
 			}
 		}
 		return work, nil
@@ -163,8 +171,42 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 			owners = append(owners, w)
 		}
 	}
-	if len(tasks) > 0 {
-		if err := x.lockShards(ctx, tasks); err != nil {
+	// The shards of the other distributed tables a foreign key ties the statement's
+	// tables to are locked exclusively too: those the statement's foreign keys refer to
+	// (it locks their shard tables on the workers and checks their rows), and, for ALTER
+	// TABLE, those whose foreign keys refer to the altered table (a column's new type,
+	// a dropped key rebuild or drop their constraints on the workers as on the
+	// coordinator). All in the one request that takes a statement's locks in key order
+	// (takeLocks): the coordinator's deadlock detector sees any cycle with the writes
+	// that take those tables' locks, which no worker's detector would see.
+	locks := tasks
+	var tied []uint32
+	lockTable := func(w *ddlWork, t *metadata.Table) {
+		tied = append(tied, t.OID)
+		if t.OID == w.t.OID {
+			return
+		}
+		for _, sh := range t.Shards {
+			locks = append(locks[:len(locks):len(locks)], writeTask{shard: sh})
+		}
+	}
+	for _, w := range work {
+		for _, ref := range w.cat.Refs {
+			lockTable(w, ref)
+		}
+		if st.Tag != "ALTER TABLE" || st.IndexLookup {
+			continue
+		}
+		referencing, err := x.referencingTables(ctx, w.t.OID)
+		if err != nil {
+			return "", err
+		}
+		for _, t := range referencing {
+			lockTable(w, t)
+		}
+	}
+	if len(locks) > 0 {
+		if err := x.lockShards(ctx, locks); err != nil {
 			return "", err
 		}
 		currentShards(ss.srv.cache.Load(), tasks)
@@ -184,10 +226,12 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 	}
 	// The coordinator's event triggers refuse schema changes of distributed tables that
 	// pgshard did not authorize for this transaction (ddlguard.go).
-	oids := make([]uint32, len(work))
-	for i, w := range work {
-		oids[i] = w.t.OID
+	// (A foreign key adds triggers to the referenced table as well.)
+	oids := make([]uint32, 0, len(work)+len(tied))
+	for _, w := range work {
+		oids = append(oids, w.t.OID)
 	}
+	oids = append(oids, tied...)
 	if err := ss.authorizeDDL(ctx, c, oids); err != nil {
 		return "", err
 	}
@@ -202,11 +246,15 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 				return "", err
 			}
 			w.cat.Kinds = map[string]byte{}
+			w.cat.ShardFKs = map[string]bool{}
 			had := map[int64]bool{}
 			for _, o := range before[w] {
 				had[o.oid] = true
 				if o.kind != 'i' {
 					w.cat.Kinds[o.name] = o.kind
+				}
+				if o.kind == 'f' && x.snap.TableByOID(o.ref) != nil {
+					w.cat.ShardFKs[o.name] = true
 				}
 			}
 			for _, o := range after {
@@ -240,6 +288,23 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 		return "", err
 	}
 	return tag, nil
+}
+
+// referencingTables returns the distributed tables other than oid with foreign keys that
+// refer to table oid.
+func (x *execution) referencingTables(ctx context.Context, oid uint32) ([]*metadata.Table, error) {
+	rows, err := sessionQuery(ctx, x.ss, fmt.Sprintf("SELECT DISTINCT conrelid::int8 FROM pg_catalog.pg_constraint WHERE confrelid OPERATOR(pg_catalog.=) %d AND contype OPERATOR(pg_catalog.=) 'f' ORDER BY 1", oid))
+	if err != nil {
+		return nil, err
+	}
+	var out []*metadata.Table
+	for _, r := range rows {
+		rel, _ := strconv.ParseUint(string(r[0]), 10, 32)
+		if t := x.snap.TableByOID(uint32(rel)); t != nil && t.OID != oid {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // shardWrites runs the shards' statements as writes. The shards' notices repeat the
@@ -277,13 +342,14 @@ type catalogObject struct {
 	name string
 	kind byte
 	oid  int64
+	ref  uint32 // a foreign key's referenced table
 }
 
 // ddlCatalog reads a table's constraints and indexes, in creation order, in the block.
 func ddlCatalog(ctx context.Context, c *backend.Conn, oid uint32) ([]catalogObject, error) {
-	rows, err := c.ExecRows(ctx, fmt.Sprintf(`SELECT conname, contype::text, oid::int8 FROM pg_catalog.pg_constraint WHERE conrelid = %[1]d
+	rows, err := c.ExecRows(ctx, fmt.Sprintf(`SELECT conname, contype::text, oid::int8, confrelid::int8 FROM pg_catalog.pg_constraint WHERE conrelid = %[1]d
 		UNION ALL
-		SELECT c.relname, 'i', c.oid::int8 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+		SELECT c.relname, 'i', c.oid::int8, 0 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 		WHERE i.indrelid = %[1]d AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = %[1]d)
 		ORDER BY 3`, oid))
 	if err != nil {
@@ -296,6 +362,8 @@ func ddlCatalog(ctx context.Context, c *backend.Conn, oid uint32) ([]catalogObje
 			o.kind = r[1][0]
 		}
 		o.oid, _ = strconv.ParseInt(string(r[2]), 10, 64)
+		ref, _ := strconv.ParseUint(string(r[3]), 10, 32)
+		o.ref = uint32(ref)
 		out = append(out, o)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].oid < out[j].oid })

@@ -47,6 +47,12 @@ type DDLCatalog struct {
 	Added []DDLObject
 	// Objects are the positions, in a DROP INDEX's list, of the indexes of this table.
 	Objects []int
+	// Refs are the tables the statement's foreign keys refer to, in the statement's
+	// order (Statement.References): shard i's constraint refers to shard i of its table.
+	Refs []*metadata.Table
+	// ShardFKs are the table's foreign keys (of Kinds) that refer to distributed tables:
+	// the shards carry them, under the same names.
+	ShardFKs map[string]bool
 }
 
 // DDLObject is a constraint or index a statement created: Kind is the constraint's
@@ -84,17 +90,26 @@ func indexBacked(kind byte) bool { return kind == 'p' || kind == 'u' || kind == 
 func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement {
 	switch s := root.Interface().(type) {
 	case *pg_query.AlterTableStmt:
-		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE {
+		switch s.Objtype {
+		case pg_query.ObjectType_OBJECT_TABLE:
+		case pg_query.ObjectType_OBJECT_INDEX:
+			if !p.snap.HasTables() {
+				return nil
+			}
+			// ALTER INDEX ... SET/RESET (...): the proxy finds the index's table.
+			return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "ALTER INDEX", IndexLookup: true}
+		default:
 			return nil
 		}
 		t := p.resolve(s.Relation)
 		if t == nil {
+			if err := p.foreignKeyToDist(s.Relation, s.Cmds); err != nil {
+				return p.errorf(err)
+			}
 			return nil
 		}
-		if err := otherDist(dist, s.Relation); err != nil {
-			return p.errorf(err)
-		}
-		named := false
+		st := &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "ALTER TABLE", Tables: []uint32{t.OID}}
+		targets := []*pg_query.RangeVar{s.Relation}
 		for _, c := range s.Cmds {
 			cmd, ok := unwrap(c).(*pg_query.AlterTableCmd)
 			if !ok {
@@ -103,10 +118,55 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 			if err := alterCmdAllowed(t, cmd); err != nil {
 				return p.errorf(err)
 			}
-			named = named || cmd.Subtype == pg_query.AlterTableType_AT_AddConstraint || cmd.Subtype == pg_query.AlterTableType_AT_AddColumn ||
+			for _, fk := range foreignKeys(cmd) {
+				ref, err := p.foreignKey(t, fk)
+				if err != nil {
+					return p.errorf(err)
+				}
+				st.References = append(st.References, ref.OID)
+				targets = append(targets, fk.con.Pktable)
+			}
+			st.DDLCatalog = st.DDLCatalog || cmd.Subtype == pg_query.AlterTableType_AT_AddConstraint || cmd.Subtype == pg_query.AlterTableType_AT_AddColumn ||
 				cmd.Subtype == pg_query.AlterTableType_AT_DropConstraint || cmd.Subtype == pg_query.AlterTableType_AT_ValidateConstraint
 		}
-		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "ALTER TABLE", Tables: []uint32{t.OID}, DDLCatalog: named}
+		if err := otherDist(dist, targets...); err != nil {
+			return p.errorf(err)
+		}
+		return st
+	case *pg_query.CreateStmt:
+		// A new table's foreign key to a distributed table: the new table is not
+		// distributed (nor co-located) yet.
+		for _, e := range s.TableElts {
+			var cons []*pg_query.Node
+			switch d := unwrap(e).(type) {
+			case *pg_query.Constraint:
+				cons = []*pg_query.Node{e}
+			case *pg_query.ColumnDef:
+				cons = d.Constraints
+			}
+			for _, n := range cons {
+				c, ok := unwrap(n).(*pg_query.Constraint)
+				if !ok || c.Contype != pg_query.ConstrType_CONSTR_FOREIGN {
+					continue
+				}
+				if ref := p.resolve(c.Pktable); ref != nil {
+					return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "CREATE TABLE with a foreign key to distributed table %s is not supported", QuoteIdent(ref.Name)).
+						WithDetail("Only a distributed table co-located with %s can refer to it, and the new table is not distributed yet.", QuoteIdent(ref.Name)).
+						WithHint("Create the table without the foreign key, distribute it on the referencing column with the same shard count and replication factor (master_create_distributed_table, master_create_worker_shards), then add the constraint with ALTER TABLE ... ADD FOREIGN KEY."))
+				}
+			}
+		}
+		return nil
+	case *pg_query.AlterObjectSchemaStmt:
+		if s.ObjectType != pg_query.ObjectType_OBJECT_TABLE || s.Relation == nil {
+			return nil
+		}
+		t := p.resolve(s.Relation)
+		if t == nil {
+			return nil
+		}
+		// The table's name changes as with RENAME TO: refused inside a block (the proxy).
+		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "ALTER TABLE", Tables: []uint32{t.OID}, RenamesTable: true}
 	case *pg_query.IndexStmt:
 		t := p.resolve(s.Relation)
 		if t == nil {
@@ -157,13 +217,167 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 	return nil
 }
 
-// otherDist refuses a statement that names a distributed table other than its target
-// (a foreign key referring to one, say).
-func otherDist(dist []tableRef, target *pg_query.RangeVar) *pgerr.Error {
+// otherDist refuses a statement that names a distributed table other than its targets
+// (the altered table and the tables its co-located foreign keys refer to).
+func otherDist(dist []tableRef, targets ...*pg_query.RangeVar) *pgerr.Error {
+next:
 	for _, r := range dist {
-		if r.rv != target {
-			return pgerr.New(pgerr.FeatureNotSupported, "a schema change referring to distributed table %s is not supported", QuoteIdent(r.table.Name)).
-				WithDetail("Foreign keys to or from distributed tables are not supported yet.")
+		for _, t := range targets {
+			if r.rv == t {
+				continue next
+			}
+		}
+		return pgerr.New(pgerr.FeatureNotSupported, "a schema change referring to distributed table %s is not supported", QuoteIdent(r.table.Name)).
+			WithDetail("Only foreign keys between co-located distributed tables can refer to another distributed table.")
+	}
+	return nil
+}
+
+// fkSpec is a foreign key an ALTER TABLE subcommand adds: its constraint and its
+// referencing columns.
+type fkSpec struct {
+	con  *pg_query.Constraint
+	cols []string
+}
+
+// foreignKeys returns the foreign keys a subcommand adds, in the statement's order (the
+// order the rewriter meets them in).
+func foreignKeys(cmd *pg_query.AlterTableCmd) []fkSpec {
+	var out []fkSpec
+	switch cmd.Subtype {
+	case pg_query.AlterTableType_AT_AddConstraint:
+		if c, ok := unwrap(cmd.Def).(*pg_query.Constraint); ok && c.Contype == pg_query.ConstrType_CONSTR_FOREIGN {
+			out = append(out, fkSpec{con: c, cols: stringsOf(c.FkAttrs)})
+		}
+	case pg_query.AlterTableType_AT_AddColumn:
+		if cd, ok := unwrap(cmd.Def).(*pg_query.ColumnDef); ok {
+			for _, n := range cd.Constraints {
+				if c, ok := unwrap(n).(*pg_query.Constraint); ok && c.Contype == pg_query.ConstrType_CONSTR_FOREIGN {
+					out = append(out, fkSpec{con: c, cols: []string{cd.Colname}})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// foreignKey checks that a foreign key of distributed table t can be enforced by each
+// shard alone: it refers to a distributed table co-located with t (the same shard
+// count and hash ranges, partition columns of the same type, the shards of the same
+// index placed on the same workers) and pairs t's partition column with the referenced
+// table's. Shard i's constraint then refers to shard i of the referenced table, on the
+// same worker, which holds every row the shard's rows can refer to.
+func (p *planner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pgerr.Error) {
+	name := QuoteIdent(t.Name)
+	ref := p.resolve(fk.con.Pktable)
+	if ref == nil {
+		return nil, pgerr.New(pgerr.FeatureNotSupported, "a foreign key from distributed table %s to table %s, which is not distributed, is not supported", name, QuoteIdent(fk.con.Pktable.Relname)).
+			WithDetail("The distributed table's rows live on the workers, where the referenced table is not: no server could check them.").
+			WithHint("Distribute the referenced table co-located with %s (hash-distributed on the referenced column, with the same shard count), or check the reference in the application.", name)
+	}
+	refName := QuoteIdent(ref.Name)
+	if !sameShards(t, ref) {
+		return nil, pgerr.New(pgerr.FeatureNotSupported, "a foreign key from distributed table %s to distributed table %s, which is not co-located with it, is not supported", name, refName).
+			WithDetail("Each shard checks its rows against the matching shard of the referenced table only, so both tables need the same shard count and hash ranges and partition columns of the same type.").
+			WithHint("Create both tables' shards with the same shard count (master_create_worker_shards).")
+	}
+	pk := stringsOf(fk.con.PkAttrs)
+	if len(pk) == 0 {
+		for _, i := range ref.PrimaryKey {
+			pk = append(pk, ref.Columns[i].Name)
+		}
+	}
+	paired := len(pk) == 0 // no primary key: the coordinator refuses the statement
+	for i, c := range fk.cols {
+		paired = paired || (c == t.Key && i < len(pk) && pk[i] == ref.Key)
+	}
+	if !paired {
+		return nil, pgerr.New(pgerr.FeatureNotSupported, "a foreign key of distributed table %s must pair its partition column %q with the partition column %q of %s", name, t.Key, ref.Key, refName).
+			WithDetail("Each shard checks its rows against the matching shard of the referenced table only, which holds the referenced rows only when the partition columns are equal.").
+			WithHint("Include the partition columns at the same position: FOREIGN KEY (%s, ...) REFERENCES %s (%s, ...); a column added with REFERENCES cannot do that: add the column, then the constraint.", QuoteIdent(t.Key), refName, QuoteIdent(ref.Key))
+	}
+	if err := fkActionAllowed(t, fk); err != nil {
+		return nil, err
+	}
+	for i := range t.Shards {
+		if !sameNodes(t.Shards[i], ref.Shards[i]) {
+			return nil, pgerr.New(pgerr.FeatureNotSupported, "a foreign key from distributed table %s to %s is not supported: shard %d and shard %d are placed on different workers", name, refName, t.Shards[i].ID, ref.Shards[i].ID).
+				WithDetail("A shard's constraint refers to the matching shard of the referenced table, which must be on each worker that holds the shard.").
+				WithHint("Create both tables' shards with the same shard count and replication factor on the same workers.")
+		}
+	}
+	return ref, nil
+}
+
+// fkActionAllowed refuses ON DELETE/UPDATE SET NULL and SET DEFAULT actions that the
+// shards cannot run as the coordinator's table would: those that set the partition
+// column (the row would stay in a shard its new key does not hash to; ON UPDATE's set
+// every column of the key), and SET DEFAULT of a column whose default is not a constant
+// (the shards carry constant defaults only; pgshard evaluates the others).
+func fkActionAllowed(t *metadata.Table, fk fkSpec) *pgerr.Error {
+	check := func(action, when string, cols []string) *pgerr.Error {
+		if action != "n" && action != "d" {
+			return nil
+		}
+		form := map[string]string{"n": "SET NULL", "d": "SET DEFAULT"}[action]
+		for _, c := range cols {
+			if c == t.Key {
+				return pgerr.New(pgerr.FeatureNotSupported, "ON %s %s of the partition column %q of distributed table %s is not supported", when, form, c, QuoteIdent(t.Name)).
+					WithDetail("The row would stay in the shard its old partition key hashes to.").
+					WithHint("Use CASCADE, RESTRICT or NO ACTION, or name the other columns: ON DELETE %s (column, ...).", form)
+			}
+			if i := t.ColumnIndex(c); action == "d" && i >= 0 && (t.Columns[i].Default != "" || t.Columns[i].Identity != 0) && !t.Columns[i].DefaultOnShard {
+				return pgerr.New(pgerr.FeatureNotSupported, "ON %s SET DEFAULT of column %q of distributed table %s, whose default is not a constant, is not supported", when, c, QuoteIdent(t.Name)).
+					WithDetail("The shards run the foreign key's action, and carry only constant defaults (pgshard evaluates the others on the coordinator).")
+			}
+		}
+		return nil
+	}
+	delCols := stringsOf(fk.con.FkDelSetCols)
+	if len(delCols) == 0 {
+		delCols = fk.cols
+	}
+	if err := check(fk.con.FkDelAction, "DELETE", delCols); err != nil {
+		return err
+	}
+	return check(fk.con.FkUpdAction, "UPDATE", fk.cols)
+}
+
+// sameNodes reports whether two shards have placements on the same workers.
+func sameNodes(a, b *metadata.Shard) bool {
+	nodes := func(s *metadata.Shard) map[metadata.Node]int {
+		m := map[metadata.Node]int{}
+		for _, p := range s.Placements {
+			m[p.Node]++
+		}
+		return m
+	}
+	na, nb := nodes(a), nodes(b)
+	if len(na) != len(nb) {
+		return false
+	}
+	for n, c := range na {
+		if nb[n] != c {
+			return false
+		}
+	}
+	return true
+}
+
+// foreignKeyToDist refuses an ALTER TABLE of a table that is not distributed that adds a
+// foreign key to a distributed table (whose coordinator table is always empty).
+func (p *planner) foreignKeyToDist(rel *pg_query.RangeVar, cmds []*pg_query.Node) *pgerr.Error {
+	for _, c := range cmds {
+		cmd, ok := unwrap(c).(*pg_query.AlterTableCmd)
+		if !ok {
+			continue
+		}
+		for _, fk := range foreignKeys(cmd) {
+			if ref := p.resolve(fk.con.Pktable); ref != nil {
+				return pgerr.New(pgerr.FeatureNotSupported, "a foreign key from table %s, which is not distributed, to distributed table %s is not supported", QuoteIdent(rel.Relname), QuoteIdent(ref.Name)).
+					WithDetail("The distributed table's rows live on the workers; its table on the coordinator is empty.").
+					WithHint("Distribute %s co-located with %s first, then add the foreign key.", QuoteIdent(rel.Relname), QuoteIdent(ref.Name))
+			}
 		}
 	}
 	return nil
@@ -278,7 +492,9 @@ func alterCmdAllowed(t *metadata.Table, cmd *pg_query.AlterTableCmd) *pgerr.Erro
 		}
 	case pg_query.AlterTableType_AT_ColumnDefault, pg_query.AlterTableType_AT_DropNotNull, pg_query.AlterTableType_AT_SetNotNull,
 		pg_query.AlterTableType_AT_SetStatistics, pg_query.AlterTableType_AT_SetStorage, pg_query.AlterTableType_AT_SetCompression,
-		pg_query.AlterTableType_AT_DropConstraint, pg_query.AlterTableType_AT_ValidateConstraint:
+		pg_query.AlterTableType_AT_DropConstraint, pg_query.AlterTableType_AT_ValidateConstraint,
+		pg_query.AlterTableType_AT_ChangeOwner, pg_query.AlterTableType_AT_SetRelOptions, pg_query.AlterTableType_AT_ResetRelOptions,
+		pg_query.AlterTableType_AT_ReplicaIdentity, pg_query.AlterTableType_AT_SetLogged, pg_query.AlterTableType_AT_SetUnLogged:
 	case pg_query.AlterTableType_AT_AddConstraint:
 		c, ok := unwrap(cmd.Def).(*pg_query.Constraint)
 		if !ok {
@@ -287,16 +503,17 @@ func alterCmdAllowed(t *metadata.Table, cmd *pg_query.AlterTableCmd) *pgerr.Erro
 		switch c.Contype {
 		case pg_query.ConstrType_CONSTR_CHECK:
 		case pg_query.ConstrType_CONSTR_PRIMARY, pg_query.ConstrType_CONSTR_UNIQUE:
-			if c.Indexname != "" {
-				return refuse("ADD CONSTRAINT ... USING INDEX")
-			}
-			if !keysHaveKey(t, c.Keys) {
+			// USING INDEX names a unique index of the table, which has the partition
+			// column (CREATE UNIQUE INDEX and master_create_distributed_table see to it).
+			if c.Indexname == "" && !keysHaveKey(t, c.Keys) {
 				return uniqueWithoutKey(t, "constraint")
 			}
 		case pg_query.ConstrType_CONSTR_FOREIGN:
-			return refuse("ADD FOREIGN KEY")
+			// ddlStmt checks co-location (foreignKey).
 		case pg_query.ConstrType_CONSTR_EXCLUSION:
-			return refuse("ADD EXCLUDE")
+			if !exclusionHasKey(t, c.Exclusions) {
+				return uniqueWithoutKey(t, "EXCLUDE constraint")
+			}
 		default:
 			return refuse("ADD CONSTRAINT")
 		}
@@ -373,7 +590,7 @@ func addColumnAllowed(t *metadata.Table, cd *pg_query.ColumnDef) *pgerr.Error {
 		case pg_query.ConstrType_CONSTR_IDENTITY:
 			return pgerr.New(pgerr.FeatureNotSupported, "ADD COLUMN ... GENERATED AS IDENTITY on distributed table %s is not supported", name)
 		case pg_query.ConstrType_CONSTR_FOREIGN:
-			return pgerr.New(pgerr.FeatureNotSupported, "ALTER TABLE ... ADD FOREIGN KEY on distributed table %s is not supported", name)
+			// ddlStmt checks co-location (foreignKey), which a new column cannot have.
 		case pg_query.ConstrType_CONSTR_PRIMARY, pg_query.ConstrType_CONSTR_UNIQUE:
 			return uniqueWithoutKey(t, "constraint")
 		case pg_query.ConstrType_CONSTR_EXCLUSION:
@@ -403,6 +620,25 @@ func uniqueWithoutKey(t *metadata.Table, what string) *pgerr.Error {
 func keysHaveKey(t *metadata.Table, keys []*pg_query.Node) bool {
 	for _, k := range keys {
 		if s, ok := unwrap(k).(*pg_query.String); ok && s.Sval == t.Key {
+			return true
+		}
+	}
+	return false
+}
+
+// exclusionHasKey reports an EXCLUDE constraint that compares the partition column with =
+// (so that conflicting rows are in the same shard).
+func exclusionHasKey(t *metadata.Table, excl []*pg_query.Node) bool {
+	for _, n := range excl {
+		l, ok := unwrap(n).(*pg_query.List)
+		if !ok || len(l.Items) != 2 {
+			continue
+		}
+		e, ok := unwrap(l.Items[0]).(*pg_query.IndexElem)
+		if !ok || e.Expr != nil || e.Name != t.Key {
+			continue
+		}
+		if op := stringList(l.Items[1]); len(op) > 0 && op[len(op)-1] == "=" {
 			return true
 		}
 	}
@@ -493,13 +729,21 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		if s.Relation == nil {
 			break
 		}
-		parts := []string{s.Relation.Relname}
-		if s.Relation.Schemaname != "" {
-			parts = []string{s.Relation.Schemaname, s.Relation.Relname}
+		return []string{quote(relParts(s.Relation))}, false, nil
+	case *pg_query.AlterTableStmt:
+		if s.Relation == nil {
+			break
 		}
-		return []string{quote(parts)}, false, nil
+		return []string{quote(relParts(s.Relation))}, false, nil
 	}
 	return nil, false, pgerr.New(pgerr.InternalError, "not a statement naming indexes")
+}
+
+func relParts(rv *pg_query.RangeVar) []string {
+	if rv.Schemaname != "" {
+		return []string{rv.Schemaname, rv.Relname}
+	}
+	return []string{rv.Relname}
 }
 
 // ShardDDL returns the DDL statement sql (the client's, as the coordinator ran it)
@@ -520,7 +764,12 @@ func ShardDDL(sql string, t *metadata.Table, shardID int64, cat *DDLCatalog) (st
 	if err != nil || !keep {
 		return "", err
 	}
-	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{{Stmt: stmt}}})
+	var stmts []*pg_query.RawStmt
+	for _, n := range r.prelude {
+		stmts = append(stmts, &pg_query.RawStmt{Stmt: n})
+	}
+	stmts = append(stmts, &pg_query.RawStmt{Stmt: stmt})
+	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: stmts})
 	if err != nil {
 		return "", pgerr.New(pgerr.InternalError, "could not write the schema change for the shards: %v", err)
 	}
@@ -535,9 +784,13 @@ type rewriter struct {
 	shard int64
 	cat   *DDLCatalog
 	// added are cat.Added not named in the statement, by class ('c' checks, 'k' index-
-	// backed constraints, 'i' indexes), in order: the names PostgreSQL chose for the
-	// statement's unnamed ones.
+	// backed constraints, 'i' indexes, 'f' foreign keys), in order: the names PostgreSQL
+	// chose for the statement's unnamed ones.
 	added map[byte][]string
+	// fks counts the foreign keys met, an index into cat.Refs.
+	fks int
+	// prelude are statements the shard runs before the rewritten one.
+	prelude []*pg_query.Node
 }
 
 func (r *rewriter) suffix(name string) (string, error) { return shardSuffix(name, r.shard) }
@@ -616,6 +869,9 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 	t := r.t
 	switch s := root.Interface().(type) {
 	case *pg_query.AlterTableStmt:
+		if s.Objtype == pg_query.ObjectType_OBJECT_INDEX {
+			return r.alterIndex(s)
+		}
 		rv, err := shardRangeVar(t, r.shard, s.Relation.Inh)
 		if err != nil {
 			return false, err
@@ -665,6 +921,16 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		return err == nil, err
 	case *pg_query.RenameStmt:
 		return r.rename(s)
+	case *pg_query.AlterObjectSchemaStmt:
+		// The shard table moves to the same schema, which the worker may lack: created
+		// first, as shard creation creates a table's schema.
+		rv, err := shardRangeVar(t, r.shard, s.Relation.Inh)
+		if err != nil {
+			return false, err
+		}
+		s.Relation = rv
+		r.prelude = append(r.prelude, &pg_query.Node{Node: &pg_query.Node_CreateSchemaStmt{CreateSchemaStmt: &pg_query.CreateSchemaStmt{Schemaname: s.Newschema, IfNotExists: true}}})
+		return true, nil
 	case *pg_query.DropStmt:
 		var objs []*pg_query.Node
 		for _, i := range r.cat.Objects {
@@ -737,6 +1003,10 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 		switch {
 		case !known && cmd.Subtype == pg_query.AlterTableType_AT_DropConstraint && cmd.MissingOk:
 			// Not on the coordinator's table: IF EXISTS lets the shard skip it too.
+		case kind == 'f' && r.cat.ShardFKs[cmd.Name]:
+			// A foreign key to a distributed table, on the shards under its own name
+			// (IF EXISTS: one added on the coordinator alone before pgshard copied them).
+			cmd.MissingOk = cmd.MissingOk || cmd.Subtype == pg_query.AlterTableType_AT_DropConstraint
 		case kind == 'f' || kind == 't':
 			// Foreign keys and constraint triggers are not on the shards.
 			return false, nil
@@ -746,6 +1016,14 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 				return false, err
 			}
 			cmd.Name = name
+		}
+	case pg_query.AlterTableType_AT_ReplicaIdentity:
+		if ri, ok := unwrap(cmd.Def).(*pg_query.ReplicaIdentityStmt); ok && ri.Name != "" {
+			name, err := r.suffix(ri.Name)
+			if err != nil {
+				return false, err
+			}
+			ri.Name = name
 		}
 	case pg_query.AlterTableType_AT_ColumnDefault:
 		if cmd.Def != nil && !constExpr(cmd.Def) {
@@ -765,7 +1043,20 @@ func (r *rewriter) constraint(c *pg_query.Constraint, col string) error {
 		if c.Conname == "" {
 			c.Conname, err = r.chosen('c', r.checkBase(c, col))
 		}
+	case pg_query.ConstrType_CONSTR_FOREIGN:
+		return r.foreignKey(c, col)
 	case pg_query.ConstrType_CONSTR_PRIMARY, pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_EXCLUSION:
+		if c.Indexname != "" {
+			// USING INDEX: the shard's copy of the index; an unnamed constraint takes
+			// the index's name, on the coordinator as on the shard.
+			if c.Conname != "" {
+				if c.Conname, err = r.suffix(c.Conname); err != nil {
+					return err
+				}
+			}
+			c.Indexname, err = r.suffix(c.Indexname)
+			return err
+		}
 		name := c.Conname
 		if name == "" {
 			base := r.t.Name + "_pkey"
@@ -781,6 +1072,70 @@ func (r *rewriter) constraint(c *pg_query.Constraint, col string) error {
 	return err
 }
 
+// foreignKey points a foreign key at the matching shard of the table it refers to (the
+// shard of the same index: the planner checked that the tables are co-located) and
+// names it as the coordinator named it.
+func (r *rewriter) foreignKey(c *pg_query.Constraint, col string) error {
+	if r.fks >= len(r.cat.Refs) {
+		return pgerr.New(pgerr.InternalError, "a foreign key's referenced table is unknown")
+	}
+	ref := r.cat.Refs[r.fks]
+	r.fks++
+	idx := -1
+	for i, sh := range r.t.Shards {
+		if sh.ID == r.shard {
+			idx = i
+		}
+	}
+	if idx < 0 || idx >= len(ref.Shards) || len(ref.Shards) != len(r.t.Shards) {
+		return pgerr.New(pgerr.FeatureNotSupported, "distributed tables %s and %s are no longer co-located", QuoteIdent(r.t.Name), QuoteIdent(ref.Name))
+	}
+	rv, err := shardRangeVar(ref, ref.Shards[idx].ID, true)
+	if err != nil {
+		return err
+	}
+	c.Pktable = rv
+	if c.Conname == "" {
+		cols := col
+		if cols == "" {
+			cols = strings.Join(stringsOf(c.FkAttrs), "_")
+		}
+		c.Conname, err = r.chosen('f', r.t.Name+"_"+cols+"_fkey")
+	}
+	return err
+}
+
+// stringsOf returns the strings among nodes (a column list).
+func stringsOf(ns []*pg_query.Node) []string {
+	var out []string
+	for _, n := range ns {
+		if s, ok := unwrap(n).(*pg_query.String); ok {
+			out = append(out, s.Sval)
+		}
+	}
+	return out
+}
+
+// alterIndex rewrites ALTER INDEX ... SET/RESET (...) of an index of the table.
+func (r *rewriter) alterIndex(s *pg_query.AlterTableStmt) (bool, error) {
+	if len(r.cat.Objects) == 0 {
+		return false, nil
+	}
+	for _, c := range s.Cmds {
+		cmd, ok := unwrap(c).(*pg_query.AlterTableCmd)
+		if !ok || (cmd.Subtype != pg_query.AlterTableType_AT_SetRelOptions && cmd.Subtype != pg_query.AlterTableType_AT_ResetRelOptions) {
+			return false, pgerr.New(pgerr.FeatureNotSupported, "ALTER INDEX of an index of distributed table %s is not supported in this form", QuoteIdent(r.t.Name)).
+				WithDetail("ALTER INDEX ... SET (...), RESET (...) and RENAME TO reach the shards' indexes.")
+		}
+	}
+	name, err := r.suffix(s.Relation.Relname)
+	if err != nil {
+		return false, err
+	}
+	s.Relation = &pg_query.RangeVar{Schemaname: r.t.Schema, Relname: name, Inh: true, Relpersistence: "p", Location: -1}
+	return true, nil
+}
+
 func (r *rewriter) rename(s *pg_query.RenameStmt) (bool, error) {
 	t := r.t
 	var err error
@@ -794,7 +1149,7 @@ func (r *rewriter) rename(s *pg_query.RenameStmt) (bool, error) {
 		s.Relation, err = shardRangeVar(t, r.shard, s.Relation.Inh)
 	case pg_query.ObjectType_OBJECT_TABCONSTRAINT:
 		kind, known := r.cat.Kinds[s.Subname]
-		if known && (kind == 'f' || kind == 't') {
+		if known && ((kind == 'f' && !r.cat.ShardFKs[s.Subname]) || kind == 't') {
 			return false, nil
 		}
 		if s.Relation, err = shardRangeVar(t, r.shard, s.Relation.Inh); err != nil {

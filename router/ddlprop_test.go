@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
 )
 
@@ -35,9 +36,25 @@ func TestDDLPlans(t *testing.T) {
 		{"ALTER TABLE reviews ADD PRIMARY KEY (customer_id, id)", DDL, "", "ALTER TABLE"},
 		{"ALTER TABLE reviews ADD UNIQUE (id)", Error, pgerr.FeatureNotSupported, ""},
 		{"ALTER TABLE reviews ADD FOREIGN KEY (id) REFERENCES other (id)", Error, pgerr.FeatureNotSupported, ""},
-		{"ALTER TABLE reviews ADD CONSTRAINT x EXCLUDE USING btree (customer_id WITH =)", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD CONSTRAINT x EXCLUDE USING btree (customer_id WITH =)", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews ADD CONSTRAINT x EXCLUDE USING btree (id WITH =)", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, id) REFERENCES reviews (customer_id, id)", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (id, customer_id) REFERENCES reviews (customer_id, id)", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id) REFERENCES app.events (k)", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD COLUMN r text REFERENCES reviews (customer_id)", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews SET SCHEMA app", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, id) REFERENCES reviews (customer_id, id) ON DELETE SET DEFAULT", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, votes) REFERENCES reviews (customer_id, rating) ON DELETE SET DEFAULT", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, votes) REFERENCES reviews (customer_id, rating) ON DELETE SET DEFAULT (votes)", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, rating) REFERENCES reviews (customer_id, rating) ON DELETE SET NULL (rating)", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, rating) REFERENCES reviews (customer_id, rating) ON DELETE SET NULL", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, rating) REFERENCES reviews (customer_id, rating) ON UPDATE SET NULL", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews ADD FOREIGN KEY (customer_id, rating) REFERENCES reviews (customer_id, rating) ON DELETE CASCADE ON UPDATE CASCADE", DDL, "", "ALTER TABLE"},
+		{"ALTER TABLE reviews SET (fillfactor = 50), REPLICA IDENTITY FULL, SET UNLOGGED", DDL, "", "ALTER TABLE"},
+		{"ALTER INDEX r_ix SET (fillfactor = 50)", DDL, "", "ALTER INDEX"},
+		{"ALTER TABLE reviews ADD PRIMARY KEY USING INDEX r_u", DDL, "", "ALTER TABLE"},
 		{"ALTER TABLE reviews DROP CONSTRAINT r_pos", DDL, "", "ALTER TABLE"},
-		{"ALTER TABLE reviews OWNER TO bob", Error, pgerr.FeatureNotSupported, ""},
+		{"ALTER TABLE reviews OWNER TO bob", DDL, "", "ALTER TABLE"},
 		{"ALTER TABLE reviews ENABLE ROW LEVEL SECURITY", Error, pgerr.FeatureNotSupported, ""},
 		{"ALTER TABLE reviews RENAME TO critiques", DDL, "", "ALTER TABLE"},
 		{"ALTER TABLE reviews RENAME TO " + strings.Repeat("x", 60), Error, pgerr.NameTooLong, ""},
@@ -60,6 +77,9 @@ func TestDDLPlans(t *testing.T) {
 		{"COMMENT ON TABLE plain IS 'p'", Coordinator, "", ""},
 		{"ALTER TABLE plain ADD COLUMN x int", Coordinator, "", ""},
 		{"ALTER TABLE plain ADD FOREIGN KEY (a) REFERENCES reviews (id)", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint REFERENCES reviews (id))", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint, FOREIGN KEY (k, r) REFERENCES reviews (customer_id, id))", Error, pgerr.FeatureNotSupported, ""},
+		{"CREATE TABLE t2 (k text, r bigint REFERENCES plain (a))", Coordinator, "", ""},
 	}
 	for _, c := range cases {
 		b, _ := r.Plan(c.sql, snap, sess)
@@ -119,6 +139,11 @@ func TestShardDDL(t *testing.T) {
 		{"DROP INDEX a, public.b, c CASCADE", &DDLCatalog{Objects: []int{0, 1}},
 			`DROP INDEX public.a_7, public.b_7 CASCADE`},
 		{"ALTER INDEX ix RENAME TO iy", &DDLCatalog{Objects: []int{0}}, `ALTER INDEX public.ix_7 RENAME TO iy_7`},
+		{"ALTER INDEX ix SET (fillfactor = 50)", &DDLCatalog{Objects: []int{0}}, `ALTER INDEX public.ix_7 SET (fillfactor=50)`},
+		{"ALTER TABLE reviews SET SCHEMA app", nil, `CREATE SCHEMA IF NOT EXISTS app; ALTER TABLE public.reviews_7 SET SCHEMA app`},
+		{"ALTER TABLE reviews REPLICA IDENTITY USING INDEX ru, OWNER TO bob", nil, `ALTER TABLE public.reviews_7 REPLICA IDENTITY USING INDEX ru_7, OWNER TO bob`},
+		{"ALTER TABLE reviews ADD CONSTRAINT pk PRIMARY KEY USING INDEX ru, ADD UNIQUE USING INDEX ru2", nil,
+			`ALTER TABLE public.reviews_7 ADD CONSTRAINT pk_7 PRIMARY KEY USING INDEX ru_7, ADD UNIQUE USING INDEX ru2_7`},
 		{"GRANT SELECT, UPDATE (rating) ON reviews, plain TO app WITH GRANT OPTION", nil,
 			`GRANT select, update (rating) ON public.reviews_7 TO app WITH GRANT OPTION`},
 		{"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM app", nil, `REVOKE ALL ON public.reviews_7 FROM app`},
@@ -135,7 +160,17 @@ func TestShardDDL(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", c.sql, got, c.want)
 		}
 	}
-	got, err := ShardDDL(`alter table app.events add column "Big" int`, events, 16400, nil)
+	// A foreign key refers to the referenced table's shard of the same index.
+	fk := &DDLCatalog{Refs: []*metadata.Table{reviews}, Added: []DDLObject{{"reviews_customer_id_id_fkey", 'f'}}}
+	got, err := ShardDDL("ALTER TABLE reviews ADD FOREIGN KEY (customer_id, id) REFERENCES reviews ON DELETE CASCADE", reviews, reviews.Shards[1].ID, fk)
+	if want := `ALTER TABLE public.reviews_16385 ADD CONSTRAINT reviews_customer_id_id_fkey FOREIGN KEY (customer_id, id) REFERENCES public.reviews_16385 ON DELETE CASCADE`; err != nil || got != want {
+		t.Errorf("foreign key: got %s %v, want %s", got, err, want)
+	}
+	got, err = ShardDDL("ALTER TABLE reviews DROP CONSTRAINT fk", reviews, 7, &DDLCatalog{Kinds: map[string]byte{"fk": 'f'}, ShardFKs: map[string]bool{"fk": true}})
+	if want := `ALTER TABLE public.reviews_7 DROP CONSTRAINT IF EXISTS fk`; err != nil || got != want {
+		t.Errorf("drop foreign key: got %s %v, want %s", got, err, want)
+	}
+	got, err = ShardDDL(`alter table app.events add column "Big" int`, events, 16400, nil)
 	if want := `ALTER TABLE app.events_16400 ADD COLUMN "Big" int`; err != nil || got != want {
 		t.Errorf("quoted: got %s %v, want %s", got, err, want)
 	}

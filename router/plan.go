@@ -196,6 +196,9 @@ type Statement struct {
 	// whose tables the proxy finds (DDLIndexNames); RenamesTable one that renames a
 	// distributed table.
 	DDLCatalog, IndexLookup, RenamesTable bool
+	// References are the OIDs of the distributed tables the foreign keys of an ALTER
+	// TABLE refer to, one per foreign key in the statement's order (router.DDLCatalog.Refs).
+	References []uint32
 	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
 	Listen bool
 

@@ -235,7 +235,7 @@ func TestAttackRefusedCommandNamedByParseNode(t *testing.T) {
 	for _, q := range []string{
 		fmt.Sprintf("CREATE TRIGGER atk_t AFTER INSERT ON %s FOR EACH ROW EXECUTE FUNCTION atk_noop()", tbl),
 		fmt.Sprintf("CREATE STATISTICS atk_s ON id, v FROM %s", tbl),
-		fmt.Sprintf("ALTER TABLE %s SET SCHEMA public", tbl),
+		fmt.Sprintf("ALTER FOREIGN TABLE %s SET SCHEMA public", tbl),
 	} {
 		_, err := c.Exec(context.Background(), q)
 		var pe *pgconn.PgError
