@@ -25,7 +25,7 @@ import (
 func (x *execution) dropTables(ctx context.Context) error {
 	ss, snap, st, in := x.ss, x.snap, x.st, x.in
 	if ss.txn.tx != txIdle {
-		return pgerr.New(pgerr.ActiveSQLTransaction, "DROP TABLE of a distributed table cannot run inside a transaction block")
+		return pgerr.New(pgerr.ActiveSQLTransaction, "%s of a distributed table cannot run inside a transaction block", st.Tag)
 	}
 	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
@@ -83,7 +83,7 @@ func (x *execution) dropTables(ctx context.Context) error {
 		x.out.Notice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
 			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
 	}
-	x.out.CommandComplete("DROP TABLE")
+	x.out.CommandComplete(st.Tag) // DROP TABLE, or DROP SCHEMA (router/ddlschema.go)
 	return nil
 }
 

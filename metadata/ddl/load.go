@@ -56,6 +56,9 @@ type Table struct {
 	// indexes and types call. CreateCommands makes sure they exist on the worker.
 	Types     []Type
 	Functions []Function
+	// Security are the table's triggers, policies and row-level security flags
+	// (objects.go), nil when it has none.
+	Security *Security
 
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
@@ -414,7 +417,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 	if t, err = fromJSON(relid, &jt); err != nil {
 		return nil, err
 	}
-	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+	if t.Types, t.Functions, t.Security, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
 		return nil, err
 	}
 	return t, nil
