@@ -278,3 +278,34 @@ func TestDDLRowLevelSecurity(t *testing.T) {
 	wantError(t, coord, fmt.Sprintf("CREATE POLICY direct ON %s USING (true)", table), "0A000", "")
 	_ = pgx.Identifier{}
 }
+
+// TestDDLTriggerAtDistribution: a table distributed with a trigger already on it gets the
+// trigger (and its function) on every shard; DROP TRIGGER straight on the coordinator is
+// refused by its event triggers.
+func TestDDLTriggerAtDistribution(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table, fn := uniqueName("dtrgd"), uniqueName("dtrgd_fn")
+	mustExec(t, conn, fmt.Sprintf(`CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.v := upper(NEW.v);
+	RETURN NEW;
+END $$`, fn))
+	t.Cleanup(func() { connect(t).Exec(ctx, "DROP TABLE IF EXISTS "+table) })
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %[1]s (id int, v text); CREATE TRIGGER up BEFORE INSERT ON %[1]s FOR EACH ROW EXECUTE FUNCTION %[2]s()", table, fn),
+		table, "id", 2, 2)
+	if !strings.Contains(checkSecurity(t, table, "after distribution"), "trigger up O") {
+		t.Fatal("the trigger is missing")
+	}
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (1, 'abc'), (2, 'def')", table))
+	if s := queryString(t, conn, fmt.Sprintf("SELECT string_agg(v, ',' ORDER BY id) FROM %s", table)); s != "ABC,DEF" {
+		t.Fatalf("rows: %s", s)
+	}
+	if n := checkPlacements(t, table, "hashint4(id)"); n != 2 {
+		t.Fatalf("rows on the placements: %d", n)
+	}
+	coord := connectServer(t, env.C.Coordinator)
+	wantError(t, coord, fmt.Sprintf("DROP TRIGGER up ON %s", table), "0A000", "")
+	wantError(t, coord, fmt.Sprintf("ALTER TABLE %s DISABLE TRIGGER up", table), "0A000", "")
+	checkSecurity(t, table, "after the refused direct changes")
+}
