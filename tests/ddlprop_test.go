@@ -220,7 +220,7 @@ func TestDDLPropagation(t *testing.T) {
 		"CREATE INDEX CONCURRENTLY ON %[1]s (id)",
 		"ALTER TABLE %[1]s ADD FOREIGN KEY (k, id) REFERENCES %[1]s (k, id)",
 		"ALTER TABLE %[1]s OWNER TO " + role,
-		"ALTER TABLE %[1]s ENABLE ROW LEVEL SECURITY",
+		"ALTER TABLE %[1]s REPLICA IDENTITY FULL", // (ROW LEVEL SECURITY propagates: tests/ddltrigger_test.go)
 		"ALTER TABLE %[1]s SET (fillfactor = 50)",
 	} {
 		wantError(t, conn, fmt.Sprintf(s, table), "0A000", "")
