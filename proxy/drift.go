@@ -20,7 +20,8 @@ import (
 // coordinator's table, item by item (each column with its position, type and type
 // modifier, collation, NOT NULL and default; each CHECK, PRIMARY KEY, UNIQUE and EXCLUDE
 // constraint; each other index; owner, privileges of the table and of each column, row
-// security, storage parameters, triggers and policies), with the shard suffixes (_<shard id>) of constraint and
+// security, storage parameters, triggers, the definitions of their functions, and
+// policies), with the shard suffixes (_<shard id>) of constraint and
 // index names stripped. Only what a shard is meant to carry is compared: a coordinator
 // default that is not a constant (nextval, now()) is evaluated by pgshard and is not on
 // the shards, nor are foreign keys (nor pgshard's own triggers on the coordinator's
@@ -95,6 +96,12 @@ SELECT 'trigger ' || pg_catalog.quote_ident(tg.tgname),
 FROM strip s JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = s.oid
 CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_triggerdef(tg.oid) AS def) x
 WHERE NOT tg.tgisinternal AND tg.tgname::pg_catalog.text NOT LIKE 'pgshard\_%'
+UNION ALL
+SELECT 'function of trigger ' || pg_catalog.quote_ident(tg.tgname), 'md5 ' || pg_catalog.md5(pg_catalog.pg_get_functiondef(tg.tgfoid))
+FROM strip s JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = s.oid
+JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+WHERE NOT tg.tgisinternal AND tg.tgname::pg_catalog.text NOT LIKE 'pgshard\_%'
+  AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
 UNION ALL
 SELECT 'policy ' || pg_catalog.quote_ident(po.polname),
        CASE WHEN po.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END || ' FOR ' || po.polcmd::pg_catalog.text ||

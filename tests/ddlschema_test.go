@@ -36,7 +36,8 @@ func TestDDLSchemaRenameAndDrop(t *testing.T) {
 		c.Exec(ctx, "DROP SCHEMA IF EXISTS "+s2+" CASCADE")
 	})
 	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s.orders (id int PRIMARY KEY, v text)", s1), s1+".orders", "id", 4, 2)
-	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s.items (id int, n int)", s1), s1+".items", "id", 2, 2)
+	mustExec(t, conn, fmt.Sprintf("CREATE TYPE %s.mood AS ENUM ('sad', 'happy')", s1))
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %[1]s.items (id int, n int, m %[1]s.mood DEFAULT 'happy')", s1), s1+".items", "id", 2, 2)
 	mustExec(t, conn, fmt.Sprintf("CREATE TABLE %s.local (x int)", s1), fmt.Sprintf("INSERT INTO %s.local VALUES (1)", s1))
 	for i := 1; i <= 30; i++ {
 		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s.orders VALUES (%d, 'v%d')", s1, i, i),
@@ -78,7 +79,12 @@ func TestDDLSchemaRenameAndDrop(t *testing.T) {
 	}
 	// Writes go to the shards, under the new name.
 	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s.orders VALUES (100, 'new')", s2),
-		fmt.Sprintf("UPDATE %s.items SET n = n + 1 WHERE id = 1", s2))
+		fmt.Sprintf("UPDATE %s.items SET n = n + 1 WHERE id = 1", s2),
+		// The enum moved with the schema, on the workers too.
+		fmt.Sprintf("INSERT INTO %[1]s.items VALUES (100, 1, 'sad'::%[1]s.mood)", s2))
+	if n := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s.items WHERE m = 'sad'", s2)); n != "1" {
+		t.Fatalf("rows with the renamed schema's enum: %s", n)
+	}
 	if n := checkPlacements(t, s2+".orders", "hashint4(id)"); n != 31 {
 		t.Fatalf("rows on the placements of %s.orders: %d, want 31", s2, n)
 	}

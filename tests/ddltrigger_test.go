@@ -144,10 +144,30 @@ END $$`, fn))
 	worker := connectServer(t, serverFor(sh.places[0].port))
 	mustExec(t, worker, fmt.Sprintf("DROP TRIGGER renamed_norm ON %s_%d", table, sh.id))
 	rows := showDrift(t, conn, table)
-	if len(rows) != 1 || rows[0].item != "trigger renamed_norm" || rows[0].placement != nil {
+	if len(rows) != 2 || rows[0].item != "function of trigger renamed_norm" || rows[1].item != "trigger renamed_norm" || rows[1].placement != nil {
 		t.Fatalf("SHOW DRIFT after dropping a shard's trigger: %v", rows)
 	}
 	mustExec(t, worker, fmt.Sprintf("CREATE TRIGGER renamed_norm BEFORE INSERT OR UPDATE OF v ON %s_%d FOR EACH ROW WHEN (NEW.v IS NOT NULL) EXECUTE FUNCTION %s()", table, sh.id, fn))
+	// The function redefined on the coordinator alone: SHOW DRIFT tells; CREATE OR REPLACE
+	// TRIGGER through pgshard brings the workers the new definition.
+	redefine := fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	NEW.norm := upper(NEW.v);
+	NEW.updated_at := now();
+	RETURN NEW;
+END $$`, fn)
+	mustExec(t, conn, redefine)
+	if rows := showDrift(t, conn, table); len(rows) == 0 || rows[0].item != "function of trigger renamed_norm" {
+		t.Fatalf("SHOW DRIFT after redefining the function on the coordinator: %v", rows)
+	}
+	mustExec(t, conn, fmt.Sprintf("CREATE OR REPLACE TRIGGER renamed_norm BEFORE INSERT OR UPDATE OF v ON %s FOR EACH ROW WHEN (NEW.v IS NOT NULL) EXECUTE FUNCTION %s()", table, fn))
+	if rows := showDrift(t, conn, table); len(rows) != 0 {
+		t.Fatalf("SHOW DRIFT after CREATE OR REPLACE TRIGGER: %v", rows)
+	}
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s (id, v) VALUES (300, 'Up')", table))
+	if s := queryString(t, conn, fmt.Sprintf("SELECT norm FROM %s WHERE id = 300", table)); s != "UP" {
+		t.Fatalf("the redefined trigger function gave %q", s)
+	}
 
 	// A repair recreates the trigger after copying the rows, which the trigger must not
 	// change: the repaired placement's rows are its source's, updated_at included (the
@@ -162,7 +182,7 @@ END $$`, fn))
 	if digests[0] != digests[1] {
 		t.Fatalf("the repaired placement's rows differ from its source's: %v", digests)
 	}
-	if n := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", table)); n != "22" {
+	if n := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s", table)); n != "23" {
 		t.Fatalf("rows after the repair: %s", n)
 	}
 
@@ -238,6 +258,17 @@ func TestDDLRowLevelSecurity(t *testing.T) {
 	}
 	if rows := showDrift(t, connect(t), table); len(rows) != 0 {
 		t.Fatalf("SHOW DRIFT: %v", rows)
+	}
+	// A policy dropped straight on a worker's shard: SHOW DRIFT tells.
+	sh := shardsOf(t, table)[1]
+	worker := connectServer(t, serverFor(sh.places[1].port))
+	mustExec(t, worker, fmt.Sprintf("DROP POLICY mine ON %s_%d", table, sh.id))
+	if rows := showDrift(t, connect(t), table); len(rows) != 1 || rows[0].item != "policy mine" || rows[0].placement != nil {
+		t.Fatalf("SHOW DRIFT after dropping a shard's policy: %v", rows)
+	}
+	mustExec(t, worker, fmt.Sprintf("CREATE POLICY mine ON %s_%d USING (who = current_user)", table, sh.id))
+	if rows := showDrift(t, connect(t), table); len(rows) != 0 {
+		t.Fatalf("SHOW DRIFT after recreating it: %v", rows)
 	}
 
 	for _, step := range []string{
