@@ -146,3 +146,73 @@ func TestDDLSchemaRenameUnrelated(t *testing.T) {
 		"BEGIN", fmt.Sprintf("ALTER SCHEMA %s RENAME TO %s", s1, s2), "COMMIT",
 		fmt.Sprintf("INSERT INTO %s.t VALUES (1)", s2), "DROP SCHEMA "+s2+" CASCADE")
 }
+
+// TestDDLSchemaRenameWorkerDown: a worker down during ALTER SCHEMA ... RENAME has its
+// placements marked inactive while the rename commits everywhere else; REPAIR SHARD
+// recreates them in the renamed schema (the old schema's shard tables stay on that
+// worker, orphaned).
+func TestDDLSchemaRenameWorkerDown(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	s1, s2 := uniqueName("dschd"), uniqueName("dschd_renamed")
+	mustExec(t, conn, "CREATE SCHEMA "+s1)
+	t.Cleanup(func() {
+		c := connect(t)
+		c.Exec(ctx, "DROP SCHEMA IF EXISTS "+s1+" CASCADE")
+		c.Exec(ctx, "DROP SCHEMA IF EXISTS "+s2+" CASCADE")
+	})
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s.readings (k text, v int)", s1), s1+".readings", "k", 4, 2)
+	for i := 0; i < 20; i++ {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s.readings VALUES ('k%d', %d)", s1, i, i))
+	}
+	victim := sortedWorkers()[0]
+	if err := victim.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			victim.Start(ctx)
+		}
+	}()
+	mustExec(t, conn, fmt.Sprintf("ALTER SCHEMA %s RENAME TO %s", s1, s2))
+	table := s2 + ".readings"
+	inactive := 0
+	for _, s := range shardsOf(t, table) {
+		for _, p := range s.places {
+			if p.port == victim.Port && p.state != 1 {
+				inactive++
+			}
+			if p.port != victim.Port && p.state != 1 {
+				t.Fatalf("shard %d: placement on %d is %d", s.id, p.port, p.state)
+			}
+		}
+	}
+	if inactive == 0 {
+		t.Fatalf("no placement on the stopped worker was marked inactive")
+	}
+	if s := queryString(t, conn, fmt.Sprintf("SELECT sum(v)::text FROM %s", table)); s != "190" {
+		t.Fatalf("sum(v) with a worker down: %s", s)
+	}
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	started = true
+	for _, s := range shardsOf(t, table) {
+		for _, p := range s.places {
+			if p.state != 1 {
+				if _, err := conn.Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", s.id)); err != nil {
+					t.Fatalf("REPAIR SHARD %d: %v", s.id, err)
+				}
+				break
+			}
+		}
+	}
+	if fin, inact, _ := placementStates(t, table); inact != 0 || fin != 8 {
+		t.Fatalf("after the repairs: %d finalized, %d inactive placements", fin, inact)
+	}
+	checkDefinitions(t, table, true)
+	if total := checkPlacements(t, table, "hashtext(k)"); total != 20 {
+		t.Fatalf("rows after repair: %d", total)
+	}
+}
