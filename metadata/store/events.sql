@@ -287,6 +287,9 @@ BEGIN
 		                                                  OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.address_names[2])) AS rel) x
 		WHERE d.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)
 		  AND pg_catalog.array_length(d.address_names, 1) = 3
+		  -- pgshard's own triggers on the prototypes are the coordinator's alone (a proxy
+		  -- adds them again when it starts).
+		  AND NOT (d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.address_names[3] LIKE 'pgshard\_%')
 		  AND x.rel IN (SELECT p.relation_id FROM pgs_distribution_metadata.partition p)
 		  AND NOT pgs_distribution_metadata.ddl_authorized(x.rel)
 		LIMIT 1;
