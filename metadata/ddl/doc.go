@@ -42,7 +42,6 @@
 //     with other labels is refused (42804). The user-defined functions that the shard's
 //     checks, generated columns, indexes and types call are not created: a DO block
 //     refuses the shard (0A000) where one is missing.
-//
 //   - Row-level security (ENABLE, FORCE), the policies, and the triggers with their enabled
 //     state and their functions (created from pg_get_functiondef where missing or
 //     different), last (objects.go: Security; RepairCommands runs the triggers and FORCE
