@@ -159,6 +159,11 @@ func triggerCmdAllowed(t *metadata.Table, cmd *pg_query.AlterTableCmd) (ok bool,
 			return true, reservedTrigger(cmd.Name, t)
 		}
 		return true, nil
+	case pg_query.AlterTableType_AT_EnableTrigAll, pg_query.AlterTableType_AT_DisableTrigAll,
+		pg_query.AlterTableType_AT_EnableTrigUser, pg_query.AlterTableType_AT_DisableTrigUser:
+		return true, pgerr.New(pgerr.FeatureNotSupported, "ALTER TABLE ... ENABLE/DISABLE TRIGGER ALL or USER on distributed table %s is not supported", QuoteIdent(t.Name)).
+			WithDetail("It would reach pgshard's own triggers, which guard the coordinator's prototype of the table.").
+			WithHint("Name the triggers one by one.")
 	}
 	return false, nil
 }
