@@ -307,6 +307,10 @@ func TestDDLRowLevelSecurity(t *testing.T) {
 	wantError(t, oc, fmt.Sprintf("CREATE POLICY x ON %[1]s USING (id IN (SELECT id FROM %[1]s))", table), "0A000", "")
 	coord := connectServer(t, env.C.Coordinator)
 	wantError(t, coord, fmt.Sprintf("CREATE POLICY direct ON %s USING (true)", table), "0A000", "")
+	mustExec(t, oc, fmt.Sprintf("CREATE POLICY last ON %s USING (true)", table))
+	wantError(t, coord, fmt.Sprintf("DROP POLICY last ON %s", table), "0A000", "")
+	wantError(t, coord, fmt.Sprintf("ALTER TABLE %s DISABLE ROW LEVEL SECURITY", table), "0A000", "")
+	checkSecurity(t, table, "after the refused direct changes")
 	_ = pgx.Identifier{}
 }
 
