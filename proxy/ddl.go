@@ -83,7 +83,7 @@ func (x *execution) dropTables(ctx context.Context) error {
 		x.out.Notice(pgerr.New(pgerr.Warning, "could not drop shard tables on %s", f).WithSeverity("WARNING").
 			WithHint("Drop the tables named <table>_<shard id> on that node by hand."))
 	}
-	x.out.CommandComplete("DROP TABLE")
+	x.out.CommandComplete(st.Tag) // DROP TABLE, or DROP SCHEMA (router/ddlschema.go)
 	return nil
 }
 

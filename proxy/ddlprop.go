@@ -46,8 +46,7 @@ func (x *execution) ddl(ctx context.Context) error {
 		return x.coordinatorStatement(ctx, sql)
 	}
 	if st.RenamesTable && ss.txn.tx != txIdle {
-		return pgerr.New(pgerr.ActiveSQLTransaction, "ALTER TABLE ... RENAME TO or SET SCHEMA of a distributed table cannot run inside a transaction block").
-			WithDetail("pgshard plans statements by the table names it has loaded, which change when the rename commits.")
+		return router.RenameInBlockError(st)
 	}
 	own := ss.txn.tx == txIdle
 	if own {
@@ -239,6 +238,10 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 	if err != nil {
 		return "", err
 	}
+	wrap, err := x.shardPrelude(ctx, c, sql, work) // ddlschema.go
+	if err != nil {
+		return "", err
+	}
 	if st.DDLCatalog {
 		for _, w := range work {
 			after, err := ddlCatalog(ctx, c, w.t.OID)
@@ -278,7 +281,7 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 		if shardSQL == "" {
 			continue
 		}
-		task.sql = []byte(adapt.adapt(w, shardSQL))
+		task.sql = []byte(wrap(adapt.adapt(w, shardSQL)))
 		run = append(run, task)
 	}
 	if len(run) == 0 {

@@ -45,7 +45,8 @@
 //     or gathered into temporary tables on the coordinator.
 //   - write.go, source.go, ddl.go, ddlprop.go, copy.go, functions.go: the write executor
 //     (ddlprop.go: schema changes of distributed tables, on the coordinator and then on
-//     every placement as a write, in the session's block or one of their own): a write
+//     every placement as a write, in the session's block or one of their own; ddlschema.go:
+//     what wraps a CREATE TRIGGER's shard statements, its function): a write
 //     locks its shards, a writeRun sends it to every finalized placement, collects the
 //     answers, decides with outcome.go, marks through a placementMarker before
 //     committing, and forwards the chosen placement's answer.

@@ -20,10 +20,12 @@ import (
 // coordinator's table, item by item (each column with its position, type and type
 // modifier, collation, NOT NULL and default; each CHECK, PRIMARY KEY, UNIQUE and EXCLUDE
 // constraint; each other index; owner, privileges of the table and of each column, row
-// security, storage parameters), with the shard suffixes (_<shard id>) of constraint and
+// security, storage parameters, triggers, the definitions of their functions, and
+// policies), with the shard suffixes (_<shard id>) of constraint and
 // index names stripped. Only what a shard is meant to carry is compared: a coordinator
 // default that is not a constant (nextval, now()) is evaluated by pgshard and is not on
-// the shards, nor are foreign keys and triggers. It answers one row per difference (table,
+// the shards, nor are foreign keys (nor pgshard's own triggers on the coordinator's
+// prototype). It answers one row per difference (table,
 // shard, placement's node, the item, the coordinator's value, the placement's; NULL where
 // one side lacks the item) and no rows when everything agrees. WITH CHECKSUM also compares
 // each placement's rows (their count and an order-independent digest, as repair checks a
@@ -86,7 +88,28 @@ SELECT 'row level security', CASE WHEN c.relforcerowsecurity THEN 'forced' WHEN 
 FROM strip s JOIN pg_catalog.pg_class c ON c.oid = s.oid
 UNION ALL
 SELECT 'storage parameters', c.reloptions::pg_catalog.text FROM strip s JOIN pg_catalog.pg_class c ON c.oid = s.oid
-WHERE c.reloptions IS NOT NULL`
+WHERE c.reloptions IS NOT NULL
+UNION ALL
+SELECT 'trigger ' || pg_catalog.quote_ident(tg.tgname),
+       pg_catalog.left(x.def, pg_catalog.strpos(x.def, ' ON ')) || '...' || pg_catalog.substr(x.def, pg_catalog.strpos(x.def, ' FOR EACH ')) ||
+       CASE tg.tgenabled WHEN 'D' THEN ' (disabled)' WHEN 'R' THEN ' (replica)' WHEN 'A' THEN ' (always)' ELSE '' END
+FROM strip s JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = s.oid
+CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_triggerdef(tg.oid) AS def) x
+WHERE NOT tg.tgisinternal AND tg.tgname::pg_catalog.text NOT LIKE 'pgshard\_%'
+UNION ALL
+SELECT 'function of trigger ' || pg_catalog.quote_ident(tg.tgname), 'md5 ' || pg_catalog.md5(pg_catalog.pg_get_functiondef(tg.tgfoid))
+FROM strip s JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = s.oid
+JOIN pg_catalog.pg_proc p ON p.oid = tg.tgfoid
+WHERE NOT tg.tgisinternal AND tg.tgname::pg_catalog.text NOT LIKE 'pgshard\_%'
+  AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace
+UNION ALL
+SELECT 'policy ' || pg_catalog.quote_ident(po.polname),
+       CASE WHEN po.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END || ' FOR ' || po.polcmd::pg_catalog.text ||
+       ' TO ' || (SELECT pg_catalog.string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(r)) END, ', ' ORDER BY 1)
+                  FROM pg_catalog.unnest(po.polroles) r) ||
+       coalesce(' USING (' || pg_catalog.pg_get_expr(po.polqual, po.polrelid) || ')', '') ||
+       coalesce(' WITH CHECK (' || pg_catalog.pg_get_expr(po.polwithcheck, po.polrelid) || ')', '')
+FROM strip s JOIN pg_catalog.pg_policy po ON po.polrelid = s.oid`
 
 // driftChecksumSQL digests a table's rows (%s: its qualified name): their count and the
 // sum of the first 64 bits of each row text's md5, as repair verifies a copy.

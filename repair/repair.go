@@ -322,6 +322,11 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	}
 	res.Rows = tag.RowsAffected()
 	res.Bytes = copied.Load()
+	if len(def.afterCopy) > 0 {
+		if _, err := target.Exec(ctx, "BEGIN;\n"+strings.Join(def.afterCopy, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
+			return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate the triggers of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
+		}
+	}
 
 	report("verifying")
 	if err := verify(ctx, source, target, def.name, sh.ID, tgt.Node); err != nil {
@@ -484,6 +489,9 @@ type shardDef struct {
 	name   string
 	drop   string
 	create []string
+	// afterCopy are the shard's triggers and FORCE ROW LEVEL SECURITY, run once the rows
+	// are copied (the triggers must not change them).
+	afterCopy []string
 }
 
 // shardDefinition reads the table's definition and owner from the coordinator; the owner
@@ -509,13 +517,13 @@ func (r *Repairer) shardDefinition(ctx context.Context, t *metadata.Table, shard
 		return shardDef{}, pgerr.New(pgerr.ObjectNotInPrereqState, "cannot repair shard %d: role %q, the owner of %s, cannot log in", shardID, owner, t.QualifiedName()).
 			WithHint("pgshard repairs a shard as the owner of its table, never with its own rights.")
 	}
-	create, err := def.CreateCommands(shardID)
+	create, after, err := def.RepairCommands(shardID)
 	if err != nil {
 		return shardDef{}, pgerr.Wrap(err, pgerr.NameTooLong, "%v", err)
 	}
 	drop, _ := def.DropCommand(shardID)
 	name, _ := def.QualifiedShardName(shardID)
-	return shardDef{owner: owner, name: name, drop: drop, create: create}, nil
+	return shardDef{owner: owner, name: name, drop: drop, create: create, afterCopy: after}, nil
 }
 
 // recreate recreates the target table, empty, with its constraints and indexes, owner,

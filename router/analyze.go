@@ -156,6 +156,9 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		}
 	}
 	p.omitSchemas(root, dist)
+	if st := p.policyStmt(root, dist); st != nil { // ddltrigger.go
+		return st
+	}
 	if st := p.coordinatorCode(root, dist); st != nil {
 		return st
 	}

@@ -184,8 +184,16 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		}
 		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "CREATE INDEX", Tables: []uint32{t.OID}, DDLCatalog: s.Idxname == ""}
 	case *pg_query.RenameStmt:
+		if st := p.renameObjectStmt(s); st != nil { // ddltrigger.go
+			return st
+		}
 		return p.renameStmt(s, dist)
+	case *pg_query.CreateTrigStmt:
+		return p.triggerStmt(s, dist) // ddltrigger.go
 	case *pg_query.DropStmt:
+		if st := p.dropObjectStmt(s); st != nil { // ddltrigger.go
+			return st
+		}
 		if s.RemoveType != pg_query.ObjectType_OBJECT_INDEX || !p.snap.HasTables() {
 			return nil
 		}
@@ -474,6 +482,9 @@ func alterCmdAllowed(t *metadata.Table, cmd *pg_query.AlterTableCmd) *pgerr.Erro
 	refuse := func(form string) *pgerr.Error {
 		return pgerr.New(pgerr.FeatureNotSupported, "ALTER TABLE ... %s on distributed table %s is not supported", form, name)
 	}
+	if ok, err := triggerCmdAllowed(t, cmd); ok { // ddltrigger.go
+		return err
+	}
 	switch cmd.Subtype {
 	case pg_query.AlterTableType_AT_AddColumn:
 		cd, ok := unwrap(cmd.Def).(*pg_query.ColumnDef)
@@ -753,6 +764,9 @@ func ShardDDL(sql string, t *metadata.Table, shardID int64, cat *DDLCatalog) (st
 	root, tree, err := parseOne(sql)
 	if err != nil {
 		return "", err
+	}
+	if out, handled, err := shardObjectDDL(root, tree, t, shardID); handled { // ddltrigger.go
+		return out, err
 	}
 	if cat == nil {
 		cat = &DDLCatalog{}

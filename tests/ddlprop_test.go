@@ -218,7 +218,6 @@ func TestDDLPropagation(t *testing.T) {
 		"ALTER TABLE %[1]s ADD UNIQUE (id)",
 		"CREATE UNIQUE INDEX ON %[1]s (id)",
 		"CREATE INDEX CONCURRENTLY ON %[1]s (id)",
-		"ALTER TABLE %[1]s ENABLE ROW LEVEL SECURITY",
 	} {
 		wantError(t, conn, fmt.Sprintf(s, table), "0A000", "")
 	}

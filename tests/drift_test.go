@@ -102,7 +102,9 @@ func TestDriftGuardRefusesBypass(t *testing.T) {
 	// statement of their own through pgshard they succeed, and are not tried here.
 	propagated := map[string]bool{"ALTER TABLE ADD COLUMN": true, "ALTER TABLE ALTER TYPE": true, "ALTER TABLE SET NOT NULL": true,
 		"ALTER TABLE ADD CONSTRAINT": true, "ALTER TABLE RENAME": true, "ALTER TABLE RENAME COLUMN": true,
-		"CREATE INDEX": true, "DROP INDEX": true, "ALTER INDEX RENAME": true, "ALTER TABLE SET SCHEMA": true, "ALTER TABLE OWNER": true}
+		"CREATE INDEX": true, "DROP INDEX": true, "ALTER INDEX RENAME": true, "ALTER TABLE SET SCHEMA": true, "ALTER TABLE OWNER": true,
+		// tests/ddlschema_test.go, tests/ddltrigger_test.go
+		"ALTER SCHEMA RENAME": true, "DROP SCHEMA CASCADE": true, "CREATE TRIGGER": true, "CREATE POLICY": true}
 	for _, b := range bypass {
 		// As a statement of its own through pgshard: refused (by pgshard, or by the
 		// coordinator where pgshard passes it on), except pgshard's own DROP TABLE.

@@ -42,9 +42,13 @@
 //     with other labels is refused (42804). The user-defined functions that the shard's
 //     checks, generated columns, indexes and types call are not created: a DO block
 //     refuses the shard (0A000) where one is missing.
+//   - Row-level security (ENABLE, FORCE), the policies, and the triggers with their enabled
+//     state and their functions (created from pg_get_functiondef where missing or
+//     different), last (objects.go: Security; RepairCommands runs the triggers and FORCE
+//     after a repair's copy).
 //
-// Not replicated: foreign keys (a shard cannot reference another table's shards), triggers,
-// rules, row-level security policies, grantors, tablespaces (of the
+// Not replicated: foreign keys (a shard cannot reference another table's shards),
+// rules, grantors, tablespaces (of the
 // table and of its indexes: workers need not have them), extended statistics, index
 // per-column statistics targets and inheritance or partitioning relationships. Range
 // types, base types of no extension and tables' row types as column types are refused by

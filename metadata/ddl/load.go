@@ -61,6 +61,9 @@ type Table struct {
 	Functions []Function
 	// Collations are the user-defined collations the columns use.
 	Collations []Collation
+	// Security are the table's triggers, policies and row-level security flags
+	// (objects.go), nil when it has none.
+	Security *Security
 
 	// HasUnique reports a unique index (primary key, unique constraint or unique index) or an
 	// exclusion constraint: two INSERTs into the table do not commute.
@@ -421,7 +424,7 @@ func Load(ctx context.Context, conn *pgconn.PgConn, relid uint32) (t *Table, err
 	if t, err = fromJSON(relid, &jt); err != nil {
 		return nil, err
 	}
-	if t.Types, t.Functions, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
+	if t.Types, t.Functions, t.Security, err = loadObjects(ctx, conn, relid, t.QuotedSchema+"."+t.QuotedName); err != nil {
 		return nil, err
 	}
 	if t.Collations, err = loadCollations(ctx, pgconnQuery(conn), relid); err != nil {

@@ -62,7 +62,7 @@ func LoadVia(ctx context.Context, q QueryFunc, major int, relid uint32) (t *Tabl
 	if err != nil {
 		return nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, err)
 	}
-	if t.Types, t.Functions, err = objectsFrom(relid, t.QuotedSchema+"."+t.QuotedName, rows); err != nil {
+	if t.Types, t.Functions, t.Security, err = objectsFrom(relid, t.QuotedSchema+"."+t.QuotedName, rows); err != nil {
 		return nil, err
 	}
 	if t.Collations, err = loadCollations(ctx, q, relid); err != nil {

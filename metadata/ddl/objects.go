@@ -112,6 +112,28 @@ SELECT json_build_object(
                  FROM pg_constraint co WHERE co.contypid = t.oid AND co.contype = 'c')
     ) ORDER BY nd.depth DESC, n.nspname, t.typname), '[]')
     FROM needed nd JOIN pg_type t ON t.oid = nd.oid JOIN pg_namespace n ON n.oid = t.typnamespace),
+  'triggers', (SELECT coalesce(json_agg(json_build_object(
+      'qname', quote_ident(tg.tgname),
+      'def', pg_get_triggerdef(tg.oid),
+      'enabled', tg.tgenabled,
+      'fschema', fn.nspname,
+      'fsig', quote_ident(fn.nspname) || '.' || quote_ident(fp.proname) || '(' || pg_get_function_identity_arguments(fp.oid) || ')',
+      'fdef', CASE WHEN fn.nspname <> 'pg_catalog' THEN pg_get_functiondef(fp.oid) END
+    ) ORDER BY tg.tgname), '[]')
+    FROM pg_trigger tg JOIN pg_proc fp ON fp.oid = tg.tgfoid JOIN pg_namespace fn ON fn.oid = fp.pronamespace
+    WHERE tg.tgrelid = $1 AND NOT tg.tgisinternal AND tg.tgname NOT LIKE 'pgshard\_%'),
+  'policies', (SELECT coalesce(json_agg(json_build_object(
+      'qname', quote_ident(po.polname),
+      'permissive', po.polpermissive,
+      'cmd', po.polcmd,
+      'roles', (SELECT json_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END ORDER BY o)
+                FROM unnest(po.polroles) WITH ORDINALITY u(r, o)),
+      'qual', pg_get_expr(po.polqual, po.polrelid),
+      'check', pg_get_expr(po.polwithcheck, po.polrelid)
+    ) ORDER BY po.polname), '[]')
+    FROM pg_policy po WHERE po.polrelid = $1),
+  'rls', (SELECT r.relrowsecurity FROM pg_class r WHERE r.oid = $1),
+  'force_rls', (SELECT r.relforcerowsecurity FROM pg_class r WHERE r.oid = $1),
   'functions', (SELECT coalesce(json_agg(DISTINCT p.oid::regprocedure::text), '[]')
     FROM pg_depend dp
     JOIN pg_proc p ON p.oid = dp.refobjid
@@ -131,8 +153,28 @@ SELECT json_build_object(
 
 type (
 	jsonObjects struct {
-		Types     []jsonType `json:"types"`
-		Functions []string   `json:"functions"`
+		Types     []jsonType    `json:"types"`
+		Functions []string      `json:"functions"`
+		Triggers  []jsonTrigger `json:"triggers"`
+		Policies  []jsonPolicy  `json:"policies"`
+		RLS       bool          `json:"rls"`
+		ForceRLS  bool          `json:"force_rls"`
+	}
+	jsonTrigger struct {
+		QName   string  `json:"qname"`
+		Def     string  `json:"def"`
+		Enabled string  `json:"enabled"`
+		FSchema string  `json:"fschema"`
+		FSig    string  `json:"fsig"`
+		FDef    *string `json:"fdef"`
+	}
+	jsonPolicy struct {
+		QName      string   `json:"qname"`
+		Permissive bool     `json:"permissive"`
+		Cmd        string   `json:"cmd"`
+		Roles      []string `json:"roles"`
+		Qual       *string  `json:"qual"`
+		Check      *string  `json:"check"`
 	}
 	jsonType struct {
 		Schema          string          `json:"schema"`
@@ -160,22 +202,22 @@ type (
 
 // loadObjects reads the types and functions table relid needs; conn's search_path is
 // pg_catalog (Load's), so every name outside it is qualified.
-func loadObjects(ctx context.Context, conn *pgconn.PgConn, relid uint32, display string) ([]Type, []Function, error) {
+func loadObjects(ctx context.Context, conn *pgconn.PgConn, relid uint32, display string) ([]Type, []Function, *Security, error) {
 	r := conn.ExecParams(ctx, objectsSQL, [][]byte{[]byte(strconv.FormatUint(uint64(relid), 10))}, nil, nil, nil).Read()
 	if r.Err != nil {
-		return nil, nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, r.Err)
+		return nil, nil, nil, fmt.Errorf("ddl: load the types of relation %d: %w", relid, r.Err)
 	}
 	return objectsFrom(relid, display, r.Rows)
 }
 
 // objectsFrom reads loadObjects's answer (objectsSQL's rows).
-func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Function, error) {
+func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Function, *Security, error) {
 	if len(rows) != 1 {
-		return nil, nil, fmt.Errorf("ddl: load the types of relation %d: %d rows", relid, len(rows))
+		return nil, nil, nil, fmt.Errorf("ddl: load the types of relation %d: %d rows", relid, len(rows))
 	}
 	var jo jsonObjects
 	if err := json.Unmarshal(rows[0][0], &jo); err != nil {
-		return nil, nil, fmt.Errorf("ddl: decode the types of relation %d: %w", relid, err)
+		return nil, nil, nil, fmt.Errorf("ddl: decode the types of relation %d: %w", relid, err)
 	}
 	var types []Type
 	for _, jt := range jo.Types {
@@ -193,7 +235,7 @@ func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Funct
 			ty.Create = []string{"CREATE TYPE " + ty.Qualified + " AS ENUM (" + strings.Join(jt.Labels, ", ") + ")"}
 		case 'c':
 			if jt.Relkind == nil || *jt.Relkind != "c" {
-				return nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is the row type of a table", ErrUnsupported, ty.Qualified, display)
+				return nil, nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is the row type of a table", ErrUnsupported, ty.Qualified, display)
 			}
 			ty.Create = []string{"CREATE TYPE " + ty.Qualified + " AS (" + strings.Join(jt.Attributes, ", ") + ")"}
 		case 'd':
@@ -219,9 +261,9 @@ func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Funct
 			}
 			ty.Create = append([]string{b.String()}, later...)
 		case 'r', 'm':
-			return nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is a range type, which pgshard does not create on the workers", ErrUnsupported, ty.Qualified, display)
+			return nil, nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is a range type, which pgshard does not create on the workers", ErrUnsupported, ty.Qualified, display)
 		default:
-			return nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is a base type of no extension, which pgshard cannot create on the workers", ErrUnsupported, ty.Qualified, display)
+			return nil, nil, nil, fmt.Errorf("ddl: %w: column type %s of %s is a base type of no extension, which pgshard cannot create on the workers", ErrUnsupported, ty.Qualified, display)
 		}
 		types = append(types, ty)
 	}
@@ -229,7 +271,7 @@ func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Funct
 	for _, f := range jo.Functions {
 		funcs = append(funcs, Function{Signature: f})
 	}
-	return types, funcs, nil
+	return types, funcs, securityFrom(&jo), nil
 }
 
 // literal quotes s as a standard SQL string literal.
@@ -333,3 +375,161 @@ func (t *Table) objectCommands() []string {
 func quoteAlways(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
+
+// Security is what a shard carries of its table's triggers and row-level security: the
+// RLS flags, the policies and the triggers with their functions.
+type Security struct {
+	RLS, ForceRLS bool
+	Policies      []Policy
+	Triggers      []Trigger
+}
+
+// Policy is a row-level security policy of the table.
+type Policy struct {
+	QuotedName string
+	Permissive bool
+	// Command is pg_policy.polcmd: '*' (ALL), 'r', 'a', 'w' or 'd'.
+	Command byte
+	// Roles are quoted role names, or PUBLIC.
+	Roles        []string
+	Using, Check string
+}
+
+// Trigger is a trigger of the table (not pgshard's own, not internal ones).
+type Trigger struct {
+	QuotedName string
+	// Def is pg_get_triggerdef's text, naming the coordinator's table.
+	Def string
+	// Enabled is pg_trigger.tgenabled: 'O', 'D', 'R' or 'A'.
+	Enabled byte
+	// FunctionSchema, FunctionSignature (qualified, quoted) and FunctionDef
+	// (pg_get_functiondef's text; "" for a function of pg_catalog) are its function's.
+	FunctionSchema, FunctionSignature, FunctionDef string
+}
+
+func securityFrom(jo *jsonObjects) *Security {
+	if !jo.RLS && !jo.ForceRLS && len(jo.Policies) == 0 && len(jo.Triggers) == 0 {
+		return nil
+	}
+	s := &Security{RLS: jo.RLS, ForceRLS: jo.ForceRLS}
+	for _, p := range jo.Policies {
+		s.Policies = append(s.Policies, Policy{QuotedName: p.QName, Permissive: p.Permissive, Command: firstByte(p.Cmd),
+			Roles: p.Roles, Using: deref(p.Qual), Check: deref(p.Check)})
+	}
+	for _, tg := range jo.Triggers {
+		s.Triggers = append(s.Triggers, Trigger{QuotedName: tg.QName, Def: tg.Def, Enabled: firstByte(tg.Enabled),
+			FunctionSchema: tg.FSchema, FunctionSignature: tg.FSig, FunctionDef: deref(tg.FDef)})
+	}
+	return s
+}
+
+var policyCommands = map[byte]string{'*': "ALL", 'r': "SELECT", 'a': "INSERT", 'w': "UPDATE", 'd': "DELETE"}
+
+var triggerStates = map[byte]string{'D': "DISABLE TRIGGER ", 'R': "ENABLE REPLICA TRIGGER ", 'A': "ENABLE ALWAYS TRIGGER "}
+
+// securityCommands are the commands that give shard (qualified, quoted) its table's
+// row-level security flags, policies and triggers, in that order; the triggers (with
+// their functions) and FORCE ROW LEVEL SECURITY come last (afterCopy counts them): a
+// repair runs those only after it copied the rows, which the triggers must not change
+// and which a forced policy could hide.
+func (t *Table) securityCommands(shard string) ([]string, error) {
+	s := t.Security
+	if s == nil {
+		return nil, nil
+	}
+	var cmds []string
+	alter := "ALTER TABLE " + shard + " "
+	if s.RLS {
+		cmds = append(cmds, alter+"ENABLE ROW LEVEL SECURITY")
+	}
+	for _, p := range s.Policies {
+		var b strings.Builder
+		b.WriteString("CREATE POLICY " + p.QuotedName + " ON " + shard + " AS ")
+		if p.Permissive {
+			b.WriteString("PERMISSIVE")
+		} else {
+			b.WriteString("RESTRICTIVE")
+		}
+		b.WriteString(" FOR " + policyCommands[p.Command])
+		if len(p.Roles) > 0 {
+			b.WriteString(" TO " + strings.Join(p.Roles, ", "))
+		}
+		if p.Using != "" {
+			b.WriteString(" USING (" + p.Using + ")")
+		}
+		if p.Check != "" {
+			b.WriteString(" WITH CHECK (" + p.Check + ")")
+		}
+		cmds = append(cmds, b.String())
+	}
+	after, err := t.afterCopy(shard)
+	if err != nil {
+		return nil, err
+	}
+	return append(cmds, after...), nil
+}
+
+// afterCopy are the last of securityCommands: the triggers' functions, the triggers and
+// their states, and FORCE ROW LEVEL SECURITY.
+func (t *Table) afterCopy(shard string) ([]string, error) {
+	s := t.Security
+	if s == nil {
+		return nil, nil
+	}
+	var cmds []string
+	alter := "ALTER TABLE " + shard + " "
+	on := " ON " + t.QuotedSchema + "." + t.QuotedName + " "
+	for _, tg := range s.Triggers {
+		if tg.FunctionDef != "" {
+			cmds = append(cmds, doBlock("BEGIN\n"+EnsureFunction(tg.FunctionSchema, tg.FunctionSignature, tg.FunctionDef)+"END"))
+		}
+		i := strings.Index(tg.Def, on)
+		if i < 0 {
+			return nil, fmt.Errorf("ddl: could not find the table in the definition of trigger %s of %s.%s", tg.QuotedName, t.QuotedSchema, t.QuotedName)
+		}
+		cmds = append(cmds, tg.Def[:i]+" ON "+shard+" "+tg.Def[i+len(on):])
+		if st, ok := triggerStates[tg.Enabled]; ok {
+			cmds = append(cmds, alter+st+tg.QuotedName)
+		}
+	}
+	if s.ForceRLS {
+		cmds = append(cmds, alter+"FORCE ROW LEVEL SECURITY")
+	}
+	return cmds, nil
+}
+
+// RepairCommands are CreateCommands split for a repair: create makes the empty shard,
+// afterCopy (its triggers and FORCE ROW LEVEL SECURITY) runs once its rows are copied.
+func (t *Table) RepairCommands(shardID int64) (create, afterCopy []string, err error) {
+	all, err := t.CreateCommands(shardID)
+	if err != nil {
+		return nil, nil, err
+	}
+	shard, err := t.QualifiedShardName(shardID)
+	if err != nil {
+		return nil, nil, err
+	}
+	after, err := t.afterCopy(shard)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := len(all) - len(after)
+	return all[:n], all[n:], nil
+}
+
+// EnsureFunction is PL/pgSQL, statements for a block's body, that creates the function
+// signature (qualified, quoted) of schema from def, pg_get_functiondef's text on the
+// coordinator, where it is missing or defined otherwise (its schema too, where missing).
+// A concurrent session that creates it first wins.
+func EnsureFunction(schema, signature, def string) string {
+	return "BEGIN\n" +
+		"IF NOT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname OPERATOR(pg_catalog.=) " + literal(schema) + ") THEN\n" +
+		"CREATE SCHEMA " + quoteAlways(schema) + ";\nEND IF;\n" +
+		"IF pg_catalog.to_regprocedure(" + literal(signature) + ") IS NULL OR pg_catalog.pg_get_functiondef(pg_catalog.to_regprocedure(" + literal(signature) + ")) " +
+		"IS DISTINCT FROM " + literal(def) + " THEN\n" +
+		"EXECUTE " + literal(def) + ";\nEND IF;\n" +
+		"EXCEPTION WHEN unique_violation OR duplicate_schema OR duplicate_function THEN NULL;\nEND;\n"
+}
+
+// DoBlock wraps a PL/pgSQL body in DO, with a dollar quote the body does not contain.
+func DoBlock(body string) string { return doBlock(body) }

@@ -171,6 +171,11 @@ func (t *Table) CreateCommands(shardID int64) ([]string, error) {
 		return nil, err
 	}
 	cmds = append(cmds, more...)
+	sec, err := t.securityCommands(shard) // objects.go: after the owner's commands, triggers last
+	if err != nil {
+		return nil, err
+	}
+	cmds = append(cmds, sec...)
 	// Load deparsed the definitions with standard_conforming_strings on; the commands
 	// run in sessions that may have it off.
 	for i, c := range cmds {

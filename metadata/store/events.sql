@@ -65,6 +65,14 @@ BEGIN
 	INTO obj, rel
 	FROM pg_catalog.pg_event_trigger_ddl_commands() c
 	WHERE pgs_distribution_metadata.prototype_reader(c.classid, c.objid) IS NOT NULL
+	  -- A policy of a distributed table that reads no other distributed table is the
+	  -- shards' (pgshard propagates it; refuse_unpropagated_ddl refuses it otherwise).
+	  AND NOT (c.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass
+	           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_policy po ON po.oid = d.objid
+	                           WHERE d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = c.objid
+	                             AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	                             AND d.refobjid IN (SELECT relation_id FROM pgs_distribution_metadata.partition)
+	                             AND d.refobjid <> po.polrelid))
 	LIMIT 1;
 	IF rel IS NOT NULL THEN
 		RAISE EXCEPTION 'pgshard does not support %, which refers to distributed table %', obj, rel::pg_catalog.regclass
@@ -134,8 +142,7 @@ $$;
 -- transactions are swept by the next authorization (txids never repeat).
 --
 -- Not covered here: GRANT and REVOKE (event triggers see their command tag, not the
--- objects), COMMENT and SECURITY LABEL (no effect on the shards), and DROP TRIGGER (shards
--- carry no triggers).
+-- objects), COMMENT and SECURITY LABEL (no effect on the shards).
 CREATE TABLE IF NOT EXISTS pgs_distribution_metadata.ddl_authorization (
 	txid bigint NOT NULL,
 	relation_id oid NOT NULL,
@@ -245,9 +252,10 @@ BEGIN
 END
 $$;
 
--- refuse_unpropagated_drop (sql_drop): a distributed table or one of its indexes dropped
--- (DROP TABLE, DROP INDEX, DROP SCHEMA ... CASCADE, DROP OWNED ...) without pgshard, which
--- would leave the table's metadata and shard tables (or the shards' index) behind.
+-- refuse_unpropagated_drop (sql_drop): a distributed table or one of its indexes, triggers
+-- or policies dropped (DROP TABLE, DROP INDEX, DROP TRIGGER, DROP POLICY, DROP SCHEMA ...
+-- CASCADE, DROP OWNED ...) without pgshard, which would leave the table's metadata and
+-- shard tables (or the shards' index, trigger or policy) behind.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_unpropagated_drop() RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -271,6 +279,21 @@ BEGIN
 	  AND x.rel IS NOT NULL
 	  AND NOT pgs_distribution_metadata.ddl_authorized(x.rel)
 	LIMIT 1;
+	IF rel IS NULL THEN
+		-- A trigger or policy of a distributed table (its table is still there).
+		SELECT x.rel, d.object_identity, d.object_type INTO rel, obj, kind
+		FROM pg_catalog.pg_event_trigger_dropped_objects() d
+		CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(d.address_names[1]) OPERATOR(pg_catalog.||) '.'
+		                                                  OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.address_names[2])) AS rel) x
+		WHERE d.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)
+		  AND pg_catalog.array_length(d.address_names, 1) = 3
+		  -- pgshard's own triggers on the prototypes are the coordinator's alone (a proxy
+		  -- adds them again when it starts).
+		  AND NOT (d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.address_names[3] LIKE 'pgshard\_%')
+		  AND x.rel IN (SELECT p.relation_id FROM pgs_distribution_metadata.partition p)
+		  AND NOT pgs_distribution_metadata.ddl_authorized(x.rel)
+		LIMIT 1;
+	END IF;
 	IF rel IS NOT NULL THEN
 		IF kind = 'table' THEN
 			RAISE EXCEPTION 'DROP of distributed table % must run through pgshard', obj

@@ -2,7 +2,7 @@
 UPDATE customers SET id = 2 WHERE id = 1
 
 -- ALTER of a distributed table in a form pgshard does not propagate.
-ALTER TABLE customers ENABLE ROW LEVEL SECURITY
+ALTER TABLE customers REPLICA IDENTITY FULL
 
 -- FOR UPDATE with LIMIT on several shards (without SKIP LOCKED).
 SELECT id FROM customers ORDER BY id LIMIT 1 FOR UPDATE
