@@ -82,6 +82,9 @@ func indexBacked(kind byte) bool { return kind == 'p' || kind == 'u' || kind == 
 // ddlStmt plans a schema change that names a distributed table: nil when the statement is
 // not one (the caller plans it as before).
 func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement {
+	if st := p.maintStmt(root, dist); st != nil {
+		return st // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (ddlmaint.go)
+	}
 	switch s := root.Interface().(type) {
 	case *pg_query.AlterTableStmt:
 		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE {
@@ -111,10 +114,6 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		t := p.resolve(s.Relation)
 		if t == nil {
 			return nil
-		}
-		if s.Concurrent {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "CREATE INDEX CONCURRENTLY on distributed table %s is not supported", QuoteIdent(t.Name)).
-				WithHint("Use CREATE INDEX without CONCURRENTLY: pgshard builds the index on the coordinator and every placement in one transaction (writes to the table wait until it is done)."))
 		}
 		if s.Unique && !indexHasKey(t, s.IndexParams) {
 			return p.errorf(uniqueWithoutKey(t, "unique index"))
@@ -476,6 +475,7 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		}
 		return strings.Join(q, ".")
 	}
+	var rel *pg_query.RangeVar
 	switch s := root.Interface().(type) {
 	case *pg_query.DropStmt:
 		for _, o := range s.Objects {
@@ -483,12 +483,14 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		}
 		return names, s.Concurrent, nil
 	case *pg_query.RenameStmt:
-		if s.Relation == nil {
-			break
-		}
-		parts := []string{s.Relation.Relname}
-		if s.Relation.Schemaname != "" {
-			parts = []string{s.Relation.Schemaname, s.Relation.Relname}
+		rel = s.Relation
+	case *pg_query.ReindexStmt: // REINDEX INDEX (ddlmaint.go)
+		rel = s.Relation
+	}
+	if rel != nil {
+		parts := []string{rel.Relname}
+		if rel.Schemaname != "" {
+			parts = []string{rel.Schemaname, rel.Relname}
 		}
 		return []string{quote(parts)}, false, nil
 	}

@@ -191,6 +191,8 @@ type Statement struct {
 	// whose tables the proxy finds (DDLIndexNames); RenamesTable one that renames a
 	// distributed table.
 	DDLCatalog, IndexLookup, RenamesTable bool
+	// Maint is the plan of a maintenance statement of kind DDL (ddlmaint.go).
+	Maint *Maint
 	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
 	Listen bool
 

@@ -217,7 +217,7 @@ func TestDDLPropagation(t *testing.T) {
 		"ALTER TABLE %[1]s RENAME COLUMN k TO kk",
 		"ALTER TABLE %[1]s ADD UNIQUE (id)",
 		"CREATE UNIQUE INDEX ON %[1]s (id)",
-		"CREATE INDEX CONCURRENTLY ON %[1]s (id)",
+		"CREATE UNIQUE INDEX CONCURRENTLY ON %[1]s (id)",
 		"ALTER TABLE %[1]s ADD FOREIGN KEY (k, id) REFERENCES %[1]s (k, id)",
 		"ALTER TABLE %[1]s OWNER TO " + role,
 		"ALTER TABLE %[1]s ENABLE ROW LEVEL SECURITY",

@@ -1,0 +1,261 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/pgshard/pgshard/metadata"
+	"github.com/pgshard/pgshard/pgerr"
+	"github.com/pgshard/pgshard/proxy/backend"
+	"github.com/pgshard/pgshard/router"
+)
+
+// Maintenance statements of distributed tables (router.Maint): CREATE INDEX CONCURRENTLY
+// and DROP INDEX CONCURRENTLY (ddlconcurrent.go), REINDEX, CLUSTER, VACUUM and ANALYZE.
+// Unlike the schema changes of ddlprop.go they take no shard write locks and run in no
+// block of pgshard's: the coordinator runs the statement first, as the client's role
+// (PostgreSQL's own privilege checks and ownership warnings), then every finalized
+// placement runs it for its shard, one statement at a time, each a transaction of its
+// own (CONCURRENTLY where the client asked for it), while writes go on. The placements'
+// statements run as the client's role too, with the session's settings; their notices
+// and warnings (which would name shard tables, and repeat the coordinator's) are
+// dropped, and their errors have shard names mapped back (unshardNames).
+//
+//   - VACUUM and ANALYZE: the coordinator runs the client's statement (the prototypes and
+//     any other tables it names); then each worker node runs one statement naming its
+//     placements' shard tables (with the client's options and column lists). A bare
+//     VACUUM or ANALYZE does so for every distributed table. VACUUM cannot run in a
+//     transaction block (25001, as PostgreSQL); ANALYZE can: its placements are analyzed
+//     at once, outside the block (statistics are not the block's to roll back). A worker
+//     node that cannot be reached is skipped with a WARNING.
+//   - REINDEX TABLE/INDEX and CLUSTER table [USING index]: the coordinator runs the
+//     statement (without CONCURRENTLY: its table is an empty prototype) in a transaction
+//     authorized by ddlguard.go, then each placement in turn. They cannot run in a
+//     transaction block through pgshard (25001). A failure stops the statement and says
+//     how far it got; running it again does it all again.
+
+// maint runs a maintenance statement.
+func (x *execution) maint(ctx context.Context) error {
+	ss, st := x.ss, x.st
+	m := st.Maint
+	sql := render(st.Text, x.in, nil, nil)
+	work, err := x.ddlTables(ctx, sql)
+	if err != nil {
+		return err
+	}
+	if m.All {
+		for _, t := range x.snap.Tables() {
+			work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{}})
+		}
+		sort.Slice(work, func(i, j int) bool { return work[i].t.OID < work[j].t.OID })
+	}
+	if len(work) == 0 {
+		return x.coordinatorStatement(ctx, sql)
+	}
+	if ss.txn.tx != txIdle && !m.Block {
+		return x.maintInBlock(sql)
+	}
+	switch m.Form {
+	case router.MaintCreateIndex:
+		return x.createIndexConcurrently(ctx, sql, work[0])
+	case router.MaintDropIndex:
+		return x.dropIndexConcurrently(ctx, sql, work[0])
+	case router.MaintVacuum:
+		return x.vacuum(ctx, sql, work)
+	}
+	return x.reindexOrCluster(ctx, sql, work)
+}
+
+// maintInBlock is the error of a maintenance statement inside a transaction block.
+func (x *execution) maintInBlock(sql string) error {
+	what := x.st.Tag
+	switch x.st.Maint.Form {
+	case router.MaintCreateIndex, router.MaintDropIndex:
+		what += " CONCURRENTLY"
+	case router.MaintReindex:
+		if router.MaintConcurrent(sql) {
+			what += " CONCURRENTLY"
+			break
+		}
+		fallthrough
+	case router.MaintCluster:
+		return pgerr.New(pgerr.ActiveSQLTransaction, "%s of a distributed table cannot run inside a transaction block", what).
+			WithDetail("pgshard runs it on the coordinator and then on each placement, each in a transaction of its own.")
+	}
+	return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", what)
+}
+
+// maintTargets returns the finalized placements of the shards of work, one target per
+// placement, in shard order.
+func maintTargets(work []*ddlWork) (targets []router.ShardTarget, nodes []metadata.Node) {
+	for _, w := range work {
+		for _, sh := range w.t.Shards {
+			for _, p := range sh.Finalized() {
+				targets = append(targets, router.ShardTarget{T: w.t, Shard: sh.ID})
+				nodes = append(nodes, p.Node)
+			}
+		}
+	}
+	return targets, nodes
+}
+
+// vacuum runs VACUUM or ANALYZE.
+func (x *execution) vacuum(ctx context.Context, sql string, work []*ddlWork) error {
+	c, err := x.ss.txn.coordConn(ctx)
+	if err != nil {
+		return err
+	}
+	tag, err := x.coordinatorDDL(ctx, c, sql)
+	if err != nil {
+		return err
+	}
+	targets, nodes := maintTargets(work)
+	byNode := map[metadata.Node][]router.ShardTarget{}
+	var order []metadata.Node
+	for i, n := range nodes {
+		if byNode[n] == nil {
+			order = append(order, n)
+		}
+		byNode[n] = append(byNode[n], targets[i])
+	}
+	for _, n := range order {
+		shardSQL, err := router.ShardMaint(sql, byNode[n], "", x.st.Maint.RelTables)
+		if err != nil {
+			return err
+		}
+		if err := x.onPlacement(ctx, n, shardSQL); err != nil {
+			if !backend.Unavailable(err) {
+				return err
+			}
+			x.ss.log.Warn("maintenance statement skipped an unavailable worker", "node", fmtNode(n), "err", err)
+			x.out.Notice(pgerr.New(pgerr.Warning, "%s skipped the placements on a worker node that could not be reached", tag).WithSeverity("WARNING"))
+		}
+	}
+	x.out.CommandComplete(tag)
+	return nil
+}
+
+// reindexOrCluster runs REINDEX or CLUSTER (outside a transaction block).
+func (x *execution) reindexOrCluster(ctx context.Context, sql string, work []*ddlWork) error {
+	index := ""
+	if x.st.IndexLookup {
+		var err error
+		if index, err = x.indexRelname(ctx, sql); err != nil {
+			return err
+		}
+	}
+	coordSQL, err := router.CoordinatorMaint(sql)
+	if err != nil {
+		return err
+	}
+	tag, err := x.coordAuthorized(ctx, coordSQL, work, true)
+	if err != nil {
+		return err
+	}
+	targets, nodes := maintTargets(work)
+	for i, tg := range targets {
+		shardSQL, err := router.ShardMaint(sql, []router.ShardTarget{tg}, index, nil)
+		if err != nil {
+			return err
+		}
+		if err := x.onPlacement(ctx, nodes[i], shardSQL); err != nil {
+			return maintStopped(err, fmt.Sprintf("%s ran on the coordinator and on %d of the %d placements; run it again to finish.", tag, i, len(targets)))
+		}
+	}
+	x.out.CommandComplete(tag)
+	return nil
+}
+
+// coordAuthorized runs sql on the session's coordinator connection (outside a block) in
+// a READ COMMITTED transaction authorized to change work's tables (ddlguard.go), and
+// commits it; with commit false it rolls it back (a check of PostgreSQL's own: privileges,
+// dependencies) and drops its notices. It returns the command tag.
+func (x *execution) coordAuthorized(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
+	c, err := x.ss.txn.coordConn(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := c.Exec(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED"); err != nil {
+		return "", err
+	}
+	oids := make([]uint32, len(work))
+	for i, w := range work {
+		oids[i] = w.t.OID
+	}
+	tag := ""
+	err = x.ss.authorizeDDL(ctx, c, oids)
+	if err == nil && commit {
+		tag, err = x.coordinatorDDL(ctx, c, sql)
+	} else if err == nil {
+		err = x.running(c, func() error { return c.Exec(ctx, sql) })
+	}
+	end := "COMMIT"
+	if err != nil || !commit {
+		end = "ROLLBACK"
+	}
+	if eerr := c.Exec(ctx, end); err == nil {
+		err = eerr
+	}
+	return tag, err
+}
+
+// onPlacement runs sql on a connection of its own to node (not the block's), as the
+// client's role with the session's settings; notices are dropped.
+func (x *execution) onPlacement(ctx context.Context, node metadata.Node, sql string) error {
+	return x.withPlacement(ctx, node, func(c *backend.Conn) error {
+		return x.running(c, func() error { return c.Exec(ctx, sql) })
+	})
+}
+
+// withPlacement runs fn with a pooled connection to node, as the client's role with the
+// session's settings.
+func (x *execution) withPlacement(ctx context.Context, node metadata.Node, fn func(c *backend.Conn) error) error {
+	ss := x.ss
+	res, err := ss.acquireWorker(ctx, node)
+	if err != nil {
+		return err
+	}
+	defer backend.Release(res)
+	c := res.Value()
+	if err := ss.txn.host.applySettingsFor(ctx, c, true); err != nil {
+		return err
+	}
+	return fn(c)
+}
+
+// indexRelname is the name of the index a DROP INDEX or REINDEX INDEX names, as the
+// coordinator's catalog has it.
+func (x *execution) indexRelname(ctx context.Context, sql string) (string, error) {
+	names, _, err := router.DDLIndexNames(sql)
+	if err != nil || len(names) == 0 {
+		return "", err
+	}
+	rows, err := sessionQuery(ctx, x.ss, "SELECT relname FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass("+router.QuoteLiteral(names[0])+")")
+	if err != nil {
+		return "", err
+	}
+	if len(rows) != 1 {
+		return "", pgerr.New(pgerr.UndefinedObject, "index %s does not exist", names[0])
+	}
+	return string(rows[0][0]), nil
+}
+
+// maintStopped is the error of a maintenance statement that stopped at a placement:
+// the placement's error (or a connection failure) with hint, what was done.
+func maintStopped(err error, hint string) error {
+	var pe *pgerr.Error
+	if errors.As(err, &pe) {
+		e := *pe
+		if e.Hint != "" {
+			hint = e.Hint + "\n" + hint
+		}
+		e.Hint = hint
+		return &e
+	}
+	if backend.Unavailable(err) {
+		return pgerr.Wrap(err, pgerr.ConnectionFailure, "could not reach a placement's worker node").WithHint("%s", hint)
+	}
+	return err
+}
