@@ -74,6 +74,13 @@ func (p *planner) maintStmt(root protoreflect.Message, dist []tableRef) *Stateme
 		if s.RemoveType != pg_query.ObjectType_OBJECT_INDEX || !s.Concurrent {
 			return nil
 		}
+		// PostgreSQL's own refusals, which the coordinator's plain DROP INDEX would not make.
+		if len(s.Objects) > 1 {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "DROP INDEX CONCURRENTLY does not support dropping multiple objects"))
+		}
+		if s.Behavior == pg_query.DropBehavior_DROP_CASCADE {
+			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "DROP INDEX CONCURRENTLY does not support CASCADE"))
+		}
 		st := ddl("DROP INDEX", &Maint{Form: MaintDropIndex})
 		st.IndexLookup = true
 		return st

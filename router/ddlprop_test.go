@@ -48,6 +48,8 @@ func TestDDLPlans(t *testing.T) {
 		{"CREATE INDEX CONCURRENTLY r_ix ON reviews (rating)", DDL, "", "CREATE INDEX"},
 		{"CREATE UNIQUE INDEX CONCURRENTLY r_u ON reviews (id)", Error, pgerr.FeatureNotSupported, ""},
 		{"DROP INDEX CONCURRENTLY r_ix", DDL, "", "DROP INDEX"},
+		{"DROP INDEX CONCURRENTLY r_ix, r_iy", Error, pgerr.FeatureNotSupported, ""},
+		{"DROP INDEX CONCURRENTLY r_ix CASCADE", Error, pgerr.FeatureNotSupported, ""},
 		{"REINDEX TABLE CONCURRENTLY reviews", DDL, "", "REINDEX"},
 		{"REINDEX INDEX r_ix", DDL, "", "REINDEX"},
 		{"CLUSTER reviews USING r_ix", DDL, "", "CLUSTER"},
