@@ -288,3 +288,49 @@ func TestDDLReindexCluster(t *testing.T) {
 		t.Fatalf("rows: %s", n)
 	}
 }
+
+// TestDDLConcurrentIndexWorkerDown: with a worker down, CREATE INDEX CONCURRENTLY stops
+// with a connection error and a hint, marks no placement inactive and leaves the index on
+// the coordinator; VACUUM skips the worker with a warning. With the worker back, the same
+// statement completes the index on every placement.
+func TestDDLConcurrentIndexWorkerDown(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("dcicdown")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k text, v int)", table), table, "k", 4, 2)
+	for i := 0; i < 20; i++ {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES ('k%d', %d)", table, i, i))
+	}
+	victim := sortedWorkers()[0]
+	if err := victim.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	started := false
+	defer func() {
+		if !started {
+			victim.Start(ctx)
+		}
+	}()
+	stmt := fmt.Sprintf("CREATE INDEX CONCURRENTLY %[1]s_v ON %[1]s (v)", table)
+	_, err := conn.Exec(ctx, stmt)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || !strings.HasPrefix(pe.Code, "08") || !strings.Contains(pe.Hint, "Run the same statement again") {
+		t.Fatalf("CREATE INDEX CONCURRENTLY with a worker down: %v", err)
+	}
+	mustExec(t, conn, fmt.Sprintf("VACUUM %s", table))
+	for _, s := range shardsOf(t, table) {
+		for _, p := range s.places {
+			if p.state != 1 {
+				t.Fatalf("shard %d: placement on %d is %d", s.id, p.port, p.state)
+			}
+		}
+	}
+	if err := victim.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	started = true
+	mustExec(t, conn, stmt)
+	wantIndexEverywhere(t, table, table+"_v", true)
+	noInvalidIndexes(t, table)
+	checkDefinitions(t, table, false)
+}
