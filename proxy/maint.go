@@ -125,12 +125,18 @@ func (x *execution) vacuum(ctx context.Context, sql string, work []*ddlWork) err
 		if err != nil {
 			return err
 		}
-		if err := x.onPlacement(ctx, n, shardSQL); err != nil {
-			if !backend.Unavailable(err) {
-				return err
-			}
+		err = x.onPlacement(ctx, n, shardSQL)
+		var pe *pgerr.Error
+		switch {
+		case err == nil:
+		case backend.Unavailable(err):
 			x.ss.log.Warn("maintenance statement skipped an unavailable worker", "node", fmtNode(n), "err", err)
 			x.out.Notice(pgerr.New(pgerr.Warning, "%s skipped the placements on a worker node that could not be reached", tag).WithSeverity("WARNING"))
+		case x.st.Maint.All && errors.As(err, &pe) && pe.Code == pgerr.UndefinedTable:
+			// A bare VACUUM or ANALYZE listed a table dropped since the metadata was read.
+			x.out.Notice(pgerr.New(pgerr.Warning, "%s skipped the placements on a worker node: %s", tag, pe.Message).WithSeverity("WARNING"))
+		default:
+			return err
 		}
 	}
 	x.out.CommandComplete(tag)

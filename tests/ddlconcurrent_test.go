@@ -120,6 +120,12 @@ func TestDDLConcurrentIndex(t *testing.T) {
 		t.Fatalf("rows: %s, want 140", n)
 	}
 
+	// Straight on the coordinator, CONCURRENTLY is still refused (metadata/store/events.sql).
+	coord := connectServer(t, env.C.Coordinator)
+	wantError(t, coord, fmt.Sprintf("CREATE INDEX CONCURRENTLY %[1]s_direct ON %[1]s (v)", table), "0A000", "")
+	wantError(t, coord, fmt.Sprintf("DROP INDEX CONCURRENTLY %s_v", table), "0A000", "")
+	coord.Close(ctx)
+
 	// An unnamed index gets the coordinator's name on the shards.
 	mustExec(t, conn, fmt.Sprintf("CREATE INDEX CONCURRENTLY ON %s (id)", table))
 	wantIndexEverywhere(t, table, table+"_id_idx", true)
