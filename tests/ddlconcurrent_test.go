@@ -340,3 +340,52 @@ func TestDDLConcurrentIndexWorkerDown(t *testing.T) {
 	noInvalidIndexes(t, table)
 	checkDefinitions(t, table, false)
 }
+
+// TestDDLConcurrentIndexCancel: a CREATE INDEX CONCURRENTLY cancelled while a placement's
+// build waits leaves that placement an INVALID index and stops with 57014 and the hint;
+// the same statement run again drops the invalid index, builds it again and completes
+// every placement.
+func TestDDLConcurrentIndexCancel(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("dcicc")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k text NOT NULL, v int)", table), table, "k", 4, 2)
+	for i := 0; i < 40; i++ {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES ('k%d', %d)", table, i, i))
+	}
+	shards := shardsOf(t, table)
+	port := shards[0].places[0].port
+	blocker := connectServer(t, serverFor(port))
+	mustExec(t, blocker, "BEGIN ISOLATION LEVEL REPEATABLE READ", fmt.Sprintf("SELECT count(*) FROM %s_%d", table, shards[0].id))
+	stmt := fmt.Sprintf("CREATE INDEX CONCURRENTLY %[1]s_v ON %[1]s (v)", table)
+	done := make(chan error, 1)
+	c := connect(t)
+	go func() {
+		_, err := c.Exec(ctx, stmt)
+		done <- err
+	}()
+	watch := connectServer(t, serverFor(port))
+	deadline := time.Now().Add(60 * time.Second)
+	for queryString(t, watch, "SELECT count(*)::text FROM pg_stat_activity WHERE query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event = 'virtualxid'") == "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("CREATE INDEX CONCURRENTLY never waited on the worker")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c.PgConn().CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := <-done
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" || !strings.Contains(pe.Hint, "Run the same statement again") {
+		t.Fatalf("cancelled CREATE INDEX CONCURRENTLY: %v", err)
+	}
+	mustExec(t, blocker, "COMMIT")
+	if n := queryString(t, watch, "SELECT count(*)::text FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid", fmt.Sprintf("%s_v_%d", table, shards[0].id)); n != "1" {
+		t.Fatalf("invalid indexes left by the cancelled build: %s, want 1 (for the retry to rebuild)", n)
+	}
+	mustExec(t, c, stmt)
+	wantIndexEverywhere(t, table, table+"_v", true)
+	noInvalidIndexes(t, table)
+	checkDefinitions(t, table, false)
+}
