@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/pgshard/pgshard/metadata"
 	"github.com/pgshard/pgshard/pgerr"
@@ -178,12 +179,48 @@ func (x *execution) reindexOrCluster(ctx context.Context, sql string, work []*dd
 // a READ COMMITTED transaction authorized to change work's tables (ddlguard.go), and
 // commits it; with commit false it rolls it back (a check of PostgreSQL's own: privileges,
 // dependencies) and drops its notices. It returns the command tag.
+//
+// The prototype's lock is waited for without queueing ahead of writes (a session whose
+// block described an INSERT on the coordinator holds ROW EXCLUSIVE on it until its block
+// ends, and a DDL lock queued behind it would keep out the writes that come next): each
+// try waits at most coordLockTry, and is tried again after a pause, until it gets the
+// lock, the statement_timeout or a cancel request.
 func (x *execution) coordAuthorized(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
+	bounded := ctx
+	if w, _ := ctx.Value(statementWaitsKey{}).(*lockWait); w != nil {
+		b, stop, err := boundStatement(ctx, w)
+		if err != nil {
+			return "", err
+		}
+		defer stop()
+		bounded = b
+	}
+	for pause := 10 * time.Millisecond; ; pause = min(2*pause, time.Second) {
+		tag, err := x.coordAuthorizedTry(ctx, sql, work, commit)
+		var pe *pgerr.Error
+		if !errors.As(err, &pe) || pe.Code != pgerr.LockNotAvailable {
+			return tag, err
+		}
+		select {
+		case <-bounded.Done():
+			return "", context.Cause(bounded)
+		case <-time.After(pause):
+		}
+	}
+}
+
+// coordLockTry is how long coordAuthorized waits for a lock at each try.
+const coordLockTry = "100ms"
+
+func (x *execution) coordAuthorizedTry(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
 	c, err := x.ss.txn.coordConn(ctx)
 	if err != nil {
 		return "", err
 	}
-	if err := c.Exec(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED"); err != nil {
+	if err := c.Exec(ctx, "BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '"+coordLockTry+"'"); err != nil {
+		if c.TxStatus != 'I' {
+			c.Exec(ctx, "ROLLBACK")
+		}
 		return "", err
 	}
 	oids := make([]uint32, len(work))

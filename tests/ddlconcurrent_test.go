@@ -389,3 +389,36 @@ func TestDDLConcurrentIndexCancel(t *testing.T) {
 	noInvalidIndexes(t, table)
 	checkDefinitions(t, table, false)
 }
+
+// TestDDLConcurrentIndexCoordinatorLock: while a transaction holds ROW EXCLUSIVE on the
+// coordinator's prototype (as a block that described an INSERT does), CREATE INDEX
+// CONCURRENTLY waits for it without queueing ahead of the next ROW EXCLUSIVE request,
+// and completes once it ends.
+func TestDDLConcurrentIndexCoordinatorLock(t *testing.T) {
+	ctx := context.Background()
+	conn := connect(t)
+	table := uniqueName("dcicl")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (k text NOT NULL, v int)", table), table, "k", 2, 1)
+	holder := connectServer(t, env.C.Coordinator)
+	mustExec(t, holder, "BEGIN", fmt.Sprintf("LOCK TABLE %s IN ROW EXCLUSIVE MODE", table))
+	done := make(chan error, 1)
+	c := connect(t)
+	go func() {
+		_, err := c.Exec(ctx, fmt.Sprintf("CREATE INDEX CONCURRENTLY %[1]s_v ON %[1]s (v)", table))
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("CREATE INDEX CONCURRENTLY did not wait for the coordinator's lock: %v", err)
+	default:
+	}
+	// The next writer's lock is not stuck behind the waiting index build.
+	next := connectServer(t, env.C.Coordinator)
+	mustExec(t, next, "BEGIN", "SET LOCAL lock_timeout = '10s'", fmt.Sprintf("LOCK TABLE %s IN ROW EXCLUSIVE MODE", table), "COMMIT")
+	mustExec(t, holder, "COMMIT")
+	if err := <-done; err != nil {
+		t.Fatalf("CREATE INDEX CONCURRENTLY: %v", err)
+	}
+	wantIndexEverywhere(t, table, table+"_v", true)
+}
