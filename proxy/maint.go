@@ -161,18 +161,50 @@ func (x *execution) reindexOrCluster(ctx context.Context, sql string, work []*dd
 	if err != nil {
 		return err
 	}
+	concurrent := router.MaintConcurrent(sql)
 	targets, nodes := maintTargets(work)
 	for i, tg := range targets {
 		shardSQL, err := router.ShardMaint(sql, []router.ShardTarget{tg}, index, nil)
 		if err != nil {
 			return err
 		}
-		if err := x.onPlacement(ctx, nodes[i], shardSQL); err != nil {
+		if concurrent {
+			tbl, err := router.ShardTableName(tg.T, tg.Shard)
+			if err != nil {
+				return err
+			}
+			err = x.withPlacement(ctx, nodes[i], func(c *backend.Conn) error {
+				if err := x.dropLeftovers(ctx, c, tbl); err != nil {
+					return err
+				}
+				return x.running(c, func() error { return c.Exec(ctx, shardSQL) })
+			})
+		} else {
+			err = x.onPlacement(ctx, nodes[i], shardSQL)
+		}
+		if err != nil {
 			return maintStopped(err, fmt.Sprintf("%s ran on the coordinator and on %d of the %d placements; run it again to finish.", tag, i, len(targets)))
 		}
 	}
 	x.out.CommandComplete(tag)
 	return nil
+}
+
+// dropLeftovers drops the invalid indexes a REINDEX CONCURRENTLY that failed left on
+// shard table tbl (named <index>_ccnew[N], which PostgreSQL leaves for the user to drop),
+// before REINDEX CONCURRENTLY runs on it again: a failed run's are dropped by the next.
+func (x *execution) dropLeftovers(ctx context.Context, c *backend.Conn, tbl string) error {
+	rows, err := c.ExecRows(ctx, `SELECT pg_catalog.format('%I.%I', n.nspname, ic.relname) FROM pg_catalog.pg_index i
+		JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
+		JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ic.relnamespace
+		WHERE i.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(`+router.QuoteLiteral(tbl)+`) AND NOT i.indisvalid
+		  AND ic.relname OPERATOR(pg_catalog.~) '_ccnew[0-9]*$'`)
+	for _, r := range rows {
+		if err == nil {
+			err = x.running(c, func() error { return c.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+string(r[0])) })
+		}
+	}
+	return err
 }
 
 // coordAuthorized runs sql on the session's coordinator connection (outside a block) in

@@ -257,7 +257,16 @@ func TestDDLReindexCluster(t *testing.T) {
 	}
 	index := table + "_v"
 	mustExec(t, conn, fmt.Sprintf("CREATE INDEX %s ON %s (v)", index, table))
+	// What a failed REINDEX CONCURRENTLY leaves on a placement: an invalid <index>_ccnew,
+	// which the next REINDEX CONCURRENTLY drops.
+	sh := shardsOf(t, table)[0]
+	w := connectServer(t, serverFor(sh.places[0].port))
+	if _, err := w.Exec(context.Background(), fmt.Sprintf("CREATE INDEX CONCURRENTLY %s_%d_ccnew ON %s_%d ((1 / (v - v)))", index, sh.id, table, sh.id)); err == nil {
+		t.Fatal("the leftover's build did not fail")
+	}
+	w.Close(context.Background())
 	for _, stmt := range []string{
+		"REINDEX TABLE CONCURRENTLY %[1]s",
 		"REINDEX TABLE %[1]s",
 		"REINDEX INDEX %[1]s_v",
 		"REINDEX (VERBOSE) TABLE CONCURRENTLY %[1]s",
