@@ -33,9 +33,10 @@ import (
 //     node that cannot be reached is skipped with a WARNING.
 //   - REINDEX TABLE/INDEX and CLUSTER table [USING index]: the coordinator runs the
 //     statement (without CONCURRENTLY: its table is an empty prototype) in a transaction
-//     authorized by ddlguard.go, then each placement in turn. They cannot run in a
-//     transaction block through pgshard (25001). A failure stops the statement and says
-//     how far it got; running it again does it all again.
+//     authorized by ddlguard.go, then each placement in turn. A failure stops the
+//     statement and says how far it got; running it again does it all again. Inside a
+//     transaction block (REINDEX CONCURRENTLY: 25001) they run as the schema changes of
+//     ddlprop.go, under the shards' write locks, committed with the block.
 
 // maint runs a maintenance statement.
 func (x *execution) maint(ctx context.Context) error {
@@ -56,6 +57,13 @@ func (x *execution) maint(ctx context.Context) error {
 		return x.coordinatorStatement(ctx, sql)
 	}
 	if ss.txn.tx != txIdle && !m.Block {
+		if m.Form == router.MaintCluster || (m.Form == router.MaintReindex && !router.MaintConcurrent(sql)) {
+			// In a block, as the schema changes of ddlprop.go: under the shards' write
+			// locks, on every placement in the block, committed with it.
+			plain := *x.st
+			plain.Maint = nil
+			return x.with(&plain).ddl(ctx)
+		}
 		return x.maintInBlock(sql)
 	}
 	switch m.Form {
@@ -69,21 +77,12 @@ func (x *execution) maint(ctx context.Context) error {
 	return x.reindexOrCluster(ctx, sql, work)
 }
 
-// maintInBlock is the error of a maintenance statement inside a transaction block.
+// maintInBlock is the error of a maintenance statement that cannot run inside a
+// transaction block, as PostgreSQL words it.
 func (x *execution) maintInBlock(sql string) error {
 	what := x.st.Tag
-	switch x.st.Maint.Form {
-	case router.MaintCreateIndex, router.MaintDropIndex:
+	if x.st.Maint.Form != router.MaintVacuum {
 		what += " CONCURRENTLY"
-	case router.MaintReindex:
-		if router.MaintConcurrent(sql) {
-			what += " CONCURRENTLY"
-			break
-		}
-		fallthrough
-	case router.MaintCluster:
-		return pgerr.New(pgerr.ActiveSQLTransaction, "%s of a distributed table cannot run inside a transaction block", what).
-			WithDetail("pgshard runs it on the coordinator and then on each placement, each in a transaction of its own.")
 	}
 	return pgerr.New(pgerr.ActiveSQLTransaction, "%s cannot run inside a transaction block", what)
 }

@@ -229,28 +229,13 @@ type ShardTarget struct {
 // are not distributed tables are left out.
 func ShardMaint(sql string, targets []ShardTarget, index string, relTables []uint32) (string, error) {
 	return rewriteOne(sql, func(m protoreflect.Message) error {
-		var err error
-		tg := targets[0]
-		rv := func(tg ShardTarget) (*pg_query.RangeVar, error) { return shardRangeVar(tg.T, tg.Shard, true) }
 		switch s := m.Interface().(type) {
-		case *pg_query.ReindexStmt:
-			if s.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_INDEX {
-				name, err := shardSuffix(index, tg.Shard)
-				if err != nil {
-					return err
-				}
-				s.Relation = &pg_query.RangeVar{Schemaname: tg.T.Schema, Relname: name, Inh: true, Relpersistence: "p", Location: -1}
-				return nil
-			}
-			s.Relation, err = rv(tg)
-		case *pg_query.ClusterStmt:
-			if s.Relation, err = rv(tg); err == nil && s.Indexname != "" {
-				s.Indexname, err = shardSuffix(s.Indexname, tg.Shard)
-			}
+		case *pg_query.ReindexStmt, *pg_query.ClusterStmt:
+			return shardReindexCluster(m, targets[0], index)
 		case *pg_query.VacuumStmt:
 			var rels []*pg_query.Node
 			for _, tg := range targets {
-				r, err := rv(tg)
+				r, err := shardRangeVar(tg.T, tg.Shard, true)
 				if err != nil {
 					return err
 				}
@@ -268,11 +253,43 @@ func ShardMaint(sql string, targets []ShardTarget, index string, relTables []uin
 				}
 			}
 			s.Rels = rels
-		default:
-			return pgerr.New(pgerr.InternalError, "unexpected maintenance statement for the shards: %s", m.Descriptor().Name())
+			return nil
 		}
-		return err
+		return pgerr.New(pgerr.InternalError, "unexpected maintenance statement for the shards: %s", m.Descriptor().Name())
 	})
+}
+
+// shardReindexCluster rewrites a REINDEX or CLUSTER statement for shard tg (index: the
+// name of the index a REINDEX INDEX names).
+func shardReindexCluster(m protoreflect.Message, tg ShardTarget, index string) error {
+	var err error
+	switch s := m.Interface().(type) {
+	case *pg_query.ReindexStmt:
+		if s.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_INDEX {
+			name, err := shardSuffix(index, tg.Shard)
+			if err != nil {
+				return err
+			}
+			s.Relation = &pg_query.RangeVar{Schemaname: tg.T.Schema, Relname: name, Inh: true, Relpersistence: "p", Location: -1}
+			return nil
+		}
+		s.Relation, err = shardRangeVar(tg.T, tg.Shard, true)
+	case *pg_query.ClusterStmt:
+		if s.Relation, err = shardRangeVar(tg.T, tg.Shard, true); err == nil && s.Indexname != "" {
+			s.Indexname, err = shardSuffix(s.Indexname, tg.Shard)
+		}
+	}
+	return err
+}
+
+// reindexCluster is the rewriter's REINDEX and CLUSTER (inside a transaction block they
+// run as the schema changes of ddlprop.go do).
+func (r *rewriter) reindexCluster(root protoreflect.Message) (bool, error) {
+	index := ""
+	if s, ok := root.Interface().(*pg_query.ReindexStmt); ok && s.Relation != nil {
+		index = s.Relation.Relname
+	}
+	return true, shardReindexCluster(root, ShardTarget{T: r.t, Shard: r.shard}, index)
 }
 
 // CreateIndexName returns the name a CREATE INDEX statement gives its index ("" when it

@@ -660,6 +660,8 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		return err == nil, err
 	case *pg_query.RenameStmt:
 		return r.rename(s)
+	case *pg_query.ReindexStmt, *pg_query.ClusterStmt:
+		return r.reindexCluster(root) // in a transaction block (ddlmaint.go)
 	case *pg_query.DropStmt:
 		var objs []*pg_query.Node
 		for _, i := range r.cat.Objects {

@@ -246,8 +246,9 @@ func indexFilenodes(t testing.TB, table, index string) map[string]string {
 }
 
 // TestDDLReindexCluster: REINDEX TABLE/INDEX (CONCURRENTLY too) rebuilds every placement's
-// indexes (new relfilenodes); CLUSTER ... USING clusters every placement on its shard's
-// index; both refuse a transaction block with 25001.
+// indexes (new relfilenodes), and drops what a failed REINDEX CONCURRENTLY left; CLUSTER
+// ... USING clusters every placement on its shard's index; inside a block both commit or
+// roll back with it, and REINDEX CONCURRENTLY answers 25001.
 func TestDDLReindexCluster(t *testing.T) {
 	conn := connect(t)
 	table := uniqueName("drix")
@@ -294,10 +295,23 @@ func TestDDLReindexCluster(t *testing.T) {
 		}
 	}
 	mustExec(t, conn, fmt.Sprintf("CLUSTER %s", table))
+	// In a block: REINDEX and CLUSTER commit or roll back with it; CONCURRENTLY is 25001.
+	before := indexFilenodes(t, table, index)
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("INSERT INTO %s VALUES ('in-block', 1)", table),
+		fmt.Sprintf("REINDEX INDEX %s", index), fmt.Sprintf("CLUSTER %s", table), "ROLLBACK")
+	if after := indexFilenodes(t, table, index); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("REINDEX rolled back changed filenodes: %v -> %v", before, after)
+	}
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("REINDEX TABLE %s", table), fmt.Sprintf("CLUSTER %s USING %s", table, index), "COMMIT")
+	after := indexFilenodes(t, table, index)
+	for k, v := range before {
+		if after[k] == v || after[k] == "" {
+			t.Fatalf("REINDEX in a block: placement %s's index filenode %s -> %s", k, v, after[k])
+		}
+	}
+	checkDefinitions(t, table, false)
 	mustExec(t, conn, "BEGIN")
-	wantErrorNoCheck(t, conn, fmt.Sprintf("REINDEX TABLE %s", table), "25001")
-	mustExec(t, conn, "ROLLBACK", "BEGIN")
-	wantErrorNoCheck(t, conn, fmt.Sprintf("CLUSTER %s", table), "25001")
+	wantErrorNoCheck(t, conn, fmt.Sprintf("REINDEX TABLE CONCURRENTLY %s", table), "25001")
 	mustExec(t, conn, "ROLLBACK")
 	if n := queryString(t, conn, fmt.Sprintf("SELECT count(*)::text FROM %s WHERE v >= 0", table)); n != "40" {
 		t.Fatalf("rows: %s", n)
