@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pgshard/pgshard/metadata"
@@ -121,11 +123,22 @@ func (x *execution) vacuum(ctx context.Context, sql string, work []*ddlWork) err
 		byNode[n] = append(byNode[n], targets[i])
 	}
 	for _, n := range order {
-		shardSQL, err := router.ShardMaint(sql, byNode[n], "", x.st.Maint.RelTables)
-		if err != nil {
-			return err
-		}
-		err = x.onPlacement(ctx, n, shardSQL)
+		err := x.withPlacement(ctx, n, func(c *backend.Conn) error {
+			targets := byNode[n]
+			if x.st.Maint.All {
+				// Bare: the shard tables that are there (PostgreSQL's bare VACUUM
+				// processes the tables there are).
+				var err error
+				if targets, err = existingShards(ctx, c, targets); err != nil || len(targets) == 0 {
+					return err
+				}
+			}
+			shardSQL, err := router.ShardMaint(sql, targets, "", x.st.Maint.RelTables)
+			if err != nil {
+				return err
+			}
+			return x.running(c, func() error { return c.Exec(ctx, shardSQL) })
+		})
 		var pe *pgerr.Error
 		switch {
 		case err == nil:
@@ -141,6 +154,30 @@ func (x *execution) vacuum(ctx context.Context, sql string, work []*ddlWork) err
 	}
 	x.out.CommandComplete(tag)
 	return nil
+}
+
+// existingShards returns the targets whose shard tables exist on c's server.
+func existingShards(ctx context.Context, c *backend.Conn, targets []router.ShardTarget) ([]router.ShardTarget, error) {
+	lits := make([]string, len(targets))
+	for i, tg := range targets {
+		name, err := router.ShardTableName(tg.T, tg.Shard)
+		if err != nil {
+			return nil, err
+		}
+		lits[i] = router.QuoteLiteral(name)
+	}
+	rows, err := c.ExecRows(ctx, "SELECT n.pos::pg_catalog.int8 FROM pg_catalog.unnest(ARRAY["+strings.Join(lits, ", ")+
+		"]::pg_catalog.text[]) WITH ORDINALITY n(name, pos) WHERE pg_catalog.to_regclass(n.name) IS NOT NULL ORDER BY 1")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]router.ShardTarget, 0, len(rows))
+	for _, r := range rows {
+		if pos, err := strconv.Atoi(string(r[0])); err == nil && pos >= 1 && pos <= len(targets) {
+			out = append(out, targets[pos-1])
+		}
+	}
+	return out, nil
 }
 
 // reindexOrCluster runs REINDEX or CLUSTER (outside a transaction block).
