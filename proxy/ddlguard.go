@@ -52,6 +52,7 @@ import (
 // txid authorizes them: the guard refuses them on a distributed table before they start.
 // Propagation runs them CONCURRENTLY on the workers only, and a plain CREATE/DROP INDEX
 // (authorized) on the coordinator's prototype, which is empty and so quick to index.
+// (ddlconcurrent.go; REINDEX and CLUSTER likewise, maint.go: coordAuthorized.)
 //
 // The authorization lasts until the transaction ends (txids never repeat, so a row left
 // behind authorizes nothing); rows of transactions that ended are deleted by the next

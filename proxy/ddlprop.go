@@ -35,6 +35,9 @@ import (
 
 // ddl runs a DDL plan.
 func (x *execution) ddl(ctx context.Context) error {
+	if x.st.Maint != nil {
+		return x.maint(ctx) // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (maint.go)
+	}
 	ss, st := x.ss, x.st
 	sql := render(st.Text, x.in, nil, nil)
 	work, err := x.ddlTables(ctx, sql)
@@ -123,7 +126,7 @@ func (x *execution) ddlTables(ctx context.Context, sql string) ([]*ddlWork, erro
 		}
 		return work, nil
 	}
-	names, concurrent, err := router.DDLIndexNames(sql)
+	names, _, err := router.DDLIndexNames(sql)
 	if err != nil {
 		return nil, err
 	}
@@ -143,10 +146,6 @@ func (x *execution) ddlTables(ctx context.Context, sql string) ([]*ddlWork, erro
 		t := snap.TableByOID(uint32(oid))
 		if t == nil {
 			continue
-		}
-		if concurrent {
-			return nil, pgerr.New(pgerr.FeatureNotSupported, "DROP INDEX CONCURRENTLY of an index of distributed table %s is not supported", router.QuoteIdent(t.Name)).
-				WithHint("Use DROP INDEX without CONCURRENTLY: pgshard drops the index on the coordinator and every placement in one transaction.")
 		}
 		w := byOID[t.OID]
 		if w == nil {

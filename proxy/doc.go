@@ -46,7 +46,9 @@
 //   - write.go, source.go, ddl.go, ddlprop.go, copy.go, functions.go: the write executor
 //     (ddlprop.go: schema changes of distributed tables, on the coordinator and then on
 //     every placement as a write, in the session's block or one of their own; ddlschema.go:
-//     what wraps a CREATE TRIGGER's shard statements, its function): a write
+//     what wraps a CREATE TRIGGER's shard statements, its function; maint.go,
+//     ddlconcurrent.go: CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE, placement by
+//     placement without shard locks): a write
 //     locks its shards, a writeRun sends it to every finalized placement, collects the
 //     answers, decides with outcome.go, marks through a placementMarker before
 //     committing, and forwards the chosen placement's answer.

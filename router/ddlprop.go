@@ -88,6 +88,9 @@ func indexBacked(kind byte) bool { return kind == 'p' || kind == 'u' || kind == 
 // ddlStmt plans a schema change that names a distributed table: nil when the statement is
 // not one (the caller plans it as before).
 func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement {
+	if st := p.maintStmt(root, dist); st != nil {
+		return st // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (ddlmaint.go)
+	}
 	switch s := root.Interface().(type) {
 	case *pg_query.AlterTableStmt:
 		switch s.Objtype {
@@ -171,10 +174,6 @@ func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement
 		t := p.resolve(s.Relation)
 		if t == nil {
 			return nil
-		}
-		if s.Concurrent {
-			return p.errorf(pgerr.New(pgerr.FeatureNotSupported, "CREATE INDEX CONCURRENTLY on distributed table %s is not supported", QuoteIdent(t.Name)).
-				WithHint("Use CREATE INDEX without CONCURRENTLY: pgshard builds the index on the coordinator and every placement in one transaction (writes to the table wait until it is done)."))
 		}
 		if s.Unique && !indexHasKey(t, s.IndexParams) {
 			return p.errorf(uniqueWithoutKey(t, "unique index"))
@@ -730,6 +729,7 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		}
 		return strings.Join(q, ".")
 	}
+	var rel *pg_query.RangeVar
 	switch s := root.Interface().(type) {
 	case *pg_query.DropStmt:
 		for _, o := range s.Objects {
@@ -737,15 +737,14 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		}
 		return names, s.Concurrent, nil
 	case *pg_query.RenameStmt:
-		if s.Relation == nil {
-			break
-		}
-		return []string{quote(relParts(s.Relation))}, false, nil
-	case *pg_query.AlterTableStmt:
-		if s.Relation == nil {
-			break
-		}
-		return []string{quote(relParts(s.Relation))}, false, nil
+		rel = s.Relation
+	case *pg_query.AlterTableStmt: // ALTER INDEX ... SET/RESET
+		rel = s.Relation
+	case *pg_query.ReindexStmt: // REINDEX INDEX (ddlmaint.go)
+		rel = s.Relation
+	}
+	if rel != nil {
+		return []string{quote(relParts(rel))}, false, nil
 	}
 	return nil, false, pgerr.New(pgerr.InternalError, "not a statement naming indexes")
 }
@@ -945,6 +944,8 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		s.Relation = rv
 		r.prelude = append(r.prelude, &pg_query.Node{Node: &pg_query.Node_CreateSchemaStmt{CreateSchemaStmt: &pg_query.CreateSchemaStmt{Schemaname: s.Newschema, IfNotExists: true}}})
 		return true, nil
+	case *pg_query.ReindexStmt, *pg_query.ClusterStmt:
+		return r.reindexCluster(root) // in a transaction block (ddlmaint.go)
 	case *pg_query.DropStmt:
 		var objs []*pg_query.Node
 		for _, i := range r.cat.Objects {

@@ -199,6 +199,8 @@ type Statement struct {
 	// References are the OIDs of the distributed tables the foreign keys of an ALTER
 	// TABLE refer to, one per foreign key in the statement's order (router.DDLCatalog.Refs).
 	References []uint32
+	// Maint is the plan of a maintenance statement of kind DDL (ddlmaint.go).
+	Maint *Maint
 	// Listen is set on LISTEN (true) and UNLISTEN * (false is not reported).
 	Listen bool
 

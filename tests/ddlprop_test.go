@@ -217,7 +217,7 @@ func TestDDLPropagation(t *testing.T) {
 		"ALTER TABLE %[1]s RENAME COLUMN k TO kk",
 		"ALTER TABLE %[1]s ADD UNIQUE (id)",
 		"CREATE UNIQUE INDEX ON %[1]s (id)",
-		"CREATE INDEX CONCURRENTLY ON %[1]s (id)",
+		"CREATE UNIQUE INDEX CONCURRENTLY ON %[1]s (id)",
 	} {
 		wantError(t, conn, fmt.Sprintf(s, table), "0A000", "")
 	}
