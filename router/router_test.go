@@ -73,7 +73,7 @@ func TestPlanKinds(t *testing.T) {
 		{"truncate reviews, other", []Kind{Truncate}, false},
 		{"drop table reviews", []Kind{DropTable}, false},
 		{"alter table reviews add column x int", []Kind{DDL}, false},
-		{"alter table reviews replica identity full", []Kind{Error}, false},
+		{"alter table reviews set tablespace pg_default", []Kind{Error}, false},
 		{"savepoint a; release a; rollback to a", []Kind{Savepoint, Release, RollbackTo}, false},
 		{"", nil, true},
 	}

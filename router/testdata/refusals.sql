@@ -2,7 +2,7 @@
 UPDATE customers SET id = 2 WHERE id = 1
 
 -- ALTER of a distributed table in a form pgshard does not propagate.
-ALTER TABLE customers REPLICA IDENTITY FULL
+ALTER TABLE customers SET TABLESPACE pg_default
 
 -- FOR UPDATE with LIMIT on several shards (without SKIP LOCKED).
 SELECT id FROM customers ORDER BY id LIMIT 1 FOR UPDATE
