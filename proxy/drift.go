@@ -71,6 +71,16 @@ SELECT 'constraint ' || pg_catalog.quote_ident(CASE WHEN s.n > 0 AND co.contype 
 FROM strip s JOIN pg_catalog.pg_constraint co ON co.conrelid = s.oid
 WHERE co.contype IN ('c', 'p', 'u', 'x')
 UNION ALL
+SELECT 'foreign key ' || pg_catalog.quote_ident(co.conname),
+       CASE WHEN s.coord THEN x.def ELSE pg_catalog.regexp_replace(x.def, 'REFERENCES (.+?)_[0-9]+\(', 'REFERENCES \1(') END
+FROM strip s JOIN pg_catalog.pg_constraint co ON co.conrelid = s.oid
+CROSS JOIN LATERAL (SELECT pg_catalog.pg_get_constraintdef(co.oid) AS def) x
+WHERE co.contype = 'f'
+  -- On the coordinator, those to distributed tables (whose prototypes carry pgshard's
+  -- triggers): the shards carry no others.
+  AND (NOT s.coord OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger tg
+                              WHERE tg.tgrelid = co.confrelid AND tg.tgname = 'pgshard_refuse_writes'))
+UNION ALL
 SELECT 'index ' || pg_catalog.quote_ident(CASE WHEN s.n > 0 AND pg_catalog.right(ic.relname::pg_catalog.text, s.n) = s.suffix
                                                THEN pg_catalog.left(ic.relname::pg_catalog.text, -s.n) ELSE ic.relname::pg_catalog.text END),
        pg_catalog.ltrim(CASE WHEN i.indisunique THEN 'UNIQUE' ELSE '' END ||

@@ -283,6 +283,14 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	if err != nil {
 		return res, err
 	}
+	fks, err := r.shardForeignKeys(ctx, t, sh.ID) // foreignkeys.go
+	if err != nil {
+		return res, err
+	}
+	if fks.cascade {
+		def.drop += " CASCADE"
+	}
+	def.afterCopy = append(def.afterCopy, fks.after...)
 
 	// Both sessions are the owner's (see the package comment): nothing of the owner's runs
 	// with the proxy's rights, and the recreated table is the owner's.
@@ -324,7 +332,7 @@ func (r *Repairer) copy(ctx context.Context, req Request, t *metadata.Table, sh 
 	res.Bytes = copied.Load()
 	if len(def.afterCopy) > 0 {
 		if _, err := target.Exec(ctx, "BEGIN;\n"+strings.Join(def.afterCopy, ";\n")+";\nCOMMIT").ReadAll(); err != nil {
-			return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate the triggers of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
+			return res, pgerr.Wrap(err, pgerr.InternalError, "could not recreate the triggers and foreign keys of shard %d on %s", sh.ID, tgt.Node).WithDetail("%v", err)
 		}
 	}
 

@@ -290,6 +290,9 @@ BEGIN
 		  -- pgshard's own triggers on the prototypes are the coordinator's alone (a proxy
 		  -- adds them again when it starts).
 		  AND NOT (d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND d.address_names[3] LIKE 'pgshard\_%')
+		  -- Triggers that are an internal part of something else dropped (the RI triggers
+		  -- of a foreign key, on both tables) go with it: the constraint is what counts.
+		  AND NOT (d.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass AND NOT d.original AND NOT d.normal)
 		  AND x.rel IN (SELECT p.relation_id FROM pgs_distribution_metadata.partition p)
 		  AND NOT pgs_distribution_metadata.ddl_authorized(x.rel)
 		LIMIT 1;
