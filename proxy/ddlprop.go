@@ -266,6 +266,13 @@ func (x *execution) ddlIn(ctx context.Context, sql string, work []*ddlWork) (str
 			}
 		}
 	}
+	if exprs := router.DDLColumnDefaults(sql); len(exprs) > 0 {
+		for _, w := range work {
+			if err := x.computedDefaults(ctx, c, w, exprs); err != nil { // ddldefault.go
+				return "", err
+			}
+		}
+	}
 	adapt, err := x.newShardStatements(ctx, c, sql, work) // ddldeps.go
 	if err != nil {
 		return "", err

@@ -53,6 +53,10 @@ type DDLCatalog struct {
 	// ShardFKs are the table's foreign keys (of Kinds) that refer to distributed tables:
 	// the shards carry them, under the same names.
 	ShardFKs map[string]bool
+	// Defaults are the values the coordinator computed for the statement's ADD COLUMN
+	// defaults that are not constants (DDLColumnDefaults), as SQL constants by column:
+	// each shard fills its existing rows with them, then drops the default.
+	Defaults map[string]string
 }
 
 // DDLObject is a constraint or index a statement created: Kind is the constraint's
@@ -592,11 +596,9 @@ func addColumnAllowed(t *metadata.Table, cd *pg_query.ColumnDef) *pgerr.Error {
 		}
 		switch c.Contype {
 		case pg_query.ConstrType_CONSTR_DEFAULT:
-			if !constExpr(c.RawExpr) {
-				return pgerr.New(pgerr.FeatureNotSupported, "ADD COLUMN with a DEFAULT that is not a constant on distributed table %s is not supported", name).
-					WithDetail("Each placement would compute the new column's values for its existing rows on its own.").
-					WithHint("Add the column without a default (or with a constant one), fill it with UPDATE, then ALTER COLUMN ... SET DEFAULT.")
-			}
+			// One that is not a constant is evaluated once on the coordinator, and the
+			// shards fill their rows with the value (ddldefault.go); a volatile one is
+			// refused there.
 		case pg_query.ConstrType_CONSTR_IDENTITY:
 			return pgerr.New(pgerr.FeatureNotSupported, "ADD COLUMN ... GENERATED AS IDENTITY on distributed table %s is not supported", name)
 		case pg_query.ConstrType_CONSTR_FOREIGN:
@@ -782,6 +784,9 @@ func ShardDDL(sql string, t *metadata.Table, shardID int64, cat *DDLCatalog) (st
 		stmts = append(stmts, &pg_query.RawStmt{Stmt: n})
 	}
 	stmts = append(stmts, &pg_query.RawStmt{Stmt: stmt})
+	for _, n := range r.postlude {
+		stmts = append(stmts, &pg_query.RawStmt{Stmt: n})
+	}
 	out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: stmts})
 	if err != nil {
 		return "", pgerr.New(pgerr.InternalError, "could not write the schema change for the shards: %v", err)
@@ -802,8 +807,8 @@ type rewriter struct {
 	added map[byte][]string
 	// fks counts the foreign keys met, an index into cat.Refs.
 	fks int
-	// prelude are statements the shard runs before the rewritten one.
-	prelude []*pg_query.Node
+	// prelude are statements the shard runs before the rewritten one, postlude after.
+	prelude, postlude []*pg_query.Node
 }
 
 func (r *rewriter) suffix(name string) (string, error) { return shardSuffix(name, r.shard) }
@@ -1006,6 +1011,12 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 		cd := unwrap(cmd.Def).(*pg_query.ColumnDef)
 		for _, n := range cd.Constraints {
 			if c, ok := unwrap(n).(*pg_query.Constraint); ok {
+				if c.Contype == pg_query.ConstrType_CONSTR_DEFAULT && !constExpr(c.RawExpr) {
+					if err := r.computedDefault(c, cd.Colname); err != nil { // ddldefault.go
+						return false, err
+					}
+					continue
+				}
 				if err := r.constraint(c, cd.Colname); err != nil {
 					return false, err
 				}

@@ -192,6 +192,7 @@ UPDATE shop.customers SET name = 'Customer ' || id;
 		goose: `-- +goose Up
 ALTER TABLE shop.customers RENAME COLUMN name TO full_name;
 ALTER TABLE shop.orders ADD COLUMN amount_cents bigint NOT NULL DEFAULT 0;
+ALTER TABLE shop.orders ADD COLUMN created_at timestamptz NOT NULL DEFAULT now();
 UPDATE shop.orders SET amount_cents = (total * 100)::bigint;
 ALTER TABLE shop.orders DROP COLUMN total;
 ALTER TABLE shop.orders ADD CONSTRAINT orders_amount_nonnegative CHECK (amount_cents >= 0);
