@@ -91,3 +91,4 @@ func (bt *blockTables) alteredTables(base *metadata.Snapshot) []*metadata.Table 
 	}
 	return add
 }
+

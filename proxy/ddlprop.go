@@ -48,9 +48,6 @@ func (x *execution) ddl(ctx context.Context) error {
 		// Indexes of no distributed table: the coordinator's business alone.
 		return x.coordinatorStatement(ctx, sql)
 	}
-	if st.RenamesTable && ss.txn.tx != txIdle {
-		return router.RenameInBlockError(st)
-	}
 	own := ss.txn.tx == txIdle
 	if own {
 		// READ COMMITTED whatever the session's default: the authorization the guard

@@ -6,7 +6,6 @@ import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgshard/pgshard/metadata"
-	"github.com/pgshard/pgshard/pgerr"
 )
 
 // Schema statements that reach distributed tables:
@@ -103,20 +102,4 @@ func doStmt(body string) string {
 		tag = "$pgshard" + strings.Repeat("x", i) + "$"
 	}
 	return "DO " + tag + body + tag
-}
-
-// refuseInSchemaBlock is the error for ALTER SCHEMA ... RENAME inside a transaction block.
-func refuseInSchemaBlock() *pgerr.Error {
-	return pgerr.New(pgerr.ActiveSQLTransaction, "ALTER SCHEMA ... RENAME TO of a schema holding distributed tables cannot run inside a transaction block").
-		WithDetail("pgshard plans statements by the table names it has loaded, which change when the rename commits.")
-}
-
-// RenameInBlockError is the 25001 error for a statement of plan st (RenamesTable) inside
-// a transaction block.
-func RenameInBlockError(st *Statement) *pgerr.Error {
-	if st.Tag == "ALTER SCHEMA" {
-		return refuseInSchemaBlock()
-	}
-	return pgerr.New(pgerr.ActiveSQLTransaction, "ALTER TABLE ... RENAME TO or SET SCHEMA of a distributed table cannot run inside a transaction block").
-		WithDetail("pgshard plans statements by the table names it has loaded, which change when the rename commits.")
 }
