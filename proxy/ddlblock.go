@@ -91,4 +91,3 @@ func (bt *blockTables) alteredTables(base *metadata.Snapshot) []*metadata.Table 
 	}
 	return add
 }
-
