@@ -108,7 +108,7 @@ func TestDDLFunctionKeptInStep(t *testing.T) {
 	create := func(body string) string {
 		return fmt.Sprintf("CREATE OR REPLACE FUNCTION %s(v int) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$ SELECT %s $$", fn, body)
 	}
-	// The function must exist on the workers before the table is distributed.
+	// Made on every server here (distribution would also create it on the workers).
 	for _, s := range env.C.Servers() {
 		if _, err := s.Exec(ctx, "postgres", create("v >= 0")); err != nil {
 			t.Fatal(err)

@@ -199,59 +199,44 @@ func TestShardTypes(t *testing.T) {
 	}
 }
 
-// TestShardNeedsMissingFunction: a table whose CHECK constraint calls a function that the
-// workers lack is refused by master_create_worker_shards with 0A000 naming the function,
-// and no shard is left behind; with the function on the workers it is distributed.
-func TestShardNeedsMissingFunction(t *testing.T) {
+// TestShardCopiesFunction: a table whose CHECK constraint calls a function (in SQL) that
+// the workers lack is distributed: master_create_worker_shards creates the function on
+// the workers from the coordinator's definition, and the shards enforce the check; a
+// repair onto a worker that lost the function creates it again.
+func TestShardCopiesFunction(t *testing.T) {
+	ctx := context.Background()
 	conn := connect(t)
 	fn := uniqueName("sobj_fn")
 	table := uniqueName("sobj_fnt")
 	mustExec(t, conn, fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn),
-		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int CHECK (public.%s(v)))", table, fn),
-		fmt.Sprintf("SELECT master_create_distributed_table('%s', 'id')", table))
-	t.Cleanup(func() {
-		for _, s := range env.C.Servers() {
-			s.Exec(context.Background(), "postgres", fmt.Sprintf("DROP TABLE IF EXISTS %s; DROP FUNCTION IF EXISTS public.%s(int)", table, fn))
-		}
-	})
-	wantError(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table), "0A000",
-		fmt.Sprintf("function public.%s(integer), which table public.%s needs, does not exist on this worker", fn, table))
-	if n := len(shardsOf(t, table)); n != 0 {
-		t.Errorf("%d shards recorded after a refused creation", n)
-	}
-	for _, w := range env.C.Workers {
-		if n := queryString(t, connectServer(t, w), "SELECT count(*)::text FROM pg_class WHERE relname LIKE $1", table+"\\_%"); n != "0" {
-			t.Errorf("%s shard tables left on %s", n, w.Name)
-		}
-		mustExec(t, connectServer(t, w), fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn))
-	}
-	mustExec(t, conn, fmt.Sprintf("SELECT master_create_worker_shards('%s', 2, 2)", table),
-		fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
+		fmt.Sprintf("CREATE TABLE %s (id int PRIMARY KEY, v int CHECK (public.%s(v)))", table, fn))
+	distribute(t, conn, "SELECT 1", table, "id", 2, 2)
+	mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (1, 1)", table))
 	wantError(t, conn, fmt.Sprintf("INSERT INTO %s VALUES (2, 0)", table), "23514", "")
+	def := queryString(t, connectServer(t, env.C.Coordinator), fmt.Sprintf("SELECT pg_get_functiondef('public.%s(int)'::regprocedure)", fn))
+	for _, sh := range shardsOf(t, table) {
+		for _, p := range sh.places {
+			if got := queryString(t, connectServer(t, serverFor(p.port)), fmt.Sprintf("SELECT pg_get_functiondef('public.%s(int)'::regprocedure)", fn)); got != def {
+				t.Fatalf("the function on port %d: %q, want %q", p.port, got, def)
+			}
+		}
+	}
 
-	// A repair onto a worker that lost the function fails with the same error and leaves
-	// the placement inactive; with the function back, it succeeds.
+	// A repair onto a worker that lost the function (and the shard with it) creates it.
 	sh := shardsOf(t, table)[0]
 	victim := sh.places[0]
 	vc := connectServer(t, serverFor(victim.port))
-	mustExec(t, vc, fmt.Sprintf("DROP TABLE %s_%d", table, sh.id))
-	// (Other shards of the table on that worker keep their CHECK: drop it with them.)
 	mustExec(t, vc, fmt.Sprintf("DROP FUNCTION public.%s(int) CASCADE", fn))
 	mustExec(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
 		"UPDATE pgs_distribution_metadata.shard_placement SET shard_state = 3 WHERE id = %d", victim.id))
 	awaitProxySeesInactive(t, victim.id)
-	_, err := conn.Exec(context.Background(), fmt.Sprintf("REPAIR SHARD %d", sh.id))
-	if pe := pgErrorOf(err); pe == nil || pe.Code != "0A000" || !strings.Contains(pe.Message, fmt.Sprintf("function public.%s(integer), which table public.%s needs, does not exist on this worker", fn, table)) {
-		t.Errorf("REPAIR SHARD onto a worker without the function: %v", err)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("REPAIR SHARD %d", sh.id)); err != nil {
+		t.Fatalf("REPAIR SHARD: %v", err)
 	}
-	if _, inact, _ := placementStates(t, table); inact != 1 {
-		t.Errorf("after the refused repair: %d inactive placements, want 1", inact)
+	if got := queryString(t, vc, fmt.Sprintf("SELECT count(*) FROM pg_constraint WHERE conrelid = '%s_%d'::regclass AND contype = 'c'", table, sh.id)); got != "1" {
+		t.Fatalf("the repaired shard has %s checks", got)
 	}
-	mustExec(t, vc, fmt.Sprintf("CREATE FUNCTION public.%s(int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT $1 > 0'", fn))
-	mustExec(t, conn, fmt.Sprintf("REPAIR SHARD %d", sh.id))
-	if fin, inact, _ := placementStates(t, table); fin != 4 || inact != 0 {
-		t.Errorf("after the repair: %d finalized, %d inactive placements", fin, inact)
-	}
+	checkDefinitions(t, table, false)
 }
 
 // TestShardRangeTypeRefused: a column of a range type, which pgshard does not create on

@@ -48,6 +48,10 @@ type Type struct {
 type Function struct {
 	// Signature is regprocedure's text, schema-qualified ("public.f(integer)").
 	Signature string
+	// Schema is the function's schema (not quoted); Def its definition
+	// (pg_get_functiondef), "" for a function in C or of an extension, which the
+	// workers must have.
+	Schema, Def string
 }
 
 // objectsSQL reads the types and functions that table $1 needs, types in dependency order
@@ -134,10 +138,14 @@ SELECT json_build_object(
     FROM pg_policy po WHERE po.polrelid = $1),
   'rls', (SELECT r.relrowsecurity FROM pg_class r WHERE r.oid = $1),
   'force_rls', (SELECT r.relforcerowsecurity FROM pg_class r WHERE r.oid = $1),
-  'functions', (SELECT coalesce(json_agg(DISTINCT p.oid::regprocedure::text), '[]')
+  'functions', (SELECT coalesce(jsonb_agg(DISTINCT jsonb_build_object('sig', p.oid::regprocedure::text, 'schema', pn.nspname,
+        'def', CASE WHEN l.lanname NOT IN ('c', 'internal')
+                     AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')
+                    THEN pg_get_functiondef(p.oid) END)), '[]')
     FROM pg_depend dp
     JOIN pg_proc p ON p.oid = dp.refobjid
     JOIN pg_namespace pn ON pn.oid = p.pronamespace
+    JOIN pg_language l ON l.oid = p.prolang
     WHERE dp.refclassid = 'pg_proc'::regclass
       AND pn.nspname NOT IN ('pg_catalog', 'information_schema')
       AND ((dp.classid = 'pg_constraint'::regclass
@@ -154,7 +162,11 @@ SELECT json_build_object(
 type (
 	jsonObjects struct {
 		Types     []jsonType    `json:"types"`
-		Functions []string      `json:"functions"`
+		Functions []struct {
+			Sig    string  `json:"sig"`
+			Schema string  `json:"schema"`
+			Def    *string `json:"def"`
+		} `json:"functions"`
 		Triggers  []jsonTrigger `json:"triggers"`
 		Policies  []jsonPolicy  `json:"policies"`
 		RLS       bool          `json:"rls"`
@@ -269,7 +281,11 @@ func objectsFrom(relid uint32, display string, rows [][][]byte) ([]Type, []Funct
 	}
 	var funcs []Function
 	for _, f := range jo.Functions {
-		funcs = append(funcs, Function{Signature: f})
+		fn := Function{Signature: f.Sig, Schema: f.Schema}
+		if f.Def != nil {
+			fn.Def = *f.Def
+		}
+		funcs = append(funcs, fn)
 	}
 	return types, funcs, securityFrom(&jo), nil
 }
@@ -362,11 +378,16 @@ func (t *Table) objectCommands() []string {
 		}
 	}
 	for _, f := range t.Functions {
+		if f.Def != "" {
+			// Created from the coordinator's definition where missing or different.
+			cmds = append(cmds, doBlock(EnsureFunction(f.Schema, f.Signature, f.Def)))
+			continue
+		}
 		cmds = append(cmds, doBlock("BEGIN\n"+
 			"IF pg_catalog.to_regprocedure("+literal(f.Signature)+") IS NULL THEN\n"+
 			"RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', MESSAGE = "+
 			literal(fmt.Sprintf("function %s, which table %s.%s needs, does not exist on this worker", f.Signature, t.QuotedSchema, t.QuotedName))+
-			", HINT = 'Create the function on every worker (pgshard does not copy functions).';\nEND IF;\nEND"))
+			", HINT = 'Create the function on every worker (pgshard copies functions in SQL and procedural languages only).';\nEND IF;\nEND"))
 	}
 	return cmds
 }
