@@ -42,7 +42,7 @@ import (
 // placements not reached yet: running the statement again finishes it.
 
 // createIndexConcurrently runs CREATE INDEX CONCURRENTLY on w's table.
-func (x *execution) createIndexConcurrently(ctx context.Context, sql string, w *ddlWork) error {
+func (x maintExec) createIndexConcurrently(ctx context.Context, sql string, w *ddlWork) error {
 	ss, t := x.ss, w.t
 	c, err := ss.txn.coordConn(ctx)
 	if err != nil {
@@ -116,7 +116,7 @@ func (x *execution) createIndexConcurrently(ctx context.Context, sql string, w *
 
 // coordIndexOf returns the OID of the index the coordinator has under name (text for
 // regclass) if it is an index of t, else 0.
-func (x *execution) coordIndexOf(ctx context.Context, c *backend.Conn, name string, t *metadata.Table) (int64, error) {
+func (x maintExec) coordIndexOf(ctx context.Context, c *backend.Conn, name string, t *metadata.Table) (int64, error) {
 	rows, err := c.ExecRows(ctx, fmt.Sprintf("SELECT i.indexrelid::pg_catalog.int8 FROM pg_catalog.pg_index i WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s) AND i.indrelid OPERATOR(pg_catalog.=) %d",
 		router.QuoteLiteral(name), t.OID))
 	if err != nil || len(rows) != 1 {
@@ -128,7 +128,7 @@ func (x *execution) coordIndexOf(ctx context.Context, c *backend.Conn, name stri
 // createCoordIndex runs the statement, without CONCURRENTLY, on the coordinator in an
 // authorized transaction, and returns the OID of the index it created (0 when IF NOT
 // EXISTS skipped it).
-func (x *execution) createCoordIndex(ctx context.Context, sql string, w *ddlWork) (int64, error) {
+func (x maintExec) createCoordIndex(ctx context.Context, sql string, w *ddlWork) (int64, error) {
 	coordSQL, err := router.CoordinatorMaint(sql)
 	if err != nil {
 		return 0, err
@@ -164,7 +164,7 @@ func (x *execution) createCoordIndex(ctx context.Context, sql string, w *ddlWork
 // tbl) with create (CREATE INDEX CONCURRENTLY): nothing when it has a valid one (false);
 // an invalid one is dropped first. A failed build's invalid index is dropped again when
 // the connection still can.
-func (x *execution) buildPlacementIndex(ctx context.Context, node metadata.Node, idx, tbl, create string) (bool, error) {
+func (x maintExec) buildPlacementIndex(ctx context.Context, node metadata.Node, idx, tbl, create string) (bool, error) {
 	built := false
 	err := x.withPlacement(ctx, node, func(c *backend.Conn) error {
 		exists, valid, err := placementIndex(ctx, c, idx, tbl)
@@ -205,7 +205,7 @@ func placementIndex(ctx context.Context, c *backend.Conn, idx, tbl string) (exis
 }
 
 // dropIndexConcurrently runs DROP INDEX CONCURRENTLY of an index of w's table.
-func (x *execution) dropIndexConcurrently(ctx context.Context, sql string, w *ddlWork) error {
+func (x maintExec) dropIndexConcurrently(ctx context.Context, sql string, w *ddlWork) error {
 	index, err := x.indexRelname(ctx, sql)
 	if err != nil {
 		return err

@@ -36,7 +36,7 @@ import (
 // ddl runs a DDL plan.
 func (x *execution) ddl(ctx context.Context) error {
 	if x.st.Maint != nil {
-		return x.maint(ctx) // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (maint.go)
+		return maintExec{x}.maint(ctx) // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (maint.go)
 	}
 	ss, st := x.ss, x.st
 	sql := render(st.Text, x.in, nil, nil)

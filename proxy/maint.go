@@ -41,7 +41,7 @@ import (
 //     ddlprop.go, under the shards' write locks, committed with the block.
 
 // maint runs a maintenance statement.
-func (x *execution) maint(ctx context.Context) error {
+func (x maintExec) maint(ctx context.Context) error {
 	ss, st := x.ss, x.st
 	m := st.Maint
 	sql := render(st.Text, x.in, nil, nil)
@@ -81,7 +81,7 @@ func (x *execution) maint(ctx context.Context) error {
 
 // maintInBlock is the error of a maintenance statement that cannot run inside a
 // transaction block, as PostgreSQL words it.
-func (x *execution) maintInBlock(sql string) error {
+func (x maintExec) maintInBlock(sql string) error {
 	what := x.st.Tag
 	if x.st.Maint.Form != router.MaintVacuum {
 		what += " CONCURRENTLY"
@@ -104,7 +104,7 @@ func maintTargets(work []*ddlWork) (targets []router.ShardTarget, nodes []metada
 }
 
 // vacuum runs VACUUM or ANALYZE.
-func (x *execution) vacuum(ctx context.Context, sql string, work []*ddlWork) error {
+func (x maintExec) vacuum(ctx context.Context, sql string, work []*ddlWork) error {
 	c, err := x.ss.txn.coordConn(ctx)
 	if err != nil {
 		return err
@@ -181,7 +181,7 @@ func existingShards(ctx context.Context, c *backend.Conn, targets []router.Shard
 }
 
 // reindexOrCluster runs REINDEX or CLUSTER (outside a transaction block).
-func (x *execution) reindexOrCluster(ctx context.Context, sql string, work []*ddlWork) error {
+func (x maintExec) reindexOrCluster(ctx context.Context, sql string, work []*ddlWork) error {
 	index := ""
 	if x.st.IndexLookup {
 		var err error
@@ -229,7 +229,7 @@ func (x *execution) reindexOrCluster(ctx context.Context, sql string, work []*dd
 // dropLeftovers drops the invalid indexes a REINDEX CONCURRENTLY that failed left on
 // shard table tbl (named <index>_ccnew[N], which PostgreSQL leaves for the user to drop),
 // before REINDEX CONCURRENTLY runs on it again: a failed run's are dropped by the next.
-func (x *execution) dropLeftovers(ctx context.Context, c *backend.Conn, tbl string) error {
+func (x maintExec) dropLeftovers(ctx context.Context, c *backend.Conn, tbl string) error {
 	rows, err := c.ExecRows(ctx, `SELECT pg_catalog.format('%I.%I', n.nspname, ic.relname) FROM pg_catalog.pg_index i
 		JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid
 		JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) ic.relnamespace
@@ -253,7 +253,7 @@ func (x *execution) dropLeftovers(ctx context.Context, c *backend.Conn, tbl stri
 // ends, and a DDL lock queued behind it would keep out the writes that come next): each
 // try waits at most coordLockTry, and is tried again after a pause, until it gets the
 // lock, the statement_timeout or a cancel request.
-func (x *execution) coordAuthorized(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
+func (x maintExec) coordAuthorized(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
 	bounded := ctx
 	if w, _ := ctx.Value(statementWaitsKey{}).(*lockWait); w != nil {
 		b, stop, err := boundStatement(ctx, w)
@@ -280,7 +280,7 @@ func (x *execution) coordAuthorized(ctx context.Context, sql string, work []*ddl
 // coordLockTry is how long coordAuthorized waits for a lock at each try.
 const coordLockTry = "100ms"
 
-func (x *execution) coordAuthorizedTry(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
+func (x maintExec) coordAuthorizedTry(ctx context.Context, sql string, work []*ddlWork, commit bool) (string, error) {
 	c, err := x.ss.txn.coordConn(ctx)
 	if err != nil {
 		return "", err
@@ -314,7 +314,7 @@ func (x *execution) coordAuthorizedTry(ctx context.Context, sql string, work []*
 
 // onPlacement runs sql on a connection of its own to node (not the block's), as the
 // client's role with the session's settings; notices are dropped.
-func (x *execution) onPlacement(ctx context.Context, node metadata.Node, sql string) error {
+func (x maintExec) onPlacement(ctx context.Context, node metadata.Node, sql string) error {
 	return x.withPlacement(ctx, node, func(c *backend.Conn) error {
 		return x.running(c, func() error { return c.Exec(ctx, sql) })
 	})
@@ -322,7 +322,7 @@ func (x *execution) onPlacement(ctx context.Context, node metadata.Node, sql str
 
 // withPlacement runs fn with a pooled connection to node, as the client's role with the
 // session's settings.
-func (x *execution) withPlacement(ctx context.Context, node metadata.Node, fn func(c *backend.Conn) error) error {
+func (x maintExec) withPlacement(ctx context.Context, node metadata.Node, fn func(c *backend.Conn) error) error {
 	ss := x.ss
 	res, err := ss.acquireWorker(ctx, node)
 	if err != nil {
@@ -338,7 +338,7 @@ func (x *execution) withPlacement(ctx context.Context, node metadata.Node, fn fu
 
 // indexRelname is the name of the index a DROP INDEX or REINDEX INDEX names, as the
 // coordinator's catalog has it.
-func (x *execution) indexRelname(ctx context.Context, sql string) (string, error) {
+func (x maintExec) indexRelname(ctx context.Context, sql string) (string, error) {
 	names, _, err := router.DDLIndexNames(sql)
 	if err != nil || len(names) == 0 {
 		return "", err
@@ -370,3 +370,7 @@ func maintStopped(err error, hint string) error {
 	}
 	return err
 }
+
+// maintExec is the execution of a maintenance statement (maint.go, ddlconcurrent.go):
+// its own type, apart from the execution's other concerns.
+type maintExec struct{ *execution }

@@ -156,7 +156,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 		}
 	}
 	p.omitSchemas(root, dist)
-	if st := p.policyStmt(root, dist); st != nil { // ddltrigger.go
+	if st := (ddlPlanner{p}).policyStmt(root, dist); st != nil { // ddltrigger.go
 		return st
 	}
 	if st := p.coordinatorCode(root, dist); st != nil {
@@ -165,7 +165,7 @@ func (p *planner) plan(root protoreflect.Message) *Statement {
 	if st := p.queryTextCall(root); st != nil {
 		return st
 	}
-	if st := p.ddlStmt(root, dist); st != nil {
+	if st := (ddlPlanner{p}).ddlStmt(root, dist); st != nil {
 		return st
 	}
 	dropped := p.droppedTables(root)

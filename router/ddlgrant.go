@@ -10,7 +10,7 @@ import (
 // distributed table in the named schemas, run on the coordinator and then, rewritten to
 // name only the table's schema, once per shard on every placement. Schemas without
 // distributed tables are the coordinator's business alone.
-func (p *planner) schemaGrantStmt(s *pg_query.GrantStmt) *Statement {
+func (p ddlPlanner) schemaGrantStmt(s *pg_query.GrantStmt) *Statement {
 	schemas := map[string]bool{}
 	for _, o := range s.Objects {
 		if sch, ok := unwrap(o).(*pg_query.String); ok {

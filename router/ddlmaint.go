@@ -50,7 +50,7 @@ type Maint struct {
 
 // maintStmt plans a maintenance statement of distributed tables: nil when the statement
 // is not one (or names none).
-func (p *planner) maintStmt(root protoreflect.Message, dist []tableRef) *Statement {
+func (p ddlPlanner) maintStmt(root protoreflect.Message, dist []tableRef) *Statement {
 	if !p.snap.HasTables() {
 		return nil
 	}

@@ -91,7 +91,7 @@ func indexBacked(kind byte) bool { return kind == 'p' || kind == 'u' || kind == 
 
 // ddlStmt plans a schema change that names a distributed table: nil when the statement is
 // not one (the caller plans it as before).
-func (p *planner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement {
+func (p ddlPlanner) ddlStmt(root protoreflect.Message, dist []tableRef) *Statement {
 	if st := p.maintStmt(root, dist); st != nil {
 		return st // CONCURRENTLY, REINDEX, CLUSTER, VACUUM, ANALYZE (ddlmaint.go)
 	}
@@ -278,7 +278,7 @@ func foreignKeys(cmd *pg_query.AlterTableCmd) []fkSpec {
 // index placed on the same workers) and pairs t's partition column with the referenced
 // table's. Shard i's constraint then refers to shard i of the referenced table, on the
 // same worker, which holds every row the shard's rows can refer to.
-func (p *planner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pgerr.Error) {
+func (p ddlPlanner) foreignKey(t *metadata.Table, fk fkSpec) (*metadata.Table, *pgerr.Error) {
 	name := QuoteIdent(t.Name)
 	ref := p.resolve(fk.con.Pktable)
 	if ref == nil {
@@ -377,7 +377,7 @@ func sameNodes(a, b *metadata.Shard) bool {
 
 // foreignKeyToDist refuses an ALTER TABLE of a table that is not distributed that adds a
 // foreign key to a distributed table (whose coordinator table is always empty).
-func (p *planner) foreignKeyToDist(rel *pg_query.RangeVar, cmds []*pg_query.Node) *pgerr.Error {
+func (p ddlPlanner) foreignKeyToDist(rel *pg_query.RangeVar, cmds []*pg_query.Node) *pgerr.Error {
 	for _, c := range cmds {
 		cmd, ok := unwrap(c).(*pg_query.AlterTableCmd)
 		if !ok {
@@ -394,7 +394,7 @@ func (p *planner) foreignKeyToDist(rel *pg_query.RangeVar, cmds []*pg_query.Node
 	return nil
 }
 
-func (p *planner) renameStmt(s *pg_query.RenameStmt, dist []tableRef) *Statement {
+func (p ddlPlanner) renameStmt(s *pg_query.RenameStmt, dist []tableRef) *Statement {
 	switch s.RenameType {
 	case pg_query.ObjectType_OBJECT_INDEX:
 		if !p.snap.HasTables() {
@@ -435,7 +435,7 @@ func (p *planner) renameStmt(s *pg_query.RenameStmt, dist []tableRef) *Statement
 	return st
 }
 
-func (p *planner) grantStmt(s *pg_query.GrantStmt) *Statement {
+func (p ddlPlanner) grantStmt(s *pg_query.GrantStmt) *Statement {
 	if s.Objtype == pg_query.ObjectType_OBJECT_SCHEMA {
 		return p.schemaGrantStmt(s)
 	}
@@ -1205,3 +1205,8 @@ func (r *rewriter) rename(s *pg_query.RenameStmt) (bool, error) {
 
 // String describes a DDL object for logs and tests.
 func (o DDLObject) String() string { return fmt.Sprintf("%s(%c)", o.Name, o.Kind) }
+
+// ddlPlanner is the planner at work on a schema change of distributed tables (ddlStmt
+// and the statements it plans): its own type, so that the planner's other concerns stay
+// apart from this one.
+type ddlPlanner struct{ *planner }

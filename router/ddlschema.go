@@ -24,7 +24,7 @@ import (
 //     is, which refuses it (2BP01) when a table is in the schema.
 
 // tablesInSchemas returns the distributed tables in the named schemas.
-func (p *planner) tablesInSchemas(schemas []string) []*metadata.Table {
+func (p ddlPlanner) tablesInSchemas(schemas []string) []*metadata.Table {
 	var out []*metadata.Table
 	for _, t := range p.snap.Tables() {
 		for _, s := range schemas {
@@ -39,7 +39,7 @@ func (p *planner) tablesInSchemas(schemas []string) []*metadata.Table {
 
 // schemaRename plans ALTER SCHEMA ... RENAME TO of a schema holding distributed tables;
 // nil for any other statement.
-func (p *planner) schemaRename(s *pg_query.RenameStmt) *Statement {
+func (p ddlPlanner) schemaRename(s *pg_query.RenameStmt) *Statement {
 	if s.RenameType != pg_query.ObjectType_OBJECT_SCHEMA || !p.snap.HasTables() {
 		return nil
 	}
@@ -56,7 +56,7 @@ func (p *planner) schemaRename(s *pg_query.RenameStmt) *Statement {
 
 // dropSchema plans DROP SCHEMA ... CASCADE of schemas holding distributed tables as a
 // DROP TABLE of those tables (proxy: dropTables); nil for any other statement.
-func (p *planner) dropSchema(s *pg_query.DropStmt) *Statement {
+func (p ddlPlanner) dropSchema(s *pg_query.DropStmt) *Statement {
 	if s.RemoveType != pg_query.ObjectType_OBJECT_SCHEMA || s.Behavior != pg_query.DropBehavior_DROP_CASCADE || !p.snap.HasTables() {
 		return nil
 	}

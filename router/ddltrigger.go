@@ -41,7 +41,7 @@ func reservedTrigger(name string, t *metadata.Table) *pgerr.Error {
 }
 
 // triggerStmt plans CREATE TRIGGER on a distributed table.
-func (p *planner) triggerStmt(s *pg_query.CreateTrigStmt, dist []tableRef) *Statement {
+func (p ddlPlanner) triggerStmt(s *pg_query.CreateTrigStmt, dist []tableRef) *Statement {
 	t := p.resolve(s.Relation)
 	if t == nil {
 		return nil
@@ -61,7 +61,7 @@ func (p *planner) triggerStmt(s *pg_query.CreateTrigStmt, dist []tableRef) *Stat
 // policyStmt plans CREATE POLICY and ALTER POLICY on a distributed table; nil for any
 // other statement. (It comes before coordinatorCode, which refuses policies over
 // distributed tables other than their own table.)
-func (p *planner) policyStmt(root protoreflect.Message, dist []tableRef) *Statement {
+func (p ddlPlanner) policyStmt(root protoreflect.Message, dist []tableRef) *Statement {
 	var rv *pg_query.RangeVar
 	tag := "CREATE POLICY"
 	switch s := root.Interface().(type) {
@@ -88,7 +88,7 @@ func (p *planner) policyStmt(root protoreflect.Message, dist []tableRef) *Statem
 
 // dropObjectStmt plans DROP SCHEMA ... CASCADE (ddlschema.go), DROP TRIGGER and DROP
 // POLICY of distributed tables; nil for any other statement.
-func (p *planner) dropObjectStmt(s *pg_query.DropStmt) *Statement {
+func (p ddlPlanner) dropObjectStmt(s *pg_query.DropStmt) *Statement {
 	if st := p.dropSchema(s); st != nil {
 		return st
 	}
@@ -120,7 +120,7 @@ func (p *planner) dropObjectStmt(s *pg_query.DropStmt) *Statement {
 
 // renameObjectStmt plans ALTER SCHEMA ... RENAME (ddlschema.go), ALTER TRIGGER ... RENAME
 // and ALTER POLICY ... RENAME of distributed tables; nil for any other statement.
-func (p *planner) renameObjectStmt(s *pg_query.RenameStmt) *Statement {
+func (p ddlPlanner) renameObjectStmt(s *pg_query.RenameStmt) *Statement {
 	if st := p.schemaRename(s); st != nil {
 		return st
 	}

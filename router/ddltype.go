@@ -13,7 +13,7 @@ import (
 // alterEnumStmt plans ALTER TYPE ... ADD VALUE and RENAME VALUE. Which distributed
 // tables use the enum the proxy finds in the catalog (DDLEnumName): the statement is a
 // schema change of those tables, applied to every worker holding their shards.
-func (p *planner) alterEnumStmt() *Statement {
+func (p ddlPlanner) alterEnumStmt() *Statement {
 	if !p.snap.HasTables() {
 		return nil
 	}
@@ -88,7 +88,7 @@ func DDLEnumOldLabel(sql string) string {
 // on the workers too, and must change there with the coordinator's. Which tables call
 // it the proxy finds in the catalog (DDLFunctionName); when none do, the statement is the
 // coordinator's alone.
-func (p *planner) createFunctionStmt(s *pg_query.CreateFunctionStmt) *Statement {
+func (p ddlPlanner) createFunctionStmt(s *pg_query.CreateFunctionStmt) *Statement {
 	if !s.Replace || s.IsProcedure || !p.snap.HasTables() {
 		return nil
 	}
