@@ -208,11 +208,19 @@ func (p ddlPlanner) ddlStmt(root protoreflect.Message, dist []tableRef) *Stateme
 	case *pg_query.CreateFunctionStmt:
 		return p.createFunctionStmt(s)
 	case *pg_query.CommentStmt:
-		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE && s.Objtype != pg_query.ObjectType_OBJECT_COLUMN {
+		switch s.Objtype {
+		case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_COLUMN, pg_query.ObjectType_OBJECT_TABCONSTRAINT:
+		case pg_query.ObjectType_OBJECT_INDEX:
+			// The proxy finds the index's table (DDLIndexNames).
+			if !p.snap.HasTables() {
+				return nil
+			}
+			return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "COMMENT", IndexLookup: true}
+		default:
 			return nil
 		}
 		names := stringList(s.Object)
-		if s.Objtype == pg_query.ObjectType_OBJECT_COLUMN && len(names) > 1 {
+		if s.Objtype != pg_query.ObjectType_OBJECT_TABLE && len(names) > 1 {
 			names = names[:len(names)-1]
 		}
 		rv := rangeVarOf(names)
@@ -223,7 +231,9 @@ func (p ddlPlanner) ddlStmt(root protoreflect.Message, dist []tableRef) *Stateme
 		if t == nil {
 			return nil
 		}
-		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "COMMENT", Tables: []uint32{t.OID}}
+		// A constraint's kind decides its name on the shards (DDLCatalog.Kinds).
+		return &Statement{Kind: DDL, Text: p.textTemplate(), Tag: "COMMENT", Tables: []uint32{t.OID},
+			DDLCatalog: s.Objtype == pg_query.ObjectType_OBJECT_TABCONSTRAINT}
 	}
 	return nil
 }
@@ -508,7 +518,8 @@ func alterCmdAllowed(t *metadata.Table, cmd *pg_query.AlterTableCmd) *pgerr.Erro
 		pg_query.AlterTableType_AT_SetStatistics, pg_query.AlterTableType_AT_SetStorage, pg_query.AlterTableType_AT_SetCompression,
 		pg_query.AlterTableType_AT_DropConstraint, pg_query.AlterTableType_AT_ValidateConstraint,
 		pg_query.AlterTableType_AT_ChangeOwner, pg_query.AlterTableType_AT_SetRelOptions, pg_query.AlterTableType_AT_ResetRelOptions,
-		pg_query.AlterTableType_AT_ReplicaIdentity, pg_query.AlterTableType_AT_SetLogged, pg_query.AlterTableType_AT_SetUnLogged:
+		pg_query.AlterTableType_AT_ReplicaIdentity, pg_query.AlterTableType_AT_SetLogged, pg_query.AlterTableType_AT_SetUnLogged,
+		pg_query.AlterTableType_AT_ClusterOn, pg_query.AlterTableType_AT_DropCluster:
 	case pg_query.AlterTableType_AT_AddConstraint:
 		c, ok := unwrap(cmd.Def).(*pg_query.Constraint)
 		if !ok {
@@ -744,6 +755,10 @@ func DDLIndexNames(sql string) (names []string, concurrent bool, err error) {
 		rel = s.Relation
 	case *pg_query.ReindexStmt: // REINDEX INDEX (ddlmaint.go)
 		rel = s.Relation
+	case *pg_query.CommentStmt: // COMMENT ON INDEX
+		if s.Objtype == pg_query.ObjectType_OBJECT_INDEX {
+			return []string{quote(stringList(s.Object))}, false, nil
+		}
 	}
 	if rel != nil {
 		return []string{quote(relParts(rel))}, false, nil
@@ -988,14 +1003,35 @@ func (r *rewriter) rewrite(root protoreflect.Message) (bool, error) {
 		// per shard the worker holds.
 		return true, nil
 	case *pg_query.CommentStmt:
+		parts := stringList(s.Object)
+		last := parts[len(parts)-1]
+		if s.Objtype == pg_query.ObjectType_OBJECT_INDEX {
+			name, err := r.suffix(last)
+			if err != nil {
+				return false, err
+			}
+			s.Object = stringNodes(t.Schema, name)
+			return true, nil
+		}
 		name, err := r.suffix(t.Name)
 		if err != nil {
 			return false, err
 		}
 		names := []string{t.Schema, name}
-		if s.Objtype == pg_query.ObjectType_OBJECT_COLUMN {
-			parts := stringList(s.Object)
-			names = append(names, parts[len(parts)-1])
+		switch s.Objtype {
+		case pg_query.ObjectType_OBJECT_COLUMN:
+			names = append(names, last)
+		case pg_query.ObjectType_OBJECT_TABCONSTRAINT:
+			kind := r.cat.Kinds[last]
+			switch {
+			case indexBacked(kind):
+				if last, err = r.suffix(last); err != nil {
+					return false, err
+				}
+			case kind == 'f' && !r.cat.ShardFKs[last], kind == 't':
+				return false, nil // not on the shards
+			}
+			names = append(names, last)
 		}
 		s.Object = stringNodes(names...)
 		return true, nil
@@ -1043,6 +1079,13 @@ func (r *rewriter) alterCmd(cmd *pg_query.AlterTableCmd) (bool, error) {
 			}
 			cmd.Name = name
 		}
+	case pg_query.AlterTableType_AT_ClusterOn:
+		// The shard's copy of the index.
+		name, err := r.suffix(cmd.Name)
+		if err != nil {
+			return false, err
+		}
+		cmd.Name = name
 	case pg_query.AlterTableType_AT_ReplicaIdentity:
 		if ri, ok := unwrap(cmd.Def).(*pg_query.ReplicaIdentityStmt); ok && ri.Name != "" {
 			name, err := r.suffix(ri.Name)

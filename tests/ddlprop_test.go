@@ -47,6 +47,11 @@ func tableDef(t testing.TB, conn *pgx.Conn, rel, suffix string) string {
 		WHERE conrelid = $1::regclass AND contype <> 'f' ORDER BY 1`)
 	q("acl", `SELECT coalesce(relacl::text, '') FROM pg_class WHERE oid = $1::regclass`)
 	q("comment", `SELECT coalesce(obj_description($1::regclass, 'pg_class'), '')`)
+	q("index comment", `SELECT c.relname, obj_description(i.indexrelid, 'pg_class') FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+		WHERE i.indrelid = $1::regclass AND obj_description(i.indexrelid, 'pg_class') IS NOT NULL ORDER BY 1`)
+	q("constraint comment", `SELECT conname, obj_description(oid, 'pg_constraint') FROM pg_constraint
+		WHERE conrelid = $1::regclass AND obj_description(oid, 'pg_constraint') IS NOT NULL ORDER BY 1`)
+	q("clustered", `SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = $1::regclass AND i.indisclustered`)
 	q("colcomment", `SELECT attname, col_description(attrelid, attnum) FROM pg_attribute
 		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND col_description(attrelid, attnum) IS NOT NULL ORDER BY 1`)
 	out := b.String()
@@ -118,6 +123,12 @@ func TestDDLPropagation(t *testing.T) {
 		"CREATE INDEX ON %[1]s (v)",
 		"CREATE INDEX %[1]s_ix ON %[1]s USING btree (note DESC) WHERE v > 2",
 		"CREATE UNIQUE INDEX %[1]s_ux ON %[1]s (k, v)",
+		"COMMENT ON INDEX %[1]s_ux IS 'an index'",
+		"COMMENT ON CONSTRAINT %[1]s_uq ON %[1]s IS 'a unique constraint'",
+		"COMMENT ON CONSTRAINT %[1]s_vpos ON %[1]s IS 'a check'",
+		"ALTER TABLE %[1]s CLUSTER ON %[1]s_ux",
+		"ALTER TABLE %[1]s SET WITHOUT CLUSTER",
+		"ALTER TABLE %[1]s CLUSTER ON %[1]s_uq",
 		"ALTER INDEX %[1]s_ix RENAME TO %[1]s_ix2",
 		"DROP INDEX %[1]s_ux",
 		"ALTER TABLE %[1]s RENAME CONSTRAINT %[1]s_vpos TO %[1]s_vnonneg",
