@@ -59,7 +59,7 @@ func (x *execution) dropTables(ctx context.Context) error {
 	for _, t := range tables {
 		for _, sh := range t.Shards {
 			for _, p := range sh.Placements {
-				byNode[p.Node] = append(byNode[p.Node], "DROP TABLE IF EXISTS "+router.ShardName(t.Schema, t.Name, sh.ID))
+				byNode[p.Node] = append(byNode[p.Node], router.ShardName(t.Schema, t.Name, sh.ID))
 			}
 		}
 	}
@@ -104,8 +104,8 @@ type shardDrops struct {
 	conns map[metadata.Node]workerConn
 }
 
-// dropShardTables runs each node's drops (cmds) in a transaction it leaves open, on the
-// nodes in parallel. A node that cannot be reached is reported in failed (its shard
+// dropShardTables drops each node's shard tables (byNode: their qualified names) in a
+// transaction it leaves open, on the nodes in parallel. A node that cannot be reached is reported in failed (its shard
 // tables stay, orphaned); any other error of a node's drop is returned, the first, and
 // the caller rolls back the others (end).
 func (x *execution) dropShardTables(ctx context.Context, byNode map[metadata.Node][]string) (drops *shardDrops, failed []string, err error) {
@@ -135,7 +135,9 @@ func (x *execution) dropShardTables(ctx context.Context, byNode map[metadata.Nod
 			defer wg.Done()
 			c := w.conn()
 			derr := x.running(c, func() error {
-				return c.Exec(ctx, "BEGIN; "+strings.Join(cmds, "; "))
+				// One statement: shards of tables that refer to each other (co-located
+				// foreign keys) go together, in any order, as in PostgreSQL.
+				return c.Exec(ctx, "BEGIN; DROP TABLE IF EXISTS "+strings.Join(cmds, ", "))
 			})
 			if derr == nil {
 				return

@@ -105,3 +105,26 @@ func TestForeignKeyRepair(t *testing.T) {
 		t.Fatal("SHOW DRIFT does not report a placement that lost its foreign key")
 	}
 }
+
+// TestDropTablesWithForeignKey: DROP TABLE naming a referenced table before the table
+// that refers to it drops both, as in PostgreSQL (the shard tables of both go in one
+// statement on each worker), outside and inside a block.
+func TestDropTablesWithForeignKey(t *testing.T) {
+	conn := connect(t)
+	for _, block := range []bool{false, true} {
+		ref, child := uniqueName("fkd_ref"), uniqueName("fkd_child")
+		distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY)", ref), ref, "id", 2, 2)
+		distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (rid bigint, id int)", child), child, "rid", 2, 2)
+		mustExec(t, conn, fmt.Sprintf("ALTER TABLE %s ADD FOREIGN KEY (rid) REFERENCES %s (id)", child, ref),
+			fmt.Sprintf("INSERT INTO %s VALUES (1), (2)", ref), fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", child))
+		drop := fmt.Sprintf("DROP TABLE %s, %s", ref, child)
+		if block {
+			mustExec(t, conn, "BEGIN", drop, "COMMIT")
+		} else {
+			mustExec(t, conn, drop)
+		}
+		if n := shardTablesLeft(t, ref) + shardTablesLeft(t, child); n != 0 {
+			t.Fatalf("block %v: %d shard tables left", block, n)
+		}
+	}
+}
