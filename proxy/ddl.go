@@ -229,14 +229,34 @@ func (x *execution) truncateIn(ctx context.Context) error {
 	if err := c.Exec(ctx, ownStatement(render(st.Text, in, nil, nil))); err != nil {
 		return err
 	}
-	var tasks []writeTask
+	// The tables whose co-located foreign keys refer to those truncated are truncated
+	// too: the coordinator's statement named them or said CASCADE (else it failed). Each
+	// shard table is truncated with CASCADE, as the worker would otherwise refuse to
+	// truncate a referenced shard apart from the shard that refers to it.
+	var tables []*metadata.Table
+	seen := map[uint32]bool{}
 	for _, oid := range st.Tables {
-		t := snap.TableByOID(oid)
-		if t == nil {
-			continue
+		if t := snap.TableByOID(oid); t != nil && !seen[oid] {
+			seen[oid] = true
+			tables = append(tables, t)
 		}
+	}
+	for i := 0; i < len(tables); i++ {
+		refs, err := x.referencingTables(ctx, tables[i].OID)
+		if err != nil {
+			return err
+		}
+		for _, r := range refs {
+			if !seen[r.OID] {
+				seen[r.OID] = true
+				tables = append(tables, r)
+			}
+		}
+	}
+	var tasks []writeTask
+	for _, t := range tables {
 		for _, sh := range t.Shards {
-			tasks = append(tasks, writeTask{shard: sh, sql: []byte("TRUNCATE TABLE " + router.ShardName(t.Schema, t.Name, sh.ID))})
+			tasks = append(tasks, writeTask{shard: sh, sql: []byte("TRUNCATE TABLE " + router.ShardName(t.Schema, t.Name, sh.ID) + " CASCADE")})
 		}
 	}
 	if len(tasks) == 0 {

@@ -128,3 +128,40 @@ func TestDropTablesWithForeignKey(t *testing.T) {
 		}
 	}
 }
+
+// TestTruncateWithForeignKey: TRUNCATE of a referenced distributed table together with
+// the table that refers to it, or with CASCADE, empties both on every placement, as in
+// PostgreSQL; alone and without CASCADE, PostgreSQL's 0A000 from the coordinator.
+func TestTruncateWithForeignKey(t *testing.T) {
+	conn := connect(t)
+	ref, child := uniqueName("fkt_ref"), uniqueName("fkt_child")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY)", ref), ref, "id", 2, 2)
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (rid bigint, id int)", child), child, "rid", 2, 2)
+	fill := func() {
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s SELECT g FROM generate_series(1, 10) g", ref),
+			fmt.Sprintf("INSERT INTO %s SELECT g, g FROM generate_series(1, 10) g", child))
+	}
+	mustExec(t, conn, fmt.Sprintf("ALTER TABLE %s ADD FOREIGN KEY (rid) REFERENCES %s (id)", child, ref))
+	fill()
+	wantError(t, conn, "TRUNCATE "+ref, "0A000", "")
+	for _, sql := range []string{
+		fmt.Sprintf("TRUNCATE %s, %s", ref, child),
+		fmt.Sprintf("TRUNCATE %s CASCADE", ref),
+	} {
+		mustExec(t, conn, sql)
+		for _, tbl := range []string{ref, child} {
+			for _, s := range shardsOf(t, tbl) {
+				for _, p := range s.places {
+					if n := queryString(t, connectServer(t, serverFor(p.port)), fmt.Sprintf("SELECT count(*) FROM %s_%d", tbl, s.id)); n != "0" {
+						t.Fatalf("%s: %s rows left in %s_%d on port %d", sql, n, tbl, s.id, p.port)
+					}
+				}
+			}
+		}
+		fill()
+	}
+	mustExec(t, conn, "BEGIN", fmt.Sprintf("TRUNCATE %s CASCADE", ref), "ROLLBACK")
+	if n := queryString(t, conn, "SELECT count(*) FROM "+child); n != "10" {
+		t.Fatalf("after a rolled-back TRUNCATE: %s rows", n)
+	}
+}
