@@ -266,6 +266,7 @@ func (ss *session) setStatement(ctx context.Context, x *execution, sql string, s
 	if err := ss.setBound(sql); err != nil {
 		return err
 	}
+	ss.noteCustomSettings(sql, set)
 	// A statement whose error the coordinator answered may have changed settings
 	// still (a multi-statement string): the settings are read back as after success.
 	ranErr := x.coordinatorStatement(ctx, sql)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"log/slog"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -102,6 +103,56 @@ type sessionSettings struct {
 	// connections (bounds.go).
 	settingsErr error
 	setDeps     settingsDeps
+	// customNames are the custom (placeholder) settings the session has SET or passed to
+	// set_config by name ("app.tenant"): PostgreSQL lists none of them in pg_settings, so
+	// refreshSettings asks for these by name (at most maxCustomSettings of them).
+	customNames map[string]struct{}
+}
+
+// maxCustomSettings bounds the custom settings names a session's refresh asks for.
+const maxCustomSettings = 256
+
+// setConfigName finds set_config calls with a literal name in a query's text.
+var setConfigName = regexp.MustCompile(`(?i)set_config\s*\(\s*'((?:[^']|'')+)'`)
+
+// noteCustomSettings remembers the custom settings (names with a dot) that a SET or
+// RESET statement (set) or a query calling set_config (sql) names, so that
+// refreshSettings reads them back. pgshard's own (pgshard.*) stay the proxy's.
+func (st *sessionSettings) noteCustomSettings(sql string, set *router.SetPlan) {
+	var names []string
+	if set != nil {
+		names = append(names, set.Variable())
+	} else {
+		for _, m := range setConfigName.FindAllStringSubmatch(sql, -1) {
+			names = append(names, strings.ToLower(strings.ReplaceAll(m[1], "''", "'")))
+		}
+	}
+	for _, n := range names {
+		if !strings.Contains(n, ".") || strings.HasPrefix(n, "pgshard.") || len(st.customNames) >= maxCustomSettings {
+			continue
+		}
+		if st.customNames == nil {
+			st.customNames = map[string]struct{}{}
+		}
+		st.customNames[n] = struct{}{}
+	}
+}
+
+// customSettingsQuery is the part of refreshSettings' query that reads the custom
+// settings named in customNames that are not in pg_settings (placeholders), "" for none.
+func (st *sessionSettings) customSettingsQuery() string {
+	if len(st.customNames) == 0 {
+		return ""
+	}
+	lits := make([]string, 0, len(st.customNames))
+	for n := range st.customNames {
+		lits = append(lits, router.QuoteLiteral(n))
+	}
+	sort.Strings(lits)
+	return `
+		UNION ALL SELECT n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[` + strings.Join(lits, ", ") + `]::pg_catalog.text[]) n
+			WHERE pg_catalog.current_setting(n, true) IS NOT NULL
+			  AND NOT EXISTS (SELECT FROM pg_catalog.pg_settings s WHERE s.name OPERATOR(pg_catalog.=) n)`
 }
 
 // settingsDeps are what the settings read of the rest of the session, wired when it is
@@ -220,7 +271,8 @@ func (st *sessionSettings) refreshSettings(ctx context.Context) {
 		WHERE source OPERATOR(pg_catalog.=) 'session' AND name OPERATOR(pg_catalog.!~~) 'transaction\_%' AND name OPERATOR(pg_catalog.<>) 'application_name'
 		UNION ALL SELECT 'role', pg_catalog.current_setting('role') WHERE pg_catalog.current_setting('role') OPERATOR(pg_catalog.<>) 'none'
 		UNION ALL SELECT 'session_authorization', pg_catalog.current_setting('session_authorization')
-			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(*st.setDeps.user))
+			WHERE pg_catalog.current_setting('session_authorization') OPERATOR(pg_catalog.<>) `+router.QuoteLiteral(*st.setDeps.user)+
+		st.customSettingsQuery())
 	if err != nil {
 		st.setDeps.log.Warn("could not read session settings", "err", err)
 		st.settingsDirty = true

@@ -252,8 +252,8 @@ BEGIN
 END
 $$;
 
--- refuse_unpropagated_drop (sql_drop): a distributed table or one of its indexes, triggers
--- or policies dropped (DROP TABLE, DROP INDEX, DROP TRIGGER, DROP POLICY, DROP SCHEMA ...
+-- refuse_unpropagated_drop (sql_drop): a distributed table or one of its indexes, triggers,
+-- policies or constraints dropped (DROP TABLE, DROP INDEX, DROP TRIGGER, DROP POLICY, DROP SCHEMA ...
 -- CASCADE, DROP OWNED ...) without pgshard, which would leave the table's metadata and
 -- shard tables (or the shards' index, trigger or policy) behind.
 CREATE OR REPLACE FUNCTION pgs_distribution_metadata.refuse_unpropagated_drop() RETURNS event_trigger
@@ -280,12 +280,16 @@ BEGIN
 	  AND NOT pgs_distribution_metadata.ddl_authorized(x.rel)
 	LIMIT 1;
 	IF rel IS NULL THEN
-		-- A trigger or policy of a distributed table (its table is still there).
+		-- A trigger, policy or constraint of a distributed table (its table is still there):
+		-- a constraint also goes with a function, type or table it depends on (DROP
+		-- FUNCTION ... CASCADE of a CHECK's function, DROP TABLE ... CASCADE of a table a
+		-- foreign key refers to).
 		SELECT x.rel, d.object_identity, d.object_type INTO rel, obj, kind
 		FROM pg_catalog.pg_event_trigger_dropped_objects() d
 		CROSS JOIN LATERAL (SELECT pg_catalog.to_regclass(pg_catalog.quote_ident(d.address_names[1]) OPERATOR(pg_catalog.||) '.'
 		                                                  OPERATOR(pg_catalog.||) pg_catalog.quote_ident(d.address_names[2])) AS rel) x
-		WHERE d.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass)
+		WHERE d.classid IN ('pg_catalog.pg_trigger'::pg_catalog.regclass, 'pg_catalog.pg_policy'::pg_catalog.regclass,
+		                    'pg_catalog.pg_constraint'::pg_catalog.regclass)
 		  AND pg_catalog.array_length(d.address_names, 1) = 3
 		  -- pgshard's own triggers on the prototypes are the coordinator's alone (a proxy
 		  -- adds them again when it starts).
