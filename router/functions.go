@@ -230,6 +230,13 @@ func (p *planner) inlineCalls(funcs []funcRef) *Statement {
 		if Functions[f.name].Result == 0 || len(c.Args) != 1 || c.AggStar || c.AggDistinct || len(c.AggOrder) > 0 || c.Over != nil || c.FuncVariadic || c.AggFilter != nil {
 			return nil
 		}
+		// A call in FROM (SELECT * FROM pgshard_table_size('t')) would leave its value, a
+		// literal, where PostgreSQL reads a table: not inlined (refused below, 0A000).
+		for _, fr := range f.path {
+			if _, inFrom := fr.msg.Interface().(*pg_query.RangeFunction); inFrom {
+				return nil
+			}
+		}
 		constant := true
 		walk(c.Args[0].ProtoReflect(), func(m protoreflect.Message, _ []frame) bool {
 			switch n := m.Interface().(type) {

@@ -98,3 +98,26 @@ func TestHunt2CustomSettingPolicy(t *testing.T) {
 	}
 	wantError(t, a1, fmt.Sprintf("INSERT INTO %s VALUES (100, 'b')", table), "42501", "")
 }
+
+// TestHunt2SizeFunctionInFrom: PostgreSQL accepts a size function in FROM (SELECT * FROM
+// pg_table_size('t')). pgshard put the computed size, a literal, in place of the call
+// and sent the coordinator "SELECT * FROM '65536'": the client got 42601 syntax error at
+// or near "'65536'", text it never wrote. pgshard refuses the form with 0A000 instead,
+// and keeps answering it in the select list.
+func TestHunt2SizeFunctionInFrom(t *testing.T) {
+	conn := connect(t)
+	table := uniqueName("h2sf")
+	t.Cleanup(func() { connect(t).Exec(context.Background(), "DROP TABLE IF EXISTS "+table) })
+	distribute(t, conn, "CREATE TABLE "+table+" (id int PRIMARY KEY, v text)", table, "id", 2, 2)
+	mustExec(t, conn, "INSERT INTO "+table+" SELECT i, 'x' FROM generate_series(1, 50) i")
+	for _, q := range []string{
+		"SELECT * FROM pgshard_table_size('%s')",
+		"SELECT s FROM citus_total_relation_size('%s') AS s",
+		"SELECT x FROM pgshard_estimated_rows('%s') s(x)",
+	} {
+		wantError(t, conn, fmt.Sprintf(q, table), "0A000", "")
+	}
+	if got := queryString(t, conn, fmt.Sprintf("SELECT (pgshard_table_size('%s') > 0)::text FROM generate_series(1, 2) LIMIT 1", table)); got != "true" {
+		t.Fatalf("size in the select list: %s", got)
+	}
+}
