@@ -91,6 +91,9 @@ func TestHunt2CustomSettingPolicy(t *testing.T) {
 	same(a2, "set_config", "2,4,6,8,10")
 	mustExec(t, a2, "RESET app.tenant")
 	same(a2, "RESET", "")
+	// A new session of the role, on pooled worker connections the others used, has no
+	// tenant.
+	same(connectAs(t, env.P, app), "a new session", "")
 	// Writes follow the same policy.
 	mustExec(t, a1, fmt.Sprintf("UPDATE %s SET tenant = tenant", table))
 	if n := queryString(t, a1, fmt.Sprintf("WITH u AS (UPDATE %s SET tenant = tenant RETURNING 1) SELECT count(*)::text FROM u", plain)); n != "5" {
