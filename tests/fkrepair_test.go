@@ -165,3 +165,21 @@ func TestTruncateWithForeignKey(t *testing.T) {
 		t.Fatalf("after a rolled-back TRUNCATE: %s rows", n)
 	}
 }
+
+// TestDropReferencedTable: DROP TABLE of a distributed table that another one's foreign
+// key refers to gets PostgreSQL's 2BP01, and DROP TABLE ... CASCADE pgshard's clear 0A000
+// (it would drop the other table's constraint too); both leave everything as it was.
+func TestDropReferencedTable(t *testing.T) {
+	conn := connect(t)
+	ref, child := uniqueName("fkc_ref"), uniqueName("fkc_child")
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (id bigint PRIMARY KEY)", ref), ref, "id", 2, 2)
+	distribute(t, conn, fmt.Sprintf("CREATE TABLE %s (rid bigint, id int)", child), child, "rid", 2, 2)
+	mustExec(t, conn, fmt.Sprintf("ALTER TABLE %s ADD FOREIGN KEY (rid) REFERENCES %s (id)", child, ref),
+		fmt.Sprintf("INSERT INTO %s VALUES (1), (2)", ref), fmt.Sprintf("INSERT INTO %s VALUES (1, 1), (2, 2)", child))
+	wantError(t, conn, "DROP TABLE "+ref, "2BP01", "")
+	wantError(t, conn, fmt.Sprintf("DROP TABLE %s CASCADE", ref), "0A000", "")
+	checkMigrated(t, []string{"public." + ref, "public." + child})
+	if n := shardTablesLeft(t, ref); n != 4 {
+		t.Fatalf("%d shard tables of the referenced table, want 4", n)
+	}
+}
