@@ -12,28 +12,33 @@ import (
 	"github.com/pgshard/pgshard/tests/testproxy"
 )
 
+// catalogRows writes the rows of a catalog query about relation rel ($1) to b, one line
+// each, prefixed with label.
+func catalogRows(t testing.TB, conn *pgx.Conn, b *strings.Builder, rel, label, sql string) {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, rel)
+	if err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(b, "%s %v\n", label, vals)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", label, err)
+	}
+}
+
 // tableDef is a relation's definition as the catalog has it, with shard suffixes taken
 // out: what every placement must share with the coordinator's table.
 func tableDef(t testing.TB, conn *pgx.Conn, rel, suffix string) string {
 	t.Helper()
-	ctx := context.Background()
 	var b strings.Builder
-	q := func(label, sql string) {
-		rows, err := conn.Query(ctx, sql, rel)
-		if err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s %v\n", label, vals)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-	}
+	q := func(label, sql string) { catalogRows(t, conn, &b, rel, label, sql) }
 	q("column", `SELECT attname, format_type(atttypid, atttypmod), atttypmod, attnotnull, attstattarget, attstorage, attgenerated FROM pg_attribute
 		WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`)
 	q("default", `SELECT a.attname, pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d

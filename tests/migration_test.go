@@ -39,25 +39,9 @@ type migrationStep struct {
 // suffix in strip taken out.
 func fullDef(t testing.TB, conn *pgx.Conn, rel string, strip *regexp.Regexp) string {
 	t.Helper()
-	ctx := context.Background()
 	var b strings.Builder
 	b.WriteString(tableDef(t, conn, rel, ""))
-	q := func(label, sql string) {
-		rows, err := conn.Query(ctx, sql, rel)
-		if err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-		for rows.Next() {
-			vals, err := rows.Values()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, "%s %v\n", label, vals)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("%s: %v", label, err)
-		}
-	}
+	q := func(label, sql string) { catalogRows(t, conn, &b, rel, label, sql) }
 	q("foreign key", `SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
 		WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY 1`)
 	q("trigger", `SELECT tgname, pg_get_triggerdef(oid), tgenabled FROM pg_trigger
