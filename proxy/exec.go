@@ -124,10 +124,6 @@ func (x *execution) run(ctx context.Context) error {
 				ss.srv.stats.xacts.Add(1)
 			}()
 		}
-		if ss.ddlReload {
-			// The block changed distributed tables' definitions (ddlprop.go).
-			defer ss.reloadAfterDDL(ctx)
-		}
 		if st.Kind == router.Commit {
 			return ss.txn.commit(ctx)
 		}

@@ -160,11 +160,20 @@ func implicitBlock(batch *router.Batch) bool {
 	}
 	for _, st := range batch.Stmts {
 		control := st.Kind == router.Begin && !st.HasOptions || st.Kind == router.Commit || st.Kind == router.Rollback
-		if !st.Blockable() && !control {
+		if !inImplicitBlock(st) && !control {
 			return false
 		}
 	}
 	return true
+}
+
+// inImplicitBlock reports whether a statement runs inside the implicit transaction block
+// of a multi-statement string or a pipeline: a blockable statement, or a schema change
+// of distributed tables that runs in a transaction block (not one of the maintenance
+// forms, nor a rename of a table or schema), so that a later failure undoes it as in
+// PostgreSQL.
+func inImplicitBlock(st *router.Statement) bool {
+	return st.Blockable() || st.Kind == router.DDL && st.Maint == nil && !st.RenamesTable
 }
 
 // planStale reports whether a plan made with snap and sess may be out of date: the

@@ -669,10 +669,11 @@ func (t *txnState) pipelineBlock(ctx context.Context, st *router.Statement) erro
 		// ROLLBACK undoes the implicit block (and AND CHAIN, an error there, aborts it).
 		t.failBlock()
 	}
-	if t.pipelineTx && !st.Blockable() {
+	if t.pipelineTx && !inImplicitBlock(st) {
 		return t.endPipelineBlock(ctx)
 	}
-	if t.tx != txIdle || !st.OpensPipelineBlock() || !t.host.moreBeforeSync() {
+	opens := st.OpensPipelineBlock() || st.Kind == router.DDL && inImplicitBlock(st)
+	if t.tx != txIdle || !opens || !t.host.moreBeforeSync() {
 		return nil
 	}
 	t.beginBlock("BEGIN")
@@ -715,6 +716,11 @@ func (ss *session) blockUndone(ctx context.Context, ended bool) {
 		ss.srv.namesEpoch.Add(1)
 	}
 	ss.txNames, ss.txNamesOwn = false, false
+	if ss.ddlReload {
+		// The block changed distributed tables' definitions (ddlprop.go): an implicit
+		// block of a string or pipeline too, which no COMMIT ends.
+		ss.reloadAfterDDL(ctx)
+	}
 	if ss.settingsDirty {
 		// SET LOCAL and rolled-back SETs end with the block (and a SET ROLE with them).
 		ss.privOK = nil

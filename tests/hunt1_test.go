@@ -25,7 +25,7 @@ func hunt1Same(t *testing.T, conn *pgx.Conn, dist, plain string) {
 	if got, want := coordColumns(t, dist), coordColumns(t, plain); got != want {
 		t.Errorf("%s has columns %s, the plain PostgreSQL table %s", dist, got, want)
 	}
-	checkMigrated(t, []string{dist})
+	checkMigrated(t, []string{"public." + dist})
 	if d := showDrift(t, conn, dist); len(d) != 0 {
 		t.Errorf("SHOW DRIFT %s: %v", dist, d)
 	}
@@ -42,6 +42,16 @@ func TestHunt1MultiStatementDDLAtomic(t *testing.T) {
 	for _, tbl := range []string{dist, plain} {
 		wantError(t, conn, fmt.Sprintf("ALTER TABLE %[1]s ADD COLUMN z int; ALTER TABLE %[1]s ADD COLUMN z int", tbl), "42701", "")
 		wantError(t, conn, fmt.Sprintf("ALTER TABLE %[1]s ADD COLUMN y int; CREATE INDEX ON %[1]s (y); INSERT INTO %[1]s (k, nosuch) VALUES ('a', 1)", tbl), "42703", "")
+	}
+	hunt1Same(t, conn, dist, plain)
+	// A string that succeeds applies everywhere, and the session plans with the new
+	// definition afterwards.
+	for _, tbl := range []string{dist, plain} {
+		mustExec(t, conn, fmt.Sprintf("ALTER TABLE %[1]s ADD COLUMN w int DEFAULT 7; INSERT INTO %[1]s (k, w) VALUES ('b', 8); CREATE INDEX ON %[1]s (w)", tbl))
+		mustExec(t, conn, fmt.Sprintf("INSERT INTO %s VALUES ('c', 1, 9)", tbl))
+		if s := queryString(t, conn, fmt.Sprintf("SELECT string_agg(k || w, ',' ORDER BY k) FROM %s", tbl)); s != "b8,c9" {
+			t.Errorf("%s: %s, want b8,c9", tbl, s)
+		}
 	}
 	hunt1Same(t, conn, dist, plain)
 }
