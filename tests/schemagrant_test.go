@@ -17,9 +17,7 @@ func TestSchemaGrantPropagation(t *testing.T) {
 	role := unprivilegedRole(t, "sg_role")
 	early := unprivilegedRole(t, "sg_early")
 	schema := uniqueName("sg_schema")
-	// Named "t": pgshard's own functions use that alias, which once made the table
-	// look referenced by them and refused its distribution.
-	table := schema + ".t"
+	table := schema + ".sg_t"
 	// A grant made before the table is distributed reaches the schema the shards'
 	// creation makes on the workers.
 	mustExec(t, owner, "CREATE SCHEMA "+schema, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", schema, early))
@@ -65,5 +63,20 @@ func TestSchemaGrantPropagation(t *testing.T) {
 		if !has {
 			t.Errorf("worker %s: %s lacks USAGE on %s granted before distribution", w.Name, early, schema)
 		}
+	}
+}
+
+// TestOwnFunctionsNotTableUsers: a table named like an alias in pgshard's own functions
+// ("t") is not taken for one they refer to (which once refused its distribution: those
+// functions are never a table's users). Other tests' functions may name "t", so only
+// pgshard's own are looked for.
+func TestOwnFunctionsNotTableUsers(t *testing.T) {
+	conn := connect(t)
+	schema := uniqueName("own_fn")
+	mustExec(t, conn, "CREATE SCHEMA "+schema, fmt.Sprintf("CREATE TABLE %s.t (k int)", schema))
+	got := queryString(t, connectServer(t, env.C.Coordinator), fmt.Sprintf(
+		"SELECT count(*) FROM pgs_distribution_metadata.prototype_users('%s.t'::regclass) u WHERE u LIKE '%%pgs\\_%%'", schema))
+	if got != "0" {
+		t.Fatalf("%s of pgshard's own functions are taken for users of a table named t", got)
 	}
 }

@@ -45,6 +45,12 @@ BEGIN
 	IF NOT EXISTS (SELECT 1 FROM pgs_distribution_metadata.partition) THEN
 		RETURN;
 	END IF;
+	-- An object nothing depends on (a function just created) needs no more look.
+	IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger_ddl_commands() c
+	               WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+	                             WHERE d.refclassid = c.classid AND d.refobjid = c.objid AND d.deptype = 'n')) THEN
+		RETURN;
+	END IF;
 	SELECT r, c.command_tag, pg_catalog.pg_describe_object(c.classid, c.objid, 0) INTO rel, tag, obj
 	FROM pg_catalog.pg_event_trigger_ddl_commands() c,
 	     LATERAL pgs_distribution_metadata.dependent_tables(c.classid, c.objid) r

@@ -215,7 +215,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	WHERE cls = 'pg_catalog.pg_proc'::pg_catalog.regclass AND f.oid = obj AND f.prosqlbody IS NULL
 	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
 	  AND f.pronamespace NOT IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname IN ('pgs_distribution_metadata', 'pgs_distribute', 'pgs_commit'))
-	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
+	  -- strpos first: a regular expression per distributed table and function is slow.
+	  AND CASE WHEN pg_catalog.strpos(pg_catalog.lower(f.prosrc), pg_catalog.lower(c.relname::pg_catalog.text)) > 0
+	           THEN pgs_distribution_metadata.names_relation(f.prosrc, c.relname) ELSE false END
 	LIMIT 1
 $$;
 
@@ -237,7 +239,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 	WHERE c.oid = rel AND f.oid >= 16384 AND f.prosqlbody IS NULL
 	  AND f.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
 	  AND f.pronamespace NOT IN (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname IN ('pgs_distribution_metadata', 'pgs_distribute', 'pgs_commit'))
-	  AND pgs_distribution_metadata.names_relation(f.prosrc, c.relname)
+	  -- strpos first: a regular expression per distributed table and function is slow.
+	  AND CASE WHEN pg_catalog.strpos(pg_catalog.lower(f.prosrc), pg_catalog.lower(c.relname::pg_catalog.text)) > 0
+	           THEN pgs_distribution_metadata.names_relation(f.prosrc, c.relname) ELSE false END
 	ORDER BY 1
 $$;
 
