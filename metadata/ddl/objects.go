@@ -161,16 +161,16 @@ SELECT json_build_object(
 
 type (
 	jsonObjects struct {
-		Types     []jsonType    `json:"types"`
+		Types     []jsonType `json:"types"`
 		Functions []struct {
 			Sig    string  `json:"sig"`
 			Schema string  `json:"schema"`
 			Def    *string `json:"def"`
 		} `json:"functions"`
-		Triggers  []jsonTrigger `json:"triggers"`
-		Policies  []jsonPolicy  `json:"policies"`
-		RLS       bool          `json:"rls"`
-		ForceRLS  bool          `json:"force_rls"`
+		Triggers []jsonTrigger `json:"triggers"`
+		Policies []jsonPolicy  `json:"policies"`
+		RLS      bool          `json:"rls"`
+		ForceRLS bool          `json:"force_rls"`
 	}
 	jsonTrigger struct {
 		QName   string  `json:"qname"`
