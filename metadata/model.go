@@ -376,23 +376,11 @@ func (s *Snapshot) WithTables(tables []*Table) *Snapshot {
 		added[t.OID] = true
 	}
 	for _, t := range s.tables {
-		if added[t.OID] {
-			continue
+		if !added[t.OID] {
+			all = append(all, t)
 		}
-		nt := *t
-		nt.Shards = append([]*Shard(nil), t.Shards...)
-		all = append(all, &nt)
 	}
-	for _, t := range tables {
-		nt := *t
-		nt.Shards = append([]*Shard(nil), t.Shards...)
-		all = append(all, &nt)
-	}
-	ns := NewSnapshot(append([]Node(nil), s.Nodes...), all)
-	ns.aggregates = s.aggregates
-	ns.DefaultByteOrder = s.DefaultByteOrder
-	ns.Generation, ns.patched, ns.patches = s.Generation, s.patched, s.patches
-	return ns
+	return s.replaceTables(append(all, tables...))
 }
 
 // WithoutTables returns a copy of s without the tables of the given OIDs: a session's own
@@ -408,10 +396,20 @@ func (s *Snapshot) WithoutTables(oids []uint32) *Snapshot {
 	all := make([]*Table, 0, len(s.tables))
 	for _, t := range s.tables {
 		if !gone[t.OID] {
-			nt := *t
-			nt.Shards = append([]*Shard(nil), t.Shards...)
-			all = append(all, &nt)
+			all = append(all, t)
 		}
+	}
+	return s.replaceTables(all)
+}
+
+// replaceTables is a copy of s with tables (copied: their shard lists are the copy's) as
+// its tables.
+func (s *Snapshot) replaceTables(tables []*Table) *Snapshot {
+	all := make([]*Table, 0, len(tables))
+	for _, t := range tables {
+		nt := *t
+		nt.Shards = append([]*Shard(nil), t.Shards...)
+		all = append(all, &nt)
 	}
 	ns := NewSnapshot(append([]Node(nil), s.Nodes...), all)
 	ns.aggregates = s.aggregates

@@ -37,14 +37,7 @@ func (x *execution) enumTables(ctx context.Context, name string) ([]*ddlWork, er
 	if err != nil {
 		return nil, err
 	}
-	var work []*ddlWork
-	for _, r := range rows {
-		oid, _ := strconv.ParseUint(string(r[0]), 10, 32)
-		if t := x.snap.TableByOID(uint32(oid)); t != nil {
-			work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{}})
-		}
-	}
-	return work, nil
+	return x.distributedWork(rows), nil
 }
 
 // shardStatements adapts the shard statements of a schema change: the objects the
@@ -147,6 +140,12 @@ func (x *execution) functionTables(ctx context.Context, schema, name string) ([]
 	if err != nil {
 		return nil, err
 	}
+	return x.distributedWork(rows), nil
+}
+
+// distributedWork is the DDL work of the distributed tables among rows (a relation OID
+// in each row's first column).
+func (x *execution) distributedWork(rows [][][]byte) []*ddlWork {
 	var work []*ddlWork
 	for _, r := range rows {
 		oid, _ := strconv.ParseUint(string(r[0]), 10, 32)
@@ -154,5 +153,5 @@ func (x *execution) functionTables(ctx context.Context, schema, name string) ([]
 			work = append(work, &ddlWork{t: t, cat: &router.DDLCatalog{}})
 		}
 	}
-	return work, nil
+	return work
 }
